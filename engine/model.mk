@@ -1,0 +1,1 @@
+## engine/model (rules added with the module)

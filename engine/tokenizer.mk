@@ -1,0 +1,1 @@
+## engine/tokenizer (rules added with the module)

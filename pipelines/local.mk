@@ -1,0 +1,16 @@
+## pipelines/: study and benchmark Makefiles
+
+# demo: the extract -> render pipeline on the bundled samples.
+DEMO_OUT = out/demo
+demo: $(DEMO_OUT)/conversations.jsonl
+$(DEMO_OUT)/trajectories.jsonl: $(srcdir)/samples/trajectories.jsonl tools/traj-extract$(EXEEXT)
+	@$(MKDIR_P) $(DEMO_OUT)
+	$(AM_V_GEN)tools/traj-extract $(srcdir)/samples/trajectories.jsonl >$@.tmp && mv $@.tmp $@
+$(DEMO_OUT)/conversations.jsonl: $(DEMO_OUT)/trajectories.jsonl $(srcdir)/samples/agent.yaml tools/prompt-render$(EXEEXT)
+	$(AM_V_GEN)tools/prompt-render --config $(srcdir)/samples/agent.yaml $(DEMO_OUT)/trajectories.jsonl >$@.tmp && mv $@.tmp $@
+	@echo "demo: wrote $@ ($$(wc -l <$@) conversations)"
+.PHONY: demo
+clean-local: clean-demo
+clean-demo:
+	rm -rf out
+.PHONY: clean-demo

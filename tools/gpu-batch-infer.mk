@@ -1,0 +1,1 @@
+## tools/gpu-batch-infer (rules added with the tool)

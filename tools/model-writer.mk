@@ -1,0 +1,1 @@
+## tools/model-writer (rules added with the tool)

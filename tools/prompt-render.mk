@@ -1,0 +1,1 @@
+## tools/prompt-render (rules added with the tool)

@@ -1,0 +1,1 @@
+## tools/traj-extract (rules added with the tool)

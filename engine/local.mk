@@ -9,3 +9,4 @@ ENGINE_LIBS = engine/libengine.a $(PCRE2_LIBS) $(UTF8PROC_LIBS) $(JANSSON_LIBS)
 
 include engine/tokenizer.mk
 include engine/model.mk
+include engine/sched.mk

@@ -1,0 +1,9 @@
+## engine/: KV page allocator, radix prefix cache, scheduler.
+engine_libengine_a_SOURCES += \
+	engine/pages.h engine/pages.c \
+	engine/radix.h engine/radix.c
+
+check_PROGRAMS += tests/test-radix
+tests_test_radix_SOURCES = tests/test-radix.c
+tests_test_radix_LDADD = $(ENGINE_LIBS)
+TESTS += tests/test-radix

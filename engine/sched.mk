@@ -7,3 +7,9 @@ check_PROGRAMS += tests/test-radix
 tests_test_radix_SOURCES = tests/test-radix.c
 tests_test_radix_LDADD = $(ENGINE_LIBS)
 TESTS += tests/test-radix
+engine_libengine_a_SOURCES += engine/sched.h engine/sched.c
+
+check_PROGRAMS += tests/test-sched
+tests_test_sched_SOURCES = tests/test-sched.c
+tests_test_sched_LDADD = $(ENGINE_LIBS)
+TESTS += tests/test-sched

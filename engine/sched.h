@@ -1,0 +1,156 @@
+/*
+ * sched.h: the continuous-batching scheduler.
+ *
+ * Requests (a prompt of token ids and how many tokens to generate) are
+ * submitted at any time; each eng_sched_step() builds one batch that mixes
+ * one decode token for every running request with prefill chunks of new or
+ * partly prefilled requests, up to chunked_prefill_size prompt tokens, runs
+ * the model once through a step function, and hands out the produced tokens
+ * through callbacks.  Prompts are matched against the radix prefix cache
+ * first, so only the uncached part is computed; a finished request inserts
+ * its tokens for the next turn to hit.
+ *
+ * Memory: the KV pool has a fixed number of pages.  When a decode token
+ * needs a page and none is free, unlocked cache is evicted, then the newest
+ * running request is retracted (its pages freed, itself requeued to be
+ * recomputed later).  A request fails for lack of memory only when it could
+ * not fit even alone; that, and a prompt longer than the context, is
+ * refused at submission with ENG_E_RANGE.
+ *
+ * The scheduler knows nothing of the model: the step function does the
+ * forward pass and the sampling, on whatever backend.
+ */
+#ifndef TRAJBENCH_ENG_SCHED_H
+#define TRAJBENCH_ENG_SCHED_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/error.h"
+
+enum eng_sched_policy {
+	ENG_SCHED_POLICY_FCFS = 0, /* first come, first served */
+	ENG_SCHED_POLICY_LPM = 1,  /* longest cached prefix first */
+};
+
+struct eng_sched_params {
+	int32_t page_size;            /* tokens per KV page */
+	int32_t n_pages;              /* pages in the KV pool */
+	int32_t chunked_prefill_size; /* prompt tokens per step, all requests together */
+	int32_t max_running_requests; /* 0: bounded by memory only */
+	int32_t max_context;          /* prompt + output tokens per request */
+	enum eng_sched_policy policy;
+	bool disable_radix_cache;
+};
+
+void eng_sched_default_params(struct eng_sched_params *p);
+
+/* Sampling of one request.  The random stream of a request depends only on
+ * its seed and on how many tokens it has generated, never on the batch. */
+struct eng_sampling {
+	float temperature; /* 0: greedy */
+	int32_t top_k;     /* 0: off */
+	float top_p;       /* 1: off */
+	uint64_t seed;
+};
+
+/* One sequence of a step: n_tokens new tokens at positions
+ * [start_pos, start_pos + n_tokens); the KV of [0, start_pos) is already in
+ * its pages, and the new tokens' KV goes into them too.  page ids cover
+ * [0, start_pos + n_tokens). */
+struct eng_step_seq {
+	const int32_t *tokens;    /* (n_tokens) */
+	int32_t n_tokens;
+	int32_t start_pos;
+	const int32_t *pages;     /* (n_pages) block table */
+	int32_t n_pages;
+	bool want_token;          /* sample a token after the last new one */
+	const struct eng_sampling *sampling;
+	int32_t n_generated;      /* tokens generated so far: the sampling counter */
+};
+
+/* Runs the model on the batch and writes, for every sequence with
+ * want_token, the sampled next token into next[i] (others: -1).  Returns 0
+ * or a negative ENG_E_* with err filled; a failed step fails the requests
+ * of that batch, not the scheduler. */
+typedef int (*eng_step_fn)(void *ctx, const struct eng_step_seq *seqs, int32_t n_seqs,
+			   int32_t *next, struct eng_error *err);
+
+enum eng_finish {
+	ENG_FINISH_LENGTH = 0, /* max_new_tokens reached */
+	ENG_FINISH_STOP = 1,   /* a stop token was produced */
+	ENG_FINISH_ABORT = 2,  /* cancelled */
+	ENG_FINISH_ERROR = 3,  /* the step failed */
+};
+
+struct eng_request_params {
+	const int32_t *prompt;        /* (prompt_len), copied at submission */
+	int32_t prompt_len;
+	int32_t max_new_tokens;
+	bool ignore_eos;              /* generate exactly max_new_tokens */
+	const int32_t *forced_output; /* (max_new_tokens) or NULL: tokens to emit in
+				       * place of the sampled ones (replay of a
+				       * recorded reply); the model still runs */
+	struct eng_sampling sampling;
+	void *user;                   /* handed back in callbacks */
+};
+
+struct eng_request_result {
+	enum eng_finish finish;
+	const int32_t *output;        /* (n_output) generated tokens */
+	int32_t n_output;
+	int32_t prompt_len;
+	int32_t cached_tokens;        /* prompt tokens found in the prefix cache */
+	int32_t n_retractions;
+	const char *error;            /* for ENG_FINISH_ERROR, else NULL */
+};
+
+struct eng_sched_callbacks {
+	/* A request produced its index-th token (0-based). */
+	void (*on_token)(void *user, int32_t token, int32_t index);
+	/* A request is done; result valid during the call only.  After this
+	 * the scheduler forgets the request. */
+	void (*on_finish)(void *user, const struct eng_request_result *result);
+};
+
+struct eng_sched_stats {
+	int32_t n_running, n_waiting;
+	int64_t n_steps;
+	int64_t prompt_tokens;     /* of admitted requests */
+	int64_t cached_tokens;     /* of those found in the cache */
+	int64_t computed_tokens;   /* prompt tokens actually prefilled */
+	int64_t n_retractions;
+	size_t free_pages, cached_pages;
+	int32_t last_batch_seqs, last_batch_tokens;
+};
+
+struct eng_sched;
+
+int eng_sched_create(const struct eng_sched_params *p, const int32_t *stop_ids, int32_t n_stop,
+		     eng_step_fn step, void *step_ctx, const struct eng_sched_callbacks *cb,
+		     struct eng_sched **out, struct eng_error *err);
+void eng_sched_free(struct eng_sched *s);
+
+/* Queues a request.  Returns a request id >= 0, or ENG_E_RANGE (too long
+ * for the context, or more pages than the whole pool), ENG_E_INVALID, or
+ * ENG_E_NOMEM, with err filled. */
+int eng_sched_submit(struct eng_sched *s, const struct eng_request_params *p,
+		     struct eng_error *err);
+
+/* Cancels a request by id (finishes it with ENG_FINISH_ABORT at the next
+ * step).  Unknown ids are ignored: the request may have just finished. */
+void eng_sched_cancel(struct eng_sched *s, int id);
+
+/* Runs one batch.  Returns the number of sequences run (0 when there was
+ * nothing to do), or a negative ENG_E_* when the step function failed (the
+ * batch's requests were finished with ENG_FINISH_ERROR; the scheduler can
+ * go on). */
+int eng_sched_step(struct eng_sched *s, struct eng_error *err);
+
+/* True while requests are waiting or running. */
+bool eng_sched_busy(const struct eng_sched *s);
+
+void eng_sched_get_stats(const struct eng_sched *s, struct eng_sched_stats *st);
+
+#endif

@@ -1,1 +1,14 @@
-## engine/tokenizer (rules added with the module)
+## engine/tokenizer: byte-level BPE tokenizer and chat templates.
+engine_libengine_a_SOURCES += \
+	engine/tokenizer.h \
+	engine/tokenizer_int.h \
+	engine/tokenizer.c \
+	engine/tokenizer_encode.c \
+	engine/pretok.c \
+	engine/bpe.c
+
+check_PROGRAMS += tests/test-tokenizer
+tests_test_tokenizer_SOURCES = tests/test-tokenizer.c
+tests_test_tokenizer_LDADD = $(ENGINE_LIBS)
+TESTS += tests/test-tokenizer
+EXTRA_DIST += tests/data/tokenizer tests/tokenizer

@@ -12,3 +12,8 @@ tests_test_tokenizer_SOURCES = tests/test-tokenizer.c
 tests_test_tokenizer_LDADD = $(ENGINE_LIBS)
 TESTS += tests/test-tokenizer
 EXTRA_DIST += tests/data/tokenizer tests/tokenizer
+
+# The encoding benchmark (run by `make bench-tokenizer`, pipelines/bench-tokenizer.mk).
+noinst_PROGRAMS += tests/tokenizer/bench-tokenizer
+tests_tokenizer_bench_tokenizer_SOURCES = tests/tokenizer/bench-tokenizer.c
+tests_tokenizer_bench_tokenizer_LDADD = $(ENGINE_LIBS)

@@ -14,3 +14,4 @@ clean-local: clean-demo
 clean-demo:
 	rm -rf out
 .PHONY: clean-demo
+include pipelines/bench-tokenizer.mk

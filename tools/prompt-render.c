@@ -37,17 +37,19 @@ static void usage(void)
 	      "model, as R2E-Gym built them.  With no FILE, or when FILE is -, read\n"
 	      "standard input.\n"
 	      "\n"
-	      "  -c, --config=FILE            agent YAML with system_prompt and instance_prompt\n"
-	      "      --prompts-from-trajectory  use each record's own \"prompts\" instead\n"
-	      "      --max-steps=N            the agent's step budget (overrides meta.max_steps)\n"
-	      "      --format=FMT             conversation (default) or openai: one\n"
-	      "                                 chat-completion request line per turn\n"
-	      "      --default-max-tokens=N   max_tokens of a turn with no recorded\n"
-	      "                                 completion length (openai; default 1024)\n"
-	      "  -o, --output=FILE            write to FILE instead of standard output\n"
-	      "      --keep-going             report bad records and go on (exit 1 at end)\n"
-	      "  -h, --help                   display this help and exit\n"
-	      "  -V, --version                output version information and exit\n"
+	      "  -c, --config=FILE              agent YAML with system_prompt and\n"
+	      "                                   instance_prompt (R2E-Gym's keys)\n"
+	      "      --prompts-from-trajectory  use each record's own \"prompts\"\n"
+	      "      --max-steps=N              the agent's step budget (overrides\n"
+	      "                                   meta.max_steps)\n"
+	      "      --format=FMT               conversation (default), or openai: one\n"
+	      "                                   chat-completion request per turn\n"
+	      "      --default-max-tokens=N     max_tokens of a turn with no recorded\n"
+	      "                                   completion length (default 1024)\n"
+	      "  -o, --output=FILE              write to FILE instead of standard output\n"
+	      "      --keep-going               report bad records and go on (exit 1)\n"
+	      "  -h, --help                     display this help and exit\n"
+	      "  -V, --version                  output version information and exit\n"
 	      "\n"
 	      "Exit status: 0 ok, 1 some records were bad, 2 usage, config or write error.\n"
 	      "Record formats: man 5 trajbench-records.\n", stdout);
@@ -188,6 +190,10 @@ static int run_file(const char *path, const struct opts *o,
 		if (strspn(line, " \t\r") == len)
 			continue;
 		rec = nd_parse_object(line, len, err, sizeof(err));
+		if (!rec && nd_reader_unterminated(r))
+			snprintf(err + strlen(err), sizeof(err) - strlen(err),
+				 " (the last line has no newline: a truncated "
+				 "file?)");
 		if (rec)
 			rc = render(rec, o, cfg, err, sizeof(err));
 		if (rc == 1) {

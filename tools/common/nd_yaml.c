@@ -103,7 +103,10 @@ static int parser_fail(struct ctx *c)
 		return fail(c, NULL, "%s at byte %zu", problem,
 			    p->problem_offset);
 	if (p->context)
-		return fail(c, &p->problem_mark, "%s %s", p->context, problem);
+		return fail(c, &p->problem_mark, "%s (%s started at %lu:%lu)",
+			    problem, p->context,
+			    (unsigned long)p->context_mark.line + 1,
+			    (unsigned long)p->context_mark.column + 1);
 	return fail(c, &p->problem_mark, "%s", problem);
 }
 

@@ -13,3 +13,10 @@ check_PROGRAMS += tests/test-sched
 tests_test_sched_SOURCES = tests/test-sched.c
 tests_test_sched_LDADD = $(ENGINE_LIBS)
 TESTS += tests/test-sched
+engine_libengine_a_SOURCES += engine/runner.h engine/runner.c
+
+check_PROGRAMS += tests/test-runner
+tests_test_runner_SOURCES = tests/test-runner.c
+tests_test_runner_LDADD = $(ENGINE_LIBS) -lm
+TESTS += tests/test-runner
+noinst_HEADERS += tests/fake-step.h

@@ -1,69 +1,19 @@
 /*
- * test-sched.c: the scheduler against a fake model that reads its context
- * from the KV pages.
- *
- * The fake step writes each new token into the page slot of its position
- * and "samples" the next token as a hash of the whole context read back
- * through the block table.  A reference computes the same hash from the
- * token list directly.  So any error in paging, prefix matching, chunking,
- * eviction or retraction changes some output token, and the test compares
- * every request's output with the reference.
+ * test-sched.c: the scheduler against the fake model of fake-step.h, which
+ * reads its context back from the KV pages.  Every request's output is
+ * compared with the reference computed from the plain token list.
  */
 #include "engine/sched.h"
+#include "tests/fake-step.h"
 #include "tests/tap.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#define VOCAB 61
+#define VOCAB FAKE_VOCAB
 #define STOP 60
-#define MAXP 4096
-
-static int32_t kv[MAXP][64];   /* (page, slot) token held there; page size <= 64 */
-static int page_size;
-static int step_fails;         /* fail the next step when set */
-
-static uint32_t hash_tokens(const int32_t *t, int32_t n)
-{
-	uint32_t h = 2166136261u;
-
-	for (int32_t i = 0; i < n; i++)
-		h = (h ^ (uint32_t)t[i]) * 16777619u;
-	return h;
-}
-
-static int32_t ref_next(const int32_t *t, int32_t n)
-{
-	return (int32_t)(hash_tokens(t, n) % VOCAB);
-}
-
-static int fake_step(void *ctx, const struct eng_step_seq *seqs, int32_t n, int32_t *next,
-		     struct eng_error *err)
-{
-	static int32_t ctxbuf[8192];
-
-	(void)ctx;
-	if (step_fails) {
-		step_fails = 0;
-		return eng_error_set(err, ENG_E_DEVICE, NULL, 0, "injected failure");
-	}
-	for (int32_t k = 0; k < n; k++) {
-		const struct eng_step_seq *q = &seqs[k];
-		int32_t end = q->start_pos + q->n_tokens;
-
-		for (int32_t i = 0; i < q->n_tokens; i++) {
-			int32_t pos = q->start_pos + i;
-
-			kv[q->pages[pos / page_size]][pos % page_size] = q->tokens[i];
-		}
-		if (!q->want_token)
-			continue;
-		for (int32_t pos = 0; pos < end; pos++)
-			ctxbuf[pos] = kv[q->pages[pos / page_size]][pos % page_size];
-		next[k] = ref_next(ctxbuf, end);
-	}
-	return 0;
-}
+#define ref_next fake_ref_next
+#define step_fails fake_step_fails
 
 struct job {
 	int32_t prompt[600];
@@ -125,7 +75,7 @@ static struct eng_sched *make(int ps, int n_pages, int chunk, int max_running, i
 	int32_t stop = STOP;
 
 	eng_sched_default_params(&p);
-	page_size = p.page_size = ps;
+	fake_page_size = p.page_size = ps;
 	p.n_pages = n_pages;
 	p.chunked_prefill_size = chunk;
 	p.max_running_requests = max_running;

@@ -1,0 +1,424 @@
+/*
+ * runner.c: sessions of conversations over one scheduler (see runner.h).
+ *
+ * Each session keeps an array of slots, one per conversation in flight.  A
+ * slot is idle (waiting for its environment delay to end) or has one turn
+ * in the scheduler.  Per-token times are written by the scheduler's
+ * on_token callback into the slot's buffer; on_finish turns them into the
+ * turn's timing record and schedules the next turn.
+ */
+#include "engine/runner.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct slot {
+	struct eng_session *sess;
+	struct eng_conv *conv;
+	int32_t turn;
+	bool in_flight;
+	int req_id;
+	double ready_at;          /* when the next turn may be submitted */
+	double submit_t;
+	double *tok_t;            /* (cap_tok) time of each produced token */
+	int32_t cap_tok;
+	struct eng_conv_timing ct;
+};
+
+struct eng_session {
+	struct eng_runner *runner;
+	struct eng_session_params p;
+	struct eng_session_ops ops;
+	void *ctx;
+	struct slot **slots;      /* (n_slots) conversations in flight */
+	int32_t n_slots, cap_slots;
+	int32_t n_in_flight;      /* turns inside the scheduler */
+	bool input_done, cancelled;
+	double t0;                /* monotonic start */
+	double next_arrival;
+	uint64_t rng;
+	struct eng_session *next;
+};
+
+struct eng_runner {
+	struct eng_sched *sched;
+	struct eng_session *sessions;
+	double *itl;              /* (cap_itl) scratch for timing records */
+	int32_t cap_itl;
+};
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+void eng_session_default_params(struct eng_session_params *p)
+{
+	memset(p, 0, sizeof(*p));
+	p->batch_size = 1;
+	p->request_rate = INFINITY;
+	p->recorded_output = true;
+	p->ignore_eos = true;
+	p->sampling.top_p = 1.0f;
+}
+
+static void on_token(void *user, int32_t tok, int32_t index)
+{
+	struct slot *sl = user;
+
+	(void)tok;
+	if (index < sl->cap_tok)
+		sl->tok_t[index] = now_s();
+}
+
+static void on_finish(void *user, const struct eng_request_result *res);
+
+int eng_runner_create(const struct eng_sched_params *p, const int32_t *stop_ids, int32_t n_stop,
+		      eng_step_fn step, void *step_ctx, struct eng_runner **out,
+		      struct eng_error *err)
+{
+	static const struct eng_sched_callbacks cb = { on_token, on_finish };
+	struct eng_runner *r = calloc(1, sizeof(*r));
+	int rc;
+
+	*out = NULL;
+	if (!r)
+		return eng_error_set(err, ENG_E_NOMEM, NULL, 0, "cannot allocate the runner");
+	rc = eng_sched_create(p, stop_ids, n_stop, step, step_ctx, &cb, &r->sched, err);
+	if (rc != 0) {
+		free(r);
+		return rc;
+	}
+	*out = r;
+	return 0;
+}
+
+void eng_runner_free(struct eng_runner *r)
+{
+	if (!r)
+		return;
+	eng_sched_free(r->sched); /* before the sessions: no callback after this */
+	while (r->sessions)
+		eng_session_free(r->sessions);
+	free(r->itl);
+	free(r);
+}
+
+struct eng_sched *eng_runner_sched(struct eng_runner *r)
+{
+	return r->sched;
+}
+
+int eng_session_start(struct eng_runner *r, const struct eng_session_params *p,
+		      const struct eng_session_ops *ops, void *ctx, struct eng_session **out,
+		      struct eng_error *err)
+{
+	struct eng_session *s = calloc(1, sizeof(*s));
+
+	*out = NULL;
+	if (!s)
+		return eng_error_set(err, ENG_E_NOMEM, NULL, 0, "cannot allocate a session");
+	if (p->batch_size < 0 || p->env_time_scale < 0 || !(p->request_rate > 0)) {
+		free(s);
+		return eng_error_set(err, ENG_E_INVALID, NULL, 0,
+				     "batch size, env time scale and request rate must be positive");
+	}
+	s->runner = r;
+	s->p = *p;
+	s->ops = *ops;
+	s->ctx = ctx;
+	s->t0 = now_s();
+	s->rng = p->seed ^ 0x9e3779b97f4a7c15ull;
+	s->next = r->sessions;
+	r->sessions = s;
+	*out = s;
+	return 0;
+}
+
+double eng_session_elapsed(const struct eng_session *s)
+{
+	return now_s() - s->t0;
+}
+
+bool eng_session_done(const struct eng_session *s)
+{
+	if (s->cancelled)
+		return s->n_in_flight == 0;
+	return s->input_done && s->n_slots == 0;
+}
+
+static void slot_free(struct slot *sl)
+{
+	if (!sl)
+		return;
+	free(sl->tok_t);
+	free(sl);
+}
+
+static void drop_slot(struct eng_session *s, int32_t i)
+{
+	struct slot *sl = s->slots[i];
+
+	if (s->ops.release_conv)
+		s->ops.release_conv(s->ctx, sl->conv);
+	slot_free(sl);
+	s->slots[i] = s->slots[--s->n_slots];
+}
+
+void eng_session_cancel(struct eng_session *s)
+{
+	s->cancelled = true;
+	for (int32_t i = 0; i < s->n_slots; i++)
+		if (s->slots[i]->in_flight)
+			eng_sched_cancel(s->runner->sched, s->slots[i]->req_id);
+}
+
+void eng_session_free(struct eng_session *s)
+{
+	struct eng_session **pp;
+
+	if (!s)
+		return;
+	for (pp = &s->runner->sessions; *pp; pp = &(*pp)->next) {
+		if (*pp == s) {
+			*pp = s->next;
+			break;
+		}
+	}
+	while (s->n_slots > 0)
+		drop_slot(s, s->n_slots - 1);
+	free(s->slots);
+	free(s);
+}
+
+static double exp_sample(uint64_t *state, double rate)
+{
+	uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
+	double u;
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	z ^= z >> 31;
+	u = ((double)(z >> 11) + 0.5) * 0x1.0p-53; /* (0, 1) */
+	return -log(u) / rate;
+}
+
+/* Submits the slot's current turn; a turn the scheduler refuses (too long
+ * for the context or the pool) is reported as a failed request at once. */
+static void submit_turn(struct eng_session *s, struct slot *sl, double now)
+{
+	const struct eng_turn *t = &sl->conv->turns[sl->turn];
+	int32_t reply = t->reply_len > 0 ? t->reply_len : 1;
+	struct eng_request_params rp = {0};
+	struct eng_error err;
+	int id;
+
+	rp.prompt = sl->conv->ids;
+	rp.prompt_len = t->prompt_end;
+	rp.max_new_tokens = s->p.output_len > 0 ? s->p.output_len : reply;
+	rp.ignore_eos = s->p.ignore_eos;
+	if (s->p.output_len == 0 && s->p.recorded_output && t->reply_len > 0 &&
+	    t->prompt_end + t->reply_len <= sl->conv->n_ids)
+		rp.forced_output = sl->conv->ids + t->prompt_end;
+	rp.sampling = s->p.sampling;
+	rp.sampling.seed ^= (uint64_t)sl->turn * 0x100000001b3ull;
+	rp.user = sl;
+	if (rp.max_new_tokens > sl->cap_tok) {
+		double *p = realloc(sl->tok_t, sizeof(double) * (size_t)rp.max_new_tokens);
+
+		if (p) {
+			sl->tok_t = p;
+			sl->cap_tok = rp.max_new_tokens;
+		}
+	}
+	sl->submit_t = now;
+	sl->in_flight = true;
+	s->n_in_flight++;
+	id = rp.max_new_tokens <= sl->cap_tok ? eng_sched_submit(s->runner->sched, &rp, &err)
+					       : eng_error_set(&err, ENG_E_NOMEM, NULL, 0,
+							       "cannot allocate token times");
+	if (id >= 0) {
+		sl->req_id = id;
+		return;
+	}
+	struct eng_request_result res = {
+		.finish = ENG_FINISH_ERROR, .prompt_len = rp.prompt_len, .error = err.msg,
+	};
+	on_finish(sl, &res);
+}
+
+/* Builds the timing record of a finished turn and reports it. */
+static void report_turn(struct slot *sl, const struct eng_request_result *res, double now)
+{
+	struct eng_session *s = sl->sess;
+	struct eng_runner *r = s->runner;
+	struct eng_request_timing t = {0};
+	int32_t n = res->n_output < sl->cap_tok ? res->n_output : sl->cap_tok;
+
+	if (n > r->cap_itl) {
+		double *p = realloc(r->itl, sizeof(double) * (size_t)n);
+
+		if (p) {
+			r->itl = p;
+			r->cap_itl = n;
+		} else {
+			n = r->cap_itl;
+		}
+	}
+	t.turn = sl->turn;
+	t.start_time = sl->submit_t - s->t0;
+	t.latency = now - sl->submit_t;
+	t.ttft = n > 0 ? sl->tok_t[0] - sl->submit_t : 0;
+	for (int32_t i = 1; i < n; i++)
+		r->itl[i - 1] = sl->tok_t[i] - sl->tok_t[i - 1];
+	t.itl = r->itl;
+	t.n_itl = n > 1 ? n - 1 : 0;
+	t.tpot = res->n_output > 1 ? (t.latency - t.ttft) / (res->n_output - 1) : 0;
+	t.prompt_len = res->prompt_len;
+	t.output_len = res->n_output;
+	t.output = res->output;
+	t.cached_tokens = res->cached_tokens;
+	t.finish = res->finish;
+	t.error = res->finish == ENG_FINISH_ERROR || res->finish == ENG_FINISH_ABORT
+		  ? (res->error ? res->error : "cancelled") : NULL;
+	t.env_time_s = sl->conv->turns[sl->turn].env_time_s;
+	if (s->ops.on_request)
+		s->ops.on_request(s->ctx, sl->conv, &t);
+	sl->ct.n_turns++;
+	sl->ct.n_failed += t.error != NULL;
+	sl->ct.llm_time += t.latency;
+	sl->ct.prompt_tokens += t.prompt_len;
+	sl->ct.output_tokens += t.output_len;
+	sl->ct.cached_tokens += t.cached_tokens;
+	if (t.env_time_s > 0)
+		sl->ct.env_time += t.env_time_s;
+}
+
+static void on_finish(void *user, const struct eng_request_result *res)
+{
+	struct slot *sl = user;
+	struct eng_session *s = sl->sess;
+	double now = now_s(), wait;
+
+	sl->in_flight = false;
+	s->n_in_flight--;
+	if (s->cancelled)
+		return;
+	report_turn(sl, res, now);
+	wait = sl->conv->turns[sl->turn].env_time_s * s->p.env_time_scale;
+	sl->turn++;
+	if (sl->turn < sl->conv->n_turns && wait > 0) {
+		sl->ready_at = now + wait;
+		sl->ct.env_wait += wait;
+	} else {
+		sl->ready_at = now;
+	}
+}
+
+/* Takes new conversations while the session has room and input. */
+static int fill_slots(struct eng_session *s, double now)
+{
+	while (!s->input_done && !s->cancelled &&
+	       (s->p.batch_size == 0 || s->n_slots < s->p.batch_size) && now >= s->next_arrival) {
+		struct eng_conv *c;
+		struct slot *sl;
+		int rc = s->ops.next_conv(s->ctx, &c);
+
+		if (rc == 0 || rc < 0) {
+			s->input_done = true;
+			return rc;
+		}
+		if (rc == 2)
+			return 0;
+		if (s->n_slots == s->cap_slots) {
+			int32_t cap = s->cap_slots ? 2 * s->cap_slots : 16;
+			void *p = realloc(s->slots, sizeof(*s->slots) * (size_t)cap);
+
+			if (!p)
+				return ENG_E_NOMEM;
+			s->slots = p;
+			s->cap_slots = cap;
+		}
+		sl = calloc(1, sizeof(*sl));
+		if (!sl)
+			return ENG_E_NOMEM;
+		sl->sess = s;
+		sl->conv = c;
+		sl->ready_at = now;
+		sl->ct.start_time = now - s->t0;
+		s->slots[s->n_slots++] = sl;
+		if (isfinite(s->p.request_rate))
+			s->next_arrival = (s->next_arrival > 0 ? s->next_arrival : now) +
+					  exp_sample(&s->rng, s->p.request_rate);
+	}
+	return 0;
+}
+
+/* Submits ready turns, retires finished conversations; returns the
+ * earliest future ready time (or INFINITY). */
+static double advance(struct eng_session *s, double now)
+{
+	double soonest = INFINITY;
+
+	for (int32_t i = s->n_slots - 1; i >= 0; i--) {
+		struct slot *sl = s->slots[i];
+
+		if (sl->in_flight || s->cancelled)
+			continue;
+		if (sl->turn >= sl->conv->n_turns) {
+			sl->ct.end_time = now - s->t0;
+			if (s->ops.on_conversation)
+				s->ops.on_conversation(s->ctx, sl->conv, &sl->ct);
+			drop_slot(s, i);
+			continue;
+		}
+		if (sl->ready_at <= now)
+			submit_turn(s, sl, now);
+		else if (sl->ready_at < soonest)
+			soonest = sl->ready_at;
+	}
+	return soonest;
+}
+
+int eng_runner_poll(struct eng_runner *r, double max_wait_s, struct eng_error *err)
+{
+	double now = now_s(), soonest = INFINITY;
+
+	for (struct eng_session *s = r->sessions; s; s = s->next) {
+		double t;
+
+		fill_slots(s, now);
+		if (!s->input_done && isfinite(s->p.request_rate) && s->next_arrival < soonest)
+			soonest = s->next_arrival;
+		t = advance(s, now);
+		if (t < soonest)
+			soonest = t;
+	}
+	if (eng_sched_busy(r->sched)) {
+		int rc = eng_sched_step(r->sched, err);
+
+		return rc < 0 ? rc : 0;
+	}
+	if (isfinite(soonest) && soonest > now) {
+		double wait = soonest - now < max_wait_s ? soonest - now : max_wait_s;
+		struct timespec ts = { (time_t)wait, (long)((wait - (double)(time_t)wait) * 1e9) };
+
+		nanosleep(&ts, NULL);
+	}
+	return 0;
+}
+
+bool eng_runner_idle(const struct eng_runner *r)
+{
+	if (eng_sched_busy(r->sched))
+		return false;
+	for (const struct eng_session *s = r->sessions; s; s = s->next)
+		if (!eng_session_done(s))
+			return false;
+	return true;
+}

@@ -1,0 +1,134 @@
+/*
+ * runner.h: turns conversations into timed requests on the scheduler.
+ *
+ * A session is one run of one client: a stream of conversations, each a
+ * token array with turn boundaries, replayed turn by turn.  Turn k+1 of a
+ * conversation is submitted only when turn k has finished and its recorded
+ * environment time, times env_time_scale, has passed; at most batch_size
+ * conversations are in flight per session.  Several sessions share the one
+ * scheduler, so they share one continuous batch.  The same machinery runs
+ * independent requests (one-turn conversations) with Poisson arrivals for
+ * the generate mode.
+ *
+ * The runner measures: submit time, time of every produced token, and
+ * derives TTFT, ITL, TPOT and latency per turn, and start, end, LLM and
+ * environment time per conversation.  Times are seconds on the monotonic
+ * clock, relative to the session's start.
+ *
+ * It is single-threaded: eng_runner_poll() is the event loop's body.
+ * Input arrives through a callback that may say "nothing yet", so a
+ * network client never blocks the batch.
+ */
+#ifndef TRAJBENCH_ENG_RUNNER_H
+#define TRAJBENCH_ENG_RUNNER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "engine/error.h"
+#include "engine/sched.h"
+
+/* One turn: its prompt is conv.ids[0, prompt_end); the recorded reply is
+ * conv.ids[prompt_end, prompt_end + reply_len). */
+struct eng_turn {
+	int32_t prompt_end;
+	int32_t reply_len;
+	double env_time_s;   /* recorded environment time after this turn; < 0 unknown */
+};
+
+struct eng_conv {
+	int32_t *ids;            /* (n_ids) the whole conversation's tokens */
+	int32_t n_ids;
+	struct eng_turn *turns;  /* (n_turns) */
+	int32_t n_turns;
+	void *user;              /* the caller's handle (id, line, ...) */
+};
+
+struct eng_session_params {
+	int32_t batch_size;        /* conversations in flight; 0: no limit */
+	double env_time_scale;     /* 0: submit the next turn at once */
+	double request_rate;       /* conversations started per second (Poisson);
+				    * INFINITY: all at once (the replay default) */
+	int32_t output_len;        /* tokens per turn; 0: the recorded reply length */
+	bool recorded_output;      /* with output_len 0: emit the recorded reply's
+				    * tokens, so the next turn's prompt is exactly
+				    * what was cached (the model still runs) */
+	bool ignore_eos;
+	struct eng_sampling sampling;
+	uint64_t seed;             /* arrivals */
+};
+
+void eng_session_default_params(struct eng_session_params *p);
+
+struct eng_request_timing {
+	int32_t turn;
+	double start_time;         /* submitted */
+	double ttft, latency, tpot;
+	const double *itl;         /* (n_itl) */
+	int32_t n_itl;
+	int32_t prompt_len, output_len, cached_tokens;
+	const int32_t *output;     /* (output_len) tokens produced */
+	enum eng_finish finish;
+	const char *error;         /* NULL on success */
+	double env_time_s;         /* the recorded env time that follows */
+};
+
+struct eng_conv_timing {
+	int32_t n_turns, n_failed;
+	double start_time, end_time;
+	double llm_time;           /* sum of turn latencies */
+	double env_time;           /* sum of recorded env times (unscaled) */
+	double env_wait;           /* time actually waited for the environment */
+	int64_t prompt_tokens, output_tokens, cached_tokens;
+};
+
+/* What the runner asks of a session's owner.  next_conv returns 1 with a
+ * conversation (owned by the caller until release_conv), 0 at the end of
+ * the input, 2 when none is available yet, or a negative error. */
+struct eng_session_ops {
+	int (*next_conv)(void *ctx, struct eng_conv **out);
+	void (*on_request)(void *ctx, const struct eng_conv *c, const struct eng_request_timing *t);
+	void (*on_conversation)(void *ctx, const struct eng_conv *c, const struct eng_conv_timing *t);
+	void (*release_conv)(void *ctx, struct eng_conv *c);
+};
+
+struct eng_runner;
+struct eng_session;
+
+/* The runner owns the scheduler it creates from p. */
+int eng_runner_create(const struct eng_sched_params *p, const int32_t *stop_ids, int32_t n_stop,
+		      eng_step_fn step, void *step_ctx, struct eng_runner **out,
+		      struct eng_error *err);
+void eng_runner_free(struct eng_runner *r);
+
+int eng_session_start(struct eng_runner *r, const struct eng_session_params *p,
+		      const struct eng_session_ops *ops, void *ctx, struct eng_session **out,
+		      struct eng_error *err);
+
+/* True when the session's input ended and all its conversations are done. */
+bool eng_session_done(const struct eng_session *s);
+
+/* Seconds since the session started. */
+double eng_session_elapsed(const struct eng_session *s);
+
+/* Cancels everything the session has in flight (a client went away); its
+ * callbacks are not called again.  Call eng_session_free once done. */
+void eng_session_cancel(struct eng_session *s);
+
+/* Frees a session.  Only once eng_session_done() is true (a cancelled
+ * session is done when its turns have left the scheduler): a turn still in
+ * the scheduler would call back into it. */
+void eng_session_free(struct eng_session *s);
+
+/* One iteration: take input, submit ready turns, run one scheduler step,
+ * or sleep up to max_wait_s for the next environment delay to end.
+ * Returns 0, or a negative ENG_E_* from the step (requests failed, the
+ * runner goes on). */
+int eng_runner_poll(struct eng_runner *r, double max_wait_s, struct eng_error *err);
+
+/* True when no session has work in flight or pending. */
+bool eng_runner_idle(const struct eng_runner *r);
+
+struct eng_sched *eng_runner_sched(struct eng_runner *r);
+
+#endif

@@ -1,0 +1,142 @@
+/*
+ * backend.c: what all backends share: default parameters, the dispatch
+ * through struct eng_backend_ops, and the validation of a batch, done once
+ * here so that no backend indexes pages or the vocabulary with
+ * unchecked numbers.
+ */
+#include "engine/backend.h"
+
+#include <stdlib.h>
+
+struct eng_backend {
+	const struct eng_backend_ops *ops;
+	const struct eng_model *model;
+	struct eng_backend_params params;
+	void *state;
+};
+
+struct eng_backend_params eng_backend_default_params(void)
+{
+	struct eng_backend_params p = { 0, 16, 256, 0 };
+
+	return p;
+}
+
+int eng_backend_create(const struct eng_backend_ops *ops, const struct eng_model *model,
+		       const struct eng_backend_params *params, struct eng_backend **out,
+		       struct eng_error *err)
+{
+	struct eng_backend *be = calloc(1, sizeof(*be));
+	int rc;
+
+	*out = NULL;
+	if (!be)
+		return eng_error_set(err, ENG_E_NOMEM, ops->name, 0, "out of memory");
+	be->ops = ops;
+	be->model = model;
+	be->params = params ? *params : eng_backend_default_params();
+	if (be->params.page_size < 1 || be->params.n_pages < 1 || be->params.n_threads < 0) {
+		free(be);
+		return eng_error_set(err, ENG_E_INVALID, ops->name, 0,
+				     "page_size and n_pages must be positive, n_threads >= 0");
+	}
+	rc = ops->create(model, &be->params, &be->state, err);
+	if (rc) {
+		free(be);
+		return rc;
+	}
+	*out = be;
+	return 0;
+}
+
+void eng_backend_free(struct eng_backend *be)
+{
+	if (!be)
+		return;
+	be->ops->destroy(be->state);
+	free(be);
+}
+
+static int check_ids(const int32_t *ids, int n, int limit, int s, const char *what,
+		     struct eng_error *err)
+{
+	int i;
+
+	for (i = 0; i < n; i++)
+		if (ids[i] < 0 || ids[i] >= limit)
+			return eng_error_set(err, ENG_E_INVALID, "batch", 0,
+					     "sequence %d: %s %d is %d, outside [0, %d)",
+					     s, what, i, (int)ids[i], limit);
+	return 0;
+}
+
+static int check_seq(const struct eng_model_config *cfg, const struct eng_backend_params *p,
+		     const struct eng_seq_input *q, int s, struct eng_error *err)
+{
+	long end = (long)q->start_pos + q->n_tokens;
+	int rc;
+
+	if (!q->tokens || q->n_tokens < 1 || q->start_pos < 0 || !q->block_table ||
+	    !q->targets != !q->logprobs)
+		return eng_error_set(err, ENG_E_INVALID, "batch", 0,
+				     "sequence %d: needs tokens, n_tokens >= 1, start_pos >= 0, "
+				     "a block table, and logprobs exactly with targets", s);
+	if (end > cfg->max_positions)
+		return eng_error_set(err, ENG_E_RANGE, "batch", 0,
+				     "sequence %d: positions up to %ld exceed the context of %d",
+				     s, end, cfg->max_positions);
+	if ((long)q->n_blocks * p->page_size < end)
+		return eng_error_set(err, ENG_E_RANGE, "batch", 0,
+				     "sequence %d: %d pages of %d tokens cannot hold %ld positions",
+				     s, q->n_blocks, p->page_size, end);
+	if ((rc = check_ids(q->tokens, q->n_tokens, cfg->vocab, s, "token", err)) ||
+	    (rc = check_ids(q->block_table, (int)((end + p->page_size - 1) / p->page_size),
+			    p->n_pages, s, "page", err)))
+		return rc;
+	if (q->targets)
+		return check_ids(q->targets, q->n_tokens, cfg->vocab, s, "target", err);
+	return 0;
+}
+
+int eng_batch_check(const struct eng_model_config *cfg, const struct eng_backend_params *p,
+		    const struct eng_batch *batch, struct eng_error *err)
+{
+	long total = 0;
+	int s, rc;
+
+	if (batch->n_seqs < 0 || (batch->n_seqs > 0 && !batch->seqs))
+		return eng_error_set(err, ENG_E_INVALID, "batch", 0, "no sequences");
+	for (s = 0; s < batch->n_seqs; s++) {
+		if ((rc = check_seq(cfg, p, &batch->seqs[s], s, err)))
+			return rc;
+		total += batch->seqs[s].n_tokens;
+		if (total > (1L << 30))
+			return eng_error_set(err, ENG_E_RANGE, "batch", 0, "too many tokens");
+	}
+	return 0;
+}
+
+int eng_backend_forward(struct eng_backend *be, const struct eng_batch *batch,
+			struct eng_error *err)
+{
+	int rc = eng_batch_check(eng_model_config(be->model), &be->params, batch, err);
+
+	if (rc || batch->n_seqs == 0)
+		return rc;
+	return be->ops->forward(be->state, batch, err);
+}
+
+const char *eng_backend_name(const struct eng_backend *be)
+{
+	return be->ops->name;
+}
+
+const struct eng_backend_params *eng_backend_params(const struct eng_backend *be)
+{
+	return &be->params;
+}
+
+size_t eng_backend_kv_bytes(const struct eng_backend *be)
+{
+	return be->ops->kv_bytes(be->state);
+}

@@ -1,0 +1,97 @@
+/*
+ * backend.h: the interface every compute backend (cpu, cuda) implements.
+ *
+ * A backend owns the KV-cache page pool and computes the model's forward
+ * pass for a batch of sequences.  It knows nothing about scheduling: each
+ * sequence in a batch brings its chunk of new tokens, the position of the
+ * first one, and its block table (the pages holding positions
+ * [0, start_pos + n_tokens), in order, page_size tokens per page).  The
+ * forward pass writes the chunk's K/V into those pages, attends to the
+ * cached prefix plus the chunk (causally), and returns the last token's
+ * logits and/or the log-probs of given target tokens.
+ *
+ * Contract on pages: positions [0, start_pos) must already hold K/V
+ * computed by earlier forwards (possibly of another sequence, when a prefix
+ * is shared); the slots the chunk writes must belong to no other sequence
+ * of the same batch.
+ *
+ *   struct eng_backend_params p = eng_backend_default_params();
+ *   struct eng_backend *be;
+ *   if (eng_backend_create(&eng_backend_cpu_ops, model, &p, &be, &err)) ...
+ *   eng_backend_forward(be, &batch, &err);
+ *   eng_backend_free(be);
+ */
+#ifndef TRAJBENCH_ENG_BACKEND_H
+#define TRAJBENCH_ENG_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/error.h"
+#include "engine/model.h"
+
+struct eng_backend_params {
+	int n_threads;   /* CPU threads; 0: the online CPUs */
+	int page_size;   /* tokens per KV page */
+	int n_pages;     /* pages in the pool */
+	int device;      /* GPU ordinal, for device backends */
+};
+
+/* n_threads 0, page_size 16, n_pages 256, device 0. */
+struct eng_backend_params eng_backend_default_params(void);
+
+struct eng_seq_input {
+	const int32_t *tokens;       /* (n_tokens) the chunk's new tokens */
+	int n_tokens;                /* >= 1 */
+	int start_pos;               /* position of tokens[0]: tokens already cached */
+	const int32_t *block_table;  /* (n_blocks) page ids in position order */
+	int n_blocks;                /* >= ceil((start_pos + n_tokens) / page_size) */
+	float *logits;               /* out (vocab): last token's logits, or NULL */
+	const int32_t *targets;      /* (n_tokens) score mode targets, or NULL */
+	float *logprobs;             /* out (n_tokens): log p(targets[i]) at token i;
+					NULL exactly when targets is NULL */
+};
+
+struct eng_batch {
+	int n_seqs;
+	const struct eng_seq_input *seqs;   /* (n_seqs) */
+};
+
+struct eng_backend_ops {
+	const char *name;
+	/* Builds the state (page pool included).  May resolve defaults in
+	 * params (n_threads 0 -> a count).  Returns 0 or ENG_E_*. */
+	int (*create)(const struct eng_model *model, struct eng_backend_params *params,
+		      void **state, struct eng_error *err);
+	void (*destroy)(void *state);
+	/* The batch is already checked by eng_backend_forward. */
+	int (*forward)(void *state, const struct eng_batch *batch, struct eng_error *err);
+	/* Bytes of the KV page pool. */
+	size_t (*kv_bytes)(const void *state);
+};
+
+extern const struct eng_backend_ops eng_backend_cpu_ops;
+
+struct eng_backend;
+
+int eng_backend_create(const struct eng_backend_ops *ops, const struct eng_model *model,
+		       const struct eng_backend_params *params, struct eng_backend **out,
+		       struct eng_error *err);
+void eng_backend_free(struct eng_backend *be);
+
+/* Checks the batch (eng_batch_check), then runs it.  Returns 0,
+ * ENG_E_INVALID (bad token, page id, pointers), ENG_E_RANGE (past the
+ * context or the block table), or the backend's error. */
+int eng_backend_forward(struct eng_backend *be, const struct eng_batch *batch,
+			struct eng_error *err);
+
+const char *eng_backend_name(const struct eng_backend *be);
+/* The parameters in force, defaults resolved. */
+const struct eng_backend_params *eng_backend_params(const struct eng_backend *be);
+size_t eng_backend_kv_bytes(const struct eng_backend *be);
+
+/* Validates every sequence of batch against the model and the pool. */
+int eng_batch_check(const struct eng_model_config *cfg, const struct eng_backend_params *p,
+		    const struct eng_batch *batch, struct eng_error *err);
+
+#endif

@@ -1,0 +1,404 @@
+/*
+ * backend_cpu.c: the CPU reference backend: a batched, paged forward pass
+ * of Qwen2 / Llama in fp32.
+ *
+ * All new tokens of all sequences in a batch are stacked into one
+ * (n_tokens, hidden) activation matrix, so every projection is one matmul
+ * over the whole batch (weights read once per step, whatever the batch).
+ * Only attention is per sequence: each (sequence, head) pair is a task that
+ * reads its keys and values from the sequence's pages, after the chunk's own
+ * K/V were written there, so prefix and chunk go through the same code.
+ *
+ * Per layer:  xb = rmsnorm(x); q,k,v = xb Wq,Wk,Wv (+b); rope(q,k);
+ *             pages <- k,v; att = softmax(q K^T / sqrt(d)) V  (causal, GQA);
+ *             x += att Wo; xb = rmsnorm(x); x += (silu(xb Wg) * xb Wu) Wd
+ * Then final rmsnorm and the LM head, only on the rows whose logits or
+ * log-probs were asked for, LM_TILE rows at a time to bound memory.
+ *
+ * Refuses nothing the batch check let through; allocation failure while
+ * growing the activation buffers is returned as ENG_E_NOMEM.
+ */
+#include "engine/backend.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "engine/cpu_ops.h"
+#include "engine/cpu_pool.h"
+#include "engine/kv_cpu.h"
+
+#define LM_TILE 16
+
+struct cpu_state {
+	const struct eng_model_config *cfg;
+	const struct eng_model_weights *w;
+	struct eng_backend_params params;
+	struct eng_pool *pool;
+	struct eng_kv_cpu kv;
+	float *inv_freq;     /* (head_dim / 2) */
+	float *mm_scratch;   /* (n_threads, ENG_MATMUL_ROWS, max_cols) */
+	int cap_tokens;      /* rows the buffers below hold */
+	float *x;            /* (T, hidden) residual stream */
+	float *xb;           /* (T, hidden) normed input / projection output */
+	float *q;            /* (T, q_dim) */
+	float *k, *v;        /* (T, kv_dim) the chunk's keys and values */
+	float *att;          /* (T, q_dim) attention output */
+	float *gate, *up;    /* (T, intermediate) */
+	int *row_seq;        /* (T) sequence of each row */
+	int *row_pos;        /* (T) position of each row */
+	int cap_ctx;         /* positions the score scratch holds */
+	float *scores;       /* (n_threads, cap_ctx) */
+	float *head_x;       /* (LM_TILE, hidden) normed rows for the LM head */
+	float *head_out;     /* (LM_TILE, vocab) */
+};
+
+static int q_dim(const struct eng_model_config *c) { return c->n_heads * c->head_dim; }
+static int kv_dim(const struct eng_model_config *c) { return c->n_kv_heads * c->head_dim; }
+
+static int grow(float **p, size_t n)
+{
+	float *np = realloc(*p, n * sizeof(float));
+
+	if (!np)
+		return -1;
+	*p = np;
+	return 0;
+}
+
+static int ensure_tokens(struct cpu_state *st, int T, struct eng_error *err)
+{
+	const struct eng_model_config *c = st->cfg;
+	size_t t = (size_t)T;
+	int *rs, *rp;
+
+	if (T <= st->cap_tokens)
+		return 0;
+	if (grow(&st->x, t * c->hidden) || grow(&st->xb, t * c->hidden) ||
+	    grow(&st->q, t * q_dim(c)) || grow(&st->k, t * kv_dim(c)) ||
+	    grow(&st->v, t * kv_dim(c)) || grow(&st->att, t * q_dim(c)) ||
+	    grow(&st->gate, t * c->intermediate) || grow(&st->up, t * c->intermediate))
+		goto nomem;
+	rs = realloc(st->row_seq, t * sizeof(int));
+	if (rs)
+		st->row_seq = rs;
+	rp = realloc(st->row_pos, t * sizeof(int));
+	if (rp)
+		st->row_pos = rp;
+	if (!rs || !rp)
+		goto nomem;
+	st->cap_tokens = T;
+	return 0;
+nomem:
+	return eng_error_set(err, ENG_E_NOMEM, "cpu", 0,
+			     "cannot allocate activations for %d tokens", T);
+}
+
+static int ensure_ctx(struct cpu_state *st, int n_ctx, struct eng_error *err)
+{
+	if (n_ctx <= st->cap_ctx)
+		return 0;
+	if (grow(&st->scores, (size_t)n_ctx * eng_pool_n_threads(st->pool)))
+		return eng_error_set(err, ENG_E_NOMEM, "cpu", 0,
+				     "cannot allocate attention scores for %d positions", n_ctx);
+	st->cap_ctx = n_ctx;
+	return 0;
+}
+
+static void cpu_destroy(void *state)
+{
+	struct cpu_state *st = state;
+
+	if (!st)
+		return;
+	eng_pool_free(st->pool);
+	eng_kv_cpu_free(&st->kv);
+	free(st->inv_freq);
+	free(st->mm_scratch);
+	free(st->x);
+	free(st->xb);
+	free(st->q);
+	free(st->k);
+	free(st->v);
+	free(st->att);
+	free(st->gate);
+	free(st->up);
+	free(st->row_seq);
+	free(st->row_pos);
+	free(st->scores);
+	free(st->head_x);
+	free(st->head_out);
+	free(st);
+}
+
+static int cpu_create(const struct eng_model *model, struct eng_backend_params *params,
+		      void **state, struct eng_error *err)
+{
+	struct cpu_state *st = calloc(1, sizeof(*st));
+	const struct eng_model_config *c = eng_model_config(model);
+	int rc, max_cols;
+
+	*state = NULL;
+	if (!st)
+		return eng_error_set(err, ENG_E_NOMEM, "cpu", 0, "out of memory");
+	if (params->n_threads == 0) {
+		long n = sysconf(_SC_NPROCESSORS_ONLN);
+
+		params->n_threads = n > 0 ? (int)(n > 256 ? 256 : n) : 1;
+	}
+	st->cfg = c;
+	st->w = eng_model_weights(model);
+	st->params = *params;
+	max_cols = c->hidden > q_dim(c) ? c->hidden : q_dim(c);
+	if (c->intermediate > max_cols)
+		max_cols = c->intermediate;
+	rc = eng_kv_cpu_init(&st->kv, c->n_layers, params->n_pages, params->page_size,
+			     c->n_kv_heads, c->head_dim, err);
+	if (rc) {
+		cpu_destroy(st);
+		return rc;
+	}
+	st->pool = eng_pool_create(params->n_threads);
+	st->inv_freq = malloc((size_t)c->head_dim / 2 * sizeof(float));
+	st->mm_scratch = malloc((size_t)params->n_threads * ENG_MATMUL_ROWS * max_cols *
+				sizeof(float));
+	st->head_x = malloc((size_t)LM_TILE * c->hidden * sizeof(float));
+	st->head_out = malloc((size_t)LM_TILE * c->vocab * sizeof(float));
+	if (!st->pool || !st->inv_freq || !st->mm_scratch || !st->head_x || !st->head_out) {
+		cpu_destroy(st);
+		return eng_error_set(err, ENG_E_NOMEM, "cpu", 0,
+				     "cannot create %d threads and their scratch", params->n_threads);
+	}
+	eng_config_rope_inv_freq(c, st->inv_freq);
+	*state = st;
+	return 0;
+}
+
+/* ---------------------------------------------------------------- attention */
+
+struct attn_job {
+	struct cpu_state *st;
+	const struct eng_batch *batch;
+	const int *seq_row0;   /* (n_seqs) first row of each sequence */
+	int layer;
+};
+
+/* Attention of one head of one sequence, for every token of its chunk. */
+static void attn_task(void *arg, int task, int thread)
+{
+	const struct attn_job *J = arg;
+	struct cpu_state *st = J->st;
+	const struct eng_model_config *c = st->cfg;
+	int s = task / c->n_heads, h = task % c->n_heads;
+	const struct eng_seq_input *q = &J->batch->seqs[s];
+	int hd = c->head_dim, kvh = h / (c->n_heads / c->n_kv_heads);
+	int ps = st->kv.page_size, i, t, d;
+	float *sc = st->scores + (size_t)thread * st->cap_ctx;
+	float scale = 1.0f / sqrtf((float)hd);
+
+	for (i = 0; i < q->n_tokens; i++) {
+		int row = J->seq_row0[s] + i, pos = q->start_pos + i;
+		const float *qv = st->q + (size_t)row * q_dim(c) + (size_t)h * hd;
+		float *out = st->att + (size_t)row * q_dim(c) + (size_t)h * hd;
+		float mx = -INFINITY;
+		double sum = 0;
+
+		for (t = 0; t <= pos; t++) {
+			const float *kv = eng_kv_cpu_k(&st->kv, J->layer, q->block_table[t / ps],
+						       t % ps) + (size_t)kvh * hd;
+
+			sc[t] = eng_cpu_dot(qv, kv, hd) * scale;
+			if (sc[t] > mx)
+				mx = sc[t];
+		}
+		for (t = 0; t <= pos; t++) {
+			sc[t] = expf(sc[t] - mx);
+			sum += sc[t];
+		}
+		memset(out, 0, (size_t)hd * sizeof(float));
+		for (t = 0; t <= pos; t++) {
+			const float *vv = eng_kv_cpu_v(&st->kv, J->layer, q->block_table[t / ps],
+						       t % ps) + (size_t)kvh * hd;
+			float wt = (float)(sc[t] / sum);
+
+			for (d = 0; d < hd; d++)
+				out[d] += wt * vv[d];
+		}
+	}
+}
+
+/* RoPE on the chunk's q and k, then k and v into the pages. */
+static void rope_and_store(struct cpu_state *st, const struct eng_batch *b, int layer, int T)
+{
+	const struct eng_model_config *c = st->cfg;
+	int r, ps = st->kv.page_size, kd = kv_dim(c);
+
+	for (r = 0; r < T; r++) {
+		const struct eng_seq_input *q = &b->seqs[st->row_seq[r]];
+		int pos = st->row_pos[r], page = q->block_table[pos / ps];
+
+		eng_cpu_rope(st->q + (size_t)r * q_dim(c), c->n_heads, c->head_dim, pos,
+			     st->inv_freq);
+		eng_cpu_rope(st->k + (size_t)r * kd, c->n_kv_heads, c->head_dim, pos,
+			     st->inv_freq);
+		memcpy(eng_kv_cpu_k(&st->kv, layer, page, pos % ps), st->k + (size_t)r * kd,
+		       (size_t)kd * sizeof(float));
+		memcpy(eng_kv_cpu_v(&st->kv, layer, page, pos % ps), st->v + (size_t)r * kd,
+		       (size_t)kd * sizeof(float));
+	}
+}
+
+/* ---------------------------------------------------------------- layers */
+
+static void norm_rows(struct cpu_state *st, float *out, const float *x,
+		      const struct eng_tensor *w, int T)
+{
+	int r, n = st->cfg->hidden;
+
+	for (r = 0; r < T; r++)
+		eng_cpu_rmsnorm(out + (size_t)r * n, x + (size_t)r * n, w, n,
+				(float)st->cfg->rms_eps);
+}
+
+static void add_rows(float *x, const float *y, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		x[i] += y[i];
+}
+
+static void layer_forward(struct cpu_state *st, const struct eng_batch *b,
+			  const int *seq_row0, int l, int T)
+{
+	const struct eng_layer_weights *L = &st->w->layers[l];
+	const struct eng_model_config *c = st->cfg;
+	struct attn_job aj = { st, b, seq_row0, l };
+	size_t i, n_mlp = (size_t)T * c->intermediate;
+
+	norm_rows(st, st->xb, st->x, &L->attn_norm, T);
+	eng_cpu_matmul(st->pool, st->mm_scratch, st->q, st->xb, T, &L->wq, &L->bq);
+	eng_cpu_matmul(st->pool, st->mm_scratch, st->k, st->xb, T, &L->wk, &L->bk);
+	eng_cpu_matmul(st->pool, st->mm_scratch, st->v, st->xb, T, &L->wv, &L->bv);
+	rope_and_store(st, b, l, T);
+	eng_pool_run(st->pool, b->n_seqs * c->n_heads, attn_task, &aj);
+	eng_cpu_matmul(st->pool, st->mm_scratch, st->xb, st->att, T, &L->wo, &L->bo);
+	add_rows(st->x, st->xb, (size_t)T * c->hidden);
+
+	norm_rows(st, st->xb, st->x, &L->mlp_norm, T);
+	eng_cpu_matmul(st->pool, st->mm_scratch, st->gate, st->xb, T, &L->w_gate, &L->b_gate);
+	eng_cpu_matmul(st->pool, st->mm_scratch, st->up, st->xb, T, &L->w_up, &L->b_up);
+	for (i = 0; i < n_mlp; i++) {
+		float g = st->gate[i];
+
+		st->gate[i] = g / (1.0f + expf(-g)) * st->up[i];
+	}
+	eng_cpu_matmul(st->pool, st->mm_scratch, st->xb, st->gate, T, &L->w_down, &L->b_down);
+	add_rows(st->x, st->xb, (size_t)T * c->hidden);
+}
+
+/* ---------------------------------------------------------------- LM head */
+
+/* Row r of the tile: logits out; writes what sequence s asked for. */
+static void emit_row(const struct eng_seq_input *q, int i, const float *logits, int vocab)
+{
+	if (q->logits && i == q->n_tokens - 1)
+		memcpy(q->logits, logits, (size_t)vocab * sizeof(float));
+	if (q->logprobs) {
+		float mx = -INFINITY;
+		double sum = 0;
+		int j;
+
+		for (j = 0; j < vocab; j++)
+			if (logits[j] > mx)
+				mx = logits[j];
+		for (j = 0; j < vocab; j++)
+			sum += exp((double)logits[j] - mx);
+		q->logprobs[i] = (float)((double)logits[q->targets[i]] - mx - log(sum));
+	}
+}
+
+static void lm_head(struct cpu_state *st, const struct eng_batch *b, int T)
+{
+	const struct eng_model_config *c = st->cfg;
+	int rows[LM_TILE], n = 0, r, k;
+
+	for (r = 0; r <= T; r++) {
+		if (r < T) {
+			const struct eng_seq_input *q = &b->seqs[st->row_seq[r]];
+			int i = st->row_pos[r] - q->start_pos;
+
+			if (!q->logprobs && !(q->logits && i == q->n_tokens - 1))
+				continue;
+			rows[n++] = r;
+		}
+		if (n == 0 || (n < LM_TILE && r < T))
+			continue;
+		for (k = 0; k < n; k++)
+			eng_cpu_rmsnorm(st->head_x + (size_t)k * c->hidden,
+					st->x + (size_t)rows[k] * c->hidden, &st->w->final_norm,
+					c->hidden, (float)c->rms_eps);
+		eng_cpu_matmul(st->pool, st->mm_scratch, st->head_out, st->head_x, n,
+			       &st->w->lm_head, NULL);
+		for (k = 0; k < n; k++) {
+			const struct eng_seq_input *q = &b->seqs[st->row_seq[rows[k]]];
+
+			emit_row(q, st->row_pos[rows[k]] - q->start_pos,
+				 st->head_out + (size_t)k * c->vocab, c->vocab);
+		}
+		n = 0;
+	}
+}
+
+/* ---------------------------------------------------------------- forward */
+
+static int cpu_forward(void *state, const struct eng_batch *b, struct eng_error *err)
+{
+	struct cpu_state *st = state;
+	const struct eng_model_config *c = st->cfg;
+	int *seq_row0, T = 0, max_ctx = 0, s, i, l, rc;
+
+	seq_row0 = malloc((size_t)b->n_seqs * sizeof(int));
+	if (!seq_row0)
+		return eng_error_set(err, ENG_E_NOMEM, "cpu", 0, "out of memory");
+	for (s = 0; s < b->n_seqs; s++) {
+		seq_row0[s] = T;
+		T += b->seqs[s].n_tokens;
+		if (b->seqs[s].start_pos + b->seqs[s].n_tokens > max_ctx)
+			max_ctx = b->seqs[s].start_pos + b->seqs[s].n_tokens;
+	}
+	if ((rc = ensure_tokens(st, T, err)) || (rc = ensure_ctx(st, max_ctx, err))) {
+		free(seq_row0);
+		return rc;
+	}
+	for (s = 0; s < b->n_seqs; s++) {
+		const struct eng_seq_input *q = &b->seqs[s];
+
+		for (i = 0; i < q->n_tokens; i++) {
+			int r = seq_row0[s] + i;
+
+			st->row_seq[r] = s;
+			st->row_pos[r] = q->start_pos + i;
+			eng_cpu_row_f32(&st->w->embed, q->tokens[i], st->x + (size_t)r * c->hidden);
+		}
+	}
+	for (l = 0; l < c->n_layers; l++)
+		layer_forward(st, b, seq_row0, l, T);
+	lm_head(st, b, T);
+	free(seq_row0);
+	return 0;
+}
+
+static size_t cpu_kv_bytes(const void *state)
+{
+	return eng_kv_cpu_bytes(&((const struct cpu_state *)state)->kv);
+}
+
+const struct eng_backend_ops eng_backend_cpu_ops = {
+	.name = "cpu",
+	.create = cpu_create,
+	.destroy = cpu_destroy,
+	.forward = cpu_forward,
+	.kv_bytes = cpu_kv_bytes,
+};

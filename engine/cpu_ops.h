@@ -1,0 +1,43 @@
+/*
+ * cpu_ops.h: the fp32 kernels of the CPU backend: weight-row conversion,
+ * dot products, matmul against a (possibly bf16/f16) weight, RMSNorm, RoPE.
+ */
+#ifndef TRAJBENCH_ENG_CPU_OPS_H
+#define TRAJBENCH_ENG_CPU_OPS_H
+
+#include <stdint.h>
+
+#include "engine/cpu_pool.h"
+#include "engine/model.h"
+
+/* Rows of W converted per block in eng_cpu_matmul: the per-thread scratch
+ * it needs is ENG_MATMUL_ROWS * W.cols floats. */
+#define ENG_MATMUL_ROWS 8
+
+float eng_bf16_to_f32(uint16_t h);
+float eng_f16_to_f32(uint16_t h);
+uint16_t eng_f32_to_bf16(float f);   /* round to nearest even */
+uint16_t eng_f32_to_f16(float f);    /* round to nearest even */
+
+/* out (n) = row `row` of t as fp32, for n = t->cols. */
+void eng_cpu_row_f32(const struct eng_tensor *t, int64_t row, float *out);
+
+float eng_cpu_dot(const float *a, const float *b, int n);
+
+/* out (n_tokens, W->rows) = x (n_tokens, W->cols) . W^T (+ bias (W->rows)).
+ * scratch: (n_threads, ENG_MATMUL_ROWS, W->cols) fp32.  bias may be NULL
+ * or have data NULL. */
+void eng_cpu_matmul(struct eng_pool *pool, float *scratch, float *out,
+		    const float *x, int n_tokens, const struct eng_tensor *w,
+		    const struct eng_tensor *bias);
+
+/* out (n) = x (n) / rms(x) * weight (n).  out may equal x. */
+void eng_cpu_rmsnorm(float *out, const float *x, const struct eng_tensor *weight,
+		     int n, float eps);
+
+/* Rotates each of the n_heads (head_dim) vectors of x in place by position
+ * pos, rotate-half convention: pairs (i, i + head_dim/2). inv_freq has
+ * head_dim / 2 entries. */
+void eng_cpu_rope(float *x, int n_heads, int head_dim, int pos, const float *inv_freq);
+
+#endif

@@ -1,0 +1,278 @@
+/*
+ * model.c: an HF model directory -> config + weight views.
+ *
+ * Weights are never copied: each struct eng_tensor points into a
+ * read-only mapping owned by one of the model's safetensors files, and the
+ * forward pass converts bf16/f16 rows to fp32 as it reads them.  Loading a
+ * 15 GB checkpoint therefore costs address space and a header parse.
+ *
+ * The architecture decides which tensors must exist (HF names); each is
+ * checked for shape against the config before any pointer is handed out.
+ * Tensors the file has and the architecture does not use (a tied model's
+ * lm_head.weight, old rotary_emb.inv_freq buffers) are ignored.
+ *
+ * Refuses: shard names in the index that leave the directory ("/" or a
+ * leading "."), a tensor the index places in a shard that lacks it.
+ */
+#include "engine/model.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+struct eng_model {
+	char *dir;
+	struct eng_model_config cfg;
+	struct eng_model_weights w;
+	struct eng_st_file **files;   /* (n_files) */
+	char **file_names;            /* (n_files) shard names as in the index */
+	int n_files;
+	json_t *weight_map;           /* index's {tensor: shard}, or NULL */
+	uint64_t weight_bytes;
+};
+
+static int add_file(struct eng_model *m, const char *name, struct eng_error *err)
+{
+	char path[4096];
+	struct eng_st_file **nf;
+	char **nn;
+	int rc;
+
+	nf = realloc(m->files, (size_t)(m->n_files + 1) * sizeof(*nf));
+	if (nf)
+		m->files = nf;
+	nn = realloc(m->file_names, (size_t)(m->n_files + 1) * sizeof(*nn));
+	if (nn)
+		m->file_names = nn;
+	if (!nf || !nn || !(m->file_names[m->n_files] = strdup(name)))
+		return eng_error_set(err, ENG_E_NOMEM, m->dir, 0, "out of memory");
+	snprintf(path, sizeof(path), "%s/%s", m->dir, name);
+	rc = eng_st_open(path, &m->files[m->n_files], err);
+	if (rc) {
+		free(m->file_names[m->n_files]);
+		return rc;
+	}
+	m->n_files++;
+	return 0;
+}
+
+static int find_file(const struct eng_model *m, const char *name)
+{
+	int i;
+
+	for (i = 0; i < m->n_files; i++)
+		if (!strcmp(m->file_names[i], name))
+			return i;
+	return -1;
+}
+
+static int open_index(struct eng_model *m, const char *path, struct eng_error *err)
+{
+	json_error_t jerr;
+	json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr), *v;
+	const char *key;
+	int rc = 0;
+
+	if (!root)
+		return eng_error_set(err, ENG_E_FORMAT, path, jerr.line > 0 ? jerr.line : 0,
+				     "%s", jerr.text);
+	m->weight_map = json_incref(json_object_get(root, "weight_map"));
+	json_decref(root);
+	if (!json_is_object(m->weight_map))
+		return eng_error_set(err, ENG_E_FORMAT, path, 0,
+				     "key \"weight_map\": missing or not an object");
+	json_object_foreach(m->weight_map, key, v) {
+		const char *f = json_string_value(v);
+
+		if (!f || !*f || strchr(f, '/') || f[0] == '.')
+			return eng_error_set(err, ENG_E_FORMAT, path, 0,
+					     "key \"weight_map.%s\": not a file name in the directory",
+					     key);
+		if (find_file(m, f) < 0 && (rc = add_file(m, f, err)))
+			return rc;
+	}
+	return 0;
+}
+
+static int open_files(struct eng_model *m, struct eng_error *err)
+{
+	char path[4096];
+
+	snprintf(path, sizeof(path), "%s/model.safetensors.index.json", m->dir);
+	if (!access(path, F_OK))
+		return open_index(m, path, err);
+	return add_file(m, "model.safetensors", err);
+}
+
+/* The tensor called name, or NULL with *file set to the file it should be
+ * in (for the error message). */
+static const struct eng_st_tensor *lookup(const struct eng_model *m, const char *name,
+					  const char **file)
+{
+	int i = 0;
+
+	if (m->weight_map) {
+		const char *f = json_string_value(json_object_get(m->weight_map, name));
+
+		*file = f ? f : "model.safetensors.index.json";
+		if (!f)
+			return NULL;
+		i = find_file(m, f);
+	} else {
+		*file = "model.safetensors";
+	}
+	return eng_st_find(m->files[i], name);
+}
+
+/* Binds *t to name, which must have shape (rows, cols), or (cols) when
+ * rows == 0.  A missing tensor is an error only when required. */
+static int bind(struct eng_model *m, struct eng_tensor *t, const char *name,
+		int64_t rows, int64_t cols, int required, struct eng_error *err)
+{
+	const struct eng_st_tensor *st;
+	const char *file;
+	char path[4096];
+	int ndim = rows ? 2 : 1;
+
+	memset(t, 0, sizeof(*t));
+	st = lookup(m, name, &file);
+	snprintf(path, sizeof(path), "%s/%s", m->dir, file);
+	if (!st)
+		return required ? eng_error_set(err, ENG_E_FORMAT, path, 0,
+						"tensor \"%s\": missing", name) : 0;
+	if (st->ndim != ndim || (ndim == 2 && (st->shape[0] != rows || st->shape[1] != cols)) ||
+	    (ndim == 1 && st->shape[0] != cols))
+		return eng_error_set(err, ENG_E_FORMAT, path, 0,
+				     "tensor \"%s\": shape [%lld%s%lld] but the config implies [%lld%s%lld]",
+				     name, (long long)st->shape[0], st->ndim > 1 ? ", " : "",
+				     st->ndim > 1 ? (long long)st->shape[1] : 0LL,
+				     (long long)(rows ? rows : cols), rows ? ", " : "",
+				     rows ? (long long)cols : 0LL);
+	t->dtype = st->dtype;
+	t->rows = rows ? rows : 1;
+	t->cols = cols;
+	t->data = st->data;
+	m->weight_bytes += st->n_bytes;
+	return 0;
+}
+
+static int bind_layer(struct eng_model *m, int l, struct eng_error *err)
+{
+	const struct eng_model_config *c = &m->cfg;
+	struct eng_layer_weights *L = &m->w.layers[l];
+	int64_t h = c->hidden, q = (int64_t)c->n_heads * c->head_dim;
+	int64_t kv = (int64_t)c->n_kv_heads * c->head_dim, in = c->intermediate;
+	char n[16][96];
+	int i, rc = 0;
+	static const char *const sfx[16] = {
+		"input_layernorm.weight", "self_attn.q_proj.weight",
+		"self_attn.k_proj.weight", "self_attn.v_proj.weight",
+		"self_attn.q_proj.bias", "self_attn.k_proj.bias", "self_attn.v_proj.bias",
+		"self_attn.o_proj.weight", "self_attn.o_proj.bias",
+		"post_attention_layernorm.weight", "mlp.gate_proj.weight",
+		"mlp.up_proj.weight", "mlp.gate_proj.bias", "mlp.up_proj.bias",
+		"mlp.down_proj.weight", "mlp.down_proj.bias",
+	};
+
+	for (i = 0; i < 16; i++)
+		snprintf(n[i], sizeof(n[i]), "model.layers.%d.%s", l, sfx[i]);
+	(void)((rc = bind(m, &L->attn_norm, n[0], 0, h, 1, err)) ||
+	       (rc = bind(m, &L->wq, n[1], q, h, 1, err)) ||
+	       (rc = bind(m, &L->wk, n[2], kv, h, 1, err)) ||
+	       (rc = bind(m, &L->wv, n[3], kv, h, 1, err)) ||
+	       (c->qkv_bias && ((rc = bind(m, &L->bq, n[4], 0, q, 1, err)) ||
+				(rc = bind(m, &L->bk, n[5], 0, kv, 1, err)) ||
+				(rc = bind(m, &L->bv, n[6], 0, kv, 1, err)))) ||
+	       (rc = bind(m, &L->wo, n[7], h, q, 1, err)) ||
+	       (c->o_bias && (rc = bind(m, &L->bo, n[8], 0, h, 1, err))) ||
+	       (rc = bind(m, &L->mlp_norm, n[9], 0, h, 1, err)) ||
+	       (rc = bind(m, &L->w_gate, n[10], in, h, 1, err)) ||
+	       (rc = bind(m, &L->w_up, n[11], in, h, 1, err)) ||
+	       (c->mlp_bias && ((rc = bind(m, &L->b_gate, n[12], 0, in, 1, err)) ||
+				(rc = bind(m, &L->b_up, n[13], 0, in, 1, err)))) ||
+	       (rc = bind(m, &L->w_down, n[14], h, in, 1, err)) ||
+	       (c->mlp_bias && (rc = bind(m, &L->b_down, n[15], 0, h, 1, err))));
+	return rc;
+}
+
+static int bind_all(struct eng_model *m, struct eng_error *err)
+{
+	const struct eng_model_config *c = &m->cfg;
+	int l, rc;
+
+	m->w.layers = calloc((size_t)c->n_layers, sizeof(*m->w.layers));
+	if (!m->w.layers)
+		return eng_error_set(err, ENG_E_NOMEM, m->dir, 0, "out of memory");
+	if ((rc = bind(m, &m->w.embed, "model.embed_tokens.weight", c->vocab,
+		       c->hidden, 1, err)))
+		return rc;
+	for (l = 0; l < c->n_layers; l++)
+		if ((rc = bind_layer(m, l, err)))
+			return rc;
+	if ((rc = bind(m, &m->w.final_norm, "model.norm.weight", 0, c->hidden, 1, err)))
+		return rc;
+	if (c->tie_embeddings) {
+		m->w.lm_head = m->w.embed;
+		return 0;
+	}
+	return bind(m, &m->w.lm_head, "lm_head.weight", c->vocab, c->hidden, 1, err);
+}
+
+int eng_model_load(const char *dir, struct eng_model **out, struct eng_error *err)
+{
+	struct eng_model *m = calloc(1, sizeof(*m));
+	int rc;
+
+	*out = NULL;
+	eng_error_clear(err);
+	if (!m || !(m->dir = strdup(dir))) {
+		free(m);
+		return eng_error_set(err, ENG_E_NOMEM, dir, 0, "out of memory");
+	}
+	if ((rc = eng_config_load(dir, &m->cfg, err)) || (rc = open_files(m, err)) ||
+	    (rc = bind_all(m, err))) {
+		eng_model_free(m);
+		return rc;
+	}
+	*out = m;
+	return 0;
+}
+
+void eng_model_free(struct eng_model *m)
+{
+	int i;
+
+	if (!m)
+		return;
+	for (i = 0; i < m->n_files; i++) {
+		eng_st_close(m->files[i]);
+		free(m->file_names[i]);
+	}
+	free(m->files);
+	free(m->file_names);
+	json_decref(m->weight_map);
+	free(m->w.layers);
+	free(m->dir);
+	free(m);
+}
+
+const struct eng_model_config *eng_model_config(const struct eng_model *m)
+{
+	return &m->cfg;
+}
+
+const struct eng_model_weights *eng_model_weights(const struct eng_model *m)
+{
+	return &m->w;
+}
+
+const char *eng_model_dir(const struct eng_model *m)
+{
+	return m->dir;
+}
+
+uint64_t eng_model_weight_bytes(const struct eng_model *m)
+{
+	return m->weight_bytes;
+}

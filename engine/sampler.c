@@ -1,0 +1,209 @@
+/*
+ * sampler.c: greedy / temperature / top-k / top-p sampling.
+ *
+ * The generator is xoshiro256** seeded through splitmix64, so a seed means
+ * the same stream everywhere (no rand(), no global state).  Candidates are
+ * ordered by probability, then by token id, so ties never depend on the
+ * sort implementation.  Without top-k, top-p first drops tokens whose
+ * probability is below (1 - p) / (vocab - 1): the dropped ones together
+ * hold less than 1 - p, so they cannot be in the nucleus, and the sort
+ * stays short.
+ *
+ * Not here: repetition penalties, min-p, logit bias.
+ */
+#include "engine/sampler.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+struct cand {
+	float p;
+	int id;
+};
+
+struct eng_sampler {
+	struct eng_sampler_params p;
+	int vocab;
+	uint64_t s[4];        /* xoshiro256** state */
+	struct cand *cand;    /* (vocab) scratch */
+};
+
+struct eng_sampler_params eng_sampler_default_params(void)
+{
+	struct eng_sampler_params p = { 0.0f, 0, 1.0f, 0 };
+
+	return p;
+}
+
+static uint64_t splitmix64(uint64_t *x)
+{
+	uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	return z ^ (z >> 31);
+}
+
+static uint64_t rotl(uint64_t x, int k)
+{
+	return (x << k) | (x >> (64 - k));
+}
+
+static uint64_t next_u64(uint64_t *s)
+{
+	uint64_t r = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+
+	s[2] ^= s[0];
+	s[3] ^= s[1];
+	s[1] ^= s[2];
+	s[0] ^= s[3];
+	s[2] ^= t;
+	s[3] = rotl(s[3], 45);
+	return r;
+}
+
+/* Uniform in [0, 1) with 53 random bits. */
+static double next_unit(uint64_t *s)
+{
+	return (double)(next_u64(s) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+int eng_sampler_create(const struct eng_sampler_params *p, int vocab,
+		       struct eng_sampler **out, struct eng_error *err)
+{
+	struct eng_sampler *s;
+	uint64_t x;
+	int i;
+
+	*out = NULL;
+	if (!(p->temperature >= 0) || p->top_k < 0 || !(p->top_p > 0 && p->top_p <= 1) ||
+	    vocab < 1)
+		return eng_error_set(err, ENG_E_INVALID, "sampler", 0,
+				     "temperature >= 0, top_k >= 0, 0 < top_p <= 1 and vocab >= 1 are required");
+	s = calloc(1, sizeof(*s));
+	if (!s || !(s->cand = malloc((size_t)vocab * sizeof(*s->cand)))) {
+		free(s);
+		return eng_error_set(err, ENG_E_NOMEM, "sampler", 0, "out of memory");
+	}
+	s->p = *p;
+	s->vocab = vocab;
+	x = p->seed;
+	for (i = 0; i < 4; i++)
+		s->s[i] = splitmix64(&x);
+	*out = s;
+	return 0;
+}
+
+void eng_sampler_free(struct eng_sampler *s)
+{
+	if (!s)
+		return;
+	free(s->cand);
+	free(s);
+}
+
+int eng_argmax(const float *x, int n)
+{
+	int i, best = 0;
+
+	for (i = 1; i < n; i++)
+		if (x[i] > x[best])
+			best = i;
+	return best;
+}
+
+static int cmp_cand(const void *a, const void *b)
+{
+	const struct cand *x = a, *y = b;
+
+	if (x->p != y->p)
+		return x->p > y->p ? -1 : 1;
+	return x->id - y->id;
+}
+
+/* Moves the k best candidates to the front (unordered); quickselect. */
+static void select_top(struct cand *c, int n, int k)
+{
+	int lo = 0, hi = n - 1;
+
+	while (lo < hi) {
+		struct cand pivot = c[lo + (hi - lo) / 2], tmp;
+		int i = lo, j = hi;
+
+		while (i <= j) {
+			while (cmp_cand(&c[i], &pivot) < 0)
+				i++;
+			while (cmp_cand(&c[j], &pivot) > 0)
+				j--;
+			if (i <= j) {
+				tmp = c[i];
+				c[i++] = c[j];
+				c[j--] = tmp;
+			}
+		}
+		if (k - 1 <= j)
+			hi = j;
+		else if (k - 1 >= i)
+			lo = i;
+		else
+			break;
+	}
+}
+
+/* Softmax of logits / temperature into s->cand; returns the count kept
+ * before sorting (all, or those above the top-p floor). */
+static int fill_probs(struct eng_sampler *s, const float *logits)
+{
+	float mx = logits[eng_argmax(logits, s->vocab)], inv_t = 1.0f / s->p.temperature;
+	double sum = 0;
+	float floor_p;
+	int i, n = 0;
+
+	for (i = 0; i < s->vocab; i++) {
+		s->cand[i].id = i;
+		s->cand[i].p = expf((logits[i] - mx) * inv_t);
+		sum += s->cand[i].p;
+	}
+	for (i = 0; i < s->vocab; i++)
+		s->cand[i].p = (float)(s->cand[i].p / sum);
+	if (s->p.top_k > 0 || s->p.top_p >= 1 || s->vocab == 1)
+		return s->vocab;
+	floor_p = (1.0f - s->p.top_p) / (float)(s->vocab - 1);
+	for (i = 0; i < s->vocab; i++)
+		if (s->cand[i].p >= floor_p)
+			s->cand[n++] = s->cand[i];
+	return n;
+}
+
+int eng_sampler_sample(struct eng_sampler *s, const float *logits)
+{
+	double mass = 0, r;
+	int n, i;
+
+	if (s->p.temperature == 0)
+		return eng_argmax(logits, s->vocab);
+	n = fill_probs(s, logits);
+	if (s->p.top_k > 0 && s->p.top_k < n) {
+		select_top(s->cand, n, s->p.top_k);
+		n = s->p.top_k;
+	}
+	if (s->p.top_k > 0 || s->p.top_p < 1)
+		qsort(s->cand, (size_t)n, sizeof(*s->cand), cmp_cand);
+	if (s->p.top_p < 1) {
+		for (i = 0; i < n - 1; i++) {
+			mass += s->cand[i].p;
+			if (mass >= s->p.top_p)
+				break;
+		}
+		n = i + 1;
+	}
+	for (i = 0, mass = 0; i < n; i++)
+		mass += s->cand[i].p;
+	r = next_unit(s->s) * mass;
+	for (i = 0; i < n - 1; i++) {
+		r -= s->cand[i].p;
+		if (r < 0)
+			return s->cand[i].id;
+	}
+	return s->cand[n - 1].id;
+}

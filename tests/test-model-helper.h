@@ -1,0 +1,82 @@
+/*
+ * test-model-helper.h: small random HF model directories for the engine's
+ * tests and benchmark, written by the test itself (config.json and
+ * safetensors, single file or sharded), with the weights kept as fp32 (after
+ * rounding to the stored dtype) so that a test can compute the model its own
+ * way and compare.
+ */
+#ifndef TRAJBENCH_TESTS_MODEL_HELPER_H
+#define TRAJBENCH_TESTS_MODEL_HELPER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/config.h"
+#include "engine/safetensors.h"
+
+struct tm_spec {
+	enum eng_arch arch;
+	int n_layers, hidden, n_heads, n_kv_heads, head_dim, intermediate, vocab;
+	int max_positions;
+	double rope_theta, rms_eps;
+	bool tie;              /* tie_word_embeddings, no lm_head.weight written */
+	bool attention_bias;   /* llama: q/k/v/o biases */
+	bool mlp_bias;         /* llama: gate/up/down biases */
+	bool llama3_rope;      /* rope_scaling llama3 (factor 8, 1, 4, 64) */
+	bool head_dim_key;     /* write "head_dim" into config.json */
+	enum eng_dtype dtype;
+	int n_shards;          /* 0 or 1: model.safetensors; else sharded + index */
+	uint64_t seed;
+};
+
+/* A small Qwen2 shape (GQA 4:2, head_dim 8). */
+struct tm_spec tm_spec_qwen2(void);
+/* A small Llama shape (GQA 4:1, head_dim 16). */
+struct tm_spec tm_spec_llama(void);
+
+/* Weights as fp32 values of what was stored.  Layouts as in HF:
+ * matrices (out_features, in_features) row-major.  Absent biases NULL. */
+struct tm_layer {
+	float *attn_norm, *wq, *wk, *wv, *bq, *bk, *bv, *wo, *bo;
+	float *mlp_norm, *wg, *wu, *wd, *bg, *bu, *bd;
+};
+
+struct tm_weights {
+	int n_layers;
+	float *embed;        /* (vocab, hidden) */
+	struct tm_layer *layers;
+	float *final_norm;   /* (hidden) */
+	float *lm_head;      /* (vocab, hidden); == embed when tied */
+};
+
+/* Writes spec's model into dir (which must exist).  w may be NULL.
+ * Returns 0 or -1 (message on stderr). */
+int tm_write_model(const char *dir, const struct tm_spec *spec, struct tm_weights *w);
+void tm_weights_free(struct tm_weights *w);
+
+/* Writes config.json for spec into dir.  Returns 0 or -1. */
+int tm_write_config(const char *dir, const struct tm_spec *spec);
+
+/* A safetensors file built tensor by tensor. */
+struct tm_st;
+struct tm_st *tm_st_new(void);
+/* values (prod(shape)) are converted to dtype when written. */
+void tm_st_add(struct tm_st *st, const char *name, enum eng_dtype dtype, int ndim,
+	       const int64_t *shape, const float *values);
+int tm_st_write(struct tm_st *st, const char *path);
+void tm_st_free(struct tm_st *st);
+
+/* Whole-file helpers. */
+int tm_write_file(const char *path, const void *data, size_t n);
+int tm_write_text(const char *dir, const char *name, const char *text);
+
+/* A fresh directory under $TMPDIR (or /tmp); free() the result. */
+char *tm_mkdtemp(const char *tag);
+/* Removes dir and everything in it (one level of files plus subdirs). */
+void tm_rmtree(const char *dir);
+
+/* Uniform in [-1, 1) from a splitmix64 state. */
+float tm_uniform(uint64_t *state);
+
+#endif

@@ -10,69 +10,17 @@
  * Skips when the shared data or traj-extract is absent.
  */
 #include "tests/tap.h"
+#include "tests/test-prompt-render-helper.h"
 
 #include <jansson.h>
 #include <stdio.h>
 #include <string.h>
-#include <unistd.h>
 
-#define SAMPLE "samples/derived_kl_2traj.model_dump_style.jsonl"
-#define CONFIG "config/r2egym/edit_non_fn_calling.yaml"
 #define PARSED "parsed/r2egym_edit_non_fn_calling"
 
 static const char final_notice[] =
 	"\nYou have reached the maximum number of steps. "
 	"Please submit your answer NOW.";
-
-static char *slurp(const char *path, size_t *len)
-{
-	FILE *fp = fopen(path, "rb");
-	char *buf = NULL;
-	long n;
-
-	if (!fp)
-		return NULL;
-	if (fseek(fp, 0, SEEK_END) == 0 && (n = ftell(fp)) >= 0 &&
-	    fseek(fp, 0, SEEK_SET) == 0 && (buf = malloc((size_t)n + 1)) &&
-	    fread(buf, 1, (size_t)n, fp) == (size_t)n) {
-		buf[n] = '\0';
-		*len = (size_t)n;
-	} else {
-		free(buf);
-		buf = NULL;
-	}
-	fclose(fp);
-	return buf;
-}
-
-/* Runs cmd and returns its whole stdout (NULL on failure). */
-static char *run(const char *cmd, size_t *len)
-{
-	FILE *p = popen(cmd, "r");
-	char *buf = NULL;
-	size_t cap = 0, n = 0, got;
-
-	if (!p)
-		return NULL;
-	do {
-		if (n + 65536 > cap) {
-			char *nb = realloc(buf, cap = 2 * cap + 65536);
-
-			if (!nb)
-				break;
-			buf = nb;
-		}
-		got = fread(buf + n, 1, cap - n - 1, p);
-		n += got;
-	} while (got > 0);
-	if (pclose(p) != 0 || !buf) {
-		free(buf);
-		return NULL;
-	}
-	buf[n] = '\0';
-	*len = n;
-	return buf;
-}
 
 /* The instance prompt with every "{problem_statement}" replaced. */
 static char *expected_user(const char *inst, const char *ps)
@@ -184,20 +132,35 @@ static void check_sample(const char *data, const char *bin)
 	free(inst);
 }
 
+/* --prompts-from-trajectory takes the prompts the runs recorded, which are
+ * the config's: the output must be the same bytes. */
+static void check_prompts_from_trajectory(const char *data, const char *bin)
+{
+	char cmd[16384], *a, *b;
+	size_t na = 0, nb = 0;
+
+	snprintf(cmd, sizeof(cmd), "'%s/traj-extract' '%s/%s' | "
+		 "'%s/prompt-render' --config '%s/%s'", bin, data, SAMPLE, bin,
+		 data, CONFIG);
+	a = run(cmd, &na);
+	snprintf(cmd, sizeof(cmd), "'%s/traj-extract' '%s/%s' | "
+		 "'%s/prompt-render' --prompts-from-trajectory", bin, data,
+		 SAMPLE, bin);
+	b = run(cmd, &nb);
+	tap_ok(a && b && na == nb && memcmp(a, b, na) == 0,
+	       "--prompts-from-trajectory gives the same bytes as --config");
+	free(a);
+	free(b);
+}
+
 int main(void)
 {
-	const char *top = getenv("top_srcdir");
-	const char *build = getenv("top_builddir");
-	char data[2048], bin[2048], probe[4096];
+	char data[2048], bin[2048];
+	const char *skip = locate(data, sizeof(data), bin, sizeof(bin));
 
-	snprintf(data, sizeof(data), "%s/../shared/data/r2egym", top ? top : ".");
-	snprintf(bin, sizeof(bin), "%s/tools", build ? build : ".");
-	snprintf(probe, sizeof(probe), "%s/%s", data, SAMPLE);
-	if (access(probe, R_OK) != 0)
-		return tap_skip_all("shared R2E-Gym data absent");
-	snprintf(probe, sizeof(probe), "%s/traj-extract", bin);
-	if (access(probe, X_OK) != 0)
-		return tap_skip_all("traj-extract not built");
+	if (skip)
+		return tap_skip_all(skip);
 	check_sample(data, bin);
+	check_prompts_from_trajectory(data, bin);
 	return tap_done();
 }

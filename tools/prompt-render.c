@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 enum { FMT_CONVERSATION, FMT_OPENAI };
 
@@ -71,6 +72,24 @@ static const struct option long_opts[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
+/* Points stdout at path; stdout stays as it was when path cannot be
+ * opened, so the diagnostic and nd_finish still work.  Returns -1 to go
+ * on, or ND_EXIT_USAGE. */
+static int redirect_stdout(const char *path)
+{
+	FILE *fp = fopen(path, "w");
+	int rc = -1;
+
+	if (!fp || fflush(stdout) != 0 ||
+	    dup2(fileno(fp), STDOUT_FILENO) < 0) {
+		nd_error("%s: %s", path, strerror(errno));
+		rc = ND_EXIT_USAGE;
+	}
+	if (fp)
+		fclose(fp);
+	return rc;
+}
+
 /* Handles one option; returns -1 to go on, else an exit status. */
 static int take_option(int c, struct opts *o)
 {
@@ -97,11 +116,7 @@ static int take_option(int c, struct opts *o)
 					      "or openai)", optarg);
 		return -1;
 	case 'o':
-		if (!freopen(optarg, "w", stdout)) {
-			nd_error("%s: %s", optarg, strerror(errno));
-			return ND_EXIT_USAGE;
-		}
-		return -1;
+		return redirect_stdout(optarg);
 	case 'h': usage(); return ND_EXIT_OK;
 	case 'V': nd_print_version(); return ND_EXIT_OK;
 	default: return nd_usage_error("invalid option");

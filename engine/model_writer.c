@@ -19,12 +19,14 @@
  * top-1/top-2 margins; RMSNorm weights are 1 +- 0.02, biases +- 0.02.
  * For the 7B shape the input projections come out at std 0.017.
  *
- * It refuses to overwrite anything but a directory of plain files (with
- * force), and writes no optimizer state, no safetensors metadata beyond
- * {"format":"pt"}, and no timestamps, so the output is reproducible.
+ * The tokenizer files (trained or copied) and chat templates are written by
+ * model_writer_tok.c.  It refuses to overwrite anything but a directory of
+ * plain files (with force), and writes no optimizer state, no safetensors
+ * metadata beyond {"format":"pt"}, and no timestamps, so the output is
+ * reproducible.
  */
 #include "engine/model_writer.h"
-#include "engine/bpe_train.h"
+#include "engine/model_writer_int.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -391,7 +393,7 @@ static int write_all(int fd, const void *buf, size_t n)
 }
 
 /* Writes len bytes to dir/name (created, truncated).  Returns 0 or ENG_E_IO. */
-static int write_file(const char *dir, const char *name, const void *data, size_t len,
+int eng_mw_write_file(const char *dir, const char *name, const void *data, size_t len,
 		      struct eng_error *err)
 {
 	char path[4096];
@@ -411,7 +413,7 @@ static int write_file(const char *dir, const char *name, const void *data, size_
 
 /* Writes obj as JSON with HF's layout for config files: two-space indent,
  * sorted keys when asked, a final newline.  Steals the reference to obj. */
-static int write_json(const char *dir, const char *name, json_t *obj, size_t flags,
+int eng_mw_write_json(const char *dir, const char *name, json_t *obj, size_t flags,
 		      struct eng_error *err)
 {
 	char *s, *nl;
@@ -427,7 +429,7 @@ static int write_json(const char *dir, const char *name, json_t *obj, size_t fla
 		return eng_error_set(err, ENG_E_NOMEM, name, 0, "out of memory");
 	}
 	strcat(nl, "\n");
-	rc = write_file(dir, name, nl, strlen(nl), err);
+	rc = eng_mw_write_file(dir, name, nl, strlen(nl), err);
 	free(nl);
 	return rc;
 }
@@ -576,7 +578,7 @@ static int write_index(const char *dir, const struct tensor_list *l, int n_shard
 		shard_name(name, sizeof(name), l->t[i].shard, n_shards);
 		json_object_set_new(map, l->t[i].name, json_string(name));
 	}
-	return write_json(dir, "model.safetensors.index.json",
+	return eng_mw_write_json(dir, "model.safetensors.index.json",
 			  json_pack("{s:{s:I}, s:o}", "metadata", "total_size", (json_int_t)total,
 				    "weight_map", map),
 			  JSON_INDENT(2) | JSON_SORT_KEYS, err);
@@ -627,14 +629,6 @@ static const char *torch_dtype(enum eng_mw_dtype d)
 	return d == ENG_MW_DTYPE_F32 ? "float32" : d == ENG_MW_DTYPE_F16 ? "float16" : "bfloat16";
 }
 
-/* Special token ids of the tokenizer, found by content. */
-struct tok_ids {
-	int size; /* max id + 1 */
-	int bos;  /* <|endoftext|> (qwen2), <|begin_of_text|> (llama) */
-	int eos;  /* <|im_end|>, <|eot_id|>: end of an assistant turn */
-	int pad;  /* <|endoftext|>, <|end_of_text|> */
-};
-
 static json_t *rope_scaling(const struct eng_mw_params *p)
 {
 	if (p->arch != ENG_MW_ARCH_LLAMA || !p->rope_scaling_llama3)
@@ -646,7 +640,7 @@ static json_t *rope_scaling(const struct eng_mw_params *p)
 
 /* config.json with the keys of HF's Qwen2Config / LlamaConfig. */
 static int write_config(const char *dir, const struct eng_mw_params *p, long vocab,
-			const struct tok_ids *ids, struct eng_error *err)
+			const struct eng_mw_tok_ids *ids, struct eng_error *err)
 {
 	bool llama = p->arch == ENG_MW_ARCH_LLAMA;
 	json_t *c = json_pack(
@@ -673,290 +667,17 @@ static int write_config(const char *dir, const struct eng_mw_params *p, long voc
 		json_object_set_new(c, "sliding_window", json_integer(p->max_position_embeddings));
 		json_object_set_new(c, "use_sliding_window", json_false());
 	}
-	return write_json(dir, "config.json", c, JSON_INDENT(2) | JSON_SORT_KEYS, err);
+	return eng_mw_write_json(dir, "config.json", c, JSON_INDENT(2) | JSON_SORT_KEYS, err);
 }
 
-static int write_generation_config(const char *dir, const struct tok_ids *ids,
+static int write_generation_config(const char *dir, const struct eng_mw_tok_ids *ids,
 				   struct eng_error *err)
 {
-	return write_json(dir, "generation_config.json",
+	return eng_mw_write_json(dir, "generation_config.json",
 			  json_pack("{s:i, s:b, s:[i,i], s:i}", "bos_token_id", ids->bos,
 				    "do_sample", 0, "eos_token_id", ids->eos, ids->pad,
 				    "pad_token_id", ids->pad),
 			  JSON_INDENT(2) | JSON_SORT_KEYS, err);
-}
-
-/* ---------------------------------------------------------------- tokenizer */
-
-/* ChatML as Qwen2 writes it, without a default system message. */
-static const char chatml_template[] =
-	"{%- for message in messages %}\n"
-	"    {{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}\n"
-	"{%- endfor %}\n"
-	"{%- if add_generation_prompt %}\n"
-	"    {{- '<|im_start|>assistant\\n' }}\n"
-	"{%- endif %}";
-
-/* Llama 3's: BOS once, a header per message, contents trimmed. */
-static const char llama3_template[] =
-	"{%- for message in messages %}\n"
-	"    {%- if loop.first %}\n"
-	"        {{- bos_token }}\n"
-	"    {%- endif %}\n"
-	"    {{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n'"
-	" + (message['content'] | trim) + '<|eot_id|>' }}\n"
-	"{%- endfor %}\n"
-	"{%- if add_generation_prompt %}\n"
-	"    {{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}\n"
-	"{%- endif %}";
-
-static const char *const qwen2_specials[] = { "<|endoftext|>", "<|im_start|>", "<|im_end|>", NULL };
-static const char *const llama_specials[] = {
-	"<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>",
-	"<|eot_id|>", NULL,
-};
-
-static const char *const *specials_of(enum eng_mw_arch a)
-{
-	return a == ENG_MW_ARCH_LLAMA ? llama_specials : qwen2_specials;
-}
-
-/* Text to train on when no file is given: prose, code and tool output of
- * the kind the project's trajectories hold. */
-static const char builtin_corpus[] =
-	"You are a programming agent. Fix the issue described below in the repository.\n"
-	"The test suite fails when the parser reads an empty configuration file; the\n"
-	"function should return the default settings instead of raising an error.\n"
-	"Let me look at the file first, then run the tests again to check the fix.\n\n"
-	"def parse_config(path):\n"
-	"    \"\"\"Return the settings read from path, or the defaults.\"\"\"\n"
-	"    with open(path, encoding=\"utf-8\") as f:\n"
-	"        text = f.read()\n"
-	"    if not text.strip():\n"
-	"        return dict(DEFAULTS)\n"
-	"    return {key: value for key, value in parse_lines(text)}\n\n"
-	"Exit code: 0\nExecution output of [execute_bash]:\n"
-	"============================= test session starts ==============================\n"
-	"collected 12 items\n\ntests/test_config.py ............                [100%]\n"
-	"============================== 12 passed in 0.31s ===============================\n"
-	"The change is small and the tests pass. I will submit the answer now.\n"
-	"<function=file_editor>\n<parameter=command>view</parameter>\n"
-	"<parameter=path>/testbed/src/config.py</parameter>\n</function>\n"
-	"Steps Remaining: 40\n"
-	"Here's the result of running `cat -n` on the file: 1 import os 2 import sys\n"
-	"for i in range(10):\n    total += values[i] * 2\nprint(f\"total = {total}\")\n";
-
-/* Reads a whole file; caller frees.  NULL with errno set on failure. */
-static char *read_file(const char *path, size_t *len)
-{
-	FILE *f = fopen(path, "rb");
-	char *buf = NULL;
-	size_t cap = 0, n = 0;
-
-	if (!f)
-		return NULL;
-	for (;;) {
-		if (n + 65536 + 1 > cap) {
-			char *nb = realloc(buf, cap = (n + 65536 + 1) * 2);
-
-			if (!nb)
-				break;
-			buf = nb;
-		}
-		size_t r = fread(buf + n, 1, cap - n - 1, f);
-
-		n += r;
-		if (r == 0)
-			break;
-	}
-	if (!buf || ferror(f)) {
-		int e = ferror(f) ? EIO : ENOMEM;
-
-		fclose(f);
-		free(buf);
-		errno = e;
-		return NULL;
-	}
-	fclose(f);
-	buf[n] = '\0';
-	*len = n;
-	return buf;
-}
-
-static json_t *added_tokens_decoder(const struct eng_bpe_added *a, int n)
-{
-	json_t *d = json_object();
-	char key[24];
-
-	for (int i = 0; d && i < n; i++) {
-		snprintf(key, sizeof(key), "%d", a[i].id);
-		json_object_set_new(d, key, json_pack("{s:s, s:b, s:b, s:b, s:b, s:b}", "content",
-				a[i].content, "lstrip", 0, "normalized", 0, "rstrip", 0,
-				"single_word", 0, "special", a[i].special));
-	}
-	return d;
-}
-
-/* tokenizer_config.json for the trained tokenizer, in the shape of the
- * model family's own files. */
-static json_t *tokenizer_config(const struct eng_mw_params *p, const struct eng_bpe_added *a,
-				int n)
-{
-	if (p->arch == ENG_MW_ARCH_LLAMA)
-		return json_pack("{s:o, s:s, s:s, s:b, s:s, s:[s,s], s:I, s:s, s:s}",
-				 "added_tokens_decoder", added_tokens_decoder(a, n),
-				 "bos_token", "<|begin_of_text|>", "chat_template", llama3_template,
-				 "clean_up_tokenization_spaces", 1, "eos_token", "<|eot_id|>",
-				 "model_input_names", "input_ids", "attention_mask",
-				 "model_max_length", (json_int_t)p->max_position_embeddings,
-				 "pad_token", "<|end_of_text|>",
-				 "tokenizer_class", "PreTrainedTokenizerFast");
-	return json_pack("{s:b, s:b, s:o, s:[s,s], s:n, s:s, s:b, s:s, s:s, s:I, s:s, s:b, s:s, s:n}",
-			 "add_bos_token", 0, "add_prefix_space", 0,
-			 "added_tokens_decoder", added_tokens_decoder(a, n),
-			 "additional_special_tokens", "<|im_start|>", "<|im_end|>", "bos_token",
-			 "chat_template", chatml_template, "clean_up_tokenization_spaces", 0,
-			 "eos_token", "<|im_end|>", "errors", "replace",
-			 "model_max_length", (json_int_t)p->max_position_embeddings,
-			 "pad_token", "<|endoftext|>", "split_special_tokens", 0,
-			 "tokenizer_class", "Qwen2Tokenizer", "unk_token");
-}
-
-static void set_tok_ids(struct tok_ids *ids, enum eng_mw_arch a, const int *special_ids)
-{
-	if (a == ENG_MW_ARCH_LLAMA) {
-		ids->bos = special_ids[0];
-		ids->pad = special_ids[1];
-		ids->eos = special_ids[4];
-	} else {
-		ids->bos = ids->pad = special_ids[0];
-		ids->eos = special_ids[2];
-	}
-}
-
-static int feed_texts(struct eng_bpe_trainer *t, const struct eng_mw_params *p,
-		      struct eng_error *err)
-{
-	int rc = 0;
-
-	if (p->n_train_text == 0)
-		return eng_bpe_trainer_feed(t, builtin_corpus, sizeof(builtin_corpus) - 1,
-					    "built-in text", err);
-	for (int i = 0; rc == 0 && i < p->n_train_text; i++) {
-		size_t len;
-		char *text = read_file(p->train_text[i], &len);
-
-		if (!text)
-			return eng_error_set(err, ENG_E_IO, p->train_text[i], 0, "%s", strerror(errno));
-		rc = eng_bpe_trainer_feed(t, text, len, p->train_text[i], err);
-		free(text);
-	}
-	return rc;
-}
-
-/* Trains a BPE on the given text and writes tokenizer.json and
- * tokenizer_config.json; special tokens get the ids after the BPE's. */
-static int train_tokenizer(const char *dir, const struct eng_mw_params *p, struct tok_ids *ids,
-			   struct eng_error *err)
-{
-	struct eng_bpe_train_params tp = eng_bpe_train_default_params();
-	struct eng_bpe_trainer *t = NULL;
-	struct eng_bpe *b = NULL;
-	const char *const *sp = specials_of(p->arch);
-	struct eng_bpe_added added[8];
-	int n = 0, sid[8], rc;
-
-	tp.vocab_size = p->tokenizer_vocab;
-	rc = eng_bpe_trainer_new(&tp, &t, err);
-	if (rc == 0)
-		rc = feed_texts(t, p, err);
-	if (rc == 0)
-		rc = eng_bpe_trainer_train(t, &b, err);
-	eng_bpe_trainer_free(t);
-	if (rc < 0)
-		return rc;
-	for (; sp[n]; n++) {
-		added[n] = (struct eng_bpe_added){ eng_bpe_n_vocab(b) + n, sp[n], 1 };
-		sid[n] = added[n].id;
-	}
-	ids->size = eng_bpe_n_vocab(b) + n;
-	set_tok_ids(ids, p->arch, sid);
-	rc = write_json(dir, "tokenizer.json", eng_bpe_tokenizer_json(b, added, n, err),
-			JSON_COMPACT, err);
-	eng_bpe_free(b);
-	if (rc == 0)
-		rc = write_json(dir, "tokenizer_config.json", tokenizer_config(p, added, n),
-				JSON_INDENT(2) | JSON_SORT_KEYS, err);
-	return rc;
-}
-
-/* The ids a copied tokenizer.json uses, and its chat-template specials. */
-static int scan_tokenizer(json_t *tok, const struct eng_mw_params *p, const char *path,
-			  struct tok_ids *ids, int *sid, struct eng_error *err)
-{
-	json_t *vocab = json_object_get(json_object_get(tok, "model"), "vocab");
-	json_t *added = json_object_get(tok, "added_tokens"), *v;
-	const char *const *sp = specials_of(p->arch);
-	const char *key;
-	size_t i;
-
-	if (!json_is_object(vocab))
-		return eng_error_set(err, ENG_E_FORMAT, path, 0, "no model.vocab object");
-	ids->size = 0;
-	json_object_foreach(vocab, key, v)
-		if (json_integer_value(v) + 1 > ids->size)
-			ids->size = (int)json_integer_value(v) + 1;
-	for (int k = 0; sp[k]; k++) {
-		sid[k] = -1;
-		json_array_foreach(added, i, v)
-			if (!strcmp(json_string_value(json_object_get(v, "content")) ?: "", sp[k]))
-				sid[k] = (int)json_integer_value(json_object_get(v, "id"));
-		if (sid[k] < 0)
-			return eng_error_set(err, ENG_E_FORMAT, path, 0,
-					     "no added token %s, which the %s chat template needs",
-					     sp[k], p->arch == ENG_MW_ARCH_LLAMA ? "llama" : "qwen2");
-	}
-	json_array_foreach(added, i, v)
-		if (json_integer_value(json_object_get(v, "id")) + 1 > ids->size)
-			ids->size = (int)json_integer_value(json_object_get(v, "id")) + 1;
-	set_tok_ids(ids, p->arch, sid);
-	return 0;
-}
-
-/* Copies tokenizer.json byte for byte and tokenizer_config.json with the
- * architecture's chat template in place of the source's (the tokenizer in
- * ../shared is Qwen3's, whose template differs from Qwen2.5's ChatML). */
-static int copy_tokenizer(const char *dir, const struct eng_mw_params *p, struct tok_ids *ids,
-			  struct eng_error *err)
-{
-	char path[4096];
-	size_t len;
-	char *text;
-	json_t *tok, *cfg;
-	json_error_t je;
-	int rc, sid[8];
-
-	snprintf(path, sizeof(path), "%s/tokenizer.json", p->tokenizer_dir);
-	if (!(text = read_file(path, &len)))
-		return eng_error_set(err, ENG_E_IO, path, 0, "%s", strerror(errno));
-	if (!(tok = json_loadb(text, len, 0, &je))) {
-		free(text);
-		return eng_error_set(err, ENG_E_FORMAT, path, je.line, "%s", je.text);
-	}
-	rc = scan_tokenizer(tok, p, path, ids, sid, err);
-	json_decref(tok);
-	if (rc == 0)
-		rc = write_file(dir, "tokenizer.json", text, len, err);
-	free(text);
-	if (rc < 0)
-		return rc;
-	snprintf(path, sizeof(path), "%s/tokenizer_config.json", p->tokenizer_dir);
-	if (!(cfg = json_load_file(path, 0, &je)))
-		return eng_error_set(err, access(path, F_OK) ? ENG_E_IO : ENG_E_FORMAT, path,
-				     je.line, "%s", je.text);
-	json_object_set_new(cfg, "chat_template",
-			    json_string(p->arch == ENG_MW_ARCH_LLAMA ? llama3_template : chatml_template));
-	return write_json(dir, "tokenizer_config.json", cfg, JSON_INDENT(2), err);
 }
 
 /* ---------------------------------------------------------------- directories */
@@ -1034,11 +755,11 @@ static int install_dir(const char *tmp, const char *dir, struct eng_error *err)
 static int write_all_files(const char *tmp, const struct eng_mw_params *p,
 			   struct eng_mw_stats *st, struct eng_error *err)
 {
-	struct tok_ids ids = { 0 };
+	struct eng_mw_tok_ids ids = { 0 };
 	long vocab;
 	int rc;
 
-	rc = p->tokenizer_dir ? copy_tokenizer(tmp, p, &ids, err) : train_tokenizer(tmp, p, &ids, err);
+	rc = p->tokenizer_dir ? eng_mw_copy_tokenizer(tmp, p, &ids, err) : eng_mw_train_tokenizer(tmp, p, &ids, err);
 	if (rc < 0)
 		return rc;
 	vocab = p->vocab_size ? p->vocab_size : (ids.size + 127L) / 128 * 128;

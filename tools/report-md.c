@@ -94,7 +94,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
 	int c;
 
 	o->params = nd_report_default_params();
-	while ((c = getopt_long(argc, argv, "o:hV", long_opts, NULL)) != -1) {
+	opterr = 0;   /* our own messages, named like every diagnostic */
+	while ((c = getopt_long(argc, argv, ":o:hV", long_opts, NULL)) != -1) {
 		switch (c) {
 		case 'o':
 			o->output = strcmp(optarg, "-") ? optarg : NULL;
@@ -110,10 +111,15 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			break;
 		case 'h': usage(); return nd_finish(ND_EXIT_OK);
 		case 'V': nd_print_version(); return nd_finish(ND_EXIT_OK);
+		case ':':
+			return nd_usage_error("option '%s' requires an argument",
+					      argv[optind - 1]);
 		default:
-			fprintf(stderr, "Try '%s --help' for more information.\n",
-				nd_progname());
-			return ND_EXIT_USAGE;
+			if (optopt)
+				return nd_usage_error("invalid option -- '%c'",
+						      optopt);
+			return nd_usage_error("unrecognized option '%s'",
+					      argv[optind - 1]);
 		}
 	}
 	return -1;

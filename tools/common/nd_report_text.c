@@ -207,20 +207,38 @@ static void note(const struct rp_ctx *c, size_t *n, const char *fmt,
 	fputc('\n', c->fp);
 }
 
-static void group_notes(const struct rp_ctx *c, const struct rp_group *g,
-			size_t *n)
+enum group_issue { NO_SUMMARY, NO_RUN_RECORD, MANY_RUN_RECORDS };
+
+static bool has_issue(const struct rp_group *g, enum group_issue k)
 {
-	if (!g->has_summary) {
-		note(c, n, "Run @ has records but no summary: it is not in "
-		     "the tables.", g->run, 0);
-		return;
+	switch (k) {
+	case NO_SUMMARY: return !g->has_summary;
+	case NO_RUN_RECORD: return g->has_summary && !g->run_rec;
+	case MANY_RUN_RECORDS: return g->n_run_recs > 1;
 	}
-	if (!g->run_rec)
-		note(c, n, "Run @ has no run record: its setup is unknown.",
-		     g->run, 0);
-	if (g->n_run_recs > 1)
-		note(c, n, "Run @ has # run records; the last one is used.",
-		     g->run, (long)g->n_run_recs);
+	return false;
+}
+
+/* One note naming every run with issue k: "<head> a, b, c<tail>". */
+static void group_note(const struct rp_ctx *c, size_t *n,
+		       enum group_issue k, const char *head, const char *tail)
+{
+	size_t m = 0;
+
+	for (size_t i = 0; i < c->n_groups; i++) {
+		if (!has_issue(c->groups[i], k))
+			continue;
+		if (!m++) {
+			if (!(*n)++)
+				fputs("## Notes on the input\n\n", c->fp);
+			fprintf(c->fp, "- %s ", head);
+		} else {
+			fputs(", ", c->fp);
+		}
+		rp_md_text(c->fp, c->groups[i]->run);
+	}
+	if (m)
+		fprintf(c->fp, "%s\n", tail);
 }
 
 static void section_notes(const struct rp_ctx *c)
@@ -230,8 +248,12 @@ static void section_notes(const struct rp_ctx *c)
 	if (c->r->n_rows == 0)
 		note(c, &n, "The input holds no summary record: there are no "
 		     "results to show.", "", 0);
-	for (size_t i = 0; i < c->n_groups; i++)
-		group_notes(c, c->groups[i], &n);
+	group_note(c, &n, NO_SUMMARY, "Runs with records but no summary, "
+		   "left out of the tables:", ".");
+	group_note(c, &n, NO_RUN_RECORD, "Runs with a summary but no run "
+		   "record, so not in the setup:", ".");
+	group_note(c, &n, MANY_RUN_RECORDS, "Runs with more than one run "
+		   "record (the last one is used):", ".");
 	for (size_t i = 0; i < c->r->n_rows; i++) {
 		const struct rp_row *row = c->rows[i];
 		double failed = rp_num(row->summary, "failed");
@@ -256,9 +278,9 @@ static void write_footer(const struct rp_ctx *c)
 
 	fprintf(c->fp, "Made by report-md from %zu records: %zu summary, "
 		"%zu turn_summary, %zu run, %zu conversation_result, %zu "
-		"request.\n", c->r->n_records - c->r->n_passed_over,
-		t[RP_SUMMARY], t[RP_TURN_SUMMARY], t[RP_RUN], t[RP_CONV],
-		t[RP_REQUEST]);
+		"request.\n", t[RP_SUMMARY] + t[RP_TURN_SUMMARY] + t[RP_RUN] +
+		t[RP_CONV] + t[RP_REQUEST], t[RP_SUMMARY], t[RP_TURN_SUMMARY],
+		t[RP_RUN], t[RP_CONV], t[RP_REQUEST]);
 }
 
 /* ---------------------------------------------------------------- entry */

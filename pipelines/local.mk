@@ -15,3 +15,4 @@ clean-demo:
 	rm -rf out
 .PHONY: clean-demo
 include pipelines/bench-tokenizer.mk
+include pipelines/bench-extract.mk

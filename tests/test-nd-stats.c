@@ -18,7 +18,7 @@
 
 static void check(const char *what, double got, double want)
 {
-	if (!tap_ok(got == want, "%s = %.17g", what, want))
+	if (!tap_ok(got == want, "%s = %.16g", what, want))
 		tap_diag("got %.17g", got);
 }
 

@@ -5,12 +5,19 @@ engine_libengine_a_SOURCES += \
 	engine/tokenizer.c \
 	engine/tokenizer_encode.c \
 	engine/pretok.c \
-	engine/bpe.c
+	engine/bpe.c \
+	engine/chat.h \
+	engine/chat.c
 
 check_PROGRAMS += tests/test-tokenizer
 tests_test_tokenizer_SOURCES = tests/test-tokenizer.c
 tests_test_tokenizer_LDADD = $(ENGINE_LIBS)
 TESTS += tests/test-tokenizer
+
+check_PROGRAMS += tests/test-chat
+tests_test_chat_SOURCES = tests/test-chat.c
+tests_test_chat_LDADD = $(ENGINE_LIBS)
+TESTS += tests/test-chat
 EXTRA_DIST += tests/data/tokenizer tests/tokenizer
 
 # The encoding benchmark (run by `make bench-tokenizer`, pipelines/bench-tokenizer.mk).

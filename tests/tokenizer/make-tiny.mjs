@@ -5,6 +5,8 @@
 //         (merges written in the "a b" string form), Qwen's normalizer and
 //         pre-tokenizer, five added tokens, and a tokenizer_config.json
 //         with a ChatML chat template.
+// llama3/: the same BPE and pre-tokenizer with Llama-3's markers as added
+//         tokens and a Llama-3 chat template.
 // flags/: the same BPE with a ByteLevel-only pre-tokenizer (GPT-2 regex,
 //         add_prefix_space), no normalizer, merges in the pair form, and
 //         added tokens that use lstrip, rstrip and single_word.
@@ -65,8 +67,22 @@ const flags = {
 	pre_tokenizer: { type: "ByteLevel", add_prefix_space: true, trim_offsets: true, use_regex: true },
 	model: { ...tiny.model, merges },
 };
-for (const [dir, tok] of [["tiny", tiny], ["flags", flags]]) {
+const llama3 = {
+	...tiny,
+	added_tokens: added([
+		{ content: "<|begin_of_text|>" }, { content: "<|end_of_text|>" },
+		{ content: "<|start_header_id|>" }, { content: "<|end_header_id|>" },
+		{ content: "<|eot_id|>" },
+	]),
+	normalizer: null,
+};
+const llamaConfig = {
+	bos_token: "<|begin_of_text|>", eos_token: "<|eot_id|>",
+	chat_template: "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}",
+};
+for (const [dir, tok] of [["tiny", tiny], ["flags", flags], ["llama3", llama3]]) {
 	mkdirSync(`${outDir}/${dir}`, { recursive: true });
 	writeFileSync(`${outDir}/${dir}/tokenizer.json`, JSON.stringify(tok, null, 1) + "\n");
 }
 writeFileSync(`${outDir}/tiny/tokenizer_config.json`, JSON.stringify(config, null, 2) + "\n");
+writeFileSync(`${outDir}/llama3/tokenizer_config.json`, JSON.stringify(llamaConfig, null, 2) + "\n");

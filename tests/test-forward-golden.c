@@ -2,7 +2,8 @@
  * test-forward-golden.c: the CPU backend against HF transformers.
  *
  * The goldens are made elsewhere (a machine with torch): this program
- * writes the tiny models with --write-models DIR, then
+ * writes the tiny models (three from the test helper, two from the model
+ * writer's tiny presets) with --write-models DIR, then
  * tests/golden/make-goldens.py DIR tests/data/golden runs them through
  * AutoModelForCausalLM in fp32 and saves, per prompt, the last position's
  * logits and 8 greedy tokens.  Here each model is rewritten (the helper is
@@ -19,6 +20,7 @@
 
 #include "engine/backend.h"
 #include "engine/model.h"
+#include "engine/model_writer.h"
 #include "engine/sampler.h"
 #include "tests/tap.h"
 #include "tests/test-model-helper.h"
@@ -28,6 +30,7 @@
 struct golden_model {
 	const char *name;
 	struct tm_spec spec;
+	const char *mw_preset;   /* written by eng_mw_write with this preset */
 };
 
 static int golden_models(struct golden_model *g)
@@ -43,7 +46,29 @@ static int golden_models(struct golden_model *g)
 	g[2].spec = tm_spec_llama();
 	g[2].spec.dtype = ENG_DTYPE_BF16;
 	g[2].spec.mlp_bias = true;
-	return 3;
+	g[3].name = "mw-tiny";
+	g[3].mw_preset = "tiny";
+	g[4].name = "mw-tiny-llama";
+	g[4].mw_preset = "tiny-llama";
+	return 5;
+}
+
+/* Writes model g into dir, which must not exist yet. */
+static int write_model(const struct golden_model *g, const char *dir)
+{
+	struct eng_mw_params p = eng_mw_default_params();
+	struct eng_error err;
+
+	if (!g->mw_preset) {
+		mkdir(dir, 0777);
+		return tm_write_model(dir, &g->spec, NULL);
+	}
+	eng_mw_preset(g->mw_preset, &p);
+	if (eng_mw_write(&p, dir, NULL, &err)) {
+		fprintf(stderr, "test-forward-golden: %s: %s\n", dir, err.msg);
+		return -1;
+	}
+	return 0;
 }
 
 /* FNV-1a 64 of a file, as hex; make-goldens.py computes the same. */
@@ -64,15 +89,14 @@ static int fnv1a_file(const char *path, char *hex)
 
 static int write_models(const char *out)
 {
-	struct golden_model g[4];
+	struct golden_model g[8] = { { 0 } };
 	char path[4096];
 	int i, n = golden_models(g);
 
 	mkdir(out, 0777);
 	for (i = 0; i < n; i++) {
 		snprintf(path, sizeof(path), "%s/%s", out, g[i].name);
-		mkdir(path, 0777);
-		if (tm_write_model(path, &g[i].spec, NULL))
+		if (write_model(&g[i], path))
 			return 1;
 		printf("%s\n", path);
 	}
@@ -126,7 +150,7 @@ static void check_prompt(struct eng_backend *be, const char *name, int k, json_t
 
 static void check_model(const struct golden_model *g, json_t *gold)
 {
-	char *dir = tm_mkdtemp("gold"), path[4096], hex[32] = "";
+	char *tmp = tm_mkdtemp("gold"), dir[2048], path[4096], hex[32] = "";
 	struct eng_backend_params bp = eng_backend_default_params();
 	struct eng_backend *be = NULL;
 	struct eng_model *m = NULL;
@@ -135,8 +159,9 @@ static void check_model(const struct golden_model *g, json_t *gold)
 	const char *want = json_string_value(json_object_get(gold, "weights_fnv1a64"));
 	size_t k;
 
+	snprintf(dir, sizeof(dir), "%s/%s", tmp, g->name);
 	snprintf(path, sizeof(path), "%s/model.safetensors", dir);
-	if (tm_write_model(dir, &g->spec, NULL) || fnv1a_file(path, hex) ||
+	if (write_model(g, dir) || fnv1a_file(path, hex) ||
 	    !want || strcmp(want, hex)) {
 		tap_ok(0, "%s: the golden was made from these weights (%s vs %s)", g->name,
 		       want ? want : "?", hex);
@@ -149,14 +174,14 @@ static void check_model(const struct golden_model *g, json_t *gold)
 	}
 	eng_backend_free(be);
 	eng_model_free(m);
-	tm_rmtree(dir);
-	free(dir);
+	tm_rmtree(tmp);
+	free(tmp);
 }
 
 int main(int argc, char **argv)
 {
 	const char *top = getenv("top_srcdir");
-	struct golden_model g[4];
+	struct golden_model g[8] = { { 0 } };
 	char path[4096];
 	int i, n = golden_models(g), found = 0;
 

@@ -6,7 +6,9 @@ Run on a machine with torch and transformers (a GPU is not needed):
     _build/x/tests/test-forward-golden --write-models /tmp/golden-models
     python3 tests/golden/make-goldens.py /tmp/golden-models tests/data/golden
 
-For every model directory under MODELS_DIR, loads it with
+test-forward-golden --write-models writes three models from the tests' own
+helper and two from the model writer (engine/model_writer.c, presets "tiny"
+and "tiny-llama").  For every model directory under MODELS_DIR, loads it with
 AutoModelForCausalLM in float32 (eager attention), and writes OUT_DIR/NAME.json:
 the last-position logits of a few fixed prompts (token ids, no tokenizer
 involved) and the 8 greedy tokens that follow each, computed by re-running

@@ -79,7 +79,8 @@ int eng_backend_create(const struct eng_backend_ops *ops, const struct eng_model
 		       struct eng_error *err);
 void eng_backend_free(struct eng_backend *be);
 
-/* Checks the batch (eng_batch_check), then runs it.  Returns 0,
+/* Checks the batch (eng_batch_check), then runs it.  One forward at a time
+ * per backend (the backend's scratch and pool are shared).  Returns 0,
  * ENG_E_INVALID (bad token, page id, pointers), ENG_E_RANGE (past the
  * context or the block table), or the backend's error. */
 int eng_backend_forward(struct eng_backend *be, const struct eng_batch *batch,

@@ -85,7 +85,15 @@ static void test_scalars(void)
 	check_a("x: &A hi\na: *A\n", "hi", "alias to a scalar");
 	check_a("b:\n  - 1\n  - {c: [d]}\na: after\n", "after",
 		"after a nested collection");
+	check_a("a: 1e3", "1e3", "1e3 (YAML 1.1 floats need a dot)");
+	check_a("a: 12:61", "12:61", "not base 60");
+	check_a("a: ._", "._", "a dot and an underscore");
 	check_not_string("a: yes", "boolean");
+	check_not_string("a: Off", "boolean, capitalised");
+	check_not_string("a: 0777", "octal");
+	check_not_string("a: 1:20", "base 60");
+	check_not_string("a: .inf", "infinity");
+	check_not_string("a: =", "value key");
 	check_not_string("a: 12", "integer");
 	check_not_string("a: 1.5e+3", "float");
 	check_not_string("a: ~", "null");

@@ -20,3 +20,11 @@ tests_test_runner_SOURCES = tests/test-runner.c
 tests_test_runner_LDADD = $(ENGINE_LIBS) -lm
 TESTS += tests/test-runner
 noinst_HEADERS += tests/fake-step.h
+engine_libengine_a_SOURCES += engine/conv.h engine/conv.c
+engine_libengine_a_SOURCES += engine/step.h engine/step.c
+engine_libengine_a_SOURCES += engine/infer.h engine/infer.c engine/run.c
+
+check_PROGRAMS += tests/test-infer
+tests_test_infer_SOURCES = tests/test-infer.c
+tests_test_infer_LDADD = $(ENGINE_LIBS) -lm
+TESTS += tests/test-infer

@@ -1,0 +1,227 @@
+/*
+ * infer.c: the loaded engine and the runs over it (see infer.h).
+ *
+ * A run adapts the runner's session callbacks to NDJSON: input lines are
+ * parsed and tokenized lazily, only when the session has room for another
+ * conversation, so memory follows the batch size, not the input size.
+ */
+#include <config.h>
+#include "engine/infer.h"
+#include "engine/backend.h"
+#include "engine/chat.h"
+#include "engine/conv.h"
+#include "engine/model.h"
+#include "engine/step.h"
+#include "engine/tokenizer.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+struct eng_infer {
+	struct eng_infer_params p;
+	struct eng_model *model;
+	struct eng_tokenizer *tok;
+	struct eng_chat *chat;
+	struct eng_backend *be;
+	struct eng_stepper *stepper;
+	struct eng_runner *runner;
+	struct eng_sched_params sp;
+	double load_time;
+	char device[256];
+};
+
+void eng_infer_default_params(struct eng_infer_params *p)
+{
+	memset(p, 0, sizeof(*p));
+	p->device = "cpu";
+	p->page_size = 16;
+	p->chunked_prefill_size = 8192;
+	p->policy = ENG_SCHED_POLICY_FCFS;
+}
+
+static double wall_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* "cpu: <model name>, N threads" from /proc/cpuinfo where it exists. */
+static void describe_cpu(char *buf, size_t n, int threads)
+{
+	char line[512], name[256] = "unknown cpu";
+	FILE *f = fopen("/proc/cpuinfo", "r");
+
+	while (f && fgets(line, sizeof(line), f)) {
+		char *colon = strchr(line, ':');
+
+		if (strncmp(line, "model name", 10) == 0 && colon) {
+			snprintf(name, sizeof(name), "%s", colon + 2);
+			name[strcspn(name, "\n")] = '\0';
+			break;
+		}
+	}
+	if (f)
+		fclose(f);
+	snprintf(buf, n, "cpu: %s, %d threads", name, threads);
+}
+
+static int open_text_side(struct eng_infer *e, struct eng_error *err)
+{
+	const char *tdir = e->p.tokenizer ? e->p.tokenizer : e->p.model_dir;
+	enum eng_chat_kind kind;
+	int rc = eng_tokenizer_load(tdir, &e->tok, err);
+
+	if (rc != 0)
+		return rc;
+	rc = e->p.chat_template ? eng_chat_kind_from_name(e->p.chat_template, &kind, err)
+				: eng_chat_kind_from_dir(tdir, e->tok, &kind, err);
+	if (rc != 0)
+		return rc;
+	return eng_chat_new(e->tok, kind, &e->chat, err);
+}
+
+/* The KV pool: max_total_tokens when given, else room for four full
+ * contexts capped at 1 GiB of fp32 K and V. */
+static int64_t pool_tokens(const struct eng_infer *e, const struct eng_model_config *cfg)
+{
+	int64_t per_token = 2LL * cfg->n_layers * cfg->n_kv_heads * cfg->head_dim * 4;
+	int64_t n = 4LL * e->sp.max_context;
+
+	if (e->p.max_total_tokens > 0)
+		return e->p.max_total_tokens;
+	if (n * per_token > (1LL << 30))
+		n = (1LL << 30) / per_token;
+	return n;
+}
+
+static int open_compute_side(struct eng_infer *e, struct eng_error *err)
+{
+	const struct eng_model_config *cfg = eng_model_config(e->model);
+	struct eng_backend_params bp = eng_backend_default_params();
+	int32_t stop[ENG_MAX_EOS + 1];
+	int n_stop = 0, rc;
+
+	if (strcmp(e->p.device, "cpu") != 0)
+		return eng_error_set(err, ENG_E_DEVICE, NULL, 0,
+				     "device %s is not available in this build", e->p.device);
+	eng_sched_default_params(&e->sp);
+	e->sp.page_size = e->p.page_size;
+	e->sp.chunked_prefill_size = e->p.chunked_prefill_size;
+	e->sp.max_running_requests = e->p.max_running_requests;
+	e->sp.policy = e->p.policy;
+	e->sp.disable_radix_cache = e->p.disable_radix_cache;
+	e->sp.max_context = e->p.context_length > 0 && e->p.context_length < cfg->max_positions
+			    ? e->p.context_length : cfg->max_positions;
+	e->sp.n_pages = (int32_t)((pool_tokens(e, cfg) + e->sp.page_size - 1) / e->sp.page_size);
+	bp.n_threads = e->p.n_threads;
+	bp.page_size = e->sp.page_size;
+	bp.n_pages = e->sp.n_pages;
+	rc = eng_backend_create(&eng_backend_cpu_ops, e->model, &bp, &e->be, err);
+	if (rc == 0)
+		rc = eng_stepper_create(e->be, cfg->vocab, &e->stepper, err);
+	for (int i = 0; i < cfg->n_eos; i++)
+		stop[n_stop++] = cfg->eos_ids[i];
+	stop[n_stop++] = eng_chat_end_id(e->chat);
+	if (rc == 0)
+		rc = eng_runner_create(&e->sp, stop, n_stop, eng_stepper_step, e->stepper,
+				       &e->runner, err);
+	if (rc == 0)
+		describe_cpu(e->device, sizeof(e->device), eng_backend_params(e->be)->n_threads);
+	return rc;
+}
+
+int eng_infer_open(const struct eng_infer_params *p, struct eng_infer **out,
+		   struct eng_error *err)
+{
+	struct eng_infer *e = calloc(1, sizeof(*e));
+	double t0 = wall_s();
+	int rc;
+
+	*out = NULL;
+	if (!e)
+		return eng_error_set(err, ENG_E_NOMEM, NULL, 0, "out of memory");
+	e->p = *p;
+	rc = eng_model_load(p->model_dir, &e->model, err);
+	if (rc == 0)
+		rc = open_text_side(e, err);
+	if (rc == 0)
+		rc = open_compute_side(e, err);
+	if (rc != 0) {
+		eng_infer_close(e);
+		return rc;
+	}
+	e->load_time = wall_s() - t0;
+	*out = e;
+	return 0;
+}
+
+void eng_infer_close(struct eng_infer *e)
+{
+	if (!e)
+		return;
+	eng_runner_free(e->runner);
+	eng_stepper_free(e->stepper);
+	eng_backend_free(e->be);
+	eng_chat_free(e->chat);
+	eng_tokenizer_free(e->tok);
+	eng_model_free(e->model);
+	free(e);
+}
+
+struct eng_runner *eng_infer_runner(struct eng_infer *e)
+{
+	return e->runner;
+}
+
+double eng_infer_load_time(const struct eng_infer *e)
+{
+	return e->load_time;
+}
+
+json_t *eng_infer_settings(const struct eng_infer *e)
+{
+	return json_pack("{s:s,s:i,s:i,s:I,s:i,s:i,s:i,s:s,s:b,s:b,s:s,s:s}",
+			 "device", e->p.device,
+			 "page_size", e->sp.page_size,
+			 "n_pages", e->sp.n_pages,
+			 "max_total_tokens", (json_int_t)e->sp.n_pages * e->sp.page_size,
+			 "chunked_prefill_size", e->sp.chunked_prefill_size,
+			 "max_running_requests", e->sp.max_running_requests,
+			 "context_length", e->sp.max_context,
+			 "schedule_policy", e->sp.policy == ENG_SCHED_POLICY_LPM ? "lpm" : "fcfs",
+			 "radix_cache", !e->sp.disable_radix_cache,
+			 "cuda_graph", 0,
+			 "chat_template", eng_chat_kind_name(eng_chat_kind(e->chat)),
+			 "device_name", e->device);
+}
+
+/* For run.c. */
+struct eng_chat *eng_infer_chat_(struct eng_infer *e);
+struct eng_tokenizer *eng_infer_tokenizer_(struct eng_infer *e);
+const char *eng_infer_model_dir_(const struct eng_infer *e);
+const char *eng_infer_device_(const struct eng_infer *e);
+
+struct eng_chat *eng_infer_chat_(struct eng_infer *e)
+{
+	return e->chat;
+}
+
+struct eng_tokenizer *eng_infer_tokenizer_(struct eng_infer *e)
+{
+	return e->tok;
+}
+
+const char *eng_infer_model_dir_(const struct eng_infer *e)
+{
+	return e->p.model_dir;
+}
+
+const char *eng_infer_device_(const struct eng_infer *e)
+{
+	return e->device;
+}

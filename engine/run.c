@@ -1,0 +1,256 @@
+/*
+ * run.c: one run over a loaded engine: NDJSON conversations in, timing
+ * records out (see infer.h).
+ *
+ * Records follow trajbench-records(5): field names of SGLang's and vLLM's
+ * RequestFuncOutput in seconds, plus conversation_id, turn, run.
+ */
+#include <config.h>
+#include "engine/conv.h"
+#include "engine/infer.h"
+#include "engine/tokenizer.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* Accessors of infer.c that only runs need. */
+struct eng_chat *eng_infer_chat_(struct eng_infer *e);
+struct eng_tokenizer *eng_infer_tokenizer_(struct eng_infer *e);
+const char *eng_infer_model_dir_(const struct eng_infer *e);
+const char *eng_infer_device_(const struct eng_infer *e);
+
+struct eng_run {
+	struct eng_infer *e;
+	struct eng_run_params p;
+	struct eng_run_io io;
+	struct eng_session *sess;
+	char *run_name, *mode;
+	double start_unix;
+	long n_bad, n_conversations, n_requests;
+	bool cancelled;
+};
+
+static void __attribute__((format(printf, 3, 4)))
+diag(struct eng_run *r, long line, const char *fmt, ...)
+{
+	char msg[1400];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (r->io.diag)
+		r->io.diag(r->io.ctx, line, msg);
+}
+
+static int next_conv(void *ctx, struct eng_conv **out)
+{
+	struct eng_run *r = ctx;
+
+	for (;;) {
+		char *line;
+		size_t len;
+		long lineno = 0;
+		int rc = r->io.next_line(r->io.ctx, &line, &len, &lineno);
+		json_error_t jerr;
+		struct eng_error err;
+		struct eng_conv_rec *c;
+		json_t *rec;
+
+		if (rc != 1)
+			return rc; /* 0 end, 2 not yet, < 0 error */
+		if (len == 0 || strspn(line, " \t\r") == len)
+			continue;
+		rec = json_loadb(line, len, 0, &jerr);
+		if (!json_is_object(rec)) {
+			if (rec)
+				diag(r, lineno, "expected a JSON object");
+			else
+				diag(r, lineno, "invalid JSON at column %d: %s", jerr.column, jerr.text);
+			json_decref(rec);
+			r->n_bad++;
+			continue;
+		}
+		eng_error_clear(&err);
+		if (eng_conv_from_json(eng_infer_chat_(r->e), rec, lineno, &c, &err) != 0) {
+			diag(r, lineno, "%s", err.msg);
+			json_decref(rec);
+			r->n_bad++;
+			continue;
+		}
+		json_decref(rec);
+		*out = &c->conv;
+		return 1;
+	}
+}
+
+static const char *finish_name(enum eng_finish f)
+{
+	switch (f) {
+	case ENG_FINISH_LENGTH: return "length";
+	case ENG_FINISH_STOP: return "stop";
+	case ENG_FINISH_ABORT: return "abort";
+	case ENG_FINISH_ERROR: return "error";
+	}
+	return "error";
+}
+
+/* The generated text, decoded; NULL when it cannot be. */
+static json_t *output_text(struct eng_run *r, const struct eng_request_timing *t)
+{
+	char *text = NULL, *clean;
+	size_t len = 0, clean_len = 0;
+	json_t *j;
+
+	if (!t->output || eng_tokenizer_decode(eng_infer_tokenizer_(r->e), t->output,
+					       (size_t)t->output_len, 0, &text, &len, NULL) != 0)
+		return json_null();
+	/* Random weights produce any bytes; the record must stay UTF-8. */
+	clean = eng_utf8_sanitize(text, len, &clean_len);
+	j = clean ? json_stringn(clean, clean_len) : NULL;
+	free(clean);
+	free(text);
+	return j ? j : json_null();
+}
+
+static void on_request(void *ctx, const struct eng_conv *c, const struct eng_request_timing *t)
+{
+	struct eng_run *r = ctx;
+	const struct eng_conv_rec *cr = c->user;
+	json_t *itl = json_array(), *rec;
+
+	for (int32_t i = 0; i < t->n_itl; i++)
+		json_array_append_new(itl, json_real(t->itl[i]));
+	rec = json_pack("{s:s,s:s,s:s,s:i,s:f,s:f,s:f,s:o,s:f,s:i,s:i,s:i,s:s,s:b,s:o,s:o}",
+			"type", "request", "run", r->run_name, "conversation_id", cr->id,
+			"turn", t->turn, "start_time", t->start_time, "ttft", t->ttft,
+			"latency", t->latency, "itl", itl, "tpot", t->tpot,
+			"prompt_len", t->prompt_len, "output_len", t->output_len,
+			"cached_tokens", t->cached_tokens, "finish_reason", finish_name(t->finish),
+			"success", t->error == NULL,
+			"error", t->error ? json_string(t->error) : json_null(),
+			"env_exec_time", t->env_time_s >= 0 ? json_real(t->env_time_s) : json_null());
+	if (rec && r->p.output_details) {
+		json_t *ids = json_array();
+
+		for (int32_t i = 0; t->output && i < t->output_len; i++)
+			json_array_append_new(ids, json_integer(t->output[i]));
+		json_object_set_new(rec, "output_ids", ids);
+		json_object_set_new(rec, "output_text", output_text(r, t));
+	}
+	r->n_requests++;
+	if (t->error && t->finish != ENG_FINISH_ABORT) {
+		diag(r, cr->line, "conversation %s turn %d failed: %s", cr->id, t->turn, t->error);
+		r->n_bad++;
+	}
+	if (rec)
+		r->io.emit(r->io.ctx, rec);
+	json_decref(rec);
+}
+
+static void on_conversation(void *ctx, const struct eng_conv *c, const struct eng_conv_timing *t)
+{
+	struct eng_run *r = ctx;
+	const struct eng_conv_rec *cr = c->user;
+	json_t *rec = json_pack("{s:s,s:s,s:s,s:i,s:b,s:f,s:f,s:f,s:f,s:f,s:I,s:I,s:I}",
+				"type", "conversation_result", "run", r->run_name,
+				"conversation_id", cr->id, "turns", t->n_turns,
+				"success", t->n_failed == 0, "start_time", t->start_time,
+				"end_time", t->end_time, "llm_time", t->llm_time,
+				"env_time", t->env_time, "env_wait", t->env_wait,
+				"prompt_tokens", (json_int_t)t->prompt_tokens,
+				"output_tokens", (json_int_t)t->output_tokens,
+				"cached_tokens", (json_int_t)t->cached_tokens);
+
+	r->n_conversations++;
+	if (rec)
+		r->io.emit(r->io.ctx, rec);
+	json_decref(rec);
+}
+
+static void release_conv(void *ctx, struct eng_conv *c)
+{
+	(void)ctx;
+	eng_conv_rec_free(c->user);
+}
+
+int eng_run_start(struct eng_infer *e, const struct eng_run_params *p,
+		  const struct eng_run_io *io, struct eng_run **out, struct eng_error *err)
+{
+	static const struct eng_session_ops ops = {
+		next_conv, on_request, on_conversation, release_conv,
+	};
+	struct eng_run *r = calloc(1, sizeof(*r));
+	struct timespec ts;
+	int rc;
+
+	*out = NULL;
+	if (!r)
+		return eng_error_set(err, ENG_E_NOMEM, NULL, 0, "out of memory");
+	r->e = e;
+	r->p = *p;
+	r->io = *io;
+	r->run_name = strdup(p->run_name ? p->run_name : "run");
+	r->mode = strdup(p->mode ? p->mode : "replay");
+	clock_gettime(CLOCK_REALTIME, &ts);
+	r->start_unix = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+	rc = r->run_name && r->mode ? 0 : eng_error_set(err, ENG_E_NOMEM, NULL, 0, "out of memory");
+	if (rc == 0)
+		rc = eng_session_start(eng_infer_runner(e), &p->session, &ops, r, &r->sess, err);
+	if (rc != 0) {
+		free(r->run_name);
+		free(r->mode);
+		free(r);
+		return rc;
+	}
+	*out = r;
+	return 0;
+}
+
+bool eng_run_done(const struct eng_run *r)
+{
+	return eng_session_done(r->sess);
+}
+
+void eng_run_cancel(struct eng_run *r)
+{
+	r->cancelled = true;
+	eng_session_cancel(r->sess);
+}
+
+static json_t *run_record(struct eng_run *r)
+{
+	const struct eng_session_params *sp = &r->p.session;
+
+	return json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:f,s:f,s:f,s:i,s:i,s:i,s:f,s:o,s:s}",
+			 "type", "run", "run", r->run_name, "mode", r->mode,
+			 "model", eng_infer_model_dir_(r->e), "device", eng_infer_device_(r->e),
+			 "backend", "cpu", "model_load_time", eng_infer_load_time(r->e),
+			 "start_time_unix", r->start_unix,
+			 "duration", eng_session_elapsed(r->sess),
+			 "batch_size", sp->batch_size, "num_conversations", (int)r->n_conversations,
+			 "num_requests", (int)r->n_requests, "env_time_scale", sp->env_time_scale,
+			 "settings", eng_infer_settings(r->e), "version", PACKAGE_VERSION);
+}
+
+long eng_run_finish(struct eng_run *r)
+{
+	long bad = r->n_bad;
+
+	if (!r->cancelled) {
+		json_t *rec = run_record(r);
+
+		if (rec)
+			r->io.emit(r->io.ctx, rec);
+		json_decref(rec);
+	}
+	eng_session_free(r->sess);
+	free(r->run_name);
+	free(r->mode);
+	free(r);
+	return bad;
+}

@@ -324,8 +324,7 @@ int eng_bpe_trainer_feed(struct eng_bpe_trainer *t, const char *text, size_t len
 	if (n < 0) {
 		if (n == UTF8PROC_ERROR_NOMEM)
 			return eng_error_set(err, ENG_E_NOMEM, name, 0, "out of memory");
-		return eng_error_set(err, ENG_E_FORMAT, name, 0, "invalid utf-8: %s",
-				     utf8proc_errmsg(n));
+		return eng_error_set(err, ENG_E_FORMAT, name, 0, "invalid utf-8");
 	}
 	rc = split_and_count(t, (const char *)nfc, (size_t)n);
 	free(nfc);

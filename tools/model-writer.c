@@ -252,13 +252,17 @@ static int parse_args(struct cli *c, int argc, char **argv)
 		nd_error("out of memory");
 		return ND_EXIT_USAGE;
 	}
-	while (rc < 0 && (opt = getopt_long(argc, argv, "o:fhV", long_opts, NULL)) != -1) {
+	opterr = 0; /* getopt would name argv[0] as given; we name the tool */
+	while (rc < 0 && (opt = getopt_long(argc, argv, ":o:fhV", long_opts, NULL)) != -1) {
 		if (opt == 'h' || opt == 'V') {
 			opt == 'h' ? usage() : nd_print_version();
 			rc = ND_EXIT_OK;
-		} else if (opt == '?') { /* getopt has said what was wrong */
-			fprintf(stderr, "Try '%s --help' for more information.\n", nd_progname());
-			rc = ND_EXIT_USAGE;
+		} else if (opt == '?' && optopt && optopt < 256) {
+			rc = nd_usage_error("invalid option -- '%c'", optopt);
+		} else if (opt == '?') {
+			rc = nd_usage_error("unrecognized option '%s'", argv[optind - 1]);
+		} else if (opt == ':') {
+			rc = nd_usage_error("option '%s' requires an argument", argv[optind - 1]);
 		} else if (opt == OPT_PRESET) {
 			c->preset = optarg;
 		} else {

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 enum { OPT_CHARTS_DIR = 256, OPT_TITLE, OPT_INPUT_DESC, OPT_FLATTEN };
 
@@ -204,12 +205,15 @@ static int place_charts(struct opts *o, char *dir_buf, char *href_buf,
 		return 0;
 	}
 	o->params.charts_dir = o->charts_dir ? o->charts_dir : md_dir;
-	if (make_dirs(o->params.charts_dir)) {
+	if (o->charts_dir && make_dirs(o->charts_dir)) {
 		nd_error("%s: %s", o->params.charts_dir, strerror(errno));
 		return -1;
 	}
 	if (nd_report_relpath(md_dir, o->params.charts_dir, href_buf, len)) {
-		nd_error("%s: %s", o->params.charts_dir, strerror(errno));
+		int e = errno;
+
+		nd_error("%s: %s", access(md_dir, F_OK) ? md_dir
+			 : o->params.charts_dir, strerror(e));
 		return -1;
 	}
 	o->params.charts_href = href_buf;

@@ -15,6 +15,7 @@
  */
 #include "tools/common/nd_report_int.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -340,8 +341,10 @@ int nd_report_write(struct nd_report *r, const struct nd_report_params *p,
 	if (draw_charts(&c, err, errlen))
 		goto out;
 	write_sections(&c);
+	errno = 0;
 	if (fflush(fp) != 0 || ferror(fp)) {
-		snprintf(err, errlen, "write error");
+		snprintf(err, errlen, "write error: %s",
+			 errno ? strerror(errno) : "unknown error");
 		goto out;
 	}
 	rc = 0;

@@ -18,6 +18,7 @@
 #include "tools/common/nd_summary_impl.h"
 #include "tools/common/nd.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -201,12 +202,15 @@ static bool get_num(const json_t *o, const char *key, double *out)
 	return isfinite(*out) && *out >= 0;
 }
 
-/* A JSON integer >= 0. */
+/* A JSON integer in [0, INT_MAX]: token counts and turn indexes.  The
+ * bound keeps the group totals (long long) from overflowing before memory
+ * for the samples runs out. */
 static bool get_count(const json_t *o, const char *key, long long *out)
 {
 	const json_t *v = json_object_get(o, key);
 
-	if (!json_is_integer(v) || json_integer_value(v) < 0)
+	if (!json_is_integer(v) || json_integer_value(v) < 0 ||
+	    json_integer_value(v) > INT_MAX)
 		return false;
 	*out = json_integer_value(v);
 	return true;
@@ -231,7 +235,7 @@ static bool absent(const json_t *o, const char *key)
 }
 
 #define NUM_MSG "a number >= 0"
-#define INT_MSG "an integer >= 0"
+#define INT_MSG "an integer from 0 to 2147483647"
 
 /* ------------------------------------------------------------ records */
 

@@ -25,7 +25,8 @@ best() {
 		b=$(echo "$t0 $t1 ${b:-1e9}" | awk '{ d = $2 - $1; print (d < $3) ? d : $3 }')
 		i=$((i + 1))
 	done
-	echo "$name $b $bytes $(wc -l <"$out")" | awk '{ printf "%-14s %8.3f s  %8.1f MB/s  (%d records)\n", $1, $2, $3 / $2 / 1e6, $4 }'
+	echo "$b $bytes $(wc -l <"$out")" | awk -v name="$name" \
+		'{ printf "%-14s %8.3f s  %8.1f MB/s  (%d records)\n", name, $1, $2 / $1 / 1e6, $3 }'
 	echo "$b" >"$out.t"
 }
 

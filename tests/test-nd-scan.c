@@ -199,6 +199,10 @@ static void test_canonical(void)
 	nd_buf_reset(&b);
 	nd_buf_put_cstring(&b, "x\"y\n");
 	tap_ok(b.len == 8 && memcmp(b.data, "\"x\\\"y\\n\"", 8) == 0, "C string encoding");
+	nd_buf_reset(&b);
+	nd_buf_put_cstring(&b, "f\xe9.\xc3\xa9");
+	tap_ok(b.len == 9 && memcmp(b.data, "\"f\xef\xbf\xbd.\xc3\xa9\"", 9) == 0,
+	       "C string: a byte that is not UTF-8 becomes U+FFFD");
 	nd_buf_free(&b);
 }
 

@@ -218,7 +218,10 @@ static void test_jdoc(void)
 	expect_docs("blank", "\n  \n", "E0:no JSON documents, only blank lines ");
 	expect_docs("pretty-truncated", "{\n  \"a\": [1,\n", "E1:truncated document: the file ends before it does ");
 	expect_docs("pretty-garbage", "{\n \"a\": 1\n}\nxyz\n", "L1C1:11p E4:unexpected text at column 1 "
-		    "between pretty-printed JSON documents ");
+		    "between pretty-printed JSON documents; the rest of the file is skipped ");
+	expect_docs("pretty-raw-newline", "{\n\"a\":\"x\ny\"}\n{}\n",
+		    "L1C1:9p E3:the rest of the file is skipped: the document above is broken, "
+		    "so the next one cannot be found ");
 	expect_docs("first-line-bad", "{\"a\" 1}\n{\"b\":2}\n", "L1C1:7 L2C1:7 ");
 	nd_jdoc_locate(&doc, 9, &line, &col);
 	tap_ok(line == 4 && col == 8, "locate: line and column inside a pretty document");

@@ -21,7 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-enum mode { MODE_DETECT, MODE_LINES, MODE_PRETTY, MODE_DONE };
+enum mode { MODE_DETECT, MODE_LINES, MODE_PRETTY, MODE_ABANDON, MODE_DONE };
 
 struct nd_jdoc_reader {
 	struct nd_reader *rd;
@@ -163,7 +163,8 @@ static int track(struct nd_jdoc_reader *r, size_t *end, char *msg, size_t msglen
 			if (c != '{' && c != '[') {
 				*line = r->acc_line;
 				snprintf(msg, msglen, "unexpected text at column %ld between "
-					 "pretty-printed JSON documents", r->acc_col);
+					 "pretty-printed JSON documents; the rest of the file "
+					 "is skipped", r->acc_col);
 				return -1;
 			}
 			r->started = true;
@@ -178,7 +179,7 @@ static int track(struct nd_jdoc_reader *r, size_t *end, char *msg, size_t msglen
 			else if (c == '"')
 				r->in_str = false;
 			else if (c == '\n')   /* invalid JSON: let the parser say so */
-				return *end = i + 1, r->mode = MODE_DONE, 1;
+				return *end = i + 1, r->mode = MODE_ABANDON, 1;
 		} else if (c == '"') {
 			r->in_str = true;
 		} else if (c == '{' || c == '[') {
@@ -253,6 +254,30 @@ static int next_pretty(struct nd_jdoc_reader *r, struct nd_jdoc *doc,
 	return 1;
 }
 
+/* After a document whose end could not be found: the rest of the file is
+ * not read as documents, and that is said once if there is any rest. */
+static int abandon(struct nd_jdoc_reader *r, char *msg, size_t msglen, long *line)
+{
+	char *text;
+	size_t len;
+	int rc;
+
+	drop(r, r->emitted);
+	r->emitted = 0;
+	r->mode = MODE_DONE;
+	if (!blank(r->acc.data, r->acc.len)) {
+		*line = r->acc_line;
+	} else {
+		rc = next_line(r, &text, &len);
+		if (rc <= 0)
+			return rc;
+		*line = nd_reader_lineno(r->rd);
+	}
+	snprintf(msg, msglen, "the rest of the file is skipped: the document above "
+		 "is broken, so the next one cannot be found");
+	return -1;
+}
+
 /* ---------------------------------------------------------------- entry */
 
 static int detect(struct nd_jdoc_reader *r, char *msg, size_t msglen, long *line)
@@ -294,6 +319,8 @@ int nd_jdoc_next(struct nd_jdoc_reader *r, struct nd_jdoc *doc,
 		return rc;
 	if (r->mode == MODE_PRETTY)
 		return next_pretty(r, doc, msg, msglen, line);
+	if (r->mode == MODE_ABANDON)
+		return abandon(r, msg, msglen, line);
 	if (r->mode != MODE_LINES)
 		return 0;
 	if (r->pending) {

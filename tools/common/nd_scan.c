@@ -668,14 +668,32 @@ void nd_buf_put_jstring(struct nd_buf *b, const struct nd_span *sp)
 
 void nd_buf_put_cstring(struct nd_buf *b, const char *s)
 {
-	nd_buf_putc(b, '"');
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
+	struct nd_scan chk;     /* only for check_utf8 */
+	size_t len = strlen(s);
 
-		if (c == '"' || c == '\\' || c < 0x20)
-			put_canonical(b, c);
-		else
-			nd_buf_putc(b, (char)c);
+	nd_scan_init(&chk, s, len);
+	nd_buf_putc(b, '"');
+	for (const char *p = s; *p; ) {
+		unsigned char c = (unsigned char)*p;
+		int n;
+
+		if (c < 0x80) {
+			if (c == '"' || c == '\\' || c < 0x20)
+				put_canonical(b, c);
+			else
+				nd_buf_putc(b, (char)c);
+			p++;
+			continue;
+		}
+		chk.err = ND_SCAN_OK;
+		n = check_utf8(&chk, p);
+		if (n > 0) {
+			nd_buf_put(b, p, (size_t)n);
+			p += n;
+		} else {
+			nd_buf_put(b, "\xef\xbf\xbd", 3);   /* U+FFFD for a byte that is not UTF-8 */
+			p++;
+		}
 	}
 	nd_buf_putc(b, '"');
 }

@@ -118,7 +118,8 @@ void nd_buf_put_long(struct nd_buf *b, long v);
  * no escapes is copied as is. */
 void nd_buf_put_jstring(struct nd_buf *b, const struct nd_span *sp);
 
-/* Appends a NUL-terminated UTF-8 C string as a JSON string. */
+/* Appends a NUL-terminated C string (a file name, say) as a JSON string;
+ * bytes that are not UTF-8 become U+FFFD, so the output stays UTF-8. */
 void nd_buf_put_cstring(struct nd_buf *b, const char *s);
 
 #endif

@@ -1,7 +1,9 @@
 /*
  * nd_summary.c: reads request / conversation_result / run records, keeps
- * per-group samples, and turns each group into a "summary" record (see
- * nd_summary.h for the contract and timing-stats(1) for every field).
+ * per-group samples, and writes each group once it is complete, in order
+ * of first appearance (see nd_summary.h for the contract and
+ * timing-stats(1) for every field).  nd_summary_record.c computes the
+ * records from a group; nd_summary_text.c prints them as text.
  *
  * The metric definitions are SGLang's bench_serving calculate_metrics,
  * reimplemented: only successful requests enter totals and latency
@@ -20,7 +22,6 @@
 
 #include <limits.h>
 #include <math.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

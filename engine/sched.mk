@@ -28,3 +28,9 @@ check_PROGRAMS += tests/test-infer
 tests_test_infer_SOURCES = tests/test-infer.c
 tests_test_infer_LDADD = $(ENGINE_LIBS) -lm
 TESTS += tests/test-infer
+engine_libengine_a_SOURCES += engine/worker.h engine/worker.c engine/client.c
+
+check_PROGRAMS += tests/test-worker
+tests_test_worker_SOURCES = tests/test-worker.c
+tests_test_worker_LDADD = $(ENGINE_LIBS) -lm -lpthread
+TESTS += tests/test-worker

@@ -211,7 +211,8 @@ static int truncated(struct nd_jdoc_reader *r, char *msg, size_t msglen, long *l
 	}
 	nd_jdoc_locate(&doc, sc.err_off, &l, &c);
 	*line = l;
-	snprintf(msg, msglen, "invalid JSON at column %ld: %s", c, sc.msg);
+	snprintf(msg, msglen, "%s at column %ld: %s",
+		 sc.err == ND_SCAN_E_UTF8 ? "invalid UTF-8" : "invalid JSON", c, sc.msg);
 	return -1;
 }
 

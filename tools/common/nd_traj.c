@@ -455,8 +455,10 @@ static int top_member(struct nd_traj *t, const struct nd_span *key, void *ctx)
 		memset(&t->instance_id, 0, sizeof(t->instance_id));
 		return read_opt_object(t, "ds", ds_member, &t->instance_id, true);
 	}
-	if (nd_scan_span_eq(key, "env_args"))
+	if (nd_scan_span_eq(key, "env_args")) {
+		memset(&t->env_instance_id, 0, sizeof(t->env_instance_id));
 		return read_opt_object(t, "env_args", env_args_member, &t->env_instance_id, false);
+	}
 	if (nd_scan_span_eq(key, "agent_args")) {
 		memset(&t->system_prompt, 0, sizeof(t->system_prompt));
 		memset(&t->instance_prompt, 0, sizeof(t->instance_prompt));

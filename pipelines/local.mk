@@ -16,3 +16,4 @@ clean-demo:
 .PHONY: clean-demo
 include pipelines/bench-tokenizer.mk
 include pipelines/bench-extract.mk
+include pipelines/study.mk

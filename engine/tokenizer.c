@@ -20,6 +20,8 @@
  */
 #include "engine/tokenizer_int.h"
 
+#include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -432,12 +434,20 @@ int eng_tokenizer_load(const char *path, struct eng_tokenizer **out, struct eng_
 	json_error_t jerr;
 	json_t *root;
 	char *file = resolve_path(path);
+	FILE *f;
 	int rc;
 
 	*out = NULL;
 	if (!file)
 		return eng_error_set(err, ENG_E_NOMEM, path, 0, "out of memory");
-	root = json_load_file(file, JSON_REJECT_DUPLICATES, &jerr);
+	f = fopen(file, "rb");
+	if (!f) {
+		rc = eng_error_set(err, ENG_E_IO, file, 0, "%s", strerror(errno));
+		free(file);
+		return rc;
+	}
+	root = json_loadf(f, JSON_REJECT_DUPLICATES, &jerr);
+	fclose(f);
 	if (!root) {
 		rc = jerr.line <= 0 ? ENG_E_IO : ENG_E_FORMAT;
 		eng_error_set(err, rc, file, jerr.line > 0 ? jerr.line : 0, "%s", jerr.text);

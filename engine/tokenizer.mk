@@ -24,3 +24,4 @@ EXTRA_DIST += tests/data/tokenizer tests/tokenizer
 noinst_PROGRAMS += tests/tokenizer/bench-tokenizer
 tests_tokenizer_bench_tokenizer_SOURCES = tests/tokenizer/bench-tokenizer.c
 tests_tokenizer_bench_tokenizer_LDADD = $(ENGINE_LIBS)
+EXTRA_DIST += samples/tokenizer

@@ -255,7 +255,7 @@ int main(void)
 		top = ".";
 	data = path_join(top, "tests/data/tokenizer");
 	ref = path_join(data, "chat-ref.jsonl");
-	models[0].dir = path_join(data, "tiny");
+	models[0].dir = path_join(top, "samples/tokenizer");
 	models[1].dir = path_join(data, "llama3");
 	models[2].dir = path_join(top, "../shared/data/qwen2-tokenizer");
 	for (int i = 0; i < 3; i++) {

@@ -227,7 +227,7 @@ int main(void)
 	if (!top)
 		top = ".";
 	data = path_join(top, "tests/data/tokenizer");
-	tiny = path_join(data, "tiny");
+	tiny = path_join(top, "samples/tokenizer");
 	tvec = path_join(data, "tiny-vectors.jsonl");
 	flags = path_join(data, "flags/tokenizer.json");
 	fvec = path_join(data, "flags-vectors.jsonl");

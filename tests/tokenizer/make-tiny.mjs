@@ -1,7 +1,7 @@
 // make-tiny.mjs: writes the small test tokenizers under tests/data/tokenizer/.
 //
-// Usage: node make-tiny.mjs QWEN_TOKENIZER_JSON OUTDIR
-// tiny/:  the 256 byte tokens and the first 2000 merges of the Qwen2 BPE
+// Usage: node make-tiny.mjs QWEN_TOKENIZER_JSON OUTDIR SAMPLES_DIR
+// SAMPLES_DIR/tokenizer/ ("tiny" in the tests):  the 256 byte tokens and the first 2000 merges of the Qwen2 BPE
 //         (merges written in the "a b" string form), Qwen's normalizer and
 //         pre-tokenizer, five added tokens, and a tokenizer_config.json
 //         with a ChatML chat template.
@@ -12,7 +12,7 @@
 //         added tokens that use lstrip, rstrip and single_word.
 import { readFileSync, writeFileSync, mkdirSync } from "node:fs";
 
-const [src, outDir] = process.argv.slice(2);
+const [src, outDir, samplesDir] = process.argv.slice(2);
 const q = JSON.parse(readFileSync(src, "utf8"));
 const N_MERGES = 2000;
 
@@ -80,9 +80,10 @@ const llamaConfig = {
 	bos_token: "<|begin_of_text|>", eos_token: "<|eot_id|>",
 	chat_template: "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}{% if add_generation_prompt %}{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}",
 };
-for (const [dir, tok] of [["tiny", tiny], ["flags", flags], ["llama3", llama3]]) {
-	mkdirSync(`${outDir}/${dir}`, { recursive: true });
-	writeFileSync(`${outDir}/${dir}/tokenizer.json`, JSON.stringify(tok, null, 1) + "\n");
+const tinyDir = `${samplesDir}/tokenizer`;
+for (const [dir, tok] of [[tinyDir, tiny], [`${outDir}/flags`, flags], [`${outDir}/llama3`, llama3]]) {
+	mkdirSync(dir, { recursive: true });
+	writeFileSync(`${dir}/tokenizer.json`, JSON.stringify(tok, null, 1) + "\n");
 }
-writeFileSync(`${outDir}/tiny/tokenizer_config.json`, JSON.stringify(config, null, 2) + "\n");
+writeFileSync(`${tinyDir}/tokenizer_config.json`, JSON.stringify(config, null, 2) + "\n");
 writeFileSync(`${outDir}/llama3/tokenizer_config.json`, JSON.stringify(llamaConfig, null, 2) + "\n");

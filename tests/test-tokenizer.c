@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <jansson.h>
 #include <utf8proc.h>
@@ -218,6 +219,29 @@ static void check_stream_split(const char *tiny_dir)
 	eng_tokenizer_free(tok);
 }
 
+/* The tiny tokenizer with its NFC normalizer wrapped in a Sequence gives
+ * the same ids: written to a temporary file and run on the tiny vectors. */
+static void check_sequence_normalizer(const char *tiny_dir, const char *tvec)
+{
+	char *src = path_join(tiny_dir, "tokenizer.json");
+	char tmp[] = "/tmp/test-tokenizer-XXXXXX";
+	json_t *root = json_load_file(src, 0, NULL);
+	int fd = mkstemp(tmp);
+
+	if (!tap_ok(root && fd >= 0, "copy %s with a Sequence normalizer", src)) {
+		free(src);
+		return;
+	}
+	json_object_set_new(root, "normalizer",
+			    json_pack("{s:s,s:[{s:s}]}", "type", "Sequence", "normalizers", "type", "NFC"));
+	json_dumpfd(root, fd, 0);
+	close(fd);
+	run_vectors(tmp, tvec, 1);
+	unlink(tmp);
+	json_decref(root);
+	free(src);
+}
+
 int main(void)
 {
 	const char *top = getenv("top_srcdir");
@@ -233,6 +257,7 @@ int main(void)
 	fvec = path_join(data, "flags-vectors.jsonl");
 	run_vectors(tiny, tvec, 1);
 	run_vectors(flags, fvec, 0);
+	check_sequence_normalizer(tiny, tvec);
 	check_errors(tiny, data);
 	check_stream_split(tiny);
 

@@ -90,11 +90,13 @@ static int build_turns(struct eng_chat *chat, const json_t *record, const struct
 	size_t nt = 0;
 	int rc = eng_chat_turns(chat, m, n, &t, &nt, err);
 
-	if (rc == 0 && nt == 0)
-		rc = eng_error_set(err, ENG_E_FORMAT, NULL, c->line,
-				   "conversation %s has no assistant message, so no turn to replay", c->id);
-	if (rc == 0)
-		rc = eng_chat_turn_prompt(chat, m, n, nt - 1, ids, err);
+	/* No assistant message: nothing to replay, but the conversation is
+	 * still reported (a conversation_result of 0 turns). */
+	if (rc != 0 || nt == 0) {
+		free(t);
+		return rc;
+	}
+	rc = eng_chat_turn_prompt(chat, m, n, nt - 1, ids, err);
 	if (rc == 0)
 		rc = eng_chat_turn_reply(chat, m, n, nt - 1, ids, err);
 	if (rc == 0 && !(c->conv.turns = calloc(nt, sizeof(*c->conv.turns))))

@@ -71,6 +71,8 @@ struct eng_run_params {
 	const char *run_name;         /* the "run" field of every record */
 	const char *mode;             /* "replay" or "generate" */
 	bool output_details;          /* generated token ids and text per request */
+	bool keep_cache;              /* start from the prefix cache as it is, not
+				       * from a cold one */
 };
 
 struct eng_run;

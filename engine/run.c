@@ -199,6 +199,8 @@ int eng_run_start(struct eng_infer *e, const struct eng_run_params *p,
 	clock_gettime(CLOCK_REALTIME, &ts);
 	r->start_unix = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 	rc = r->run_name && r->mode ? 0 : eng_error_set(err, ENG_E_NOMEM, NULL, 0, "out of memory");
+	if (rc == 0 && !p->keep_cache)
+		eng_sched_flush_cache(eng_runner_sched(eng_infer_runner(e)));
 	if (rc == 0)
 		rc = eng_session_start(eng_infer_runner(e), &p->session, &ops, r, &r->sess, err);
 	if (rc != 0) {

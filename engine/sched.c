@@ -250,6 +250,11 @@ void eng_sched_cancel(struct eng_sched *s, int id)
 			s->waiting[i]->cancelled = true;
 }
 
+size_t eng_sched_flush_cache(struct eng_sched *s)
+{
+	return s->radix ? eng_radix_evict(s->radix, (size_t)-1) : 0;
+}
+
 bool eng_sched_busy(const struct eng_sched *s)
 {
 	return s->n_running + s->n_waiting > 0;

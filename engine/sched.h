@@ -148,6 +148,10 @@ void eng_sched_cancel(struct eng_sched *s, int id);
  * go on). */
 int eng_sched_step(struct eng_sched *s, struct eng_error *err);
 
+/* Drops every cached prefix not in use by a running request; returns the
+ * pages released.  Runs that compare settings start from a cold cache. */
+size_t eng_sched_flush_cache(struct eng_sched *s);
+
 /* True while requests are waiting or running. */
 bool eng_sched_busy(const struct eng_sched *s);
 

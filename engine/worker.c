@@ -146,10 +146,10 @@ json_t *eng_run_params_to_json(const struct eng_run_params *p)
 {
 	const struct eng_session_params *s = &p->session;
 
-	return json_pack("{s:s,s:s,s:b,s:i,s:f,s:f,s:i,s:b,s:b,s:f,s:i,s:f,s:I,s:I}",
+	return json_pack("{s:s,s:s,s:b,s:b,s:i,s:f,s:f,s:i,s:b,s:b,s:f,s:i,s:f,s:I,s:I}",
 			 "run", p->run_name ? p->run_name : "run",
 			 "mode", p->mode ? p->mode : "replay",
-			 "output_details", p->output_details,
+			 "output_details", p->output_details, "keep_cache", p->keep_cache,
 			 "batch_size", s->batch_size, "env_time_scale", s->env_time_scale,
 			 "request_rate", isfinite(s->request_rate) ? s->request_rate : -1.0,
 			 "output_len", s->output_len, "recorded_output", s->recorded_output,
@@ -172,6 +172,8 @@ static int param_set(struct eng_run_params *p, const char *key, const json_t *v,
 		p->mode = !strcmp(json_string_value(v), "generate") ? "generate" : "replay";
 	} else if (!strcmp(key, "output_details") && json_is_boolean(v)) {
 		p->output_details = json_is_true(v);
+	} else if (!strcmp(key, "keep_cache") && json_is_boolean(v)) {
+		p->keep_cache = json_is_true(v);
 	} else if (!strcmp(key, "recorded_output") && json_is_boolean(v)) {
 		s->recorded_output = json_is_true(v);
 	} else if (!strcmp(key, "ignore_eos") && json_is_boolean(v)) {

@@ -1,42 +1,38 @@
 /*
- * gpu-batch-infer: the engine's command-line filter (gpu-batch-infer(1)).
+ * gpu-batch-infer: the trajbench inference engine as a filter
+ * (gpu-batch-infer(1)).
  *
- * This file holds the modes that need only the tokenizer and the chat
- * template, not the model:
- *   --tokenize    {"text":...} records gain "ids" (other fields kept)
- *   --detokenize  {"ids":[...]} records gain "text"
- *   --render      conversation records -> one "prompt" record per turn with
- *                 its prompt length, the recorded one, and the reply length:
- *                 the token workload of a replay, without a GPU
- * A bad record (not JSON, no text/ids/messages, an id outside the
- * vocabulary) is named as "gpu-batch-infer: FILE:LINE: message"; without
- * --keep-going the run stops there, with it the rest is processed; either
- * way the exit status is 1.  A tokenizer that cannot be loaded is exit 3.
- * The inference modes (replay, score, generate) come with the engine.
+ * A thin main: options are parsed here, the work is done by
+ *   tools/common/nd_tokmodes.c  --tokenize, --detokenize, --render
+ *                               (tokenizer and chat template only)
+ *   tools/common/nd_infer.c     replay and generate runs, in-process
+ *                               (--model) or through a worker (--connect),
+ *                               the worker itself (--serve), --status,
+ *                               --shutdown
+ * Flag names follow SGLang's and vLLM's where one exists.
  */
 #include "config.h"
 #include "tools/common/nd.h"
-#include "engine/chat.h"
-#include "engine/tokenizer.h"
+#include "tools/common/nd_infer.h"
+#include "tools/common/nd_tokmodes.h"
 
 #include <errno.h>
 #include <getopt.h>
-#include <stdarg.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
-enum mode { MODE_NONE, MODE_TOKENIZE, MODE_DETOKENIZE, MODE_RENDER };
+enum action { ACT_NONE, ACT_TOKMODE, ACT_LOCAL, ACT_SERVE, ACT_REMOTE, ACT_STATUS, ACT_SHUTDOWN };
 
 enum {
-	OPT_TOKENIZE = 256,
-	OPT_DETOKENIZE,
-	OPT_RENDER,
-	OPT_TOKENIZER,
-	OPT_CHAT_TEMPLATE,
-	OPT_KEEP_GOING,
-	OPT_SKIP_SPECIAL,
+	OPT_TOKENIZE = 256, OPT_DETOKENIZE, OPT_RENDER, OPT_TOKENIZER, OPT_CHAT_TEMPLATE,
+	OPT_KEEP_GOING, OPT_SKIP_SPECIAL, OPT_MODEL, OPT_DEVICE, OPT_THREADS, OPT_PAGE_SIZE,
+	OPT_MAX_TOTAL_TOKENS, OPT_CHUNKED_PREFILL, OPT_MAX_RUNNING, OPT_CONTEXT_LENGTH,
+	OPT_POLICY, OPT_NO_RADIX, OPT_SERVE, OPT_SOCKET, OPT_CONNECT, OPT_STATUS, OPT_SHUTDOWN,
+	OPT_MODE, OPT_RUN, OPT_BATCH_SIZE, OPT_MAX_CONCURRENCY, OPT_REQUEST_RATE, OPT_ENV_SCALE,
+	OPT_OUTPUT_LEN, OPT_REPLAY_OUTPUT, OPT_TEMPERATURE, OPT_TOP_K, OPT_TOP_P, OPT_SEED,
+	OPT_OUTPUT_DETAILS, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_KEEP_CACHE,
 };
 
 static const struct option long_options[] = {
@@ -47,6 +43,37 @@ static const struct option long_options[] = {
 	{"chat-template", required_argument, NULL, OPT_CHAT_TEMPLATE},
 	{"keep-going", no_argument, NULL, OPT_KEEP_GOING},
 	{"skip-special-tokens", no_argument, NULL, OPT_SKIP_SPECIAL},
+	{"model", required_argument, NULL, OPT_MODEL},
+	{"device", required_argument, NULL, OPT_DEVICE},
+	{"threads", required_argument, NULL, OPT_THREADS},
+	{"page-size", required_argument, NULL, OPT_PAGE_SIZE},
+	{"max-total-tokens", required_argument, NULL, OPT_MAX_TOTAL_TOKENS},
+	{"chunked-prefill-size", required_argument, NULL, OPT_CHUNKED_PREFILL},
+	{"max-running-requests", required_argument, NULL, OPT_MAX_RUNNING},
+	{"context-length", required_argument, NULL, OPT_CONTEXT_LENGTH},
+	{"schedule-policy", required_argument, NULL, OPT_POLICY},
+	{"disable-radix-cache", no_argument, NULL, OPT_NO_RADIX},
+	{"serve", no_argument, NULL, OPT_SERVE},
+	{"socket", required_argument, NULL, OPT_SOCKET},
+	{"connect", required_argument, NULL, OPT_CONNECT},
+	{"status", no_argument, NULL, OPT_STATUS},
+	{"shutdown", no_argument, NULL, OPT_SHUTDOWN},
+	{"mode", required_argument, NULL, OPT_MODE},
+	{"run", required_argument, NULL, OPT_RUN},
+	{"batch-size", required_argument, NULL, OPT_BATCH_SIZE},
+	{"max-concurrency", required_argument, NULL, OPT_MAX_CONCURRENCY},
+	{"request-rate", required_argument, NULL, OPT_REQUEST_RATE},
+	{"env-time-scale", required_argument, NULL, OPT_ENV_SCALE},
+	{"output-len", required_argument, NULL, OPT_OUTPUT_LEN},
+	{"replay-output", required_argument, NULL, OPT_REPLAY_OUTPUT},
+	{"temperature", required_argument, NULL, OPT_TEMPERATURE},
+	{"top-k", required_argument, NULL, OPT_TOP_K},
+	{"top-p", required_argument, NULL, OPT_TOP_P},
+	{"seed", required_argument, NULL, OPT_SEED},
+	{"output-details", no_argument, NULL, OPT_OUTPUT_DETAILS},
+	{"keep-cache", no_argument, NULL, OPT_KEEP_CACHE},
+	{"progress", no_argument, NULL, OPT_PROGRESS},
+	{"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
 	{"output", required_argument, NULL, 'o'},
 	{"help", no_argument, NULL, 'h'},
 	{"version", no_argument, NULL, 'V'},
@@ -54,367 +81,323 @@ static const struct option long_options[] = {
 };
 
 struct opts {
-	enum mode mode;
-	const char *tokenizer;
-	const char *chat_template;
+	enum action action;
+	struct nd_tok_opts tok;
+	struct nd_infer_opts inf;
 	const char *output;
-	bool keep_going;
-	bool skip_special;
-};
-
-struct ctx {
-	struct opts o;
-	struct eng_tokenizer *tok;
-	struct eng_chat *chat;
-	struct eng_ids ids;  /* reused per record */
-	int status;
-	bool stop;           /* a bad record without --keep-going, or a write error */
+	const char *bad_value;  /* the option whose value failed to parse */
 };
 
 static void usage(void)
 {
-	printf("Usage: %s MODE --tokenizer=DIR [OPTION]... [FILE]...\n", nd_progname());
-	fputs("Tokenizer and chat-template modes of the trajbench inference engine.\n"
-	      "Reads NDJSON records from each FILE (standard input with no FILE, or -)\n"
-	      "and writes NDJSON to standard output.\n"
+	printf("Usage: %s --model=DIR [OPTION]... [FILE]...\n"
+	       "  or:  %s --serve --model=DIR --socket=PATH [OPTION]...\n"
+	       "  or:  %s --connect=PATH [RUN OPTION]... [FILE]\n"
+	       "  or:  %s --connect=PATH --status|--shutdown\n"
+	       "  or:  %s --tokenize|--detokenize|--render --tokenizer=DIR [FILE]...\n",
+	       nd_progname(), nd_progname(), nd_progname(), nd_progname(), nd_progname());
+	fputs("Replay conversations through the trajbench inference engine and write one\n"
+	      "request record per turn, one conversation_result per conversation and a\n"
+	      "run record (trajbench-records(5)).  Reads each FILE (standard input with\n"
+	      "no FILE, or -).\n"
 	      "\n"
-	      "Modes:\n"
-	      "      --tokenize              add \"ids\" to records with a \"text\" string\n"
-	      "      --detokenize            add \"text\" to records with an \"ids\" array\n"
-	      "      --render                write one \"prompt\" record per turn of each\n"
-	      "                              conversation record: prompt and reply lengths\n"
-	      "The inference modes (replay, score, generate) come with the engine.\n"
+	      "Engine (with --model or --serve):\n"
+	      "      --model=DIR               HF model directory (config.json, *.safetensors,\n"
+	      "                                tokenizer.json)\n"
+	      "      --tokenizer=DIR           tokenizer of another directory\n"
+	      "      --chat-template=NAME      chatml or llama3 (default: from the model)\n"
+	      "      --device=cpu|cuda         compute device (default cpu)\n"
+	      "      --threads=N               cpu threads (default: online CPUs)\n"
+	      "      --page-size=N             tokens per KV page (default 16)\n"
+	      "      --max-total-tokens=N      KV pool size in tokens\n"
+	      "      --chunked-prefill-size=N  prompt tokens per step (default 8192)\n"
+	      "      --max-running-requests=N  requests in the batch at most (default: memory)\n"
+	      "      --context-length=N        context limit (default: the model's)\n"
+	      "      --schedule-policy=P       fcfs or lpm (longest prefix match)\n"
+	      "      --disable-radix-cache     no prefix caching (ablation)\n"
 	      "\n"
-	      "Options:\n"
-	      "      --tokenizer=DIR         tokenizer.json, or a model directory holding\n"
-	      "                              it (and tokenizer_config.json)\n"
-	      "      --chat-template=NAME    chatml, qwen3 or llama3 (default: recognized\n"
-	      "                              from DIR/tokenizer_config.json)\n"
-	      "      --skip-special-tokens   --detokenize leaves special tokens out\n"
-	      "      --keep-going            go on after a bad record (exit status 1)\n"
-	      "  -o, --output=FILE           write to FILE instead of standard output\n"
-	      "  -h, --help                  display this help and exit\n"
-	      "  -V, --version               output version information and exit\n"
+	      "Run:\n"
+	      "      --mode=replay|generate    replay: turns in order per conversation\n"
+	      "                                (default); generate: every record is an\n"
+	      "                                independent request\n"
+	      "      --run=NAME                the records' \"run\" field (default run)\n"
+	      "      --batch-size=N            conversations in flight (default 1; 0: all)\n"
+	      "      --max-concurrency=N       generate: requests in flight (default: all)\n"
+	      "      --request-rate=R          generate: Poisson arrivals per second (inf)\n"
+	      "      --env-time-scale=S        wait S x the recorded env time between turns\n"
+	      "                                (default 0)\n"
+	      "      --output-len=N            tokens per turn (default: the recorded reply)\n"
+	      "      --replay-output=WHAT      recorded: emit the recorded reply's tokens, so\n"
+	      "                                the next turn's prompt is what was cached\n"
+	      "                                (default); generated: the model's own tokens\n"
+	      "      --temperature=T, --top-k=K, --top-p=P, --seed=N   sampling (greedy)\n"
+	      "      --output-details          add output_ids and output_text to requests\n"
+	      "      --keep-cache              start from the worker's prefix cache as it is\n"
+	      "                                (default: a run starts from a cold cache)\n"
+	      "      --progress, --no-progress progress on stderr (default: if a terminal)\n"
 	      "\n"
-	      "Exit status: 0 ok; 1 some records were bad; 2 usage or system error;\n"
-	      "3 the tokenizer could not be loaded.\n", stdout);
+	      "Worker:\n"
+	      "      --serve --socket=PATH     load the model once and serve runs\n"
+	      "      --connect=PATH            run through the worker at PATH\n"
+	      "      --status, --shutdown      ask the worker at --connect PATH\n"
+	      "\n"
+	      "Tokenizer modes (no model needed):\n"
+	      "      --tokenize                add \"ids\" to records with a \"text\" string\n"
+	      "      --detokenize              add \"text\" to records with an \"ids\" array\n"
+	      "      --render                  one \"prompt\" record per turn: prompt and\n"
+	      "                                reply lengths (chat templates: chatml, qwen3,\n"
+	      "                                llama3)\n"
+	      "      --skip-special-tokens     --detokenize leaves special tokens out\n"
+	      "      --keep-going              go on after a bad record\n"
+	      "\n"
+	      "  -o, --output=FILE             write to FILE instead of standard output\n"
+	      "  -h, --help                    display this help and exit\n"
+	      "  -V, --version                 output version information and exit\n"
+	      "\n"
+	      "Exit status: 0 ok; 1 some records were bad or requests failed; 2 usage or\n"
+	      "system error; 3 model, tokenizer, worker or GPU unavailable.\n", stdout);
 }
 
-static int set_mode(struct opts *o, enum mode m, int *status)
+/* Sets the action; two different ones are a usage error. */
+static int set_action(struct opts *o, enum action a)
 {
-	if (o->mode != MODE_NONE && o->mode != m) {
-		*status = nd_usage_error("only one of --tokenize, --detokenize and --render");
-		return -1;
-	}
-	o->mode = m;
+	if (o->action != ACT_NONE && o->action != a &&
+	    !(o->action == ACT_REMOTE && (a == ACT_STATUS || a == ACT_SHUTDOWN)) &&
+	    !(a == ACT_REMOTE && (o->action == ACT_STATUS || o->action == ACT_SHUTDOWN)))
+		return nd_usage_error("conflicting modes; see --help");
+	if (!(a == ACT_REMOTE && (o->action == ACT_STATUS || o->action == ACT_SHUTDOWN)))
+		o->action = a;
 	return 0;
 }
 
-/* Returns the index of the first file argument, or -1 when main must
- * return *status (0 after --help / --version). */
+static int num(const char *arg, long lo, long hi, long *v)
+{
+	return nd_parse_long(arg, lo, hi, v);
+}
+
+/* Engine options: 0 handled, 1 not an engine option, -1 bad value. */
+static int engine_option(int c, const char *arg, struct opts *o)
+{
+	struct eng_infer_params *e = &o->inf.engine;
+	long v = 0;
+
+	switch (c) {
+	case OPT_MODEL: e->model_dir = arg; return 0;
+	case OPT_DEVICE:
+		e->device = arg;
+		return strcmp(arg, "cpu") && strcmp(arg, "cuda") ? -1 : 0;
+	case OPT_THREADS: if (num(arg, 0, 1024, &v)) return -1; e->n_threads = (int)v; return 0;
+	case OPT_PAGE_SIZE: if (num(arg, 1, 4096, &v)) return -1; e->page_size = (int32_t)v; return 0;
+	case OPT_MAX_TOTAL_TOKENS:
+		if (num(arg, 1, 1L << 40, &v)) return -1;
+		e->max_total_tokens = v;
+		return 0;
+	case OPT_CHUNKED_PREFILL:
+		if (num(arg, 1, 1 << 24, &v)) return -1;
+		e->chunked_prefill_size = (int32_t)v;
+		return 0;
+	case OPT_MAX_RUNNING:
+		if (num(arg, 0, 1 << 20, &v)) return -1;
+		e->max_running_requests = (int32_t)v;
+		return 0;
+	case OPT_CONTEXT_LENGTH:
+		if (num(arg, 1, 1 << 24, &v)) return -1;
+		e->context_length = (int32_t)v;
+		return 0;
+	case OPT_POLICY:
+		if (strcmp(arg, "fcfs") && strcmp(arg, "lpm")) return -1;
+		e->policy = strcmp(arg, "lpm") ? ENG_SCHED_POLICY_FCFS : ENG_SCHED_POLICY_LPM;
+		return 0;
+	case OPT_NO_RADIX: e->disable_radix_cache = true; return 0;
+	}
+	return 1;
+}
+
+/* Run options: 0 handled, 1 not a run option, -1 bad value. */
+static int run_option(int c, const char *arg, struct opts *o)
+{
+	struct eng_run_params *r = &o->inf.run;
+	struct eng_session_params *s = &r->session;
+	long v = 0;
+	double d = 0;
+
+	switch (c) {
+	case OPT_MODE:
+		if (strcmp(arg, "replay") && strcmp(arg, "generate")) return -1;
+		r->mode = arg;
+		return 0;
+	case OPT_RUN: r->run_name = arg; return 0;
+	case OPT_BATCH_SIZE:
+	case OPT_MAX_CONCURRENCY:
+		if (num(arg, 0, 1 << 20, &v)) return -1;
+		s->batch_size = (int32_t)v;
+		return 0;
+	case OPT_REQUEST_RATE:
+		if (nd_parse_double(arg, 1e-9, INFINITY, &d)) return -1;
+		s->request_rate = d;
+		return 0;
+	case OPT_ENV_SCALE:
+		if (nd_parse_double(arg, 0, 1e6, &d)) return -1;
+		s->env_time_scale = d;
+		return 0;
+	case OPT_OUTPUT_LEN:
+		if (num(arg, 1, 1 << 24, &v)) return -1;
+		s->output_len = (int32_t)v;
+		return 0;
+	case OPT_REPLAY_OUTPUT:
+		if (strcmp(arg, "recorded") && strcmp(arg, "generated")) return -1;
+		s->recorded_output = !strcmp(arg, "recorded");
+		return 0;
+	case OPT_TEMPERATURE:
+		if (nd_parse_double(arg, 0, 100, &d)) return -1;
+		s->sampling.temperature = (float)d;
+		return 0;
+	case OPT_TOP_K: if (num(arg, 0, 1 << 24, &v)) return -1; s->sampling.top_k = (int32_t)v; return 0;
+	case OPT_TOP_P:
+		if (nd_parse_double(arg, 1e-6, 1, &d)) return -1;
+		s->sampling.top_p = (float)d;
+		return 0;
+	case OPT_SEED:
+		if (num(arg, 0, 0x7fffffffffffffffL, &v)) return -1;
+		s->sampling.seed = (uint64_t)v;
+		s->seed = (uint64_t)v;
+		return 0;
+	case OPT_OUTPUT_DETAILS: r->output_details = true; return 0;
+	case OPT_KEEP_CACHE: r->keep_cache = true; return 0;
+	case OPT_PROGRESS: o->inf.progress = true; return 0;
+	case OPT_NO_PROGRESS: o->inf.progress = false; return 0;
+	}
+	return 1;
+}
+
+/* Mode, worker and tokenizer-mode options: 0 handled, -2 usage error
+ * (already reported), 1 not one of these. */
+static int other_option(int c, const char *arg, struct opts *o)
+{
+	switch (c) {
+	case OPT_TOKENIZE:
+	case OPT_DETOKENIZE:
+	case OPT_RENDER:
+		if (o->tok.mode != ND_TOK_NONE && o->tok.mode != (enum nd_tok_mode)(c - OPT_TOKENIZE + 1))
+			return nd_usage_error("only one of --tokenize, --detokenize and --render"), -2;
+		o->tok.mode = (enum nd_tok_mode)(c - OPT_TOKENIZE + 1);
+		return set_action(o, ACT_TOKMODE) ? -2 : 0;
+	case OPT_TOKENIZER: o->tok.tokenizer = o->inf.engine.tokenizer = arg; return 0;
+	case OPT_CHAT_TEMPLATE: o->tok.chat_template = o->inf.engine.chat_template = arg; return 0;
+	case OPT_KEEP_GOING: o->tok.keep_going = true; return 0;
+	case OPT_SKIP_SPECIAL: o->tok.skip_special = true; return 0;
+	case OPT_SERVE: return set_action(o, ACT_SERVE) ? -2 : 0;
+	case OPT_SOCKET: o->inf.socket = arg; return 0;
+	case OPT_CONNECT: o->inf.socket = arg; return set_action(o, ACT_REMOTE) ? -2 : 0;
+	case OPT_STATUS: return set_action(o, ACT_STATUS) ? -2 : 0;
+	case OPT_SHUTDOWN: return set_action(o, ACT_SHUTDOWN) ? -2 : 0;
+	case 'o': o->output = arg; return 0;
+	}
+	return 1;
+}
+
+/* What the options together mean; a usage error when they do not fit. */
+static int check_options(struct opts *o, bool batch_given)
+{
+	const struct eng_infer_params *e = &o->inf.engine;
+
+	if (o->action == ACT_NONE && e->model_dir)
+		o->action = ACT_LOCAL;
+	if (o->action == ACT_NONE)
+		return nd_usage_error("nothing to do: give --model, --serve, --connect, or a "
+				      "tokenizer mode");
+	if (o->action == ACT_TOKMODE && !o->tok.tokenizer)
+		return nd_usage_error("--tokenizer=DIR is required");
+	if (o->action == ACT_TOKMODE && o->tok.chat_template && o->tok.mode != ND_TOK_RENDER)
+		return nd_usage_error("--chat-template applies to --render only");
+	if (o->action == ACT_TOKMODE && e->model_dir)
+		return nd_usage_error("--model does not go with --tokenize, --detokenize, --render");
+	if ((o->action == ACT_LOCAL || o->action == ACT_SERVE) && !e->model_dir)
+		return nd_usage_error("--model=DIR is required");
+	if (o->action == ACT_SERVE && !o->inf.socket)
+		return nd_usage_error("--serve needs --socket=PATH");
+	if ((o->action == ACT_STATUS || o->action == ACT_SHUTDOWN) && !o->inf.socket)
+		return nd_usage_error("--status and --shutdown need --connect=PATH");
+	if (o->action == ACT_REMOTE && e->model_dir)
+		return nd_usage_error("--model goes to the worker (--serve), not to --connect");
+	if (!batch_given && !strcmp(o->inf.run.mode, "generate"))
+		o->inf.run.session.batch_size = 0;
+	if (!strcmp(o->inf.run.mode, "replay") && isfinite(o->inf.run.session.request_rate))
+		return nd_usage_error("--request-rate applies to --mode generate");
+	return 0;
+}
+
 static int parse_options(int argc, char **argv, struct opts *o, int *status)
 {
+	bool batch_given = false;
 	int c;
 
 	*status = ND_EXIT_OK;
 	while ((c = getopt_long(argc, argv, ":o:hV", long_options, NULL)) != -1) {
-		switch (c) {
-		case OPT_TOKENIZE:
-		case OPT_DETOKENIZE:
-		case OPT_RENDER:
-			if (set_mode(o, c == OPT_TOKENIZE ? MODE_TOKENIZE : c == OPT_DETOKENIZE
-					? MODE_DETOKENIZE : MODE_RENDER, status))
-				return -1;
-			break;
-		case OPT_TOKENIZER: o->tokenizer = optarg; break;
-		case OPT_CHAT_TEMPLATE: o->chat_template = optarg; break;
-		case OPT_KEEP_GOING: o->keep_going = true; break;
-		case OPT_SKIP_SPECIAL: o->skip_special = true; break;
-		case 'o': o->output = optarg; break;
-		case 'h': usage(); return -1;
-		case 'V': nd_print_version(); return -1;
-		case ':':
-			*status = nd_usage_error("option '%s' requires an argument", argv[optind - 1]);
+		int rc;
+
+		if (c == 'h' || c == 'V') {
+			c == 'h' ? usage() : nd_print_version();
 			return -1;
-		default:
-			if (optopt)
+		}
+		if (c == ':' || c == '?') {
+			if (c == ':')
+				*status = nd_usage_error("option '%s' requires an argument", argv[optind - 1]);
+			else if (optopt)
 				*status = nd_usage_error("invalid option -- '%c'", optopt);
 			else
 				*status = nd_usage_error("unrecognized option '%s'", argv[optind - 1]);
 			return -1;
 		}
-	}
-	if (o->mode == MODE_NONE)
-		*status = nd_usage_error("no mode given (--tokenize, --detokenize or --render); "
-					 "the inference modes come with the engine");
-	else if (!o->tokenizer)
-		*status = nd_usage_error("--tokenizer=DIR is required");
-	else if (o->chat_template && o->mode != MODE_RENDER)
-		*status = nd_usage_error("--chat-template applies to --render only");
-	return *status ? -1 : optind;
-}
-
-/* ---------------------------------------------------------------- records */
-
-/* Reports a bad record; stops the run unless --keep-going. */
-static void bad_record(struct ctx *c, const struct nd_reader *r, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void bad_record(struct ctx *c, const struct nd_reader *r, const char *fmt, ...)
-{
-	char msg[1200];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
-	nd_error_at(nd_reader_name(r), nd_reader_lineno(r), "%s", msg);
-	if (c->status < ND_EXIT_BAD_INPUT)
-		c->status = ND_EXIT_BAD_INPUT;
-	if (!c->o.keep_going)
-		c->stop = true;
-}
-
-static void write_rec(struct ctx *c, json_t *rec)
-{
-	if (nd_write_json(rec) != 0)
-		c->stop = true; /* nd_finish reports it */
-}
-
-static void do_tokenize(struct ctx *c, const struct nd_reader *r, json_t *rec)
-{
-	json_t *text = json_object_get(rec, "text"), *arr;
-	struct eng_error err;
-
-	if (!json_is_string(text))
-		return bad_record(c, r, "%s", "no \"text\" string");
-	c->ids.n = 0;
-	if (eng_tokenizer_encode(c->tok, json_string_value(text), json_string_length(text),
-				 &c->ids, 0, &err))
-		return bad_record(c, r, "%s", err.msg);
-	arr = json_array();
-	for (size_t i = 0; arr && i < c->ids.n; i++)
-		json_array_append_new(arr, json_integer(c->ids.ids[i]));
-	json_object_set_new(rec, "ids", arr);
-	write_rec(c, rec);
-}
-
-static void do_detokenize(struct ctx *c, const struct nd_reader *r, json_t *rec)
-{
-	json_t *ids = json_object_get(rec, "ids"), *v;
-	int32_t n_vocab = eng_tokenizer_vocab_size(c->tok);
-	char *bytes = NULL, *text;
-	struct eng_error err;
-	size_t i, len;
-
-	if (!json_is_array(ids))
-		return bad_record(c, r, "%s", "no \"ids\" array");
-	c->ids.n = 0;
-	json_array_foreach(ids, i, v) {
-		json_int_t id = json_integer_value(v);
-		size_t bl;
-
-		if (!json_is_integer(v))
-			return bad_record(c, r, "ids[%zu]: not an integer", i);
-		if (id < 0 || id >= n_vocab || !eng_tokenizer_token_bytes(c->tok, (int32_t)id, &bl))
-			return bad_record(c, r, "ids[%zu]: %lld is not a token id (vocabulary of %ld)",
-					  i, (long long)id, (long)n_vocab);
-		eng_ids_push(&c->ids, (int32_t)id);
-	}
-	if (eng_tokenizer_decode(c->tok, c->ids.ids, c->ids.n,
-				 c->o.skip_special ? ENG_TOK_DECODE_SKIP_SPECIAL : 0, &bytes, &len,
-				 &err))
-		return bad_record(c, r, "%s", err.msg);
-	/* tokens may split a character: decode lossily, as HF does */
-	text = eng_utf8_sanitize(bytes, len, &len);
-	json_object_set_new(rec, "text", text ? json_stringn(text, len) : json_null());
-	free(text);
-	free(bytes);
-	write_rec(c, rec);
-}
-
-/* Borrows role/content of a messages array; NULL with *bad set when a
- * message lacks them. */
-static struct eng_chat_msg *messages_of(json_t *arr, size_t *n, size_t *bad)
-{
-	struct eng_chat_msg *m = calloc(json_array_size(arr) + 1, sizeof(*m));
-	json_t *e;
-	size_t i;
-
-	if (!m)
-		return NULL;
-	json_array_foreach(arr, i, e) {
-		json_t *role = json_object_get(e, "role"), *content = json_object_get(e, "content");
-
-		if (!json_is_string(role) || !json_is_string(content)) {
-			*bad = i;
-			free(m);
-			return NULL;
+		batch_given |= c == OPT_BATCH_SIZE || c == OPT_MAX_CONCURRENCY;
+		rc = engine_option(c, optarg, o);
+		if (rc == 1)
+			rc = run_option(c, optarg, o);
+		if (rc == 1)
+			rc = other_option(c, optarg, o);
+		if (rc == -2) {
+			*status = ND_EXIT_USAGE;
+			return -1;
 		}
-		m[i] = (struct eng_chat_msg){ json_string_value(role), json_string_value(content),
-					      json_string_length(content) };
-	}
-	*n = json_array_size(arr);
-	return m;
-}
-
-static json_t *int_or_null(json_t *v)
-{
-	return json_is_integer(v) ? json_integer(json_integer_value(v)) : json_null();
-}
-
-static void write_turns(struct ctx *c, json_t *rec, json_t *arr, const struct eng_chat_turn *t,
-			size_t nt)
-{
-	json_t *id = json_object_get(rec, "id");
-
-	for (size_t k = 0; k < nt && !c->stop; k++) {
-		json_t *msg = json_array_get(arr, t[k].msg_index), *turn = json_object_get(msg, "turn");
-		json_t *out = json_object();
-
-		json_object_set_new(out, "type", json_string("prompt"));
-		json_object_set_new(out, "conversation_id", id ? json_copy(id) : json_null());
-		json_object_set_new(out, "turn", json_is_integer(turn) ? json_copy(turn)
-								      : json_integer((json_int_t)k));
-		json_object_set_new(out, "prompt_len", json_integer((json_int_t)t[k].prompt_len));
-		json_object_set_new(out, "recorded_prompt_len",
-				    int_or_null(json_object_get(msg, "token_usage_prompt")));
-		json_object_set_new(out, "output_len", json_integer((json_int_t)t[k].reply_len));
-		write_rec(c, out);
-		json_decref(out);
-	}
-}
-
-static void do_render(struct ctx *c, const struct nd_reader *r, json_t *rec)
-{
-	const char *type = json_string_value(json_object_get(rec, "type"));
-	json_t *arr = json_object_get(rec, "messages");
-	struct eng_chat_msg *msgs;
-	struct eng_chat_turn *turns;
-	struct eng_error err;
-	size_t n = 0, nt, bad = 0;
-
-	if (type && strcmp(type, "conversation") != 0)
-		return bad_record(c, r, "expected a conversation record, got type \"%s\"", type);
-	if (!json_is_array(arr))
-		return bad_record(c, r, "%s", "no \"messages\" array");
-	if (!(msgs = messages_of(arr, &n, &bad)))
-		return bad_record(c, r, "messages[%zu]: needs \"role\" and \"content\" strings", bad);
-	if (eng_chat_turns(c->chat, msgs, n, &turns, &nt, &err)) {
-		free(msgs);
-		return bad_record(c, r, "%s", err.msg);
-	}
-	write_turns(c, rec, arr, turns, nt);
-	free(turns);
-	free(msgs);
-}
-
-static void read_input(struct ctx *c, const char *path)
-{
-	struct nd_reader *r = nd_reader_open(path);
-	char err[256], *line;
-	size_t len;
-	int rc;
-
-	if (!r) {
-		nd_error("%s: %s", path, strerror(errno));
-		c->status = ND_EXIT_USAGE;
-		return;
-	}
-	while (!c->stop && (rc = nd_reader_next(r, &line, &len)) == 1) {
-		json_t *rec = nd_parse_object(line, len, err, sizeof(err));
-
-		if (!rec)
-			bad_record(c, r, "%s", err);
-		else if (c->o.mode == MODE_TOKENIZE)
-			do_tokenize(c, r, rec);
-		else if (c->o.mode == MODE_DETOKENIZE)
-			do_detokenize(c, r, rec);
-		else
-			do_render(c, r, rec);
-		json_decref(rec);
-	}
-	if (!c->stop && rc < 0) {
-		nd_error_at(nd_reader_name(r), 0, "read error: %s", strerror(errno));
-		c->status = ND_EXIT_USAGE;
-	}
-	nd_reader_close(r);
-}
-
-/* ---------------------------------------------------------------- setup */
-
-/* The directory of a tokenizer argument (itself, or the file's folder). */
-static char *model_dir(const char *path)
-{
-	struct stat st;
-	char *d = strdup(path), *slash;
-
-	if (d && !(stat(path, &st) == 0 && S_ISDIR(st.st_mode))) {
-		slash = strrchr(d, '/');
-		if (slash)
-			*slash = '\0';
-		else
-			strcpy(d, ".");
-	}
-	return d;
-}
-
-static int load(struct ctx *c)
-{
-	struct eng_error err;
-	enum eng_chat_kind kind;
-	char buf[1600];
-	char *dir;
-	int rc;
-
-	if (eng_tokenizer_load(c->o.tokenizer, &c->tok, &err)) {
-		nd_error("%s", eng_error_format(&err, buf, sizeof(buf)));
-		return ND_EXIT_UNAVAILABLE;
-	}
-	if (c->o.mode != MODE_RENDER)
-		return 0;
-	if (c->o.chat_template) {
-		if (eng_chat_kind_from_name(c->o.chat_template, &kind, &err))
-			return nd_usage_error("%s", err.msg);
-	} else {
-		dir = model_dir(c->o.tokenizer);
-		rc = dir ? eng_chat_kind_from_dir(dir, c->tok, &kind, &err) : ENG_E_NOMEM;
-		free(dir);
-		if (rc) {
-			nd_error("%s", eng_error_format(&err, buf, sizeof(buf)));
-			return ND_EXIT_UNAVAILABLE;
+		if (rc != 0) {
+			*status = nd_usage_error("invalid value '%s' for %s", optarg ? optarg : "",
+						 argv[optind - 1]);
+			return -1;
 		}
 	}
-	if (eng_chat_new(c->tok, kind, &c->chat, &err)) {
-		nd_error("%s", err.msg);
-		return ND_EXIT_UNAVAILABLE;
+	if (check_options(o, batch_given) != 0) {
+		*status = ND_EXIT_USAGE;
+		return -1;
 	}
-	return 0;
+	return optind;
 }
 
 int main(int argc, char **argv)
 {
-	struct ctx c = { 0 };
+	struct opts o = { 0 };
 	int first, status;
+	char **files;
+	int n_files;
 
 	nd_init(argv[0]);
-	first = parse_options(argc, argv, &c.o, &status);
+	nd_infer_default_opts(&o.inf);
+	first = parse_options(argc, argv, &o, &status);
 	if (first < 0)
 		return status == ND_EXIT_OK ? nd_finish(status) : status;
-	if (c.o.output && !freopen(c.o.output, "w", stdout)) {
-		nd_error("%s: %s", c.o.output, strerror(errno));
+	if (o.output && !freopen(o.output, "w", stdout)) {
+		nd_error("%s: %s", o.output, strerror(errno));
 		return ND_EXIT_USAGE;
 	}
-	if ((status = load(&c)) != 0) {
-		eng_tokenizer_free(c.tok);
-		return status;
+	files = argv + first;
+	n_files = argc - first;
+	switch (o.action) {
+	case ACT_TOKMODE: status = nd_tokmodes_run(&o.tok, files, n_files); break;
+	case ACT_LOCAL: status = nd_infer_run_local(&o.inf, files, n_files); break;
+	case ACT_SERVE: status = nd_infer_serve(&o.inf); break;
+	case ACT_REMOTE: status = nd_infer_run_remote(&o.inf, files, n_files); break;
+	case ACT_STATUS: status = nd_infer_command(&o.inf, "status"); break;
+	case ACT_SHUTDOWN: status = nd_infer_command(&o.inf, "shutdown"); break;
+	case ACT_NONE: status = ND_EXIT_USAGE; break;
 	}
-	if (first == argc)
-		read_input(&c, "-");
-	for (int i = first; !c.stop && i < argc; i++)
-		read_input(&c, argv[i]);
-	eng_ids_free(&c.ids);
-	eng_chat_free(c.chat);
-	eng_tokenizer_free(c.tok);
-	return nd_finish(c.status);
+	return nd_finish(status);
 }

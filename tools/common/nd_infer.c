@@ -1,0 +1,233 @@
+/*
+ * nd_infer.c: gpu-batch-infer's inference modes (see nd_infer.h).
+ *
+ * Input files are read one after another as one stream of records; line
+ * numbers and file names go into diagnostics as "tool: FILE:LINE: msg".
+ * Records go to stdout through the NDJSON writer.  Exit status: 0, 1 when
+ * some records were bad or some requests failed, 2 for usage and I/O
+ * errors, 3 when the model or the device is unavailable.
+ */
+#include "tools/common/nd_infer.h"
+#include "tools/common/nd.h"
+#include "engine/worker.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+void nd_infer_default_opts(struct nd_infer_opts *o)
+{
+	memset(o, 0, sizeof(*o));
+	eng_infer_default_params(&o->engine);
+	eng_session_default_params(&o->run.session);
+	o->run.run_name = "run";
+	o->run.mode = "replay";
+	o->progress = isatty(STDERR_FILENO);
+}
+
+/* Input: the files in turn, as one stream. */
+struct source {
+	char **files;
+	int n_files, next_file;
+	struct nd_reader *r;
+	const char *name;   /* of the line last read */
+	bool failed;
+};
+
+static int source_next(void *ctx, char **line, size_t *len, long *lineno)
+{
+	struct source *s = ctx;
+
+	for (;;) {
+		int rc;
+
+		if (!s->r) {
+			const char *path = s->n_files ? s->files[s->next_file] : "-";
+
+			if (s->next_file >= (s->n_files ? s->n_files : 1))
+				return 0;
+			s->next_file++;
+			s->r = nd_reader_open(path);
+			if (!s->r) {
+				nd_error("%s: %s", path, strerror(errno));
+				s->failed = true;
+				continue;
+			}
+		}
+		rc = nd_reader_next(s->r, line, len);
+		if (rc == 1) {
+			s->name = nd_reader_name(s->r);
+			*lineno = nd_reader_lineno(s->r);
+			return 1;
+		}
+		if (rc < 0) {
+			nd_error_at(nd_reader_name(s->r), 0, "read error: %s", strerror(errno));
+			s->failed = true;
+		}
+		nd_reader_close(s->r);
+		s->r = NULL;
+	}
+}
+
+static int emit_stdout(void *ctx, const json_t *rec)
+{
+	(void)ctx;
+	return nd_write_json(rec);
+}
+
+static void diag_stderr(void *ctx, long line, const char *msg)
+{
+	struct source *s = ctx;
+
+	if (line > 0 && s->name)
+		nd_error_at(s->name, line, "%s", msg);
+	else
+		nd_error("%s", msg);
+}
+
+static int open_engine(const struct nd_infer_opts *o, struct eng_infer **e)
+{
+	struct eng_error err;
+	char buf[1200];
+
+	eng_error_clear(&err);
+	if (eng_infer_open(&o->engine, e, &err) == 0)
+		return 0;
+	nd_error("cannot load the model: %s", eng_error_format(&err, buf, sizeof(buf)));
+	return err.code == ENG_E_INVALID ? ND_EXIT_USAGE : ND_EXIT_UNAVAILABLE;
+}
+
+static double mono_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+/* One progress line on stderr, like a serving engine's decode log. */
+static void progress(struct eng_infer *e, double t0, bool final)
+{
+	struct eng_sched_stats st;
+	double dt = mono_s() - t0;
+
+	eng_sched_get_stats(eng_runner_sched(eng_infer_runner(e)), &st);
+	fprintf(stderr, "\r%s: %.0fs steps %lld, running %d, queued %d, prefill %lld tok, "
+		"cache hit %.1f%%, free pages %zu%s", nd_progname(), dt, (long long)st.n_steps,
+		st.n_running, st.n_waiting, (long long)st.computed_tokens,
+		st.prompt_tokens ? 100.0 * (double)st.cached_tokens / (double)st.prompt_tokens : 0.0,
+		st.free_pages, final ? "\n" : "   ");
+}
+
+int nd_infer_run_local(const struct nd_infer_opts *o, char **files, int n_files)
+{
+	struct source src = { .files = files, .n_files = n_files };
+	struct eng_run_io io = { source_next, emit_stdout, diag_stderr, &src };
+	struct eng_infer *e;
+	struct eng_run *run;
+	struct eng_error err;
+	double t0 = mono_s(), last = 0;
+	long bad;
+	int rc = open_engine(o, &e);
+
+	if (rc != 0)
+		return rc;
+	if (eng_run_start(e, &o->run, &io, &run, &err) != 0) {
+		nd_error("%s", err.msg);
+		eng_infer_close(e);
+		return ND_EXIT_USAGE;
+	}
+	while (!eng_run_done(run)) {
+		eng_runner_poll(eng_infer_runner(e), 0.05, &err);
+		if (o->progress && mono_s() - last > 1.0) {
+			last = mono_s();
+			progress(e, t0, false);
+		}
+	}
+	if (o->progress)
+		progress(e, t0, true);
+	bad = eng_run_finish(run);
+	eng_infer_close(e);
+	nd_reader_close(src.r);
+	if (src.failed)
+		return ND_EXIT_USAGE;
+	return bad > 0 ? ND_EXIT_BAD_INPUT : ND_EXIT_OK;
+}
+
+int nd_infer_serve(const struct nd_infer_opts *o)
+{
+	struct eng_infer *e;
+	struct eng_error err;
+	int rc = open_engine(o, &e);
+
+	if (rc != 0)
+		return rc;
+	fprintf(stderr, "%s: serving %s on %s (loaded in %.2f s)\n", nd_progname(),
+		o->engine.model_dir, o->socket, eng_infer_load_time(e));
+	rc = eng_worker_serve(e, o->socket, &err);
+	eng_infer_close(e);
+	if (rc != 0) {
+		nd_error("%s: %s", o->socket, err.msg);
+		return ND_EXIT_USAGE;
+	}
+	return ND_EXIT_OK;
+}
+
+/* A diagnostic from the worker names a line of the run's input stream. */
+static void diag_remote(void *ctx, long line, const char *msg)
+{
+	const char *name = ctx;
+
+	if (line > 0)
+		nd_error_at(name, line, "%s", msg);
+	else
+		nd_error("%s", msg);
+}
+
+int nd_infer_run_remote(const struct nd_infer_opts *o, char **files, int n_files)
+{
+	const char *name = n_files == 1 ? files[0] : "<stdin>";
+	FILE *in = n_files == 1 ? fopen(files[0], "rb") : stdin;
+	struct eng_client_io io = { in, stdout, diag_remote, (void *)name };
+	struct eng_error err;
+	json_t *hello;
+	long bad;
+
+	if (n_files > 1) {
+		nd_error("--connect reads one input file (or stdin); got %d", n_files);
+		return ND_EXIT_USAGE;
+	}
+	if (!in) {
+		nd_error("%s: %s", files[0], strerror(errno));
+		return ND_EXIT_USAGE;
+	}
+	hello = json_pack("{s:s,s:s,s:o}", "type", "hello", "command", "run",
+			  "params", eng_run_params_to_json(&o->run));
+	bad = eng_client_run(o->socket, hello, &io, &err);
+	json_decref(hello);
+	if (in != stdin)
+		fclose(in);
+	if (bad < 0) {
+		nd_error("%s: %s", o->socket, err.msg);
+		return err.code == ENG_E_IO ? ND_EXIT_UNAVAILABLE : ND_EXIT_USAGE;
+	}
+	return bad > 0 ? ND_EXIT_BAD_INPUT : ND_EXIT_OK;
+}
+
+int nd_infer_command(const struct nd_infer_opts *o, const char *command)
+{
+	struct eng_client_io io = { NULL, stdout, diag_remote, (void *)o->socket };
+	struct eng_error err;
+	json_t *hello = json_pack("{s:s,s:s}", "type", "hello", "command", command);
+	long rc = eng_client_run(o->socket, hello, &io, &err);
+
+	json_decref(hello);
+	if (rc < 0) {
+		nd_error("%s: %s", o->socket, err.msg);
+		return ND_EXIT_UNAVAILABLE;
+	}
+	return ND_EXIT_OK;
+}

@@ -117,11 +117,39 @@ static json_t *output_text(struct eng_run *r, const struct eng_request_timing *t
 	return j ? j : json_null();
 }
 
+/* Score mode: the log-probs of one turn's recorded reply. */
+static json_t *score_record(struct eng_run *r, const struct eng_conv_rec *cr,
+			    const struct eng_request_timing *t)
+{
+	return json_pack("{s:s,s:s,s:s,s:i,s:i,s:i,s:o,s:o,s:f,s:b,s:o}",
+			 "type", "score", "run", r->run_name, "conversation_id", cr->id,
+			 "turn", t->turn, "prompt_len", t->prompt_len, "n_tokens", t->n_scored,
+			 "sum_logprob", t->error ? json_null() : json_real(t->sum_logprob),
+			 "mean_logprob", t->error || t->n_scored == 0 ? json_null()
+				 : json_real(t->sum_logprob / t->n_scored),
+			 "latency", t->latency, "success", t->error == NULL,
+			 "error", t->error ? json_string(t->error) : json_null());
+}
+
 static void on_request(void *ctx, const struct eng_conv *c, const struct eng_request_timing *t)
 {
 	struct eng_run *r = ctx;
 	const struct eng_conv_rec *cr = c->user;
-	json_t *itl = json_array(), *rec;
+	json_t *itl, *rec;
+
+	if (r->p.session.score) {
+		rec = score_record(r, cr, t);
+		r->n_requests++;
+		if (t->error && t->finish != ENG_FINISH_ABORT) {
+			diag(r, cr->line, "conversation %s turn %d failed: %s", cr->id, t->turn, t->error);
+			r->n_bad++;
+		}
+		if (rec)
+			r->io.emit(r->io.ctx, rec);
+		json_decref(rec);
+		return;
+	}
+	itl = json_array();
 
 	for (int32_t i = 0; i < t->n_itl; i++)
 		json_array_append_new(itl, json_real(t->itl[i]));
@@ -193,6 +221,7 @@ int eng_run_start(struct eng_infer *e, const struct eng_run_params *p,
 		return eng_error_set(err, ENG_E_NOMEM, NULL, 0, "out of memory");
 	r->e = e;
 	r->p = *p;
+	r->p.session.score = p->mode && !strcmp(p->mode, "score");
 	r->io = *io;
 	r->run_name = strdup(p->run_name ? p->run_name : "run");
 	r->mode = strdup(p->mode ? p->mode : "replay");
@@ -202,7 +231,7 @@ int eng_run_start(struct eng_infer *e, const struct eng_run_params *p,
 	if (rc == 0 && !p->keep_cache)
 		eng_sched_flush_cache(eng_runner_sched(eng_infer_runner(e)));
 	if (rc == 0)
-		rc = eng_session_start(eng_infer_runner(e), &p->session, &ops, r, &r->sess, err);
+		rc = eng_session_start(eng_infer_runner(e), &r->p.session, &ops, r, &r->sess, err);
 	if (rc != 0) {
 		free(r->run_name);
 		free(r->mode);

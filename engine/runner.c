@@ -219,7 +219,8 @@ static void submit_turn(struct eng_session *s, struct slot *sl, double now)
 	int id;
 
 	rp.prompt = sl->conv->ids;
-	rp.prompt_len = t->prompt_end;
+	rp.prompt_len = s->p.score ? sl->conv->n_ids : t->prompt_end;
+	rp.score = s->p.score;
 	rp.max_new_tokens = s->p.output_len > 0 ? s->p.output_len : reply;
 	rp.ignore_eos = s->p.ignore_eos;
 	if (s->p.output_len == 0 && s->p.recorded_output && t->reply_len > 0 &&
@@ -299,6 +300,46 @@ static void report_turn(struct slot *sl, const struct eng_request_result *res, d
 		sl->ct.env_time += t.env_time_s;
 }
 
+/* Score: every turn's share of the one prefill; log-prob i is that of
+ * token i + 1, so a reply at [b, e) sums log-probs [b - 1, e - 1). */
+static void report_scores(struct slot *sl, const struct eng_request_result *res, double now)
+{
+	struct eng_session *s = sl->sess;
+	struct eng_request_timing t = {0};
+
+	t.start_time = sl->submit_t - s->t0;
+	t.latency = now - sl->submit_t;
+	t.ttft = t.latency;
+	t.finish = res->finish;
+	t.cached_tokens = res->cached_tokens;
+	t.error = res->finish == ENG_FINISH_LENGTH ? NULL : res->error ? res->error : "cancelled";
+	for (int32_t k = 0; k < sl->conv->n_turns; k++) {
+		const struct eng_turn *tk = &sl->conv->turns[k];
+
+		int32_t end = tk->prompt_end + tk->reply_len;
+
+		/* A request line has no recorded reply: nothing to score. */
+		if (end > sl->conv->n_ids)
+			end = sl->conv->n_ids;
+		t.turn = k;
+		t.prompt_len = tk->prompt_end;
+		t.env_time_s = tk->env_time_s;
+		t.n_scored = end > tk->prompt_end ? end - tk->prompt_end : 0;
+		t.sum_logprob = 0;
+		for (int32_t p = tk->prompt_end; !t.error && res->logprobs && p < end; p++)
+			t.sum_logprob += res->logprobs[p - 1];
+		if (s->ops.on_request)
+			s->ops.on_request(s->ctx, sl->conv, &t);
+		sl->ct.n_turns++;
+		sl->ct.n_failed += t.error != NULL;
+		if (t.env_time_s > 0)
+			sl->ct.env_time += t.env_time_s;
+	}
+	sl->ct.llm_time += t.latency;
+	sl->ct.prompt_tokens += res->prompt_len;
+	sl->turn = sl->conv->n_turns - 1; /* on_finish steps past the last */
+}
+
 static void on_finish(void *user, const struct eng_request_result *res)
 {
 	struct slot *sl = user;
@@ -309,8 +350,11 @@ static void on_finish(void *user, const struct eng_request_result *res)
 	s->n_in_flight--;
 	if (s->cancelled)
 		return;
-	report_turn(sl, res, now);
-	wait = sl->conv->turns[sl->turn].env_time_s * s->p.env_time_scale;
+	if (s->p.score)
+		report_scores(sl, res, now);
+	else
+		report_turn(sl, res, now);
+	wait = s->p.score ? 0 : sl->conv->turns[sl->turn].env_time_s * s->p.env_time_scale;
 	sl->turn++;
 	if (sl->turn < sl->conv->n_turns && wait > 0) {
 		sl->ready_at = now + wait;

@@ -54,6 +54,8 @@ struct eng_session_params {
 				    * tokens, so the next turn's prompt is exactly
 				    * what was cached (the model still runs) */
 	bool ignore_eos;
+	bool score;                /* one prefill per conversation and the log-probs
+				    * of its recorded replies, instead of turns */
 	struct eng_sampling sampling;
 	uint64_t seed;             /* arrivals */
 };
@@ -71,6 +73,8 @@ struct eng_request_timing {
 	enum eng_finish finish;
 	const char *error;         /* NULL on success */
 	double env_time_s;         /* the recorded env time that follows */
+	int32_t n_scored;          /* score: tokens of the turn's recorded reply */
+	double sum_logprob;        /* score: the sum of their log-probs */
 };
 
 struct eng_conv_timing {

@@ -31,7 +31,8 @@ struct req {
 	int32_t n_tokens, cap;
 	int32_t prompt_len, max_new, n_gen;
 	int32_t *forced;      /* (max_new) or NULL */
-	bool ignore_eos, cancelled;
+	bool ignore_eos, cancelled, score;
+	float *logprobs;      /* score: (prompt_len) */
 	struct eng_sampling sampling;
 	int32_t *pages;       /* (cap_pages) block table */
 	int32_t n_pages, cap_pages, prefix_pages;
@@ -123,6 +124,7 @@ static void req_free(struct req *r)
 	free(r->tokens);
 	free(r->forced);
 	free(r->pages);
+	free(r->logprobs);
 	free(r);
 }
 
@@ -188,15 +190,15 @@ static int grow_reqs(struct eng_sched *s)
 static int check_request(struct eng_sched *s, const struct eng_request_params *p,
 			 struct eng_error *err)
 {
-	int64_t total = (int64_t)p->prompt_len + p->max_new_tokens;
+	int64_t total = (int64_t)p->prompt_len + (p->score ? 0 : p->max_new_tokens);
 
-	if (p->prompt_len <= 0 || p->max_new_tokens <= 0)
+	if (p->prompt_len <= 0 || (!p->score && p->max_new_tokens <= 0))
 		return eng_error_set(err, ENG_E_INVALID, NULL, 0,
 				     "a request needs a prompt and at least one output token");
 	if (total > s->p.max_context)
 		return eng_error_set(err, ENG_E_RANGE, NULL, 0,
 				     "prompt of %d tokens + %d output tokens exceeds the context of %d",
-				     p->prompt_len, p->max_new_tokens, s->p.max_context);
+				     p->prompt_len, p->score ? 0 : p->max_new_tokens, s->p.max_context);
 	if (pages_for(s, (int32_t)total) > s->p.n_pages)
 		return eng_error_set(err, ENG_E_RANGE, NULL, 0,
 				     "request of %lld tokens does not fit in the KV pool of %d tokens",
@@ -216,19 +218,25 @@ int eng_sched_submit(struct eng_sched *s, const struct eng_request_params *p,
 		return eng_error_set(err, ENG_E_NOMEM, NULL, 0, "cannot queue the request");
 	r = calloc(1, sizeof(*r));
 	if (r) {
-		r->cap = p->prompt_len + p->max_new_tokens;
-		r->tokens = malloc(sizeof(int32_t) * (size_t)r->cap);
+		/* A score request's last target is one past the prompt: a spare
+		 * slot, whose log-prob is computed and ignored. */
+		r->cap = p->prompt_len + (p->score ? 1 : p->max_new_tokens);
+		r->tokens = calloc((size_t)r->cap, sizeof(int32_t));
 		r->cap_pages = pages_for(s, r->cap);
 		r->pages = malloc(sizeof(int32_t) * (size_t)r->cap_pages);
-		if (p->forced_output)
+		if (p->forced_output && !p->score)
 			r->forced = malloc(sizeof(int32_t) * (size_t)p->max_new_tokens);
+		if (p->score)
+			r->logprobs = malloc(sizeof(float) * (size_t)p->prompt_len);
 	}
-	if (!r || !r->tokens || !r->pages || (p->forced_output && !r->forced)) {
+	if (!r || !r->tokens || !r->pages || (p->forced_output && !p->score && !r->forced) ||
+	    (p->score && !r->logprobs)) {
 		req_free(r);
 		return eng_error_set(err, ENG_E_NOMEM, NULL, 0, "cannot queue the request");
 	}
 	memcpy(r->tokens, p->prompt, sizeof(int32_t) * (size_t)p->prompt_len);
-	if (p->forced_output)
+	r->score = p->score;
+	if (r->forced)
 		memcpy(r->forced, p->forced_output, sizeof(int32_t) * (size_t)p->max_new_tokens);
 	r->n_tokens = r->prompt_len = p->prompt_len;
 	r->max_new = p->max_new_tokens;
@@ -279,6 +287,7 @@ static void finish(struct eng_sched *s, struct req *r, enum eng_finish how, cons
 		.cached_tokens = r->cached_tokens,
 		.n_retractions = r->n_retractions,
 		.error = error,
+		.logprobs = r->score ? r->logprobs : NULL,
 	};
 
 	if (s->cb.on_finish)
@@ -343,7 +352,14 @@ static void retract(struct eng_sched *s, int32_t i)
 
 static bool decode_ready(const struct req *r)
 {
-	return r->computed >= prefill_target(r);
+	return !r->score && r->computed >= prefill_target(r);
+}
+
+/* Whether a prefill chunk ends with the prompt's last token, whose logits
+ * give a fresh request its first token. */
+static bool wants_token(const struct req *r, int32_t chunk)
+{
+	return !r->score && r->n_gen == 0 && r->computed + chunk == prefill_target(r);
 }
 
 /* Pages free now plus pages the cache could give up. */
@@ -381,6 +397,8 @@ static void add_seq(struct eng_sched *s, int32_t *n, struct req *r, int32_t n_to
 	q->want_token = want;
 	q->sampling = &r->sampling;
 	q->n_generated = r->n_gen;
+	q->targets = r->score ? r->tokens + r->computed + 1 : NULL;
+	q->logprobs = r->score ? r->logprobs + r->computed : NULL;
 	s->seq_req[*n] = r;
 	(*n)++;
 }
@@ -444,7 +462,7 @@ static void plan_prefill(struct eng_sched *s, int32_t *n, int32_t *budget)
 			break;
 		*budget -= chunk;
 		s->st.computed_tokens += chunk;
-		add_seq(s, n, r, chunk, r->n_gen == 0 && r->computed + chunk == prefill_target(r));
+		add_seq(s, n, r, chunk, wants_token(r, chunk));
 	}
 }
 
@@ -456,7 +474,7 @@ static size_t match_prefix(struct eng_sched *s, struct req *r, struct eng_radix_
 	int32_t limit = r->n_gen == 0 ? r->prompt_len - 1 : prefill_target(r);
 
 	*node = NULL;
-	if (!s->radix)
+	if (!s->radix || r->score)
 		return 0;
 	return eng_radix_match(s->radix, r->tokens, (size_t)limit, r->pages, node);
 }
@@ -514,7 +532,7 @@ static bool admit(struct eng_sched *s, int32_t *n, int32_t *budget)
 	if (chunk > 0) {
 		*budget -= chunk;
 		s->st.computed_tokens += chunk;
-		add_seq(s, n, r, chunk, r->n_gen == 0 && r->computed + chunk == prefill_target(r));
+		add_seq(s, n, r, chunk, wants_token(r, chunk));
 	}
 	return true;
 }
@@ -569,6 +587,13 @@ static void apply(struct eng_sched *s, int32_t n)
 		bool stop;
 
 		r->computed += s->seqs[k].n_tokens;
+		if (r->score && r->computed == r->prompt_len) {
+			req_release_memory(s, r);
+			remove_at(s->running, &s->n_running, running_index(s, r));
+			finish(s, r, ENG_FINISH_LENGTH, NULL);
+			req_free(r);
+			continue;
+		}
 		if (!s->seqs[k].want_token)
 			continue;
 		tok = r->forced ? r->forced[r->n_gen] : s->next[k];

@@ -68,6 +68,10 @@ struct eng_step_seq {
 	bool want_token;          /* sample a token after the last new one */
 	const struct eng_sampling *sampling;
 	int32_t n_generated;      /* tokens generated so far: the sampling counter */
+	const int32_t *targets;   /* (n_tokens) score requests: the token after each
+				   * new one, or NULL */
+	float *logprobs;          /* out (n_tokens): log p(targets[i]) after token i;
+				   * NULL exactly when targets is NULL */
 };
 
 /* Runs the model on the batch and writes, for every sequence with
@@ -93,6 +97,11 @@ struct eng_request_params {
 				       * place of the sampled ones (replay of a
 				       * recorded reply); the model still runs */
 	struct eng_sampling sampling;
+	bool score;                   /* prefill the prompt and return the log-prob
+				       * of every prompt token after the first;
+				       * generates nothing (max_new_tokens unused).
+				       * The prompt is computed in full: no prefix
+				       * cache, whose tokens would have no log-probs */
 	void *user;                   /* handed back in callbacks */
 };
 
@@ -104,6 +113,8 @@ struct eng_request_result {
 	int32_t cached_tokens;        /* prompt tokens found in the prefix cache */
 	int32_t n_retractions;
 	const char *error;            /* for ENG_FINISH_ERROR, else NULL */
+	const float *logprobs;        /* score: (prompt_len - 1) values, [i] = log p(
+				       * prompt[i + 1] | prompt[0..i]); else NULL */
 };
 
 struct eng_sched_callbacks {

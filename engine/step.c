@@ -105,6 +105,8 @@ int eng_stepper_step(void *ctx, const struct eng_step_seq *seqs, int32_t n_seqs,
 			.block_table = seqs[i].pages,
 			.n_blocks = seqs[i].n_pages,
 			.logits = seqs[i].want_token ? s->logits + (size_t)i * (size_t)s->vocab : NULL,
+			.targets = seqs[i].targets,
+			.logprobs = seqs[i].logprobs,
 		};
 	}
 	batch.n_seqs = n_seqs;

@@ -169,7 +169,9 @@ static int param_set(struct eng_run_params *p, const char *key, const json_t *v,
 		snprintf(name_buf, name_len, "%s", json_string_value(v));
 		p->run_name = name_buf;
 	} else if (!strcmp(key, "mode") && json_is_string(v)) {
-		p->mode = !strcmp(json_string_value(v), "generate") ? "generate" : "replay";
+		const char *m = json_string_value(v);
+
+		p->mode = !strcmp(m, "generate") ? "generate" : !strcmp(m, "score") ? "score" : "replay";
 	} else if (!strcmp(key, "output_details") && json_is_boolean(v)) {
 		p->output_details = json_is_true(v);
 	} else if (!strcmp(key, "keep_cache") && json_is_boolean(v)) {

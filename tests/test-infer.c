@@ -14,6 +14,7 @@
 #include "engine/model_writer.h"
 #include "tests/tap.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,7 +87,7 @@ static void diag(void *ctx, long line, const char *msg)
 }
 
 /* Runs all lines; returns the run's bad count. */
-static long run(struct eng_infer *e, struct io *io, int batch, bool recorded)
+static long run_mode(struct eng_infer *e, struct io *io, int batch, bool recorded, const char *mode)
 {
 	struct eng_run_io rio = { next_line, emit, diag, io };
 	struct eng_run_params rp = { 0 };
@@ -96,6 +97,7 @@ static long run(struct eng_infer *e, struct io *io, int batch, bool recorded)
 	eng_session_default_params(&rp.session);
 	rp.session.batch_size = batch;
 	rp.session.recorded_output = recorded;
+	rp.mode = mode;
 	rp.run_name = "t";
 	rp.output_details = true;
 	if (eng_run_start(e, &rp, &rio, &r, &err) != 0)
@@ -103,6 +105,33 @@ static long run(struct eng_infer *e, struct io *io, int batch, bool recorded)
 	while (!eng_run_done(r))
 		eng_runner_poll(eng_infer_runner(e), 0.01, &err);
 	return eng_run_finish(r);
+}
+
+static long run(struct eng_infer *e, struct io *io, int batch, bool recorded)
+{
+	return run_mode(e, io, batch, recorded, "replay");
+}
+
+/* The sums of the score records that scored tokens, in input order
+ * (conversation, turn); *ok is cleared when one is not a finite negative
+ * number.  Returns the count. */
+static int scores(const struct io *io, double *sums, int *ok)
+{
+	int n = 0;
+
+	for (int i = 0; i < io->n_rec; i++) {
+		json_t *j = json_loads(io->rec[i], 0, NULL);
+		double sum = json_real_value(json_object_get(j, "sum_logprob"));
+
+		if (!strcmp(json_string_value(json_object_get(j, "type")), "score") && n < 64 &&
+		    json_integer_value(json_object_get(j, "n_tokens")) > 0) {
+			if (!(sum < 0) || !(sum > -1e9))
+				*ok = 0;
+			sums[n++] = sum;
+		}
+		json_decref(j);
+	}
+	return n;
 }
 
 static void free_io(struct io *io)
@@ -220,6 +249,30 @@ int main(void)
 	od = outputs(&d);
 	tap_ok(strcmp(ob, od) == 0, "5-token prefill chunks without the cache: the same tokens");
 	tap_diag("generated: %s", ob);
+	{
+		struct io s1 = { 0 }, s2 = { 0 };
+		double a1[64], a2[64], worst = 0;
+		int ok = 1, n1, n2;
+
+		/* Conversations complete in different orders at different batch
+		 * sizes: batch 1 for both, so records come in input order. */
+		run_mode(e, &s1, 1, true, "score");
+		n1 = scores(&s1, a1, &ok);
+		tap_ok(n1 == 5 && ok && count_type(&s1, "score", NULL) == 6,
+		       "score mode: one record per turn; a finite negative sum for each recorded reply");
+		eng_infer_close(e);
+		e = open_engine(model, 8192, false);
+		run_mode(e, &s2, 1, true, "score");
+		n2 = scores(&s2, a2, &ok);
+		for (int i = 0; i < n1 && n1 == n2; i++)
+			if (fabs(a1[i] - a2[i]) / fabs(a2[i]) > worst)
+				worst = fabs(a1[i] - a2[i]) / fabs(a2[i]);
+		tap_ok(n1 == n2 && worst <= 1e-5,
+		       "score mode: 5-token chunks give the sums of one-shot prefill (rel. err. %.1e)",
+		       worst);
+		free_io(&s1);
+		free_io(&s2);
+	}
 	eng_infer_close(e);
 	/* A conversation longer than the 400-token context. */
 	longline = malloc(20000);

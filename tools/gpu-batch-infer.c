@@ -117,9 +117,10 @@ static void usage(void)
 	      "      --disable-radix-cache     no prefix caching (ablation)\n"
 	      "\n"
 	      "Run:\n"
-	      "      --mode=replay|generate    replay: turns in order per conversation\n"
+	      "      --mode=MODE               replay: turns in order per conversation\n"
 	      "                                (default); generate: every record is an\n"
-	      "                                independent request\n"
+	      "                                independent request; score: one prefill per\n"
+	      "                                conversation, the log-probs of its replies\n"
 	      "      --run=NAME                the records' \"run\" field (default run)\n"
 	      "      --batch-size=N            conversations in flight (default 1; 0: all)\n"
 	      "      --max-concurrency=N       generate: requests in flight (default: all)\n"
@@ -223,7 +224,8 @@ static int run_option(int c, const char *arg, struct opts *o)
 
 	switch (c) {
 	case OPT_MODE:
-		if (strcmp(arg, "replay") && strcmp(arg, "generate")) return -1;
+		if (strcmp(arg, "replay") && strcmp(arg, "generate") && strcmp(arg, "score"))
+			return -1;
 		r->mode = arg;
 		return 0;
 	case OPT_RUN: r->run_name = arg; return 0;

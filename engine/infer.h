@@ -73,6 +73,8 @@ struct eng_run_params {
 	bool output_details;          /* generated token ids and text per request */
 	bool keep_cache;              /* start from the prefix cache as it is, not
 				       * from a cold one */
+	int32_t warmup_requests;      /* synthetic requests run (and not reported)
+				       * before the measured run starts */
 };
 
 struct eng_run;
@@ -80,11 +82,13 @@ struct eng_run;
 int eng_run_start(struct eng_infer *e, const struct eng_run_params *p,
 		  const struct eng_run_io *io, struct eng_run **out, struct eng_error *err);
 
-/* True when all input was read and every conversation is done. */
-bool eng_run_done(const struct eng_run *r);
+/* True when all input was read and every conversation is done.  Also
+ * moves a run from its warmup to its measured part, so call it from the
+ * polling loop. */
+bool eng_run_done(struct eng_run *r);
 
 /* Stops a run whose client went away: its requests are cancelled and no
- * more records are emitted.  Poll until eng_run_done, then eng_run_free. */
+ * more records are emitted.  Poll until eng_run_done, then eng_run_finish. */
 void eng_run_cancel(struct eng_run *r);
 
 /* Emits the final `run` record (unless cancelled) and frees the run.

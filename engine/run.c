@@ -23,11 +23,20 @@ struct eng_tokenizer *eng_infer_tokenizer_(struct eng_infer *e);
 const char *eng_infer_model_dir_(const struct eng_infer *e);
 const char *eng_infer_device_(const struct eng_infer *e);
 
+/* Warmup requests: synthetic one-turn conversations, not reported. */
+#define WARMUP_PROMPT 64
+#define WARMUP_OUTPUT 8
+
 struct eng_run {
 	struct eng_infer *e;
 	struct eng_run_params p;
 	struct eng_run_io io;
-	struct eng_session *sess;
+	struct eng_session *warm;     /* the warmup, while it runs */
+	int32_t warm_left;
+	int32_t warm_ids[WARMUP_PROMPT + WARMUP_OUTPUT];
+	struct eng_turn warm_turn;
+	struct eng_conv warm_conv;
+	struct eng_session *sess;     /* the measured run, once the warmup is done */
 	char *run_name, *mode;
 	double start_unix;
 	long n_bad, n_conversations, n_requests;
@@ -206,14 +215,56 @@ static void release_conv(void *ctx, struct eng_conv *c)
 	eng_conv_rec_free(c->user);
 }
 
+static int warm_next(void *ctx, struct eng_conv **out)
+{
+	struct eng_run *r = ctx;
+
+	if (r->warm_left == 0)
+		return 0;
+	r->warm_left--;
+	*out = &r->warm_conv;
+	return 1;
+}
+
+static const struct eng_session_ops run_ops = {
+	next_conv, on_request, on_conversation, release_conv,
+};
+
+/* The measured part: from a cold cache unless asked otherwise. */
+static int start_measured(struct eng_run *r, struct eng_error *err)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	r->start_unix = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+	if (!r->p.keep_cache)
+		eng_sched_flush_cache(eng_runner_sched(eng_infer_runner(r->e)));
+	return eng_session_start(eng_infer_runner(r->e), &r->p.session, &run_ops, r, &r->sess, err);
+}
+
+/* Warmup conversations all share one prompt of distinct tokens; they run
+ * at the run's batch size, greedily, with nothing written. */
+static int start_warmup(struct eng_run *r, struct eng_error *err)
+{
+	static const struct eng_session_ops ops = { warm_next, NULL, NULL, NULL };
+	struct eng_session_params sp;
+
+	eng_session_default_params(&sp);
+	sp.batch_size = r->p.session.batch_size;
+	sp.recorded_output = false;
+	for (int32_t i = 0; i < WARMUP_PROMPT + WARMUP_OUTPUT; i++)
+		r->warm_ids[i] = i + 1;
+	r->warm_turn = (struct eng_turn){ WARMUP_PROMPT, WARMUP_OUTPUT, -1 };
+	r->warm_conv = (struct eng_conv){ r->warm_ids, WARMUP_PROMPT + WARMUP_OUTPUT,
+					  &r->warm_turn, 1, NULL };
+	r->warm_left = r->p.warmup_requests;
+	return eng_session_start(eng_infer_runner(r->e), &sp, &ops, r, &r->warm, err);
+}
+
 int eng_run_start(struct eng_infer *e, const struct eng_run_params *p,
 		  const struct eng_run_io *io, struct eng_run **out, struct eng_error *err)
 {
-	static const struct eng_session_ops ops = {
-		next_conv, on_request, on_conversation, release_conv,
-	};
 	struct eng_run *r = calloc(1, sizeof(*r));
-	struct timespec ts;
 	int rc;
 
 	*out = NULL;
@@ -225,13 +276,9 @@ int eng_run_start(struct eng_infer *e, const struct eng_run_params *p,
 	r->io = *io;
 	r->run_name = strdup(p->run_name ? p->run_name : "run");
 	r->mode = strdup(p->mode ? p->mode : "replay");
-	clock_gettime(CLOCK_REALTIME, &ts);
-	r->start_unix = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 	rc = r->run_name && r->mode ? 0 : eng_error_set(err, ENG_E_NOMEM, NULL, 0, "out of memory");
-	if (rc == 0 && !p->keep_cache)
-		eng_sched_flush_cache(eng_runner_sched(eng_infer_runner(e)));
 	if (rc == 0)
-		rc = eng_session_start(eng_infer_runner(e), &r->p.session, &ops, r, &r->sess, err);
+		rc = p->warmup_requests > 0 ? start_warmup(r, err) : start_measured(r, err);
 	if (rc != 0) {
 		free(r->run_name);
 		free(r->mode);
@@ -242,15 +289,34 @@ int eng_run_start(struct eng_infer *e, const struct eng_run_params *p,
 	return 0;
 }
 
-bool eng_run_done(const struct eng_run *r)
+bool eng_run_done(struct eng_run *r)
 {
-	return eng_session_done(r->sess);
+	struct eng_error err;
+
+	if (r->warm) {
+		if (!eng_session_done(r->warm))
+			return false;
+		eng_session_free(r->warm);
+		r->warm = NULL;
+		if (r->cancelled)
+			return true;
+		if (start_measured(r, &err) != 0) {
+			if (r->io.diag)
+				r->io.diag(r->io.ctx, 0, err.msg);
+			r->n_bad++;
+			return true;
+		}
+	}
+	return !r->sess || eng_session_done(r->sess);
 }
 
 void eng_run_cancel(struct eng_run *r)
 {
 	r->cancelled = true;
-	eng_session_cancel(r->sess);
+	if (r->warm)
+		eng_session_cancel(r->warm);
+	if (r->sess)
+		eng_session_cancel(r->sess);
 }
 
 static json_t *run_record(struct eng_run *r)
@@ -272,13 +338,14 @@ long eng_run_finish(struct eng_run *r)
 {
 	long bad = r->n_bad;
 
-	if (!r->cancelled) {
+	if (!r->cancelled && r->sess) {
 		json_t *rec = run_record(r);
 
 		if (rec)
 			r->io.emit(r->io.ctx, rec);
 		json_decref(rec);
 	}
+	eng_session_free(r->warm);
 	eng_session_free(r->sess);
 	free(r->run_name);
 	free(r->mode);

@@ -146,10 +146,11 @@ json_t *eng_run_params_to_json(const struct eng_run_params *p)
 {
 	const struct eng_session_params *s = &p->session;
 
-	return json_pack("{s:s,s:s,s:b,s:b,s:i,s:f,s:f,s:i,s:b,s:b,s:f,s:i,s:f,s:I,s:I}",
+	return json_pack("{s:s,s:s,s:b,s:b,s:i,s:i,s:f,s:f,s:i,s:b,s:b,s:f,s:i,s:f,s:I,s:I}",
 			 "run", p->run_name ? p->run_name : "run",
 			 "mode", p->mode ? p->mode : "replay",
 			 "output_details", p->output_details, "keep_cache", p->keep_cache,
+			 "warmup_requests", p->warmup_requests,
 			 "batch_size", s->batch_size, "env_time_scale", s->env_time_scale,
 			 "request_rate", isfinite(s->request_rate) ? s->request_rate : -1.0,
 			 "output_len", s->output_len, "recorded_output", s->recorded_output,
@@ -182,6 +183,8 @@ static int param_set(struct eng_run_params *p, const char *key, const json_t *v,
 		s->ignore_eos = json_is_true(v);
 	} else if (!json_is_number(v)) {
 		return -1;
+	} else if (!strcmp(key, "warmup_requests")) {
+		p->warmup_requests = (int32_t)d;
 	} else if (!strcmp(key, "batch_size")) {
 		s->batch_size = (int32_t)d;
 	} else if (!strcmp(key, "env_time_scale")) {

@@ -32,7 +32,7 @@ enum {
 	OPT_POLICY, OPT_NO_RADIX, OPT_SERVE, OPT_SOCKET, OPT_CONNECT, OPT_STATUS, OPT_SHUTDOWN,
 	OPT_MODE, OPT_RUN, OPT_BATCH_SIZE, OPT_MAX_CONCURRENCY, OPT_REQUEST_RATE, OPT_ENV_SCALE,
 	OPT_OUTPUT_LEN, OPT_REPLAY_OUTPUT, OPT_TEMPERATURE, OPT_TOP_K, OPT_TOP_P, OPT_SEED,
-	OPT_OUTPUT_DETAILS, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_KEEP_CACHE,
+	OPT_OUTPUT_DETAILS, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_KEEP_CACHE, OPT_WARMUP,
 };
 
 static const struct option long_options[] = {
@@ -72,6 +72,7 @@ static const struct option long_options[] = {
 	{"seed", required_argument, NULL, OPT_SEED},
 	{"output-details", no_argument, NULL, OPT_OUTPUT_DETAILS},
 	{"keep-cache", no_argument, NULL, OPT_KEEP_CACHE},
+	{"warmup-requests", required_argument, NULL, OPT_WARMUP},
 	{"progress", no_argument, NULL, OPT_PROGRESS},
 	{"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
 	{"output", required_argument, NULL, 'o'},
@@ -133,6 +134,7 @@ static void usage(void)
 	      "                                (default); generated: the model's own tokens\n"
 	      "      --temperature=T, --top-k=K, --top-p=P, --seed=N   sampling (greedy)\n"
 	      "      --output-details          add output_ids and output_text to requests\n"
+	      "      --warmup-requests=N       run N synthetic requests first, unreported\n"
 	      "      --keep-cache              start from the worker's prefix cache as it is\n"
 	      "                                (default: a run starts from a cold cache)\n"
 	      "      --progress, --no-progress progress on stderr (default: if a terminal)\n"
@@ -266,6 +268,10 @@ static int run_option(int c, const char *arg, struct opts *o)
 		return 0;
 	case OPT_OUTPUT_DETAILS: r->output_details = true; return 0;
 	case OPT_KEEP_CACHE: r->keep_cache = true; return 0;
+	case OPT_WARMUP:
+		if (num(arg, 0, 1 << 20, &v)) return -1;
+		r->warmup_requests = (int32_t)v;
+		return 0;
 	case OPT_PROGRESS: o->inf.progress = true; return 0;
 	case OPT_NO_PROGRESS: o->inf.progress = false; return 0;
 	}

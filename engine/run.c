@@ -37,6 +37,7 @@ struct eng_run {
 	struct eng_turn warm_turn;
 	struct eng_conv warm_conv;
 	struct eng_session *sess;     /* the measured run, once the warmup is done */
+	struct eng_sched_stats st0;   /* scheduler counters when it started */
 	char *run_name, *mode;
 	double start_unix;
 	long n_bad, n_conversations, n_requests;
@@ -239,6 +240,7 @@ static int start_measured(struct eng_run *r, struct eng_error *err)
 	r->start_unix = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 	if (!r->p.keep_cache)
 		eng_sched_flush_cache(eng_runner_sched(eng_infer_runner(r->e)));
+	eng_sched_get_stats(eng_runner_sched(eng_infer_runner(r->e)), &r->st0);
 	return eng_session_start(eng_infer_runner(r->e), &r->p.session, &run_ops, r, &r->sess, err);
 }
 
@@ -319,11 +321,26 @@ void eng_run_cancel(struct eng_run *r)
 		eng_session_cancel(r->sess);
 }
 
+/* What the scheduler did during the run.  Counters are engine-wide, so with
+ * several clients at once they cover the others' requests too. */
+static json_t *engine_stats(struct eng_run *r)
+{
+	struct eng_sched_stats st;
+
+	eng_sched_get_stats(eng_runner_sched(eng_infer_runner(r->e)), &st);
+	return json_pack("{s:I,s:I,s:I,s:I,s:I}",
+			 "steps", (json_int_t)(st.n_steps - r->st0.n_steps),
+			 "prompt_tokens", (json_int_t)(st.prompt_tokens - r->st0.prompt_tokens),
+			 "cached_tokens", (json_int_t)(st.cached_tokens - r->st0.cached_tokens),
+			 "computed_prompt_tokens",
+			 (json_int_t)(st.computed_tokens - r->st0.computed_tokens),
+			 "retractions", (json_int_t)(st.n_retractions - r->st0.n_retractions));
+}
+
 static json_t *run_record(struct eng_run *r)
 {
 	const struct eng_session_params *sp = &r->p.session;
-
-	return json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:f,s:f,s:f,s:i,s:i,s:i,s:f,s:o,s:s}",
+	json_t *rec = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:f,s:f,s:f,s:i,s:i,s:i,s:f,s:o,s:s}",
 			 "type", "run", "run", r->run_name, "mode", r->mode,
 			 "model", eng_infer_model_dir_(r->e), "device", eng_infer_device_(r->e),
 			 "backend", "cpu", "model_load_time", eng_infer_load_time(r->e),
@@ -332,6 +349,10 @@ static json_t *run_record(struct eng_run *r)
 			 "batch_size", sp->batch_size, "num_conversations", (int)r->n_conversations,
 			 "num_requests", (int)r->n_requests, "env_time_scale", sp->env_time_scale,
 			 "settings", eng_infer_settings(r->e), "version", PACKAGE_VERSION);
+
+	if (rec)
+		json_object_set_new(rec, "engine_stats", engine_stats(r));
+	return rec;
 }
 
 long eng_run_finish(struct eng_run *r)

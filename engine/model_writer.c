@@ -27,6 +27,7 @@
  */
 #include "engine/model_writer.h"
 #include "engine/model_writer_int.h"
+#include "engine/rng.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -134,33 +135,6 @@ static size_t dtype_size(enum eng_mw_dtype d)
 
 /* ---------------------------------------------------------------- random values */
 
-static uint64_t splitmix64(uint64_t *x)
-{
-	uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
-static uint64_t rotl(uint64_t x, int k)
-{
-	return (x << k) | (x >> (64 - k));
-}
-
-static uint64_t xoshiro_next(uint64_t s[4])
-{
-	uint64_t r = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
-
-	s[2] ^= s[0];
-	s[3] ^= s[1];
-	s[1] ^= s[2];
-	s[0] ^= s[3];
-	s[2] ^= t;
-	s[3] = rotl(s[3], 45);
-	return r;
-}
-
 static void stream_seed(uint64_t s[4], uint64_t seed, const char *name)
 {
 	uint64_t h = 0xcbf29ce484222325ull, x;
@@ -168,14 +142,13 @@ static void stream_seed(uint64_t s[4], uint64_t seed, const char *name)
 	for (const char *c = name; *c; c++)
 		h = (h ^ (unsigned char)*c) * 0x100000001b3ull;
 	x = seed ^ h;
-	for (int i = 0; i < 4; i++)
-		s[i] = splitmix64(&x);
+	eng_xoshiro_seed(s, x);
 }
 
 /* Sum of four 16-bit uniforms, centred and scaled to unit variance. */
 static float approx_normal(uint64_t s[4])
 {
-	uint64_t r = xoshiro_next(s);
+	uint64_t r = eng_xoshiro_next(s);
 	int32_t sum = (int32_t)(r & 0xffff) + (int32_t)(r >> 16 & 0xffff) +
 		      (int32_t)(r >> 32 & 0xffff) + (int32_t)(r >> 48);
 

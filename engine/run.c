@@ -127,6 +127,20 @@ static json_t *output_text(struct eng_run *r, const struct eng_request_timing *t
 	return j ? j : json_null();
 }
 
+/* Writes a turn's record (and frees it); a failed turn is also reported. */
+static void emit_turn(struct eng_run *r, const struct eng_conv_rec *cr,
+		      const struct eng_request_timing *t, json_t *rec)
+{
+	r->n_requests++;
+	if (t->error && t->finish != ENG_FINISH_ABORT) {
+		diag(r, cr->line, "conversation %s turn %d failed: %s", cr->id, t->turn, t->error);
+		r->n_bad++;
+	}
+	if (rec)
+		r->io.emit(r->io.ctx, rec);
+	json_decref(rec);
+}
+
 /* Score mode: the log-probs of one turn's recorded reply. */
 static json_t *score_record(struct eng_run *r, const struct eng_conv_rec *cr,
 			    const struct eng_request_timing *t)
@@ -148,15 +162,7 @@ static void on_request(void *ctx, const struct eng_conv *c, const struct eng_req
 	json_t *itl, *rec;
 
 	if (r->p.session.score) {
-		rec = score_record(r, cr, t);
-		r->n_requests++;
-		if (t->error && t->finish != ENG_FINISH_ABORT) {
-			diag(r, cr->line, "conversation %s turn %d failed: %s", cr->id, t->turn, t->error);
-			r->n_bad++;
-		}
-		if (rec)
-			r->io.emit(r->io.ctx, rec);
-		json_decref(rec);
+		emit_turn(r, cr, t, score_record(r, cr, t));
 		return;
 	}
 	itl = json_array();
@@ -180,14 +186,7 @@ static void on_request(void *ctx, const struct eng_conv *c, const struct eng_req
 		json_object_set_new(rec, "output_ids", ids);
 		json_object_set_new(rec, "output_text", output_text(r, t));
 	}
-	r->n_requests++;
-	if (t->error && t->finish != ENG_FINISH_ABORT) {
-		diag(r, cr->line, "conversation %s turn %d failed: %s", cr->id, t->turn, t->error);
-		r->n_bad++;
-	}
-	if (rec)
-		r->io.emit(r->io.ctx, rec);
-	json_decref(rec);
+	emit_turn(r, cr, t, rec);
 }
 
 static void on_conversation(void *ctx, const struct eng_conv *c, const struct eng_conv_timing *t)

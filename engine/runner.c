@@ -8,6 +8,7 @@
  * turn's timing record and schedules the next turn.
  */
 #include "engine/runner.h"
+#include "engine/rng.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -196,15 +197,11 @@ void eng_session_free(struct eng_session *s)
 	free(s);
 }
 
+/* An exponential gap of the given rate: Poisson arrivals. */
 static double exp_sample(uint64_t *state, double rate)
 {
-	uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-	double u;
+	double u = eng_unit_double(eng_splitmix64(state)) + 0x1.0p-54; /* (0, 1) */
 
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	z ^= z >> 31;
-	u = ((double)(z >> 11) + 0.5) * 0x1.0p-53; /* (0, 1) */
 	return -log(u) / rate;
 }
 

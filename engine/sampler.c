@@ -12,6 +12,7 @@
  * Not here: repetition penalties, min-p, logit bias.
  */
 #include "engine/sampler.h"
+#include "engine/rng.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -35,45 +36,16 @@ struct eng_sampler_params eng_sampler_default_params(void)
 	return p;
 }
 
-static uint64_t splitmix64(uint64_t *x)
-{
-	uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
-}
-
-static uint64_t rotl(uint64_t x, int k)
-{
-	return (x << k) | (x >> (64 - k));
-}
-
-static uint64_t next_u64(uint64_t *s)
-{
-	uint64_t r = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
-
-	s[2] ^= s[0];
-	s[3] ^= s[1];
-	s[1] ^= s[2];
-	s[0] ^= s[3];
-	s[2] ^= t;
-	s[3] = rotl(s[3], 45);
-	return r;
-}
-
 /* Uniform in [0, 1) with 53 random bits. */
 static double next_unit(uint64_t *s)
 {
-	return (double)(next_u64(s) >> 11) * (1.0 / 9007199254740992.0);
+	return eng_unit_double(eng_xoshiro_next(s));
 }
 
 int eng_sampler_create(const struct eng_sampler_params *p, int vocab,
 		       struct eng_sampler **out, struct eng_error *err)
 {
 	struct eng_sampler *s;
-	uint64_t x;
-	int i;
 
 	*out = NULL;
 	if (!(p->temperature >= 0) || p->top_k < 0 || !(p->top_p > 0 && p->top_p <= 1) ||
@@ -87,9 +59,7 @@ int eng_sampler_create(const struct eng_sampler_params *p, int vocab,
 	}
 	s->p = *p;
 	s->vocab = vocab;
-	x = p->seed;
-	for (i = 0; i < 4; i++)
-		s->s[i] = splitmix64(&x);
+	eng_xoshiro_seed(s->s, p->seed);
 	*out = s;
 	return 0;
 }

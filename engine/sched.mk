@@ -34,3 +34,4 @@ check_PROGRAMS += tests/test-worker
 tests_test_worker_SOURCES = tests/test-worker.c
 tests_test_worker_LDADD = $(ENGINE_LIBS) -lm -lpthread
 TESTS += tests/test-worker
+engine_libengine_a_SOURCES += engine/rng.h

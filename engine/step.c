@@ -4,6 +4,7 @@
  * allocates nothing once the run has warmed up (sampled requests aside).
  */
 #include "engine/step.h"
+#include "engine/rng.h"
 #include "engine/sampler.h"
 
 #include <stdlib.h>
@@ -56,13 +57,12 @@ static int reserve(struct eng_stepper *s, int32_t n, struct eng_error *err)
 	return 0;
 }
 
+/* The seed of a request's counter-th sampling: a function of both only. */
 static uint64_t mix_seed(uint64_t seed, int32_t counter)
 {
-	uint64_t z = seed + 0x9e3779b97f4a7c15ull * (uint64_t)(counter + 1);
+	uint64_t x = seed + 0x9e3779b97f4a7c15ull * (uint64_t)counter;
 
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	return z ^ (z >> 31);
+	return eng_splitmix64(&x);
 }
 
 static int pick(struct eng_stepper *s, const struct eng_step_seq *q, const float *logits,

@@ -72,6 +72,16 @@ struct eng_backend_ops {
 
 extern const struct eng_backend_ops eng_backend_cpu_ops;
 
+#ifdef HAVE_CUDA
+/* The CUDA backend (engine/backend_cuda.c): bf16 weights and KV pages on
+ * GPU params->device, fp32 arithmetic.  The dummy variant makes random
+ * bf16 weights of the model config's shape on the GPU and never reads the
+ * model's weight views (--load-format dummy); engine/cuda_backend.h has
+ * the direct entry points. */
+extern const struct eng_backend_ops eng_backend_cuda_ops;
+extern const struct eng_backend_ops eng_backend_cuda_dummy_ops;
+#endif
+
 struct eng_backend;
 
 int eng_backend_create(const struct eng_backend_ops *ops, const struct eng_model *model,

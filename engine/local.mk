@@ -5,8 +5,9 @@ engine_libengine_a_SOURCES = \
 	engine/error.h \
 	engine/error.c
 
-ENGINE_LIBS = engine/libengine.a $(PCRE2_LIBS) $(UTF8PROC_LIBS) $(JANSSON_LIBS)
+ENGINE_LIBS = engine/libengine.a $(PCRE2_LIBS) $(UTF8PROC_LIBS) $(JANSSON_LIBS) $(KERNELS_LIBS)
 
 include engine/tokenizer.mk
 include engine/model.mk
 include engine/sched.mk
+include engine/cuda.mk

@@ -1,12 +1,21 @@
 ## kernels/: CUDA kernels, one op per .cu, built into a static convenience
 ## library (kernels/libkernels.a) through the .cu.o rule below.  CPU-only
-## builds compile none of it.
+## builds compile none of it.  Programs link it through $(KERNELS_LIBS),
+## which engine/local.mk appends to ENGINE_LIBS.
 if HAVE_CUDA
 NVCCFLAGS = -O3 -std=c++17 $(NVCC_ARCH_FLAGS) -Xcompiler -Wall
 SUFFIXES = .cu
 .cu.o:
 	$(AM_V_GEN)$(NVCC) $(NVCCFLAGS) $(CUDA_CPPFLAGS) -I$(srcdir) -MMD -MF $(@:.o=.d) -c -o $@ $<
-KERNELS_LIBS = $(CUDA_LIBS)
+
+noinst_LIBRARIES += kernels/libkernels.a
+kernels_libkernels_a_SOURCES = \
+	kernels/kn.h kernels/kn_check.cuh \
+	kernels/runtime.cu kernels/gemm.cu \
+	kernels/embed.cu kernels/rmsnorm.cu kernels/rope_qkv.cu kernels/silu_mul.cu \
+	kernels/attention.cu kernels/argmax.cu kernels/logprob.cu kernels/fill_random.cu
+CLEANFILES += kernels/*.d
+KERNELS_LIBS = kernels/libkernels.a $(CUDA_LIBS)
 else
 KERNELS_LIBS =
 endif

@@ -1,0 +1,48 @@
+/*
+ * cuda_backend.h: the CUDA backend's own entry points, beyond the
+ * eng_backend_ops vtable (engine/backend.h), for callers that hold its
+ * state directly: benchmarks, tests, and tools that want random weights
+ * (--load-format dummy) or greedy tokens picked on the GPU.
+ *
+ *   struct eng_backend_params p = eng_backend_default_params();
+ *   void *st;
+ *   eng_cuda_create(cfg, NULL, 1234, &p, &st, &err);     random weights
+ *   eng_cuda_forward(st, &batch, next_tokens, &err);     argmax on device
+ *   eng_cuda_destroy(st);
+ *
+ * Through the vtable, eng_backend_cuda_ops uploads the model's weights and
+ * eng_backend_cuda_dummy_ops makes random ones from the model's config
+ * alone (its weight views are never read).
+ */
+#ifndef TRAJBENCH_ENG_CUDA_BACKEND_H
+#define TRAJBENCH_ENG_CUDA_BACKEND_H
+
+#include <stdint.h>
+
+#include "engine/backend.h"
+
+/* Builds the backend on params->device: weights from w (converted to
+ * bf16 on upload), or, when w is NULL, random bf16 weights of cfg's shape
+ * made on the GPU from seed; a KV pool of params->n_pages pages of
+ * params->page_size tokens.  cfg is copied.  Returns 0, ENG_E_DEVICE (no
+ * device, out of device memory; err says which call), ENG_E_INVALID (a
+ * shape the kernels do not take: head_dim not a multiple of 8 or over
+ * 256, more than 32 query heads per KV head), ENG_E_NOMEM. */
+int eng_cuda_create(const struct eng_model_config *cfg, const struct eng_model_weights *w,
+		    uint64_t seed, struct eng_backend_params *params, void **state,
+		    struct eng_error *err);
+void eng_cuda_destroy(void *state);
+
+/* The forward pass of a batch already checked by eng_batch_check.  When
+ * next is not NULL, next[s] (n_seqs) is the argmax of the last token's
+ * logits of every sequence, computed on the GPU; logits are copied to the
+ * host only for sequences whose logits pointer is set. */
+int eng_cuda_forward(void *state, const struct eng_batch *batch, int32_t *next,
+		     struct eng_error *err);
+
+/* The device's name ("NVIDIA H100 80GB HBM3"), and the bytes of the
+ * weights held on it. */
+const char *eng_cuda_device_name(const void *state);
+size_t eng_cuda_weight_bytes(const void *state);
+
+#endif

@@ -1,0 +1,162 @@
+/*
+ * kn.h: the CUDA kernels and device runtime wrappers, as seen from C.
+ *
+ * Every entry point checks its arguments, enqueues its work on the given
+ * stream and returns 0 or a negative status (KN_E_*, numerically equal to
+ * the engine's ENG_E_* codes).  On failure kn_last_error() describes it
+ * as "call: library message (file:line)"; the text is per thread.
+ *
+ * Storage is bf16 (uint16_t here, the upper half of an IEEE fp32) for
+ * weights, KV pages and GEMM inputs; arithmetic is fp32.  Matrices are
+ * row-major.  Nothing here knows about models or batches beyond the
+ * arrays passed in: the engine's CUDA backend builds those.
+ */
+#ifndef TRAJBENCH_KN_H
+#define TRAJBENCH_KN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+enum {
+	KN_OK = 0,
+	KN_E_INVALID = -4,   /* bad argument (== ENG_E_INVALID) */
+	KN_E_DEVICE = -7,    /* CUDA / cuBLAS failure, no device, out of device memory */
+};
+
+typedef struct CUstream_st *kn_stream;   /* a cudaStream_t; NULL: the default stream */
+typedef struct CUevent_st *kn_event;     /* a cudaEvent_t */
+
+/* The message of this thread's last failure ("" when none). */
+const char *kn_last_error(void);
+
+/* ---------------------------------------------------------------- runtime */
+
+/* Number of devices; 0 with KN_E_DEVICE when the driver has none. */
+int kn_device_count(int *n);
+int kn_set_device(int dev);
+/* Name, multiprocessor count and memory of device dev. */
+int kn_device_info(int dev, char *name, size_t name_len, int *n_sm, size_t *mem_bytes);
+int kn_mem_info(size_t *free_bytes, size_t *total_bytes);
+
+int kn_malloc(void **p, size_t n);
+void kn_free(void *p);                   /* NULL is allowed */
+int kn_host_alloc(void **p, size_t n);   /* pinned host memory */
+void kn_host_free(void *p);
+
+int kn_memcpy_h2d(void *dst, const void *src, size_t n, kn_stream s);
+int kn_memcpy_d2h(void *dst, const void *src, size_t n, kn_stream s);
+int kn_memcpy_d2d(void *dst, const void *src, size_t n, kn_stream s);
+int kn_memset(void *dst, int byte, size_t n, kn_stream s);
+
+int kn_stream_create(kn_stream *s);
+void kn_stream_destroy(kn_stream s);
+int kn_stream_sync(kn_stream s);
+
+int kn_event_create(kn_event *e);
+void kn_event_destroy(kn_event e);
+int kn_event_record(kn_event e, kn_stream s);
+/* Milliseconds between two recorded events (synchronizes on end). */
+int kn_event_elapsed_ms(kn_event start, kn_event end, float *ms);
+
+/* ---------------------------------------------------------------- GEMM */
+
+/* A cuBLAS handle bound to one stream, with its workspace. */
+struct kn_gemm;
+
+int kn_gemm_create(struct kn_gemm **out, kn_stream s);
+void kn_gemm_free(struct kn_gemm *g);
+
+/* y (m, n) = x (m, k) . w (n, k)^T, bf16 operands, fp32 accumulation;
+ * y is fp32 when y_f32, else bf16.  ldy >= n is y's row stride. */
+int kn_gemm_bf16(struct kn_gemm *g, void *y, int y_f32, int ldy, const uint16_t *x,
+		 const uint16_t *w, int m, int n, int k);
+
+/* ---------------------------------------------------------------- ops */
+
+/* x (n_rows, hidden) fp32 = table (vocab, hidden) bf16 rows ids (n_rows).
+ * Ids outside [0, vocab) give zero rows. */
+int kn_embed(float *x, const uint16_t *table, const int32_t *ids, int n_rows, int hidden,
+	     int vocab, kn_stream s);
+
+/* Residual add fused with RMSNorm.  For each of n_rows rows r:
+ *   src = rows ? rows[r] : r
+ *   if y: x[src] += y[src] (+ bias)                   x (., hidden) fp32, y fp32
+ *   if out: out[r] = bf16(w * x[src] / rms(x[src]))  w (hidden) fp32
+ * rows (a gather, for the LM head) is allowed only when y is NULL. */
+int kn_add_rmsnorm(float *x, const float *y, const float *bias, const float *w,
+		   uint16_t *out, const int32_t *rows, int n_rows, int hidden, float eps,
+		   kn_stream s);
+
+/* RoPE (rotate-half) on the q and k parts of qkv, fused with the bias add
+ * and the write of k and v into the paged cache:
+ *   qkv (n_rows, (n_heads + 2 n_kv) head_dim) fp32: [q | k | v] per row
+ *   bias (same row shape) fp32 or NULL
+ *   q_out (n_rows, n_heads head_dim) bf16
+ *   k_cache, v_cache (n_slots, n_kv, head_dim) bf16: one layer's pages,
+ *     row slot[r] = page * page_size + pos % page_size
+ *   pos (n_rows) token positions, inv_freq (head_dim / 2) fp32 */
+int kn_rope_qkv(const float *qkv, const float *bias, const int32_t *pos, const int32_t *slot,
+		const float *inv_freq, uint16_t *q_out, uint16_t *k_cache, uint16_t *v_cache,
+		int n_rows, int n_heads, int n_kv, int head_dim, kn_stream s);
+
+/* out (n_rows, inter) bf16 = silu(g + bg) * (u + bu), where gu (n_rows,
+ * 2 inter) bf16 holds [g | u] per row and bias (2 inter) fp32 or NULL. */
+int kn_silu_mul(uint16_t *out, const uint16_t *gu, const float *bias, int n_rows, int inter,
+		kn_stream s);
+
+/* Paged causal GQA attention.  A tile is up to 32 / (n_heads / n_kv)
+ * consecutive rows of one sequence with consecutive positions; row r
+ * attends to positions [0, pos[r]] of its sequence, whose block table
+ * starts at block_tables[bt_off[r]].
+ *   q (n_rows, n_heads head_dim) bf16 (already rotated)
+ *   out (n_rows, n_heads head_dim) bf16, only the tiles' rows written
+ *   tile_row0, tile_n (n_tiles)
+ * head_dim must be a multiple of 8, at most 256.  Scale 1/sqrt(head_dim). */
+struct kn_attn_args {
+	uint16_t *out;
+	const uint16_t *q;
+	const uint16_t *k_cache, *v_cache;   /* (n_slots, n_kv, head_dim) */
+	const int32_t *block_tables;
+	const int32_t *pos, *bt_off;         /* (n_rows) */
+	const int32_t *tile_row0, *tile_n;   /* (n_tiles) */
+	int n_tiles, n_heads, n_kv, head_dim, page_size;
+};
+
+/* Rows of one tile, for a given group size n_heads / n_kv. */
+int kn_attn_tile_rows(int n_heads, int n_kv);
+
+/* Prefill / extend: one pass over each tile's keys. */
+int kn_attn_prefill(const struct kn_attn_args *a, kn_stream s);
+
+/* Decode: split-K over the keys in n_splits pieces of split_len (a
+ * multiple of 32), then a reduce.  partial holds
+ * kn_attn_partial_floats(...) floats. */
+size_t kn_attn_partial_floats(int n_tiles, int n_heads, int n_kv, int head_dim, int n_splits);
+int kn_attn_decode(const struct kn_attn_args *a, int n_splits, int split_len, float *partial,
+		   kn_stream s);
+
+/* out (n_rows) = argmax of each row of logits (n_rows, vocab) fp32; the
+ * first index on ties, as eng_argmax. */
+int kn_argmax(int32_t *out, const float *logits, int n_rows, int vocab, kn_stream s);
+
+/* out[r] = logits[r][targets[r]] - logsumexp(logits[r]) for rows with
+ * targets[r] >= 0; other rows are left alone. */
+int kn_logprob(float *out, const float *logits, const int32_t *targets, int n_rows,
+	       int vocab, kn_stream s);
+
+/* Fills p (n) with mean + std * u, u uniform with unit variance, from a
+ * counter-based hash of (seed, index): the same seed gives the same values. */
+int kn_fill_random_bf16(uint16_t *p, size_t n, uint64_t seed, float mean, float std,
+			kn_stream s);
+int kn_fill_random_f32(float *p, size_t n, uint64_t seed, float mean, float std,
+		       kn_stream s);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,108 @@
+/*
+ * kn_check.cuh: what every kernel source shares: the one check macro for
+ * CUDA and cuBLAS calls, argument checks, and bf16 conversions.
+ *
+ * KN_CHECK(call) evaluates a cudaError_t or cublasStatus_t call; on
+ * failure it records "call: message (file:line)" as this thread's last
+ * error and returns KN_E_DEVICE from the enclosing function.  KN_LAUNCHED()
+ * goes after every kernel launch (cudaGetLastError).  KN_REQUIRE(cond)
+ * returns KN_E_INVALID naming the failed condition.
+ */
+#ifndef TRAJBENCH_KN_CHECK_CUH
+#define TRAJBENCH_KN_CHECK_CUH
+
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include "kernels/kn.h"
+
+/* Records the failure; returns code. */
+int kn_fail(int code, const char *file, int line, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static inline int kn_status(cudaError_t e, const char *call, const char *file, int line)
+{
+	if (e == cudaSuccess)
+		return 0;
+	return kn_fail(KN_E_DEVICE, file, line, "%s: %s (%s)", call, cudaGetErrorString(e),
+		       cudaGetErrorName(e));
+}
+
+static inline int kn_status(cublasStatus_t e, const char *call, const char *file, int line)
+{
+	if (e == CUBLAS_STATUS_SUCCESS)
+		return 0;
+	return kn_fail(KN_E_DEVICE, file, line, "%s: %s", call, cublasGetStatusString(e));
+}
+
+#define KN_CHECK(call)                                                           \
+	do {                                                                     \
+		int kn_rc_ = kn_status((call), #call, __FILE__, __LINE__);       \
+		if (kn_rc_)                                                      \
+			return kn_rc_;                                           \
+	} while (0)
+
+#define KN_LAUNCHED() KN_CHECK(cudaGetLastError())
+
+#define KN_REQUIRE(cond)                                                         \
+	do {                                                                     \
+		if (!(cond))                                                     \
+			return kn_fail(KN_E_INVALID, __FILE__, __LINE__,         \
+				       "invalid argument: %s", #cond);           \
+	} while (0)
+
+static __device__ __forceinline__ float kn_bf2f(uint16_t h)
+{
+	return __uint_as_float((unsigned)h << 16);
+}
+
+/* Round to nearest even, NaN kept quiet: matches eng_f32_to_bf16. */
+static __device__ __forceinline__ uint16_t kn_f2bf(float f)
+{
+	return __bfloat16_as_ushort(__float2bfloat16_rn(f));
+}
+
+static __device__ __forceinline__ float kn_warp_sum(float v)
+{
+	for (int o = 16; o > 0; o >>= 1)
+		v += __shfl_xor_sync(0xffffffffu, v, o);
+	return v;
+}
+
+static __device__ __forceinline__ float kn_warp_max(float v)
+{
+	for (int o = 16; o > 0; o >>= 1)
+		v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+	return v;
+}
+
+/* Sum over a block of blockDim.x (a multiple of 32, <= 1024) threads;
+ * every thread gets the total.  red: 32 floats of shared memory. */
+static __device__ __forceinline__ float kn_block_sum(float v, float *red)
+{
+	int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+
+	v = kn_warp_sum(v);
+	__syncthreads();
+	if (lane == 0)
+		red[warp] = v;
+	__syncthreads();
+	v = lane < nw ? red[lane] : 0.0f;
+	return kn_warp_sum(v);
+}
+
+static __device__ __forceinline__ float kn_block_max(float v, float *red)
+{
+	int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+
+	v = kn_warp_max(v);
+	__syncthreads();
+	if (lane == 0)
+		red[warp] = v;
+	__syncthreads();
+	v = lane < nw ? red[lane] : -INFINITY;
+	return kn_warp_max(v);
+}
+
+#endif

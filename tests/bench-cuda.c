@@ -1,0 +1,262 @@
+/*
+ * bench-cuda.c: the CUDA backend's speed against ceilings measured in the
+ * same run, on random weights of the real Qwen2.5-7B shape
+ * (--load-format dummy: no weight files).
+ *
+ * Measured first: device-to-device copy bandwidth (bytes read + written)
+ * and the cuBLAS bf16 GEMM rate at 8192^3.  Then, each as the median of
+ * several runs of eng_cuda_forward (host wall clock around a call that
+ * ends synchronized, so host overhead counts):
+ *   decode, batch 1, 1k context    vs (weights read + KV read) / copy BW
+ *   decode, batch 64, 2k context   vs max(bytes / BW, FLOPs / GEMM rate)
+ *   prefill of one 4k prompt       vs FLOPs / GEMM rate
+ * Weights read per decode step are all weights but the embedding table
+ * (one row of it is read).  Decode reads KV pages filled with random
+ * values by the dummy loader, so no prefill is needed to time it.
+ *
+ * Usage: bench-cuda [device]   Prints a table; exit 3 without a GPU.
+ */
+#include <config.h>
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "engine/config.h"
+#include "engine/cuda_backend.h"
+#include "kernels/kn.h"
+
+#define PAGE 16
+
+static const char qwen7b_json[] =
+	"{\"architectures\":[\"Qwen2ForCausalLM\"],\"hidden_size\":3584,"
+	"\"intermediate_size\":18944,\"num_hidden_layers\":28,\"num_attention_heads\":28,"
+	"\"num_key_value_heads\":4,\"vocab_size\":152064,\"max_position_embeddings\":32768,"
+	"\"rope_theta\":1000000.0,\"rms_norm_eps\":1e-06,\"tie_word_embeddings\":false,"
+	"\"hidden_act\":\"silu\",\"bos_token_id\":151643,\"eos_token_id\":151645}";
+
+static double now_s(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+	qsort(v, n, sizeof(double), cmp_d);
+	return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+static int die_kn(const char *what)
+{
+	fprintf(stderr, "bench-cuda: %s: %s\n", what, kn_last_error());
+	return 3;
+}
+
+/* Copy bandwidth in bytes/s: read + written bytes of 1 GiB copies. */
+static int copy_bw(double *bw)
+{
+	size_t n = (size_t)1 << 30;
+	void *a, *b;
+	kn_event e0, e1;
+	double t[10];
+	float ms;
+
+	if (kn_malloc(&a, n) || kn_malloc(&b, n) || kn_event_create(&e0) || kn_event_create(&e1) ||
+	    kn_fill_random_bf16(a, n / 2, 1, 0, 1, NULL))
+		return die_kn("copy bandwidth setup");
+	for (int i = 0; i < 12; i++) {
+		if (kn_event_record(e0, NULL) || kn_memcpy_d2d(b, a, n, NULL) ||
+		    kn_event_record(e1, NULL) || kn_event_elapsed_ms(e0, e1, &ms))
+			return die_kn("copy");
+		if (i >= 2)
+			t[i - 2] = ms * 1e-3;
+	}
+	*bw = 2.0 * n / median(t, 10);
+	kn_free(a);
+	kn_free(b);
+	kn_event_destroy(e0);
+	kn_event_destroy(e1);
+	return 0;
+}
+
+/* bf16 GEMM rate in FLOP/s at m = n = k = 8192, bf16 output. */
+static int gemm_rate(double *rate)
+{
+	size_t n = 8192, sz = n * n * 2;
+	void *a, *b, *c;
+	struct kn_gemm *g;
+	kn_event e0, e1;
+	double t[20];
+	float ms;
+
+	if (kn_malloc(&a, sz) || kn_malloc(&b, sz) || kn_malloc(&c, sz) ||
+	    kn_gemm_create(&g, NULL) || kn_event_create(&e0) || kn_event_create(&e1) ||
+	    kn_fill_random_bf16(a, n * n, 2, 0, 1, NULL) ||
+	    kn_fill_random_bf16(b, n * n, 3, 0, 1, NULL))
+		return die_kn("gemm setup");
+	for (int i = 0; i < 23; i++) {
+		if (kn_event_record(e0, NULL) ||
+		    kn_gemm_bf16(g, c, 0, (int)n, a, b, (int)n, (int)n, (int)n) ||
+		    kn_event_record(e1, NULL) || kn_event_elapsed_ms(e0, e1, &ms))
+			return die_kn("gemm");
+		if (i >= 3)
+			t[i - 3] = ms * 1e-3;
+	}
+	*rate = 2.0 * n * n * n / median(t, 20);
+	kn_gemm_free(g);
+	kn_free(a);
+	kn_free(b);
+	kn_free(c);
+	kn_event_destroy(e0);
+	kn_event_destroy(e1);
+	return 0;
+}
+
+struct shape {
+	double lin_flops;    /* per token, projections of all layers */
+	double head_flops;   /* per LM-head row */
+	double attn_flops;   /* per (query, key) pair over all layers and heads */
+	double weight_read;  /* bytes of weights a decode step reads */
+	double kv_token;     /* bytes of K and V per cached token */
+};
+
+static struct shape shape_of(const struct eng_model_config *c, size_t weight_bytes)
+{
+	double H = c->hidden, I = c->intermediate, L = c->n_layers, hd = c->head_dim;
+	double qd = c->n_heads * hd, qkv = (c->n_heads + 2.0 * c->n_kv_heads) * hd;
+	struct shape s;
+
+	s.lin_flops = 2 * L * (H * qkv + qd * H + 2 * I * H + I * H);
+	s.head_flops = 2.0 * c->vocab * H;
+	s.attn_flops = 4 * hd * c->n_heads * L;
+	s.weight_read = (double)weight_bytes - 2.0 * c->vocab * H;
+	s.kv_token = 2.0 * L * c->n_kv_heads * hd * 2;
+	return s;
+}
+
+/* Median seconds of n_steps forwards of batch sequences at context ctx:
+ * decode (one new token each) or one prefill chunk of ctx tokens. */
+static int time_steps(void *st, int batch, int ctx, int prefill, int n_steps, int32_t *tables,
+		      int per_seq, double *out)
+{
+	struct eng_seq_input *q = calloc(batch, sizeof(*q));
+	int32_t *tok = malloc(sizeof(int32_t) * (prefill ? ctx : batch)), *next = malloc(batch * 4);
+	double t[32];
+	struct eng_error err;
+	int rc = 0;
+
+	for (int i = 0; i < (prefill ? ctx : batch); i++)
+		tok[i] = (i * 7919 + 13) % 151000;
+	for (int k = 0; k < n_steps + 2 && !rc; k++) {
+		for (int s = 0; s < batch; s++)
+			q[s] = (struct eng_seq_input){ prefill ? tok : tok + s, prefill ? ctx : 1,
+						       prefill ? 0 : ctx + k, tables + s * per_seq,
+						       per_seq, NULL, NULL, NULL };
+		struct eng_batch b = { batch, q };
+		double t0 = now_s();
+
+		if ((rc = eng_cuda_forward(st, &b, next, &err)))
+			fprintf(stderr, "bench-cuda: forward: %s\n", err.msg);
+		if (k >= 2)
+			t[k - 2] = now_s() - t0;
+	}
+	*out = rc ? 0 : median(t, n_steps);
+	free(q);
+	free(tok);
+	free(next);
+	return rc ? 3 : 0;
+}
+
+static void row(const char *fig, double got_s, double ceil_s, const char *extra)
+{
+	printf("%-30s %10.3f ms %10.3f ms %7.1f%%  %s\n", fig, got_s * 1e3, ceil_s * 1e3,
+	       100.0 * ceil_s / got_s, extra);
+}
+
+static int run_model(int device, double bw, double rate)
+{
+	struct eng_model_config cfg;
+	struct eng_backend_params p = eng_backend_default_params();
+	struct eng_error err;
+	json_t *root = json_loads(qwen7b_json, 0, NULL);
+	int per = 4160 / PAGE, nb = 64, rc;
+	int32_t *tables = malloc(sizeof(int32_t) * per * nb);
+	double d1, d64, pf, t0 = now_s();
+	char buf[160];
+	void *st;
+
+	if (!root || eng_config_parse(root, "qwen2.5-7b", &cfg, &err)) {
+		fprintf(stderr, "bench-cuda: config: %s\n", root ? err.msg : "bad json");
+		return 2;
+	}
+	json_decref(root);
+	for (int i = 0; i < per * nb; i++)
+		tables[i] = i;
+	p.page_size = PAGE;
+	p.n_pages = per * nb;
+	p.device = device;
+	if (eng_cuda_create(&cfg, NULL, 1, &p, &st, &err)) {
+		fprintf(stderr, "bench-cuda: create: %s\n", err.msg);
+		return 3;
+	}
+	struct shape s = shape_of(&cfg, eng_cuda_weight_bytes(st));
+
+	printf("qwen2.5-7b dummy weights: %.2f GB on %s, created in %.1f s, KV pool %.2f GB\n",
+	       eng_cuda_weight_bytes(st) / 1e9, eng_cuda_device_name(st), now_s() - t0,
+	       s.kv_token * per * nb * PAGE / 1e9);
+	if ((rc = time_steps(st, 1, 1024, 0, 20, tables, per, &d1)) ||
+	    (rc = time_steps(st, 64, 2048, 0, 10, tables, per, &d64)) ||
+	    (rc = time_steps(st, 1, 4096, 1, 3, tables, per, &pf))) {
+		eng_cuda_destroy(st);
+		return rc;
+	}
+	printf("\n%-30s %13s %13s %8s\n", "figure", "measured", "ceiling", "ratio");
+	double b1 = (s.weight_read + 1024 * s.kv_token) / bw;
+	snprintf(buf, sizeof(buf), "%.1f tok/s; bytes/BW", 1 / d1);
+	row("decode b1, 1k context", d1, b1, buf);
+	double by64 = s.weight_read + 64.0 * 2048 * s.kv_token;
+	double fl64 = 64 * (s.lin_flops + s.head_flops) + 64.0 * 2048 * s.attn_flops;
+	snprintf(buf, sizeof(buf), "%.0f tok/s; max(%.2f ms bytes, %.2f ms flops)", 64 / d64,
+		 by64 / bw * 1e3, fl64 / rate * 1e3);
+	row("decode b64, 2k context", d64, by64 / bw > fl64 / rate ? by64 / bw : fl64 / rate, buf);
+	double flp = 4096 * s.lin_flops + s.head_flops + 4096.0 * 4097 / 2 * s.attn_flops;
+	snprintf(buf, sizeof(buf), "%.0f tok/s; %.1f TFLOP (attention %.1f)", 4096 / pf,
+		 flp / 1e12, 4096.0 * 4097 / 2 * s.attn_flops / 1e12);
+	row("prefill 4k prompt", pf, flp / rate, buf);
+	eng_cuda_destroy(st);
+	free(tables);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	int n = 0, device = argc > 1 ? atoi(argv[1]) : 0, n_sm;
+	char name[256];
+	size_t mem;
+	double bw = 0, rate = 0;
+
+	if (kn_device_count(&n) || n == 0) {
+		fprintf(stderr, "bench-cuda: no CUDA device\n");
+		return 3;
+	}
+	if (kn_set_device(device) || kn_device_info(device, name, sizeof(name), &n_sm, &mem))
+		return die_kn("device");
+	printf("device %d: %s, %d SMs, %.1f GiB\n", device, name, n_sm, mem / 1073741824.0);
+	if (copy_bw(&bw) || gemm_rate(&rate))
+		return 3;
+	printf("copy bandwidth (read + write): %.0f GB/s\n", bw / 1e9);
+	printf("cuBLAS bf16 GEMM 8192^3:       %.0f TFLOP/s\n", rate / 1e12);
+	return run_model(device, bw, rate);
+}

@@ -1,0 +1,423 @@
+/*
+ * test-cuda-forward.c: the CUDA backend against the CPU reference on
+ * whole models written by the model writer (tiny, tiny-llama, and a
+ * mid-size Qwen2 shape with 7 query heads per KV head, head_dim 128, f32
+ * weights), and against itself.
+ *
+ * Checked: last-token logits of a mixed batch (prompts of several
+ * lengths, one of a single token) and of greedy decode steps, ||gpu -
+ * cpu|| / ||cpu|| <= 1e-2, with the same argmax at every step; batch of
+ * one == batch of many (same greedy tokens); chunked prefill == one shot
+ * (chunks ending in a one-token decode chunk too); score-mode log-probs;
+ * a 700-token context over odd page sizes; greedy tokens picked on the
+ * GPU; random (dummy) weights.  Prints "1..0 # SKIP no CUDA device"
+ * without a GPU.
+ */
+#include <config.h>
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/backend.h"
+#include "engine/cuda_backend.h"
+#include "engine/model.h"
+#include "engine/model_writer.h"
+#include "engine/sampler.h"
+#include "kernels/kn.h"
+#include "tests/tap.h"
+
+#define MAX_SEQS 4
+#define STEPS 8
+#define TOL 1e-2
+
+static char scratch[] = "/tmp/test-cuda-forward-XXXXXX";
+static uint64_t rng = 0x2545f4914f6cdd1dull;
+
+static int irand(int n)
+{
+	rng ^= rng << 13;
+	rng ^= rng >> 7;
+	rng ^= rng << 17;
+	return (int)(rng % (uint64_t)n);
+}
+
+static double rel_err(const float *a, const float *b, size_t n)
+{
+	double num = 0, den = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+		den += (double)b[i] * b[i];
+	}
+	return sqrt(num / (den > 0 ? den : 1));
+}
+
+struct bench_model {
+	const char *name;
+	struct eng_model *m;
+	const struct eng_model_config *c;
+	struct eng_backend *cpu, *gpu;
+	struct eng_backend_params p;
+	int32_t *pages;   /* (n_pages) a shuffled order of the pool's pages */
+};
+
+/* Sequence s's block table: a disjoint run of the shuffled pages. */
+static const int32_t *table_of(const struct bench_model *M, int s)
+{
+	return M->pages + (size_t)s * (M->p.n_pages / MAX_SEQS);
+}
+
+static int run(struct eng_backend *be, struct eng_seq_input *q, int n)
+{
+	struct eng_batch b = { n, q };
+	struct eng_error err;
+
+	if (eng_backend_forward(be, &b, &err) == 0)
+		return 1;
+	tap_diag("%s forward: %s", eng_backend_name(be), err.msg);
+	return 0;
+}
+
+static struct eng_seq_input seq(const struct bench_model *M, int s, const int32_t *tok, int n,
+				int start, float *logits)
+{
+	struct eng_seq_input q = { tok, n, start, table_of(M, s), M->p.n_pages / MAX_SEQS, logits,
+				   NULL, NULL };
+	return q;
+}
+
+/* ---------------------------------------------------------------- vs cpu */
+
+struct prompts {
+	int n;
+	int len[MAX_SEQS];
+	int32_t tok[MAX_SEQS][128];
+	int32_t gpu_tok[MAX_SEQS][STEPS + 1];   /* the GPU's greedy tokens */
+};
+
+/* Step 0 feeds the prompts, later steps each sequence's last token. */
+static void step_inputs(const struct bench_model *M, const struct prompts *P, int step,
+			const int32_t *cur, const int *pos, float *lg, int s0, int n,
+			struct eng_seq_input *q)
+{
+	size_t V = M->c->vocab;
+
+	for (int s = s0; s < s0 + n; s++)
+		q[s - s0] = step == 0 ? seq(M, s, P->tok[s], P->len[s], 0, lg + (s - s0) * V)
+				      : seq(M, s, &cur[s], 1, pos[s], lg + (s - s0) * V);
+}
+
+static void test_mixed(struct bench_model *M, struct prompts *P)
+{
+	size_t V = M->c->vocab;
+	float *lc = malloc(P->n * V * 4), *lg = malloc(P->n * V * 4);
+	struct eng_seq_input qc[MAX_SEQS], qg[MAX_SEQS];
+	int32_t cur[MAX_SEQS];
+	int pos[MAX_SEQS], ok = 1, same = 1;
+	double worst = 0;
+
+	for (int step = 0; ok && step <= STEPS; step++) {
+		step_inputs(M, P, step, cur, pos, lc, 0, P->n, qc);
+		step_inputs(M, P, step, cur, pos, lg, 0, P->n, qg);
+		ok = run(M->cpu, qc, P->n) && run(M->gpu, qg, P->n);
+		for (int s = 0; ok && s < P->n; s++) {
+			int tg = eng_argmax(lg + s * V, (int)V), tc = eng_argmax(lc + s * V, (int)V);
+			double e = rel_err(lg + s * V, lc + s * V, V);
+
+			worst = e > worst ? e : worst;
+			if (tg != tc)
+				tap_diag("%s step %d seq %d: gpu %d cpu %d", M->name, step, s, tg, tc);
+			same &= tg == tc;
+			P->gpu_tok[s][step] = cur[s] = tg;
+			pos[s] = step == 0 ? P->len[s] : pos[s] + 1;
+		}
+	}
+	tap_ok(ok && worst <= TOL, "%s: batch of %d prompts (%d, %d, %d tokens) + %d decode steps: "
+	       "logits vs cpu %.2e", M->name, P->n, P->len[0], P->len[1], P->len[2], STEPS, worst);
+	tap_ok(ok && same, "%s: the same greedy token as the cpu at every step", M->name);
+	free(lc);
+	free(lg);
+}
+
+/* Each sequence alone gives the tokens it got in the batch. */
+static void test_batch1(struct bench_model *M, const struct prompts *P)
+{
+	size_t V = M->c->vocab;
+	float *lg = malloc(V * 4);
+	struct eng_seq_input q;
+	int32_t cur[MAX_SEQS];
+	int pos[MAX_SEQS], ok = 1, same = 1;
+
+	for (int s = 0; ok && s < P->n; s++)
+		for (int step = 0; ok && step <= STEPS; step++) {
+			step_inputs(M, P, step, cur, pos, lg, s, 1, &q);
+			ok = run(M->gpu, &q, 1);
+			cur[s] = eng_argmax(lg, (int)V);
+			same &= cur[s] == P->gpu_tok[s][step];
+			pos[s] = step == 0 ? P->len[s] : pos[s] + 1;
+		}
+	tap_ok(ok && same, "%s: batch of 1 gives the batch-of-%d greedy tokens", M->name, P->n);
+	free(lg);
+}
+
+/* A prompt in one chunk, in three, and in n-1 + 1 tokens. */
+static void test_chunked(struct bench_model *M, const struct prompts *P)
+{
+	size_t V = M->c->vocab;
+	float *one = malloc(V * 4), *three = malloc(V * 4), *last1 = malloc(V * 4);
+	const int32_t *t = P->tok[0];
+	int n = P->len[0], a = n / 3, b = 2 * n / 3, ok;
+	struct eng_seq_input q = seq(M, 0, t, n, 0, one);
+
+	ok = run(M->gpu, &q, 1);
+	q = seq(M, 0, t, a, 0, NULL);
+	ok = ok && run(M->gpu, &q, 1);
+	q = seq(M, 0, t + a, b - a, a, NULL);
+	ok = ok && run(M->gpu, &q, 1);
+	q = seq(M, 0, t + b, n - b, b, three);
+	ok = ok && run(M->gpu, &q, 1);
+	q = seq(M, 0, t, n - 1, 0, NULL);
+	ok = ok && run(M->gpu, &q, 1);
+	q = seq(M, 0, t + n - 1, 1, n - 1, last1);
+	ok = ok && run(M->gpu, &q, 1);
+	tap_ok(ok && rel_err(three, one, V) <= TOL && rel_err(last1, one, V) <= TOL &&
+	       eng_argmax(three, (int)V) == eng_argmax(one, (int)V) &&
+	       eng_argmax(last1, (int)V) == eng_argmax(one, (int)V),
+	       "%s: chunked prefill (%d+%d+%d, %d+1) == one shot: %.2e, %.2e", M->name, a, b - a,
+	       n - b, n - 1, rel_err(three, one, V), rel_err(last1, one, V));
+	free(one);
+	free(three);
+	free(last1);
+}
+
+static void test_score(struct bench_model *M, const struct prompts *P)
+{
+	int n = P->len[0], ok;
+	int32_t *tg = malloc(n * 4);
+	float *lc = malloc(n * 4), *lg = malloc(n * 4);
+	struct eng_seq_input qc = seq(M, 0, P->tok[0], n, 0, NULL), qg;
+
+	for (int i = 0; i < n; i++)
+		tg[i] = i + 1 < n ? P->tok[0][i + 1] : irand(M->c->vocab);
+	qc.targets = tg;
+	qg = qc;
+	qc.logprobs = lc;
+	qg.logprobs = lg;
+	ok = run(M->cpu, &qc, 1) && run(M->gpu, &qg, 1);
+	tap_ok(ok && rel_err(lg, lc, n) <= TOL, "%s: score mode log-probs of %d targets vs cpu %.2e",
+	       M->name, n, rel_err(lg, lc, n));
+	free(tg);
+	free(lc);
+	free(lg);
+}
+
+/* 700 tokens in chunks of 256, then decode steps, against the cpu. */
+static void test_long(struct bench_model *M)
+{
+	size_t V = M->c->vocab;
+	int n = 700, ok = 1, same = 1, pos;
+	int32_t *t = malloc((n + STEPS) * 4);
+	float *lc = malloc(V * 4), *lg = malloc(V * 4);
+	double worst = 0;
+
+	for (int i = 0; i < n; i++)
+		t[i] = irand(M->c->vocab);
+	for (pos = 0; ok && pos < n + STEPS;) {
+		int len = pos < n ? (n - pos < 256 ? n - pos : 256) : 1;
+		int last = pos + len >= n;
+		struct eng_seq_input qc = seq(M, 1, t + pos, len, pos, last ? lc : NULL);
+		struct eng_seq_input qg = seq(M, 1, t + pos, len, pos, last ? lg : NULL);
+
+		ok = run(M->cpu, &qc, 1) && run(M->gpu, &qg, 1);
+		pos += len;
+		if (!ok || !last)
+			continue;
+		double e = rel_err(lg, lc, V);
+
+		worst = e > worst ? e : worst;
+		same &= eng_argmax(lg, (int)V) == eng_argmax(lc, (int)V);
+		if (pos < n + STEPS)
+			t[pos] = eng_argmax(lg, (int)V);
+	}
+	tap_ok(ok && worst <= TOL && same,
+	       "%s: %d-token prompt in chunks of 256 over %d-token pages + %d steps: %.2e, "
+	       "same tokens", M->name, n, M->p.page_size, STEPS, worst);
+	free(t);
+	free(lc);
+	free(lg);
+}
+
+/* eng_cuda_forward's device argmax == argmax of the logits it returns. */
+static void test_greedy_api(struct bench_model *M, const struct prompts *P)
+{
+	size_t V = M->c->vocab;
+	struct eng_backend_params p = M->p;
+	struct eng_seq_input q[MAX_SEQS];
+	struct eng_batch b = { P->n, q };
+	struct eng_error err;
+	float *lg = malloc(P->n * V * 4);
+	int32_t next[MAX_SEQS];
+	void *st;
+	int ok = 1;
+
+	if (eng_cuda_create(M->c, eng_model_weights(M->m), 0, &p, &st, &err)) {
+		tap_ok(0, "%s: eng_cuda_create: %s", M->name, err.msg);
+		free(lg);
+		return;
+	}
+	step_inputs(M, P, 0, NULL, NULL, lg, 0, P->n, q);
+	q[P->n - 1].logits = NULL;   /* still gets a token */
+	if (eng_cuda_forward(st, &b, next, &err)) {
+		tap_diag("eng_cuda_forward: %s", err.msg);
+		ok = 0;
+	}
+	for (int s = 0; ok && s < P->n; s++)
+		ok &= next[s] == P->gpu_tok[s][0] &&
+		      (s == P->n - 1 || next[s] == eng_argmax(lg + s * V, (int)V));
+	tap_ok(ok, "%s: greedy tokens picked on the gpu match the logits", M->name);
+	eng_cuda_destroy(st);
+	free(lg);
+}
+
+/* Random weights: deterministic per seed, finite, seed-dependent. */
+static void test_dummy(struct bench_model *M, const struct prompts *P)
+{
+	size_t V = M->c->vocab;
+	struct eng_backend_params p = M->p;
+	float *l[3];
+	uint64_t seeds[3] = { 7, 7, 8 };
+	int ok = 1, finite = 1;
+
+	for (int k = 0; k < 3; k++) {
+		struct eng_seq_input q = seq(M, 0, P->tok[0], P->len[0], 0, NULL);
+		struct eng_batch b = { 1, &q };
+		struct eng_error err;
+		void *st;
+
+		l[k] = malloc(V * 4);
+		q.logits = l[k];
+		if (eng_cuda_create(M->c, NULL, seeds[k], &p, &st, &err) ||
+		    eng_cuda_forward(st, &b, NULL, &err)) {
+			tap_diag("dummy: %s", err.msg);
+			ok = 0;
+		}
+		if (ok)
+			eng_cuda_destroy(st);
+		for (size_t i = 0; ok && i < V; i++)
+			finite &= isfinite(l[k][i]);
+	}
+	tap_ok(ok && finite && !memcmp(l[0], l[1], V * 4) && memcmp(l[0], l[2], V * 4),
+	       "%s: dummy weights: finite logits, same seed same logits, other seed others", M->name);
+	for (int k = 0; k < 3; k++)
+		free(l[k]);
+}
+
+/* ---------------------------------------------------------------- models */
+
+static int open_model(struct bench_model *M, const struct eng_mw_params *mp, int page_size,
+		      int n_pages)
+{
+	char dir[4096];
+	struct eng_error err;
+	int i;
+
+	memset(M, 0, sizeof(*M));
+	snprintf(dir, sizeof(dir), "%s/m%d", scratch, irand(1 << 30));
+	if (eng_mw_write(mp, dir, NULL, &err) || eng_model_load(dir, &M->m, &err)) {
+		tap_ok(0, "model written and loaded: %s", err.msg);
+		return -1;
+	}
+	M->c = eng_model_config(M->m);
+	M->p = eng_backend_default_params();
+	M->p.page_size = page_size;
+	M->p.n_pages = n_pages;
+	M->p.n_threads = 2;
+	if (eng_backend_create(&eng_backend_cpu_ops, M->m, &M->p, &M->cpu, &err) ||
+	    eng_backend_create(&eng_backend_cuda_ops, M->m, &M->p, &M->gpu, &err)) {
+		tap_ok(0, "backends created: %s", err.msg);
+		return -1;
+	}
+	M->pages = malloc(n_pages * sizeof(int32_t));
+	for (i = 0; i < n_pages; i++)
+		M->pages[i] = i;
+	for (i = n_pages - 1; i > 0; i--) {
+		int j = irand(i + 1), t = M->pages[i];
+
+		M->pages[i] = M->pages[j];
+		M->pages[j] = t;
+	}
+	return 0;
+}
+
+static void close_model(struct bench_model *M)
+{
+	eng_backend_free(M->cpu);
+	eng_backend_free(M->gpu);
+	eng_model_free(M->m);
+	free(M->pages);
+}
+
+static void check_model(const char *name, const struct eng_mw_params *mp, int page_size,
+			int n_pages, int long_ctx)
+{
+	struct bench_model M;
+	struct prompts P = { 3, { 100, 5, 1 }, { { 0 } }, { { 0 } } };
+
+	if (open_model(&M, mp, page_size, n_pages)) {
+		close_model(&M);
+		return;
+	}
+	M.name = name;
+	for (int s = 0; s < P.n; s++)
+		for (int i = 0; i < P.len[s]; i++)
+			P.tok[s][i] = irand(M.c->vocab);
+	test_mixed(&M, &P);
+	test_batch1(&M, &P);
+	test_chunked(&M, &P);
+	test_score(&M, &P);
+	test_greedy_api(&M, &P);
+	if (long_ctx)
+		test_long(&M);
+	test_dummy(&M, &P);
+	close_model(&M);
+}
+
+static void remove_scratch(void)
+{
+	char cmd[4200];
+
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", scratch);
+	if (system(cmd) != 0)
+		fprintf(stderr, "test-cuda-forward: could not remove %s\n", scratch);
+}
+
+int main(void)
+{
+	struct eng_mw_params p;
+	int n = 0;
+
+	if (kn_device_count(&n) || n == 0)
+		return tap_skip_all("no CUDA device");
+	if (!mkdtemp(scratch))
+		return tap_skip_all("cannot make a scratch directory");
+	p = eng_mw_default_params();
+	p.seed = 11;
+	check_model("tiny", &p, 16, 256, 0);
+	eng_mw_preset("tiny-llama", &p);
+	check_model("tiny-llama", &p, 5, 512, 0);
+	p = eng_mw_default_params();
+	p.hidden_size = 512;
+	p.intermediate_size = 1024;
+	p.num_layers = 3;
+	p.num_heads = 7;
+	p.num_kv_heads = 1;
+	p.head_dim = 128;
+	p.vocab_size = 5000;
+	p.dtype = ENG_MW_DTYPE_F32;
+	p.seed = 5;
+	check_model("mid (qwen2, 7 heads per kv head, head_dim 128, f32)", &p, 7, 512, 1);
+	remove_scratch();
+	return tap_done();
+}

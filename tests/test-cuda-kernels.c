@@ -1,0 +1,639 @@
+/*
+ * test-cuda-kernels.c: every kernel of kernels/ against a plain-C
+ * reference written here, on fresh random inputs (never zeros) of several
+ * shapes: odd sizes, GQA groups of 1, 2 and 7, page sizes that split
+ * sequences mid-page, long contexts, split-K decode.
+ *
+ * Outputs are poisoned (all bits set: NaN in fp32 and bf16) before each
+ * launch, so an unwritten element fails.  Tolerances: bf16 outputs
+ * ||gpu - ref|| / ||ref|| < 1e-2; fp32 outputs < 1e-4; gathers, argmax
+ * exact.  Prints "1..0 # SKIP no CUDA device" without a GPU.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/cpu_ops.h"
+#include "engine/sampler.h"
+#include "kernels/kn.h"
+#include "tests/tap.h"
+
+static uint64_t rng = 0x1234567887654321ull;
+
+static float frand(void)   /* uniform in [-1, 1) */
+{
+	uint64_t z = (rng += 0x9e3779b97f4a7c15ull);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	z ^= z >> 31;
+	return (float)(z >> 40) / 8388608.0f - 1.0f;
+}
+
+static int irand(int n)
+{
+	return (int)((frand() + 1.0f) * 0.5f * n) % n;
+}
+
+/* ||a - b|| / ||b||; NaN in a gives NaN (and fails every "<" check). */
+static double rel_err(const float *a, const double *b, size_t n)
+{
+	double num = 0, den = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+		den += b[i] * b[i];
+	}
+	return sqrt(num / (den > 0 ? den : 1));
+}
+
+/* ---------------------------------------------------------------- device helpers */
+
+static int failed;
+
+static void *dev(size_t n)
+{
+	void *p = NULL;
+
+	if (kn_malloc(&p, n)) {
+		tap_diag("kn_malloc: %s", kn_last_error());
+		failed = 1;
+	}
+	return p;
+}
+
+static void *up(const void *h, size_t n)
+{
+	void *p = dev(n);
+
+	if (p && (kn_memcpy_h2d(p, h, n, NULL) || kn_stream_sync(NULL)))
+		failed = 1;
+	return p;
+}
+
+static void poison(void *p, size_t n)
+{
+	kn_memset(p, 0xff, n, NULL);
+}
+
+static void down(void *h, const void *d, size_t n)
+{
+	if (kn_memcpy_d2h(h, d, n, NULL) || kn_stream_sync(NULL)) {
+		tap_diag("copy back: %s", kn_last_error());
+		failed = 1;
+	}
+}
+
+static int ran(int rc, const char *what)
+{
+	if (rc == 0 && kn_stream_sync(NULL) == 0)
+		return 1;
+	tap_ok(0, "%s ran: %s", what, kn_last_error());
+	return 0;
+}
+
+/* n random bf16 values, and their fp32 values in f (may be NULL). */
+static uint16_t *rand_bf16(size_t n, float scale, float *f)
+{
+	uint16_t *h = malloc(n * 2);
+
+	for (size_t i = 0; i < n; i++) {
+		h[i] = eng_f32_to_bf16(scale * frand());
+		if (f)
+			f[i] = eng_bf16_to_f32(h[i]);
+	}
+	return h;
+}
+
+static float *rand_f32(size_t n, float mean, float scale)
+{
+	float *h = malloc(n * sizeof(float));
+
+	for (size_t i = 0; i < n; i++)
+		h[i] = mean + scale * frand();
+	return h;
+}
+
+/* ---------------------------------------------------------------- elementwise */
+
+static void test_embed(int vocab, int hidden, int n)
+{
+	float *tf = malloc((size_t)vocab * hidden * sizeof(float));
+	uint16_t *th = rand_bf16((size_t)vocab * hidden, 1.0f, tf);
+	int32_t *ids = malloc(n * sizeof(int32_t));
+	float *out = malloc((size_t)n * hidden * sizeof(float));
+	int ok = 1;
+
+	for (int i = 0; i < n; i++)
+		ids[i] = irand(vocab);
+	uint16_t *dt = up(th, (size_t)vocab * hidden * 2);
+	int32_t *di = up(ids, n * 4);
+	float *dx = dev((size_t)n * hidden * 4);
+
+	poison(dx, (size_t)n * hidden * 4);
+	if (ran(kn_embed(dx, dt, di, n, hidden, vocab, NULL), "kn_embed")) {
+		down(out, dx, (size_t)n * hidden * 4);
+		for (int i = 0; i < n; i++)
+			ok &= !memcmp(out + (size_t)i * hidden, tf + (size_t)ids[i] * hidden,
+				      hidden * sizeof(float));
+		tap_ok(ok, "embed vocab %d hidden %d rows %d: exact rows", vocab, hidden, n);
+	}
+	kn_free(dt);
+	kn_free(di);
+	kn_free(dx);
+	free(tf);
+	free(th);
+	free(ids);
+	free(out);
+}
+
+static void ref_rmsnorm(double *out, const float *x, const float *w, int n, float eps)
+{
+	double ss = 0;
+
+	for (int i = 0; i < n; i++)
+		ss += (double)x[i] * x[i];
+	ss = 1.0 / sqrt(ss / n + eps);
+	for (int i = 0; i < n; i++)
+		out[i] = w[i] * x[i] * ss;
+}
+
+/* Residual add + norm of n rows, then a gather-norm of some rows. */
+static void test_add_rmsnorm(int hidden, int n)
+{
+	size_t N = (size_t)n * hidden;
+	float *x = rand_f32(N, 0, 2), *y = rand_f32(N, 0, 1), *b = rand_f32(hidden, 0, 0.5f);
+	float *w = rand_f32(hidden, 1, 0.5f), *xo = malloc(N * 4), *of = malloc(N * 4);
+	uint16_t *o = malloc(N * 2);
+	double *ref = malloc(N * sizeof(double)), *xr = malloc(N * sizeof(double));
+	int32_t rows[3] = { n - 1, 0, n / 2 };
+	float *dx = up(x, N * 4), *dy = up(y, N * 4), *db = up(b, hidden * 4);
+	float *dw = up(w, hidden * 4);
+	uint16_t *dout = dev(N * 2);
+	int32_t *drows = up(rows, sizeof(rows));
+
+	for (size_t i = 0; i < N; i++) {
+		x[i] += y[i] + b[i % hidden];
+		xr[i] = x[i];
+	}
+	for (int r = 0; r < n; r++)
+		ref_rmsnorm(ref + (size_t)r * hidden, x + (size_t)r * hidden, w, hidden, 1e-6f);
+	poison(dout, N * 2);
+	if (ran(kn_add_rmsnorm(dx, dy, db, dw, dout, NULL, n, hidden, 1e-6f, NULL),
+		"kn_add_rmsnorm")) {
+		down(xo, dx, N * 4);
+		down(o, dout, N * 2);
+		for (size_t i = 0; i < N; i++)
+			of[i] = eng_bf16_to_f32(o[i]);
+		tap_ok(rel_err(xo, xr, N) < 1e-6, "add_rmsnorm hidden %d rows %d: residual %.2e",
+		       hidden, n, rel_err(xo, xr, N));
+		tap_ok(rel_err(of, ref, N) < 1e-2, "add_rmsnorm hidden %d rows %d: norm %.2e",
+		       hidden, n, rel_err(of, ref, N));
+	}
+	poison(dout, N * 2);
+	if (ran(kn_add_rmsnorm(dx, NULL, NULL, dw, dout, drows, 3, hidden, 1e-6f, NULL),
+		"kn_add_rmsnorm gather")) {
+		double e = 0;
+
+		down(o, dout, (size_t)3 * hidden * 2);
+		for (int k = 0; k < 3; k++) {
+			for (int i = 0; i < hidden; i++)
+				of[i] = eng_bf16_to_f32(o[(size_t)k * hidden + i]);
+			e = fmax(e, rel_err(of, ref + (size_t)rows[k] * hidden, hidden));
+		}
+		tap_ok(e < 1e-2, "rmsnorm gather of rows %d, 0, %d: %.2e", n - 1, n / 2, e);
+	}
+	kn_free(dx), kn_free(dy), kn_free(db), kn_free(dw), kn_free(dout), kn_free(drows);
+	free(x), free(y), free(b), free(w), free(xo), free(of), free(o), free(ref), free(xr);
+}
+
+static void test_silu_mul(int n, int inter)
+{
+	size_t N = (size_t)n * inter;
+	float *guf = malloc(2 * N * 4), *bias = rand_f32(2 * inter, 0, 0.5f), *of = malloc(N * 4);
+	uint16_t *gu = rand_bf16(2 * N, 4.0f, guf), *o = malloc(N * 2);
+	double *ref = malloc(N * sizeof(double));
+	uint16_t *dgu = up(gu, 2 * N * 2), *dout = dev(N * 2);
+	float *db = up(bias, 2 * inter * 4);
+
+	for (int r = 0; r < n; r++)
+		for (int i = 0; i < inter; i++) {
+			double g = guf[(size_t)r * 2 * inter + i] + bias[i];
+			double u = guf[(size_t)r * 2 * inter + inter + i] + bias[inter + i];
+
+			ref[(size_t)r * inter + i] = g / (1 + exp(-g)) * u;
+		}
+	poison(dout, N * 2);
+	if (ran(kn_silu_mul(dout, dgu, db, n, inter, NULL), "kn_silu_mul")) {
+		down(o, dout, N * 2);
+		for (size_t i = 0; i < N; i++)
+			of[i] = eng_bf16_to_f32(o[i]);
+		tap_ok(rel_err(of, ref, N) < 1e-2, "silu_mul rows %d inter %d (bias): %.2e", n, inter,
+		       rel_err(of, ref, N));
+	}
+	kn_free(dgu), kn_free(dout), kn_free(db);
+	free(guf), free(bias), free(of), free(gu), free(o), free(ref);
+}
+
+/* y = x w^T in fp32 and bf16 outputs. */
+static void test_gemm(struct kn_gemm *g, int m, int n, int k)
+{
+	float *xf = malloc((size_t)m * k * 4), *wf = malloc((size_t)n * k * 4);
+	uint16_t *x = rand_bf16((size_t)m * k, 1, xf), *w = rand_bf16((size_t)n * k, 1, wf);
+	double *ref = malloc((size_t)m * n * sizeof(double));
+	float *y = malloc((size_t)m * n * 4);
+	uint16_t *yb = malloc((size_t)m * n * 2);
+	uint16_t *dx = up(x, (size_t)m * k * 2), *dw = up(w, (size_t)n * k * 2);
+	float *dy = dev((size_t)m * n * 4);
+
+	for (int i = 0; i < m; i++)
+		for (int j = 0; j < n; j++) {
+			double s = 0;
+
+			for (int t = 0; t < k; t++)
+				s += (double)xf[(size_t)i * k + t] * wf[(size_t)j * k + t];
+			ref[(size_t)i * n + j] = s;
+		}
+	poison(dy, (size_t)m * n * 4);
+	if (ran(kn_gemm_bf16(g, dy, 1, n, dx, dw, m, n, k), "kn_gemm_bf16 f32")) {
+		down(y, dy, (size_t)m * n * 4);
+		tap_ok(rel_err(y, ref, (size_t)m * n) < 1e-4, "gemm %dx%dx%d fp32 out: %.2e", m, n, k,
+		       rel_err(y, ref, (size_t)m * n));
+	}
+	poison(dy, (size_t)m * n * 4);
+	if (ran(kn_gemm_bf16(g, dy, 0, n, dx, dw, m, n, k), "kn_gemm_bf16 bf16")) {
+		down(yb, dy, (size_t)m * n * 2);
+		for (size_t i = 0; i < (size_t)m * n; i++)
+			y[i] = eng_bf16_to_f32(yb[i]);
+		tap_ok(rel_err(y, ref, (size_t)m * n) < 1e-2, "gemm %dx%dx%d bf16 out: %.2e", m, n, k,
+		       rel_err(y, ref, (size_t)m * n));
+	}
+	kn_free(dx), kn_free(dw), kn_free(dy);
+	free(xf), free(wf), free(x), free(w), free(ref), free(y), free(yb);
+}
+
+/* ---------------------------------------------------------------- rope + cache */
+
+static void test_rope(int nh, int nkv, int hd, int n)
+{
+	int qd = nh * hd, kd = nkv * hd, w = qd + 2 * kd, n_slots = 4 * n + 3, half = hd / 2;
+	float *qkv = rand_f32((size_t)n * w, 0, 2), *bias = rand_f32(w, 0, 0.5f);
+	float *inv = malloc(half * 4), *q = malloc((size_t)n * w * 4);
+	int32_t *pos = malloc(n * 4), *slot = malloc(n * 4), *perm = malloc(n_slots * 4);
+	uint16_t *qo = malloc((size_t)n * qd * 2), *kc = malloc((size_t)n_slots * kd * 2);
+	uint16_t *vc = malloc((size_t)n_slots * kd * 2);
+	double *rq = malloc((size_t)n * qd * 8), *rk = malloc((size_t)n * kd * 8);
+	double *rv = malloc((size_t)n * kd * 8);
+	float *gq = malloc((size_t)n * qd * 4), *gk = malloc((size_t)n * kd * 4);
+	float *gv = malloc((size_t)n * kd * 4);
+
+	for (int i = 0; i < half; i++)
+		inv[i] = 1.0f / (float)pow(1e6, (double)(2 * i) / hd);
+	for (int i = 0; i < n_slots; i++)
+		perm[i] = i;
+	for (int i = n_slots - 1; i > 0; i--) {
+		int j = irand(i + 1), t = perm[i];
+
+		perm[i] = perm[j], perm[j] = t;
+	}
+	for (int r = 0; r < n; r++) {
+		float *row = q + (size_t)r * w;
+
+		pos[r] = irand(9000);
+		slot[r] = perm[r];
+		for (int i = 0; i < w; i++)
+			row[i] = qkv[(size_t)r * w + i] + bias[i];
+		eng_cpu_rope(row, nh, hd, pos[r], inv);
+		eng_cpu_rope(row + qd, nkv, hd, pos[r], inv);
+		for (int i = 0; i < qd; i++)
+			rq[(size_t)r * qd + i] = row[i];
+		for (int i = 0; i < kd; i++) {
+			rk[(size_t)r * kd + i] = row[qd + i];
+			rv[(size_t)r * kd + i] = row[qd + kd + i];
+		}
+	}
+	float *dqkv = up(qkv, (size_t)n * w * 4), *db = up(bias, w * 4), *dinv = up(inv, half * 4);
+	int32_t *dpos = up(pos, n * 4), *dslot = up(slot, n * 4);
+	uint16_t *dq = dev((size_t)n * qd * 2), *dk = dev((size_t)n_slots * kd * 2);
+	uint16_t *dv = dev((size_t)n_slots * kd * 2);
+
+	poison(dq, (size_t)n * qd * 2);
+	poison(dk, (size_t)n_slots * kd * 2);
+	poison(dv, (size_t)n_slots * kd * 2);
+	if (ran(kn_rope_qkv(dqkv, db, dpos, dslot, dinv, dq, dk, dv, n, nh, nkv, hd, NULL),
+		"kn_rope_qkv")) {
+		down(qo, dq, (size_t)n * qd * 2);
+		down(kc, dk, (size_t)n_slots * kd * 2);
+		down(vc, dv, (size_t)n_slots * kd * 2);
+		for (size_t i = 0; i < (size_t)n * qd; i++)
+			gq[i] = eng_bf16_to_f32(qo[i]);
+		for (int r = 0; r < n; r++)
+			for (int i = 0; i < kd; i++) {
+				gk[(size_t)r * kd + i] = eng_bf16_to_f32(kc[(size_t)slot[r] * kd + i]);
+				gv[(size_t)r * kd + i] = eng_bf16_to_f32(vc[(size_t)slot[r] * kd + i]);
+			}
+		tap_ok(rel_err(gq, rq, (size_t)n * qd) < 1e-2 && rel_err(gk, rk, (size_t)n * kd) < 1e-2 &&
+		       rel_err(gv, rv, (size_t)n * kd) < 1e-2,
+		       "rope+cache heads %d/%d dim %d rows %d: q %.2e k %.2e v %.2e", nh, nkv, hd, n,
+		       rel_err(gq, rq, (size_t)n * qd), rel_err(gk, rk, (size_t)n * kd),
+		       rel_err(gv, rv, (size_t)n * kd));
+	}
+	kn_free(dqkv), kn_free(db), kn_free(dinv), kn_free(dpos), kn_free(dslot);
+	kn_free(dq), kn_free(dk), kn_free(dv);
+	free(qkv), free(bias), free(inv), free(q), free(pos), free(slot), free(perm);
+	free(qo), free(kc), free(vc), free(rq), free(rk), free(rv), free(gq), free(gk), free(gv);
+}
+
+/* ---------------------------------------------------------------- attention */
+
+struct attn_case {
+	int nh, nkv, hd, ps, n_seqs;
+	int start[8], ntok[8];
+	int split_len;   /* 0: prefill kernel; else decode with this split */
+};
+
+struct attn_data {
+	int T, n_slots, n_bt, n_tiles;
+	int32_t *bt, *pos, *bt_off, *tile_row0, *tile_n;
+	float *k, *v, *q;          /* fp32 values of the bf16 data */
+	uint16_t *kb, *vb, *qb;
+};
+
+static void attn_build(const struct attn_case *c, struct attn_data *d)
+{
+	int n_pages = 5, s, i, tr = kn_attn_tile_rows(c->nh, c->nkv), row = 0, b = 0;
+	int32_t *perm;
+	size_t kd = (size_t)c->nkv * c->hd;
+
+	memset(d, 0, sizeof(*d));
+	for (s = 0; s < c->n_seqs; s++) {
+		n_pages += (c->start[s] + c->ntok[s] + c->ps - 1) / c->ps;
+		d->T += c->ntok[s];
+		d->n_tiles += c->split_len ? c->ntok[s] : (c->ntok[s] + tr - 1) / tr;
+	}
+	d->n_slots = n_pages * c->ps;
+	perm = malloc(n_pages * 4);
+	for (i = 0; i < n_pages; i++)
+		perm[i] = i;
+	for (i = n_pages - 1; i > 0; i--) {
+		int j = irand(i + 1), t = perm[i];
+
+		perm[i] = perm[j], perm[j] = t;
+	}
+	d->bt = perm;
+	d->pos = malloc(d->T * 4), d->bt_off = malloc(d->T * 4);
+	d->tile_row0 = malloc(d->n_tiles * 4), d->tile_n = malloc(d->n_tiles * 4);
+	d->n_tiles = 0;
+	for (s = 0; s < c->n_seqs; s++) {
+		int step = c->split_len ? 1 : tr;
+
+		for (i = 0; i < c->ntok[s]; i++) {
+			d->pos[row + i] = c->start[s] + i;
+			d->bt_off[row + i] = b;
+		}
+		for (i = 0; i < c->ntok[s]; i += step) {
+			d->tile_row0[d->n_tiles] = row + i;
+			d->tile_n[d->n_tiles++] = c->ntok[s] - i < step ? c->ntok[s] - i : step;
+		}
+		row += c->ntok[s];
+		b += (c->start[s] + c->ntok[s] + c->ps - 1) / c->ps;
+	}
+	d->n_bt = b;
+	d->k = malloc(d->n_slots * kd * 4), d->v = malloc(d->n_slots * kd * 4);
+	d->q = malloc((size_t)d->T * c->nh * c->hd * 4);
+	d->kb = rand_bf16(d->n_slots * kd, 1, d->k);
+	d->vb = rand_bf16(d->n_slots * kd, 1, d->v);
+	d->qb = rand_bf16((size_t)d->T * c->nh * c->hd, 3, d->q);
+}
+
+static void attn_free(struct attn_data *d)
+{
+	free(d->bt), free(d->pos), free(d->bt_off), free(d->tile_row0), free(d->tile_n);
+	free(d->k), free(d->v), free(d->q), free(d->kb), free(d->vb), free(d->qb);
+}
+
+/* Dense softmax attention of every row and head, in double. */
+static void attn_ref(const struct attn_case *c, const struct attn_data *d, double *out)
+{
+	int hd = c->hd, G = c->nh / c->nkv, max_pos = 0;
+
+	for (int r = 0; r < d->T; r++)
+		max_pos = d->pos[r] > max_pos ? d->pos[r] : max_pos;
+	double *sc = malloc(sizeof(double) * (max_pos + 1));
+
+	for (int r = 0; r < d->T; r++)
+		for (int h = 0; h < c->nh; h++) {
+			const float *q = d->q + ((size_t)r * c->nh + h) * hd;
+			double *o = out + ((size_t)r * c->nh + h) * hd, mx = -1e300, sum = 0;
+
+			for (int t = 0; t <= d->pos[r]; t++) {
+				size_t slot = (size_t)d->bt[d->bt_off[r] + t / c->ps] * c->ps + t % c->ps;
+				const float *k = d->k + (slot * c->nkv + h / G) * hd;
+				double s = 0;
+
+				for (int i = 0; i < hd; i++)
+					s += (double)q[i] * k[i];
+				sc[t] = s / sqrt((double)hd);
+				mx = fmax(mx, sc[t]);
+			}
+			memset(o, 0, hd * sizeof(double));
+			for (int t = 0; t <= d->pos[r]; t++) {
+				size_t slot = (size_t)d->bt[d->bt_off[r] + t / c->ps] * c->ps + t % c->ps;
+				const float *v = d->v + (slot * c->nkv + h / G) * hd;
+				double p = exp(sc[t] - mx);
+
+				sum += p;
+				for (int i = 0; i < hd; i++)
+					o[i] += p * v[i];
+			}
+			for (int i = 0; i < hd; i++)
+				o[i] /= sum;
+		}
+	free(sc);
+}
+
+static int attn_run(const struct attn_case *c, const struct attn_data *d, float *got)
+{
+	size_t kd = (size_t)c->nkv * c->hd, qn = (size_t)d->T * c->nh * c->hd;
+	int max_ctx = 0, n_splits = 1, rc;
+	float *partial = NULL;
+
+	for (int r = 0; r < d->T; r++)
+		max_ctx = d->pos[r] + 1 > max_ctx ? d->pos[r] + 1 : max_ctx;
+	struct kn_attn_args a = {
+		dev(qn * 2), up(d->qb, qn * 2), up(d->kb, d->n_slots * kd * 2),
+		up(d->vb, d->n_slots * kd * 2), up(d->bt, d->n_bt * 4), up(d->pos, d->T * 4),
+		up(d->bt_off, d->T * 4), up(d->tile_row0, d->n_tiles * 4),
+		up(d->tile_n, d->n_tiles * 4), d->n_tiles, c->nh, c->nkv, c->hd, c->ps,
+	};
+	poison(a.out, qn * 2);
+	if (c->split_len) {
+		n_splits = (max_ctx + c->split_len - 1) / c->split_len;
+		partial = dev(kn_attn_partial_floats(d->n_tiles, c->nh, c->nkv, c->hd, n_splits) * 4);
+		rc = kn_attn_decode(&a, n_splits, c->split_len, partial, NULL);
+	} else {
+		rc = kn_attn_prefill(&a, NULL);
+	}
+	rc = ran(rc, c->split_len ? "kn_attn_decode" : "kn_attn_prefill");
+	if (rc) {
+		uint16_t *o = malloc(qn * 2);
+
+		down(o, a.out, qn * 2);
+		for (size_t i = 0; i < qn; i++)
+			got[i] = eng_bf16_to_f32(o[i]);
+		free(o);
+	}
+	kn_free(a.out), kn_free((void *)a.q), kn_free((void *)a.k_cache);
+	kn_free((void *)a.v_cache), kn_free((void *)a.block_tables), kn_free((void *)a.pos);
+	kn_free((void *)a.bt_off), kn_free((void *)a.tile_row0), kn_free((void *)a.tile_n);
+	kn_free(partial);
+	return rc;
+}
+
+static void test_attn(const struct attn_case *c, const char *what)
+{
+	struct attn_data d;
+
+	attn_build(c, &d);
+	size_t qn = (size_t)d.T * c->nh * c->hd;
+	double *ref = malloc(qn * sizeof(double));
+	float *got = malloc(qn * sizeof(float));
+
+	attn_ref(c, &d, ref);
+	if (attn_run(c, &d, got))
+		tap_ok(rel_err(got, ref, qn) < 1e-2,
+		       "attention %s: heads %d/%d dim %d page %d, %d rows, ctx up to %d: %.2e", what,
+		       c->nh, c->nkv, c->hd, c->ps, d.T, d.pos[d.T - 1] + 1, rel_err(got, ref, qn));
+	free(ref);
+	free(got);
+	attn_free(&d);
+}
+
+static void test_attention(void)
+{
+	static const struct attn_case cases[] = {
+		/* prefill / extend: fresh prompts, cached prefixes, mid-page starts */
+		{ 4, 2, 16, 16, 3, { 0, 20, 5 }, { 37, 13, 2 }, 0 },
+		{ 28, 4, 128, 16, 3, { 3000, 0, 15 }, { 37, 50, 2 }, 0 },
+		{ 8, 8, 64, 7, 2, { 100, 0 }, { 65, 33 }, 0 },
+		{ 14, 2, 128, 5, 2, { 1, 0 }, { 1, 9 }, 0 },
+		{ 32, 1, 8, 3, 1, { 11 }, { 40 }, 0 },
+		/* decode: one token per sequence, split-K */
+		{ 28, 4, 128, 16, 6, { 0, 16, 32, 999, 4096, 63 }, { 1, 1, 1, 1, 1, 1 }, 64 },
+		{ 28, 4, 128, 16, 4, { 5, 300, 2047, 1 }, { 1, 1, 1, 1 }, 128 },
+		{ 4, 2, 16, 7, 3, { 70, 3, 200 }, { 1, 1, 1 }, 4096 },
+		{ 8, 1, 256, 16, 2, { 500, 77 }, { 1, 1 }, 96 },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		test_attn(&cases[i], cases[i].split_len ? "decode" : "prefill");
+}
+
+/* ---------------------------------------------------------------- LM head ops */
+
+static void test_argmax_logprob(int n, int vocab)
+{
+	size_t N = (size_t)n * vocab;
+	float *lg = rand_f32(N, 0, 8), *lp = malloc(n * 4);
+	int32_t *tg = malloc(n * 4), *am = malloc(n * 4), want[64];
+	double ref[64];
+	int ok = 1;
+
+	for (int r = 0; r < n; r++) {
+		float *row = lg + (size_t)r * vocab;
+
+		if (r % 2) {   /* a tie at the top: the lower index wins */
+			int a = irand(vocab), b = irand(vocab);
+
+			row[a] = row[b] = 9.0f;
+		}
+		want[r] = eng_argmax(row, vocab);
+		tg[r] = r == 1 ? -1 : irand(vocab);
+		double mx = -1e300, sum = 0;
+
+		for (int i = 0; i < vocab; i++)
+			mx = fmax(mx, row[i]);
+		for (int i = 0; i < vocab; i++)
+			sum += exp(row[i] - mx);
+		ref[r] = tg[r] < 0 ? 0 : row[tg[r]] - mx - log(sum);
+	}
+	float *dlg = up(lg, N * 4), *dlp = dev(n * 4);
+	int32_t *dtg = up(tg, n * 4), *dam = dev(n * 4);
+
+	poison(dam, n * 4);
+	poison(dlp, n * 4);
+	kn_memset(dlp + 1, 0, 4, NULL);   /* the row without a target keeps this */
+	if (ran(kn_argmax(dam, dlg, n, vocab, NULL), "kn_argmax")) {
+		down(am, dam, n * 4);
+		for (int r = 0; r < n; r++)
+			ok &= am[r] == want[r];
+		tap_ok(ok, "argmax %d rows of %d (ties on odd rows): exact", n, vocab);
+	}
+	if (ran(kn_logprob(dlp, dlg, dtg, n, vocab, NULL), "kn_logprob")) {
+		float *got = lp;
+
+		down(got, dlp, n * 4);
+		tap_ok(rel_err(got, ref, n) < 1e-5 && got[1] == 0.0f,
+		       "logprob %d rows of %d: %.2e, untargeted row untouched", n, vocab,
+		       rel_err(got, ref, n));
+	}
+	kn_free(dlg), kn_free(dlp), kn_free(dtg), kn_free(dam);
+	free(lg), free(lp), free(tg), free(am);
+}
+
+static void test_fill(void)
+{
+	size_t n = 1000003;
+	uint16_t *d1 = dev(n * 2), *d2 = dev(n * 2), *h1 = malloc(n * 2), *h2 = malloc(n * 2);
+	double s = 0, s2 = 0;
+
+	if (ran(kn_fill_random_bf16(d1, n, 42, 0.5f, 0.02f, NULL), "kn_fill_random_bf16") &&
+	    ran(kn_fill_random_bf16(d2, n, 42, 0.5f, 0.02f, NULL), "kn_fill_random_bf16")) {
+		down(h1, d1, n * 2);
+		down(h2, d2, n * 2);
+		for (size_t i = 0; i < n; i++) {
+			double x = eng_bf16_to_f32(h1[i]);
+
+			s += x;
+			s2 += x * x;
+		}
+		s /= n;
+		s2 = sqrt(s2 / n - s * s);
+		tap_ok(!memcmp(h1, h2, n * 2) && fabs(s - 0.5) < 1e-3 && fabs(s2 - 0.02) < 1e-3,
+		       "fill_random: same seed same values, mean %.4f std %.4f", s, s2);
+	}
+	kn_free(d1), kn_free(d2);
+	free(h1), free(h2);
+}
+
+int main(void)
+{
+	struct kn_gemm *g;
+	int n = 0;
+
+	if (kn_device_count(&n) || n == 0)
+		return tap_skip_all("no CUDA device");
+	if (kn_gemm_create(&g, NULL)) {
+		tap_ok(0, "cuBLAS handle: %s", kn_last_error());
+		return tap_done();
+	}
+	test_embed(1000, 67, 13);
+	test_embed(152064, 64, 5);
+	test_add_rmsnorm(67, 5);
+	test_add_rmsnorm(3584, 9);
+	test_silu_mul(7, 333);
+	test_silu_mul(3, 18944);
+	test_gemm(g, 1, 333, 520);
+	test_gemm(g, 7, 1000, 67);
+	test_gemm(g, 64, 4608, 3584);
+	test_rope(4, 2, 16, 9);
+	test_rope(28, 4, 128, 33);
+	test_attention();
+	test_argmax_logprob(5, 1001);
+	test_argmax_logprob(4, 152064);
+	test_fill();
+	tap_ok(!failed, "every allocation and copy succeeded");
+	kn_gemm_free(g);
+	return tap_done();
+}

@@ -15,7 +15,8 @@
  *             proj = att Wo;  xb = rmsnorm(x += proj + bo);
  *             act = silu(xb Wg) * (xb Wu);  proj = act Wd
  * Attention rows of single-token sequences (decode) go through the
- * split-K kernel; longer chunks through the prefill kernel.
+ * split-K kernel; longer chunks through the prefill kernel (on the tensor
+ * cores where the head_dim allows).
  * The LM head runs only on the rows whose logits or log-probs are wanted,
  * a tile of rows at a time; log-probs and argmax are computed on the
  * device, logits copied back only where a sequence asked for them.
@@ -27,6 +28,7 @@
 
 #include "engine/cuda_backend.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -42,12 +44,33 @@ struct step_meta {
 		dec_n, bt, total;
 };
 
+/* Per-op device time, when asked for (eng_cuda_profile): an event after
+ * every op of a forward, summed per class once the forward is done. */
+enum {
+	PROF_EMBED, PROF_NORM, PROF_QKV, PROF_ROPE, PROF_ATTN, PROF_O, PROF_GU, PROF_SILU,
+	PROF_DOWN, PROF_HEAD, PROF_N
+};
+static const char *const prof_names[PROF_N] = {
+	"embedding", "add + rmsnorm", "qkv gemm", "bias + rope + kv write", "attention",
+	"o gemm", "gate/up gemm", "silu * up", "down gemm", "lm head, argmax, copies",
+};
+#define PROF_EVENTS 1024
+
+struct prof {
+	int n, n_fwd;
+	kn_event ev[PROF_EVENTS];
+	int cat[PROF_EVENTS];
+	double ms[PROF_N];
+};
+
 struct cuda_state {
 	struct eng_model_config cfg;
 	struct eng_backend_params params;
 	struct eng_cuda_weights w;
 	char device_name[256];
-	int n_sm, tile_rows, lm_tile;
+	int n_sm, lm_tile;
+	int tile_rows;      /* rows per prefill attention tile */
+	int use_tc;         /* prefill attention on the tensor-core kernel */
 	kn_stream stream;
 	struct kn_gemm *gemm;
 	float *inv_freq;             /* (head_dim / 2) */
@@ -70,11 +93,14 @@ struct cuda_state {
 	size_t cap_meta;   /* int32 elements of meta_h / meta_d */
 	int32_t *meta_h;   /* pinned */
 	int32_t *meta_d;
+	struct prof *prof; /* NULL unless profiling */
 	int *sel_seq;      /* (cap_tokens) host: sequence of each selected row */
 	int *sel_i;        /* (cap_tokens) host: index of the row in its chunk */
 	float *lp_h;       /* (cap_tokens) host copy of lp */
 	int32_t *amax_h;   /* (cap_tokens) host copy of amax */
 };
+
+static void prof_free(struct prof *p);
 
 static int qkv_dim(const struct eng_model_config *c)
 {
@@ -191,6 +217,7 @@ void eng_cuda_destroy(void *state)
 	if (st->stream)
 		kn_stream_sync(st->stream);
 	free_acts(st);
+	prof_free(st->prof);
 	kn_free(st->partial);
 	kn_free(st->logits);
 	kn_host_free(st->meta_h);
@@ -293,7 +320,10 @@ int eng_cuda_create(const struct eng_model_config *cfg, const struct eng_model_w
 		return eng_error_set(err, ENG_E_NOMEM, "cuda", 0, "out of memory");
 	st->cfg = *cfg;
 	st->params = *params;
-	st->tile_rows = kn_attn_tile_rows(cfg->n_heads, cfg->n_kv_heads);
+	st->tile_rows = kn_attn_tc_tile_rows(cfg->n_heads, cfg->n_kv_heads, cfg->head_dim);
+	st->use_tc = st->tile_rows > 0;
+	if (!st->use_tc)
+		st->tile_rows = kn_attn_tile_rows(cfg->n_heads, cfg->n_kv_heads);
 	if ((rc = open_device(st, err)) || (rc = alloc_fixed(st, err)) ||
 	    (rc = w ? eng_cuda_weights_upload(&st->w, cfg, w, st->stream, err)
 		    : eng_cuda_weights_dummy(&st->w, cfg, seed, st->stream, err)) ||
@@ -313,6 +343,79 @@ const char *eng_cuda_device_name(const void *state)
 size_t eng_cuda_weight_bytes(const void *state)
 {
 	return ((const struct cuda_state *)state)->w.bytes;
+}
+
+/* ---------------------------------------------------------------- profile */
+
+static void prof_mark(struct cuda_state *st, int cat)
+{
+	struct prof *p = st->prof;
+
+	if (!p || p->n >= PROF_EVENTS || kn_event_record(p->ev[p->n], st->stream))
+		return;
+	p->cat[p->n++] = cat;
+}
+
+/* After a synchronized forward: event gaps into the per-class sums. */
+static void prof_collect(struct cuda_state *st)
+{
+	struct prof *p = st->prof;
+	float ms;
+
+	if (!p)
+		return;
+	for (int i = 1; i < p->n; i++)
+		if (p->cat[i] >= 0 && kn_event_elapsed_ms(p->ev[i - 1], p->ev[i], &ms) == 0)
+			p->ms[p->cat[i]] += ms;
+	p->n_fwd++;
+	p->n = 0;
+}
+
+static void prof_free(struct prof *p)
+{
+	if (!p)
+		return;
+	for (int i = 0; i < PROF_EVENTS; i++)
+		kn_event_destroy(p->ev[i]);
+	free(p);
+}
+
+int eng_cuda_profile(void *state, int on, struct eng_error *err)
+{
+	struct cuda_state *st = state;
+	int rc;
+
+	prof_free(st->prof);
+	st->prof = NULL;
+	if (!on)
+		return 0;
+	if (!(st->prof = calloc(1, sizeof(*st->prof))))
+		return eng_error_set(err, ENG_E_NOMEM, "cuda", 0, "out of memory");
+	for (int i = 0; i < PROF_EVENTS; i++)
+		if ((rc = kn_event_create(&st->prof->ev[i]))) {
+			prof_free(st->prof);
+			st->prof = NULL;
+			return eng_cuda_error(rc, err);
+		}
+	return 0;
+}
+
+void eng_cuda_profile_print(void *state, FILE *f)
+{
+	struct prof *p = ((struct cuda_state *)state)->prof;
+	double total = 0;
+
+	if (!p || !p->n_fwd)
+		return;
+	for (int c = 0; c < PROF_N; c++)
+		total += p->ms[c];
+	for (int c = 0; c < PROF_N; c++)
+		fprintf(f, "  %-26s %9.3f ms %5.1f%%\n", prof_names[c], p->ms[c] / p->n_fwd,
+			total > 0 ? 100 * p->ms[c] / total : 0.0);
+	fprintf(f, "  %-26s %9.3f ms (device time between ops, per forward)\n", "total",
+		total / p->n_fwd);
+	memset(p->ms, 0, sizeof(p->ms));
+	p->n_fwd = 0;
 }
 
 /* ---------------------------------------------------------------- metadata */
@@ -438,7 +541,8 @@ static int attention(struct cuda_state *st, const struct eng_batch *b, const str
 	};
 	int rc = 0, n_splits, split_len;
 
-	if (m->n_pre && (rc = kn_attn_prefill(&a, st->stream)))
+	if (m->n_pre && (rc = st->use_tc ? kn_attn_prefill_tc(&a, st->stream)
+					 : kn_attn_prefill(&a, st->stream)))
 		return rc;
 	if (!m->n_dec)
 		return 0;
@@ -448,6 +552,14 @@ static int attention(struct cuda_state *st, const struct eng_batch *b, const str
 	decode_splits(st, b, m->n_dec, &n_splits, &split_len);
 	return kn_attn_decode(&a, n_splits, split_len, st->partial, st->stream);
 }
+
+/* Runs call; on success marks the end of an op of class cat. */
+#define RUN_OP(cat, call)                          \
+	do {                                       \
+		if ((rc = (call)))                 \
+			return rc;                 \
+		prof_mark(st, cat);                \
+	} while (0)
 
 static int layer_forward(struct cuda_state *st, const struct eng_batch *b,
 			 const struct step_meta *m, int l)
@@ -461,20 +573,20 @@ static int layer_forward(struct cuda_state *st, const struct eng_batch *b,
 	float eps = (float)c->rms_eps;
 	int rc;
 
-	if ((rc = kn_add_rmsnorm(st->x, P ? st->proj : NULL, P ? P->bd : NULL, L->attn_norm,
-				 st->xb, NULL, T, H, eps, st->stream)) ||
-	    (rc = kn_gemm_bf16(st->gemm, st->qkv, 1, qkv_dim(c), st->xb, L->wqkv, T, qkv_dim(c), H)) ||
-	    (rc = kn_rope_qkv(st->qkv, L->bqkv, d + m->pos, d + m->slot, st->inv_freq, st->q,
-			      st->k_pool + layer, st->v_pool + layer, T, c->n_heads,
-			      c->n_kv_heads, c->head_dim, st->stream)) ||
-	    (rc = attention(st, b, m, l)) ||
-	    (rc = kn_gemm_bf16(st->gemm, st->proj, 1, H, st->att, L->wo, T, H, qd)) ||
-	    (rc = kn_add_rmsnorm(st->x, st->proj, L->bo, L->mlp_norm, st->xb, NULL, T, H, eps,
-				 st->stream)) ||
-	    (rc = kn_gemm_bf16(st->gemm, st->gu, 0, 2 * I, st->xb, L->wgu, T, 2 * I, H)) ||
-	    (rc = kn_silu_mul(st->act, st->gu, L->bgu, T, I, st->stream)) ||
-	    (rc = kn_gemm_bf16(st->gemm, st->proj, 1, H, st->act, L->wd, T, H, I)))
-		return rc;
+	RUN_OP(PROF_NORM, kn_add_rmsnorm(st->x, P ? st->proj : NULL, P ? P->bd : NULL,
+					 L->attn_norm, st->xb, NULL, T, H, eps, st->stream));
+	RUN_OP(PROF_QKV, kn_gemm_bf16(st->gemm, st->qkv, 1, qkv_dim(c), st->xb, L->wqkv, T,
+				      qkv_dim(c), H));
+	RUN_OP(PROF_ROPE, kn_rope_qkv(st->qkv, L->bqkv, d + m->pos, d + m->slot, st->inv_freq,
+				      st->q, st->k_pool + layer, st->v_pool + layer, T, c->n_heads,
+				      c->n_kv_heads, c->head_dim, st->stream));
+	RUN_OP(PROF_ATTN, attention(st, b, m, l));
+	RUN_OP(PROF_O, kn_gemm_bf16(st->gemm, st->proj, 1, H, st->att, L->wo, T, H, qd));
+	RUN_OP(PROF_NORM, kn_add_rmsnorm(st->x, st->proj, L->bo, L->mlp_norm, st->xb, NULL, T, H,
+					 eps, st->stream));
+	RUN_OP(PROF_GU, kn_gemm_bf16(st->gemm, st->gu, 0, 2 * I, st->xb, L->wgu, T, 2 * I, H));
+	RUN_OP(PROF_SILU, kn_silu_mul(st->act, st->gu, L->bgu, T, I, st->stream));
+	RUN_OP(PROF_DOWN, kn_gemm_bf16(st->gemm, st->proj, 1, H, st->act, L->wd, T, H, I));
 	return 0;
 }
 
@@ -557,18 +669,24 @@ int eng_cuda_forward(void *state, const struct eng_batch *b, int32_t *next,
 							c->n_kv_heads, c->head_dim, n_splits), err)))
 			return rc;
 	}
+	prof_mark(st, -1);
 	rc = kn_embed(st->x, st->w.embed, st->meta_d + m.tokens, m.T, c->hidden, c->vocab,
 		      st->stream);
+	prof_mark(st, PROF_EMBED);
 	for (l = 0; !rc && l < c->n_layers; l++)
 		rc = layer_forward(st, b, &m, l);
 	/* the last layer's MLP output joins the residual stream */
 	if (!rc)
 		rc = kn_add_rmsnorm(st->x, st->proj, st->w.layers[c->n_layers - 1].bd, NULL, NULL,
 				    NULL, m.T, c->hidden, (float)c->rms_eps, st->stream);
+	prof_mark(st, PROF_NORM);
 	if (!rc && m.n_sel)
 		rc = lm_head(st, b, &m, next);
+	prof_mark(st, PROF_HEAD);
 	if (!rc)
 		rc = kn_stream_sync(st->stream);
+	if (!rc)
+		prof_collect(st);
 	return rc ? eng_cuda_error(rc, err) : 0;
 }
 

@@ -21,5 +21,7 @@ tests_bench_cuda_LDADD = $(ENGINE_LIBS) -lm
 
 check-gpu: $(CUDA_TEST_PROGS)
 	$(MAKE) $(AM_MAKEFLAGS) check-TESTS TESTS='$(CUDA_TEST_PROGS)'
-.PHONY: check-gpu
+else
+check-gpu:
+	@echo "check-gpu: this build has no CUDA backend (configure found no CUDA)"
 endif

@@ -18,6 +18,7 @@
 #define TRAJBENCH_ENG_CUDA_BACKEND_H
 
 #include <stdint.h>
+#include <stdio.h>
 
 #include "engine/backend.h"
 
@@ -39,6 +40,13 @@ void eng_cuda_destroy(void *state);
  * host only for sequences whose logits pointer is set. */
 int eng_cuda_forward(void *state, const struct eng_batch *batch, int32_t *next,
 		     struct eng_error *err);
+
+/* Device time per op class: with on, every later forward records an event
+ * after each op (a little slower); eng_cuda_profile_print writes the mean
+ * milliseconds per forward of each class to f and starts over.  Returns 0,
+ * ENG_E_DEVICE, ENG_E_NOMEM. */
+int eng_cuda_profile(void *state, int on, struct eng_error *err);
+void eng_cuda_profile_print(void *state, FILE *f);
 
 /* The device's name ("NVIDIA H100 80GB HBM3"), and the bytes of the
  * weights held on it. */

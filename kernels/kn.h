@@ -132,6 +132,13 @@ int kn_attn_tile_rows(int n_heads, int n_kv);
 /* Prefill / extend: one pass over each tile's keys. */
 int kn_attn_prefill(const struct kn_attn_args *a, kn_stream s);
 
+/* Prefill / extend on the tensor cores: same arguments and result as
+ * kn_attn_prefill, tiles of up to kn_attn_tc_tile_rows() rows; that
+ * function returns 0 for shapes this kernel does not take (head_dim other
+ * than 16, 32, 64, 128; more than 64 heads per KV head). */
+int kn_attn_tc_tile_rows(int n_heads, int n_kv, int head_dim);
+int kn_attn_prefill_tc(const struct kn_attn_args *a, kn_stream s);
+
 /* Decode: split-K over the keys in n_splits pieces of split_len (a
  * multiple of 32), then a reduce.  partial holds
  * kn_attn_partial_floats(...) floats. */

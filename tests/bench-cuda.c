@@ -14,6 +14,8 @@
  * (one row of it is read).  Decode reads KV pages filled with random
  * values by the dummy loader, so no prefill is needed to time it.
  *
+ * Then the device time of each workload per op class.
+ *
  * Usage: bench-cuda [device]   Prints a table; exit 3 without a GPU.
  */
 #include <config.h>
@@ -179,6 +181,25 @@ static int time_steps(void *st, int batch, int ctx, int prefill, int n_steps, in
 	return rc ? 3 : 0;
 }
 
+/* Where the time of one workload goes, op class by op class. */
+static int profile(void *st, const char *what, int batch, int ctx, int prefill,
+		   int32_t *tables, int per)
+{
+	struct eng_error err;
+	double t;
+	int rc;
+
+	if (eng_cuda_profile(st, 1, &err)) {
+		fprintf(stderr, "bench-cuda: profile: %s\n", err.msg);
+		return 3;
+	}
+	rc = time_steps(st, batch, ctx, prefill, 3, tables, per, &t);
+	printf("%s:\n", what);
+	eng_cuda_profile_print(st, stdout);
+	eng_cuda_profile(st, 0, &err);
+	return rc;
+}
+
 static void row(const char *fig, double got_s, double ceil_s, const char *extra)
 {
 	printf("%-30s %10.3f ms %10.3f ms %7.1f%%  %s\n", fig, got_s * 1e3, ceil_s * 1e3,
@@ -235,9 +256,15 @@ static int run_model(int device, double bw, double rate)
 	snprintf(buf, sizeof(buf), "%.0f tok/s; %.1f TFLOP (attention %.1f)", 4096 / pf,
 		 flp / 1e12, 4096.0 * 4097 / 2 * s.attn_flops / 1e12);
 	row("prefill 4k prompt", pf, flp / rate, buf);
+	printf("\ndevice time per op class (events after every op, so a little slower):\n");
+	rc = profile(st, "decode b1, 1k context", 1, 1024, 0, tables, per);
+	if (!rc)
+		rc = profile(st, "decode b64, 2k context", 64, 2048, 0, tables, per);
+	if (!rc)
+		rc = profile(st, "prefill 4k prompt", 1, 4096, 1, tables, per);
 	eng_cuda_destroy(st);
 	free(tables);
-	return 0;
+	return rc;
 }
 
 int main(int argc, char **argv)

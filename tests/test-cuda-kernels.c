@@ -351,6 +351,7 @@ struct attn_case {
 	int nh, nkv, hd, ps, n_seqs;
 	int start[8], ntok[8];
 	int split_len;   /* 0: prefill kernel; else decode with this split */
+	int tc;          /* prefill on the tensor-core kernel */
 };
 
 struct attn_data {
@@ -362,7 +363,8 @@ struct attn_data {
 
 static void attn_build(const struct attn_case *c, struct attn_data *d)
 {
-	int n_pages = 5, s, i, tr = kn_attn_tile_rows(c->nh, c->nkv), row = 0, b = 0;
+	int n_pages = 5, s, i, row = 0, b = 0;
+	int tr = c->tc ? kn_attn_tc_tile_rows(c->nh, c->nkv, c->hd) : kn_attn_tile_rows(c->nh, c->nkv);
 	int32_t *perm;
 	size_t kd = (size_t)c->nkv * c->hd;
 
@@ -473,9 +475,9 @@ static int attn_run(const struct attn_case *c, const struct attn_data *d, float 
 		partial = dev(kn_attn_partial_floats(d->n_tiles, c->nh, c->nkv, c->hd, n_splits) * 4);
 		rc = kn_attn_decode(&a, n_splits, c->split_len, partial, NULL);
 	} else {
-		rc = kn_attn_prefill(&a, NULL);
+		rc = c->tc ? kn_attn_prefill_tc(&a, NULL) : kn_attn_prefill(&a, NULL);
 	}
-	rc = ran(rc, c->split_len ? "kn_attn_decode" : "kn_attn_prefill");
+	rc = ran(rc, c->split_len ? "kn_attn_decode" : c->tc ? "kn_attn_prefill_tc" : "kn_attn_prefill");
 	if (rc) {
 		uint16_t *o = malloc(qn * 2);
 
@@ -494,8 +496,11 @@ static int attn_run(const struct attn_case *c, const struct attn_data *d, float 
 static void test_attn(const struct attn_case *c, const char *what)
 {
 	struct attn_data d;
+	int max_pos = 0;
 
 	attn_build(c, &d);
+	for (int r = 0; r < d.T; r++)
+		max_pos = d.pos[r] > max_pos ? d.pos[r] : max_pos;
 	size_t qn = (size_t)d.T * c->nh * c->hd;
 	double *ref = malloc(qn * sizeof(double));
 	float *got = malloc(qn * sizeof(float));
@@ -504,7 +509,7 @@ static void test_attn(const struct attn_case *c, const char *what)
 	if (attn_run(c, &d, got))
 		tap_ok(rel_err(got, ref, qn) < 1e-2,
 		       "attention %s: heads %d/%d dim %d page %d, %d rows, ctx up to %d: %.2e", what,
-		       c->nh, c->nkv, c->hd, c->ps, d.T, d.pos[d.T - 1] + 1, rel_err(got, ref, qn));
+		       c->nh, c->nkv, c->hd, c->ps, d.T, max_pos + 1, rel_err(got, ref, qn));
 	free(ref);
 	free(got);
 	attn_free(&d);
@@ -514,20 +519,29 @@ static void test_attention(void)
 {
 	static const struct attn_case cases[] = {
 		/* prefill / extend: fresh prompts, cached prefixes, mid-page starts */
-		{ 4, 2, 16, 16, 3, { 0, 20, 5 }, { 37, 13, 2 }, 0 },
-		{ 28, 4, 128, 16, 3, { 3000, 0, 15 }, { 37, 50, 2 }, 0 },
-		{ 8, 8, 64, 7, 2, { 100, 0 }, { 65, 33 }, 0 },
-		{ 14, 2, 128, 5, 2, { 1, 0 }, { 1, 9 }, 0 },
-		{ 32, 1, 8, 3, 1, { 11 }, { 40 }, 0 },
+		{ 4, 2, 16, 16, 3, { 0, 20, 5 }, { 37, 13, 2 }, 0, 0 },
+		{ 28, 4, 128, 16, 3, { 3000, 0, 15 }, { 37, 50, 2 }, 0, 0 },
+		{ 8, 8, 64, 7, 2, { 100, 0 }, { 65, 33 }, 0, 0 },
+		{ 14, 2, 128, 5, 2, { 1, 0 }, { 1, 9 }, 0, 0 },
+		{ 32, 1, 8, 3, 1, { 11 }, { 40 }, 0, 0 },
+		{ 4, 4, 32, 16, 2, { 200, 0 }, { 130, 64 }, 0, 0 },
+		{ 64, 1, 64, 16, 1, { 70 }, { 3 }, 0, 0 },
 		/* decode: one token per sequence, split-K */
-		{ 28, 4, 128, 16, 6, { 0, 16, 32, 999, 4096, 63 }, { 1, 1, 1, 1, 1, 1 }, 64 },
-		{ 28, 4, 128, 16, 4, { 5, 300, 2047, 1 }, { 1, 1, 1, 1 }, 128 },
-		{ 4, 2, 16, 7, 3, { 70, 3, 200 }, { 1, 1, 1 }, 4096 },
-		{ 8, 1, 256, 16, 2, { 500, 77 }, { 1, 1 }, 96 },
+		{ 28, 4, 128, 16, 6, { 0, 16, 32, 999, 4096, 63 }, { 1, 1, 1, 1, 1, 1 }, 64, 0 },
+		{ 28, 4, 128, 16, 4, { 5, 300, 2047, 1 }, { 1, 1, 1, 1 }, 128, 0 },
+		{ 4, 2, 16, 7, 3, { 70, 3, 200 }, { 1, 1, 1 }, 4096, 0 },
+		{ 8, 1, 256, 16, 2, { 500, 77 }, { 1, 1 }, 96, 0 },
 	};
 
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
-		test_attn(&cases[i], cases[i].split_len ? "decode" : "prefill");
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct attn_case c = cases[i];
+
+		if (c.split_len || kn_attn_tile_rows(c.nh, c.nkv))
+			test_attn(&c, c.split_len ? "decode" : "prefill, cuda cores");
+		c.tc = 1;
+		if (!c.split_len && kn_attn_tc_tile_rows(c.nh, c.nkv, c.hd))
+			test_attn(&c, "prefill, tensor cores");
+	}
 }
 
 /* ---------------------------------------------------------------- LM head ops */

@@ -71,6 +71,7 @@ struct cuda_state {
 	int n_sm, lm_tile;
 	int tile_rows;      /* rows per prefill attention tile */
 	int use_tc;         /* prefill attention on the tensor-core kernel */
+	int use_tc_decode;  /* decode attention likewise */
 	kn_stream stream;
 	struct kn_gemm *gemm;
 	float *inv_freq;             /* (head_dim / 2) */
@@ -324,6 +325,7 @@ int eng_cuda_create(const struct eng_model_config *cfg, const struct eng_model_w
 	st->use_tc = st->tile_rows > 0;
 	if (!st->use_tc)
 		st->tile_rows = kn_attn_tile_rows(cfg->n_heads, cfg->n_kv_heads);
+	st->use_tc_decode = kn_attn_decode_tc_ok(cfg->n_heads, cfg->n_kv_heads, cfg->head_dim);
 	if ((rc = open_device(st, err)) || (rc = alloc_fixed(st, err)) ||
 	    (rc = w ? eng_cuda_weights_upload(&st->w, cfg, w, st->stream, err)
 		    : eng_cuda_weights_dummy(&st->w, cfg, seed, st->stream, err)) ||
@@ -550,7 +552,8 @@ static int attention(struct cuda_state *st, const struct eng_batch *b, const str
 	a.tile_n = d + m->dec_n;
 	a.n_tiles = m->n_dec;
 	decode_splits(st, b, m->n_dec, &n_splits, &split_len);
-	return kn_attn_decode(&a, n_splits, split_len, st->partial, st->stream);
+	return st->use_tc_decode ? kn_attn_decode_tc(&a, n_splits, split_len, st->partial, st->stream)
+				 : kn_attn_decode(&a, n_splits, split_len, st->partial, st->stream);
 }
 
 /* Runs call; on success marks the end of an op of class cat. */

@@ -20,12 +20,12 @@
  * fast (prefill attention is a small share of a 7B model's FLOPs below
  * 8k tokens).  Needs head_dim % 8 == 0 (16-byte page reads), <= 256.
  */
-#include "kernels/kn_check.cuh"
+#include "kernels/kn_attn.cuh"
 
 #define KT 32       /* keys per shared-memory tile */
 #define NWARP 4
 #define RPW 8       /* query rows per warp */
-#define QROWS (NWARP * RPW)
+#define QROWS (NWARP * RPW)   /* == KN_ATTN_PARTIAL_ROWS */
 
 struct attn_params {
 	struct kn_attn_args a;
@@ -316,6 +316,19 @@ static int launch_attn_reduce(const struct attn_params &P, cudaStream_t s)
 	attn_reduce_kernel<<<P.a.n_tiles * P.a.n_kv, 256, 0, s>>>(P);
 	KN_LAUNCHED();
 	return 0;
+}
+
+int kn_attn_reduce_splits(const struct kn_attn_args *a, int group, int n_splits,
+			  const float *partial, cudaStream_t s)
+{
+	struct attn_params P;
+
+	P.a = *a;
+	P.group = group;
+	P.n_splits = n_splits;
+	P.split_len = 0;
+	P.partial = (float *)partial;
+	return launch_attn_reduce(P, s);
 }
 
 extern "C" int kn_attn_tile_rows(int n_heads, int n_kv)

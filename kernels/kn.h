@@ -146,6 +146,13 @@ size_t kn_attn_partial_floats(int n_tiles, int n_heads, int n_kv, int head_dim, 
 int kn_attn_decode(const struct kn_attn_args *a, int n_splits, int split_len, float *partial,
 		   kn_stream s);
 
+/* Decode on the tensor cores: same arguments and result as
+ * kn_attn_decode (tiles of one row), for the shapes kn_attn_decode_tc_ok
+ * accepts (head_dim 16, 32, 64, 128; at most 16 heads per KV head). */
+int kn_attn_decode_tc_ok(int n_heads, int n_kv, int head_dim);
+int kn_attn_decode_tc(const struct kn_attn_args *a, int n_splits, int split_len,
+		      float *partial, kn_stream s);
+
 /* out (n_rows) = argmax of each row of logits (n_rows, vocab) fp32; the
  * first index on ties, as eng_argmax. */
 int kn_argmax(int32_t *out, const float *logits, int n_rows, int vocab, kn_stream s);

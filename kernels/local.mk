@@ -13,7 +13,7 @@ kernels_libkernels_a_SOURCES = \
 	kernels/kn.h kernels/kn_check.cuh \
 	kernels/runtime.cu kernels/gemm.cu \
 	kernels/embed.cu kernels/rmsnorm.cu kernels/rope_qkv.cu kernels/silu_mul.cu \
-	kernels/attention.cu kernels/attn_prefill_tc.cu kernels/argmax.cu kernels/logprob.cu kernels/fill_random.cu
+	kernels/kn_attn.cuh kernels/attention.cu kernels/attn_prefill_tc.cu kernels/attn_decode_tc.cu kernels/argmax.cu kernels/logprob.cu kernels/fill_random.cu
 CLEANFILES += kernels/*.d
 KERNELS_LIBS = kernels/libkernels.a $(CUDA_LIBS)
 else

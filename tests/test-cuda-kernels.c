@@ -351,7 +351,7 @@ struct attn_case {
 	int nh, nkv, hd, ps, n_seqs;
 	int start[8], ntok[8];
 	int split_len;   /* 0: prefill kernel; else decode with this split */
-	int tc;          /* prefill on the tensor-core kernel */
+	int tc;          /* on the tensor-core kernel */
 };
 
 struct attn_data {
@@ -473,11 +473,12 @@ static int attn_run(const struct attn_case *c, const struct attn_data *d, float 
 	if (c->split_len) {
 		n_splits = (max_ctx + c->split_len - 1) / c->split_len;
 		partial = dev(kn_attn_partial_floats(d->n_tiles, c->nh, c->nkv, c->hd, n_splits) * 4);
-		rc = kn_attn_decode(&a, n_splits, c->split_len, partial, NULL);
+		rc = c->tc ? kn_attn_decode_tc(&a, n_splits, c->split_len, partial, NULL)
+			   : kn_attn_decode(&a, n_splits, c->split_len, partial, NULL);
 	} else {
 		rc = c->tc ? kn_attn_prefill_tc(&a, NULL) : kn_attn_prefill(&a, NULL);
 	}
-	rc = ran(rc, c->split_len ? "kn_attn_decode" : c->tc ? "kn_attn_prefill_tc" : "kn_attn_prefill");
+	rc = ran(rc, "attention kernel");
 	if (rc) {
 		uint16_t *o = malloc(qn * 2);
 
@@ -531,16 +532,20 @@ static void test_attention(void)
 		{ 28, 4, 128, 16, 4, { 5, 300, 2047, 1 }, { 1, 1, 1, 1 }, 128, 0 },
 		{ 4, 2, 16, 7, 3, { 70, 3, 200 }, { 1, 1, 1 }, 4096, 0 },
 		{ 8, 1, 256, 16, 2, { 500, 77 }, { 1, 1 }, 96, 0 },
+		{ 16, 1, 64, 16, 3, { 9000, 40, 130 }, { 1, 1, 1 }, 1024, 0 },
+		{ 8, 8, 32, 7, 2, { 3, 64 }, { 1, 1 }, 32, 0 },
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		struct attn_case c = cases[i];
 
 		if (c.split_len || kn_attn_tile_rows(c.nh, c.nkv))
-			test_attn(&c, c.split_len ? "decode" : "prefill, cuda cores");
+			test_attn(&c, c.split_len ? "decode, cuda cores" : "prefill, cuda cores");
 		c.tc = 1;
 		if (!c.split_len && kn_attn_tc_tile_rows(c.nh, c.nkv, c.hd))
 			test_attn(&c, "prefill, tensor cores");
+		if (c.split_len && kn_attn_decode_tc_ok(c.nh, c.nkv, c.hd))
+			test_attn(&c, "decode, tensor cores");
 	}
 }
 

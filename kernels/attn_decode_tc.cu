@@ -1,0 +1,198 @@
+/*
+ * attn_decode_tc.cu: paged GQA attention of single-token rows (decode) on
+ * the tensor cores, split-K over the keys.
+ *
+ * A block takes one token, one KV head and one split of its keys; the
+ * token's group of query heads (at most 16) are the rows of one m16n8k16
+ * A operand, held by all four warps.  Keys go through shared memory 64 at
+ * a time, all 128 threads loading, and warp w takes keys 16w .. 16w + 15
+ * of each tile with its own online softmax; at the end the four warps'
+ * states are merged through shared memory into the output (one split) or
+ * a partial that kn_attn_reduce_splits combines.  Decode is bound by the
+ * bytes of the KV pages: the tensor cores only keep the arithmetic off the
+ * critical path, which the fp32 kernel of attention.cu could not.
+ *
+ * Takes head_dim 16, 32, 64, 128 and at most 16 query heads per KV head.
+ */
+#include "kernels/kn_attn.cuh"
+
+#define DEC_ROWS 16
+
+/* Scores, softmax and P V of the warp's 16 keys of the tile at k0. */
+template <int HD>
+static __device__ __forceinline__ void dec_tile(const uint32_t qf[HD / 16][4], const uint16_t *Ks,
+						const uint16_t *Vs, int k0, int ke, int pos_lo,
+						int pos_hi, float scale, float *m, float *l,
+						float o[HD / 8][4])
+{
+	const int LD = HD + 8;
+	int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+	int kw = 16 * warp;
+	float s[2][4];
+
+#pragma unroll
+	for (int nt = 0; nt < 2; nt++) {
+		s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+#pragma unroll
+		for (int ks = 0; ks < HD / 16; ks++) {
+			const uint16_t *kp = Ks + (kw + nt * 8 + g) * LD + ks * 16 + 2 * t;
+
+			mma16816(s[nt], qf[ks], ld32(kp), ld32(kp + 8));
+		}
+	}
+	float al = tc_softmax<2>(s, 0, pos_lo, k0 + kw, ke, t, scale, m[0], l[0]);
+	float ah = tc_softmax<2>(s, 2, pos_hi, k0 + kw, ke, t, scale, m[1], l[1]);
+	uint32_t pa[4] = { pack_bf16(s[0][0], s[0][1]), pack_bf16(s[0][2], s[0][3]),
+			   pack_bf16(s[1][0], s[1][1]), pack_bf16(s[1][2], s[1][3]) };
+	const uint16_t *v0 = Vs + (kw + 2 * t) * LD + g;
+
+#pragma unroll
+	for (int nt = 0; nt < HD / 8; nt++) {
+		const uint16_t *v = v0 + nt * 8;
+
+		o[nt][0] *= al;
+		o[nt][1] *= al;
+		o[nt][2] *= ah;
+		o[nt][3] *= ah;
+		mma16816(o[nt], pa, pack_u16(v[0], v[LD]), pack_u16(v[8 * LD], v[9 * LD]));
+	}
+}
+
+/* The four warps' (m, l, o) into shared memory: O (4, 16, HD), ML (4, 16, 2). */
+template <int HD>
+static __device__ void dec_spill(float *O, float *ML, const float *m, const float *l,
+				 const float o[HD / 8][4])
+{
+	int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+	float *lo = O + (warp * DEC_ROWS + g) * HD + 2 * t, *hi = lo + 8 * HD;
+	float l0 = l[0], l1 = l[1];
+
+	l0 += __shfl_xor_sync(0xffffffffu, l0, 1);
+	l0 += __shfl_xor_sync(0xffffffffu, l0, 2);
+	l1 += __shfl_xor_sync(0xffffffffu, l1, 1);
+	l1 += __shfl_xor_sync(0xffffffffu, l1, 2);
+#pragma unroll
+	for (int nt = 0; nt < HD / 8; nt++) {
+		lo[nt * 8] = o[nt][0];
+		lo[nt * 8 + 1] = o[nt][1];
+		hi[nt * 8] = o[nt][2];
+		hi[nt * 8 + 1] = o[nt][3];
+	}
+	if (t == 0) {
+		ML[(warp * DEC_ROWS + g) * 2] = m[0];
+		ML[(warp * DEC_ROWS + g) * 2 + 1] = l0;
+		ML[(warp * DEC_ROWS + g + 8) * 2] = m[1];
+		ML[(warp * DEC_ROWS + g + 8) * 2 + 1] = l1;
+	}
+}
+
+template <int HD>
+static __global__ void __launch_bounds__(TC_WARPS * 32)
+	attn_dec_tc_kernel(const struct kn_attn_args a, int G, int n_splits, int split_len,
+			   float *partial)
+{
+	extern __shared__ __align__(16) uint16_t dec_smem[];
+	uint16_t *Ks = dec_smem, *Vs = dec_smem + TC_KT * (HD + 8);
+	int tile = blockIdx.x, kvh = blockIdx.y, sp = blockIdx.z, lane = threadIdx.x & 31;
+	int g = lane >> 2, t = lane & 3, row0 = a.tile_row0[tile], nq = a.tile_n[tile] * G;
+	int ctx = a.pos[row0 + a.tile_n[tile] - 1] + 1;
+	int kb = sp * split_len, ke = min(ctx, kb + split_len);
+	int pos_lo = g < nq ? a.pos[row0 + g / G] : -1;
+	int pos_hi = g + 8 < nq ? a.pos[row0 + (g + 8) / G] : -1;
+	const int32_t *bt = a.block_tables + a.bt_off[row0];
+	float m[2] = { -INFINITY, -INFINITY }, l[2] = { 0.0f, 0.0f }, o[HD / 8][4];
+	uint32_t qf[HD / 16][4];
+
+	tc_load_q<HD>(a, G, row0, nq, kvh, g, g, t, qf);
+#pragma unroll
+	for (int nt = 0; nt < HD / 8; nt++)
+		o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.0f;
+	for (int k0 = kb; k0 < ke; k0 += TC_KT) {
+		__syncthreads();
+		tc_load_kv<HD>(a, bt, kvh, k0, ke, Ks, Vs);
+		__syncthreads();
+		dec_tile<HD>(qf, Ks, Vs, k0, ke, pos_lo, pos_hi, 1.0f / sqrtf((float)HD), m, l, o);
+	}
+	__syncthreads();
+	float *O = (float *)dec_smem, *ML = O + TC_WARPS * DEC_ROWS * HD;
+
+	dec_spill<HD>(O, ML, m, l, o);
+	__syncthreads();
+	for (int idx = threadIdx.x; idx < nq * HD; idx += blockDim.x) {
+		int r = idx / HD, d = idx - r * HD;
+		float M = -INFINITY, L = 0.0f, acc = 0.0f;
+
+		for (int w = 0; w < TC_WARPS; w++)
+			M = fmaxf(M, ML[(w * DEC_ROWS + r) * 2]);
+		for (int w = 0; w < TC_WARPS; w++) {
+			float mw = ML[(w * DEC_ROWS + r) * 2];
+
+			if (mw == -INFINITY)
+				continue;
+			float e = expf(mw - M);
+
+			L += ML[(w * DEC_ROWS + r) * 2 + 1] * e;
+			acc += O[(w * DEC_ROWS + r) * HD + d] * e;
+		}
+		if (n_splits == 1) {
+			a.out[(size_t)(row0 + r / G) * a.n_heads * HD + (size_t)(kvh * G + r % G) * HD + d] =
+				kn_f2bf(L > 0.0f ? acc / L : 0.0f);
+		} else {
+			float *pp = partial + (((size_t)(tile * a.n_kv + kvh) * n_splits + sp) *
+					       KN_ATTN_PARTIAL_ROWS + r) * (HD + 2);
+
+			if (d == 0) {
+				pp[0] = M;
+				pp[1] = L;
+			}
+			pp[2 + d] = acc;
+		}
+	}
+}
+
+template <int HD>
+static int launch_dec_tc(const struct kn_attn_args *a, int n_splits, int split_len,
+			 float *partial, cudaStream_t s)
+{
+	size_t kv = 2 * (size_t)TC_KT * (HD + 8) * sizeof(uint16_t);
+	size_t merge = sizeof(float) * TC_WARPS * DEC_ROWS * (HD + 2);
+	size_t smem = kv > merge ? kv : merge;
+	dim3 grid(a->n_tiles, a->n_kv, n_splits);
+
+	if (smem > 48 * 1024)
+		KN_CHECK(cudaFuncSetAttribute(attn_dec_tc_kernel<HD>,
+					      cudaFuncAttributeMaxDynamicSharedMemorySize,
+					      (int)smem));
+	attn_dec_tc_kernel<HD><<<grid, TC_WARPS * 32, smem, s>>>(*a, a->n_heads / a->n_kv,
+								 n_splits, split_len, partial);
+	KN_LAUNCHED();
+	return n_splits == 1 ? 0 : kn_attn_reduce_splits(a, a->n_heads / a->n_kv, n_splits,
+							 partial, s);
+}
+
+extern "C" int kn_attn_decode_tc_ok(int n_heads, int n_kv, int head_dim)
+{
+	return (head_dim == 16 || head_dim == 32 || head_dim == 64 || head_dim == 128) &&
+	       n_kv >= 1 && n_heads >= n_kv && n_heads % n_kv == 0 && n_heads / n_kv <= DEC_ROWS;
+}
+
+extern "C" int kn_attn_decode_tc(const struct kn_attn_args *a, int n_splits, int split_len,
+				 float *partial, kn_stream s)
+{
+	KN_REQUIRE(a && a->out && a->q && a->k_cache && a->v_cache && a->block_tables);
+	KN_REQUIRE(a->pos && a->bt_off && a->tile_row0 && a->tile_n);
+	KN_REQUIRE(a->n_tiles >= 1 && a->page_size >= 1 && a->n_kv <= 65535);
+	KN_REQUIRE(kn_attn_decode_tc_ok(a->n_heads, a->n_kv, a->head_dim));
+	KN_REQUIRE(n_splits >= 1 && n_splits <= 65535 && split_len >= 32 && split_len % 32 == 0);
+	KN_REQUIRE(n_splits == 1 || partial);
+	switch (a->head_dim) {
+	case 16:
+		return launch_dec_tc<16>(a, n_splits, split_len, partial, s);
+	case 32:
+		return launch_dec_tc<32>(a, n_splits, split_len, partial, s);
+	case 64:
+		return launch_dec_tc<64>(a, n_splits, split_len, partial, s);
+	default:
+		return launch_dec_tc<128>(a, n_splits, split_len, partial, s);
+	}
+}

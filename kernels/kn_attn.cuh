@@ -1,0 +1,144 @@
+/*
+ * kn_attn.cuh: what the tensor-core attention kernels share: the
+ * m16n8k16 bf16 mma and its operand packing, K/V tile loads from the
+ * paged cache into shared memory, query fragments, the masked online
+ * softmax on accumulator fragments, and the reduce of split-K partials
+ * (defined in attention.cu).
+ *
+ * Fragment layouts (PTX ISA, m16n8k16): lane (g = lane / 4, t = lane % 4)
+ * holds rows g and g + 8 of A and C, columns 2t, 2t + 1 (and + 8 for A);
+ * B columns n = g, rows 2t, 2t + 1 (and + 8).  Partials of split-K are
+ * (n_tiles, n_kv, n_splits, KN_ATTN_PARTIAL_ROWS, head_dim + 2) fp32:
+ * running max, sum, unnormalized output.
+ */
+#ifndef TRAJBENCH_KN_ATTN_CUH
+#define TRAJBENCH_KN_ATTN_CUH
+
+#include "kernels/kn_check.cuh"
+
+#define KN_ATTN_PARTIAL_ROWS 32
+
+/* Combines the n_splits partials of every (tile, kv head) into bf16 out. */
+int kn_attn_reduce_splits(const struct kn_attn_args *a, int group, int n_splits,
+			  const float *partial, cudaStream_t s);
+
+#define TC_WARPS 4
+#define TC_ROWS (TC_WARPS * 16)
+#define TC_KT 64
+
+static __device__ __forceinline__ uint32_t ld32(const uint16_t *p)
+{
+	return *(const uint32_t *)p;
+}
+
+static __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi)
+{
+	__nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+
+	return *(uint32_t *)&v;
+}
+
+static __device__ __forceinline__ uint32_t pack_u16(uint16_t lo, uint16_t hi)
+{
+	return (uint32_t)lo | ((uint32_t)hi << 16);
+}
+
+static __device__ __forceinline__ void mma16816(float *d, const uint32_t *a, uint32_t b0,
+						uint32_t b1)
+{
+	asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+		     "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+		     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+		     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+/* Keys [k0, k0 + TC_KT) of KV head kvh into Ks, Vs (TC_KT, HD + 8) bf16. */
+template <int HD>
+static __device__ void tc_load_kv(const struct kn_attn_args &a, const int32_t *bt, int kvh,
+				  int k0, int ke, uint16_t *Ks, uint16_t *Vs)
+{
+	const int LD = HD + 8, CH = HD / 8, PER = TC_KT * CH / (TC_WARPS * 32);
+	uint4 kr[PER], vr[PER];
+
+#pragma unroll
+	for (int c = 0; c < PER; c++) {
+		int idx = threadIdx.x + c * TC_WARPS * 32, j = idx / CH, key = k0 + j;
+
+		kr[c] = vr[c] = make_uint4(0, 0, 0, 0);
+		if (key < ke) {
+			size_t slot = (size_t)bt[key / a.page_size] * a.page_size + key % a.page_size;
+			size_t off = (slot * a.n_kv + kvh) * HD + (idx - j * CH) * 8;
+
+			kr[c] = *(const uint4 *)(a.k_cache + off);
+			vr[c] = *(const uint4 *)(a.v_cache + off);
+		}
+	}
+#pragma unroll
+	for (int c = 0; c < PER; c++) {
+		int idx = threadIdx.x + c * TC_WARPS * 32, j = idx / CH, d = (idx - j * CH) * 8;
+
+		*(uint4 *)(Ks + j * LD + d) = kr[c];
+		*(uint4 *)(Vs + j * LD + d) = vr[c];
+	}
+}
+
+/* The rows' query fragments (zeros for rows past the tile). */
+template <int HD>
+static __device__ void tc_load_q(const struct kn_attn_args &a, int G, int row0, int nq, int kvh,
+				 int r_lo, int g, int t, uint32_t qf[HD / 16][4])
+{
+	int qd = a.n_heads * HD, r_hi = r_lo + 8;
+	const uint16_t *ql = a.q + (size_t)(row0 + r_lo / G) * qd + (size_t)(kvh * G + r_lo % G) * HD;
+	const uint16_t *qh = a.q + (size_t)(row0 + r_hi / G) * qd + (size_t)(kvh * G + r_hi % G) * HD;
+
+	(void)g;
+#pragma unroll
+	for (int ks = 0; ks < HD / 16; ks++) {
+		int c = ks * 16 + 2 * t;
+
+		qf[ks][0] = r_lo < nq ? ld32(ql + c) : 0u;
+		qf[ks][1] = r_hi < nq ? ld32(qh + c) : 0u;
+		qf[ks][2] = r_lo < nq ? ld32(ql + c + 8) : 0u;
+		qf[ks][3] = r_hi < nq ? ld32(qh + c + 8) : 0u;
+	}
+}
+
+/* Masked online-softmax update of one row half (lo: e = 0, hi: e = 2) over
+ * NT score tiles of 8 keys from key k0; turns s into probabilities, returns
+ * the rescale factor of the row. */
+template <int NT>
+static __device__ __forceinline__ float tc_softmax(float s[NT][4], int e, int pos, int k0,
+						   int ke, int t, float scale, float &m, float &l)
+{
+	float mx = -INFINITY, sum = 0.0f;
+
+#pragma unroll
+	for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+		for (int c = 0; c < 2; c++) {
+			int key = k0 + nt * 8 + 2 * t + c;
+			bool ok = key < ke && key <= pos;
+
+			s[nt][e + c] = ok ? s[nt][e + c] * scale : -INFINITY;
+			mx = fmaxf(mx, s[nt][e + c]);
+		}
+	mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+	mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+	float mn = fmaxf(m, mx);
+	float alpha = mn == -INFINITY ? 1.0f : expf(m - mn);
+
+#pragma unroll
+	for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+		for (int c = 0; c < 2; c++) {
+			float p = s[nt][e + c] == -INFINITY ? 0.0f : expf(s[nt][e + c] - mn);
+
+			s[nt][e + c] = p;
+			sum += p;
+		}
+	m = mn;
+	l = l * alpha + sum;
+	return alpha;
+}
+
+#endif

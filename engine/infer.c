@@ -13,6 +13,9 @@
 #include "engine/model.h"
 #include "engine/step.h"
 #include "engine/tokenizer.h"
+#ifdef HAVE_CUDA
+#include "kernels/kn.h"
+#endif
 
 #include <math.h>
 #include <stdio.h>
@@ -40,6 +43,13 @@ void eng_infer_default_params(struct eng_infer_params *p)
 	p->page_size = 16;
 	p->chunked_prefill_size = 8192;
 	p->policy = ENG_SCHED_POLICY_FCFS;
+	p->load_format = "auto";
+	p->mem_fraction_static = 0.85;
+}
+
+static bool is_dummy(const struct eng_infer_params *p)
+{
+	return p->load_format && !strcmp(p->load_format, "dummy");
 }
 
 static double wall_s(void)
@@ -85,9 +95,9 @@ static int open_text_side(struct eng_infer *e, struct eng_error *err)
 	return eng_chat_new(e->tok, kind, &e->chat, err);
 }
 
-/* The KV pool: max_total_tokens when given, else room for four full
- * contexts capped at 1 GiB of fp32 K and V. */
-static int64_t pool_tokens(const struct eng_infer *e, const struct eng_model_config *cfg)
+/* The KV pool on the CPU: max_total_tokens when given, else room for four
+ * full contexts capped at 1 GiB of fp32 K and V. */
+static int64_t cpu_pool_tokens(const struct eng_infer *e, const struct eng_model_config *cfg)
 {
 	int64_t per_token = 2LL * cfg->n_layers * cfg->n_kv_heads * cfg->head_dim * 4;
 	int64_t n = 4LL * e->sp.max_context;
@@ -99,16 +109,90 @@ static int64_t pool_tokens(const struct eng_infer *e, const struct eng_model_con
 	return n;
 }
 
+#ifdef HAVE_CUDA
+/* Parameters of the model in bf16 on the GPU. */
+static int64_t gpu_weight_bytes(const struct eng_model_config *c)
+{
+	int64_t q = (int64_t)c->n_heads * c->head_dim, kv = (int64_t)c->n_kv_heads * c->head_dim;
+	int64_t layer = c->hidden * (q + 2 * kv) + q * c->hidden + 3LL * c->hidden * c->intermediate;
+
+	return 2 * ((int64_t)c->vocab * c->hidden * (c->tie_embeddings ? 1 : 2) +
+		    (int64_t)c->n_layers * layer);
+}
+
+/* The KV pool on the GPU, as SGLang sizes it: mem_fraction_static of the
+ * device's memory holds the weights and the pool; what is left holds the
+ * activations (4 GiB kept free for them at least). */
+static int gpu_pool_tokens(const struct eng_infer *e, const struct eng_model_config *cfg,
+			   int64_t *out, struct eng_error *err)
+{
+	int64_t per_token = 2LL * cfg->n_layers * cfg->n_kv_heads * cfg->head_dim * 2;
+	int64_t w = gpu_weight_bytes(cfg), budget, room;
+	size_t free_b = 0, total_b = 0;
+
+	if (e->p.max_total_tokens > 0) {
+		*out = e->p.max_total_tokens;
+		return 0;
+	}
+	if (kn_set_device(0) != 0 || kn_mem_info(&free_b, &total_b) != 0)
+		return eng_error_set(err, ENG_E_DEVICE, NULL, 0, "no CUDA device");
+	budget = (int64_t)((double)total_b * e->p.mem_fraction_static) - w;
+	room = (int64_t)free_b - w - (4LL << 30);
+	if (room < budget)
+		budget = room;
+	if (budget < per_token * e->sp.page_size)
+		return eng_error_set(err, ENG_E_DEVICE, NULL, 0,
+				     "no GPU memory left for the KV cache after %.1f GiB of weights",
+				     (double)w / (1 << 30));
+	*out = budget / per_token;
+	return 0;
+}
+
+static void describe_gpu(char *buf, size_t n)
+{
+	char name[256] = "unknown GPU";
+	int n_sm = 0;
+	size_t mem = 0;
+
+	kn_device_info(0, name, sizeof(name), &n_sm, &mem);
+	snprintf(buf, n, "cuda: %s, %d SMs, %.1f GiB", name, n_sm, (double)mem / (1 << 30));
+}
+#endif
+
+/* The backend for the device, and the KV pool size in tokens. */
+static int pick_backend(struct eng_infer *e, const struct eng_backend_ops **ops,
+			int64_t *pool, struct eng_error *err)
+{
+	const struct eng_model_config *cfg = eng_model_config(e->model);
+
+	if (!strcmp(e->p.device, "cpu") && !is_dummy(&e->p)) {
+		*ops = &eng_backend_cpu_ops;
+		*pool = cpu_pool_tokens(e, cfg);
+		return 0;
+	}
+	if (!strcmp(e->p.device, "cpu"))
+		return eng_error_set(err, ENG_E_INVALID, NULL, 0,
+				     "--load-format dummy needs --device cuda");
+#ifdef HAVE_CUDA
+	if (!strcmp(e->p.device, "cuda")) {
+		*ops = is_dummy(&e->p) ? &eng_backend_cuda_dummy_ops : &eng_backend_cuda_ops;
+		describe_gpu(e->device, sizeof(e->device));
+		return gpu_pool_tokens(e, cfg, pool, err);
+	}
+#endif
+	return eng_error_set(err, ENG_E_DEVICE, NULL, 0,
+			     "device %s is not available in this build", e->p.device);
+}
+
 static int open_compute_side(struct eng_infer *e, struct eng_error *err)
 {
 	const struct eng_model_config *cfg = eng_model_config(e->model);
 	struct eng_backend_params bp = eng_backend_default_params();
+	const struct eng_backend_ops *ops;
 	int32_t stop[ENG_MAX_EOS + 1];
+	int64_t pool;
 	int n_stop = 0, rc;
 
-	if (strcmp(e->p.device, "cpu") != 0)
-		return eng_error_set(err, ENG_E_DEVICE, NULL, 0,
-				     "device %s is not available in this build", e->p.device);
 	eng_sched_default_params(&e->sp);
 	e->sp.page_size = e->p.page_size;
 	e->sp.chunked_prefill_size = e->p.chunked_prefill_size;
@@ -117,11 +201,16 @@ static int open_compute_side(struct eng_infer *e, struct eng_error *err)
 	e->sp.disable_radix_cache = e->p.disable_radix_cache;
 	e->sp.max_context = e->p.context_length > 0 && e->p.context_length < cfg->max_positions
 			    ? e->p.context_length : cfg->max_positions;
-	e->sp.n_pages = (int32_t)((pool_tokens(e, cfg) + e->sp.page_size - 1) / e->sp.page_size);
+	rc = pick_backend(e, &ops, &pool, err);
+	if (rc != 0)
+		return rc;
+	if (pool / e->sp.page_size > INT32_MAX)
+		pool = (int64_t)INT32_MAX * e->sp.page_size;
+	e->sp.n_pages = (int32_t)((pool + e->sp.page_size - 1) / e->sp.page_size);
 	bp.n_threads = e->p.n_threads;
 	bp.page_size = e->sp.page_size;
 	bp.n_pages = e->sp.n_pages;
-	rc = eng_backend_create(&eng_backend_cpu_ops, e->model, &bp, &e->be, err);
+	rc = eng_backend_create(ops, e->model, &bp, &e->be, err);
 	if (rc == 0)
 		rc = eng_stepper_create(e->be, cfg->vocab, &e->stepper, err);
 	for (int i = 0; i < cfg->n_eos; i++)
@@ -130,7 +219,7 @@ static int open_compute_side(struct eng_infer *e, struct eng_error *err)
 	if (rc == 0)
 		rc = eng_runner_create(&e->sp, stop, n_stop, eng_stepper_step, e->stepper,
 				       &e->runner, err);
-	if (rc == 0)
+	if (rc == 0 && ops == &eng_backend_cpu_ops)
 		describe_cpu(e->device, sizeof(e->device), eng_backend_params(e->be)->n_threads);
 	return rc;
 }
@@ -146,7 +235,8 @@ int eng_infer_open(const struct eng_infer_params *p, struct eng_infer **out,
 	if (!e)
 		return eng_error_set(err, ENG_E_NOMEM, NULL, 0, "out of memory");
 	e->p = *p;
-	rc = eng_model_load(p->model_dir, &e->model, err);
+	rc = is_dummy(p) ? eng_model_load_config(p->model_dir, &e->model, err)
+			 : eng_model_load(p->model_dir, &e->model, err);
 	if (rc == 0)
 		rc = open_text_side(e, err);
 	if (rc == 0)
@@ -185,8 +275,9 @@ double eng_infer_load_time(const struct eng_infer *e)
 
 json_t *eng_infer_settings(const struct eng_infer *e)
 {
-	return json_pack("{s:s,s:i,s:i,s:I,s:i,s:i,s:i,s:s,s:b,s:b,s:s,s:s}",
-			 "device", e->p.device,
+	return json_pack("{s:s,s:s,s:f,s:i,s:i,s:I,s:i,s:i,s:i,s:s,s:b,s:b,s:s,s:s}",
+			 "device", e->p.device, "load_format", e->p.load_format,
+			 "mem_fraction_static", e->p.mem_fraction_static,
 			 "page_size", e->sp.page_size,
 			 "n_pages", e->sp.n_pages,
 			 "max_total_tokens", (json_int_t)e->sp.n_pages * e->sp.page_size,
@@ -205,6 +296,7 @@ struct eng_chat *eng_infer_chat_(struct eng_infer *e);
 struct eng_tokenizer *eng_infer_tokenizer_(struct eng_infer *e);
 const char *eng_infer_model_dir_(const struct eng_infer *e);
 const char *eng_infer_device_(const struct eng_infer *e);
+const char *eng_infer_backend_(const struct eng_infer *e);
 
 struct eng_chat *eng_infer_chat_(struct eng_infer *e)
 {
@@ -224,4 +316,9 @@ const char *eng_infer_model_dir_(const struct eng_infer *e)
 const char *eng_infer_device_(const struct eng_infer *e)
 {
 	return e->device;
+}
+
+const char *eng_infer_backend_(const struct eng_infer *e)
+{
+	return e->p.device;
 }

@@ -38,6 +38,11 @@ struct eng_infer_params {
 	int32_t context_length;       /* 0: the model's max_position_embeddings */
 	enum eng_sched_policy policy;
 	bool disable_radix_cache;
+	const char *load_format;      /* "auto": the weight files; "dummy": random
+				       * weights of the config's shape, made on
+				       * the GPU (cuda only) */
+	double mem_fraction_static;   /* cuda: share of GPU memory for weights and
+				       * KV pool when max_total_tokens is 0 */
 };
 
 void eng_infer_default_params(struct eng_infer_params *p);

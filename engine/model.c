@@ -239,6 +239,30 @@ int eng_model_load(const char *dir, struct eng_model **out, struct eng_error *er
 	return 0;
 }
 
+int eng_model_load_config(const char *dir, struct eng_model **out, struct eng_error *err)
+{
+	struct eng_model *m = calloc(1, sizeof(*m));
+	int rc;
+
+	*out = NULL;
+	eng_error_clear(err);
+	if (!m || !(m->dir = strdup(dir))) {
+		free(m);
+		return eng_error_set(err, ENG_E_NOMEM, dir, 0, "out of memory");
+	}
+	if ((rc = eng_config_load(dir, &m->cfg, err)) != 0) {
+		eng_model_free(m);
+		return rc;
+	}
+	m->w.layers = calloc((size_t)m->cfg.n_layers, sizeof(*m->w.layers));
+	if (!m->w.layers) {
+		eng_model_free(m);
+		return eng_error_set(err, ENG_E_NOMEM, dir, 0, "out of memory");
+	}
+	*out = m;
+	return 0;
+}
+
 void eng_model_free(struct eng_model *m)
 {
 	int i;

@@ -55,6 +55,12 @@ struct eng_model;
  * the key or tensor at fault. */
 int eng_model_load(const char *dir, struct eng_model **out, struct eng_error *err);
 
+/* Loads dir's config.json (and generation_config.json) only: the weight
+ * views stay empty (data NULL), for backends that make random weights of
+ * the config's shape themselves (--load-format dummy).  The CPU backend
+ * cannot run such a model. */
+int eng_model_load_config(const char *dir, struct eng_model **out, struct eng_error *err);
+
 /* Unmaps and frees.  NULL is allowed. */
 void eng_model_free(struct eng_model *m);
 

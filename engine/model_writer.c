@@ -745,7 +745,7 @@ static int write_all_files(const char *tmp, const struct eng_mw_params *p,
 	rc = write_config(tmp, p, vocab, &ids, err);
 	if (rc == 0)
 		rc = write_generation_config(tmp, &ids, err);
-	if (rc == 0)
+	if (rc == 0 && !p->no_weights)
 		rc = write_weights(p, tmp, vocab, st, err);
 	return rc;
 }

@@ -56,6 +56,9 @@ struct eng_mw_params {
 	int n_train_text;
 	int tokenizer_vocab;        /* BPE size incl. 256 byte tokens, before specials */
 	bool force;                 /* replace an existing output directory */
+	bool no_weights;            /* config and tokenizer only: for engines that
+				     * make their own random weights of the
+				     * config's shape (--load-format dummy) */
 	/* Called now and then while weights are written (may be NULL). */
 	void (*progress)(void *ud, long long bytes_done, long long bytes_total);
 	void *progress_ud;

@@ -22,6 +22,7 @@ struct eng_chat *eng_infer_chat_(struct eng_infer *e);
 struct eng_tokenizer *eng_infer_tokenizer_(struct eng_infer *e);
 const char *eng_infer_model_dir_(const struct eng_infer *e);
 const char *eng_infer_device_(const struct eng_infer *e);
+const char *eng_infer_backend_(const struct eng_infer *e);
 
 /* Warmup requests: synthetic one-turn conversations, not reported. */
 #define WARMUP_PROMPT 64
@@ -342,7 +343,7 @@ static json_t *run_record(struct eng_run *r)
 	json_t *rec = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:f,s:f,s:f,s:i,s:i,s:i,s:f,s:o,s:s}",
 			 "type", "run", "run", r->run_name, "mode", r->mode,
 			 "model", eng_infer_model_dir_(r->e), "device", eng_infer_device_(r->e),
-			 "backend", "cpu", "model_load_time", eng_infer_load_time(r->e),
+			 "backend", eng_infer_backend_(r->e), "model_load_time", eng_infer_load_time(r->e),
 			 "start_time_unix", r->start_unix,
 			 "duration", eng_session_elapsed(r->sess),
 			 "batch_size", sp->batch_size, "num_conversations", (int)r->n_conversations,

@@ -33,6 +33,7 @@ enum {
 	OPT_MODE, OPT_RUN, OPT_BATCH_SIZE, OPT_MAX_CONCURRENCY, OPT_REQUEST_RATE, OPT_ENV_SCALE,
 	OPT_OUTPUT_LEN, OPT_REPLAY_OUTPUT, OPT_TEMPERATURE, OPT_TOP_K, OPT_TOP_P, OPT_SEED,
 	OPT_OUTPUT_DETAILS, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_KEEP_CACHE, OPT_WARMUP,
+	OPT_LOAD_FORMAT, OPT_MEM_FRACTION,
 };
 
 static const struct option long_options[] = {
@@ -53,6 +54,8 @@ static const struct option long_options[] = {
 	{"context-length", required_argument, NULL, OPT_CONTEXT_LENGTH},
 	{"schedule-policy", required_argument, NULL, OPT_POLICY},
 	{"disable-radix-cache", no_argument, NULL, OPT_NO_RADIX},
+	{"load-format", required_argument, NULL, OPT_LOAD_FORMAT},
+	{"mem-fraction-static", required_argument, NULL, OPT_MEM_FRACTION},
 	{"serve", no_argument, NULL, OPT_SERVE},
 	{"socket", required_argument, NULL, OPT_SOCKET},
 	{"connect", required_argument, NULL, OPT_CONNECT},
@@ -116,6 +119,10 @@ static void usage(void)
 	      "      --context-length=N        context limit (default: the model's)\n"
 	      "      --schedule-policy=P       fcfs or lpm (longest prefix match)\n"
 	      "      --disable-radix-cache     no prefix caching (ablation)\n"
+	      "      --load-format=auto|dummy  dummy: random weights of the config's shape,\n"
+	      "                                made on the GPU (no weight files read)\n"
+	      "      --mem-fraction-static=F   cuda: share of GPU memory for weights and KV\n"
+	      "                                cache (default 0.85)\n"
 	      "\n"
 	      "Run:\n"
 	      "      --mode=MODE               replay: turns in order per conversation\n"
@@ -212,6 +219,17 @@ static int engine_option(int c, const char *arg, struct opts *o)
 		e->policy = strcmp(arg, "lpm") ? ENG_SCHED_POLICY_FCFS : ENG_SCHED_POLICY_LPM;
 		return 0;
 	case OPT_NO_RADIX: e->disable_radix_cache = true; return 0;
+	case OPT_LOAD_FORMAT:
+		if (strcmp(arg, "auto") && strcmp(arg, "dummy")) return -1;
+		e->load_format = arg;
+		return 0;
+	case OPT_MEM_FRACTION: {
+		double d;
+
+		if (nd_parse_double(arg, 0.01, 1.0, &d)) return -1;
+		e->mem_fraction_static = d;
+		return 0;
+	}
 	}
 	return 1;
 }

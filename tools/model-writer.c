@@ -26,12 +26,13 @@ enum {
 	OPT_PRESET = 256, OPT_ARCH, OPT_HIDDEN, OPT_INTER, OPT_LAYERS, OPT_HEADS, OPT_KV_HEADS,
 	OPT_HEAD_DIM, OPT_VOCAB, OPT_MAX_POS, OPT_ROPE_THETA, OPT_RMS_EPS, OPT_TIE, OPT_NO_TIE,
 	OPT_ATTN_BIAS, OPT_ROPE_SCALING, OPT_DTYPE, OPT_SEED, OPT_SHARD, OPT_TOKENIZER,
-	OPT_TRAIN_TEXT, OPT_TOK_VOCAB, OPT_PROGRESS,
+	OPT_TRAIN_TEXT, OPT_TOK_VOCAB, OPT_PROGRESS, OPT_NO_WEIGHTS,
 };
 
 static const struct option long_opts[] = {
 	{ "output", required_argument, NULL, 'o' },
 	{ "force", no_argument, NULL, 'f' },
+	{ "no-weights", no_argument, NULL, OPT_NO_WEIGHTS },
 	{ "preset", required_argument, NULL, OPT_PRESET },
 	{ "arch", required_argument, NULL, OPT_ARCH },
 	{ "hidden-size", required_argument, NULL, OPT_HIDDEN },
@@ -67,6 +68,8 @@ static void usage(void)
 	       "Write a deterministic random-weight model in Hugging Face layout into DIR.\n\n"
 	       "  -o, --output DIR            the model directory to create\n"
 	       "  -f, --force                 replace DIR if it exists (plain files only)\n"
+	       "      --no-weights            config and tokenizer only, for engines that make\n"
+	       "                              random weights themselves (--load-format dummy)\n"
 	       "      --preset NAME           tiny (default), tiny-llama, qwen2.5-7b, llama3-8b\n"
 	       "      --arch qwen2|llama      architecture\n"
 	       "      --hidden-size N         --intermediate-size N   --num-layers N\n"
@@ -213,6 +216,7 @@ static int apply_opt(struct cli *c, int opt, const char *arg)
 	case OPT_NO_TIE: p->tie_word_embeddings = false; return 0;
 	case OPT_ATTN_BIAS: p->attention_bias = true; return 0;
 	case OPT_PROGRESS: c->progress = true; return 0;
+	case OPT_NO_WEIGHTS: p->no_weights = true; return 0;
 	case OPT_TOKENIZER: p->tokenizer_dir = arg; return 0;
 	case OPT_TRAIN_TEXT: c->texts[c->n_texts++] = arg; return 0;
 	case OPT_ARCH: case OPT_ROPE_SCALING: case OPT_DTYPE: return apply_choice(c, opt, arg);

@@ -3,6 +3,7 @@
 ##   make report [TRAJECTORIES=...] [AGENT_CONFIG=...] [NUM_PROMPTS=N]
 ##               [MODEL=DIR] [DEVICE=cpu|cuda] [BATCH_SIZES="1 2 4 8 16"]
 ##               [ENV_TIME_SCALE=0] [OUT=out/study] [WORKER_ARGS=...]
+##               [SYNTHETIC=N [SYNTHETIC_SEED=S] [SYNTHETIC_ARGS=...]]
 ##
 ## extract -> render -> worker start -> one run per batch size -> stats ->
 ## report -> worker stop.  Every step is a file under $(OUT), so make
@@ -10,7 +11,18 @@
 ## model stays loaded) and run one after another even under make -j: two
 ## runs at once would share the batch and measure each other.
 
-TRAJECTORIES ?= $(srcdir)/samples/trajectories.jsonl
+## SYNTHETIC=N: study N trajectories from samples/gen-trajectories
+## (seed SYNTHETIC_SEED, extra flags SYNTHETIC_ARGS) as TRAJECTORIES (unless
+## TRAJECTORIES is given too).
+## Their prompts are capped at SYNTHETIC_TOKEN_LIMIT tokens (counted at 4
+## bytes a token; R2E-Gym's token_limit): 32768 as in R2E-Gym, 1500 for
+## the tiny demo model, whose 4096-token context and small vocabulary
+## (about 2.3 bytes a token) hold no more.
+SYNTHETIC ?=
+SYNTHETIC_SEED ?= 0
+SYNTHETIC_ARGS ?=
+SYNTHETIC_TOKEN_LIMIT ?= $(if $(filter out/models/tiny,$(MODEL)),1500,32768)
+TRAJECTORIES ?= $(if $(strip $(SYNTHETIC)),$(OUT)/synthetic.jsonl,$(srcdir)/samples/trajectories.jsonl)
 AGENT_CONFIG ?= $(srcdir)/samples/agent.yaml
 NUM_PROMPTS ?= 0
 MODEL ?= out/models/tiny
@@ -27,6 +39,11 @@ STUDY_RUNS = $(foreach b,$(BATCH_SIZES),$(OUT)/runs/bs-$(b).jsonl)
 
 report: $(OUT)/REPORT.md
 .PHONY: report study-clean
+
+$(OUT)/synthetic.jsonl: samples/gen-trajectories$(EXEEXT)
+	@$(MKDIR_P) $(OUT)
+	$(AM_V_GEN)samples/gen-trajectories --num $(SYNTHETIC) --seed $(SYNTHETIC_SEED) \
+		--max-token-limit $(SYNTHETIC_TOKEN_LIMIT) $(SYNTHETIC_ARGS) >$@.tmp && mv $@.tmp $@
 
 $(OUT)/trajectories.jsonl: $(TRAJECTORIES) tools/traj-extract$(EXEEXT)
 	@$(MKDIR_P) $(OUT)

@@ -18,7 +18,7 @@ static const char *record_id(const json_t *record, long line, char *buf, size_t 
 }
 
 /* The messages of record as eng_chat_msg, pointing into the JSON. */
-static int read_messages(const json_t *record, const char *id, long line,
+static int read_messages(const json_t *record, const char *who, long line,
 			 struct eng_chat_msg **out, size_t *n, struct eng_error *err)
 {
 	const json_t *msgs = json_object_get(record, "messages");
@@ -28,7 +28,7 @@ static int read_messages(const json_t *record, const char *id, long line,
 
 	if (!json_is_array(msgs) || json_array_size(msgs) == 0)
 		return eng_error_set(err, ENG_E_FORMAT, NULL, line,
-				     "conversation %s: \"messages\" must be a non-empty array", id);
+				     "%s\"messages\" must be a non-empty array", who);
 	m = calloc(json_array_size(msgs), sizeof(*m));
 	if (!m)
 		return eng_error_set(err, ENG_E_NOMEM, NULL, line, "out of memory");
@@ -39,8 +39,8 @@ static int read_messages(const json_t *record, const char *id, long line,
 		if (!json_is_string(role) || !json_is_string(content)) {
 			free(m);
 			return eng_error_set(err, ENG_E_FORMAT, NULL, line,
-					     "conversation %s: message %zu needs string \"role\" and \"content\"",
-					     id, i);
+					     "%smessage %zu needs string \"role\" and \"content\"",
+					     who, i);
 		}
 		m[i].role = json_string_value(role);
 		m[i].content = json_string_value(content);
@@ -68,7 +68,7 @@ static int build_request(struct eng_chat *chat, const json_t *record, const stru
 
 	if (max_tokens <= 0)
 		return eng_error_set(err, ENG_E_FORMAT, NULL, c->line,
-				     "request %s: \"max_tokens\" must be a positive integer", c->id);
+				     "\"max_tokens\" must be a positive integer");
 	rc = eng_chat_render(chat, m, n, true, ids, err);
 	if (rc != 0)
 		return rc;
@@ -123,6 +123,7 @@ int eng_conv_from_json(struct eng_chat *chat, const json_t *record, long line,
 {
 	char buf[32];
 	const char *id = record_id(record, line, buf, sizeof(buf));
+	char who[300] = "";
 	const json_t *type = json_object_get(record, "type");
 	struct eng_chat_msg *m = NULL;
 	struct eng_ids ids = { 0 };
@@ -131,9 +132,13 @@ int eng_conv_from_json(struct eng_chat *chat, const json_t *record, long line,
 	int rc;
 
 	*out = NULL;
+	/* Diagnostics name the file and line already; the id only helps when
+	 * the record has one. */
+	if (json_is_string(json_object_get(record, "id")))
+		snprintf(who, sizeof(who), "conversation %.256s: ", id);
 	if (type && !(json_is_string(type) && strcmp(json_string_value(type), "conversation") == 0))
 		return eng_error_set(err, ENG_E_FORMAT, NULL, line,
-				     "record %s: expected a conversation record or a chat request", id);
+				     "%sexpected a conversation record or a chat request", who);
 	if (eng_chat_kind(chat) == ENG_CHAT_QWEN3)
 		return eng_error_set(err, ENG_E_UNSUPPORTED, NULL, line,
 				     "the qwen3 template drops earlier reasoning, so turns share no prefix; use chatml");
@@ -144,7 +149,7 @@ int eng_conv_from_json(struct eng_chat *chat, const json_t *record, long line,
 	}
 	c->line = line;
 	c->conv.user = c;
-	rc = read_messages(record, c->id, line, &m, &n, err);
+	rc = read_messages(record, who, line, &m, &n, err);
 	if (rc == 0)
 		rc = type ? build_turns(chat, record, m, n, c, &ids, err)
 			  : build_request(chat, record, m, n, c, &ids, err);

@@ -28,14 +28,59 @@ void nd_infer_default_opts(struct nd_infer_opts *o)
 	o->progress = isatty(STDERR_FILENO);
 }
 
-/* Input: the files in turn, as one stream. */
+/* Input: the files in turn, as one stream.  The engine numbers lines
+ * across the stream, since a diagnostic can come after its file was
+ * closed (a turn fails long after its conversation was read); file i holds
+ * stream lines (ends[i - 1], ends[i]]. */
 struct source {
 	char **files;
 	int n_files, next_file;
 	struct nd_reader *r;
-	const char *name;   /* of the line last read */
+	const char **names;   /* (n_opened) as given, or "<stdin>" */
+	long *ends;           /* (n_opened) last stream line of each file */
+	int n_opened;
 	bool failed;
 };
+
+static int source_init(struct source *s, char **files, int n_files)
+{
+	int n = n_files ? n_files : 1;
+
+	memset(s, 0, sizeof(*s));
+	s->files = files;
+	s->n_files = n_files;
+	s->names = calloc((size_t)n, sizeof(*s->names));
+	s->ends = calloc((size_t)n, sizeof(*s->ends));
+	return s->names && s->ends ? 0 : -1;
+}
+
+static void source_free(struct source *s)
+{
+	nd_reader_close(s->r);
+	free(s->names);
+	free(s->ends);
+}
+
+/* Opens the next file; false when there is none. */
+static bool source_open_next(struct source *s)
+{
+	const char *path;
+
+	while (s->next_file < (s->n_files ? s->n_files : 1)) {
+		path = s->n_files ? s->files[s->next_file] : "-";
+		s->next_file++;
+		s->r = nd_reader_open(path);
+		if (s->r) {
+			s->names[s->n_opened] = s->n_files && strcmp(path, "-") ? path : "<stdin>";
+			s->ends[s->n_opened] = s->n_opened ? s->ends[s->n_opened - 1] : 0;
+			s->n_opened++;
+			return true;
+		}
+		nd_error("%s: %s", path, strerror(errno));
+		s->failed = true;
+	}
+	return false;
+}
 
 static int source_next(void *ctx, char **line, size_t *len, long *lineno)
 {
@@ -44,23 +89,11 @@ static int source_next(void *ctx, char **line, size_t *len, long *lineno)
 	for (;;) {
 		int rc;
 
-		if (!s->r) {
-			const char *path = s->n_files ? s->files[s->next_file] : "-";
-
-			if (s->next_file >= (s->n_files ? s->n_files : 1))
-				return 0;
-			s->next_file++;
-			s->r = nd_reader_open(path);
-			if (!s->r) {
-				nd_error("%s: %s", path, strerror(errno));
-				s->failed = true;
-				continue;
-			}
-		}
+		if (!s->r && !source_open_next(s))
+			return 0;
 		rc = nd_reader_next(s->r, line, len);
 		if (rc == 1) {
-			s->name = nd_reader_name(s->r);
-			*lineno = nd_reader_lineno(s->r);
+			*lineno = ++s->ends[s->n_opened - 1];
 			return 1;
 		}
 		if (rc < 0) {
@@ -82,10 +115,13 @@ static void diag_stderr(void *ctx, long line, const char *msg)
 {
 	struct source *s = ctx;
 
-	if (line > 0 && s->name)
-		nd_error_at(s->name, line, "%s", msg);
-	else
-		nd_error("%s", msg);
+	for (int i = 0; line > 0 && i < s->n_opened; i++) {
+		if (line <= s->ends[i]) {
+			nd_error_at(s->names[i], line - (i ? s->ends[i - 1] : 0), "%s", msg);
+			return;
+		}
+	}
+	nd_error("%s", msg);
 }
 
 static int open_engine(const struct nd_infer_opts *o, struct eng_infer **e)
@@ -124,20 +160,28 @@ static void progress(struct eng_infer *e, double t0, bool final)
 
 int nd_infer_run_local(const struct nd_infer_opts *o, char **files, int n_files)
 {
-	struct source src = { .files = files, .n_files = n_files };
+	struct source src;
 	struct eng_run_io io = { source_next, emit_stdout, diag_stderr, &src };
 	struct eng_infer *e;
 	struct eng_run *run;
 	struct eng_error err;
 	double t0 = mono_s(), last = 0;
 	long bad;
-	int rc = open_engine(o, &e);
+	int rc;
 
-	if (rc != 0)
+	if (source_init(&src, files, n_files) != 0) {
+		nd_error("out of memory");
+		return ND_EXIT_USAGE;
+	}
+	rc = open_engine(o, &e);
+	if (rc != 0) {
+		source_free(&src);
 		return rc;
+	}
 	if (eng_run_start(e, &o->run, &io, &run, &err) != 0) {
 		nd_error("%s", err.msg);
 		eng_infer_close(e);
+		source_free(&src);
 		return ND_EXIT_USAGE;
 	}
 	while (!eng_run_done(run)) {
@@ -151,7 +195,7 @@ int nd_infer_run_local(const struct nd_infer_opts *o, char **files, int n_files)
 		progress(e, t0, true);
 	bad = eng_run_finish(run);
 	eng_infer_close(e);
-	nd_reader_close(src.r);
+	source_free(&src);
 	if (src.failed)
 		return ND_EXIT_USAGE;
 	return bad > 0 ? ND_EXIT_BAD_INPUT : ND_EXIT_OK;

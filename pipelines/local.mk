@@ -17,3 +17,6 @@ clean-demo:
 include pipelines/bench-tokenizer.mk
 include pipelines/bench-extract.mk
 include pipelines/study.mk
+
+TESTS += tests/study-e2e.test
+EXTRA_DIST += tests/study-e2e.test

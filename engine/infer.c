@@ -188,9 +188,9 @@ static int open_compute_side(struct eng_infer *e, struct eng_error *err)
 {
 	const struct eng_model_config *cfg = eng_model_config(e->model);
 	struct eng_backend_params bp = eng_backend_default_params();
-	const struct eng_backend_ops *ops;
+	const struct eng_backend_ops *ops = NULL;
 	int32_t stop[ENG_MAX_EOS + 1];
-	int64_t pool;
+	int64_t pool = 0;
 	int n_stop = 0, rc;
 
 	eng_sched_default_params(&e->sp);

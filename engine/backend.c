@@ -17,7 +17,7 @@ struct eng_backend {
 
 struct eng_backend_params eng_backend_default_params(void)
 {
-	struct eng_backend_params p = { 0, 16, 256, 0 };
+	struct eng_backend_params p = { 0, 16, 256, 0, 64, 0 };
 
 	return p;
 }
@@ -35,10 +35,12 @@ int eng_backend_create(const struct eng_backend_ops *ops, const struct eng_model
 	be->ops = ops;
 	be->model = model;
 	be->params = params ? *params : eng_backend_default_params();
-	if (be->params.page_size < 1 || be->params.n_pages < 1 || be->params.n_threads < 0) {
+	if (be->params.page_size < 1 || be->params.n_pages < 1 || be->params.n_threads < 0 ||
+	    be->params.cuda_graph_max_bs < 0) {
 		free(be);
 		return eng_error_set(err, ENG_E_INVALID, ops->name, 0,
-				     "page_size and n_pages must be positive, n_threads >= 0");
+				     "page_size and n_pages must be positive, n_threads and "
+				     "cuda_graph_max_bs >= 0");
 	}
 	rc = ops->create(model, &be->params, &be->state, err);
 	if (rc) {
@@ -124,6 +126,22 @@ int eng_backend_forward(struct eng_backend *be, const struct eng_batch *batch,
 	if (rc || batch->n_seqs == 0)
 		return rc;
 	return be->ops->forward(be->state, batch, err);
+}
+
+int eng_backend_forward_next(struct eng_backend *be, const struct eng_batch *batch,
+			     const uint8_t *want, int32_t *next, struct eng_error *err)
+{
+	int rc = eng_batch_check(eng_model_config(be->model), &be->params, batch, err);
+
+	if (rc)
+		return rc;
+	if (!want || !next)
+		return eng_error_set(err, ENG_E_INVALID, "batch", 0, "want and next are required");
+	for (int s = 0; s < batch->n_seqs; s++)
+		next[s] = -1;
+	if (batch->n_seqs == 0)
+		return 0;
+	return be->ops->forward_next(be->state, batch, want, next, err);
 }
 
 const char *eng_backend_name(const struct eng_backend *be)

@@ -8,7 +8,9 @@
  * [0, start_pos + n_tokens), in order, page_size tokens per page).  The
  * forward pass writes the chunk's K/V into those pages, attends to the
  * cached prefix plus the chunk (causally), and returns the last token's
- * logits and/or the log-probs of given target tokens.
+ * logits, its greedy token (the argmax of those logits, picked where the
+ * logits are, so that they need not travel) and/or the log-probs of given
+ * target tokens.
  *
  * Contract on pages: positions [0, start_pos) must already hold K/V
  * computed by earlier forwards (possibly of another sequence, when a prefix
@@ -35,9 +37,17 @@ struct eng_backend_params {
 	int page_size;   /* tokens per KV page */
 	int n_pages;     /* pages in the pool */
 	int device;      /* GPU ordinal, for device backends */
+	/* CUDA graphs (device backends that have them): decode-only batches
+	 * (every sequence one new token, no targets) of up to
+	 * cuda_graph_max_bs sequences replay a forward captured per batch-size
+	 * bucket; larger batches, and all of them when disable_cuda_graph is
+	 * set, run op by op.  Same results either way, up to rounding. */
+	int cuda_graph_max_bs;
+	int disable_cuda_graph;
 };
 
-/* n_threads 0, page_size 16, n_pages 256, device 0. */
+/* n_threads 0, page_size 16, n_pages 256, device 0, cuda_graph_max_bs 64,
+ * CUDA graphs on. */
 struct eng_backend_params eng_backend_default_params(void);
 
 struct eng_seq_input {
@@ -66,6 +76,10 @@ struct eng_backend_ops {
 	void (*destroy)(void *state);
 	/* The batch is already checked by eng_backend_forward. */
 	int (*forward)(void *state, const struct eng_batch *batch, struct eng_error *err);
+	/* forward, plus next[s] = the argmax of sequence s's last-token logits
+	 * for every s with want[s], -1 for the others (eng_backend_forward_next). */
+	int (*forward_next)(void *state, const struct eng_batch *batch, const uint8_t *want,
+			    int32_t *next, struct eng_error *err);
 	/* Bytes of the KV page pool. */
 	size_t (*kv_bytes)(const void *state);
 };
@@ -95,6 +109,14 @@ void eng_backend_free(struct eng_backend *be);
  * context or the block table), or the backend's error. */
 int eng_backend_forward(struct eng_backend *be, const struct eng_batch *batch,
 			struct eng_error *err);
+
+/* eng_backend_forward, plus greedy tokens: for every sequence s with
+ * want[s] != 0, next[s] (n_seqs) is the argmax of its last token's logits
+ * (the lowest index on ties, as eng_argmax), picked where the logits are
+ * (on the device for a GPU backend), so a sequence that wants only its
+ * token needs no logits buffer; next[s] is -1 where want[s] is 0. */
+int eng_backend_forward_next(struct eng_backend *be, const struct eng_batch *batch,
+			     const uint8_t *want, int32_t *next, struct eng_error *err);
 
 const char *eng_backend_name(const struct eng_backend *be);
 /* The parameters in force, defaults resolved. */

@@ -28,6 +28,7 @@
 #include "engine/cpu_ops.h"
 #include "engine/cpu_pool.h"
 #include "engine/kv_cpu.h"
+#include "engine/sampler.h"
 
 #define LM_TILE 16
 
@@ -301,10 +302,14 @@ static void layer_forward(struct cpu_state *st, const struct eng_batch *b,
 /* ---------------------------------------------------------------- LM head */
 
 /* Row r of the tile: logits out; writes what sequence s asked for. */
-static void emit_row(const struct eng_seq_input *q, int i, const float *logits, int vocab)
+static void emit_row(const struct eng_seq_input *q, int i, const float *logits, int vocab,
+		     int32_t *next)
 {
+	if (next && i == q->n_tokens - 1)
+		*next = eng_argmax(logits, vocab);
 	if (q->logits && i == q->n_tokens - 1)
 		memcpy(q->logits, logits, (size_t)vocab * sizeof(float));
+
 	if (q->logprobs) {
 		float mx = -INFINITY;
 		double sum = 0;
@@ -319,7 +324,9 @@ static void emit_row(const struct eng_seq_input *q, int i, const float *logits, 
 	}
 }
 
-static void lm_head(struct cpu_state *st, const struct eng_batch *b, int T)
+/* Rows whose logits, log-probs or greedy token (want, next) are asked for. */
+static void lm_head(struct cpu_state *st, const struct eng_batch *b, int T, const uint8_t *want,
+		    int32_t *next)
 {
 	const struct eng_model_config *c = st->cfg;
 	int rows[LM_TILE], n = 0, r, k;
@@ -329,7 +336,8 @@ static void lm_head(struct cpu_state *st, const struct eng_batch *b, int T)
 			const struct eng_seq_input *q = &b->seqs[st->row_seq[r]];
 			int i = st->row_pos[r] - q->start_pos;
 
-			if (!q->logprobs && !(q->logits && i == q->n_tokens - 1))
+			if (!q->logprobs &&
+			    !((q->logits || (want && want[st->row_seq[r]])) && i == q->n_tokens - 1))
 				continue;
 			rows[n++] = r;
 		}
@@ -342,10 +350,12 @@ static void lm_head(struct cpu_state *st, const struct eng_batch *b, int T)
 		eng_cpu_matmul(st->pool, st->mm_scratch, st->head_out, st->head_x, n,
 			       &st->w->lm_head, NULL);
 		for (k = 0; k < n; k++) {
-			const struct eng_seq_input *q = &b->seqs[st->row_seq[rows[k]]];
+			int sq = st->row_seq[rows[k]];
+			const struct eng_seq_input *q = &b->seqs[sq];
 
 			emit_row(q, st->row_pos[rows[k]] - q->start_pos,
-				 st->head_out + (size_t)k * c->vocab, c->vocab);
+				 st->head_out + (size_t)k * c->vocab, c->vocab,
+				 want && want[sq] ? &next[sq] : NULL);
 		}
 		n = 0;
 	}
@@ -353,7 +363,8 @@ static void lm_head(struct cpu_state *st, const struct eng_batch *b, int T)
 
 /* ---------------------------------------------------------------- forward */
 
-static int cpu_forward(void *state, const struct eng_batch *b, struct eng_error *err)
+static int cpu_forward_next(void *state, const struct eng_batch *b, const uint8_t *want,
+			    int32_t *next, struct eng_error *err)
 {
 	struct cpu_state *st = state;
 	const struct eng_model_config *c = st->cfg;
@@ -385,9 +396,14 @@ static int cpu_forward(void *state, const struct eng_batch *b, struct eng_error 
 	}
 	for (l = 0; l < c->n_layers; l++)
 		layer_forward(st, b, seq_row0, l, T);
-	lm_head(st, b, T);
+	lm_head(st, b, T, want, next);
 	free(seq_row0);
 	return 0;
+}
+
+static int cpu_forward(void *state, const struct eng_batch *b, struct eng_error *err)
+{
+	return cpu_forward_next(state, b, NULL, NULL, err);
 }
 
 static size_t cpu_kv_bytes(const void *state)
@@ -400,5 +416,6 @@ const struct eng_backend_ops eng_backend_cpu_ops = {
 	.create = cpu_create,
 	.destroy = cpu_destroy,
 	.forward = cpu_forward,
+	.forward_next = cpu_forward_next,
 	.kv_bytes = cpu_kv_bytes,
 };

@@ -40,6 +40,7 @@
 /* The per-step int32 metadata, as offsets into one block. */
 struct step_meta {
 	int T, n_sel, n_pre, n_dec, n_bt;
+	int argmax;   /* some sequence wants its greedy token */
 	size_t tokens, pos, slot, bt_off, sel_rows, sel_target, pre_row0, pre_n, dec_row0,
 		dec_n, bt, total;
 };
@@ -422,9 +423,17 @@ void eng_cuda_profile_print(void *state, FILE *f)
 
 /* ---------------------------------------------------------------- metadata */
 
-/* Sizes the metadata of batch b; greedy: every last row is selected. */
-static void meta_plan(const struct cuda_state *st, const struct eng_batch *b, int greedy,
-		      struct step_meta *m)
+/* Whether sequence s wants its greedy token: want[s], or every sequence
+ * when want is NULL and all is set. */
+static int wants_token(const uint8_t *want, int all, int s)
+{
+	return want ? want[s] != 0 : all;
+}
+
+/* Sizes the metadata of batch b; the last row of every sequence that
+ * wants logits or its greedy token is selected for the LM head. */
+static void meta_plan(const struct cuda_state *st, const struct eng_batch *b,
+		      const uint8_t *want, int all, struct step_meta *m)
 {
 	int s, ps = st->params.page_size;
 	size_t o = 0;
@@ -441,8 +450,9 @@ static void meta_plan(const struct cuda_state *st, const struct eng_batch *b, in
 			m->n_pre += (q->n_tokens + st->tile_rows - 1) / st->tile_rows;
 		if (q->logprobs)
 			m->n_sel += q->n_tokens;
-		else if (q->logits || greedy)
+		else if (q->logits || wants_token(want, all, s))
 			m->n_sel++;
+		m->argmax |= wants_token(want, all, s);
 	}
 	m->tokens = o, o += m->T;
 	m->pos = o, o += m->T;
@@ -494,16 +504,17 @@ static void meta_seq(struct cuda_state *st, const struct eng_seq_input *q, int s
 	*bt += nb;
 }
 
-static int meta_build(struct cuda_state *st, const struct eng_batch *b, int greedy,
-		      struct step_meta *m, struct eng_error *err)
+static int meta_build(struct cuda_state *st, const struct eng_batch *b, const uint8_t *want,
+		      int all, struct step_meta *m, struct eng_error *err)
 {
 	int s, row = 0, sel = 0, pre = 0, dec = 0, bt = 0, rc;
 
-	meta_plan(st, b, greedy, m);
+	meta_plan(st, b, want, all, m);
 	if ((rc = ensure_tokens(st, m->T, err)) || (rc = ensure_meta(st, m->total, err)))
 		return rc;
 	for (s = 0; s < b->n_seqs; s++)
-		meta_seq(st, &b->seqs[s], s, greedy, m, &row, &sel, &pre, &dec, &bt);
+		meta_seq(st, &b->seqs[s], s, wants_token(want, all, s), m, &row, &sel, &pre, &dec,
+			 &bt);
 	if ((rc = kn_memcpy_h2d(st->meta_d, st->meta_h, m->total * 4, st->stream)))
 		return eng_cuda_error(rc, err);
 	return 0;
@@ -597,7 +608,7 @@ static int layer_forward(struct cuda_state *st, const struct eng_batch *b,
 
 /* Logits of selected rows [r0, r0 + n): log-probs, argmax, copies. */
 static int head_tile(struct cuda_state *st, const struct eng_batch *b, const struct step_meta *m,
-		     int r0, int n, int greedy)
+		     int r0, int n)
 {
 	const struct eng_model_config *c = &st->cfg;
 	size_t V = c->vocab;
@@ -607,7 +618,7 @@ static int head_tile(struct cuda_state *st, const struct eng_batch *b, const str
 			       st->w.lm_head, n, c->vocab, c->hidden)) ||
 	    (rc = kn_logprob(st->lp + r0, st->logits, st->meta_d + m->sel_target + r0, n, c->vocab,
 			     st->stream)) ||
-	    (greedy && (rc = kn_argmax(st->amax + r0, st->logits, n, c->vocab, st->stream))))
+	    (m->argmax && (rc = kn_argmax(st->amax + r0, st->logits, n, c->vocab, st->stream))))
 		return rc;
 	for (k = 0; k < n; k++) {
 		const struct eng_seq_input *q = &b->seqs[st->sel_seq[r0 + k]];
@@ -621,7 +632,7 @@ static int head_tile(struct cuda_state *st, const struct eng_batch *b, const str
 
 /* Final norm of the selected rows (into xb), the head, results to host. */
 static int lm_head(struct cuda_state *st, const struct eng_batch *b, const struct step_meta *m,
-		   int32_t *next)
+		   const uint8_t *want, int32_t *next)
 {
 	const struct eng_model_config *c = &st->cfg;
 	int r0, rc, k;
@@ -632,10 +643,11 @@ static int lm_head(struct cuda_state *st, const struct eng_batch *b, const struc
 		return rc;
 	for (r0 = 0; r0 < m->n_sel; r0 += st->lm_tile)
 		if ((rc = head_tile(st, b, m, r0, m->n_sel - r0 < st->lm_tile ? m->n_sel - r0
-						  : st->lm_tile, next != NULL)))
+						  : st->lm_tile)))
 			return rc;
 	if ((rc = kn_memcpy_d2h(st->lp_h, st->lp, (size_t)m->n_sel * 4, st->stream)) ||
-	    (next && (rc = kn_memcpy_d2h(st->amax_h, st->amax, (size_t)m->n_sel * 4, st->stream))) ||
+	    (m->argmax &&
+	     (rc = kn_memcpy_d2h(st->amax_h, st->amax, (size_t)m->n_sel * 4, st->stream))) ||
 	    (rc = kn_stream_sync(st->stream)))
 		return rc;
 	for (k = 0; k < m->n_sel; k++) {
@@ -643,7 +655,9 @@ static int lm_head(struct cuda_state *st, const struct eng_batch *b, const struc
 
 		if (q->logprobs)
 			q->logprobs[st->sel_i[k]] = st->lp_h[k];
-		if (next && st->sel_i[k] == q->n_tokens - 1)
+		if (st->sel_i[k] != q->n_tokens - 1 || !m->argmax)
+			continue;
+		if (next && wants_token(want, 1, st->sel_seq[k]))
 			next[st->sel_seq[k]] = st->amax_h[k];
 	}
 	return 0;
@@ -651,8 +665,8 @@ static int lm_head(struct cuda_state *st, const struct eng_batch *b, const struc
 
 /* ---------------------------------------------------------------- forward */
 
-int eng_cuda_forward(void *state, const struct eng_batch *b, int32_t *next,
-		     struct eng_error *err)
+int eng_cuda_forward_next(void *state, const struct eng_batch *b, const uint8_t *want,
+			  int32_t *next, struct eng_error *err)
 {
 	struct cuda_state *st = state;
 	const struct eng_model_config *c = &st->cfg;
@@ -663,7 +677,7 @@ int eng_cuda_forward(void *state, const struct eng_batch *b, int32_t *next,
 		return 0;
 	if ((rc = kn_set_device(st->params.device)))
 		return eng_cuda_error(rc, err);
-	if ((rc = meta_build(st, b, next != NULL, &m, err)))
+	if ((rc = meta_build(st, b, want, next != NULL, &m, err)))
 		return rc;
 	if (m.n_dec) {
 		decode_splits(st, b, m.n_dec, &n_splits, &split_len);
@@ -684,13 +698,19 @@ int eng_cuda_forward(void *state, const struct eng_batch *b, int32_t *next,
 				    NULL, m.T, c->hidden, (float)c->rms_eps, st->stream);
 	prof_mark(st, PROF_NORM);
 	if (!rc && m.n_sel)
-		rc = lm_head(st, b, &m, next);
+		rc = lm_head(st, b, &m, want, next);
 	prof_mark(st, PROF_HEAD);
 	if (!rc)
 		rc = kn_stream_sync(st->stream);
 	if (!rc)
 		prof_collect(st);
 	return rc ? eng_cuda_error(rc, err) : 0;
+}
+
+int eng_cuda_forward(void *state, const struct eng_batch *b, int32_t *next,
+		     struct eng_error *err)
+{
+	return eng_cuda_forward_next(state, b, NULL, next, err);
 }
 
 /* ---------------------------------------------------------------- vtable */
@@ -723,6 +743,7 @@ const struct eng_backend_ops eng_backend_cuda_ops = {
 	.create = cuda_create,
 	.destroy = eng_cuda_destroy,
 	.forward = cuda_forward,
+	.forward_next = eng_cuda_forward_next,
 	.kv_bytes = cuda_kv_bytes,
 };
 
@@ -731,5 +752,6 @@ const struct eng_backend_ops eng_backend_cuda_dummy_ops = {
 	.create = cuda_create_dummy,
 	.destroy = eng_cuda_destroy,
 	.forward = cuda_forward,
+	.forward_next = eng_cuda_forward_next,
 	.kv_bytes = cuda_kv_bytes,
 };

@@ -40,6 +40,11 @@ void eng_cuda_destroy(void *state);
  * host only for sequences whose logits pointer is set. */
 int eng_cuda_forward(void *state, const struct eng_batch *batch, int32_t *next,
 		     struct eng_error *err);
+/* As eng_cuda_forward, tokens only for the sequences s with want[s] (the
+ * backend's forward_next: next[s] is left alone where want[s] is 0);
+ * want NULL: none. */
+int eng_cuda_forward_next(void *state, const struct eng_batch *batch, const uint8_t *want,
+			  int32_t *next, struct eng_error *err);
 
 /* Device time per op class: with on, every later forward records an event
  * after each op (a little slower); eng_cuda_profile_print writes the mean

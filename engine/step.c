@@ -1,7 +1,11 @@
 /*
  * step.c: scheduler batch -> backend forward -> next tokens (see step.h).
- * Logits stay in one buffer grown to the largest batch seen, so a step
- * allocates nothing once the run has warmed up (sampled requests aside).
+ * Greedy requests (temperature 0) take the backend's own argmax
+ * (eng_backend_forward_next): on a GPU backend the token is picked on the
+ * device and no logits cross to the host.  Only sampled requests
+ * (temperature > 0) ask for logits, into one buffer grown to the largest
+ * count of them seen, so a step allocates nothing once the run has warmed
+ * up (the sampler aside).
  */
 #include "engine/step.h"
 #include "engine/rng.h"
@@ -13,8 +17,10 @@ struct eng_stepper {
 	struct eng_backend *be;
 	int vocab;
 	struct eng_seq_input *in; /* (cap) */
-	float *logits;            /* (cap, vocab) */
+	uint8_t *greedy;          /* (cap) the sequence wants its argmax token */
 	int32_t cap;
+	float *logits;            /* (cap_logits, vocab): sampled sequences only */
+	int32_t cap_logits;
 };
 
 int eng_stepper_create(struct eng_backend *be, int vocab, struct eng_stepper **out,
@@ -36,25 +42,37 @@ void eng_stepper_free(struct eng_stepper *s)
 	if (!s)
 		return;
 	free(s->in);
+	free(s->greedy);
 	free(s->logits);
 	free(s);
 }
 
-static int reserve(struct eng_stepper *s, int32_t n, struct eng_error *err)
+static int reserve(struct eng_stepper *s, int32_t n, int32_t n_sampled, struct eng_error *err)
 {
-	void *in, *lg;
+	void *p;
 
-	if (n <= s->cap)
-		return 0;
-	in = realloc(s->in, sizeof(*s->in) * (size_t)n);
-	if (in)
-		s->in = in;
-	lg = in ? realloc(s->logits, sizeof(float) * (size_t)n * (size_t)s->vocab) : NULL;
-	if (!lg)
-		return eng_error_set(err, ENG_E_NOMEM, NULL, 0, "cannot allocate logits for %d sequences", n);
-	s->logits = lg;
-	s->cap = n;
+	if (n > s->cap) {
+		if ((p = realloc(s->in, sizeof(*s->in) * (size_t)n)))
+			s->in = p;
+		if (!p || !(p = realloc(s->greedy, (size_t)n)))
+			return eng_error_set(err, ENG_E_NOMEM, NULL, 0,
+					     "cannot allocate a batch of %d sequences", n);
+		s->greedy = p;
+		s->cap = n;
+	}
+	if (n_sampled > s->cap_logits) {
+		if (!(p = realloc(s->logits, sizeof(float) * (size_t)n_sampled * (size_t)s->vocab)))
+			return eng_error_set(err, ENG_E_NOMEM, NULL, 0,
+					     "cannot allocate logits for %d sequences", n_sampled);
+		s->logits = p;
+		s->cap_logits = n_sampled;
+	}
 	return 0;
+}
+
+static int is_sampled(const struct eng_step_seq *q)
+{
+	return q->want_token && q->sampling->temperature > 0;
 }
 
 /* The seed of a request's counter-th sampling: a function of both only. */
@@ -65,17 +83,14 @@ static uint64_t mix_seed(uint64_t seed, int32_t counter)
 	return eng_splitmix64(&x);
 }
 
-static int pick(struct eng_stepper *s, const struct eng_step_seq *q, const float *logits,
-		int32_t *tok, struct eng_error *err)
+/* A token from the logits of a sampled (temperature > 0) request. */
+static int sample(struct eng_stepper *s, const struct eng_step_seq *q, const float *logits,
+		  int32_t *tok, struct eng_error *err)
 {
 	struct eng_sampler_params sp;
 	struct eng_sampler *smp;
 	int rc;
 
-	if (q->sampling->temperature <= 0) {
-		*tok = eng_argmax(logits, s->vocab);
-		return 0;
-	}
 	sp.temperature = q->sampling->temperature;
 	sp.top_k = q->sampling->top_k;
 	sp.top_p = q->sampling->top_p;
@@ -93,29 +108,32 @@ int eng_stepper_step(void *ctx, const struct eng_step_seq *seqs, int32_t n_seqs,
 {
 	struct eng_stepper *s = ctx;
 	struct eng_batch batch;
-	int rc = reserve(s, n_seqs, err);
+	int32_t n_sampled = 0, k = 0;
+	int rc;
 
-	if (rc != 0)
+	for (int32_t i = 0; i < n_seqs; i++)
+		n_sampled += is_sampled(&seqs[i]);
+	if ((rc = reserve(s, n_seqs, n_sampled, err)) != 0)
 		return rc;
 	for (int32_t i = 0; i < n_seqs; i++) {
+		s->greedy[i] = seqs[i].want_token && !is_sampled(&seqs[i]);
 		s->in[i] = (struct eng_seq_input){
 			.tokens = seqs[i].tokens,
 			.n_tokens = seqs[i].n_tokens,
 			.start_pos = seqs[i].start_pos,
 			.block_table = seqs[i].pages,
 			.n_blocks = seqs[i].n_pages,
-			.logits = seqs[i].want_token ? s->logits + (size_t)i * (size_t)s->vocab : NULL,
+			.logits = is_sampled(&seqs[i]) ? s->logits + (size_t)k++ * (size_t)s->vocab
+						       : NULL,
 			.targets = seqs[i].targets,
 			.logprobs = seqs[i].logprobs,
 		};
 	}
 	batch.n_seqs = n_seqs;
 	batch.seqs = s->in;
-	rc = eng_backend_forward(s->be, &batch, err);
-	for (int32_t i = 0; rc == 0 && i < n_seqs; i++) {
-		next[i] = -1;
-		if (seqs[i].want_token)
-			rc = pick(s, &seqs[i], s->in[i].logits, &next[i], err);
-	}
+	rc = eng_backend_forward_next(s->be, &batch, s->greedy, next, err);
+	for (int32_t i = 0; rc == 0 && i < n_seqs; i++)
+		if (s->in[i].logits)
+			rc = sample(s, &seqs[i], s->in[i].logits, &next[i], err);
 	return rc;
 }

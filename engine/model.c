@@ -219,27 +219,8 @@ static int bind_all(struct eng_model *m, struct eng_error *err)
 	return bind(m, &m->w.lm_head, "lm_head.weight", c->vocab, c->hidden, 1, err);
 }
 
-int eng_model_load(const char *dir, struct eng_model **out, struct eng_error *err)
-{
-	struct eng_model *m = calloc(1, sizeof(*m));
-	int rc;
-
-	*out = NULL;
-	eng_error_clear(err);
-	if (!m || !(m->dir = strdup(dir))) {
-		free(m);
-		return eng_error_set(err, ENG_E_NOMEM, dir, 0, "out of memory");
-	}
-	if ((rc = eng_config_load(dir, &m->cfg, err)) || (rc = open_files(m, err)) ||
-	    (rc = bind_all(m, err))) {
-		eng_model_free(m);
-		return rc;
-	}
-	*out = m;
-	return 0;
-}
-
-int eng_model_load_config(const char *dir, struct eng_model **out, struct eng_error *err)
+/* A model of dir with its config read, no weights yet. */
+static int model_new(const char *dir, struct eng_model **out, struct eng_error *err)
 {
 	struct eng_model *m = calloc(1, sizeof(*m));
 	int rc;
@@ -254,6 +235,34 @@ int eng_model_load_config(const char *dir, struct eng_model **out, struct eng_er
 		eng_model_free(m);
 		return rc;
 	}
+	*out = m;
+	return 0;
+}
+
+int eng_model_load(const char *dir, struct eng_model **out, struct eng_error *err)
+{
+	struct eng_model *m;
+	int rc = model_new(dir, &m, err);
+
+	if (rc != 0)
+		return rc;
+	*out = NULL; /* until the weights are bound */
+	if ((rc = open_files(m, err)) || (rc = bind_all(m, err))) {
+		eng_model_free(m);
+		return rc;
+	}
+	*out = m;
+	return 0;
+}
+
+int eng_model_load_config(const char *dir, struct eng_model **out, struct eng_error *err)
+{
+	struct eng_model *m;
+	int rc = model_new(dir, &m, err);
+
+	if (rc != 0)
+		return rc;
+	*out = NULL; /* until the weights are bound */
 	m->w.layers = calloc((size_t)m->cfg.n_layers, sizeof(*m->w.layers));
 	if (!m->w.layers) {
 		eng_model_free(m);

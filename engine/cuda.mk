@@ -7,13 +7,15 @@ engine_libengine_a_SOURCES += \
 	engine/backend_cuda.c engine/cuda_backend.h \
 	engine/cuda_weights.h engine/cuda_weights.c
 
-CUDA_TEST_PROGS = tests/test-cuda-kernels tests/test-cuda-forward
+CUDA_TEST_PROGS = tests/test-cuda-kernels tests/test-cuda-forward tests/test-cuda-graph
 check_PROGRAMS += $(CUDA_TEST_PROGS)
 TESTS += $(CUDA_TEST_PROGS)
 tests_test_cuda_kernels_SOURCES = tests/test-cuda-kernels.c
 tests_test_cuda_kernels_LDADD = $(ENGINE_LIBS) -lm
 tests_test_cuda_forward_SOURCES = tests/test-cuda-forward.c
 tests_test_cuda_forward_LDADD = $(ENGINE_LIBS) -lm
+tests_test_cuda_graph_SOURCES = tests/test-cuda-graph.c
+tests_test_cuda_graph_LDADD = $(ENGINE_LIBS) -lm
 
 noinst_PROGRAMS += tests/bench-cuda
 tests_bench_cuda_SOURCES = tests/bench-cuda.c

@@ -8,6 +8,7 @@
  *   void *st;
  *   eng_cuda_create(cfg, NULL, 1234, &p, &st, &err);     random weights
  *   eng_cuda_forward(st, &batch, next_tokens, &err);     argmax on device
+ *   eng_cuda_step_device_ms(st, &ms);                     its device time
  *   eng_cuda_destroy(st);
  *
  * Through the vtable, eng_backend_cuda_ops uploads the model's weights and
@@ -45,6 +46,23 @@ int eng_cuda_forward(void *state, const struct eng_batch *batch, int32_t *next,
  * want NULL: none. */
 int eng_cuda_forward_next(void *state, const struct eng_batch *batch, const uint8_t *want,
 			  int32_t *next, struct eng_error *err);
+
+/* Decode-only batches (one token per sequence, no targets) of up to
+ * params->cuda_graph_max_bs sequences replay a CUDA graph of the whole
+ * forward, captured per batch-size bucket (1, 2, 4, 8, 16, 24, 32, 48,
+ * 64, ... ) and per power-of-two size of the block table (16 pages and
+ * up), the batch padded to its bucket with rows that write into a
+ * scratch page the pool keeps past params->n_pages.  Results match the
+ * op-by-op path up to rounding (the GEMMs may pick other kernels for the
+ * padded row count).  eng_cuda_use_graphs turns that on or off for later
+ * forwards (params->disable_cuda_graph at create); eng_cuda_graph_count
+ * says how many graphs are held (-1: a capture failed, graphs are off). */
+void eng_cuda_use_graphs(void *state, int on);
+int eng_cuda_graph_count(const void *state);
+
+/* Device time of the last forward, from the metadata upload to the last
+ * copy back (events on the stream): 0, or -1 when it has none. */
+int eng_cuda_step_device_ms(void *state, double *ms);
 
 /* Device time per op class: with on, every later forward records an event
  * after each op (a little slower); eng_cuda_profile_print writes the mean

@@ -221,7 +221,8 @@ static __global__ void __launch_bounds__(NWARP * 32) attn_kernel(const struct at
 	int row0 = a.tile_row0[tile], nq = a.tile_n[tile] * G, warp = threadIdx.x >> 5;
 	float *Qs = sm, *Ks = Qs + QROWS * hd, *Vs = Ks + KT * (hd + 1), *Ps = Vs + KT * hd;
 	int ctx = a.pos[row0 + a.tile_n[tile] - 1] + 1;
-	int kb = sp * P.split_len, ke = min(ctx, kb + P.split_len);
+	int sl = kn_row_split_len(P.split_len, ctx, P.n_splits);
+	int kb = sp * sl, ke = min(ctx, kb + sl);
 	const int32_t *bt = a.block_tables + a.bt_off[row0];
 	float scale = 1.0f / sqrtf((float)hd);
 	rows_state<DPL> st;
@@ -379,7 +380,8 @@ extern "C" int kn_attn_decode(const struct kn_attn_args *a, int n_splits, int sp
 
 	if (rc)
 		return rc;
-	KN_REQUIRE(n_splits >= 1 && n_splits <= 65535 && split_len >= KT && split_len % KT == 0);
+	KN_REQUIRE(n_splits >= 1 && n_splits <= 65535 &&
+		   (split_len == 0 || (split_len >= KT && split_len % KT == 0)));
 	KN_REQUIRE(a->n_kv <= 65535);
 	KN_REQUIRE(n_splits == 1 || partial);
 	P.a = *a;

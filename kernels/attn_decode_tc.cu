@@ -96,7 +96,8 @@ static __global__ void __launch_bounds__(TC_WARPS * 32)
 	int tile = blockIdx.x, kvh = blockIdx.y, sp = blockIdx.z, lane = threadIdx.x & 31;
 	int g = lane >> 2, t = lane & 3, row0 = a.tile_row0[tile], nq = a.tile_n[tile] * G;
 	int ctx = a.pos[row0 + a.tile_n[tile] - 1] + 1;
-	int kb = sp * split_len, ke = min(ctx, kb + split_len);
+	int sl = kn_row_split_len(split_len, ctx, n_splits);
+	int kb = sp * sl, ke = min(ctx, kb + sl);
 	int pos_lo = g < nq ? a.pos[row0 + g / G] : -1;
 	int pos_hi = g + 8 < nq ? a.pos[row0 + (g + 8) / G] : -1;
 	const int32_t *bt = a.block_tables + a.bt_off[row0];
@@ -183,7 +184,8 @@ extern "C" int kn_attn_decode_tc(const struct kn_attn_args *a, int n_splits, int
 	KN_REQUIRE(a->pos && a->bt_off && a->tile_row0 && a->tile_n);
 	KN_REQUIRE(a->n_tiles >= 1 && a->page_size >= 1 && a->n_kv <= 65535);
 	KN_REQUIRE(kn_attn_decode_tc_ok(a->n_heads, a->n_kv, a->head_dim));
-	KN_REQUIRE(n_splits >= 1 && n_splits <= 65535 && split_len >= 32 && split_len % 32 == 0);
+	KN_REQUIRE(n_splits >= 1 && n_splits <= 65535 &&
+		   (split_len == 0 || (split_len >= 32 && split_len % 32 == 0)));
 	KN_REQUIRE(n_splits == 1 || partial);
 	switch (a->head_dim) {
 	case 16:

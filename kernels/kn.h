@@ -140,8 +140,10 @@ int kn_attn_tc_tile_rows(int n_heads, int n_kv, int head_dim);
 int kn_attn_prefill_tc(const struct kn_attn_args *a, kn_stream s);
 
 /* Decode: split-K over the keys in n_splits pieces of split_len (a
- * multiple of 32), then a reduce.  partial holds
- * kn_attn_partial_floats(...) floats. */
+ * multiple of 32), then a reduce.  split_len 0 sizes the splits per row:
+ * ceil(ctx / n_splits) rounded up to a multiple of 32, at least 64 (splits
+ * past a row's context are empty), so that one launch shape serves any
+ * context.  partial holds kn_attn_partial_floats(...) floats. */
 size_t kn_attn_partial_floats(int n_tiles, int n_heads, int n_kv, int head_dim, int n_splits);
 int kn_attn_decode(const struct kn_attn_args *a, int n_splits, int split_len, float *partial,
 		   kn_stream s);
@@ -152,6 +154,21 @@ int kn_attn_decode(const struct kn_attn_args *a, int n_splits, int split_len, fl
 int kn_attn_decode_tc_ok(int n_heads, int n_kv, int head_dim);
 int kn_attn_decode_tc(const struct kn_attn_args *a, int n_splits, int split_len,
 		      float *partial, kn_stream s);
+
+/* ---------------------------------------------------------------- graphs */
+
+/* A CUDA graph captured from a stream's work, ready to replay. */
+typedef struct CUgraphExec_st *kn_graph;
+
+/* Starts capturing the work this thread enqueues on s (s must not be the
+ * default stream). */
+int kn_capture_begin(kn_stream s);
+/* Ends the capture; when ok, instantiates it into *g, else discards it
+ * (and *g is NULL).  Returns 0 or KN_E_DEVICE (also when the capture was
+ * broken by an op that cannot be captured). */
+int kn_capture_end(kn_stream s, int ok, kn_graph *g);
+int kn_graph_launch(kn_graph g, kn_stream s);
+void kn_graph_destroy(kn_graph g);   /* NULL is allowed */
 
 /* out (n_rows) = argmax of each row of logits (n_rows, vocab) fp32; the
  * first index on ties, as eng_argmax. */

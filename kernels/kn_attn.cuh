@@ -141,4 +141,20 @@ static __device__ __forceinline__ float tc_softmax(float s[NT][4], int e, int po
 	return alpha;
 }
 
+/* Keys per split of a decode row of context ctx: split_len when it is
+ * positive; 0 asks for splits sized to the row itself, ceil(ctx /
+ * n_splits) rounded up to a multiple of 32, at least 64 (a fixed grid of
+ * n_splits splits then fits any context: a CUDA graph replays it as the
+ * contexts grow; splits past the context stay empty). */
+static __device__ __forceinline__ int kn_row_split_len(int split_len, int ctx, int n_splits)
+{
+	int len;
+
+	if (split_len > 0)
+		return split_len;
+	len = (ctx + n_splits - 1) / n_splits;
+	len = (len + 31) / 32 * 32;
+	return len < 64 ? 64 : len;
+}
+
 #endif

@@ -171,3 +171,47 @@ extern "C" int kn_event_elapsed_ms(kn_event start, kn_event end, float *ms)
 	KN_CHECK(cudaEventElapsedTime(ms, start, end));
 	return 0;
 }
+
+extern "C" int kn_capture_begin(kn_stream s)
+{
+	KN_REQUIRE(s);
+	KN_CHECK(cudaStreamBeginCapture(s, cudaStreamCaptureModeThreadLocal));
+	return 0;
+}
+
+extern "C" int kn_capture_end(kn_stream s, int ok, kn_graph *g)
+{
+	cudaGraph_t graph = NULL;
+	cudaGraphExec_t exec = NULL;
+	cudaError_t e = cudaStreamEndCapture(s, &graph);
+
+	*g = NULL;
+	if (e != cudaSuccess || !ok) {
+		if (graph)
+			cudaGraphDestroy(graph);
+		cudaGetLastError();
+		return e != cudaSuccess ? kn_status(e, "cudaStreamEndCapture(s, &graph)", __FILE__,
+						    __LINE__)
+					: kn_fail(KN_E_DEVICE, __FILE__, __LINE__,
+						  "capture abandoned");
+	}
+	e = cudaGraphInstantiate(&exec, graph, 0);
+	cudaGraphDestroy(graph);
+	if (e != cudaSuccess)
+		return kn_status(e, "cudaGraphInstantiate(&exec, graph, 0)", __FILE__, __LINE__);
+	*g = exec;
+	return 0;
+}
+
+extern "C" int kn_graph_launch(kn_graph g, kn_stream s)
+{
+	KN_REQUIRE(g);
+	KN_CHECK(cudaGraphLaunch(g, s));
+	return 0;
+}
+
+extern "C" void kn_graph_destroy(kn_graph g)
+{
+	if (g)
+		cudaGraphExecDestroy(g);
+}

@@ -14,7 +14,13 @@
  * (one row of it is read).  Decode reads KV pages filled with random
  * values by the dummy loader, so no prefill is needed to time it.
  *
- * Then the device time of each workload per op class.
+ * The decode figures are taken with the forward replayed from CUDA graphs
+ * and op by op.  Host overhead per decode step: the wall time of a step
+ * through eng_cuda_forward (metadata built and sent, launches, copies
+ * back, host work after the sync) against the device time of the step
+ * (events around its device work), at batch 1 and 64, graphs on and off.
+ *
+ * Then the device time of each workload per op class (op by op).
  *
  * Usage: bench-cuda [device]   Prints a table; exit 3 without a GPU.
  */
@@ -150,12 +156,12 @@ static struct shape shape_of(const struct eng_model_config *c, size_t weight_byt
 
 /* Median seconds of n_steps forwards of batch sequences at context ctx:
  * decode (one new token each) or one prefill chunk of ctx tokens. */
-static int time_steps(void *st, int batch, int ctx, int prefill, int n_steps, int32_t *tables,
-		      int per_seq, double *out)
+static int time_steps_dev(void *st, int batch, int ctx, int prefill, int n_steps,
+			  int32_t *tables, int per_seq, double *out, double *dev)
 {
 	struct eng_seq_input *q = calloc(batch, sizeof(*q));
 	int32_t *tok = malloc(sizeof(int32_t) * (prefill ? ctx : batch)), *next = malloc(batch * 4);
-	double t[32];
+	double t[32], d[32];
 	struct eng_error err;
 	int rc = 0;
 
@@ -171,14 +177,68 @@ static int time_steps(void *st, int batch, int ctx, int prefill, int n_steps, in
 
 		if ((rc = eng_cuda_forward(st, &b, next, &err)))
 			fprintf(stderr, "bench-cuda: forward: %s\n", err.msg);
-		if (k >= 2)
+		if (k >= 2) {
 			t[k - 2] = now_s() - t0;
+			if (eng_cuda_step_device_ms(st, &d[k - 2]))
+				d[k - 2] = 0;
+			d[k - 2] *= 1e-3;
+		}
 	}
 	*out = rc ? 0 : median(t, n_steps);
+	if (dev)
+		*dev = rc ? 0 : median(d, n_steps);
 	free(q);
 	free(tok);
 	free(next);
 	return rc ? 3 : 0;
+}
+
+static void row(const char *fig, double got_s, double ceil_s, const char *extra)
+{
+	printf("%-30s %10.3f ms %10.3f ms %7.1f%%  %s\n", fig, got_s * 1e3, ceil_s * 1e3,
+	       100.0 * ceil_s / got_s, extra);
+}
+
+static int time_steps(void *st, int batch, int ctx, int prefill, int n_steps, int32_t *tables,
+		      int per_seq, double *out)
+{
+	return time_steps_dev(st, batch, ctx, prefill, n_steps, tables, per_seq, out, NULL);
+}
+
+/* Wall vs device time per decode step, graphs on and off.  The host
+ * work of a step is the wall time past its device time; launching op by
+ * op also leaves the GPU idle between ops, which shows as device time
+ * over that of the graph replay: both are printed. */
+static int host_overhead(void *st, int32_t *tables, int per)
+{
+	static const int batch[2] = { 1, 64 }, ctx[2] = { 1024, 2048 };
+	double wall[2][2], dev[2][2];
+	char fig[64], buf[200];
+	int rc = 0;
+
+	for (int g = 1; g >= 0 && !rc; g--)
+		for (int i = 0; i < 2 && !rc; i++) {
+			eng_cuda_use_graphs(st, g);
+			rc = time_steps_dev(st, batch[i], ctx[i], 0, 20, tables, per, &wall[g][i],
+					    &dev[g][i]);
+		}
+	eng_cuda_use_graphs(st, 1);
+	if (rc)
+		return rc;
+	printf("\nhost overhead per decode step (wall time through the API vs device time of "
+	       "the step):\n%-30s %13s %13s %8s\n", "figure", "wall", "device", "ratio");
+	for (int g = 1; g >= 0; g--)
+		for (int i = 0; i < 2; i++) {
+			double w = wall[g][i], d = dev[g][i], r = dev[1][i];
+
+			snprintf(fig, sizeof(fig), "b%d, %dk ctx, graphs %s", batch[i], ctx[i] / 1024,
+				 g ? "on" : "off");
+			snprintf(buf, sizeof(buf), "host %.2f%% (%.3f ms); wall over graph replay's "
+				 "device time %.1f%%%s", 100 * (w - d) / d, (w - d) * 1e3,
+				 100 * (w - r) / r, (w - r) / r < 0.05 ? "" : " (over 5%)");
+			row(fig, w, d, buf);
+		}
+	return 0;
 }
 
 /* Where the time of one workload goes, op class by op class. */
@@ -200,12 +260,6 @@ static int profile(void *st, const char *what, int batch, int ctx, int prefill,
 	return rc;
 }
 
-static void row(const char *fig, double got_s, double ceil_s, const char *extra)
-{
-	printf("%-30s %10.3f ms %10.3f ms %7.1f%%  %s\n", fig, got_s * 1e3, ceil_s * 1e3,
-	       100.0 * ceil_s / got_s, extra);
-}
-
 static int run_model(int device, double bw, double rate)
 {
 	struct eng_model_config cfg;
@@ -214,7 +268,7 @@ static int run_model(int device, double bw, double rate)
 	json_t *root = json_loads(qwen7b_json, 0, NULL);
 	int per = 4160 / PAGE, nb = 64, rc;
 	int32_t *tables = malloc(sizeof(int32_t) * per * nb);
-	double d1, d64, pf, t0 = now_s();
+	double d1, d64, pf, g1, g64, t0 = now_s();
 	char buf[160];
 	void *st;
 
@@ -237,8 +291,15 @@ static int run_model(int device, double bw, double rate)
 	printf("qwen2.5-7b dummy weights: %.2f GB on %s, created in %.1f s, KV pool %.2f GB\n",
 	       eng_cuda_weight_bytes(st) / 1e9, eng_cuda_device_name(st), now_s() - t0,
 	       s.kv_token * per * nb * PAGE / 1e9);
+	eng_cuda_use_graphs(st, 0);
 	if ((rc = time_steps(st, 1, 1024, 0, 20, tables, per, &d1)) ||
-	    (rc = time_steps(st, 64, 2048, 0, 10, tables, per, &d64)) ||
+	    (rc = time_steps(st, 64, 2048, 0, 10, tables, per, &d64))) {
+		eng_cuda_destroy(st);
+		return rc;
+	}
+	eng_cuda_use_graphs(st, 1);
+	if ((rc = time_steps(st, 1, 1024, 0, 20, tables, per, &g1)) ||
+	    (rc = time_steps(st, 64, 2048, 0, 10, tables, per, &g64)) ||
 	    (rc = time_steps(st, 1, 4096, 1, 3, tables, per, &pf))) {
 		eng_cuda_destroy(st);
 		return rc;
@@ -247,17 +308,24 @@ static int run_model(int device, double bw, double rate)
 	double b1 = (s.weight_read + 1024 * s.kv_token) / bw;
 	snprintf(buf, sizeof(buf), "%.1f tok/s; bytes/BW", 1 / d1);
 	row("decode b1, 1k context", d1, b1, buf);
+	snprintf(buf, sizeof(buf), "%.1f tok/s; bytes/BW; %d graphs held", 1 / g1,
+		 eng_cuda_graph_count(st));
+	row("decode b1, 1k, graphs", g1, b1, buf);
 	double by64 = s.weight_read + 64.0 * 2048 * s.kv_token;
 	double fl64 = 64 * (s.lin_flops + s.head_flops) + 64.0 * 2048 * s.attn_flops;
 	snprintf(buf, sizeof(buf), "%.0f tok/s; max(%.2f ms bytes, %.2f ms flops)", 64 / d64,
 		 by64 / bw * 1e3, fl64 / rate * 1e3);
 	row("decode b64, 2k context", d64, by64 / bw > fl64 / rate ? by64 / bw : fl64 / rate, buf);
+	snprintf(buf, sizeof(buf), "%.0f tok/s", 64 / g64);
+	row("decode b64, 2k, graphs", g64, by64 / bw > fl64 / rate ? by64 / bw : fl64 / rate, buf);
 	double flp = 4096 * s.lin_flops + s.head_flops + 4096.0 * 4097 / 2 * s.attn_flops;
 	snprintf(buf, sizeof(buf), "%.0f tok/s; %.1f TFLOP (attention %.1f)", 4096 / pf,
 		 flp / 1e12, 4096.0 * 4097 / 2 * s.attn_flops / 1e12);
 	row("prefill 4k prompt", pf, flp / rate, buf);
+	rc = host_overhead(st, tables, per);
 	printf("\ndevice time per op class (events after every op, so a little slower):\n");
-	rc = profile(st, "decode b1, 1k context", 1, 1024, 0, tables, per);
+	if (!rc)
+		rc = profile(st, "decode b1, 1k context", 1, 1024, 0, tables, per);
 	if (!rc)
 		rc = profile(st, "decode b64, 2k context", 64, 2048, 0, tables, per);
 	if (!rc)

@@ -959,9 +959,12 @@ static int graph_forward(struct cuda_state *st, const struct eng_batch *b, const
 	graph_plan(st, bs, pages, &m);
 	if (!st->graphs && !(st->graphs = calloc(MAX_GRAPHS, sizeof(*st->graphs))))
 		return eng_error_set(err, ENG_E_NOMEM, "cuda", 0, "out of memory");
-	/* room for the next block-table class too: fewer recaptures */
+	/* room for the next block-table class and for the most splits any
+	 * class of this bucket takes: fewer recaptures */
 	if ((rc = ensure_tokens(st, bs, err)) || (rc = ensure_meta(st, 2 * m.total, err)) ||
-	    (rc = ensure_splits(st, &m, err)))
+	    (rc = ensure_partial(st, kn_attn_partial_floats(bs, st->cfg.n_heads, st->cfg.n_kv_heads,
+							     st->cfg.head_dim, decode_want(st, bs)),
+				 err)))
 		return rc;
 	if (st->n_graphs && st->graphs[0].gen != st->buf_gen)
 		graphs_drop(st);

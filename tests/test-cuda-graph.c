@@ -14,7 +14,8 @@
  * sum in other orders); the device's greedy token is the argmax of the
  * logits returned with it, and equals the op-by-op token except at near
  * ties (the two plain logits within 5e-2 of the logits' rms, at most 2% of
- * the tokens); padding rows change nothing (a batch of 3 padded to 4, of
+ * the tokens); contexts outgrowing a graph's block table get a second
+ * graph next to the first; padding rows change nothing (a batch of 3 padded to 4, of
  * 13 padded to 16, gives bitwise the logits of the same rows next to a
  * real 4th or 14th sequence); graphs really captured; prefills between
  * decode phases growing the buffers (the graphs are dropped and captured
@@ -171,6 +172,10 @@ static void check_batch(struct pair *P, int n, uint64_t *rng)
 	       "%s: batch of %d (contexts %d..%d, pages of %d), %d decode steps: graph vs plain "
 	       "logits %.2e, tokens the same but %d near ties; %d graphs held", P->name, n, len[0],
 	       len[n - 1] + STEPS, PAGE, STEPS, worst, flips, eng_cuda_graph_count(P->g));
+	if (n == 3)   /* contexts 30..96: the 16-page class (80 positions), then the 32 */
+		tap_ok(ok && eng_cuda_graph_count(P->g) == 2,
+		       "%s: contexts past the block table of a graph: a second graph captured (%d)",
+		       P->name, eng_cuda_graph_count(P->g));
 	if (ok && (n == 3 || n == 13))
 		check_padding(P, n, cur, len, lg, lp);
 	free(lg);

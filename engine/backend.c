@@ -137,6 +137,9 @@ int eng_backend_forward_next(struct eng_backend *be, const struct eng_batch *bat
 		return rc;
 	if (!want || !next)
 		return eng_error_set(err, ENG_E_INVALID, "batch", 0, "want and next are required");
+	if (!be->ops->forward_next)
+		return eng_error_set(err, ENG_E_INVALID, be->ops->name, 0,
+				     "this backend cannot pick greedy tokens");
 	for (int s = 0; s < batch->n_seqs; s++)
 		next[s] = -1;
 	if (batch->n_seqs == 0)

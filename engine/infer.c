@@ -45,6 +45,7 @@ void eng_infer_default_params(struct eng_infer_params *p)
 	p->policy = ENG_SCHED_POLICY_FCFS;
 	p->load_format = "auto";
 	p->mem_fraction_static = 0.85;
+	p->cuda_graph_max_bs = 64;
 }
 
 static bool is_dummy(const struct eng_infer_params *p)
@@ -210,6 +211,8 @@ static int open_compute_side(struct eng_infer *e, struct eng_error *err)
 	bp.n_threads = e->p.n_threads;
 	bp.page_size = e->sp.page_size;
 	bp.n_pages = e->sp.n_pages;
+	bp.cuda_graph_max_bs = e->p.cuda_graph_max_bs;
+	bp.disable_cuda_graph = e->p.disable_cuda_graph;
 	rc = eng_backend_create(ops, e->model, &bp, &e->be, err);
 	if (rc == 0)
 		rc = eng_stepper_create(e->be, cfg->vocab, &e->stepper, err);
@@ -275,7 +278,10 @@ double eng_infer_load_time(const struct eng_infer *e)
 
 json_t *eng_infer_settings(const struct eng_infer *e)
 {
-	return json_pack("{s:s,s:s,s:f,s:i,s:i,s:I,s:i,s:i,s:i,s:s,s:b,s:b,s:s,s:s}",
+	bool graphs = strcmp(e->p.device, "cuda") == 0 && !e->p.disable_cuda_graph &&
+		      e->p.cuda_graph_max_bs > 0;
+
+	return json_pack("{s:s,s:s,s:f,s:i,s:i,s:I,s:i,s:i,s:i,s:s,s:b,s:b,s:i,s:s,s:s}",
 			 "device", e->p.device, "load_format", e->p.load_format,
 			 "mem_fraction_static", e->p.mem_fraction_static,
 			 "page_size", e->sp.page_size,
@@ -286,7 +292,7 @@ json_t *eng_infer_settings(const struct eng_infer *e)
 			 "context_length", e->sp.max_context,
 			 "schedule_policy", e->sp.policy == ENG_SCHED_POLICY_LPM ? "lpm" : "fcfs",
 			 "radix_cache", !e->sp.disable_radix_cache,
-			 "cuda_graph", 0,
+			 "cuda_graph", graphs, "cuda_graph_max_bs", graphs ? e->p.cuda_graph_max_bs : 0,
 			 "chat_template", eng_chat_kind_name(eng_chat_kind(e->chat)),
 			 "device_name", e->device);
 }

@@ -43,6 +43,9 @@ struct eng_infer_params {
 				       * the GPU (cuda only) */
 	double mem_fraction_static;   /* cuda: share of GPU memory for weights and
 				       * KV pool when max_total_tokens is 0 */
+	int32_t cuda_graph_max_bs;    /* cuda: decode batches up to this size run as
+				       * captured graphs */
+	bool disable_cuda_graph;
 };
 
 void eng_infer_default_params(struct eng_infer_params *p);

@@ -33,7 +33,7 @@ enum {
 	OPT_MODE, OPT_RUN, OPT_BATCH_SIZE, OPT_MAX_CONCURRENCY, OPT_REQUEST_RATE, OPT_ENV_SCALE,
 	OPT_OUTPUT_LEN, OPT_REPLAY_OUTPUT, OPT_TEMPERATURE, OPT_TOP_K, OPT_TOP_P, OPT_SEED,
 	OPT_OUTPUT_DETAILS, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_KEEP_CACHE, OPT_WARMUP,
-	OPT_LOAD_FORMAT, OPT_MEM_FRACTION,
+	OPT_LOAD_FORMAT, OPT_MEM_FRACTION, OPT_GRAPH_MAX_BS, OPT_NO_GRAPH,
 };
 
 static const struct option long_options[] = {
@@ -56,6 +56,8 @@ static const struct option long_options[] = {
 	{"disable-radix-cache", no_argument, NULL, OPT_NO_RADIX},
 	{"load-format", required_argument, NULL, OPT_LOAD_FORMAT},
 	{"mem-fraction-static", required_argument, NULL, OPT_MEM_FRACTION},
+	{"cuda-graph-max-bs", required_argument, NULL, OPT_GRAPH_MAX_BS},
+	{"disable-cuda-graph", no_argument, NULL, OPT_NO_GRAPH},
 	{"serve", no_argument, NULL, OPT_SERVE},
 	{"socket", required_argument, NULL, OPT_SOCKET},
 	{"connect", required_argument, NULL, OPT_CONNECT},
@@ -123,6 +125,9 @@ static void usage(void)
 	      "                                made on the GPU (no weight files read)\n"
 	      "      --mem-fraction-static=F   cuda: share of GPU memory for weights and KV\n"
 	      "                                cache (default 0.85)\n"
+	      "      --cuda-graph-max-bs=N     cuda: decode batches up to N run as captured\n"
+	      "                                CUDA graphs (default 64)\n"
+	      "      --disable-cuda-graph      cuda: no graphs (ablation)\n"
 	      "\n"
 	      "Run:\n"
 	      "      --mode=MODE               replay: turns in order per conversation\n"
@@ -219,6 +224,11 @@ static int engine_option(int c, const char *arg, struct opts *o)
 		e->policy = strcmp(arg, "lpm") ? ENG_SCHED_POLICY_FCFS : ENG_SCHED_POLICY_LPM;
 		return 0;
 	case OPT_NO_RADIX: e->disable_radix_cache = true; return 0;
+	case OPT_NO_GRAPH: e->disable_cuda_graph = true; return 0;
+	case OPT_GRAPH_MAX_BS:
+		if (num(arg, 0, 4096, &v)) return -1;
+		e->cuda_graph_max_bs = (int32_t)v;
+		return 0;
 	case OPT_LOAD_FORMAT:
 		if (strcmp(arg, "auto") && strcmp(arg, "dummy")) return -1;
 		e->load_format = arg;

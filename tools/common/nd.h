@@ -82,6 +82,10 @@ json_t *nd_parse_object(const char *line, size_t len, char *err, size_t errlen);
  * the write failed (the failure is also remembered for nd_finish). */
 int nd_write_json(const json_t *obj);
 
+/* obj as one compact line without the '\n', in the writer's number format:
+ * a malloc'ed string, or NULL when out of memory. */
+char *nd_dump_json(const json_t *obj);
+
 /* Writes len bytes and a '\n' to stdout.  Returns 0 or -1 as above. */
 int nd_write_line(const char *s, size_t len);
 

@@ -9,6 +9,7 @@
  */
 #include "tools/common/nd_infer.h"
 #include "tools/common/nd.h"
+#include "tools/common/nd_async.h"
 #include "engine/worker.h"
 
 #include <errno.h>
@@ -17,6 +18,9 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+
+/* Output queued for a slow reader before the engine waits for it. */
+#define OUT_LIMIT ((size_t)64 << 20)
 
 void nd_infer_default_opts(struct nd_infer_opts *o)
 {
@@ -105,15 +109,23 @@ static int source_next(void *ctx, char **line, size_t *len, long *lineno)
 	}
 }
 
-static int emit_stdout(void *ctx, const json_t *rec)
+/* An in-process run: its input, and its output thread, so that a slow
+ * reader of stdout does not stall the engine's steps. */
+struct local_io {
+	struct source src;
+	struct nd_async *out;
+};
+
+static int emit_async(void *ctx, const json_t *rec)
 {
-	(void)ctx;
-	return nd_write_json(rec);
+	struct local_io *l = ctx;
+
+	return nd_async_put_json(l->out, rec);
 }
 
 static void diag_stderr(void *ctx, long line, const char *msg)
 {
-	struct source *s = ctx;
+	struct source *s = &((struct local_io *)ctx)->src;
 
 	for (int i = 0; line > 0 && i < s->n_opened; i++) {
 		if (line <= s->ends[i]) {
@@ -160,8 +172,9 @@ static void progress(struct eng_infer *e, double t0, bool final)
 
 int nd_infer_run_local(const struct nd_infer_opts *o, char **files, int n_files)
 {
-	struct source src;
-	struct eng_run_io io = { source_next, emit_stdout, diag_stderr, &src };
+	struct local_io l;
+	struct source *src = &l.src;
+	struct eng_run_io io = { source_next, emit_async, diag_stderr, &l };
 	struct eng_infer *e;
 	struct eng_run *run;
 	struct eng_error err;
@@ -169,19 +182,22 @@ int nd_infer_run_local(const struct nd_infer_opts *o, char **files, int n_files)
 	long bad;
 	int rc;
 
-	if (source_init(&src, files, n_files) != 0) {
+	if (source_init(src, files, n_files) != 0 || !(l.out = nd_async_start(OUT_LIMIT))) {
 		nd_error("out of memory");
+		source_free(src);
 		return ND_EXIT_USAGE;
 	}
 	rc = open_engine(o, &e);
 	if (rc != 0) {
-		source_free(&src);
+		nd_async_stop(l.out);
+		source_free(src);
 		return rc;
 	}
 	if (eng_run_start(e, &o->run, &io, &run, &err) != 0) {
 		nd_error("%s", err.msg);
 		eng_infer_close(e);
-		source_free(&src);
+		nd_async_stop(l.out);
+		source_free(src);
 		return ND_EXIT_USAGE;
 	}
 	while (!eng_run_done(run)) {
@@ -195,8 +211,8 @@ int nd_infer_run_local(const struct nd_infer_opts *o, char **files, int n_files)
 		progress(e, t0, true);
 	bad = eng_run_finish(run);
 	eng_infer_close(e);
-	source_free(&src);
-	if (src.failed)
+	source_free(src);
+	if (nd_async_stop(l.out) != 0 || src->failed)
 		return ND_EXIT_USAGE;
 	return bad > 0 ? ND_EXIT_BAD_INPUT : ND_EXIT_OK;
 }

@@ -37,6 +37,11 @@ int nd_write_json(const json_t *obj)
 	return 0;
 }
 
+char *nd_dump_json(const json_t *obj)
+{
+	return json_dumps(obj, ND_JSON_FLAGS);
+}
+
 int nd_write_line(const char *s, size_t len)
 {
 	if (write_failed)

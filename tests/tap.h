@@ -3,7 +3,8 @@
  *
  * Header-only on purpose: each test is one .c file with a main() that calls
  * tap_ok() per check and returns tap_done().  A test with nothing to run
- * (no device, no shared data) calls tap_skip_all() instead.
+ * (no device, no shared data) calls tap_skip_all() instead.  tap_slurp()
+ * reads a whole file, which many tests compare against.
  */
 #ifndef TRAJBENCH_TESTS_TAP_H
 #define TRAJBENCH_TESTS_TAP_H
@@ -47,6 +48,29 @@ static inline int tap_skip_all(const char *why)
 {
 	printf("1..0 # SKIP %s\n", why);
 	return 0;
+}
+
+/* The whole file at path, NUL-terminated, malloc'ed; NULL when it cannot
+ * be read.  *len gets its size. */
+static inline char *tap_slurp(const char *path, size_t *len)
+{
+	FILE *fp = fopen(path, "rb");
+	char *buf = NULL;
+	long n;
+
+	if (!fp)
+		return NULL;
+	if (fseek(fp, 0, SEEK_END) == 0 && (n = ftell(fp)) >= 0 &&
+	    fseek(fp, 0, SEEK_SET) == 0 && (buf = malloc((size_t)n + 1)) &&
+	    fread(buf, 1, (size_t)n, fp) == (size_t)n) {
+		buf[n] = '\0';
+		*len = (size_t)n;
+	} else {
+		free(buf);
+		buf = NULL;
+	}
+	fclose(fp);
+	return buf;
 }
 
 static inline int tap_done(void)

@@ -135,27 +135,6 @@ static void test_lines(void)
 	nd_yaml_map_free(m);
 }
 
-static char *slurp(const char *path, size_t *len)
-{
-	FILE *fp = fopen(path, "rb");
-	char *buf = NULL;
-	long n;
-
-	if (!fp)
-		return NULL;
-	if (fseek(fp, 0, SEEK_END) == 0 && (n = ftell(fp)) >= 0 &&
-	    fseek(fp, 0, SEEK_SET) == 0 && (buf = malloc((size_t)n + 1)) &&
-	    fread(buf, 1, (size_t)n, fp) == (size_t)n) {
-		buf[n] = '\0';
-		*len = (size_t)n;
-	} else {
-		free(buf);
-		buf = NULL;
-	}
-	fclose(fp);
-	return buf;
-}
-
 /* config (under data/r2egym) against parsed/<stem>.<key>.txt. */
 static void check_real(const char *data, const char *config, const char *stem)
 {
@@ -177,7 +156,7 @@ static void check_real(const char *data, const char *config, const char *stem)
 
 		snprintf(path, sizeof(path), "%s/parsed/%s.%s.txt", data, stem,
 			 keys[i]);
-		want = slurp(path, &want_n);
+		want = tap_slurp(path, &want_n);
 		tap_ok(want && nd_yaml_map_get_string(m, keys[i], &v, &n, NULL)
 		       == ND_YAML_STRING && n == want_n &&
 		       memcmp(v, want, n) == 0, "%s %s equals %s", config,

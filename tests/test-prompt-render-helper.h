@@ -12,6 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "tests/tap.h"
+
 #define SAMPLE "samples/derived_kl_2traj.model_dump_style.jsonl"
 #define CONFIG "config/r2egym/edit_non_fn_calling.yaml"
 
@@ -34,27 +36,6 @@ static inline const char *locate(char *data, size_t n_data, char *bin,
 	if (access(probe, X_OK) != 0)
 		return "traj-extract not built";
 	return NULL;
-}
-
-static inline char *slurp(const char *path, size_t *len)
-{
-	FILE *fp = fopen(path, "rb");
-	char *buf = NULL;
-	long n;
-
-	if (!fp)
-		return NULL;
-	if (fseek(fp, 0, SEEK_END) == 0 && (n = ftell(fp)) >= 0 &&
-	    fseek(fp, 0, SEEK_SET) == 0 && (buf = malloc((size_t)n + 1)) &&
-	    fread(buf, 1, (size_t)n, fp) == (size_t)n) {
-		buf[n] = '\0';
-		*len = (size_t)n;
-	} else {
-		free(buf);
-		buf = NULL;
-	}
-	fclose(fp);
-	return buf;
 }
 
 /* Runs cmd and returns its whole stdout (NULL on failure). */

@@ -98,11 +98,11 @@ static void check_sample(const char *data, const char *bin)
 	size_t n_out, n;
 
 	snprintf(path, sizeof(path), "%s/%s.system_prompt.txt", data, PARSED);
-	sys = slurp(path, &n);
+	sys = tap_slurp(path, &n);
 	snprintf(path, sizeof(path), "%s/%s.instance_prompt.txt", data, PARSED);
-	inst = slurp(path, &n);
+	inst = tap_slurp(path, &n);
 	snprintf(path, sizeof(path), "%s/%s", data, SAMPLE);
-	raw_text = slurp(path, &n);
+	raw_text = tap_slurp(path, &n);
 	snprintf(cmd, sizeof(cmd), "'%s/traj-extract' '%s/%s' | "
 		 "'%s/prompt-render' --config '%s/%s'", bin, data, SAMPLE, bin,
 		 data, CONFIG);

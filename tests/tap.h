@@ -4,14 +4,17 @@
  * Header-only on purpose: each test is one .c file with a main() that calls
  * tap_ok() per check and returns tap_done().  A test with nothing to run
  * (no device, no shared data) calls tap_skip_all() instead.  tap_slurp()
- * reads a whole file, which many tests compare against.
+ * reads a whole file, which many tests compare against; tap_remove_dir()
+ * removes a test's scratch directory.
  */
 #ifndef TRAJBENCH_TESTS_TAP_H
 #define TRAJBENCH_TESTS_TAP_H
 
+#include <dirent.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 static int tap_n_run;
 static int tap_n_failed;
@@ -71,6 +74,33 @@ static inline char *tap_slurp(const char *path, size_t *len)
 	}
 	fclose(fp);
 	return buf;
+}
+
+/* Removes dir, the files in it and the files of its subdirectories (the
+ * scratch trees tests write models into; nothing deeper). */
+static inline void tap_remove_dir(const char *dir)
+{
+	DIR *d = opendir(dir), *s;
+	struct dirent *e, *f;
+	char sub[4096], file[4400];
+
+	while (d && (e = readdir(d))) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(sub, sizeof(sub), "%s/%s", dir, e->d_name);
+		for (s = opendir(sub); s && (f = readdir(s));) {
+			snprintf(file, sizeof(file), "%s/%s", sub, f->d_name);
+			if (f->d_name[0] != '.')
+				unlink(file);
+		}
+		if (s)
+			closedir(s);
+		if (rmdir(sub) != 0)
+			unlink(sub);
+	}
+	if (d)
+		closedir(d);
+	rmdir(dir);
 }
 
 static inline int tap_done(void)

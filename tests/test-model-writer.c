@@ -493,26 +493,7 @@ static void test_qwen_tokenizer(void)
 
 static void remove_scratch(void)
 {
-	DIR *d = opendir(scratch), *s;
-	struct dirent *e, *f;
-	char sub[4096], file[4400];
-
-	while (d && (e = readdir(d))) {
-		if (e->d_name[0] == '.')
-			continue;
-		snprintf(sub, sizeof(sub), "%s/%s", scratch, e->d_name);
-		for (s = opendir(sub); s && (f = readdir(s));) {
-			snprintf(file, sizeof(file), "%s/%s", sub, f->d_name);
-			if (f->d_name[0] != '.')
-				unlink(file);
-		}
-		if (s)
-			closedir(s);
-		rmdir(sub);
-	}
-	if (d)
-		closedir(d);
-	rmdir(scratch);
+	tap_remove_dir(scratch);
 }
 
 int main(void)

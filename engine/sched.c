@@ -290,6 +290,7 @@ static void finish(struct eng_sched *s, struct req *r, enum eng_finish how, cons
 		.logprobs = r->score ? r->logprobs : NULL,
 	};
 
+	s->st.n_finished++;
 	if (s->cb.on_finish)
 		s->cb.on_finish(r->user, &res);
 }
@@ -599,6 +600,7 @@ static void apply(struct eng_sched *s, int32_t n)
 		tok = r->forced ? r->forced[r->n_gen] : s->next[k];
 		r->tokens[r->n_tokens++] = tok;
 		r->n_gen++;
+		s->st.generated_tokens++;
 		if (s->cb.on_token)
 			s->cb.on_token(r->user, tok, r->n_gen - 1);
 		stop = !r->ignore_eos && is_stop(s, tok);

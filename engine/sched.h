@@ -132,6 +132,8 @@ struct eng_sched_stats {
 	int64_t cached_tokens;     /* of those found in the cache */
 	int64_t computed_tokens;   /* prompt tokens actually prefilled */
 	int64_t n_retractions;
+	int64_t n_finished;        /* requests finished, failed and aborted included */
+	int64_t generated_tokens;  /* tokens produced over all requests */
 	size_t free_pages, cached_pages;
 	int32_t last_batch_seqs, last_batch_tokens;
 };

@@ -163,8 +163,9 @@ static void progress(struct eng_infer *e, double t0, bool final)
 	double dt = mono_s() - t0;
 
 	eng_sched_get_stats(eng_runner_sched(eng_infer_runner(e)), &st);
-	fprintf(stderr, "\r%s: %.0fs steps %lld, running %d, queued %d, prefill %lld tok, "
-		"cache hit %.1f%%, free pages %zu%s", nd_progname(), dt, (long long)st.n_steps,
+	fprintf(stderr, "\r%s: %.0fs, %lld requests done, %.1f tok/s, running %d, queued %d, "
+		"prefill %lld tok, cache hit %.1f%%, free pages %zu%s", nd_progname(), dt,
+		(long long)st.n_finished, dt > 0 ? (double)st.generated_tokens / dt : 0.0,
 		st.n_running, st.n_waiting, (long long)st.computed_tokens,
 		st.prompt_tokens ? 100.0 * (double)st.cached_tokens / (double)st.prompt_tokens : 0.0,
 		st.free_pages, final ? "\n" : "   ");

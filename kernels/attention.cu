@@ -252,7 +252,13 @@ static __global__ void __launch_bounds__(NWARP * 32) attn_kernel(const struct at
 	attn_finish<DPL>(P, st, tile, kvh, sp, row0, nq);
 }
 
-/* Combines the splits of each (tile, kv head) block's rows. */
+/* Combines the splits of the rows of each (tile, kv head): blockIdx.x;
+ * the rows' elements are spread over the gridDim.y blocks of it (one
+ * element a thread for single-token tiles), so that the chain of loads
+ * over the splits is not repeated within a thread.  Every split wrote
+ * all of its rows (max -inf, sum 0, zeros when empty), so the loop reads
+ * them all and weighs the empty ones by 0, with no branch in the way of
+ * the loads. */
 static __global__ void attn_reduce_kernel(const struct attn_params P)
 {
 	const struct kn_attn_args &a = P.a;
@@ -262,7 +268,8 @@ static __global__ void attn_reduce_kernel(const struct attn_params P)
 	size_t split_stride = (size_t)QROWS * (hd + 2);
 	const float *base = P.partial + (size_t)(tile * n_kv + kvh) * P.n_splits * split_stride;
 
-	for (int idx = threadIdx.x; idx < nq * hd; idx += blockDim.x) {
+	for (int idx = blockIdx.y * blockDim.x + threadIdx.x; idx < nq * hd;
+	     idx += gridDim.y * blockDim.x) {
 		int r = idx / hd, d = idx - r * hd, t = r / G, h = kvh * G + (r - t * G);
 		const float *pr = base + (size_t)r * (hd + 2);
 		float M = -INFINITY, L = 0.0f, o = 0.0f;
@@ -271,10 +278,7 @@ static __global__ void attn_reduce_kernel(const struct attn_params P)
 			M = fmaxf(M, pr[sp * split_stride]);
 		for (int sp = 0; sp < P.n_splits; sp++) {
 			const float *q = pr + sp * split_stride;
-
-			if (q[0] == -INFINITY)
-				continue;
-			float w = expf(q[0] - M);
+			float w = q[0] == -INFINITY ? 0.0f : expf(q[0] - M);
 
 			L += q[1] * w;
 			o += q[2 + d] * w;
@@ -314,7 +318,9 @@ static int launch_attn(const struct attn_params &P, cudaStream_t s)
 
 static int launch_attn_reduce(const struct attn_params &P, cudaStream_t s)
 {
-	attn_reduce_kernel<<<P.a.n_tiles * P.a.n_kv, 256, 0, s>>>(P);
+	dim3 grid(P.a.n_tiles * P.a.n_kv, (P.group * P.a.head_dim + 255) / 256);
+
+	attn_reduce_kernel<<<grid, 256, 0, s>>>(P);
 	KN_LAUNCHED();
 	return 0;
 }

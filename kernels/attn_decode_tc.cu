@@ -8,7 +8,9 @@
  * a time, all 128 threads loading, and warp w takes keys 16w .. 16w + 15
  * of each tile with its own online softmax; at the end the four warps'
  * states are merged through shared memory into the output (one split) or
- * a partial that kn_attn_reduce_splits combines.  Decode is bound by the
+ * a partial that kn_attn_reduce_splits combines.  The next tile's loads
+ * are issued into registers before the current tile is computed, so that
+ * the pages are read while the tensor cores work.  Decode is bound by the
  * bytes of the KV pages: the tensor cores only keep the arithmetic off the
  * critical path, which the fp32 kernel of attention.cu could not.
  *
@@ -108,10 +110,17 @@ static __global__ void __launch_bounds__(TC_WARPS * 32)
 #pragma unroll
 	for (int nt = 0; nt < HD / 8; nt++)
 		o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.0f;
+	uint4 kr[TC_PER(HD)], vr[TC_PER(HD)];
+
+	if (kb < ke)
+		tc_fetch_kv<HD>(a, bt, kvh, kb, ke, kr, vr);
 	for (int k0 = kb; k0 < ke; k0 += TC_KT) {
 		__syncthreads();
-		tc_load_kv<HD>(a, bt, kvh, k0, ke, Ks, Vs);
+		tc_store_kv<HD>(kr, vr, Ks, Vs);
 		__syncthreads();
+		/* the next tile's loads fly while this one is computed */
+		if (k0 + TC_KT < ke)
+			tc_fetch_kv<HD>(a, bt, kvh, k0 + TC_KT, ke, kr, vr);
 		dec_tile<HD>(qf, Ks, Vs, k0, ke, pos_lo, pos_hi, 1.0f / sqrtf((float)HD), m, l, o);
 	}
 	__syncthreads();

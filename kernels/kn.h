@@ -75,6 +75,12 @@ void kn_gemm_free(struct kn_gemm *g);
 int kn_gemm_bf16(struct kn_gemm *g, void *y, int y_f32, int ldy, const uint16_t *x,
 		 const uint16_t *w, int m, int n, int k);
 
+/* The same product for skinny x (1 <= m <= 4) by the weight-streaming
+ * kernel alone (kn_gemm_bf16 times it against cuBLAS once per shape and
+ * uses the faster): k a multiple of 8, x and w 16-byte aligned. */
+int kn_gemm_skinny_bf16(void *y, int y_f32, int ldy, const uint16_t *x, const uint16_t *w,
+			int m, int n, int k, kn_stream s);
+
 /* ---------------------------------------------------------------- ops */
 
 /* x (n_rows, hidden) fp32 = table (vocab, hidden) bf16 rows ids (n_rows).

@@ -52,16 +52,20 @@ static __device__ __forceinline__ void mma16816(float *d, const uint32_t *a, uin
 		     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-/* Keys [k0, k0 + TC_KT) of KV head kvh into Ks, Vs (TC_KT, HD + 8) bf16. */
+/* 16-byte chunks of a K (or V) tile that each thread moves. */
+#define TC_PER(HD) (TC_KT * ((HD) / 8) / (TC_WARPS * 32))
+
+/* Keys [k0, k0 + TC_KT) of KV head kvh from the pages into registers
+ * (zeros past ke): the loads stay in flight until tc_store_kv uses them. */
 template <int HD>
-static __device__ void tc_load_kv(const struct kn_attn_args &a, const int32_t *bt, int kvh,
-				  int k0, int ke, uint16_t *Ks, uint16_t *Vs)
+static __device__ __forceinline__ void tc_fetch_kv(const struct kn_attn_args &a,
+						   const int32_t *bt, int kvh, int k0, int ke,
+						   uint4 kr[TC_PER(HD)], uint4 vr[TC_PER(HD)])
 {
-	const int LD = HD + 8, CH = HD / 8, PER = TC_KT * CH / (TC_WARPS * 32);
-	uint4 kr[PER], vr[PER];
+	const int CH = HD / 8;
 
 #pragma unroll
-	for (int c = 0; c < PER; c++) {
+	for (int c = 0; c < TC_PER(HD); c++) {
 		int idx = threadIdx.x + c * TC_WARPS * 32, j = idx / CH, key = k0 + j;
 
 		kr[c] = vr[c] = make_uint4(0, 0, 0, 0);
@@ -73,13 +77,34 @@ static __device__ void tc_load_kv(const struct kn_attn_args &a, const int32_t *b
 			vr[c] = *(const uint4 *)(a.v_cache + off);
 		}
 	}
+}
+
+/* The fetched tile into Ks, Vs (TC_KT, HD + 8) bf16. */
+template <int HD>
+static __device__ __forceinline__ void tc_store_kv(const uint4 kr[TC_PER(HD)],
+						   const uint4 vr[TC_PER(HD)], uint16_t *Ks,
+						   uint16_t *Vs)
+{
+	const int LD = HD + 8, CH = HD / 8;
+
 #pragma unroll
-	for (int c = 0; c < PER; c++) {
+	for (int c = 0; c < TC_PER(HD); c++) {
 		int idx = threadIdx.x + c * TC_WARPS * 32, j = idx / CH, d = (idx - j * CH) * 8;
 
 		*(uint4 *)(Ks + j * LD + d) = kr[c];
 		*(uint4 *)(Vs + j * LD + d) = vr[c];
 	}
+}
+
+/* Keys [k0, k0 + TC_KT) of KV head kvh into Ks, Vs (TC_KT, HD + 8) bf16. */
+template <int HD>
+static __device__ void tc_load_kv(const struct kn_attn_args &a, const int32_t *bt, int kvh,
+				  int k0, int ke, uint16_t *Ks, uint16_t *Vs)
+{
+	uint4 kr[TC_PER(HD)], vr[TC_PER(HD)];
+
+	tc_fetch_kv<HD>(a, bt, kvh, k0, ke, kr, vr);
+	tc_store_kv<HD>(kr, vr, Ks, Vs);
 }
 
 /* The rows' query fragments (zeros for rows past the tile). */

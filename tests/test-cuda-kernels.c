@@ -273,6 +273,50 @@ static void test_gemm(struct kn_gemm *g, int m, int n, int k)
 	free(xf), free(wf), free(x), free(w), free(ref), free(y), free(yb);
 }
 
+/* The skinny-x kernel alone (kn_gemm_bf16 may pick either path): fp32
+ * out with a row stride past n, then bf16 out. */
+static void test_gemm_skinny(int m, int n, int k)
+{
+	int ldy = n + 5;
+	float *xf = malloc((size_t)m * k * 4), *wf = malloc((size_t)n * k * 4);
+	uint16_t *x = rand_bf16((size_t)m * k, 1, xf), *w = rand_bf16((size_t)n * k, 1, wf);
+	double *ref = malloc((size_t)m * n * sizeof(double));
+	float *y = malloc((size_t)m * ldy * 4), *yc = malloc((size_t)m * n * 4);
+	uint16_t *yb = malloc((size_t)m * n * 2);
+	uint16_t *dx = up(x, (size_t)m * k * 2), *dw = up(w, (size_t)n * k * 2);
+	float *dy = dev((size_t)m * ldy * 4);
+
+	for (int i = 0; i < m; i++)
+		for (int j = 0; j < n; j++) {
+			double sum = 0;
+
+			for (int t = 0; t < k; t++)
+				sum += (double)xf[(size_t)i * k + t] * wf[(size_t)j * k + t];
+			ref[(size_t)i * n + j] = sum;
+		}
+	poison(dy, (size_t)m * ldy * 4);
+	if (ran(kn_gemm_skinny_bf16(dy, 1, ldy, dx, dw, m, n, k, NULL), "kn_gemm_skinny_bf16 f32")) {
+		down(y, dy, (size_t)m * ldy * 4);
+		for (int i = 0; i < m; i++)
+			memcpy(yc + (size_t)i * n, y + (size_t)i * ldy, (size_t)n * 4);
+		tap_ok(rel_err(yc, ref, (size_t)m * n) < 1e-4, "skinny gemm %dx%dx%d fp32 out: %.2e",
+		       m, n, k, rel_err(yc, ref, (size_t)m * n));
+	}
+	poison(dy, (size_t)m * n * 2);
+	if (ran(kn_gemm_skinny_bf16(dy, 0, n, dx, dw, m, n, k, NULL), "kn_gemm_skinny_bf16 bf16")) {
+		down(yb, dy, (size_t)m * n * 2);
+		for (size_t i = 0; i < (size_t)m * n; i++)
+			yc[i] = eng_bf16_to_f32(yb[i]);
+		tap_ok(rel_err(yc, ref, (size_t)m * n) < 1e-2, "skinny gemm %dx%dx%d bf16 out: %.2e",
+		       m, n, k, rel_err(yc, ref, (size_t)m * n));
+	}
+	tap_ok(kn_gemm_skinny_bf16(dy, 1, n, dx, dw, m, n, k + 4, NULL) == KN_E_INVALID &&
+	       kn_gemm_skinny_bf16(dy, 1, n, dx, dw, 5, n, k, NULL) == KN_E_INVALID,
+	       "skinny gemm refuses k %% 8 and m > 4");
+	kn_free(dx), kn_free(dw), kn_free(dy);
+	free(xf), free(wf), free(x), free(w), free(ref), free(y), free(yc), free(yb);
+}
+
 /* ---------------------------------------------------------------- rope + cache */
 
 static void test_rope(int nh, int nkv, int hd, int n)
@@ -534,6 +578,10 @@ static void test_attention(void)
 		{ 8, 1, 256, 16, 2, { 500, 77 }, { 1, 1 }, 96, 0 },
 		{ 16, 1, 64, 16, 3, { 9000, 40, 130 }, { 1, 1, 1 }, 1024, 0 },
 		{ 8, 8, 32, 7, 2, { 3, 64 }, { 1, 1 }, 32, 0 },
+		/* several tiles per split (prefetch of the next), odd pages */
+		{ 28, 4, 128, 7, 3, { 5000, 1023, 64 }, { 1, 1, 1 }, 448, 0 },
+		{ 16, 2, 64, 16, 2, { 2049, 127 }, { 1, 1 }, 192, 0 },
+		{ 4, 1, 16, 5, 2, { 700, 63 }, { 1, 1 }, 320, 0 },
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
@@ -643,9 +691,19 @@ int main(void)
 	test_add_rmsnorm(3584, 9);
 	test_silu_mul(7, 333);
 	test_silu_mul(3, 18944);
+	test_silu_mul(5, 1000);
+	test_silu_mul(2, 8);
 	test_gemm(g, 1, 333, 520);
 	test_gemm(g, 7, 1000, 67);
 	test_gemm(g, 64, 4608, 3584);
+	test_gemm(g, 1, 1001, 3584);   /* timed against cuBLAS: either path */
+	test_gemm(g, 1, 1001, 3584);   /* the remembered pick */
+	test_gemm(g, 3, 517, 18944);
+	test_gemm_skinny(1, 333, 520);
+	test_gemm_skinny(2, 1001, 8);
+	test_gemm_skinny(3, 37, 3584);
+	test_gemm_skinny(4, 517, 18944);
+	test_gemm_skinny(1, 4099, 1032);
 	test_rope(4, 2, 16, 9);
 	test_rope(28, 4, 128, 33);
 	test_attention();

@@ -77,6 +77,8 @@ static void handle_line(struct cstate *st, char *line, size_t len)
 	} else if (st->io->out) {
 		fwrite(line, 1, len, st->io->out);
 		fputc('\n', st->io->out);
+		if (rec && st->io->on_record)
+			st->io->on_record(st->io->ctx, rec);
 	}
 	json_decref(rec);
 }

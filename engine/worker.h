@@ -40,6 +40,8 @@ struct eng_client_io {
 	FILE *in;                  /* the run's input lines, or NULL for status/shutdown */
 	FILE *out;                 /* records */
 	void (*diag)(void *ctx, long line, const char *msg);
+	/* Called with every record written to out (may be NULL): progress. */
+	void (*on_record)(void *ctx, const json_t *record);
 	void *ctx;
 };
 

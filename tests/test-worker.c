@@ -86,7 +86,7 @@ static char *client_run(int batch, long *bad)
 	size_t size = 0, cap = 0;
 	int n = 0;
 	FILE *in = fopen(input, "r"), *out = open_memstream(&buf, &size);
-	struct eng_client_io io = { in, out, NULL, NULL };
+	struct eng_client_io io = { in, out, NULL, NULL, NULL };
 	struct eng_error err;
 	json_t *h = hello("run", batch);
 
@@ -152,7 +152,7 @@ int main(void)
 	struct eng_mw_params mp = eng_mw_default_params();
 	struct eng_error err;
 	struct stat st;
-	struct eng_client_io none = { NULL, NULL, NULL, NULL };
+	struct eng_client_io none = { NULL, NULL, NULL, NULL, NULL };
 	char *a, *b, *c, *d;
 	pthread_t t;
 	long bad;
@@ -188,7 +188,7 @@ int main(void)
 	{
 		char *sbuf = NULL;
 		size_t slen = 0;
-		struct eng_client_io sio = { NULL, open_memstream(&sbuf, &slen), NULL, NULL };
+		struct eng_client_io sio = { NULL, open_memstream(&sbuf, &slen), NULL, NULL, NULL };
 
 		bad = eng_client_run(sock, h, &sio, &err);
 		fclose(sio.out);

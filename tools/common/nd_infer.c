@@ -237,10 +237,38 @@ int nd_infer_serve(const struct nd_infer_opts *o)
 	return ND_EXIT_OK;
 }
 
+/* A run through the worker: the input's name for diagnostics, and what
+ * the progress line counts. */
+struct remote {
+	const char *name;
+	bool progress;
+	double t0, last;
+	long requests;
+	long long tokens;
+};
+
+/* Progress from the records as they come back. */
+static void remote_record(void *ctx, const json_t *rec)
+{
+	struct remote *r = ctx;
+	double now;
+
+	if (!r->progress || strcmp(json_string_value(json_object_get(rec, "type")) ?: "", "request"))
+		return;
+	r->requests++;
+	r->tokens += json_integer_value(json_object_get(rec, "output_len"));
+	now = mono_s();
+	if (now - r->last < 1.0)
+		return;
+	r->last = now;
+	fprintf(stderr, "\r%s: %.0fs, %ld requests done, %.1f tok/s   ", nd_progname(), now - r->t0,
+		r->requests, now > r->t0 ? (double)r->tokens / (now - r->t0) : 0.0);
+}
+
 /* A diagnostic from the worker names a line of the run's input stream. */
 static void diag_remote(void *ctx, long line, const char *msg)
 {
-	const char *name = ctx;
+	const char *name = ((struct remote *)ctx)->name;
 
 	if (line > 0)
 		nd_error_at(name, line, "%s", msg);
@@ -250,9 +278,9 @@ static void diag_remote(void *ctx, long line, const char *msg)
 
 int nd_infer_run_remote(const struct nd_infer_opts *o, char **files, int n_files)
 {
-	const char *name = n_files == 1 ? files[0] : "<stdin>";
+	struct remote rm = { n_files == 1 ? files[0] : "<stdin>", o->progress, mono_s(), 0, 0, 0 };
 	FILE *in = n_files == 1 ? fopen(files[0], "rb") : stdin;
-	struct eng_client_io io = { in, stdout, diag_remote, (void *)name };
+	struct eng_client_io io = { in, stdout, diag_remote, remote_record, &rm };
 	struct eng_error err;
 	json_t *hello;
 	long bad;
@@ -269,6 +297,8 @@ int nd_infer_run_remote(const struct nd_infer_opts *o, char **files, int n_files
 			  "params", eng_run_params_to_json(&o->run));
 	bad = eng_client_run(o->socket, hello, &io, &err);
 	json_decref(hello);
+	if (rm.progress && rm.requests)
+		fputc('\n', stderr);
 	if (in != stdin)
 		fclose(in);
 	if (bad < 0) {
@@ -280,7 +310,8 @@ int nd_infer_run_remote(const struct nd_infer_opts *o, char **files, int n_files
 
 int nd_infer_command(const struct nd_infer_opts *o, const char *command)
 {
-	struct eng_client_io io = { NULL, stdout, diag_remote, (void *)o->socket };
+	struct remote rm = { o->socket, false, 0, 0, 0, 0 };
+	struct eng_client_io io = { NULL, stdout, diag_remote, NULL, &rm };
 	struct eng_error err;
 	json_t *hello = json_pack("{s:s,s:s}", "type", "hello", "command", command);
 	long rc = eng_client_run(o->socket, hello, &io, &err);

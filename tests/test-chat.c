@@ -20,6 +20,7 @@
 
 #include "engine/chat.h"
 #include "tests/tap.h"
+#include "tests/test-ids.h"
 
 static char *path_join(const char *a, const char *b)
 {
@@ -43,16 +44,6 @@ static struct eng_chat_msg *msgs_of(json_t *arr, size_t *n)
 	}
 	*n = json_array_size(arr);
 	return m;
-}
-
-static int ids_match(const struct eng_ids *got, json_t *want)
-{
-	if (got->n != json_array_size(want))
-		return 0;
-	for (size_t i = 0; i < got->n; i++)
-		if (got->ids[i] != json_integer_value(json_array_get(want, i)))
-			return 0;
-	return 1;
 }
 
 struct model {
@@ -118,7 +109,7 @@ static void check_reference(const char *ref, struct model *models, int n_models)
 		msgs = msgs_of(json_object_get(r, "messages"), &n);
 		eng_chat_turn_prompt(m->chat, msgs, n, k, &ids, NULL);
 		eng_tokenizer_decode(m->tok, ids.ids, ids.n, 0, &text, &tlen, NULL);
-		tap_ok(ids_match(&ids, json_object_get(r, "ids")) &&
+		tap_ok(test_ids_equal(&ids, json_object_get(r, "ids")) &&
 		       same_text(text, json_string_value(json_object_get(r, "text"))),
 		       "%s conversation %lld turn %zu: %zu ids as HF's template + tokenizer", name,
 		       (long long)json_integer_value(json_object_get(r, "conversation")), k, ids.n);

@@ -19,6 +19,7 @@
 
 #include "engine/tokenizer.h"
 #include "tests/tap.h"
+#include "tests/test-ids.h"
 
 static char *path_join(const char *a, const char *b)
 {
@@ -26,16 +27,6 @@ static char *path_join(const char *a, const char *b)
 
 	sprintf(p, "%s/%s", a, b);
 	return p;
-}
-
-static int ids_equal(const struct eng_ids *got, json_t *want)
-{
-	if (got->n != json_array_size(want))
-		return 0;
-	for (size_t i = 0; i < got->n; i++)
-		if (got->ids[i] != json_integer_value(json_array_get(want, i)))
-			return 0;
-	return 1;
 }
 
 static void show_diff(const struct eng_ids *got, json_t *want)
@@ -98,7 +89,7 @@ static int check_vector(struct eng_tokenizer *tok, json_t *rec, long line, int r
 	char *dec = NULL, *norm;
 	int ok;
 
-	ok = eng_tokenizer_encode(tok, text, len, &ids, 0, &err) == 0 && ids_equal(&ids, want);
+	ok = eng_tokenizer_encode(tok, text, len, &ids, 0, &err) == 0 && test_ids_equal(&ids, want);
 	if (!ok)
 		show_diff(&ids, want);
 	norm = nfc(text, len, &nlen);

@@ -17,8 +17,13 @@ struct eng_backend {
 
 struct eng_backend_params eng_backend_default_params(void)
 {
-	struct eng_backend_params p = { 0, 16, 256, 0, 64, 0 };
+	struct eng_backend_params p = {
+		.n_threads = 0, .page_size = 16, .n_pages = 256, .device = 0,
+		.cuda_graph_max_bs = 64, .disable_cuda_graph = 0, .tp_size = 1,
+	};
 
+	for (int r = 0; r < ENG_TP_MAX; r++)
+		p.tp_devices[r] = -1;
 	return p;
 }
 
@@ -41,6 +46,18 @@ int eng_backend_create(const struct eng_backend_ops *ops, const struct eng_model
 		return eng_error_set(err, ENG_E_INVALID, ops->name, 0,
 				     "page_size and n_pages must be positive, n_threads and "
 				     "cuda_graph_max_bs >= 0");
+	}
+	if (be->params.tp_size < 1 || be->params.tp_size > ENG_TP_MAX ||
+	    (be->params.tp_size > 1 && !ops->tensor_parallel)) {
+		int tp = be->params.tp_size;
+
+		free(be);
+		if (tp < 1 || tp > ENG_TP_MAX)
+			return eng_error_set(err, ENG_E_INVALID, ops->name, 0,
+					     "tp_size %d: must be 1 to %d", tp, ENG_TP_MAX);
+		return eng_error_set(err, ENG_E_INVALID, ops->name, 0,
+				     "the %s backend has no tensor parallelism (tp_size %d); "
+				     "it needs the cuda backend", ops->name, tp);
 	}
 	rc = ops->create(model, &be->params, &be->state, err);
 	if (rc) {

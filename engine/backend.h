@@ -32,6 +32,9 @@
 #include "engine/error.h"
 #include "engine/model.h"
 
+/* Ranks of a tensor-parallel group at most (== KN_TP_MAX). */
+#define ENG_TP_MAX 8
+
 struct eng_backend_params {
 	int n_threads;   /* CPU threads; 0: the online CPUs */
 	int page_size;   /* tokens per KV page */
@@ -44,10 +47,18 @@ struct eng_backend_params {
 	 * set, run op by op.  Same results either way, up to rounding. */
 	int cuda_graph_max_bs;
 	int disable_cuda_graph;
+	/* Tensor parallelism (backends with ops->tensor_parallel): attention
+	 * heads, MLP and LM-head vocab split over tp_size ranks, rank r on GPU
+	 * tp_devices[r], or device + r where that is negative.  The ranks
+	 * either all share one GPU (a test setup: the all-reduce is a kernel)
+	 * or each have their own (NCCL).  n_pages is the pool of each rank,
+	 * holding its share of the KV heads. */
+	int tp_size;
+	int tp_devices[ENG_TP_MAX];
 };
 
 /* n_threads 0, page_size 16, n_pages 256, device 0, cuda_graph_max_bs 64,
- * CUDA graphs on. */
+ * CUDA graphs on, tp_size 1, tp_devices all -1. */
 struct eng_backend_params eng_backend_default_params(void);
 
 struct eng_seq_input {
@@ -82,6 +93,8 @@ struct eng_backend_ops {
 			    int32_t *next, struct eng_error *err);
 	/* Bytes of the KV page pool. */
 	size_t (*kv_bytes)(const void *state);
+	/* Takes tp_size > 1; eng_backend_create refuses it otherwise. */
+	int tensor_parallel;
 };
 
 extern const struct eng_backend_ops eng_backend_cpu_ops;

@@ -1,14 +1,15 @@
 /*
  * backend_cuda.c: the CUDA backend: the same batched, paged forward pass
- * as backend_cpu.c, on one GPU (params->device), with bf16 weights and KV
- * pages and fp32 arithmetic.
+ * as backend_cpu.c, on one GPU (params->device) or split over the ranks
+ * of a tensor-parallel group, with bf16 weights and KV pages and fp32
+ * arithmetic.
  *
  * All new tokens of a batch form one (T, hidden) activation matrix, so
  * every projection is one cuBLAS GEMM over the batch (q/k/v fused, gate/up
  * fused).  Per step the host builds one int32 metadata block (token ids,
  * positions, cache slots, block tables, attention tiles, LM-head rows) in
- * pinned memory and sends it with a single copy; activations live in
- * device buffers grown to the largest batch seen.
+ * pinned memory and sends it with a single copy (one per rank);
+ * activations live in device buffers grown to the largest batch seen.
  *
  * Per layer:  xb = rmsnorm(x [+ previous mlp out]);  qkv = xb Wqkv;
  *             q, pages <- rope(qkv + b);  att = attention(q, pages);
@@ -20,6 +21,20 @@
  * The LM head runs only on the rows whose logits or log-probs are wanted,
  * a tile of rows at a time; log-probs and argmax are computed on the
  * device, logits copied back only where a sequence asked for them.
+ *
+ * Tensor parallelism (params->tp_size N > 1; shards in cuda_weights.h):
+ * every rank holds the whole residual stream x and runs the ops above on
+ * its heads and its slice of the MLP; the fp32 proj of the row-parallel
+ * O and down GEMMs is a partial sum, all-reduced (engine/comm.h) before
+ * the add + rmsnorm that consumes it, so the biases bo and bd are added
+ * once.  Each rank's KV pool holds its n_kv / N heads.  The LM head is
+ * vocab-parallel: each rank reduces its logits slice to (max, argmax,
+ * sum exp, target logit) per row (kn_vocab_partial) and the host combines
+ * the ranks' parts into the greedy token and the log-prob; the logits a
+ * sequence asks for are copied back slice by slice.  One host thread
+ * drives all ranks, op by op over the ranks (so the per-op profile is
+ * right when they share one device and stream).  CUDA graphs are not
+ * used when N > 1: such batches run op by op.
  *
  * Decode-only batches (one token per sequence, no score targets) of up to
  * params->cuda_graph_max_bs sequences replay a CUDA graph of the whole
@@ -34,17 +49,24 @@
  * again on next use); a capture that fails turns graphs off for good.
  * Tokens and the logits asked for are copied back after the replay.
  *
+ * The file is long because the forward pass is one sectioned whole
+ * (buffers, create, profile, metadata, layers, LM head, graphs).
+ *
  * Refuses: head_dim not a multiple of 8 or over 256, more than 32 query
- * heads per KV head (the attention kernel's limits), at create.
+ * heads per KV head (the attention kernel's limits), a tensor-parallel
+ * size that does not divide the heads, KV heads and intermediate size,
+ * ranks that share some GPUs but not all, at create.
  */
 #include <config.h>
 
 #include "engine/cuda_backend.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/comm.h"
 #include "engine/cuda_weights.h"
 #include "kernels/kn.h"
 
@@ -60,14 +82,16 @@ struct step_meta {
 };
 
 /* Per-op device time, when asked for (eng_cuda_profile): an event after
- * every op of a forward, summed per class once the forward is done. */
+ * every op of a forward (on rank 0's stream), summed per class once the
+ * forward is done. */
 enum {
 	PROF_EMBED, PROF_NORM, PROF_QKV, PROF_ROPE, PROF_ATTN, PROF_O, PROF_GU, PROF_SILU,
-	PROF_DOWN, PROF_HEAD, PROF_N
+	PROF_DOWN, PROF_ALLREDUCE, PROF_HEAD, PROF_N
 };
 static const char *const prof_names[PROF_N] = {
 	"embedding", "add + rmsnorm", "qkv gemm", "bias + rope + kv write", "attention",
-	"o gemm", "gate/up gemm", "silu * up", "down gemm", "lm head, argmax, copies",
+	"o gemm", "gate/up gemm", "silu * up", "down gemm", "all-reduce",
+	"lm head, argmax, copies",
 };
 #define PROF_EVENTS 1024
 
@@ -78,43 +102,61 @@ struct prof {
 	double ms[PROF_N];
 };
 
+/* What one tensor-parallel rank holds on its GPU (the whole model when
+ * there is one rank).  Sizes are the rank's: nh = n_heads / N query
+ * heads, nkv = n_kv / N KV heads, inter = intermediate / N. */
+struct rank {
+	int dev;
+	kn_stream stream;            /* ranks sharing a GPU share rank 0's */
+	struct kn_gemm *gemm;
+	struct eng_cuda_weights w;
+	float *inv_freq;             /* (head_dim / 2) */
+	uint16_t *k_pool, *v_pool;   /* (n_layers, pool_pages * page_size, nkv, head_dim) bf16 */
+	float *x;          /* (T, hidden) fp32 residual stream, the same on every rank */
+	uint16_t *xb;      /* (T, hidden) bf16 normed rows; also the LM head's input */
+	float *qkv;        /* (T, (nh + 2 nkv) head_dim) fp32 */
+	uint16_t *q;       /* (T, nh head_dim) bf16, rotated */
+	uint16_t *att;     /* (T, nh head_dim) bf16 */
+	float *proj;       /* (T, hidden) fp32: o_proj, then down_proj output (partial
+			      sums until all-reduced) */
+	uint16_t *gu;      /* (T, 2 inter) bf16 */
+	uint16_t *act;     /* (T, inter) bf16 */
+	float *lp;         /* (T) log-probs of the selected rows (one rank only) */
+	int32_t *amax;     /* (T) argmax of the selected rows (one rank only) */
+	struct kn_vocab_part *part;   /* (T) this rank's view of the selected rows */
+	float *logits;     /* (lm_tile, w.n_vocab) fp32 */
+	float *partial;    /* (cap_partial) split-K partials of decode attention */
+	int32_t *meta_d;   /* (cap_meta) the step's metadata */
+	kn_event done;     /* end of this rank's work in a step */
+};
+
 struct cuda_state {
 	struct eng_model_config cfg;
 	struct eng_backend_params params;
-	struct eng_cuda_weights w;
 	char device_name[256];
 	int n_sm, lm_tile;
 	int tile_rows;      /* rows per prefill attention tile */
 	int use_tc;         /* prefill attention on the tensor-core kernel */
 	int use_tc_decode;  /* decode attention likewise */
-	kn_stream stream;
-	struct kn_gemm *gemm;
-	float *inv_freq;             /* (head_dim / 2) */
+	int n_ranks;        /* params.tp_size */
+	int shared;         /* n_ranks > 1 on one GPU and one stream */
+	int nh, nkv, inter; /* per rank */
+	struct rank rk[ENG_TP_MAX];
+	struct eng_comm *comm;
+	struct eng_error comm_err;   /* the last all-reduce failure */
+	int comm_failed;
 	int pool_pages;              /* n_pages + 1: the last is the graphs' scratch page */
-	uint16_t *k_pool, *v_pool;   /* (n_layers, pool_pages * page_size, n_kv, head_dim) bf16 */
-	size_t kv_bytes;
+	size_t kv_bytes;             /* all ranks' */
+	size_t cap_partial;          /* floats of each rank's partial */
 	int cap_tokens;
-	float *x;          /* (T, hidden) fp32 residual stream */
-	uint16_t *xb;      /* (T, hidden) bf16 normed rows; also the LM head's input */
-	float *qkv;        /* (T, q_dim + 2 kv_dim) fp32 */
-	uint16_t *q;       /* (T, q_dim) bf16, rotated */
-	uint16_t *att;     /* (T, q_dim) bf16 */
-	float *proj;       /* (T, hidden) fp32: o_proj, then down_proj output */
-	uint16_t *gu;      /* (T, 2 intermediate) bf16 */
-	uint16_t *act;     /* (T, intermediate) bf16 */
-	float *lp;         /* (T) log-probs of the selected rows */
-	int32_t *amax;     /* (T) argmax of the selected rows */
-	float *logits;     /* (lm_tile, vocab) fp32 */
-	size_t cap_partial;
-	float *partial;    /* split-K partials of decode attention */
 	size_t cap_meta;   /* int32 elements of meta_h / meta_d */
 	int32_t *meta_h;   /* pinned */
-	int32_t *meta_d;
 	struct prof *prof; /* NULL unless profiling */
 	int *sel_seq;      /* (cap_tokens) host: sequence of each selected row */
 	int *sel_i;        /* (cap_tokens) host: index of the row in its chunk */
 	float *lp_h;       /* (cap_tokens) host copy of lp */
 	int32_t *amax_h;   /* (cap_tokens) host copy of amax */
+	struct kn_vocab_part *part_h;   /* (n_ranks, cap_tokens) host copies of part */
 	int buf_gen;       /* bumped when a buffer a graph may hold moves */
 	struct graph_ent *graphs;   /* (n_graphs) captured decode forwards */
 	int n_graphs;
@@ -125,16 +167,28 @@ struct cuda_state {
 
 static void prof_free(struct prof *p);
 
-static int qkv_dim(const struct eng_model_config *c)
+/* Columns of a rank's fused q/k/v rows. */
+static int qkv_dim(const struct cuda_state *st)
 {
-	return (c->n_heads + 2 * c->n_kv_heads) * c->head_dim;
+	return (st->nh + 2 * st->nkv) * st->cfg.head_dim;
 }
 
-/* Elements of one layer's K (or V) pages before layer l's. */
+/* Elements of one layer's K (or V) pages before layer l's, on a rank. */
 static size_t kv_layer(const struct cuda_state *st, int l)
 {
-	return (size_t)l * st->pool_pages * st->params.page_size * st->cfg.n_kv_heads *
-	       st->cfg.head_dim;
+	return (size_t)l * st->pool_pages * st->params.page_size * st->nkv * st->cfg.head_dim;
+}
+
+/* Makes rank r's GPU current; nothing to do with a single rank. */
+static int use_rank(const struct cuda_state *st, int r)
+{
+	return st->n_ranks > 1 ? kn_set_device(st->rk[r].dev) : 0;
+}
+
+/* Whether rank r has a stream of its own (not rank 0's, shared). */
+static int own_stream(const struct cuda_state *st, int r)
+{
+	return r == 0 || !st->shared;
 }
 
 /* ---------------------------------------------------------------- graphs */
@@ -157,52 +211,78 @@ static void graphs_drop(struct cuda_state *st)
 
 /* ---------------------------------------------------------------- buffers */
 
+static void free_rank_acts(struct rank *R)
+{
+	kn_free(R->x);
+	kn_free(R->xb);
+	kn_free(R->qkv);
+	kn_free(R->q);
+	kn_free(R->att);
+	kn_free(R->proj);
+	kn_free(R->gu);
+	kn_free(R->act);
+	kn_free(R->lp);
+	kn_free(R->amax);
+	kn_free(R->part);
+	R->x = R->proj = R->qkv = R->lp = NULL;
+	R->xb = R->q = R->att = R->gu = R->act = NULL;
+	R->amax = NULL;
+	R->part = NULL;
+}
+
 static void free_acts(struct cuda_state *st)
 {
-	kn_free(st->x);
-	kn_free(st->xb);
-	kn_free(st->qkv);
-	kn_free(st->q);
-	kn_free(st->att);
-	kn_free(st->proj);
-	kn_free(st->gu);
-	kn_free(st->act);
-	kn_free(st->lp);
-	kn_free(st->amax);
+	for (int r = 0; r < st->n_ranks; r++) {
+		use_rank(st, r);
+		free_rank_acts(&st->rk[r]);
+	}
 	free(st->sel_seq);
 	free(st->sel_i);
 	free(st->lp_h);
 	free(st->amax_h);
-	st->x = st->proj = st->qkv = st->lp = NULL;
-	st->xb = st->q = st->att = st->gu = st->act = NULL;
-	st->amax = NULL;
+	free(st->part_h);
 	st->sel_seq = st->sel_i = NULL;
 	st->lp_h = NULL;
 	st->amax_h = NULL;
+	st->part_h = NULL;
 	st->cap_tokens = 0;
+}
+
+/* Rank R's activations for t rows. */
+static int alloc_rank_acts(const struct cuda_state *st, struct rank *R, size_t t)
+{
+	size_t H = st->cfg.hidden, qd = (size_t)st->nh * st->cfg.head_dim;
+	int rc;
+
+	if ((rc = kn_malloc((void **)&R->x, t * H * 4)) ||
+	    (rc = kn_malloc((void **)&R->xb, t * H * 2)) ||
+	    (rc = kn_malloc((void **)&R->qkv, t * qkv_dim(st) * 4)) ||
+	    (rc = kn_malloc((void **)&R->q, t * qd * 2)) ||
+	    (rc = kn_malloc((void **)&R->att, t * qd * 2)) ||
+	    (rc = kn_malloc((void **)&R->proj, t * H * 4)) ||
+	    (rc = kn_malloc((void **)&R->gu, t * 2 * st->inter * 2)) ||
+	    (rc = kn_malloc((void **)&R->act, t * st->inter * 2)) ||
+	    (rc = kn_malloc((void **)&R->lp, t * 4)) ||
+	    (rc = kn_malloc((void **)&R->amax, t * 4)) ||
+	    (st->n_ranks > 1 && (rc = kn_malloc((void **)&R->part, t * sizeof(*R->part)))))
+		return rc;
+	return 0;
 }
 
 static int ensure_tokens(struct cuda_state *st, int T, struct eng_error *err)
 {
-	const struct eng_model_config *c = &st->cfg;
-	size_t t = (size_t)T, H = c->hidden, qd = (size_t)c->n_heads * c->head_dim;
-	int rc;
+	size_t t = (size_t)T;
+	int rc = 0;
 
 	if (T <= st->cap_tokens)
 		return 0;
 	free_acts(st);
 	st->buf_gen++;
 	t = t < 64 ? 64 : t + t / 4;
-	if ((rc = kn_malloc((void **)&st->x, t * H * 4)) ||
-	    (rc = kn_malloc((void **)&st->xb, t * H * 2)) ||
-	    (rc = kn_malloc((void **)&st->qkv, t * qkv_dim(c) * 4)) ||
-	    (rc = kn_malloc((void **)&st->q, t * qd * 2)) ||
-	    (rc = kn_malloc((void **)&st->att, t * qd * 2)) ||
-	    (rc = kn_malloc((void **)&st->proj, t * H * 4)) ||
-	    (rc = kn_malloc((void **)&st->gu, t * 2 * c->intermediate * 2)) ||
-	    (rc = kn_malloc((void **)&st->act, t * c->intermediate * 2)) ||
-	    (rc = kn_malloc((void **)&st->lp, t * 4)) ||
-	    (rc = kn_malloc((void **)&st->amax, t * 4))) {
+	for (int r = 0; !rc && r < st->n_ranks; r++)
+		if (!(rc = use_rank(st, r)))
+			rc = alloc_rank_acts(st, &st->rk[r], t);
+	if (rc) {
 		eng_cuda_error(rc, err);
 		free_acts(st);
 		return ENG_E_DEVICE;
@@ -211,12 +291,25 @@ static int ensure_tokens(struct cuda_state *st, int T, struct eng_error *err)
 	st->sel_i = malloc(t * sizeof(int));
 	st->lp_h = malloc(t * sizeof(float));
 	st->amax_h = malloc(t * sizeof(int32_t));
-	if (!st->sel_seq || !st->sel_i || !st->lp_h || !st->amax_h) {
+	st->part_h = malloc((size_t)st->n_ranks * t * sizeof(*st->part_h));
+	if (!st->sel_seq || !st->sel_i || !st->lp_h || !st->amax_h || !st->part_h) {
 		free_acts(st);
 		return eng_error_set(err, ENG_E_NOMEM, "cuda", 0, "out of memory");
 	}
 	st->cap_tokens = (int)t;
 	return 0;
+}
+
+static void free_meta(struct cuda_state *st)
+{
+	kn_host_free(st->meta_h);
+	st->meta_h = NULL;
+	for (int r = 0; r < st->n_ranks; r++) {
+		use_rank(st, r);
+		kn_free(st->rk[r].meta_d);
+		st->rk[r].meta_d = NULL;
+	}
+	st->cap_meta = 0;
 }
 
 static int ensure_meta(struct cuda_state *st, size_t n, struct eng_error *err)
@@ -225,38 +318,64 @@ static int ensure_meta(struct cuda_state *st, size_t n, struct eng_error *err)
 
 	if (n <= st->cap_meta)
 		return 0;
-	kn_host_free(st->meta_h);
-	kn_free(st->meta_d);
-	st->meta_h = NULL;
-	st->meta_d = NULL;
-	st->cap_meta = 0;
+	free_meta(st);
 	st->buf_gen++;
 	n += n / 4 + 1024;
-	if ((rc = kn_host_alloc((void **)&st->meta_h, n * 4)) ||
-	    (rc = kn_malloc((void **)&st->meta_d, n * 4)))
+	if ((rc = use_rank(st, 0)) || (rc = kn_host_alloc((void **)&st->meta_h, n * 4)))
 		return eng_cuda_error(rc, err);
+	for (int r = 0; r < st->n_ranks; r++)
+		if ((rc = use_rank(st, r)) || (rc = kn_malloc((void **)&st->rk[r].meta_d, n * 4)))
+			return eng_cuda_error(rc, err);
 	st->cap_meta = n;
 	return 0;
 }
 
+/* Every rank's decode partials hold n floats. */
 static int ensure_partial(struct cuda_state *st, size_t n, struct eng_error *err)
 {
 	int rc;
 
 	if (n <= st->cap_partial)
 		return 0;
-	kn_free(st->partial);
-	st->partial = NULL;
-	st->cap_partial = 0;
 	st->buf_gen++;
 	n += n / 4;
-	if ((rc = kn_malloc((void **)&st->partial, n * 4)))
-		return eng_cuda_error(rc, err);
+	for (int r = 0; r < st->n_ranks; r++) {
+		struct rank *R = &st->rk[r];
+
+		if ((rc = use_rank(st, r)))
+			return eng_cuda_error(rc, err);
+		kn_free(R->partial);
+		R->partial = NULL;
+		st->cap_partial = 0;
+		if ((rc = kn_malloc((void **)&R->partial, n * 4)))
+			return eng_cuda_error(rc, err);
+	}
 	st->cap_partial = n;
 	return 0;
 }
 
 /* ---------------------------------------------------------------- create */
+
+static void free_rank(struct cuda_state *st, int r)
+{
+	struct rank *R = &st->rk[r];
+
+	if (use_rank(st, r))
+		return;
+	if (R->stream)
+		kn_stream_sync(R->stream);
+	kn_event_destroy(R->done);
+	kn_free(R->partial);
+	kn_free(R->logits);
+	kn_free(R->inv_freq);
+	kn_free(R->k_pool);
+	kn_free(R->v_pool);
+	eng_cuda_weights_free(&R->w);
+	kn_gemm_free(R->gemm);
+	if (own_stream(st, r))
+		kn_stream_destroy(R->stream);
+	R->stream = NULL;
+}
 
 void eng_cuda_destroy(void *state)
 {
@@ -264,29 +383,25 @@ void eng_cuda_destroy(void *state)
 
 	if (!st)
 		return;
-	kn_set_device(st->params.device);
-	if (st->stream)
-		kn_stream_sync(st->stream);
+	kn_set_device(st->rk[0].dev);
+	if (st->rk[0].stream)
+		kn_stream_sync(st->rk[0].stream);
 	graphs_drop(st);
 	free(st->graphs);
 	kn_event_destroy(st->ev_t0);
 	kn_event_destroy(st->ev_t1);
 	free_acts(st);
+	free_meta(st);
+	use_rank(st, 0);
 	prof_free(st->prof);
-	kn_free(st->partial);
-	kn_free(st->logits);
-	kn_host_free(st->meta_h);
-	kn_free(st->meta_d);
-	kn_free(st->inv_freq);
-	kn_free(st->k_pool);
-	kn_free(st->v_pool);
-	eng_cuda_weights_free(&st->w);
-	kn_gemm_free(st->gemm);
-	kn_stream_destroy(st->stream);
+	eng_comm_free(st->comm);
+	/* shared ranks use rank 0's stream: free it last */
+	for (int r = st->n_ranks - 1; r >= 0; r--)
+		free_rank(st, r);
 	free(st);
 }
 
-static int check_shape(const struct eng_model_config *c, struct eng_error *err)
+static int check_shape(const struct eng_model_config *c, int tp, struct eng_error *err)
 {
 	if (c->head_dim % 8 || c->head_dim > 256 || c->head_dim < 8 ||
 	    kn_attn_tile_rows(c->n_heads, c->n_kv_heads) < 1)
@@ -294,78 +409,155 @@ static int check_shape(const struct eng_model_config *c, struct eng_error *err)
 				     "head_dim %d with %d heads over %d kv heads: the kernels need "
 				     "head_dim a multiple of 8 up to 256 and at most 32 heads per kv head",
 				     c->head_dim, c->n_heads, c->n_kv_heads);
-	return 0;
+	if (tp < 1 || tp > ENG_TP_MAX || tp > KN_TP_MAX)
+		return eng_error_set(err, ENG_E_INVALID, "cuda", 0,
+				     "tensor-parallel size %d: must be 1 to %d", tp, KN_TP_MAX);
+	return eng_cuda_shard_check(c, tp, err);
 }
 
-static int open_device(struct cuda_state *st, struct eng_error *err)
+/* Rank r's stream and GEMM handle on its device (the device checked). */
+static int open_rank(struct cuda_state *st, int r, int n_dev, struct eng_error *err)
 {
-	int n = 0, rc;
+	struct rank *R = &st->rk[r];
+	int rc;
 
-	if ((rc = kn_device_count(&n)) || n == 0)
-		return eng_error_set(err, ENG_E_DEVICE, "cuda", 0, "no CUDA device%s%s",
-				     rc ? ": " : "", rc ? kn_last_error() : "");
-	if (st->params.device < 0 || st->params.device >= n)
+	if (R->dev < 0 || R->dev >= n_dev)
 		return eng_error_set(err, ENG_E_DEVICE, "cuda", 0,
-				     "device %d requested, %d present", st->params.device, n);
-	if ((rc = kn_set_device(st->params.device)) ||
-	    (rc = kn_device_info(st->params.device, st->device_name, sizeof(st->device_name),
-				 &st->n_sm, NULL)) ||
-	    (rc = kn_stream_create(&st->stream)) || (rc = kn_gemm_create(&st->gemm, st->stream)))
+				     "device %d requested%s, %d present", R->dev,
+				     st->n_ranks > 1 ? " for a tensor-parallel rank" : "", n_dev);
+	if ((rc = kn_set_device(R->dev)) ||
+	    (r == 0 && (rc = kn_device_info(R->dev, st->device_name, sizeof(st->device_name),
+					    &st->n_sm, NULL))) ||
+	    (own_stream(st, r) ? (rc = kn_stream_create(&R->stream))
+			       : (R->stream = st->rk[0].stream, 0)) ||
+	    (rc = kn_gemm_create(&R->gemm, R->stream)) ||
+	    (st->n_ranks > 1 && (rc = kn_event_create(&R->done))))
 		return eng_cuda_error(rc, err);
 	return 0;
 }
 
-/* The KV pool (zeroed), the RoPE table and the LM-head logits tile. */
+/* The ranks' devices, streams and GEMM handles, and their all-reduce. */
+static int open_devices(struct cuda_state *st, struct eng_error *err)
+{
+	int n = 0, rc, devs[ENG_TP_MAX];
+	kn_stream streams[ENG_TP_MAX];
+
+	if ((rc = kn_device_count(&n)) || n == 0)
+		return eng_error_set(err, ENG_E_DEVICE, "cuda", 0, "no CUDA device%s%s",
+				     rc ? ": " : "", rc ? kn_last_error() : "");
+	st->shared = st->n_ranks > 1;
+	for (int r = 0; r < st->n_ranks; r++) {
+		int d = st->params.tp_devices[r];
+
+		st->rk[r].dev = st->n_ranks == 1 ? st->params.device
+			      : d >= 0 ? d : st->params.device + r;
+		st->shared &= st->rk[r].dev == st->rk[0].dev;
+	}
+	for (int r = 0; r < st->n_ranks; r++) {
+		if ((rc = open_rank(st, r, n, err)))
+			return rc;
+		devs[r] = st->rk[r].dev;
+		streams[r] = st->rk[r].stream;
+	}
+	return eng_comm_create(st->n_ranks, devs, streams, &st->comm, err);
+}
+
+/* Rank R's KV pool (zeroed), RoPE table and LM-head logits tile. */
+static int alloc_rank_fixed(struct cuda_state *st, struct rank *R, const float *freq,
+			    size_t per)
+{
+	const struct eng_model_config *c = &st->cfg;
+	size_t half = (size_t)c->head_dim / 2;
+	int rc;
+
+	if ((rc = kn_malloc((void **)&R->inv_freq, half * 4)) ||
+	    (rc = kn_memcpy_h2d(R->inv_freq, freq, half * 4, R->stream)) ||
+	    (rc = kn_stream_sync(R->stream)) || (rc = kn_malloc((void **)&R->k_pool, per)) ||
+	    (rc = kn_malloc((void **)&R->v_pool, per)) ||
+	    (rc = kn_memset(R->k_pool, 0, per, R->stream)) ||
+	    (rc = kn_memset(R->v_pool, 0, per, R->stream)) ||
+	    (rc = kn_malloc((void **)&R->logits, (size_t)st->lm_tile * c->vocab * 4)) ||
+	    (rc = kn_stream_sync(R->stream)))
+		return rc;
+	return 0;
+}
+
+/* Every rank's fixed buffers (alloc_rank_fixed). */
 static int alloc_fixed(struct cuda_state *st, struct eng_error *err)
 {
 	const struct eng_model_config *c = &st->cfg;
 	size_t half = (size_t)c->head_dim / 2;
-	size_t per = (size_t)c->n_layers * st->pool_pages * st->params.page_size *
-		     c->n_kv_heads * c->head_dim * 2;
+	size_t per = (size_t)c->n_layers * st->pool_pages * st->params.page_size * st->nkv *
+		     c->head_dim * 2;
 	float *h = malloc(half * sizeof(float));
-	int rc;
+	int rc = 0;
 
 	if (!h)
 		return eng_error_set(err, ENG_E_NOMEM, "cuda", 0, "out of memory");
 	eng_config_rope_inv_freq(c, h);
 	st->lm_tile = (int)(LM_TILE_BYTES / ((size_t)c->vocab * 4));
 	st->lm_tile = st->lm_tile < 1 ? 1 : st->lm_tile > 4096 ? 4096 : st->lm_tile;
-	rc = kn_malloc((void **)&st->inv_freq, half * 4);
-	if (!rc)
-		rc = kn_memcpy_h2d(st->inv_freq, h, half * 4, st->stream);
-	if (!rc)
-		rc = kn_stream_sync(st->stream);
+	for (int r = 0; !rc && r < st->n_ranks; r++)
+		if (!(rc = use_rank(st, r)))
+			rc = alloc_rank_fixed(st, &st->rk[r], h, per);
 	free(h);
-	if (rc || (rc = kn_malloc((void **)&st->k_pool, per)) ||
-	    (rc = kn_malloc((void **)&st->v_pool, per)) ||
-	    (rc = kn_memset(st->k_pool, 0, per, st->stream)) ||
-	    (rc = kn_memset(st->v_pool, 0, per, st->stream)) ||
-	    (rc = kn_malloc((void **)&st->logits, (size_t)st->lm_tile * c->vocab * 4)) ||
-	    (rc = kn_stream_sync(st->stream)))
+	if (rc)
 		return eng_cuda_error(rc, err);
-	st->kv_bytes = 2 * per;
+	st->kv_bytes = 2 * per * st->n_ranks;
 	return 0;
 }
 
 /* Random K/V in every page, so that benchmarks can time decode at any
- * context without a prefill (and never on zeros). */
+ * context without a prefill (and never on zeros): each rank's KV heads
+ * of the one random pool, whatever the number of ranks. */
 static int dummy_pages(struct cuda_state *st, uint64_t seed, struct eng_error *err)
 {
-	size_t n = st->kv_bytes / 4;
+	size_t hd = st->cfg.head_dim, cols = (size_t)st->nkv * hd;
+	size_t rows = (size_t)st->cfg.n_layers * st->pool_pages * st->params.page_size;
+	size_t full = (size_t)st->cfg.n_kv_heads * hd;
+	int rc = 0;
+
+	for (int r = 0; !rc && r < st->n_ranks; r++) {
+		struct rank *R = &st->rk[r];
+		size_t c0 = (size_t)r * cols;
+
+		if ((rc = use_rank(st, r)) ||
+		    (rc = kn_fill_random_slice_bf16(R->k_pool, rows, cols, full, 0, c0,
+						    seed ^ 0x4b56ull, 0.0f, 1.0f, R->stream)) ||
+		    (rc = kn_fill_random_slice_bf16(R->v_pool, rows, cols, full, 0, c0,
+						    seed ^ 0x5646ull, 0.0f, 1.0f, R->stream)) ||
+		    (rc = kn_stream_sync(R->stream)))
+			break;
+	}
+	return rc ? eng_cuda_error(rc, err) : 0;
+}
+
+/* Every rank's weights: uploaded from w, or random from seed. */
+static int load_weights(struct cuda_state *st, const struct eng_model_weights *w,
+			uint64_t seed, struct eng_error *err)
+{
 	int rc;
 
-	if ((rc = kn_fill_random_bf16(st->k_pool, n, seed ^ 0x4b56ull, 0.0f, 1.0f, st->stream)) ||
-	    (rc = kn_fill_random_bf16(st->v_pool, n, seed ^ 0x5646ull, 0.0f, 1.0f, st->stream)) ||
-	    (rc = kn_stream_sync(st->stream)))
-		return eng_cuda_error(rc, err);
-	return 0;
+	for (int r = 0; r < st->n_ranks; r++) {
+		struct rank *R = &st->rk[r];
+		struct eng_cuda_shard sh = { r, st->n_ranks };
+
+		if ((rc = use_rank(st, r)))
+			return eng_cuda_error(rc, err);
+		rc = w ? eng_cuda_weights_upload(&R->w, &st->cfg, sh, w, R->stream, err)
+		       : eng_cuda_weights_dummy(&R->w, &st->cfg, sh, seed, R->stream, err);
+		if (rc)
+			return rc;
+	}
+	return w ? 0 : dummy_pages(st, seed, err);
 }
 
 static int make_events(struct cuda_state *st, struct eng_error *err)
 {
 	int rc;
 
-	if ((rc = kn_event_create(&st->ev_t0)) || (rc = kn_event_create(&st->ev_t1)))
+	if ((rc = kn_set_device(st->rk[0].dev)) || (rc = kn_event_create(&st->ev_t0)) ||
+	    (rc = kn_event_create(&st->ev_t1)))
 		return eng_cuda_error(rc, err);
 	return 0;
 }
@@ -375,10 +567,10 @@ int eng_cuda_create(const struct eng_model_config *cfg, const struct eng_model_w
 		    struct eng_error *err)
 {
 	struct cuda_state *st;
-	int rc;
+	int rc, tp = params->tp_size;
 
 	*state = NULL;
-	if ((rc = check_shape(cfg, err)))
+	if ((rc = check_shape(cfg, tp, err)))
 		return rc;
 	if (!(st = calloc(1, sizeof(*st))))
 		return eng_error_set(err, ENG_E_NOMEM, "cuda", 0, "out of memory");
@@ -386,20 +578,22 @@ int eng_cuda_create(const struct eng_model_config *cfg, const struct eng_model_w
 	if (params->cuda_graph_max_bs < 0)
 		params->cuda_graph_max_bs = 0;
 	st->params = *params;
+	st->n_ranks = tp;
+	st->nh = cfg->n_heads / tp;
+	st->nkv = cfg->n_kv_heads / tp;
+	st->inter = cfg->intermediate / tp;
 	st->pool_pages = params->n_pages + 1;
 	st->tile_rows = kn_attn_tc_tile_rows(cfg->n_heads, cfg->n_kv_heads, cfg->head_dim);
 	st->use_tc = st->tile_rows > 0;
 	if (!st->use_tc)
 		st->tile_rows = kn_attn_tile_rows(cfg->n_heads, cfg->n_kv_heads);
 	st->use_tc_decode = kn_attn_decode_tc_ok(cfg->n_heads, cfg->n_kv_heads, cfg->head_dim);
-	if ((rc = open_device(st, err)) || (rc = alloc_fixed(st, err)) ||
-	    (rc = make_events(st, err)) ||
-	    (rc = w ? eng_cuda_weights_upload(&st->w, cfg, w, st->stream, err)
-		    : eng_cuda_weights_dummy(&st->w, cfg, seed, st->stream, err)) ||
-	    (rc = w ? 0 : dummy_pages(st, seed, err))) {
+	if ((rc = open_devices(st, err)) || (rc = alloc_fixed(st, err)) ||
+	    (rc = make_events(st, err)) || (rc = load_weights(st, w, seed, err))) {
 		eng_cuda_destroy(st);
 		return rc;
 	}
+	kn_set_device(st->rk[0].dev);
 	*state = st;
 	return 0;
 }
@@ -411,7 +605,24 @@ const char *eng_cuda_device_name(const void *state)
 
 size_t eng_cuda_weight_bytes(const void *state)
 {
-	return ((const struct cuda_state *)state)->w.bytes;
+	const struct cuda_state *st = state;
+	size_t n = 0;
+
+	for (int r = 0; r < st->n_ranks; r++)
+		n += st->rk[r].w.bytes;
+	return n;
+}
+
+int eng_cuda_tp_size(const void *state)
+{
+	return ((const struct cuda_state *)state)->n_ranks;
+}
+
+const char *eng_cuda_comm_kind(const void *state)
+{
+	const struct cuda_state *st = state;
+
+	return st->n_ranks > 1 ? eng_comm_kind(st->comm) : "none";
 }
 
 /* ---------------------------------------------------------------- profile */
@@ -420,10 +631,12 @@ static void prof_mark(struct cuda_state *st, int cat)
 {
 	struct prof *p = st->prof;
 
-	if (!p || p->n >= PROF_EVENTS || kn_event_record(p->ev[p->n], st->stream))
+	if (!p || p->n >= PROF_EVENTS || (!st->shared && use_rank(st, 0)) ||
+	    kn_event_record(p->ev[p->n], st->rk[0].stream))
 		return;
 	p->cat[p->n++] = cat;
 }
+
 
 /* After a synchronized forward: event gaps into the per-class sums. */
 static void prof_collect(struct cuda_state *st)
@@ -461,7 +674,7 @@ int eng_cuda_profile(void *state, int on, struct eng_error *err)
 	if (!(st->prof = calloc(1, sizeof(*st->prof))))
 		return eng_error_set(err, ENG_E_NOMEM, "cuda", 0, "out of memory");
 	for (int i = 0; i < PROF_EVENTS; i++)
-		if ((rc = kn_event_create(&st->prof->ev[i]))) {
+		if ((rc = use_rank(st, 0)) || (rc = kn_event_create(&st->prof->ev[i]))) {
 			prof_free(st->prof);
 			st->prof = NULL;
 			return eng_cuda_error(rc, err);
@@ -570,6 +783,7 @@ static void meta_seq(struct cuda_state *st, const struct eng_seq_input *q, int s
 	*bt += nb;
 }
 
+/* The metadata of batch b into meta_h, then to every rank's meta_d. */
 static int meta_build(struct cuda_state *st, const struct eng_batch *b, const uint8_t *want,
 		      int all, struct step_meta *m, struct eng_error *err)
 {
@@ -581,9 +795,13 @@ static int meta_build(struct cuda_state *st, const struct eng_batch *b, const ui
 	for (s = 0; s < b->n_seqs; s++)
 		meta_seq(st, &b->seqs[s], s, wants_token(want, all, s), m, &row, &sel, &pre, &dec,
 			 &bt);
-	if ((rc = kn_event_record(st->ev_t0, st->stream)) ||
-	    (rc = kn_memcpy_h2d(st->meta_d, st->meta_h, m->total * 4, st->stream)))
+	if ((rc = use_rank(st, 0)) || (rc = kn_event_record(st->ev_t0, st->rk[0].stream)))
 		return eng_cuda_error(rc, err);
+	for (int r = 0; r < st->n_ranks; r++)
+		if ((rc = use_rank(st, r)) ||
+		    (rc = kn_memcpy_h2d(st->rk[r].meta_d, st->meta_h, m->total * 4,
+					st->rk[r].stream)))
+			return eng_cuda_error(rc, err);
 	return 0;
 }
 
@@ -593,7 +811,7 @@ static int meta_build(struct cuda_state *st, const struct eng_batch *b, const ui
  * multiprocessor. */
 static int decode_want(const struct cuda_state *st, int n_dec)
 {
-	int want = (4 * st->n_sm + n_dec * st->cfg.n_kv_heads - 1) / (n_dec * st->cfg.n_kv_heads);
+	int want = (4 * st->n_sm + n_dec * st->nkv - 1) / (n_dec * st->nkv);
 
 	return want < 1 ? 1 : want;
 }
@@ -615,20 +833,21 @@ static void decode_splits(const struct cuda_state *st, const struct eng_batch *b
 	*n_splits = (max_ctx + len - 1) / len;
 }
 
-static int attention(struct cuda_state *st, const struct step_meta *m, int l)
+static int attention(const struct cuda_state *st, const struct rank *R, const struct step_meta *m,
+		     int l)
 {
 	const struct eng_model_config *c = &st->cfg;
 	size_t layer = kv_layer(st, l);
-	const int32_t *d = st->meta_d;
+	const int32_t *d = R->meta_d;
 	struct kn_attn_args a = {
-		st->att, st->q, st->k_pool + layer, st->v_pool + layer, d + m->bt,
+		R->att, R->q, R->k_pool + layer, R->v_pool + layer, d + m->bt,
 		d + m->pos, d + m->bt_off, d + m->pre_row0, d + m->pre_n, m->n_pre,
-		c->n_heads, c->n_kv_heads, c->head_dim, st->params.page_size,
+		st->nh, st->nkv, c->head_dim, st->params.page_size,
 	};
 	int rc = 0;
 
-	if (m->n_pre && (rc = st->use_tc ? kn_attn_prefill_tc(&a, st->stream)
-					 : kn_attn_prefill(&a, st->stream)))
+	if (m->n_pre && (rc = st->use_tc ? kn_attn_prefill_tc(&a, R->stream)
+					 : kn_attn_prefill(&a, R->stream)))
 		return rc;
 	if (!m->n_dec)
 		return 0;
@@ -636,43 +855,68 @@ static int attention(struct cuda_state *st, const struct step_meta *m, int l)
 	a.tile_n = d + m->dec_n;
 	a.n_tiles = m->n_dec;
 	return st->use_tc_decode
-		       ? kn_attn_decode_tc(&a, m->n_splits, m->split_len, st->partial, st->stream)
-		       : kn_attn_decode(&a, m->n_splits, m->split_len, st->partial, st->stream);
+		       ? kn_attn_decode_tc(&a, m->n_splits, m->split_len, R->partial, R->stream)
+		       : kn_attn_decode(&a, m->n_splits, m->split_len, R->partial, R->stream);
 }
 
-/* Runs call; on success marks the end of an op of class cat. */
-#define RUN_OP(cat, call)                          \
-	do {                                       \
-		if ((rc = (call)))                 \
-			return rc;                 \
-		prof_mark(st, cat);                \
+/* Runs call on every rank (R, its layer l weights L and those of the
+ * layer before, P, in scope), then marks the end of an op of class cat. */
+#define EACH_RANK(cat, call)                                                          \
+	do {                                                                          \
+		for (int r_ = 0; r_ < st->n_ranks; r_++) {                            \
+			const struct rank *R = &st->rk[r_];                           \
+			const struct eng_cuda_layer *L = &R->w.layers[l];             \
+			const struct eng_cuda_layer *P = l ? L - 1 : NULL;            \
+			(void)L;                                                      \
+			(void)P;                                                      \
+			if ((rc = use_rank(st, r_)) || (rc = (call)))                 \
+				return rc;                                            \
+		}                                                                     \
+		prof_mark(st, cat);                                                   \
 	} while (0)
+
+/* Sums the ranks' proj (T rows); nothing with one rank.  A failure is
+ * kept in comm_err (see fail()). */
+static int all_reduce(struct cuda_state *st, int T)
+{
+	float *bufs[ENG_TP_MAX];
+
+	if (st->n_ranks == 1)
+		return 0;
+	for (int r = 0; r < st->n_ranks; r++)
+		bufs[r] = st->rk[r].proj;
+	if (eng_comm_allreduce_f32(st->comm, bufs, (size_t)T * st->cfg.hidden, &st->comm_err)) {
+		st->comm_failed = 1;
+		return KN_E_DEVICE;
+	}
+	prof_mark(st, PROF_ALLREDUCE);
+	return 0;
+}
 
 static int layer_forward(struct cuda_state *st, const struct step_meta *m, int l)
 {
 	const struct eng_model_config *c = &st->cfg;
-	const struct eng_cuda_layer *L = &st->w.layers[l], *P = l ? &st->w.layers[l - 1] : NULL;
-	const int32_t *d = st->meta_d;
-	int T = m->T, H = c->hidden, I = c->intermediate, qd = c->n_heads * c->head_dim;
+	int T = m->T, H = c->hidden, I = st->inter, qd = st->nh * c->head_dim, qkv = qkv_dim(st);
 	size_t layer = kv_layer(st, l);
 	float eps = (float)c->rms_eps;
 	int rc;
 
-	RUN_OP(PROF_NORM, kn_add_rmsnorm(st->x, P ? st->proj : NULL, P ? P->bd : NULL,
-					 L->attn_norm, st->xb, NULL, T, H, eps, st->stream));
-	RUN_OP(PROF_QKV, kn_gemm_bf16(st->gemm, st->qkv, 1, qkv_dim(c), st->xb, L->wqkv, T,
-				      qkv_dim(c), H));
-	RUN_OP(PROF_ROPE, kn_rope_qkv(st->qkv, L->bqkv, d + m->pos, d + m->slot, st->inv_freq,
-				      st->q, st->k_pool + layer, st->v_pool + layer, T, c->n_heads,
-				      c->n_kv_heads, c->head_dim, st->stream));
-	RUN_OP(PROF_ATTN, attention(st, m, l));
-	RUN_OP(PROF_O, kn_gemm_bf16(st->gemm, st->proj, 1, H, st->att, L->wo, T, H, qd));
-	RUN_OP(PROF_NORM, kn_add_rmsnorm(st->x, st->proj, L->bo, L->mlp_norm, st->xb, NULL, T, H,
-					 eps, st->stream));
-	RUN_OP(PROF_GU, kn_gemm_bf16(st->gemm, st->gu, 0, 2 * I, st->xb, L->wgu, T, 2 * I, H));
-	RUN_OP(PROF_SILU, kn_silu_mul(st->act, st->gu, L->bgu, T, I, st->stream));
-	RUN_OP(PROF_DOWN, kn_gemm_bf16(st->gemm, st->proj, 1, H, st->act, L->wd, T, H, I));
-	return 0;
+	EACH_RANK(PROF_NORM, kn_add_rmsnorm(R->x, P ? R->proj : NULL, P ? P->bd : NULL,
+					    L->attn_norm, R->xb, NULL, T, H, eps, R->stream));
+	EACH_RANK(PROF_QKV, kn_gemm_bf16(R->gemm, R->qkv, 1, qkv, R->xb, L->wqkv, T, qkv, H));
+	EACH_RANK(PROF_ROPE, kn_rope_qkv(R->qkv, L->bqkv, R->meta_d + m->pos, R->meta_d + m->slot,
+					 R->inv_freq, R->q, R->k_pool + layer, R->v_pool + layer,
+					 T, st->nh, st->nkv, c->head_dim, R->stream));
+	EACH_RANK(PROF_ATTN, attention(st, R, m, l));
+	EACH_RANK(PROF_O, kn_gemm_bf16(R->gemm, R->proj, 1, H, R->att, L->wo, T, H, qd));
+	if ((rc = all_reduce(st, T)))
+		return rc;
+	EACH_RANK(PROF_NORM, kn_add_rmsnorm(R->x, R->proj, L->bo, L->mlp_norm, R->xb, NULL, T, H,
+					    eps, R->stream));
+	EACH_RANK(PROF_GU, kn_gemm_bf16(R->gemm, R->gu, 0, 2 * I, R->xb, L->wgu, T, 2 * I, H));
+	EACH_RANK(PROF_SILU, kn_silu_mul(R->act, R->gu, L->bgu, T, I, R->stream));
+	EACH_RANK(PROF_DOWN, kn_gemm_bf16(R->gemm, R->proj, 1, H, R->act, L->wd, T, H, I));
+	return all_reduce(st, T);
 }
 
 /* ---------------------------------------------------------------- LM head */
@@ -682,46 +926,117 @@ static int head_tile(struct cuda_state *st, const struct eng_batch *b, const str
 		     int r0, int n)
 {
 	const struct eng_model_config *c = &st->cfg;
+	const struct rank *R = &st->rk[0];
 	size_t V = c->vocab;
 	int rc, k;
 
-	if ((rc = kn_gemm_bf16(st->gemm, st->logits, 1, c->vocab, st->xb + (size_t)r0 * c->hidden,
-			       st->w.lm_head, n, c->vocab, c->hidden)) ||
-	    (rc = kn_logprob(st->lp + r0, st->logits, st->meta_d + m->sel_target + r0, n, c->vocab,
-			     st->stream)) ||
-	    (m->argmax && (rc = kn_argmax(st->amax + r0, st->logits, n, c->vocab, st->stream))))
+	if ((rc = kn_gemm_bf16(R->gemm, R->logits, 1, c->vocab, R->xb + (size_t)r0 * c->hidden,
+			       R->w.lm_head, n, c->vocab, c->hidden)) ||
+	    (rc = kn_logprob(R->lp + r0, R->logits, R->meta_d + m->sel_target + r0, n, c->vocab,
+			     R->stream)) ||
+	    (m->argmax && (rc = kn_argmax(R->amax + r0, R->logits, n, c->vocab, R->stream))))
 		return rc;
 	for (k = 0; k < n; k++) {
 		const struct eng_seq_input *q = &b->seqs[st->sel_seq[r0 + k]];
 
 		if (q->logits && st->sel_i[r0 + k] == q->n_tokens - 1 &&
-		    (rc = kn_memcpy_d2h(q->logits, st->logits + k * V, V * 4, st->stream)))
+		    (rc = kn_memcpy_d2h(q->logits, R->logits + k * V, V * 4, R->stream)))
 			return rc;
 	}
 	return 0;
 }
 
-/* Final norm of the selected rows (into xb), the head, results to host. */
-static int lm_head(struct cuda_state *st, const struct eng_batch *b, const struct step_meta *m,
-		   const uint8_t *want, int32_t *next)
+/* The same on every rank's vocab slice: the rank's parts of the rows,
+ * and its slice of the logits a sequence asked for. */
+static int head_tile_tp(struct cuda_state *st, const struct eng_batch *b,
+			const struct step_meta *m, int r0, int n)
 {
-	const struct eng_model_config *c = &st->cfg;
-	int r0, rc, k;
+	size_t H = st->cfg.hidden;
+	int rc;
 
-	if ((rc = kn_add_rmsnorm(st->x, NULL, NULL, st->w.final_norm, st->xb,
-				 st->meta_d + m->sel_rows, m->n_sel, c->hidden, (float)c->rms_eps,
-				 st->stream)))
-		return rc;
-	for (r0 = 0; r0 < m->n_sel; r0 += st->lm_tile)
-		if ((rc = head_tile(st, b, m, r0, m->n_sel - r0 < st->lm_tile ? m->n_sel - r0
-						  : st->lm_tile)))
+	for (int r = 0; r < st->n_ranks; r++) {
+		const struct rank *R = &st->rk[r];
+		size_t nv = R->w.n_vocab;
+
+		if ((rc = use_rank(st, r)) ||
+		    (rc = kn_gemm_bf16(R->gemm, R->logits, 1, (int)nv, R->xb + (size_t)r0 * H,
+				       R->w.lm_head, n, (int)nv, (int)H)) ||
+		    (rc = kn_vocab_partial(R->part + r0, R->logits, R->meta_d + m->sel_target + r0, n,
+					   (int)nv, R->w.vocab0, R->stream)))
 			return rc;
-	if ((rc = kn_memcpy_d2h(st->lp_h, st->lp, (size_t)m->n_sel * 4, st->stream)) ||
-	    (m->argmax &&
-	     (rc = kn_memcpy_d2h(st->amax_h, st->amax, (size_t)m->n_sel * 4, st->stream))) ||
-	    (rc = kn_event_record(st->ev_t1, st->stream)) || (rc = kn_stream_sync(st->stream)))
+		for (int k = 0; k < n; k++) {
+			const struct eng_seq_input *q = &b->seqs[st->sel_seq[r0 + k]];
+
+			if (q->logits && st->sel_i[r0 + k] == q->n_tokens - 1 &&
+			    (rc = kn_memcpy_d2h(q->logits + R->w.vocab0, R->logits + k * nv, nv * 4,
+						R->stream)))
+				return rc;
+		}
+	}
+	return 0;
+}
+
+/* Rank 0's stream waits for the others' work, then ev_t1 marks the end
+ * of the step's device work. */
+static int end_mark(struct cuda_state *st)
+{
+	int rc;
+
+	for (int r = 1; !st->shared && r < st->n_ranks; r++)
+		if ((rc = use_rank(st, r)) || (rc = kn_event_record(st->rk[r].done, st->rk[r].stream)) ||
+		    (rc = use_rank(st, 0)) || (rc = kn_stream_wait_event(st->rk[0].stream, st->rk[r].done)))
+			return rc;
+	if ((rc = use_rank(st, 0)))
 		return rc;
-	for (k = 0; k < m->n_sel; k++) {
+	return kn_event_record(st->ev_t1, st->rk[0].stream);
+}
+
+/* Waits for every rank's stream. */
+static int sync_ranks(struct cuda_state *st)
+{
+	int rc;
+
+	for (int r = st->n_ranks - 1; r >= 0; r--)
+		if (own_stream(st, r) &&
+		    ((rc = use_rank(st, r)) || (rc = kn_stream_sync(st->rk[r].stream))))
+			return rc;
+	return 0;
+}
+
+/* Row k's log-prob and greedy token from the ranks' parts (after the
+ * copies): the log-sum-exp over all slices, the first maximum. */
+static void combine_row(struct cuda_state *st, const struct eng_batch *b, int k, int n_sel)
+{
+	const struct eng_seq_input *q = &b->seqs[st->sel_seq[k]];
+	const struct kn_vocab_part *p = st->part_h + k;
+	size_t stride = (size_t)n_sel;
+	double M = p->max, S = 0;
+	int best = 0;
+
+	for (int r = 1; r < st->n_ranks; r++)
+		if (p[r * stride].max > M) {
+			M = p[r * stride].max;
+			best = r;
+		}
+	st->amax_h[k] = p[best * stride].argmax;
+	if (!q->logprobs)
+		return;
+	for (int r = 0; r < st->n_ranks; r++)
+		S += p[r * stride].sum_exp * exp(p[r * stride].max - M);
+	for (int r = 0; r < st->n_ranks; r++) {
+		const struct eng_cuda_weights *w = &st->rk[r].w;
+		int t = q->targets[st->sel_i[k]];
+
+		if (t >= w->vocab0 && t < w->vocab0 + w->n_vocab)
+			st->lp_h[k] = (float)(p[r * stride].target - M - log(S));
+	}
+}
+
+/* The results of the selected rows to the sequences. */
+static void head_results(struct cuda_state *st, const struct eng_batch *b,
+			 const struct step_meta *m, const uint8_t *want, int32_t *next)
+{
+	for (int k = 0; k < m->n_sel; k++) {
 		const struct eng_seq_input *q = &b->seqs[st->sel_seq[k]];
 
 		if (q->logprobs)
@@ -731,6 +1046,63 @@ static int lm_head(struct cuda_state *st, const struct eng_batch *b, const struc
 		if (next && wants_token(want, 1, st->sel_seq[k]))
 			next[st->sel_seq[k]] = st->amax_h[k];
 	}
+}
+
+/* Final norm of the selected rows (into xb), the head, results to host. */
+static int lm_head(struct cuda_state *st, const struct eng_batch *b, const struct step_meta *m,
+		   const uint8_t *want, int32_t *next)
+{
+	const struct eng_model_config *c = &st->cfg;
+	const struct rank *R = &st->rk[0];
+	int r0, rc;
+
+	if ((rc = kn_add_rmsnorm(R->x, NULL, NULL, R->w.final_norm, R->xb,
+				 R->meta_d + m->sel_rows, m->n_sel, c->hidden, (float)c->rms_eps,
+				 R->stream)))
+		return rc;
+	for (r0 = 0; r0 < m->n_sel; r0 += st->lm_tile)
+		if ((rc = head_tile(st, b, m, r0, m->n_sel - r0 < st->lm_tile ? m->n_sel - r0
+						  : st->lm_tile)))
+			return rc;
+	if ((rc = kn_memcpy_d2h(st->lp_h, R->lp, (size_t)m->n_sel * 4, R->stream)) ||
+	    (m->argmax &&
+	     (rc = kn_memcpy_d2h(st->amax_h, R->amax, (size_t)m->n_sel * 4, R->stream))) ||
+	    (rc = kn_event_record(st->ev_t1, R->stream)) || (rc = kn_stream_sync(R->stream)))
+		return rc;
+	head_results(st, b, m, want, next);
+	return 0;
+}
+
+/* lm_head over the ranks' vocab slices. */
+static int lm_head_tp(struct cuda_state *st, const struct eng_batch *b, const struct step_meta *m,
+		      const uint8_t *want, int32_t *next)
+{
+	const struct eng_model_config *c = &st->cfg;
+	int r0, rc, r;
+
+	for (r = 0; r < st->n_ranks; r++) {
+		const struct rank *R = &st->rk[r];
+
+		if ((rc = use_rank(st, r)) ||
+		    (rc = kn_add_rmsnorm(R->x, NULL, NULL, R->w.final_norm, R->xb,
+					 R->meta_d + m->sel_rows, m->n_sel, c->hidden,
+					 (float)c->rms_eps, R->stream)))
+			return rc;
+	}
+	for (r0 = 0; r0 < m->n_sel; r0 += st->lm_tile)
+		if ((rc = head_tile_tp(st, b, m, r0, m->n_sel - r0 < st->lm_tile ? m->n_sel - r0
+						     : st->lm_tile)))
+			return rc;
+	for (r = 0; r < st->n_ranks; r++)
+		if ((rc = use_rank(st, r)) ||
+		    (rc = kn_memcpy_d2h(st->part_h + (size_t)r * m->n_sel, st->rk[r].part,
+					(size_t)m->n_sel * sizeof(*st->part_h), st->rk[r].stream)))
+			return rc;
+	if ((rc = end_mark(st)) || (rc = sync_ranks(st)))
+		return rc;
+	for (int k = 0; k < m->n_sel; k++)
+		combine_row(st, b, k, m->n_sel);
+	head_results(st, b, m, want, next);
 	return 0;
 }
 
@@ -741,17 +1113,27 @@ static int lm_head(struct cuda_state *st, const struct eng_batch *b, const struc
 static int forward_body(struct cuda_state *st, const struct step_meta *m)
 {
 	const struct eng_model_config *c = &st->cfg;
-	int rc, l;
+	int rc = 0, l;
 
 	prof_mark(st, -1);
-	rc = kn_embed(st->x, st->w.embed, st->meta_d + m->tokens, m->T, c->hidden, c->vocab,
-		      st->stream);
+	for (int r = 0; !rc && r < st->n_ranks; r++) {
+		const struct rank *R = &st->rk[r];
+
+		if (!(rc = use_rank(st, r)))
+			rc = kn_embed(R->x, R->w.embed, R->meta_d + m->tokens, m->T, c->hidden,
+				      c->vocab, R->stream);
+	}
 	prof_mark(st, PROF_EMBED);
 	for (l = 0; !rc && l < c->n_layers; l++)
 		rc = layer_forward(st, m, l);
-	if (!rc)
-		rc = kn_add_rmsnorm(st->x, st->proj, st->w.layers[c->n_layers - 1].bd, NULL, NULL,
-				    NULL, m->T, c->hidden, (float)c->rms_eps, st->stream);
+	for (int r = 0; !rc && r < st->n_ranks; r++) {
+		const struct rank *R = &st->rk[r];
+
+		if (!(rc = use_rank(st, r)))
+			rc = kn_add_rmsnorm(R->x, R->proj, R->w.layers[c->n_layers - 1].bd, NULL,
+					    NULL, NULL, m->T, c->hidden, (float)c->rms_eps,
+					    R->stream);
+	}
 	prof_mark(st, PROF_NORM);
 	return rc;
 }
@@ -759,12 +1141,22 @@ static int forward_body(struct cuda_state *st, const struct step_meta *m)
 /* The partials of m's decode splits. */
 static int ensure_splits(struct cuda_state *st, const struct step_meta *m, struct eng_error *err)
 {
-	const struct eng_model_config *c = &st->cfg;
-
 	if (!m->n_dec || m->n_splits < 2)
 		return 0;
-	return ensure_partial(st, kn_attn_partial_floats(m->n_dec, c->n_heads, c->n_kv_heads,
-							 c->head_dim, m->n_splits), err);
+	return ensure_partial(st, kn_attn_partial_floats(m->n_dec, st->nh, st->nkv,
+							 st->cfg.head_dim, m->n_splits), err);
+}
+
+/* The error of a failed forward step: the all-reduce's own, or the
+ * kernels' last. */
+static int fail(struct cuda_state *st, int rc, struct eng_error *err)
+{
+	if (!st->comm_failed)
+		return eng_cuda_error(rc, err);
+	st->comm_failed = 0;
+	if (err)
+		*err = st->comm_err;
+	return st->comm_err.code;
 }
 
 /* Op by op: any batch. */
@@ -784,16 +1176,17 @@ static int plain_forward(struct cuda_state *st, const struct eng_batch *b, const
 		return rc;
 	rc = forward_body(st, &m);
 	if (!rc && m.n_sel)
-		rc = lm_head(st, b, &m, want, next);
+		rc = st->n_ranks > 1 ? lm_head_tp(st, b, &m, want, next)
+				     : lm_head(st, b, &m, want, next);
 	prof_mark(st, PROF_HEAD);
 	if (!rc && !m.n_sel)
-		rc = kn_event_record(st->ev_t1, st->stream);
+		rc = end_mark(st);
 	if (!rc)
-		rc = kn_stream_sync(st->stream);
+		rc = sync_ranks(st);
 	if (!rc)
 		prof_collect(st);
 	st->timed = !rc;
-	return rc ? eng_cuda_error(rc, err) : 0;
+	return rc ? fail(st, rc, err) : 0;
 }
 
 /* The bucket of a decode batch of n: 1, 2, 4, 8, then multiples of 8 up to
@@ -806,10 +1199,12 @@ static int graph_bucket(const struct cuda_state *st, int n)
 	return b > st->params.cuda_graph_max_bs ? st->params.cuda_graph_max_bs : b;
 }
 
-/* Decode-only (one token each, no targets), small enough, not profiled. */
+/* Decode-only (one token each, no targets), small enough, not profiled,
+ * one rank. */
 static int graph_fits(const struct cuda_state *st, const struct eng_batch *b)
 {
-	if (st->params.disable_cuda_graph || st->prof || b->n_seqs > st->params.cuda_graph_max_bs ||
+	if (st->n_ranks > 1 || st->params.disable_cuda_graph || st->prof ||
+	    b->n_seqs > st->params.cuda_graph_max_bs ||
 	    graph_bucket(st, b->n_seqs) > st->lm_tile)
 		return 0;
 	for (int s = 0; s < b->n_seqs; s++)
@@ -874,16 +1269,17 @@ static void graph_row(struct cuda_state *st, const struct step_meta *m, int page
 static int graph_ops(struct cuda_state *st, const struct step_meta *m)
 {
 	const struct eng_model_config *c = &st->cfg;
+	const struct rank *R = &st->rk[0];
 	int rc = forward_body(st, m);
 
 	if (!rc)
-		rc = kn_add_rmsnorm(st->x, NULL, NULL, st->w.final_norm, st->xb, NULL, m->T,
-				    c->hidden, (float)c->rms_eps, st->stream);
+		rc = kn_add_rmsnorm(R->x, NULL, NULL, R->w.final_norm, R->xb, NULL, m->T,
+				    c->hidden, (float)c->rms_eps, R->stream);
 	if (!rc)
-		rc = kn_gemm_bf16(st->gemm, st->logits, 1, c->vocab, st->xb, st->w.lm_head, m->T,
+		rc = kn_gemm_bf16(R->gemm, R->logits, 1, c->vocab, R->xb, R->w.lm_head, m->T,
 				  c->vocab, c->hidden);
 	if (!rc)
-		rc = kn_argmax(st->amax, st->logits, m->T, c->vocab, st->stream);
+		rc = kn_argmax(R->amax, R->logits, m->T, c->vocab, R->stream);
 	return rc;
 }
 
@@ -903,13 +1299,13 @@ static kn_graph graph_get(struct cuda_state *st, const struct step_meta *m, int 
 			return st->graphs[i].g;
 	if (st->n_graphs == MAX_GRAPHS)
 		graphs_drop(st);
-	if ((rc = graph_ops(st, m)) || (rc = kn_stream_sync(st->stream)) ||
-	    (rc = kn_capture_begin(st->stream))) {
+	if ((rc = graph_ops(st, m)) || (rc = kn_stream_sync(st->rk[0].stream)) ||
+	    (rc = kn_capture_begin(st->rk[0].stream))) {
 		eng_cuda_error(rc, err);
 		return NULL;
 	}
 	rc = graph_ops(st, m);
-	i = kn_capture_end(st->stream, rc == 0, &g);
+	i = kn_capture_end(st->rk[0].stream, rc == 0, &g);
 	if (rc || i) {
 		eng_cuda_error(rc ? rc : i, err);
 		return NULL;
@@ -926,16 +1322,17 @@ static kn_graph graph_get(struct cuda_state *st, const struct step_meta *m, int 
 static int graph_results(struct cuda_state *st, const struct eng_batch *b, const uint8_t *want,
 			 int32_t *next)
 {
+	const struct rank *R = &st->rk[0];
 	size_t V = st->cfg.vocab;
 	int rc, s;
 
-	if ((rc = kn_memcpy_d2h(st->amax_h, st->amax, (size_t)b->n_seqs * 4, st->stream)))
+	if ((rc = kn_memcpy_d2h(st->amax_h, R->amax, (size_t)b->n_seqs * 4, R->stream)))
 		return rc;
 	for (s = 0; s < b->n_seqs; s++)
 		if (b->seqs[s].logits &&
-		    (rc = kn_memcpy_d2h(b->seqs[s].logits, st->logits + s * V, V * 4, st->stream)))
+		    (rc = kn_memcpy_d2h(b->seqs[s].logits, R->logits + s * V, V * 4, R->stream)))
 			return rc;
-	if ((rc = kn_event_record(st->ev_t1, st->stream)) || (rc = kn_stream_sync(st->stream)))
+	if ((rc = kn_event_record(st->ev_t1, R->stream)) || (rc = kn_stream_sync(R->stream)))
 		return rc;
 	for (s = 0; next && s < b->n_seqs; s++)
 		if (wants_token(want, 1, s))
@@ -962,23 +1359,23 @@ static int graph_forward(struct cuda_state *st, const struct eng_batch *b, const
 	/* room for the next block-table class and for the most splits any
 	 * class of this bucket takes: fewer recaptures */
 	if ((rc = ensure_tokens(st, bs, err)) || (rc = ensure_meta(st, 2 * m.total, err)) ||
-	    (rc = ensure_partial(st, kn_attn_partial_floats(bs, st->cfg.n_heads, st->cfg.n_kv_heads,
-							     st->cfg.head_dim, decode_want(st, bs)),
+	    (rc = ensure_partial(st, kn_attn_partial_floats(bs, st->nh, st->nkv, st->cfg.head_dim,
+							     decode_want(st, bs)),
 				 err)))
 		return rc;
 	if (st->n_graphs && st->graphs[0].gen != st->buf_gen)
 		graphs_drop(st);
 	for (int r = 0; r < bs; r++)
 		graph_row(st, &m, pages, r, r < b->n_seqs ? &b->seqs[r] : NULL);
-	if ((rc = kn_event_record(st->ev_t0, st->stream)) ||
-	    (rc = kn_memcpy_h2d(st->meta_d, st->meta_h, m.total * 4, st->stream)))
+	if ((rc = kn_event_record(st->ev_t0, st->rk[0].stream)) ||
+	    (rc = kn_memcpy_h2d(st->rk[0].meta_d, st->meta_h, m.total * 4, st->rk[0].stream)))
 		return eng_cuda_error(rc, err);
 	if (!(g = graph_get(st, &m, pages, err))) {
 		/* an op that cannot be captured: op by op from now on */
 		st->graph_failed = 1;
 		return plain_forward(st, b, want, next, err);
 	}
-	if ((rc = kn_graph_launch(g, st->stream)) || (rc = graph_results(st, b, want, next)))
+	if ((rc = kn_graph_launch(g, st->rk[0].stream)) || (rc = graph_results(st, b, want, next)))
 		return eng_cuda_error(rc, err);
 	st->timed = 1;
 	return 0;
@@ -993,7 +1390,7 @@ int eng_cuda_forward_next(void *state, const struct eng_batch *b, const uint8_t 
 	st->timed = 0;
 	if (b->n_seqs == 0)
 		return 0;
-	if ((rc = kn_set_device(st->params.device)))
+	if ((rc = kn_set_device(st->rk[0].dev)))
 		return eng_cuda_error(rc, err);
 	if (!st->graph_failed && graph_fits(st, b))
 		return graph_forward(st, b, want, next, err);
@@ -1061,6 +1458,7 @@ const struct eng_backend_ops eng_backend_cuda_ops = {
 	.forward = cuda_forward,
 	.forward_next = eng_cuda_forward_next,
 	.kv_bytes = cuda_kv_bytes,
+	.tensor_parallel = 1,
 };
 
 const struct eng_backend_ops eng_backend_cuda_dummy_ops = {
@@ -1070,4 +1468,5 @@ const struct eng_backend_ops eng_backend_cuda_dummy_ops = {
 	.forward = cuda_forward,
 	.forward_next = eng_cuda_forward_next,
 	.kv_bytes = cuda_kv_bytes,
+	.tensor_parallel = 1,
 };

@@ -5,7 +5,8 @@
 if HAVE_CUDA
 engine_libengine_a_SOURCES += \
 	engine/backend_cuda.c engine/cuda_backend.h \
-	engine/cuda_weights.h engine/cuda_weights.c
+	engine/cuda_weights.h engine/cuda_weights.c \
+	engine/comm.h engine/comm.c
 
 CUDA_TEST_PROGS = tests/test-cuda-kernels tests/test-cuda-forward tests/test-cuda-graph
 check_PROGRAMS += $(CUDA_TEST_PROGS)

@@ -26,10 +26,17 @@
 /* Builds the backend on params->device: weights from w (converted to
  * bf16 on upload), or, when w is NULL, random bf16 weights of cfg's shape
  * made on the GPU from seed; a KV pool of params->n_pages pages of
- * params->page_size tokens.  cfg is copied.  Returns 0, ENG_E_DEVICE (no
- * device, out of device memory; err says which call), ENG_E_INVALID (a
- * shape the kernels do not take: head_dim not a multiple of 8 or over
- * 256, more than 32 query heads per KV head), ENG_E_NOMEM. */
+ * params->page_size tokens.  cfg is copied.
+ * With params->tp_size N > 1, the model is split over N tensor-parallel
+ * ranks on the GPUs params->tp_devices (default device, device + 1, ...):
+ * all the same GPU (ranks summed by a kernel: a way to test on one GPU)
+ * or all different (NCCL, loaded at run time from $TRAJBENCH_NCCL or
+ * libnccl.so.2).  Random weights are the same model for every N.
+ * Returns 0, ENG_E_DEVICE (no device, out of device memory, NCCL missing
+ * or failing; err says which call), ENG_E_INVALID (a shape the kernels do
+ * not take: head_dim not a multiple of 8 or over 256, more than 32 query
+ * heads per KV head; N not dividing the heads, KV heads or intermediate
+ * size; ranks sharing some GPUs but not all), ENG_E_NOMEM. */
 int eng_cuda_create(const struct eng_model_config *cfg, const struct eng_model_weights *w,
 		    uint64_t seed, struct eng_backend_params *params, void **state,
 		    struct eng_error *err);
@@ -54,7 +61,8 @@ int eng_cuda_forward_next(void *state, const struct eng_batch *batch, const uint
  * up), the batch padded to its bucket with rows that write into a
  * scratch page the pool keeps past params->n_pages.  Results match the
  * op-by-op path up to rounding (the GEMMs may pick other kernels for the
- * padded row count).  eng_cuda_use_graphs turns that on or off for later
+ * padded row count).  Not with tensor parallelism (tp_size > 1): those
+ * batches run op by op.  eng_cuda_use_graphs turns that on or off for later
  * forwards (params->disable_cuda_graph at create); eng_cuda_graph_count
  * says how many graphs are held (-1: a capture failed, graphs are off). */
 void eng_cuda_use_graphs(void *state, int on);
@@ -64,16 +72,22 @@ int eng_cuda_graph_count(const void *state);
  * copy back (events on the stream): 0, or -1 when it has none. */
 int eng_cuda_step_device_ms(void *state, double *ms);
 
-/* Device time per op class: with on, every later forward records an event
- * after each op (a little slower); eng_cuda_profile_print writes the mean
+/* Device time per op class (the all-reduce of tensor-parallel ranks one
+ * of them; events on rank 0's stream): with on, every later forward
+ * records an event after each op (a little slower); eng_cuda_profile_print writes the mean
  * milliseconds per forward of each class to f and starts over.  Returns 0,
  * ENG_E_DEVICE, ENG_E_NOMEM. */
 int eng_cuda_profile(void *state, int on, struct eng_error *err);
 void eng_cuda_profile_print(void *state, FILE *f);
 
-/* The device's name ("NVIDIA H100 80GB HBM3"), and the bytes of the
- * weights held on it. */
+/* The device's name ("NVIDIA H100 80GB HBM3"; rank 0's), and the bytes
+ * of the weights held (all ranks' together). */
 const char *eng_cuda_device_name(const void *state);
 size_t eng_cuda_weight_bytes(const void *state);
+
+/* The number of tensor-parallel ranks, and how they all-reduce: "none"
+ * (one rank), "local" (ranks on one GPU), "nccl". */
+int eng_cuda_tp_size(const void *state);
+const char *eng_cuda_comm_kind(const void *state);
 
 #endif

@@ -1,15 +1,23 @@
 /*
  * cuda_weights.c: the model's weights onto the GPU (layout in
- * cuda_weights.h), from the mmapped safetensors or made at random.
+ * cuda_weights.h), from the mmapped safetensors or made at random, whole
+ * or one tensor-parallel rank's shard.
  *
  * One plan assigns every tensor an offset in a single device block, so
  * upload and dummy weights share the layout and one cudaFree releases it.
- * Matrices already in bf16 are copied as they lie in the mapping; f16 and
- * f32 are converted on the host, a bounded chunk at a time, so no full
- * converted copy of the model ever sits in host memory.  Norm weights and
- * biases are kept in fp32 (they are small and read once per row).
+ * Matrices already in bf16 are copied as they lie in the mapping when the
+ * shard takes whole rows; f16 and f32 matrices, and the column slices of
+ * a shard (wo, w_down), are gathered and converted on the host, a bounded
+ * chunk at a time, so no full converted copy of the model ever sits in
+ * host memory.  Norm weights and biases are kept in fp32 (they are small
+ * and read once per row).
  *
- * Refuses: a tensor the config implies but the model lacks (ENG_E_FORMAT).
+ * Random weights are blocks of the full random tensors
+ * (kn_fill_random_slice_*), each tensor with its own seed in a fixed
+ * order, so every rank count gives the same model.
+ *
+ * Refuses: a tensor the config implies but the model lacks (ENG_E_FORMAT);
+ * a shard the config does not divide into (eng_cuda_shard_check).
  */
 #include "engine/cuda_weights.h"
 
@@ -26,6 +34,45 @@ int eng_cuda_error(int rc, struct eng_error *err)
 			     "%s", kn_last_error());
 }
 
+int eng_cuda_shard_check(const struct eng_model_config *c, int size, struct eng_error *err)
+{
+	if (size < 1 || c->n_heads % size || c->n_kv_heads % size || c->intermediate % size ||
+	    c->vocab < size)
+		return eng_error_set(err, ENG_E_INVALID, "cuda", 0,
+				     "tensor-parallel size %d does not divide the model: %d heads, "
+				     "%d kv heads, intermediate %d must all be multiples of it",
+				     size, c->n_heads, c->n_kv_heads, c->intermediate);
+	return 0;
+}
+
+/* One rank's sizes and offsets: full q_dim, kv_dim; the rank's q rows
+ * [q0, q0 + nq), kv rows [k0, k0 + nk), intermediate rows [i0, i0 + ni),
+ * vocab rows [v0, v0 + nv). */
+struct dims {
+	size_t H, I, V, qd, kd, q0, nq, k0, nk, i0, ni, v0, nv;
+};
+
+static struct dims dims_of(const struct eng_model_config *c, struct eng_cuda_shard sh)
+{
+	struct dims d;
+	size_t n = (size_t)sh.size, r = (size_t)sh.rank;
+
+	d.H = c->hidden;
+	d.I = c->intermediate;
+	d.V = c->vocab;
+	d.qd = (size_t)c->n_heads * c->head_dim;
+	d.kd = (size_t)c->n_kv_heads * c->head_dim;
+	d.nq = d.qd / n;
+	d.q0 = r * d.nq;
+	d.nk = d.kd / n;
+	d.k0 = r * d.nk;
+	d.ni = d.I / n;
+	d.i0 = r * d.ni;
+	d.v0 = r * d.V / n;
+	d.nv = (r + 1) * d.V / n - d.v0;
+	return d;
+}
+
 /* Places bytes at the cursor (256-byte aligned); base NULL: sizing pass. */
 static void *take(char *base, size_t *off, size_t bytes)
 {
@@ -35,15 +82,17 @@ static void *take(char *base, size_t *off, size_t bytes)
 	return p;
 }
 
-static size_t plan(struct eng_cuda_weights *w, const struct eng_model_config *c, char *base)
+static size_t plan(struct eng_cuda_weights *w, const struct eng_model_config *c,
+		   const struct dims *d, char *base)
 {
-	size_t off = 0, H = c->hidden, I = c->intermediate, V = c->vocab;
-	size_t qd = (size_t)c->n_heads * c->head_dim, kd = (size_t)c->n_kv_heads * c->head_dim;
-	size_t qkv = qd + 2 * kd;
+	size_t off = 0, H = d->H, qkv = d->nq + 2 * d->nk;
 	int l;
 
-	w->embed = take(base, &off, V * H * 2);
-	w->lm_head = c->tie_embeddings ? w->embed : take(base, &off, V * H * 2);
+	w->embed = take(base, &off, d->V * H * 2);
+	w->lm_head = c->tie_embeddings ? (w->embed ? w->embed + d->v0 * H : NULL)
+				       : take(base, &off, d->nv * H * 2);
+	w->vocab0 = (int)d->v0;
+	w->n_vocab = (int)d->nv;
 	w->final_norm = take(base, &off, H * 4);
 	for (l = 0; l < c->n_layers; l++) {
 		struct eng_cuda_layer *L = &w->layers[l];
@@ -51,19 +100,19 @@ static size_t plan(struct eng_cuda_weights *w, const struct eng_model_config *c,
 		L->attn_norm = take(base, &off, H * 4);
 		L->wqkv = take(base, &off, qkv * H * 2);
 		L->bqkv = c->qkv_bias ? take(base, &off, qkv * 4) : NULL;
-		L->wo = take(base, &off, H * qd * 2);
+		L->wo = take(base, &off, H * d->nq * 2);
 		L->bo = c->o_bias ? take(base, &off, H * 4) : NULL;
 		L->mlp_norm = take(base, &off, H * 4);
-		L->wgu = take(base, &off, 2 * I * H * 2);
-		L->bgu = c->mlp_bias ? take(base, &off, 2 * I * 4) : NULL;
-		L->wd = take(base, &off, H * I * 2);
+		L->wgu = take(base, &off, 2 * d->ni * H * 2);
+		L->bgu = c->mlp_bias ? take(base, &off, 2 * d->ni * 4) : NULL;
+		L->wd = take(base, &off, H * d->ni * 2);
 		L->bd = c->mlp_bias ? take(base, &off, H * 4) : NULL;
 	}
 	return off;
 }
 
 static int alloc_block(struct eng_cuda_weights *w, const struct eng_model_config *c,
-		       struct eng_error *err)
+		       const struct dims *d, struct eng_error *err)
 {
 	size_t bytes;
 	int rc;
@@ -72,14 +121,14 @@ static int alloc_block(struct eng_cuda_weights *w, const struct eng_model_config
 	w->layers = calloc((size_t)c->n_layers, sizeof(*w->layers));
 	if (!w->layers)
 		return eng_error_set(err, ENG_E_NOMEM, "cuda", 0, "out of memory");
-	bytes = plan(w, c, NULL);
+	bytes = plan(w, c, d, NULL);
 	if ((rc = kn_malloc(&w->block, bytes))) {
 		eng_cuda_error(rc, err);
 		eng_cuda_weights_free(w);
 		return ENG_E_DEVICE;
 	}
 	w->bytes = bytes;
-	plan(w, c, w->block);
+	plan(w, c, d, w->block);
 	return 0;
 }
 
@@ -108,39 +157,58 @@ static int need(const struct eng_tensor *t, const char *what, struct eng_error *
 	return eng_error_set(err, ENG_E_FORMAT, "cuda", 0, "model has no %s tensor", what);
 }
 
-/* A whole tensor as bf16 at dst; scratch holds CHUNK_ELEMS bf16. */
-static int put_bf16(uint16_t *dst, const struct eng_tensor *t, uint16_t *scratch, kn_stream s,
+/* The block of rows [row0, row0 + rows) and columns [col0, col0 + cols)
+ * of matrix t as bf16 (rows, cols) at dst; scratch holds CHUNK_ELEMS
+ * bf16. */
+static int put_bf16(uint16_t *dst, const struct eng_tensor *t, size_t row0, size_t rows,
+		    size_t col0, size_t cols, uint16_t *scratch, kn_stream s,
 		    struct eng_error *err)
 {
-	size_t n = (size_t)t->rows * (size_t)t->cols, i, j, m;
+	size_t tc = (size_t)t->cols, per = CHUNK_ELEMS / cols, i, j, k, m;
 	int rc;
 
-	if (t->dtype == ENG_DTYPE_BF16) {
-		rc = kn_memcpy_h2d(dst, t->data, n * 2, s);
+	if (t->dtype == ENG_DTYPE_BF16 && col0 == 0 && cols == tc) {
+		rc = kn_memcpy_h2d(dst, (const uint16_t *)t->data + row0 * tc, rows * cols * 2, s);
 		return rc ? eng_cuda_error(rc, err) : 0;
 	}
-	for (i = 0; i < n; i += m) {
-		m = n - i < CHUNK_ELEMS ? n - i : CHUNK_ELEMS;
-		for (j = 0; j < m; j++)
-			scratch[j] = eng_f32_to_bf16(elem_f32(t, i + j));
+	if (per == 0)
+		return eng_error_set(err, ENG_E_UNSUPPORTED, "cuda", 0,
+				     "rows of %zu elements are too long to convert", cols);
+	for (i = 0; i < rows; i += m) {
+		m = rows - i < per ? rows - i : per;
+		for (k = 0; k < m; k++)
+			for (j = 0; j < cols; j++)
+				scratch[k * cols + j] =
+					eng_f32_to_bf16(elem_f32(t, (row0 + i + k) * tc + col0 + j));
 		/* the scratch is reused at once: wait for the copy */
-		if ((rc = kn_memcpy_h2d(dst + i, scratch, m * 2, s)) || (rc = kn_stream_sync(s)))
+		if ((rc = kn_memcpy_h2d(dst + i * cols, scratch, m * cols * 2, s)) ||
+		    (rc = kn_stream_sync(s)))
 			return eng_cuda_error(rc, err);
 	}
 	return 0;
 }
 
-/* A vector as fp32 at dst. */
-static int put_f32(float *dst, const struct eng_tensor *t, kn_stream s, struct eng_error *err)
+/* A whole matrix as bf16 at dst. */
+static int put_all(uint16_t *dst, const struct eng_tensor *t, uint16_t *scratch, kn_stream s,
+		   struct eng_error *err)
 {
-	size_t n = (size_t)t->rows * (size_t)t->cols, i;
-	float *h = malloc(n * sizeof(float));
+	return put_bf16(dst, t, 0, (size_t)t->rows, 0, (size_t)t->cols, scratch, s, err);
+}
+
+/* Elements [off, off + n) of a vector as fp32 at dst; n 0: all of it. */
+static int put_f32(float *dst, const struct eng_tensor *t, size_t off, size_t n, kn_stream s,
+		   struct eng_error *err)
+{
+	float *h;
+	size_t i;
 	int rc;
 
-	if (!h)
+	if (n == 0)
+		n = (size_t)t->rows * (size_t)t->cols;
+	if (!(h = malloc(n * sizeof(float))))
 		return eng_error_set(err, ENG_E_NOMEM, "cuda", 0, "out of memory");
 	for (i = 0; i < n; i++)
-		h[i] = elem_f32(t, i);
+		h[i] = elem_f32(t, off + i);
 	rc = kn_memcpy_h2d(dst, h, n * sizeof(float), s);
 	if (!rc)
 		rc = kn_stream_sync(s);
@@ -148,67 +216,73 @@ static int put_f32(float *dst, const struct eng_tensor *t, kn_stream s, struct e
 	return rc ? eng_cuda_error(rc, err) : 0;
 }
 
-static size_t numel(const struct eng_tensor *t)
+static int put_biases(const struct eng_cuda_layer *L, const struct eng_layer_weights *m,
+		      const struct eng_model_config *c, const struct dims *d, kn_stream s,
+		      struct eng_error *err)
 {
-	return (size_t)t->rows * (size_t)t->cols;
-}
-
-static int put_layer(const struct eng_cuda_layer *L, const struct eng_layer_weights *m,
-		     const struct eng_model_config *c, uint16_t *sc, kn_stream s,
-		     struct eng_error *err)
-{
-	size_t qn = numel(&m->wq), kn = numel(&m->wk), in = numel(&m->w_gate);
 	int rc;
 
-	if ((rc = put_f32(L->attn_norm, &m->attn_norm, s, err)) ||
-	    (rc = put_bf16(L->wqkv, &m->wq, sc, s, err)) ||
-	    (rc = put_bf16(L->wqkv + qn, &m->wk, sc, s, err)) ||
-	    (rc = put_bf16(L->wqkv + qn + kn, &m->wv, sc, s, err)) ||
-	    (rc = put_bf16(L->wo, &m->wo, sc, s, err)) ||
-	    (rc = put_f32(L->mlp_norm, &m->mlp_norm, s, err)) ||
-	    (rc = put_bf16(L->wgu, &m->w_gate, sc, s, err)) ||
-	    (rc = put_bf16(L->wgu + in, &m->w_up, sc, s, err)) ||
-	    (rc = put_bf16(L->wd, &m->w_down, sc, s, err)))
-		return rc;
 	if (c->qkv_bias &&
 	    ((rc = need(&m->bq, "q bias", err)) || (rc = need(&m->bk, "k bias", err)) ||
-	     (rc = need(&m->bv, "v bias", err)) || (rc = put_f32(L->bqkv, &m->bq, s, err)) ||
-	     (rc = put_f32(L->bqkv + numel(&m->bq), &m->bk, s, err)) ||
-	     (rc = put_f32(L->bqkv + numel(&m->bq) + numel(&m->bk), &m->bv, s, err))))
+	     (rc = need(&m->bv, "v bias", err)) || (rc = put_f32(L->bqkv, &m->bq, d->q0, d->nq, s, err)) ||
+	     (rc = put_f32(L->bqkv + d->nq, &m->bk, d->k0, d->nk, s, err)) ||
+	     (rc = put_f32(L->bqkv + d->nq + d->nk, &m->bv, d->k0, d->nk, s, err))))
 		return rc;
-	if (c->o_bias && ((rc = need(&m->bo, "o bias", err)) || (rc = put_f32(L->bo, &m->bo, s, err))))
+	if (c->o_bias &&
+	    ((rc = need(&m->bo, "o bias", err)) || (rc = put_f32(L->bo, &m->bo, 0, 0, s, err))))
 		return rc;
 	if (c->mlp_bias &&
 	    ((rc = need(&m->b_gate, "gate bias", err)) || (rc = need(&m->b_up, "up bias", err)) ||
 	     (rc = need(&m->b_down, "down bias", err)) ||
-	     (rc = put_f32(L->bgu, &m->b_gate, s, err)) ||
-	     (rc = put_f32(L->bgu + numel(&m->b_gate), &m->b_up, s, err)) ||
-	     (rc = put_f32(L->bd, &m->b_down, s, err))))
+	     (rc = put_f32(L->bgu, &m->b_gate, d->i0, d->ni, s, err)) ||
+	     (rc = put_f32(L->bgu + d->ni, &m->b_up, d->i0, d->ni, s, err)) ||
+	     (rc = put_f32(L->bd, &m->b_down, 0, 0, s, err))))
 		return rc;
 	return 0;
 }
 
-int eng_cuda_weights_upload(struct eng_cuda_weights *w, const struct eng_model_config *c,
-			    const struct eng_model_weights *mw, kn_stream s,
-			    struct eng_error *err)
+static int put_layer(const struct eng_cuda_layer *L, const struct eng_layer_weights *m,
+		     const struct eng_model_config *c, const struct dims *d, uint16_t *sc,
+		     kn_stream s, struct eng_error *err)
 {
+	size_t H = d->H;
+	int rc;
+
+	if ((rc = put_f32(L->attn_norm, &m->attn_norm, 0, 0, s, err)) ||
+	    (rc = put_bf16(L->wqkv, &m->wq, d->q0, d->nq, 0, H, sc, s, err)) ||
+	    (rc = put_bf16(L->wqkv + d->nq * H, &m->wk, d->k0, d->nk, 0, H, sc, s, err)) ||
+	    (rc = put_bf16(L->wqkv + (d->nq + d->nk) * H, &m->wv, d->k0, d->nk, 0, H, sc, s, err)) ||
+	    (rc = put_bf16(L->wo, &m->wo, 0, H, d->q0, d->nq, sc, s, err)) ||
+	    (rc = put_f32(L->mlp_norm, &m->mlp_norm, 0, 0, s, err)) ||
+	    (rc = put_bf16(L->wgu, &m->w_gate, d->i0, d->ni, 0, H, sc, s, err)) ||
+	    (rc = put_bf16(L->wgu + d->ni * H, &m->w_up, d->i0, d->ni, 0, H, sc, s, err)) ||
+	    (rc = put_bf16(L->wd, &m->w_down, 0, H, d->i0, d->ni, sc, s, err)))
+		return rc;
+	return put_biases(L, m, c, d, s, err);
+}
+
+int eng_cuda_weights_upload(struct eng_cuda_weights *w, const struct eng_model_config *c,
+			    struct eng_cuda_shard sh, const struct eng_model_weights *mw,
+			    kn_stream s, struct eng_error *err)
+{
+	struct dims d = dims_of(c, sh);
 	uint16_t *sc;
 	int rc, l;
 
-	if ((rc = alloc_block(w, c, err)))
+	if ((rc = eng_cuda_shard_check(c, sh.size, err)) || (rc = alloc_block(w, c, &d, err)))
 		return rc;
 	sc = malloc(CHUNK_ELEMS * sizeof(uint16_t));
 	if (!sc) {
 		eng_cuda_weights_free(w);
 		return eng_error_set(err, ENG_E_NOMEM, "cuda", 0, "out of memory");
 	}
-	rc = put_bf16(w->embed, &mw->embed, sc, s, err);
+	rc = put_all(w->embed, &mw->embed, sc, s, err);
 	if (!rc && !c->tie_embeddings)
-		rc = put_bf16(w->lm_head, &mw->lm_head, sc, s, err);
+		rc = put_bf16(w->lm_head, &mw->lm_head, d.v0, d.nv, 0, d.H, sc, s, err);
 	if (!rc)
-		rc = put_f32(w->final_norm, &mw->final_norm, s, err);
+		rc = put_f32(w->final_norm, &mw->final_norm, 0, 0, s, err);
 	for (l = 0; !rc && l < c->n_layers; l++)
-		rc = put_layer(&w->layers[l], &mw->layers[l], c, sc, s, err);
+		rc = put_layer(&w->layers[l], &mw->layers[l], c, &d, sc, s, err);
 	if (!rc && (rc = kn_stream_sync(s)))
 		rc = eng_cuda_error(rc, err);
 	free(sc);
@@ -221,50 +295,101 @@ int eng_cuda_weights_upload(struct eng_cuda_weights *w, const struct eng_model_c
 
 struct filler {
 	uint64_t seed;
-	uint64_t n;   /* tensors filled so far: each gets its own stream */
+	uint64_t n;   /* tensors begun so far: each gets its own stream */
 	kn_stream s;
 };
 
-static int fill16(struct filler *f, uint16_t *p, size_t n, float mean, float std)
+/* The seed of the next full tensor. */
+static uint64_t next_seed(struct filler *f)
 {
-	return kn_fill_random_bf16(p, n, f->seed + 0x632be59bd9b4e019ull * ++f->n, mean, std, f->s);
+	return f->seed + 0x632be59bd9b4e019ull * ++f->n;
 }
 
-static int fill32(struct filler *f, float *p, size_t n, float mean, float std)
+/* The block (row0, col0) + (rows, cols) of a (., full_cols) tensor. */
+static int block16(struct filler *f, uint64_t seed, uint16_t *p, size_t rows, size_t cols,
+		   size_t full_cols, size_t row0, size_t col0, float std)
 {
-	return p ? kn_fill_random_f32(p, n, f->seed + 0x632be59bd9b4e019ull * ++f->n, mean, std,
-				      f->s) : 0;
+	return kn_fill_random_slice_bf16(p, rows, cols, full_cols, row0, col0, seed, 0.0f, std,
+					 f->s);
+}
+
+static int block32(struct filler *f, uint64_t seed, float *p, size_t n, size_t full_n,
+		   size_t off, float mean, float std)
+{
+	return kn_fill_random_slice_f32(p, 1, n, full_n, 0, off, seed, mean, std, f->s);
+}
+
+/* A whole vector, or nothing (and no seed taken) when p is NULL. */
+static int vec32(struct filler *f, float *p, size_t n, float mean, float std)
+{
+	return p ? block32(f, next_seed(f), p, n, n, 0, mean, std) : 0;
+}
+
+static int dummy_attn(struct filler *f, const struct eng_cuda_layer *L, const struct dims *d)
+{
+	size_t H = d->H, qkv = d->qd + 2 * d->kd;
+	uint64_t sd = next_seed(f);
+	int rc;
+
+	if ((rc = block16(f, sd, L->wqkv, d->nq, H, H, d->q0, 0, 0.02f)) ||
+	    (rc = block16(f, sd, L->wqkv + d->nq * H, d->nk, H, H, d->qd + d->k0, 0, 0.02f)) ||
+	    (rc = block16(f, sd, L->wqkv + (d->nq + d->nk) * H, d->nk, H, H,
+			  d->qd + d->kd + d->k0, 0, 0.02f)))
+		return rc;
+	if (L->bqkv) {
+		sd = next_seed(f);
+		if ((rc = block32(f, sd, L->bqkv, d->nq, qkv, d->q0, 0.0f, 0.02f)) ||
+		    (rc = block32(f, sd, L->bqkv + d->nq, d->nk, qkv, d->qd + d->k0, 0.0f, 0.02f)) ||
+		    (rc = block32(f, sd, L->bqkv + d->nq + d->nk, d->nk, qkv, d->qd + d->kd + d->k0,
+				  0.0f, 0.02f)))
+			return rc;
+	}
+	if ((rc = block16(f, next_seed(f), L->wo, H, d->nq, d->qd, 0, d->q0, 0.02f)))
+		return rc;
+	return vec32(f, L->bo, H, 0.0f, 0.02f);
+}
+
+static int dummy_mlp(struct filler *f, const struct eng_cuda_layer *L, const struct dims *d)
+{
+	size_t H = d->H;
+	uint64_t sd = next_seed(f);
+	int rc;
+
+	if ((rc = block16(f, sd, L->wgu, d->ni, H, H, d->i0, 0, 0.02f)) ||
+	    (rc = block16(f, sd, L->wgu + d->ni * H, d->ni, H, H, d->I + d->i0, 0, 0.02f)))
+		return rc;
+	if (L->bgu) {
+		sd = next_seed(f);
+		if ((rc = block32(f, sd, L->bgu, d->ni, 2 * d->I, d->i0, 0.0f, 0.02f)) ||
+		    (rc = block32(f, sd, L->bgu + d->ni, d->ni, 2 * d->I, d->I + d->i0, 0.0f, 0.02f)))
+			return rc;
+	}
+	if ((rc = block16(f, next_seed(f), L->wd, H, d->ni, d->I, 0, d->i0, 0.02f)))
+		return rc;
+	return vec32(f, L->bd, H, 0.0f, 0.02f);
 }
 
 int eng_cuda_weights_dummy(struct eng_cuda_weights *w, const struct eng_model_config *c,
-			   uint64_t seed, kn_stream s, struct eng_error *err)
+			   struct eng_cuda_shard sh, uint64_t seed, kn_stream s,
+			   struct eng_error *err)
 {
-	size_t H = c->hidden, I = c->intermediate, V = c->vocab;
-	size_t qkv = (size_t)(c->n_heads + 2 * c->n_kv_heads) * c->head_dim;
-	size_t qd = (size_t)c->n_heads * c->head_dim;
+	struct dims d = dims_of(c, sh);
 	struct filler f = { seed, 0, s };
 	int rc, l;
 
-	if ((rc = alloc_block(w, c, err)))
+	if ((rc = eng_cuda_shard_check(c, sh.size, err)) || (rc = alloc_block(w, c, &d, err)))
 		return rc;
-	rc = fill16(&f, w->embed, V * H, 0.0f, 0.02f);
+	rc = block16(&f, next_seed(&f), w->embed, d.V, d.H, d.H, 0, 0, 0.02f);
 	if (!rc && !c->tie_embeddings)
-		rc = fill16(&f, w->lm_head, V * H, 0.0f, 0.02f);
+		rc = block16(&f, next_seed(&f), w->lm_head, d.nv, d.H, d.H, d.v0, 0, 0.02f);
 	if (!rc)
-		rc = fill32(&f, w->final_norm, H, 1.0f, 0.05f);
+		rc = vec32(&f, w->final_norm, d.H, 1.0f, 0.05f);
 	for (l = 0; !rc && l < c->n_layers; l++) {
 		const struct eng_cuda_layer *L = &w->layers[l];
 
-		if ((rc = fill32(&f, L->attn_norm, H, 1.0f, 0.05f)) ||
-		    (rc = fill16(&f, L->wqkv, qkv * H, 0.0f, 0.02f)) ||
-		    (rc = fill32(&f, L->bqkv, qkv, 0.0f, 0.02f)) ||
-		    (rc = fill16(&f, L->wo, H * qd, 0.0f, 0.02f)) ||
-		    (rc = fill32(&f, L->bo, H, 0.0f, 0.02f)) ||
-		    (rc = fill32(&f, L->mlp_norm, H, 1.0f, 0.05f)) ||
-		    (rc = fill16(&f, L->wgu, 2 * I * H, 0.0f, 0.02f)) ||
-		    (rc = fill32(&f, L->bgu, 2 * I, 0.0f, 0.02f)) ||
-		    (rc = fill16(&f, L->wd, H * I, 0.0f, 0.02f)) ||
-		    (rc = fill32(&f, L->bd, H, 0.0f, 0.02f)))
+		if ((rc = vec32(&f, L->attn_norm, d.H, 1.0f, 0.05f)) ||
+		    (rc = dummy_attn(&f, L, &d)) ||
+		    (rc = vec32(&f, L->mlp_norm, d.H, 1.0f, 0.05f)) || (rc = dummy_mlp(&f, L, &d)))
 			break;
 	}
 	if (!rc)

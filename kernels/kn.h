@@ -192,6 +192,44 @@ int kn_fill_random_bf16(uint16_t *p, size_t n, uint64_t seed, float mean, float 
 int kn_fill_random_f32(float *p, size_t n, uint64_t seed, float mean, float std,
 		       kn_stream s);
 
+/* ---------------------------------------------------------------- tensor parallel */
+
+/* Ranks of one tensor-parallel group at most. */
+#define KN_TP_MAX 8
+
+/* All-reduce of ranks that share one device: every bufs[k] (n floats,
+ * k < n_bufs <= KN_TP_MAX) becomes the sum of all of them, added in rank
+ * order.  All buffers on the current device; one launch on s. */
+int kn_tp_sum_f32(float *const *bufs, int n_bufs, size_t n, kn_stream s);
+
+/* p (rows, cols) = the block at (row0, col0) of a tensor with full_cols
+ * columns filled by kn_fill_random_* from seed: the same values, so a
+ * rank's slice of a random model matches the whole model's tensor. */
+int kn_fill_random_slice_bf16(uint16_t *p, size_t rows, size_t cols, size_t full_cols,
+			      size_t row0, size_t col0, uint64_t seed, float mean, float std,
+			      kn_stream s);
+int kn_fill_random_slice_f32(float *p, size_t rows, size_t cols, size_t full_cols,
+			     size_t row0, size_t col0, uint64_t seed, float mean, float std,
+			     kn_stream s);
+
+/* One rank's view of a logits row whose vocab slice [vocab0, vocab0 +
+ * n_vocab) it holds: max and its index (vocab ids; first on ties),
+ * sum of exp(x - max) over the slice, targets's logit when the target
+ * lies in the slice (else 0). */
+struct kn_vocab_part {
+	float max, sum_exp, target;
+	int32_t argmax;
+};
+
+/* out (n_rows) from logits (n_rows, n_vocab) fp32; targets (n_rows)
+ * vocab ids, or NULL. */
+int kn_vocab_partial(struct kn_vocab_part *out, const float *logits, const int32_t *targets,
+		     int n_rows, int n_vocab, int vocab0, kn_stream s);
+
+/* Stream s waits (on the device) for event e, which may have been
+ * recorded on another device's stream. */
+int kn_stream_wait_event(kn_stream s, kn_event e);
+
 #ifdef __cplusplus
 }
 #endif

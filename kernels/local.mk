@@ -14,6 +14,8 @@ kernels_libkernels_a_SOURCES = \
 	kernels/runtime.cu kernels/gemm.cu \
 	kernels/embed.cu kernels/rmsnorm.cu kernels/rope_qkv.cu kernels/silu_mul.cu \
 	kernels/kn_attn.cuh kernels/attention.cu kernels/attn_prefill_tc.cu kernels/attn_decode_tc.cu kernels/argmax.cu kernels/logprob.cu kernels/fill_random.cu
+kernels_libkernels_a_SOURCES += \
+	kernels/tp_sum.cu kernels/fill_slice.cu kernels/vocab_partial.cu kernels/tp_runtime.cu
 CLEANFILES += kernels/*.d
 KERNELS_LIBS = kernels/libkernels.a $(CUDA_LIBS)
 else

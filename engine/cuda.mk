@@ -8,7 +8,8 @@ engine_libengine_a_SOURCES += \
 	engine/cuda_weights.h engine/cuda_weights.c \
 	engine/comm.h engine/comm.c
 
-CUDA_TEST_PROGS = tests/test-cuda-kernels tests/test-cuda-forward tests/test-cuda-graph
+CUDA_TEST_PROGS = tests/test-cuda-kernels tests/test-cuda-forward tests/test-cuda-graph \
+	tests/test-cuda-tp
 check_PROGRAMS += $(CUDA_TEST_PROGS)
 TESTS += $(CUDA_TEST_PROGS)
 tests_test_cuda_kernels_SOURCES = tests/test-cuda-kernels.c
@@ -17,6 +18,8 @@ tests_test_cuda_forward_SOURCES = tests/test-cuda-forward.c
 tests_test_cuda_forward_LDADD = $(ENGINE_LIBS) -lm
 tests_test_cuda_graph_SOURCES = tests/test-cuda-graph.c
 tests_test_cuda_graph_LDADD = $(ENGINE_LIBS) -lm
+tests_test_cuda_tp_SOURCES = tests/test-cuda-tp.c
+tests_test_cuda_tp_LDADD = $(ENGINE_LIBS) -lm
 
 noinst_PROGRAMS += tests/bench-cuda
 tests_bench_cuda_SOURCES = tests/bench-cuda.c

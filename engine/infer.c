@@ -46,6 +46,7 @@ void eng_infer_default_params(struct eng_infer_params *p)
 	p->load_format = "auto";
 	p->mem_fraction_static = 0.85;
 	p->cuda_graph_max_bs = 64;
+	p->tp_size = 1;
 }
 
 static bool is_dummy(const struct eng_infer_params *p)
@@ -111,36 +112,43 @@ static int64_t cpu_pool_tokens(const struct eng_infer *e, const struct eng_model
 }
 
 #ifdef HAVE_CUDA
-/* Parameters of the model in bf16 on the GPU. */
-static int64_t gpu_weight_bytes(const struct eng_model_config *c)
+/* Bytes of the model in bf16 on each GPU of tp ranks: the layers and the
+ * LM head split, the embedding whole on every rank. */
+static int64_t gpu_weight_bytes(const struct eng_model_config *c, int tp)
 {
 	int64_t q = (int64_t)c->n_heads * c->head_dim, kv = (int64_t)c->n_kv_heads * c->head_dim;
 	int64_t layer = c->hidden * (q + 2 * kv) + q * c->hidden + 3LL * c->hidden * c->intermediate;
+	int64_t vh = (int64_t)c->vocab * c->hidden;
 
-	return 2 * ((int64_t)c->vocab * c->hidden * (c->tie_embeddings ? 1 : 2) +
-		    (int64_t)c->n_layers * layer);
+	return 2 * (vh + (c->tie_embeddings ? 0 : vh / tp) + (int64_t)c->n_layers * layer / tp);
 }
 
 /* The KV pool on the GPU, as SGLang sizes it: mem_fraction_static of the
  * device's memory holds the weights and the pool; what is left holds the
- * activations (4 GiB kept free for them at least). */
+ * activations (4 GiB kept free for them at least).  With tp ranks each
+ * GPU holds 1/tp of every token's K and V; the tightest GPU decides. */
 static int gpu_pool_tokens(const struct eng_infer *e, const struct eng_model_config *cfg,
 			   int64_t *out, struct eng_error *err)
 {
-	int64_t per_token = 2LL * cfg->n_layers * cfg->n_kv_heads * cfg->head_dim * 2;
-	int64_t w = gpu_weight_bytes(cfg), budget, room;
+	int tp = e->p.tp_size > 1 ? e->p.tp_size : 1;
+	int64_t per_token = 2LL * cfg->n_layers * cfg->n_kv_heads * cfg->head_dim * 2 / tp;
+	int64_t w = gpu_weight_bytes(cfg, tp), budget = INT64_MAX, room;
 	size_t free_b = 0, total_b = 0;
 
 	if (e->p.max_total_tokens > 0) {
 		*out = e->p.max_total_tokens;
 		return 0;
 	}
-	if (kn_set_device(0) != 0 || kn_mem_info(&free_b, &total_b) != 0)
-		return eng_error_set(err, ENG_E_DEVICE, NULL, 0, "no CUDA device");
-	budget = (int64_t)((double)total_b * e->p.mem_fraction_static) - w;
-	room = (int64_t)free_b - w - (4LL << 30);
-	if (room < budget)
-		budget = room;
+	for (int d = 0; d < tp; d++) {
+		if (kn_set_device(d) != 0 || kn_mem_info(&free_b, &total_b) != 0)
+			return eng_error_set(err, ENG_E_DEVICE, NULL, 0, "no CUDA device %d%s", d,
+					     tp > 1 ? " for the tensor-parallel ranks" : "");
+		room = (int64_t)((double)total_b * e->p.mem_fraction_static) - w;
+		budget = room < budget ? room : budget;
+		room = (int64_t)free_b - w - (4LL << 30);
+		budget = room < budget ? room : budget;
+	}
+	kn_set_device(0);
 	if (budget < per_token * e->sp.page_size)
 		return eng_error_set(err, ENG_E_DEVICE, NULL, 0,
 				     "no GPU memory left for the KV cache after %.1f GiB of weights",
@@ -149,14 +157,18 @@ static int gpu_pool_tokens(const struct eng_infer *e, const struct eng_model_con
 	return 0;
 }
 
-static void describe_gpu(char *buf, size_t n)
+static void describe_gpu(char *buf, size_t n, int tp)
 {
 	char name[256] = "unknown GPU";
 	int n_sm = 0;
 	size_t mem = 0;
 
 	kn_device_info(0, name, sizeof(name), &n_sm, &mem);
-	snprintf(buf, n, "cuda: %s, %d SMs, %.1f GiB", name, n_sm, (double)mem / (1 << 30));
+	if (tp > 1)
+		snprintf(buf, n, "cuda: %d x %s, %d SMs, %.1f GiB, tensor parallel", tp, name, n_sm,
+			 (double)mem / (1 << 30));
+	else
+		snprintf(buf, n, "cuda: %s, %d SMs, %.1f GiB", name, n_sm, (double)mem / (1 << 30));
 }
 #endif
 
@@ -177,7 +189,7 @@ static int pick_backend(struct eng_infer *e, const struct eng_backend_ops **ops,
 #ifdef HAVE_CUDA
 	if (!strcmp(e->p.device, "cuda")) {
 		*ops = is_dummy(&e->p) ? &eng_backend_cuda_dummy_ops : &eng_backend_cuda_ops;
-		describe_gpu(e->device, sizeof(e->device));
+		describe_gpu(e->device, sizeof(e->device), e->p.tp_size);
 		return gpu_pool_tokens(e, cfg, pool, err);
 	}
 #endif
@@ -213,6 +225,7 @@ static int open_compute_side(struct eng_infer *e, struct eng_error *err)
 	bp.n_pages = e->sp.n_pages;
 	bp.cuda_graph_max_bs = e->p.cuda_graph_max_bs;
 	bp.disable_cuda_graph = e->p.disable_cuda_graph;
+	bp.tp_size = e->p.tp_size > 0 ? e->p.tp_size : 1;
 	rc = eng_backend_create(ops, e->model, &bp, &e->be, err);
 	if (rc == 0)
 		rc = eng_stepper_create(e->be, cfg->vocab, &e->stepper, err);
@@ -279,9 +292,9 @@ double eng_infer_load_time(const struct eng_infer *e)
 json_t *eng_infer_settings(const struct eng_infer *e)
 {
 	bool graphs = strcmp(e->p.device, "cuda") == 0 && !e->p.disable_cuda_graph &&
-		      e->p.cuda_graph_max_bs > 0;
+		      e->p.cuda_graph_max_bs > 0 && e->p.tp_size <= 1;
 
-	return json_pack("{s:s,s:s,s:f,s:i,s:i,s:I,s:i,s:i,s:i,s:s,s:b,s:b,s:i,s:s,s:s}",
+	return json_pack("{s:s,s:s,s:f,s:i,s:i,s:I,s:i,s:i,s:i,s:s,s:b,s:b,s:i,s:i,s:s,s:s}",
 			 "device", e->p.device, "load_format", e->p.load_format,
 			 "mem_fraction_static", e->p.mem_fraction_static,
 			 "page_size", e->sp.page_size,
@@ -293,6 +306,7 @@ json_t *eng_infer_settings(const struct eng_infer *e)
 			 "schedule_policy", e->sp.policy == ENG_SCHED_POLICY_LPM ? "lpm" : "fcfs",
 			 "radix_cache", !e->sp.disable_radix_cache,
 			 "cuda_graph", graphs, "cuda_graph_max_bs", graphs ? e->p.cuda_graph_max_bs : 0,
+			 "tp_size", e->p.tp_size > 0 ? e->p.tp_size : 1,
 			 "chat_template", eng_chat_kind_name(eng_chat_kind(e->chat)),
 			 "device_name", e->device);
 }

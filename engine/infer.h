@@ -46,6 +46,8 @@ struct eng_infer_params {
 	int32_t cuda_graph_max_bs;    /* cuda: decode batches up to this size run as
 				       * captured graphs */
 	bool disable_cuda_graph;
+	int32_t tp_size;              /* cuda: tensor-parallel ranks, on GPUs
+				       * 0 .. tp_size - 1 (default 1) */
 };
 
 void eng_infer_default_params(struct eng_infer_params *p);

@@ -33,7 +33,7 @@ enum {
 	OPT_MODE, OPT_RUN, OPT_BATCH_SIZE, OPT_MAX_CONCURRENCY, OPT_REQUEST_RATE, OPT_ENV_SCALE,
 	OPT_OUTPUT_LEN, OPT_REPLAY_OUTPUT, OPT_TEMPERATURE, OPT_TOP_K, OPT_TOP_P, OPT_SEED,
 	OPT_OUTPUT_DETAILS, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_KEEP_CACHE, OPT_WARMUP,
-	OPT_LOAD_FORMAT, OPT_MEM_FRACTION, OPT_GRAPH_MAX_BS, OPT_NO_GRAPH,
+	OPT_LOAD_FORMAT, OPT_MEM_FRACTION, OPT_GRAPH_MAX_BS, OPT_NO_GRAPH, OPT_TP_SIZE,
 };
 
 static const struct option long_options[] = {
@@ -58,6 +58,7 @@ static const struct option long_options[] = {
 	{"mem-fraction-static", required_argument, NULL, OPT_MEM_FRACTION},
 	{"cuda-graph-max-bs", required_argument, NULL, OPT_GRAPH_MAX_BS},
 	{"disable-cuda-graph", no_argument, NULL, OPT_NO_GRAPH},
+	{"tp-size", required_argument, NULL, OPT_TP_SIZE},
 	{"serve", no_argument, NULL, OPT_SERVE},
 	{"socket", required_argument, NULL, OPT_SOCKET},
 	{"connect", required_argument, NULL, OPT_CONNECT},
@@ -128,6 +129,8 @@ static void usage(void)
 	      "      --cuda-graph-max-bs=N     cuda: decode batches up to N run as captured\n"
 	      "                                CUDA graphs (default 64)\n"
 	      "      --disable-cuda-graph      cuda: no graphs (ablation)\n"
+	      "      --tp-size=N               cuda: tensor parallelism over GPUs 0..N-1\n"
+	      "                                (default 1; NCCL needed when N > 1)\n"
 	      "\n"
 	      "Run:\n"
 	      "      --mode=MODE               replay: turns in order per conversation\n"
@@ -228,6 +231,10 @@ static int engine_option(int c, const char *arg, struct opts *o)
 	case OPT_GRAPH_MAX_BS:
 		if (num(arg, 0, 4096, &v)) return -1;
 		e->cuda_graph_max_bs = (int32_t)v;
+		return 0;
+	case OPT_TP_SIZE:
+		if (num(arg, 1, 8, &v)) return -1;
+		e->tp_size = (int32_t)v;
 		return 0;
 	case OPT_LOAD_FORMAT:
 		if (strcmp(arg, "auto") && strcmp(arg, "dummy")) return -1;
@@ -356,6 +363,8 @@ static int check_options(struct opts *o, bool batch_given)
 		return nd_usage_error("--status and --shutdown need --connect=PATH");
 	if (o->action == ACT_REMOTE && e->model_dir)
 		return nd_usage_error("--model goes to the worker (--serve), not to --connect");
+	if (e->tp_size > 1 && strcmp(e->device, "cuda"))
+		return nd_usage_error("--tp-size=%d needs --device=cuda", (int)e->tp_size);
 	if (!batch_given && !strcmp(o->inf.run.mode, "generate"))
 		o->inf.run.session.batch_size = 0;
 	if (!strcmp(o->inf.run.mode, "replay") && isfinite(o->inf.run.session.request_rate))

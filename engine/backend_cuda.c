@@ -682,6 +682,24 @@ int eng_cuda_profile(void *state, int on, struct eng_error *err)
 	return 0;
 }
 
+int eng_cuda_profile_class(const void *state, const char *name, double *ms, double *share)
+{
+	const struct prof *p = ((const struct cuda_state *)state)->prof;
+	double total = 0;
+
+	if (!p || !p->n_fwd)
+		return -1;
+	for (int c = 0; c < PROF_N; c++)
+		total += p->ms[c];
+	for (int c = 0; c < PROF_N; c++)
+		if (!strcmp(prof_names[c], name)) {
+			*ms = p->ms[c] / p->n_fwd;
+			*share = total > 0 ? p->ms[c] / total : 0;
+			return 0;
+		}
+	return -1;
+}
+
 void eng_cuda_profile_print(void *state, FILE *f)
 {
 	struct prof *p = ((struct cuda_state *)state)->prof;

@@ -79,6 +79,10 @@ int eng_cuda_step_device_ms(void *state, double *ms);
  * ENG_E_DEVICE, ENG_E_NOMEM. */
 int eng_cuda_profile(void *state, int on, struct eng_error *err);
 void eng_cuda_profile_print(void *state, FILE *f);
+/* The mean milliseconds per forward of the class printed as name (e.g.
+ * "all-reduce") and its share of the total, so far: 0, or -1 when not
+ * profiling, nothing timed yet, or no such class. */
+int eng_cuda_profile_class(const void *state, const char *name, double *ms, double *share);
 
 /* The device's name ("NVIDIA H100 80GB HBM3"; rank 0's), and the bytes
  * of the weights held (all ranks' together). */

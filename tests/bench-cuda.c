@@ -23,6 +23,14 @@
  *
  * Then the device time of each workload per op class (op by op).
  *
+ * Last, tensor parallelism: decode at batch 1 with a 1k context and the
+ * prefill of a 4k prompt at tp 1, 2 and 4 over GPUs device, device + 1,
+ * ... (where the host has them and NCCL loads), op by op, with the
+ * speed-up over tp 1 and the share of device time in the all-reduce
+ * (events on rank 0's stream in a profiled run).  With one GPU, tp 2
+ * with both ranks on it is run instead: it checks the path and shows the
+ * cost of the extra launches, not a scaling.
+ *
  * Usage: bench-cuda [device]   Prints a table; exit 3 without a GPU.
  */
 #include <config.h>
@@ -346,9 +354,115 @@ static int run_model(int device, double bw, double rate)
 	return rc;
 }
 
+/* ---------------------------------------------------------------- tp */
+
+struct tp_fig {
+	double dec, pf;            /* seconds: decode b1 1k, prefill 4k */
+	double dec_ar, pf_ar;      /* all-reduce share of device time */
+};
+
+/* The all-reduce share of a profiled workload. */
+static int ar_share(void *st, int batch, int ctx, int prefill, int32_t *tables, int per,
+		    double *share)
+{
+	struct eng_error err;
+	double t, ms;
+	int rc;
+
+	if (eng_cuda_profile(st, 1, &err))
+		return 3;
+	rc = time_steps(st, batch, ctx, prefill, 3, tables, per, &t);
+	if (eng_cuda_profile_class(st, "all-reduce", &ms, share))
+		*share = 0;
+	eng_cuda_profile(st, 0, &err);
+	return rc;
+}
+
+/* The figures at tp ranks on devs; 1 when the backend cannot be made. */
+static int tp_run(const struct eng_model_config *cfg, int tp, const int *devs, struct tp_fig *f)
+{
+	struct eng_backend_params p = eng_backend_default_params();
+	int per = 4160 / PAGE, rc;
+	int32_t tables[4160 / PAGE];
+	struct eng_error err;
+	void *st;
+
+	for (int i = 0; i < per; i++)
+		tables[i] = i;
+	p.page_size = PAGE;
+	p.n_pages = per;
+	p.tp_size = tp;
+	p.device = devs[0];
+	for (int r = 0; r < tp; r++)
+		p.tp_devices[r] = devs[r];
+	if (eng_cuda_create(cfg, NULL, 1, &p, &st, &err)) {
+		printf("tp %d: not run: %s\n", tp, err.msg);
+		return 1;
+	}
+	eng_cuda_use_graphs(st, 0);
+	rc = time_steps(st, 1, 1024, 0, 20, tables, per, &f->dec);
+	if (!rc)
+		rc = time_steps(st, 1, 4096, 1, 3, tables, per, &f->pf);
+	if (!rc)
+		rc = ar_share(st, 1, 1024, 0, tables, per, &f->dec_ar);
+	if (!rc)
+		rc = ar_share(st, 1, 4096, 1, tables, per, &f->pf_ar);
+	eng_cuda_destroy(st);
+	return rc ? 3 : 0;
+}
+
+static void tp_row(const char *fig, const struct tp_fig *f, const struct tp_fig *one, int tp)
+{
+	printf("%-30s %10.3f ms %6.2fx %5.0f%% %5.1f%%   %10.3f ms %6.2fx %5.0f%% %5.1f%%\n", fig,
+	       f->dec * 1e3, one->dec / f->dec, 100 * one->dec / f->dec / tp, 100 * f->dec_ar,
+	       f->pf * 1e3, one->pf / f->pf, 100 * one->pf / f->pf / tp, 100 * f->pf_ar);
+}
+
+/* Decode b1 1k and prefill 4k at tp 1, 2, 4 (op by op). */
+static int tp_scaling(int device)
+{
+	static const int sizes[3] = { 1, 2, 4 };
+	struct eng_model_config cfg;
+	struct eng_error err;
+	json_t *root = json_loads(qwen7b_json, 0, NULL);
+	struct tp_fig one = { 0 }, f;
+	int n = 0, devs[4], rc;
+	char fig[64];
+
+	if (!root || eng_config_parse(root, "qwen2.5-7b", &cfg, &err))
+		return 2;
+	json_decref(root);
+	kn_device_count(&n);
+	printf("\ntensor parallelism, op by op (speed-up over tp 1, efficiency, all-reduce share "
+	       "of device time):\n%-30s %28s %5s   %28s %5s\n", "figure", "decode b1, 1k ctx",
+	       "ar", "prefill 4k", "ar");
+	for (int k = 0; k < 3; k++) {
+		int tp = sizes[k];
+
+		if (device + tp > n)
+			break;
+		for (int r = 0; r < tp; r++)
+			devs[r] = device + r;
+		if ((rc = tp_run(&cfg, tp, devs, &f)) == 1)
+			break;
+		if (rc)
+			return rc;
+		if (tp == 1)
+			one = f;
+		snprintf(fig, sizeof(fig), "tp %d (GPUs %d..%d)", tp, device, device + tp - 1);
+		tp_row(fig, &f, &one, tp);
+	}
+	if (n - device >= 2)
+		return 0;
+	devs[0] = devs[1] = device;
+	if ((rc = tp_run(&cfg, 2, devs, &f)) == 0)
+		tp_row("tp 2, both ranks on one GPU", &f, &one, 2);
+	return rc == 1 ? 0 : rc;
+}
+
 int main(int argc, char **argv)
 {
-	int n = 0, device = argc > 1 ? atoi(argv[1]) : 0, n_sm;
+	int n = 0, device = argc > 1 ? atoi(argv[1]) : 0, n_sm, rc;
 	char name[256];
 	size_t mem;
 	double bw = 0, rate = 0;
@@ -364,5 +478,7 @@ int main(int argc, char **argv)
 		return 3;
 	printf("copy bandwidth (read + write): %.0f GB/s\n", bw / 1e9);
 	printf("cuBLAS bf16 GEMM 8192^3:       %.0f TFLOP/s\n", rate / 1e12);
-	return run_model(device, bw, rate);
+	if ((rc = run_model(device, bw, rate)))
+		return rc;
+	return tp_scaling(device);
 }

@@ -13,6 +13,7 @@ static __device__ __forceinline__ bool better(float v, int i, float bv, int bi)
 
 static __global__ void argmax_kernel(int32_t *out, const float *logits, int vocab)
 {
+	kn_pdl_enter();
 	__shared__ float sv[32];
 	__shared__ int si[32];
 	const float *row = logits + (size_t)blockIdx.x * vocab;
@@ -51,7 +52,7 @@ static __global__ void argmax_kernel(int32_t *out, const float *logits, int voca
 static int launch_argmax(int32_t *out, const float *logits, int n_rows, int vocab,
 			 cudaStream_t s)
 {
-	argmax_kernel<<<n_rows, 1024, 0, s>>>(out, logits, vocab);
+	KN_LAUNCH(argmax_kernel, n_rows, 1024, 0, s, out, logits, vocab);
 	KN_LAUNCHED();
 	return 0;
 }

@@ -214,6 +214,7 @@ static __device__ void attn_finish(const struct attn_params &P, rows_state<DPL> 
 template <int DPL>
 static __global__ void __launch_bounds__(NWARP * 32) attn_kernel(const struct attn_params P)
 {
+	kn_pdl_enter();
 	extern __shared__ float sm[];
 	const struct kn_attn_args &a = P.a;
 	int hd = a.head_dim, G = P.group, qd = a.n_heads * hd;
@@ -261,6 +262,7 @@ static __global__ void __launch_bounds__(NWARP * 32) attn_kernel(const struct at
  * the loads. */
 static __global__ void attn_reduce_kernel(const struct attn_params P)
 {
+	kn_pdl_enter();
 	const struct kn_attn_args &a = P.a;
 	int hd = a.head_dim, G = P.group, n_kv = a.n_kv;
 	int tile = blockIdx.x / n_kv, kvh = blockIdx.x % n_kv;
@@ -297,7 +299,7 @@ static int launch_attn_dpl(const struct attn_params &P, dim3 grid, cudaStream_t 
 		KN_CHECK(cudaFuncSetAttribute(attn_kernel<DPL>,
 					      cudaFuncAttributeMaxDynamicSharedMemorySize,
 					      (int)smem));
-	attn_kernel<DPL><<<grid, NWARP * 32, smem, s>>>(P);
+	KN_LAUNCH(attn_kernel<DPL>, grid, NWARP * 32, smem, s, P);
 	KN_LAUNCHED();
 	return 0;
 }
@@ -320,7 +322,7 @@ static int launch_attn_reduce(const struct attn_params &P, cudaStream_t s)
 {
 	dim3 grid(P.a.n_tiles * P.a.n_kv, (P.group * P.a.head_dim + 255) / 256);
 
-	attn_reduce_kernel<<<grid, 256, 0, s>>>(P);
+	KN_LAUNCH(attn_reduce_kernel, grid, 256, 0, s, P);
 	KN_LAUNCHED();
 	return 0;
 }

@@ -5,12 +5,12 @@
  * A block takes one token, one KV head and one split of its keys; the
  * token's group of query heads (at most 16) are the rows of one m16n8k16
  * A operand, held by all four warps.  Keys go through shared memory 64 at
- * a time, all 128 threads loading, and warp w takes keys 16w .. 16w + 15
- * of each tile with its own online softmax; at the end the four warps'
- * states are merged through shared memory into the output (one split) or
- * a partial that kn_attn_reduce_splits combines.  The next tile's loads
- * are issued into registers before the current tile is computed, so that
- * the pages are read while the tensor cores work.  Decode is bound by the
+ * a time, all 128 threads copying (cp.async, a ring of DEC_STAGES
+ * buffers: the next tiles' copies fly while one is computed), and warp w takes
+ * keys 16w .. 16w + 15 of each tile with its own online softmax, its K
+ * and V operands read with ldmatrix; at the end the four warps' states
+ * are merged through shared memory into the output (one split) or a
+ * partial that kn_attn_reduce_splits combines.  Decode is bound by the
  * bytes of the KV pages: the tensor cores only keep the arithmetic off the
  * critical path, which the fp32 kernel of attention.cu could not.
  *
@@ -19,6 +19,9 @@
 #include "kernels/kn_attn.cuh"
 
 #define DEC_ROWS 16
+#ifndef DEC_STAGES
+#define DEC_STAGES 3
+#endif
 
 /* Scores, softmax and P V of the warp's 16 keys of the tile at k0. */
 template <int HD>
@@ -28,35 +31,45 @@ static __device__ __forceinline__ void dec_tile(const uint32_t qf[HD / 16][4], c
 						float o[HD / 8][4])
 {
 	const int LD = HD + 8;
-	int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+	int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, t = lane & 3;
 	int kw = 16 * warp;
 	float s[2][4];
+
+	const uint16_t *kl = Ks + (kw + (lane & 7)) * LD + (lane >> 3) * 8;
+	const uint16_t *vl = Vs + (kw + ((lane >> 3) & 1) * 8 + (lane & 7)) * LD + (lane >> 4) * 8;
 
 #pragma unroll
 	for (int nt = 0; nt < 2; nt++) {
 		s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
 #pragma unroll
-		for (int ks = 0; ks < HD / 16; ks++) {
-			const uint16_t *kp = Ks + (kw + nt * 8 + g) * LD + ks * 16 + 2 * t;
+		for (int ks = 0; ks < HD / 16; ks += 2) {
+			uint32_t b[4];
 
-			mma16816(s[nt], qf[ks], ld32(kp), ld32(kp + 8));
+			ldsm_x4(b, kl + nt * 8 * LD + ks * 16);
+			mma16816(s[nt], qf[ks], b[0], b[1]);
+			if (ks + 1 < HD / 16)
+				mma16816(s[nt], qf[ks + 1], b[2], b[3]);
 		}
 	}
 	float al = tc_softmax<2>(s, 0, pos_lo, k0 + kw, ke, t, scale, m[0], l[0]);
 	float ah = tc_softmax<2>(s, 2, pos_hi, k0 + kw, ke, t, scale, m[1], l[1]);
 	uint32_t pa[4] = { pack_bf16(s[0][0], s[0][1]), pack_bf16(s[0][2], s[0][3]),
 			   pack_bf16(s[1][0], s[1][1]), pack_bf16(s[1][2], s[1][3]) };
-	const uint16_t *v0 = Vs + (kw + 2 * t) * LD + g;
 
 #pragma unroll
 	for (int nt = 0; nt < HD / 8; nt++) {
-		const uint16_t *v = v0 + nt * 8;
-
 		o[nt][0] *= al;
 		o[nt][1] *= al;
 		o[nt][2] *= ah;
 		o[nt][3] *= ah;
-		mma16816(o[nt], pa, pack_u16(v[0], v[LD]), pack_u16(v[8 * LD], v[9 * LD]));
+	}
+#pragma unroll
+	for (int nt = 0; nt < HD / 8; nt += 2) {
+		uint32_t b[4];
+
+		ldsm_x4_trans(b, vl + nt * 8);
+		mma16816(o[nt], pa, b[0], b[1]);
+		mma16816(o[nt + 1], pa, b[2], b[3]);
 	}
 }
 
@@ -93,8 +106,8 @@ static __global__ void __launch_bounds__(TC_WARPS * 32)
 	attn_dec_tc_kernel(const struct kn_attn_args a, int G, int n_splits, int split_len,
 			   float *partial)
 {
+	kn_pdl_enter();
 	extern __shared__ __align__(16) uint16_t dec_smem[];
-	uint16_t *Ks = dec_smem, *Vs = dec_smem + TC_KT * (HD + 8);
 	int tile = blockIdx.x, kvh = blockIdx.y, sp = blockIdx.z, lane = threadIdx.x & 31;
 	int g = lane >> 2, t = lane & 3, row0 = a.tile_row0[tile], nq = a.tile_n[tile] * G;
 	int ctx = a.pos[row0 + a.tile_n[tile] - 1] + 1;
@@ -106,21 +119,40 @@ static __global__ void __launch_bounds__(TC_WARPS * 32)
 	float m[2] = { -INFINITY, -INFINITY }, l[2] = { 0.0f, 0.0f }, o[HD / 8][4];
 	uint32_t qf[HD / 16][4];
 
+	const int TILE = TC_KT * (HD + 8);
+	int shift = tc_page_shift(a.page_size), pg[TC_CHUNKS(HD, TC_WARPS * 32)];
+
+	/* a ring of DEC_STAGES tile buffers, as in attn_prefill_tc.cu */
+#pragma unroll
+	for (int i = 0; i < DEC_STAGES - 1; i++) {
+		if (kb + i * TC_KT < ke) {
+			tc_kv_pages<HD, TC_WARPS * 32>(a, bt, shift, kb + i * TC_KT, ke, pg);
+			tc_kv_issue<HD, TC_WARPS * 32>(a, pg, shift, kvh, kb + i * TC_KT,
+						       dec_smem + i * 2 * TILE,
+						       dec_smem + i * 2 * TILE + TILE);
+		}
+		cp_async_commit();
+	}
+	if (kb + (DEC_STAGES - 1) * TC_KT < ke)
+		tc_kv_pages<HD, TC_WARPS * 32>(a, bt, shift, kb + (DEC_STAGES - 1) * TC_KT, ke, pg);
 	tc_load_q<HD>(a, G, row0, nq, kvh, g, g, t, qf);
 #pragma unroll
 	for (int nt = 0; nt < HD / 8; nt++)
 		o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.0f;
-	uint4 kr[TC_PER(HD)], vr[TC_PER(HD)];
+	for (int k0 = kb, i = 0; k0 < ke; k0 += TC_KT, i++) {
+		uint16_t *Ks = dec_smem + (i % DEC_STAGES) * 2 * TILE, *Vs = Ks + TILE;
+		int nx = k0 + (DEC_STAGES - 1) * TC_KT;
 
-	if (kb < ke)
-		tc_fetch_kv<HD>(a, bt, kvh, kb, ke, kr, vr);
-	for (int k0 = kb; k0 < ke; k0 += TC_KT) {
+		cp_async_wait<DEC_STAGES - 2>();
 		__syncthreads();
-		tc_store_kv<HD>(kr, vr, Ks, Vs);
-		__syncthreads();
-		/* the next tile's loads fly while this one is computed */
-		if (k0 + TC_KT < ke)
-			tc_fetch_kv<HD>(a, bt, kvh, k0 + TC_KT, ke, kr, vr);
+		if (nx < ke) {
+			uint16_t *Kn = dec_smem + ((i + DEC_STAGES - 1) % DEC_STAGES) * 2 * TILE;
+
+			tc_kv_issue<HD, TC_WARPS * 32>(a, pg, shift, kvh, nx, Kn, Kn + TILE);
+		}
+		cp_async_commit();
+		if (nx + TC_KT < ke)
+			tc_kv_pages<HD, TC_WARPS * 32>(a, bt, shift, nx + TC_KT, ke, pg);
 		dec_tile<HD>(qf, Ks, Vs, k0, ke, pos_lo, pos_hi, 1.0f / sqrtf((float)HD), m, l, o);
 	}
 	__syncthreads();
@@ -164,7 +196,7 @@ template <int HD>
 static int launch_dec_tc(const struct kn_attn_args *a, int n_splits, int split_len,
 			 float *partial, cudaStream_t s)
 {
-	size_t kv = 2 * (size_t)TC_KT * (HD + 8) * sizeof(uint16_t);
+	size_t kv = 2 * DEC_STAGES * (size_t)TC_KT * (HD + 8) * sizeof(uint16_t);
 	size_t merge = sizeof(float) * TC_WARPS * DEC_ROWS * (HD + 2);
 	size_t smem = kv > merge ? kv : merge;
 	dim3 grid(a->n_tiles, a->n_kv, n_splits);
@@ -173,7 +205,7 @@ static int launch_dec_tc(const struct kn_attn_args *a, int n_splits, int split_l
 		KN_CHECK(cudaFuncSetAttribute(attn_dec_tc_kernel<HD>,
 					      cudaFuncAttributeMaxDynamicSharedMemorySize,
 					      (int)smem));
-	attn_dec_tc_kernel<HD><<<grid, TC_WARPS * 32, smem, s>>>(*a, a->n_heads / a->n_kv,
+	KN_LAUNCH(attn_dec_tc_kernel<HD>, grid, TC_WARPS * 32, smem, s, *a, a->n_heads / a->n_kv,
 								 n_splits, split_len, partial);
 	KN_LAUNCHED();
 	return n_splits == 1 ? 0 : kn_attn_reduce_splits(a, a->n_heads / a->n_kv, n_splits,

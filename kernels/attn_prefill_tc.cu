@@ -20,32 +20,54 @@
  */
 #include "kernels/kn_attn.cuh"
 
-/* The warp's 16 x TC_KT scores S = Q K^T (unscaled). */
+/* Warps per block: PF_WARPS * 16 query rows share each K/V tile, which
+ * passes through a ring of PF_STAGES shared-memory buffers. */
+#ifndef PF_WARPS
+#define PF_WARPS 8
+#endif
+#ifndef PF_STAGES
+#define PF_STAGES 2
+#endif
+#define PF_ROWS (PF_WARPS * 16)
+#define LOG2E 1.4426950408889634f
+
+/* The warp's 16 x TC_KT scores S = Q K^T (unscaled); K's B operands come
+ * two k-steps at a time from one ldmatrix.x4 (lane: key row lane % 8,
+ * dims 8 (lane / 8) on from the k-step pair). */
 template <int HD>
-static __device__ __forceinline__ void tc_scores(float s[TC_KT / 8][4],
+static __device__ __forceinline__ void pf_scores(float s[TC_KT / 8][4],
 						 const uint32_t qf[HD / 16][4], const uint16_t *Ks,
-						 int g, int t)
+						 int lane)
 {
 	const int LD = HD + 8;
+	const uint16_t *kl = Ks + (lane & 7) * LD + (lane >> 3) * 8;
 
 #pragma unroll
-	for (int nt = 0; nt < TC_KT / 8; nt++) {
+	for (int nt = 0; nt < TC_KT / 8; nt++)
 		s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+	/* k-steps outside: consecutive mmas feed independent accumulators */
 #pragma unroll
-		for (int ks = 0; ks < HD / 16; ks++) {
-			const uint16_t *kp = Ks + (nt * 8 + g) * LD + ks * 16 + 2 * t;
+	for (int ks = 0; ks < HD / 16; ks += 2) {
+#pragma unroll
+		for (int nt = 0; nt < TC_KT / 8; nt++) {
+			uint32_t b[4];
 
-			mma16816(s[nt], qf[ks], ld32(kp), ld32(kp + 8));
+			ldsm_x4(b, kl + nt * 8 * LD + ks * 16);
+			mma16816(s[nt], qf[ks], b[0], b[1]);
+			if (ks + 1 < HD / 16)
+				mma16816(s[nt], qf[ks + 1], b[2], b[3]);
 		}
 	}
 }
 
-/* o += P V for the warp's 16 rows. */
+/* o += P V; V's B operands from ldmatrix.trans, two 8-dim tiles per
+ * load (lane: key row 8 (lane / 8 % 2) + lane % 8, dims 8 (lane / 16) on). */
 template <int HD>
-static __device__ __forceinline__ void tc_pv(float o[HD / 8][4], const float s[TC_KT / 8][4],
-					     const uint16_t *Vs, int g, int t)
+static __device__ __forceinline__ void pf_pv(float o[HD / 8][4], const float s[TC_KT / 8][4],
+					     const uint16_t *Vs, int lane)
 {
 	const int LD = HD + 8;
+	const uint16_t *vl = Vs + (((lane >> 3) & 1) * 8 + (lane & 7)) * LD + (lane >> 4) * 8;
 
 #pragma unroll
 	for (int j = 0; j < TC_KT / 16; j++) {
@@ -54,15 +76,55 @@ static __device__ __forceinline__ void tc_pv(float o[HD / 8][4], const float s[T
 			pack_bf16(s[2 * j + 1][0], s[2 * j + 1][1]),
 			pack_bf16(s[2 * j + 1][2], s[2 * j + 1][3]),
 		};
-		const uint16_t *v0 = Vs + (16 * j + 2 * t) * LD + g;
 
 #pragma unroll
-		for (int nt = 0; nt < HD / 8; nt++) {
-			const uint16_t *v = v0 + nt * 8;
+		for (int nt = 0; nt < HD / 8; nt += 2) {
+			uint32_t b[4];
 
-			mma16816(o[nt], pa, pack_u16(v[0], v[LD]), pack_u16(v[8 * LD], v[9 * LD]));
+			ldsm_x4_trans(b, vl + 16 * j * LD + nt * 8);
+			mma16816(o[nt], pa, b[0], b[1]);
+			mma16816(o[nt + 1], pa, b[2], b[3]);
 		}
 	}
+}
+
+/* Online softmax of one row half (e = 0: row g, e = 2: row g + 8) in the
+ * log2 domain (s2 = log2(e) / sqrt(head_dim), folded into the exponent's
+ * fma); keys past pos are masked only on tiles that reach past it.
+ * Returns the rescale factor. */
+static __device__ __forceinline__ float pf_softmax(float s[TC_KT / 8][4], int e, int pos, int k0,
+						   int t, float s2, float &m, float &l)
+{
+	float mx = -INFINITY, sum = 0.0f;
+
+	if (k0 + TC_KT - 1 > pos) {
+#pragma unroll
+		for (int nt = 0; nt < TC_KT / 8; nt++)
+#pragma unroll
+			for (int c = 0; c < 2; c++)
+				if (k0 + nt * 8 + 2 * t + c > pos)
+					s[nt][e + c] = -INFINITY;
+	}
+#pragma unroll
+	for (int nt = 0; nt < TC_KT / 8; nt++)
+		mx = fmaxf(mx, fmaxf(s[nt][e], s[nt][e + 1]));
+	mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+	mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+	float mn = fmaxf(m, mx * s2), base = mn == -INFINITY ? 0.0f : mn;
+	float alpha = exp2f(m - base);
+
+#pragma unroll
+	for (int nt = 0; nt < TC_KT / 8; nt++)
+#pragma unroll
+		for (int c = 0; c < 2; c++) {
+			float p = exp2f(fmaf(s[nt][e + c], s2, -base));
+
+			s[nt][e + c] = p;
+			sum += p;
+		}
+	m = mn;
+	l = l * alpha + sum;
+	return alpha;
 }
 
 /* Normalized bf16 rows out; lanes of a quad first pool their sums. */
@@ -83,43 +145,79 @@ static __device__ void tc_store(const struct kn_attn_args &a, int G, int row0, i
 		*(uint32_t *)(out + nt * 8) = pack_bf16(o[nt][e] * inv, o[nt][e + 1] * inv);
 }
 
+/* Tiles run last first: the causally longest ones start in the first wave.
+ * K/V tiles go through a ring of PF_STAGES buffers: the copies of the next
+ * PF_STAGES - 1 tiles fly while one is computed. */
 template <int HD>
-static __global__ void __launch_bounds__(TC_WARPS * 32) attn_tc_kernel(const struct kn_attn_args a,
-								       int G)
+static __global__ void __launch_bounds__(PF_WARPS * 32, 8 / PF_WARPS)
+	attn_tc_kernel(const struct kn_attn_args a, int G)
 {
+	kn_pdl_enter();
 	extern __shared__ __align__(16) uint16_t tc_smem[];
-	uint16_t *Ks = tc_smem, *Vs = tc_smem + TC_KT * (HD + 8);
-	int tile = blockIdx.x, kvh = blockIdx.y, lane = threadIdx.x & 31;
+	const int TILE = TC_KT * (HD + 8);
+	int tile = gridDim.x - 1 - blockIdx.x, kvh = blockIdx.y, lane = threadIdx.x & 31;
 	int g = lane >> 2, t = lane & 3, r_lo = (threadIdx.x >> 5) * 16 + g;
 	int row0 = a.tile_row0[tile], nq = a.tile_n[tile] * G;
 	int ctx = a.pos[row0 + a.tile_n[tile] - 1] + 1;
 	int pos_lo = r_lo < nq ? a.pos[row0 + r_lo / G] : -1;
 	int pos_hi = r_lo + 8 < nq ? a.pos[row0 + (r_lo + 8) / G] : -1;
 	const int32_t *bt = a.block_tables + a.bt_off[row0];
-	float scale = 1.0f / sqrtf((float)HD), m_lo = -INFINITY, m_hi = -INFINITY;
+	float s2 = LOG2E / sqrtf((float)HD), m_lo = -INFINITY, m_hi = -INFINITY;
 	float l_lo = 0.0f, l_hi = 0.0f, o[HD / 8][4], s[TC_KT / 8][4];
 	uint32_t qf[HD / 16][4];
+	int n_kt = (ctx + TC_KT - 1) / TC_KT;
 
+	int shift = tc_page_shift(a.page_size), pg[TC_CHUNKS(HD, PF_WARPS * 32)];
+
+	/* tiles 0 .. PF_STAGES - 2 start copying; one commit group per tile
+	 * slot, empty past the last tile, so that wait counts stay fixed */
+#pragma unroll
+	for (int i = 0; i < PF_STAGES - 1; i++) {
+		if (i < n_kt) {
+			tc_kv_pages<HD, PF_WARPS * 32>(a, bt, shift, i * TC_KT, ctx, pg);
+			tc_kv_issue<HD, PF_WARPS * 32>(a, pg, shift, kvh, i * TC_KT,
+						       tc_smem + i * 2 * TILE,
+						       tc_smem + i * 2 * TILE + TILE);
+		}
+		cp_async_commit();
+	}
+	if (PF_STAGES - 1 < n_kt)
+		tc_kv_pages<HD, PF_WARPS * 32>(a, bt, shift, (PF_STAGES - 1) * TC_KT, ctx, pg);
 	tc_load_q<HD>(a, G, row0, nq, kvh, r_lo, g, t, qf);
 #pragma unroll
 	for (int nt = 0; nt < HD / 8; nt++)
 		o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.0f;
-	for (int k0 = 0; k0 < ctx; k0 += TC_KT) {
-		__syncthreads();
-		tc_load_kv<HD>(a, bt, kvh, k0, ctx, Ks, Vs);
-		__syncthreads();
-		tc_scores<HD>(s, qf, Ks, g, t);
-		float al = tc_softmax<TC_KT / 8>(s, 0, pos_lo, k0, ctx, t, scale, m_lo, l_lo);
-		float ah = tc_softmax<TC_KT / 8>(s, 2, pos_hi, k0, ctx, t, scale, m_hi, l_hi);
+	for (int i = 0; i < n_kt; i++) {
+		uint16_t *Ks = tc_smem + (i % PF_STAGES) * 2 * TILE, *Vs = Ks + TILE;
+		int nx = i + PF_STAGES - 1;
 
-#pragma unroll
-		for (int nt = 0; nt < HD / 8; nt++) {
-			o[nt][0] *= al;
-			o[nt][1] *= al;
-			o[nt][2] *= ah;
-			o[nt][3] *= ah;
+		/* tile i is in; every warp is done with tile i - 1, whose
+		 * buffer now takes tile nx (its pages were read a tile ago) */
+		cp_async_wait<PF_STAGES - 2>();
+		__syncthreads();
+		if (nx < n_kt) {
+			uint16_t *Kn = tc_smem + (nx % PF_STAGES) * 2 * TILE;
+
+			tc_kv_issue<HD, PF_WARPS * 32>(a, pg, shift, kvh, nx * TC_KT, Kn, Kn + TILE);
 		}
-		tc_pv<HD>(o, s, Vs, g, t);
+		cp_async_commit();
+		if (nx + 1 < n_kt)
+			tc_kv_pages<HD, PF_WARPS * 32>(a, bt, shift, (nx + 1) * TC_KT, ctx, pg);
+		pf_scores<HD>(s, qf, Ks, lane);
+		float al = pf_softmax(s, 0, pos_lo, i * TC_KT, t, s2, m_lo, l_lo);
+		float ah = pf_softmax(s, 2, pos_hi, i * TC_KT, t, s2, m_hi, l_hi);
+
+		/* the running max seldom moves once the first keys are in */
+		if (al != 1.0f || ah != 1.0f) {
+#pragma unroll
+			for (int nt = 0; nt < HD / 8; nt++) {
+				o[nt][0] *= al;
+				o[nt][1] *= al;
+				o[nt][2] *= ah;
+				o[nt][3] *= ah;
+			}
+		}
+		pf_pv<HD>(o, s, Vs, lane);
 	}
 	tc_store<HD>(a, G, row0, nq, kvh, r_lo, t, l_lo, o, 0);
 	tc_store<HD>(a, G, row0, nq, kvh, r_lo + 8, t, l_hi, o, 2);
@@ -128,14 +226,14 @@ static __global__ void __launch_bounds__(TC_WARPS * 32) attn_tc_kernel(const str
 template <int HD>
 static int launch_tc(const struct kn_attn_args *a, cudaStream_t s)
 {
-	size_t smem = 2 * (size_t)TC_KT * (HD + 8) * sizeof(uint16_t);
+	size_t smem = 2 * PF_STAGES * (size_t)TC_KT * (HD + 8) * sizeof(uint16_t);
 	dim3 grid(a->n_tiles, a->n_kv);
 
 	if (smem > 48 * 1024)
 		KN_CHECK(cudaFuncSetAttribute(attn_tc_kernel<HD>,
 					      cudaFuncAttributeMaxDynamicSharedMemorySize,
 					      (int)smem));
-	attn_tc_kernel<HD><<<grid, TC_WARPS * 32, smem, s>>>(*a, a->n_heads / a->n_kv);
+	KN_LAUNCH(attn_tc_kernel<HD>, grid, PF_WARPS * 32, smem, s, *a, a->n_heads / a->n_kv);
 	KN_LAUNCHED();
 	return 0;
 }
@@ -144,9 +242,9 @@ extern "C" int kn_attn_tc_tile_rows(int n_heads, int n_kv, int head_dim)
 {
 	if (head_dim != 16 && head_dim != 32 && head_dim != 64 && head_dim != 128)
 		return 0;
-	if (n_kv < 1 || n_heads < n_kv || n_heads % n_kv || n_heads / n_kv > TC_ROWS)
+	if (n_kv < 1 || n_heads < n_kv || n_heads % n_kv || n_heads / n_kv > PF_ROWS)
 		return 0;
-	return TC_ROWS / (n_heads / n_kv);
+	return PF_ROWS / (n_heads / n_kv);
 }
 
 extern "C" int kn_attn_prefill_tc(const struct kn_attn_args *a, kn_stream s)

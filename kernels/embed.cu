@@ -8,6 +8,7 @@
 static __global__ void embed_kernel(float *x, const uint16_t *table, const int32_t *ids,
 				    int hidden, int vocab)
 {
+	kn_pdl_enter();
 	int r = blockIdx.x, id = ids[r];
 	float *xr = x + (size_t)r * hidden;
 	const uint16_t *tr = table + (size_t)id * hidden;
@@ -19,7 +20,7 @@ static __global__ void embed_kernel(float *x, const uint16_t *table, const int32
 static int launch_embed(float *x, const uint16_t *table, const int32_t *ids, int n_rows,
 			int hidden, int vocab, cudaStream_t s)
 {
-	embed_kernel<<<n_rows, 256, 0, s>>>(x, table, ids, hidden, vocab);
+	KN_LAUNCH(embed_kernel, n_rows, 256, 0, s, x, table, ids, hidden, vocab);
 	KN_LAUNCHED();
 	return 0;
 }

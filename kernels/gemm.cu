@@ -11,7 +11,9 @@
  *
  * Skinny products read every weight once and do almost no arithmetic per
  * byte: one warp per row of w (an output column), 16-byte loads, four in
- * flight per lane, the m rows of x read alongside (they stay in L1).
+ * flight per lane, the m rows of x read alongside (they stay in L1).  The
+ * first weights of each warp are prefetched into L2 before the kernel
+ * waits for its predecessor (programmatic dependent launch).
  * Which path is faster depends on the shape and the GPU, so the first
  * skinny product of each shape on a device (outside a stream capture)
  * times both and remembers the faster for the whole process (every handle
@@ -136,6 +138,13 @@ static __global__ void __launch_bounds__(SK_WARPS * 32)
 	float acc[M];
 	int i = lane;
 
+	/* the weights depend on no earlier kernel: the first of them start
+	 * towards L2 while the kernel before (norm, SiLU, attention) ends */
+#pragma unroll
+	for (int u = 0; u < SK_UNROLL; u++)
+		if (j < n && i + 32 * u < kv)
+			asm volatile("prefetch.global.L2 [%0];\n" ::"l"(wr + i + 32 * u));
+	kn_pdl_enter();
 	if (j >= n)
 		return;
 #pragma unroll
@@ -180,16 +189,16 @@ static int launch_skinny(void *y, int y_f32, int ldy, const uint16_t *x, const u
 
 	switch (m) {
 	case 1:
-		skinny_kernel<1><<<blocks, SK_WARPS * 32, 0, s>>>(y, y_f32, ldy, x, w, n, k / 8);
+		KN_LAUNCH(skinny_kernel<1>, blocks, SK_WARPS * 32, 0, s, y, y_f32, ldy, x, w, n, k / 8);
 		break;
 	case 2:
-		skinny_kernel<2><<<blocks, SK_WARPS * 32, 0, s>>>(y, y_f32, ldy, x, w, n, k / 8);
+		KN_LAUNCH(skinny_kernel<2>, blocks, SK_WARPS * 32, 0, s, y, y_f32, ldy, x, w, n, k / 8);
 		break;
 	case 3:
-		skinny_kernel<3><<<blocks, SK_WARPS * 32, 0, s>>>(y, y_f32, ldy, x, w, n, k / 8);
+		KN_LAUNCH(skinny_kernel<3>, blocks, SK_WARPS * 32, 0, s, y, y_f32, ldy, x, w, n, k / 8);
 		break;
 	default:
-		skinny_kernel<4><<<blocks, SK_WARPS * 32, 0, s>>>(y, y_f32, ldy, x, w, n, k / 8);
+		KN_LAUNCH(skinny_kernel<4>, blocks, SK_WARPS * 32, 0, s, y, y_f32, ldy, x, w, n, k / 8);
 		break;
 	}
 	KN_LAUNCHED();

@@ -42,6 +42,14 @@ int kn_set_device(int dev);
 int kn_device_info(int dev, char *name, size_t name_len, int *n_sm, size_t *mem_bytes);
 int kn_mem_info(size_t *free_bytes, size_t *total_bytes);
 
+/* Programmatic dependent launch (on by default): each kernel may be
+ * scheduled while the one before it in its stream drains, and waits for
+ * it (griddepcontrol) before touching memory; kn_set_pdl(0) launches them
+ * plainly, for comparison.  Process-wide; takes effect at the next launch
+ * (graphs keep what they were captured with). */
+void kn_set_pdl(int on);
+int kn_pdl(void);
+
 int kn_malloc(void **p, size_t n);
 void kn_free(void *p);                   /* NULL is allowed */
 int kn_host_alloc(void **p, size_t n);   /* pinned host memory */

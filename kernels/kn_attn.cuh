@@ -38,11 +38,6 @@ static __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi)
 	return *(uint32_t *)&v;
 }
 
-static __device__ __forceinline__ uint32_t pack_u16(uint16_t lo, uint16_t hi)
-{
-	return (uint32_t)lo | ((uint32_t)hi << 16);
-}
-
 static __device__ __forceinline__ void mma16816(float *d, const uint32_t *a, uint32_t b0,
 						uint32_t b1)
 {
@@ -52,59 +47,104 @@ static __device__ __forceinline__ void mma16816(float *d, const uint32_t *a, uin
 		     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-/* 16-byte chunks of a K (or V) tile that each thread moves. */
-#define TC_PER(HD) (TC_KT * ((HD) / 8) / (TC_WARPS * 32))
+/* 16-byte asynchronous copy global -> shared; src_bytes 0 fills zeros. */
+static __device__ __forceinline__ void cp_async16(void *smem, const void *gmem, int src_bytes)
+{
+	unsigned sa = (unsigned)__cvta_generic_to_shared(smem);
 
-/* Keys [k0, k0 + TC_KT) of KV head kvh from the pages into registers
- * (zeros past ke): the loads stay in flight until tc_store_kv uses them. */
-template <int HD>
-static __device__ __forceinline__ void tc_fetch_kv(const struct kn_attn_args &a,
-						   const int32_t *bt, int kvh, int k0, int ke,
-						   uint4 kr[TC_PER(HD)], uint4 vr[TC_PER(HD)])
+	asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(sa), "l"(gmem),
+		     "r"(src_bytes));
+}
+
+static __device__ __forceinline__ void cp_async_commit(void)
+{
+	asm volatile("cp.async.commit_group;\n" ::);
+}
+
+/* Waits until at most N committed groups of this thread are in flight. */
+template <int N>
+static __device__ __forceinline__ void cp_async_wait(void)
+{
+	asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+}
+
+/* Four 8x8 bf16 matrices from shared memory: lane L gives the address of
+ * row L % 8 of matrix L / 8; r[i] is this lane's fragment of matrix i
+ * (row lane / 4, columns 2 (lane % 4), + 1; transposed with .trans). */
+static __device__ __forceinline__ void ldsm_x4(uint32_t r[4], const uint16_t *p)
+{
+	unsigned sa = (unsigned)__cvta_generic_to_shared(p);
+
+	asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+		     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+		     : "r"(sa));
+}
+
+static __device__ __forceinline__ void ldsm_x4_trans(uint32_t r[4], const uint16_t *p)
+{
+	unsigned sa = (unsigned)__cvta_generic_to_shared(p);
+
+	asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+		     : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+		     : "r"(sa));
+}
+
+/* 16-byte chunks of a K (or V) tile that each of NT threads copies. */
+#define TC_CHUNKS(HD, NT) ((TC_KT * ((HD) / 8) + (NT) - 1) / (NT))
+
+/* key / page_size, by a shift when the page size is a power of two
+ * (shift >= 0, from tc_page_shift). */
+static __device__ __forceinline__ int tc_page(int key, int shift, int page_size)
+{
+	return shift >= 0 ? key >> shift : key / page_size;
+}
+
+static __device__ __forceinline__ int tc_page_shift(int page_size)
+{
+	return page_size & (page_size - 1) ? -1 : __ffs(page_size) - 1;
+}
+
+/* The pages holding the keys whose chunks this thread copies of the tile
+ * at k0 (-1 past ke): loaded a tile ahead, so that the block-table reads
+ * are not waited for when the copy is issued. */
+template <int HD, int NT>
+static __device__ __forceinline__ void tc_kv_pages(const struct kn_attn_args &a,
+						   const int32_t *bt, int shift, int k0, int ke,
+						   int pg[TC_CHUNKS(HD, NT)])
 {
 	const int CH = HD / 8;
 
 #pragma unroll
-	for (int c = 0; c < TC_PER(HD); c++) {
-		int idx = threadIdx.x + c * TC_WARPS * 32, j = idx / CH, key = k0 + j;
+	for (int c = 0; c < TC_CHUNKS(HD, NT); c++) {
+		int idx = threadIdx.x + c * NT, key = k0 + idx / CH;
 
-		kr[c] = vr[c] = make_uint4(0, 0, 0, 0);
-		if (key < ke) {
-			size_t slot = (size_t)bt[key / a.page_size] * a.page_size + key % a.page_size;
-			size_t off = (slot * a.n_kv + kvh) * HD + (idx - j * CH) * 8;
-
-			kr[c] = *(const uint4 *)(a.k_cache + off);
-			vr[c] = *(const uint4 *)(a.v_cache + off);
-		}
+		pg[c] = idx < TC_KT * CH && key < ke ? bt[tc_page(key, shift, a.page_size)] : -1;
 	}
 }
 
-/* The fetched tile into Ks, Vs (TC_KT, HD + 8) bf16. */
-template <int HD>
-static __device__ __forceinline__ void tc_store_kv(const uint4 kr[TC_PER(HD)],
-						   const uint4 vr[TC_PER(HD)], uint16_t *Ks,
-						   uint16_t *Vs)
+/* Starts the copy of keys [k0, k0 + TC_KT) of KV head kvh from pages pg
+ * into Ks, Vs (TC_KT, HD + 8) bf16, zeros where pg is -1; the caller
+ * commits and waits. */
+template <int HD, int NT>
+static __device__ __forceinline__ void tc_kv_issue(const struct kn_attn_args &a,
+						   const int pg[TC_CHUNKS(HD, NT)], int shift,
+						   int kvh, int k0, uint16_t *Ks, uint16_t *Vs)
 {
-	const int LD = HD + 8, CH = HD / 8;
+	const int CH = HD / 8, LD = HD + 8;
 
 #pragma unroll
-	for (int c = 0; c < TC_PER(HD); c++) {
-		int idx = threadIdx.x + c * TC_WARPS * 32, j = idx / CH, d = (idx - j * CH) * 8;
+	for (int c = 0; c < TC_CHUNKS(HD, NT); c++) {
+		int idx = threadIdx.x + c * NT, j = idx / CH, d = (idx - j * CH) * 8, key = k0 + j;
 
-		*(uint4 *)(Ks + j * LD + d) = kr[c];
-		*(uint4 *)(Vs + j * LD + d) = vr[c];
+		if (TC_KT * CH % NT && idx >= TC_KT * CH)
+			break;
+		int in_page = key - tc_page(key, shift, a.page_size) * a.page_size;
+		size_t slot = pg[c] >= 0 ? (size_t)pg[c] * a.page_size + in_page : 0;
+		size_t off = (slot * a.n_kv + kvh) * HD + d;
+
+		cp_async16(Ks + j * LD + d, a.k_cache + off, pg[c] >= 0 ? 16 : 0);
+		cp_async16(Vs + j * LD + d, a.v_cache + off, pg[c] >= 0 ? 16 : 0);
 	}
-}
-
-/* Keys [k0, k0 + TC_KT) of KV head kvh into Ks, Vs (TC_KT, HD + 8) bf16. */
-template <int HD>
-static __device__ void tc_load_kv(const struct kn_attn_args &a, const int32_t *bt, int kvh,
-				  int k0, int ke, uint16_t *Ks, uint16_t *Vs)
-{
-	uint4 kr[TC_PER(HD)], vr[TC_PER(HD)];
-
-	tc_fetch_kv<HD>(a, bt, kvh, k0, ke, kr, vr);
-	tc_store_kv<HD>(kr, vr, Ks, Vs);
 }
 
 /* The rows' query fragments (zeros for rows past the tile). */

@@ -52,6 +52,39 @@ static inline int kn_status(cublasStatus_t e, const char *call, const char *file
 				       "invalid argument: %s", #cond);           \
 	} while (0)
 
+/* Kernel launch with programmatic dependent launch allowed (kn_set_pdl):
+ * every kernel launched so starts with kn_pdl_enter(), which waits until
+ * the previous kernel of the stream has finished and its writes are
+ * visible, then lets the next kernel be scheduled.  Waiting first in
+ * every block of every such kernel keeps the order transitive: a kernel
+ * cannot finish before its predecessor has. */
+template <typename... KArgs, typename... Args>
+static inline cudaError_t kn_launch(void (*kernel)(KArgs...), dim3 grid, dim3 block,
+				    size_t smem, cudaStream_t s, Args... args)
+{
+	cudaLaunchConfig_t cfg = {};
+	cudaLaunchAttribute at[1];
+
+	cfg.gridDim = grid;
+	cfg.blockDim = block;
+	cfg.dynamicSmemBytes = smem;
+	cfg.stream = s;
+	at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+	at[0].val.programmaticStreamSerializationAllowed = kn_pdl();
+	cfg.attrs = at;
+	cfg.numAttrs = 1;
+	return cudaLaunchKernelEx(&cfg, kernel, ((KArgs)args)...);
+}
+
+static __device__ __forceinline__ void kn_pdl_enter(void)
+{
+	asm volatile("griddepcontrol.wait;\n" ::: "memory");
+	asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+}
+
+#define KN_LAUNCH(kernel, grid, block, smem, s, ...) \
+	KN_CHECK(kn_launch(kernel, grid, block, smem, s, __VA_ARGS__))
+
 static __device__ __forceinline__ float kn_bf2f(uint16_t h)
 {
 	return __uint_as_float((unsigned)h << 16);

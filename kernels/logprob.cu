@@ -8,6 +8,7 @@
 static __global__ void logprob_kernel(float *out, const float *logits, const int32_t *targets,
 				      int vocab)
 {
+	kn_pdl_enter();
 	__shared__ float red[32];
 	int r = blockIdx.x, t = targets[r];
 	const float *row = logits + (size_t)r * vocab;
@@ -28,7 +29,7 @@ static __global__ void logprob_kernel(float *out, const float *logits, const int
 static int launch_logprob(float *out, const float *logits, const int32_t *targets, int n_rows,
 			  int vocab, cudaStream_t s)
 {
-	logprob_kernel<<<n_rows, 1024, 0, s>>>(out, logits, targets, vocab);
+	KN_LAUNCH(logprob_kernel, n_rows, 1024, 0, s, out, logits, targets, vocab);
 	KN_LAUNCHED();
 	return 0;
 }

@@ -10,6 +10,7 @@ static __global__ void add_rmsnorm_kernel(float *x, const float *y, const float 
 					  const float *w, uint16_t *out, const int32_t *rows,
 					  int hidden, float eps)
 {
+	kn_pdl_enter();
 	__shared__ float red[32];
 	int r = blockIdx.x, src = rows ? rows[r] : r;
 	float *xr = x + (size_t)src * hidden;
@@ -40,7 +41,7 @@ static int launch_add_rmsnorm(float *x, const float *y, const float *bias, const
 {
 	int threads = hidden >= 1024 ? 1024 : (hidden + 31) / 32 * 32;
 
-	add_rmsnorm_kernel<<<n_rows, threads, 0, s>>>(x, y, bias, w, out, rows, hidden, eps);
+	KN_LAUNCH(add_rmsnorm_kernel, n_rows, threads, 0, s, x, y, bias, w, out, rows, hidden, eps);
 	KN_LAUNCHED();
 	return 0;
 }

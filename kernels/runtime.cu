@@ -44,18 +44,37 @@ extern "C" int kn_device_count(int *n)
 	return 0;
 }
 
+static int pdl_on = 1;
+
+extern "C" void kn_set_pdl(int on)
+{
+	pdl_on = on != 0;
+}
+
+extern "C" int kn_pdl(void)
+{
+	return pdl_on;
+}
+
 extern "C" int kn_set_device(int dev)
 {
-	KN_CHECK(cudaSetDevice(dev));
-	return 0;
+	cudaError_t e = cudaSetDevice(dev);
+
+	if (e != cudaSuccess)
+		cudaGetLastError();   /* not sticky: keep it from the next launch check */
+	return kn_status(e, "cudaSetDevice(dev)", __FILE__, __LINE__);
 }
 
 extern "C" int kn_device_info(int dev, char *name, size_t name_len, int *n_sm,
 			      size_t *mem_bytes)
 {
 	cudaDeviceProp p;
+	cudaError_t e = cudaGetDeviceProperties(&p, dev);
 
-	KN_CHECK(cudaGetDeviceProperties(&p, dev));
+	if (e != cudaSuccess) {
+		cudaGetLastError();   /* as in kn_set_device */
+		return kn_status(e, "cudaGetDeviceProperties(&p, dev)", __FILE__, __LINE__);
+	}
 	if (name && name_len)
 		snprintf(name, name_len, "%s", p.name);
 	if (n_sm)

@@ -15,6 +15,7 @@ template <int V>
 static __global__ void silu_mul_kernel(uint16_t *out, const uint16_t *gu, const float *bias,
 				       int inter)
 {
+	kn_pdl_enter();
 	int r = blockIdx.x, i = (blockIdx.y * SM_THREADS + threadIdx.x) * V;
 	const uint16_t *g = gu + (size_t)r * 2 * inter + i, *u = g + inter;
 	uint16_t gv[V], uv[V], ov[V];
@@ -52,9 +53,9 @@ static int launch_silu_mul(uint16_t *out, const uint16_t *gu, const float *bias,
 	dim3 grid(n_rows, (inter / per + SM_THREADS - 1) / SM_THREADS);
 
 	if (vec)
-		silu_mul_kernel<8><<<grid, SM_THREADS, 0, s>>>(out, gu, bias, inter);
+		KN_LAUNCH(silu_mul_kernel<8>, grid, SM_THREADS, 0, s, out, gu, bias, inter);
 	else
-		silu_mul_kernel<1><<<grid, SM_THREADS, 0, s>>>(out, gu, bias, inter);
+		KN_LAUNCH(silu_mul_kernel<1>, grid, SM_THREADS, 0, s, out, gu, bias, inter);
 	KN_LAUNCHED();
 	return 0;
 }

@@ -706,6 +706,7 @@ int main(void)
 	test_gemm_skinny(1, 4099, 1032);
 	test_rope(4, 2, 16, 9);
 	test_rope(28, 4, 128, 33);
+	test_rope(28, 4, 128, 300);   /* prefill chunks: one block a row */
 	test_attention();
 	test_argmax_logprob(5, 1001);
 	test_argmax_logprob(4, 152064);

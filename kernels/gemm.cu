@@ -35,7 +35,9 @@
 #define KN_SKINNY_M 4
 #define KN_GEMM_PICKS 256
 #define SK_WARPS 8
+#ifndef SK_UNROLL
 #define SK_UNROLL 4
+#endif
 
 /* The path chosen for one skinny shape on one device. */
 struct gemm_pick {
@@ -99,13 +101,14 @@ extern "C" void kn_gemm_free(struct kn_gemm *g)
 	free(g);
 }
 
-static int launch_gemm(cublasHandle_t h, void *y, cudaDataType_t yt, int ldy,
-		       const uint16_t *x, const uint16_t *w, int m, int n, int k)
+static int launch_gemm(cublasHandle_t h, void *y, int y_f32, int ldy, const uint16_t *x,
+		       const uint16_t *w, int m, int n, int k)
 {
 	const float one = 1.0f, zero = 0.0f;
 
 	KN_CHECK(cublasGemmEx(h, CUBLAS_OP_T, CUBLAS_OP_N, n, m, k, &one, w, CUDA_R_16BF, k,
-			      x, CUDA_R_16BF, k, &zero, y, yt, ldy, CUBLAS_COMPUTE_32F,
+			      x, CUDA_R_16BF, k, y_f32 == KN_Y_F32_ADD ? &one : &zero, y,
+			      y_f32 ? CUDA_R_32F : CUDA_R_16BF, ldy, CUBLAS_COMPUTE_32F,
 			      CUBLAS_GEMM_DEFAULT));
 	return 0;
 }
@@ -175,7 +178,9 @@ static __global__ void __launch_bounds__(SK_WARPS * 32)
 
 		if (lane != r)
 			continue;
-		if (y_f32)
+		if (y_f32 == KN_Y_F32_ADD)
+			((float *)y)[(size_t)r * ldy + j] += v;
+		else if (y_f32)
 			((float *)y)[(size_t)r * ldy + j] = v;
 		else
 			((uint16_t *)y)[(size_t)r * ldy + j] = kn_f2bf(v);
@@ -218,6 +223,7 @@ extern "C" int kn_gemm_skinny_bf16(void *y, int y_f32, int ldy, const uint16_t *
 {
 	KN_REQUIRE(y && x && w);
 	KN_REQUIRE(m >= 1 && m <= KN_SKINNY_M && n >= 1 && k >= 8 && ldy >= n);
+	KN_REQUIRE(y_f32 >= 0 && y_f32 <= KN_Y_F32_ADD);
 	KN_REQUIRE(skinny_ok(y, y_f32, ldy, x, w, m, k));
 	KN_REQUIRE(n <= 65535 * SK_WARPS);
 	return launch_skinny(y, y_f32, ldy, x, w, m, n, k, s);
@@ -229,14 +235,13 @@ extern "C" int kn_gemm_skinny_bf16(void *y, int y_f32, int ldy, const uint16_t *
 static int time_path(struct kn_gemm *g, int skinny, void *y, int y_f32, int ldy,
 		     const uint16_t *x, const uint16_t *w, int m, int n, int k, float *ms)
 {
-	cudaDataType_t yt = y_f32 ? CUDA_R_32F : CUDA_R_16BF;
 	int rc;
 
 	for (int i = 0; i < 4; i++) {
 		if (i == 1)
 			KN_CHECK(cudaEventRecord(g->e0, g->s));
 		rc = skinny ? launch_skinny(y, y_f32, ldy, x, w, m, n, k, g->s)
-			    : launch_gemm(g->h, y, yt, ldy, x, w, m, n, k);
+			    : launch_gemm(g->h, y, y_f32, ldy, x, w, m, n, k);
 		if (rc)
 			return rc;
 	}
@@ -267,27 +272,47 @@ static int pick_find(int dev, int m, int n, int k, int y_f32, int add)
 	return r;
 }
 
+/* Both paths timed into y, or for an adding product (whose y must not be
+ * disturbed) as plain fp32 products into a scratch buffer. */
+static int time_paths(struct kn_gemm *g, void *y, int y_f32, int ldy, const uint16_t *x,
+		      const uint16_t *w, int m, int n, int k, float *t_blas, float *t_sk)
+{
+	void *scratch = NULL;
+	int rc;
+
+	if (y_f32 == KN_Y_F32_ADD) {
+		KN_CHECK(cudaMalloc(&scratch, (size_t)m * ldy * sizeof(float)));
+		y = scratch;
+		y_f32 = KN_Y_F32;
+	}
+	if (!(rc = time_path(g, 0, y, y_f32, ldy, x, w, m, n, k, t_blas)))
+		rc = time_path(g, 1, y, y_f32, ldy, x, w, m, n, k, t_sk);
+	if (scratch)
+		cudaFree(scratch);
+	return rc;
+}
+
 /* The path of a skinny shape: the remembered pick, else (when s is not
- * capturing) both timed now; cuBLAS while capturing an untimed shape. */
+ * capturing) both timed now; cuBLAS while capturing an untimed shape.
+ * An adding product shares the pick of the plain fp32 one. */
 static int pick_path(struct kn_gemm *g, void *y, int y_f32, int ldy, const uint16_t *x,
 		     const uint16_t *w, int m, int n, int k, int *skinny)
 {
 	cudaStreamCaptureStatus cs;
 	float t_blas, t_sk;
-	int dev, rc;
+	int dev, rc, key = y_f32 ? KN_Y_F32 : 0;
 
 	KN_CHECK(cudaGetDevice(&dev));
-	*skinny = pick_find(dev, m, n, k, y_f32, -1);
+	*skinny = pick_find(dev, m, n, k, key, -1);
 	if (*skinny >= 0)
 		return 0;
 	*skinny = 0;
 	KN_CHECK(cudaStreamIsCapturing(g->s, &cs));
 	if (cs != cudaStreamCaptureStatusNone)
 		return 0;
-	if ((rc = time_path(g, 0, y, y_f32, ldy, x, w, m, n, k, &t_blas)) ||
-	    (rc = time_path(g, 1, y, y_f32, ldy, x, w, m, n, k, &t_sk)))
+	if ((rc = time_paths(g, y, y_f32, ldy, x, w, m, n, k, &t_blas, &t_sk)))
 		return rc;
-	rc = pick_find(dev, m, n, k, y_f32, t_sk < t_blas);
+	rc = pick_find(dev, m, n, k, key, t_sk < t_blas);
 	*skinny = rc > 0;
 	return 0;
 }
@@ -299,10 +324,12 @@ extern "C" int kn_gemm_bf16(struct kn_gemm *g, void *y, int y_f32, int ldy, cons
 
 	KN_REQUIRE(g && y && x && w);
 	KN_REQUIRE(m >= 1 && n >= 1 && k >= 1 && ldy >= n);
+	KN_REQUIRE(y_f32 >= 0 && y_f32 <= KN_Y_F32_ADD);
 	if (skinny_ok(y, y_f32, ldy, x, w, m, k) && n <= 65535 * SK_WARPS &&
 	    (rc = pick_path(g, y, y_f32, ldy, x, w, m, n, k, &skinny)))
 		return rc;
 	if (skinny)
 		return launch_skinny(y, y_f32, ldy, x, w, m, n, k, g->s);
-	return launch_gemm(g->h, y, y_f32 ? CUDA_R_32F : CUDA_R_16BF, ldy, x, w, m, n, k);
+	return launch_gemm(g->h, y, y_f32, ldy, x, w, m, n, k);
 }
+

@@ -79,7 +79,11 @@ int kn_gemm_create(struct kn_gemm **out, kn_stream s);
 void kn_gemm_free(struct kn_gemm *g);
 
 /* y (m, n) = x (m, k) . w (n, k)^T, bf16 operands, fp32 accumulation;
- * y is fp32 when y_f32, else bf16.  ldy >= n is y's row stride. */
+ * y is bf16 (y_f32 0), fp32 (KN_Y_F32), or fp32 with the product added
+ * to what it holds (KN_Y_F32_ADD: y += x . w^T, e.g. straight into a
+ * residual stream).  ldy >= n is y's row stride. */
+#define KN_Y_F32 1
+#define KN_Y_F32_ADD 2
 int kn_gemm_bf16(struct kn_gemm *g, void *y, int y_f32, int ldy, const uint16_t *x,
 		 const uint16_t *w, int m, int n, int k);
 

@@ -255,6 +255,20 @@ static void test_gemm(struct kn_gemm *g, int m, int n, int k)
 				s += (double)xf[(size_t)i * k + t] * wf[(size_t)j * k + t];
 			ref[(size_t)i * n + j] = s;
 		}
+	/* adding first: a shape first seen by an adding product is timed
+	 * without disturbing y */
+	float *y0 = rand_f32((size_t)m * n, 0, 1);
+	double *ref2 = malloc((size_t)m * n * sizeof(double));
+
+	for (size_t i = 0; i < (size_t)m * n; i++)
+		ref2[i] = ref[i] + y0[i];
+	kn_memcpy_h2d(dy, y0, (size_t)m * n * 4, NULL);
+	if (ran(kn_gemm_bf16(g, dy, KN_Y_F32_ADD, n, dx, dw, m, n, k), "kn_gemm_bf16 f32 add")) {
+		down(y, dy, (size_t)m * n * 4);
+		tap_ok(rel_err(y, ref2, (size_t)m * n) < 1e-4, "gemm %dx%dx%d fp32 added to y: %.2e",
+		       m, n, k, rel_err(y, ref2, (size_t)m * n));
+	}
+	free(y0), free(ref2);
 	poison(dy, (size_t)m * n * 4);
 	if (ran(kn_gemm_bf16(g, dy, 1, n, dx, dw, m, n, k), "kn_gemm_bf16 f32")) {
 		down(y, dy, (size_t)m * n * 4);
@@ -300,6 +314,16 @@ static void test_gemm_skinny(int m, int n, int k)
 		for (int i = 0; i < m; i++)
 			memcpy(yc + (size_t)i * n, y + (size_t)i * ldy, (size_t)n * 4);
 		tap_ok(rel_err(yc, ref, (size_t)m * n) < 1e-4, "skinny gemm %dx%dx%d fp32 out: %.2e",
+		       m, n, k, rel_err(yc, ref, (size_t)m * n));
+	}
+	/* added to what the fp32 product left: twice the product */
+	if (ran(kn_gemm_skinny_bf16(dy, KN_Y_F32_ADD, ldy, dx, dw, m, n, k, NULL),
+		"kn_gemm_skinny_bf16 f32 add")) {
+		down(y, dy, (size_t)m * ldy * 4);
+		for (int i = 0; i < m; i++)
+			for (int j = 0; j < n; j++)
+				yc[(size_t)i * n + j] = 0.5f * y[(size_t)i * ldy + j];
+		tap_ok(rel_err(yc, ref, (size_t)m * n) < 1e-4, "skinny gemm %dx%dx%d fp32 added: %.2e",
 		       m, n, k, rel_err(yc, ref, (size_t)m * n));
 	}
 	poison(dy, (size_t)m * n * 2);
@@ -689,6 +713,9 @@ int main(void)
 	test_embed(152064, 64, 5);
 	test_add_rmsnorm(67, 5);
 	test_add_rmsnorm(3584, 9);
+	test_add_rmsnorm(20, 3);      /* rows in registers, one warp */
+	test_add_rmsnorm(8192, 4);
+	test_add_rmsnorm(16388, 3);   /* too long for registers: two passes */
 	test_silu_mul(7, 333);
 	test_silu_mul(3, 18944);
 	test_silu_mul(5, 1000);

@@ -53,8 +53,7 @@
  * again on next use); a capture that fails turns graphs off for good.
  * Tokens and the logits asked for are copied back after the replay.
  *
- * The file is long because the forward pass is one sectioned whole
- * (buffers, create, profile, metadata, layers, LM head, graphs).
+ * Buffers, create and destroy, and the profile are in cuda_setup.c.
  *
  * Refuses: head_dim not a multiple of 8 or over 256, more than 32 query
  * heads per KV head (the attention kernel's limits), a tensor-parallel
@@ -63,664 +62,12 @@
  */
 #include <config.h>
 
-#include "engine/cuda_backend.h"
-
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/comm.h"
-#include "engine/cuda_weights.h"
-#include "kernels/kn.h"
-
-#define LM_TILE_BYTES ((size_t)256 << 20)
-
-/* The per-step int32 metadata, as offsets into one block. */
-struct step_meta {
-	int T, n_sel, n_pre, n_dec, n_bt;
-	int argmax;   /* some sequence wants its greedy token */
-	int n_splits, split_len;   /* decode attention (split_len 0: per row) */
-	size_t tokens, pos, slot, bt_off, sel_rows, sel_target, pre_row0, pre_n, dec_row0,
-		dec_n, bt, total;
-};
-
-/* Per-op device time, when asked for (eng_cuda_profile): an event after
- * every op of a forward (on rank 0's stream), summed per class once the
- * forward is done. */
-enum {
-	PROF_EMBED, PROF_NORM, PROF_QKV, PROF_ROPE, PROF_ATTN, PROF_O, PROF_GU, PROF_SILU,
-	PROF_DOWN, PROF_ALLREDUCE, PROF_HEAD, PROF_N
-};
-static const char *const prof_names[PROF_N] = {
-	"embedding", "add + rmsnorm", "qkv gemm", "bias + rope + kv write", "attention",
-	"o gemm", "gate/up gemm", "silu * up", "down gemm", "all-reduce",
-	"lm head, argmax, copies",
-};
-#define PROF_EVENTS 1024
-
-struct prof {
-	int n, n_fwd;
-	kn_event ev[PROF_EVENTS];
-	int cat[PROF_EVENTS];
-	double ms[PROF_N];
-};
-
-/* What one tensor-parallel rank holds on its GPU (the whole model when
- * there is one rank).  Sizes are the rank's: nh = n_heads / N query
- * heads, nkv = n_kv / N KV heads, inter = intermediate / N. */
-struct rank {
-	int dev;
-	kn_stream stream;            /* ranks sharing a GPU share rank 0's */
-	struct kn_gemm *gemm;
-	struct eng_cuda_weights w;
-	float *inv_freq;             /* (head_dim / 2) */
-	uint16_t *k_pool, *v_pool;   /* (n_layers, pool_pages * page_size, nkv, head_dim) bf16 */
-	float *x;          /* (T, hidden) fp32 residual stream, the same on every rank */
-	uint16_t *xb;      /* (T, hidden) bf16 normed rows; also the LM head's input */
-	float *qkv;        /* (T, (nh + 2 nkv) head_dim) fp32 */
-	uint16_t *q;       /* (T, nh head_dim) bf16, rotated */
-	uint16_t *att;     /* (T, nh head_dim) bf16 */
-	float *proj;       /* (T, hidden) fp32: o_proj, then down_proj output (partial
-			      sums until all-reduced) */
-	uint16_t *gu;      /* (T, 2 inter) bf16 */
-	uint16_t *act;     /* (T, inter) bf16 */
-	float *lp;         /* (T) log-probs of the selected rows (one rank only) */
-	int32_t *amax;     /* (T) argmax of the selected rows (one rank only) */
-	struct kn_vocab_part *part;   /* (T) this rank's view of the selected rows */
-	float *logits;     /* (lm_tile, w.n_vocab) fp32 */
-	float *partial;    /* (cap_partial) split-K partials of decode attention */
-	int32_t *meta_d;   /* (cap_meta) the step's metadata */
-	kn_event done;     /* end of this rank's work in a step */
-};
-
-struct cuda_state {
-	struct eng_model_config cfg;
-	struct eng_backend_params params;
-	char device_name[256];
-	int n_sm, lm_tile;
-	int tile_rows;      /* rows per prefill attention tile */
-	int use_tc;         /* prefill attention on the tensor-core kernel */
-	int use_tc_decode;  /* decode attention likewise */
-	int n_ranks;        /* params.tp_size */
-	int shared;         /* n_ranks > 1 on one GPU and one stream */
-	int nh, nkv, inter; /* per rank */
-	struct rank rk[ENG_TP_MAX];
-	struct eng_comm *comm;
-	struct eng_error comm_err;   /* the last all-reduce failure */
-	int comm_failed;
-	int pool_pages;              /* n_pages + 1: the last is the graphs' scratch page */
-	size_t kv_bytes;             /* all ranks' */
-	size_t cap_partial;          /* floats of each rank's partial */
-	int cap_tokens;
-	size_t cap_meta;   /* int32 elements of meta_h / meta_d */
-	int32_t *meta_h;   /* pinned */
-	struct prof *prof; /* NULL unless profiling */
-	int *sel_seq;      /* (cap_tokens) host: sequence of each selected row */
-	int *sel_i;        /* (cap_tokens) host: index of the row in its chunk */
-	float *lp_h;       /* (cap_tokens) host copy of lp */
-	int32_t *amax_h;   /* (cap_tokens) host copy of amax */
-	struct kn_vocab_part *part_h;   /* (n_ranks, cap_tokens) host copies of part */
-	int buf_gen;       /* bumped when a buffer a graph may hold moves */
-	struct graph_ent *graphs;   /* (n_graphs) captured decode forwards */
-	int n_graphs;
-	kn_event ev_t0, ev_t1;      /* around the device work of the last forward */
-	int timed;                  /* both were recorded by the last forward */
-	int graph_failed;           /* a capture failed: graphs off for good */
-};
-
-static void prof_free(struct prof *p);
-
-/* Columns of a rank's fused q/k/v rows. */
-static int qkv_dim(const struct cuda_state *st)
-{
-	return (st->nh + 2 * st->nkv) * st->cfg.head_dim;
-}
-
-/* Elements of one layer's K (or V) pages before layer l's, on a rank. */
-static size_t kv_layer(const struct cuda_state *st, int l)
-{
-	return (size_t)l * st->pool_pages * st->params.page_size * st->nkv * st->cfg.head_dim;
-}
-
-/* Makes rank r's GPU current; nothing to do with a single rank. */
-static int use_rank(const struct cuda_state *st, int r)
-{
-	return st->n_ranks > 1 ? kn_set_device(st->rk[r].dev) : 0;
-}
-
-/* Whether rank r has a stream of its own (not rank 0's, shared). */
-static int own_stream(const struct cuda_state *st, int r)
-{
-	return r == 0 || !st->shared;
-}
-
-/* ---------------------------------------------------------------- graphs */
-
-/* One captured decode forward: batch bucket bs, pages block-table
- * entries per sequence, valid while the buffers are those of gen. */
-struct graph_ent {
-	int bs, pages, gen;
-	kn_graph g;
-};
-
-#define MAX_GRAPHS 64
-
-static void graphs_drop(struct cuda_state *st)
-{
-	for (int i = 0; i < st->n_graphs; i++)
-		kn_graph_destroy(st->graphs[i].g);
-	st->n_graphs = 0;
-}
-
-/* ---------------------------------------------------------------- buffers */
-
-static void free_rank_acts(struct rank *R)
-{
-	kn_free(R->x);
-	kn_free(R->xb);
-	kn_free(R->qkv);
-	kn_free(R->q);
-	kn_free(R->att);
-	kn_free(R->proj);
-	kn_free(R->gu);
-	kn_free(R->act);
-	kn_free(R->lp);
-	kn_free(R->amax);
-	kn_free(R->part);
-	R->x = R->proj = R->qkv = R->lp = NULL;
-	R->xb = R->q = R->att = R->gu = R->act = NULL;
-	R->amax = NULL;
-	R->part = NULL;
-}
-
-static void free_acts(struct cuda_state *st)
-{
-	for (int r = 0; r < st->n_ranks; r++) {
-		use_rank(st, r);
-		free_rank_acts(&st->rk[r]);
-	}
-	free(st->sel_seq);
-	free(st->sel_i);
-	free(st->lp_h);
-	free(st->amax_h);
-	free(st->part_h);
-	st->sel_seq = st->sel_i = NULL;
-	st->lp_h = NULL;
-	st->amax_h = NULL;
-	st->part_h = NULL;
-	st->cap_tokens = 0;
-}
-
-/* Rank R's activations for t rows. */
-static int alloc_rank_acts(const struct cuda_state *st, struct rank *R, size_t t)
-{
-	size_t H = st->cfg.hidden, qd = (size_t)st->nh * st->cfg.head_dim;
-	int rc;
-
-	if ((rc = kn_malloc((void **)&R->x, t * H * 4)) ||
-	    (rc = kn_malloc((void **)&R->xb, t * H * 2)) ||
-	    (rc = kn_malloc((void **)&R->qkv, t * qkv_dim(st) * 4)) ||
-	    (rc = kn_malloc((void **)&R->q, t * qd * 2)) ||
-	    (rc = kn_malloc((void **)&R->att, t * qd * 2)) ||
-	    (rc = kn_malloc((void **)&R->proj, t * H * 4)) ||
-	    (rc = kn_malloc((void **)&R->gu, t * 2 * st->inter * 2)) ||
-	    (rc = kn_malloc((void **)&R->act, t * st->inter * 2)) ||
-	    (rc = kn_malloc((void **)&R->lp, t * 4)) ||
-	    (rc = kn_malloc((void **)&R->amax, t * 4)) ||
-	    (st->n_ranks > 1 && (rc = kn_malloc((void **)&R->part, t * sizeof(*R->part)))))
-		return rc;
-	return 0;
-}
-
-static int ensure_tokens(struct cuda_state *st, int T, struct eng_error *err)
-{
-	size_t t = (size_t)T;
-	int rc = 0;
-
-	if (T <= st->cap_tokens)
-		return 0;
-	free_acts(st);
-	st->buf_gen++;
-	t = t < 64 ? 64 : t + t / 4;
-	for (int r = 0; !rc && r < st->n_ranks; r++)
-		if (!(rc = use_rank(st, r)))
-			rc = alloc_rank_acts(st, &st->rk[r], t);
-	if (rc) {
-		eng_cuda_error(rc, err);
-		free_acts(st);
-		return ENG_E_DEVICE;
-	}
-	st->sel_seq = malloc(t * sizeof(int));
-	st->sel_i = malloc(t * sizeof(int));
-	st->lp_h = malloc(t * sizeof(float));
-	st->amax_h = malloc(t * sizeof(int32_t));
-	st->part_h = malloc((size_t)st->n_ranks * t * sizeof(*st->part_h));
-	if (!st->sel_seq || !st->sel_i || !st->lp_h || !st->amax_h || !st->part_h) {
-		free_acts(st);
-		return eng_error_set(err, ENG_E_NOMEM, "cuda", 0, "out of memory");
-	}
-	st->cap_tokens = (int)t;
-	return 0;
-}
-
-static void free_meta(struct cuda_state *st)
-{
-	kn_host_free(st->meta_h);
-	st->meta_h = NULL;
-	for (int r = 0; r < st->n_ranks; r++) {
-		use_rank(st, r);
-		kn_free(st->rk[r].meta_d);
-		st->rk[r].meta_d = NULL;
-	}
-	st->cap_meta = 0;
-}
-
-static int ensure_meta(struct cuda_state *st, size_t n, struct eng_error *err)
-{
-	int rc;
-
-	if (n <= st->cap_meta)
-		return 0;
-	free_meta(st);
-	st->buf_gen++;
-	n += n / 4 + 1024;
-	if ((rc = use_rank(st, 0)) || (rc = kn_host_alloc((void **)&st->meta_h, n * 4)))
-		return eng_cuda_error(rc, err);
-	for (int r = 0; r < st->n_ranks; r++)
-		if ((rc = use_rank(st, r)) || (rc = kn_malloc((void **)&st->rk[r].meta_d, n * 4)))
-			return eng_cuda_error(rc, err);
-	st->cap_meta = n;
-	return 0;
-}
-
-/* Every rank's decode partials hold n floats. */
-static int ensure_partial(struct cuda_state *st, size_t n, struct eng_error *err)
-{
-	int rc;
-
-	if (n <= st->cap_partial)
-		return 0;
-	st->buf_gen++;
-	n += n / 4;
-	for (int r = 0; r < st->n_ranks; r++) {
-		struct rank *R = &st->rk[r];
-
-		if ((rc = use_rank(st, r)))
-			return eng_cuda_error(rc, err);
-		kn_free(R->partial);
-		R->partial = NULL;
-		st->cap_partial = 0;
-		if ((rc = kn_malloc((void **)&R->partial, n * 4)))
-			return eng_cuda_error(rc, err);
-	}
-	st->cap_partial = n;
-	return 0;
-}
-
-/* ---------------------------------------------------------------- create */
-
-static void free_rank(struct cuda_state *st, int r)
-{
-	struct rank *R = &st->rk[r];
-
-	if (use_rank(st, r))
-		return;
-	if (R->stream)
-		kn_stream_sync(R->stream);
-	kn_event_destroy(R->done);
-	kn_free(R->partial);
-	kn_free(R->logits);
-	kn_free(R->inv_freq);
-	kn_free(R->k_pool);
-	kn_free(R->v_pool);
-	eng_cuda_weights_free(&R->w);
-	kn_gemm_free(R->gemm);
-	if (own_stream(st, r))
-		kn_stream_destroy(R->stream);
-	R->stream = NULL;
-}
-
-void eng_cuda_destroy(void *state)
-{
-	struct cuda_state *st = state;
-
-	if (!st)
-		return;
-	kn_set_device(st->rk[0].dev);
-	if (st->rk[0].stream)
-		kn_stream_sync(st->rk[0].stream);
-	graphs_drop(st);
-	free(st->graphs);
-	kn_event_destroy(st->ev_t0);
-	kn_event_destroy(st->ev_t1);
-	free_acts(st);
-	free_meta(st);
-	use_rank(st, 0);
-	prof_free(st->prof);
-	eng_comm_free(st->comm);
-	/* shared ranks use rank 0's stream: free it last */
-	for (int r = st->n_ranks - 1; r >= 0; r--)
-		free_rank(st, r);
-	free(st);
-}
-
-static int check_shape(const struct eng_model_config *c, int tp, struct eng_error *err)
-{
-	if (c->head_dim % 8 || c->head_dim > 256 || c->head_dim < 8 ||
-	    kn_attn_tile_rows(c->n_heads, c->n_kv_heads) < 1)
-		return eng_error_set(err, ENG_E_INVALID, "cuda", 0,
-				     "head_dim %d with %d heads over %d kv heads: the kernels need "
-				     "head_dim a multiple of 8 up to 256 and at most 32 heads per kv head",
-				     c->head_dim, c->n_heads, c->n_kv_heads);
-	if (tp < 1 || tp > ENG_TP_MAX || tp > KN_TP_MAX)
-		return eng_error_set(err, ENG_E_INVALID, "cuda", 0,
-				     "tensor-parallel size %d: must be 1 to %d", tp, KN_TP_MAX);
-	return eng_cuda_shard_check(c, tp, err);
-}
-
-/* Rank r's stream and GEMM handle on its device (the device checked). */
-static int open_rank(struct cuda_state *st, int r, int n_dev, struct eng_error *err)
-{
-	struct rank *R = &st->rk[r];
-	int rc;
-
-	if (R->dev < 0 || R->dev >= n_dev)
-		return eng_error_set(err, ENG_E_DEVICE, "cuda", 0,
-				     "device %d requested%s, %d present", R->dev,
-				     st->n_ranks > 1 ? " for a tensor-parallel rank" : "", n_dev);
-	if ((rc = kn_set_device(R->dev)) ||
-	    (r == 0 && (rc = kn_device_info(R->dev, st->device_name, sizeof(st->device_name),
-					    &st->n_sm, NULL))) ||
-	    (own_stream(st, r) ? (rc = kn_stream_create(&R->stream))
-			       : (R->stream = st->rk[0].stream, 0)) ||
-	    (rc = kn_gemm_create(&R->gemm, R->stream)) ||
-	    (st->n_ranks > 1 && (rc = kn_event_create(&R->done))))
-		return eng_cuda_error(rc, err);
-	return 0;
-}
-
-/* The ranks' devices, streams and GEMM handles, and their all-reduce. */
-static int open_devices(struct cuda_state *st, struct eng_error *err)
-{
-	int n = 0, rc, devs[ENG_TP_MAX];
-	kn_stream streams[ENG_TP_MAX];
-
-	if ((rc = kn_device_count(&n)) || n == 0)
-		return eng_error_set(err, ENG_E_DEVICE, "cuda", 0, "no CUDA device%s%s",
-				     rc ? ": " : "", rc ? kn_last_error() : "");
-	st->shared = st->n_ranks > 1;
-	for (int r = 0; r < st->n_ranks; r++) {
-		int d = st->params.tp_devices[r];
-
-		st->rk[r].dev = st->n_ranks == 1 ? st->params.device
-			      : d >= 0 ? d : st->params.device + r;
-		st->shared &= st->rk[r].dev == st->rk[0].dev;
-	}
-	for (int r = 0; r < st->n_ranks; r++) {
-		if ((rc = open_rank(st, r, n, err)))
-			return rc;
-		devs[r] = st->rk[r].dev;
-		streams[r] = st->rk[r].stream;
-	}
-	return eng_comm_create(st->n_ranks, devs, streams, &st->comm, err);
-}
-
-/* Rank R's KV pool (zeroed), RoPE table and LM-head logits tile. */
-static int alloc_rank_fixed(struct cuda_state *st, struct rank *R, const float *freq,
-			    size_t per)
-{
-	const struct eng_model_config *c = &st->cfg;
-	size_t half = (size_t)c->head_dim / 2;
-	int rc;
-
-	if ((rc = kn_malloc((void **)&R->inv_freq, half * 4)) ||
-	    (rc = kn_memcpy_h2d(R->inv_freq, freq, half * 4, R->stream)) ||
-	    (rc = kn_stream_sync(R->stream)) || (rc = kn_malloc((void **)&R->k_pool, per)) ||
-	    (rc = kn_malloc((void **)&R->v_pool, per)) ||
-	    (rc = kn_memset(R->k_pool, 0, per, R->stream)) ||
-	    (rc = kn_memset(R->v_pool, 0, per, R->stream)) ||
-	    (rc = kn_malloc((void **)&R->logits, (size_t)st->lm_tile * c->vocab * 4)) ||
-	    (rc = kn_stream_sync(R->stream)))
-		return rc;
-	return 0;
-}
-
-/* Every rank's fixed buffers (alloc_rank_fixed). */
-static int alloc_fixed(struct cuda_state *st, struct eng_error *err)
-{
-	const struct eng_model_config *c = &st->cfg;
-	size_t half = (size_t)c->head_dim / 2;
-	size_t per = (size_t)c->n_layers * st->pool_pages * st->params.page_size * st->nkv *
-		     c->head_dim * 2;
-	float *h = malloc(half * sizeof(float));
-	int rc = 0;
-
-	if (!h)
-		return eng_error_set(err, ENG_E_NOMEM, "cuda", 0, "out of memory");
-	eng_config_rope_inv_freq(c, h);
-	st->lm_tile = (int)(LM_TILE_BYTES / ((size_t)c->vocab * 4));
-	st->lm_tile = st->lm_tile < 1 ? 1 : st->lm_tile > 4096 ? 4096 : st->lm_tile;
-	for (int r = 0; !rc && r < st->n_ranks; r++)
-		if (!(rc = use_rank(st, r)))
-			rc = alloc_rank_fixed(st, &st->rk[r], h, per);
-	free(h);
-	if (rc)
-		return eng_cuda_error(rc, err);
-	st->kv_bytes = 2 * per * st->n_ranks;
-	return 0;
-}
-
-/* Random K/V in every page, so that benchmarks can time decode at any
- * context without a prefill (and never on zeros): each rank's KV heads
- * of the one random pool, whatever the number of ranks. */
-static int dummy_pages(struct cuda_state *st, uint64_t seed, struct eng_error *err)
-{
-	size_t hd = st->cfg.head_dim, cols = (size_t)st->nkv * hd;
-	size_t rows = (size_t)st->cfg.n_layers * st->pool_pages * st->params.page_size;
-	size_t full = (size_t)st->cfg.n_kv_heads * hd;
-	int rc = 0;
-
-	for (int r = 0; !rc && r < st->n_ranks; r++) {
-		struct rank *R = &st->rk[r];
-		size_t c0 = (size_t)r * cols;
-
-		if ((rc = use_rank(st, r)) ||
-		    (rc = kn_fill_random_slice_bf16(R->k_pool, rows, cols, full, 0, c0,
-						    seed ^ 0x4b56ull, 0.0f, 1.0f, R->stream)) ||
-		    (rc = kn_fill_random_slice_bf16(R->v_pool, rows, cols, full, 0, c0,
-						    seed ^ 0x5646ull, 0.0f, 1.0f, R->stream)) ||
-		    (rc = kn_stream_sync(R->stream)))
-			break;
-	}
-	return rc ? eng_cuda_error(rc, err) : 0;
-}
-
-/* Every rank's weights: uploaded from w, or random from seed. */
-static int load_weights(struct cuda_state *st, const struct eng_model_weights *w,
-			uint64_t seed, struct eng_error *err)
-{
-	int rc;
-
-	for (int r = 0; r < st->n_ranks; r++) {
-		struct rank *R = &st->rk[r];
-		struct eng_cuda_shard sh = { r, st->n_ranks };
-
-		if ((rc = use_rank(st, r)))
-			return eng_cuda_error(rc, err);
-		rc = w ? eng_cuda_weights_upload(&R->w, &st->cfg, sh, w, R->stream, err)
-		       : eng_cuda_weights_dummy(&R->w, &st->cfg, sh, seed, R->stream, err);
-		if (rc)
-			return rc;
-	}
-	return w ? 0 : dummy_pages(st, seed, err);
-}
-
-static int make_events(struct cuda_state *st, struct eng_error *err)
-{
-	int rc;
-
-	if ((rc = kn_set_device(st->rk[0].dev)) || (rc = kn_event_create(&st->ev_t0)) ||
-	    (rc = kn_event_create(&st->ev_t1)))
-		return eng_cuda_error(rc, err);
-	return 0;
-}
-
-int eng_cuda_create(const struct eng_model_config *cfg, const struct eng_model_weights *w,
-		    uint64_t seed, struct eng_backend_params *params, void **state,
-		    struct eng_error *err)
-{
-	struct cuda_state *st;
-	int rc, tp = params->tp_size;
-
-	*state = NULL;
-	if ((rc = check_shape(cfg, tp, err)))
-		return rc;
-	if (!(st = calloc(1, sizeof(*st))))
-		return eng_error_set(err, ENG_E_NOMEM, "cuda", 0, "out of memory");
-	st->cfg = *cfg;
-	if (params->cuda_graph_max_bs < 0)
-		params->cuda_graph_max_bs = 0;
-	st->params = *params;
-	st->n_ranks = tp;
-	st->nh = cfg->n_heads / tp;
-	st->nkv = cfg->n_kv_heads / tp;
-	st->inter = cfg->intermediate / tp;
-	st->pool_pages = params->n_pages + 1;
-	st->tile_rows = kn_attn_tc_tile_rows(cfg->n_heads, cfg->n_kv_heads, cfg->head_dim);
-	st->use_tc = st->tile_rows > 0;
-	if (!st->use_tc)
-		st->tile_rows = kn_attn_tile_rows(cfg->n_heads, cfg->n_kv_heads);
-	st->use_tc_decode = kn_attn_decode_tc_ok(cfg->n_heads, cfg->n_kv_heads, cfg->head_dim);
-	if ((rc = open_devices(st, err)) || (rc = alloc_fixed(st, err)) ||
-	    (rc = make_events(st, err)) || (rc = load_weights(st, w, seed, err))) {
-		eng_cuda_destroy(st);
-		return rc;
-	}
-	kn_set_device(st->rk[0].dev);
-	*state = st;
-	return 0;
-}
-
-const char *eng_cuda_device_name(const void *state)
-{
-	return ((const struct cuda_state *)state)->device_name;
-}
-
-size_t eng_cuda_weight_bytes(const void *state)
-{
-	const struct cuda_state *st = state;
-	size_t n = 0;
-
-	for (int r = 0; r < st->n_ranks; r++)
-		n += st->rk[r].w.bytes;
-	return n;
-}
-
-int eng_cuda_tp_size(const void *state)
-{
-	return ((const struct cuda_state *)state)->n_ranks;
-}
-
-const char *eng_cuda_comm_kind(const void *state)
-{
-	const struct cuda_state *st = state;
-
-	return st->n_ranks > 1 ? eng_comm_kind(st->comm) : "none";
-}
-
-/* ---------------------------------------------------------------- profile */
-
-static void prof_mark(struct cuda_state *st, int cat)
-{
-	struct prof *p = st->prof;
-
-	if (!p || p->n >= PROF_EVENTS || (!st->shared && use_rank(st, 0)) ||
-	    kn_event_record(p->ev[p->n], st->rk[0].stream))
-		return;
-	p->cat[p->n++] = cat;
-}
-
-
-/* After a synchronized forward: event gaps into the per-class sums. */
-static void prof_collect(struct cuda_state *st)
-{
-	struct prof *p = st->prof;
-	float ms;
-
-	if (!p)
-		return;
-	for (int i = 1; i < p->n; i++)
-		if (p->cat[i] >= 0 && kn_event_elapsed_ms(p->ev[i - 1], p->ev[i], &ms) == 0)
-			p->ms[p->cat[i]] += ms;
-	p->n_fwd++;
-	p->n = 0;
-}
-
-static void prof_free(struct prof *p)
-{
-	if (!p)
-		return;
-	for (int i = 0; i < PROF_EVENTS; i++)
-		kn_event_destroy(p->ev[i]);
-	free(p);
-}
-
-int eng_cuda_profile(void *state, int on, struct eng_error *err)
-{
-	struct cuda_state *st = state;
-	int rc;
-
-	prof_free(st->prof);
-	st->prof = NULL;
-	if (!on)
-		return 0;
-	if (!(st->prof = calloc(1, sizeof(*st->prof))))
-		return eng_error_set(err, ENG_E_NOMEM, "cuda", 0, "out of memory");
-	for (int i = 0; i < PROF_EVENTS; i++)
-		if ((rc = use_rank(st, 0)) || (rc = kn_event_create(&st->prof->ev[i]))) {
-			prof_free(st->prof);
-			st->prof = NULL;
-			return eng_cuda_error(rc, err);
-		}
-	return 0;
-}
-
-int eng_cuda_profile_class(const void *state, const char *name, double *ms, double *share)
-{
-	const struct prof *p = ((const struct cuda_state *)state)->prof;
-	double total = 0;
-
-	if (!p || !p->n_fwd)
-		return -1;
-	for (int c = 0; c < PROF_N; c++)
-		total += p->ms[c];
-	for (int c = 0; c < PROF_N; c++)
-		if (!strcmp(prof_names[c], name)) {
-			*ms = p->ms[c] / p->n_fwd;
-			*share = total > 0 ? p->ms[c] / total : 0;
-			return 0;
-		}
-	return -1;
-}
-
-void eng_cuda_profile_print(void *state, FILE *f)
-{
-	struct prof *p = ((struct cuda_state *)state)->prof;
-	double total = 0;
-
-	if (!p || !p->n_fwd)
-		return;
-	for (int c = 0; c < PROF_N; c++)
-		total += p->ms[c];
-	for (int c = 0; c < PROF_N; c++)
-		fprintf(f, "  %-26s %9.3f ms %5.1f%%\n", prof_names[c], p->ms[c] / p->n_fwd,
-			total > 0 ? 100 * p->ms[c] / total : 0.0);
-	fprintf(f, "  %-26s %9.3f ms (device time between ops, per forward)\n", "total",
-		total / p->n_fwd);
-	memset(p->ms, 0, sizeof(p->ms));
-	p->n_fwd = 0;
-}
+#include "engine/cuda_int.h"
 
 /* ---------------------------------------------------------------- metadata */
 
@@ -812,7 +159,8 @@ static int meta_build(struct cuda_state *st, const struct eng_batch *b, const ui
 	int s, row = 0, sel = 0, pre = 0, dec = 0, bt = 0, rc;
 
 	meta_plan(st, b, want, all, m);
-	if ((rc = ensure_tokens(st, m->T, err)) || (rc = ensure_meta(st, m->total, err)))
+	if ((rc = eng_cuda_ensure_tokens(st, m->T, err)) ||
+	    (rc = eng_cuda_ensure_meta(st, m->total, err)))
 		return rc;
 	for (s = 0; s < b->n_seqs; s++)
 		meta_seq(st, &b->seqs[s], s, wants_token(want, all, s), m, &row, &sel, &pre, &dec,
@@ -901,7 +249,7 @@ static int attention(const struct cuda_state *st, const struct rank *R, const st
 			if ((rc = use_rank(st, r_)) || (rc = (call)))                 \
 				return rc;                                            \
 		}                                                                     \
-		prof_mark(st, cat);                                                   \
+		eng_cuda_prof_mark(st, cat);                                          \
 	} while (0)
 
 /* Whether a projection with this bias (NULL: none) adds its product
@@ -927,7 +275,7 @@ static int all_reduce(struct cuda_state *st, int T)
 		st->comm_failed = 1;
 		return KN_E_DEVICE;
 	}
-	prof_mark(st, PROF_ALLREDUCE);
+	eng_cuda_prof_mark(st, PROF_ALLREDUCE);
 	return 0;
 }
 
@@ -1163,7 +511,7 @@ static int forward_body(struct cuda_state *st, const struct step_meta *m)
 	const struct eng_model_config *c = &st->cfg;
 	int rc = 0, l;
 
-	prof_mark(st, -1);
+	eng_cuda_prof_mark(st, -1);
 	for (int r = 0; !rc && r < st->n_ranks; r++) {
 		const struct rank *R = &st->rk[r];
 
@@ -1171,7 +519,7 @@ static int forward_body(struct cuda_state *st, const struct step_meta *m)
 			rc = kn_embed(R->x, R->w.embed, R->meta_d + m->tokens, m->T, c->hidden,
 				      c->vocab, R->stream);
 	}
-	prof_mark(st, PROF_EMBED);
+	eng_cuda_prof_mark(st, PROF_EMBED);
 	for (l = 0; !rc && l < c->n_layers; l++)
 		rc = layer_forward(st, m, l);
 	for (int r = 0; !rc && r < st->n_ranks; r++) {
@@ -1183,7 +531,7 @@ static int forward_body(struct cuda_state *st, const struct step_meta *m)
 			rc = kn_add_rmsnorm(R->x, R->proj, bd, NULL, NULL, NULL, m->T, c->hidden,
 					    (float)c->rms_eps, R->stream);
 	}
-	prof_mark(st, PROF_NORM);
+	eng_cuda_prof_mark(st, PROF_NORM);
 	return rc;
 }
 
@@ -1192,8 +540,9 @@ static int ensure_splits(struct cuda_state *st, const struct step_meta *m, struc
 {
 	if (!m->n_dec || m->n_splits < 2)
 		return 0;
-	return ensure_partial(st, kn_attn_partial_floats(m->n_dec, st->nh, st->nkv,
-							 st->cfg.head_dim, m->n_splits), err);
+	return eng_cuda_ensure_partial(st, kn_attn_partial_floats(m->n_dec, st->nh, st->nkv,
+								  st->cfg.head_dim, m->n_splits),
+				       err);
 }
 
 /* The error of a failed forward step: the all-reduce's own, or the
@@ -1227,13 +576,13 @@ static int plain_forward(struct cuda_state *st, const struct eng_batch *b, const
 	if (!rc && m.n_sel)
 		rc = st->n_ranks > 1 ? lm_head_tp(st, b, &m, want, next)
 				     : lm_head(st, b, &m, want, next);
-	prof_mark(st, PROF_HEAD);
+	eng_cuda_prof_mark(st, PROF_HEAD);
 	if (!rc && !m.n_sel)
 		rc = end_mark(st);
 	if (!rc)
 		rc = sync_ranks(st);
 	if (!rc)
-		prof_collect(st);
+		eng_cuda_prof_collect(st);
 	st->timed = !rc;
 	return rc ? fail(st, rc, err) : 0;
 }
@@ -1347,7 +696,7 @@ static kn_graph graph_get(struct cuda_state *st, const struct step_meta *m, int 
 		if (st->graphs[i].bs == m->T && st->graphs[i].pages == pages)
 			return st->graphs[i].g;
 	if (st->n_graphs == MAX_GRAPHS)
-		graphs_drop(st);
+		eng_cuda_graphs_drop(st);
 	if ((rc = graph_ops(st, m)) || (rc = kn_stream_sync(st->rk[0].stream)) ||
 	    (rc = kn_capture_begin(st->rk[0].stream))) {
 		eng_cuda_error(rc, err);
@@ -1407,13 +756,15 @@ static int graph_forward(struct cuda_state *st, const struct eng_batch *b, const
 		return eng_error_set(err, ENG_E_NOMEM, "cuda", 0, "out of memory");
 	/* room for the next block-table class and for the most splits any
 	 * class of this bucket takes: fewer recaptures */
-	if ((rc = ensure_tokens(st, bs, err)) || (rc = ensure_meta(st, 2 * m.total, err)) ||
-	    (rc = ensure_partial(st, kn_attn_partial_floats(bs, st->nh, st->nkv, st->cfg.head_dim,
-							     decode_want(st, bs)),
-				 err)))
+	if ((rc = eng_cuda_ensure_tokens(st, bs, err)) ||
+	    (rc = eng_cuda_ensure_meta(st, 2 * m.total, err)) ||
+	    (rc = eng_cuda_ensure_partial(st, kn_attn_partial_floats(bs, st->nh, st->nkv,
+								     st->cfg.head_dim,
+								     decode_want(st, bs)),
+					  err)))
 		return rc;
 	if (st->n_graphs && st->graphs[0].gen != st->buf_gen)
-		graphs_drop(st);
+		eng_cuda_graphs_drop(st);
 	for (int r = 0; r < bs; r++)
 		graph_row(st, &m, pages, r, r < b->n_seqs ? &b->seqs[r] : NULL);
 	if ((rc = kn_event_record(st->ev_t0, st->rk[0].stream)) ||

@@ -16,6 +16,7 @@ clean-demo:
 .PHONY: clean-demo
 include pipelines/bench-tokenizer.mk
 include pipelines/bench-extract.mk
+include pipelines/bench.mk
 include pipelines/study.mk
 
 TESTS += tests/study-e2e.test

@@ -31,7 +31,9 @@
  * with both ranks on it is run instead: it checks the path and shows the
  * cost of the extra launches, not a scaling.
  *
- * Usage: bench-cuda [device]   Prints a table; exit 3 without a GPU.
+ * Usage: bench-cuda [device] [--no-pdl]   Prints a table; exit 3 without a
+ * GPU.  --no-pdl launches the kernels without programmatic dependent
+ * launch (kn_set_pdl), for the ablation.
  */
 #include <config.h>
 
@@ -462,10 +464,16 @@ static int tp_scaling(int device)
 
 int main(int argc, char **argv)
 {
-	int n = 0, device = argc > 1 ? atoi(argv[1]) : 0, n_sm, rc;
+	int n = 0, device = 0, n_sm, rc;
 	char name[256];
 	size_t mem;
 	double bw = 0, rate = 0;
+
+	for (int i = 1; i < argc; i++)
+		if (!strcmp(argv[i], "--no-pdl"))
+			kn_set_pdl(0);
+		else
+			device = atoi(argv[i]);
 
 	if (kn_device_count(&n) || n == 0) {
 		fprintf(stderr, "bench-cuda: no CUDA device\n");
@@ -478,6 +486,7 @@ int main(int argc, char **argv)
 		return 3;
 	printf("copy bandwidth (read + write): %.0f GB/s\n", bw / 1e9);
 	printf("cuBLAS bf16 GEMM 8192^3:       %.0f TFLOP/s\n", rate / 1e12);
+	printf("programmatic dependent launch: %s\n", kn_pdl() ? "on" : "off (--no-pdl)");
 	if ((rc = run_model(device, bw, rate)))
 		return rc;
 	return tp_scaling(device);

@@ -35,9 +35,7 @@
 #define KN_SKINNY_M 4
 #define KN_GEMM_PICKS 256
 #define SK_WARPS 8
-#ifndef SK_UNROLL
 #define SK_UNROLL 4
-#endif
 
 /* The path chosen for one skinny shape on one device. */
 struct gemm_pick {

@@ -322,14 +322,17 @@ void eng_run_cancel(struct eng_run *r)
 }
 
 /* What the scheduler did during the run.  Counters are engine-wide, so with
- * several clients at once they cover the others' requests too. */
+ * several clients at once they cover the others' requests too.  step_time
+ * against the run's duration gives the host's share of an unshared run
+ * without env waits: the time outside the model's forward. */
 static json_t *engine_stats(struct eng_run *r)
 {
 	struct eng_sched_stats st;
 
 	eng_sched_get_stats(eng_runner_sched(eng_infer_runner(r->e)), &st);
-	return json_pack("{s:I,s:I,s:I,s:I,s:I}",
+	return json_pack("{s:I,s:f,s:I,s:I,s:I,s:I}",
 			 "steps", (json_int_t)(st.n_steps - r->st0.n_steps),
+			 "step_time", st.step_seconds - r->st0.step_seconds,
 			 "prompt_tokens", (json_int_t)(st.prompt_tokens - r->st0.prompt_tokens),
 			 "cached_tokens", (json_int_t)(st.cached_tokens - r->st0.cached_tokens),
 			 "computed_prompt_tokens",

@@ -20,6 +20,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 enum req_state { REQ_WAITING, REQ_RUNNING };
 
@@ -625,9 +626,18 @@ static void fail_batch(struct eng_sched *s, int32_t n, const char *msg)
 	}
 }
 
+static double mono_s(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return t.tv_sec + t.tv_nsec * 1e-9;
+}
+
 int eng_sched_step(struct eng_sched *s, struct eng_error *err)
 {
 	int32_t n = 0, budget = s->p.chunked_prefill_size, n_tokens = 0;
+	double t0;
 	int rc;
 
 	drop_cancelled(s);
@@ -650,7 +660,9 @@ int eng_sched_step(struct eng_sched *s, struct eng_error *err)
 	s->st.n_steps++;
 	s->st.last_batch_seqs = n;
 	s->st.last_batch_tokens = n_tokens;
+	t0 = mono_s();
 	rc = s->step(s->step_ctx, s->seqs, n, s->next, err);
+	s->st.step_seconds += mono_s() - t0;
 	if (rc != 0) {
 		fail_batch(s, n, err ? err->msg : "the model step failed");
 		return rc;

@@ -134,6 +134,8 @@ struct eng_sched_stats {
 	int64_t n_retractions;
 	int64_t n_finished;        /* requests finished, failed and aborted included */
 	int64_t generated_tokens;  /* tokens produced over all requests */
+	double step_seconds;       /* wall time inside the step function (the model's
+				      forward, its wait for the device included) */
 	size_t free_pages, cached_pages;
 	int32_t last_batch_seqs, last_batch_tokens;
 };

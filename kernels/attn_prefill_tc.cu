@@ -4,19 +4,22 @@
  * accumulate), flash-style: scores, online softmax and P V stay in
  * registers, keys and values pass through shared memory 64 at a time.
  *
- * A block takes one tile (up to 64 / group consecutive rows of one
- * sequence) and one KV head; its 64 query rows are the (token, q head of
- * the group) pairs, 16 per warp, so each K/V tile loaded serves the whole
- * group.  Fragment layouts are those of the PTX ISA for m16n8k16: lane
- * (g = lane / 4, t = lane % 4) holds rows g and g + 8, columns 2t, 2t + 1
- * (+ 8); a score tile's accumulators are reused directly as the A operand
- * of P V.  V's B operand is gathered from shared memory with 16-bit
- * loads (rows 2t, 2t + 1 of a key block); the row padding of 8 bf16 keeps
- * those loads and the K loads free of bank conflicts.
+ * A block takes one tile (up to PF_ROWS / group consecutive rows of one
+ * sequence) and one KV head; its PF_ROWS query rows are the (token, q
+ * head of the group) pairs, 16 per warp, so each K/V tile loaded serves
+ * the whole group.  Fragment layouts are those of the PTX ISA for
+ * m16n8k16: lane (g = lane / 4, t = lane % 4) holds rows g and g + 8,
+ * columns 2t, 2t + 1 (+ 8); a score tile's accumulators are reused
+ * directly as the A operand of P V.  K's and V's B operands come from
+ * shared memory by ldmatrix (V's transposed); the row padding of 8 bf16
+ * keeps those loads free of bank conflicts.  Tiles are copied by
+ * cp.async into a ring of buffers, the block table read a tile ahead;
+ * the causal mask is applied only on tiles that cross a row's position.
  *
  * Takes head_dim 16, 32, 64 or 128 (a register array per lane of
- * head_dim / 2 fp32 outputs); other shapes use kn_attn_prefill.  Single
- * stage, no cp.async pipelining or wgmma yet.
+ * head_dim / 2 fp32 outputs); other shapes use kn_attn_prefill.  No
+ * wgmma / TMA yet: at a 4k prompt on the H100 it runs at about 180
+ * TFLOP/s, held by latency (two warps a scheduler).
  */
 #include "kernels/kn_attn.cuh"
 

@@ -153,7 +153,7 @@ int kn_attn_prefill(const struct kn_attn_args *a, kn_stream s);
 /* Prefill / extend on the tensor cores: same arguments and result as
  * kn_attn_prefill, tiles of up to kn_attn_tc_tile_rows() rows; that
  * function returns 0 for shapes this kernel does not take (head_dim other
- * than 16, 32, 64, 128; more than 64 heads per KV head). */
+ * than 16, 32, 64, 128; more than 128 heads per KV head). */
 int kn_attn_tc_tile_rows(int n_heads, int n_kv, int head_dim);
 int kn_attn_prefill_tc(const struct kn_attn_args *a, kn_stream s);
 

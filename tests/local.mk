@@ -11,6 +11,6 @@ AM_TESTS_ENVIRONMENT = \
 	top_srcdir='$(abs_top_srcdir)'; top_builddir='$(abs_top_builddir)'; \
 	export top_srcdir top_builddir;
 
-noinst_HEADERS += tests/tap.h tests/test-ids.h
+noinst_HEADERS += tests/tap.h tests/test-ids.h tests/test-cuda.h
 EXTRA_DIST += tests/tool-cases.sh tests/man-examples.test
 TESTS += tests/man-examples.test

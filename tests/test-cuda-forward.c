@@ -30,6 +30,7 @@
 #include "engine/sampler.h"
 #include "kernels/kn.h"
 #include "tests/tap.h"
+#include "tests/test-cuda.h"
 
 #define MAX_SEQS 4
 #define STEPS 8
@@ -37,25 +38,6 @@
 
 static char scratch[] = "/tmp/test-cuda-forward-XXXXXX";
 static uint64_t rng = 0x2545f4914f6cdd1dull;
-
-static int irand(int n)
-{
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return (int)(rng % (uint64_t)n);
-}
-
-static double rel_err(const float *a, const float *b, size_t n)
-{
-	double num = 0, den = 0;
-
-	for (size_t i = 0; i < n; i++) {
-		num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
-		den += (double)b[i] * b[i];
-	}
-	return sqrt(num / (den > 0 ? den : 1));
-}
 
 struct bench_model {
 	const char *name;
@@ -127,7 +109,7 @@ static void test_mixed(struct bench_model *M, struct prompts *P)
 		ok = run(M->cpu, qc, P->n) && run(M->gpu, qg, P->n);
 		for (int s = 0; ok && s < P->n; s++) {
 			int tg = eng_argmax(lg + s * V, (int)V), tc = eng_argmax(lc + s * V, (int)V);
-			double e = rel_err(lg + s * V, lc + s * V, V);
+			double e = test_rel_err(lg + s * V, lc + s * V, V);
 
 			worst = e > worst ? e : worst;
 			if (tg != tc)
@@ -185,11 +167,11 @@ static void test_chunked(struct bench_model *M, const struct prompts *P)
 	ok = ok && run(M->gpu, &q, 1);
 	q = seq(M, 0, t + n - 1, 1, n - 1, last1);
 	ok = ok && run(M->gpu, &q, 1);
-	tap_ok(ok && rel_err(three, one, V) <= TOL && rel_err(last1, one, V) <= TOL &&
+	tap_ok(ok && test_rel_err(three, one, V) <= TOL && test_rel_err(last1, one, V) <= TOL &&
 	       eng_argmax(three, (int)V) == eng_argmax(one, (int)V) &&
 	       eng_argmax(last1, (int)V) == eng_argmax(one, (int)V),
 	       "%s: chunked prefill (%d+%d+%d, %d+1) == one shot: %.2e, %.2e", M->name, a, b - a,
-	       n - b, n - 1, rel_err(three, one, V), rel_err(last1, one, V));
+	       n - b, n - 1, test_rel_err(three, one, V), test_rel_err(last1, one, V));
 	free(one);
 	free(three);
 	free(last1);
@@ -203,14 +185,14 @@ static void test_score(struct bench_model *M, const struct prompts *P)
 	struct eng_seq_input qc = seq(M, 0, P->tok[0], n, 0, NULL), qg;
 
 	for (int i = 0; i < n; i++)
-		tg[i] = i + 1 < n ? P->tok[0][i + 1] : irand(M->c->vocab);
+		tg[i] = i + 1 < n ? P->tok[0][i + 1] : test_irand(&rng, M->c->vocab);
 	qc.targets = tg;
 	qg = qc;
 	qc.logprobs = lc;
 	qg.logprobs = lg;
 	ok = run(M->cpu, &qc, 1) && run(M->gpu, &qg, 1);
-	tap_ok(ok && rel_err(lg, lc, n) <= TOL, "%s: score mode log-probs of %d targets vs cpu %.2e",
-	       M->name, n, rel_err(lg, lc, n));
+	tap_ok(ok && test_rel_err(lg, lc, n) <= TOL, "%s: score mode log-probs of %d targets vs cpu %.2e",
+	       M->name, n, test_rel_err(lg, lc, n));
 	free(tg);
 	free(lc);
 	free(lg);
@@ -226,7 +208,7 @@ static void test_long(struct bench_model *M)
 	double worst = 0;
 
 	for (int i = 0; i < n; i++)
-		t[i] = irand(M->c->vocab);
+		t[i] = test_irand(&rng, M->c->vocab);
 	for (pos = 0; ok && pos < n + STEPS;) {
 		int len = pos < n ? (n - pos < 256 ? n - pos : 256) : 1;
 		int last = pos + len >= n;
@@ -237,7 +219,7 @@ static void test_long(struct bench_model *M)
 		pos += len;
 		if (!ok || !last)
 			continue;
-		double e = rel_err(lg, lc, V);
+		double e = test_rel_err(lg, lc, V);
 
 		worst = e > worst ? e : worst;
 		same &= eng_argmax(lg, (int)V) == eng_argmax(lc, (int)V);
@@ -327,7 +309,7 @@ static int open_model(struct bench_model *M, const struct eng_mw_params *mp, int
 	int i;
 
 	memset(M, 0, sizeof(*M));
-	snprintf(dir, sizeof(dir), "%s/m%d", scratch, irand(1 << 30));
+	snprintf(dir, sizeof(dir), "%s/m%d", scratch, test_irand(&rng, 1 << 30));
 	if (eng_mw_write(mp, dir, NULL, &err) || eng_model_load(dir, &M->m, &err)) {
 		tap_ok(0, "model written and loaded: %s", err.msg);
 		return -1;
@@ -346,7 +328,7 @@ static int open_model(struct bench_model *M, const struct eng_mw_params *mp, int
 	for (i = 0; i < n_pages; i++)
 		M->pages[i] = i;
 	for (i = n_pages - 1; i > 0; i--) {
-		int j = irand(i + 1), t = M->pages[i];
+		int j = test_irand(&rng, i + 1), t = M->pages[i];
 
 		M->pages[i] = M->pages[j];
 		M->pages[j] = t;
@@ -375,7 +357,7 @@ static void check_model(const char *name, const struct eng_mw_params *mp, int pa
 	M.name = name;
 	for (int s = 0; s < P.n; s++)
 		for (int i = 0; i < P.len[s]; i++)
-			P.tok[s][i] = irand(M.c->vocab);
+			P.tok[s][i] = test_irand(&rng, M.c->vocab);
 	test_mixed(&M, &P);
 	test_batch1(&M, &P);
 	test_chunked(&M, &P);
@@ -385,15 +367,6 @@ static void check_model(const char *name, const struct eng_mw_params *mp, int pa
 		test_long(&M);
 	test_dummy(&M, &P);
 	close_model(&M);
-}
-
-static void remove_scratch(void)
-{
-	char cmd[4200];
-
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", scratch);
-	if (system(cmd) != 0)
-		fprintf(stderr, "test-cuda-forward: could not remove %s\n", scratch);
 }
 
 int main(void)
@@ -424,6 +397,6 @@ int main(void)
 	p.dtype = ENG_MW_DTYPE_F32;
 	p.num_layers = 1;
 	check_model("mid, 1 layer, f32 weights", &p, 16, 256, 0);
-	remove_scratch();
+	tap_remove_dir(scratch);
 	return tap_done();
 }

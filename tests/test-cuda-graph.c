@@ -38,6 +38,7 @@
 #include "engine/sampler.h"
 #include "kernels/kn.h"
 #include "tests/tap.h"
+#include "tests/test-cuda.h"
 
 #define MAX_SEQS 24
 #define PER_SEQ 40     /* pages per sequence: 200 positions */
@@ -53,17 +54,6 @@ struct pair {
 	void *g, *p;           /* graphs on, graphs off */
 	int32_t tables[MAX_SEQS * PER_SEQ];
 };
-
-static double rel_err(const float *a, const float *b, size_t n)
-{
-	double num = 0, den = 0;
-
-	for (size_t i = 0; i < n; i++) {
-		num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
-		den += (double)b[i] * b[i];
-	}
-	return sqrt(num / (den > 0 ? den : 1));
-}
 
 static double rms(const float *a, size_t n)
 {
@@ -152,7 +142,7 @@ static void check_batch(struct pair *P, int n, uint64_t *rng)
 		}
 		ok = fwd(P->g, qg, n, ng) && fwd(P->p, qp, n, np);
 		for (int s = 0; ok && s < n; s++) {
-			double e = rel_err(lg + s * V, lp + s * V, V);
+			double e = test_rel_err(lg + s * V, lp + s * V, V);
 
 			worst = e > worst ? e : worst;
 			same &= ng[s] == eng_argmax(lg + s * V, (int)V);
@@ -267,15 +257,6 @@ static void check_model(const char *name, const struct eng_mw_params *mp)
 	eng_model_free(m);
 }
 
-static void remove_scratch(void)
-{
-	char cmd[4200];
-
-	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", scratch);
-	if (system(cmd) != 0)
-		fprintf(stderr, "test-cuda-graph: could not remove %s\n", scratch);
-}
-
 int main(void)
 {
 	struct eng_mw_params p;
@@ -298,6 +279,6 @@ int main(void)
 	p = eng_mw_default_params();   /* the tiny preset */
 	p.seed = 3;
 	check_model("tiny", &p);
-	remove_scratch();
+	tap_remove_dir(scratch);
 	return tap_done();
 }

@@ -43,6 +43,7 @@
 #include "engine/sampler.h"
 #include "kernels/kn.h"
 #include "tests/tap.h"
+#include "tests/test-cuda.h"
 
 #define N_SEQS 3
 #define STEPS 6
@@ -52,25 +53,6 @@
 static char scratch[] = "/tmp/test-cuda-tp-XXXXXX";
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
 static int n_devices;
-
-static int irand(int n)
-{
-	rng ^= rng << 13;
-	rng ^= rng >> 7;
-	rng ^= rng << 17;
-	return (int)(rng % (uint64_t)n);
-}
-
-static double rel_err(const float *a, const float *b, size_t n)
-{
-	double num = 0, den = 0;
-
-	for (size_t i = 0; i < n; i++) {
-		num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
-		den += (double)b[i] * b[i];
-	}
-	return sqrt(num / (den > 0 ? den : 1));
-}
 
 /* ---------------------------------------------------------------- setup */
 
@@ -149,7 +131,7 @@ static void test_mixed(const struct fixture *F, struct eng_backend *one, struct 
 		}
 		ok = run(one, q1, N_SEQS, n1) && run(tp, qt, N_SEQS, nt);
 		for (int s = 0; ok && s < N_SEQS; s++) {
-			double e = rel_err(lt + s * V, l1 + s * V, V);
+			double e = test_rel_err(lt + s * V, l1 + s * V, V);
 
 			worst = e > worst ? e : worst;
 			if (nt[s] != n1[s])
@@ -179,15 +161,15 @@ static void test_score(const struct fixture *F, struct eng_backend *one, struct 
 	struct eng_seq_input q1 = seq(F, 0, F->tok[0], n, 0, NULL), qt;
 
 	for (int i = 0; i < n; i++)
-		tg[i] = irand(F->c->vocab);
+		tg[i] = test_irand(&rng, F->c->vocab);
 	q1.targets = tg;
 	qt = q1;
 	q1.logprobs = l1;
 	qt.logprobs = lt;
 	ok = run(one, &q1, 1, NULL) && run(tp, &qt, 1, NULL);
-	tap_ok(ok && rel_err(lt, l1, n) <= TOL,
+	tap_ok(ok && test_rel_err(lt, l1, n) <= TOL,
 	       "%s: %s: score-mode log-probs of %d targets (all vocab slices) vs tp 1: %.2e",
-	       F->name, what, n, ok ? rel_err(lt, l1, n) : 0.0);
+	       F->name, what, n, ok ? test_rel_err(lt, l1, n) : 0.0);
 	free(tg);
 	free(l1);
 	free(lt);
@@ -208,10 +190,10 @@ static void test_chunked(const struct fixture *F, struct eng_backend *tp, const 
 	ok = ok && run(tp, &q, 1, NULL);
 	q = seq(F, 0, t + b, n - b, b, three);
 	ok = ok && run(tp, &q, 1, NULL);
-	tap_ok(ok && rel_err(three, one, V) <= TOL &&
+	tap_ok(ok && test_rel_err(three, one, V) <= TOL &&
 	       eng_argmax(three, (int)V) == eng_argmax(one, (int)V),
 	       "%s: %s: chunked prefill (%d+%d+%d) == one shot: %.2e", F->name, what, a, b - a,
-	       n - b, ok ? rel_err(three, one, V) : 0.0);
+	       n - b, ok ? test_rel_err(three, one, V) : 0.0);
 	free(one);
 	free(three);
 }
@@ -239,9 +221,9 @@ static void test_dummy(const struct fixture *F)
 		}
 		eng_cuda_destroy(st);
 	}
-	tap_ok(ok && rel_err(l[1], l[0], V) <= TOL && eng_argmax(l[1], (int)V) ==
+	tap_ok(ok && test_rel_err(l[1], l[0], V) <= TOL && eng_argmax(l[1], (int)V) ==
 	       eng_argmax(l[0], (int)V), "%s: dummy weights, one seed: tp 2 logits == tp 1: %.2e",
-	       F->name, ok ? rel_err(l[1], l[0], V) : 0.0);
+	       F->name, ok ? test_rel_err(l[1], l[0], V) : 0.0);
 	free(l[0]);
 	free(l[1]);
 }
@@ -313,7 +295,7 @@ static int open_fixture(struct fixture *F, const char *name, const struct eng_mw
 
 	memset(F, 0, sizeof(*F));
 	F->name = name;
-	snprintf(dir, sizeof(dir), "%s/m%d", scratch, irand(1 << 30));
+	snprintf(dir, sizeof(dir), "%s/m%d", scratch, test_irand(&rng, 1 << 30));
 	if (eng_mw_write(mp, dir, NULL, &err) || eng_model_load(dir, &F->m, &err)) {
 		tap_ok(0, "%s: model written and loaded: %s", name, err.msg);
 		return -1;
@@ -322,7 +304,7 @@ static int open_fixture(struct fixture *F, const char *name, const struct eng_mw
 	for (int i = 0; i < PAGES; i++)
 		pages[i] = i;
 	for (int i = PAGES - 1; i > 0; i--) {
-		int j = irand(i + 1), t = pages[i];
+		int j = test_irand(&rng, i + 1), t = pages[i];
 
 		pages[i] = pages[j];
 		pages[j] = t;
@@ -333,7 +315,7 @@ static int open_fixture(struct fixture *F, const char *name, const struct eng_mw
 	F->len[2] = 1;
 	for (int s = 0; s < N_SEQS; s++)
 		for (int i = 0; i < F->len[s]; i++)
-			F->tok[s][i] = irand(F->c->vocab);
+			F->tok[s][i] = test_irand(&rng, F->c->vocab);
 	return 0;
 }
 
@@ -378,7 +360,7 @@ static void test_allreduce(void)
 	for (int r = 0; r < N; r++) {
 		h[r] = malloc(LEN * 4);
 		for (int i = 0; i < LEN; i++)
-			h[r][i] = (float)(irand(20001) - 10000) / 997.0f;
+			h[r][i] = (float)(test_irand(&rng, 20001) - 10000) / 997.0f;
 		ok &= kn_malloc((void **)&d[r], LEN * 4) == 0 &&
 		      kn_memcpy_h2d(d[r], h[r], LEN * 4, NULL) == 0;
 	}
@@ -443,7 +425,7 @@ static void test_vocab_partial(void)
 	int ok;
 
 	for (int i = 0; i < ROWS * NV; i++)
-		lg[i] = (float)(irand(100001) - 50000) / 5000.0f;
+		lg[i] = (float)(test_irand(&rng, 100001) - 50000) / 5000.0f;
 	lg[1 * NV + 10] = lg[1 * NV + 2000] = 50.0f;   /* a tie: the first wins */
 	lg[3 * NV + 5] = NAN;                          /* never chosen */
 	ok = kn_malloc((void **)&lg_d, ROWS * NV * 4) == 0 &&

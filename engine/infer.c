@@ -13,6 +13,7 @@
 #include "engine/model.h"
 #include "engine/step.h"
 #include "engine/tokenizer.h"
+#include "engine/clock.h"
 #ifdef HAVE_CUDA
 #include "kernels/kn.h"
 #endif
@@ -21,7 +22,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 struct eng_infer {
 	struct eng_infer_params p;
@@ -52,14 +52,6 @@ void eng_infer_default_params(struct eng_infer_params *p)
 static bool is_dummy(const struct eng_infer_params *p)
 {
 	return p->load_format && !strcmp(p->load_format, "dummy");
-}
-
-static double wall_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
 /* "cpu: <model name>, N threads" from /proc/cpuinfo where it exists. */
@@ -244,7 +236,7 @@ int eng_infer_open(const struct eng_infer_params *p, struct eng_infer **out,
 		   struct eng_error *err)
 {
 	struct eng_infer *e = calloc(1, sizeof(*e));
-	double t0 = wall_s();
+	double t0 = eng_mono_s();
 	int rc;
 
 	*out = NULL;
@@ -261,7 +253,7 @@ int eng_infer_open(const struct eng_infer_params *p, struct eng_infer **out,
 		eng_infer_close(e);
 		return rc;
 	}
-	e->load_time = wall_s() - t0;
+	e->load_time = eng_mono_s() - t0;
 	*out = e;
 	return 0;
 }

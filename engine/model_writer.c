@@ -28,6 +28,7 @@
 #include "engine/model_writer.h"
 #include "engine/model_writer_int.h"
 #include "engine/rng.h"
+#include "engine/clock.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -38,7 +39,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -557,21 +557,13 @@ static int write_index(const char *dir, const struct tensor_list *l, int n_shard
 			  JSON_INDENT(2) | JSON_SORT_KEYS, err);
 }
 
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static int write_weights(const struct eng_mw_params *p, const char *dir, long vocab,
 			 struct eng_mw_stats *st, struct eng_error *err)
 {
 	struct tensor_list l = { 0 };
 	struct weight_io io = { .p = p };
 	int rc = 0, n_shards;
-	double t0 = now_s();
+	double t0 = eng_mono_s();
 
 	io.vals = malloc(CHUNK * sizeof(float));
 	io.buf = malloc(CHUNK * dtype_size(p->dtype));
@@ -588,7 +580,7 @@ static int write_weights(const struct eng_mw_params *p, const char *dir, long vo
 		rc = write_index(dir, &l, n_shards, io.total, err);
 	st->weight_bytes = io.total;
 	st->n_shards = n_shards;
-	st->write_s = now_s() - t0;
+	st->write_s = eng_mono_s() - t0;
 	free(l.t);
 	free(io.vals);
 	free(io.buf);

@@ -9,6 +9,7 @@
  */
 #include "engine/runner.h"
 #include "engine/rng.h"
+#include "engine/clock.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -50,14 +51,6 @@ struct eng_runner {
 	int32_t cap_itl;
 };
 
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 void eng_session_default_params(struct eng_session_params *p)
 {
 	memset(p, 0, sizeof(*p));
@@ -74,7 +67,7 @@ static void on_token(void *user, int32_t tok, int32_t index)
 
 	(void)tok;
 	if (index < sl->cap_tok)
-		sl->tok_t[index] = now_s();
+		sl->tok_t[index] = eng_mono_s();
 }
 
 static void on_finish(void *user, const struct eng_request_result *res);
@@ -133,7 +126,7 @@ int eng_session_start(struct eng_runner *r, const struct eng_session_params *p,
 	s->p = *p;
 	s->ops = *ops;
 	s->ctx = ctx;
-	s->t0 = now_s();
+	s->t0 = eng_mono_s();
 	s->rng = p->seed ^ 0x9e3779b97f4a7c15ull;
 	s->next = r->sessions;
 	r->sessions = s;
@@ -143,7 +136,7 @@ int eng_session_start(struct eng_runner *r, const struct eng_session_params *p,
 
 double eng_session_elapsed(const struct eng_session *s)
 {
-	return now_s() - s->t0;
+	return eng_mono_s() - s->t0;
 }
 
 bool eng_session_done(const struct eng_session *s)
@@ -341,7 +334,7 @@ static void on_finish(void *user, const struct eng_request_result *res)
 {
 	struct slot *sl = user;
 	struct eng_session *s = sl->sess;
-	double now = now_s(), wait;
+	double now = eng_mono_s(), wait;
 
 	sl->in_flight = false;
 	s->n_in_flight--;
@@ -428,7 +421,7 @@ static double advance(struct eng_session *s, double now)
 
 int eng_runner_poll(struct eng_runner *r, double max_wait_s, struct eng_error *err)
 {
-	double now = now_s(), soonest = INFINITY;
+	double now = eng_mono_s(), soonest = INFINITY;
 
 	for (struct eng_session *s = r->sessions; s; s = s->next) {
 		double t;

@@ -17,10 +17,10 @@
 #include "engine/sched.h"
 #include "engine/pages.h"
 #include "engine/radix.h"
+#include "engine/clock.h"
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 enum req_state { REQ_WAITING, REQ_RUNNING };
 
@@ -626,14 +626,6 @@ static void fail_batch(struct eng_sched *s, int32_t n, const char *msg)
 	}
 }
 
-static double mono_s(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return t.tv_sec + t.tv_nsec * 1e-9;
-}
-
 int eng_sched_step(struct eng_sched *s, struct eng_error *err)
 {
 	int32_t n = 0, budget = s->p.chunked_prefill_size, n_tokens = 0;
@@ -660,9 +652,9 @@ int eng_sched_step(struct eng_sched *s, struct eng_error *err)
 	s->st.n_steps++;
 	s->st.last_batch_seqs = n;
 	s->st.last_batch_tokens = n_tokens;
-	t0 = mono_s();
+	t0 = eng_mono_s();
 	rc = s->step(s->step_ctx, s->seqs, n, s->next, err);
-	s->st.step_seconds += mono_s() - t0;
+	s->st.step_seconds += eng_mono_s() - t0;
 	if (rc != 0) {
 		fail_batch(s, n, err ? err->msg : "the model step failed");
 		return rc;

@@ -9,6 +9,7 @@
  */
 #include <config.h>
 #include "engine/worker.h"
+#include "engine/clock.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -20,7 +21,6 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
 #define OUT_LIMIT (16u << 20)   /* pending output that pauses a client's input */
@@ -240,14 +240,6 @@ struct server {
 	bool shutting_down;
 };
 
-static double mono_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 /* Creates the listening socket, mode 0600.  A socket file nobody answers
  * on is stale and replaced; one a worker answers on is an error. */
 static int listen_on(const char *path, int *fd_out, struct eng_error *err)
@@ -314,7 +306,7 @@ static json_t *status_record(struct server *sv)
 		runs += c->run != NULL;
 	}
 	return json_pack("{s:s,s:f,s:I,s:I,s:I,s:i,s:i,s:I,s:I,s:I,s:f,s:o,s:s}",
-			 "type", "status", "uptime", mono_s() - sv->t0,
+			 "type", "status", "uptime", eng_mono_s() - sv->t0,
 			 "clients", (json_int_t)clients, "runs", (json_int_t)runs,
 			 "runs_served", (json_int_t)sv->n_runs_served,
 			 "running_requests", st.n_running, "waiting_requests", st.n_waiting,
@@ -493,7 +485,7 @@ static void serve_sockets(struct server *sv, int timeout_ms)
 
 int eng_worker_serve(struct eng_infer *e, const char *socket_path, struct eng_error *err)
 {
-	struct server sv = { .e = e, .t0 = mono_s() };
+	struct server sv = { .e = e, .t0 = eng_mono_s() };
 	struct eng_runner *runner = eng_infer_runner(e);
 	struct sigaction sa = { .sa_handler = on_signal };
 	int rc = listen_on(socket_path, &sv.lfd, err);

@@ -11,12 +11,12 @@
 #include "tools/common/nd.h"
 #include "tools/common/nd_async.h"
 #include "engine/worker.h"
+#include "engine/clock.h"
 
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 /* Output queued for a slow reader before the engine waits for it. */
@@ -148,19 +148,11 @@ static int open_engine(const struct nd_infer_opts *o, struct eng_infer **e)
 	return err.code == ENG_E_INVALID ? ND_EXIT_USAGE : ND_EXIT_UNAVAILABLE;
 }
 
-static double mono_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 /* One progress line on stderr, like a serving engine's decode log. */
 static void progress(struct eng_infer *e, double t0, bool final)
 {
 	struct eng_sched_stats st;
-	double dt = mono_s() - t0;
+	double dt = eng_mono_s() - t0;
 
 	eng_sched_get_stats(eng_runner_sched(eng_infer_runner(e)), &st);
 	fprintf(stderr, "\r%s: %.0fs, %lld requests done, %.1f tok/s, running %d, queued %d, "
@@ -179,7 +171,7 @@ int nd_infer_run_local(const struct nd_infer_opts *o, char **files, int n_files)
 	struct eng_infer *e;
 	struct eng_run *run;
 	struct eng_error err;
-	double t0 = mono_s(), last = 0;
+	double t0 = eng_mono_s(), last = 0;
 	long bad;
 	int rc;
 
@@ -203,8 +195,8 @@ int nd_infer_run_local(const struct nd_infer_opts *o, char **files, int n_files)
 	}
 	while (!eng_run_done(run)) {
 		eng_runner_poll(eng_infer_runner(e), 0.05, &err);
-		if (o->progress && mono_s() - last > 1.0) {
-			last = mono_s();
+		if (o->progress && eng_mono_s() - last > 1.0) {
+			last = eng_mono_s();
 			progress(e, t0, false);
 		}
 	}
@@ -257,7 +249,7 @@ static void remote_record(void *ctx, const json_t *rec)
 		return;
 	r->requests++;
 	r->tokens += json_integer_value(json_object_get(rec, "output_len"));
-	now = mono_s();
+	now = eng_mono_s();
 	if (now - r->last < 1.0)
 		return;
 	r->last = now;
@@ -278,7 +270,7 @@ static void diag_remote(void *ctx, long line, const char *msg)
 
 int nd_infer_run_remote(const struct nd_infer_opts *o, char **files, int n_files)
 {
-	struct remote rm = { n_files == 1 ? files[0] : "<stdin>", o->progress, mono_s(), 0, 0, 0 };
+	struct remote rm = { n_files == 1 ? files[0] : "<stdin>", o->progress, eng_mono_s(), 0, 0, 0 };
 	FILE *in = n_files == 1 ? fopen(files[0], "rb") : stdin;
 	struct eng_client_io io = { in, stdout, diag_remote, remote_record, &rm };
 	struct eng_error err;

@@ -182,9 +182,7 @@ static int meta_build(struct cuda_state *st, const struct eng_batch *b, const ui
  * the decode kernel keeps two blocks a multiprocessor, each with tiles in
  * flight, and every extra split costs a partial and its reduce (on the
  * H100 at batch 64, 2k context: 9.05 ms a step with 1, 9.39 with 4). */
-#ifndef DECODE_BLOCKS_PER_SM
 #define DECODE_BLOCKS_PER_SM 1
-#endif
 
 static int decode_want(const struct cuda_state *st, int n_dec)
 {
@@ -261,6 +259,18 @@ static int adds(const struct cuda_state *st, const float *bias)
 	return st->n_ranks == 1 && !bias;
 }
 
+/* A row-parallel projection (o, down) of in (T, k) by w (hidden, k):
+ * added into x when adds(), else into proj for the add + rmsnorm after
+ * it (and the all-reduce before that). */
+static int project(const struct cuda_state *st, const struct rank *R, const float *bias,
+		   const uint16_t *in, const uint16_t *w, int T, int k)
+{
+	int H = st->cfg.hidden;
+
+	return adds(st, bias) ? kn_gemm_bf16(R->gemm, R->x, KN_Y_F32_ADD, H, in, w, T, H, k)
+			      : kn_gemm_bf16(R->gemm, R->proj, KN_Y_F32, H, in, w, T, H, k);
+}
+
 /* Sums the ranks' proj (T rows); nothing with one rank.  A failure is
  * kept in comm_err (see fail()). */
 static int all_reduce(struct cuda_state *st, int T)
@@ -288,29 +298,24 @@ static int layer_forward(struct cuda_state *st, const struct step_meta *m, int l
 	int rc;
 
 	/* the attention norm adds the last down projection unless it was
-	 * added already */
+	 * added already (a bias is never: adds() wants none) */
 	EACH_RANK(PROF_NORM, kn_add_rmsnorm(R->x, P && !adds(st, P->bd) ? R->proj : NULL,
-					    P && !adds(st, P->bd) ? P->bd : NULL, L->attn_norm,
-					    R->xb, NULL, T, H, eps, R->stream));
+					    P ? P->bd : NULL, L->attn_norm, R->xb, NULL, T, H, eps,
+					    R->stream));
 	EACH_RANK(PROF_QKV, kn_gemm_bf16(R->gemm, R->qkv, KN_Y_F32, qkv, R->xb, L->wqkv, T, qkv,
 					 H));
 	EACH_RANK(PROF_ROPE, kn_rope_qkv(R->qkv, L->bqkv, R->meta_d + m->pos, R->meta_d + m->slot,
 					 R->inv_freq, R->q, R->k_pool + layer, R->v_pool + layer,
 					 T, st->nh, st->nkv, c->head_dim, R->stream));
 	EACH_RANK(PROF_ATTN, attention(st, R, m, l));
-	EACH_RANK(PROF_O, adds(st, L->bo)
-				  ? kn_gemm_bf16(R->gemm, R->x, KN_Y_F32_ADD, H, R->att, L->wo, T, H, qd)
-				  : kn_gemm_bf16(R->gemm, R->proj, KN_Y_F32, H, R->att, L->wo, T, H, qd));
+	EACH_RANK(PROF_O, project(st, R, L->bo, R->att, L->wo, T, qd));
 	if ((rc = all_reduce(st, T)))
 		return rc;
-	EACH_RANK(PROF_NORM, kn_add_rmsnorm(R->x, adds(st, L->bo) ? NULL : R->proj,
-					    adds(st, L->bo) ? NULL : L->bo, L->mlp_norm, R->xb, NULL,
-					    T, H, eps, R->stream));
+	EACH_RANK(PROF_NORM, kn_add_rmsnorm(R->x, adds(st, L->bo) ? NULL : R->proj, L->bo,
+					    L->mlp_norm, R->xb, NULL, T, H, eps, R->stream));
 	EACH_RANK(PROF_GU, kn_gemm_bf16(R->gemm, R->gu, 0, 2 * I, R->xb, L->wgu, T, 2 * I, H));
 	EACH_RANK(PROF_SILU, kn_silu_mul(R->act, R->gu, L->bgu, T, I, R->stream));
-	EACH_RANK(PROF_DOWN, adds(st, L->bd)
-				     ? kn_gemm_bf16(R->gemm, R->x, KN_Y_F32_ADD, H, R->act, L->wd, T, H, I)
-				     : kn_gemm_bf16(R->gemm, R->proj, KN_Y_F32, H, R->act, L->wd, T, H, I));
+	EACH_RANK(PROF_DOWN, project(st, R, L->bd, R->act, L->wd, T, I));
 	return all_reduce(st, T);
 }
 

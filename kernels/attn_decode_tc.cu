@@ -19,9 +19,7 @@
 #include "kernels/kn_attn.cuh"
 
 #define DEC_ROWS 16
-#ifndef DEC_STAGES
 #define DEC_STAGES 3
-#endif
 
 /* Scores, softmax and P V of the warp's 16 keys of the tile at k0. */
 template <int HD>

@@ -25,12 +25,8 @@
 
 /* Warps per block: PF_WARPS * 16 query rows share each K/V tile, which
  * passes through a ring of PF_STAGES shared-memory buffers. */
-#ifndef PF_WARPS
 #define PF_WARPS 8
-#endif
-#ifndef PF_STAGES
 #define PF_STAGES 2
-#endif
 #define PF_ROWS (PF_WARPS * 16)
 #define LOG2E 1.4426950408889634f
 

@@ -6,55 +6,77 @@
  *
  * A block takes one tile (up to PF_ROWS / group consecutive rows of one
  * sequence) and one KV head; its PF_ROWS query rows are the (token, q
- * head of the group) pairs, 16 per warp, so each K/V tile loaded serves
- * the whole group.  Fragment layouts are those of the PTX ISA for
+ * head of the group) pairs, PF_MT * 16 per warp, so that each K/V tile
+ * loaded serves the whole group and each K/V fragment read serves PF_MT
+ * row tiles (shared-memory reads, not the tensor cores, bound the
+ * one-tile-per-warp form).  Fragment layouts are those of the PTX ISA for
  * m16n8k16: lane (g = lane / 4, t = lane % 4) holds rows g and g + 8,
  * columns 2t, 2t + 1 (+ 8); a score tile's accumulators are reused
- * directly as the A operand of P V.  K's and V's B operands come from
- * shared memory by ldmatrix (V's transposed); the row padding of 8 bf16
- * keeps those loads free of bank conflicts.  Tiles are copied by
- * cp.async into a ring of buffers, the block table read a tile ahead;
- * the causal mask is applied only on tiles that cross a row's position.
+ * directly as the A operand of P V.  The query rows wait in shared memory
+ * (in registers they would not leave room for two row tiles); Q's A
+ * operands and K's and V's B operands come by ldmatrix (V's transposed);
+ * the row padding of 8 bf16 keeps those loads free of bank conflicts.
+ * Tiles are copied by cp.async into a ring of buffers, the block table
+ * read a tile ahead; the causal mask is applied only on tiles that cross
+ * a row's position.
  *
  * Takes head_dim 16, 32, 64 or 128 (a register array per lane of
  * head_dim / 2 fp32 outputs); other shapes use kn_attn_prefill.  No
- * wgmma / TMA yet: at a 4k prompt on the H100 it runs at about 180
- * TFLOP/s, held by latency (two warps a scheduler).
+ * wgmma / TMA yet: at a 4k prompt on the H100 it runs at about 205
+ * TFLOP/s (180 with one row tile a warp).
  */
 #include "kernels/kn_attn.cuh"
 
-/* Warps per block: PF_WARPS * 16 query rows share each K/V tile, which
- * passes through a ring of PF_STAGES shared-memory buffers. */
-#define PF_WARPS 8
+/* Warps per block: each warp takes PF_MT m16 row tiles, so that every K/V
+ * fragment read from shared memory feeds PF_MT products; PF_ROWS query
+ * rows share each K/V tile, which passes through a ring of PF_STAGES
+ * shared-memory buffers. */
+#define PF_WARPS 4
+#define PF_MT 2
 #define PF_STAGES 2
-#define PF_ROWS (PF_WARPS * 16)
+#define PF_THREADS (PF_WARPS * 32)
+#define PF_ROWS (PF_WARPS * PF_MT * 16)
 #define LOG2E 1.4426950408889634f
 
-/* The warp's 16 x TC_KT scores S = Q K^T (unscaled); K's B operands come
- * two k-steps at a time from one ldmatrix.x4 (lane: key row lane % 8,
- * dims 8 (lane / 8) on from the k-step pair). */
+/* The warp's PF_MT x 16 x TC_KT scores S = Q K^T (unscaled); Q's A
+ * operands and K's B operands come from shared memory by ldmatrix, K's
+ * two k-steps at a time (lane: key row lane % 8, dims 8 (lane / 8) on
+ * from the k-step pair), Q's (lane: row lane % 16, dims 8 (lane / 16) on). */
 template <int HD>
-static __device__ __forceinline__ void pf_scores(float s[TC_KT / 8][4],
-						 const uint32_t qf[HD / 16][4], const uint16_t *Ks,
-						 int lane)
+static __device__ __forceinline__ void pf_scores(float s[PF_MT][TC_KT / 8][4], const uint16_t *Qw,
+						 const uint16_t *Ks, int lane)
 {
 	const int LD = HD + 8;
 	const uint16_t *kl = Ks + (lane & 7) * LD + (lane >> 3) * 8;
+	const uint16_t *ql = Qw + (lane & 15) * LD + (lane >> 4) * 8;
 
 #pragma unroll
-	for (int nt = 0; nt < TC_KT / 8; nt++)
-		s[nt][0] = s[nt][1] = s[nt][2] = s[nt][3] = 0.0f;
+	for (int mt = 0; mt < PF_MT; mt++)
+#pragma unroll
+		for (int nt = 0; nt < TC_KT / 8; nt++)
+			s[mt][nt][0] = s[mt][nt][1] = s[mt][nt][2] = s[mt][nt][3] = 0.0f;
 	/* k-steps outside: consecutive mmas feed independent accumulators */
 #pragma unroll
 	for (int ks = 0; ks < HD / 16; ks += 2) {
+		uint32_t qa[PF_MT][2][4];
+
+#pragma unroll
+		for (int mt = 0; mt < PF_MT; mt++) {
+			ldsm_x4(qa[mt][0], ql + mt * 16 * LD + ks * 16);
+			if (ks + 1 < HD / 16)
+				ldsm_x4(qa[mt][1], ql + mt * 16 * LD + ks * 16 + 16);
+		}
 #pragma unroll
 		for (int nt = 0; nt < TC_KT / 8; nt++) {
 			uint32_t b[4];
 
 			ldsm_x4(b, kl + nt * 8 * LD + ks * 16);
-			mma16816(s[nt], qf[ks], b[0], b[1]);
-			if (ks + 1 < HD / 16)
-				mma16816(s[nt], qf[ks + 1], b[2], b[3]);
+#pragma unroll
+			for (int mt = 0; mt < PF_MT; mt++) {
+				mma16816(s[mt][nt], qa[mt][0], b[0], b[1]);
+				if (ks + 1 < HD / 16)
+					mma16816(s[mt][nt], qa[mt][1], b[2], b[3]);
+			}
 		}
 	}
 }
@@ -62,27 +84,34 @@ static __device__ __forceinline__ void pf_scores(float s[TC_KT / 8][4],
 /* o += P V; V's B operands from ldmatrix.trans, two 8-dim tiles per
  * load (lane: key row 8 (lane / 8 % 2) + lane % 8, dims 8 (lane / 16) on). */
 template <int HD>
-static __device__ __forceinline__ void pf_pv(float o[HD / 8][4], const float s[TC_KT / 8][4],
-					     const uint16_t *Vs, int lane)
+static __device__ __forceinline__ void pf_pv(float o[PF_MT][HD / 8][4],
+					     const float s[PF_MT][TC_KT / 8][4], const uint16_t *Vs,
+					     int lane)
 {
 	const int LD = HD + 8;
 	const uint16_t *vl = Vs + (((lane >> 3) & 1) * 8 + (lane & 7)) * LD + (lane >> 4) * 8;
 
 #pragma unroll
 	for (int j = 0; j < TC_KT / 16; j++) {
-		uint32_t pa[4] = {
-			pack_bf16(s[2 * j][0], s[2 * j][1]), pack_bf16(s[2 * j][2], s[2 * j][3]),
-			pack_bf16(s[2 * j + 1][0], s[2 * j + 1][1]),
-			pack_bf16(s[2 * j + 1][2], s[2 * j + 1][3]),
-		};
+		uint32_t pa[PF_MT][4];
 
+#pragma unroll
+		for (int mt = 0; mt < PF_MT; mt++) {
+			pa[mt][0] = pack_bf16(s[mt][2 * j][0], s[mt][2 * j][1]);
+			pa[mt][1] = pack_bf16(s[mt][2 * j][2], s[mt][2 * j][3]);
+			pa[mt][2] = pack_bf16(s[mt][2 * j + 1][0], s[mt][2 * j + 1][1]);
+			pa[mt][3] = pack_bf16(s[mt][2 * j + 1][2], s[mt][2 * j + 1][3]);
+		}
 #pragma unroll
 		for (int nt = 0; nt < HD / 8; nt += 2) {
 			uint32_t b[4];
 
 			ldsm_x4_trans(b, vl + 16 * j * LD + nt * 8);
-			mma16816(o[nt], pa, b[0], b[1]);
-			mma16816(o[nt + 1], pa, b[2], b[3]);
+#pragma unroll
+			for (int mt = 0; mt < PF_MT; mt++) {
+				mma16816(o[mt][nt], pa[mt], b[0], b[1]);
+				mma16816(o[mt][nt + 1], pa[mt], b[2], b[3]);
+			}
 		}
 	}
 }
@@ -144,48 +173,101 @@ static __device__ void tc_store(const struct kn_attn_args &a, int G, int row0, i
 		*(uint32_t *)(out + nt * 8) = pack_bf16(o[nt][e] * inv, o[nt][e + 1] * inv);
 }
 
+/* Starts the copy of the block's query rows into Qs (PF_ROWS, HD + 8)
+ * bf16, zeros past nq; the caller commits and waits. */
+template <int HD>
+static __device__ __forceinline__ void pf_q_issue(const struct kn_attn_args &a, int G, int row0,
+						  int nq, int kvh, uint16_t *Qs)
+{
+	const int CH = HD / 8;
+
+#pragma unroll
+	for (int c = 0; c < PF_ROWS * CH / PF_THREADS; c++) {
+		int idx = threadIdx.x + c * PF_THREADS, r = idx / CH, d = (idx - r * CH) * 8;
+		const uint16_t *src = a.q + (size_t)(row0 + r / G) * a.n_heads * HD +
+				      (size_t)(kvh * G + r % G) * HD + d;
+
+		cp_async16(Qs + r * (HD + 8) + d, r < nq ? src : a.q, r < nq ? 16 : 0);
+	}
+}
+
+/* Online softmax of the warp's rows over one tile, the outputs rescaled
+ * where a running max moved (seldom, once the first keys are in). */
+template <int HD>
+static __device__ __forceinline__ void pf_update(float s[PF_MT][TC_KT / 8][4],
+						 float o[PF_MT][HD / 8][4], const int pos[PF_MT][2],
+						 int k0, int t, float s2, float m[PF_MT][2],
+						 float l[PF_MT][2])
+{
+#pragma unroll
+	for (int mt = 0; mt < PF_MT; mt++) {
+		float al = pf_softmax(s[mt], 0, pos[mt][0], k0, t, s2, m[mt][0], l[mt][0]);
+		float ah = pf_softmax(s[mt], 2, pos[mt][1], k0, t, s2, m[mt][1], l[mt][1]);
+
+		if (al != 1.0f || ah != 1.0f) {
+#pragma unroll
+			for (int nt = 0; nt < HD / 8; nt++) {
+				o[mt][nt][0] *= al;
+				o[mt][nt][1] *= al;
+				o[mt][nt][2] *= ah;
+				o[mt][nt][3] *= ah;
+			}
+		}
+	}
+}
+
 /* Tiles run last first: the causally longest ones start in the first wave.
- * K/V tiles go through a ring of PF_STAGES buffers: the copies of the next
+ * The query rows and K/V tile 0 arrive in the first copy group; K/V tiles
+ * go through a ring of PF_STAGES buffers: the copies of the next
  * PF_STAGES - 1 tiles fly while one is computed. */
 template <int HD>
-static __global__ void __launch_bounds__(PF_WARPS * 32, 8 / PF_WARPS)
+static __global__ void __launch_bounds__(PF_THREADS)
 	attn_tc_kernel(const struct kn_attn_args a, int G)
 {
 	kn_pdl_enter();
 	extern __shared__ __align__(16) uint16_t tc_smem[];
 	const int TILE = TC_KT * (HD + 8);
+	uint16_t *Qs = tc_smem + PF_STAGES * 2 * TILE;
 	int tile = gridDim.x - 1 - blockIdx.x, kvh = blockIdx.y, lane = threadIdx.x & 31;
-	int g = lane >> 2, t = lane & 3, r_lo = (threadIdx.x >> 5) * 16 + g;
+	int g = lane >> 2, t = lane & 3, w_row = (threadIdx.x >> 5) * PF_MT * 16;
 	int row0 = a.tile_row0[tile], nq = a.tile_n[tile] * G;
-	int ctx = a.pos[row0 + a.tile_n[tile] - 1] + 1;
-	int pos_lo = r_lo < nq ? a.pos[row0 + r_lo / G] : -1;
-	int pos_hi = r_lo + 8 < nq ? a.pos[row0 + (r_lo + 8) / G] : -1;
+	int ctx = a.pos[row0 + a.tile_n[tile] - 1] + 1, pos[PF_MT][2];
 	const int32_t *bt = a.block_tables + a.bt_off[row0];
-	float s2 = LOG2E / sqrtf((float)HD), m_lo = -INFINITY, m_hi = -INFINITY;
-	float l_lo = 0.0f, l_hi = 0.0f, o[HD / 8][4], s[TC_KT / 8][4];
-	uint32_t qf[HD / 16][4];
+	float s2 = LOG2E / sqrtf((float)HD), m[PF_MT][2], l[PF_MT][2];
+	float o[PF_MT][HD / 8][4], s[PF_MT][TC_KT / 8][4];
 	int n_kt = (ctx + TC_KT - 1) / TC_KT;
+	int shift = tc_page_shift(a.page_size), pg[TC_CHUNKS(HD, PF_THREADS)];
 
-	int shift = tc_page_shift(a.page_size), pg[TC_CHUNKS(HD, PF_WARPS * 32)];
+#pragma unroll
+	for (int mt = 0; mt < PF_MT; mt++)
+#pragma unroll
+		for (int e = 0; e < 2; e++) {
+			int r = w_row + mt * 16 + g + 8 * e;
 
+			pos[mt][e] = r < nq ? a.pos[row0 + r / G] : -1;
+			m[mt][e] = -INFINITY;
+			l[mt][e] = 0.0f;
+		}
 	/* tiles 0 .. PF_STAGES - 2 start copying; one commit group per tile
 	 * slot, empty past the last tile, so that wait counts stay fixed */
+	pf_q_issue<HD>(a, G, row0, nq, kvh, Qs);
 #pragma unroll
 	for (int i = 0; i < PF_STAGES - 1; i++) {
 		if (i < n_kt) {
-			tc_kv_pages<HD, PF_WARPS * 32>(a, bt, shift, i * TC_KT, ctx, pg);
-			tc_kv_issue<HD, PF_WARPS * 32>(a, pg, shift, kvh, i * TC_KT,
-						       tc_smem + i * 2 * TILE,
-						       tc_smem + i * 2 * TILE + TILE);
+			tc_kv_pages<HD, PF_THREADS>(a, bt, shift, i * TC_KT, ctx, pg);
+			tc_kv_issue<HD, PF_THREADS>(a, pg, shift, kvh, i * TC_KT,
+						    tc_smem + i * 2 * TILE,
+						    tc_smem + i * 2 * TILE + TILE);
 		}
 		cp_async_commit();
 	}
 	if (PF_STAGES - 1 < n_kt)
-		tc_kv_pages<HD, PF_WARPS * 32>(a, bt, shift, (PF_STAGES - 1) * TC_KT, ctx, pg);
-	tc_load_q<HD>(a, G, row0, nq, kvh, r_lo, g, t, qf);
+		tc_kv_pages<HD, PF_THREADS>(a, bt, shift, (PF_STAGES - 1) * TC_KT, ctx, pg);
 #pragma unroll
-	for (int nt = 0; nt < HD / 8; nt++)
-		o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.0f;
+	for (int mt = 0; mt < PF_MT; mt++)
+#pragma unroll
+		for (int nt = 0; nt < HD / 8; nt++)
+			o[mt][nt][0] = o[mt][nt][1] = o[mt][nt][2] = o[mt][nt][3] = 0.0f;
 	for (int i = 0; i < n_kt; i++) {
 		uint16_t *Ks = tc_smem + (i % PF_STAGES) * 2 * TILE, *Vs = Ks + TILE;
 		int nx = i + PF_STAGES - 1;
@@ -197,42 +279,35 @@ static __global__ void __launch_bounds__(PF_WARPS * 32, 8 / PF_WARPS)
 		if (nx < n_kt) {
 			uint16_t *Kn = tc_smem + (nx % PF_STAGES) * 2 * TILE;
 
-			tc_kv_issue<HD, PF_WARPS * 32>(a, pg, shift, kvh, nx * TC_KT, Kn, Kn + TILE);
+			tc_kv_issue<HD, PF_THREADS>(a, pg, shift, kvh, nx * TC_KT, Kn, Kn + TILE);
 		}
 		cp_async_commit();
 		if (nx + 1 < n_kt)
-			tc_kv_pages<HD, PF_WARPS * 32>(a, bt, shift, (nx + 1) * TC_KT, ctx, pg);
-		pf_scores<HD>(s, qf, Ks, lane);
-		float al = pf_softmax(s, 0, pos_lo, i * TC_KT, t, s2, m_lo, l_lo);
-		float ah = pf_softmax(s, 2, pos_hi, i * TC_KT, t, s2, m_hi, l_hi);
-
-		/* the running max seldom moves once the first keys are in */
-		if (al != 1.0f || ah != 1.0f) {
-#pragma unroll
-			for (int nt = 0; nt < HD / 8; nt++) {
-				o[nt][0] *= al;
-				o[nt][1] *= al;
-				o[nt][2] *= ah;
-				o[nt][3] *= ah;
-			}
-		}
+			tc_kv_pages<HD, PF_THREADS>(a, bt, shift, (nx + 1) * TC_KT, ctx, pg);
+		pf_scores<HD>(s, Qs + w_row * (HD + 8), Ks, lane);
+		pf_update<HD>(s, o, pos, i * TC_KT, t, s2, m, l);
 		pf_pv<HD>(o, s, Vs, lane);
 	}
-	tc_store<HD>(a, G, row0, nq, kvh, r_lo, t, l_lo, o, 0);
-	tc_store<HD>(a, G, row0, nq, kvh, r_lo + 8, t, l_hi, o, 2);
+#pragma unroll
+	for (int mt = 0; mt < PF_MT; mt++) {
+		int r = w_row + mt * 16 + g;
+
+		tc_store<HD>(a, G, row0, nq, kvh, r, t, l[mt][0], o[mt], 0);
+		tc_store<HD>(a, G, row0, nq, kvh, r + 8, t, l[mt][1], o[mt], 2);
+	}
 }
 
 template <int HD>
 static int launch_tc(const struct kn_attn_args *a, cudaStream_t s)
 {
-	size_t smem = 2 * PF_STAGES * (size_t)TC_KT * (HD + 8) * sizeof(uint16_t);
+	size_t smem = (2 * PF_STAGES * TC_KT + PF_ROWS) * (size_t)(HD + 8) * sizeof(uint16_t);
 	dim3 grid(a->n_tiles, a->n_kv);
 
 	if (smem > 48 * 1024)
 		KN_CHECK(cudaFuncSetAttribute(attn_tc_kernel<HD>,
 					      cudaFuncAttributeMaxDynamicSharedMemorySize,
 					      (int)smem));
-	KN_LAUNCH(attn_tc_kernel<HD>, grid, PF_WARPS * 32, smem, s, *a, a->n_heads / a->n_kv);
+	KN_LAUNCH(attn_tc_kernel<HD>, grid, PF_THREADS, smem, s, *a, a->n_heads / a->n_kv);
 	KN_LAUNCHED();
 	return 0;
 }

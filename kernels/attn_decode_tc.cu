@@ -99,63 +99,17 @@ static __device__ void dec_spill(float *O, float *ML, const float *m, const floa
 	}
 }
 
+/* The four warps' states merged, once every warp is done with the K/V
+ * ring in smem, into the output (pp NULL: one split) or into the split's
+ * partial pp (KN_ATTN_PARTIAL_ROWS rows of max, sum, HD outputs). */
 template <int HD>
-static __global__ void __launch_bounds__(TC_WARPS * 32)
-	attn_dec_tc_kernel(const struct kn_attn_args a, int G, int n_splits, int split_len,
-			   float *partial)
+static __device__ void dec_combine(const struct kn_attn_args &a, float *smem, int G, int row0,
+				   int nq, int kvh, const float *m, const float *l,
+				   const float o[HD / 8][4], float *pp)
 {
-	kn_pdl_enter();
-	extern __shared__ __align__(16) uint16_t dec_smem[];
-	int tile = blockIdx.x, kvh = blockIdx.y, sp = blockIdx.z, lane = threadIdx.x & 31;
-	int g = lane >> 2, t = lane & 3, row0 = a.tile_row0[tile], nq = a.tile_n[tile] * G;
-	int ctx = a.pos[row0 + a.tile_n[tile] - 1] + 1;
-	int sl = kn_row_split_len(split_len, ctx, n_splits);
-	int kb = sp * sl, ke = min(ctx, kb + sl);
-	int pos_lo = g < nq ? a.pos[row0 + g / G] : -1;
-	int pos_hi = g + 8 < nq ? a.pos[row0 + (g + 8) / G] : -1;
-	const int32_t *bt = a.block_tables + a.bt_off[row0];
-	float m[2] = { -INFINITY, -INFINITY }, l[2] = { 0.0f, 0.0f }, o[HD / 8][4];
-	uint32_t qf[HD / 16][4];
+	float *O = smem, *ML = O + TC_WARPS * DEC_ROWS * HD;
 
-	const int TILE = TC_KT * (HD + 8);
-	int shift = tc_page_shift(a.page_size), pg[TC_CHUNKS(HD, TC_WARPS * 32)];
-
-	/* a ring of DEC_STAGES tile buffers, as in attn_prefill_tc.cu */
-#pragma unroll
-	for (int i = 0; i < DEC_STAGES - 1; i++) {
-		if (kb + i * TC_KT < ke) {
-			tc_kv_pages<HD, TC_WARPS * 32>(a, bt, shift, kb + i * TC_KT, ke, pg);
-			tc_kv_issue<HD, TC_WARPS * 32>(a, pg, shift, kvh, kb + i * TC_KT,
-						       dec_smem + i * 2 * TILE,
-						       dec_smem + i * 2 * TILE + TILE);
-		}
-		cp_async_commit();
-	}
-	if (kb + (DEC_STAGES - 1) * TC_KT < ke)
-		tc_kv_pages<HD, TC_WARPS * 32>(a, bt, shift, kb + (DEC_STAGES - 1) * TC_KT, ke, pg);
-	tc_load_q<HD>(a, G, row0, nq, kvh, g, g, t, qf);
-#pragma unroll
-	for (int nt = 0; nt < HD / 8; nt++)
-		o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.0f;
-	for (int k0 = kb, i = 0; k0 < ke; k0 += TC_KT, i++) {
-		uint16_t *Ks = dec_smem + (i % DEC_STAGES) * 2 * TILE, *Vs = Ks + TILE;
-		int nx = k0 + (DEC_STAGES - 1) * TC_KT;
-
-		cp_async_wait<DEC_STAGES - 2>();
-		__syncthreads();
-		if (nx < ke) {
-			uint16_t *Kn = dec_smem + ((i + DEC_STAGES - 1) % DEC_STAGES) * 2 * TILE;
-
-			tc_kv_issue<HD, TC_WARPS * 32>(a, pg, shift, kvh, nx, Kn, Kn + TILE);
-		}
-		cp_async_commit();
-		if (nx + TC_KT < ke)
-			tc_kv_pages<HD, TC_WARPS * 32>(a, bt, shift, nx + TC_KT, ke, pg);
-		dec_tile<HD>(qf, Ks, Vs, k0, ke, pos_lo, pos_hi, 1.0f / sqrtf((float)HD), m, l, o);
-	}
 	__syncthreads();
-	float *O = (float *)dec_smem, *ML = O + TC_WARPS * DEC_ROWS * HD;
-
 	dec_spill<HD>(O, ML, m, l, o);
 	__syncthreads();
 	for (int idx = threadIdx.x; idx < nq * HD; idx += blockDim.x) {
@@ -174,20 +128,54 @@ static __global__ void __launch_bounds__(TC_WARPS * 32)
 			L += ML[(w * DEC_ROWS + r) * 2 + 1] * e;
 			acc += O[(w * DEC_ROWS + r) * HD + d] * e;
 		}
-		if (n_splits == 1) {
+		if (!pp) {
 			a.out[(size_t)(row0 + r / G) * a.n_heads * HD + (size_t)(kvh * G + r % G) * HD + d] =
 				kn_f2bf(L > 0.0f ? acc / L : 0.0f);
-		} else {
-			float *pp = partial + (((size_t)(tile * a.n_kv + kvh) * n_splits + sp) *
-					       KN_ATTN_PARTIAL_ROWS + r) * (HD + 2);
-
-			if (d == 0) {
-				pp[0] = M;
-				pp[1] = L;
-			}
-			pp[2 + d] = acc;
+			continue;
 		}
+		if (d == 0) {
+			pp[r * (HD + 2)] = M;
+			pp[r * (HD + 2) + 1] = L;
+		}
+		pp[r * (HD + 2) + 2 + d] = acc;
 	}
+}
+
+template <int HD>
+static __global__ void __launch_bounds__(TC_WARPS * 32)
+	attn_dec_tc_kernel(const struct kn_attn_args a, int G, int n_splits, int split_len,
+			   float *partial)
+{
+	kn_pdl_enter();
+	extern __shared__ __align__(16) uint16_t dec_smem[];
+	int tile = blockIdx.x, kvh = blockIdx.y, sp = blockIdx.z, lane = threadIdx.x & 31;
+	int g = lane >> 2, t = lane & 3, row0 = a.tile_row0[tile], nq = a.tile_n[tile] * G;
+	int ctx = a.pos[row0 + a.tile_n[tile] - 1] + 1;
+	int sl = kn_row_split_len(split_len, ctx, n_splits);
+	int kb = sp * sl, ke = min(ctx, kb + sl);
+	int pos_lo = g < nq ? a.pos[row0 + g / G] : -1;
+	int pos_hi = g + 8 < nq ? a.pos[row0 + (g + 8) / G] : -1;
+	const int32_t *bt = a.block_tables + a.bt_off[row0];
+	float m[2] = { -INFINITY, -INFINITY }, l[2] = { 0.0f, 0.0f }, o[HD / 8][4];
+	uint32_t qf[HD / 16][4];
+	int shift = tc_page_shift(a.page_size), pg[TC_CHUNKS(HD, TC_WARPS * 32)];
+
+	tc_ring_prime<HD, TC_WARPS * 32, DEC_STAGES>(a, bt, shift, kvh, kb, ke, dec_smem, pg);
+	tc_load_q<HD>(a, G, row0, nq, kvh, g, g, t, qf);
+#pragma unroll
+	for (int nt = 0; nt < HD / 8; nt++)
+		o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.0f;
+	for (int k0 = kb, i = 0; k0 < ke; k0 += TC_KT, i++) {
+		uint16_t *Ks = tc_ring_step<HD, TC_WARPS * 32, DEC_STAGES>(a, bt, shift, kvh, i, k0,
+									   ke, dec_smem, pg);
+		uint16_t *Vs = Ks + TC_KT * (HD + 8);
+
+		dec_tile<HD>(qf, Ks, Vs, k0, ke, pos_lo, pos_hi, 1.0f / sqrtf((float)HD), m, l, o);
+	}
+	dec_combine<HD>(a, (float *)dec_smem, G, row0, nq, kvh, m, l, o,
+			n_splits == 1 ? NULL
+				      : partial + ((size_t)(tile * a.n_kv + kvh) * n_splits + sp) *
+							  KN_ATTN_PARTIAL_ROWS * (HD + 2));
 }
 
 template <int HD>

@@ -218,8 +218,8 @@ static __device__ __forceinline__ void pf_update(float s[PF_MT][TC_KT / 8][4],
 
 /* Tiles run last first: the causally longest ones start in the first wave.
  * The query rows and K/V tile 0 arrive in the first copy group; K/V tiles
- * go through a ring of PF_STAGES buffers: the copies of the next
- * PF_STAGES - 1 tiles fly while one is computed. */
+ * go through a ring of PF_STAGES buffers (tc_ring_step): the copies of the
+ * next PF_STAGES - 1 tiles fly while one is computed. */
 template <int HD>
 static __global__ void __launch_bounds__(PF_THREADS)
 	attn_tc_kernel(const struct kn_attn_args a, int G)
@@ -238,8 +238,10 @@ static __global__ void __launch_bounds__(PF_THREADS)
 	int n_kt = (ctx + TC_KT - 1) / TC_KT;
 	int shift = tc_page_shift(a.page_size), pg[TC_CHUNKS(HD, PF_THREADS)];
 
+	pf_q_issue<HD>(a, G, row0, nq, kvh, Qs);
+	tc_ring_prime<HD, PF_THREADS, PF_STAGES>(a, bt, shift, kvh, 0, ctx, tc_smem, pg);
 #pragma unroll
-	for (int mt = 0; mt < PF_MT; mt++)
+	for (int mt = 0; mt < PF_MT; mt++) {
 #pragma unroll
 		for (int e = 0; e < 2; e++) {
 			int r = w_row + mt * 16 + g + 8 * e;
@@ -248,42 +250,15 @@ static __global__ void __launch_bounds__(PF_THREADS)
 			m[mt][e] = -INFINITY;
 			l[mt][e] = 0.0f;
 		}
-	/* tiles 0 .. PF_STAGES - 2 start copying; one commit group per tile
-	 * slot, empty past the last tile, so that wait counts stay fixed */
-	pf_q_issue<HD>(a, G, row0, nq, kvh, Qs);
-#pragma unroll
-	for (int i = 0; i < PF_STAGES - 1; i++) {
-		if (i < n_kt) {
-			tc_kv_pages<HD, PF_THREADS>(a, bt, shift, i * TC_KT, ctx, pg);
-			tc_kv_issue<HD, PF_THREADS>(a, pg, shift, kvh, i * TC_KT,
-						    tc_smem + i * 2 * TILE,
-						    tc_smem + i * 2 * TILE + TILE);
-		}
-		cp_async_commit();
-	}
-	if (PF_STAGES - 1 < n_kt)
-		tc_kv_pages<HD, PF_THREADS>(a, bt, shift, (PF_STAGES - 1) * TC_KT, ctx, pg);
-#pragma unroll
-	for (int mt = 0; mt < PF_MT; mt++)
 #pragma unroll
 		for (int nt = 0; nt < HD / 8; nt++)
 			o[mt][nt][0] = o[mt][nt][1] = o[mt][nt][2] = o[mt][nt][3] = 0.0f;
+	}
 	for (int i = 0; i < n_kt; i++) {
-		uint16_t *Ks = tc_smem + (i % PF_STAGES) * 2 * TILE, *Vs = Ks + TILE;
-		int nx = i + PF_STAGES - 1;
+		uint16_t *Ks = tc_ring_step<HD, PF_THREADS, PF_STAGES>(a, bt, shift, kvh, i,
+								     i * TC_KT, ctx, tc_smem, pg);
+		uint16_t *Vs = Ks + TILE;
 
-		/* tile i is in; every warp is done with tile i - 1, whose
-		 * buffer now takes tile nx (its pages were read a tile ago) */
-		cp_async_wait<PF_STAGES - 2>();
-		__syncthreads();
-		if (nx < n_kt) {
-			uint16_t *Kn = tc_smem + (nx % PF_STAGES) * 2 * TILE;
-
-			tc_kv_issue<HD, PF_THREADS>(a, pg, shift, kvh, nx * TC_KT, Kn, Kn + TILE);
-		}
-		cp_async_commit();
-		if (nx + 1 < n_kt)
-			tc_kv_pages<HD, PF_THREADS>(a, bt, shift, (nx + 1) * TC_KT, ctx, pg);
 		pf_scores<HD>(s, Qs + w_row * (HD + 8), Ks, lane);
 		pf_update<HD>(s, o, pos, i * TC_KT, t, s2, m, l);
 		pf_pv<HD>(o, s, Vs, lane);

@@ -147,6 +147,58 @@ static __device__ __forceinline__ void tc_kv_issue(const struct kn_attn_args &a,
 	}
 }
 
+/* The ring of STAGES K/V tile buffers at smem (K then V per slot) that
+ * the tensor-core kernels walk keys [kb, ke) through, TC_KT at a time.
+ * Primed: the copies of the first STAGES - 1 tiles start, one commit
+ * group per slot (empty past ke, so that the wait counts stay fixed), and
+ * the pages of the tile after them are read. */
+template <int HD, int NT, int STAGES>
+static __device__ __forceinline__ void tc_ring_prime(const struct kn_attn_args &a,
+						     const int32_t *bt, int shift, int kvh, int kb,
+						     int ke, uint16_t *smem, int pg[TC_CHUNKS(HD, NT)])
+{
+	const int TILE = TC_KT * (HD + 8);
+
+#pragma unroll
+	for (int i = 0; i < STAGES - 1; i++) {
+		if (kb + i * TC_KT < ke) {
+			tc_kv_pages<HD, NT>(a, bt, shift, kb + i * TC_KT, ke, pg);
+			tc_kv_issue<HD, NT>(a, pg, shift, kvh, kb + i * TC_KT, smem + i * 2 * TILE,
+					    smem + i * 2 * TILE + TILE);
+		}
+		cp_async_commit();
+	}
+	if (kb + (STAGES - 1) * TC_KT < ke)
+		tc_kv_pages<HD, NT>(a, bt, shift, kb + (STAGES - 1) * TC_KT, ke, pg);
+}
+
+/* Step i of the ring (the tile at k0 in slot i % STAGES): once that tile
+ * is in and every warp is done with the slot before it, that slot takes
+ * the tile STAGES - 1 ahead (its pages were read a step ago) and the
+ * pages of the tile after it are read.  Returns the tile's K buffer (V
+ * follows it). */
+template <int HD, int NT, int STAGES>
+static __device__ __forceinline__ uint16_t *tc_ring_step(const struct kn_attn_args &a,
+							 const int32_t *bt, int shift, int kvh,
+							 int i, int k0, int ke, uint16_t *smem,
+							 int pg[TC_CHUNKS(HD, NT)])
+{
+	const int TILE = TC_KT * (HD + 8);
+	int nx = k0 + (STAGES - 1) * TC_KT;
+
+	cp_async_wait<STAGES - 2>();
+	__syncthreads();
+	if (nx < ke) {
+		uint16_t *Kn = smem + ((i + STAGES - 1) % STAGES) * 2 * TILE;
+
+		tc_kv_issue<HD, NT>(a, pg, shift, kvh, nx, Kn, Kn + TILE);
+	}
+	cp_async_commit();
+	if (nx + TC_KT < ke)
+		tc_kv_pages<HD, NT>(a, bt, shift, nx + TC_KT, ke, pg);
+	return smem + (i % STAGES) * 2 * TILE;
+}
+
 /* The rows' query fragments (zeros for rows past the tile). */
 template <int HD>
 static __device__ void tc_load_q(const struct kn_attn_args &a, int G, int row0, int nq, int kvh,

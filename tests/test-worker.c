@@ -78,10 +78,11 @@ static json_t *hello(const char *cmd, int batch)
 }
 
 /* Runs the input file through the worker; returns the request records'
- * output ids, sorted by conversation and turn, as one string. */
+ * output ids, sorted by conversation and turn, as one string.  Two
+ * threads run it at once: nothing in it is static. */
 static char *client_run(int batch, long *bad)
 {
-	static char lines[64][256];
+	char (*lines)[256] = calloc(64, sizeof(*lines));
 	char *buf = NULL, *line = NULL, *all;
 	size_t size = 0, cap = 0;
 	int n = 0;
@@ -112,6 +113,7 @@ static char *client_run(int batch, long *bad)
 	all = calloc((size_t)n + 1, sizeof(lines[0]));
 	for (int i = 0; i < n; i++)
 		strcat(strcat(all, lines[i]), ";");
+	free(lines);
 	return all;
 }
 

@@ -161,7 +161,7 @@ static __global__ void __launch_bounds__(TC_WARPS * 32)
 	int shift = tc_page_shift(a.page_size), pg[TC_CHUNKS(HD, TC_WARPS * 32)];
 
 	tc_ring_prime<HD, TC_WARPS * 32, DEC_STAGES>(a, bt, shift, kvh, kb, ke, dec_smem, pg);
-	tc_load_q<HD>(a, G, row0, nq, kvh, g, g, t, qf);
+	tc_load_q<HD>(a, G, row0, nq, kvh, g, t, qf);
 #pragma unroll
 	for (int nt = 0; nt < HD / 8; nt++)
 		o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.0f;

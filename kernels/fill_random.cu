@@ -7,22 +7,12 @@
  */
 #include "kernels/kn_check.cuh"
 
-static __device__ __forceinline__ float unit_uniform(uint64_t seed, size_t i)
-{
-	uint64_t z = seed + 0x9e3779b97f4a7c15ull * (uint64_t)(i + 1);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	z ^= z >> 31;
-	return ((float)(z >> 40) * (1.0f / 16777216.0f) * 2.0f - 1.0f) * 1.7320508f;
-}
-
 template <typename T>
 static __global__ void fill_kernel(T *p, size_t n, uint64_t seed, float mean, float std)
 {
 	for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
 	     i += (size_t)gridDim.x * blockDim.x) {
-		float v = mean + std * unit_uniform(seed, i);
+		float v = mean + std * kn_unit_uniform(seed, i);
 
 		if constexpr (sizeof(T) == 2)
 			p[i] = kn_f2bf(v);

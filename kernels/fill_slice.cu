@@ -5,22 +5,12 @@
  * that --tp-size N gives the logits of --tp-size 1 with random weights.
  *
  * Element (i, j) of the block is element (row0 + i, col0 + j) of a full
- * (., full_cols) tensor filled by kn_fill_random_*: the same splitmix64
- * hash of (seed, full index) mapped to a uniform in [-sqrt(3), sqrt(3))
- * as fill_random.cu, so a block of the whole tensor (row0 = col0 = 0,
- * cols = full_cols) is exactly what kn_fill_random_* makes.
+ * (., full_cols) tensor filled by kn_fill_random_*: kn_unit_uniform of
+ * (seed, full index), as in fill_random.cu, so a block of the whole
+ * tensor (row0 = col0 = 0, cols = full_cols) is exactly what
+ * kn_fill_random_* makes.
  */
 #include "kernels/kn_check.cuh"
-
-static __device__ __forceinline__ float unit_uniform(uint64_t seed, size_t i)
-{
-	uint64_t z = seed + 0x9e3779b97f4a7c15ull * (uint64_t)(i + 1);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	z ^= z >> 31;
-	return ((float)(z >> 40) * (1.0f / 16777216.0f) * 2.0f - 1.0f) * 1.7320508f;
-}
 
 template <typename T>
 static __global__ void slice_kernel(T *p, size_t rows, size_t cols, size_t full_cols,
@@ -31,7 +21,7 @@ static __global__ void slice_kernel(T *p, size_t rows, size_t cols, size_t full_
 	for (size_t e = blockIdx.x * (size_t)blockDim.x + threadIdx.x; e < n;
 	     e += (size_t)gridDim.x * blockDim.x) {
 		size_t i = e / cols, j = e - i * cols;
-		float v = mean + std * unit_uniform(seed, (row0 + i) * full_cols + col0 + j);
+		float v = mean + std * kn_unit_uniform(seed, (row0 + i) * full_cols + col0 + j);
 
 		if constexpr (sizeof(T) == 2)
 			p[e] = kn_f2bf(v);

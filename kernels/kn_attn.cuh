@@ -202,13 +202,12 @@ static __device__ __forceinline__ uint16_t *tc_ring_step(const struct kn_attn_ar
 /* The rows' query fragments (zeros for rows past the tile). */
 template <int HD>
 static __device__ void tc_load_q(const struct kn_attn_args &a, int G, int row0, int nq, int kvh,
-				 int r_lo, int g, int t, uint32_t qf[HD / 16][4])
+				 int r_lo, int t, uint32_t qf[HD / 16][4])
 {
 	int qd = a.n_heads * HD, r_hi = r_lo + 8;
 	const uint16_t *ql = a.q + (size_t)(row0 + r_lo / G) * qd + (size_t)(kvh * G + r_lo % G) * HD;
 	const uint16_t *qh = a.q + (size_t)(row0 + r_hi / G) * qd + (size_t)(kvh * G + r_hi % G) * HD;
 
-	(void)g;
 #pragma unroll
 	for (int ks = 0; ks < HD / 16; ks++) {
 		int c = ks * 16 + 2 * t;

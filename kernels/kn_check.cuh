@@ -110,6 +110,20 @@ static __device__ __forceinline__ float kn_warp_max(float v)
 	return v;
 }
 
+/* Element i of the random tensor of seed: a splitmix64 hash of (seed,
+ * i) mapped to a uniform in [-sqrt(3), sqrt(3)) (unit variance), so that
+ * the value does not depend on the launch shape (kn_fill_random_* and the
+ * sharded slices of kn_fill_slice_* agree element for element). */
+static __device__ __forceinline__ float kn_unit_uniform(uint64_t seed, size_t i)
+{
+	uint64_t z = seed + 0x9e3779b97f4a7c15ull * (uint64_t)(i + 1);
+
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+	z ^= z >> 31;
+	return ((float)(z >> 40) * (1.0f / 16777216.0f) * 2.0f - 1.0f) * 1.7320508f;
+}
+
 /* Sum over a block of blockDim.x (a multiple of 32, <= 1024) threads;
  * every thread gets the total.  red: 32 floats of shared memory. */
 static __device__ __forceinline__ float kn_block_sum(float v, float *red)

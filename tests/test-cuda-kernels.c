@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "engine/cpu_ops.h"
+#include "engine/rng.h"
 #include "engine/sampler.h"
 #include "kernels/kn.h"
 #include "tests/tap.h"
@@ -23,12 +24,7 @@ static uint64_t rng = 0x1234567887654321ull;
 
 static float frand(void)   /* uniform in [-1, 1) */
 {
-	uint64_t z = (rng += 0x9e3779b97f4a7c15ull);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	z ^= z >> 31;
-	return (float)(z >> 40) / 8388608.0f - 1.0f;
+	return (float)(eng_splitmix64(&rng) >> 40) / 8388608.0f - 1.0f;
 }
 
 static int irand(int n)

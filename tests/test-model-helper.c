@@ -16,14 +16,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/rng.h"
+
 float tm_uniform(uint64_t *state)
 {
-	uint64_t z = (*state += 0x9e3779b97f4a7c15ull);
-
-	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
-	z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
-	z ^= z >> 31;
-	return (float)((double)(z >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+	return (float)((double)(eng_splitmix64(state) >> 11) / 9007199254740992.0 * 2.0 - 1.0);
 }
 
 struct tm_spec tm_spec_qwen2(void)

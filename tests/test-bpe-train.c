@@ -15,7 +15,7 @@
 #include <pcre2.h>
 #include <jansson.h>
 
-#include "engine/bpe_train.h"
+#include "tools/modelgen/bpe_train.h"
 #include "tests/tap.h"
 
 static const char text[] =

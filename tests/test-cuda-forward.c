@@ -26,7 +26,7 @@
 #include "engine/backend.h"
 #include "engine/cuda_backend.h"
 #include "engine/model.h"
-#include "engine/model_writer.h"
+#include "tools/modelgen/model_writer.h"
 #include "engine/sampler.h"
 #include "kernels/kn.h"
 #include "tests/tap.h"

@@ -20,7 +20,7 @@
 
 #include "engine/backend.h"
 #include "engine/model.h"
-#include "engine/model_writer.h"
+#include "tools/modelgen/model_writer.h"
 #include "engine/sampler.h"
 #include "tests/tap.h"
 #include "tests/test-model-helper.h"

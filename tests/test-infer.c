@@ -11,7 +11,7 @@
  * a bad line and a turn longer than the context fail alone.
  */
 #include "engine/infer.h"
-#include "engine/model_writer.h"
+#include "tools/modelgen/model_writer.h"
 #include "tests/tap.h"
 
 #include <math.h>

@@ -18,7 +18,7 @@
 
 #include "engine/backend.h"
 #include "engine/model.h"
-#include "engine/model_writer.h"
+#include "tools/modelgen/model_writer.h"
 #include "engine/tokenizer.h"
 #include "tests/tap.h"
 

@@ -16,7 +16,7 @@
 
 #include <jansson.h>
 
-#include "engine/model_writer.h"
+#include "tools/modelgen/model_writer.h"
 #include "tests/tap.h"
 
 static char scratch[] = "/tmp/test-model-writer-XXXXXX";

@@ -9,7 +9,7 @@
  * socket.
  */
 #include "engine/infer.h"
-#include "engine/model_writer.h"
+#include "tools/modelgen/model_writer.h"
 #include "engine/worker.h"
 #include "tests/tap.h"
 

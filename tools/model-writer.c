@@ -1,7 +1,7 @@
 /*
  * model-writer: write a deterministic random-weight model in HF layout.
  *
- * A thin main over engine/model_writer.h: options are collected first and
+ * A thin main over tools/modelgen/model_writer.h: options are collected first and
  * applied after the preset, so "--num-layers 4 --preset tiny" and
  * "--preset tiny --num-layers 4" mean the same.  Without --tokenizer and
  * --train-text the BPE is trained on the .jsonl and .yaml files in samples/
@@ -19,7 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "engine/model_writer.h"
+#include "tools/modelgen/model_writer.h"
 #include "tools/common/nd.h"
 
 enum {

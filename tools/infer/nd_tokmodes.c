@@ -5,7 +5,7 @@
  * without --keep-going the run stops there, with it the rest is processed;
  * either way the exit status is 1.
  */
-#include "tools/common/nd_tokmodes.h"
+#include "tools/infer/nd_tokmodes.h"
 #include "tools/common/nd.h"
 #include "engine/chat.h"
 #include "engine/tokenizer.h"

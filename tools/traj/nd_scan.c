@@ -13,7 +13,7 @@
  * UTF-8), no overlong or surrogate UTF-8 sequences.  It refuses to guess
  * and refuses to recover: the first error stops the scan.
  */
-#include "tools/common/nd_scan.h"
+#include "tools/traj/nd_scan.h"
 
 #include <stdarg.h>
 #include <stdint.h>

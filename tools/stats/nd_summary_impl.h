@@ -5,7 +5,7 @@
 #ifndef TRAJBENCH_ND_SUMMARY_IMPL_H
 #define TRAJBENCH_ND_SUMMARY_IMPL_H
 
-#include "tools/common/nd_summary.h"
+#include "tools/stats/nd_summary.h"
 #include "tools/common/nd_strmap.h"
 
 struct dvec {

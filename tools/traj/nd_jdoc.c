@@ -12,9 +12,9 @@
  * It refuses to resynchronise inside broken pretty-printed input: text
  * between documents, or a raw newline inside a string, ends that file.
  */
-#include "tools/common/nd_jdoc.h"
+#include "tools/traj/nd_jdoc.h"
 #include "tools/common/nd.h"
-#include "tools/common/nd_scan.h"
+#include "tools/traj/nd_scan.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -14,7 +14,7 @@
 
 #include <stddef.h>
 
-#include "tools/common/nd_scan.h"
+#include "tools/traj/nd_scan.h"
 
 struct nd_traj_params {
 	long max_turns;     /* keep at most this many steps; -1 keeps all */

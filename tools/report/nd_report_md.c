@@ -16,7 +16,7 @@
  * that the data cannot support (one batch size, no batch size 1) says so
  * instead of guessing, and projections stay in their own section.
  */
-#include "tools/common/nd_report_int.h"
+#include "tools/report/nd_report_int.h"
 
 #include <math.h>
 #include <stdlib.h>

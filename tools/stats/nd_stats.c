@@ -9,7 +9,7 @@
  * lost by agreeing with it.  This file refuses NaN handling: the callers
  * validate their input, and an empty sample is the caller's null.
  */
-#include "tools/common/nd_stats.h"
+#include "tools/stats/nd_stats.h"
 
 #include <math.h>
 #include <stdlib.h>

@@ -17,7 +17,7 @@
  * is reported and left out, never patched with zeros; an empty sample
  * yields null, not 0.
  */
-#include "tools/common/nd_summary_impl.h"
+#include "tools/stats/nd_summary_impl.h"
 #include "tools/common/nd.h"
 
 #include <limits.h>

@@ -12,7 +12,7 @@
  * sample sets for a CDF are reduced to ND_SVG_CDF_POINTS quantiles so the
  * file stays small whatever the number of requests.
  */
-#include "tools/common/nd_svg.h"
+#include "tools/report/nd_svg.h"
 
 #include <math.h>
 #include <stdlib.h>

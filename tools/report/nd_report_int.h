@@ -9,7 +9,7 @@
 #ifndef TRAJBENCH_ND_REPORT_INT_H
 #define TRAJBENCH_ND_REPORT_INT_H
 
-#include "tools/common/nd_report.h"
+#include "tools/report/nd_report.h"
 
 struct rp_dvec {
 	double *v;

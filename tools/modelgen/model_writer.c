@@ -25,8 +25,8 @@
  * metadata beyond {"format":"pt"}, and no timestamps, so the output is
  * reproducible.
  */
-#include "engine/model_writer.h"
-#include "engine/model_writer_int.h"
+#include "tools/modelgen/model_writer.h"
+#include "tools/modelgen/model_writer_int.h"
 #include "engine/rng.h"
 #include "engine/clock.h"
 

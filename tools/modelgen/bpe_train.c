@@ -17,7 +17,7 @@
  * It refuses invalid UTF-8 rather than guessing, and does not implement
  * dropout, unknown tokens, or a continuing-subword prefix.
  */
-#include "engine/bpe_train.h"
+#include "tools/modelgen/bpe_train.h"
 
 #include <stdint.h>
 #include <stdlib.h>

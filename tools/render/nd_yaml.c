@@ -17,7 +17,7 @@
  * values below the top level are not kept, and no tag other than !!str
  * makes a string.
  */
-#include "tools/common/nd_yaml.h"
+#include "tools/render/nd_yaml.h"
 
 #include <errno.h>
 #include <regex.h>

@@ -9,8 +9,8 @@
  * ratio whose denominator is 0 (and every statistic of an empty sample) is
  * written as null, never as 0, nan or inf.
  */
-#include "tools/common/nd_summary_impl.h"
-#include "tools/common/nd_stats.h"
+#include "tools/stats/nd_summary_impl.h"
+#include "tools/stats/nd_stats.h"
 
 #include <math.h>
 #include <stdio.h>

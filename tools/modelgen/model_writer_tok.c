@@ -9,8 +9,8 @@
  * It refuses a copied tokenizer that lacks the special tokens its template
  * needs, rather than writing a template that cannot be tokenized.
  */
-#include "engine/model_writer_int.h"
-#include "engine/bpe_train.h"
+#include "tools/modelgen/model_writer_int.h"
+#include "tools/modelgen/bpe_train.h"
 
 #include <errno.h>
 #include <stdio.h>

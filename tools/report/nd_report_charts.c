@@ -14,8 +14,8 @@
  * every pNN, and max for ITL): the summary alone holds no more.  A chart
  * with nothing to draw is not written, and the Markdown does not link it.
  */
-#include "tools/common/nd_report_int.h"
-#include "tools/common/nd_svg.h"
+#include "tools/report/nd_report_int.h"
+#include "tools/report/nd_svg.h"
 
 #include <errno.h>
 #include <limits.h>

@@ -20,8 +20,8 @@
  * trajectory: the prompt of turn k is every message before assistant
  * message k, which the record already states.
  */
-#include "tools/common/nd_render.h"
-#include "tools/common/nd_yaml.h"
+#include "tools/render/nd_render.h"
+#include "tools/render/nd_yaml.h"
 
 #include <stdarg.h>
 #include <stdbool.h>

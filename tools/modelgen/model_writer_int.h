@@ -9,7 +9,7 @@
 #include <jansson.h>
 
 #include "engine/error.h"
-#include "engine/model_writer.h"
+#include "tools/modelgen/model_writer.h"
 
 /* Special token ids of the tokenizer, found by content. */
 struct eng_mw_tok_ids {

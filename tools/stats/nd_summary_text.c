@@ -11,7 +11,7 @@
  * It formats what the record holds and computes nothing, so the text and
  * the JSON can never disagree.  A null prints as "n/a".
  */
-#include "tools/common/nd_summary.h"
+#include "tools/stats/nd_summary.h"
 #include "tools/common/nd.h"
 
 #include <stdio.h>

@@ -7,7 +7,7 @@
  * some records were bad or some requests failed, 2 for usage and I/O
  * errors, 3 when the model or the device is unavailable.
  */
-#include "tools/common/nd_infer.h"
+#include "tools/infer/nd_infer.h"
 #include "tools/common/nd.h"
 #include "tools/common/nd_async.h"
 #include "engine/worker.h"

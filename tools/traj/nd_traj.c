@@ -16,7 +16,7 @@
  * and the id falls back from ds.instance_id to env_args.ds.instance_id
  * (where older runner scripts left it), docker_image, then "FILE:LINE".
  */
-#include "tools/common/nd_traj.h"
+#include "tools/traj/nd_traj.h"
 
 #include <errno.h>
 #include <math.h>

@@ -13,7 +13,7 @@
  * What it refuses to do: it states nothing the records cannot support;
  * with one batch size, or none known, it says so instead.
  */
-#include "tools/common/nd_report_int.h"
+#include "tools/report/nd_report_int.h"
 
 #include <errno.h>
 #include <math.h>

@@ -15,7 +15,7 @@
  * tokens, never with the size of the records.  It does not recompute
  * statistics that a summary already carries.
  */
-#include "tools/common/nd_report_int.h"
+#include "tools/report/nd_report_int.h"
 
 #include <limits.h>
 #include <math.h>

@@ -2,7 +2,7 @@
 ## pass, page pool, thread pool), the sampler; their tests and benchmark.
 engine_libengine_a_SOURCES += \
 	engine/safetensors.h engine/safetensors.c \
-	engine/config.h engine/config.c \
+	engine/model_config.h engine/model_config.c \
 	engine/model.h engine/model.c \
 	engine/backend.h engine/backend.c \
 	engine/backend_cpu.c \

@@ -28,7 +28,7 @@ check_PROGRAMS += tests/test-infer
 tests_test_infer_SOURCES = tests/test-infer.c
 tests_test_infer_LDADD = $(MODELGEN_LIBS) -lm
 TESTS += tests/test-infer
-engine_libengine_a_SOURCES += engine/worker.h engine/worker.c engine/client.c
+engine_libengine_a_SOURCES += engine/worker.c engine/client.c
 
 check_PROGRAMS += tests/test-worker
 tests_test_worker_SOURCES = tests/test-worker.c

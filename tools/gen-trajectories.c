@@ -26,7 +26,7 @@
  * does not tokenize (the lengths are an approximation, stated as such).
  */
 #include "config.h"
-#include "engine/rng.h"
+#include "engine/engine.h"
 #include "tools/common/nd.h"
 
 #include <errno.h>

@@ -10,8 +10,7 @@
 #include "tools/infer/nd_infer.h"
 #include "tools/common/nd.h"
 #include "tools/common/nd_async.h"
-#include "engine/worker.h"
-#include "engine/clock.h"
+#include "engine/engine.h"
 
 #include <errno.h>
 #include <math.h>
@@ -154,7 +153,7 @@ static void progress(struct eng_infer *e, double t0, bool final)
 	struct eng_sched_stats st;
 	double dt = eng_mono_s() - t0;
 
-	eng_sched_get_stats(eng_runner_sched(eng_infer_runner(e)), &st);
+	eng_infer_get_stats(e, &st);
 	fprintf(stderr, "\r%s: %.0fs, %lld requests done, %.1f tok/s, running %d, queued %d, "
 		"prefill %lld tok, cache hit %.1f%%, free pages %zu%s", nd_progname(), dt,
 		(long long)st.n_finished, dt > 0 ? (double)st.generated_tokens / dt : 0.0,
@@ -194,7 +193,7 @@ int nd_infer_run_local(const struct nd_infer_opts *o, char **files, int n_files)
 		return ND_EXIT_USAGE;
 	}
 	while (!eng_run_done(run)) {
-		eng_runner_poll(eng_infer_runner(e), 0.05, &err);
+		eng_infer_poll(e, 0.05, &err);
 		if (o->progress && eng_mono_s() - last > 1.0) {
 			last = eng_mono_s();
 			progress(e, t0, false);

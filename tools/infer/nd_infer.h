@@ -10,7 +10,7 @@
 
 #include <stdbool.h>
 
-#include "engine/infer.h"
+#include "engine/engine.h"
 
 struct nd_infer_opts {
 	struct eng_infer_params engine;   /* --model, --device, --page-size, ... */

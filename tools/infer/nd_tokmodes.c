@@ -7,8 +7,7 @@
  */
 #include "tools/infer/nd_tokmodes.h"
 #include "tools/common/nd.h"
-#include "engine/chat.h"
-#include "engine/tokenizer.h"
+#include "engine/engine.h"
 
 #include <errno.h>
 #include <stdarg.h>

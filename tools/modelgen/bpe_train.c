@@ -27,7 +27,7 @@
 #include <pcre2.h>
 #include <utf8proc.h>
 
-const char eng_bpe_qwen2_split_regex[] =
+const char bpe_qwen2_split_regex[] =
 	"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}"
 	"| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
 
@@ -47,7 +47,7 @@ static unsigned byte_codepoint(unsigned char c)
 	return 256 + n;
 }
 
-int eng_bpe_byte_char(unsigned char c, char out[4])
+int bpe_byte_char(unsigned char c, char out[4])
 {
 	unsigned cp = byte_codepoint(c);
 
@@ -212,31 +212,31 @@ static int pmap_add(struct pmap *m, uint64_t key, long long d)
 
 /* ---------------------------------------------------------------- trainer */
 
-struct eng_bpe_trainer {
-	struct eng_bpe_train_params params;
+struct bpe_trainer {
+	struct bpe_train_params params;
 	pcre2_code *re;
 	pcre2_match_data *md;
 	struct bmap words; /* piece bytes -> count */
 };
 
-struct eng_bpe {
+struct bpe {
 	int n_vocab;
 	char **tokens;      /* (n_vocab) byte-level strings */
 	int n_merges;
 	int (*merges)[2];   /* (n_merges, 2) left id, right id */
 };
 
-struct eng_bpe_train_params eng_bpe_train_default_params(void)
+struct bpe_train_params bpe_train_default_params(void)
 {
-	struct eng_bpe_train_params p = { .vocab_size = 512, .min_frequency = 1 };
+	struct bpe_train_params p = { .vocab_size = 512, .min_frequency = 1 };
 
 	return p;
 }
 
-int eng_bpe_trainer_new(const struct eng_bpe_train_params *params,
-			struct eng_bpe_trainer **out, struct eng_error *err)
+int bpe_trainer_new(const struct bpe_train_params *params,
+			struct bpe_trainer **out, struct eng_error *err)
 {
-	struct eng_bpe_trainer *t;
+	struct bpe_trainer *t;
 	int ec;
 	PCRE2_SIZE eo;
 
@@ -247,7 +247,7 @@ int eng_bpe_trainer_new(const struct eng_bpe_train_params *params,
 	if (!(t = calloc(1, sizeof(*t))))
 		return eng_error_set(err, ENG_E_NOMEM, NULL, 0, "out of memory");
 	t->params = *params;
-	t->re = pcre2_compile((PCRE2_SPTR)eng_bpe_qwen2_split_regex, PCRE2_ZERO_TERMINATED,
+	t->re = pcre2_compile((PCRE2_SPTR)bpe_qwen2_split_regex, PCRE2_ZERO_TERMINATED,
 			      PCRE2_UTF | PCRE2_UCP, &ec, &eo, NULL);
 	if (!t->re) {
 		free(t);
@@ -256,14 +256,14 @@ int eng_bpe_trainer_new(const struct eng_bpe_train_params *params,
 	pcre2_jit_compile(t->re, PCRE2_JIT_COMPLETE); /* optional speed-up */
 	t->md = pcre2_match_data_create_from_pattern(t->re, NULL);
 	if (!t->md || bmap_grow(&t->words) < 0) {
-		eng_bpe_trainer_free(t);
+		bpe_trainer_free(t);
 		return eng_error_set(err, ENG_E_NOMEM, NULL, 0, "out of memory");
 	}
 	*out = t;
 	return 0;
 }
 
-void eng_bpe_trainer_free(struct eng_bpe_trainer *t)
+void bpe_trainer_free(struct bpe_trainer *t)
 {
 	if (!t)
 		return;
@@ -273,7 +273,7 @@ void eng_bpe_trainer_free(struct eng_bpe_trainer *t)
 	free(t);
 }
 
-static int count_word(struct eng_bpe_trainer *t, const char *s, size_t n)
+static int count_word(struct bpe_trainer *t, const char *s, size_t n)
 {
 	struct bslot *w;
 
@@ -287,7 +287,7 @@ static int count_word(struct eng_bpe_trainer *t, const char *s, size_t n)
 
 /* Splits normalized text into pieces: every match, and every gap between
  * matches, counts as a word. */
-static int split_and_count(struct eng_bpe_trainer *t, const char *s, size_t n)
+static int split_and_count(struct bpe_trainer *t, const char *s, size_t n)
 {
 	size_t pos = 0, gap = 0;
 
@@ -312,7 +312,7 @@ static int split_and_count(struct eng_bpe_trainer *t, const char *s, size_t n)
 	return count_word(t, s + gap, n - gap);
 }
 
-int eng_bpe_trainer_feed(struct eng_bpe_trainer *t, const char *text, size_t len,
+int bpe_trainer_feed(struct bpe_trainer *t, const char *text, size_t len,
 			 const char *name, struct eng_error *err)
 {
 	utf8proc_uint8_t *nfc = NULL;
@@ -403,7 +403,7 @@ static void state_free(struct train_state *st)
 }
 
 /* Byte tokens first, then every counted word as byte-token ids. */
-static int state_init(struct train_state *st, const struct eng_bpe_trainer *t)
+static int state_init(struct train_state *st, const struct bpe_trainer *t)
 {
 	int id_of_byte[256];
 	unsigned char byte_of_id[256];
@@ -510,10 +510,10 @@ static int merge_once(struct train_state *st, uint64_t key)
 	return apply_merge(st, a, b, c);
 }
 
-/* Moves the tokens (as byte-level strings) and merges into a struct eng_bpe. */
-static struct eng_bpe *state_result(struct train_state *st)
+/* Moves the tokens (as byte-level strings) and merges into a struct bpe. */
+static struct bpe *state_result(struct train_state *st)
 {
-	struct eng_bpe *r = calloc(1, sizeof(*r));
+	struct bpe *r = calloc(1, sizeof(*r));
 
 	if (!r || !(r->tokens = calloc(st->n_tok, sizeof(char *)))) {
 		free(r);
@@ -524,11 +524,11 @@ static struct eng_bpe *state_result(struct train_state *st)
 		char *s = malloc(st->tok_len[i] * 2 + 1), *p = s;
 
 		if (!s) {
-			eng_bpe_free(r);
+			bpe_free(r);
 			return NULL;
 		}
 		for (size_t j = 0; j < st->tok_len[i]; j++)
-			p += eng_bpe_byte_char((unsigned char)st->tok_bytes[i][j], p);
+			p += bpe_byte_char((unsigned char)st->tok_bytes[i][j], p);
 		r->tokens[i] = s;
 	}
 	r->merges = st->merges;
@@ -537,7 +537,7 @@ static struct eng_bpe *state_result(struct train_state *st)
 	return r;
 }
 
-int eng_bpe_trainer_train(struct eng_bpe_trainer *t, struct eng_bpe **out,
+int bpe_trainer_train(struct bpe_trainer *t, struct bpe **out,
 			  struct eng_error *err)
 {
 	struct train_state st = { 0 };
@@ -561,28 +561,28 @@ int eng_bpe_trainer_train(struct eng_bpe_trainer *t, struct eng_bpe **out,
 	return 0;
 }
 
-int eng_bpe_n_vocab(const struct eng_bpe *b)
+int bpe_n_vocab(const struct bpe *b)
 {
 	return b->n_vocab;
 }
 
-int eng_bpe_n_merges(const struct eng_bpe *b)
+int bpe_n_merges(const struct bpe *b)
 {
 	return b->n_merges;
 }
 
-const char *eng_bpe_token(const struct eng_bpe *b, int id)
+const char *bpe_token(const struct bpe *b, int id)
 {
 	return id >= 0 && id < b->n_vocab ? b->tokens[id] : NULL;
 }
 
-void eng_bpe_merge(const struct eng_bpe *b, int i, int *left, int *right)
+void bpe_merge(const struct bpe *b, int i, int *left, int *right)
 {
 	*left = b->merges[i][0];
 	*right = b->merges[i][1];
 }
 
-void eng_bpe_free(struct eng_bpe *b)
+void bpe_free(struct bpe *b)
 {
 	if (!b)
 		return;
@@ -601,7 +601,7 @@ static json_t *byte_level(void)
 			 "trim_offsets", 0, "use_regex", 0);
 }
 
-static json_t *bpe_model_json(const struct eng_bpe *b)
+static json_t *bpe_model_json(const struct bpe *b)
 {
 	json_t *vocab = json_object(), *merges = json_array();
 
@@ -624,7 +624,7 @@ fail:
 	return NULL;
 }
 
-static json_t *added_json(const struct eng_bpe_added *added, int n_added)
+static json_t *added_json(const struct bpe_added *added, int n_added)
 {
 	json_t *a = json_array();
 
@@ -639,13 +639,13 @@ static json_t *added_json(const struct eng_bpe_added *added, int n_added)
 	return a;
 }
 
-json_t *eng_bpe_tokenizer_json(const struct eng_bpe *b, const struct eng_bpe_added *added,
+json_t *bpe_tokenizer_json(const struct bpe *b, const struct bpe_added *added,
 			       int n_added, struct eng_error *err)
 {
 	json_t *split, *pre, *tok;
 
 	split = json_pack("{s:s, s:{s:s}, s:s, s:b}", "type", "Split", "pattern", "Regex",
-			  eng_bpe_qwen2_split_regex, "behavior", "Isolated", "invert", 0);
+			  bpe_qwen2_split_regex, "behavior", "Isolated", "invert", 0);
 	pre = json_pack("{s:s, s:[o,o]}", "type", "Sequence", "pretokenizers", split, byte_level());
 	tok = json_pack("{s:s, s:n, s:n, s:o, s:{s:s}, s:o, s:o, s:o, s:o}", "version", "1.0",
 			"truncation", "padding", "added_tokens", added_json(added, n_added),

@@ -27,8 +27,7 @@
  */
 #include "tools/modelgen/model_writer.h"
 #include "tools/modelgen/model_writer_int.h"
-#include "engine/rng.h"
-#include "engine/clock.h"
+#include "engine/engine.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -47,20 +46,20 @@
 
 /* ---------------------------------------------------------------- presets */
 
-const char *const eng_mw_preset_names[] = { "tiny", "tiny-llama", "qwen2.5-7b", "llama3-8b", NULL };
+const char *const mw_preset_names[] = { "tiny", "tiny-llama", "qwen2.5-7b", "llama3-8b", NULL };
 
-struct eng_mw_params eng_mw_default_params(void)
+struct mw_params mw_default_params(void)
 {
-	struct eng_mw_params p;
+	struct mw_params p;
 
 	memset(&p, 0, sizeof(p));
-	eng_mw_preset("tiny", &p);
-	p.dtype = ENG_MW_DTYPE_BF16;
+	mw_preset("tiny", &p);
+	p.dtype = MW_DTYPE_BF16;
 	p.tokenizer_vocab = 512;
 	return p;
 }
 
-static void set_shape(struct eng_mw_params *p, enum eng_mw_arch arch, int hidden, int inter,
+static void set_shape(struct mw_params *p, enum mw_arch arch, int hidden, int inter,
 		      int layers, int heads, int kv_heads, int head_dim)
 {
 	p->arch = arch;
@@ -72,20 +71,20 @@ static void set_shape(struct eng_mw_params *p, enum eng_mw_arch arch, int hidden
 	p->head_dim = head_dim;
 }
 
-int eng_mw_preset(const char *name, struct eng_mw_params *p)
+int mw_preset(const char *name, struct mw_params *p)
 {
 	bool llama = strstr(name, "llama") != NULL;
 
 	if (!strcmp(name, "tiny") || !strcmp(name, "tiny-llama")) {
-		set_shape(p, llama ? ENG_MW_ARCH_LLAMA : ENG_MW_ARCH_QWEN2, 64, 128, 2, 4, 2, 16);
+		set_shape(p, llama ? MW_ARCH_LLAMA : MW_ARCH_QWEN2, 64, 128, 2, 4, 2, 16);
 		p->vocab_size = 0;
 		p->max_position_embeddings = 4096;
 	} else if (!strcmp(name, "qwen2.5-7b")) {
-		set_shape(p, ENG_MW_ARCH_QWEN2, 3584, 18944, 28, 28, 4, 128);
+		set_shape(p, MW_ARCH_QWEN2, 3584, 18944, 28, 28, 4, 128);
 		p->vocab_size = 152064;
 		p->max_position_embeddings = 32768;
 	} else if (!strcmp(name, "llama3-8b")) {
-		set_shape(p, ENG_MW_ARCH_LLAMA, 4096, 14336, 32, 32, 8, 128);
+		set_shape(p, MW_ARCH_LLAMA, 4096, 14336, 32, 32, 8, 128);
 		p->vocab_size = 128256;
 		p->max_position_embeddings = 131072;
 	} else {
@@ -99,7 +98,7 @@ int eng_mw_preset(const char *name, struct eng_mw_params *p)
 	return 0;
 }
 
-int eng_mw_check(const struct eng_mw_params *p, struct eng_error *err)
+int mw_check(const struct mw_params *p, struct eng_error *err)
 {
 	const char *why = NULL;
 
@@ -123,14 +122,14 @@ int eng_mw_check(const struct eng_mw_params *p, struct eng_error *err)
 	return 0;
 }
 
-const char *eng_mw_dtype_name(enum eng_mw_dtype d)
+const char *mw_dtype_name(enum mw_dtype d)
 {
-	return d == ENG_MW_DTYPE_F32 ? "f32" : d == ENG_MW_DTYPE_F16 ? "f16" : "bf16";
+	return d == MW_DTYPE_F32 ? "f32" : d == MW_DTYPE_F16 ? "f16" : "bf16";
 }
 
-static size_t dtype_size(enum eng_mw_dtype d)
+static size_t dtype_size(enum mw_dtype d)
 {
-	return d == ENG_MW_DTYPE_F32 ? 4 : 2;
+	return d == MW_DTYPE_F32 ? 4 : 2;
 }
 
 /* ---------------------------------------------------------------- random values */
@@ -156,12 +155,12 @@ static float approx_normal(uint64_t s[4])
 }
 
 /* The one expression every weight goes through (writer and regeneration). */
-static float next_value(uint64_t s[4], struct eng_mw_init init)
+static float next_value(uint64_t s[4], struct mw_init init)
 {
 	return init.mean + init.std * approx_normal(s);
 }
 
-void eng_mw_tensor_values(uint64_t seed, const char *name, struct eng_mw_init init,
+void mw_tensor_values(uint64_t seed, const char *name, struct mw_init init,
 			  float *out, size_t n)
 {
 	uint64_t s[4];
@@ -171,7 +170,7 @@ void eng_mw_tensor_values(uint64_t seed, const char *name, struct eng_mw_init in
 		out[i] = next_value(s, init);
 }
 
-uint16_t eng_mw_f32_to_bf16(float f)
+uint16_t mw_f32_to_bf16(float f)
 {
 	uint32_t u;
 
@@ -182,7 +181,7 @@ uint16_t eng_mw_f32_to_bf16(float f)
 	return (uint16_t)(u >> 16);
 }
 
-uint16_t eng_mw_f32_to_f16(float f)
+uint16_t mw_f32_to_f16(float f)
 {
 	uint32_t x, sign;
 
@@ -217,7 +216,7 @@ struct tensor {
 	char name[80];
 	int ndim;
 	long long shape[2];    /* [out, in] for matrices, [n] for vectors */
-	struct eng_mw_init init;
+	struct mw_init init;
 	int shard;             /* 0-based shard index */
 	long long offset;      /* data offset inside its shard */
 };
@@ -233,7 +232,7 @@ static long long tensor_numel(const struct tensor *t)
 }
 
 static int push_tensor(struct tensor_list *l, const char *name, long long out, long long in,
-		       struct eng_mw_init init)
+		       struct mw_init init)
 {
 	struct tensor *t;
 
@@ -256,20 +255,20 @@ static int push_tensor(struct tensor_list *l, const char *name, long long out, l
 	return 0;
 }
 
-static struct eng_mw_init init_of(float mean, double std)
+static struct mw_init init_of(float mean, double std)
 {
-	struct eng_mw_init i = { mean, (float)std };
+	struct mw_init i = { mean, (float)std };
 
 	return i;
 }
 
 /* One decoder layer's tensors, in the order they are written. */
-static int push_layer(struct tensor_list *l, const struct eng_mw_params *p, int i)
+static int push_layer(struct tensor_list *l, const struct mw_params *p, int i)
 {
 	long long h = p->hidden_size, q = (long long)p->num_heads * p->head_dim;
 	long long kv = (long long)p->num_kv_heads * p->head_dim, f = p->intermediate_size;
 	double in_std = 1.0 / sqrt((double)h), res = sqrt(2.0 * p->num_layers);
-	bool bias = p->arch == ENG_MW_ARCH_QWEN2 || p->attention_bias;
+	bool bias = p->arch == MW_ARCH_QWEN2 || p->attention_bias;
 	const char *proj[3] = { "q", "k", "v" };
 	long long outs[3] = { q, kv, kv };
 	char name[80];
@@ -284,7 +283,7 @@ static int push_layer(struct tensor_list *l, const struct eng_mw_params *p, int 
 			PUSH(outs[j], 0, init_of(0, 0.02), "model.layers.%d.self_attn.%s_proj.bias", i, proj[j]);
 	}
 	PUSH(h, q, init_of(0, 1.0 / sqrt((double)q) / res), "model.layers.%d.self_attn.o_proj.weight", i);
-	if (p->arch == ENG_MW_ARCH_LLAMA && p->attention_bias)
+	if (p->arch == MW_ARCH_LLAMA && p->attention_bias)
 		PUSH(h, 0, init_of(0, 0.02), "model.layers.%d.self_attn.o_proj.bias", i);
 	PUSH(h, 0, init_of(1, 0.02), "model.layers.%d.post_attention_layernorm.weight", i);
 	PUSH(f, h, init_of(0, in_std), "model.layers.%d.mlp.gate_proj.weight", i);
@@ -295,7 +294,7 @@ static int push_layer(struct tensor_list *l, const struct eng_mw_params *p, int 
 }
 
 /* All tensors of the model, with shards and offsets assigned. */
-static int build_tensors(struct tensor_list *l, const struct eng_mw_params *p, long vocab)
+static int build_tensors(struct tensor_list *l, const struct mw_params *p, long vocab)
 {
 	double emb_std = 4.0 / sqrt((double)p->hidden_size);
 	size_t esz = dtype_size(p->dtype);
@@ -327,8 +326,8 @@ static int build_tensors(struct tensor_list *l, const struct eng_mw_params *p, l
 	return 0;
 }
 
-int eng_mw_tensor_init(const struct eng_mw_params *p, const char *name,
-		       struct eng_mw_init *init)
+int mw_tensor_init(const struct mw_params *p, const char *name,
+		       struct mw_init *init)
 {
 	struct tensor_list l = { 0 };
 	int rc = ENG_E_INVALID;
@@ -366,7 +365,7 @@ static int write_all(int fd, const void *buf, size_t n)
 }
 
 /* Writes len bytes to dir/name (created, truncated).  Returns 0 or ENG_E_IO. */
-int eng_mw_write_file(const char *dir, const char *name, const void *data, size_t len,
+int mw_write_file(const char *dir, const char *name, const void *data, size_t len,
 		      struct eng_error *err)
 {
 	char path[4096];
@@ -386,7 +385,7 @@ int eng_mw_write_file(const char *dir, const char *name, const void *data, size_
 
 /* Writes obj as JSON with HF's layout for config files: two-space indent,
  * sorted keys when asked, a final newline.  Steals the reference to obj. */
-int eng_mw_write_json(const char *dir, const char *name, json_t *obj, size_t flags,
+int mw_write_json(const char *dir, const char *name, json_t *obj, size_t flags,
 		      struct eng_error *err)
 {
 	char *s, *nl;
@@ -402,14 +401,14 @@ int eng_mw_write_json(const char *dir, const char *name, json_t *obj, size_t fla
 		return eng_error_set(err, ENG_E_NOMEM, name, 0, "out of memory");
 	}
 	strcat(nl, "\n");
-	rc = eng_mw_write_file(dir, name, nl, strlen(nl), err);
+	rc = mw_write_file(dir, name, nl, strlen(nl), err);
 	free(nl);
 	return rc;
 }
 
-static const char *st_dtype(enum eng_mw_dtype d)
+static const char *st_dtype(enum mw_dtype d)
 {
-	return d == ENG_MW_DTYPE_F32 ? "F32" : d == ENG_MW_DTYPE_F16 ? "F16" : "BF16";
+	return d == MW_DTYPE_F32 ? "F32" : d == MW_DTYPE_F16 ? "F16" : "BF16";
 }
 
 static void shard_name(char *buf, size_t n, int shard, int n_shards)
@@ -422,7 +421,7 @@ static void shard_name(char *buf, size_t n, int shard, int n_shards)
 
 /* The safetensors header of one shard: 8-byte little-endian length, then
  * compact JSON padded with spaces to a multiple of 8.  Caller frees. */
-static char *st_header(const struct tensor_list *l, int shard, enum eng_mw_dtype d,
+static char *st_header(const struct tensor_list *l, int shard, enum mw_dtype d,
 		       size_t *len)
 {
 	size_t esz = dtype_size(d), n, padded;
@@ -464,7 +463,7 @@ static char *st_header(const struct tensor_list *l, int shard, enum eng_mw_dtype
 
 /* Buffers and bookkeeping shared by the shards of one write. */
 struct weight_io {
-	const struct eng_mw_params *p;
+	const struct mw_params *p;
 	float *vals;          /* (CHUNK) f32 values before conversion */
 	unsigned char *buf;   /* (CHUNK * dtype size) converted values */
 	long long done, total;
@@ -475,16 +474,16 @@ static void convert(const struct weight_io *io, size_t n)
 	uint16_t *h = (uint16_t *)io->buf;
 
 	switch (io->p->dtype) {
-	case ENG_MW_DTYPE_F32:
+	case MW_DTYPE_F32:
 		memcpy(io->buf, io->vals, n * 4);
 		break;
-	case ENG_MW_DTYPE_F16:
+	case MW_DTYPE_F16:
 		for (size_t i = 0; i < n; i++)
-			h[i] = eng_mw_f32_to_f16(io->vals[i]);
+			h[i] = mw_f32_to_f16(io->vals[i]);
 		break;
-	case ENG_MW_DTYPE_BF16:
+	case MW_DTYPE_BF16:
 		for (size_t i = 0; i < n; i++)
-			h[i] = eng_mw_f32_to_bf16(io->vals[i]);
+			h[i] = mw_f32_to_bf16(io->vals[i]);
 		break;
 	}
 	/* safetensors is little-endian; so is every machine this targets */
@@ -551,14 +550,14 @@ static int write_index(const char *dir, const struct tensor_list *l, int n_shard
 		shard_name(name, sizeof(name), l->t[i].shard, n_shards);
 		json_object_set_new(map, l->t[i].name, json_string(name));
 	}
-	return eng_mw_write_json(dir, "model.safetensors.index.json",
+	return mw_write_json(dir, "model.safetensors.index.json",
 			  json_pack("{s:{s:I}, s:o}", "metadata", "total_size", (json_int_t)total,
 				    "weight_map", map),
 			  JSON_INDENT(2) | JSON_SORT_KEYS, err);
 }
 
-static int write_weights(const struct eng_mw_params *p, const char *dir, long vocab,
-			 struct eng_mw_stats *st, struct eng_error *err)
+static int write_weights(const struct mw_params *p, const char *dir, long vocab,
+			 struct mw_stats *st, struct eng_error *err)
 {
 	struct tensor_list l = { 0 };
 	struct weight_io io = { .p = p };
@@ -589,14 +588,14 @@ static int write_weights(const struct eng_mw_params *p, const char *dir, long vo
 
 /* ---------------------------------------------------------------- config files */
 
-static const char *torch_dtype(enum eng_mw_dtype d)
+static const char *torch_dtype(enum mw_dtype d)
 {
-	return d == ENG_MW_DTYPE_F32 ? "float32" : d == ENG_MW_DTYPE_F16 ? "float16" : "bfloat16";
+	return d == MW_DTYPE_F32 ? "float32" : d == MW_DTYPE_F16 ? "float16" : "bfloat16";
 }
 
-static json_t *rope_scaling(const struct eng_mw_params *p)
+static json_t *rope_scaling(const struct mw_params *p)
 {
-	if (p->arch != ENG_MW_ARCH_LLAMA || !p->rope_scaling_llama3)
+	if (p->arch != MW_ARCH_LLAMA || !p->rope_scaling_llama3)
 		return json_null();
 	return json_pack("{s:f, s:f, s:f, s:I, s:s}", "factor", 8.0, "low_freq_factor", 1.0,
 			 "high_freq_factor", 4.0, "original_max_position_embeddings",
@@ -604,10 +603,10 @@ static json_t *rope_scaling(const struct eng_mw_params *p)
 }
 
 /* config.json with the keys of HF's Qwen2Config / LlamaConfig. */
-static int write_config(const char *dir, const struct eng_mw_params *p, long vocab,
-			const struct eng_mw_tok_ids *ids, struct eng_error *err)
+static int write_config(const char *dir, const struct mw_params *p, long vocab,
+			const struct mw_tok_ids *ids, struct eng_error *err)
 {
-	bool llama = p->arch == ENG_MW_ARCH_LLAMA;
+	bool llama = p->arch == MW_ARCH_LLAMA;
 	json_t *c = json_pack(
 		"{s:[s], s:s, s:f, s:i, s:i, s:i, s:s, s:i, s:f, s:i, s:I, s:i, s:i, s:i,"
 		" s:f, s:o, s:f, s:b, s:s, s:b, s:I}",
@@ -632,13 +631,13 @@ static int write_config(const char *dir, const struct eng_mw_params *p, long voc
 		json_object_set_new(c, "sliding_window", json_integer(p->max_position_embeddings));
 		json_object_set_new(c, "use_sliding_window", json_false());
 	}
-	return eng_mw_write_json(dir, "config.json", c, JSON_INDENT(2) | JSON_SORT_KEYS, err);
+	return mw_write_json(dir, "config.json", c, JSON_INDENT(2) | JSON_SORT_KEYS, err);
 }
 
-static int write_generation_config(const char *dir, const struct eng_mw_tok_ids *ids,
+static int write_generation_config(const char *dir, const struct mw_tok_ids *ids,
 				   struct eng_error *err)
 {
-	return eng_mw_write_json(dir, "generation_config.json",
+	return mw_write_json(dir, "generation_config.json",
 			  json_pack("{s:i, s:b, s:[i,i], s:i}", "bos_token_id", ids->bos,
 				    "do_sample", 0, "eos_token_id", ids->eos, ids->pad,
 				    "pad_token_id", ids->pad),
@@ -717,14 +716,14 @@ static int install_dir(const char *tmp, const char *dir, struct eng_error *err)
 	return 0;
 }
 
-static int write_all_files(const char *tmp, const struct eng_mw_params *p,
-			   struct eng_mw_stats *st, struct eng_error *err)
+static int write_all_files(const char *tmp, const struct mw_params *p,
+			   struct mw_stats *st, struct eng_error *err)
 {
-	struct eng_mw_tok_ids ids = { 0 };
+	struct mw_tok_ids ids = { 0 };
 	long vocab;
 	int rc;
 
-	rc = p->tokenizer_dir ? eng_mw_copy_tokenizer(tmp, p, &ids, err) : eng_mw_train_tokenizer(tmp, p, &ids, err);
+	rc = p->tokenizer_dir ? mw_copy_tokenizer(tmp, p, &ids, err) : mw_train_tokenizer(tmp, p, &ids, err);
 	if (rc < 0)
 		return rc;
 	vocab = p->vocab_size ? p->vocab_size : (ids.size + 127L) / 128 * 128;
@@ -742,17 +741,17 @@ static int write_all_files(const char *tmp, const struct eng_mw_params *p,
 	return rc;
 }
 
-int eng_mw_write(const struct eng_mw_params *p, const char *dir, struct eng_mw_stats *st,
+int mw_write(const struct mw_params *p, const char *dir, struct mw_stats *st,
 		 struct eng_error *err)
 {
-	struct eng_mw_stats local;
+	struct mw_stats local;
 	char tmp[4096];
 	int rc;
 
 	if (!st)
 		st = &local;
 	memset(st, 0, sizeof(*st));
-	if ((rc = eng_mw_check(p, err)) < 0 || (rc = check_target(dir, p->force, err)) < 0)
+	if ((rc = mw_check(p, err)) < 0 || (rc = check_target(dir, p->force, err)) < 0)
 		return rc;
 	snprintf(tmp, sizeof(tmp), "%s.tmp-%ld", dir, (long)getpid());
 	remove_plain_dir(tmp);

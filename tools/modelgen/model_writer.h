@@ -10,7 +10,7 @@
  *
  * Weights come from a per-tensor xoshiro256** stream seeded from the seed
  * and the tensor's name, so any tensor can be regenerated on its own
- * (eng_mw_tensor_values), and are streamed to disk through a fixed buffer:
+ * (mw_tensor_values), and are streamed to disk through a fixed buffer:
  * a 15 GB model never sits in memory.
  */
 #ifndef TRAJBENCH_ENG_MODEL_WRITER_H
@@ -20,21 +20,21 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "engine/error.h"
+#include "engine/engine.h"
 
-enum eng_mw_arch {
-	ENG_MW_ARCH_QWEN2,
-	ENG_MW_ARCH_LLAMA,
+enum mw_arch {
+	MW_ARCH_QWEN2,
+	MW_ARCH_LLAMA,
 };
 
-enum eng_mw_dtype {
-	ENG_MW_DTYPE_BF16,
-	ENG_MW_DTYPE_F16,
-	ENG_MW_DTYPE_F32,
+enum mw_dtype {
+	MW_DTYPE_BF16,
+	MW_DTYPE_F16,
+	MW_DTYPE_F32,
 };
 
-struct eng_mw_params {
-	enum eng_mw_arch arch;
+struct mw_params {
+	enum mw_arch arch;
 	int hidden_size;
 	int intermediate_size;
 	int num_layers;
@@ -48,7 +48,7 @@ struct eng_mw_params {
 	bool tie_word_embeddings;
 	bool attention_bias;        /* llama: q/k/v/o biases; qwen2 always has q/k/v bias */
 	bool rope_scaling_llama3;   /* llama: rope_scaling {rope_type llama3, factor 8, ...} */
-	enum eng_mw_dtype dtype;
+	enum mw_dtype dtype;
 	uint64_t seed;
 	long long shard_size;       /* bytes per shard; 0: one model.safetensors */
 	const char *tokenizer_dir;  /* copy this HF tokenizer; NULL: train a BPE */
@@ -65,18 +65,18 @@ struct eng_mw_params {
 };
 
 /* The "tiny" preset, seed 0, bf16, a trained 512-token BPE. */
-struct eng_mw_params eng_mw_default_params(void);
+struct mw_params mw_default_params(void);
 
 /* Sets the shape fields of p (arch, sizes, rope, eps, tying, vocab) from a
  * preset: "tiny", "tiny-llama", "qwen2.5-7b", "llama3-8b".  Other fields are
  * left alone.  Returns 0, or ENG_E_INVALID for an unknown name. */
-int eng_mw_preset(const char *name, struct eng_mw_params *p);
+int mw_preset(const char *name, struct mw_params *p);
 
 /* Names of the presets, NULL-terminated. */
-extern const char *const eng_mw_preset_names[];
+extern const char *const mw_preset_names[];
 
 /* What a write did. */
-struct eng_mw_stats {
+struct mw_stats {
 	long long n_params;       /* weights written */
 	long long weight_bytes;   /* tensor data bytes over all shards */
 	int n_shards;             /* 0 when one model.safetensors */
@@ -90,33 +90,33 @@ struct eng_mw_stats {
  * an interrupted run never leaves a complete-looking model.  Returns 0 or
  * ENG_E_INVALID (bad shape or options), ENG_E_IO, ENG_E_FORMAT (tokenizer
  * files), ENG_E_NOMEM, filling err; st may be NULL. */
-int eng_mw_write(const struct eng_mw_params *p, const char *dir, struct eng_mw_stats *st,
+int mw_write(const struct mw_params *p, const char *dir, struct mw_stats *st,
 		 struct eng_error *err);
 
 /* Checks the shape fields; 0 or ENG_E_INVALID with a message. */
-int eng_mw_check(const struct eng_mw_params *p, struct eng_error *err);
+int mw_check(const struct mw_params *p, struct eng_error *err);
 
 /* How a tensor is initialised: value = mean + std * z, z approximately
  * standard normal (sum of four uniforms, so |z| < 3.47). */
-struct eng_mw_init {
+struct mw_init {
 	float mean;
 	float std;
 };
 
 /* The init of a tensor named as in HF ("model.layers.0.mlp.up_proj.weight").
  * Returns 0, or ENG_E_INVALID for a name the model does not have. */
-int eng_mw_tensor_init(const struct eng_mw_params *p, const char *name,
-		       struct eng_mw_init *init);
+int mw_tensor_init(const struct mw_params *p, const char *name,
+		       struct mw_init *init);
 
 /* The first n values of a tensor, in f32 before conversion to the dtype:
- * regenerates what eng_mw_write wrote, for tests and tools. */
-void eng_mw_tensor_values(uint64_t seed, const char *name, struct eng_mw_init init,
+ * regenerates what mw_write wrote, for tests and tools. */
+void mw_tensor_values(uint64_t seed, const char *name, struct mw_init init,
 			  float *out, size_t n);
 
 /* Round to nearest even conversions used for the weights. */
-uint16_t eng_mw_f32_to_bf16(float f);
-uint16_t eng_mw_f32_to_f16(float f);
+uint16_t mw_f32_to_bf16(float f);
+uint16_t mw_f32_to_f16(float f);
 
-const char *eng_mw_dtype_name(enum eng_mw_dtype d); /* "bf16", "f16", "f32" */
+const char *mw_dtype_name(enum mw_dtype d); /* "bf16", "f16", "f32" */
 
 #endif

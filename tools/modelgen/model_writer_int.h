@@ -8,11 +8,11 @@
 #include <stddef.h>
 #include <jansson.h>
 
-#include "engine/error.h"
+#include "engine/engine.h"
 #include "tools/modelgen/model_writer.h"
 
 /* Special token ids of the tokenizer, found by content. */
-struct eng_mw_tok_ids {
+struct mw_tok_ids {
 	int size; /* max id + 1 */
 	int bos;  /* <|endoftext|> (qwen2), <|begin_of_text|> (llama) */
 	int eos;  /* <|im_end|>, <|eot_id|>: end of an assistant turn */
@@ -20,22 +20,22 @@ struct eng_mw_tok_ids {
 };
 
 /* Writes len bytes to dir/name (created, truncated).  Returns 0 or ENG_E_IO. */
-int eng_mw_write_file(const char *dir, const char *name, const void *data, size_t len,
+int mw_write_file(const char *dir, const char *name, const void *data, size_t len,
 		      struct eng_error *err);
 
 /* Writes obj (reference stolen; NULL means out of memory) as JSON with the
  * given jansson flags and a final newline, as HF writes its config files. */
-int eng_mw_write_json(const char *dir, const char *name, json_t *obj, size_t flags,
+int mw_write_json(const char *dir, const char *name, json_t *obj, size_t flags,
 		      struct eng_error *err);
 
 /* Trains a BPE on p's texts (or a built-in one) and writes tokenizer.json
  * and tokenizer_config.json into dir; the special tokens of p's chat
  * template get the ids after the BPE's.  Fills ids. */
-int eng_mw_train_tokenizer(const char *dir, const struct eng_mw_params *p,
-			   struct eng_mw_tok_ids *ids, struct eng_error *err);
+int mw_train_tokenizer(const char *dir, const struct mw_params *p,
+			   struct mw_tok_ids *ids, struct eng_error *err);
 
 /* Copies p->tokenizer_dir's tokenizer into dir (see model_writer_tok.c). */
-int eng_mw_copy_tokenizer(const char *dir, const struct eng_mw_params *p,
-			  struct eng_mw_tok_ids *ids, struct eng_error *err);
+int mw_copy_tokenizer(const char *dir, const struct mw_params *p,
+			  struct mw_tok_ids *ids, struct eng_error *err);
 
 #endif

@@ -46,9 +46,9 @@ static const char *const llama_specials[] = {
 	"<|eot_id|>", NULL,
 };
 
-static const char *const *specials_of(enum eng_mw_arch a)
+static const char *const *specials_of(enum mw_arch a)
 {
-	return a == ENG_MW_ARCH_LLAMA ? llama_specials : qwen2_specials;
+	return a == MW_ARCH_LLAMA ? llama_specials : qwen2_specials;
 }
 
 /* Text to train on when no file is given: prose, code and tool output of
@@ -113,7 +113,7 @@ static char *read_file(const char *path, size_t *len)
 	return buf;
 }
 
-static json_t *added_tokens_decoder(const struct eng_bpe_added *a, int n)
+static json_t *added_tokens_decoder(const struct bpe_added *a, int n)
 {
 	json_t *d = json_object();
 	char key[24];
@@ -129,10 +129,10 @@ static json_t *added_tokens_decoder(const struct eng_bpe_added *a, int n)
 
 /* tokenizer_config.json for the trained tokenizer, in the shape of the
  * model family's own files. */
-static json_t *tokenizer_config(const struct eng_mw_params *p, const struct eng_bpe_added *a,
+static json_t *tokenizer_config(const struct mw_params *p, const struct bpe_added *a,
 				int n)
 {
-	if (p->arch == ENG_MW_ARCH_LLAMA)
+	if (p->arch == MW_ARCH_LLAMA)
 		return json_pack("{s:o, s:s, s:s, s:b, s:s, s:[s,s], s:I, s:s, s:s}",
 				 "added_tokens_decoder", added_tokens_decoder(a, n),
 				 "bos_token", "<|begin_of_text|>", "chat_template", llama3_template,
@@ -152,9 +152,9 @@ static json_t *tokenizer_config(const struct eng_mw_params *p, const struct eng_
 			 "tokenizer_class", "Qwen2Tokenizer", "unk_token");
 }
 
-static void set_tok_ids(struct eng_mw_tok_ids *ids, enum eng_mw_arch a, const int *special_ids)
+static void set_tok_ids(struct mw_tok_ids *ids, enum mw_arch a, const int *special_ids)
 {
-	if (a == ENG_MW_ARCH_LLAMA) {
+	if (a == MW_ARCH_LLAMA) {
 		ids->bos = special_ids[0];
 		ids->pad = special_ids[1];
 		ids->eos = special_ids[4];
@@ -164,13 +164,13 @@ static void set_tok_ids(struct eng_mw_tok_ids *ids, enum eng_mw_arch a, const in
 	}
 }
 
-static int feed_texts(struct eng_bpe_trainer *t, const struct eng_mw_params *p,
+static int feed_texts(struct bpe_trainer *t, const struct mw_params *p,
 		      struct eng_error *err)
 {
 	int rc = 0;
 
 	if (p->n_train_text == 0)
-		return eng_bpe_trainer_feed(t, builtin_corpus, sizeof(builtin_corpus) - 1,
+		return bpe_trainer_feed(t, builtin_corpus, sizeof(builtin_corpus) - 1,
 					    "built-in text", err);
 	for (int i = 0; rc == 0 && i < p->n_train_text; i++) {
 		size_t len;
@@ -178,7 +178,7 @@ static int feed_texts(struct eng_bpe_trainer *t, const struct eng_mw_params *p,
 
 		if (!text)
 			return eng_error_set(err, ENG_E_IO, p->train_text[i], 0, "%s", strerror(errno));
-		rc = eng_bpe_trainer_feed(t, text, len, p->train_text[i], err);
+		rc = bpe_trainer_feed(t, text, len, p->train_text[i], err);
 		free(text);
 	}
 	return rc;
@@ -186,43 +186,43 @@ static int feed_texts(struct eng_bpe_trainer *t, const struct eng_mw_params *p,
 
 /* Trains a BPE on the given text and writes tokenizer.json and
  * tokenizer_config.json; special tokens get the ids after the BPE's. */
-int eng_mw_train_tokenizer(const char *dir, const struct eng_mw_params *p, struct eng_mw_tok_ids *ids,
+int mw_train_tokenizer(const char *dir, const struct mw_params *p, struct mw_tok_ids *ids,
 			   struct eng_error *err)
 {
-	struct eng_bpe_train_params tp = eng_bpe_train_default_params();
-	struct eng_bpe_trainer *t = NULL;
-	struct eng_bpe *b = NULL;
+	struct bpe_train_params tp = bpe_train_default_params();
+	struct bpe_trainer *t = NULL;
+	struct bpe *b = NULL;
 	const char *const *sp = specials_of(p->arch);
-	struct eng_bpe_added added[8];
+	struct bpe_added added[8];
 	int n = 0, sid[8], rc;
 
 	tp.vocab_size = p->tokenizer_vocab;
-	rc = eng_bpe_trainer_new(&tp, &t, err);
+	rc = bpe_trainer_new(&tp, &t, err);
 	if (rc == 0)
 		rc = feed_texts(t, p, err);
 	if (rc == 0)
-		rc = eng_bpe_trainer_train(t, &b, err);
-	eng_bpe_trainer_free(t);
+		rc = bpe_trainer_train(t, &b, err);
+	bpe_trainer_free(t);
 	if (rc < 0)
 		return rc;
 	for (; sp[n]; n++) {
-		added[n] = (struct eng_bpe_added){ eng_bpe_n_vocab(b) + n, sp[n], 1 };
+		added[n] = (struct bpe_added){ bpe_n_vocab(b) + n, sp[n], 1 };
 		sid[n] = added[n].id;
 	}
-	ids->size = eng_bpe_n_vocab(b) + n;
+	ids->size = bpe_n_vocab(b) + n;
 	set_tok_ids(ids, p->arch, sid);
-	rc = eng_mw_write_json(dir, "tokenizer.json", eng_bpe_tokenizer_json(b, added, n, err),
+	rc = mw_write_json(dir, "tokenizer.json", bpe_tokenizer_json(b, added, n, err),
 			JSON_COMPACT, err);
-	eng_bpe_free(b);
+	bpe_free(b);
 	if (rc == 0)
-		rc = eng_mw_write_json(dir, "tokenizer_config.json", tokenizer_config(p, added, n),
+		rc = mw_write_json(dir, "tokenizer_config.json", tokenizer_config(p, added, n),
 				JSON_INDENT(2) | JSON_SORT_KEYS, err);
 	return rc;
 }
 
 /* The ids a copied tokenizer.json uses, and its chat-template specials. */
-static int scan_tokenizer(json_t *tok, const struct eng_mw_params *p, const char *path,
-			  struct eng_mw_tok_ids *ids, int *sid, struct eng_error *err)
+static int scan_tokenizer(json_t *tok, const struct mw_params *p, const char *path,
+			  struct mw_tok_ids *ids, int *sid, struct eng_error *err)
 {
 	json_t *vocab = json_object_get(json_object_get(tok, "model"), "vocab");
 	json_t *added = json_object_get(tok, "added_tokens"), *v;
@@ -244,7 +244,7 @@ static int scan_tokenizer(json_t *tok, const struct eng_mw_params *p, const char
 		if (sid[k] < 0)
 			return eng_error_set(err, ENG_E_FORMAT, path, 0,
 					     "no added token %s, which the %s chat template needs",
-					     sp[k], p->arch == ENG_MW_ARCH_LLAMA ? "llama" : "qwen2");
+					     sp[k], p->arch == MW_ARCH_LLAMA ? "llama" : "qwen2");
 	}
 	json_array_foreach(added, i, v)
 		if (json_integer_value(json_object_get(v, "id")) + 1 > ids->size)
@@ -256,7 +256,7 @@ static int scan_tokenizer(json_t *tok, const struct eng_mw_params *p, const char
 /* Copies tokenizer.json byte for byte and tokenizer_config.json with the
  * architecture's chat template in place of the source's (the tokenizer in
  * ../shared is Qwen3's, whose template differs from Qwen2.5's ChatML). */
-int eng_mw_copy_tokenizer(const char *dir, const struct eng_mw_params *p, struct eng_mw_tok_ids *ids,
+int mw_copy_tokenizer(const char *dir, const struct mw_params *p, struct mw_tok_ids *ids,
 			  struct eng_error *err)
 {
 	char path[4096];
@@ -276,7 +276,7 @@ int eng_mw_copy_tokenizer(const char *dir, const struct eng_mw_params *p, struct
 	rc = scan_tokenizer(tok, p, path, ids, sid, err);
 	json_decref(tok);
 	if (rc == 0)
-		rc = eng_mw_write_file(dir, "tokenizer.json", text, len, err);
+		rc = mw_write_file(dir, "tokenizer.json", text, len, err);
 	free(text);
 	if (rc < 0)
 		return rc;
@@ -285,7 +285,7 @@ int eng_mw_copy_tokenizer(const char *dir, const struct eng_mw_params *p, struct
 		return eng_error_set(err, access(path, F_OK) ? ENG_E_IO : ENG_E_FORMAT, path,
 				     je.line, "%s", je.text);
 	json_object_set_new(cfg, "chat_template",
-			    json_string(p->arch == ENG_MW_ARCH_LLAMA ? llama3_template : chatml_template));
-	return eng_mw_write_json(dir, "tokenizer_config.json", cfg, JSON_INDENT(2), err);
+			    json_string(p->arch == MW_ARCH_LLAMA ? llama3_template : chatml_template));
+	return mw_write_json(dir, "tokenizer_config.json", cfg, JSON_INDENT(2), err);
 }
 

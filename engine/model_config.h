@@ -1,9 +1,9 @@
 /*
- * config.h: the model hyperparameters read from an HF config.json (plus the
+ * model_config.h: the model hyperparameters read from an HF config.json (plus the
  * eos ids of generation_config.json), and the RoPE frequencies they imply.
  */
-#ifndef TRAJBENCH_ENG_CONFIG_H
-#define TRAJBENCH_ENG_CONFIG_H
+#ifndef TRAJBENCH_ENG_MODEL_CONFIG_H
+#define TRAJBENCH_ENG_MODEL_CONFIG_H
 
 #include <jansson.h>
 #include <stdbool.h>

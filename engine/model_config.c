@@ -1,5 +1,5 @@
 /*
- * config.c: HF config.json -> struct eng_model_config.
+ * model_config.c: HF config.json -> struct eng_model_config.
  *
  * Keys the forward pass cannot do without (sizes, rms_norm_eps, the
  * architecture) are required; keys HF gives a default are optional with
@@ -11,7 +11,7 @@
  * hidden_act other than silu, rope types other than default/linear/llama3,
  * and Qwen2's use_sliding_window (the forward pass attends to everything).
  */
-#include "engine/config.h"
+#include "engine/model_config.h"
 
 #include <math.h>
 #include <stdio.h>

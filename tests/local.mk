@@ -14,3 +14,7 @@ AM_TESTS_ENVIRONMENT = \
 noinst_HEADERS += tests/tap.h tests/test-ids.h tests/test-cuda.h
 EXTRA_DIST += tests/tool-cases.sh tests/man-examples.test
 TESTS += tests/man-examples.test
+
+# -o FILE of every tool (tools/common/nd_writer.c).
+EXTRA_DIST += tests/output-file.test
+TESTS += tests/output-file.test

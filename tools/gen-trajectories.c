@@ -1090,10 +1090,8 @@ int main(int argc, char **argv)
 	gen_default_params(&p);
 	if (parse_options(argc, argv, &p, &output, &status) < 0)
 		return status == ND_EXIT_OK ? nd_finish(status) : status;
-	if (output && !freopen(output, "w", stdout)) {
-		nd_error("%s: %s", output, strerror(errno));
-		return ND_EXIT_USAGE;
-	}
+	if ((status = nd_output_open(output, NULL, 0)) != 0)
+		return status;
 	gen_dists_init(&d, &p);
 	seeds = p.seed;
 	for (long i = 0; i < p.num; i++) {

@@ -429,12 +429,10 @@ int main(int argc, char **argv)
 	first = parse_options(argc, argv, &o, &status);
 	if (first < 0)
 		return status == ND_EXIT_OK ? nd_finish(status) : status;
-	if (o.output && !freopen(o.output, "w", stdout)) {
-		nd_error("%s: %s", o.output, strerror(errno));
-		return ND_EXIT_USAGE;
-	}
 	files = argv + first;
 	n_files = argc - first;
+	if ((status = nd_output_open(o.output, files, n_files)) != 0)
+		return status;
 	switch (o.action) {
 	case ACT_TOKMODE: status = nd_tokmodes_run(&o.tok, files, n_files); break;
 	case ACT_LOCAL: status = nd_infer_run_local(&o.inf, files, n_files); break;

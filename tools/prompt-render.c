@@ -17,6 +17,7 @@
 #include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -29,6 +30,7 @@ struct opts {
 	int format;
 	long default_max_tokens;
 	bool keep_going;
+	const char *output;      /* -o FILE; NULL: stdout */
 };
 
 static void usage(void)
@@ -72,24 +74,6 @@ static const struct option long_opts[] = {
 	{ NULL, 0, NULL, 0 },
 };
 
-/* Points stdout at path; stdout stays as it was when path cannot be
- * opened, so the diagnostic and nd_finish still work.  Returns -1 to go
- * on, or ND_EXIT_USAGE. */
-static int redirect_stdout(const char *path)
-{
-	FILE *fp = fopen(path, "w");
-	int rc = -1;
-
-	if (!fp || fflush(stdout) != 0 ||
-	    dup2(fileno(fp), STDOUT_FILENO) < 0) {
-		nd_error("%s: %s", path, strerror(errno));
-		rc = ND_EXIT_USAGE;
-	}
-	if (fp)
-		fclose(fp);
-	return rc;
-}
-
 /* Handles one option; returns -1 to go on, else an exit status. */
 static int take_option(int c, struct opts *o)
 {
@@ -115,8 +99,7 @@ static int take_option(int c, struct opts *o)
 			return nd_usage_error("invalid --format '%s' (conversation "
 					      "or openai)", optarg);
 		return -1;
-	case 'o':
-		return redirect_stdout(optarg);
+	case 'o': o->output = optarg; return -1;
 	case 'h': usage(); return ND_EXIT_OK;
 	case 'V': nd_print_version(); return ND_EXIT_OK;
 	default: return nd_usage_error("invalid option");
@@ -249,6 +232,27 @@ static int load_config(const char *path, struct nd_prompts *p)
 	return ND_EXIT_USAGE;
 }
 
+/* -o FILE, refused when it is one of the inputs or the config. */
+static int open_output(const struct opts *o, int argc, char **argv)
+{
+	int n = argc - optind, rc;
+	char **inputs = calloc((size_t)n + 2, sizeof(*inputs));
+
+	if (!inputs) {
+		nd_error("out of memory");
+		return ND_EXIT_USAGE;
+	}
+	for (int i = 0; i < n; i++)
+		inputs[i] = argv[optind + i];
+	if (n == 0)
+		inputs[n++] = "-";
+	if (o->config)
+		inputs[n++] = (char *)o->config;
+	rc = nd_output_open(o->output, inputs, n);
+	free(inputs);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	struct opts o = { .default_max_tokens = 1024 };
@@ -259,6 +263,8 @@ int main(int argc, char **argv)
 	nd_init(argv[0]);
 	if ((rc = parse_args(argc, argv, &o)) >= 0)
 		return nd_finish(rc);
+	if ((rc = open_output(&o, argc, argv)) != 0)
+		return rc;
 	if (o.config && load_config(o.config, &cfg) != 0)
 		return nd_finish(ND_EXIT_USAGE);
 	if (optind == argc)

@@ -223,22 +223,13 @@ static int place_charts(struct opts *o, char *dir_buf, char *href_buf,
 static int write_report(struct nd_report *r, struct opts *o)
 {
 	char dir[PATH_MAX], href[PATH_MAX], err[PATH_MAX + 64];
-	FILE *fp = stdout;
 	int rc;
 
 	if (place_charts(o, dir, href, sizeof(dir)))
 		return ND_EXIT_USAGE;
-	if (o->output && !(fp = fopen(o->output, "w"))) {
-		nd_error("%s: %s", o->output, strerror(errno));
-		return ND_EXIT_USAGE;
-	}
-	rc = nd_report_write(r, &o->params, fp, err, sizeof(err));
+	rc = nd_report_write(r, &o->params, stdout, err, sizeof(err));
 	if (rc)
 		nd_error("%s", err);
-	if (fp != stdout && fclose(fp) != 0 && !rc) {
-		nd_error("%s: %s", o->output, strerror(errno));
-		rc = -1;
-	}
 	return rc ? ND_EXIT_USAGE : ND_EXIT_OK;
 }
 
@@ -250,6 +241,8 @@ int main(int argc, char **argv)
 
 	nd_init(argv[0]);
 	if ((st = parse_args(argc, argv, &o)) >= 0)
+		return st;
+	if ((st = nd_output_open(o.output, argv + optind, argc - optind)) != 0)
 		return st;
 	r = nd_report_new();
 	if (!r) {

@@ -178,10 +178,8 @@ int main(int argc, char **argv)
 	first = parse_options(argc, argv, &p, &output, &status);
 	if (first < 0)
 		return status == ND_EXIT_OK ? nd_finish(status) : status;
-	if (output && !freopen(output, "w", stdout)) {
-		nd_error("%s: %s", output, strerror(errno));
-		return ND_EXIT_USAGE;
-	}
+	if ((rc = nd_output_open(output, argv + first, argc - first)) != 0)
+		return rc;
 	s = nd_summary_new(&p);
 	if (!s) {
 		nd_error("out of memory");

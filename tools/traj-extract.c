@@ -26,6 +26,7 @@ struct opts {
 	long min_steps;
 	bool keep_going;
 	bool verbose;
+	const char *output;  /* -o FILE; NULL: stdout */
 	struct nd_traj_params params;
 };
 
@@ -122,10 +123,7 @@ static int parse_args(int argc, char **argv, struct opts *o)
 			return nd_usage_error("invalid option -- '%c'", optopt);
 		}
 	}
-	if (output && !freopen(output, "w", stdout)) {
-		nd_error("%s: %s", output, strerror(errno));
-		return ND_EXIT_USAGE;
-	}
+	o->output = output;
 	return -1;
 }
 
@@ -232,6 +230,8 @@ int main(int argc, char **argv)
 	rc = parse_args(argc, argv, &o);
 	if (rc >= 0)
 		return nd_finish(rc);
+	if ((rc = nd_output_open(o.output, argv + optind, argc - optind)) != 0)
+		return rc;
 	run.traj = nd_traj_new();
 	if (!run.traj) {
 		nd_error("out of memory");

@@ -89,9 +89,23 @@ char *nd_dump_json(const json_t *obj);
 /* Writes len bytes and a '\n' to stdout.  Returns 0 or -1 as above. */
 int nd_write_line(const char *s, size_t len);
 
+/* Sends stdout to path, the tool's -o FILE; NULL or "-" keeps stdout.
+ * A regular file (or one to be created) is written as a temporary file in
+ * its directory, "PATH.tmp-XXXXXX", that nd_finish renames onto path:
+ * readers see the old file or the whole new one, never a part, and a
+ * failed run leaves the old file as it was.  Other files (/dev/null, a
+ * FIFO) are written directly.  Refuses, with a diagnostic, when path is
+ * the same file (st_dev, st_ino) as one of inputs[0..n_inputs); "-" or
+ * NULL there means standard input, and so does n_inputs == 0.  Returns 0,
+ * or ND_EXIT_USAGE after a diagnostic.  Call it once, before writing. */
+int nd_output_open(const char *path, char *const *inputs, int n_inputs);
+
 /* Flushes and closes stdout.  On failure prints "tool: write error: ..."
- * and returns ND_EXIT_USAGE; otherwise returns status unchanged.  Every
- * tool ends with `return nd_finish(status);`. */
+ * and returns ND_EXIT_USAGE; otherwise returns status unchanged.  The -o
+ * file of nd_output_open is put in place when the result is 0 or 1 (the
+ * records written are whole; 1 only says some inputs were bad), and
+ * removed otherwise, leaving an existing file untouched.  Every tool ends
+ * with `return nd_finish(status);`. */
 int nd_finish(int status);
 
 /* ---------------------------------------------------------------- CLI */

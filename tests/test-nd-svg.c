@@ -3,16 +3,21 @@
  * output.  Every chart kind is written and checked for well-formed XML:
  * by xmllint when it is installed, and always by a small structural check
  * (balanced tags, one root, no stray markup characters); output must be
- * the same bytes when written twice.
+ * the same bytes when written twice.  Extreme data (1e308, 5e-324,
+ * DBL_MAX, NaN, equal and reversed ends) must give finite increasing
+ * ticks and finite coordinates; each such case runs in a child under an
+ * alarm, so that a hang fails the test instead of stopping it.
  */
 #include "tools/report/nd_svg.h"
 #include "tests/tap.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 static bool near(double a, double b)
@@ -295,6 +300,155 @@ static void test_bar_and_empty(void)
 	nd_svg_free(c);
 }
 
+/* ---------------------------------------------------------------- extremes */
+
+/* Runs fn(arg) in a child under a 10 s alarm: true when it returned true. */
+static bool in_child(bool (*fn)(const void *), const void *arg)
+{
+	pid_t pid;
+	int st;
+
+	fflush(stdout);
+	pid = fork();
+	if (pid == 0) {
+		alarm(10);
+		_exit(fn(arg) ? 0 : 1);
+	}
+	if (pid < 0 || waitpid(pid, &st, 0) < 0)
+		return false;
+	return WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
+struct range {
+	double lo, hi;
+	int max_ticks;
+	const char *what;
+};
+
+static bool increasing_finite(const double *t, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!isfinite(t[i]) || (i > 0 && !(t[i] > t[i - 1])))
+			return false;
+	return n >= 2;
+}
+
+static bool linear_ticks_sane(const void *arg)
+{
+	const struct range *r = arg;
+	double t[64], step = NAN;
+	size_t n = nd_svg_nice_ticks(r->lo, r->hi, r->max_ticks, t, 64, &step);
+	double lo = fmin(r->lo, r->hi), hi = fmax(r->lo, r->hi);
+	int most = r->max_ticks < 3 ? 3 : r->max_ticks;
+
+	if (!increasing_finite(t, n) || !(step >= DBL_MIN) || !isfinite(step) ||
+	    n > (size_t)most)
+		return false;
+	/* Covering as the ticks promise it: within 1e-9 of a step. */
+	if (isfinite(lo) && isfinite(hi) && fabs(lo) <= ND_SVG_MAX_ABS &&
+	    fabs(hi) <= ND_SVG_MAX_ABS &&
+	    (t[0] > lo + 1e-9 * step || t[n - 1] < hi - 1e-9 * step))
+		return false;
+	return true;
+}
+
+static bool log2_ticks_sane(const void *arg)
+{
+	const struct range *r = arg;
+	double t[64];
+	size_t n = nd_svg_log2_ticks(r->lo, r->hi, r->max_ticks, t, 64);
+
+	return increasing_finite(t, n) && t[0] > 0 &&
+	       (!(r->hi > 0) || r->hi > 0x1p1023 || t[n - 1] >= r->hi);
+}
+
+/* A chart of each kind over the range's ends: no nan or inf anywhere. */
+static bool chart_sane(const void *arg)
+{
+	const struct range *r = arg;
+	static const enum nd_svg_kind kinds[] = { ND_SVG_LINE, ND_SVG_BAR, ND_SVG_CDF };
+	double x[] = { r->lo, r->hi, 1 }, y[] = { r->hi, r->lo, 0.5 };
+
+	for (size_t k = 0; k < 3; k++)
+		for (int lg = 0; lg < 2; lg++) {
+			struct nd_svg_params p = nd_svg_default_params();
+			struct nd_svg_chart *c;
+			size_t len;
+			char *doc;
+			bool ok;
+
+			p.kind = kinds[k];
+			p.x_scale = lg ? ND_SVG_SCALE_LOG2 : ND_SVG_SCALE_LINEAR;
+			c = nd_svg_new(&p);
+			if (nd_svg_add_series(c, "a", x, y, 3) != 0 && !lg)
+				return false;
+			if (kinds[k] == ND_SVG_CDF && !lg)
+				nd_svg_add_samples(c, "b", x, 3);
+			doc = render(c, &len);
+			ok = doc && xml_balanced(doc) && !strstr(doc, "nan") &&
+			     !strstr(doc, "inf");
+			free(doc);
+			nd_svg_free(c);
+			if (!ok)
+				return false;
+		}
+	return true;
+}
+
+static void test_extremes(void)
+{
+	static const struct range cases[] = {
+		{ 1e308, 1e308, 8, "1e308 alone" },
+		{ 0, 1e308, 8, "[0, 1e308]" },
+		{ 5e-324, 5e-324, 8, "5e-324 alone" },
+		{ 0, 5e-324, 8, "[0, 5e-324]" },
+		{ -5e-324, 5e-324, 8, "[-5e-324, 5e-324]" },
+		{ -DBL_MAX, DBL_MAX, 8, "[-DBL_MAX, DBL_MAX]" },
+		{ 0, DBL_MAX, 8, "[0, DBL_MAX]" },
+		{ -DBL_MAX, -DBL_MAX, 8, "-DBL_MAX alone" },
+		{ DBL_MIN, 2 * DBL_MIN, 8, "[DBL_MIN, 2 DBL_MIN]" },
+		{ -1e-310, 1e-310, 8, "subnormals across zero" },
+		{ 1e300, 1.0000000000000002e300, 8, "1e300 and the next double" },
+		{ 1, 1 + DBL_EPSILON, 8, "1 and 1 + DBL_EPSILON" },
+		{ 7, 3, 8, "reversed ends" },
+		{ -3, 7, 2, "across zero with at most 2 ticks" },
+		{ -1, 1, 0, "max_ticks 0" },
+		{ NAN, 1, 8, "NaN low end" },
+		{ -INFINITY, INFINITY, 8, "infinite ends" },
+		{ -1e308, -1e-308, 8, "negative, wide" },
+	};
+	static const struct range log2_cases[] = {
+		{ 5e-324, DBL_MAX, 14, "log2 [5e-324, DBL_MAX]" },
+		{ DBL_MAX, DBL_MAX, 14, "log2 DBL_MAX alone" },
+		{ 5e-324, 5e-324, 14, "log2 5e-324 alone" },
+		{ 1, 0x1p1023, 3, "log2 [1, 2^1023], 3 ticks" },
+		{ 0, 1, 14, "log2 with a zero end" },
+		{ INFINITY, INFINITY, 14, "log2 infinite" },
+		{ NAN, NAN, 14, "log2 NaN" },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		tap_ok(in_child(linear_ticks_sane, &cases[i]),
+		       "ticks over %s: finite, increasing, covering, in time",
+		       cases[i].what);
+	for (size_t i = 0; i < sizeof(log2_cases) / sizeof(log2_cases[0]); i++)
+		tap_ok(in_child(log2_ticks_sane, &log2_cases[i]),
+		       "%s: finite powers of two, increasing", log2_cases[i].what);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		tap_ok(in_child(chart_sane, &cases[i]),
+		       "charts over %s: finite coordinates, in time", cases[i].what);
+}
+
+static void test_extreme_labels(void)
+{
+	char buf[64];
+
+	tap_ok(strcmp(nd_svg_format_tick(1e300, 1e299, buf, 64), "1e+300") == 0,
+	       "a tick of 1e300 prints as 1e+300, not 301 digits");
+	tap_ok(strcmp(nd_svg_format_tick(5e-308, 5e-308, buf, 64), "5e-308") == 0,
+	       "a tick of 5e-308 prints as 5e-308, not 0.000000000");
+}
+
 int main(void)
 {
 	test_nice_ticks();
@@ -303,5 +457,7 @@ int main(void)
 	test_line_log2();
 	test_cdf();
 	test_bar_and_empty();
+	test_extremes();
+	test_extreme_labels();
 	return tap_done();
 }

@@ -155,7 +155,8 @@ static long get_batch(const json_t *obj)
 {
 	double b = rp_num(obj, "batch_size");
 
-	return isfinite(b) && b >= 0 && b <= (double)LONG_MAX ? (long)b : -1;
+	/* (double)LONG_MAX is 2^63, one past the largest long */
+	return isfinite(b) && b >= 0 && b < (double)LONG_MAX ? (long)b : -1;
 }
 
 /* ---------------------------------------------------------------- storage */

@@ -481,7 +481,7 @@ static const json_t *turn_of(const struct rp_group *g, long t)
 	const json_t *found = NULL;
 
 	for (size_t k = 0; k < g->n_turns; k++)
-		if ((long)rp_num(g->turns[k], "turn") == t)
+		if (rp_num(g->turns[k], "turn") == (double)t)
 			found = g->turns[k];
 	return found;
 }

@@ -11,9 +11,17 @@
  * the labels, no fonts embedded, no interactivity, no scripts.  Large raw
  * sample sets for a CDF are reduced to ND_SVG_CDF_POINTS quantiles so the
  * file stays small whatever the number of requests.
+ *
+ * Every computation is total: any finite data gives a chart with finite
+ * coordinates in bounded time.  Values are clamped to +-ND_SVG_MAX_ABS,
+ * so that a range, a step and the ticks around it never overflow; a
+ * range too narrow for the precision of its values (relative width below
+ * 1e-9, or subnormal) is widened like a single value; steps stay at or
+ * above DBL_MIN; log2 axes live within the exponents of double.
  */
 #include "tools/report/nd_svg.h"
 
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +29,9 @@
 #define ND_SVG_CDF_POINTS 400
 #define MAX_TICKS 8
 #define MAX_CATEGORIES 64
+#define LOG2_MIN_EXP (-1074)   /* 2^-1074: the smallest subnormal */
+#define LOG2_MAX_EXP 1023      /* 2^1023: the largest power of two */
+#define MAX_TICK_ROUNDS 64     /* step widenings; 3 or 4 are the most seen */
 
 struct series {
 	char *name;
@@ -126,6 +137,12 @@ static struct series *new_series(struct nd_svg_chart *c, const char *name,
 	return s;
 }
 
+/* A value as the chart keeps it: within +-ND_SVG_MAX_ABS. */
+static double clamp_value(double v)
+{
+	return fmin(fmax(v, -ND_SVG_MAX_ABS), ND_SVG_MAX_ABS);
+}
+
 static int cmp_double(const void *a, const void *b)
 {
 	double x = *(const double *)a, y = *(const double *)b;
@@ -164,8 +181,9 @@ int nd_svg_add_series(struct nd_svg_chart *c, const char *name,
 	for (size_t i = 0; i < n; i++) {
 		if (!isfinite(x[i]) || !isfinite(y[i]))
 			continue;
-		s->x[s->n] = x[i];
-		s->y[s->n] = y[i];
+		s->x[s->n] = clamp_value(x[i]);
+		s->y[s->n] = c->p.kind == ND_SVG_CDF ? fmin(fmax(y[i], 0), 1)
+						      : clamp_value(y[i]);
 		s->n++;
 	}
 	if (c->p.kind == ND_SVG_CDF)
@@ -184,7 +202,7 @@ int nd_svg_add_samples(struct nd_svg_chart *c, const char *name,
 		return -1;
 	for (size_t i = 0; i < n; i++)
 		if (isfinite(v[i]))
-			sorted[m++] = v[i];
+			sorted[m++] = clamp_value(v[i]);
 	qsort(sorted, m, sizeof(double), cmp_double);
 	npts = m > ND_SVG_CDF_POINTS ? ND_SVG_CDF_POINTS : m;
 	s = new_series(c, name, npts);
@@ -208,6 +226,8 @@ int nd_svg_add_samples(struct nd_svg_chart *c, const char *name,
 
 /* ---------------------------------------------------------------- ticks */
 
+/* 1, 2 or 5 times a power of ten, >= rough; rough is finite and
+ * >= DBL_MIN, and at most 1e308 comes back. */
 static double nice_step(double rough)
 {
 	double mag = pow(10.0, floor(log10(rough)));
@@ -217,35 +237,73 @@ static double nice_step(double rough)
 		return mag;
 	if (norm <= 2.0 + 1e-9)
 		return 2.0 * mag;
-	if (norm <= 5.0 + 1e-9)
+	if (norm <= 5.0 + 1e-9 || !isfinite(10.0 * mag))
 		return 5.0 * mag;
 	return 10.0 * mag;
+}
+
+/* Makes [lo, hi] a range the ticks can be computed on: finite, within
+ * +-ND_SVG_MAX_ABS, and wide against the precision of its ends. */
+static void sane_range(double *lo, double *hi)
+{
+	double a = isnan(*lo) ? 0 : clamp_value(*lo);
+	double b = isnan(*hi) ? 0 : clamp_value(*hi);
+
+	if (a > b) {
+		double t = a;
+
+		a = b;
+		b = t;
+	}
+	if (!(b - a > 1e-9 * fmax(fabs(a), fabs(b))) || b - a < DBL_MIN) {
+		if (a > 0)
+			a = 0, b = 2 * b;
+		else if (b < 0)
+			b = 0, a = 2 * a;
+		else if (a == 0 && b == 0)
+			b = 1;
+		/* Subnormal widths grow to the smallest normal one, on the
+		 * side that keeps [a, b] covered. */
+		if (b - a < DBL_MIN) {
+			if (b <= 0)
+				a = b - DBL_MIN;
+			else
+				b = a + DBL_MIN;
+		}
+	}
+	*lo = a;
+	*hi = b;
 }
 
 size_t nd_svg_nice_ticks(double lo, double hi, int max_ticks,
 			 double *out, size_t cap, double *step)
 {
-	double st, first, last;
-	size_t count;
+	double st, first = 0, last = 0;
+	size_t count = 0;
+	int round;
 
-	if (max_ticks < 2)
-		max_ticks = 2;
-	if (!(hi > lo)) {
-		if (hi > 0)
-			lo = 0, hi = 2 * hi;
-		else if (lo < 0)
-			hi = 0, lo = 2 * lo;
-		else
-			lo = 0, hi = 1;
-	}
-	st = nice_step((hi - lo) / (max_ticks - 1));
-	for (;;) {
+	if (max_ticks < 3)
+		max_ticks = 3;     /* a range across zero needs three */
+	sane_range(&lo, &hi);
+	st = nice_step(fmax((hi - lo) / (max_ticks - 1), DBL_MIN));
+	for (round = 0; round < MAX_TICK_ROUNDS; round++) {
+		double span;
+
 		first = floor(lo / st + 1e-9) * st;
 		last = ceil(hi / st - 1e-9) * st;
-		count = (size_t)llround((last - first) / st) + 1;
-		if (count <= (size_t)max_ticks)
-			break;
+		span = (last - first) / st;
+		if (isfinite(span) && span < (double)max_ticks) {
+			count = (size_t)llround(span) + 1;
+			if (count <= (size_t)max_ticks)
+				break;
+		}
 		st = nice_step(st * 1.5);
+	}
+	if (round == MAX_TICK_ROUNDS || count < 2 || !(last > first)) {
+		/* Not reached for any input tried; the ends themselves. */
+		first = lo;
+		st = hi - lo;
+		count = 2;
 	}
 	for (size_t i = 0; i < count && i < cap; i++) {
 		double v = first + (double)i * st;
@@ -257,24 +315,42 @@ size_t nd_svg_nice_ticks(double lo, double hi, int max_ticks,
 	return count < cap ? count : cap;
 }
 
+/* floor or ceil of log2(v) for v > 0, within the exponents of double. */
+static long log2_exp(double v, bool up)
+{
+	double e = up ? ceil(log2(v) - 1e-9) : floor(log2(v) + 1e-9);
+
+	return (long)fmin(fmax(e, LOG2_MIN_EXP), LOG2_MAX_EXP);
+}
+
 size_t nd_svg_log2_ticks(double lo, double hi, int max_ticks,
 			 double *out, size_t cap)
 {
-	long e_lo = lround(floor(log2(lo) + 1e-9));
-	long e_hi = lround(ceil(log2(hi) - 1e-9));
-	long stride = 1, n;
+	long e_lo, e_hi, stride = 1, n;
 
 	if (max_ticks < 2)
 		max_ticks = 2;
+	if (!(lo > 0))
+		lo = DBL_TRUE_MIN;
+	if (!(hi > 0))
+		hi = lo;
+	e_lo = log2_exp(fmin(lo, hi), false);
+	e_hi = log2_exp(fmax(lo, hi), true);
 	if (e_lo >= e_hi) {
-		e_lo--;
+		e_lo = e_lo - 1 < LOG2_MIN_EXP ? LOG2_MIN_EXP : e_lo - 1;
 		e_hi = e_lo + 2;
+		if (e_hi > LOG2_MAX_EXP) {
+			e_hi = LOG2_MAX_EXP;
+			e_lo = e_hi - 2;
+		}
 	}
 	while ((e_hi - e_lo + stride - 1) / stride + 1 > max_ticks)
 		stride *= 2;
 	n = (e_hi - e_lo + stride - 1) / stride + 1;
+	/* Thinned, the last tick may pass e_hi by less than a stride; the
+	 * one before it is below e_hi, so capping the last keeps the order. */
 	for (long i = 0; i < n && (size_t)i < cap; i++)
-		out[i] = ldexp(1.0, (int)(e_lo + i * stride));
+		out[i] = ldexp(1.0, (int)fmin(e_lo + i * stride, LOG2_MAX_EXP));
 	return (size_t)n < cap ? (size_t)n : cap;
 }
 
@@ -282,10 +358,15 @@ char *nd_svg_format_tick(double v, double step, char *buf, size_t len)
 {
 	int decimals = 0;
 
+	if (fabs(v) >= 1e15 || (step > 0 && step < 1e-9)) {
+		/* Beyond what fixed notation shows in a label. */
+		snprintf(buf, len, "%.6g", v);
+		if (strcmp(buf, "-0") == 0)
+			snprintf(buf, len, "0");
+		return buf;
+	}
 	if (step > 0 && step < 1)
 		decimals = (int)ceil(-log10(step) - 1e-9);
-	if (decimals > 9)
-		decimals = 9;
 	snprintf(buf, len, "%.*f", decimals, v);
 	if (strspn(buf, "-0.") == strlen(buf) && buf[0] == '-')
 		memmove(buf, buf + 1, strlen(buf));
@@ -295,7 +376,7 @@ char *nd_svg_format_tick(double v, double step, char *buf, size_t len)
 /* Log2 axis labels: whole numbers from 1 up, shortest form below. */
 static char *format_pow2(double v, char *buf, size_t len)
 {
-	if (v >= 1)
+	if (v >= 1 && v < 1e15)
 		snprintf(buf, len, "%.0f", v);
 	else
 		snprintf(buf, len, "%g", v);

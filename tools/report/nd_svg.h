@@ -50,9 +50,13 @@ struct nd_svg_chart;
  * of memory. */
 struct nd_svg_chart *nd_svg_new(const struct nd_svg_params *p);
 
+/* Values beyond +-ND_SVG_MAX_ABS are drawn at +-ND_SVG_MAX_ABS: with them
+ * no range, step or tick overflows. */
+#define ND_SVG_MAX_ABS 1e307
+
 /* Adds a series of n points (x[i], y[i]); the arrays are copied.  For a CDF
- * chart y is the cumulative fraction in [0, 1] and the points are sorted by
- * x.  Non-finite points are dropped.  Returns 0, or -1 when out of memory,
+ * chart y is the cumulative fraction in [0, 1] (clamped to it) and the
+ * points are sorted by x.  Non-finite points are dropped.  Returns 0, or -1 when out of memory,
  * a log2 x value is <= 0, or the chart already holds ND_SVG_MAX_SERIES. */
 int nd_svg_add_series(struct nd_svg_chart *c, const char *name,
 		      const double *x, const double *y, size_t n);
@@ -70,23 +74,30 @@ void nd_svg_free(struct nd_svg_chart *c);
 
 #define ND_SVG_MAX_SERIES 16
 
-/* Nice linear ticks covering [lo, hi] with at most max_ticks marks: the
- * step is 1, 2 or 5 times a power of ten, the first tick is the largest
- * multiple of the step <= lo and the last the smallest >= hi.  Writes up
- * to cap ticks into out and returns how many; *step gets the step.
- * lo == hi is widened first: to [0, 2 hi] (hi > 0), [2 lo, 0] (lo < 0)
- * or [0, 1] (both zero). */
+/* Nice linear ticks covering [lo, hi] with at most max_ticks marks (3 at
+ * least, so that a range across zero fits): the step is 1, 2 or 5 times a
+ * power of ten, the first tick is the largest multiple of the step <= lo
+ * and the last the smallest >= hi.  Writes up to cap ticks into out and
+ * returns how many (max_ticks <= cap gives all); *step gets the step.
+ * Total: ends are clamped to +-ND_SVG_MAX_ABS (NaN taken as 0, swapped
+ * when lo > hi); lo == hi, and a range narrower than 1e-9 of its ends or
+ * than DBL_MIN, is widened first: to [0, 2 hi] (hi > 0), [2 lo, 0]
+ * (lo < 0) or [0, 1] (both zero).  At least 2 ticks come back, finite
+ * and increasing, with a step >= DBL_MIN. */
 size_t nd_svg_nice_ticks(double lo, double hi, int max_ticks,
 			 double *out, size_t cap, double *step);
 
 /* Ticks for a log2 axis covering [lo, hi] (both > 0): the powers of two
  * from the largest <= lo to the smallest >= hi, thinned to every 2nd, 4th,
- * ... power when there would be more than max_ticks.  Returns the count. */
+ * ... power when there would be more than max_ticks.  Returns the count
+ * (at least 2, finite, positive, increasing).  Exponents stay within
+ * [-1074, 1023]; lo <= 0 or NaN is taken as 2^-1074. */
 size_t nd_svg_log2_ticks(double lo, double hi, int max_ticks,
 			 double *out, size_t cap);
 
 /* Formats a tick value for a label: with the decimals the step needs
- * (none for steps >= 1), "-0" printed as "0".  Returns buf. */
+ * (none for steps >= 1), "-0" printed as "0"; values of 1e15 and more,
+ * and steps below 1e-9, in %g form.  Returns buf. */
 char *nd_svg_format_tick(double v, double step, char *buf, size_t len);
 
 #endif

@@ -7,6 +7,7 @@
 #include "tests/tap.h"
 #include "tools/render/nd_render.h"
 
+#include <limits.h>
 #include <string.h>
 
 /* tmpl with newlines shown as \n, for test names (static buffer). */
@@ -140,6 +141,13 @@ static void test_notices(void)
 	check_notice(30, 30, last);
 	check_notice(30, 31, last);
 	check_notice(1, 5, last);
+	/* max_steps - k as Python computes it: no overflow at the ends. */
+	check_notice(LONG_MIN, 0, last);
+	check_notice(LONG_MIN, 1, last);
+	check_notice(LONG_MIN, LONG_MAX, last);
+	check_notice(LONG_MAX, 0, "Steps Remaining: 9223372036854775807");
+	check_notice(LONG_MAX, -1, "Steps Remaining: 9223372036854775808");
+	check_notice(LONG_MAX, LONG_MIN, "Steps Remaining: 18446744073709551615");
 }
 
 int main(void)

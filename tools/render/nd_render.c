@@ -350,11 +350,15 @@ void nd_prompts_free(struct nd_prompts *p)
 
 size_t nd_render_steps_notice(long max_steps, long k, char *buf, size_t bufsize)
 {
-	long left = max_steps - k;
 	int n;
 
-	if (left > 0)
-		n = snprintf(buf, bufsize, "Steps Remaining: %ld", left);
+	/* max_steps - k as Python's integers give it: when max_steps > k
+	 * the difference is in [1, 2^64 - 1], exact in unsigned long, while
+	 * long arithmetic overflows at the ends (meta.max_steps is any
+	 * 64-bit integer). */
+	if (max_steps > k)
+		n = snprintf(buf, bufsize, "Steps Remaining: %lu",
+			     (unsigned long)max_steps - (unsigned long)k);
 	else
 		n = snprintf(buf, bufsize, "You have reached the maximum number "
 			     "of steps. Please submit your answer NOW.");

@@ -68,7 +68,7 @@ void nd_prompts_free(struct nd_prompts *p);
 
 /* The text appended (after a "\n") to the last user message before LLM
  * call k: "Steps Remaining: N" for N = max_steps - k > 0, else the final
- * notice.  Writes a NUL-terminated string into buf and returns its length
+ * notice; N is exact for any two longs (no overflow).  Writes a NUL-terminated string into buf and returns its length
  * (truncated to bufsize - 1; 96 bytes always suffice). */
 size_t nd_render_steps_notice(long max_steps, long k, char *buf, size_t bufsize);
 

@@ -345,67 +345,6 @@ int mw_tensor_init(const struct mw_params *p, const char *name,
 	return rc;
 }
 
-/* ---------------------------------------------------------------- files */
-
-static int write_all(int fd, const void *buf, size_t n)
-{
-	const char *p = buf;
-
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
-/* Writes len bytes to dir/name (created, truncated).  Returns 0 or ENG_E_IO. */
-int mw_write_file(const char *dir, const char *name, const void *data, size_t len,
-		      struct eng_error *err)
-{
-	char path[4096];
-	int fd;
-
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	if (fd < 0 || write_all(fd, data, len) < 0 || close(fd) < 0) {
-		int e = errno;
-
-		if (fd >= 0)
-			close(fd);
-		return eng_error_set(err, ENG_E_IO, path, 0, "%s", strerror(e));
-	}
-	return 0;
-}
-
-/* Writes obj as JSON with HF's layout for config files: two-space indent,
- * sorted keys when asked, a final newline.  Steals the reference to obj. */
-int mw_write_json(const char *dir, const char *name, json_t *obj, size_t flags,
-		      struct eng_error *err)
-{
-	char *s, *nl;
-	int rc;
-
-	if (!obj)
-		return eng_error_set(err, ENG_E_NOMEM, name, 0, "out of memory");
-	s = json_dumps(obj, flags | JSON_REAL_PRECISION(15));
-	json_decref(obj);
-	nl = s ? realloc(s, strlen(s) + 2) : NULL;
-	if (!nl) {
-		free(s);
-		return eng_error_set(err, ENG_E_NOMEM, name, 0, "out of memory");
-	}
-	strcat(nl, "\n");
-	rc = mw_write_file(dir, name, nl, strlen(nl), err);
-	free(nl);
-	return rc;
-}
-
 static const char *st_dtype(enum mw_dtype d)
 {
 	return d == MW_DTYPE_F32 ? "F32" : d == MW_DTYPE_F16 ? "F16" : "BF16";
@@ -502,7 +441,7 @@ static int write_tensor(struct weight_io *io, int fd, const struct tensor *t)
 		for (size_t i = 0; i < n; i++)
 			io->vals[i] = next_value(s, t->init);
 		convert(io, n);
-		if (write_all(fd, io->buf, n * esz) < 0)
+		if (mw_write_all(fd, io->buf, n * esz) < 0)
 			return -1;
 		left -= (long long)n;
 		io->done += (long long)(n * esz);
@@ -526,7 +465,7 @@ static int write_shard(struct weight_io *io, const char *dir, const struct tenso
 		return eng_error_set(err, ENG_E_NOMEM, path, 0, "path too long or out of memory");
 	}
 	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	if (fd < 0 || write_all(fd, hdr, hlen) < 0)
+	if (fd < 0 || mw_write_all(fd, hdr, hlen) < 0)
 		rc = -1;
 	for (int i = 0; rc == 0 && i < l->n; i++)
 		if (l->t[i].shard == shard)

@@ -13,8 +13,8 @@
  * (mw_tensor_values), and are streamed to disk through a fixed buffer:
  * a 15 GB model never sits in memory.
  */
-#ifndef TRAJBENCH_ENG_MODEL_WRITER_H
-#define TRAJBENCH_ENG_MODEL_WRITER_H
+#ifndef TRAJBENCH_MODEL_WRITER_H
+#define TRAJBENCH_MODEL_WRITER_H
 
 #include <stdbool.h>
 #include <stddef.h>

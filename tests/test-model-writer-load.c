@@ -18,7 +18,7 @@
 
 #include "engine/backend.h"
 #include "engine/model.h"
-#include "engine/model_writer.h"
+#include "tools/modelgen/model_writer.h"
 #include "engine/tokenizer.h"
 #include "tests/tap.h"
 
@@ -142,16 +142,16 @@ static void check_logits(struct eng_model *m, struct eng_tokenizer *tok, const c
 }
 
 /* special: the tokenizer's last added token; eos: the end-of-turn token. */
-static void check_model(struct eng_mw_params *p, const char *name, const char *special,
+static void check_model(struct mw_params *p, const char *name, const char *special,
 			const char *eos, int qkv_bias, int tied)
 {
 	struct eng_model *m;
 	struct eng_tokenizer *tok;
 	struct eng_error err;
-	struct eng_mw_stats st;
+	struct mw_stats st;
 	const struct eng_model_config *c;
 
-	if (eng_mw_write(p, dir_of(name), &st, &err) < 0) {
+	if (mw_write(p, dir_of(name), &st, &err) < 0) {
 		tap_ok(0, "%s written (%s)", name, err.msg);
 		return;
 	}
@@ -165,7 +165,7 @@ static void check_model(struct eng_mw_params *p, const char *name, const char *s
 	       c->head_dim == p->head_dim && c->intermediate == p->intermediate_size &&
 	       c->vocab == st.vocab_size && c->qkv_bias == qkv_bias && c->tie_embeddings == tied,
 	       "%s: eng_model_load sees the written shape", name);
-	tap_ok(c->qk_norm == (p->arch == ENG_MW_ARCH_QWEN3),
+	tap_ok(c->qk_norm == (p->arch == MW_ARCH_QWEN3),
 	       "%s: q/k norms exactly when qwen3", name);
 	check_tokenizer(dir_of(name), st.tokenizer_size, special);
 	if (eng_tokenizer_load(dir_of(name), &tok, &err) == 0) {
@@ -185,19 +185,19 @@ static void remove_scratch(void)
 
 int main(void)
 {
-	struct eng_mw_params p = eng_mw_default_params();
+	struct mw_params p = mw_default_params();
 
 	if (!mkdtemp(scratch))
 		return tap_skip_all("cannot make a scratch directory");
 	check_model(&p, "qwen2", "<|im_end|>", "<|im_end|>", 1, 0);
-	p = eng_mw_default_params();
-	eng_mw_preset("tiny-llama", &p);
+	p = mw_default_params();
+	mw_preset("tiny-llama", &p);
 	check_model(&p, "llama", "<|eot_id|>", "<|eot_id|>", 0, 1);
-	p = eng_mw_default_params();
-	eng_mw_preset("qwen3-tiny", &p);
+	p = mw_default_params();
+	mw_preset("qwen3-tiny", &p);
 	check_model(&p, "qwen3", "</think>", "<|im_end|>", 0, 1);
-	p = eng_mw_default_params();
-	p.dtype = ENG_MW_DTYPE_F16;
+	p = mw_default_params();
+	p.dtype = MW_DTYPE_F16;
 	p.shard_size = 100000;
 	p.seed = 3;
 	check_model(&p, "sharded", "<|im_end|>", "<|im_end|>", 1, 0);

@@ -356,3 +356,13 @@ const char *eng_arch_name(enum eng_arch arch)
 	}
 	return "unknown";
 }
+
+json_t *eng_config_json(const struct eng_model_config *c)
+{
+	return json_pack("{s:s,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:b}",
+			 "architecture", eng_arch_name(c->arch), "num_hidden_layers", c->n_layers,
+			 "hidden_size", c->hidden, "num_attention_heads", c->n_heads,
+			 "num_key_value_heads", c->n_kv_heads, "head_dim", c->head_dim,
+			 "intermediate_size", c->intermediate, "vocab_size", c->vocab,
+			 "tie_word_embeddings", c->tie_embeddings);
+}

@@ -73,6 +73,13 @@ int eng_config_load(const char *dir, struct eng_model_config *cfg,
  * out has head_dim / 2 entries. */
 void eng_config_rope_inv_freq(const struct eng_model_config *cfg, float *out);
 
+/* The HF class name: "Qwen2ForCausalLM", "Qwen3ForCausalLM", "LlamaForCausalLM". */
 const char *eng_arch_name(enum eng_arch arch);
+
+/* What ran, for the run record: {"architecture", "num_hidden_layers",
+ * "hidden_size", "num_attention_heads", "num_key_value_heads", "head_dim",
+ * "intermediate_size", "vocab_size", "tie_word_embeddings"} with HF's key
+ * names.  A new reference, or NULL when out of memory. */
+json_t *eng_config_json(const struct eng_model_config *cfg);
 
 #endif

@@ -65,8 +65,8 @@ static __global__ void rope_qkv_kernel(const float *qkv, const float *bias, cons
 
 #define RT_PAIRS 4   /* pairs a lane holds in the norm kernel: head_dim <= 256 */
 
-/* One warp-item of the norm kernel: RMSNorm of head h (q heads first,
- * then k heads) by w, then its rotation, written to q_out or the cache. */
+/* One warp-item of the norm kernel: the (hd) head at row + off, bias
+ * added, RMSNorm'ed by w (hd), rotated, written as bf16 to dst (hd). */
 static __device__ __forceinline__ void norm_rope_head(const float *row, const float *bias,
 						      const float *w, float eps, float p,
 						      const float *inv_freq, uint16_t *dst,

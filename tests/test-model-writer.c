@@ -421,7 +421,7 @@ static void test_tiny_qwen3(void)
 {
 	struct mw_params p = mw_default_params();
 	struct st_file f;
-	json_t *cfg, *tok, *tc, *dec;
+	json_t *cfg, *tok, *tc, *dec, *added, *last;
 	double mean, sd;
 
 	mw_preset("qwen3-tiny", &p);
@@ -452,11 +452,11 @@ static void test_tiny_qwen3(void)
 	       json_integer_value(json_object_get(cfg, "eos_token_id")) == 514,
 	       "bos <|endoftext|> 512, eos <|im_end|> 514");
 	tok = load_json("w1", "tokenizer.json");
-	tap_ok(json_array_size(json_object_get(tok, "added_tokens")) == 9 &&
-	       !strcmp(json_string_value(json_object_get(json_array_get(
-			       json_object_get(tok, "added_tokens"), 8), "content")) ?: "", "</think>") &&
-	       json_is_false(json_object_get(json_array_get(json_object_get(tok, "added_tokens"), 8),
-					     "special")),
+	added = json_object_get(tok, "added_tokens");
+	last = json_array_get(added, 8);
+	tap_ok(json_array_size(added) == 9 &&
+	       !strcmp(json_string_value(json_object_get(last, "content")) ?: "", "</think>") &&
+	       json_is_false(json_object_get(last, "special")),
 	       "tokenizer.json: 3 special tokens, then <tool_call> .. </think> not special");
 	tc = load_json("w1", "tokenizer_config.json");
 	dec = json_object_get(tc, "added_tokens_decoder");
@@ -628,7 +628,8 @@ static void test_qwen_tokenizer(void)
 	tap_ok(write_model(&p, "t3") == 0, "qwen3 with Qwen's tokenizer written");
 	cfg = load_json("t3", "config.json");
 	tc = load_json("t3", "tokenizer_config.json");
-	tap_ok(tc && is_qwen3_template(json_string_value(json_object_get(tc, "chat_template")) ?: "") &&
+	tap_ok(tc && is_qwen3_template(json_string_value(json_object_get(tc, "chat_template"))
+				       ?: "") &&
 	       json_integer_value(json_object_get(cfg, "eos_token_id")) == 151645,
 	       "qwen3 keeps Qwen3's chat template; eos 151645");
 	json_decref(cfg);

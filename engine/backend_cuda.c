@@ -12,7 +12,9 @@
  * activations live in device buffers grown to the largest batch seen.
  *
  * Per layer:  xb = rmsnorm(x [+ previous mlp out]);  qkv = xb Wqkv;
- *             q, pages <- rope(qkv + b);  att = attention(q, pages);
+ *             q, pages <- rope(qkv + b)  (Qwen3: rope(qk_norm(qkv + b)),
+ *             the per-head norm fused into the same kernel);
+ *             att = attention(q, pages);
  *             proj = att Wo;  xb = rmsnorm(x += proj + bo);
  *             act = silu(xb Wg) * (xb Wu);  proj = act Wd
  * On one rank, a projection without a bias (o and down of Qwen2 and
@@ -305,9 +307,10 @@ static int layer_forward(struct cuda_state *st, const struct step_meta *m, int l
 					    R->stream));
 	EACH_RANK(PROF_QKV, kn_gemm_bf16(R->gemm, R->qkv, KN_Y_F32, qkv, R->xb, L->wqkv, T, qkv,
 					 H));
-	EACH_RANK(PROF_ROPE, kn_rope_qkv(R->qkv, L->bqkv, R->meta_d + m->pos, R->meta_d + m->slot,
-					 R->inv_freq, R->q, R->k_pool + layer, R->v_pool + layer,
-					 T, st->nh, st->nkv, c->head_dim, R->stream));
+	EACH_RANK(PROF_ROPE, kn_rope_qkv(R->qkv, L->bqkv, L->q_norm, L->k_norm, eps,
+					 R->meta_d + m->pos, R->meta_d + m->slot, R->inv_freq, R->q,
+					 R->k_pool + layer, R->v_pool + layer, T, st->nh, st->nkv,
+					 c->head_dim, R->stream));
 	EACH_RANK(PROF_ATTN, attention(st, R, m, l));
 	EACH_RANK(PROF_O, project(st, R, L->bo, R->att, L->wo, T, qd));
 	if ((rc = all_reduce(st, T)))

@@ -17,6 +17,30 @@ static const char *record_id(const json_t *record, long line, char *buf, size_t 
 	return buf;
 }
 
+/* A message's recorded env_exec_time, when it has one: a number of seconds
+ * in [0, ENG_CONV_MAX_ENV_TIME_S].  Larger values are refused rather than
+ * waited for (--env-time-scale 1 would sleep that long) or summed into an
+ * infinite total. */
+static int check_env_time(const json_t *msg, size_t i, const char *who, long line,
+			  struct eng_error *err)
+{
+	const json_t *t = json_object_get(msg, "env_exec_time");
+	double v;
+
+	if (!t || json_is_null(t))
+		return 0;
+	if (!json_is_number(t))
+		return eng_error_set(err, ENG_E_FORMAT, NULL, line,
+				     "%smessage %zu: \"env_exec_time\" must be a number or null",
+				     who, i);
+	v = json_number_value(t);
+	if (!(v >= 0 && v <= ENG_CONV_MAX_ENV_TIME_S))
+		return eng_error_set(err, ENG_E_RANGE, NULL, line,
+				     "%smessage %zu: \"env_exec_time\" %g is out of range "
+				     "(0 to %d seconds)", who, i, v, ENG_CONV_MAX_ENV_TIME_S);
+	return 0;
+}
+
 /* The messages of record as eng_chat_msg, pointing into the JSON. */
 static int read_messages(const json_t *record, const char *who, long line,
 			 struct eng_chat_msg **out, size_t *n, struct eng_error *err)
@@ -35,12 +59,17 @@ static int read_messages(const json_t *record, const char *who, long line,
 	json_array_foreach(msgs, i, v) {
 		const json_t *role = json_object_get(v, "role");
 		const json_t *content = json_object_get(v, "content");
+		int rc;
 
 		if (!json_is_string(role) || !json_is_string(content)) {
 			free(m);
 			return eng_error_set(err, ENG_E_FORMAT, NULL, line,
 					     "%smessage %zu needs string \"role\" and \"content\"",
 					     who, i);
+		}
+		if ((rc = check_env_time(v, i, who, line, err)) != 0) {
+			free(m);
+			return rc;
 		}
 		m[i].role = json_string_value(role);
 		m[i].content = json_string_value(content);
@@ -51,6 +80,8 @@ static int read_messages(const json_t *record, const char *who, long line,
 	return 0;
 }
 
+/* The recorded env_exec_time of message msg_index (checked by
+ * read_messages), or -1 when absent or null. */
 static double env_time_of(const json_t *record, size_t msg_index)
 {
 	const json_t *m = json_array_get(json_object_get(record, "messages"), msg_index);

@@ -23,6 +23,11 @@
 #include "engine/error.h"
 #include "engine/runner.h"
 
+/* The longest recorded env_exec_time accepted, in seconds (one day): a
+ * tool call of an agent never runs that long, and the bound keeps waits
+ * (--env-time-scale up to 1e6) and sums finite. */
+#define ENG_CONV_MAX_ENV_TIME_S 86400
+
 struct eng_conv_rec {
 	struct eng_conv conv;  /* conv.user points back here */
 	char *id;              /* the record's id, or "LINE" when it has none */
@@ -33,7 +38,8 @@ struct eng_conv_rec {
 /* Builds *out from record.  line names the record in errors (err->line is
  * set to it).  Errors: ENG_E_FORMAT (not a conversation, bad messages),
  * ENG_E_UNSUPPORTED (qwen3 template), ENG_E_INVALID (content not UTF-8),
- * ENG_E_NOMEM. */
+ * ENG_E_RANGE (env_exec_time beyond ENG_CONV_MAX_ENV_TIME_S, or
+ * negative), ENG_E_NOMEM. */
 int eng_conv_from_json(struct eng_chat *chat, const json_t *record, long line,
 		       struct eng_conv_rec **out, struct eng_error *err);
 

@@ -115,9 +115,14 @@ struct eng_sampling {
 };
 
 /* How one client's conversations are replayed (or its requests generated). */
+/* The largest env_time_scale: with recorded env times of at most a day
+ * (conv.c) every wait stays finite. */
+#define ENG_MAX_ENV_TIME_SCALE 1e6
+
 struct eng_session_params {
 	int32_t batch_size;        /* conversations in flight; 0: no limit */
-	double env_time_scale;     /* 0: submit the next turn at once */
+	double env_time_scale;     /* 0: submit the next turn at once; at most
+				    * ENG_MAX_ENV_TIME_SCALE */
 	double request_rate;       /* conversations started per second (Poisson);
 				    * INFINITY: all at once (the replay default) */
 	int32_t output_len;        /* tokens per turn; 0: the recorded reply length */

@@ -122,18 +122,41 @@ static json_t *output_text(struct eng_run *r, const struct eng_request_timing *t
 	return j ? j : json_null();
 }
 
+/* Writes rec and frees it.  NULL (it could not be built: out of memory, a
+ * number that is not finite, text that is not UTF-8) is never skipped in
+ * silence: a diagnostic names the record, and it counts as bad. */
+static void emit_record(struct eng_run *r, long line, json_t *rec, const char *what,
+			const char *id, int turn)
+{
+	if (!rec) {
+		if (turn >= 0)
+			diag(r, line, "conversation %s turn %d: the %s record could not be built",
+			     id, turn, what);
+		else
+			diag(r, line, "conversation %s: the %s record could not be built", id, what);
+		r->n_bad++;
+		return;
+	}
+	r->io.emit(r->io.ctx, rec);
+	json_decref(rec);
+}
+
+/* A measured double, or null when it is not finite (JSON has no inf). */
+static json_t *real_or_null(double v)
+{
+	return isfinite(v) ? json_real(v) : json_null();
+}
+
 /* Writes a turn's record (and frees it); a failed turn is also reported. */
 static void emit_turn(struct eng_run *r, const struct eng_conv_rec *cr,
-		      const struct eng_request_timing *t, json_t *rec)
+		      const struct eng_request_timing *t, json_t *rec, const char *what)
 {
 	r->n_requests++;
 	if (t->error && t->finish != ENG_FINISH_ABORT) {
 		diag(r, cr->line, "conversation %s turn %d failed: %s", cr->id, t->turn, t->error);
 		r->n_bad++;
 	}
-	if (rec)
-		r->io.emit(r->io.ctx, rec);
-	json_decref(rec);
+	emit_record(r, cr->line, rec, what, cr->id, t->turn);
 }
 
 /* Score mode: the log-probs of one turn's recorded reply. */
@@ -143,11 +166,26 @@ static json_t *score_record(struct eng_run *r, const struct eng_conv_rec *cr,
 	return json_pack("{s:s,s:s,s:s,s:i,s:i,s:i,s:o,s:o,s:f,s:b,s:o}",
 			 "type", "score", "run", r->run_name, "conversation_id", cr->id,
 			 "turn", t->turn, "prompt_len", t->prompt_len, "n_tokens", t->n_scored,
-			 "sum_logprob", t->error ? json_null() : json_real(t->sum_logprob),
+			 "sum_logprob", t->error ? json_null() : real_or_null(t->sum_logprob),
 			 "mean_logprob", t->error || t->n_scored == 0 ? json_null()
-				 : json_real(t->sum_logprob / t->n_scored),
+				 : real_or_null(t->sum_logprob / t->n_scored),
 			 "latency", t->latency, "success", t->error == NULL,
 			 "error", t->error ? json_string(t->error) : json_null());
+}
+
+/* --output-details: the generated ids and text; 0, or -1 out of memory. */
+static int add_details(struct eng_run *r, const struct eng_request_timing *t, json_t *rec)
+{
+	json_t *ids = json_array();
+
+	for (int32_t i = 0; ids && t->output && i < t->output_len; i++)
+		if (json_array_append_new(ids, json_integer(t->output[i])) != 0) {
+			json_decref(ids);
+			ids = NULL;
+		}
+	if (json_object_set_new(rec, "output_ids", ids) != 0)
+		return -1;
+	return json_object_set_new(rec, "output_text", output_text(r, t));
 }
 
 static void on_request(void *ctx, const struct eng_conv *c, const struct eng_request_timing *t)
@@ -157,13 +195,15 @@ static void on_request(void *ctx, const struct eng_conv *c, const struct eng_req
 	json_t *itl, *rec;
 
 	if (r->p.session.score) {
-		emit_turn(r, cr, t, score_record(r, cr, t));
+		emit_turn(r, cr, t, score_record(r, cr, t), "score");
 		return;
 	}
 	itl = json_array();
-
-	for (int32_t i = 0; i < t->n_itl; i++)
-		json_array_append_new(itl, json_real(t->itl[i]));
+	for (int32_t i = 0; itl && i < t->n_itl; i++)
+		if (json_array_append_new(itl, real_or_null(t->itl[i])) != 0) {
+			json_decref(itl);
+			itl = NULL;
+		}
 	rec = json_pack("{s:s,s:s,s:s,s:i,s:f,s:f,s:f,s:o,s:f,s:i,s:i,s:i,s:s,s:b,s:o,s:o}",
 			"type", "request", "run", r->run_name, "conversation_id", cr->id,
 			"turn", t->turn, "start_time", t->start_time, "ttft", t->ttft,
@@ -173,15 +213,11 @@ static void on_request(void *ctx, const struct eng_conv *c, const struct eng_req
 			"success", t->error == NULL,
 			"error", t->error ? json_string(t->error) : json_null(),
 			"env_exec_time", t->env_time_s >= 0 ? json_real(t->env_time_s) : json_null());
-	if (rec && r->p.output_details) {
-		json_t *ids = json_array();
-
-		for (int32_t i = 0; t->output && i < t->output_len; i++)
-			json_array_append_new(ids, json_integer(t->output[i]));
-		json_object_set_new(rec, "output_ids", ids);
-		json_object_set_new(rec, "output_text", output_text(r, t));
+	if (rec && r->p.output_details && add_details(r, t, rec) != 0) {
+		json_decref(rec);
+		rec = NULL;
 	}
-	emit_turn(r, cr, t, rec);
+	emit_turn(r, cr, t, rec, "request");
 }
 
 static void on_conversation(void *ctx, const struct eng_conv *c, const struct eng_conv_timing *t)
@@ -199,9 +235,7 @@ static void on_conversation(void *ctx, const struct eng_conv *c, const struct en
 				"cached_tokens", (json_int_t)t->cached_tokens);
 
 	r->n_conversations++;
-	if (rec)
-		r->io.emit(r->io.ctx, rec);
-	json_decref(rec);
+	emit_record(r, cr->line, rec, "conversation_result", cr->id, -1);
 }
 
 static void release_conv(void *ctx, struct eng_conv *c)
@@ -347,10 +381,11 @@ static json_t *run_record(struct eng_run *r)
 			 "num_requests", (int)r->n_requests, "env_time_scale", sp->env_time_scale,
 			 "settings", eng_infer_settings(r->e), "version", PACKAGE_VERSION);
 
-	if (rec) {
-		json_object_set_new(rec, "model_config",
-				    eng_config_json(eng_model_config(r->e->model)));
-		json_object_set_new(rec, "engine_stats", engine_stats(r));
+	if (rec && (json_object_set_new(rec, "model_config",
+					eng_config_json(eng_model_config(r->e->model))) != 0 ||
+		    json_object_set_new(rec, "engine_stats", engine_stats(r)) != 0)) {
+		json_decref(rec);
+		rec = NULL;
 	}
 	return rec;
 }
@@ -364,6 +399,10 @@ long eng_run_finish(struct eng_run *r)
 
 		if (rec)
 			r->io.emit(r->io.ctx, rec);
+		else {
+			diag(r, 0, "the run record could not be built");
+			bad++;
+		}
 		json_decref(rec);
 	}
 	eng_session_free(r->warm);

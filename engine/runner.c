@@ -122,10 +122,13 @@ int eng_session_start(struct eng_runner *r, const struct eng_session_params *p,
 	*out = NULL;
 	if (!s)
 		return eng_error_set(err, ENG_E_NOMEM, NULL, 0, "cannot allocate a session");
-	if (p->batch_size < 0 || p->env_time_scale < 0 || !(p->request_rate > 0)) {
+	if (p->batch_size < 0 || !(p->env_time_scale >= 0 &&
+				   p->env_time_scale <= ENG_MAX_ENV_TIME_SCALE) ||
+	    !(p->request_rate > 0)) {
 		free(s);
 		return eng_error_set(err, ENG_E_INVALID, NULL, 0,
-				     "batch size, env time scale and request rate must be positive");
+				     "batch size, env time scale (at most %g) and request rate "
+				     "must be positive", ENG_MAX_ENV_TIME_SCALE);
 	}
 	s->runner = r;
 	s->p = *p;

@@ -15,6 +15,7 @@
 #include <math.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -129,13 +130,28 @@ static int client_emit(void *ctx, const json_t *rec)
 	return emit_line(ctx, rec);
 }
 
+/* msg as a JSON string.  Messages quote input cut to a length (a
+ * conversation id, say), which may end inside a UTF-8 sequence: they are
+ * made valid, or the record holding them could not be built. */
+static json_t *message_json(const char *msg)
+{
+	size_t len;
+	char *clean = eng_utf8_sanitize(msg, strlen(msg), &len);
+	json_t *j = clean ? json_stringn(clean, len) : NULL;
+
+	free(clean);
+	return j;
+}
+
 static void client_diag(void *ctx, long line, const char *msg)
 {
-	json_t *rec = json_pack("{s:s,s:I,s:s}", "type", "diagnostic", "line",
-				(json_int_t)line, "message", msg);
+	json_t *rec = json_pack("{s:s,s:I,s:o}", "type", "diagnostic", "line",
+				(json_int_t)line, "message", message_json(msg));
 
 	if (rec)
 		emit_line(ctx, rec);
+	else
+		fprintf(stderr, "worker: a diagnostic for a client was lost: out of memory\n");
 	json_decref(rec);
 }
 
@@ -266,7 +282,7 @@ static void handle_hello(struct server *sv, struct client *c)
 	} else if (eng_run_params_from_json(json_object_get(hello, "params"), &rp, name,
 					    sizeof(name), &err) != 0 ||
 		   (io.ctx = c, eng_run_start(sv->e, &rp, &io, &c->run, &err)) != 0) {
-		rec = json_pack("{s:s,s:s}", "type", "error", "message", err.msg);
+		rec = json_pack("{s:s,s:o}", "type", "error", "message", message_json(err.msg));
 	} else {
 		sv->n_runs_served++;
 		json_decref(hello);

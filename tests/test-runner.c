@@ -202,8 +202,31 @@ static void cancel(void)
 	eng_runner_free(r);
 }
 
+/* An env time scale that would make a wait infinite (1e308 x a day) is
+ * refused when the session starts, not slept on. */
+static void bad_scales(void)
+{
+	static const double scales[] = { 1e308, INFINITY, NAN, -1, ENG_MAX_ENV_TIME_SCALE * 2 };
+	struct eng_runner *r = make_runner(4000);
+
+	for (size_t i = 0; i < sizeof(scales) / sizeof(scales[0]); i++) {
+		struct eng_session_params sp;
+		struct eng_session *s = NULL;
+		struct eng_error err;
+		int rc;
+
+		eng_session_default_params(&sp);
+		sp.env_time_scale = scales[i];
+		rc = eng_session_start(r, &sp, &ops, NULL, &s, &err);
+		tap_ok(rc == ENG_E_INVALID && !s, "env_time_scale %g is refused", scales[i]);
+		eng_session_free(s);
+	}
+	eng_runner_free(r);
+}
+
 int main(void)
 {
+	bad_scales();
 	replay(1, 0, -1, 4000);
 	replay(4, 0.002, -1, 4000);
 	replay(16, 0, -1, 4000);

@@ -276,7 +276,7 @@ static int run_option(int c, const char *arg, struct opts *o)
 		s->request_rate = d;
 		return 0;
 	case OPT_ENV_SCALE:
-		if (nd_parse_double(arg, 0, 1e6, &d)) return -1;
+		if (nd_parse_double(arg, 0, ENG_MAX_ENV_TIME_SCALE, &d)) return -1;
 		s->env_time_scale = d;
 		return 0;
 	case OPT_OUTPUT_LEN:

@@ -11,3 +11,7 @@ TESTS += tests/gpu-batch-infer-cases.test tests/gpu-batch-infer-r2egym.test \
 EXTRA_DIST += tests/gpu-batch-infer-cases.test tests/gpu-batch-infer-r2egym.test \
 	tests/gpu-batch-infer-run.test tests/gpu-batch-infer-qwen3.test \
 	tests/gpu-batch-infer
+
+# Recorded numbers out of range (env_exec_time, --env-time-scale).
+TESTS += tests/gpu-batch-infer-numbers.test
+EXTRA_DIST += tests/gpu-batch-infer-numbers.test

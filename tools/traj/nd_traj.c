@@ -228,9 +228,43 @@ static void number_text(const struct nd_span *n, char *dst, size_t cap)
 }
 
 /* null or a finite number. */
+/* An integer's text within [INT64_MIN, INT64_MAX]. */
+static bool fits_int64(const struct nd_span *n)
+{
+	char tmp[32];
+
+	if (n->len >= sizeof(tmp))
+		return false;
+	number_text(n, tmp, sizeof(tmp));
+	errno = 0;
+	(void)strtoll(tmp, NULL, 10);
+	return errno != ERANGE;
+}
+
+/* The value of a number's whole text (any length). */
+static double number_value(const struct nd_span *n)
+{
+	char tmp[400], *heap = NULL, *s = tmp;
+	double v;
+
+	if (n->len >= sizeof(tmp) && (s = heap = malloc(n->len + 1)) == NULL)
+		return NAN;
+	if (heap) {
+		memcpy(heap, n->s, n->len);
+		heap[n->len] = '\0';
+	} else {
+		number_text(n, tmp, sizeof(tmp));
+	}
+	v = strtod(s, NULL);
+	free(heap);
+	return v;
+}
+
+/* A number the next tool reads back as it was written: finite as a
+ * double, and an integer within 64 bits (jansson refuses larger ones). */
 static int read_opt_number(struct nd_traj *t, opt_t *out)
 {
-	char tmp[400];
+	char tmp[52];
 	double v;
 
 	memset(out, 0, sizeof(*out));
@@ -240,11 +274,12 @@ static int read_opt_number(struct nd_traj *t, opt_t *out)
 		return type_error(t, "a number or null");
 	if (nd_scan_number(&t->sc, out) != 0)
 		return scan_error(t);
-	number_text(out, tmp, sizeof(tmp));
-	v = strtod(tmp, NULL);
-	if (!isfinite(v))
-		return shape_error(t, "'%s' is out of range: %s", format_path(t), tmp);
-	return 0;
+	v = number_value(out);
+	if (isfinite(v) && (!out->integer || fits_int64(out)))
+		return 0;
+	number_text(out, tmp, sizeof(tmp));   /* a long one shown cut, with "..." */
+	return shape_error(t, "'%s' is out of range: %s%s", format_path(t), tmp,
+			   out->len >= sizeof(tmp) ? "..." : "");
 }
 
 /* null or an integer that fits in 64 bits.  With negative_is_null, a

@@ -61,7 +61,7 @@ static int send_all(int fd, const char *p, size_t n)
 /* One line from the worker: a record for the output, or ours. */
 static void handle_line(struct cstate *st, char *line, size_t len)
 {
-	json_t *rec = json_loadb(line, len, 0, NULL);
+	json_t *rec = json_loadb(line, len, JSON_ALLOW_NUL, NULL);
 	const char *type = json_string_value(json_object_get(rec, "type"));
 
 	if (type && !strcmp(type, "diagnostic")) {

@@ -7,13 +7,19 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *record_id(const json_t *record, long line, char *buf, size_t n)
+/* The record's id (it may hold U+0000, so with its length), or the line
+ * number when it has none. */
+static const char *record_id(const json_t *record, long line, char *buf, size_t n,
+			     size_t *len)
 {
 	const json_t *id = json_object_get(record, "id");
 
-	if (json_is_string(id))
+	if (json_is_string(id)) {
+		*len = json_string_length(id);
 		return json_string_value(id);
+	}
 	snprintf(buf, n, "%ld", line);
+	*len = strlen(buf);
 	return buf;
 }
 
@@ -66,6 +72,12 @@ static int read_messages(const json_t *record, const char *who, long line,
 			return eng_error_set(err, ENG_E_FORMAT, NULL, line,
 					     "%smessage %zu needs string \"role\" and \"content\"",
 					     who, i);
+		}
+		/* Content may hold U+0000 (it has a length); a role is a name. */
+		if (strlen(json_string_value(role)) != json_string_length(role)) {
+			free(m);
+			return eng_error_set(err, ENG_E_FORMAT, NULL, line,
+					     "%smessage %zu: \"role\" holds U+0000", who, i);
 		}
 		if ((rc = check_env_time(v, i, who, line, err)) != 0) {
 			free(m);
@@ -153,7 +165,8 @@ int eng_conv_from_json(struct eng_chat *chat, const json_t *record, long line,
 		       struct eng_conv_rec **out, struct eng_error *err)
 {
 	char buf[32];
-	const char *id = record_id(record, line, buf, sizeof(buf));
+	size_t id_len;
+	const char *id = record_id(record, line, buf, sizeof(buf), &id_len);
 	char who[300] = "";
 	const json_t *type = json_object_get(record, "type");
 	struct eng_chat_msg *m = NULL;
@@ -174,10 +187,12 @@ int eng_conv_from_json(struct eng_chat *chat, const json_t *record, long line,
 		return eng_error_set(err, ENG_E_UNSUPPORTED, NULL, line,
 				     "the qwen3 template drops earlier reasoning, so turns share no prefix; use chatml");
 	c = calloc(1, sizeof(*c));
-	if (!c || !(c->id = strdup(id))) {
+	if (!c || !(c->id = malloc(id_len + 1))) {
 		free(c);
 		return eng_error_set(err, ENG_E_NOMEM, NULL, line, "out of memory");
 	}
+	memcpy(c->id, id, id_len + 1);
+	c->id_len = id_len;
 	c->line = line;
 	c->conv.user = c;
 	rc = read_messages(record, who, line, &m, &n, err);

@@ -30,7 +30,9 @@
 
 struct eng_conv_rec {
 	struct eng_conv conv;  /* conv.user points back here */
-	char *id;              /* the record's id, or "LINE" when it has none */
+	char *id;              /* the record's id, or "LINE" when it has none;
+				* NUL-terminated, but U+0000 may occur inside */
+	size_t id_len;
 	long line;             /* input line, for diagnostics */
 	double env_total_s;    /* sum of recorded env times */
 };

@@ -70,7 +70,7 @@ static int next_conv(void *ctx, struct eng_conv **out)
 			return rc; /* 0 end, 2 not yet, < 0 error */
 		if (len == 0 || strspn(line, " \t\r") == len)
 			continue;
-		rec = json_loadb(line, len, 0, &jerr);
+		rec = json_loadb(line, len, JSON_ALLOW_NUL, &jerr);
 		if (!json_is_object(rec)) {
 			if (rec)
 				diag(r, lineno, "expected a JSON object");
@@ -163,8 +163,8 @@ static void emit_turn(struct eng_run *r, const struct eng_conv_rec *cr,
 static json_t *score_record(struct eng_run *r, const struct eng_conv_rec *cr,
 			    const struct eng_request_timing *t)
 {
-	return json_pack("{s:s,s:s,s:s,s:i,s:i,s:i,s:o,s:o,s:f,s:b,s:o}",
-			 "type", "score", "run", r->run_name, "conversation_id", cr->id,
+	return json_pack("{s:s,s:s,s:s%,s:i,s:i,s:i,s:o,s:o,s:f,s:b,s:o}",
+			 "type", "score", "run", r->run_name, "conversation_id", cr->id, cr->id_len,
 			 "turn", t->turn, "prompt_len", t->prompt_len, "n_tokens", t->n_scored,
 			 "sum_logprob", t->error ? json_null() : real_or_null(t->sum_logprob),
 			 "mean_logprob", t->error || t->n_scored == 0 ? json_null()
@@ -204,8 +204,8 @@ static void on_request(void *ctx, const struct eng_conv *c, const struct eng_req
 			json_decref(itl);
 			itl = NULL;
 		}
-	rec = json_pack("{s:s,s:s,s:s,s:i,s:f,s:f,s:f,s:o,s:f,s:i,s:i,s:i,s:s,s:b,s:o,s:o}",
-			"type", "request", "run", r->run_name, "conversation_id", cr->id,
+	rec = json_pack("{s:s,s:s,s:s%,s:i,s:f,s:f,s:f,s:o,s:f,s:i,s:i,s:i,s:s,s:b,s:o,s:o}",
+			"type", "request", "run", r->run_name, "conversation_id", cr->id, cr->id_len,
 			"turn", t->turn, "start_time", t->start_time, "ttft", t->ttft,
 			"latency", t->latency, "itl", itl, "tpot", t->tpot,
 			"prompt_len", t->prompt_len, "output_len", t->output_len,
@@ -224,9 +224,9 @@ static void on_conversation(void *ctx, const struct eng_conv *c, const struct en
 {
 	struct eng_run *r = ctx;
 	const struct eng_conv_rec *cr = c->user;
-	json_t *rec = json_pack("{s:s,s:s,s:s,s:i,s:b,s:f,s:f,s:f,s:f,s:f,s:I,s:I,s:I}",
+	json_t *rec = json_pack("{s:s,s:s,s:s%,s:i,s:b,s:f,s:f,s:f,s:f,s:f,s:I,s:I,s:I}",
 				"type", "conversation_result", "run", r->run_name,
-				"conversation_id", cr->id, "turns", t->n_turns,
+				"conversation_id", cr->id, cr->id_len, "turns", t->n_turns,
 				"success", t->n_failed == 0, "start_time", t->start_time,
 				"end_time", t->end_time, "llm_time", t->llm_time,
 				"env_time", t->env_time, "env_wait", t->env_wait,

@@ -15,6 +15,6 @@ noinst_HEADERS += tests/tap.h tests/test-ids.h tests/test-cuda.h
 EXTRA_DIST += tests/tool-cases.sh tests/man-examples.test
 TESTS += tests/man-examples.test
 
-# -o FILE of every tool (tools/common/nd_writer.c).
-EXTRA_DIST += tests/output-file.test
-TESTS += tests/output-file.test
+# -o FILE of every tool (tools/common/nd_writer.c); U+0000 through every tool.
+EXTRA_DIST += tests/output-file.test tests/nul.test
+TESTS += tests/output-file.test tests/nul.test

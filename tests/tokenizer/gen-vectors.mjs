@@ -117,6 +117,13 @@ function r2egymTexts(path) {
 if (r2Path)
 	texts.push(...r2egymTexts(r2Path));
 
+// U+0000: a JSON string may hold it, and byte-level BPE encodes it as the
+// byte character U+0100 like any other byte (last, so that the lines
+// above keep their places).
+texts.push("\u0000", "a\u0000b", "\u0000\u0000\u0000", "x = \"\\0\"\u0000\n",
+	"Hello\u0000 world", " \u0000", "\u0000<|im_end|>", "end\u0000",
+	"\u0000\u0000ab\u0000 \u0000\n\u0000");
+
 for (const text of texts) {
 	const enc = tok.encode(text, { add_special_tokens: false });
 	process.stdout.write(JSON.stringify({ text, ids: enc.ids }) + "\n");

@@ -72,7 +72,8 @@ bool nd_reader_unterminated(const struct nd_reader *r);
 /* Closes the reader (not stdin) and frees it.  NULL is allowed. */
 void nd_reader_close(struct nd_reader *r);
 
-/* Parses one line as a JSON object.  On failure returns NULL and writes a
+/* Parses one line as a JSON object; strings may hold U+0000 (read them
+ * with json_string_length).  On failure returns NULL and writes a
  * lowercase message (with the column for syntax errors) into err. */
 json_t *nd_parse_object(const char *line, size_t len, char *err, size_t errlen);
 

@@ -93,7 +93,9 @@ void nd_reader_close(struct nd_reader *r)
 json_t *nd_parse_object(const char *line, size_t len, char *err, size_t errlen)
 {
 	json_error_t jerr;
-	json_t *obj = json_loadb(line, len, 0, &jerr);
+	/* U+0000 is valid in a JSON string, and text may hold it: every
+	 * tool passes it on (callers use json_string_length). */
+	json_t *obj = json_loadb(line, len, JSON_ALLOW_NUL, &jerr);
 
 	if (!obj) {
 		snprintf(err, errlen, "invalid JSON at column %d: %s",

@@ -104,9 +104,11 @@ static void do_detokenize(struct ctx *c, const struct nd_reader *r, json_t *rec)
 	write_rec(c, rec);
 }
 
-/* Borrows role/content of a messages array; NULL with *bad set when a
- * message lacks them. */
-static struct eng_chat_msg *messages_of(json_t *arr, size_t *n, size_t *bad)
+/* Borrows role/content of a messages array; NULL with *bad and *why set
+ * when a message lacks them, or its role holds U+0000 (content may: it
+ * goes with its length). */
+static struct eng_chat_msg *messages_of(json_t *arr, size_t *n, size_t *bad,
+					const char **why)
 {
 	struct eng_chat_msg *m = calloc(json_array_size(arr) + 1, sizeof(*m));
 	json_t *e;
@@ -117,7 +119,11 @@ static struct eng_chat_msg *messages_of(json_t *arr, size_t *n, size_t *bad)
 	json_array_foreach(arr, i, e) {
 		json_t *role = json_object_get(e, "role"), *content = json_object_get(e, "content");
 
-		if (!json_is_string(role) || !json_is_string(content)) {
+		if (!json_is_string(role) || !json_is_string(content))
+			*why = "needs \"role\" and \"content\" strings";
+		else if (strlen(json_string_value(role)) != json_string_length(role))
+			*why = "\"role\" holds U+0000";
+		if (*why) {
 			*bad = i;
 			free(m);
 			return NULL;
@@ -164,13 +170,14 @@ static void do_render(struct ctx *c, const struct nd_reader *r, json_t *rec)
 	struct eng_chat_turn *turns;
 	struct eng_error err;
 	size_t n = 0, nt, bad = 0;
+	const char *why = NULL;
 
 	if (type && strcmp(type, "conversation") != 0)
 		return bad_record(c, r, "expected a conversation record, got type \"%s\"", type);
 	if (!json_is_array(arr))
 		return bad_record(c, r, "%s", "no \"messages\" array");
-	if (!(msgs = messages_of(arr, &n, &bad)))
-		return bad_record(c, r, "messages[%zu]: needs \"role\" and \"content\" strings", bad);
+	if (!(msgs = messages_of(arr, &n, &bad, &why)))
+		return bad_record(c, r, "messages[%zu]: %s", bad, why ? why : "out of memory");
 	if (eng_chat_turns(c->chat, msgs, n, &turns, &nt, &err)) {
 		free(msgs);
 		return bad_record(c, r, "%s", err.msg);

@@ -178,21 +178,52 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem)
 	return 0;
 }
 
-static struct rp_group *find_group(struct nd_report *r, const char *run)
+/* A run name for the report's text: U+0000 shown as "\0". */
+static char *display_name(const json_t *run)
+{
+	const char *s = json_string_value(run);
+	size_t n = json_string_length(run), k = 0;
+	char *d = malloc(2 * n + 1);
+
+	for (size_t i = 0; d && i < n; i++) {
+		if (s[i] == '\0') {
+			d[k++] = '\\';
+			d[k++] = '0';
+		} else {
+			d[k++] = s[i];
+		}
+	}
+	if (d)
+		d[k] = '\0';
+	return d;
+}
+
+/* The group of run (a JSON string), made when new.  Runs are told apart by
+ * their whole name, U+0000 included. */
+static struct rp_group *find_group(struct nd_report *r, const json_t *run)
 {
 	struct rp_group *g;
+	char *key = json_dumps(run, JSON_ENCODE_ANY | JSON_COMPACT);
 
-	for (size_t i = 0; i < r->n_groups; i++)
-		if (strcmp(r->groups[i]->run, run) == 0)
-			return r->groups[i];
-	if (grow((void **)&r->groups, &r->cap_groups, r->n_groups + 1,
-		 sizeof(*r->groups)))
+	if (!key)
 		return NULL;
-	g = calloc(1, sizeof(*g));
-	if (!g || !(g->run = strdup(run))) {
-		free(g);
+	for (size_t i = 0; i < r->n_groups; i++)
+		if (strcmp(r->groups[i]->key, key) == 0) {
+			free(key);
+			return r->groups[i];
+		}
+	if (grow((void **)&r->groups, &r->cap_groups, r->n_groups + 1,
+		 sizeof(*r->groups))) {
+		free(key);
 		return NULL;
 	}
+	g = calloc(1, sizeof(*g));
+	if (!g || !(g->run = display_name(run))) {
+		free(g);
+		free(key);
+		return NULL;
+	}
+	g->key = key;
 	g->batch_size = -1;
 	r->groups[r->n_groups++] = g;
 	return g;
@@ -227,6 +258,7 @@ void nd_report_free(struct nd_report *r)
 		nd_dvec_free(&g->ttft_ms);
 		nd_dvec_free(&g->itl_ms);
 		free(g->run);
+		free(g->key);
 		free(g);
 	}
 	for (size_t i = 0; i < r->n_rows; i++)
@@ -344,7 +376,7 @@ enum nd_report_added nd_report_add(struct nd_report *r, json_t *obj,
 			 "turn_summary: field \"turn\" must be an integer");
 		return ND_REPORT_BAD;
 	}
-	g = find_group(r, json_string_value(json_object_get(obj, "run")));
+	g = find_group(r, json_object_get(obj, "run"));
 	if (!g)
 		return ND_REPORT_NOMEM;
 	if (f == summary_fields) {

@@ -14,7 +14,8 @@
 
 /* Everything recorded under one "run" id. */
 struct rp_group {
-	char *run;
+	char *run;                 /* for display: U+0000 shown as "\0" */
+	char *key;                 /* the name in JSON form: the group's identity */
 	json_t *run_rec;           /* the last run record; NULL when none */
 	size_t n_run_recs;
 	size_t n_conv;             /* conversation_result records */

@@ -144,14 +144,19 @@ static int bad(char *err, size_t len, const char *type, const char *key,
 	return ND_SUMMARY_BAD_RECORD;
 }
 
-static bool get_str(const json_t *o, const char *key, const char **out)
+#define NOT_A_STRING 1
+
+/* A name in JSON form (nd_summary_impl.h), malloc'ed into *out:
+ * ND_SUMMARY_OK, NOT_A_STRING or ND_SUMMARY_NO_MEMORY. */
+static int get_name(const json_t *o, const char *key, char **out)
 {
 	const json_t *v = json_object_get(o, key);
 
+	*out = NULL;
 	if (!json_is_string(v))
-		return false;
-	*out = json_string_value(v);
-	return true;
+		return NOT_A_STRING;
+	*out = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+	return *out ? ND_SUMMARY_OK : ND_SUMMARY_NO_MEMORY;
 }
 
 /* A finite number >= 0 (JSON integer or real). */
@@ -203,7 +208,7 @@ static bool absent(const json_t *o, const char *key)
 /* ------------------------------------------------------------ records */
 
 struct req {
-	const char *run, *conv;
+	char *run, *conv;             /* JSON form, owned */
 	long long turn;
 	bool success;
 	double start, ttft, latency;  /* seconds */
@@ -215,10 +220,13 @@ struct req {
 /* The identity fields every request carries, failed or not. */
 static int parse_request_id(const json_t *o, struct req *r, char *err, size_t len)
 {
-	if (!get_str(o, "run", &r->run))
-		return bad(err, len, "request", "run", "a string");
-	if (!get_str(o, "conversation_id", &r->conv))
-		return bad(err, len, "request", "conversation_id", "a string");
+	int rc;
+
+	if ((rc = get_name(o, "run", &r->run)) != ND_SUMMARY_OK)
+		return rc == NOT_A_STRING ? bad(err, len, "request", "run", "a string") : rc;
+	if ((rc = get_name(o, "conversation_id", &r->conv)) != ND_SUMMARY_OK)
+		return rc == NOT_A_STRING ?
+		       bad(err, len, "request", "conversation_id", "a string") : rc;
 	if (!get_count(o, "turn", &r->turn))
 		return bad(err, len, "request", "turn", INT_MSG);
 	if (!get_bool(o, "success", &r->success))
@@ -421,47 +429,48 @@ static int add_success(struct group *g, struct conv_acc *c,
 	return rc;
 }
 
-static int add_request(struct nd_summary *s, const json_t *o, char *err,
-		       size_t len)
+static int add_parsed_request(struct nd_summary *s, const struct req *r)
 {
-	struct req r;
-	struct group *g;
-	struct conv_acc *c;
+	struct group *g = get_group(s, r->run, r->conv, r->turn);
+	struct conv_acc *c = g ? get_conv(g, r->run, r->conv) : NULL;
 	struct turn_acc *t = NULL;
-	int rc = parse_request_id(o, &r, err, len);
 
-	if (rc == ND_SUMMARY_OK && r.success)
-		rc = parse_request_timing(o, &r, err, len);
-	if (rc != ND_SUMMARY_OK)
-		return rc;
-	g = get_group(s, r.run, r.conv, r.turn);
-	c = g ? get_conv(g, r.run, r.conv) : NULL;
 	if (c && s->p.per_turn)
-		t = get_turn(g, r.turn);
+		t = get_turn(g, r->turn);
 	if (!c || (s->p.per_turn && !t))
 		return ND_SUMMARY_NO_MEMORY;
-	if (!r.success) {
+	if (!r->success) {
 		g->failed++;
 		c->n_failed++;
 		return ND_SUMMARY_OK;
 	}
-	return add_success(g, c, t, &r) ? ND_SUMMARY_NO_MEMORY : ND_SUMMARY_OK;
+	return add_success(g, c, t, r) ? ND_SUMMARY_NO_MEMORY : ND_SUMMARY_OK;
 }
 
-static int add_conversation_result(struct nd_summary *s, const json_t *o,
-				   char *err, size_t len)
+static int add_request(struct nd_summary *s, const json_t *o, char *err,
+		       size_t len)
 {
-	const char *run, *conv;
+	struct req r = {0};
+	int rc = parse_request_id(o, &r, err, len);
+
+	if (rc == ND_SUMMARY_OK && r.success)
+		rc = parse_request_timing(o, &r, err, len);
+	if (rc == ND_SUMMARY_OK)
+		rc = add_parsed_request(s, &r);
+	free(r.run);
+	free(r.conv);
+	return rc;
+}
+
+/* run and conv (JSON form) are read; the rest of the record is checked. */
+static int add_result_named(struct nd_summary *s, const json_t *o, const char *run,
+			    const char *conv, char *err, size_t len)
+{
 	bool ok;
 	double env, llm;
 	struct group *g;
 	struct conv_acc *c;
 
-	if (!get_str(o, "run", &run))
-		return bad(err, len, "conversation_result", "run", "a string");
-	if (!get_str(o, "conversation_id", &conv))
-		return bad(err, len, "conversation_result", "conversation_id",
-			   "a string");
 	if (!get_bool(o, "success", &ok))
 		return bad(err, len, "conversation_result", "success",
 			   "true or false");
@@ -483,30 +492,55 @@ static int add_conversation_result(struct nd_summary *s, const json_t *o,
 	return ND_SUMMARY_OK;
 }
 
+static int add_conversation_result(struct nd_summary *s, const json_t *o,
+				   char *err, size_t len)
+{
+	char *run = NULL, *conv = NULL;
+	int rc = get_name(o, "run", &run);
+
+	if (rc == NOT_A_STRING)
+		rc = bad(err, len, "conversation_result", "run", "a string");
+	if (rc == ND_SUMMARY_OK && (rc = get_name(o, "conversation_id", &conv)) == NOT_A_STRING)
+		rc = bad(err, len, "conversation_result", "conversation_id", "a string");
+	if (rc == ND_SUMMARY_OK)
+		rc = add_result_named(s, o, run, conv, err, len);
+	free(run);
+	free(conv);
+	return rc;
+}
+
+/* An optional name: absent or null leaves *out NULL. */
+static int get_opt_name(const json_t *o, const char *key, char **out, char *err,
+			size_t len)
+{
+	int rc;
+
+	*out = NULL;
+	if (absent(o, key))
+		return ND_SUMMARY_OK;
+	rc = get_name(o, key, out);
+	return rc == NOT_A_STRING ? bad(err, len, "run", key, "a string or null") : rc;
+}
+
 static int store_run(struct nd_summary *s, const char *run, const json_t *o,
 		     char *err, size_t len)
 {
-	const char *mode = NULL, *backend = NULL;
-	struct run_info *r;
+	struct run_info *r = calloc(1, sizeof(*r));
+	int rc;
 
-	if (!absent(o, "mode") && !get_str(o, "mode", &mode))
-		return bad(err, len, "run", "mode", "a string or null");
-	if (!absent(o, "backend") && !get_str(o, "backend", &backend))
-		return bad(err, len, "run", "backend", "a string or null");
-	r = calloc(1, sizeof(*r));
 	if (!r)
 		return ND_SUMMARY_NO_MEMORY;
 	r->next = s->run_list;
 	s->run_list = r;
+	if ((rc = get_opt_name(o, "mode", &r->mode, err, len)) != ND_SUMMARY_OK ||
+	    (rc = get_opt_name(o, "backend", &r->backend, err, len)) != ND_SUMMARY_OK)
+		return rc;
 	if (!absent(o, "batch_size")) {
 		if (!get_count(o, "batch_size", &r->batch_size))
 			return bad(err, len, "run", "batch_size", INT_MSG " or null");
 		r->has_batch_size = true;
 	}
-	r->mode = mode ? strdup(mode) : NULL;
-	r->backend = backend ? strdup(backend) : NULL;
-	if ((mode && !r->mode) || (backend && !r->backend) ||
-	    nd_strmap_put(&s->runs, run, r) != 0)
+	if (nd_strmap_put(&s->runs, run, r) != 0)
 		return ND_SUMMARY_NO_MEMORY;
 	return ND_SUMMARY_OK;
 }
@@ -514,14 +548,11 @@ static int store_run(struct nd_summary *s, const char *run, const json_t *o,
 static int flush(struct nd_summary *s);
 
 /* The run record is the last line of a run: its groups are complete. */
-static int add_run(struct nd_summary *s, const json_t *o, char *err, size_t len)
+static int add_run_named(struct nd_summary *s, const json_t *o, const char *run,
+			 char *err, size_t len)
 {
-	const char *run;
-	int rc;
+	int rc = store_run(s, run, o, err, len);
 
-	if (!get_str(o, "run", &run))
-		return bad(err, len, "run", "run", "a string");
-	rc = store_run(s, run, o, err, len);
 	if (rc != ND_SUMMARY_OK)
 		return rc;
 	if (s->p.group_by == ND_GROUP_BY_NONE)
@@ -533,6 +564,19 @@ static int add_run(struct nd_summary *s, const json_t *o, char *err, size_t len)
 		if (g->run && strcmp(g->run, run) == 0)
 			g->closed = true;
 	return flush(s);
+}
+
+static int add_run(struct nd_summary *s, const json_t *o, char *err, size_t len)
+{
+	char *run = NULL;
+	int rc = get_name(o, "run", &run);
+
+	if (rc == NOT_A_STRING)
+		rc = bad(err, len, "run", "run", "a string");
+	if (rc == ND_SUMMARY_OK)
+		rc = add_run_named(s, o, run, err, len);
+	free(run);
+	return rc;
 }
 
 int nd_summary_add(struct nd_summary *s, const json_t *rec, char *err,
@@ -559,12 +603,13 @@ static int write_group(struct nd_summary *s, struct group *g)
 	const struct run_info *ri = g->run ? nd_strmap_get(&s->runs, g->run) : NULL;
 	json_t *sum = nd_summary_record(s, g);
 	json_t *turns = s->p.per_turn ? nd_summary_turn_records(s, g) : NULL;
+	json_t *backend = nd_summary_name_json(ri ? ri->backend : NULL);
 	int rc = ND_SUMMARY_OK;
 
-	if (!sum || (s->p.per_turn && !turns)) {
+	if (!sum || (s->p.per_turn && !turns) || !backend) {
 		rc = ND_SUMMARY_NO_MEMORY;
 	} else if (s->p.format == ND_SUMMARY_TEXT) {
-		if (nd_summary_write_text(sum, turns, ri ? ri->backend : NULL,
+		if (nd_summary_write_text(sum, turns, json_string_value(backend),
 					  &s->p, !s->wrote_any) != 0)
 			rc = ND_SUMMARY_WRITE_FAILED;
 	} else {
@@ -577,6 +622,7 @@ static int write_group(struct nd_summary *s, struct group *g)
 	s->wrote_any = true;
 	json_decref(sum);
 	json_decref(turns);
+	json_decref(backend);
 	return rc;
 }
 

@@ -11,6 +11,14 @@
 
 
 
+/*
+ * Names (run, conversation_id, mode, backend) are kept in their JSON form,
+ * quotes included ("\"bs1\""): a C string with neither NUL nor control
+ * characters, so that a name holding U+0000 stays whole, keys joined by
+ * \x1f cannot collide, and the records give every name back exactly
+ * (nd_summary_name_json).
+ */
+
 /* One conversation inside a group. */
 struct conv_acc {
 	long n_ok, n_failed;
@@ -30,9 +38,10 @@ struct turn_acc {
 
 struct group {
 	char *key;
-	char *run;              /* NULL when a none-group spans several runs */
+	char *run;              /* JSON form; NULL when a none-group spans
+				 * several runs */
 	bool run_mixed;
-	char *conversation_id;  /* set with --group-by conversation */
+	char *conversation_id;  /* JSON form; set with --group-by conversation */
 	long turn;              /* set with --group-by turn */
 	bool closed;            /* its run record was seen */
 	long completed, failed;
@@ -48,10 +57,10 @@ struct group {
 };
 
 struct run_info {
-	char *mode;             /* NULL when absent */
+	char *mode;             /* JSON form; NULL when absent */
 	long long batch_size;
 	bool has_batch_size;
-	char *backend;          /* NULL when absent */
+	char *backend;          /* JSON form; NULL when absent */
 	struct run_info *next;  /* list for freeing */
 };
 
@@ -64,6 +73,10 @@ struct nd_summary {
 	struct run_info *run_list;
 	bool wrote_any;
 };
+
+/* The JSON string of a name in JSON form; null for NULL; NULL when out of
+ * memory. */
+json_t *nd_summary_name_json(const char *name);
 
 /* The group's "summary" record; NULL when out of memory.  Sorts the
  * group's samples. */

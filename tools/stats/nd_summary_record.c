@@ -47,6 +47,17 @@ static void jb_str(struct jb *b, const char *key, const char *v)
 	jb_set(b, key, v ? json_string(v) : json_null());
 }
 
+json_t *nd_summary_name_json(const char *name)
+{
+	return name ? json_loads(name, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL) : json_null();
+}
+
+/* A name kept in JSON form (nd_summary_impl.h), written back as it was. */
+static void jb_name(struct jb *b, const char *key, const char *v)
+{
+	jb_set(b, key, nd_summary_name_json(v));
+}
+
 /* mean_, median_, std_, pNN_ (and max_) NAME_ms of a sample in seconds.
  * Sorts the sample. */
 static void jb_stats(struct jb *b, const char *name, struct nd_dvec *v,
@@ -84,9 +95,9 @@ static void jb_identity(struct jb *b, const struct nd_summary *s,
 			const struct group *g, const char *type)
 {
 	jb_str(b, "type", type);
-	jb_str(b, "run", g->run);
+	jb_name(b, "run", g->run);
 	if (s->p.group_by == ND_GROUP_BY_CONVERSATION)
-		jb_str(b, "conversation_id", g->conversation_id);
+		jb_name(b, "conversation_id", g->conversation_id);
 	else if (s->p.group_by == ND_GROUP_BY_TURN && strcmp(type, "summary") == 0)
 		jb_set(b, "turn", json_integer(g->turn));
 }
@@ -169,7 +180,7 @@ json_t *nd_summary_record(const struct nd_summary *s, struct group *g)
 	if (!b.o)
 		return NULL;
 	jb_identity(&b, s, g, "summary");
-	jb_str(&b, "mode", ri ? ri->mode : NULL);
+	jb_name(&b, "mode", ri ? ri->mode : NULL);
 	jb_set(&b, "batch_size", ri && ri->has_batch_size ?
 	       json_integer(ri->batch_size) : json_null());
 	jb_throughputs(&b, g, dur);

@@ -28,7 +28,7 @@
 struct eng_infer_params {
 	const char *model_dir;
 	const char *tokenizer;        /* NULL: the model directory's */
-	const char *chat_template;    /* "chatml", "llama3"; NULL: from the model */
+	const char *chat_template;    /* "chatml", "qwen3", "llama3"; NULL: from the model */
 	const char *device;           /* "cpu" or "cuda" */
 	int n_threads;                /* cpu: 0 = online CPUs */
 	int32_t page_size;

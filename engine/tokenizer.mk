@@ -7,7 +7,11 @@ engine_libengine_a_SOURCES += \
 	engine/pretok.c \
 	engine/bpe.c \
 	engine/chat.h \
-	engine/chat.c
+	engine/chat_int.h \
+	engine/chat.c \
+	engine/chat_tmpl.c \
+	engine/json_load.h \
+	engine/json_load.c
 
 check_PROGRAMS += tests/test-tokenizer
 tests_test_tokenizer_SOURCES = tests/test-tokenizer.c
@@ -18,6 +22,12 @@ check_PROGRAMS += tests/test-chat
 tests_test_chat_SOURCES = tests/test-chat.c
 tests_test_chat_LDADD = $(ENGINE_LIBS)
 TESTS += tests/test-chat
+
+check_PROGRAMS += tests/test-chat-golden
+tests_test_chat_golden_SOURCES = tests/test-chat-golden.c
+tests_test_chat_golden_LDADD = $(ENGINE_LIBS)
+TESTS += tests/test-chat-golden
+EXTRA_DIST += tests/data/chat-golden tests/golden/gen-chat-golden.py tests/golden/encode-chat-golden.mjs
 EXTRA_DIST += tests/data/tokenizer tests/tokenizer
 
 # The encoding benchmark (run by `make bench-tokenizer`, pipelines/bench-tokenizer.mk).

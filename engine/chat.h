@@ -27,6 +27,9 @@
  * two template markers): a block whose text did not change is not encoded
  * again, so a whole conversation costs one encoding of each message, not
  * one of every prompt.
+ *
+ * The types and the functions the tools use are in engine.h; this header
+ * adds what the engine and the tests use.
  */
 #ifndef TRAJBENCH_ENG_CHAT_H
 #define TRAJBENCH_ENG_CHAT_H
@@ -34,34 +37,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include <jansson.h>
-
-#include "engine/error.h"
+#include "engine/engine.h"
 #include "engine/tokenizer.h"
 
-enum eng_chat_kind {
-	ENG_CHAT_CHATML,
-	ENG_CHAT_QWEN3,
-	ENG_CHAT_LLAMA3,
-};
-
-/* A template: its family and the rules its text carries. */
-struct eng_chat_spec {
-	enum eng_chat_kind kind;
-	/* chatml: Qwen2.5's tool rules (above); roles other than system, user,
-	 * assistant and tool then render nothing.  Off: every message renders
-	 * as <|im_start|>{role}\n{content}<|im_end|>\n.  Always on for qwen3. */
-	bool tool_blocks;
-	/* chatml: the system message rendered when the first message is not
-	 * one (Qwen2.5: "You are Qwen, created by Alibaba Cloud. You are a
-	 * helpful assistant.") */
-	bool has_default_system;
-	char default_system[512];
-};
-
-/* "chatml" (Qwen2.5's template), "qwen3", "llama3" -> spec.  ENG_E_INVALID
- * for other names. */
-int eng_chat_spec_from_name(const char *name, struct eng_chat_spec *spec, struct eng_error *err);
 const char *eng_chat_kind_name(enum eng_chat_kind kind);
 
 /* Recognizes a Jinja chat template.  ENG_E_UNSUPPORTED when it is none of
@@ -69,51 +47,6 @@ const char *eng_chat_kind_name(enum eng_chat_kind kind);
 int eng_chat_spec_detect(const char *chat_template, struct eng_chat_spec *spec,
 			 struct eng_error *err);
 
-/* The template of a model directory: the chat_template of
- * DIR/tokenizer_config.json (a string, or the "default" of a list), else
- * DIR/chat_template.jinja.  With neither, the tokenizer's markers decide
- * (<|im_start|> -> plain chatml, <|start_header_id|> -> llama3); tok may be
- * NULL. */
-int eng_chat_spec_from_dir(const char *dir, const struct eng_tokenizer *tok,
-			   struct eng_chat_spec *spec, struct eng_error *err);
-
-/* ---------------------------------------------------------------- input */
-
-/* One OpenAI-style message.  Strings are UTF-8 and need not be
- * NUL-terminated; everything is borrowed. */
-struct eng_chat_msg {
-	const char *role;
-	const char *content;       /* NULL: null or absent (an assistant's with tool_calls) */
-	size_t content_len;
-	const char *reasoning;     /* reasoning_content; NULL: null or absent */
-	size_t reasoning_len;
-	const json_t *tool_calls;  /* array of {"function":{"name","arguments"}}, or NULL */
-};
-
-struct eng_chat_input {
-	struct eng_chat_msg *msgs; /* (n_msgs) */
-	size_t n_msgs;
-	const json_t *tools;       /* the tools list of the request, or NULL */
-	bool enable_thinking;      /* qwen3's chat template argument (default true) */
-};
-
-/* Reads record's "messages", "tools" and "chat_template_kwargs"
- * ({"enable_thinking": false}); in->msgs is allocated, the strings are
- * borrowed from record.  ENG_E_FORMAT names the bad field
- * ("messages[3]: ..."); ENG_E_NOMEM. */
-int eng_chat_input_from_json(const json_t *record, struct eng_chat_input *in,
-			     struct eng_error *err);
-void eng_chat_input_free(struct eng_chat_input *in);
-
-/* ---------------------------------------------------------------- rendering */
-
-struct eng_chat;
-
-/* Binds a template to a tokenizer (which must outlive it and must have the
- * template's markers: ENG_E_UNSUPPORTED otherwise). */
-int eng_chat_new(struct eng_tokenizer *tok, const struct eng_chat_spec *spec,
-		 struct eng_chat **out, struct eng_error *err);
-void eng_chat_free(struct eng_chat *c);
 enum eng_chat_kind eng_chat_kind(const struct eng_chat *c);
 const struct eng_chat_spec *eng_chat_spec(const struct eng_chat *c);
 
@@ -158,16 +91,5 @@ int eng_chat_conv_prompt(struct eng_chat_conv *cv, size_t k, const int32_t **ids
 /* Appends turn k's reply to out. */
 int eng_chat_conv_reply(struct eng_chat_conv *cv, size_t k, struct eng_ids *out,
 			struct eng_error *err);
-
-/* Token counts of every turn. */
-struct eng_chat_turn {
-	size_t msg_index;  /* index of the assistant message */
-	size_t prompt_len; /* tokens of the turn's prompt */
-	size_t reply_len;  /* tokens of its reply */
-};
-
-/* Fills *turns (malloc'ed, caller frees) and *n_turns. */
-int eng_chat_turns(struct eng_chat *c, const struct eng_chat_input *in,
-		   struct eng_chat_turn **turns, size_t *n_turns, struct eng_error *err);
 
 #endif

@@ -35,4 +35,9 @@ EXTRA_DIST += tests/data/tokenizer tests/tokenizer
 noinst_PROGRAMS += tests/tokenizer/bench-tokenizer
 tests_tokenizer_bench_tokenizer_SOURCES = tests/tokenizer/bench-tokenizer.c
 tests_tokenizer_bench_tokenizer_LDADD = $(ENGINE_LIBS)
+
+# Prompt rendering per turn, with and without block reuse (`make bench-chat-render`).
+noinst_PROGRAMS += tests/tokenizer/bench-chat-render
+tests_tokenizer_bench_chat_render_SOURCES = tests/tokenizer/bench-chat-render.c
+tests_tokenizer_bench_chat_render_LDADD = $(ENGINE_LIBS)
 EXTRA_DIST += samples/tokenizer

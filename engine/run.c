@@ -8,6 +8,7 @@
 #include <config.h>
 #include "engine/conv.h"
 #include "engine/infer.h"
+#include "engine/model.h"
 #include "engine/tokenizer.h"
 
 #include <math.h>
@@ -363,6 +364,8 @@ static json_t *run_record(struct eng_run *r)
 			 "settings", eng_infer_settings(r->e), "version", PACKAGE_VERSION);
 
 	if (rec) {
+		json_object_set_new(rec, "model_config",
+				    eng_config_json(eng_model_config(r->e->model)));
 		json_object_set_new(rec, "failed_requests", json_integer(r->n_failed));
 		json_object_set_new(rec, "recorded_prompt_lens", json_integer(r->n_recorded));
 		json_object_set_new(rec, "prompt_len_mismatches", json_integer(r->n_mismatch));

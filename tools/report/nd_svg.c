@@ -200,9 +200,15 @@ int nd_svg_add_samples(struct nd_svg_chart *c, const char *name,
 
 	if (!sorted)
 		return -1;
-	for (size_t i = 0; i < n; i++)
+	for (size_t i = 0; i < n; i++) {
+		/* The samples are x values: a log2 axis takes none <= 0. */
+		if (c->p.x_scale == ND_SVG_SCALE_LOG2 && isfinite(v[i]) && v[i] <= 0) {
+			free(sorted);
+			return -1;
+		}
 		if (isfinite(v[i]))
 			sorted[m++] = clamp_value(v[i]);
+	}
 	qsort(sorted, m, sizeof(double), cmp_double);
 	npts = m > ND_SVG_CDF_POINTS ? ND_SVG_CDF_POINTS : m;
 	s = new_series(c, name, npts);

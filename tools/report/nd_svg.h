@@ -62,7 +62,8 @@ int nd_svg_add_series(struct nd_svg_chart *c, const char *name,
 		      const double *x, const double *y, size_t n);
 
 /* CDF charts: adds the empirical distribution of n raw samples (copied and
- * sorted).  Returns 0 or -1 as above. */
+ * sorted; they are x values).  Returns 0 or -1 as above (a sample <= 0 on
+ * a log2 x axis included). */
 int nd_svg_add_samples(struct nd_svg_chart *c, const char *name,
 		       const double *v, size_t n);
 

@@ -113,6 +113,14 @@ static int load_vocab(struct load_ctx *c, json_t *vocab, json_t *added)
 		if (id > max_id)
 			max_id = id;
 	}
+	/* The token table is indexed by id: a few holes are fine, but one far
+	 * id in a small file must not size it (a 200-byte file asked for
+	 * 3.5 GB).  Real vocabularies are dense. */
+	if (max_id >= 2 * (int64_t)(json_object_size(vocab) + json_array_size(added)) + 1024)
+		return eng_error_set(c->err, ENG_E_FORMAT, c->path, 0,
+				     "model.vocab: id %lld leaves most ids unused (%zu tokens listed)",
+				     (long long)max_id,
+				     json_object_size(vocab) + json_array_size(added));
 	tok->n_tokens = (int32_t)(max_id + 1);
 	tok->tokens = calloc((size_t)tok->n_tokens + 1, sizeof(*tok->tokens));
 	if (!tok->tokens || eng_strmap_init(&tok->vocab, json_object_size(vocab)))

@@ -163,6 +163,11 @@ static void check_errors(const char *tiny_dir, const char *bad_dir)
 	tap_ok(eng_tokenizer_load(path, &tok, &err) == ENG_E_FORMAT && err.line == 3,
 	       "JSON syntax error: ENG_E_FORMAT at line 3 (line %ld)", err.line);
 	free(path);
+	path = path_join(bad_dir, "sparse-id.json");
+	tap_ok(eng_tokenizer_load(path, &tok, &err) == ENG_E_FORMAT && !tok &&
+	       strstr(err.msg, "222222221"),
+	       "a far id in a small vocabulary: ENG_E_FORMAT, no table of its size (%s)", err.msg);
+	free(path);
 	if (!tap_ok(eng_tokenizer_load(tiny_dir, &tok, &err) == 0, "load tiny from its directory"))
 		return;
 	tap_ok(eng_tokenizer_encode(tok, "ab\xC3(", 4, &ids, 0, &err) == ENG_E_INVALID &&

@@ -375,10 +375,11 @@ static int check_options(struct opts *o, bool batch_given)
 static int parse_options(int argc, char **argv, struct opts *o, int *status)
 {
 	bool batch_given = false;
-	int c;
+	int c, li = -1;
 
 	*status = ND_EXIT_OK;
-	while ((c = getopt_long(argc, argv, ":o:hV", long_options, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":o:hV", long_options, &li)) != -1) {
+		char name[64];
 		int rc;
 
 		if (c == 'h' || c == 'V') {
@@ -405,10 +406,15 @@ static int parse_options(int argc, char **argv, struct opts *o, int *status)
 			return -1;
 		}
 		if (rc != 0) {
-			*status = nd_usage_error("invalid value '%s' for %s", optarg ? optarg : "",
-						 argv[optind - 1]);
+			/* li is the long option's index; -1 for a short one */
+			if (li >= 0)
+				snprintf(name, sizeof(name), "--%s", long_options[li].name);
+			else
+				snprintf(name, sizeof(name), "-%c", c);
+			*status = nd_invalid_value(name, optarg ? optarg : "", NULL);
 			return -1;
 		}
+		li = -1;
 	}
 	if (check_options(o, batch_given) != 0) {
 		*status = ND_EXIT_USAGE;

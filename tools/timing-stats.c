@@ -69,6 +69,7 @@ static void usage(void)
 static int parse_options(int argc, char **argv, struct nd_summary_params *p,
 			 const char **output, int *status)
 {
+	char name[64];
 	int c;
 
 	*status = ND_EXIT_OK;
@@ -123,8 +124,8 @@ static int parse_options(int argc, char **argv, struct nd_summary_params *p,
 	}
 	return optind;
 bad:
-	*status = nd_usage_error("invalid argument '%s' for '--%s'", optarg,
-				 long_options[c - OPT_GROUP_BY].name);
+	snprintf(name, sizeof(name), "--%s", long_options[c - OPT_GROUP_BY].name);
+	*status = nd_invalid_value(name, optarg, NULL);
 	return -1;
 }
 

@@ -10,6 +10,7 @@
 #include "tools/infer/nd_infer.h"
 #include "tools/common/nd.h"
 #include "tools/common/nd_async.h"
+#include "tools/infer/nd_progress.h"
 #include "engine/engine.h"
 
 #include <errno.h>
@@ -113,12 +114,14 @@ static int source_next(void *ctx, char **line, size_t *len, long *lineno)
 struct local_io {
 	struct source src;
 	struct nd_async *out;
+	struct nd_progress prog;
 };
 
 static int emit_async(void *ctx, const json_t *rec)
 {
 	struct local_io *l = ctx;
 
+	nd_progress_record(&l->prog, rec);
 	return nd_async_put_json(l->out, rec);
 }
 
@@ -147,17 +150,18 @@ static int open_engine(const struct nd_infer_opts *o, struct eng_infer **e)
 	return err.code == ENG_E_INVALID ? ND_EXIT_USAGE : ND_EXIT_UNAVAILABLE;
 }
 
-/* One progress line on stderr, like a serving engine's decode log. */
-static void progress(struct eng_infer *e, double t0, bool final)
+/* One progress line on stderr, like a serving engine's decode log: done
+ * out of the total, the time left, then the scheduler's state. */
+static void progress(struct eng_infer *e, const struct nd_progress *p, bool final)
 {
 	struct eng_sched_stats st;
-	double dt = eng_mono_s() - t0;
+	char head[256];
 
 	eng_infer_get_stats(e, &st);
-	fprintf(stderr, "\r%s: %.0fs, %lld requests done, %.1f tok/s, running %d, queued %d, "
-		"prefill %lld tok, cache hit %.1f%%, free pages %zu%s", nd_progname(), dt,
-		(long long)st.n_finished, dt > 0 ? (double)st.generated_tokens / dt : 0.0,
-		st.n_running, st.n_waiting, (long long)st.computed_tokens,
+	nd_progress_head(p, head, sizeof(head));
+	fprintf(stderr, "\r%s: %s, running %d, queued %d, prefill %lld tok, cache hit %.1f%%, "
+		"free pages %zu%s", nd_progname(), head, st.n_running, st.n_waiting,
+		(long long)st.computed_tokens,
 		st.prompt_tokens ? 100.0 * (double)st.cached_tokens / (double)st.prompt_tokens : 0.0,
 		st.free_pages, final ? "\n" : "   ");
 }
@@ -170,10 +174,10 @@ int nd_infer_run_local(const struct nd_infer_opts *o, char **files, int n_files)
 	struct eng_infer *e;
 	struct eng_run *run;
 	struct eng_error err;
-	double t0 = eng_mono_s(), last = 0;
 	long bad;
 	int rc;
 
+	nd_progress_start(&l.prog, o->progress, files, n_files);
 	if (source_init(src, files, n_files) != 0 || !(l.out = nd_async_start(OUT_LIMIT))) {
 		nd_error("out of memory");
 		source_free(src);
@@ -194,13 +198,11 @@ int nd_infer_run_local(const struct nd_infer_opts *o, char **files, int n_files)
 	}
 	while (!eng_run_done(run)) {
 		eng_infer_poll(e, 0.05, &err);
-		if (o->progress && eng_mono_s() - last > 1.0) {
-			last = eng_mono_s();
-			progress(e, t0, false);
-		}
+		if (nd_progress_due(&l.prog))
+			progress(e, &l.prog, false);
 	}
 	if (o->progress)
-		progress(e, t0, true);
+		progress(e, &l.prog, true);
 	bad = eng_run_finish(run);
 	eng_infer_close(e);
 	source_free(src);
@@ -209,51 +211,52 @@ int nd_infer_run_local(const struct nd_infer_opts *o, char **files, int n_files)
 	return bad > 0 ? ND_EXIT_BAD_INPUT : ND_EXIT_OK;
 }
 
+/* The socket first, so that a bad path fails before a long model load;
+ * "serving" is said only once both are ready. */
 int nd_infer_serve(const struct nd_infer_opts *o)
 {
+	struct eng_worker *w;
 	struct eng_infer *e;
 	struct eng_error err;
-	int rc = open_engine(o, &e);
+	int rc;
 
-	if (rc != 0)
-		return rc;
-	fprintf(stderr, "%s: serving %s on %s (loaded in %.2f s)\n", nd_progname(),
-		o->engine.model_dir, o->socket, eng_infer_load_time(e));
-	rc = eng_worker_serve(e, o->socket, &err);
-	eng_infer_close(e);
-	if (rc != 0) {
+	eng_error_clear(&err);
+	if (eng_worker_listen(o->socket, &w, &err) != 0) {
 		nd_error("%s: %s", o->socket, err.msg);
 		return ND_EXIT_USAGE;
 	}
-	return ND_EXIT_OK;
+	rc = open_engine(o, &e);
+	if (rc != 0) {
+		eng_worker_close(w);
+		return rc;
+	}
+	fprintf(stderr, "%s: serving %s on %s (loaded in %.2f s)\n", nd_progname(),
+		o->engine.model_dir, o->socket, eng_infer_load_time(e));
+	rc = eng_worker_run(w, e, &err);
+	eng_worker_close(w);
+	eng_infer_close(e);
+	return rc != 0 ? ND_EXIT_USAGE : ND_EXIT_OK;
 }
 
 /* A run through the worker: the input's name for diagnostics, and what
  * the progress line counts. */
 struct remote {
 	const char *name;
-	bool progress;
-	double t0, last;
-	long requests;
-	long long tokens;
+	struct nd_progress prog;
 };
 
 /* Progress from the records as they come back. */
 static void remote_record(void *ctx, const json_t *rec)
 {
 	struct remote *r = ctx;
-	double now;
+	char head[256];
 
-	if (!r->progress || strcmp(json_string_value(json_object_get(rec, "type")) ?: "", "request"))
+	nd_progress_record(&r->prog, rec);
+	if (!nd_progress_due(&r->prog))
 		return;
-	r->requests++;
-	r->tokens += json_integer_value(json_object_get(rec, "output_len"));
-	now = eng_mono_s();
-	if (now - r->last < 1.0)
-		return;
-	r->last = now;
-	fprintf(stderr, "\r%s: %.0fs, %ld requests done, %.1f tok/s   ", nd_progname(), now - r->t0,
-		r->requests, now > r->t0 ? (double)r->tokens / (now - r->t0) : 0.0);
+	nd_progress_head(&r->prog, head, sizeof(head));
+	fprintf(stderr, "\r%s: %s   ", nd_progname(), head);
+	r->prog.printed = true;
 }
 
 /* A diagnostic from the worker names a line of the run's input stream. */
@@ -269,7 +272,7 @@ static void diag_remote(void *ctx, long line, const char *msg)
 
 int nd_infer_run_remote(const struct nd_infer_opts *o, char **files, int n_files)
 {
-	struct remote rm = { n_files == 1 ? files[0] : "<stdin>", o->progress, eng_mono_s(), 0, 0, 0 };
+	struct remote rm = { .name = n_files == 1 ? files[0] : "<stdin>" };
 	FILE *in = n_files == 1 ? fopen(files[0], "rb") : stdin;
 	struct eng_client_io io = { in, stdout, diag_remote, remote_record, &rm };
 	struct eng_error err;
@@ -284,12 +287,17 @@ int nd_infer_run_remote(const struct nd_infer_opts *o, char **files, int n_files
 		nd_error("%s: %s", files[0], strerror(errno));
 		return ND_EXIT_USAGE;
 	}
+	nd_progress_start(&rm.prog, o->progress, files, n_files);
 	hello = json_pack("{s:s,s:s,s:o}", "type", "hello", "command", "run",
 			  "params", eng_run_params_to_json(&o->run));
 	bad = eng_client_run(o->socket, hello, &io, &err);
 	json_decref(hello);
-	if (rm.progress && rm.requests)
-		fputc('\n', stderr);
+	if (rm.prog.printed) {
+		char head[256];
+
+		nd_progress_head(&rm.prog, head, sizeof(head));
+		fprintf(stderr, "\r%s: %s   \n", nd_progname(), head);
+	}
 	if (in != stdin)
 		fclose(in);
 	if (bad < 0) {
@@ -301,7 +309,7 @@ int nd_infer_run_remote(const struct nd_infer_opts *o, char **files, int n_files
 
 int nd_infer_command(const struct nd_infer_opts *o, const char *command)
 {
-	struct remote rm = { o->socket, false, 0, 0, 0, 0 };
+	struct remote rm = { .name = o->socket };
 	struct eng_client_io io = { NULL, stdout, diag_remote, NULL, &rm };
 	struct eng_error err;
 	json_t *hello = json_pack("{s:s,s:s}", "type", "hello", "command", command);

@@ -87,6 +87,13 @@ static int next_conv(void *ctx, struct eng_conv **out)
 			continue;
 		}
 		json_decref(rec);
+		if (!strcmp(r->mode, "generate") && c->conv.n_turns > 1) {
+			/* Generate mode: every record is one independent request,
+			 * a conversation its last turn (its whole history the
+			 * prompt), as SGLang's benchmark would send it. */
+			c->conv.turns[0] = c->conv.turns[c->conv.n_turns - 1];
+			c->conv.n_turns = 1;
+		}
 		*out = &c->conv;
 		return 1;
 	}
@@ -346,8 +353,12 @@ static json_t *run_record(struct eng_run *r)
 			 "num_requests", (int)r->n_requests, "env_time_scale", sp->env_time_scale,
 			 "settings", eng_infer_settings(r->e), "version", PACKAGE_VERSION);
 
-	if (rec)
+	if (rec) {
+		/* null: not rate-limited (replay, or every request at once) */
+		json_object_set_new(rec, "request_rate", isfinite(sp->request_rate)
+				    ? json_real(sp->request_rate) : json_null());
 		json_object_set_new(rec, "engine_stats", engine_stats(r));
+	}
 	return rec;
 }
 

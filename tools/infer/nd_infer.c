@@ -17,6 +17,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* Output queued for a slow reader before the engine waits for it. */
@@ -30,7 +31,61 @@ void nd_infer_default_opts(struct nd_infer_opts *o)
 	o->run.run_name = "run";
 	o->run.mode = "replay";
 	o->progress = isatty(STDERR_FILENO);
+	o->repeat = 1;
 }
+
+static bool reads_stdin(char **files, int n_files)
+{
+	for (int i = 0; i < n_files; i++)
+		if (!strcmp(files[i], "-"))
+			return true;
+	return n_files == 0;
+}
+
+/* Puts stdin back at start for the next repeat. */
+static int stdin_rewind(off_t start)
+{
+	clearerr(stdin);
+	if (fseeko(stdin, start, SEEK_SET) != 0) {
+		nd_error("cannot reread standard input: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* For repeated runs over standard input: makes stdin a regular file (a
+ * pipe is copied to a temporary file put in its place) and gives the
+ * offset each repeat starts from.  0, or -1 with the error reported. */
+static int stdin_rewindable(off_t *start)
+{
+	struct stat st;
+	char buf[65536];
+	FILE *tmp;
+	size_t n;
+
+	if (fstat(STDIN_FILENO, &st) == 0 && S_ISREG(st.st_mode)) {
+		*start = lseek(STDIN_FILENO, 0, SEEK_CUR);
+		return *start < 0 ? -1 : 0;
+	}
+	tmp = tmpfile();
+	if (!tmp) {
+		nd_error("cannot copy standard input for --repeat: %s", strerror(errno));
+		return -1;
+	}
+	while ((n = fread(buf, 1, sizeof(buf), stdin)) > 0)
+		if (fwrite(buf, 1, n, tmp) != n)
+			break;
+	if (ferror(stdin) || fflush(tmp) != 0 || ferror(tmp) ||
+	    dup2(fileno(tmp), STDIN_FILENO) < 0) {
+		nd_error("cannot copy standard input for --repeat: %s", strerror(errno));
+		fclose(tmp);
+		return -1;
+	}
+	fclose(tmp);
+	*start = 0;
+	return stdin_rewind(0);
+}
+
 
 /* Input: the files in turn, as one stream.  The engine numbers lines
  * across the stream, since a diagnostic can come after its file was
@@ -166,49 +221,74 @@ static void progress(struct eng_infer *e, const struct nd_progress *p, bool fina
 		st.free_pages, final ? "\n" : "   ");
 }
 
-int nd_infer_run_local(const struct nd_infer_opts *o, char **files, int n_files)
+/* One run over the input files, read anew. */
+static int run_once(const struct nd_infer_opts *o, struct eng_infer *e, struct local_io *l,
+		    char **files, int n_files)
 {
-	struct local_io l;
-	struct source *src = &l.src;
-	struct eng_run_io io = { source_next, emit_async, diag_stderr, &l };
-	struct eng_infer *e;
+	struct source *src = &l->src;
+	struct eng_run_io io = { source_next, emit_async, diag_stderr, l };
 	struct eng_run *run;
 	struct eng_error err;
 	long bad;
-	int rc;
 
-	nd_progress_start(&l.prog, o->progress, files, n_files);
-	if (source_init(src, files, n_files) != 0 || !(l.out = nd_async_start(OUT_LIMIT))) {
+	if (source_init(src, files, n_files) != 0) {
 		nd_error("out of memory");
 		source_free(src);
 		return ND_EXIT_USAGE;
 	}
-	rc = open_engine(o, &e);
-	if (rc != 0) {
-		nd_async_stop(l.out);
-		source_free(src);
-		return rc;
-	}
 	if (eng_run_start(e, &o->run, &io, &run, &err) != 0) {
 		nd_error("%s", err.msg);
-		eng_infer_close(e);
-		nd_async_stop(l.out);
 		source_free(src);
 		return ND_EXIT_USAGE;
 	}
 	while (!eng_run_done(run)) {
 		eng_infer_poll(e, 0.05, &err);
-		if (nd_progress_due(&l.prog))
-			progress(e, &l.prog, false);
+		if (nd_progress_due(&l->prog))
+			progress(e, &l->prog, false);
+	}
+	bad = eng_run_finish(run);
+	source_free(src);
+	if (src->failed)
+		return ND_EXIT_USAGE;
+	return bad > 0 ? ND_EXIT_BAD_INPUT : ND_EXIT_OK;
+}
+
+int nd_infer_run_local(const struct nd_infer_opts *o, char **files, int n_files)
+{
+	struct local_io l;
+	struct eng_infer *e;
+	off_t start = 0;
+	bool rewind_stdin = o->repeat > 1 && reads_stdin(files, n_files);
+	int rc, status = ND_EXIT_OK;
+
+	if (rewind_stdin && stdin_rewindable(&start) != 0)
+		return ND_EXIT_USAGE;
+	nd_progress_start(&l.prog, o->progress, files, n_files);
+	if (l.prog.total > 0)
+		l.prog.total *= o->repeat;
+	if (!(l.out = nd_async_start(OUT_LIMIT))) {
+		nd_error("out of memory");
+		return ND_EXIT_USAGE;
+	}
+	rc = open_engine(o, &e);
+	if (rc != 0) {
+		nd_async_stop(l.out);
+		return rc;
+	}
+	for (int32_t k = 0; k < o->repeat && status < ND_EXIT_USAGE; k++) {
+		if (k > 0 && rewind_stdin && stdin_rewind(start) != 0) {
+			status = ND_EXIT_USAGE;
+			break;
+		}
+		rc = run_once(o, e, &l, files, n_files);
+		status = rc > status ? rc : status;
 	}
 	if (o->progress)
 		progress(e, &l.prog, true);
-	bad = eng_run_finish(run);
 	eng_infer_close(e);
-	source_free(src);
-	if (nd_async_stop(l.out) != 0 || src->failed)
+	if (nd_async_stop(l.out) != 0)
 		return ND_EXIT_USAGE;
-	return bad > 0 ? ND_EXIT_BAD_INPUT : ND_EXIT_OK;
+	return status;
 }
 
 /* The socket first, so that a bad path fails before a long model load;
@@ -276,8 +356,9 @@ int nd_infer_run_remote(const struct nd_infer_opts *o, char **files, int n_files
 	FILE *in = n_files == 1 ? fopen(files[0], "rb") : stdin;
 	struct eng_client_io io = { in, stdout, diag_remote, remote_record, &rm };
 	struct eng_error err;
+	off_t start = 0;
 	json_t *hello;
-	long bad;
+	long bad = 0;
 
 	if (n_files > 1) {
 		nd_error("--connect reads one input file (or stdin); got %d", n_files);
@@ -287,10 +368,24 @@ int nd_infer_run_remote(const struct nd_infer_opts *o, char **files, int n_files
 		nd_error("%s: %s", files[0], strerror(errno));
 		return ND_EXIT_USAGE;
 	}
+	if (o->repeat > 1 && in == stdin && stdin_rewindable(&start) != 0)
+		return ND_EXIT_USAGE;
 	nd_progress_start(&rm.prog, o->progress, files, n_files);
+	if (rm.prog.total > 0)
+		rm.prog.total *= o->repeat;
 	hello = json_pack("{s:s,s:s,s:o}", "type", "hello", "command", "run",
 			  "params", eng_run_params_to_json(&o->run));
-	bad = eng_client_run(o->socket, hello, &io, &err);
+	/* Each repeat is a run of its own, from the start of the input. */
+	for (int32_t k = 0; k < o->repeat && bad >= 0; k++) {
+		long b;
+
+		if (k > 0 && (in == stdin ? stdin_rewind(start) : fseeko(in, 0, SEEK_SET)) != 0) {
+			json_decref(hello);
+			return ND_EXIT_USAGE;
+		}
+		b = eng_client_run(o->socket, hello, &io, &err);
+		bad = b < 0 ? b : bad + b;
+	}
 	json_decref(hello);
 	if (rm.prog.printed) {
 		char head[256];

@@ -541,6 +541,9 @@ static int store_run(struct nd_summary *s, const char *run, const json_t *o,
 			return bad(err, len, "run", "batch_size", INT_MSG " or null");
 		r->has_batch_size = true;
 	}
+	r->request_rate = NAN;
+	if (!absent(o, "request_rate") && !get_num(o, "request_rate", &r->request_rate))
+		return bad(err, len, "run", "request_rate", NUM_MSG " or null");
 	r->mode = mode ? strdup(mode) : NULL;
 	r->backend = backend ? strdup(backend) : NULL;
 	if ((mode && !r->mode) || (backend && !r->backend) ||

@@ -54,6 +54,7 @@ struct run_info {
 	char *mode;             /* NULL when absent */
 	long long batch_size;
 	bool has_batch_size;
+	double request_rate;    /* requests/s; NAN when absent or null */
 	char *backend;          /* NULL when absent */
 	struct run_info *next;  /* list for freeing */
 };

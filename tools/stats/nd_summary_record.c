@@ -172,6 +172,13 @@ json_t *nd_summary_record(const struct nd_summary *s, struct group *g)
 	jb_str(&b, "mode", ri ? ri->mode : NULL);
 	jb_set(&b, "batch_size", ri && ri->has_batch_size ?
 	       json_integer(ri->batch_size) : json_null());
+	if (ri && ri->mode && strcmp(ri->mode, "generate") == 0) {
+		/* SGLang's arguments of a generate run: null is its inf and
+		 * its "not set" (no rate limit, no concurrency limit). */
+		jb_num(&b, "request_rate", ri->request_rate, true);
+		jb_set(&b, "max_concurrency", ri->has_batch_size && ri->batch_size > 0 ?
+		       json_integer(ri->batch_size) : json_null());
+	}
 	jb_throughputs(&b, g, dur);
 	jb_stats(&b, "e2e_latency", &g->e2e, s->p.pct, s->p.n_pct, false, true);
 	jb_stats(&b, "ttft", &g->ttft, s->p.pct, s->p.n_pct, false, true);

@@ -8,6 +8,7 @@
 #include <config.h>
 #include "engine/conv.h"
 #include "engine/infer.h"
+#include "engine/model.h"
 #include "engine/tokenizer.h"
 
 #include <math.h>
@@ -357,6 +358,8 @@ static json_t *run_record(struct eng_run *r)
 		/* null: not rate-limited (replay, or every request at once) */
 		json_object_set_new(rec, "request_rate", isfinite(sp->request_rate)
 				    ? json_real(sp->request_rate) : json_null());
+		json_object_set_new(rec, "model_config",
+				    eng_config_json(eng_model_config(r->e->model)));
 		json_object_set_new(rec, "engine_stats", engine_stats(r));
 	}
 	return rec;

@@ -426,16 +426,10 @@ static int cpu_forward(void *state, const struct eng_batch *b, struct eng_error 
 	return cpu_forward_next(state, b, NULL, NULL, err);
 }
 
-static size_t cpu_kv_bytes(const void *state)
-{
-	return eng_kv_cpu_bytes(&((const struct cpu_state *)state)->kv);
-}
-
 const struct eng_backend_ops eng_backend_cpu_ops = {
 	.name = "cpu",
 	.create = cpu_create,
 	.destroy = cpu_destroy,
 	.forward = cpu_forward,
 	.forward_next = cpu_forward_next,
-	.kv_bytes = cpu_kv_bytes,
 };

@@ -678,18 +678,12 @@ static int cuda_forward(void *state, const struct eng_batch *batch, struct eng_e
 	return eng_cuda_forward(state, batch, NULL, err);
 }
 
-static size_t cuda_kv_bytes(const void *state)
-{
-	return ((const struct cuda_state *)state)->kv_bytes;
-}
-
 const struct eng_backend_ops eng_backend_cuda_ops = {
 	.name = "cuda",
 	.create = cuda_create,
 	.destroy = eng_cuda_destroy,
 	.forward = cuda_forward,
 	.forward_next = eng_cuda_forward_next,
-	.kv_bytes = cuda_kv_bytes,
 	.tensor_parallel = 1,
 };
 
@@ -699,6 +693,5 @@ const struct eng_backend_ops eng_backend_cuda_dummy_ops = {
 	.destroy = eng_cuda_destroy,
 	.forward = cuda_forward,
 	.forward_next = eng_cuda_forward_next,
-	.kv_bytes = cuda_kv_bytes,
 	.tensor_parallel = 1,
 };

@@ -421,7 +421,7 @@ static void results_notes(const struct rp_ctx *c)
 void rp_md_results(const struct rp_ctx *c)
 {
 	static const char *const cols[] = {
-		"rank", "batch size", "completed", "duration (s)", "request/s",
+		"rank", "batch size", "completed", "failed", "duration (s)", "request/s",
 		"input tok/s", "output tok/s", "spread (tok/s)", "trajectories/s",
 		"concurrency", "speed-up", "scaling efficiency",
 	};
@@ -446,6 +446,7 @@ void rp_md_results(const struct rp_ctx *c)
 			fputs("| not ranked ", c->fp);
 		rp_cell_batch(c->fp, p);
 		rp_cell_int(c->fp, rp_point_num(p, "completed"));
+		rp_cell_int(c->fp, rp_point_num(p, "failed"));
 		rp_cell_fixed(c->fp, rp_point_num(p, "duration"), 3);
 		rp_cell_fixed(c->fp, rp_point_num(p, "request_throughput"), 4);
 		rp_cell_fixed(c->fp, rp_point_num(p, "input_throughput"), 2);

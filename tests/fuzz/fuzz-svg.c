@@ -1,9 +1,10 @@
 /*
  * fuzz-svg.c: report-md's chart writer (tools/report/nd_svg.c): nice and
- * log2 ticks over any two doubles and any tick count, and whole charts of
- * every kind over any points.  Ticks are finite, increasing and at least
- * two; a chart has no NaN or infinity in it and ends.  The input is lo, hi
- * (raw doubles), a byte of options, then points as raw double pairs.
+ * log2 and log10 ticks over any two doubles and any tick count, and whole
+ * charts of every kind and x scale over any points, with whiskers and
+ * reference lines.  Ticks are finite, increasing and at least two; a chart
+ * has no NaN or infinity in it and ends.  The input is lo, hi (raw
+ * doubles), a byte of options, then points as raw double pairs.
  */
 #include "tests/fuzz/fuzz.h"
 #include "tools/report/nd_svg.h"
@@ -32,6 +33,9 @@ static void ticks(double lo, double hi, int max_ticks)
 	n = nd_svg_log2_ticks(lo, hi, max_ticks, t, 64);
 	check_ticks(t, n);
 	FUZZ_CHECK(t[0] > 0);
+	n = nd_svg_log10_ticks(lo, hi, max_ticks, t, 64);
+	check_ticks(t, n);
+	FUZZ_CHECK(t[0] > 0);
 	nd_svg_format_tick(lo, hi, buf, sizeof(buf));
 }
 
@@ -50,12 +54,24 @@ static void chart(uint8_t opt, const double *xy, size_t n)
 		y[i] = xy[2 * i + 1];
 	}
 	p.kind = (enum nd_svg_kind)(opt % 3);
-	p.x_scale = opt & 4 ? ND_SVG_SCALE_LOG2 : ND_SVG_SCALE_LINEAR;
+	p.x_scale = (enum nd_svg_scale)((opt >> 2) % 3);
 	p.y_from_zero = opt & 8;
 	p.title = "t";
 	c = nd_svg_new(&p);
 	FUZZ_CHECK(c != NULL);
 	(void)nd_svg_add_series(c, "a", x, y, n);
+	if (opt & 32) {
+		/* whiskers from the points' own coordinates, a guide through them */
+		struct nd_svg_style w = { .lo = x, .hi = y }, g = { .reference = true };
+
+		(void)nd_svg_add_series_styled(c, "w", y, x, n, &w);
+		(void)nd_svg_add_series_styled(c, "g", x, y, n, &g);
+	}
+	if (opt & 64) {
+		struct nd_svg_style pts = { .points_only = true };
+
+		(void)nd_svg_add_series_styled(c, "p", x, y, n, &pts);
+	}
 	if (opt & 16)
 		(void)nd_svg_add_samples(c, "b", y, n);
 	fp = open_memstream(&doc, &len);

@@ -122,6 +122,10 @@ int eng_session_start(struct eng_runner *r, const struct eng_session_params *p,
 		return eng_error_set(err, ENG_E_INVALID, NULL, 0,
 				     "batch size, env time scale and request rate must be positive");
 	}
+	if (eng_sched_check_sampling(&p->sampling, err) != 0) {
+		free(s);
+		return ENG_E_INVALID;
+	}
 	s->runner = r;
 	s->p = *p;
 	s->ops = *ops;

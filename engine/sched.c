@@ -17,6 +17,7 @@
 #include "engine/sched.h"
 #include "engine/pages.h"
 #include "engine/radix.h"
+#include "engine/sampler.h"
 #include "engine/clock.h"
 
 #include <stdlib.h>
@@ -188,6 +189,13 @@ static int grow_reqs(struct eng_sched *s)
 	return 0;
 }
 
+int eng_sched_check_sampling(const struct eng_sampling *s, struct eng_error *err)
+{
+	struct eng_sampler_params sp = { s->temperature, s->top_k, s->top_p, s->seed };
+
+	return eng_sampler_check_params(&sp, err);
+}
+
 static int check_request(struct eng_sched *s, const struct eng_request_params *p,
 			 struct eng_error *err)
 {
@@ -196,6 +204,8 @@ static int check_request(struct eng_sched *s, const struct eng_request_params *p
 	if (p->prompt_len <= 0 || (!p->score && p->max_new_tokens <= 0))
 		return eng_error_set(err, ENG_E_INVALID, NULL, 0,
 				     "a request needs a prompt and at least one output token");
+	if (eng_sched_check_sampling(&p->sampling, err) != 0)
+		return ENG_E_INVALID;
 	if (total > s->p.max_context)
 		return eng_error_set(err, ENG_E_RANGE, NULL, 0,
 				     "prompt of %d tokens + %d output tokens exceeds the context of %d",

@@ -55,6 +55,11 @@ struct eng_sampling {
 	uint64_t seed;
 };
 
+/* 0 when a request may sample with s; ENG_E_INVALID naming the field
+ * otherwise (eng_sampler_check_params).  eng_sched_submit checks every
+ * request with it, so one request's parameters never fail a shared step. */
+int eng_sched_check_sampling(const struct eng_sampling *s, struct eng_error *err);
+
 /* One sequence of a step: n_tokens new tokens at positions
  * [start_pos, start_pos + n_tokens); the KV of [0, start_pos) is already in
  * its pages, and the new tokens' KV goes into them too.  page ids cover
@@ -148,7 +153,8 @@ int eng_sched_create(const struct eng_sched_params *p, const int32_t *stop_ids, 
 void eng_sched_free(struct eng_sched *s);
 
 /* Queues a request.  Returns a request id >= 0, or ENG_E_RANGE (too long
- * for the context, or more pages than the whole pool), ENG_E_INVALID, or
+ * for the context, or more pages than the whole pool), ENG_E_INVALID (no
+ * prompt or output, bad sampling parameters), or
  * ENG_E_NOMEM, with err filled. */
 int eng_sched_submit(struct eng_sched *s, const struct eng_request_params *p,
 		     struct eng_error *err);

@@ -21,6 +21,7 @@ struct cstate {
 	char *acc;              /* partial line from the worker */
 	size_t acc_len, acc_cap;
 	long bad;               /* from the end record; -1 until seen */
+	int out_errno;          /* nonzero once writing io->out failed */
 	char errmsg[512];
 };
 
@@ -58,11 +59,25 @@ static int send_all(int fd, const char *p, size_t n)
 	return 0;
 }
 
-/* One line from the worker: a record for the output, or ours. */
-static void handle_line(struct cstate *st, char *line, size_t len)
+/* Writes one record line to the output; -1 when that fails, with the
+ * write's errno kept for the caller. */
+static int put_record(struct cstate *st, const char *line, size_t len)
+{
+	FILE *out = st->io->out;
+
+	if (fwrite(line, 1, len, out) == len && putc('\n', out) != EOF && !ferror(out))
+		return 0;
+	st->out_errno = errno ? errno : EIO;
+	return -1;
+}
+
+/* One line from the worker: a record for the output, or ours.  -1 when
+ * the output cannot be written: the run stops, nothing more is lost. */
+static int handle_line(struct cstate *st, char *line, size_t len)
 {
 	json_t *rec = json_loadb(line, len, 0, NULL);
 	const char *type = json_string_value(json_object_get(rec, "type"));
+	int rc = 0;
 
 	if (type && !strcmp(type, "diagnostic")) {
 		if (st->io->diag)
@@ -75,20 +90,24 @@ static void handle_line(struct cstate *st, char *line, size_t len)
 		snprintf(st->errmsg, sizeof(st->errmsg), "%s",
 			 json_string_value(json_object_get(rec, "message")) ?: "worker error");
 	} else if (st->io->out) {
-		fwrite(line, 1, len, st->io->out);
-		fputc('\n', st->io->out);
-		if (rec && st->io->on_record)
+		errno = 0;
+		rc = put_record(st, line, len);
+		if (rc == 0 && rec && st->io->on_record)
 			st->io->on_record(st->io->ctx, rec);
 	}
 	json_decref(rec);
+	return rc;
 }
 
 static int take_output(struct cstate *st, const char *p, size_t n)
 {
 	for (size_t i = 0; i < n; i++) {
 		if (p[i] == '\n') {
-			handle_line(st, st->acc, st->acc_len);
+			size_t len = st->acc_len;
+
 			st->acc_len = 0;
+			if (handle_line(st, st->acc, len) != 0)
+				return -2;
 			continue;
 		}
 		if (st->acc_len + 1 > st->acc_cap) {
@@ -141,8 +160,10 @@ static int pump(int fd, struct cstate *st, struct eng_error *err)
 			if (n < 0 && errno != EINTR)
 				return eng_error_set(err, ENG_E_IO, NULL, 0, "the worker went away: %s",
 						     strerror(errno));
-			if (n > 0 && take_output(st, buf, (size_t)n) != 0)
-				return eng_error_set(err, ENG_E_NOMEM, NULL, 0, "out of memory");
+			if (n > 0 && (n = take_output(st, buf, (size_t)n)) != 0)
+				return n == -2 ? eng_error_set(err, ENG_E_IO, NULL, 0, "write error: %s",
+							       strerror(st->out_errno))
+					       : eng_error_set(err, ENG_E_NOMEM, NULL, 0, "out of memory");
 		}
 	}
 }
@@ -165,6 +186,8 @@ long eng_client_run(const char *socket_path, const json_t *hello, const struct e
 	free(st.acc);
 	if (fd >= 0)
 		close(fd);
+	if (st.out_errno)
+		errno = st.out_errno;
 	if (rc != 0)
 		return rc;
 	/* status and shutdown have no end record; a run that lost its end

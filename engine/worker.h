@@ -48,7 +48,9 @@ struct eng_client_io {
 /* Connects, sends hello (owned by the caller), streams io->in to the worker
  * and the records back to io->out.  Returns the worker's count of bad
  * records (>= 0), or a negative ENG_E_* (ENG_E_IO: no worker at path, or it
- * went away). */
+ * went away, or io->out could not be written).  A failed write to io->out
+ * ends the run at once: ENG_E_IO, "write error: ..." in err, errno that of
+ * the write, and ferror(io->out) true. */
 long eng_client_run(const char *socket_path, const json_t *hello, const struct eng_client_io *io,
 		    struct eng_error *err);
 

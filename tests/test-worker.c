@@ -13,6 +13,7 @@
 #include "engine/worker.h"
 #include "tests/tap.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
@@ -117,6 +118,43 @@ static char *client_run(int batch, long *bad)
 	return all;
 }
 
+/* An output that fails its first write with ENOSPC and takes the rest: a
+ * disk full for a moment. */
+static ssize_t flaky_write(void *cookie, const char *buf, size_t size)
+{
+	int *n_writes = cookie;
+
+	(void)buf;
+	if ((*n_writes)++ == 0) {
+		errno = ENOSPC;
+		return -1;
+	}
+	return (ssize_t)size;
+}
+
+/* The client stops at a failed write of its records and says so, instead
+ * of going on and returning success with records lost. */
+static void check_lost_output(void)
+{
+	static int n_writes;
+	static char obuf[256];
+	cookie_io_functions_t fns = { .write = flaky_write };
+	FILE *in = fopen(input, "r"), *out = fopencookie(&n_writes, "w", fns);
+	struct eng_client_io io = { in, out, NULL, NULL, NULL };
+	struct eng_error err;
+	json_t *h = hello("run", 2);
+	long rc;
+
+	setvbuf(out, obuf, _IOFBF, sizeof(obuf));
+	rc = eng_client_run(sock, h, &io, &err);
+	tap_ok(rc == ENG_E_IO && errno == ENOSPC && ferror(out) && strstr(err.msg, "write error"),
+	       "a failed write of the records ends the run with an error (%ld: %s)", rc,
+	       rc < 0 ? err.msg : "");
+	json_decref(h);
+	fclose(in);
+	fclose(out);
+}
+
 static void *client_thread(void *arg)
 {
 	long bad;
@@ -184,6 +222,7 @@ int main(void)
 	pthread_join(t, (void **)&c);
 	tap_ok(!strcmp(a, b) && !strcmp(a, c), "two clients at once get the same tokens as one alone");
 	rude_client();
+	check_lost_output();
 	d = client_run(5, &bad);
 	tap_ok(!strcmp(a, d), "after a client hangs up mid-run, the worker still serves");
 	h = json_pack("{s:s,s:s}", "type", "hello", "command", "status");
@@ -195,7 +234,7 @@ int main(void)
 		bad = eng_client_run(sock, h, &sio, &err);
 		fclose(sio.out);
 		tap_ok(bad == 0 && sbuf && strstr(sbuf, "\"type\":\"status\"") &&
-		       strstr(sbuf, "\"runs_served\":5"), "status answers: %.60s", sbuf ? sbuf : "");
+		       strstr(sbuf, "\"runs_served\":6"), "status answers: %.60s", sbuf ? sbuf : "");
 		free(sbuf);
 	}
 	json_decref(h);

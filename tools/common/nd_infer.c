@@ -276,6 +276,7 @@ int nd_infer_run_remote(const struct nd_infer_opts *o, char **files, int n_files
 	struct eng_error err;
 	json_t *hello;
 	long bad;
+	int out_errno;
 
 	if (n_files > 1) {
 		nd_error("--connect reads one input file (or stdin); got %d", n_files);
@@ -288,11 +289,16 @@ int nd_infer_run_remote(const struct nd_infer_opts *o, char **files, int n_files
 	hello = json_pack("{s:s,s:s,s:o}", "type", "hello", "command", "run",
 			  "params", eng_run_params_to_json(&o->run));
 	bad = eng_client_run(o->socket, hello, &io, &err);
+	out_errno = errno;
 	json_decref(hello);
 	if (rm.progress && rm.requests)
 		fputc('\n', stderr);
 	if (in != stdin)
 		fclose(in);
+	if (bad < 0 && ferror(stdout)) {
+		nd_note_write_error(out_errno); /* nd_finish reports it: exit 2 */
+		return ND_EXIT_USAGE;
+	}
 	if (bad < 0) {
 		nd_error("%s: %s", o->socket, err.msg);
 		return err.code == ENG_E_IO ? ND_EXIT_UNAVAILABLE : ND_EXIT_USAGE;

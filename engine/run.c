@@ -17,13 +17,6 @@
 #include <string.h>
 #include <time.h>
 
-/* Accessors of infer.c that only runs need. */
-struct eng_chat *eng_infer_chat_(struct eng_infer *e);
-struct eng_tokenizer *eng_infer_tokenizer_(struct eng_infer *e);
-const char *eng_infer_model_dir_(const struct eng_infer *e);
-const char *eng_infer_device_(const struct eng_infer *e);
-const char *eng_infer_backend_(const struct eng_infer *e);
-
 /* Warmup requests: synthetic one-turn conversations, not reported. */
 #define WARMUP_PROMPT 64
 #define WARMUP_OUTPUT 8
@@ -87,7 +80,7 @@ static int next_conv(void *ctx, struct eng_conv **out)
 			continue;
 		}
 		eng_error_clear(&err);
-		if (eng_conv_from_json(eng_infer_chat_(r->e), rec, lineno, &c, &err) != 0) {
+		if (eng_conv_from_json(r->e->chat, rec, lineno, &c, &err) != 0) {
 			diag(r, lineno, "%s", err.msg);
 			json_decref(rec);
 			r->n_bad++;
@@ -117,7 +110,7 @@ static json_t *output_text(struct eng_run *r, const struct eng_request_timing *t
 	size_t len = 0, clean_len = 0;
 	json_t *j;
 
-	if (!t->output || eng_tokenizer_decode(eng_infer_tokenizer_(r->e), t->output,
+	if (!t->output || eng_tokenizer_decode(r->e->tok, t->output,
 					       (size_t)t->output_len, 0, &text, &len, NULL) != 0)
 		return json_null();
 	/* Random weights produce any bytes; the record must stay UTF-8. */
@@ -239,9 +232,9 @@ static int start_measured(struct eng_run *r, struct eng_error *err)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	r->start_unix = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 	if (!r->p.keep_cache)
-		eng_sched_flush_cache(eng_runner_sched(eng_infer_runner(r->e)));
-	eng_sched_get_stats(eng_runner_sched(eng_infer_runner(r->e)), &r->st0);
-	return eng_session_start(eng_infer_runner(r->e), &r->p.session, &run_ops, r, &r->sess, err);
+		eng_runner_flush_cache(r->e->runner);
+	eng_runner_get_stats(r->e->runner, &r->st0);
+	return eng_session_start(r->e->runner, &r->p.session, &run_ops, r, &r->sess, err);
 }
 
 /* Warmup conversations all share one prompt of distinct tokens; they run
@@ -260,7 +253,7 @@ static int start_warmup(struct eng_run *r, struct eng_error *err)
 	r->warm_conv = (struct eng_conv){ r->warm_ids, WARMUP_PROMPT + WARMUP_OUTPUT,
 					  &r->warm_turn, 1, NULL };
 	r->warm_left = r->p.warmup_requests;
-	return eng_session_start(eng_infer_runner(r->e), &sp, &ops, r, &r->warm, err);
+	return eng_session_start(r->e->runner, &sp, &ops, r, &r->warm, err);
 }
 
 int eng_run_start(struct eng_infer *e, const struct eng_run_params *p,
@@ -329,7 +322,7 @@ static json_t *engine_stats(struct eng_run *r)
 {
 	struct eng_sched_stats st;
 
-	eng_sched_get_stats(eng_runner_sched(eng_infer_runner(r->e)), &st);
+	eng_runner_get_stats(r->e->runner, &st);
 	return json_pack("{s:I,s:f,s:I,s:I,s:I,s:I}",
 			 "steps", (json_int_t)(st.n_steps - r->st0.n_steps),
 			 "step_time", st.step_seconds - r->st0.step_seconds,
@@ -345,8 +338,8 @@ static json_t *run_record(struct eng_run *r)
 	const struct eng_session_params *sp = &r->p.session;
 	json_t *rec = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:f,s:f,s:f,s:i,s:i,s:i,s:f,s:o,s:s}",
 			 "type", "run", "run", r->run_name, "mode", r->mode,
-			 "model", eng_infer_model_dir_(r->e), "device", eng_infer_device_(r->e),
-			 "backend", eng_infer_backend_(r->e), "model_load_time", eng_infer_load_time(r->e),
+			 "model", r->e->p.model_dir, "device", r->e->device,
+			 "backend", r->e->p.device, "model_load_time", eng_infer_load_time(r->e),
 			 "start_time_unix", r->start_unix,
 			 "duration", eng_session_elapsed(r->sess),
 			 "batch_size", sp->batch_size, "num_conversations", (int)r->n_conversations,

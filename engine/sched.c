@@ -193,6 +193,8 @@ int eng_sched_check_sampling(const struct eng_sampling *s, struct eng_error *err
 {
 	struct eng_sampler_params sp = { s->temperature, s->top_k, s->top_p, s->seed };
 
+	if (s->temperature == 0)
+		return 0; /* greedy: top_k and top_p are not used */
 	return eng_sampler_check_params(&sp, err);
 }
 

@@ -27,12 +27,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "engine/error.h"
-
-enum eng_sched_policy {
-	ENG_SCHED_POLICY_FCFS = 0, /* first come, first served */
-	ENG_SCHED_POLICY_LPM = 1,  /* longest cached prefix first */
-};
+#include "engine/engine.h"
 
 struct eng_sched_params {
 	int32_t page_size;            /* tokens per KV page */
@@ -46,17 +41,9 @@ struct eng_sched_params {
 
 void eng_sched_default_params(struct eng_sched_params *p);
 
-/* Sampling of one request.  The random stream of a request depends only on
- * its seed and on how many tokens it has generated, never on the batch. */
-struct eng_sampling {
-	float temperature; /* 0: greedy */
-	int32_t top_k;     /* 0: off */
-	float top_p;       /* 1: off */
-	uint64_t seed;
-};
-
 /* 0 when a request may sample with s; ENG_E_INVALID naming the field
- * otherwise (eng_sampler_check_params).  eng_sched_submit checks every
+ * otherwise (eng_sampler_check_params; a greedy request, temperature 0,
+ * uses neither top_k nor top_p).  eng_sched_submit checks every
  * request with it, so one request's parameters never fail a shared step. */
 int eng_sched_check_sampling(const struct eng_sampling *s, struct eng_error *err);
 
@@ -128,21 +115,6 @@ struct eng_sched_callbacks {
 	/* A request is done; result valid during the call only.  After this
 	 * the scheduler forgets the request. */
 	void (*on_finish)(void *user, const struct eng_request_result *result);
-};
-
-struct eng_sched_stats {
-	int32_t n_running, n_waiting;
-	int64_t n_steps;
-	int64_t prompt_tokens;     /* of admitted requests */
-	int64_t cached_tokens;     /* of those found in the cache */
-	int64_t computed_tokens;   /* prompt tokens actually prefilled */
-	int64_t n_retractions;
-	int64_t n_finished;        /* requests finished, failed and aborted included */
-	int64_t generated_tokens;  /* tokens produced over all requests */
-	double step_seconds;       /* wall time inside the step function (the model's
-				      forward, its wait for the device included) */
-	size_t free_pages, cached_pages;
-	int32_t last_batch_seqs, last_batch_tokens;
 };
 
 struct eng_sched;

@@ -186,13 +186,35 @@ long eng_run_finish(struct eng_run *r);
  *                     {"type":"diagnostic","line":N,"message":S} for bad input,
  *                     {"type":"end","bad":N} last; or one status/ok record
  * A client that disconnects mid-run cancels only its own requests; a bad
- * record fails only itself; the worker keeps serving.
+ * record fails only itself; the worker keeps serving.  A connection the
+ * worker will not serve (another user, over the connection limit, a line
+ * over 256 MiB, idle too long) gets {"type":"error","message":S} before it
+ * is closed.  Both ends check the other's uid: only the same user (and root
+ * for a worker that allows it) talks to a worker.
  */
 
-/* Serves on socket_path until a shutdown command or SIGINT/SIGTERM.
- * ENG_E_IO when the socket cannot be created (or another worker answers
- * on it). */
-int eng_worker_serve(struct eng_infer *e, const char *socket_path, struct eng_error *err);
+struct eng_worker_params {
+	const char *socket_path;
+	int32_t max_connections;   /* connections served at once; one more gets an
+				    * error record and is closed (default 256) */
+	double idle_timeout_s;     /* close a connection on which nothing was sent
+				    * or received for this long while none of its
+				    * requests is in the engine; 0: never
+				    * (default 600) */
+	bool allow_root_clients;   /* serve root too; by default only the worker's
+				    * own user is served (SO_PEERCRED) */
+};
+
+void eng_worker_default_params(struct eng_worker_params *p);
+
+/* Serves on p->socket_path until a shutdown command or SIGINT/SIGTERM.
+ * What is at the path already must be nothing or a stale socket (one no
+ * worker answers on, which is replaced); anything else is left alone and
+ * refused with ENG_E_IO ("a worker already serves this socket", "exists and
+ * is not a socket").  At exit the socket file is removed only while it is still
+ * the one this worker created.  ENG_E_INVALID for bad params. */
+int eng_worker_serve(struct eng_infer *e, const struct eng_worker_params *p,
+		     struct eng_error *err);
 
 /* The run parameters as the hello's "params" object, and back.  Unknown
  * keys are refused by from_json (ENG_E_INVALID naming the key). */

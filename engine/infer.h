@@ -27,4 +27,9 @@ struct eng_infer {
 	char device[256];             /* "cpu: <model name>, N threads" or the GPU's name */
 };
 
+/* True while the run has work in the engine: its warmup, or conversations
+ * in flight (a turn in the scheduler or waiting out its environment time).
+ * The worker does not call a connection idle while its run is busy. */
+bool eng_run_busy(const struct eng_run *r);
+
 #endif

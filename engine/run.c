@@ -305,6 +305,11 @@ bool eng_run_done(struct eng_run *r)
 	return !r->sess || eng_session_done(r->sess);
 }
 
+bool eng_run_busy(const struct eng_run *r)
+{
+	return r->warm || (r->sess && eng_session_busy(r->sess));
+}
+
 void eng_run_cancel(struct eng_run *r)
 {
 	r->cancelled = true;

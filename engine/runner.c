@@ -143,6 +143,11 @@ int eng_session_start(struct eng_runner *r, const struct eng_session_params *p,
 	return 0;
 }
 
+bool eng_session_busy(const struct eng_session *s)
+{
+	return s->n_slots > 0 || s->n_in_flight > 0;
+}
+
 double eng_session_elapsed(const struct eng_session *s)
 {
 	return eng_mono_s() - s->t0;

@@ -94,6 +94,10 @@ int eng_session_start(struct eng_runner *r, const struct eng_session_params *p,
 /* True when the session's input ended and all its conversations are done. */
 bool eng_session_done(const struct eng_session *s);
 
+/* True while the session has conversations in flight (a turn in the
+ * scheduler, or one waiting for its environment delay). */
+bool eng_session_busy(const struct eng_session *s);
+
 /* Seconds since the session started. */
 double eng_session_elapsed(const struct eng_session *s);
 

@@ -34,6 +34,7 @@ enum {
 	OPT_OUTPUT_LEN, OPT_REPLAY_OUTPUT, OPT_TEMPERATURE, OPT_TOP_K, OPT_TOP_P, OPT_SEED,
 	OPT_OUTPUT_DETAILS, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_KEEP_CACHE, OPT_WARMUP,
 	OPT_LOAD_FORMAT, OPT_MEM_FRACTION, OPT_GRAPH_MAX_BS, OPT_NO_GRAPH, OPT_TP_SIZE,
+	OPT_MAX_CONNECTIONS, OPT_IDLE_TIMEOUT, OPT_ALLOW_ROOT,
 };
 
 static const struct option long_options[] = {
@@ -61,6 +62,9 @@ static const struct option long_options[] = {
 	{"tp-size", required_argument, NULL, OPT_TP_SIZE},
 	{"serve", no_argument, NULL, OPT_SERVE},
 	{"socket", required_argument, NULL, OPT_SOCKET},
+	{"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
+	{"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
+	{"allow-root-clients", no_argument, NULL, OPT_ALLOW_ROOT},
 	{"connect", required_argument, NULL, OPT_CONNECT},
 	{"status", no_argument, NULL, OPT_STATUS},
 	{"shutdown", no_argument, NULL, OPT_SHUTDOWN},
@@ -155,7 +159,14 @@ static void usage(void)
 	      "      --progress, --no-progress progress on stderr (default: if a terminal)\n"
 	      "\n"
 	      "Worker:\n"
-	      "      --serve --socket=PATH     load the model once and serve runs\n"
+	      "      --serve --socket=PATH     load the model once and serve runs (PATH must\n"
+	      "                                not exist, or be a socket no worker serves)\n"
+	      "      --max-connections=N       --serve: clients at once; more are refused\n"
+	      "                                (default 256)\n"
+	      "      --idle-timeout=S          --serve: close a connection idle for S seconds\n"
+	      "                                with nothing in the engine (default 600; 0:\n"
+	      "                                never)\n"
+	      "      --allow-root-clients      --serve: serve root as well as this user\n"
 	      "      --connect=PATH            run through the worker at PATH\n"
 	      "      --status, --shutdown      ask the worker at --connect PATH\n"
 	      "\n"
@@ -313,6 +324,27 @@ static int run_option(int c, const char *arg, struct opts *o)
 	return 1;
 }
 
+/* Worker options (--serve): 0 handled, 1 not a worker option, -1 bad value. */
+static int worker_option(int c, const char *arg, struct opts *o)
+{
+	struct eng_worker_params *w = &o->inf.worker;
+	long v = 0;
+	double d = 0;
+
+	switch (c) {
+	case OPT_MAX_CONNECTIONS:
+		if (num(arg, 1, 1 << 20, &v)) return -1;
+		w->max_connections = (int32_t)v;
+		return 0;
+	case OPT_IDLE_TIMEOUT:
+		if (nd_parse_double(arg, 0, 1e9, &d)) return -1;
+		w->idle_timeout_s = d;
+		return 0;
+	case OPT_ALLOW_ROOT: w->allow_root_clients = true; return 0;
+	}
+	return 1;
+}
+
 /* Mode, worker and tokenizer-mode options: 0 handled, -2 usage error
  * (already reported), 1 not one of these. */
 static int other_option(int c, const char *arg, struct opts *o)
@@ -398,6 +430,8 @@ static int parse_options(int argc, char **argv, struct opts *o, int *status)
 		rc = engine_option(c, optarg, o);
 		if (rc == 1)
 			rc = run_option(c, optarg, o);
+		if (rc == 1)
+			rc = worker_option(c, optarg, o);
 		if (rc == 1)
 			rc = other_option(c, optarg, o);
 		if (rc == -2) {

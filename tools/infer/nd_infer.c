@@ -16,6 +16,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 /* Output queued for a slow reader before the engine waits for it. */
@@ -26,6 +27,7 @@ void nd_infer_default_opts(struct nd_infer_opts *o)
 	memset(o, 0, sizeof(*o));
 	eng_infer_default_params(&o->engine);
 	eng_session_default_params(&o->run.session);
+	eng_worker_default_params(&o->worker);
 	o->run.run_name = "run";
 	o->run.mode = "replay";
 	o->progress = isatty(STDERR_FILENO);
@@ -209,8 +211,23 @@ int nd_infer_run_local(const struct nd_infer_opts *o, char **files, int n_files)
 	return bad > 0 ? ND_EXIT_BAD_INPUT : ND_EXIT_OK;
 }
 
+/* Raises the soft limit on open files so that max_connections clients
+ * fit (as far as the hard limit allows): past it, the worker stops
+ * accepting until a client leaves. */
+static void fit_open_files(int32_t max_connections)
+{
+	struct rlimit rl;
+	rlim_t want = (rlim_t)max_connections + 64; /* the model's files, the listener, ... */
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= want)
+		return;
+	rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
+	setrlimit(RLIMIT_NOFILE, &rl);
+}
+
 int nd_infer_serve(const struct nd_infer_opts *o)
 {
+	struct eng_worker_params wp = o->worker;
 	struct eng_infer *e;
 	struct eng_error err;
 	int rc = open_engine(o, &e);
@@ -219,7 +236,9 @@ int nd_infer_serve(const struct nd_infer_opts *o)
 		return rc;
 	fprintf(stderr, "%s: serving %s on %s (loaded in %.2f s)\n", nd_progname(),
 		o->engine.model_dir, o->socket, eng_infer_load_time(e));
-	rc = eng_worker_serve(e, o->socket, &err);
+	wp.socket_path = o->socket;
+	fit_open_files(wp.max_connections);
+	rc = eng_worker_serve(e, &wp, &err);
 	eng_infer_close(e);
 	if (rc != 0) {
 		nd_error("%s: %s", o->socket, err.msg);

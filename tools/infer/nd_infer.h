@@ -16,6 +16,7 @@ struct nd_infer_opts {
 	struct eng_infer_params engine;   /* --model, --device, --page-size, ... */
 	struct eng_run_params run;        /* --run, --mode, --batch-size, ... */
 	const char *socket;               /* --socket / --connect PATH */
+	struct eng_worker_params worker;  /* --serve: --max-connections, ... */
 	bool progress;                    /* --progress, or stderr is a terminal */
 };
 

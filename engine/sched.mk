@@ -28,7 +28,8 @@ check_PROGRAMS += tests/test-infer
 tests_test_infer_SOURCES = tests/test-infer.c
 tests_test_infer_LDADD = $(MODELGEN_LIBS) -lm
 TESTS += tests/test-infer
-engine_libengine_a_SOURCES += engine/worker.c engine/client.c engine/sock.h engine/sock.c
+engine_libengine_a_SOURCES += engine/worker.c engine/client.c engine/run_params.c \
+	engine/sock.h engine/sock.c
 
 WORKER_TEST_HELPER = tests/test-worker-helper.h tests/test-worker-helper.c
 check_PROGRAMS += tests/test-worker
@@ -44,3 +45,8 @@ tests_test_worker_load_SOURCES = tests/test-worker-load.c $(WORKER_TEST_HELPER)
 tests_test_worker_load_LDADD = $(MODELGEN_LIBS) -lm -lpthread
 TESTS += tests/test-worker-load
 engine_libengine_a_SOURCES += engine/rng.h
+
+check_PROGRAMS += tests/test-run-params
+tests_test_run_params_SOURCES = tests/test-run-params.c
+tests_test_run_params_LDADD = $(ENGINE_LIBS) -lm
+TESTS += tests/test-run-params

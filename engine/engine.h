@@ -241,6 +241,22 @@ struct eng_client_io {
 long eng_client_run(const char *socket_path, const json_t *hello, const struct eng_client_io *io,
 		    struct eng_error *err);
 
+/* ---------------------------------------------------------------- JSON */
+
+/* Reads obj[key] as an integer in [lo, hi]: a JSON integer, or a real with
+ * an integral value within +-2^53.  0 with *out; 1 when obj has no such key
+ * or it is null (*out untouched); ENG_E_FORMAT when the value is not an
+ * integer or is out of range, with a message naming the key and the value
+ * ("\"max_tokens\" must be an integer in [1, 2147483647], not 4294967297");
+ * err's file and line are left for the caller, who knows the record. */
+int eng_json_get_int_range(const json_t *obj, const char *key, json_int_t lo, json_int_t hi,
+			   json_int_t *out, struct eng_error *err);
+
+/* The same for a value v already at hand (an array element), named name in
+ * the message; a missing v (NULL) is an error. */
+int eng_json_int_range(const json_t *v, const char *name, json_int_t lo, json_int_t hi,
+		       json_int_t *out, struct eng_error *err);
+
 /* ---------------------------------------------------------------- tokenizer */
 
 /* A byte-level BPE tokenizer from a Hugging Face tokenizer.json.  One

@@ -87,7 +87,7 @@ static int build_request(struct eng_chat *chat, struct eng_conv_rec *c, struct e
 	if (!(c->conv.turns = calloc(1, sizeof(*c->conv.turns))))
 		return eng_error_set(err, ENG_E_NOMEM, NULL, c->line, "out of memory");
 	c->conv.n_turns = 1;
-	c->conv.turns[0] = (struct eng_turn){ 0, (int32_t)max_tokens, -1, -1 };
+	c->conv.turns[0] = (struct eng_turn){ 0, (int32_t)max_tokens, -1, -1, 0 };
 	c->conv.build_turn = build_request_turn;
 	return 0;
 }

@@ -7,6 +7,7 @@
  */
 #include <config.h>
 #include "engine/conv.h"
+#include "engine/prompt_bound.h"
 #include "engine/infer.h"
 #include "engine/model.h"
 #include "engine/tokenizer.h"
@@ -39,6 +40,9 @@ struct eng_run {
 	long n_failed;                /* requests that did not succeed */
 	long n_recorded, n_mismatch;  /* turns with a recorded prompt length, and
 				       * those whose prompt_len differs from it */
+	size_t bytes_per_token;       /* the most input bytes a token stands for (0:
+				       * unbounded), to refuse by length a prompt
+				       * that cannot fit before tokenizing it */
 	bool cancelled;
 };
 
@@ -53,6 +57,33 @@ diag(struct eng_run *r, long line, const char *fmt, ...)
 	va_end(ap);
 	if (r->io.diag)
 		r->io.diag(r->io.ctx, line, msg);
+}
+
+/* A request line (no "type"; its prompt is all its messages, rendered as
+ * it is read) whose prompt cannot fit the context by its length in bytes
+ * alone is refused, and reported, before it is tokenized. */
+static bool request_too_long(struct eng_run *r, const json_t *rec, long lineno)
+{
+	int64_t min_len = eng_prompt_min_tokens(rec, SIZE_MAX, r->bytes_per_token);
+	int32_t ctx = r->e->sp.max_context;
+
+	if (json_object_get(rec, "type") || min_len < ctx)
+		return false;
+	diag(r, lineno, "prompt of at least %lld tokens (from its length in bytes) exceeds the "
+	     "context of %d; not tokenized", (long long)min_len, ctx);
+	return true;
+}
+
+/* Each turn's lower bound on its prompt, from the bytes of the messages
+ * before its reply: the runner fails a turn that cannot fit without
+ * rendering it. */
+static void set_prompt_bounds(const struct eng_run *r, struct eng_conv_rec *c)
+{
+	for (int32_t k = 0; k < c->conv.n_turns; k++)
+		c->conv.turns[k].min_prompt_len =
+			eng_prompt_min_tokens(c->record, c->chat ? eng_chat_conv_msg_index(c->chat,
+								(size_t)k) : SIZE_MAX,
+					      r->bytes_per_token);
 }
 
 static int next_conv(void *ctx, struct eng_conv **out)
@@ -84,6 +115,11 @@ static int next_conv(void *ctx, struct eng_conv **out)
 			continue;
 		}
 		eng_error_clear(&err);
+		if (request_too_long(r, rec, lineno)) {
+			json_decref(rec);
+			r->n_bad++;
+			continue;
+		}
 		if (eng_conv_from_json(r->e->chat, rec, lineno, &c, &err) != 0) {
 			diag(r, lineno, "%s", err.msg);
 			json_decref(rec);
@@ -91,6 +127,7 @@ static int next_conv(void *ctx, struct eng_conv **out)
 			continue;
 		}
 		json_decref(rec);
+		set_prompt_bounds(r, c);
 		*out = &c->conv;
 		return 1;
 	}
@@ -265,7 +302,7 @@ static int start_warmup(struct eng_run *r, struct eng_error *err)
 	sp.recorded_output = false;
 	for (int32_t i = 0; i < WARMUP_PROMPT + WARMUP_OUTPUT; i++)
 		r->warm_ids[i] = i + 1;
-	r->warm_turn = (struct eng_turn){ WARMUP_PROMPT, WARMUP_OUTPUT, -1, -1 };
+	r->warm_turn = (struct eng_turn){ WARMUP_PROMPT, WARMUP_OUTPUT, -1, -1, 0 };
 	r->warm_conv = (struct eng_conv){ .ids = r->warm_ids,
 					  .n_ids = WARMUP_PROMPT + WARMUP_OUTPUT,
 					  .turns = &r->warm_turn, .n_turns = 1 };
@@ -285,6 +322,7 @@ int eng_run_start(struct eng_infer *e, const struct eng_run_params *p,
 	r->e = e;
 	r->p = *p;
 	r->p.session.score = p->mode && !strcmp(p->mode, "score");
+	r->bytes_per_token = eng_tokenizer_max_bytes_per_token(e->tok);
 	r->io = *io;
 	r->run_name = strdup(p->run_name ? p->run_name : "run");
 	r->mode = strdup(p->mode ? p->mode : "replay");

@@ -280,8 +280,15 @@ static int turn_request(struct eng_session *s, struct slot *sl, struct eng_reque
 			struct eng_error *err)
 {
 	struct eng_turn_ids ti = {0};
-	int rc = turn_ids(sl, &ti, err);
+	int64_t min_len = sl->conv->turns[sl->turn].min_prompt_len;
+	int32_t ctx = eng_sched_max_context(s->runner->sched);
+	int rc;
 
+	if (min_len >= ctx)
+		return eng_error_set(err, ENG_E_RANGE, NULL, 0,
+				     "prompt of at least %lld tokens (from its length in bytes) "
+				     "exceeds the context of %d; not tokenized", (long long)min_len, ctx);
+	rc = turn_ids(sl, &ti, err);
 	if (rc != 0)
 		return rc;
 	sl->prompt_len = ti.prompt_len;

@@ -44,6 +44,10 @@ struct eng_turn {
 	int32_t recorded_prompt_len; /* the prompt length the input recorded
 				      * (token_usage_prompt); -1: none */
 	double env_time_s;           /* recorded environment time after this turn; < 0 unknown */
+	int64_t min_prompt_len;      /* a lower bound on the prompt's tokens known
+				      * before building it (0: none); a turn whose
+				      * bound leaves no room in the context fails
+				      * without being built */
 };
 
 /* Turn k's tokens as build_turn gives them, valid until the next call for

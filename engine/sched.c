@@ -220,6 +220,11 @@ static int check_request(struct eng_sched *s, const struct eng_request_params *p
 	return 0;
 }
 
+int32_t eng_sched_max_context(const struct eng_sched *s)
+{
+	return s->p.max_context;
+}
+
 int eng_sched_submit(struct eng_sched *s, const struct eng_request_params *p,
 		     struct eng_error *err)
 {

@@ -129,6 +129,9 @@ int eng_sched_create(const struct eng_sched_params *p, const int32_t *stop_ids, 
 		     struct eng_sched **out, struct eng_error *err);
 void eng_sched_free(struct eng_sched *s);
 
+/* The most tokens a request may hold, prompt and output together. */
+int32_t eng_sched_max_context(const struct eng_sched *s);
+
 /* Queues a request.  Returns a request id >= 0, or ENG_E_RANGE (too long
  * for the context, or more pages than the whole pool), ENG_E_INVALID (no
  * prompt or output, bad sampling parameters), or

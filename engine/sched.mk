@@ -20,7 +20,13 @@ tests_test_runner_SOURCES = tests/test-runner.c
 tests_test_runner_LDADD = $(ENGINE_LIBS) -lm
 TESTS += tests/test-runner
 noinst_HEADERS += tests/fake-step.h
-engine_libengine_a_SOURCES += engine/conv.h engine/conv.c
+engine_libengine_a_SOURCES += engine/conv.h engine/conv.c \
+	engine/prompt_bound.h engine/prompt_bound.c
+
+check_PROGRAMS += tests/test-prompt-bound
+tests_test_prompt_bound_SOURCES = tests/test-prompt-bound.c
+tests_test_prompt_bound_LDADD = $(ENGINE_LIBS) -lm
+TESTS += tests/test-prompt-bound
 engine_libengine_a_SOURCES += engine/step.h engine/step.c
 engine_libengine_a_SOURCES += engine/infer.h engine/infer.c engine/run.c
 

@@ -208,12 +208,26 @@ struct eng_worker_params {
 
 void eng_worker_default_params(struct eng_worker_params *p);
 
-/* Serves on p->socket_path until a shutdown command or SIGINT/SIGTERM.
- * What is at the path already must be nothing or a stale socket (one no
- * worker answers on, which is replaced); anything else is left alone and
- * refused with ENG_E_IO ("a worker already serves this socket", "exists and
- * is not a socket").  At exit the socket file is removed only while it is still
- * the one this worker created.  ENG_E_INVALID for bad params. */
+struct eng_worker;
+
+/* Creates the listening socket at p->socket_path (mode 0600), so that a
+ * bad path is known before a model is loaded.  What is at the path
+ * already must be nothing or a stale socket (one no worker answers on,
+ * which is replaced); anything else is left alone and refused with
+ * ENG_E_IO ("a worker already serves this socket", "exists and is not a
+ * socket").  Clients that connect before eng_worker_run wait in the listen
+ * queue.  ENG_E_INVALID for bad params or a path too long for a socket. */
+int eng_worker_listen(const struct eng_worker_params *p, struct eng_worker **out,
+		      struct eng_error *err);
+
+/* Serves runs over e until a shutdown command or SIGINT/SIGTERM.  0. */
+int eng_worker_run(struct eng_worker *w, struct eng_infer *e, struct eng_error *err);
+
+/* Closes the socket and removes its file, but only while the file at the
+ * path is still the socket eng_worker_listen created.  NULL is allowed. */
+void eng_worker_close(struct eng_worker *w);
+
+/* eng_worker_listen, eng_worker_run and eng_worker_close in one. */
 int eng_worker_serve(struct eng_infer *e, const struct eng_worker_params *p,
 		     struct eng_error *err);
 

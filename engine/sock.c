@@ -94,7 +94,7 @@ static int bind_private(const struct sockaddr_un *addr, const char *path, struct
 	umask(old);
 	if (rc != 0) {
 		close(fd);
-		return eng_error_set(err, ENG_E_IO, path, 0, "cannot bind: %s", strerror(e));
+		return eng_error_set(err, ENG_E_IO, path, 0, "cannot listen: %s", strerror(e));
 	}
 	return fd;
 }

@@ -551,6 +551,13 @@ static void serve_sockets(struct server *sv, int timeout_ms)
 	}
 }
 
+struct eng_worker {
+	struct eng_worker_params p;
+	char *path;               /* p.socket_path, our copy */
+	struct eng_listener l;
+	int epfd;
+};
+
 void eng_worker_default_params(struct eng_worker_params *p)
 {
 	memset(p, 0, sizeof(*p));
@@ -558,41 +565,82 @@ void eng_worker_default_params(struct eng_worker_params *p)
 	p->idle_timeout_s = 600;
 }
 
-static int server_open(struct server *sv, const struct eng_worker_params *p, struct eng_error *err)
+/* The epoll set, with the listener in it. */
+static int open_epoll(struct eng_worker *w, struct eng_error *err)
 {
 	struct epoll_event ev = { .events = EPOLLIN };
+
+	w->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (w->epfd < 0)
+		return eng_error_set(err, ENG_E_IO, NULL, 0, "epoll_create1: %s", strerror(errno));
+	ev.data.ptr = NULL; /* the listener */
+	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->l.fd, &ev) != 0)
+		return eng_error_set(err, ENG_E_IO, w->path, 0, "epoll_ctl: %s", strerror(errno));
+	return 0;
+}
+
+int eng_worker_listen(const struct eng_worker_params *p, struct eng_worker **out,
+		      struct eng_error *err)
+{
+	struct eng_worker *w;
 	int rc;
 
+	*out = NULL;
 	if (!p->socket_path || p->max_connections < 1 || !(p->idle_timeout_s >= 0))
 		return eng_error_set(err, ENG_E_INVALID, NULL, 0,
 				     "a socket path, max_connections >= 1 and idle_timeout_s >= 0 "
 				     "are required");
-	sv->p = *p;
-	sv->t0 = sv->last_idle_check = eng_mono_s();
-	sv->epfd = epoll_create1(EPOLL_CLOEXEC);
-	if (sv->epfd < 0)
-		return eng_error_set(err, ENG_E_IO, NULL, 0, "epoll_create1: %s", strerror(errno));
-	rc = eng_listener_open(p->socket_path, &sv->l, err);
-	ev.data.ptr = NULL;
-	if (rc == 0 && epoll_ctl(sv->epfd, EPOLL_CTL_ADD, sv->l.fd, &ev) != 0) {
-		rc = eng_error_set(err, ENG_E_IO, p->socket_path, 0, "epoll_ctl: %s", strerror(errno));
-		eng_listener_close(&sv->l);
+	w = calloc(1, sizeof(*w));
+	if (!w || !(w->path = strdup(p->socket_path))) {
+		free(w);
+		return eng_error_set(err, ENG_E_NOMEM, NULL, 0, "out of memory");
 	}
-	if (rc != 0)
-		close(sv->epfd);
-	sv->l_events = EPOLLIN;
-	return rc;
+	w->p = *p;
+	w->p.socket_path = w->path;
+	w->epfd = -1;
+	rc = eng_listener_open(w->path, &w->l, err);
+	if (rc == 0)
+		rc = open_epoll(w, err);
+	if (rc != 0) {
+		eng_worker_close(w);
+		return rc;
+	}
+	*out = w;
+	return 0;
 }
 
-int eng_worker_serve(struct eng_infer *e, const struct eng_worker_params *p, struct eng_error *err)
+void eng_worker_close(struct eng_worker *w)
 {
-	struct server sv = { .e = e };
-	struct eng_runner *runner = e->runner;
-	struct sigaction sa = { .sa_handler = on_signal };
-	int rc = server_open(&sv, p, err);
+	if (!w)
+		return;
+	eng_listener_close(&w->l);
+	if (w->epfd >= 0)
+		close(w->epfd);
+	free(w->path);
+	free(w);
+}
+
+int eng_worker_serve(struct eng_infer *e, const struct eng_worker_params *p,
+		     struct eng_error *err)
+{
+	struct eng_worker *w;
+	int rc = eng_worker_listen(p, &w, err);
 
 	if (rc != 0)
 		return rc;
+	rc = eng_worker_run(w, e, err);
+	eng_worker_close(w);
+	return rc;
+}
+
+int eng_worker_run(struct eng_worker *w, struct eng_infer *e, struct eng_error *err)
+{
+	struct server sv = { .e = e, .p = w->p, .l = w->l, .epfd = w->epfd, .l_events = EPOLLIN };
+	struct eng_runner *runner = e->runner;
+	struct sigaction sa = { .sa_handler = on_signal };
+
+	(void)err;
+	sv.t0 = sv.last_idle_check = eng_mono_s();
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
@@ -613,7 +661,5 @@ int eng_worker_serve(struct eng_infer *e, const struct eng_worker_params *p, str
 		settle_clients(&sv);
 		close_idle(&sv);
 	}
-	eng_listener_close(&sv.l);
-	close(sv.epfd);
 	return 0;
 }

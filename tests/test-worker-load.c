@@ -140,6 +140,7 @@ static void *garbage_client(void *arg)
 		"[\"an\",\"array\"]\n"
 		"{\"type\":\"conversation\",\"messages\":17}\n"
 		"{\"type\":\"conversation\",\"messages\":[{\"role\":1}]}\n"
+		"{\"messages\":[{\"role\":\"user\",\"content\":\"x\"}],\"max_tokens\":4294967297}\n"
 		"{\"type\":\"request\"}\n"
 		"\x01\x02\x7f\xff\xfe garbage bytes\n"
 		"{\"unterminated\": \n"
@@ -246,7 +247,7 @@ int main(void)
 	       n_bad_flags_refused);
 	tap_ok(extreme_reply && strstr(extreme_reply, "\"type\":\"run\""),
 	       "temperature 1e-39 with top-k 3 runs to its end: %.80s", extreme_reply);
-	tap_ok(garbage_reply && strstr(garbage_reply, "\"type\":\"end\",\"bad\":7"),
+	tap_ok(garbage_reply && strstr(garbage_reply, "\"type\":\"end\",\"bad\":8"),
 	       "garbage lines are reported and the run ends: %.120s",
 	       garbage_reply ? strstr(garbage_reply, "\"type\":\"end\"") ?: garbage_reply : "");
 	free(tw_client_run(tw_sock, tw_input, 2, &n_bad));

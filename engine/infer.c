@@ -34,6 +34,7 @@ void eng_infer_default_params(struct eng_infer_params *p)
 	p->mem_fraction_static = 0.85;
 	p->cuda_graph_max_bs = 64;
 	p->tp_size = 1;
+	p->kv_cache_dtype = "auto";
 }
 
 static bool is_dummy(const struct eng_infer_params *p)
@@ -77,12 +78,14 @@ static int open_text_side(struct eng_infer *e, struct eng_error *err)
 }
 
 /* The KV pool on the CPU: max_total_tokens when given, else room for four
- * full contexts capped at 1 GiB of fp32 K and V. */
-static int64_t cpu_pool_tokens(const struct eng_infer *e, const struct eng_model_config *cfg)
+ * full contexts capped at 1 GiB of fp32 K and V (an FP8 cache keeps its
+ * rounded values in fp32 there too). */
+static int64_t cpu_pool_tokens(struct eng_infer *e, const struct eng_model_config *cfg)
 {
 	int64_t per_token = 2LL * cfg->n_layers * cfg->n_kv_heads * cfg->head_dim * 4;
 	int64_t n = 4LL * e->sp.max_context;
 
+	e->kv_token_bytes = per_token;
 	if (e->p.max_total_tokens > 0)
 		return e->p.max_total_tokens;
 	if (n * per_token > (1LL << 30))
@@ -104,16 +107,20 @@ static int64_t gpu_weight_bytes(const struct eng_model_config *c, int tp)
 
 /* The KV pool on the GPU, as SGLang sizes it: mem_fraction_static of the
  * device's memory holds the weights and the pool; what is left holds the
- * activations (4 GiB kept free for them at least).  With tp ranks each
- * GPU holds 1/tp of every token's K and V; the tightest GPU decides. */
-static int gpu_pool_tokens(const struct eng_infer *e, const struct eng_model_config *cfg,
+ * activations (4 GiB kept free for them at least).  A cached token takes
+ * 2 bytes an element of K and V in bf16, 1 in fp8_e4m3 (twice the tokens
+ * in the same memory).  With tp ranks each GPU holds 1/tp of every
+ * token's K and V; the tightest GPU decides. */
+static int gpu_pool_tokens(struct eng_infer *e, const struct eng_model_config *cfg,
 			   int64_t *out, struct eng_error *err)
 {
 	int tp = e->p.tp_size > 1 ? e->p.tp_size : 1;
-	int64_t per_token = 2LL * cfg->n_layers * cfg->n_kv_heads * cfg->head_dim * 2 / tp;
+	int64_t elem = e->kv_dtype == ENG_KV_DTYPE_FP8_E4M3 ? 1 : 2;
+	int64_t per_token = 2LL * cfg->n_layers * cfg->n_kv_heads * cfg->head_dim * elem / tp;
 	int64_t w = gpu_weight_bytes(cfg, tp), budget = INT64_MAX, room;
 	size_t free_b = 0, total_b = 0;
 
+	e->kv_token_bytes = per_token * tp;
 	if (e->p.max_total_tokens > 0) {
 		*out = e->p.max_total_tokens;
 		return 0;
@@ -156,7 +163,11 @@ static int pick_backend(struct eng_infer *e, const struct eng_backend_ops **ops,
 			int64_t *pool, struct eng_error *err)
 {
 	const struct eng_model_config *cfg = eng_model_config(e->model);
+	int rc = eng_kv_dtype_from_name(e->p.kv_cache_dtype ? e->p.kv_cache_dtype : "auto",
+					&e->kv_dtype, err);
 
+	if (rc != 0)
+		return rc;
 	if (!strcmp(e->p.device, "cpu") && !is_dummy(&e->p)) {
 		*ops = &eng_backend_cpu_ops;
 		*pool = cpu_pool_tokens(e, cfg);
@@ -205,6 +216,7 @@ static int open_compute_side(struct eng_infer *e, struct eng_error *err)
 	bp.cuda_graph_max_bs = e->p.cuda_graph_max_bs;
 	bp.disable_cuda_graph = e->p.disable_cuda_graph;
 	bp.tp_size = e->p.tp_size > 0 ? e->p.tp_size : 1;
+	bp.kv_dtype = e->kv_dtype;
 	rc = eng_backend_create(ops, e->model, &bp, &e->be, err);
 	if (rc == 0)
 		rc = eng_stepper_create(e->be, cfg->vocab, &e->stepper, err);
@@ -273,24 +285,53 @@ double eng_infer_load_time(const struct eng_infer *e)
 	return e->load_time;
 }
 
+/* "fp8_e4m3", or the backend's own precision; for an FP8 cache, whether
+ * its scales came from the checkpoint. */
+static const char *kv_dtype_name(const struct eng_infer *e)
+{
+	if (e->kv_dtype == ENG_KV_DTYPE_FP8_E4M3)
+		return "fp8_e4m3";
+	return strcmp(e->p.device, "cuda") ? "fp32" : "bf16";
+}
+
+static bool kv_scales_in_checkpoint(const struct eng_infer *e)
+{
+	const struct eng_model_weights *w = eng_model_weights(e->model);
+
+	for (int l = 0; w->layers && l < eng_model_config(e->model)->n_layers; l++)
+		if (w->layers[l].k_scale.data || w->layers[l].v_scale.data)
+			return true;
+	return false;
+}
+
 json_t *eng_infer_settings(const struct eng_infer *e)
 {
 	bool graphs = strcmp(e->p.device, "cuda") == 0 && !e->p.disable_cuda_graph &&
 		      e->p.cuda_graph_max_bs > 0 && e->p.tp_size <= 1;
+	json_t *s = json_pack("{s:s,s:s,s:f,s:i,s:i,s:I,s:i,s:i,s:i,s:s,s:b,s:b,s:i,s:i,s:s,s:s}",
+			      "device", e->p.device, "load_format", e->p.load_format,
+			      "mem_fraction_static", e->p.mem_fraction_static,
+			      "page_size", e->sp.page_size,
+			      "n_pages", e->sp.n_pages,
+			      "max_total_tokens", (json_int_t)e->sp.n_pages * e->sp.page_size,
+			      "chunked_prefill_size", e->sp.chunked_prefill_size,
+			      "max_running_requests", e->sp.max_running_requests,
+			      "context_length", e->sp.max_context,
+			      "schedule_policy", e->sp.policy == ENG_SCHED_POLICY_LPM ? "lpm" : "fcfs",
+			      "radix_cache", !e->sp.disable_radix_cache,
+			      "cuda_graph", graphs, "cuda_graph_max_bs", graphs ? e->p.cuda_graph_max_bs : 0,
+			      "tp_size", e->p.tp_size > 0 ? e->p.tp_size : 1,
+			      "chat_template", eng_chat_kind_name(eng_chat_kind(e->chat)),
+			      "device_name", e->device);
 
-	return json_pack("{s:s,s:s,s:f,s:i,s:i,s:I,s:i,s:i,s:i,s:s,s:b,s:b,s:i,s:i,s:s,s:s}",
-			 "device", e->p.device, "load_format", e->p.load_format,
-			 "mem_fraction_static", e->p.mem_fraction_static,
-			 "page_size", e->sp.page_size,
-			 "n_pages", e->sp.n_pages,
-			 "max_total_tokens", (json_int_t)e->sp.n_pages * e->sp.page_size,
-			 "chunked_prefill_size", e->sp.chunked_prefill_size,
-			 "max_running_requests", e->sp.max_running_requests,
-			 "context_length", e->sp.max_context,
-			 "schedule_policy", e->sp.policy == ENG_SCHED_POLICY_LPM ? "lpm" : "fcfs",
-			 "radix_cache", !e->sp.disable_radix_cache,
-			 "cuda_graph", graphs, "cuda_graph_max_bs", graphs ? e->p.cuda_graph_max_bs : 0,
-			 "tp_size", e->p.tp_size > 0 ? e->p.tp_size : 1,
-			 "chat_template", eng_chat_kind_name(eng_chat_kind(e->chat)),
-			 "device_name", e->device);
+	if (!s)
+		return NULL;
+	json_object_set_new(s, "kv_cache_dtype", json_string(kv_dtype_name(e)));
+	json_object_set_new(s, "kv_cache_bytes",
+			    json_integer((json_int_t)e->sp.n_pages * e->sp.page_size *
+					 e->kv_token_bytes));
+	if (e->kv_dtype == ENG_KV_DTYPE_FP8_E4M3)
+		json_object_set_new(s, "kv_scales",
+				    json_string(kv_scales_in_checkpoint(e) ? "checkpoint" : "1.0"));
+	return s;
 }

@@ -9,6 +9,7 @@ engine_libengine_a_SOURCES += \
 	engine/cpu_ops.h engine/cpu_ops.c \
 	engine/cpu_pool.h engine/cpu_pool.c \
 	engine/kv_cpu.h engine/kv_cpu.c \
+	engine/kv_fp8.h engine/kv_fp8.c \
 	engine/sampler.h engine/sampler.c
 
 MODEL_TEST_LDADD = $(MODELGEN_LIBS)

@@ -26,7 +26,9 @@
 /* Builds the backend on params->device: weights from w (converted to
  * bf16 on upload), or, when w is NULL, random bf16 weights of cfg's shape
  * made on the GPU from seed; a KV pool of params->n_pages pages of
- * params->page_size tokens.  cfg is copied.
+ * params->page_size tokens, bf16, or FP8 E4M3 when params->kv_dtype says
+ * so (with w's k_scale / v_scale, else 1.0; random pages for random
+ * weights either way).  cfg is copied.
  * With params->tp_size N > 1, the model is split over N tensor-parallel
  * ranks on the GPUs params->tp_devices (default device, device + 1, ...):
  * all the same GPU (ranks summed by a kernel: a way to test on one GPU)

@@ -24,6 +24,11 @@
  * head_dim / 2 fp32 outputs); other shapes use kn_attn_prefill.  No
  * wgmma / TMA yet: at a 4k prompt on the H100 it runs at about 205
  * TFLOP/s (180 with one row tile a warp).
+ *
+ * FP8 E4M3 pages (F8): the ring copies their bytes and widens each tile
+ * to one bf16 tile (kn_attn.cuh), a pass over shared memory and one more
+ * barrier a tile; the KV head's k_scale goes into the softmax scale and
+ * its v_scale into the final normalization.
  */
 #include "kernels/kn_attn.cuh"
 
@@ -155,16 +160,17 @@ static __device__ __forceinline__ float pf_softmax(float s[TC_KT / 8][4], int e,
 	return alpha;
 }
 
-/* Normalized bf16 rows out; lanes of a quad first pool their sums. */
+/* Normalized bf16 rows out, times vs (an FP8 cache's V scale, else 1);
+ * lanes of a quad first pool their sums. */
 template <int HD>
 static __device__ void tc_store(const struct kn_attn_args &a, int G, int row0, int nq, int kvh,
-				int r, int t, float l, const float o[HD / 8][4], int e)
+				int r, int t, float l, const float o[HD / 8][4], int e, float vs)
 {
 	l += __shfl_xor_sync(0xffffffffu, l, 1);
 	l += __shfl_xor_sync(0xffffffffu, l, 2);
 	if (r >= nq)
 		return;
-	float inv = l > 0.0f ? 1.0f / l : 0.0f;
+	float inv = l > 0.0f ? vs / l : 0.0f;
 	uint16_t *out = a.out + (size_t)(row0 + r / G) * a.n_heads * HD +
 			(size_t)(kvh * G + r % G) * HD + 2 * t;
 
@@ -220,26 +226,27 @@ static __device__ __forceinline__ void pf_update(float s[PF_MT][TC_KT / 8][4],
  * The query rows and K/V tile 0 arrive in the first copy group; K/V tiles
  * go through a ring of PF_STAGES buffers (tc_ring_step): the copies of the
  * next PF_STAGES - 1 tiles fly while one is computed. */
-template <int HD>
+template <int HD, bool F8>
 static __global__ void __launch_bounds__(PF_THREADS)
 	attn_tc_kernel(const struct kn_attn_args a, int G)
 {
 	kn_pdl_enter();
 	extern __shared__ __align__(16) uint16_t tc_smem[];
 	const int TILE = TC_KT * (HD + 8);
-	uint16_t *Qs = tc_smem + PF_STAGES * 2 * TILE;
+	uint16_t *Qs = tc_smem + tc_ring_u16<HD, PF_STAGES, F8>();
 	int tile = gridDim.x - 1 - blockIdx.x, kvh = blockIdx.y, lane = threadIdx.x & 31;
 	int g = lane >> 2, t = lane & 3, w_row = (threadIdx.x >> 5) * PF_MT * 16;
 	int row0 = a.tile_row0[tile], nq = a.tile_n[tile] * G;
 	int ctx = a.pos[row0 + a.tile_n[tile] - 1] + 1, pos[PF_MT][2];
 	const int32_t *bt = a.block_tables + a.bt_off[row0];
-	float s2 = LOG2E / sqrtf((float)HD), m[PF_MT][2], l[PF_MT][2];
+	float ks = F8 ? a.k_scale[kvh] : 1.0f, vs = F8 ? a.v_scale[kvh] : 1.0f;
+	float s2 = LOG2E * ks / sqrtf((float)HD), m[PF_MT][2], l[PF_MT][2];
 	float o[PF_MT][HD / 8][4], s[PF_MT][TC_KT / 8][4];
 	int n_kt = (ctx + TC_KT - 1) / TC_KT;
-	int shift = tc_page_shift(a.page_size), pg[TC_CHUNKS(HD, PF_THREADS)];
+	int shift = tc_page_shift(a.page_size), pg[tc_chunks<HD, PF_THREADS, F8>()];
 
 	pf_q_issue<HD>(a, G, row0, nq, kvh, Qs);
-	tc_ring_prime<HD, PF_THREADS, PF_STAGES>(a, bt, shift, kvh, 0, ctx, tc_smem, pg);
+	tc_ring_prime<HD, PF_THREADS, PF_STAGES, F8>(a, bt, shift, kvh, 0, ctx, tc_smem, pg);
 #pragma unroll
 	for (int mt = 0; mt < PF_MT; mt++) {
 #pragma unroll
@@ -255,8 +262,8 @@ static __global__ void __launch_bounds__(PF_THREADS)
 			o[mt][nt][0] = o[mt][nt][1] = o[mt][nt][2] = o[mt][nt][3] = 0.0f;
 	}
 	for (int i = 0; i < n_kt; i++) {
-		uint16_t *Ks = tc_ring_step<HD, PF_THREADS, PF_STAGES>(a, bt, shift, kvh, i,
-								     i * TC_KT, ctx, tc_smem, pg);
+		uint16_t *Ks = tc_ring_step<HD, PF_THREADS, PF_STAGES, F8>(a, bt, shift, kvh, i,
+									 i * TC_KT, ctx, tc_smem, pg);
 		uint16_t *Vs = Ks + TILE;
 
 		pf_scores<HD>(s, Qs + w_row * (HD + 8), Ks, lane);
@@ -267,24 +274,32 @@ static __global__ void __launch_bounds__(PF_THREADS)
 	for (int mt = 0; mt < PF_MT; mt++) {
 		int r = w_row + mt * 16 + g;
 
-		tc_store<HD>(a, G, row0, nq, kvh, r, t, l[mt][0], o[mt], 0);
-		tc_store<HD>(a, G, row0, nq, kvh, r + 8, t, l[mt][1], o[mt], 2);
+		tc_store<HD>(a, G, row0, nq, kvh, r, t, l[mt][0], o[mt], 0, vs);
+		tc_store<HD>(a, G, row0, nq, kvh, r + 8, t, l[mt][1], o[mt], 2, vs);
 	}
 }
 
-template <int HD>
+template <int HD, bool F8>
 static int launch_tc(const struct kn_attn_args *a, cudaStream_t s)
 {
-	size_t smem = (2 * PF_STAGES * TC_KT + PF_ROWS) * (size_t)(HD + 8) * sizeof(uint16_t);
+	size_t smem = (tc_ring_u16<HD, PF_STAGES, F8>() + (size_t)PF_ROWS * (HD + 8)) *
+		      sizeof(uint16_t);
 	dim3 grid(a->n_tiles, a->n_kv);
 
 	if (smem > 48 * 1024)
-		KN_CHECK(cudaFuncSetAttribute(attn_tc_kernel<HD>,
+		KN_CHECK(cudaFuncSetAttribute(attn_tc_kernel<HD, F8>,
 					      cudaFuncAttributeMaxDynamicSharedMemorySize,
 					      (int)smem));
-	KN_LAUNCH(attn_tc_kernel<HD>, grid, PF_THREADS, smem, s, *a, a->n_heads / a->n_kv);
+	KN_LAUNCH(attn_tc_kernel<HD, F8>, grid, PF_THREADS, smem, s, *a, a->n_heads / a->n_kv);
 	KN_LAUNCHED();
 	return 0;
+}
+
+template <int HD>
+static int launch_tc_kv(const struct kn_attn_args *a, cudaStream_t s)
+{
+	return a->kv_dtype == KN_KV_FP8_E4M3 ? launch_tc<HD, true>(a, s)
+					     : launch_tc<HD, false>(a, s);
 }
 
 extern "C" int kn_attn_tc_tile_rows(int n_heads, int n_kv, int head_dim)
@@ -303,14 +318,16 @@ extern "C" int kn_attn_prefill_tc(const struct kn_attn_args *a, kn_stream s)
 	KN_REQUIRE(a->n_tiles >= 1 && a->n_tiles <= 0x7fffffff && a->page_size >= 1);
 	KN_REQUIRE(a->n_kv <= 65535);
 	KN_REQUIRE(kn_attn_tc_tile_rows(a->n_heads, a->n_kv, a->head_dim) >= 1);
+	KN_REQUIRE(a->kv_dtype == KN_KV_BF16 ||
+		   (a->kv_dtype == KN_KV_FP8_E4M3 && a->k_scale && a->v_scale));
 	switch (a->head_dim) {
 	case 16:
-		return launch_tc<16>(a, s);
+		return launch_tc_kv<16>(a, s);
 	case 32:
-		return launch_tc<32>(a, s);
+		return launch_tc_kv<32>(a, s);
 	case 64:
-		return launch_tc<64>(a, s);
+		return launch_tc_kv<64>(a, s);
 	default:
-		return launch_tc<128>(a, s);
+		return launch_tc_kv<128>(a, s);
 	}
 }

@@ -20,7 +20,9 @@
  * through the E4M3 rounding the GPU stores (kv_fp8.h: e4m3(x / scale) *
  * scale, per KV head) before they enter the pages, which keep fp32: the
  * same numbers as the GPU's pages, so that the GPU is checked against this
- * emulation, and bf16 against fp8 on the same reference.
+ * emulation.  kv_dtype bf16 likewise rounds them to bf16 (the GPU's
+ * default pages), so that fp8 and bf16 caches can be compared on the same
+ * reference; auto keeps them in fp32.
  *
  * Refuses nothing the batch check let through; allocation failure while
  * growing the activation buffers is returned as ENG_E_NOMEM.
@@ -46,7 +48,7 @@ struct cpu_state {
 	struct eng_backend_params params;
 	struct eng_pool *pool;
 	struct eng_kv_cpu kv;
-	int kv_fp8;          /* pages hold e4m3-rounded K and V */
+	int kv_dtype;        /* enum eng_kv_dtype: pages hold fp32, bf16- or e4m3-rounded K, V */
 	float *kv_scale;     /* (2, n_layers, n_kv_heads) fp8 only: k scales, then v */
 	float *kv_inv;       /* (2, n_layers, n_kv_heads) 1 / kv_scale, in fp32 */
 	float *inv_freq;     /* (head_dim / 2) */
@@ -153,8 +155,8 @@ static int kv_fp8_init(struct cpu_state *st, const struct eng_model_config *c,
 	size_t n = (size_t)c->n_layers * c->n_kv_heads;
 	int rc;
 
-	st->kv_fp8 = st->params.kv_dtype == ENG_KV_DTYPE_FP8_E4M3;
-	if (!st->kv_fp8)
+	st->kv_dtype = st->params.kv_dtype;
+	if (st->kv_dtype != ENG_KV_DTYPE_FP8_E4M3)
 		return 0;
 	st->kv_scale = malloc(2 * n * sizeof(float));
 	st->kv_inv = malloc(2 * n * sizeof(float));
@@ -294,9 +296,18 @@ static void fp8_round_row(const struct cpu_state *st, int l, float *k, float *v)
 		}
 }
 
+/* The same for a bf16 cache: round to nearest even. */
+static void bf16_round_row(float *k, float *v, int n)
+{
+	for (int i = 0; i < n; i++) {
+		k[i] = eng_bf16_to_f32(eng_f32_to_bf16(k[i]));
+		v[i] = eng_bf16_to_f32(eng_f32_to_bf16(v[i]));
+	}
+}
+
 /* The per-head q/k norm when the model has one, RoPE on the chunk's q and
- * k, then k and v into the pages (through the E4M3 rounding with an FP8
- * cache). */
+ * k, then k and v into the pages (through the E4M3 or bf16 rounding of
+ * those caches). */
 static void rope_and_store(struct cpu_state *st, const struct eng_batch *b, int layer, int T)
 {
 	const struct eng_model_config *c = st->cfg;
@@ -317,8 +328,10 @@ static void rope_and_store(struct cpu_state *st, const struct eng_batch *b, int 
 			     st->inv_freq);
 		eng_cpu_rope(st->k + (size_t)r * kd, c->n_kv_heads, c->head_dim, pos,
 			     st->inv_freq);
-		if (st->kv_fp8)
+		if (st->kv_dtype == ENG_KV_DTYPE_FP8_E4M3)
 			fp8_round_row(st, layer, st->k + (size_t)r * kd, st->v + (size_t)r * kd);
+		else if (st->kv_dtype == ENG_KV_DTYPE_BF16)
+			bf16_round_row(st->k + (size_t)r * kd, st->v + (size_t)r * kd, kd);
 		memcpy(eng_kv_cpu_k(&st->kv, layer, page, pos % ps), st->k + (size_t)r * kd,
 		       (size_t)kd * sizeof(float));
 		memcpy(eng_kv_cpu_v(&st->kv, layer, page, pos % ps), st->v + (size_t)r * kd,

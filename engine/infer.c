@@ -285,15 +285,15 @@ double eng_infer_load_time(const struct eng_infer *e)
 	return e->load_time;
 }
 
-/* "fp8_e4m3", or the backend's own precision; for an FP8 cache, whether
- * its scales came from the checkpoint. */
+/* What the pages hold: "fp8_e4m3", "bf16", or auto's "fp32" on the CPU. */
 static const char *kv_dtype_name(const struct eng_infer *e)
 {
 	if (e->kv_dtype == ENG_KV_DTYPE_FP8_E4M3)
 		return "fp8_e4m3";
-	return strcmp(e->p.device, "cuda") ? "fp32" : "bf16";
+	return e->kv_dtype == ENG_KV_DTYPE_AUTO && strcmp(e->p.device, "cuda") ? "fp32" : "bf16";
 }
 
+/* Whether the checkpoint gave an FP8 cache's scales. */
 static bool kv_scales_in_checkpoint(const struct eng_infer *e)
 {
 	const struct eng_model_weights *w = eng_model_weights(e->model);

@@ -22,7 +22,7 @@
 /* How a backend stores K and V. */
 enum eng_kv_dtype {
 	ENG_KV_DTYPE_AUTO = 0,   /* the backend's own: fp32 on the CPU, bf16 on the GPU */
-	ENG_KV_DTYPE_BF16 = 1,   /* the same as auto (the name SGLang accepts) */
+	ENG_KV_DTYPE_BF16 = 1,   /* bf16 (on the CPU: fp32 pages holding bf16 values) */
 	ENG_KV_DTYPE_FP8_E4M3 = 2,
 };
 

@@ -36,3 +36,8 @@ tests_bench_cpu_forward_SOURCES = tests/bench-cpu-forward.c $(MODEL_TEST_HELPER)
 tests_bench_cpu_forward_LDADD = $(MODEL_TEST_LDADD)
 
 EXTRA_DIST += tests/golden/make-goldens.py tests/data/golden
+
+check_PROGRAMS += tests/test-kv-fp8
+TESTS += tests/test-kv-fp8
+tests_test_kv_fp8_SOURCES = tests/test-kv-fp8.c $(MODEL_TEST_HELPER)
+tests_test_kv_fp8_LDADD = $(MODEL_TEST_LDADD)

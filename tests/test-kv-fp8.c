@@ -214,17 +214,13 @@ struct scale_spec {
 
 static int write_with_scales(const char *dir, struct tm_spec spec, const struct scale_spec *sc)
 {
-	char path[4096], name[128];
 	struct tm_st *st = tm_st_new();
-	json_t *idx;
+	char name[128];
 	int rc;
 
 	spec.n_shards = 2;
 	mkdir(dir, 0777);
 	if (tm_write_model(dir, &spec, NULL))
-		return -1;
-	snprintf(path, sizeof(path), "%s/model.safetensors.index.json", dir);
-	if (!(idx = json_load_file(path, 0, NULL)))
 		return -1;
 	for (int l = 0; l < spec.n_layers; l++)
 		for (const struct scale_spec *s = sc; s->sfx; s++) {
@@ -232,16 +228,9 @@ static int write_with_scales(const char *dir, struct tm_spec spec, const struct 
 
 			snprintf(name, sizeof(name), "model.layers.%d.self_attn.%s", l, s->sfx);
 			tm_st_add(st, name, ENG_DTYPE_F32, s->ndim, shape, s->v);
-			json_object_set_new(json_object_get(idx, "weight_map"), name,
-					    json_string("model-scales.safetensors"));
 		}
-	snprintf(path, sizeof(path), "%s/model-scales.safetensors", dir);
-	rc = tm_st_write(st, path);
+	rc = tm_add_shard(dir, "model-scales.safetensors", st);
 	tm_st_free(st);
-	snprintf(path, sizeof(path), "%s/model.safetensors.index.json", dir);
-	if (!rc)
-		rc = json_dump_file(idx, path, 0);
-	json_decref(idx);
 	return rc;
 }
 

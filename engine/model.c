@@ -217,8 +217,9 @@ static int bind_layer(struct eng_model *m, int l, struct eng_error *err)
 	return 0;
 }
 
-/* Binds *t to the first of names present: a scalar, or a vector of 1 or
- * n values; nothing when none is (the scale is then 1). */
+/* Binds *t to the first of names present, a tensor of 1 or n values
+ * whatever its shape (a scalar, [n], [n, 1]), as (1, 1) or (1, n);
+ * nothing when none is (the scale is then 1). */
 static int bind_scale(struct eng_model *m, struct eng_tensor *t, const char *const *names,
 		      int l, int64_t n, struct eng_error *err)
 {
@@ -234,10 +235,10 @@ static int bind_scale(struct eng_model *m, struct eng_tensor *t, const char *con
 	if (!st)
 		return 0;
 	snprintf(path, sizeof(path), "%s/%s", m->dir, file);
-	if (st->ndim > 1 || (st->ndim == 1 && st->shape[0] != 1 && st->shape[0] != n))
+	if (st->n_elems != 1 && st->n_elems != (uint64_t)n)
 		return eng_error_set(err, ENG_E_FORMAT, path, 0,
-				     "tensor \"%s\": a kv cache scale must be a scalar or have "
-				     "1 or %lld (num_key_value_heads) values", name, (long long)n);
+				     "tensor \"%s\": a kv cache scale must have 1 or %lld "
+				     "(num_key_value_heads) values", name, (long long)n);
 	t->dtype = st->dtype;
 	t->rows = 1;
 	t->cols = (int64_t)st->n_elems;

@@ -19,9 +19,10 @@
  * FP8 E4M3 pages (F8): the ring copies the pages' bytes (half the bytes
  * of bf16, so DEC_STAGES_F8 slots keep as many bytes in flight at less
  * shared memory: two blocks a multiprocessor still fit at head_dim 128)
- * and widens each tile to bf16 (kn_attn.cuh); the KV head's k_scale
- * multiplies the softmax scale and its v_scale the output, so the inner
- * loop is the bf16 one.
+ * and widens each tile to f16 (kn_attn.cuh); the products are f16 (q
+ * turned to f16 times KN_F8_Q_SCALE once, probabilities packed as f16),
+ * the KV head's k_scale (over KN_F8_Q_SCALE) multiplies the softmax
+ * scale and its v_scale the output.
  */
 #include "kernels/kn_attn.cuh"
 
@@ -29,8 +30,9 @@
 #define DEC_STAGES 3
 #define DEC_STAGES_F8 4
 
-/* Scores, softmax and P V of the warp's 16 keys of the tile at k0. */
-template <int HD>
+/* Scores, softmax and P V of the warp's 16 keys of the tile at k0, in
+ * bf16 or (F16) f16. */
+template <int HD, bool F16>
 static __device__ __forceinline__ void dec_tile(const uint32_t qf[HD / 16][4], const uint16_t *Ks,
 						const uint16_t *Vs, int k0, int ke, int pos_lo,
 						int pos_hi, float scale, float *m, float *l,
@@ -52,15 +54,15 @@ static __device__ __forceinline__ void dec_tile(const uint32_t qf[HD / 16][4], c
 			uint32_t b[4];
 
 			ldsm_x4(b, kl + nt * 8 * LD + ks * 16);
-			mma16816(s[nt], qf[ks], b[0], b[1]);
+			mma_t<F16>(s[nt], qf[ks], b[0], b[1]);
 			if (ks + 1 < HD / 16)
-				mma16816(s[nt], qf[ks + 1], b[2], b[3]);
+				mma_t<F16>(s[nt], qf[ks + 1], b[2], b[3]);
 		}
 	}
 	float al = tc_softmax<2>(s, 0, pos_lo, k0 + kw, ke, t, scale, m[0], l[0]);
 	float ah = tc_softmax<2>(s, 2, pos_hi, k0 + kw, ke, t, scale, m[1], l[1]);
-	uint32_t pa[4] = { pack_bf16(s[0][0], s[0][1]), pack_bf16(s[0][2], s[0][3]),
-			   pack_bf16(s[1][0], s[1][1]), pack_bf16(s[1][2], s[1][3]) };
+	uint32_t pa[4] = { pack_t<F16>(s[0][0], s[0][1]), pack_t<F16>(s[0][2], s[0][3]),
+			   pack_t<F16>(s[1][0], s[1][1]), pack_t<F16>(s[1][2], s[1][3]) };
 
 #pragma unroll
 	for (int nt = 0; nt < HD / 8; nt++) {
@@ -74,8 +76,8 @@ static __device__ __forceinline__ void dec_tile(const uint32_t qf[HD / 16][4], c
 		uint32_t b[4];
 
 		ldsm_x4_trans(b, vl + nt * 8);
-		mma16816(o[nt], pa, b[0], b[1]);
-		mma16816(o[nt + 1], pa, b[2], b[3]);
+		mma_t<F16>(o[nt], pa, b[0], b[1]);
+		mma_t<F16>(o[nt + 1], pa, b[2], b[3]);
 	}
 }
 
@@ -169,10 +171,18 @@ static __global__ void __launch_bounds__(TC_WARPS * 32)
 	float m[2] = { -INFINITY, -INFINITY }, l[2] = { 0.0f, 0.0f }, o[HD / 8][4];
 	uint32_t qf[HD / 16][4];
 	int shift = tc_page_shift(a.page_size), pg[tc_chunks<HD, TC_WARPS * 32, F8>()];
-	float ks = F8 ? a.k_scale[kvh] : 1.0f, vs = F8 ? a.v_scale[kvh] : 1.0f;
+	/* scores of f16 q (times KN_F8_Q_SCALE) need k_scale / KN_F8_Q_SCALE */
+	float ks = F8 ? a.k_scale[kvh] / KN_F8_Q_SCALE : 1.0f, vs = F8 ? a.v_scale[kvh] : 1.0f;
 
 	tc_ring_prime<HD, TC_WARPS * 32, STAGES, F8>(a, bt, shift, kvh, kb, ke, dec_smem, pg);
 	tc_load_q<HD>(a, G, row0, nq, kvh, g, t, qf);
+	if constexpr (F8) {
+#pragma unroll
+		for (int ks = 0; ks < HD / 16; ks++)
+#pragma unroll
+			for (int e = 0; e < 4; e++)
+				qf[ks][e] = kn_q_bf16x2_to_f16x2(qf[ks][e]);
+	}
 #pragma unroll
 	for (int nt = 0; nt < HD / 8; nt++)
 		o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.0f;
@@ -181,7 +191,7 @@ static __global__ void __launch_bounds__(TC_WARPS * 32)
 									   ke, dec_smem, pg);
 		uint16_t *Vs = Ks + TC_KT * (HD + 8);
 
-		dec_tile<HD>(qf, Ks, Vs, k0, ke, pos_lo, pos_hi, ks / sqrtf((float)HD), m, l, o);
+		dec_tile<HD, F8>(qf, Ks, Vs, k0, ke, pos_lo, pos_hi, ks / sqrtf((float)HD), m, l, o);
 	}
 	dec_combine<HD>(a, (float *)dec_smem, G, row0, nq, kvh, m, l, o, vs,
 			n_splits == 1 ? NULL

@@ -26,9 +26,11 @@
  * TFLOP/s (180 with one row tile a warp).
  *
  * FP8 E4M3 pages (F8): the ring copies their bytes and widens each tile
- * to one bf16 tile (kn_attn.cuh), a pass over shared memory and one more
- * barrier a tile; the KV head's k_scale goes into the softmax scale and
- * its v_scale into the final normalization.
+ * to one f16 tile (kn_attn.cuh), a pass over shared memory and one more
+ * barrier a tile; the products are f16 (the query rows turned to f16
+ * times KN_F8_Q_SCALE in shared memory once, probabilities packed as
+ * f16); the KV head's k_scale (over KN_F8_Q_SCALE) goes into the softmax
+ * scale and its v_scale into the final normalization.
  */
 #include "kernels/kn_attn.cuh"
 
@@ -47,7 +49,7 @@
  * operands and K's B operands come from shared memory by ldmatrix, K's
  * two k-steps at a time (lane: key row lane % 8, dims 8 (lane / 8) on
  * from the k-step pair), Q's (lane: row lane % 16, dims 8 (lane / 16) on). */
-template <int HD>
+template <int HD, bool F16>
 static __device__ __forceinline__ void pf_scores(float s[PF_MT][TC_KT / 8][4], const uint16_t *Qw,
 						 const uint16_t *Ks, int lane)
 {
@@ -78,9 +80,9 @@ static __device__ __forceinline__ void pf_scores(float s[PF_MT][TC_KT / 8][4], c
 			ldsm_x4(b, kl + nt * 8 * LD + ks * 16);
 #pragma unroll
 			for (int mt = 0; mt < PF_MT; mt++) {
-				mma16816(s[mt][nt], qa[mt][0], b[0], b[1]);
+				mma_t<F16>(s[mt][nt], qa[mt][0], b[0], b[1]);
 				if (ks + 1 < HD / 16)
-					mma16816(s[mt][nt], qa[mt][1], b[2], b[3]);
+					mma_t<F16>(s[mt][nt], qa[mt][1], b[2], b[3]);
 			}
 		}
 	}
@@ -88,7 +90,7 @@ static __device__ __forceinline__ void pf_scores(float s[PF_MT][TC_KT / 8][4], c
 
 /* o += P V; V's B operands from ldmatrix.trans, two 8-dim tiles per
  * load (lane: key row 8 (lane / 8 % 2) + lane % 8, dims 8 (lane / 16) on). */
-template <int HD>
+template <int HD, bool F16>
 static __device__ __forceinline__ void pf_pv(float o[PF_MT][HD / 8][4],
 					     const float s[PF_MT][TC_KT / 8][4], const uint16_t *Vs,
 					     int lane)
@@ -102,10 +104,10 @@ static __device__ __forceinline__ void pf_pv(float o[PF_MT][HD / 8][4],
 
 #pragma unroll
 		for (int mt = 0; mt < PF_MT; mt++) {
-			pa[mt][0] = pack_bf16(s[mt][2 * j][0], s[mt][2 * j][1]);
-			pa[mt][1] = pack_bf16(s[mt][2 * j][2], s[mt][2 * j][3]);
-			pa[mt][2] = pack_bf16(s[mt][2 * j + 1][0], s[mt][2 * j + 1][1]);
-			pa[mt][3] = pack_bf16(s[mt][2 * j + 1][2], s[mt][2 * j + 1][3]);
+			pa[mt][0] = pack_t<F16>(s[mt][2 * j][0], s[mt][2 * j][1]);
+			pa[mt][1] = pack_t<F16>(s[mt][2 * j][2], s[mt][2 * j][3]);
+			pa[mt][2] = pack_t<F16>(s[mt][2 * j + 1][0], s[mt][2 * j + 1][1]);
+			pa[mt][3] = pack_t<F16>(s[mt][2 * j + 1][2], s[mt][2 * j + 1][3]);
 		}
 #pragma unroll
 		for (int nt = 0; nt < HD / 8; nt += 2) {
@@ -114,8 +116,8 @@ static __device__ __forceinline__ void pf_pv(float o[PF_MT][HD / 8][4],
 			ldsm_x4_trans(b, vl + 16 * j * LD + nt * 8);
 #pragma unroll
 			for (int mt = 0; mt < PF_MT; mt++) {
-				mma16816(o[mt][nt], pa[mt], b[0], b[1]);
-				mma16816(o[mt][nt + 1], pa[mt], b[2], b[3]);
+				mma_t<F16>(o[mt][nt], pa[mt], b[0], b[1]);
+				mma_t<F16>(o[mt][nt + 1], pa[mt], b[2], b[3]);
 			}
 		}
 	}
@@ -197,6 +199,26 @@ static __device__ __forceinline__ void pf_q_issue(const struct kn_attn_args &a, 
 	}
 }
 
+/* The query rows in Qs (PF_ROWS, HD + 8), bf16, turned in place to f16
+ * times KN_F8_Q_SCALE for the products with E4M3 pages: once every
+ * thread's copies of them are in (waited for, then a barrier); the first
+ * ring step's barrier orders the writes before any warp reads them. */
+template <int HD>
+static __device__ __forceinline__ void pf_q_to_f16(uint16_t *Qs)
+{
+	const int W = HD / 2;   /* words of a row */
+
+	cp_async_wait<0>();
+	__syncthreads();
+#pragma unroll
+	for (int c = 0; c < PF_ROWS * W / PF_THREADS; c++) {
+		int idx = threadIdx.x + c * PF_THREADS, r = idx / W, w = idx - r * W;
+		uint32_t *p = (uint32_t *)(Qs + r * (HD + 8)) + w;
+
+		*p = kn_q_bf16x2_to_f16x2(*p);
+	}
+}
+
 /* Online softmax of the warp's rows over one tile, the outputs rescaled
  * where a running max moved (seldom, once the first keys are in). */
 template <int HD>
@@ -239,7 +261,8 @@ static __global__ void __launch_bounds__(PF_THREADS)
 	int row0 = a.tile_row0[tile], nq = a.tile_n[tile] * G;
 	int ctx = a.pos[row0 + a.tile_n[tile] - 1] + 1, pos[PF_MT][2];
 	const int32_t *bt = a.block_tables + a.bt_off[row0];
-	float ks = F8 ? a.k_scale[kvh] : 1.0f, vs = F8 ? a.v_scale[kvh] : 1.0f;
+	/* scores of f16 q (times KN_F8_Q_SCALE) need k_scale / KN_F8_Q_SCALE */
+	float ks = F8 ? a.k_scale[kvh] / KN_F8_Q_SCALE : 1.0f, vs = F8 ? a.v_scale[kvh] : 1.0f;
 	float s2 = LOG2E * ks / sqrtf((float)HD), m[PF_MT][2], l[PF_MT][2];
 	float o[PF_MT][HD / 8][4], s[PF_MT][TC_KT / 8][4];
 	int n_kt = (ctx + TC_KT - 1) / TC_KT;
@@ -261,14 +284,16 @@ static __global__ void __launch_bounds__(PF_THREADS)
 		for (int nt = 0; nt < HD / 8; nt++)
 			o[mt][nt][0] = o[mt][nt][1] = o[mt][nt][2] = o[mt][nt][3] = 0.0f;
 	}
+	if constexpr (F8)
+		pf_q_to_f16<HD>(Qs);
 	for (int i = 0; i < n_kt; i++) {
 		uint16_t *Ks = tc_ring_step<HD, PF_THREADS, PF_STAGES, F8>(a, bt, shift, kvh, i,
 									 i * TC_KT, ctx, tc_smem, pg);
 		uint16_t *Vs = Ks + TILE;
 
-		pf_scores<HD>(s, Qs + w_row * (HD + 8), Ks, lane);
+		pf_scores<HD, F8>(s, Qs + w_row * (HD + 8), Ks, lane);
 		pf_update<HD>(s, o, pos, i * TC_KT, t, s2, m, l);
-		pf_pv<HD>(o, s, Vs, lane);
+		pf_pv<HD, F8>(o, s, Vs, lane);
 	}
 #pragma unroll
 	for (int mt = 0; mt < PF_MT; mt++) {

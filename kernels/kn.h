@@ -164,8 +164,10 @@ enum {
  * head_dim must be a multiple of 8, at most 256.  Scale 1/sqrt(head_dim).
  * With kv_dtype KN_KV_FP8_E4M3 the pages are E4M3 bytes, dequantized on
  * load (k_scale and v_scale (n_kv) fp32, the values kn_rope_qkv_e4m3 was
- * given): the tensor-core kernels widen each tile to bf16 in shared
- * memory (exactly) and apply the scales to the scores and the output. */
+ * given): the tensor-core kernels widen each tile to f16 in shared memory
+ * (exactly), multiply in f16 with q turned to f16 times 2^-8 (so |q| up
+ * to 2^24) and the probabilities packed as f16, and apply the scales to
+ * the scores and the output; the CUDA-core kernel widens to fp32. */
 struct kn_attn_args {
 	uint16_t *out;
 	const uint16_t *q;

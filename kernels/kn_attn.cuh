@@ -7,9 +7,11 @@
  *
  * The tile ring takes bf16 pages, or FP8 E4M3 pages (F8): then its slots
  * hold the tiles' bytes as they are in the pages (half the copy), and each
- * step widens the tile it hands out into one bf16 tile of the bf16 layout
- * (exact; the scales are the kernels' business), so that everything after
- * the ring is the same code for both.
+ * step widens the tile it hands out into one f16 tile of the bf16 layout
+ * (exact, one cvt for two elements; the scales are the kernels'
+ * business); the kernels then run the same code on it with f16 products
+ * (mma_t, pack_t): q turned to f16 (kn_fp8.cuh) and the probabilities
+ * packed as f16.
  *
  * Fragment layouts (PTX ISA, m16n8k16): lane (g = lane / 4, t = lane % 4)
  * holds rows g and g + 8 of A and C, columns 2t, 2t + 1 (and + 8 for A);
@@ -51,6 +53,43 @@ static __device__ __forceinline__ void mma16816(float *d, const uint32_t *a, uin
 		     "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
 		     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
 		     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+static __device__ __forceinline__ void mma16816_f16(float *d, const uint32_t *a, uint32_t b0,
+						    uint32_t b1)
+{
+	asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
+		     "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+		     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+		     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+static __device__ __forceinline__ uint32_t pack_f16(float lo, float hi)
+{
+	__half2 v = __floats2half2_rn(lo, hi);
+
+	return *(uint32_t *)&v;
+}
+
+/* The products and the packing of probabilities of the tensor-core
+ * kernels: bf16, or f16 (F16: on E4M3 pages). */
+template <bool F16>
+static __device__ __forceinline__ void mma_t(float *d, const uint32_t *a, uint32_t b0,
+					     uint32_t b1)
+{
+	if constexpr (F16)
+		mma16816_f16(d, a, b0, b1);
+	else
+		mma16816(d, a, b0, b1);
+}
+
+template <bool F16>
+static __device__ __forceinline__ uint32_t pack_t(float lo, float hi)
+{
+	if constexpr (F16)
+		return pack_f16(lo, hi);
+	else
+		return pack_bf16(lo, hi);
 }
 
 /* 16-byte asynchronous copy global -> shared; src_bytes 0 fills zeros. */
@@ -184,7 +223,7 @@ static __device__ __forceinline__ void tc_kv_issue(const struct kn_attn_args &a,
 }
 
 /* The E4M3 tiles K8, V8 (TC_KT, HD) bytes widened into Kb, Vb (TC_KT,
- * HD + 8) bf16, 8 elements a piece: a warp reads 256 consecutive bytes
+ * HD + 8) f16, 8 elements a piece: a warp reads 256 consecutive bytes
  * and writes 16-byte pieces in row order, free of bank conflicts.  Every
  * thread's part of the copies must be in (waited for and synchronized). */
 template <int HD, int NT>
@@ -202,8 +241,8 @@ static __device__ __forceinline__ void tc_widen(const uint16_t *K8, const uint16
 		uint2 k = *(const uint2 *)((const uint8_t *)K8 + j * HD + d);
 		uint2 v = *(const uint2 *)((const uint8_t *)V8 + j * HD + d);
 
-		*(uint4 *)(Kb + j * LD + d) = kn_e4m3x8_to_bf16x8(k);
-		*(uint4 *)(Vb + j * LD + d) = kn_e4m3x8_to_bf16x8(v);
+		*(uint4 *)(Kb + j * LD + d) = kn_e4m3x8_to_f16x8(k);
+		*(uint4 *)(Vb + j * LD + d) = kn_e4m3x8_to_f16x8(v);
 	}
 }
 
@@ -237,9 +276,10 @@ static __device__ __forceinline__ void tc_ring_prime(const struct kn_attn_args &
  * is in and every warp is done with the slot before it, that slot takes
  * the tile STAGES - 1 ahead (its pages were read a step ago) and the
  * pages of the tile after it are read.  Returns the tile's K buffer (V
- * follows it, TC_KT (HD + 8) later), bf16: the slot itself, or (F8) the
- * widening tile after the ring, filled from the slot once every warp is
- * done with the tile before (the same barrier) and synchronized again. */
+ * follows it, TC_KT (HD + 8) later): the slot itself (bf16), or (F8) the
+ * f16 widening tile after the ring, filled from the slot once every warp
+ * is done with the tile before (the same barrier) and synchronized
+ * again. */
 template <int HD, int NT, int STAGES, bool F8>
 static __device__ __forceinline__ uint16_t *tc_ring_step(const struct kn_attn_args &a,
 							 const int32_t *bt, int shift, int kvh,

@@ -14,9 +14,7 @@
 #include "engine/step.h"
 #include "engine/tokenizer.h"
 #include "engine/clock.h"
-#ifdef HAVE_CUDA
-#include "kernels/kn.h"
-#endif
+#include "engine/cuda_plugin.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -93,7 +91,6 @@ static int64_t cpu_pool_tokens(struct eng_infer *e, const struct eng_model_confi
 	return n;
 }
 
-#ifdef HAVE_CUDA
 /* Bytes of the model in bf16 on each GPU of tp ranks: the layers and the
  * LM head split, the embedding whole on every rank. */
 static int64_t gpu_weight_bytes(const struct eng_model_config *c, int tp)
@@ -111,8 +108,8 @@ static int64_t gpu_weight_bytes(const struct eng_model_config *c, int tp)
  * 2 bytes an element of K and V in bf16, 1 in fp8_e4m3 (twice the tokens
  * in the same memory).  With tp ranks each GPU holds 1/tp of every
  * token's K and V; the tightest GPU decides. */
-static int gpu_pool_tokens(struct eng_infer *e, const struct eng_model_config *cfg,
-			   int64_t *out, struct eng_error *err)
+static int gpu_pool_tokens(struct eng_infer *e, const struct eng_cuda_plugin *cu,
+			   const struct eng_model_config *cfg, int64_t *out, struct eng_error *err)
 {
 	int tp = e->p.tp_size > 1 ? e->p.tp_size : 1;
 	int64_t elem = e->kv_dtype == ENG_KV_DTYPE_FP8_E4M3 ? 1 : 2;
@@ -126,7 +123,7 @@ static int gpu_pool_tokens(struct eng_infer *e, const struct eng_model_config *c
 		return 0;
 	}
 	for (int d = 0; d < tp; d++) {
-		if (kn_set_device(d) != 0 || kn_mem_info(&free_b, &total_b) != 0)
+		if (cu->mem_info(d, &free_b, &total_b) != 0)
 			return eng_error_set(err, ENG_E_DEVICE, NULL, 0, "no CUDA device %d%s", d,
 					     tp > 1 ? " for the tensor-parallel ranks" : "");
 		room = (int64_t)((double)total_b * e->p.mem_fraction_static) - w;
@@ -134,7 +131,6 @@ static int gpu_pool_tokens(struct eng_infer *e, const struct eng_model_config *c
 		room = (int64_t)free_b - w - (4LL << 30);
 		budget = room < budget ? room : budget;
 	}
-	kn_set_device(0);
 	if (budget < per_token * e->sp.page_size)
 		return eng_error_set(err, ENG_E_DEVICE, NULL, 0,
 				     "no GPU memory left for the KV cache after %.1f GiB of weights",
@@ -143,26 +139,27 @@ static int gpu_pool_tokens(struct eng_infer *e, const struct eng_model_config *c
 	return 0;
 }
 
-static void describe_gpu(char *buf, size_t n, int tp)
+static void describe_gpu(const struct eng_cuda_plugin *cu, char *buf, size_t n, int tp)
 {
 	char name[256] = "unknown GPU";
 	int n_sm = 0;
 	size_t mem = 0;
 
-	kn_device_info(0, name, sizeof(name), &n_sm, &mem);
+	cu->device_info(0, name, sizeof(name), &n_sm, &mem);
 	if (tp > 1)
 		snprintf(buf, n, "cuda: %d x %s, %d SMs, %.1f GiB, tensor parallel", tp, name, n_sm,
 			 (double)mem / (1 << 30));
 	else
 		snprintf(buf, n, "cuda: %s, %d SMs, %.1f GiB", name, n_sm, (double)mem / (1 << 30));
 }
-#endif
 
-/* The backend for the device, and the KV pool size in tokens. */
+/* The backend for the device, and the KV pool size in tokens.  The CUDA
+ * backend is loaded here, the first time a run needs it (cuda_plugin.h). */
 static int pick_backend(struct eng_infer *e, const struct eng_backend_ops **ops,
 			int64_t *pool, struct eng_error *err)
 {
 	const struct eng_model_config *cfg = eng_model_config(e->model);
+	const struct eng_cuda_plugin *cu;
 	int rc = eng_kv_dtype_from_name(e->p.kv_cache_dtype ? e->p.kv_cache_dtype : "auto",
 					&e->kv_dtype, err);
 
@@ -176,13 +173,13 @@ static int pick_backend(struct eng_infer *e, const struct eng_backend_ops **ops,
 	if (!strcmp(e->p.device, "cpu"))
 		return eng_error_set(err, ENG_E_INVALID, NULL, 0,
 				     "--load-format dummy needs --device cuda");
-#ifdef HAVE_CUDA
 	if (!strcmp(e->p.device, "cuda")) {
-		*ops = is_dummy(&e->p) ? &eng_backend_cuda_dummy_ops : &eng_backend_cuda_ops;
-		describe_gpu(e->device, sizeof(e->device), e->p.tp_size);
-		return gpu_pool_tokens(e, cfg, pool, err);
+		if ((rc = eng_cuda_load(&cu, err)) != 0)
+			return rc;
+		*ops = is_dummy(&e->p) ? cu->dummy_ops : cu->ops;
+		describe_gpu(cu, e->device, sizeof(e->device), e->p.tp_size);
+		return gpu_pool_tokens(e, cu, cfg, pool, err);
 	}
-#endif
 	return eng_error_set(err, ENG_E_DEVICE, NULL, 0,
 			     "device %s is not available in this build", e->p.device);
 }

@@ -367,6 +367,17 @@ out:
 	return rc;
 }
 
+/* The columns [c0, c0 + cols) of a random (rows, full) pool of unit
+ * variance into pool, as bf16 or E4M3. */
+static int fill_pages(const struct cuda_state *st, void *pool, size_t rows, size_t cols,
+		      size_t full, size_t c0, uint64_t seed, kn_stream s)
+{
+	return st->kv_fp8 ? kn_fill_random_slice_e4m3(pool, rows, cols, full, 0, c0, seed, 0.0f,
+						      1.0f, s)
+			  : kn_fill_random_slice_bf16(pool, rows, cols, full, 0, c0, seed, 0.0f,
+						      1.0f, s);
+}
+
 /* Random K/V in every page, so that benchmarks can time decode at any
  * context without a prefill (and never on zeros): each rank's KV heads
  * of the one random pool, whatever the number of ranks.  FP8 pages get
@@ -382,23 +393,12 @@ static int dummy_pages(struct cuda_state *st, uint64_t seed, struct eng_error *e
 		struct rank *R = &st->rk[r];
 		size_t c0 = (size_t)r * cols;
 
-		if ((rc = use_rank(st, r)))
-			break;
-		if (st->kv_fp8)
-			rc = kn_fill_random_slice_e4m3(R->k_pool, rows, cols, full, 0, c0,
-						       seed ^ 0x4b56ull, 0.0f, 1.0f, R->stream);
-		else
-			rc = kn_fill_random_slice_bf16(R->k_pool, rows, cols, full, 0, c0,
-						       seed ^ 0x4b56ull, 0.0f, 1.0f, R->stream);
-		if (rc)
-			break;
-		if (st->kv_fp8)
-			rc = kn_fill_random_slice_e4m3(R->v_pool, rows, cols, full, 0, c0,
-						       seed ^ 0x5646ull, 0.0f, 1.0f, R->stream);
-		else
-			rc = kn_fill_random_slice_bf16(R->v_pool, rows, cols, full, 0, c0,
-						       seed ^ 0x5646ull, 0.0f, 1.0f, R->stream);
-		if (rc || (rc = kn_stream_sync(R->stream)))
+		if ((rc = use_rank(st, r)) ||
+		    (rc = fill_pages(st, R->k_pool, rows, cols, full, c0, seed ^ 0x4b56ull,
+				     R->stream)) ||
+		    (rc = fill_pages(st, R->v_pool, rows, cols, full, c0, seed ^ 0x5646ull,
+				     R->stream)) ||
+		    (rc = kn_stream_sync(R->stream)))
 			break;
 	}
 	return rc ? eng_cuda_error(rc, err) : 0;

@@ -31,6 +31,7 @@
 
 #include "engine/error.h"
 #include "engine/model.h"
+#include "engine/roofline.h"
 
 /* Ranks of a tensor-parallel group at most (== KN_TP_MAX). */
 #define ENG_TP_MAX 8
@@ -93,6 +94,9 @@ struct eng_backend_ops {
 			    int32_t *next, struct eng_error *err);
 	/* Bytes of the KV page pool. */
 	size_t (*kv_bytes)(const void *state);
+	/* The model's roofline shape with this backend's element sizes, and
+	 * the rates measured now on its device; NULL: no roofline. */
+	int (*roofline)(void *state, struct eng_roofline *out, struct eng_error *err);
 	/* Takes tp_size > 1; eng_backend_create refuses it otherwise. */
 	int tensor_parallel;
 };
@@ -135,6 +139,12 @@ const char *eng_backend_name(const struct eng_backend *be);
 /* The parameters in force, defaults resolved. */
 const struct eng_backend_params *eng_backend_params(const struct eng_backend *be);
 size_t eng_backend_kv_bytes(const struct eng_backend *be);
+
+/* The roofline of the model on this backend (eng_backend_ops.roofline),
+ * its rates measured by this call (a fraction of a second); all zero for a
+ * backend without one.  Returns 0 or the backend's error. */
+int eng_backend_roofline(struct eng_backend *be, struct eng_roofline *out,
+			 struct eng_error *err);
 
 /* Validates every sequence of batch against the model and the pool. */
 int eng_batch_check(const struct eng_model_config *cfg, const struct eng_backend_params *p,

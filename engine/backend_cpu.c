@@ -411,6 +411,17 @@ static size_t cpu_kv_bytes(const void *state)
 	return eng_kv_cpu_bytes(&((const struct cpu_state *)state)->kv);
 }
 
+/* Weights are read in their stored dtype and converted row by row; K and
+ * V are kept in fp32. */
+static int cpu_roofline(void *state, struct eng_roofline *out, struct eng_error *err)
+{
+	struct cpu_state *st = state;
+	enum eng_dtype wt = st->w->layers[0].wq.dtype;
+
+	eng_roofline_shape_of(st->cfg, (int)eng_dtype_size(wt), (int)sizeof(float), &out->shape);
+	return eng_cpu_measure_rates(st->pool, wt, &out->rates, err);
+}
+
 const struct eng_backend_ops eng_backend_cpu_ops = {
 	.name = "cpu",
 	.create = cpu_create,
@@ -418,4 +429,5 @@ const struct eng_backend_ops eng_backend_cpu_ops = {
 	.forward = cpu_forward,
 	.forward_next = cpu_forward_next,
 	.kv_bytes = cpu_kv_bytes,
+	.roofline = cpu_roofline,
 };

@@ -10,12 +10,20 @@
  * first, so only the uncached part is computed; a finished request inserts
  * its tokens for the next turn to hit.
  *
- * Memory: the KV pool has a fixed number of pages.  When a decode token
- * needs a page and none is free, unlocked cache is evicted, then the newest
- * running request is retracted (its pages freed, itself requeued to be
- * recomputed later).  A request fails for lack of memory only when it could
- * not fit even alone; that, and a prompt longer than the context, is
- * refused at submission with ENG_E_RANGE.
+ * Memory: the KV pool has a fixed number of pages.  A request is admitted
+ * only with room to run to its end: its uncached prompt and its decode
+ * (exact when its output length is fixed, estimated SGLang-style with a
+ * new-token ratio when a stop token may end it early), on top of what the
+ * running requests have reserved.  Room comes from free pages and the
+ * cache's unlocked pages.  A conversation between turns (a request with
+ * more_turns) keeps its history in the cache as evicted-last, and a
+ * request is not admitted at the cost of such histories unless nothing
+ * else would run; so when the pool holds every conversation in flight,
+ * nothing is computed twice.  Retraction (a running request's pages freed,
+ * the request requeued to be recomputed) is the last resort, taken only
+ * when an estimate fell short.  A request fails for lack of memory only
+ * when it could not fit even alone; that, and a prompt longer than the
+ * context, is refused at submission with ENG_E_RANGE.
  *
  * The scheduler knows nothing of the model: the step function does the
  * forward pass and the sampling, on whatever backend.
@@ -28,6 +36,7 @@
 #include <stdint.h>
 
 #include "engine/error.h"
+#include "engine/roofline.h"
 
 enum eng_sched_policy {
 	ENG_SCHED_POLICY_FCFS = 0, /* first come, first served */
@@ -42,6 +51,8 @@ struct eng_sched_params {
 	int32_t max_context;          /* prompt + output tokens per request */
 	enum eng_sched_policy policy;
 	bool disable_radix_cache;
+	struct eng_roofline roofline; /* per-step ceilings summed into the stats;
+				       * rates 0: none */
 };
 
 void eng_sched_default_params(struct eng_sched_params *p);
@@ -102,6 +113,13 @@ struct eng_request_params {
 				       * generates nothing (max_new_tokens unused).
 				       * The prompt is computed in full: no prefix
 				       * cache, whose tokens would have no log-probs */
+	uint64_t conversation;        /* 0, or a key naming the conversation this
+				       * request is a turn of */
+	bool more_turns;              /* the conversation goes on after this turn:
+				       * its tokens stay in the cache, evicted
+				       * after all others, until a later turn
+				       * finishes without more_turns or
+				       * eng_sched_end_conversation */
 	void *user;                   /* handed back in callbacks */
 };
 
@@ -131,12 +149,24 @@ struct eng_sched_stats {
 	int64_t prompt_tokens;     /* of admitted requests */
 	int64_t cached_tokens;     /* of those found in the cache */
 	int64_t computed_tokens;   /* prompt tokens actually prefilled */
+	int64_t unbounded_tokens;  /* prompt tokens an unbounded prefix cache would
+				      have prefilled: computed_tokens less this is
+				      what was computed twice (evicted from the
+				      cache, or retracted) */
 	int64_t n_retractions;
 	int64_t n_finished;        /* requests finished, failed and aborted included */
 	int64_t generated_tokens;  /* tokens produced over all requests */
 	double step_seconds;       /* wall time inside the step function (the model's
 				      forward, its wait for the device included) */
-	size_t free_pages, cached_pages;
+	double roofline_seconds;   /* summed per-step ceilings (params.roofline) */
+	double roofline_bytes, roofline_flops;
+	double new_token_ratio;    /* the decode estimate's ratio now */
+	struct eng_roofline_rates roofline_rates; /* params.roofline's */
+	size_t free_pages, cached_pages, held_pages;
+	size_t total_pages;        /* the pool */
+	int32_t page_size;
+	size_t peak_used_pages;    /* most pages the running requests held at once
+				      (shared prefix pages counted once) */
 	int32_t last_batch_seqs, last_batch_tokens;
 };
 
@@ -164,8 +194,17 @@ void eng_sched_cancel(struct eng_sched *s, int id);
 int eng_sched_step(struct eng_sched *s, struct eng_error *err);
 
 /* Drops every cached prefix not in use by a running request; returns the
- * pages released.  Runs that compare settings start from a cold cache. */
+ * pages released.  Runs that compare settings start from a cold cache, and
+ * so does the count of what an unbounded cache would hold. */
 size_t eng_sched_flush_cache(struct eng_sched *s);
+
+/* The conversation will submit no more turns (it ended, failed or was
+ * cancelled): its history is ordinary cache again.  Unknown keys are
+ * ignored. */
+void eng_sched_end_conversation(struct eng_sched *s, uint64_t conversation);
+
+/* Starts stats.peak_used_pages over from the pages in use now (a new run). */
+void eng_sched_reset_peak(struct eng_sched *s);
 
 /* True while requests are waiting or running. */
 bool eng_sched_busy(const struct eng_sched *s);

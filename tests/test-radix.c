@@ -37,7 +37,7 @@ static size_t put(const int32_t *tok, size_t n)
 	size_t np = (n + PS - 1) / PS, present;
 
 	eng_pages_alloc(pool, np, pages);
-	present = eng_radix_insert(tree, tok, n, pages);
+	present = eng_radix_insert(tree, tok, n, pages, NULL);
 	eng_pages_release(pool, present / PS, pages);
 	eng_pages_release(pool, np - n / PS, pages + n / PS);
 	return present;
@@ -144,7 +144,7 @@ static void test_random(void)
 		memcpy(pages + m / PS, held, (np - m / PS) * sizeof(int32_t));
 		for (size_t p = m / PS; p < n / PS; p++)
 			memcpy(content[pages[p]], tok + p * PS, sizeof(content[0]));
-		size_t present = eng_radix_insert(tree, tok, n, pages);
+		size_t present = eng_radix_insert(tree, tok, n, pages, NULL);
 		if (present > m)
 			eng_pages_release(pool, (present - m) / PS, pages + m / PS);
 		eng_pages_release(pool, np - n / PS, pages + n / PS);

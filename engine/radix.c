@@ -362,13 +362,13 @@ size_t eng_radix_insert(struct eng_radix *t, const int32_t *tokens, size_t n,
 	return pos;
 }
 
-/* Whether a goes before b in eviction order: unheld leaves least recently
- * used first, then held ones most recently used first. */
+/* Whether a goes before b in eviction order: unheld leaves before held
+ * ones, least recently used first within each. */
 static bool evict_before(const struct eng_radix_node *a, const struct eng_radix_node *b)
 {
 	if ((a->hold_ref > 0) != (b->hold_ref > 0))
 		return a->hold_ref == 0;
-	return a->hold_ref == 0 ? a->last_use < b->last_use : a->last_use > b->last_use;
+	return a->last_use < b->last_use;
 }
 
 /* A binary heap of nodes, the first to evict on top. */

@@ -18,10 +18,12 @@
  * Holds: a conversation between two turns holds the node its last turn
  * ended at (eng_radix_hold, one hold per key), so that its next turn finds
  * its history.  A hold does not pin: held leaves stay evictable, but only
- * once no unheld leaf is left, and then the most recently used first (the
- * conversation that finished a turn last comes back last).  A hold whose
- * node is evicted moves to the node's parent, so a key always names a live
- * node until eng_radix_release.
+ * once no unheld leaf is left, and then least recently used first too:
+ * when the pool cannot hold every conversation in flight, the scheduler
+ * keeps running those whose histories are cached, so the one idle longest
+ * is the one to give up.  A hold whose node is evicted moves to the
+ * node's parent, so a key always names a live node until
+ * eng_radix_release.
  */
 #ifndef TRAJBENCH_ENG_RADIX_H
 #define TRAJBENCH_ENG_RADIX_H
@@ -75,7 +77,7 @@ void eng_radix_release(struct eng_radix *t, uint64_t key);
 
 /* Evicts unlocked leaves until at least n_pages pages went back to the
  * pool or nothing more is evictable: unheld leaves least recently used
- * first, then held ones most recently used first.  Returns the number of
+ * first, then held ones likewise.  Returns the number of
  * pages released. */
 size_t eng_radix_evict(struct eng_radix *t, size_t n_pages);
 

@@ -793,18 +793,50 @@ static void start(struct eng_sched *s, int32_t w, int32_t *n, int32_t *budget)
 		plan_chunk(s, n, budget, r, chunk);
 }
 
+/* Nothing runs and every waiting request would take held histories: of
+ * the head and the SKIP_WINDOW behind it, admits the one that takes the
+ * fewest (the one with most of its own history cached). */
+static bool admit_held(struct eng_sched *s, int32_t head, int64_t reserved, int32_t *n,
+		       int32_t *budget)
+{
+	int32_t best = -1;
+	int64_t best_take = INT64_MAX;
+
+	for (int32_t i = 0; i < s->n_waiting && i <= SKIP_WINDOW; i++) {
+		struct req *r = s->waiting[i];
+
+		if (try_fit(s, r, reserved) == FIT_HELD) {
+			int64_t take = reserved + pages_to_finish(s, r) - (int64_t)room(s, false);
+
+			if (take < best_take || (take == best_take && i == head)) {
+				best_take = take;
+				best = i;
+			}
+		}
+		req_release_memory(s, r);
+	}
+	if (best < 0 || try_fit(s, s->waiting[best], reserved) == FIT_NONE) {
+		if (best >= 0)
+			req_release_memory(s, s->waiting[best]);
+		return false;
+	}
+	start(s, best, n, budget);
+	return true;
+}
+
 /* Phase 3: admits one waiting request that has room to run to its end.
  * The head of the queue (by policy) goes first unless it would take other
  * conversations' held histories; then a request behind it that needs
- * none goes instead, and the head takes them only when nothing else runs.
- * Returns false when nothing was admitted. */
+ * none goes instead (typically the next turn of a conversation whose
+ * history is cached), and the head takes them only when nothing else
+ * would run.  Returns false when nothing was admitted. */
 static bool admit(struct eng_sched *s, int32_t *n, int32_t *budget)
 {
 	int32_t head = pick_waiting(s);
 	int64_t reserved = reserved_pages(s);
 	enum fit f = try_fit(s, s->waiting[head], reserved);
 
-	if (f == FIT || (f == FIT_HELD && *n == 0 && s->n_running == 0)) {
+	if (f == FIT) {
 		start(s, head, n, budget);
 		return true;
 	}
@@ -820,7 +852,7 @@ static bool admit(struct eng_sched *s, int32_t *n, int32_t *budget)
 		}
 		req_release_memory(s, s->waiting[i]);
 	}
-	return false;
+	return *n == 0 && s->n_running == 0 && admit_held(s, head, reserved, n, budget);
 }
 
 /* Finishes and forgets every cancelled request. */

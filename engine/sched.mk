@@ -20,6 +20,11 @@ check_PROGRAMS += tests/test-runner
 tests_test_runner_SOURCES = tests/test-runner.c
 tests_test_runner_LDADD = $(ENGINE_LIBS) -lm
 TESTS += tests/test-runner
+
+check_PROGRAMS += tests/test-sched-reuse
+tests_test_sched_reuse_SOURCES = tests/test-sched-reuse.c
+tests_test_sched_reuse_LDADD = $(ENGINE_LIBS) -lm
+TESTS += tests/test-sched-reuse
 noinst_HEADERS += tests/fake-step.h
 engine_libengine_a_SOURCES += engine/conv.h engine/conv.c
 engine_libengine_a_SOURCES += engine/step.h engine/step.c

@@ -7,8 +7,9 @@
  * plus its scaled environment time; never more conversations in flight
  * than the batch size; the recorded reply replayed so that every turn
  * after the first hits the whole previous turn in the prefix cache; a
- * turn longer than the context reported as a failed request; a cancelled
- * session drains without losing pages.
+ * turn longer than the context reported as a failed request; no history
+ * held once its conversation is done; a cancelled session drains without
+ * losing pages.
  */
 #include "engine/runner.h"
 #include "tests/fake-step.h"
@@ -143,6 +144,7 @@ static void replay(int batch, double scale, int32_t long_conv, int32_t max_conte
 	struct eng_session_params sp;
 	struct eng_session *s;
 	struct eng_error err;
+	struct eng_sched_stats st;
 	int total_turns = 0, all_done = 1;
 
 	make_convs(long_conv);
@@ -171,6 +173,9 @@ static void replay(int batch, double scale, int32_t long_conv, int32_t max_conte
 	else
 		tap_ok(n_failed > 0 && n_requests == total_turns,
 		       "turns longer than the context fail alone, reported (%d failed)", n_failed);
+	eng_sched_get_stats(eng_runner_sched(r), &st);
+	tap_ok(st.held_pages == 0 && st.n_retractions == 0,
+	       "batch %d: finished conversations hold no history, nothing retracted", batch);
 	eng_session_free(s);
 	eng_runner_free(r);
 }

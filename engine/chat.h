@@ -25,25 +25,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "engine/error.h"
+#include "engine/engine.h"
 #include "engine/tokenizer.h"
 
-enum eng_chat_kind {
-	ENG_CHAT_CHATML,
-	ENG_CHAT_QWEN3,
-	ENG_CHAT_LLAMA3,
-};
-
-/* One message; role and content are UTF-8, content need not be
- * NUL-terminated. */
-struct eng_chat_msg {
-	const char *role;
-	const char *content;
-	size_t content_len;
-};
-
-/* "chatml", "qwen3", "llama3" -> kind.  ENG_E_INVALID for other names. */
-int eng_chat_kind_from_name(const char *name, enum eng_chat_kind *kind, struct eng_error *err);
 const char *eng_chat_kind_name(enum eng_chat_kind kind);
 
 /* Recognizes a Jinja chat template by its markers.  ENG_E_UNSUPPORTED when
@@ -51,20 +35,6 @@ const char *eng_chat_kind_name(enum eng_chat_kind kind);
 int eng_chat_kind_detect(const char *chat_template, enum eng_chat_kind *kind,
 			 struct eng_error *err);
 
-/* The template of a model directory: the chat_template of
- * DIR/tokenizer_config.json (a string, or the "default" of a list), else
- * DIR/chat_template.jinja.  With neither, the tokenizer's markers decide
- * (<|im_start|> -> chatml, <|start_header_id|> -> llama3); tok may be NULL. */
-int eng_chat_kind_from_dir(const char *dir, const struct eng_tokenizer *tok,
-			   enum eng_chat_kind *kind, struct eng_error *err);
-
-struct eng_chat;
-
-/* Binds a template to a tokenizer (which must outlive it and must have the
- * template's markers: ENG_E_UNSUPPORTED otherwise). */
-int eng_chat_new(struct eng_tokenizer *tok, enum eng_chat_kind kind, struct eng_chat **out,
-		 struct eng_error *err);
-void eng_chat_free(struct eng_chat *c);
 enum eng_chat_kind eng_chat_kind(const struct eng_chat *c);
 
 /* The token that ends an assistant reply (<|im_end|>, <|eot_id|>). */
@@ -88,17 +58,5 @@ int eng_chat_turn_prompt(struct eng_chat *c, const struct eng_chat_msg *msgs, si
  * recorded, reasoning included) and the end token. */
 int eng_chat_turn_reply(struct eng_chat *c, const struct eng_chat_msg *msgs, size_t n,
 			size_t k, struct eng_ids *out, struct eng_error *err);
-
-/* Token counts of every turn of a conversation, each message tokenized
- * once (the cost is linear in the conversation, not quadratic). */
-struct eng_chat_turn {
-	size_t msg_index;  /* index of the assistant message */
-	size_t prompt_len; /* tokens of eng_chat_turn_prompt */
-	size_t reply_len;  /* tokens of eng_chat_turn_reply */
-};
-
-/* Fills *turns (malloc'ed, caller frees) and *n_turns. */
-int eng_chat_turns(struct eng_chat *c, const struct eng_chat_msg *msgs, size_t n,
-		   struct eng_chat_turn **turns, size_t *n_turns, struct eng_error *err);
 
 #endif

@@ -1,12 +1,12 @@
 /*
- * client.c: the client side of the worker protocol (see worker.h).
+ * client.c: the client side of the worker protocol (see engine.h).
  *
  * Streams the input file to the socket and the records back to the output
  * at the same time (poll(2) on both), so that neither side can fill the
  * other's buffers and deadlock.  Diagnostics come back as records and are
  * handed to the caller; the final "end" record carries the bad count.
  */
-#include "engine/worker.h"
+#include "engine/engine.h"
 
 #include <errno.h>
 #include <poll.h>

@@ -16,15 +16,15 @@ TESTS += $(CUDA_TEST_PROGS)
 tests_test_cuda_kernels_SOURCES = tests/test-cuda-kernels.c
 tests_test_cuda_kernels_LDADD = $(ENGINE_LIBS) -lm
 tests_test_cuda_forward_SOURCES = tests/test-cuda-forward.c
-tests_test_cuda_forward_LDADD = $(ENGINE_LIBS) -lm
+tests_test_cuda_forward_LDADD = $(MODELGEN_LIBS) -lm
 tests_test_cuda_graph_SOURCES = tests/test-cuda-graph.c
-tests_test_cuda_graph_LDADD = $(ENGINE_LIBS) -lm
+tests_test_cuda_graph_LDADD = $(MODELGEN_LIBS) -lm
 tests_test_cuda_tp_SOURCES = tests/test-cuda-tp.c
-tests_test_cuda_tp_LDADD = $(ENGINE_LIBS) -lm
+tests_test_cuda_tp_LDADD = $(MODELGEN_LIBS) -lm
 
 noinst_PROGRAMS += tests/bench-cuda
 tests_bench_cuda_SOURCES = tests/bench-cuda.c
-tests_bench_cuda_LDADD = $(ENGINE_LIBS) -lm
+tests_bench_cuda_LDADD = $(MODELGEN_LIBS) -lm
 
 check-gpu: $(CUDA_TEST_PROGS)
 	$(MAKE) $(AM_MAKEFLAGS) check-TESTS TESTS='$(CUDA_TEST_PROGS)'

@@ -24,19 +24,6 @@
 #include <string.h>
 #include <unistd.h>
 
-struct eng_infer {
-	struct eng_infer_params p;
-	struct eng_model *model;
-	struct eng_tokenizer *tok;
-	struct eng_chat *chat;
-	struct eng_backend *be;
-	struct eng_stepper *stepper;
-	struct eng_runner *runner;
-	struct eng_sched_params sp;
-	double load_time;
-	char device[256];
-};
-
 void eng_infer_default_params(struct eng_infer_params *p)
 {
 	memset(p, 0, sizeof(*p));
@@ -280,9 +267,14 @@ void eng_infer_close(struct eng_infer *e)
 	free(e);
 }
 
-struct eng_runner *eng_infer_runner(struct eng_infer *e)
+int eng_infer_poll(struct eng_infer *e, double max_wait_s, struct eng_error *err)
 {
-	return e->runner;
+	return eng_runner_poll(e->runner, max_wait_s, err);
+}
+
+void eng_infer_get_stats(const struct eng_infer *e, struct eng_sched_stats *st)
+{
+	eng_runner_get_stats(e->runner, st);
 }
 
 double eng_infer_load_time(const struct eng_infer *e)
@@ -310,36 +302,4 @@ json_t *eng_infer_settings(const struct eng_infer *e)
 			 "tp_size", e->p.tp_size > 0 ? e->p.tp_size : 1,
 			 "chat_template", eng_chat_kind_name(eng_chat_kind(e->chat)),
 			 "device_name", e->device);
-}
-
-/* For run.c. */
-struct eng_chat *eng_infer_chat_(struct eng_infer *e);
-struct eng_tokenizer *eng_infer_tokenizer_(struct eng_infer *e);
-const char *eng_infer_model_dir_(const struct eng_infer *e);
-const char *eng_infer_device_(const struct eng_infer *e);
-const char *eng_infer_backend_(const struct eng_infer *e);
-
-struct eng_chat *eng_infer_chat_(struct eng_infer *e)
-{
-	return e->chat;
-}
-
-struct eng_tokenizer *eng_infer_tokenizer_(struct eng_infer *e)
-{
-	return e->tok;
-}
-
-const char *eng_infer_model_dir_(const struct eng_infer *e)
-{
-	return e->p.model_dir;
-}
-
-const char *eng_infer_device_(const struct eng_infer *e)
-{
-	return e->device;
-}
-
-const char *eng_infer_backend_(const struct eng_infer *e)
-{
-	return e->p.device;
 }

@@ -14,7 +14,7 @@
 
 #include <stdint.h>
 
-#include "engine/config.h"
+#include "engine/model_config.h"
 #include "engine/error.h"
 #include "engine/safetensors.h"
 

@@ -2,7 +2,7 @@
 ## pass, page pool, thread pool), the sampler; their tests and benchmark.
 engine_libengine_a_SOURCES += \
 	engine/safetensors.h engine/safetensors.c \
-	engine/config.h engine/config.c \
+	engine/model_config.h engine/model_config.c \
 	engine/model.h engine/model.c \
 	engine/backend.h engine/backend.c \
 	engine/backend_cpu.c \
@@ -11,7 +11,7 @@ engine_libengine_a_SOURCES += \
 	engine/kv_cpu.h engine/kv_cpu.c \
 	engine/sampler.h engine/sampler.c
 
-MODEL_TEST_LDADD = $(ENGINE_LIBS) -lm
+MODEL_TEST_LDADD = $(MODELGEN_LIBS)
 MODEL_TEST_HELPER = tests/test-model-helper.h tests/test-model-helper.c
 
 check_PROGRAMS += tests/test-safetensors tests/test-model-config tests/test-sampler \

@@ -21,7 +21,7 @@
 
 #include <stdint.h>
 
-#include "engine/config.h"
+#include "engine/model_config.h"
 
 /* What a model costs, per step and per token. */
 struct eng_roofline_shape {

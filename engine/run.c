@@ -17,13 +17,6 @@
 #include <string.h>
 #include <time.h>
 
-/* Accessors of infer.c that only runs need. */
-struct eng_chat *eng_infer_chat_(struct eng_infer *e);
-struct eng_tokenizer *eng_infer_tokenizer_(struct eng_infer *e);
-const char *eng_infer_model_dir_(const struct eng_infer *e);
-const char *eng_infer_device_(const struct eng_infer *e);
-const char *eng_infer_backend_(const struct eng_infer *e);
-
 /* Warmup requests: synthetic one-turn conversations, not reported. */
 #define WARMUP_PROMPT 64
 #define WARMUP_OUTPUT 8
@@ -87,7 +80,7 @@ static int next_conv(void *ctx, struct eng_conv **out)
 			continue;
 		}
 		eng_error_clear(&err);
-		if (eng_conv_from_json(eng_infer_chat_(r->e), rec, lineno, &c, &err) != 0) {
+		if (eng_conv_from_json(r->e->chat, rec, lineno, &c, &err) != 0) {
 			diag(r, lineno, "%s", err.msg);
 			json_decref(rec);
 			r->n_bad++;
@@ -117,7 +110,7 @@ static json_t *output_text(struct eng_run *r, const struct eng_request_timing *t
 	size_t len = 0, clean_len = 0;
 	json_t *j;
 
-	if (!t->output || eng_tokenizer_decode(eng_infer_tokenizer_(r->e), t->output,
+	if (!t->output || eng_tokenizer_decode(r->e->tok, t->output,
 					       (size_t)t->output_len, 0, &text, &len, NULL) != 0)
 		return json_null();
 	/* Random weights produce any bytes; the record must stay UTF-8. */
@@ -239,10 +232,10 @@ static int start_measured(struct eng_run *r, struct eng_error *err)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	r->start_unix = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 	if (!r->p.keep_cache)
-		eng_sched_flush_cache(eng_runner_sched(eng_infer_runner(r->e)));
-	eng_sched_get_stats(eng_runner_sched(eng_infer_runner(r->e)), &r->st0);
-	eng_sched_reset_peak(eng_runner_sched(eng_infer_runner(r->e)));
-	return eng_session_start(eng_infer_runner(r->e), &r->p.session, &run_ops, r, &r->sess, err);
+		eng_runner_flush_cache(r->e->runner);
+	eng_runner_get_stats(r->e->runner, &r->st0);
+	eng_runner_reset_peak(r->e->runner);
+	return eng_session_start(r->e->runner, &r->p.session, &run_ops, r, &r->sess, err);
 }
 
 /* Warmup conversations all share one prompt of distinct tokens; they run
@@ -261,7 +254,7 @@ static int start_warmup(struct eng_run *r, struct eng_error *err)
 	r->warm_conv = (struct eng_conv){ r->warm_ids, WARMUP_PROMPT + WARMUP_OUTPUT,
 					  &r->warm_turn, 1, NULL };
 	r->warm_left = r->p.warmup_requests;
-	return eng_session_start(eng_infer_runner(r->e), &sp, &ops, r, &r->warm, err);
+	return eng_session_start(r->e->runner, &sp, &ops, r, &r->warm, err);
 }
 
 int eng_run_start(struct eng_infer *e, const struct eng_run_params *p,
@@ -330,15 +323,15 @@ static void roofline_stats(json_t *o, const struct eng_sched_stats *st,
 {
 	double ceil_s = st->roofline_seconds - st0->roofline_seconds;
 	double step_s = st->step_seconds - st0->step_seconds;
-	bool have = st->roofline_rates.bandwidth_bytes_s > 0 && st->roofline_rates.gemm_flops_s > 0;
+	bool have = st->roofline_bandwidth > 0 && st->roofline_gemm_rate > 0;
 
 	json_object_set_new(o, "roofline_time", have ? json_real(ceil_s) : json_null());
 	json_object_set_new(o, "roofline_fraction",
 			    have && step_s > 0 ? json_real(ceil_s / step_s) : json_null());
 	json_object_set_new(o, "roofline_bandwidth",
-			    have ? json_real(st->roofline_rates.bandwidth_bytes_s) : json_null());
+			    have ? json_real(st->roofline_bandwidth) : json_null());
 	json_object_set_new(o, "roofline_gemm_rate",
-			    have ? json_real(st->roofline_rates.gemm_flops_s) : json_null());
+			    have ? json_real(st->roofline_gemm_rate) : json_null());
 }
 
 /* What the scheduler did during the run.  Counters are engine-wide, so with
@@ -354,7 +347,7 @@ static json_t *engine_stats(struct eng_run *r)
 	int64_t computed, unbounded, ps;
 	json_t *o;
 
-	eng_sched_get_stats(eng_runner_sched(eng_infer_runner(r->e)), &st);
+	eng_runner_get_stats(r->e->runner, &st);
 	computed = st.computed_tokens - s0->computed_tokens;
 	unbounded = st.unbounded_tokens - s0->unbounded_tokens;
 	ps = st.page_size;
@@ -381,8 +374,8 @@ static json_t *run_record(struct eng_run *r)
 	const struct eng_session_params *sp = &r->p.session;
 	json_t *rec = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:f,s:f,s:f,s:i,s:i,s:i,s:f,s:o,s:s}",
 			 "type", "run", "run", r->run_name, "mode", r->mode,
-			 "model", eng_infer_model_dir_(r->e), "device", eng_infer_device_(r->e),
-			 "backend", eng_infer_backend_(r->e), "model_load_time", eng_infer_load_time(r->e),
+			 "model", r->e->p.model_dir, "device", r->e->device,
+			 "backend", r->e->p.device, "model_load_time", eng_infer_load_time(r->e),
 			 "start_time_unix", r->start_unix,
 			 "duration", eng_session_elapsed(r->sess),
 			 "batch_size", sp->batch_size, "num_conversations", (int)r->n_conversations,

@@ -111,9 +111,19 @@ void eng_runner_free(struct eng_runner *r)
 	free(r);
 }
 
-struct eng_sched *eng_runner_sched(struct eng_runner *r)
+void eng_runner_get_stats(const struct eng_runner *r, struct eng_sched_stats *st)
 {
-	return r->sched;
+	eng_sched_get_stats(r->sched, st);
+}
+
+void eng_runner_flush_cache(struct eng_runner *r)
+{
+	eng_sched_flush_cache(r->sched);
+}
+
+void eng_runner_reset_peak(struct eng_runner *r)
+{
+	eng_sched_reset_peak(r->sched);
 }
 
 int eng_session_start(struct eng_runner *r, const struct eng_session_params *p,

@@ -25,7 +25,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "engine/error.h"
+#include "engine/engine.h"
 #include "engine/sched.h"
 
 /* One turn: its prompt is conv.ids[0, prompt_end); the recorded reply is
@@ -43,24 +43,6 @@ struct eng_conv {
 	int32_t n_turns;
 	void *user;              /* the caller's handle (id, line, ...) */
 };
-
-struct eng_session_params {
-	int32_t batch_size;        /* conversations in flight; 0: no limit */
-	double env_time_scale;     /* 0: submit the next turn at once */
-	double request_rate;       /* conversations started per second (Poisson);
-				    * INFINITY: all at once (the replay default) */
-	int32_t output_len;        /* tokens per turn; 0: the recorded reply length */
-	bool recorded_output;      /* with output_len 0: emit the recorded reply's
-				    * tokens, so the next turn's prompt is exactly
-				    * what was cached (the model still runs) */
-	bool ignore_eos;
-	bool score;                /* one prefill per conversation and the log-probs
-				    * of its recorded replies, instead of turns */
-	struct eng_sampling sampling;
-	uint64_t seed;             /* arrivals */
-};
-
-void eng_session_default_params(struct eng_session_params *p);
 
 struct eng_request_timing {
 	int32_t turn;
@@ -133,6 +115,13 @@ int eng_runner_poll(struct eng_runner *r, double max_wait_s, struct eng_error *e
 /* True when no session has work in flight or pending. */
 bool eng_runner_idle(const struct eng_runner *r);
 
-struct eng_sched *eng_runner_sched(struct eng_runner *r);
+/* The scheduler's counters. */
+void eng_runner_get_stats(const struct eng_runner *r, struct eng_sched_stats *st);
+
+/* Empties the prefix cache (pages held by requests in flight stay). */
+void eng_runner_flush_cache(struct eng_runner *r);
+
+/* Starts the peak of pages in use (stats.peak_used_pages) over: a new run. */
+void eng_runner_reset_peak(struct eng_runner *r);
 
 #endif

@@ -354,7 +354,8 @@ void eng_sched_get_stats(const struct eng_sched *s, struct eng_sched_stats *st)
 	st->cached_pages = s->radix ? eng_radix_cached_pages(s->radix) : 0;
 	st->held_pages = s->radix ? eng_radix_held_pages(s->radix) : 0;
 	st->new_token_ratio = s->new_token_ratio;
-	st->roofline_rates = s->p.roofline.rates;
+	st->roofline_bandwidth = s->p.roofline.rates.bandwidth_bytes_s;
+	st->roofline_gemm_rate = s->p.roofline.rates.gemm_flops_s;
 	st->page_size = s->p.page_size;
 }
 

@@ -35,13 +35,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "engine/error.h"
+#include "engine/engine.h"
 #include "engine/roofline.h"
-
-enum eng_sched_policy {
-	ENG_SCHED_POLICY_FCFS = 0, /* first come, first served */
-	ENG_SCHED_POLICY_LPM = 1,  /* longest cached prefix first */
-};
 
 struct eng_sched_params {
 	int32_t page_size;            /* tokens per KV page */
@@ -56,15 +51,6 @@ struct eng_sched_params {
 };
 
 void eng_sched_default_params(struct eng_sched_params *p);
-
-/* Sampling of one request.  The random stream of a request depends only on
- * its seed and on how many tokens it has generated, never on the batch. */
-struct eng_sampling {
-	float temperature; /* 0: greedy */
-	int32_t top_k;     /* 0: off */
-	float top_p;       /* 1: off */
-	uint64_t seed;
-};
 
 /* One sequence of a step: n_tokens new tokens at positions
  * [start_pos, start_pos + n_tokens); the KV of [0, start_pos) is already in
@@ -141,33 +127,6 @@ struct eng_sched_callbacks {
 	/* A request is done; result valid during the call only.  After this
 	 * the scheduler forgets the request. */
 	void (*on_finish)(void *user, const struct eng_request_result *result);
-};
-
-struct eng_sched_stats {
-	int32_t n_running, n_waiting;
-	int64_t n_steps;
-	int64_t prompt_tokens;     /* of admitted requests */
-	int64_t cached_tokens;     /* of those found in the cache */
-	int64_t computed_tokens;   /* prompt tokens actually prefilled */
-	int64_t unbounded_tokens;  /* prompt tokens an unbounded prefix cache would
-				      have prefilled: computed_tokens less this is
-				      what was computed twice (evicted from the
-				      cache, or retracted) */
-	int64_t n_retractions;
-	int64_t n_finished;        /* requests finished, failed and aborted included */
-	int64_t generated_tokens;  /* tokens produced over all requests */
-	double step_seconds;       /* wall time inside the step function (the model's
-				      forward, its wait for the device included) */
-	double roofline_seconds;   /* summed per-step ceilings (params.roofline) */
-	double roofline_bytes, roofline_flops;
-	double new_token_ratio;    /* the decode estimate's ratio now */
-	struct eng_roofline_rates roofline_rates; /* params.roofline's */
-	size_t free_pages, cached_pages, held_pages;
-	size_t total_pages;        /* the pool */
-	int32_t page_size;
-	size_t peak_used_pages;    /* most pages the running requests held at once
-				      (shared prefix pages counted once) */
-	int32_t last_batch_seqs, last_batch_tokens;
 };
 
 struct eng_sched;

@@ -32,12 +32,12 @@ engine_libengine_a_SOURCES += engine/infer.h engine/infer.c engine/run.c
 
 check_PROGRAMS += tests/test-infer
 tests_test_infer_SOURCES = tests/test-infer.c
-tests_test_infer_LDADD = $(ENGINE_LIBS) -lm
+tests_test_infer_LDADD = $(MODELGEN_LIBS) -lm
 TESTS += tests/test-infer
-engine_libengine_a_SOURCES += engine/worker.h engine/worker.c engine/client.c
+engine_libengine_a_SOURCES += engine/worker.c engine/client.c
 
 check_PROGRAMS += tests/test-worker
 tests_test_worker_SOURCES = tests/test-worker.c
-tests_test_worker_LDADD = $(ENGINE_LIBS) -lm -lpthread
+tests_test_worker_LDADD = $(MODELGEN_LIBS) -lm -lpthread
 TESTS += tests/test-worker
 engine_libengine_a_SOURCES += engine/rng.h

@@ -1,5 +1,6 @@
 ## engine/tokenizer: byte-level BPE tokenizer and chat templates.
 engine_libengine_a_SOURCES += \
+	engine/engine.h engine/ids.h engine/ids.c \
 	engine/tokenizer.h \
 	engine/tokenizer_int.h \
 	engine/tokenizer.c \

@@ -1,5 +1,5 @@
 /*
- * worker.c: the persistent worker's event loop (see worker.h).
+ * worker.c: the persistent worker's event loop (see engine.h).
  *
  * One thread: poll(2) over the listening socket and the clients, with a
  * zero timeout while the engine has work, so sockets are served between
@@ -8,8 +8,7 @@
  * the backpressure limit plus what one step can produce).
  */
 #include <config.h>
-#include "engine/worker.h"
-#include "engine/clock.h"
+#include "engine/infer.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -300,7 +299,7 @@ static json_t *status_record(struct server *sv)
 	struct eng_sched_stats st;
 	long clients = 0, runs = 0;
 
-	eng_sched_get_stats(eng_runner_sched(eng_infer_runner(sv->e)), &st);
+	eng_runner_get_stats(sv->e->runner, &st);
 	for (struct client *c = sv->clients; c; c = c->next) {
 		clients++;
 		runs += c->run != NULL;
@@ -486,7 +485,7 @@ static void serve_sockets(struct server *sv, int timeout_ms)
 int eng_worker_serve(struct eng_infer *e, const char *socket_path, struct eng_error *err)
 {
 	struct server sv = { .e = e, .t0 = eng_mono_s() };
-	struct eng_runner *runner = eng_infer_runner(e);
+	struct eng_runner *runner = e->runner;
 	struct sigaction sa = { .sa_handler = on_signal };
 	int rc = listen_on(socket_path, &sv.lfd, err);
 

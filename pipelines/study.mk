@@ -11,7 +11,7 @@
 ## model stays loaded) and run one after another even under make -j: two
 ## runs at once would share the batch and measure each other.
 
-## SYNTHETIC=N: study N trajectories from samples/gen-trajectories
+## SYNTHETIC=N: study N trajectories from tools/gen-trajectories
 ## (seed SYNTHETIC_SEED, extra flags SYNTHETIC_ARGS) as TRAJECTORIES (unless
 ## TRAJECTORIES is given too).
 ## Their prompts are capped at SYNTHETIC_TOKEN_LIMIT tokens (counted at 4
@@ -40,9 +40,9 @@ STUDY_RUNS = $(foreach b,$(BATCH_SIZES),$(OUT)/runs/bs-$(b).jsonl)
 report: $(OUT)/REPORT.md
 .PHONY: report study-clean
 
-$(OUT)/synthetic.jsonl: samples/gen-trajectories$(EXEEXT)
+$(OUT)/synthetic.jsonl: tools/gen-trajectories$(EXEEXT)
 	@$(MKDIR_P) $(OUT)
-	$(AM_V_GEN)samples/gen-trajectories --num $(SYNTHETIC) --seed $(SYNTHETIC_SEED) \
+	$(AM_V_GEN)tools/gen-trajectories --num $(SYNTHETIC) --seed $(SYNTHETIC_SEED) \
 		--max-token-limit $(SYNTHETIC_TOKEN_LIMIT) $(SYNTHETIC_ARGS) >$@.tmp && mv $@.tmp $@
 
 $(OUT)/trajectories.jsonl: $(TRAJECTORIES) tools/traj-extract$(EXEEXT)

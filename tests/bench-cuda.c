@@ -43,7 +43,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "engine/config.h"
+#include "engine/model_config.h"
 #include "engine/cuda_backend.h"
 #include "kernels/kn.h"
 

@@ -15,7 +15,7 @@
 #include <pcre2.h>
 #include <jansson.h>
 
-#include "engine/bpe_train.h"
+#include "tools/modelgen/bpe_train.h"
 #include "tests/tap.h"
 
 static const char text[] =
@@ -25,19 +25,19 @@ static const char text[] =
 	"The parser returns the defaults when the file is empty; the tests pass.\n"
 	"Caf\xc3\xa9 na\xc3\xafve \xe2\x80\x94 \xe6\x97\xa5\xe6\x9c\xac\xe8\xaa\x9e  \t tabs\r\n";
 
-static struct eng_bpe *train(const char *s, int vocab)
+static struct bpe *train(const char *s, int vocab)
 {
-	struct eng_bpe_train_params p = eng_bpe_train_default_params();
-	struct eng_bpe_trainer *t;
-	struct eng_bpe *b = NULL;
+	struct bpe_train_params p = bpe_train_default_params();
+	struct bpe_trainer *t;
+	struct bpe *b = NULL;
 	struct eng_error err;
 
 	p.vocab_size = vocab;
-	if (eng_bpe_trainer_new(&p, &t, &err) < 0)
+	if (bpe_trainer_new(&p, &t, &err) < 0)
 		return NULL;
-	if (eng_bpe_trainer_feed(t, s, strlen(s), "text", &err) == 0)
-		eng_bpe_trainer_train(t, &b, &err);
-	eng_bpe_trainer_free(t);
+	if (bpe_trainer_feed(t, s, strlen(s), "text", &err) == 0)
+		bpe_trainer_train(t, &b, &err);
+	bpe_trainer_free(t);
 	return b;
 }
 
@@ -45,68 +45,68 @@ static void test_alphabet(void)
 {
 	char c[4];
 
-	eng_bpe_byte_char(' ', c);
+	bpe_byte_char(' ', c);
 	tap_ok(!strcmp(c, "\xc4\xa0"), "space maps to U+0120");
-	eng_bpe_byte_char('!', c);
+	bpe_byte_char('!', c);
 	tap_ok(!strcmp(c, "!"), "printable bytes map to themselves");
-	eng_bpe_byte_char(0, c);
+	bpe_byte_char(0, c);
 	tap_ok(!strcmp(c, "\xc4\x80"), "byte 0 maps to U+0100");
-	eng_bpe_byte_char(0xad, c);
+	bpe_byte_char(0xad, c);
 	tap_ok(!strcmp(c, "\xc5\x83"), "byte 0xad maps to U+0143");
 }
 
-static int merge_is(const struct eng_bpe *b, int i, const char *l, const char *r)
+static int merge_is(const struct bpe *b, int i, const char *l, const char *r)
 {
 	int a, c;
 
-	eng_bpe_merge(b, i, &a, &c);
-	return !strcmp(eng_bpe_token(b, a), l) && !strcmp(eng_bpe_token(b, c), r);
+	bpe_merge(b, i, &a, &c);
+	return !strcmp(bpe_token(b, a), l) && !strcmp(bpe_token(b, c), r);
 }
 
 static void test_hand_merges(void)
 {
-	struct eng_bpe *b = train("abab", 258);
+	struct bpe *b = train("abab", 258);
 
-	tap_ok(b && eng_bpe_n_merges(b) == 2 && merge_is(b, 0, "a", "b") &&
+	tap_ok(b && bpe_n_merges(b) == 2 && merge_is(b, 0, "a", "b") &&
 	       merge_is(b, 1, "ab", "ab"), "abab: a+b (2 times) then ab+ab");
-	tap_ok(b && !strcmp(eng_bpe_token(b, 256), "ab") && !strcmp(eng_bpe_token(b, 257), "abab"),
+	tap_ok(b && !strcmp(bpe_token(b, 256), "ab") && !strcmp(bpe_token(b, 257), "abab"),
 	       "new tokens get ids 256, 257");
-	eng_bpe_free(b);
+	bpe_free(b);
 	/* all pairs occur once: (x,y)=(87,88) < (z,w)=(89,86) < (G,z)=(220,89) */
 	b = train("xy zw", 259);
-	tap_ok(b && eng_bpe_n_merges(b) == 3 && merge_is(b, 0, "x", "y") &&
+	tap_ok(b && bpe_n_merges(b) == 3 && merge_is(b, 0, "x", "y") &&
 	       merge_is(b, 1, "z", "w") && merge_is(b, 2, "\xc4\xa0", "zw"),
 	       "ties go to the smaller (left, right) ids");
-	tap_ok(b && eng_bpe_n_vocab(b) == 259, "training stops at the target size");
-	eng_bpe_free(b);
+	tap_ok(b && bpe_n_vocab(b) == 259, "training stops at the target size");
+	bpe_free(b);
 	b = train("ab", 300);
-	tap_ok(b && eng_bpe_n_vocab(b) == 257 && eng_bpe_n_merges(b) == 1,
+	tap_ok(b && bpe_n_vocab(b) == 257 && bpe_n_merges(b) == 1,
 	       "training stops when no pair is left");
-	eng_bpe_free(b);
+	bpe_free(b);
 }
 
 static void test_deterministic(void)
 {
-	struct eng_bpe *a = train(text, 400), *b = train(text, 400);
-	int same = a && b && eng_bpe_n_vocab(a) == eng_bpe_n_vocab(b) &&
-		   eng_bpe_n_merges(a) == eng_bpe_n_merges(b);
+	struct bpe *a = train(text, 400), *b = train(text, 400);
+	int same = a && b && bpe_n_vocab(a) == bpe_n_vocab(b) &&
+		   bpe_n_merges(a) == bpe_n_merges(b);
 
-	for (int i = 0; same && i < eng_bpe_n_vocab(a); i++)
-		same = !strcmp(eng_bpe_token(a, i), eng_bpe_token(b, i));
-	for (int i = 0; same && i < eng_bpe_n_merges(a); i++) {
+	for (int i = 0; same && i < bpe_n_vocab(a); i++)
+		same = !strcmp(bpe_token(a, i), bpe_token(b, i));
+	for (int i = 0; same && i < bpe_n_merges(a); i++) {
 		int l1, r1, l2, r2;
 
-		eng_bpe_merge(a, i, &l1, &r1);
-		eng_bpe_merge(b, i, &l2, &r2);
+		bpe_merge(a, i, &l1, &r1);
+		bpe_merge(b, i, &l2, &r2);
 		same = l1 == l2 && r1 == r2;
 	}
 	tap_ok(same, "training twice gives the same vocab and merges");
-	tap_ok(a && eng_bpe_n_vocab(a) > 300 && eng_bpe_n_vocab(a) <= 400,
-	       "vocab grows to %d (at most 400; the text runs out of pairs)", a ? eng_bpe_n_vocab(a) : 0);
-	tap_ok(a && !strcmp(eng_bpe_token(a, 0), "!") && !strcmp(eng_bpe_token(a, 220), "\xc4\xa0"),
+	tap_ok(a && bpe_n_vocab(a) > 300 && bpe_n_vocab(a) <= 400,
+	       "vocab grows to %d (at most 400; the text runs out of pairs)", a ? bpe_n_vocab(a) : 0);
+	tap_ok(a && !strcmp(bpe_token(a, 0), "!") && !strcmp(bpe_token(a, 220), "\xc4\xa0"),
 	       "byte tokens in GPT-2 order ('!' = 0, 'G.' = 220)");
-	eng_bpe_free(a);
-	eng_bpe_free(b);
+	bpe_free(a);
+	bpe_free(b);
 }
 
 /* ---------------------------------------------------------------- round trip */
@@ -115,30 +115,30 @@ struct sym {
 	char s[256];
 };
 
-static int merge_rank(const struct eng_bpe *b, const char *l, const char *r)
+static int merge_rank(const struct bpe *b, const char *l, const char *r)
 {
-	for (int i = 0; i < eng_bpe_n_merges(b); i++)
+	for (int i = 0; i < bpe_n_merges(b); i++)
 		if (merge_is(b, i, l, r))
 			return i;
 	return -1;
 }
 
-static int token_id(const struct eng_bpe *b, const char *s)
+static int token_id(const struct bpe *b, const char *s)
 {
-	for (int i = 0; i < eng_bpe_n_vocab(b); i++)
-		if (!strcmp(eng_bpe_token(b, i), s))
+	for (int i = 0; i < bpe_n_vocab(b); i++)
+		if (!strcmp(bpe_token(b, i), s))
 			return i;
 	return -1;
 }
 
 /* Encodes one pre-token by merge rank; appends ids, returns their number or -1. */
-static int encode_piece(const struct eng_bpe *b, const char *p, size_t n, int *ids)
+static int encode_piece(const struct bpe *b, const char *p, size_t n, int *ids)
 {
 	struct sym *sy = calloc(n ? n : 1, sizeof(*sy));
 	int m = 0, k = 0;
 
 	for (size_t i = 0; i < n; i++)
-		eng_bpe_byte_char((unsigned char)p[i], sy[m++].s);
+		bpe_byte_char((unsigned char)p[i], sy[m++].s);
 	for (;;) {
 		int best = -1, at = -1;
 
@@ -167,11 +167,11 @@ static int encode_piece(const struct eng_bpe *b, const char *p, size_t n, int *i
 	return k < 0 ? -1 : k;
 }
 
-static int encode(const struct eng_bpe *b, const char *s, int *ids)
+static int encode(const struct bpe *b, const char *s, int *ids)
 {
 	int ec, n = 0;
 	PCRE2_SIZE eo, pos = 0, len = strlen(s), *ov;
-	pcre2_code *re = pcre2_compile((PCRE2_SPTR)eng_bpe_qwen2_split_regex, PCRE2_ZERO_TERMINATED,
+	pcre2_code *re = pcre2_compile((PCRE2_SPTR)bpe_qwen2_split_regex, PCRE2_ZERO_TERMINATED,
 				       PCRE2_UTF | PCRE2_UCP, &ec, &eo, NULL);
 	pcre2_match_data *md = pcre2_match_data_create_from_pattern(re, NULL);
 
@@ -189,15 +189,15 @@ static int encode(const struct eng_bpe *b, const char *s, int *ids)
 }
 
 /* ids -> bytes through the byte-level alphabet. */
-static size_t decode(const struct eng_bpe *b, const int *ids, int n, char *out)
+static size_t decode(const struct bpe *b, const int *ids, int n, char *out)
 {
 	size_t k = 0;
 
 	for (int i = 0; i < n; i++)
-		for (const char *p = eng_bpe_token(b, ids[i]); *p;) {
+		for (const char *p = bpe_token(b, ids[i]); *p;) {
 			for (int c = 0; c < 256; c++) {
 				char ch[4];
-				int l = eng_bpe_byte_char((unsigned char)c, ch);
+				int l = bpe_byte_char((unsigned char)c, ch);
 
 				if (!strncmp(p, ch, (size_t)l)) {
 					out[k++] = (char)c;
@@ -212,7 +212,7 @@ static size_t decode(const struct eng_bpe *b, const int *ids, int n, char *out)
 
 static void test_round_trip(void)
 {
-	struct eng_bpe *b = train(text, 450);
+	struct bpe *b = train(text, 450);
 	int *ids = calloc(sizeof(text), sizeof(int));
 	char *back = calloc(sizeof(text) + 1, 1);
 	int n = b ? encode(b, text, ids) : -1;
@@ -223,23 +223,23 @@ static void test_round_trip(void)
 	tap_ok(n > 0 && n * 10 < (int)strlen(text) * 6, "%d tokens for %zu bytes", n, strlen(text));
 	free(ids);
 	free(back);
-	eng_bpe_free(b);
+	bpe_free(b);
 }
 
 /* ---------------------------------------------------------------- tokenizer.json */
 
 static void test_json(void)
 {
-	struct eng_bpe *b = train(text, 300);
-	struct eng_bpe_added added[2] = { { 300, "<|endoftext|>", 1 }, { 301, "<|im_end|>", 1 } };
+	struct bpe *b = train(text, 300);
+	struct bpe_added added[2] = { { 300, "<|endoftext|>", 1 }, { 301, "<|im_end|>", 1 } };
 	struct eng_error err;
-	json_t *t = b ? eng_bpe_tokenizer_json(b, added, 2, &err) : NULL;
+	json_t *t = b ? bpe_tokenizer_json(b, added, 2, &err) : NULL;
 	json_t *model = json_object_get(t, "model"), *merges = json_object_get(model, "merges");
 	json_t *pre = json_object_get(t, "pre_tokenizer");
 	json_t *split = json_array_get(json_object_get(pre, "pretokenizers"), 0);
 	char *s = t ? json_dumps(t, JSON_COMPACT) : NULL;
 	json_t *back = s ? json_loads(s, 0, NULL) : NULL;
-	int pairs = json_is_array(merges) && json_array_size(merges) == (size_t)eng_bpe_n_merges(b);
+	int pairs = json_is_array(merges) && json_array_size(merges) == (size_t)bpe_n_merges(b);
 
 	for (size_t i = 0; pairs && i < json_array_size(merges); i++)
 		pairs = json_array_size(json_array_get(merges, i)) == 2;
@@ -249,7 +249,7 @@ static void test_json(void)
 	       json_is_false(json_object_get(model, "byte_fallback")), "model: BPE, 300 tokens");
 	tap_ok(pairs, "merges are [left, right] pairs");
 	tap_ok(!strcmp(json_string_value(json_object_get(json_object_get(split, "pattern"), "Regex"))
-		       ?: "", eng_bpe_qwen2_split_regex), "pre_tokenizer splits on the Qwen2 regex");
+		       ?: "", bpe_qwen2_split_regex), "pre_tokenizer splits on the Qwen2 regex");
 	tap_ok(json_array_size(json_object_get(t, "added_tokens")) == 2 &&
 	       json_integer_value(json_object_get(json_array_get(json_object_get(t, "added_tokens"),
 								  1), "id")) == 301,
@@ -257,7 +257,7 @@ static void test_json(void)
 	free(s);
 	json_decref(back);
 	json_decref(t);
-	eng_bpe_free(b);
+	bpe_free(b);
 }
 
 /* The fixed parts must match Qwen's own tokenizer.json exactly. */
@@ -266,7 +266,7 @@ static void test_against_qwen(void)
 	const char *top = getenv("top_srcdir");
 	char path[4096];
 	json_t *q, *mine;
-	struct eng_bpe *b = train("abc", 257);
+	struct bpe *b = train("abc", 257);
 	struct eng_error err;
 	const char *keys[] = { "normalizer", "pre_tokenizer", "decoder", "post_processor" };
 
@@ -274,31 +274,31 @@ static void test_against_qwen(void)
 		 top ? top : "..");
 	if (!(q = json_load_file(path, 0, NULL))) {
 		tap_ok(1, "# SKIP no ../shared/data/qwen2-tokenizer");
-		eng_bpe_free(b);
+		bpe_free(b);
 		return;
 	}
-	mine = eng_bpe_tokenizer_json(b, NULL, 0, &err);
+	mine = bpe_tokenizer_json(b, NULL, 0, &err);
 	for (size_t i = 0; i < 4; i++)
 		tap_ok(json_equal(json_object_get(q, keys[i]), json_object_get(mine, keys[i])),
 		       "%s is the same as Qwen's", keys[i]);
 	json_decref(q);
 	json_decref(mine);
-	eng_bpe_free(b);
+	bpe_free(b);
 }
 
 static void test_errors(void)
 {
-	struct eng_bpe_train_params p = eng_bpe_train_default_params();
-	struct eng_bpe_trainer *t;
+	struct bpe_train_params p = bpe_train_default_params();
+	struct bpe_trainer *t;
 	struct eng_error err;
 
 	p.vocab_size = 100;
-	tap_ok(eng_bpe_trainer_new(&p, &t, &err) == ENG_E_INVALID, "vocab below 256 is refused");
+	tap_ok(bpe_trainer_new(&p, &t, &err) == ENG_E_INVALID, "vocab below 256 is refused");
 	p.vocab_size = 300;
-	eng_bpe_trainer_new(&p, &t, &err);
-	tap_ok(eng_bpe_trainer_feed(t, "ok \xff\xfe", 5, "bad.txt", &err) == ENG_E_FORMAT &&
+	bpe_trainer_new(&p, &t, &err);
+	tap_ok(bpe_trainer_feed(t, "ok \xff\xfe", 5, "bad.txt", &err) == ENG_E_FORMAT &&
 	       !strcmp(err.file, "bad.txt"), "invalid utf-8 is refused, naming the file");
-	eng_bpe_trainer_free(t);
+	bpe_trainer_free(t);
 }
 
 int main(void)

@@ -26,7 +26,7 @@
 #include "engine/backend.h"
 #include "engine/cuda_backend.h"
 #include "engine/model.h"
-#include "engine/model_writer.h"
+#include "tools/modelgen/model_writer.h"
 #include "engine/sampler.h"
 #include "kernels/kn.h"
 #include "tests/tap.h"
@@ -301,7 +301,7 @@ static void test_dummy(struct bench_model *M, const struct prompts *P)
 
 /* ---------------------------------------------------------------- models */
 
-static int open_model(struct bench_model *M, const struct eng_mw_params *mp, int page_size,
+static int open_model(struct bench_model *M, const struct mw_params *mp, int page_size,
 		      int n_pages)
 {
 	char dir[4096];
@@ -310,7 +310,7 @@ static int open_model(struct bench_model *M, const struct eng_mw_params *mp, int
 
 	memset(M, 0, sizeof(*M));
 	snprintf(dir, sizeof(dir), "%s/m%d", scratch, test_irand(&rng, 1 << 30));
-	if (eng_mw_write(mp, dir, NULL, &err) || eng_model_load(dir, &M->m, &err)) {
+	if (mw_write(mp, dir, NULL, &err) || eng_model_load(dir, &M->m, &err)) {
 		tap_ok(0, "model written and loaded: %s", err.msg);
 		return -1;
 	}
@@ -344,7 +344,7 @@ static void close_model(struct bench_model *M)
 	free(M->pages);
 }
 
-static void check_model(const char *name, const struct eng_mw_params *mp, int page_size,
+static void check_model(const char *name, const struct mw_params *mp, int page_size,
 			int n_pages, int long_ctx)
 {
 	struct bench_model M;
@@ -371,20 +371,20 @@ static void check_model(const char *name, const struct eng_mw_params *mp, int pa
 
 int main(void)
 {
-	struct eng_mw_params p;
+	struct mw_params p;
 	int n = 0;
 
 	if (kn_device_count(&n) || n == 0)
 		return tap_skip_all("no CUDA device");
 	if (!mkdtemp(scratch))
 		return tap_skip_all("cannot make a scratch directory");
-	p = eng_mw_default_params();
+	p = mw_default_params();
 	p.seed = 11;
 	check_model("tiny", &p, 16, 256, 0);
-	eng_mw_preset("tiny-llama", &p);
-	p.dtype = ENG_MW_DTYPE_F16;
+	mw_preset("tiny-llama", &p);
+	p.dtype = MW_DTYPE_F16;
 	check_model("tiny-llama (f16 weights)", &p, 5, 512, 0);
-	p = eng_mw_default_params();
+	p = mw_default_params();
 	p.hidden_size = 512;
 	p.intermediate_size = 1024;
 	p.num_layers = 3;
@@ -394,7 +394,7 @@ int main(void)
 	p.vocab_size = 5000;
 	p.seed = 5;
 	check_model("mid (qwen2, 7 heads per kv head, head_dim 128)", &p, 7, 512, 1);
-	p.dtype = ENG_MW_DTYPE_F32;
+	p.dtype = MW_DTYPE_F32;
 	p.num_layers = 1;
 	check_model("mid, 1 layer, f32 weights", &p, 16, 256, 0);
 	tap_remove_dir(scratch);

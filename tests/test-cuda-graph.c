@@ -34,7 +34,7 @@
 #include "engine/backend.h"
 #include "engine/cuda_backend.h"
 #include "engine/model.h"
-#include "engine/model_writer.h"
+#include "tools/modelgen/model_writer.h"
 #include "engine/sampler.h"
 #include "kernels/kn.h"
 #include "tests/tap.h"
@@ -210,7 +210,7 @@ static void check_vtable(struct pair *P, struct eng_model *m)
 	free(lg);
 }
 
-static void check_model(const char *name, const struct eng_mw_params *mp)
+static void check_model(const char *name, const struct mw_params *mp)
 {
 	char dir[4096];
 	struct eng_model *m;
@@ -225,7 +225,7 @@ static void check_model(const char *name, const struct eng_mw_params *mp)
 	static int n_models;
 
 	snprintf(dir, sizeof(dir), "%s/m%d", scratch, n_models++);
-	if (eng_mw_write(mp, dir, NULL, &err) || eng_model_load(dir, &m, &err)) {
+	if (mw_write(mp, dir, NULL, &err) || eng_model_load(dir, &m, &err)) {
 		tap_ok(0, "%s: model written and loaded: %s", name, err.msg);
 		return;
 	}
@@ -259,14 +259,14 @@ static void check_model(const char *name, const struct eng_mw_params *mp)
 
 int main(void)
 {
-	struct eng_mw_params p;
+	struct mw_params p;
 	int n = 0;
 
 	if (kn_device_count(&n) || n == 0)
 		return tap_skip_all("no CUDA device");
 	if (!mkdtemp(scratch))
 		return tap_skip_all("cannot make a scratch directory");
-	p = eng_mw_default_params();
+	p = mw_default_params();
 	p.hidden_size = 512;
 	p.intermediate_size = 1024;
 	p.num_layers = 3;
@@ -276,7 +276,7 @@ int main(void)
 	p.vocab_size = 5000;
 	p.seed = 5;
 	check_model("mid (qwen2, 7 heads per kv head, head_dim 128)", &p);
-	p = eng_mw_default_params();   /* the tiny preset */
+	p = mw_default_params();   /* the tiny preset */
 	p.seed = 3;
 	check_model("tiny", &p);
 	tap_remove_dir(scratch);

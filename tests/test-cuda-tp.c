@@ -39,7 +39,7 @@
 #include "engine/comm.h"
 #include "engine/cuda_backend.h"
 #include "engine/model.h"
-#include "engine/model_writer.h"
+#include "tools/modelgen/model_writer.h"
 #include "engine/sampler.h"
 #include "kernels/kn.h"
 #include "tests/tap.h"
@@ -287,7 +287,7 @@ static void check_refusals(const struct fixture *F)
 
 /* ---------------------------------------------------------------- models */
 
-static int open_fixture(struct fixture *F, const char *name, const struct eng_mw_params *mp)
+static int open_fixture(struct fixture *F, const char *name, const struct mw_params *mp)
 {
 	char dir[4096];
 	struct eng_error err;
@@ -296,7 +296,7 @@ static int open_fixture(struct fixture *F, const char *name, const struct eng_mw
 	memset(F, 0, sizeof(*F));
 	F->name = name;
 	snprintf(dir, sizeof(dir), "%s/m%d", scratch, test_irand(&rng, 1 << 30));
-	if (eng_mw_write(mp, dir, NULL, &err) || eng_model_load(dir, &F->m, &err)) {
+	if (mw_write(mp, dir, NULL, &err) || eng_model_load(dir, &F->m, &err)) {
 		tap_ok(0, "%s: model written and loaded: %s", name, err.msg);
 		return -1;
 	}
@@ -319,7 +319,7 @@ static int open_fixture(struct fixture *F, const char *name, const struct eng_mw
 	return 0;
 }
 
-static void check_model(const char *name, const struct eng_mw_params *mp, int tp4)
+static void check_model(const char *name, const struct mw_params *mp, int tp4)
 {
 	static const int devs[4] = { 0, 0, 0, 0 };
 	struct fixture F;
@@ -462,7 +462,7 @@ static void test_vocab_partial(void)
 
 int main(void)
 {
-	struct eng_mw_params p;
+	struct mw_params p;
 
 	if (kn_device_count(&n_devices) || n_devices == 0)
 		return tap_skip_all("no CUDA device");
@@ -471,7 +471,7 @@ int main(void)
 	test_allreduce();
 	test_fill_slice();
 	test_vocab_partial();
-	p = eng_mw_default_params();
+	p = mw_default_params();
 	p.hidden_size = 256;
 	p.intermediate_size = 512;
 	p.num_layers = 2;
@@ -481,8 +481,8 @@ int main(void)
 	p.vocab_size = 3001;
 	p.seed = 21;
 	check_model("qwen2 (8 heads, 4 kv heads, q/k/v bias, vocab 3001)", &p, 1);
-	eng_mw_preset("tiny-llama", &p);
-	p.dtype = ENG_MW_DTYPE_F16;
+	mw_preset("tiny-llama", &p);
+	p.dtype = MW_DTYPE_F16;
 	p.attention_bias = true;
 	p.seed = 4;
 	check_model("tiny-llama (tied embeddings, o bias, f16)", &p, 0);

@@ -20,7 +20,7 @@
 
 #include "engine/backend.h"
 #include "engine/model.h"
-#include "engine/model_writer.h"
+#include "tools/modelgen/model_writer.h"
 #include "engine/sampler.h"
 #include "tests/tap.h"
 #include "tests/test-model-helper.h"
@@ -30,7 +30,7 @@
 struct golden_model {
 	const char *name;
 	struct tm_spec spec;
-	const char *mw_preset;   /* written by eng_mw_write with this preset */
+	const char *mw_preset;   /* written by mw_write with this preset */
 };
 
 static int golden_models(struct golden_model *g)
@@ -56,15 +56,15 @@ static int golden_models(struct golden_model *g)
 /* Writes model g into dir, which must not exist yet. */
 static int write_model(const struct golden_model *g, const char *dir)
 {
-	struct eng_mw_params p = eng_mw_default_params();
+	struct mw_params p = mw_default_params();
 	struct eng_error err;
 
 	if (!g->mw_preset) {
 		mkdir(dir, 0777);
 		return tm_write_model(dir, &g->spec, NULL);
 	}
-	eng_mw_preset(g->mw_preset, &p);
-	if (eng_mw_write(&p, dir, NULL, &err)) {
+	mw_preset(g->mw_preset, &p);
+	if (mw_write(&p, dir, NULL, &err)) {
 		fprintf(stderr, "test-forward-golden: %s: %s\n", dir, err.msg);
 		return -1;
 	}

@@ -11,7 +11,7 @@
  * a bad line and a turn longer than the context fail alone.
  */
 #include "engine/infer.h"
-#include "engine/model_writer.h"
+#include "tools/modelgen/model_writer.h"
 #include "tests/tap.h"
 
 #include <math.h>
@@ -103,7 +103,7 @@ static long run_mode(struct eng_infer *e, struct io *io, int batch, bool recorde
 	if (eng_run_start(e, &rp, &rio, &r, &err) != 0)
 		return -1;
 	while (!eng_run_done(r))
-		eng_runner_poll(eng_infer_runner(e), 0.01, &err);
+		eng_infer_poll(e, 0.01, &err);
 	return eng_run_finish(r);
 }
 
@@ -213,7 +213,7 @@ static struct eng_infer *open_engine(const char *dir, int chunk, bool no_cache)
 int main(void)
 {
 	char dir[] = "/tmp/trajbench-infer-XXXXXX", model[64];
-	struct eng_mw_params mp = eng_mw_default_params();
+	struct mw_params mp = mw_default_params();
 	struct eng_error err;
 	struct eng_infer *e;
 	struct io a = { 0 }, b = { 0 }, c = { 0 }, d = { 0 };
@@ -225,7 +225,7 @@ int main(void)
 		return tap_skip_all("cannot make a temporary directory");
 	snprintf(model, sizeof(model), "%s/m", dir);
 	mp.seed = 7;
-	if (eng_mw_write(&mp, model, NULL, &err) != 0) {
+	if (mw_write(&mp, model, NULL, &err) != 0) {
 		tap_diag("model writer: %s", err.msg);
 		return tap_done() + 1;
 	}

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/config.h"
+#include "engine/model_config.h"
 #include "engine/model.h"
 #include "tests/tap.h"
 #include "tests/test-model-helper.h"

@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "engine/config.h"
+#include "engine/model_config.h"
 #include "engine/safetensors.h"
 
 struct tm_spec {

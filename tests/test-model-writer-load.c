@@ -18,7 +18,7 @@
 
 #include "engine/backend.h"
 #include "engine/model.h"
-#include "engine/model_writer.h"
+#include "tools/modelgen/model_writer.h"
 #include "engine/tokenizer.h"
 #include "tests/tap.h"
 
@@ -141,16 +141,16 @@ static void check_logits(struct eng_model *m, struct eng_tokenizer *tok, const c
 	free(logits);
 }
 
-static void check_model(struct eng_mw_params *p, const char *name, const char *special,
+static void check_model(struct mw_params *p, const char *name, const char *special,
 			int qkv_bias, int tied)
 {
 	struct eng_model *m;
 	struct eng_tokenizer *tok;
 	struct eng_error err;
-	struct eng_mw_stats st;
+	struct mw_stats st;
 	const struct eng_model_config *c;
 
-	if (eng_mw_write(p, dir_of(name), &st, &err) < 0) {
+	if (mw_write(p, dir_of(name), &st, &err) < 0) {
 		tap_ok(0, "%s written (%s)", name, err.msg);
 		return;
 	}
@@ -182,16 +182,16 @@ static void remove_scratch(void)
 
 int main(void)
 {
-	struct eng_mw_params p = eng_mw_default_params();
+	struct mw_params p = mw_default_params();
 
 	if (!mkdtemp(scratch))
 		return tap_skip_all("cannot make a scratch directory");
 	check_model(&p, "qwen2", "<|im_end|>", 1, 0);
-	p = eng_mw_default_params();
-	eng_mw_preset("tiny-llama", &p);
+	p = mw_default_params();
+	mw_preset("tiny-llama", &p);
 	check_model(&p, "llama", "<|eot_id|>", 0, 1);
-	p = eng_mw_default_params();
-	p.dtype = ENG_MW_DTYPE_F16;
+	p = mw_default_params();
+	p.dtype = MW_DTYPE_F16;
 	p.shard_size = 100000;
 	p.seed = 3;
 	check_model(&p, "sharded", "<|im_end|>", 1, 0);

@@ -16,7 +16,7 @@
 
 #include <jansson.h>
 
-#include "engine/model_writer.h"
+#include "tools/modelgen/model_writer.h"
 #include "tests/tap.h"
 
 static char scratch[] = "/tmp/test-model-writer-XXXXXX";
@@ -47,14 +47,14 @@ static int same_file(const char *a, const char *b)
 	return same;
 }
 
-static int write_model(struct eng_mw_params *p, const char *dir)
+static int write_model(struct mw_params *p, const char *dir)
 {
 	struct eng_error err;
 	char full[4096];
 	int rc;
 
 	snprintf(full, sizeof(full), "%s/%s", scratch, dir);
-	rc = eng_mw_write(p, full, NULL, &err);
+	rc = mw_write(p, full, NULL, &err);
 	if (rc < 0)
 		tap_diag("%s: %s", err.file, err.msg);
 	return rc;
@@ -189,7 +189,7 @@ static int check_names(const struct st_file *f, long vocab, int has_bias, int ti
 
 /* The stored values of every tensor equal the regenerated ones, converted
  * by this test; also returns the std of one tensor for a sanity check. */
-static int check_values(const struct st_file *f, const struct eng_mw_params *p,
+static int check_values(const struct st_file *f, const struct mw_params *p,
 			const char *dtype)
 {
 	const char *name;
@@ -197,7 +197,7 @@ static int check_values(const struct st_file *f, const struct eng_mw_params *p,
 	int ok = 1;
 
 	json_object_foreach(f->header, name, t) {
-		struct eng_mw_init init;
+		struct mw_init init;
 		long long r, c;
 		const unsigned char *d;
 		float *v;
@@ -206,9 +206,9 @@ static int check_values(const struct st_file *f, const struct eng_mw_params *p,
 			continue;
 		d = st_tensor(f, name, &r, &c);
 		ok &= !strcmp(json_string_value(json_object_get(t, "dtype")), dtype);
-		if (eng_mw_tensor_init(p, name, &init) < 0 || !(v = malloc(r * c * sizeof(float))))
+		if (mw_tensor_init(p, name, &init) < 0 || !(v = malloc(r * c * sizeof(float))))
 			return 0;
-		eng_mw_tensor_values(p->seed, name, init, v, (size_t)(r * c));
+		mw_tensor_values(p->seed, name, init, v, (size_t)(r * c));
 		for (long long i = 0; ok && i < r * c; i++) {
 			uint16_t h;
 			float x;
@@ -282,7 +282,7 @@ static const char *const files[] = {
 
 static void test_tiny_qwen2(void)
 {
-	struct eng_mw_params p = eng_mw_default_params();
+	struct mw_params p = mw_default_params();
 	struct st_file f;
 	json_t *cfg, *tok, *tc;
 	double mean, sd;
@@ -337,12 +337,12 @@ static void test_tiny_qwen2(void)
 
 static void test_tiny_llama(void)
 {
-	struct eng_mw_params p = eng_mw_default_params();
+	struct mw_params p = mw_default_params();
 	struct st_file f;
 	json_t *cfg, *tc;
 
-	eng_mw_preset("tiny-llama", &p);
-	p.dtype = ENG_MW_DTYPE_F32;
+	mw_preset("tiny-llama", &p);
+	p.dtype = MW_DTYPE_F32;
 	tap_ok(write_model(&p, "l1") == 0, "tiny llama (f32) written");
 	tap_ok(st_open(path_of("l1", "model.safetensors"), &f) == 0, "its safetensors parse");
 	tap_ok(check_names(&f, 640, 0, 1), "no biases, no lm_head (tied)");
@@ -370,13 +370,13 @@ static void test_tiny_llama(void)
 
 static void test_shards_f16(void)
 {
-	struct eng_mw_params p = eng_mw_default_params();
+	struct mw_params p = mw_default_params();
 	json_t *idx, *map, *v, *seen = json_object();
 	const char *name;
 	int ok = 1;
 	long long total = 0, sum = 0;
 
-	p.dtype = ENG_MW_DTYPE_F16;
+	p.dtype = MW_DTYPE_F16;
 	p.shard_size = 100000;
 	tap_ok(write_model(&p, "s1") == 0, "sharded f16 model written");
 	idx = load_json("s1", "model.safetensors.index.json");
@@ -419,46 +419,46 @@ static int leftovers(void)
 
 static void test_refusals(void)
 {
-	struct eng_mw_params p = eng_mw_default_params();
+	struct mw_params p = mw_default_params();
 	struct eng_error err;
 	char full[4096];
 
 	snprintf(full, sizeof(full), "%s/q1", scratch);
-	tap_ok(eng_mw_write(&p, full, NULL, &err) == ENG_E_INVALID && strstr(err.msg, "exists"),
+	tap_ok(mw_write(&p, full, NULL, &err) == ENG_E_INVALID && strstr(err.msg, "exists"),
 	       "an existing directory is not overwritten");
 	p.force = true;
 	p.seed = 5;
-	tap_ok(eng_mw_write(&p, full, NULL, &err) == 0 &&
+	tap_ok(mw_write(&p, full, NULL, &err) == 0 &&
 	       !same_file(path_of("q1", "model.safetensors"), path_of("q2", "model.safetensors")),
 	       "--force replaces it");
 	snprintf(full, sizeof(full), "%s/v1", scratch);
 	p.vocab_size = 100;
-	tap_ok(eng_mw_write(&p, full, NULL, &err) == ENG_E_INVALID && access(full, F_OK) != 0 &&
+	tap_ok(mw_write(&p, full, NULL, &err) == ENG_E_INVALID && access(full, F_OK) != 0 &&
 	       leftovers() == 0, "vocab below the tokenizer's size: error, nothing left behind");
 	p.vocab_size = 0;
 	p.num_kv_heads = 3;
-	tap_ok(eng_mw_write(&p, full, NULL, &err) == ENG_E_INVALID, "heads not a multiple of kv heads");
+	tap_ok(mw_write(&p, full, NULL, &err) == ENG_E_INVALID, "heads not a multiple of kv heads");
 }
 
 static void test_conversions(void)
 {
-	tap_ok(eng_mw_f32_to_f16(1.0f) == 0x3c00 && eng_mw_f32_to_f16(-2.0f) == 0xc000 &&
-	       eng_mw_f32_to_f16(65504.0f) == 0x7bff && eng_mw_f32_to_f16(65520.0f) == 0x7c00,
+	tap_ok(mw_f32_to_f16(1.0f) == 0x3c00 && mw_f32_to_f16(-2.0f) == 0xc000 &&
+	       mw_f32_to_f16(65504.0f) == 0x7bff && mw_f32_to_f16(65520.0f) == 0x7c00,
 	       "f16: normal values and overflow");
-	tap_ok(eng_mw_f32_to_f16(ldexpf(1, -24)) == 1 && eng_mw_f32_to_f16(ldexpf(1, -25)) == 0 &&
-	       eng_mw_f32_to_f16(ldexpf(3, -26)) == 1 && eng_mw_f32_to_f16(ldexpf(3, -25)) == 2 &&
-	       eng_mw_f32_to_f16(ldexpf(1, -14)) == 0x0400,
+	tap_ok(mw_f32_to_f16(ldexpf(1, -24)) == 1 && mw_f32_to_f16(ldexpf(1, -25)) == 0 &&
+	       mw_f32_to_f16(ldexpf(3, -26)) == 1 && mw_f32_to_f16(ldexpf(3, -25)) == 2 &&
+	       mw_f32_to_f16(ldexpf(1, -14)) == 0x0400,
 	       "f16: subnormals round to nearest even");
-	tap_ok(eng_mw_f32_to_f16(1.0f + ldexpf(1, -11)) == 0x3c00 &&
-	       eng_mw_f32_to_f16(1.0f + ldexpf(3, -11)) == 0x3c02, "f16: ties to even");
-	tap_ok(eng_mw_f32_to_bf16(1.0f) == 0x3f80 && eng_mw_f32_to_bf16(1.0f + ldexpf(1, -8)) == 0x3f80 &&
-	       eng_mw_f32_to_bf16(1.0f + ldexpf(3, -8)) == 0x3f82, "bf16: ties to even");
+	tap_ok(mw_f32_to_f16(1.0f + ldexpf(1, -11)) == 0x3c00 &&
+	       mw_f32_to_f16(1.0f + ldexpf(3, -11)) == 0x3c02, "f16: ties to even");
+	tap_ok(mw_f32_to_bf16(1.0f) == 0x3f80 && mw_f32_to_bf16(1.0f + ldexpf(1, -8)) == 0x3f80 &&
+	       mw_f32_to_bf16(1.0f + ldexpf(3, -8)) == 0x3f82, "bf16: ties to even");
 }
 
 /* With ../shared: copy Qwen's tokenizer; vocab rounds up to 151680. */
 static void test_qwen_tokenizer(void)
 {
-	struct eng_mw_params p = eng_mw_default_params();
+	struct mw_params p = mw_default_params();
 	const char *top = getenv("top_srcdir");
 	char src[4096], srcfile[4200];
 	json_t *cfg, *tc;
@@ -487,7 +487,7 @@ static void test_qwen_tokenizer(void)
 			     "<think>"), "the chat template is ChatML, not Qwen3's");
 	json_decref(cfg);
 	json_decref(tc);
-	p.arch = ENG_MW_ARCH_LLAMA;
+	p.arch = MW_ARCH_LLAMA;
 	tap_ok(write_model(&p, "t2") == ENG_E_FORMAT, "llama refuses a tokenizer without its specials");
 }
 

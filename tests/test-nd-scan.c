@@ -1,5 +1,5 @@
 /*
- * test-nd-scan.c: the validating JSON scanner (tools/common/nd_scan.c).
+ * test-nd-scan.c: the validating JSON scanner (tools/traj/nd_scan.c).
  *
  * Table tests of what is and is not JSON (with the error kind and byte
  * offset), the eight-byte fast path at every alignment, UTF-8 and \u
@@ -7,7 +7,7 @@
  * test that compares accept/reject with jansson on thousands of damaged
  * documents.
  */
-#include "tools/common/nd_scan.h"
+#include "tools/traj/nd_scan.h"
 #include "tests/tap.h"
 
 #include <jansson.h>

@@ -9,7 +9,7 @@
  * the comparisons are exact (==), not within a tolerance: agreeing with
  * NumPy to the last bit is the point of nd_stats.
  */
-#include "tools/common/nd_stats.h"
+#include "tools/stats/nd_stats.h"
 #include "tests/tap.h"
 
 #include <string.h>

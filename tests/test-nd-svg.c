@@ -5,7 +5,7 @@
  * (balanced tags, one root, no stray markup characters); output must be
  * the same bytes when written twice.
  */
-#include "tools/common/nd_svg.h"
+#include "tools/report/nd_svg.h"
 #include "tests/tap.h"
 
 #include <math.h>

@@ -5,7 +5,7 @@
  * Expected strings were produced with Python 3 ("...".format(...)).
  */
 #include "tests/tap.h"
-#include "tools/common/nd_render.h"
+#include "tools/render/nd_render.h"
 
 #include <string.h>
 

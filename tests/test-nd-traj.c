@@ -8,8 +8,8 @@
  * files written to a temporary directory, documents that share a line,
  * line/column location, and the errors it reports itself.
  */
-#include "tools/common/nd_jdoc.h"
-#include "tools/common/nd_traj.h"
+#include "tools/traj/nd_jdoc.h"
+#include "tools/traj/nd_traj.h"
 #include "tests/tap.h"
 
 #include <stdio.h>

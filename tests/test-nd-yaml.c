@@ -6,7 +6,7 @@
  * configs are compared byte for byte with the files under parsed/.
  */
 #include "tests/tap.h"
-#include "tools/common/nd_yaml.h"
+#include "tools/render/nd_yaml.h"
 
 #include <stdio.h>
 #include <string.h>

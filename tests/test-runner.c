@@ -173,7 +173,7 @@ static void replay(int batch, double scale, int32_t long_conv, int32_t max_conte
 	else
 		tap_ok(n_failed > 0 && n_requests == total_turns,
 		       "turns longer than the context fail alone, reported (%d failed)", n_failed);
-	eng_sched_get_stats(eng_runner_sched(r), &st);
+	eng_runner_get_stats(r, &st);
 	tap_ok(st.held_pages == 0 && st.n_retractions == 0,
 	       "batch %d: finished conversations hold no history, nothing retracted", batch);
 	eng_session_free(s);
@@ -198,8 +198,8 @@ static void cancel(void)
 	eng_session_cancel(s);
 	for (int i = 0; i < 10 && !eng_session_done(s); i++)
 		eng_runner_poll(r, 0.01, &err);
-	eng_sched_get_stats(eng_runner_sched(r), &st);
-	tap_ok(eng_session_done(s) && !eng_sched_busy(eng_runner_sched(r)) &&
+	eng_runner_get_stats(r, &st);
+	tap_ok(eng_session_done(s) && st.n_running + st.n_waiting == 0 &&
 	       st.free_pages + st.cached_pages == 2000,
 	       "a cancelled session drains and gives its pages back");
 	eng_session_free(s);

@@ -121,7 +121,7 @@ static void replay(int batch, int32_t n_pages, struct eng_sched_stats *st)
 	eng_session_start(r, &sp, &ops, NULL, &s, &err);
 	while (!eng_session_done(s))
 		eng_runner_poll(r, 0.01, &err);
-	eng_sched_get_stats(eng_runner_sched(r), st);
+	eng_runner_get_stats(r, st);
 	eng_session_free(s);
 	eng_runner_free(r);
 }

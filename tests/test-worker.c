@@ -9,8 +9,7 @@
  * socket.
  */
 #include "engine/infer.h"
-#include "engine/model_writer.h"
-#include "engine/worker.h"
+#include "tools/modelgen/model_writer.h"
 #include "tests/tap.h"
 
 #include <pthread.h>
@@ -151,7 +150,7 @@ static void rude_client(void)
 
 int main(void)
 {
-	struct eng_mw_params mp = eng_mw_default_params();
+	struct mw_params mp = mw_default_params();
 	struct eng_error err;
 	struct stat st;
 	struct eng_client_io none = { NULL, NULL, NULL, NULL, NULL };
@@ -168,7 +167,7 @@ int main(void)
 	snprintf(model, sizeof(model), "%s/m", dir);
 	snprintf(sock, sizeof(sock), "%s/w.sock", dir);
 	snprintf(input, sizeof(input), "%s/in.jsonl", dir);
-	if (eng_mw_write(&mp, model, NULL, &err) != 0)
+	if (mw_write(&mp, model, NULL, &err) != 0)
 		return tap_skip_all("model writer failed");
 	f = fopen(input, "w");
 	for (int i = 0; i < 5; i++)

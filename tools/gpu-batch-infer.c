@@ -3,9 +3,9 @@
  * (gpu-batch-infer(1)).
  *
  * A thin main: options are parsed here, the work is done by
- *   tools/common/nd_tokmodes.c  --tokenize, --detokenize, --render
+ *   tools/infer/nd_tokmodes.c  --tokenize, --detokenize, --render
  *                               (tokenizer and chat template only)
- *   tools/common/nd_infer.c     replay and generate runs, in-process
+ *   tools/infer/nd_infer.c     replay and generate runs, in-process
  *                               (--model) or through a worker (--connect),
  *                               the worker itself (--serve), --status,
  *                               --shutdown
@@ -13,8 +13,8 @@
  */
 #include "config.h"
 #include "tools/common/nd.h"
-#include "tools/common/nd_infer.h"
-#include "tools/common/nd_tokmodes.h"
+#include "tools/infer/nd_infer.h"
+#include "tools/infer/nd_tokmodes.h"
 
 #include <errno.h>
 #include <getopt.h>

@@ -2,11 +2,8 @@
 ## generate runs, the persistent worker and its client, and the tokenizer
 ## modes (--tokenize, --detokenize, --render).
 bin_PROGRAMS += tools/gpu-batch-infer
-tools_gpu_batch_infer_SOURCES = tools/gpu-batch-infer.c \
-	tools/common/nd_infer.h tools/common/nd_infer.c \
-	tools/common/nd_async.h tools/common/nd_async.c \
-	tools/common/nd_tokmodes.h tools/common/nd_tokmodes.c
-tools_gpu_batch_infer_LDADD = $(ENGINE_LIBS) $(ND_LIBS) -lm -lpthread
+tools_gpu_batch_infer_SOURCES = tools/gpu-batch-infer.c
+tools_gpu_batch_infer_LDADD = $(INFER_LIBS)
 dist_man_MANS += man/man1/gpu-batch-infer.1
 
 TESTS += tests/gpu-batch-infer-cases.test tests/gpu-batch-infer-r2egym.test \

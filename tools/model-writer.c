@@ -1,7 +1,7 @@
 /*
  * model-writer: write a deterministic random-weight model in HF layout.
  *
- * A thin main over engine/model_writer.h: options are collected first and
+ * A thin main over tools/modelgen/model_writer.h: options are collected first and
  * applied after the preset, so "--num-layers 4 --preset tiny" and
  * "--preset tiny --num-layers 4" mean the same.  Without --tokenizer and
  * --train-text the BPE is trained on the .jsonl and .yaml files in samples/
@@ -19,7 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "engine/model_writer.h"
+#include "tools/modelgen/model_writer.h"
 #include "tools/common/nd.h"
 
 enum {
@@ -115,7 +115,7 @@ static long long parse_size(const char *s)
 }
 
 struct cli {
-	struct eng_mw_params p;
+	struct mw_params p;
 	const char *out;
 	const char *preset;
 	bool progress;
@@ -152,7 +152,7 @@ static int set_int(int *dst, const char *arg, const char *opt, long max)
 }
 
 /* Options that set a size of the model. */
-static int apply_size(struct eng_mw_params *p, int opt, const char *arg)
+static int apply_size(struct mw_params *p, int opt, const char *arg)
 {
 	long v;
 
@@ -180,12 +180,12 @@ static int apply_size(struct eng_mw_params *p, int opt, const char *arg)
 
 static int apply_choice(struct cli *c, int opt, const char *arg)
 {
-	struct eng_mw_params *p = &c->p;
+	struct mw_params *p = &c->p;
 
 	if (opt == OPT_ARCH && !strcmp(arg, "qwen2"))
-		p->arch = ENG_MW_ARCH_QWEN2;
+		p->arch = MW_ARCH_QWEN2;
 	else if (opt == OPT_ARCH && !strcmp(arg, "llama"))
-		p->arch = ENG_MW_ARCH_LLAMA;
+		p->arch = MW_ARCH_LLAMA;
 	else if (opt == OPT_ARCH)
 		return bad_value("arch", arg);
 	else if (opt == OPT_ROPE_SCALING && (!strcmp(arg, "none") || !strcmp(arg, "llama3")))
@@ -193,11 +193,11 @@ static int apply_choice(struct cli *c, int opt, const char *arg)
 	else if (opt == OPT_ROPE_SCALING)
 		return bad_value("rope-scaling", arg);
 	else if (opt == OPT_DTYPE && !strcmp(arg, "bf16"))
-		p->dtype = ENG_MW_DTYPE_BF16;
+		p->dtype = MW_DTYPE_BF16;
 	else if (opt == OPT_DTYPE && !strcmp(arg, "f16"))
-		p->dtype = ENG_MW_DTYPE_F16;
+		p->dtype = MW_DTYPE_F16;
 	else if (opt == OPT_DTYPE && !strcmp(arg, "f32"))
-		p->dtype = ENG_MW_DTYPE_F32;
+		p->dtype = MW_DTYPE_F32;
 	else if (opt == OPT_DTYPE)
 		return bad_value("dtype", arg);
 	return 0;
@@ -205,7 +205,7 @@ static int apply_choice(struct cli *c, int opt, const char *arg)
 
 static int apply_opt(struct cli *c, int opt, const char *arg)
 {
-	struct eng_mw_params *p = &c->p;
+	struct mw_params *p = &c->p;
 	long long size;
 	double d;
 
@@ -273,7 +273,7 @@ static int parse_args(struct cli *c, int argc, char **argv)
 			oa[n++] = (struct opt_arg){ opt, optarg };
 		}
 	}
-	if (rc < 0 && c->preset && eng_mw_preset(c->preset, &c->p) < 0)
+	if (rc < 0 && c->preset && mw_preset(c->preset, &c->p) < 0)
 		rc = bad_value("preset", c->preset);
 	for (int i = 0; rc < 0 && i < n; i++)
 		if (apply_opt(c, oa[i].opt, oa[i].arg) > 0)
@@ -324,13 +324,13 @@ static int exit_status(int code)
 int main(int argc, char **argv)
 {
 	struct cli c = { 0 };
-	struct eng_mw_stats st;
+	struct mw_stats st;
 	struct eng_error err;
 	char msg[2048];
 	int rc;
 
 	nd_init(argv[0]);
-	c.p = eng_mw_default_params();
+	c.p = mw_default_params();
 	if ((rc = parse_args(&c, argc, argv)) >= 0)
 		goto out;
 	if (!c.p.tokenizer_dir && c.n_texts == 0)
@@ -340,7 +340,7 @@ int main(int argc, char **argv)
 	c.progress = c.progress || isatty(2);
 	if (c.progress)
 		c.p.progress = show_progress;
-	if (eng_mw_write(&c.p, c.out, &st, &err) < 0) {
+	if (mw_write(&c.p, c.out, &st, &err) < 0) {
 		nd_error("%s", eng_error_format(&err, msg, sizeof(msg)));
 		rc = exit_status(err.code);
 		goto out;

@@ -4,13 +4,13 @@
  * chat-completion request per turn (--format openai).
  *
  * A thin main: options, the prompt source, and the read-render-write loop.
- * The rendering rules live in tools/common/nd_render.c.  One record is
+ * The rendering rules live in tools/render/nd_render.c.  One record is
  * held at a time.  A bad record is reported as "FILE:LINE: record 'ID':
  * message" and, with --keep-going, skipped; exit 1 says some were bad.
  */
 #include "config.h"
 #include "tools/common/nd.h"
-#include "tools/common/nd_render.h"
+#include "tools/render/nd_render.h"
 
 #include <errno.h>
 #include <getopt.h>

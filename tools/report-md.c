@@ -11,7 +11,7 @@
  */
 #include "config.h"
 #include "tools/common/nd.h"
-#include "tools/common/nd_report.h"
+#include "tools/report/nd_report.h"
 
 #include <errno.h>
 #include <getopt.h>

@@ -10,7 +10,7 @@
  */
 #include "config.h"
 #include "tools/common/nd.h"
-#include "tools/common/nd_summary.h"
+#include "tools/stats/nd_summary.h"
 
 #include <errno.h>
 #include <getopt.h>

@@ -10,8 +10,8 @@
  */
 #include "config.h"
 #include "tools/common/nd.h"
-#include "tools/common/nd_jdoc.h"
-#include "tools/common/nd_traj.h"
+#include "tools/traj/nd_jdoc.h"
+#include "tools/traj/nd_traj.h"
 
 #include <errno.h>
 #include <getopt.h>

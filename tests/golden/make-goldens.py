@@ -7,7 +7,7 @@ Run on a machine with torch and transformers (a GPU is not needed):
     python3 tests/golden/make-goldens.py /tmp/golden-models tests/data/golden
 
 test-forward-golden --write-models writes three models from the tests' own
-helper and two from the model writer (engine/model_writer.c, presets "tiny"
+helper and two from the model writer (tools/modelgen/model_writer.c, presets "tiny"
 and "tiny-llama").  For every model directory under MODELS_DIR, loads it with
 AutoModelForCausalLM in float32 (eager attention), and writes OUT_DIR/NAME.json:
 the last-position logits of a few fixed prompts (token ids, no tokenizer

@@ -1,0 +1,334 @@
+/*
+ * engine.h: the inference engine's one public header.
+ *
+ * The tools see the engine through this file and what it includes (the
+ * error struct, the clock, the random numbers, the id vector); every other
+ * header under engine/ is internal.  Handles are opaque; options come in
+ * params structs filled with defaults by an eng_*_default_params()
+ * function and then changed field by field.
+ *
+ * What is here:
+ *   - eng_infer: a loaded engine (model, tokenizer, chat template,
+ *     backend, KV pool, scheduler with its prefix cache), kept between runs;
+ *   - eng_run: one run over it, NDJSON lines in and records out through
+ *     callbacks (trajbench-records(5));
+ *   - the persistent worker over a Unix socket and its client;
+ *   - the tokenizer and the chat templates, for the tokenizer modes.
+ *
+ * Every function that can fail on something a user controls returns 0 or a
+ * negative ENG_E_* and fills a caller-owned struct eng_error.
+ */
+#ifndef TRAJBENCH_ENG_ENGINE_H
+#define TRAJBENCH_ENG_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <jansson.h>
+
+#include "engine/error.h"
+#include "engine/clock.h"
+#include "engine/rng.h"
+#include "engine/ids.h"
+
+/* ---------------------------------------------------------------- engine */
+
+enum eng_sched_policy {
+	ENG_SCHED_POLICY_FCFS = 0, /* first come, first served */
+	ENG_SCHED_POLICY_LPM = 1,  /* longest cached prefix first */
+};
+
+struct eng_infer_params {
+	const char *model_dir;
+	const char *tokenizer;        /* NULL: the model directory's */
+	const char *chat_template;    /* "chatml", "qwen3", "llama3"; NULL: from the model */
+	const char *device;           /* "cpu" or "cuda" */
+	int n_threads;                /* cpu: 0 = online CPUs */
+	int32_t page_size;
+	int64_t max_total_tokens;     /* KV pool size in tokens; 0: the default */
+	int32_t chunked_prefill_size;
+	int32_t max_running_requests; /* 0: memory bound only */
+	int32_t context_length;       /* 0: the model's max_position_embeddings */
+	enum eng_sched_policy policy;
+	bool disable_radix_cache;
+	const char *load_format;      /* "auto": the weight files; "dummy": random
+				       * weights of the config's shape, made on
+				       * the GPU (cuda only) */
+	double mem_fraction_static;   /* cuda: share of GPU memory for weights and
+				       * KV pool when max_total_tokens is 0 */
+	int32_t cuda_graph_max_bs;    /* cuda: decode batches up to this size run as
+				       * captured graphs */
+	bool disable_cuda_graph;
+	int32_t tp_size;              /* cuda: tensor-parallel ranks, on GPUs
+				       * 0 .. tp_size - 1 (default 1) */
+};
+
+void eng_infer_default_params(struct eng_infer_params *p);
+
+struct eng_infer;
+
+/* Loads everything.  ENG_E_DEVICE when the device is unavailable (no CUDA
+ * build or no GPU), the loaders' codes for a bad model or tokenizer. */
+int eng_infer_open(const struct eng_infer_params *p, struct eng_infer **out,
+		   struct eng_error *err);
+void eng_infer_close(struct eng_infer *e);
+
+double eng_infer_load_time(const struct eng_infer *e);
+
+/* The settings in force, as the `run` record's "settings" object (new ref). */
+json_t *eng_infer_settings(const struct eng_infer *e);
+
+/* One turn of the engine's event loop: take input, submit ready turns, run
+ * one batch step, or sleep up to max_wait_s for the next environment delay.
+ * 0, or a negative ENG_E_* of a failed step (its requests failed; the
+ * engine goes on). */
+int eng_infer_poll(struct eng_infer *e, double max_wait_s, struct eng_error *err);
+
+/* The scheduler's counters, for progress lines and status replies. */
+struct eng_sched_stats {
+	int32_t n_running, n_waiting;
+	int64_t n_steps;
+	int64_t prompt_tokens;     /* of admitted requests */
+	int64_t cached_tokens;     /* of those found in the cache */
+	int64_t computed_tokens;   /* prompt tokens actually prefilled */
+	int64_t unbounded_tokens;  /* prompt tokens an unbounded prefix cache would
+				      have prefilled: computed_tokens less this is
+				      what was computed twice (evicted from the
+				      cache, or retracted) */
+	int64_t n_retractions;
+	int64_t n_finished;        /* requests finished, failed and aborted included */
+	int64_t generated_tokens;  /* tokens produced over all requests */
+	double step_seconds;       /* wall time inside the step function (the model's
+				      forward, its wait for the device included) */
+	double roofline_seconds;   /* summed per-step ceilings: max(bytes moved /
+				      bandwidth, FLOPs / GEMM rate) of each step */
+	double roofline_bytes, roofline_flops;
+	double roofline_bandwidth; /* the measured rates they use, bytes/s and FLOP/s;
+				      0 when the backend measured none */
+	double roofline_gemm_rate;
+	double new_token_ratio;    /* the decode estimate's ratio now */
+	size_t free_pages, cached_pages;
+	size_t held_pages;         /* cached pages of conversations between turns */
+	size_t total_pages;        /* the pool */
+	int32_t page_size;
+	size_t peak_used_pages;    /* most pages the running requests held at once
+				      (shared prefix pages counted once), since
+				      the last reset */
+	int32_t last_batch_seqs, last_batch_tokens;
+};
+
+void eng_infer_get_stats(const struct eng_infer *e, struct eng_sched_stats *st);
+
+/* ---------------------------------------------------------------- runs */
+
+/* Sampling of one request.  The random stream of a request depends only on
+ * its seed and on how many tokens it has generated, never on the batch. */
+struct eng_sampling {
+	float temperature; /* 0: greedy */
+	int32_t top_k;     /* 0: off */
+	float top_p;       /* 1: off */
+	uint64_t seed;
+};
+
+/* How one client's conversations are replayed (or its requests generated). */
+struct eng_session_params {
+	int32_t batch_size;        /* conversations in flight; 0: no limit */
+	double env_time_scale;     /* 0: submit the next turn at once */
+	double request_rate;       /* conversations started per second (Poisson);
+				    * INFINITY: all at once (the replay default) */
+	int32_t output_len;        /* tokens per turn; 0: the recorded reply length */
+	bool recorded_output;      /* with output_len 0: emit the recorded reply's
+				    * tokens, so the next turn's prompt is exactly
+				    * what was cached (the model still runs) */
+	bool ignore_eos;
+	bool score;                /* one prefill per conversation and the log-probs
+				    * of its recorded replies, instead of turns */
+	struct eng_sampling sampling;
+	uint64_t seed;             /* arrivals */
+};
+
+void eng_session_default_params(struct eng_session_params *p);
+
+/* The I/O of a run.  next_line returns 1 with a line (valid until the next
+ * call), 0 at end of input, 2 when no line is available yet, or < 0 on a
+ * read error.  emit writes one record.  diag reports a bad input line or a
+ * failed request (line 0: none applies). */
+struct eng_run_io {
+	int (*next_line)(void *ctx, char **line, size_t *len, long *lineno);
+	int (*emit)(void *ctx, const json_t *record);
+	void (*diag)(void *ctx, long line, const char *msg);
+	void *ctx;
+};
+
+struct eng_run_params {
+	struct eng_session_params session;
+	const char *run_name;         /* the "run" field of every record */
+	const char *mode;             /* "replay" or "generate" */
+	bool output_details;          /* generated token ids and text per request */
+	bool keep_cache;              /* start from the prefix cache as it is, not
+				       * from a cold one */
+	int32_t warmup_requests;      /* synthetic requests run (and not reported)
+				       * before the measured run starts */
+};
+
+struct eng_run;
+
+int eng_run_start(struct eng_infer *e, const struct eng_run_params *p,
+		  const struct eng_run_io *io, struct eng_run **out, struct eng_error *err);
+
+/* True when all input was read and every conversation is done.  Also
+ * moves a run from its warmup to its measured part, so call it from the
+ * polling loop. */
+bool eng_run_done(struct eng_run *r);
+
+/* Stops a run whose client went away: its requests are cancelled and no
+ * more records are emitted.  Poll until eng_run_done, then eng_run_finish. */
+void eng_run_cancel(struct eng_run *r);
+
+/* Emits the final `run` record (unless cancelled) and frees the run.
+ * Returns the number of bad lines and failed requests. */
+long eng_run_finish(struct eng_run *r);
+
+/* ---------------------------------------------------------------- worker */
+
+/*
+ * The persistent worker keeps one engine loaded and serves runs to clients
+ * over a Unix stream socket created with mode 0600.  Several clients at
+ * once share one continuous batch.  The protocol is NDJSON both ways:
+ *   client -> worker  {"type":"hello","command":"run","params":{...}}, then
+ *                     the run's input lines; end of input = shutdown(SHUT_WR)
+ *                     or {"type":"hello","command":"status"|"shutdown"}
+ *   worker -> client  the run's records as they are produced,
+ *                     {"type":"diagnostic","line":N,"message":S} for bad input,
+ *                     {"type":"end","bad":N} last; or one status/ok record
+ * A client that disconnects mid-run cancels only its own requests; a bad
+ * record fails only itself; the worker keeps serving.
+ */
+
+/* Serves on socket_path until a shutdown command or SIGINT/SIGTERM.
+ * ENG_E_IO when the socket cannot be created (or another worker answers
+ * on it). */
+int eng_worker_serve(struct eng_infer *e, const char *socket_path, struct eng_error *err);
+
+/* The run parameters as the hello's "params" object, and back.  Unknown
+ * keys are refused by from_json (ENG_E_INVALID naming the key). */
+json_t *eng_run_params_to_json(const struct eng_run_params *p);
+int eng_run_params_from_json(const json_t *j, struct eng_run_params *p, char *name_buf,
+			     size_t name_len, struct eng_error *err);
+
+struct eng_client_io {
+	FILE *in;                  /* the run's input lines, or NULL for status/shutdown */
+	FILE *out;                 /* records */
+	void (*diag)(void *ctx, long line, const char *msg);
+	/* Called with every record written to out (may be NULL): progress. */
+	void (*on_record)(void *ctx, const json_t *record);
+	void *ctx;
+};
+
+/* Connects, sends hello (owned by the caller), streams io->in to the worker
+ * and the records back to io->out.  Returns the worker's count of bad
+ * records (>= 0), or a negative ENG_E_* (ENG_E_IO: no worker at path, or it
+ * went away). */
+long eng_client_run(const char *socket_path, const json_t *hello, const struct eng_client_io *io,
+		    struct eng_error *err);
+
+/* ---------------------------------------------------------------- tokenizer */
+
+/* A byte-level BPE tokenizer from a Hugging Face tokenizer.json.  One
+ * tokenizer may not be used by two threads at once (its merge cache). */
+struct eng_tokenizer;
+
+/* Loads path: a tokenizer.json file, or a directory holding one.
+ * Returns 0 and sets *out, or a negative ENG_E_* code with err filled
+ * (ENG_E_IO: unreadable; ENG_E_FORMAT: not a valid tokenizer.json;
+ * ENG_E_UNSUPPORTED: a model, normalizer or pre-tokenizer we do not run). */
+int eng_tokenizer_load(const char *path, struct eng_tokenizer **out, struct eng_error *err);
+void eng_tokenizer_free(struct eng_tokenizer *tok);
+
+/* Flags of eng_tokenizer_encode. */
+enum {
+	/* Treat added/special token strings in the text as plain text. */
+	ENG_TOK_ENCODE_PLAIN = 1u << 0,
+};
+
+/* Encodes len bytes of UTF-8 text and appends the ids to out.  Returns 0;
+ * ENG_E_INVALID when the text is not valid UTF-8 (err names the byte
+ * offset); ENG_E_NOMEM.  On error out keeps what it had before the call. */
+int eng_tokenizer_encode(struct eng_tokenizer *tok, const char *text, size_t len,
+			 struct eng_ids *out, unsigned flags, struct eng_error *err);
+
+/* Flags of eng_tokenizer_decode. */
+enum {
+	ENG_TOK_DECODE_SKIP_SPECIAL = 1u << 0, /* leave special tokens out */
+};
+
+/* Decodes n ids to bytes, appended to a malloc'ed NUL-terminated buffer
+ * *text (length *len); the caller frees it.  The bytes are what the tokens
+ * stand for and may hold invalid UTF-8 (see eng_utf8_sanitize).  Returns 0,
+ * ENG_E_RANGE for an id outside the vocabulary (err names its position), or
+ * ENG_E_NOMEM. */
+int eng_tokenizer_decode(const struct eng_tokenizer *tok, const int32_t *ids, size_t n,
+			 unsigned flags, char **text, size_t *len, struct eng_error *err);
+
+/* The bytes a token stands for (not NUL-terminated), or NULL for an id that
+ * names no token. */
+const char *eng_tokenizer_token_bytes(const struct eng_tokenizer *tok, int32_t id, size_t *len);
+
+/* One more than the largest id (holes, if any, count). */
+int32_t eng_tokenizer_vocab_size(const struct eng_tokenizer *tok);
+
+/* Copies s into a malloc'ed NUL-terminated buffer with every invalid
+ * sequence replaced by U+FFFD (as Rust's from_utf8_lossy).  Returns NULL
+ * when out of memory. */
+char *eng_utf8_sanitize(const char *s, size_t len, size_t *out_len);
+
+/* ---------------------------------------------------------------- chat */
+
+enum eng_chat_kind {
+	ENG_CHAT_CHATML,
+	ENG_CHAT_QWEN3,
+	ENG_CHAT_LLAMA3,
+};
+
+/* One message; role and content are UTF-8, content need not be
+ * NUL-terminated. */
+struct eng_chat_msg {
+	const char *role;
+	const char *content;
+	size_t content_len;
+};
+
+/* "chatml", "qwen3", "llama3" -> kind.  ENG_E_INVALID for other names. */
+int eng_chat_kind_from_name(const char *name, enum eng_chat_kind *kind, struct eng_error *err);
+
+/* The template of a model directory: the chat_template of
+ * DIR/tokenizer_config.json (a string, or the "default" of a list), else
+ * DIR/chat_template.jinja.  With neither, the tokenizer's markers decide
+ * (<|im_start|> -> chatml, <|start_header_id|> -> llama3); tok may be NULL.
+ * ENG_E_UNSUPPORTED for a template of none of the three families. */
+int eng_chat_kind_from_dir(const char *dir, const struct eng_tokenizer *tok,
+			   enum eng_chat_kind *kind, struct eng_error *err);
+
+/* A chat template bound to a tokenizer. */
+struct eng_chat;
+
+/* Binds a template to a tokenizer (which must outlive it and must have the
+ * template's markers: ENG_E_UNSUPPORTED otherwise). */
+int eng_chat_new(struct eng_tokenizer *tok, enum eng_chat_kind kind, struct eng_chat **out,
+		 struct eng_error *err);
+void eng_chat_free(struct eng_chat *c);
+
+/* Token counts of every turn of a conversation (a turn: an assistant
+ * message, its prompt the messages before it and the generation prompt). */
+struct eng_chat_turn {
+	size_t msg_index;  /* index of the assistant message */
+	size_t prompt_len; /* tokens of the turn's prompt */
+	size_t reply_len;  /* tokens of its reply, the end token included */
+};
+
+/* Fills *turns (malloc'ed, caller frees) and *n_turns. */
+int eng_chat_turns(struct eng_chat *c, const struct eng_chat_msg *msgs, size_t n,
+		   struct eng_chat_turn **turns, size_t *n_turns, struct eng_error *err);
+
+#endif

@@ -1,0 +1,36 @@
+/*
+ * nd_infer.h: the inference side of gpu-batch-infer: in-process runs, the
+ * persistent worker, and the client of a worker, over the engine's
+ * eng_infer / eng_run / eng_worker.  The tool's main parses options into
+ * struct nd_infer_opts and calls one of the entry points; each returns an
+ * exit status (enum nd_exit).
+ */
+#ifndef TRAJBENCH_ND_INFER_H
+#define TRAJBENCH_ND_INFER_H
+
+#include <stdbool.h>
+
+#include "engine/engine.h"
+
+struct nd_infer_opts {
+	struct eng_infer_params engine;   /* --model, --device, --page-size, ... */
+	struct eng_run_params run;        /* --run, --mode, --batch-size, ... */
+	const char *socket;               /* --socket / --connect PATH */
+	bool progress;                    /* --progress, or stderr is a terminal */
+};
+
+void nd_infer_default_opts(struct nd_infer_opts *o);
+
+/* Runs the input files (or stdin) through a model loaded in-process. */
+int nd_infer_run_local(const struct nd_infer_opts *o, char **files, int n_files);
+
+/* Loads the model once and serves runs on o->socket until shut down. */
+int nd_infer_serve(const struct nd_infer_opts *o);
+
+/* Runs the input files (or stdin) through the worker at o->socket. */
+int nd_infer_run_remote(const struct nd_infer_opts *o, char **files, int n_files);
+
+/* --status / --shutdown of the worker at o->socket. */
+int nd_infer_command(const struct nd_infer_opts *o, const char *command);
+
+#endif

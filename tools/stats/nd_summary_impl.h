@@ -1,0 +1,82 @@
+/*
+ * nd_summary_impl.h: the state nd_summary.c accumulates and
+ * nd_summary_record.c turns into records.  Private to those two files.
+ */
+#ifndef TRAJBENCH_ND_SUMMARY_IMPL_H
+#define TRAJBENCH_ND_SUMMARY_IMPL_H
+
+#include "tools/stats/nd_summary.h"
+#include "tools/common/nd_strmap.h"
+
+struct dvec {
+	double *v; /* (n) float64, seconds unless said otherwise */
+	size_t n, cap;
+};
+
+
+/* One conversation inside a group. */
+struct conv_acc {
+	long n_ok, n_failed;
+	double env_req;    /* sum of the requests' env_exec_time (null = 0) */
+	double llm_req;    /* sum of the successful requests' latency */
+	bool has_result;   /* a conversation_result was seen: it decides */
+	bool result_ok;
+	double result_env, result_llm;
+};
+
+/* One turn index inside a group (--per-turn). */
+struct turn_acc {
+	long turn;
+	struct dvec ttft;  /* (count) seconds, successful requests */
+	long long prompt_sum, cached_sum;
+};
+
+struct group {
+	char *key;
+	char *run;              /* NULL when a none-group spans several runs */
+	bool run_mixed;
+	char *conversation_id;  /* set with --group-by conversation */
+	long turn;              /* set with --group-by turn */
+	bool closed;            /* its run record was seen */
+	long completed, failed;
+	long long input_tokens, output_tokens, cached_tokens;
+	double t_first, t_last; /* min start_time, max start_time + latency */
+	struct dvec e2e, ttft, tpot, itl;
+	struct nd_strmap convs; /* run \x1f conversation_id -> conv_acc */
+	struct conv_acc **conv_list; /* (n_conv) in order of appearance */
+	size_t n_conv, cap_conv;
+	struct turn_acc *turns; /* (n_turns) in order of appearance */
+	size_t n_turns, cap_turns;
+	struct group *next;
+};
+
+struct run_info {
+	char *mode;             /* NULL when absent */
+	long long batch_size;
+	bool has_batch_size;
+	char *backend;          /* NULL when absent */
+	struct run_info *next;  /* list for freeing */
+};
+
+struct nd_summary {
+	struct nd_summary_params p;
+	struct nd_strmap groups; /* key -> group */
+	struct group *head;      /* order of first appearance */
+	struct group **tail;
+	struct nd_strmap runs;   /* run -> run_info */
+	struct run_info *run_list;
+	bool wrote_any;
+};
+
+/* Sorts v ascending and drops duplicates in place; returns the new count. */
+size_t nd_summary_sort_unique(double *v, size_t n);
+
+/* The group's "summary" record; NULL when out of memory.  Sorts the
+ * group's samples. */
+json_t *nd_summary_record(const struct nd_summary *s, struct group *g);
+
+/* A JSON array of the group's "turn_summary" records, ordered by turn;
+ * NULL when out of memory.  Sorts the group's turns and their samples. */
+json_t *nd_summary_turn_records(const struct nd_summary *s, struct group *g);
+
+#endif

@@ -1,0 +1,273 @@
+/*
+ * nd_summary_text.c: a summary record printed the way SGLang's
+ * bench_serving prints its result: the "Serving Benchmark Result" block,
+ * labels padded to 40 columns and values to 10 ("{:<40} {:<10}"), section
+ * rules 50 wide with the title centred as Python's "{:-^50}" centres it
+ * (the odd column goes to the right).  SGLang's labels are kept verbatim;
+ * the percentile lines follow --metric-percentiles.  After SGLang's closing
+ * rule come trajbench's own lines (failures, prefix cache, trajectories,
+ * env time, and the projection, headed as one), then the per-turn table.
+ *
+ * It formats what the record holds and computes nothing, so the text and
+ * the JSON can never disagree.  A null prints as "n/a".
+ */
+#include "tools/stats/nd_summary.h"
+#include "tools/common/nd.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#define WIDTH 50
+
+static int out(const char *s)
+{
+	return nd_write_line(s, strlen(s));
+}
+
+/* title centred in WIDTH columns of fill, as Python's format "^". */
+static int rule(const char *title, char fill)
+{
+	char buf[WIDTH + 64];
+	size_t len = strlen(title), pad = len < WIDTH ? WIDTH - len : 0;
+	size_t left = pad / 2, right = pad - left;
+
+	memset(buf, fill, left);
+	memcpy(buf + left, title, len);
+	memset(buf + left + len, fill, right);
+	buf[left + len + right] = '\0';
+	return out(buf);
+}
+
+static int kv(const char *label, const char *value)
+{
+	char buf[256];
+
+	snprintf(buf, sizeof(buf), "%-40s %-10s", label, value);
+	return out(buf);
+}
+
+/* A number of the record with 2 decimals (times scale, e.g. 100 for %). */
+static int kv_num(const char *label, const json_t *sum, const char *key,
+		  double scale)
+{
+	const json_t *v = json_object_get(sum, key);
+	char val[64];
+
+	if (json_is_integer(v) && scale == 1)
+		snprintf(val, sizeof(val), "%lld", (long long)json_integer_value(v));
+	else if (json_is_number(v))
+		snprintf(val, sizeof(val), "%.2f", json_number_value(v) * scale);
+	else
+		snprintf(val, sizeof(val), "n/a");
+	return kv(label, val);
+}
+
+static int kv_int(const char *label, const json_t *sum, const char *key)
+{
+	return kv_num(label, sum, key, 1);
+}
+
+/* True when key is "pNN_NAME_ms" (NN digits and dots); *nn_len = len(NN). */
+static bool pct_key(const char *key, const char *name, size_t *nn_len)
+{
+	size_t klen = strlen(key), nlen = strlen(name), i;
+
+	if (key[0] != 'p' || klen < nlen + 6 ||
+	    strcmp(key + klen - 3, "_ms") != 0 ||
+	    strncmp(key + klen - 3 - nlen, name, nlen) != 0 ||
+	    key[klen - 4 - nlen] != '_')
+		return false;
+	*nn_len = klen - 5 - nlen;
+	for (i = 1; i <= *nn_len; i++)
+		if (!strchr("0123456789.", key[i]))
+			return false;
+	return *nn_len > 0;
+}
+
+/* Mean, median, every percentile the record holds (in its order) and, for
+ * ITL, the maximum of one metric: keys *_NAME_ms, labels "... LABEL (ms):". */
+static int stats_lines(const json_t *sum, const char *name, const char *label,
+		       bool with_max)
+{
+	char key[96], lab[128];
+	const char *k;
+	const json_t *v;
+	size_t nn;
+	int rc = 0;
+
+	snprintf(key, sizeof(key), "mean_%s_ms", name);
+	snprintf(lab, sizeof(lab), "Mean %s (ms):", label);
+	rc |= kv_num(lab, sum, key, 1);
+	snprintf(key, sizeof(key), "median_%s_ms", name);
+	snprintf(lab, sizeof(lab), "Median %s (ms):", label);
+	rc |= kv_num(lab, sum, key, 1);
+	json_object_foreach((json_t *)sum, k, v) {
+		if (!pct_key(k, name, &nn))
+			continue;
+		snprintf(lab, sizeof(lab), "P%.*s %s (ms):", (int)nn, k + 1, label);
+		rc |= kv_num(lab, sum, k, 1);
+	}
+	if (with_max) {
+		snprintf(key, sizeof(key), "max_%s_ms", name);
+		snprintf(lab, sizeof(lab), "Max %s (ms):", label);
+		rc |= kv_num(lab, sum, key, 1);
+	}
+	return rc;
+}
+
+static const char *str_or(const json_t *o, const char *key, const char *dflt)
+{
+	const char *s = json_string_value(json_object_get(o, key));
+
+	return s ? s : dflt;
+}
+
+/* Run, backend, rate, concurrency limit: who and how, before the figures. */
+static int head_lines(const json_t *sum, const char *backend)
+{
+	const json_t *bs = json_object_get(sum, "batch_size");
+	const char *mode = str_or(sum, "mode", NULL);
+	char val[64];
+	int rc = 0;
+
+	rc |= rule(" Serving Benchmark Result ", '=');
+	rc |= kv("Run:", str_or(sum, "run", "(several runs)"));
+	if (json_object_get(sum, "conversation_id"))
+		rc |= kv("Conversation:", str_or(sum, "conversation_id", "n/a"));
+	if (json_is_integer(json_object_get(sum, "turn")))
+		rc |= kv_int("Turn:", sum, "turn");
+	rc |= kv("Backend:", backend ? backend : "n/a");
+	/* Replay sends each turn when its conversation is ready: a trace. */
+	rc |= kv("Traffic request rate:",
+		 mode && strcmp(mode, "replay") == 0 ? "trace" : "n/a");
+	if (json_is_integer(bs))
+		snprintf(val, sizeof(val), "%lld", (long long)json_integer_value(bs));
+	else
+		snprintf(val, sizeof(val), "not set");
+	rc |= kv("Max request concurrency:", val);
+	return rc;
+}
+
+/* SGLang's block, from "Successful requests" to its closing rule. */
+static int sglang_lines(const json_t *sum)
+{
+	int rc = 0;
+
+	rc |= kv_int("Successful requests:", sum, "completed");
+	rc |= kv_num("Benchmark duration (s):", sum, "duration", 1);
+	rc |= kv_int("Total input tokens:", sum, "total_input_tokens");
+	rc |= kv_int("Total generated tokens:", sum, "total_output_tokens");
+	rc |= kv_num("Request throughput (req/s):", sum, "request_throughput", 1);
+	rc |= kv_num("Input token throughput (tok/s):", sum, "input_throughput", 1);
+	rc |= kv_num("Output token throughput (tok/s):", sum, "output_throughput", 1);
+	rc |= kv_num("Total token throughput (tok/s):", sum, "total_throughput", 1);
+	rc |= kv_num("Concurrency:", sum, "concurrency", 1);
+	rc |= rule("End-to-End Latency", '-');
+	rc |= stats_lines(sum, "e2e_latency", "E2E Latency", false);
+	rc |= rule("Time to First Token", '-');
+	rc |= stats_lines(sum, "ttft", "TTFT", false);
+	rc |= rule("Time per Output Token (excl. 1st token)", '-');
+	rc |= stats_lines(sum, "tpot", "TPOT", false);
+	rc |= rule("Inter-Token Latency", '-');
+	rc |= stats_lines(sum, "itl", "ITL", true);
+	rc |= rule("", '=');
+	return rc;
+}
+
+/* trajbench's own lines: failures, cache, trajectories, projection. */
+static int replay_lines(const json_t *sum, const struct nd_summary_params *p)
+{
+	char lab[96];
+	int rc = 0;
+
+	rc |= rule("Trajectory Replay", '-');
+	rc |= kv_int("Failed requests:", sum, "failed");
+	rc |= kv_int("Total cached tokens:", sum, "total_cached_tokens");
+	rc |= kv_num("Cache hit rate (%):", sum, "cache_hit_rate", 100);
+	rc |= kv_int("Completed trajectories:", sum, "num_trajectories");
+	rc |= kv_num("Trajectory throughput (traj/s):", sum, "trajectories_per_s", 1);
+	rc |= kv_num("Total env time (s):", sum, "total_env_time", 1);
+	rc |= kv_num("Mean env time per trajectory (s):", sum,
+		     "mean_env_time_per_trajectory", 1);
+	rc |= kv_num("Total LLM time (s):", sum, "total_llm_time", 1);
+	rc |= kv_num("Mean LLM time per trajectory (s):", sum,
+		     "mean_llm_time_per_trajectory", 1);
+	if (p->project_trajectories > 0) {
+		rc |= rule("Projection (not a measurement)", '-');
+		snprintf(lab, sizeof(lab), "Time for %ld trajectories (s):",
+			 p->project_trajectories);
+		rc |= kv_num(lab, sum, "projected_rollout_time", 1);
+	}
+	rc |= rule("", '=');
+	return rc;
+}
+
+/* One cell of the per-turn table, right-aligned in w columns. */
+static size_t cell(char *buf, size_t len, int w, const json_t *v, double scale)
+{
+	if (json_is_integer(v) && scale == 1)
+		return (size_t)snprintf(buf, len, " %*lld", w,
+					(long long)json_integer_value(v));
+	if (json_is_number(v))
+		return (size_t)snprintf(buf, len, " %*.2f", w,
+					json_number_value(v) * scale);
+	return (size_t)snprintf(buf, len, " %*s", w, "n/a");
+}
+
+/* The turn_summary records as a table: one row per turn. */
+static int turn_lines(const json_t *turns)
+{
+	static const char *const skip[] = {"type", "run", "conversation_id"};
+	char buf[1024];
+	size_t i, j, pos;
+	const char *k;
+	const json_t *v, *t0 = json_array_get(turns, 0);
+	int rc = rule("Per Turn", '-');
+
+	if (!t0)
+		return rc;
+	/* Header: the record's keys past its identity, in record order. */
+	pos = 0;
+	json_object_foreach((json_t *)t0, k, v) {
+		bool shown = true;
+
+		for (j = 0; j < 3; j++)
+			shown = shown && strcmp(k, skip[j]) != 0;
+		if (shown && pos < sizeof(buf))
+			pos += (size_t)snprintf(buf + pos, sizeof(buf) - pos, " %*s",
+				strcmp(k, "cache_hit_rate") ? (int)strlen(k) : 12,
+				strcmp(k, "cache_hit_rate") ? k : "cache_hit_%");
+	}
+	rc |= out(buf + 1);
+	json_array_foreach(turns, i, t0) {
+		pos = 0;
+		json_object_foreach((json_t *)t0, k, v) {
+			bool shown = true;
+			bool hit = strcmp(k, "cache_hit_rate") == 0;
+
+			for (j = 0; j < 3; j++)
+				shown = shown && strcmp(k, skip[j]) != 0;
+			if (shown && pos < sizeof(buf))
+				pos += cell(buf + pos, sizeof(buf) - pos,
+					    hit ? 12 : (int)strlen(k), v, hit ? 100 : 1);
+		}
+		rc |= out(buf + 1);
+	}
+	return rc;
+}
+
+int nd_summary_write_text(const json_t *summary, const json_t *turns,
+			  const char *backend, const struct nd_summary_params *p,
+			  bool first)
+{
+	int rc = 0;
+
+	if (!first)
+		rc |= out("");
+	rc |= head_lines(summary, backend);
+	rc |= sglang_lines(summary);
+	rc |= replay_lines(summary, p);
+	if (turns)
+		rc |= turn_lines(turns);
+	return rc ? -1 : 0;
+}

@@ -55,6 +55,7 @@ struct run_info {
 	long long batch_size;
 	bool has_batch_size;
 	char *backend;          /* NULL when absent */
+	json_t *engine_stats;   /* the run record's (a reference), NULL when absent */
 	struct run_info *next;  /* list for freeing */
 };
 

@@ -21,6 +21,11 @@ tests_test_runner_SOURCES = tests/test-runner.c
 tests_test_runner_LDADD = $(ENGINE_LIBS) -lm
 TESTS += tests/test-runner
 
+check_PROGRAMS += tests/test-roofline
+tests_test_roofline_SOURCES = tests/test-roofline.c
+tests_test_roofline_LDADD = $(ENGINE_LIBS) -lm
+TESTS += tests/test-roofline
+
 check_PROGRAMS += tests/test-sched-reuse
 tests_test_sched_reuse_SOURCES = tests/test-sched-reuse.c
 tests_test_sched_reuse_LDADD = $(ENGINE_LIBS) -lm

@@ -393,6 +393,35 @@ static void test_forced(void)
 	eng_sched_free(s);
 }
 
+/* The ceilings of the steps are summed: with 1000 bytes of weights at
+ * 1000 bytes/s and nothing else, each step's is one second. */
+static void test_roofline(void)
+{
+	static struct job j;
+	struct eng_sched_params p;
+	struct eng_sched *s;
+	struct eng_sched_stats st;
+	struct eng_error err;
+	int32_t stop = STOP;
+
+	eng_sched_default_params(&p);
+	fake_page_size = p.page_size = 4;
+	p.n_pages = 100;
+	p.max_context = 1000;
+	p.roofline.shape.weight_bytes = 1000;
+	p.roofline.rates.bandwidth_bytes_s = 1000;
+	p.roofline.rates.gemm_flops_s = 1e9;
+	eng_sched_create(&p, &stop, 1, fake_step, NULL, &cbs, &s, &err);
+	plain_job(&j, 1, 10, 6, true);
+	submit(s, &j);
+	run_all(s);
+	eng_sched_get_stats(s, &st);
+	tap_ok(st.n_steps == 6 && st.roofline_seconds == 6.0 && st.roofline_bytes == 6000.0 &&
+	       st.roofline_bandwidth == 1000, "the run's roofline is the sum of its steps' (%.1f s)",
+	       st.roofline_seconds);
+	eng_sched_free(s);
+}
+
 int main(void)
 {
 	scenario("ample memory, fcfs", 4, 4000, 64, 0, ENG_SCHED_POLICY_FCFS, false);
@@ -408,5 +437,6 @@ int main(void)
 	test_reserve();
 	test_retract();
 	test_held();
+	test_roofline();
 	return tap_done();
 }

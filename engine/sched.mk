@@ -7,7 +7,8 @@ check_PROGRAMS += tests/test-radix
 tests_test_radix_SOURCES = tests/test-radix.c
 tests_test_radix_LDADD = $(ENGINE_LIBS)
 TESTS += tests/test-radix
-engine_libengine_a_SOURCES += engine/sched.h engine/sched.c engine/seen.h engine/seen.c \
+engine_libengine_a_SOURCES += engine/sched.h engine/sched_int.h engine/sched.c engine/sched_kv.c \
+	engine/seen.h engine/seen.c \
 	engine/roofline.h engine/roofline.c
 
 check_PROGRAMS += tests/test-sched

@@ -443,7 +443,9 @@ static void move_holds(struct eng_radix *t, struct eng_radix_node *leaf)
 			t->holds[i].node = leaf->parent;
 }
 
-size_t eng_radix_evict(struct eng_radix *t, size_t n_pages)
+/* Evicts up to n_pages in eviction order; held leaves only when
+ * with_held (they come after every unheld one). */
+static size_t evict(struct eng_radix *t, size_t n_pages, bool with_held)
 {
 	struct heap h = {0};
 	size_t released = 0;
@@ -455,6 +457,9 @@ size_t eng_radix_evict(struct eng_radix *t, size_t n_pages)
 	while (released < n_pages && h.n > 0) {
 		struct eng_radix_node *leaf = heap_pop(&h);
 		struct eng_radix_node *parent = leaf->parent;
+
+		if (leaf->hold_ref > 0 && !with_held)
+			break;
 
 		eng_pages_release(t->pool, leaf->n_pages, leaf->pages);
 		released += leaf->n_pages;
@@ -473,6 +478,16 @@ size_t eng_radix_evict(struct eng_radix *t, size_t n_pages)
 	}
 	free(h.v);
 	return released;
+}
+
+size_t eng_radix_evict(struct eng_radix *t, size_t n_pages)
+{
+	return evict(t, n_pages, true);
+}
+
+size_t eng_radix_flush(struct eng_radix *t)
+{
+	return evict(t, (size_t)-1, false);
 }
 
 size_t eng_radix_cached_pages(const struct eng_radix *t)

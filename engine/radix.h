@@ -81,6 +81,9 @@ void eng_radix_release(struct eng_radix *t, uint64_t key);
  * pages released. */
 size_t eng_radix_evict(struct eng_radix *t, size_t n_pages);
 
+/* Evicts every unlocked leaf no key holds; returns the pages released. */
+size_t eng_radix_flush(struct eng_radix *t);
+
 /* Pages held by the tree; how many of them are evictable now; and how many
  * of those evictable pages some key holds (evicted last). */
 size_t eng_radix_cached_pages(const struct eng_radix *t);

@@ -235,8 +235,13 @@ void eng_sched_cancel(struct eng_sched *s, int id)
 
 size_t eng_sched_flush_cache(struct eng_sched *s)
 {
-	eng_seen_clear(s->seen);
-	return s->radix ? eng_radix_evict(s->radix, (size_t)-1) : 0;
+	size_t n = s->radix ? eng_radix_flush(s->radix) : 0;
+
+	/* Another client's conversations in flight keep their histories and
+	 * the record of what they computed. */
+	if (s->n_running + s->n_waiting == 0 && (!s->radix || eng_radix_held_pages(s->radix) == 0))
+		eng_seen_clear(s->seen);
+	return n;
 }
 
 void eng_sched_end_conversation(struct eng_sched *s, uint64_t conversation)

@@ -152,9 +152,10 @@ void eng_sched_cancel(struct eng_sched *s, int id);
  * go on). */
 int eng_sched_step(struct eng_sched *s, struct eng_error *err);
 
-/* Drops every cached prefix not in use by a running request; returns the
- * pages released.  Runs that compare settings start from a cold cache, and
- * so does the count of what an unbounded cache would hold. */
+/* Drops every cached prefix not in use by a running request nor held by a
+ * conversation between turns; returns the pages released.  Runs that
+ * compare settings start from a cold cache, and so does the count of what
+ * an unbounded cache would hold (unless other requests are in flight). */
 size_t eng_sched_flush_cache(struct eng_sched *s);
 
 /* The conversation will submit no more turns (it ended, failed or was

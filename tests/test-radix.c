@@ -202,7 +202,12 @@ static void test_holds(void)
 	       "a locked node's pages count as neither held nor evictable");
 	eng_radix_unlock(tree, na);
 	tap_ok(eng_radix_held_pages(tree) == 4, "unlocked, they are held again");
+	put(b, 16);
+	tap_ok(eng_radix_flush(tree) == 2 && eng_radix_held_pages(tree) == 4 &&
+	       eng_radix_cached_pages(tree) == 4, "a flush drops the unheld leaf only");
 	eng_radix_release(tree, 3);
+	tap_ok(eng_radix_flush(tree) == 4 && eng_pages_available(pool) == NPAGES,
+	       "released, a flush drops the rest");
 }
 
 int main(void)

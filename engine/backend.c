@@ -175,11 +175,6 @@ const struct eng_backend_params *eng_backend_params(const struct eng_backend *be
 	return &be->params;
 }
 
-size_t eng_backend_kv_bytes(const struct eng_backend *be)
-{
-	return be->ops->kv_bytes(be->state);
-}
-
 int eng_backend_roofline(struct eng_backend *be, struct eng_roofline *out,
 			 struct eng_error *err)
 {

@@ -92,8 +92,6 @@ struct eng_backend_ops {
 	 * for every s with want[s], -1 for the others (eng_backend_forward_next). */
 	int (*forward_next)(void *state, const struct eng_batch *batch, const uint8_t *want,
 			    int32_t *next, struct eng_error *err);
-	/* Bytes of the KV page pool. */
-	size_t (*kv_bytes)(const void *state);
 	/* The model's roofline shape with this backend's element sizes, and
 	 * the rates measured now on its device; NULL: no roofline. */
 	int (*roofline)(void *state, struct eng_roofline *out, struct eng_error *err);
@@ -138,7 +136,6 @@ int eng_backend_forward_next(struct eng_backend *be, const struct eng_batch *bat
 const char *eng_backend_name(const struct eng_backend *be);
 /* The parameters in force, defaults resolved. */
 const struct eng_backend_params *eng_backend_params(const struct eng_backend *be);
-size_t eng_backend_kv_bytes(const struct eng_backend *be);
 
 /* The roofline of the model on this backend (eng_backend_ops.roofline),
  * its rates measured by this call (a fraction of a second); all zero for a

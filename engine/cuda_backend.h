@@ -95,9 +95,4 @@ size_t eng_cuda_weight_bytes(const void *state);
  * Returns 0 or ENG_E_DEVICE. */
 int eng_cuda_measure_rates(int device, struct eng_roofline_rates *out, struct eng_error *err);
 
-/* The number of tensor-parallel ranks, and how they all-reduce: "none"
- * (one rank), "local" (ranks on one GPU), "nccl". */
-int eng_cuda_tp_size(const void *state);
-const char *eng_cuda_comm_kind(const void *state);
-
 #endif

@@ -207,6 +207,7 @@ int eng_sched_submit(struct eng_sched *s, const struct eng_request_params *p,
 	}
 	memcpy(r->tokens, p->prompt, sizeof(int32_t) * (size_t)p->prompt_len);
 	r->score = p->score;
+	r->score_from = p->score_from;
 	if (r->forced)
 		memcpy(r->forced, p->forced_output, sizeof(int32_t) * (size_t)p->max_new_tokens);
 	r->n_tokens = r->prompt_len = p->prompt_len;
@@ -252,7 +253,7 @@ void eng_sched_end_conversation(struct eng_sched *s, uint64_t conversation)
 
 void eng_sched_reset_peak(struct eng_sched *s)
 {
-	s->st.peak_used_pages = eng_pages_total(s->pool) - eng_sched_room(s, true);
+	s->st.peak_used_pages = (size_t)s->p.n_pages - eng_sched_room(s, true);
 }
 
 bool eng_sched_busy(const struct eng_sched *s)
@@ -594,7 +595,7 @@ static void apply(struct eng_sched *s, int32_t n)
 		if (r->computed <= eng_sched_prefill_target(r) && !r->score)
 			eng_sched_cache_prefill(s, r);
 		if (r->score && r->computed == r->prompt_len) {
-			eng_sched_release_memory(s, r);
+			eng_sched_retire(s, r);
 			remove_at(s->running, &s->n_running, running_index(s, r));
 			finish(s, r, ENG_FINISH_LENGTH, NULL);
 			req_free(r);
@@ -636,7 +637,7 @@ static void account(struct eng_sched *s, int32_t n)
 {
 	struct eng_roofline_cost cost;
 	int32_t n_tokens = 0;
-	size_t used = eng_pages_total(s->pool) - eng_sched_room(s, true);
+	size_t used = (size_t)s->p.n_pages - eng_sched_room(s, true);
 
 	for (int32_t k = 0; k < n; k++) {
 		const struct eng_step_seq *q = &s->seqs[k];

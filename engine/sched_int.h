@@ -37,6 +37,7 @@ struct req {
 	int32_t prompt_len, max_new, n_gen;
 	int32_t *forced;      /* (max_new) or NULL */
 	bool ignore_eos, cancelled, score;
+	int32_t score_from;   /* score: first position whose log-prob is wanted */
 	float *logprobs;      /* score: (prompt_len) */
 	struct eng_sampling sampling;
 	bool exact;           /* the output length is known: forced or ignore_eos */

@@ -80,11 +80,12 @@ void eng_sched_chain_pages(struct eng_sched *s, struct req *r)
 int32_t eng_sched_unbounded_match(const struct eng_sched *s, const struct req *r)
 {
 	int32_t ps = s->p.page_size, n = 0;
+	int32_t limit = r->score ? r->score_from - 1 : r->prompt_len - 1;
 	uint64_t h = ENG_SEEN_ROOT;
 
-	if (!s->radix || r->score)
+	if (!s->radix)
 		return 0;
-	for (; (n + 1) * ps <= r->prompt_len - 1; n++) {
+	for (; (n + 1) * ps <= limit; n++) {
 		h = eng_seen_chain(h, r->tokens + (size_t)n * ps, (size_t)ps);
 		if (!eng_seen_has(s->seen, h))
 			break;
@@ -100,7 +101,9 @@ size_t eng_sched_match_prefix(struct eng_sched *s, struct req *r, struct eng_rad
 	int32_t limit = r->n_gen == 0 ? r->prompt_len - 1 : eng_sched_prefill_target(r);
 
 	*node = NULL;
-	if (!s->radix || r->score)
+	if (r->score)
+		limit = r->score_from - 1;
+	if (!s->radix || limit < 0)
 		return 0;
 	return eng_radix_match(s->radix, r->tokens, (size_t)limit, r->pages, node);
 }

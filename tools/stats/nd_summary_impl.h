@@ -36,6 +36,8 @@ struct group {
 	long turn;              /* set with --group-by turn */
 	bool closed;            /* its run record was seen */
 	long completed, failed;
+	long recorded, mismatched; /* requests with a recorded prompt length, and
+				    * those whose prompt_len differs from it */
 	long long input_tokens, output_tokens, cached_tokens;
 	double t_first, t_last; /* min start_time, max start_time + latency */
 	struct nd_dvec e2e, ttft, tpot, itl;

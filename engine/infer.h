@@ -21,7 +21,10 @@ struct eng_infer {
 	struct eng_chat *chat;
 	struct eng_backend *be;
 	struct eng_stepper *stepper;
-	struct eng_runner *runner;    /* owns the scheduler and the prefix cache */
+	struct eng_runner *runner;    /* owns the scheduler and the prefix cache,
+				       * or the remote executor */
+	struct eng_remote *remote;    /* a remote engine's executor (the runner's),
+				       * or NULL: no model loaded here */
 	struct eng_sched_params sp;   /* the scheduler's settings in force */
 	double load_time;
 	char device[256];             /* "cpu: <model name>, N threads" or the GPU's name */

@@ -8,6 +8,7 @@
 #include <config.h>
 #include "engine/conv.h"
 #include "engine/infer.h"
+#include "engine/remote.h"
 #include "engine/tokenizer.h"
 
 #include <math.h>
@@ -36,6 +37,14 @@ struct eng_run {
 	double start_unix;
 	long n_bad, n_conversations, n_requests;
 	bool cancelled;
+	struct remote_counts {        /* what a remote engine's server said */
+		long n_reported;      /* requests with the server's prompt count */
+		long n_mismatch;      /* ... that differs from ours */
+		long n_from_stream;   /* output counted from the stream */
+		long n_no_cache;      /* no cached-token count */
+		long n_retries;
+		int64_t prompt_tokens, cached_tokens;
+	} rc;
 };
 
 static void __attribute__((format(printf, 3, 4)))
@@ -86,6 +95,9 @@ static int next_conv(void *ctx, struct eng_conv **out)
 			r->n_bad++;
 			continue;
 		}
+		/* A remote chat endpoint sends the messages themselves. */
+		if (r->e->remote)
+			c->conv.messages = json_incref(json_object_get(rec, "messages"));
 		json_decref(rec);
 		*out = &c->conv;
 		return 1;
@@ -149,6 +161,45 @@ static json_t *score_record(struct eng_run *r, const struct eng_conv_rec *cr,
 			 "error", t->error ? json_string(t->error) : json_null());
 }
 
+/* A remote engine's request: the cached tokens as the server counted them
+ * (null when it did not), its prompt count, where the output count came
+ * from, and the retries; the run's counts of them. */
+static void add_remote_fields(struct eng_run *r, const struct eng_request_timing *t, json_t *rec)
+{
+	const struct eng_remote_usage *u = t->remote;
+	struct remote_counts *k = &r->rc;
+
+	if (u->cached_tokens < 0)
+		json_object_set_new(rec, "cached_tokens", json_null());
+	json_object_set_new(rec, "server_prompt_len", u->server_prompt_tokens >= 0
+			    ? json_integer(u->server_prompt_tokens) : json_null());
+	json_object_set_new(rec, "usage_source", t->error ? json_null()
+			    : json_string(u->from_stream ? "stream" : "usage"));
+	json_object_set_new(rec, "retries", json_integer(u->retries));
+	k->n_retries += u->retries;
+	if (t->error)
+		return;
+	k->n_from_stream += u->from_stream;
+	k->n_no_cache += u->cached_tokens < 0;
+	if (u->server_prompt_tokens >= 0) {
+		k->n_reported++;
+		k->n_mismatch += u->server_prompt_tokens != t->prompt_len;
+		k->prompt_tokens += u->server_prompt_tokens;
+		k->cached_tokens += u->cached_tokens > 0 ? u->cached_tokens : 0;
+	}
+}
+
+/* The reply's text as the server streamed it. */
+static json_t *remote_text(const struct eng_remote_usage *u)
+{
+	size_t len = 0;
+	char *clean = eng_utf8_sanitize(u->text, u->text_len, &len);
+	json_t *j = clean ? json_stringn(clean, len) : NULL;
+
+	free(clean);
+	return j ? j : json_null();
+}
+
 static void on_request(void *ctx, const struct eng_conv *c, const struct eng_request_timing *t)
 {
 	struct eng_run *r = ctx;
@@ -172,7 +223,12 @@ static void on_request(void *ctx, const struct eng_conv *c, const struct eng_req
 			"success", t->error == NULL,
 			"error", t->error ? json_string(t->error) : json_null(),
 			"env_exec_time", t->env_time_s >= 0 ? json_real(t->env_time_s) : json_null());
-	if (rec && r->p.output_details) {
+	if (rec && t->remote)
+		add_remote_fields(r, t, rec);
+	if (rec && t->remote && r->p.output_details) {
+		json_object_set_new(rec, "output_ids", json_null());
+		json_object_set_new(rec, "output_text", remote_text(t->remote));
+	} else if (rec && r->p.output_details) {
 		json_t *ids = json_array();
 
 		for (int32_t i = 0; t->output && i < t->output_len; i++)
@@ -206,6 +262,7 @@ static void on_conversation(void *ctx, const struct eng_conv *c, const struct en
 static void release_conv(void *ctx, struct eng_conv *c)
 {
 	(void)ctx;
+	json_decref((json_t *)c->messages);
 	eng_conv_rec_free(c->user);
 }
 
@@ -250,8 +307,8 @@ static int start_warmup(struct eng_run *r, struct eng_error *err)
 	for (int32_t i = 0; i < WARMUP_PROMPT + WARMUP_OUTPUT; i++)
 		r->warm_ids[i] = i + 1;
 	r->warm_turn = (struct eng_turn){ WARMUP_PROMPT, WARMUP_OUTPUT, -1 };
-	r->warm_conv = (struct eng_conv){ r->warm_ids, WARMUP_PROMPT + WARMUP_OUTPUT,
-					  &r->warm_turn, 1, NULL };
+	r->warm_conv = (struct eng_conv){ .ids = r->warm_ids, .n_ids = WARMUP_PROMPT + WARMUP_OUTPUT,
+					  .turns = &r->warm_turn, .n_turns = 1 };
 	r->warm_left = r->p.warmup_requests;
 	return eng_session_start(r->e->runner, &sp, &ops, r, &r->warm, err);
 }
@@ -321,6 +378,18 @@ void eng_run_cancel(struct eng_run *r)
 static json_t *engine_stats(struct eng_run *r)
 {
 	struct eng_sched_stats st;
+	const struct remote_counts *k = &r->rc;
+
+	if (r->e->remote)
+		return json_pack("{s:I,s:I,s:I,s:i,s:i,s:i,s:i,s:i}",
+				 "prompt_tokens", (json_int_t)k->prompt_tokens,
+				 "cached_tokens", (json_int_t)k->cached_tokens,
+				 "computed_prompt_tokens", (json_int_t)(k->prompt_tokens - k->cached_tokens),
+				 "prompt_len_reported", (int)k->n_reported,
+				 "prompt_len_mismatches", (int)k->n_mismatch,
+				 "usage_from_stream", (int)k->n_from_stream,
+				 "cached_tokens_unreported", (int)k->n_no_cache,
+				 "retries", (int)k->n_retries);
 
 	eng_runner_get_stats(r->e->runner, &st);
 	return json_pack("{s:I,s:f,s:I,s:I,s:I,s:I}",
@@ -338,8 +407,9 @@ static json_t *run_record(struct eng_run *r)
 	const struct eng_session_params *sp = &r->p.session;
 	json_t *rec = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:f,s:f,s:f,s:i,s:i,s:i,s:f,s:o,s:s}",
 			 "type", "run", "run", r->run_name, "mode", r->mode,
-			 "model", r->e->p.model_dir, "device", r->e->device,
-			 "backend", r->e->p.device, "model_load_time", eng_infer_load_time(r->e),
+			 "model", r->e->remote ? eng_remote_model(r->e->remote) : r->e->p.model_dir,
+			 "device", r->e->device, "backend", r->e->remote ? "http" : r->e->p.device,
+			 "model_load_time", eng_infer_load_time(r->e),
 			 "start_time_unix", r->start_unix,
 			 "duration", eng_session_elapsed(r->sess),
 			 "batch_size", sp->batch_size, "num_conversations", (int)r->n_conversations,

@@ -13,3 +13,6 @@ TESTS += tests/test-sse
 # A scripted OpenAI-compatible server for gpu-batch-infer-http.test.
 tests_fake_openai_SOURCES = tests/fake-openai.c
 tests_fake_openai_LDADD = $(JANSSON_LIBS)
+
+TESTS += tests/gpu-batch-infer-http.test
+EXTRA_DIST += tests/gpu-batch-infer-http.test

@@ -22,6 +22,7 @@
  *   cut-chunked   half the chunks, then a close inside a chunk
  *   hang          reads the request and never answers
  *   whole         a JSON completion, not streamed
+ *   auth          HTTP 401 unless the request has "Authorization: Bearer sekrit"
  * The prompt count is the number of prompt token ids (completions,
  * generate), or 5 per message (chat, whose template is the server's);
  * cached tokens are the longest prefix shared with one of the last 64
@@ -131,6 +132,7 @@ struct req {
 	size_t n_ids;
 	size_t n_messages;
 	bool chat, generate, score;
+	bool authorized;           /* the key "sekrit" came with it */
 	uint64_t hash;
 };
 
@@ -379,6 +381,8 @@ static void answer(struct conn *c, struct req *r)
 	m = r->model;
 	if (!strcmp(m, "hang")) {
 		c->hung = true;
+	} else if (!strcmp(m, "auth") && !r->authorized) {
+		respond_json(c, 401, "Unauthorized", "{\"error\":{\"message\":\"invalid api key\"}}");
 	} else if (!strcmp(m, "http-429")) {
 		respond_json(c, 429, "Too Many Requests", err429);
 	} else if (!strcmp(m, "http-500") || (!strcmp(m, "flaky") && !seen_before(r->hash))) {
@@ -409,6 +413,7 @@ static void take_requests(struct conn *c)
 		if (c->in_len < head + len)
 			return;
 		sscanf(c->in, "%7s %127s", r.method, r.path);
+		r.authorized = memmem(c->in, head, "Bearer sekrit\r\n", 15) != NULL;
 		parse_body(&r, c->in + head, len);
 		answer(c, &r);
 		json_decref(r.body);

@@ -26,6 +26,7 @@ void nd_infer_default_opts(struct nd_infer_opts *o)
 	memset(o, 0, sizeof(*o));
 	eng_infer_default_params(&o->engine);
 	eng_session_default_params(&o->run.session);
+	eng_remote_default_params(&o->remote);
 	o->run.run_name = "run";
 	o->run.mode = "replay";
 	o->progress = isatty(STDERR_FILENO);
@@ -43,15 +44,18 @@ struct source {
 	long *ends;           /* (n_opened) last stream line of each file */
 	int n_opened;
 	bool failed;
+	long max_records;     /* --num-prompts: records read at most; 0 all */
+	long n_records;
 };
 
-static int source_init(struct source *s, char **files, int n_files)
+static int source_init(struct source *s, char **files, int n_files, long max_records)
 {
 	int n = n_files ? n_files : 1;
 
 	memset(s, 0, sizeof(*s));
 	s->files = files;
 	s->n_files = n_files;
+	s->max_records = max_records;
 	s->names = calloc((size_t)n, sizeof(*s->names));
 	s->ends = calloc((size_t)n, sizeof(*s->ends));
 	return s->names && s->ends ? 0 : -1;
@@ -92,11 +96,14 @@ static int source_next(void *ctx, char **line, size_t *len, long *lineno)
 	for (;;) {
 		int rc;
 
+		if (s->max_records > 0 && s->n_records >= s->max_records)
+			return 0;
 		if (!s->r && !source_open_next(s))
 			return 0;
 		rc = nd_reader_next(s->r, line, len);
 		if (rc == 1) {
 			*lineno = ++s->ends[s->n_opened - 1];
+			s->n_records += strspn(*line, " \t\r") < *len;
 			return 1;
 		}
 		if (rc < 0) {
@@ -141,19 +148,30 @@ static int open_engine(const struct nd_infer_opts *o, struct eng_infer **e)
 	char buf[1200];
 
 	eng_error_clear(&err);
-	if (eng_infer_open(&o->engine, e, &err) == 0)
+	if (o->remote.url ? eng_infer_open_remote(&o->engine, &o->remote, e, &err) == 0
+			  : eng_infer_open(&o->engine, e, &err) == 0)
 		return 0;
-	nd_error("cannot load the model: %s", eng_error_format(&err, buf, sizeof(buf)));
+	nd_error("%s: %s", o->remote.url ? "cannot use the server" : "cannot load the model",
+		 eng_error_format(&err, buf, sizeof(buf)));
 	return err.code == ENG_E_INVALID ? ND_EXIT_USAGE : ND_EXIT_UNAVAILABLE;
 }
 
-/* One progress line on stderr, like a serving engine's decode log. */
-static void progress(struct eng_infer *e, double t0, bool final)
+/* One progress line on stderr, like a serving engine's decode log (a
+ * server's: requests in flight and waiting for a retry). */
+static void progress(struct eng_infer *e, bool remote, double t0, bool final)
 {
 	struct eng_sched_stats st;
 	double dt = eng_mono_s() - t0;
 
 	eng_infer_get_stats(e, &st);
+	if (remote) {
+		fprintf(stderr, "\r%s: %.0fs, %lld requests done, %.1f tok/s, in flight %d, "
+			"retrying %d, cache hit %.1f%%%s", nd_progname(), dt, (long long)st.n_finished,
+			dt > 0 ? (double)st.generated_tokens / dt : 0.0, st.n_running, st.n_waiting,
+			st.prompt_tokens ? 100.0 * (double)st.cached_tokens / (double)st.prompt_tokens
+					 : 0.0, final ? "\n" : "   ");
+		return;
+	}
 	fprintf(stderr, "\r%s: %.0fs, %lld requests done, %.1f tok/s, running %d, queued %d, "
 		"prefill %lld tok, cache hit %.1f%%, free pages %zu%s", nd_progname(), dt,
 		(long long)st.n_finished, dt > 0 ? (double)st.generated_tokens / dt : 0.0,
@@ -174,7 +192,8 @@ int nd_infer_run_local(const struct nd_infer_opts *o, char **files, int n_files)
 	long bad;
 	int rc;
 
-	if (source_init(src, files, n_files) != 0 || !(l.out = nd_async_start(OUT_LIMIT))) {
+	if (source_init(src, files, n_files, o->num_prompts) != 0 ||
+	    !(l.out = nd_async_start(OUT_LIMIT))) {
 		nd_error("out of memory");
 		source_free(src);
 		return ND_EXIT_USAGE;
@@ -196,11 +215,11 @@ int nd_infer_run_local(const struct nd_infer_opts *o, char **files, int n_files)
 		eng_infer_poll(e, 0.05, &err);
 		if (o->progress && eng_mono_s() - last > 1.0) {
 			last = eng_mono_s();
-			progress(e, t0, false);
+			progress(e, o->remote.url != NULL, t0, false);
 		}
 	}
 	if (o->progress)
-		progress(e, t0, true);
+		progress(e, o->remote.url != NULL, t0, true);
 	bad = eng_run_finish(run);
 	eng_infer_close(e);
 	source_free(src);
@@ -267,10 +286,32 @@ static void diag_remote(void *ctx, long line, const char *msg)
 		nd_error("%s", msg);
 }
 
+/* The first n records of in (n > 0), in a temporary file to stream from:
+ * the worker reads what it is sent.  NULL on an I/O error. */
+static FILE *first_records(FILE *in, long n)
+{
+	FILE *tmp = tmpfile();
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t len;
+
+	while (tmp && n > 0 && (len = getline(&line, &cap, in)) > 0) {
+		n -= strspn(line, " \t\r\n") < (size_t)len;
+		fwrite(line, 1, (size_t)len, tmp);
+	}
+	free(line);
+	if (tmp && (ferror(in) || fflush(tmp) != 0 || fseek(tmp, 0, SEEK_SET) != 0)) {
+		fclose(tmp);
+		tmp = NULL;
+	}
+	return tmp;
+}
+
 int nd_infer_run_remote(const struct nd_infer_opts *o, char **files, int n_files)
 {
 	struct remote rm = { n_files == 1 ? files[0] : "<stdin>", o->progress, eng_mono_s(), 0, 0, 0 };
 	FILE *in = n_files == 1 ? fopen(files[0], "rb") : stdin;
+	FILE *whole = NULL;
 	struct eng_client_io io = { in, stdout, diag_remote, remote_record, &rm };
 	struct eng_error err;
 	json_t *hello;
@@ -284,6 +325,17 @@ int nd_infer_run_remote(const struct nd_infer_opts *o, char **files, int n_files
 		nd_error("%s: %s", files[0], strerror(errno));
 		return ND_EXIT_USAGE;
 	}
+	if (o->num_prompts > 0) {
+		whole = in;
+		in = first_records(whole, o->num_prompts);
+		if (!in) {
+			nd_error("%s: %s", rm.name, strerror(errno));
+			if (whole != stdin)
+				fclose(whole);
+			return ND_EXIT_USAGE;
+		}
+		io.in = in;
+	}
 	hello = json_pack("{s:s,s:s,s:o}", "type", "hello", "command", "run",
 			  "params", eng_run_params_to_json(&o->run));
 	bad = eng_client_run(o->socket, hello, &io, &err);
@@ -292,6 +344,8 @@ int nd_infer_run_remote(const struct nd_infer_opts *o, char **files, int n_files
 		fputc('\n', stderr);
 	if (in != stdin)
 		fclose(in);
+	if (whole && whole != stdin)
+		fclose(whole);
 	if (bad < 0) {
 		nd_error("%s: %s", o->socket, err.msg);
 		return err.code == ENG_E_IO ? ND_EXIT_UNAVAILABLE : ND_EXIT_USAGE;

@@ -1,7 +1,8 @@
 /*
- * nd_infer.h: the inference side of gpu-batch-infer: in-process runs, the
- * persistent worker, and the client of a worker, over the engine's
- * eng_infer / eng_run / eng_worker.  The tool's main parses options into
+ * nd_infer.h: the inference side of gpu-batch-infer: in-process runs (on a
+ * model loaded here, or on an OpenAI-compatible server), the persistent
+ * worker, and the client of a worker, over the engine's eng_infer /
+ * eng_run / eng_worker.  The tool's main parses options into
  * struct nd_infer_opts and calls one of the entry points; each returns an
  * exit status (enum nd_exit).
  */
@@ -16,12 +17,16 @@ struct nd_infer_opts {
 	struct eng_infer_params engine;   /* --model, --device, --page-size, ... */
 	struct eng_run_params run;        /* --run, --mode, --batch-size, ... */
 	const char *socket;               /* --socket / --connect PATH */
+	struct eng_remote_params remote;  /* --connect http://..., --endpoint, ...;
+					   * remote.url NULL: no server */
 	bool progress;                    /* --progress, or stderr is a terminal */
+	long num_prompts;                 /* --num-prompts: records read at most (0: all) */
 };
 
 void nd_infer_default_opts(struct nd_infer_opts *o);
 
-/* Runs the input files (or stdin) through a model loaded in-process. */
+/* Runs the input files (or stdin) through a model loaded in-process, or,
+ * with o->remote.url, through that server. */
 int nd_infer_run_local(const struct nd_infer_opts *o, char **files, int n_files);
 
 /* Loads the model once and serves runs on o->socket until shut down. */

@@ -29,6 +29,8 @@ struct turn_acc {
 	long turn;
 	struct dvec ttft;  /* (count) seconds, successful requests */
 	long long prompt_sum, cached_sum;
+	long long cache_prompt_sum; /* prompt tokens of requests with a cached count */
+	long n_cache_known;
 };
 
 struct group {
@@ -40,6 +42,8 @@ struct group {
 	bool closed;            /* its run record was seen */
 	long completed, failed;
 	long long input_tokens, output_tokens, cached_tokens;
+	long long cache_input_tokens; /* input tokens of requests with a cached count */
+	long n_cache_known;           /* successful requests with a cached count */
 	double t_first, t_last; /* min start_time, max start_time + latency */
 	struct dvec e2e, ttft, tpot, itl;
 	struct nd_strmap convs; /* run \x1f conversation_id -> conv_acc */

@@ -4,6 +4,7 @@
 ##               [MODEL=DIR] [DEVICE=cpu|cuda] [BATCH_SIZES="1 2 4 8 16"]
 ##               [ENV_TIME_SCALE=0] [OUT=out/study] [WORKER_ARGS=...]
 ##               [SYNTHETIC=N [SYNTHETIC_SEED=S] [SYNTHETIC_ARGS=...]]
+##               [ENGINES="trajbench NAME=URL ..." [ENGINE_ARGS=...]]
 ##
 ## extract -> render -> worker start -> one run per batch size -> stats ->
 ## report -> worker stop.  Every step is a file under $(OUT), so make
@@ -33,9 +34,21 @@ OUT ?= out/study
 WORKER_ARGS ?=
 STUDY_TITLE ?= Trajectory replay study
 
+## ENGINES: the sweep once per engine, in this order (the first is the one
+## the others are compared with).  trajbench is ours, through the worker
+## (runs/bs-N.jsonl); NAME=URL an OpenAI-compatible server the user started
+## (SGLang, vLLM, llama.cpp, ours), replayed with gpu-batch-infer --connect
+## URL and MODEL's tokenizer (runs/NAME/bs-N.jsonl, run NAME/bs-N);
+## ENGINE_ARGS are added to those runs (--endpoint, --model, --api-key...).
+ENGINES ?= trajbench
+ENGINE_ARGS ?=
+
 STUDY_SOCK = $(OUT)/worker.sock
 STUDY_INFER = tools/gpu-batch-infer$(EXEEXT)
-STUDY_RUNS = $(foreach b,$(BATCH_SIZES),$(OUT)/runs/bs-$(b).jsonl)
+study_engine = $(firstword $(subst =, ,$(1)))
+study_url = $(patsubst $(call study_engine,$(1))=%,%,$(1))
+study_engine_runs = $(foreach b,$(BATCH_SIZES),$(if $(findstring =,$(1)),$(OUT)/runs/$(call study_engine,$(1))/bs-$(b).jsonl,$(OUT)/runs/bs-$(b).jsonl))
+STUDY_RUNS = $(foreach e,$(ENGINES),$(call study_engine_runs,$(e)))
 
 report: $(OUT)/REPORT.md
 .PHONY: report study-clean
@@ -82,6 +95,23 @@ $$(eval $$(call study_run,$(1),$$(study_prev)))
 $$(eval study_prev = $(OUT)/runs/bs-$(1).jsonl)
 endef
 $(foreach b,$(BATCH_SIZES),$(eval $(call study_chain,$(b))))
+
+# The other engines' runs: the same conversations, one run per batch size,
+# all in one chain with ours (engines on one machine would measure each
+# other).  $(1) NAME, $(2) URL, $(3) batch size, $(4) the previous run.
+define study_http_run
+$(OUT)/runs/$(1)/bs-$(3).jsonl: $(OUT)/conversations.jsonl | $(MODEL)/config.json $(STUDY_INFER) $(4)
+	@$$(MKDIR_P) $(OUT)/runs/$(1)
+	$$(AM_V_GEN)$(STUDY_INFER) --connect $(2) --tokenizer $(MODEL) --run $(1)/bs-$(3) \
+		--batch-size $(3) --env-time-scale $(ENV_TIME_SCALE) $(ENGINE_ARGS) \
+		$(OUT)/conversations.jsonl >$$@.tmp && mv $$@.tmp $$@
+endef
+define study_http_chain
+$$(eval $$(call study_http_run,$(call study_engine,$(1)),$(call study_url,$(1)),$(2),$$(study_prev)))
+$$(eval study_prev = $(OUT)/runs/$(call study_engine,$(1))/bs-$(2).jsonl)
+endef
+$(foreach e,$(filter %,$(foreach w,$(ENGINES),$(if $(findstring =,$(w)),$(w)))),\
+	$(foreach b,$(BATCH_SIZES),$(eval $(call study_http_chain,$(e),$(b)))))
 
 $(OUT)/summaries.jsonl: $(STUDY_RUNS) tools/timing-stats$(EXEEXT)
 	$(AM_V_GEN)tools/timing-stats --per-turn $(STUDY_RUNS) >$@.tmp && mv $@.tmp $@

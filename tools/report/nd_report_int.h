@@ -5,6 +5,7 @@
  *   nd_report_md.c      Markdown cells and the measurement sections
  *   nd_report_text.c    conclusions, projection, notes; the entry point
  *   nd_report_charts.c  draws the SVG charts with nd_svg
+ *   nd_report_engines.c engines side by side (runs named ENGINE/...)
  */
 #ifndef TRAJBENCH_ND_REPORT_INT_H
 #define TRAJBENCH_ND_REPORT_INT_H
@@ -100,6 +101,24 @@ enum rp_chart {
 	RP_C_TIME_SPLIT, RP_N_CHARTS
 };
 
+/* The engines of a report (nd_report_engines.c). */
+struct rp_engines {
+	char **names;              /* (n) in order of first appearance */
+	size_t n;
+	struct nd_report base;     /* the first engine's groups and rows; a copy
+				    * of the whole report when n < 2 */
+	bool owns;                 /* base's arrays are this struct's */
+	bool drawn[8];             /* charts written, by figure */
+};
+
+/* Fills e from r: 0, or -1 when out of memory (free e all the same). */
+int rp_engines_split(const struct nd_report *r, struct rp_engines *e);
+void rp_engines_free(struct rp_engines *e);
+
+/* One chart per figure when there are two engines or more. */
+int rp_chart_engines(const struct nd_report *r, struct rp_engines *e, const char *dir,
+		     char *err, size_t errlen);
+
 /* What the sections of one report share while it is written. */
 struct rp_ctx {
 	const struct nd_report *r;
@@ -110,6 +129,8 @@ struct rp_ctx {
 	size_t n_groups;
 	const struct rp_row *base; /* first row of the smallest batch size */
 	bool drawn[RP_N_CHARTS];   /* charts written */
+	const struct nd_report *all;        /* every engine's records (r: the first's) */
+	const struct rp_engines *engines;
 };
 
 /* Markdown text with markup characters escaped, on one line. */
@@ -151,5 +172,7 @@ void rp_md_latency(const struct rp_ctx *c);
 void rp_md_cache(const struct rp_ctx *c);
 void rp_md_turns(const struct rp_ctx *c);
 void rp_md_env(const struct rp_ctx *c);
+/* Engines side by side; nothing with one engine. */
+void rp_md_engines(const struct rp_ctx *c, const struct nd_report *r, const struct rp_engines *e);
 
 #endif

@@ -179,8 +179,8 @@ json_t *nd_summary_record(const struct nd_summary *s, struct group *g)
 	jb_stats(&b, "itl", &g->itl, itl_pct, n_itl_pct, true, true);
 	jb_ratio(&b, "concurrency", sum_e2e, dur);
 	/* Over the requests whose server said how many tokens it had cached. */
-	jb_set(&b, "total_cached_tokens", g->n_cache_known ? json_integer(g->cached_tokens)
-							    : json_null());
+	jb_set(&b, "total_cached_tokens", g->n_cache_known || !g->completed
+			 ? json_integer(g->cached_tokens) : json_null());
 	jb_ratio(&b, "cache_hit_rate", (double)g->cached_tokens,
 		 (double)g->cache_input_tokens);
 	jb_trajectories(&b, s, g, dur);

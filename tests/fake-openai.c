@@ -223,21 +223,18 @@ static void event(struct conn *c, const char *json, bool chunked, bool split, do
 	}
 }
 
+/* One chunk of a chat or completions stream (text needs no escaping). */
 static void chunk_json(char *buf, size_t n, const struct req *r, const char *text, const char *fin)
 {
-	json_t *j;
-	char *s;
+	char f[32];
 
+	snprintf(f, sizeof(f), fin ? "\"%s\"" : "null", fin);
 	if (r->chat)
-		j = json_pack("{s:[{s:i,s:{s:s},s:o}]}", "choices", "index", 0, "delta", "content", text,
-			      "finish_reason", fin ? json_string(fin) : json_null());
+		snprintf(buf, n, "{\"choices\":[{\"index\":0,\"delta\":{\"content\":\"%s\"},"
+			 "\"finish_reason\":%s}]}", text, f);
 	else
-		j = json_pack("{s:[{s:i,s:s,s:o}]}", "choices", "index", 0, "text", text,
-			      "finish_reason", fin ? json_string(fin) : json_null());
-	s = json_dumps(j, JSON_COMPACT);
-	snprintf(buf, n, "%s", s);
-	free(s);
-	json_decref(j);
+		snprintf(buf, n, "{\"choices\":[{\"index\":0,\"text\":\"%s\",\"finish_reason\":%s}]}",
+			 text, f);
 }
 
 static void stream_reply(struct conn *c, const struct req *r)

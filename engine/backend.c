@@ -173,8 +173,3 @@ const struct eng_backend_params *eng_backend_params(const struct eng_backend *be
 {
 	return &be->params;
 }
-
-size_t eng_backend_kv_bytes(const struct eng_backend *be)
-{
-	return be->ops->kv_bytes(be->state);
-}

@@ -91,8 +91,6 @@ struct eng_backend_ops {
 	 * for every s with want[s], -1 for the others (eng_backend_forward_next). */
 	int (*forward_next)(void *state, const struct eng_batch *batch, const uint8_t *want,
 			    int32_t *next, struct eng_error *err);
-	/* Bytes of the KV page pool. */
-	size_t (*kv_bytes)(const void *state);
 	/* Takes tp_size > 1; eng_backend_create refuses it otherwise. */
 	int tensor_parallel;
 };
@@ -134,7 +132,6 @@ int eng_backend_forward_next(struct eng_backend *be, const struct eng_batch *bat
 const char *eng_backend_name(const struct eng_backend *be);
 /* The parameters in force, defaults resolved. */
 const struct eng_backend_params *eng_backend_params(const struct eng_backend *be);
-size_t eng_backend_kv_bytes(const struct eng_backend *be);
 
 /* Validates every sequence of batch against the model and the pool. */
 int eng_batch_check(const struct eng_model_config *cfg, const struct eng_backend_params *p,

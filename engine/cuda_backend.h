@@ -89,9 +89,4 @@ int eng_cuda_profile_class(const void *state, const char *name, double *ms, doub
 const char *eng_cuda_device_name(const void *state);
 size_t eng_cuda_weight_bytes(const void *state);
 
-/* The number of tensor-parallel ranks, and how they all-reduce: "none"
- * (one rank), "local" (ranks on one GPU), "nccl". */
-int eng_cuda_tp_size(const void *state);
-const char *eng_cuda_comm_kind(const void *state);
-
 #endif

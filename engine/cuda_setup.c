@@ -15,7 +15,7 @@
 #include "engine/cuda_int.h"
 
 static const char *const prof_names[PROF_N] = {
-	"embedding", "add + rmsnorm", "qkv gemm", "bias + rope + kv write", "attention",
+	"embedding", "add + rmsnorm", "qkv gemm", "bias, q/k norm, rope, kv", "attention",
 	"o gemm", "gate/up gemm", "silu * up", "down gemm", "all-reduce",
 	"lm head, argmax, copies",
 };
@@ -325,7 +325,6 @@ static int alloc_fixed(struct cuda_state *st, struct eng_error *err)
 	free(h);
 	if (rc)
 		return eng_cuda_error(rc, err);
-	st->kv_bytes = 2 * per * st->n_ranks;
 	return 0;
 }
 
@@ -433,18 +432,6 @@ size_t eng_cuda_weight_bytes(const void *state)
 	for (int r = 0; r < st->n_ranks; r++)
 		n += st->rk[r].w.bytes;
 	return n;
-}
-
-int eng_cuda_tp_size(const void *state)
-{
-	return ((const struct cuda_state *)state)->n_ranks;
-}
-
-const char *eng_cuda_comm_kind(const void *state)
-{
-	const struct cuda_state *st = state;
-
-	return st->n_ranks > 1 ? eng_comm_kind(st->comm) : "none";
 }
 
 /* ---------------------------------------------------------------- profile */

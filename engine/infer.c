@@ -260,6 +260,11 @@ int eng_infer_open_remote(const struct eng_infer_params *p, const struct eng_rem
 	rc = p->tokenizer || p->model_dir ? open_text_side(e, err)
 		: eng_error_set(err, ENG_E_INVALID, NULL, 0,
 				"a remote engine needs the model's tokenizer (a directory)");
+	/* The served model's shape, when its config.json is at hand (the
+	 * run record's model_config); a tokenizer alone is enough. */
+	if (rc == 0 && eng_model_load_config(p->tokenizer ? p->tokenizer : p->model_dir, &e->model,
+					     NULL) != 0)
+		e->model = NULL;
 	if (rc == 0)
 		rc = eng_remote_create(rp, e->tok, &eng_runner_callbacks, &e->remote, err);
 	if (rc == 0) {

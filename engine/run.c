@@ -8,6 +8,7 @@
 #include <config.h>
 #include "engine/conv.h"
 #include "engine/infer.h"
+#include "engine/model.h"
 #include "engine/remote.h"
 #include "engine/tokenizer.h"
 
@@ -433,8 +434,13 @@ static json_t *run_record(struct eng_run *r)
 			 "num_requests", (int)r->n_requests, "env_time_scale", sp->env_time_scale,
 			 "settings", eng_infer_settings(r->e), "version", PACKAGE_VERSION);
 
-	if (rec)
+	if (rec) {
+		/* A remote engine knows the model's shape only from a config.json
+		 * beside its tokenizer. */
+		json_object_set_new(rec, "model_config", r->e->model
+				    ? eng_config_json(eng_model_config(r->e->model)) : json_null());
 		json_object_set_new(rec, "engine_stats", engine_stats(r));
+	}
 	return rec;
 }
 

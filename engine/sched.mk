@@ -28,10 +28,15 @@ check_PROGRAMS += tests/test-infer
 tests_test_infer_SOURCES = tests/test-infer.c
 tests_test_infer_LDADD = $(MODELGEN_LIBS) -lm
 TESTS += tests/test-infer
-engine_libengine_a_SOURCES += engine/worker.c engine/client.c
+engine_libengine_a_SOURCES += engine/worker.c engine/client.c engine/run_params.c
 
 check_PROGRAMS += tests/test-worker
 tests_test_worker_SOURCES = tests/test-worker.c
 tests_test_worker_LDADD = $(MODELGEN_LIBS) -lm -lpthread
 TESTS += tests/test-worker
 engine_libengine_a_SOURCES += engine/rng.h
+
+check_PROGRAMS += tests/test-run-params
+tests_test_run_params_SOURCES = tests/test-run-params.c
+tests_test_run_params_LDADD = $(ENGINE_LIBS) -lm
+TESTS += tests/test-run-params

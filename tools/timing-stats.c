@@ -3,7 +3,7 @@
  * SGLang's bench_serving metric names and definitions (timing-stats(1)).
  *
  * A thin main: options, the read loop and exit statuses.  The grouping and
- * the statistics live in tools/common/nd_summary*.c and nd_stats.c, so
+ * the statistics live in tools/stats/ (nd_summary*.c and nd_stats.c), so
  * that other tools (report-md) can compute the same figures.  Bad lines are
  * reported as "timing-stats: FILE:LINE: message" and skipped; the rest is
  * still summarised and the exit status is 1.

@@ -1,8 +1,8 @@
 /*
  * nd_infer.h: the inference side of gpu-batch-infer: in-process runs (on a
  * model loaded here, or on an OpenAI-compatible server), the persistent
- * worker, and the client of a worker, over the engine's eng_infer /
- * eng_run / eng_worker.  The tool's main parses options into
+ * worker, and the client of a worker, over engine/engine.h (eng_infer,
+ * eng_run, the worker and its client).  The tool's main parses options into
  * struct nd_infer_opts and calls one of the entry points; each returns an
  * exit status (enum nd_exit).
  */

@@ -125,8 +125,9 @@ struct eng_session_params {
 				    * tokens, so the next turn's prompt is exactly
 				    * what was cached (the model still runs) */
 	bool ignore_eos;
-	bool score;                /* one prefill per conversation and the log-probs
-				    * of its recorded replies, instead of turns */
+	bool score;                /* per turn, one prefill of the prompt and the
+				    * recorded reply, and the reply's log-probs,
+				    * instead of generation */
 	struct eng_sampling sampling;
 	uint64_t seed;             /* arrivals */
 };
@@ -307,38 +308,78 @@ char *eng_utf8_sanitize(const char *s, size_t len, size_t *out_len);
 
 /* ---------------------------------------------------------------- chat */
 
+/* Chat templates rendered as Hugging Face's apply_chat_template +
+ * encode(add_special_tokens=False) render them (engine/chat.h tells how). */
 enum eng_chat_kind {
 	ENG_CHAT_CHATML,
 	ENG_CHAT_QWEN3,
 	ENG_CHAT_LLAMA3,
 };
 
-/* One message; role and content are UTF-8, content need not be
- * NUL-terminated. */
-struct eng_chat_msg {
-	const char *role;
-	const char *content;
-	size_t content_len;
+/* A template: its family and the rules its text carries. */
+struct eng_chat_spec {
+	enum eng_chat_kind kind;
+	/* chatml: Qwen2.5's tool rules (`tool` messages merged into a user
+	 * message of <tool_response> blocks, tool_calls as <tool_call> blocks,
+	 * the tools list in the system message); roles other than system,
+	 * user, assistant and tool then render nothing.  Off: every message
+	 * renders as <|im_start|>{role}\n{content}<|im_end|>\n.  Always on
+	 * for qwen3. */
+	bool tool_blocks;
+	/* chatml: the system message rendered when the first message is not
+	 * one (Qwen2.5: "You are Qwen, created by Alibaba Cloud. You are a
+	 * helpful assistant.") */
+	bool has_default_system;
+	char default_system[512];
 };
 
-/* "chatml", "qwen3", "llama3" -> kind.  ENG_E_INVALID for other names. */
-int eng_chat_kind_from_name(const char *name, enum eng_chat_kind *kind, struct eng_error *err);
+/* "chatml" (Qwen2.5's template), "qwen3", "llama3" -> spec.  ENG_E_INVALID
+ * for other names. */
+int eng_chat_spec_from_name(const char *name, struct eng_chat_spec *spec, struct eng_error *err);
 
 /* The template of a model directory: the chat_template of
  * DIR/tokenizer_config.json (a string, or the "default" of a list), else
  * DIR/chat_template.jinja.  With neither, the tokenizer's markers decide
- * (<|im_start|> -> chatml, <|start_header_id|> -> llama3); tok may be NULL.
- * ENG_E_UNSUPPORTED for a template of none of the three families. */
-int eng_chat_kind_from_dir(const char *dir, const struct eng_tokenizer *tok,
-			   enum eng_chat_kind *kind, struct eng_error *err);
+ * (<|im_start|> -> plain chatml, <|start_header_id|> -> llama3); tok may be
+ * NULL.  ENG_E_UNSUPPORTED for a template of none of the three families. */
+int eng_chat_spec_from_dir(const char *dir, const struct eng_tokenizer *tok,
+			   struct eng_chat_spec *spec, struct eng_error *err);
+
+/* One OpenAI-style message.  Strings are UTF-8 and need not be
+ * NUL-terminated; everything is borrowed. */
+struct eng_chat_msg {
+	const char *role;
+	const char *content;       /* NULL: null or absent (an assistant's with tool_calls) */
+	size_t content_len;
+	const char *reasoning;     /* reasoning_content; NULL: null or absent */
+	size_t reasoning_len;
+	const json_t *tool_calls;  /* array of {"function":{"name","arguments"}}, or NULL */
+};
+
+/* What a template renders: messages, the tools list and the template's
+ * arguments. */
+struct eng_chat_input {
+	struct eng_chat_msg *msgs; /* (n_msgs) */
+	size_t n_msgs;
+	const json_t *tools;       /* the tools list of the request, or NULL */
+	bool enable_thinking;      /* qwen3's chat template argument (default true) */
+};
+
+/* Reads record's "messages", "tools" and "chat_template_kwargs"
+ * ({"enable_thinking": false}); in->msgs is allocated, the strings are
+ * borrowed from record.  ENG_E_FORMAT names the bad field
+ * ("messages[3]: ..."); ENG_E_NOMEM. */
+int eng_chat_input_from_json(const json_t *record, struct eng_chat_input *in,
+			     struct eng_error *err);
+void eng_chat_input_free(struct eng_chat_input *in);
 
 /* A chat template bound to a tokenizer. */
 struct eng_chat;
 
 /* Binds a template to a tokenizer (which must outlive it and must have the
  * template's markers: ENG_E_UNSUPPORTED otherwise). */
-int eng_chat_new(struct eng_tokenizer *tok, enum eng_chat_kind kind, struct eng_chat **out,
-		 struct eng_error *err);
+int eng_chat_new(struct eng_tokenizer *tok, const struct eng_chat_spec *spec,
+		 struct eng_chat **out, struct eng_error *err);
 void eng_chat_free(struct eng_chat *c);
 
 /* Token counts of every turn of a conversation (a turn: an assistant
@@ -349,8 +390,9 @@ struct eng_chat_turn {
 	size_t reply_len;  /* tokens of its reply, the end token included */
 };
 
-/* Fills *turns (malloc'ed, caller frees) and *n_turns. */
-int eng_chat_turns(struct eng_chat *c, const struct eng_chat_msg *msgs, size_t n,
+/* Fills *turns (malloc'ed, caller frees) and *n_turns.  Each message is
+ * encoded about once, not once per turn. */
+int eng_chat_turns(struct eng_chat *c, const struct eng_chat_input *in,
 		   struct eng_chat_turn **turns, size_t *n_turns, struct eng_error *err);
 
 #endif

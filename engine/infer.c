@@ -65,16 +65,16 @@ static void describe_cpu(char *buf, size_t n, int threads)
 static int open_text_side(struct eng_infer *e, struct eng_error *err)
 {
 	const char *tdir = e->p.tokenizer ? e->p.tokenizer : e->p.model_dir;
-	enum eng_chat_kind kind;
+	struct eng_chat_spec spec;
 	int rc = eng_tokenizer_load(tdir, &e->tok, err);
 
 	if (rc != 0)
 		return rc;
-	rc = e->p.chat_template ? eng_chat_kind_from_name(e->p.chat_template, &kind, err)
-				: eng_chat_kind_from_dir(tdir, e->tok, &kind, err);
+	rc = e->p.chat_template ? eng_chat_spec_from_name(e->p.chat_template, &spec, err)
+				: eng_chat_spec_from_dir(tdir, e->tok, &spec, err);
 	if (rc != 0)
 		return rc;
-	return eng_chat_new(e->tok, kind, &e->chat, err);
+	return eng_chat_new(e->tok, &spec, &e->chat, err);
 }
 
 /* The KV pool on the CPU: max_total_tokens when given, else room for four

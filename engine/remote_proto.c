@@ -168,14 +168,20 @@ json_t *rm_request_body(enum eng_remote_endpoint ep, const char *model,
 	if (ep == ENG_REMOTE_COMPLETIONS) {
 		json_object_set_new(b, "prompt", ids_array(p->prompt, p->prompt_len));
 	} else {
-		json_t *m = c && c->messages ? turn_messages(c->messages, turn)
-					      : text_messages(p, tok, err);
+		const json_t *msgs = c && c->record ? json_object_get(c->record, "messages") : NULL;
+		json_t *m = msgs ? turn_messages(msgs, turn) : text_messages(p, tok, err);
 
 		if (!m) {
 			json_decref(b);
 			return NULL;
 		}
 		json_object_set_new(b, "messages", m);
+		/* What else shapes the server's rendering of the prompt. */
+		if (msgs && json_object_get(c->record, "tools"))
+			json_object_set(b, "tools", json_object_get(c->record, "tools"));
+		if (msgs && json_object_get(c->record, "chat_template_kwargs"))
+			json_object_set(b, "chat_template_kwargs",
+					json_object_get(c->record, "chat_template_kwargs"));
 	}
 	if (p->ignore_eos) {
 		json_object_set_new(b, "min_tokens", json_integer(p->max_new_tokens));

@@ -38,6 +38,9 @@ struct eng_run {
 	char *run_name, *mode;
 	double start_unix;
 	long n_bad, n_conversations, n_requests;
+	long n_failed;                /* requests that did not succeed */
+	long n_recorded, n_mismatch;  /* turns with a recorded prompt length, and
+				       * those whose prompt_len differs from it */
 	bool cancelled;
 	struct remote_counts {        /* what a remote engine's server said */
 		long n_reported;      /* requests with the server's prompt count */
@@ -99,8 +102,7 @@ static int next_conv(void *ctx, struct eng_conv **out)
 			continue;
 		}
 		/* A remote chat endpoint sends the messages themselves. */
-		if (r->e->remote)
-			c->conv.messages = json_incref(json_object_get(rec, "messages"));
+		c->conv.record = c->record;
 		json_decref(rec);
 		*out = &c->conv;
 		return 1;
@@ -141,6 +143,11 @@ static void emit_turn(struct eng_run *r, const struct eng_conv_rec *cr,
 		      const struct eng_request_timing *t, json_t *rec)
 {
 	r->n_requests++;
+	r->n_failed += t->error != NULL;
+	if (t->recorded_prompt_len >= 0 && t->prompt_len > 0) {
+		r->n_recorded++;
+		r->n_mismatch += t->prompt_len != t->recorded_prompt_len;
+	}
 	if (t->error && t->finish != ENG_FINISH_ABORT) {
 		diag(r, cr->line, "conversation %s turn %d failed: %s", cr->id, t->turn, t->error);
 		r->n_bad++;
@@ -154,9 +161,10 @@ static void emit_turn(struct eng_run *r, const struct eng_conv_rec *cr,
 static json_t *score_record(struct eng_run *r, const struct eng_conv_rec *cr,
 			    const struct eng_request_timing *t)
 {
-	return json_pack("{s:s,s:s,s:s,s:i,s:i,s:i,s:o,s:o,s:f,s:b,s:o}",
+	return json_pack("{s:s,s:s,s:s,s:i,s:i,s:i,s:i,s:o,s:o,s:f,s:b,s:o}",
 			 "type", "score", "run", r->run_name, "conversation_id", cr->id,
 			 "turn", t->turn, "prompt_len", t->prompt_len, "n_tokens", t->n_scored,
+			 "cached_tokens", t->cached_tokens,
 			 "sum_logprob", t->error ? json_null() : json_real(t->sum_logprob),
 			 "mean_logprob", t->error || t->n_scored == 0 ? json_null()
 				 : json_real(t->sum_logprob / t->n_scored),
@@ -226,6 +234,8 @@ static void on_request(void *ctx, const struct eng_conv *c, const struct eng_req
 			"success", t->error == NULL,
 			"error", t->error ? json_string(t->error) : json_null(),
 			"env_exec_time", t->env_time_s >= 0 ? json_real(t->env_time_s) : json_null());
+	if (rec && t->recorded_prompt_len >= 0)
+		json_object_set_new(rec, "recorded_prompt_len", json_integer(t->recorded_prompt_len));
 	if (rec && t->remote)
 		add_remote_fields(r, t, rec);
 	if (rec && t->remote && r->p.output_details) {
@@ -257,6 +267,10 @@ static void on_conversation(void *ctx, const struct eng_conv *c, const struct en
 				"cached_tokens", (json_int_t)t->cached_tokens);
 
 	r->n_conversations++;
+	if (rec) {
+		json_object_set_new(rec, "error", t->error ? json_string(t->error) : json_null());
+		json_object_set_new(rec, "skipped_turns", json_integer(t->n_skipped));
+	}
 	if (rec)
 		r->io.emit(r->io.ctx, rec);
 	json_decref(rec);
@@ -265,7 +279,6 @@ static void on_conversation(void *ctx, const struct eng_conv *c, const struct en
 static void release_conv(void *ctx, struct eng_conv *c)
 {
 	(void)ctx;
-	json_decref((json_t *)c->messages);
 	eng_conv_rec_free(c->user);
 }
 
@@ -321,8 +334,9 @@ static int start_warmup(struct eng_run *r, struct eng_error *err)
 	sp.recorded_output = false;
 	for (int32_t i = 0; i < WARMUP_PROMPT + WARMUP_OUTPUT; i++)
 		r->warm_ids[i] = i + 1;
-	r->warm_turn = (struct eng_turn){ WARMUP_PROMPT, WARMUP_OUTPUT, -1 };
-	r->warm_conv = (struct eng_conv){ .ids = r->warm_ids, .n_ids = WARMUP_PROMPT + WARMUP_OUTPUT,
+	r->warm_turn = (struct eng_turn){ WARMUP_PROMPT, WARMUP_OUTPUT, -1, -1 };
+	r->warm_conv = (struct eng_conv){ .ids = r->warm_ids,
+					  .n_ids = WARMUP_PROMPT + WARMUP_OUTPUT,
 					  .turns = &r->warm_turn, .n_turns = 1 };
 	r->warm_left = r->p.warmup_requests;
 	return eng_session_start(r->e->runner, &sp, &ops, r, &r->warm, err);
@@ -402,8 +416,8 @@ static json_t *engine_stats(struct eng_run *r)
 				 "prompt_tokens", (json_int_t)k->prompt_tokens,
 				 "cached_tokens", (json_int_t)k->cached_tokens,
 				 "computed_prompt_tokens", (json_int_t)(k->prompt_tokens - k->cached_tokens),
-				 "prompt_len_reported", (int)k->n_reported,
-				 "prompt_len_mismatches", (int)k->n_mismatch,
+				 "server_prompt_len_reported", (int)k->n_reported,
+				 "server_prompt_len_mismatches", (int)k->n_mismatch,
 				 "usage_from_stream", (int)k->n_from_stream,
 				 "cached_tokens_unreported", (int)k->n_no_cache,
 				 "retries", (int)k->n_retries,
@@ -439,6 +453,9 @@ static json_t *run_record(struct eng_run *r)
 		 * beside its tokenizer. */
 		json_object_set_new(rec, "model_config", r->e->model
 				    ? eng_config_json(eng_model_config(r->e->model)) : json_null());
+		json_object_set_new(rec, "failed_requests", json_integer(r->n_failed));
+		json_object_set_new(rec, "recorded_prompt_lens", json_integer(r->n_recorded));
+		json_object_set_new(rec, "prompt_len_mismatches", json_integer(r->n_mismatch));
 		json_object_set_new(rec, "engine_stats", engine_stats(r));
 	}
 	return rec;

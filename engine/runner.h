@@ -37,22 +37,47 @@
 
 struct eng_remote_usage;
 
-/* One turn: its prompt is conv.ids[0, prompt_end); the recorded reply is
- * conv.ids[prompt_end, prompt_end + reply_len). */
+/* A conversation gives its turns' tokens in one of two ways:
+ *  - build_turn (recorded conversations): turn k's prompt is built when the
+ *    turn is submitted, from anything (chat.h renders it again from the
+ *    messages); nothing ties it to the previous turn's prompt and reply:
+ *    the prefix cache reuses what still matches;
+ *  - ids (synthetic workloads, tests), when build_turn is NULL: one array
+ *    whose [0, prompt_end) is turn k's prompt and [prompt_end, prompt_end
+ *    + reply_len) its recorded reply. */
 struct eng_turn {
-	int32_t prompt_end;
-	int32_t reply_len;
-	double env_time_s;   /* recorded environment time after this turn; < 0 unknown */
+	int32_t prompt_end;          /* ids layout: end of the prompt in ids */
+	int32_t reply_len;           /* tokens of the recorded reply (with its end
+				      * token), or to generate when none is
+				      * recorded */
+	int32_t recorded_prompt_len; /* the prompt length the input recorded
+				      * (token_usage_prompt); -1: none */
+	double env_time_s;           /* recorded environment time after this turn; < 0 unknown */
+};
+
+/* Turn k's tokens as build_turn gives them, valid until the next call for
+ * the same conversation. */
+struct eng_turn_ids {
+	const int32_t *prompt;       /* (prompt_len) */
+	int32_t prompt_len;
+	const int32_t *reply;        /* (reply_len) the recorded reply, or NULL */
+	int32_t reply_len;           /* its tokens, or the tokens to generate when
+				      * none is recorded */
 };
 
 struct eng_conv {
-	int32_t *ids;            /* (n_ids) the whole conversation's tokens */
+	int32_t *ids;            /* (n_ids) ids layout: the whole conversation's tokens */
 	int32_t n_ids;
 	struct eng_turn *turns;  /* (n_turns) */
 	int32_t n_turns;
+	/* Builds turn k.  0, or a negative ENG_E_* with err filled: the turn
+	 * fails (a request record says why) and the conversation ends. */
+	int (*build_turn)(struct eng_conv *c, int32_t k, struct eng_turn_ids *out,
+			  struct eng_error *err);
 	void *user;              /* the caller's handle (id, line, ...) */
-	const json_t *messages;  /* the record's messages, for executors that
-				  * send text (a chat endpoint); NULL: none */
+	const json_t *record;    /* the input record (messages, tools), for
+				  * executors that send text (a chat endpoint);
+				  * NULL: none */
 };
 
 struct eng_request_timing {
@@ -62,6 +87,7 @@ struct eng_request_timing {
 	const double *itl;         /* (n_itl) */
 	int32_t n_itl;
 	int32_t prompt_len, output_len, cached_tokens;
+	int32_t recorded_prompt_len; /* the turn's, -1: none */
 	const int32_t *output;     /* (output_len) tokens produced */
 	enum eng_finish finish;
 	const char *error;         /* NULL on success */
@@ -73,6 +99,8 @@ struct eng_request_timing {
 
 struct eng_conv_timing {
 	int32_t n_turns, n_failed;
+	int32_t n_skipped;         /* turns not run: a turn failed before them */
+	const char *error;         /* why the conversation ended early, or NULL */
 	double start_time, end_time;
 	double llm_time;           /* sum of turn latencies */
 	double env_time;           /* sum of recorded env times (unscaled) */

@@ -33,6 +33,7 @@ struct req {
 	int32_t prompt_len, max_new, n_gen;
 	int32_t *forced;      /* (max_new) or NULL */
 	bool ignore_eos, cancelled, score;
+	int32_t score_from;   /* score: first position whose log-prob is wanted */
 	float *logprobs;      /* score: (prompt_len) */
 	struct eng_sampling sampling;
 	int32_t *pages;       /* (cap_pages) block table */
@@ -237,6 +238,7 @@ int eng_sched_submit(struct eng_sched *s, const struct eng_request_params *p,
 	}
 	memcpy(r->tokens, p->prompt, sizeof(int32_t) * (size_t)p->prompt_len);
 	r->score = p->score;
+	r->score_from = p->score_from;
 	if (r->forced)
 		memcpy(r->forced, p->forced_output, sizeof(int32_t) * (size_t)p->max_new_tokens);
 	r->n_tokens = r->prompt_len = p->prompt_len;
@@ -476,7 +478,9 @@ static size_t match_prefix(struct eng_sched *s, struct req *r, struct eng_radix_
 	int32_t limit = r->n_gen == 0 ? r->prompt_len - 1 : prefill_target(r);
 
 	*node = NULL;
-	if (!s->radix || r->score)
+	if (r->score)
+		limit = r->score_from - 1;
+	if (!s->radix || limit < 0)
 		return 0;
 	return eng_radix_match(s->radix, r->tokens, (size_t)limit, r->pages, node);
 }
@@ -590,7 +594,7 @@ static void apply(struct eng_sched *s, int32_t n)
 
 		r->computed += s->seqs[k].n_tokens;
 		if (r->score && r->computed == r->prompt_len) {
-			req_release_memory(s, r);
+			retire(s, r);
 			remove_at(s->running, &s->n_running, running_index(s, r));
 			finish(s, r, ENG_FINISH_LENGTH, NULL);
 			req_free(r);

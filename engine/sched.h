@@ -84,10 +84,14 @@ struct eng_request_params {
 				       * recorded reply); the model still runs */
 	struct eng_sampling sampling;
 	bool score;                   /* prefill the prompt and return the log-prob
-				       * of every prompt token after the first;
+				       * of every prompt token from score_from on;
 				       * generates nothing (max_new_tokens unused).
-				       * The prompt is computed in full: no prefix
-				       * cache, whose tokens would have no log-probs */
+				       * The prompt before score_from - 1 may come
+				       * from the prefix cache (its tokens have no
+				       * log-probs); the whole prompt enters the
+				       * cache when done */
+	int32_t score_from;           /* score: first position whose log-prob is
+				       * wanted; 0: all of them, nothing cached */
 	void *user;                   /* handed back in callbacks */
 };
 
@@ -102,7 +106,8 @@ struct eng_request_result {
 	int32_t n_retractions;
 	const char *error;            /* for ENG_FINISH_ERROR, else NULL */
 	const float *logprobs;        /* score: (prompt_len - 1) values, [i] = log p(
-				       * prompt[i + 1] | prompt[0..i]); else NULL */
+				       * prompt[i + 1] | prompt[0..i]), set for
+				       * i >= score_from - 1; else NULL */
 	const struct eng_remote_usage *remote; /* set by a remote executor (remote.h);
 						* NULL from the scheduler */
 };

@@ -83,11 +83,15 @@ $(OUT)/worker.started: | $(MODEL)/config.json $(STUDY_INFER)
 		  cat $(OUT)/worker.log >&2; rm -f $@; exit 1; }
 
 # One run per batch size, each after the previous one (order-only chain).
+# Exit status 1 (some requests failed, each a failed request record) keeps
+# the run: the report counts the failures; 2 and above stop the study.
 define study_run
 $(OUT)/runs/bs-$(1).jsonl: $(OUT)/conversations.jsonl | $(OUT)/worker.started $(2)
 	@$$(MKDIR_P) $(OUT)/runs
 	$$(AM_V_GEN)$(STUDY_INFER) --connect $(STUDY_SOCK) --run bs-$(1) --batch-size $(1) \
-		--env-time-scale $(ENV_TIME_SCALE) $(OUT)/conversations.jsonl >$$@.tmp && mv $$@.tmp $$@
+		--env-time-scale $(ENV_TIME_SCALE) $(OUT)/conversations.jsonl >$$@.tmp; \
+	st=$$$$?; [ $$$$st -le 1 ] || exit $$$$st; mv $$@.tmp $$@; \
+	[ $$$$st = 0 ] || echo "study: run bs-$(1): some requests failed; their records and the report say which" >&2
 endef
 study_prev =
 define study_chain

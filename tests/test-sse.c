@@ -166,11 +166,12 @@ static void test_bodies(void)
 	int32_t ids[6] = { 5, 6, 7, 8, 9, 10 };
 	struct eng_request_params p = { .prompt = ids, .prompt_len = 6, .max_new_tokens = 4,
 					.ignore_eos = true, .sampling = { .top_p = 1.0f } };
-	json_t *msgs = json_loads("[{\"role\":\"system\",\"content\":\"s\"},{\"role\":\"user\",\"content\":\"u\"},"
+	json_t *msgs = json_loads("{\"messages\":[{\"role\":\"system\",\"content\":\"s\"},"
+				  "{\"role\":\"user\",\"content\":\"u\"},"
 				  "{\"role\":\"assistant\",\"content\":\"a\",\"env_exec_time\":1},"
-				  "{\"role\":\"user\",\"content\":\"v\"},{\"role\":\"assistant\",\"content\":\"b\"}]",
+				  "{\"role\":\"user\",\"content\":\"v\"},{\"role\":\"assistant\",\"content\":\"b\"}]}",
 				  0, NULL);
-	struct eng_conv c = { .messages = msgs };
+	struct eng_conv c = { .record = msgs };
 	struct eng_error err;
 	json_t *b;
 	char *s;

@@ -124,7 +124,7 @@ static void usage(void)
 	      "      --model=DIR               HF model directory (config.json, *.safetensors,\n"
 	      "                                tokenizer.json)\n"
 	      "      --tokenizer=DIR           tokenizer of another directory\n"
-	      "      --chat-template=NAME      chatml or llama3 (default: from the model)\n"
+	      "      --chat-template=NAME      chatml, qwen3 or llama3 (default: from the model)\n"
 	      "      --device=cpu|cuda         compute device (default cpu)\n"
 	      "      --threads=N               cpu threads (default: online CPUs)\n"
 	      "      --page-size=N             tokens per KV page (default 16)\n"

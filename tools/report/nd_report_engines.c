@@ -321,8 +321,8 @@ static void counting_notes(const struct rp_ctx *c, const struct nd_report *r,
 {
 	for (size_t k = 0; k < e->n; k++) {
 		bool any = false, warm = false;
-		long reported = stat_sum(r, e->names[k], "prompt_len_reported", &any);
-		long mism = stat_sum(r, e->names[k], "prompt_len_mismatches", &any);
+		long reported = stat_sum(r, e->names[k], "server_prompt_len_reported", &any);
+		long mism = stat_sum(r, e->names[k], "server_prompt_len_mismatches", &any);
 		long stream = stat_sum(r, e->names[k], "usage_from_stream", &any);
 		long nocache = stat_sum(r, e->names[k], "cached_tokens_unreported", &any);
 		long retries = stat_sum(r, e->names[k], "retries", &any);

@@ -349,7 +349,7 @@ static void results_intro(const struct rp_ctx *c)
 void rp_md_results(const struct rp_ctx *c)
 {
 	static const char *const cols[] = {
-		"rank", "batch size", "completed", "duration (s)", "request/s",
+		"rank", "batch size", "completed", "failed", "duration (s)", "request/s",
 		"input tok/s", "output tok/s", "trajectories/s", "concurrency",
 		"speed-up", "scaling efficiency",
 	};
@@ -370,6 +370,7 @@ void rp_md_results(const struct rp_ctx *c)
 		fprintf(c->fp, "| %zu ", i + 1);
 		rp_cell_batch(c->fp, v[i]);
 		rp_cell_int(c->fp, rp_num(s, "completed"));
+		rp_cell_int(c->fp, rp_num(s, "failed"));
 		rp_cell_fixed(c->fp, rp_num(s, "duration"), 3);
 		rp_cell_fixed(c->fp, rp_num(s, "request_throughput"), 4);
 		rp_cell_fixed(c->fp, rp_num(s, "input_throughput"), 2);

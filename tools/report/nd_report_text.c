@@ -258,13 +258,20 @@ static void section_notes(const struct rp_ctx *c)
 	for (size_t i = 0; i < c->r->n_rows; i++) {
 		const struct rp_row *row = c->rows[i];
 		double failed = rp_num(row->summary, "failed");
+		double mismatched = rp_num(row->summary, "prompt_len_mismatches");
 
 		if (row->batch_size < 0)
 			note(c, &n, "The summary of run @ has no batch size, "
 			     "and no run record gives one.", row->g->run, 0);
 		if (failed > 0)
-			note(c, &n, "Run @: # requests failed.", row->g->run,
-			     (long)failed);
+			note(c, &n, "Run @: # requests failed; each ended its "
+			     "conversation (see the conversation results).",
+			     row->g->run, (long)failed);
+		if (mismatched > 0)
+			note(c, &n, "Run @: # turns have a prompt length unlike "
+			     "the recorded one: the chat template or the "
+			     "tokenizer is not the one the trajectories were "
+			     "made with.", row->g->run, (long)mismatched);
 	}
 	if (c->r->n_passed_over)
 		note(c, &n, "# records of other types were passed over.", "",

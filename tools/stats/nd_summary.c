@@ -210,6 +210,7 @@ struct req {
 	const json_t *itl;            /* array of seconds */
 	long long prompt_len, output_len, cached;  /* cached: -1 when null (a
 						    * server that does not say) */
+	long long recorded;           /* recorded_prompt_len, -1 when absent */
 	double env;                   /* env_exec_time, null as 0 */
 };
 
@@ -224,6 +225,13 @@ static int parse_request_id(const json_t *o, struct req *r, char *err, size_t le
 		return bad(err, len, "request", "turn", INT_MSG);
 	if (!get_bool(o, "success", &r->success))
 		return bad(err, len, "request", "success", "true or false");
+	/* The prompt length against the recorded one: failed requests too
+	 * (a turn too long for the context had its prompt rendered). */
+	r->recorded = -1;
+	if (!absent(o, "recorded_prompt_len") && !get_count(o, "recorded_prompt_len", &r->recorded))
+		return bad(err, len, "request", "recorded_prompt_len", INT_MSG " or null");
+	if (!get_count(o, "prompt_len", &r->prompt_len))
+		r->prompt_len = 0;
 	return ND_SUMMARY_OK;
 }
 
@@ -450,6 +458,10 @@ static int add_request(struct nd_summary *s, const json_t *o, char *err,
 		t = get_turn(g, r.turn);
 	if (!c || (s->p.per_turn && !t))
 		return ND_SUMMARY_NO_MEMORY;
+	if (r.recorded >= 0 && r.prompt_len > 0) {
+		g->recorded++;
+		g->mismatched += r.prompt_len != r.recorded;
+	}
 	if (!r.success) {
 		g->failed++;
 		c->n_failed++;

@@ -38,6 +38,8 @@ struct group {
 	long turn;              /* set with --group-by turn */
 	bool closed;            /* its run record was seen */
 	long completed, failed;
+	long recorded, mismatched; /* requests with a recorded prompt length, and
+				    * those whose prompt_len differs from it */
 	long long input_tokens, output_tokens, cached_tokens;
 	long long cache_input_tokens; /* input tokens of requests with a cached count */
 	long n_cache_known;           /* successful requests with a cached count */

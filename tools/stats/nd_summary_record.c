@@ -96,6 +96,8 @@ static void jb_throughputs(struct jb *b, const struct group *g, double dur)
 	jb_num(b, "duration", dur, true);
 	jb_set(b, "completed", json_integer(g->completed));
 	jb_set(b, "failed", json_integer(g->failed));
+	jb_set(b, "recorded_prompt_lens", json_integer(g->recorded));
+	jb_set(b, "prompt_len_mismatches", json_integer(g->mismatched));
 	jb_set(b, "total_input_tokens", json_integer(g->input_tokens));
 	jb_set(b, "total_output_tokens", json_integer(g->output_tokens));
 	jb_ratio(b, "request_throughput", (double)g->completed, dur);

@@ -182,6 +182,9 @@ static int replay_lines(const json_t *sum, const struct nd_summary_params *p)
 
 	rc |= rule("Trajectory Replay", '-');
 	rc |= kv_int("Failed requests:", sum, "failed");
+	/* Only where the input recorded prompt lengths: 0 would say nothing. */
+	if (json_integer_value(json_object_get(sum, "recorded_prompt_lens")) > 0)
+		rc |= kv_int("Prompt lengths unlike recorded:", sum, "prompt_len_mismatches");
 	rc |= kv_int("Total cached tokens:", sum, "total_cached_tokens");
 	rc |= kv_num("Cache hit rate (%):", sum, "cache_hit_rate", 100);
 	rc |= kv_int("Completed trajectories:", sum, "num_trajectories");

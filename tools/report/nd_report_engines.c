@@ -47,23 +47,22 @@ static bool same_engine(const struct rp_group *g, const char *name)
 
 void rp_engines_free(struct rp_engines *e)
 {
-	for (size_t i = 0; i < e->n; i++)
-		free(e->names[i]);
-	free(e->names);
-	if (e->owns) {
-		free(e->base.groups);
-		free(e->base.rows);
+	for (size_t i = 0; i < e->n; i++) {
+		free(e->e[i].name);
+		free(e->e[i].view.groups);
+		free(e->e[i].view.rows);
+		free(e->e[i].rows);
+		rp_points_free(e->e[i].pts, e->e[i].n_pts);
 	}
+	free(e->e);
 	memset(e, 0, sizeof(*e));
 }
 
 /* Engines in order of their first summary (then of their first group). */
 static int list_engines(const struct nd_report *r, struct rp_engines *e)
 {
-	size_t cap = r->n_rows + r->n_groups + 1;
-
-	e->names = calloc(cap, sizeof(*e->names));
-	if (!e->names)
+	e->e = calloc(r->n_rows + r->n_groups + 1, sizeof(*e->e));
+	if (!e->e)
 		return -1;
 	for (size_t i = 0; i < r->n_rows + r->n_groups; i++) {
 		const struct rp_group *g = i < r->n_rows ? r->rows[i].g : r->groups[i - r->n_rows];
@@ -71,34 +70,49 @@ static int list_engines(const struct nd_report *r, struct rp_engines *e)
 		size_t k;
 
 		engine_of(g, buf, sizeof(buf));
-		for (k = 0; k < e->n && strcmp(e->names[k], buf); k++)
+		for (k = 0; k < e->n && strcmp(e->e[k].name, buf); k++)
 			;
-		if (k == e->n && !(e->names[e->n++] = strdup(buf)))
+		if (k == e->n && !(e->e[e->n++].name = strdup(buf)))
 			return -1;
 	}
 	return 0;
 }
 
+/* One engine's view of r: its groups and rows, and its points. */
+static int engine_view(const struct nd_report *r, struct rp_engine *en)
+{
+	struct nd_report *v = &en->view;
+
+	*v = *r;
+	v->groups = malloc((r->n_groups + 1) * sizeof(*v->groups));
+	v->rows = malloc((r->n_rows + 1) * sizeof(*v->rows));
+	if (!v->groups || !v->rows)
+		return -1;
+	v->n_groups = v->n_rows = 0;
+	for (size_t i = 0; i < r->n_groups; i++)
+		if (same_engine(r->groups[i], en->name))
+			v->groups[v->n_groups++] = r->groups[i];
+	for (size_t i = 0; i < r->n_rows; i++)
+		if (same_engine(r->rows[i].g, en->name))
+			v->rows[v->n_rows++] = r->rows[i];
+	en->rows = rp_rows_by_batch(v);
+	if (!en->rows)
+		return -1;
+	return rp_points_build(en->rows, v->n_rows, &en->pts, &en->n_pts);
+}
+
 int rp_engines_split(const struct nd_report *r, struct rp_engines *e)
 {
 	memset(e, 0, sizeof(*e));
+	e->base = *r;
 	if (list_engines(r, e) != 0)
 		return -1;
-	e->base = *r;
 	if (e->n < 2)
 		return 0;
-	e->owns = true;
-	e->base.groups = malloc((r->n_groups + 1) * sizeof(*e->base.groups));
-	e->base.rows = malloc((r->n_rows + 1) * sizeof(*e->base.rows));
-	if (!e->base.groups || !e->base.rows)
-		return -1;
-	e->base.n_groups = e->base.n_rows = 0;
-	for (size_t i = 0; i < r->n_groups; i++)
-		if (same_engine(r->groups[i], e->names[0]))
-			e->base.groups[e->base.n_groups++] = r->groups[i];
-	for (size_t i = 0; i < r->n_rows; i++)
-		if (same_engine(r->rows[i].g, e->names[0]))
-			e->base.rows[e->base.n_rows++] = r->rows[i];
+	for (size_t k = 0; k < e->n; k++)
+		if (engine_view(r, &e->e[k]) != 0)
+			return -1;
+	e->base = e->e[0].view;
 	return 0;
 }
 
@@ -129,44 +143,47 @@ static const struct figure figures[] = {
 
 #define N_FIGURES (sizeof(figures) / sizeof(figures[0]))
 
-/* The row of engine k at batch size b (the last such summary); NULL. */
-static const struct rp_row *row_at(const struct nd_report *r, const char *engine, long b)
+/* Engine k's point at batch size b; NULL. */
+static const struct rp_point *point_at(const struct rp_engines *e, size_t k, long b)
 {
-	const struct rp_row *found = NULL;
-
-	for (size_t i = 0; i < r->n_rows; i++) {
-		long rb = r->rows[i].batch_size >= 0 ? r->rows[i].batch_size
-						      : rp_group_batch(r->rows[i].g);
-
-		if (rb == b && same_engine(r->rows[i].g, engine))
-			found = &r->rows[i];
-	}
-	return found;
+	for (size_t i = 0; i < e->e[k].n_pts; i++)
+		if (e->e[k].pts[i].batch_size == b)
+			return &e->e[k].pts[i];
+	return NULL;
 }
 
-/* The batch sizes of all rows, ascending, distinct; returns the count. */
-static size_t batch_sizes(const struct nd_report *r, long *out)
+/* A figure of a point: the median over its runs; NaN without a point. */
+static double value(const struct rp_point *p, const struct figure *f)
 {
-	size_t n = 0;
+	return p ? rp_point_num(p, f->key) : NAN;
+}
 
-	for (size_t i = 0; i < r->n_rows; i++) {
-		long b = r->rows[i].batch_size >= 0 ? r->rows[i].batch_size
-						     : rp_group_batch(r->rows[i].g);
-		size_t k = n;
+/* The known batch sizes of every engine, ascending, distinct; *n gets
+ * their count.  Malloc'ed; NULL when out of memory. */
+static long *batch_sizes(const struct rp_engines *e, size_t *n)
+{
+	size_t cap = 1;
+	long *out;
 
-		if (b < 0)
-			continue;
-		for (size_t j = 0; j < n; j++)
-			if (out[j] == b)
-				k = SIZE_MAX;
-		if (k == SIZE_MAX)
-			continue;
-		for (k = n; k > 0 && out[k - 1] > b; k--)
-			out[k] = out[k - 1];
-		out[k] = b;
-		n++;
+	for (size_t k = 0; k < e->n; k++)
+		cap += e->e[k].n_pts;
+	out = malloc(cap * sizeof(long));
+	*n = 0;
+	for (size_t k = 0; out && k < e->n; k++) {
+		for (size_t i = 0; i < e->e[k].n_pts; i++) {
+			long b = e->e[k].pts[i].batch_size;
+			size_t j = 0;
+
+			while (j < *n && out[j] < b)
+				j++;
+			if (b < 0 || (j < *n && out[j] == b))
+				continue;
+			memmove(out + j + 1, out + j, (*n - j) * sizeof(long));
+			out[j] = b;
+			(*n)++;
+		}
 	}
-	return n;
+	return out;
 }
 
 static int save(struct nd_svg_chart *ch, const char *dir, const char *name, char *err,
@@ -190,15 +207,15 @@ static int save(struct nd_svg_chart *ch, const char *dir, const char *name, char
 }
 
 /* One chart: the figure by batch size, one line per engine. */
-static int chart(const struct nd_report *r, const struct rp_engines *e, const struct figure *f,
-		 const char *dir, bool *drawn, char *err, size_t errlen)
+static int chart(const struct rp_engines *e, const struct figure *f, const char *dir, bool *drawn,
+		 char *err, size_t errlen)
 {
 	struct nd_svg_params p = nd_svg_default_params();
-	long *bs = malloc((r->n_rows + 1) * sizeof(long));
-	double *x = malloc((r->n_rows + 1) * sizeof(double));
-	double *y = malloc((r->n_rows + 1) * sizeof(double));
+	size_t nb = 0, ns = 0;
+	long *bs = batch_sizes(e, &nb);
+	double *x = malloc((nb + 1) * sizeof(double));
+	double *y = malloc((nb + 1) * sizeof(double));
 	struct nd_svg_chart *ch;
-	size_t nb, ns = 0;
 	int rc = -1;
 
 	p.kind = ND_SVG_LINE;
@@ -212,20 +229,18 @@ static int chart(const struct nd_report *r, const struct rp_engines *e, const st
 		snprintf(err, errlen, "out of memory");
 		goto out;
 	}
-	nb = batch_sizes(r, bs);
 	for (size_t k = 0; k < e->n && k < ND_SVG_MAX_SERIES; k++) {
 		size_t n = 0;
 
 		for (size_t i = 0; i < nb; i++) {
-			const struct rp_row *row = row_at(r, e->names[k], bs[i]);
-			double v = row ? rp_num(row->summary, f->key) : NAN;
+			double v = value(point_at(e, k, bs[i]), f);
 
 			if (bs[i] > 0 && isfinite(v)) {
 				x[n] = (double)bs[i];
 				y[n++] = v;
 			}
 		}
-		if (n && nd_svg_add_series(ch, e->names[k], x, y, n) != 0) {
+		if (n && nd_svg_add_series(ch, e->e[k].name, x, y, n) != 0) {
 			snprintf(err, errlen, "out of memory");
 			goto out;
 		}
@@ -244,32 +259,31 @@ out:
 int rp_chart_engines(const struct nd_report *r, struct rp_engines *e, const char *dir,
 		     char *err, size_t errlen)
 {
+	(void)r;
 	for (size_t i = 0; i < N_FIGURES && dir && e->n > 1; i++)
-		if (figures[i].chart &&
-		    chart(r, e, &figures[i], dir, &e->drawn[i], err, errlen) != 0)
+		if (figures[i].chart && chart(e, &figures[i], dir, &e->drawn[i], err, errlen) != 0)
 			return -1;
 	return 0;
 }
 
 /* ---------------------------------------------------------------- Markdown */
 
-static void cell(FILE *fp, const struct rp_row *row, const struct figure *f)
+static void cell(FILE *fp, const struct rp_point *p, const struct figure *f)
 {
-	double v = row ? rp_num(row->summary, f->key) : NAN;
-
 	if (f->decimals < 0)
-		rp_cell_pct(fp, v);
+		rp_cell_pct(fp, value(p, f));
 	else
-		rp_cell_fixed(fp, v, f->decimals);
+		rp_cell_fixed(fp, value(p, f), f->decimals);
 }
 
-static void table(const struct rp_ctx *c, const struct nd_report *r, const struct rp_engines *e)
+static void table(const struct rp_ctx *c, const struct rp_engines *e)
 {
-	long *bs = malloc((r->n_rows + 1) * sizeof(long));
-	size_t nb = bs ? batch_sizes(r, bs) : 0;
+	static const struct figure traj = { "trajectories_per_s", NULL, NULL, NULL, NULL, 4 };
+	size_t nb = 0;
+	long *bs = batch_sizes(e, &nb);
 	char vs[160];
 
-	snprintf(vs, sizeof(vs), "vs %s (trajectories/s)", e->names[0]);
+	snprintf(vs, sizeof(vs), "vs %s (trajectories/s)", e->e[0].name);
 	fputs("| batch size | engine |", c->fp);
 	for (size_t i = 0; i < N_FIGURES; i++)
 		fprintf(c->fp, " %s |", figures[i].head);
@@ -277,20 +291,18 @@ static void table(const struct rp_ctx *c, const struct nd_report *r, const struc
 	for (size_t i = 0; i <= N_FIGURES; i++)
 		fputs("---:|", c->fp);
 	fputc('\n', c->fp);
-	for (size_t i = 0; i < nb; i++) {
-		const struct rp_row *first = row_at(r, e->names[0], bs[i]);
-		double base = first ? rp_num(first->summary, "trajectories_per_s") : NAN;
+	for (size_t i = 0; bs && i < nb; i++) {
+		double base = value(point_at(e, 0, bs[i]), &traj);
 
 		for (size_t k = 0; k < e->n; k++) {
-			const struct rp_row *row = row_at(r, e->names[k], bs[i]);
+			const struct rp_point *p = point_at(e, k, bs[i]);
 
 			fprintf(c->fp, "| %ld | ", bs[i]);
-			rp_md_text(c->fp, e->names[k]);
+			rp_md_text(c->fp, e->e[k].name);
 			fputs(" |", c->fp);
 			for (size_t f = 0; f < N_FIGURES; f++)
-				cell(c->fp, row, &figures[f]);
-			rp_cell_ratio(c->fp, row && base > 0
-				      ? rp_num(row->summary, "trajectories_per_s") / base : NAN);
+				cell(c->fp, p, &figures[f]);
+			rp_cell_ratio(c->fp, base > 0 ? value(p, &traj) / base : NAN);
 			fputc('\n', c->fp);
 		}
 	}
@@ -320,23 +332,24 @@ static void counting_notes(const struct rp_ctx *c, const struct nd_report *r,
 			   const struct rp_engines *e)
 {
 	for (size_t k = 0; k < e->n; k++) {
+		const char *name = e->e[k].name;
 		bool any = false, warm = false;
-		long reported = stat_sum(r, e->names[k], "server_prompt_len_reported", &any);
-		long mism = stat_sum(r, e->names[k], "server_prompt_len_mismatches", &any);
-		long stream = stat_sum(r, e->names[k], "usage_from_stream", &any);
-		long nocache = stat_sum(r, e->names[k], "cached_tokens_unreported", &any);
-		long retries = stat_sum(r, e->names[k], "retries", &any);
+		long reported = stat_sum(r, name, "server_prompt_len_reported", &any);
+		long mism = stat_sum(r, name, "server_prompt_len_mismatches", &any);
+		long stream = stat_sum(r, name, "usage_from_stream", &any);
+		long nocache = stat_sum(r, name, "cached_tokens_unreported", &any);
+		long retries = stat_sum(r, name, "retries", &any);
 
 		for (size_t i = 0; i < r->n_groups; i++) {
 			const json_t *set = json_object_get(r->groups[i]->run_rec, "settings");
 
-			warm |= same_engine(r->groups[i], e->names[k]) && json_object_get(set, "url") &&
+			warm |= same_engine(r->groups[i], name) && json_object_get(set, "url") &&
 				json_is_null(json_object_get(set, "cache_reset"));
 		}
 		if (!any)
 			continue;
 		fputs("- ", c->fp);
-		rp_md_text(c->fp, e->names[k]);
+		rp_md_text(c->fp, name);
 		fprintf(c->fp, ": the server's prompt count differs from ours in %ld of %ld requests "
 			"that report one%s; output counted from the stream (no usage) in %ld; no "
 			"cached-token count in %ld; %ld retries.%s\n", mism, reported,
@@ -365,9 +378,10 @@ void rp_md_engines(const struct rp_ctx *c, const struct nd_report *r, const stru
 	fputs("The same conversations through each engine, measured by the same client "
 	      "(gpu-batch-infer) and summarized by the same timing-stats; the sections above "
 	      "describe ", c->fp);
-	rp_md_text(c->fp, e->names[0]);
-	fputs(" alone.\n\n", c->fp);
-	table(c, r, e);
+	rp_md_text(c->fp, e->e[0].name);
+	fputs(" alone; with repeated runs (REPEAT=), each figure is the median over them.\n\n",
+	      c->fp);
+	table(c, e);
 	for (size_t i = 0; i < N_FIGURES; i++)
 		chart_link(c, e, i);
 	counting_notes(c, r, e);

@@ -670,6 +670,11 @@ static void remote_flush(void *xv)
 	x->reset_tried = true;
 }
 
+/* The server's memory is its own: no peak to reset, no history to
+ * release. */
+static void remote_reset_peak(void *xv) { (void)xv; }
+static void remote_end(void *xv, uint64_t key) { (void)xv; (void)key; }
+
 static void remote_free(void *xv)
 {
 	eng_remote_free(xv);
@@ -677,5 +682,5 @@ static void remote_free(void *xv)
 
 const struct eng_executor_ops eng_remote_ops = {
 	remote_submit, remote_cancel, remote_busy, remote_step, remote_stats, remote_flush,
-	remote_free,
+	remote_reset_peak, remote_end, remote_free,
 };

@@ -7,6 +7,11 @@
  * on_token callback into the slot's buffer; on_finish turns them into the
  * turn's timing record and schedules the next turn.
  *
+ * Each conversation has a key in the executor, and every turn but its
+ * last says more turns follow, so its history stays cached (evicted last)
+ * across the environment wait; dropping the slot ends the key, whatever
+ * way the conversation ended.
+ *
  * The executor is the scheduler (the wrappers below) or another one given
  * to eng_runner_create_exec; the runner sees only eng_executor_ops.
  */
@@ -23,6 +28,7 @@
 struct slot {
 	struct eng_session *sess;
 	struct eng_conv *conv;
+	uint64_t key;             /* the conversation's key in the scheduler */
 	int32_t turn;
 	bool in_flight;
 	int req_id;
@@ -58,8 +64,9 @@ struct eng_session {
 
 struct eng_runner {
 	const struct eng_executor_ops *ops;
-	void *x;                  /* the executor */
+	void *x;                  /* the executor; NULL once freed */
 	struct eng_session *sessions;
+	uint64_t next_key;        /* conversation keys, unique runner-wide */
 	double *itl;              /* (cap_itl) scratch for timing records */
 	int32_t cap_itl;
 };
@@ -104,6 +111,8 @@ static void sched_cancel(void *x, int id) { eng_sched_cancel(x, id); }
 static bool sched_busy(const void *x) { return eng_sched_busy(x); }
 static void sched_stats(const void *x, struct eng_sched_stats *st) { eng_sched_get_stats(x, st); }
 static void sched_flush(void *x) { eng_sched_flush_cache(x); }
+static void sched_reset_peak(void *x) { eng_sched_reset_peak(x); }
+static void sched_end(void *x, uint64_t key) { eng_sched_end_conversation(x, key); }
 static void sched_free(void *x) { eng_sched_free(x); }
 
 /* One batch; a step is never a wait. */
@@ -114,7 +123,8 @@ static int sched_step(void *x, double max_wait_s, struct eng_error *err)
 }
 
 static const struct eng_executor_ops sched_ops = {
-	sched_submit, sched_cancel, sched_busy, sched_step, sched_stats, sched_flush, sched_free,
+	sched_submit, sched_cancel, sched_busy, sched_step, sched_stats, sched_flush,
+	sched_reset_peak, sched_end, sched_free,
 };
 
 int eng_runner_create(const struct eng_sched_params *p, const int32_t *stop_ids, int32_t n_stop,
@@ -150,6 +160,7 @@ void eng_runner_free(struct eng_runner *r)
 	if (!r)
 		return;
 	r->ops->free(r->x); /* before the sessions: no callback after this */
+	r->x = NULL;
 	while (r->sessions)
 		eng_session_free(r->sessions);
 	free(r->itl);
@@ -164,6 +175,11 @@ void eng_runner_get_stats(const struct eng_runner *r, struct eng_sched_stats *st
 void eng_runner_flush_cache(struct eng_runner *r)
 {
 	r->ops->flush_cache(r->x);
+}
+
+void eng_runner_reset_peak(struct eng_runner *r)
+{
+	r->ops->reset_peak(r->x);
 }
 
 int eng_session_start(struct eng_runner *r, const struct eng_session_params *p,
@@ -217,6 +233,8 @@ static void drop_slot(struct eng_session *s, int32_t i)
 {
 	struct slot *sl = s->slots[i];
 
+	if (s->runner->x)
+		s->runner->ops->end_conversation(s->runner->x, sl->key);
 	if (s->ops.release_conv)
 		s->ops.release_conv(s->ctx, sl->conv);
 	slot_free(sl);
@@ -332,6 +350,8 @@ static int turn_request(struct eng_session *s, struct slot *sl, struct eng_reque
 		rp->forced_output = ti.reply;
 	rp->sampling = s->p.sampling;
 	rp->sampling.seed ^= (uint64_t)sl->turn * 0x100000001b3ull;
+	rp->conversation = sl->key;
+	rp->more_turns = sl->turn + 1 < sl->conv->n_turns;
 	rp->user = sl;
 	if (s->p.score)
 		return score_params(sl, &ti, rp, err);
@@ -515,6 +535,7 @@ static int fill_slots(struct eng_session *s, double now)
 			return ENG_E_NOMEM;
 		sl->sess = s;
 		sl->conv = c;
+		sl->key = ++s->runner->next_key;
 		sl->ready_at = now;
 		sl->ct.start_time = now - s->t0;
 		s->slots[s->n_slots++] = sl;

@@ -139,6 +139,10 @@ struct eng_executor_ops {
 	int (*step)(void *x, double max_wait_s, struct eng_error *err);
 	void (*get_stats)(const void *x, struct eng_sched_stats *st);
 	void (*flush_cache)(void *x);
+	void (*reset_peak)(void *x);
+	/* The conversation of key will send no more turns (its cached
+	 * history may go). */
+	void (*end_conversation)(void *x, uint64_t key);
 	void (*free)(void *x);
 };
 
@@ -190,5 +194,8 @@ void eng_runner_get_stats(const struct eng_runner *r, struct eng_sched_stats *st
 /* Empties the prefix cache (pages held by requests in flight stay); a
  * remote executor asks its server to. */
 void eng_runner_flush_cache(struct eng_runner *r);
+
+/* Starts the peak of pages in use (stats.peak_used_pages) over: a new run. */
+void eng_runner_reset_peak(struct eng_runner *r);
 
 #endif

@@ -398,7 +398,6 @@ static int remote_submit(void *xv, const struct eng_request_params *p, const str
 {
 	struct eng_remote *x = xv;
 	struct xfer *t = calloc(1, sizeof(*t));
-	json_t *body;
 
 	eng_error_clear(err);
 	if (!t || !(t->easy = curl_easy_init())) {
@@ -412,15 +411,12 @@ static int remote_submit(void *xv, const struct eng_request_params *p, const str
 	t->prompt_len = p->prompt_len;
 	rm_reply_reset(&t->reply);
 	eng_sse_init(&t->sse, 0, on_event, t);
-	body = rm_request_body(x->p.endpoint, x->model, p, c, turn, x->tok, err);
-	t->body = body ? json_dumps(body, JSON_COMPACT) : NULL;
-	json_decref(body);
+	t->body = rm_request_body(x->p.endpoint, x->model, p, c, turn, x->tok, err);
 	if (t->body)
 		t->body_len = strlen(t->body);
 	if (!t->body || xfer_start(x, t) != 0) {
-		int code = body && err->code == 0
-			   ? eng_error_set(err, ENG_E_NOMEM, NULL, 0, "cannot start the request")
-			   : err->code ? err->code : eng_error_set(err, ENG_E_NOMEM, NULL, 0, "out of memory");
+		int code = err->code ? err->code
+			   : eng_error_set(err, ENG_E_NOMEM, NULL, 0, "cannot start the request");
 
 		xfer_free(t);
 		return code;

@@ -74,15 +74,16 @@ struct rm_reply {
 void rm_reply_reset(struct rm_reply *r);
 void rm_reply_free(struct rm_reply *r);
 
-/* The request body for one turn (new ref), or NULL with err filled.  Chat
+/* The request body for one turn, compact JSON text (malloc'ed), or NULL
+ * with err filled.  Chat
  * sends the conversation's messages before the turn's assistant message
  * (c->record's messages, with its tools and chat_template_kwargs), or the
  * prompt's text as one user message when there is no record; the other
  * endpoints send the prompt's token ids.  A score request (p->score) asks
  * for the prompt's log-probs, not streamed. */
-json_t *rm_request_body(enum eng_remote_endpoint ep, const char *model,
-			const struct eng_request_params *p, const struct eng_conv *c, int32_t turn,
-			struct eng_tokenizer *tok, struct eng_error *err);
+char *rm_request_body(enum eng_remote_endpoint ep, const char *model,
+		      const struct eng_request_params *p, const struct eng_conv *c, int32_t turn,
+		      struct eng_tokenizer *tok, struct eng_error *err);
 
 /* The path of the endpoint under the server's base URL. */
 const char *rm_endpoint_path(enum eng_remote_endpoint ep);

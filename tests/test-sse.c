@@ -161,6 +161,18 @@ static void test_events(void)
 	rm_reply_free(&r);
 }
 
+/* The body as JSON again (NULL when there is none). */
+static json_t *body_of(enum eng_remote_endpoint ep, const char *model,
+		       const struct eng_request_params *p, const struct eng_conv *c, int32_t turn,
+		       struct eng_tokenizer *tok, struct eng_error *err)
+{
+	char *text = rm_request_body(ep, model, p, c, turn, tok, err);
+	json_t *j = text ? json_loads(text, 0, NULL) : NULL;
+
+	free(text);
+	return j;
+}
+
 static void test_bodies(void)
 {
 	int32_t ids[6] = { 5, 6, 7, 8, 9, 10 };
@@ -176,7 +188,7 @@ static void test_bodies(void)
 	json_t *b;
 	char *s;
 
-	b = rm_request_body(ENG_REMOTE_CHAT, "m", &p, &c, 1, NULL, &err);
+	b = body_of(ENG_REMOTE_CHAT, "m", &p, &c, 1, NULL, &err);
 	s = json_dumps(b, JSON_COMPACT | JSON_SORT_KEYS);
 	tap_ok(s && !strcmp(s, "{\"ignore_eos\":true,\"max_tokens\":4,\"messages\":[{\"content\":\"s\",\"role\":"
 		    "\"system\"},{\"content\":\"u\",\"role\":\"user\"},{\"content\":\"a\",\"role\":\"assistant\"},"
@@ -186,14 +198,14 @@ static void test_bodies(void)
 	free(s);
 	json_decref(b);
 
-	b = rm_request_body(ENG_REMOTE_COMPLETIONS, "m", &p, &c, 0, NULL, &err);
+	b = body_of(ENG_REMOTE_COMPLETIONS, "m", &p, &c, 0, NULL, &err);
 	s = json_dumps(json_object_get(b, "prompt"), JSON_COMPACT);
 	tap_ok(s && !strcmp(s, "[5,6,7,8,9,10]") && json_is_true(json_object_get(b, "stream")),
 	       "completions: the prompt is our token ids, streamed");
 	free(s);
 	json_decref(b);
 
-	b = rm_request_body(ENG_REMOTE_GENERATE, "m", &p, &c, 0, NULL, &err);
+	b = body_of(ENG_REMOTE_GENERATE, "m", &p, &c, 0, NULL, &err);
 	s = json_dumps(b, JSON_COMPACT | JSON_SORT_KEYS);
 	tap_ok(s && !strcmp(s, "{\"input_ids\":[5,6,7,8,9,10],\"sampling_params\":{\"ignore_eos\":true,"
 		    "\"max_new_tokens\":4,\"min_new_tokens\":4,\"temperature\":0.0},\"stream\":true}"),
@@ -202,12 +214,12 @@ static void test_bodies(void)
 	json_decref(b);
 
 	p.score = true;
-	b = rm_request_body(ENG_REMOTE_COMPLETIONS, "m", &p, &c, 0, NULL, &err);
+	b = body_of(ENG_REMOTE_COMPLETIONS, "m", &p, &c, 0, NULL, &err);
 	tap_ok(json_is_true(json_object_get(b, "echo")) && !json_object_get(b, "stream"),
 	       "score over completions: echo with log-probs, not streamed");
 	json_decref(b);
 	eng_error_clear(&err);
-	b = rm_request_body(ENG_REMOTE_CHAT, "m", &p, &c, 0, NULL, &err);
+	b = body_of(ENG_REMOTE_CHAT, "m", &p, &c, 0, NULL, &err);
 	tap_ok(!b && err.code == ENG_E_UNSUPPORTED, "score over chat is refused: no prompt log-probs");
 	json_decref(msgs);
 }

@@ -16,7 +16,7 @@
 # limit); CPU per request is the client's own.  Replies are OUTPUT_LEN
 # tokens (default 32), one SSE chunk each.
 set -eu
-out=${1:-out/bench-http}
+out=${1:-out/bench-http-client}
 n_traj=${N_TRAJ:-1024}
 output_len=${OUTPUT_LEN:-32}
 model=${MODEL:-out/models/tiny}

@@ -198,6 +198,45 @@ void eng_run_cancel(struct eng_run *r);
  * Returns the number of bad lines and failed requests. */
 long eng_run_finish(struct eng_run *r);
 
+/* ---------------------------------------------------------------- remote */
+
+/*
+ * A remote engine: the same runs (eng_run_*), the same replay and the same
+ * records, but every turn is sent to an OpenAI-compatible server (SGLang,
+ * vLLM, llama.cpp, ours) and streamed back, instead of run on a local
+ * model.  Only the tokenizer and chat template are loaded (from the
+ * eng_infer_params' tokenizer, else model_dir), to count the prompt tokens
+ * as the engine would and to lay out the turns.
+ */
+enum eng_remote_endpoint {
+	ENG_REMOTE_CHAT = 0,        /* POST /v1/chat/completions: the messages */
+	ENG_REMOTE_COMPLETIONS = 1, /* POST /v1/completions: our prompt tokens */
+	ENG_REMOTE_GENERATE = 2,    /* POST /generate (SGLang): our prompt tokens */
+};
+
+struct eng_remote_params {
+	const char *url;              /* http(s)://HOST:PORT, with or without /v1 */
+	const char *api_key;          /* sent as a bearer token; NULL: none */
+	const char *served_model;     /* the "model" of requests; NULL: the first of
+				       * GET /v1/models */
+	enum eng_remote_endpoint endpoint;
+	double request_timeout_s;     /* a whole request, stream included; 0: none */
+	int32_t max_retries;          /* attempts after a failed one (0: none) */
+};
+
+void eng_remote_default_params(struct eng_remote_params *p);
+
+/* "chat", "completions", "generate" -> endpoint; ENG_E_INVALID otherwise. */
+int eng_remote_endpoint_from_name(const char *name, enum eng_remote_endpoint *out,
+				  struct eng_error *err);
+
+/* Opens a remote engine.  ENG_E_INVALID for a URL that is not http(s);
+ * ENG_E_IO when served_model is NULL and GET /v1/models does not answer
+ * with a model; the tokenizer's and chat template's codes.  A server that
+ * goes away later fails requests, not the open. */
+int eng_infer_open_remote(const struct eng_infer_params *p, const struct eng_remote_params *rp,
+			  struct eng_infer **out, struct eng_error *err);
+
 /* ---------------------------------------------------------------- worker */
 
 /*

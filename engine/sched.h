@@ -119,6 +119,8 @@ struct eng_request_params {
 	void *user;                   /* handed back in callbacks */
 };
 
+struct eng_remote_usage;
+
 struct eng_request_result {
 	enum eng_finish finish;
 	const int32_t *output;        /* (n_output) generated tokens */
@@ -130,6 +132,8 @@ struct eng_request_result {
 	const float *logprobs;        /* score: (prompt_len - 1) values, [i] = log p(
 				       * prompt[i + 1] | prompt[0..i]), set for
 				       * i >= score_from - 1; else NULL */
+	const struct eng_remote_usage *remote; /* set by a remote executor (remote.h);
+						* NULL from the scheduler */
 };
 
 struct eng_sched_callbacks {

@@ -7,6 +7,7 @@
 #include "engine/backend.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 struct eng_backend {
 	const struct eng_backend_ops *ops;
@@ -46,6 +47,13 @@ int eng_backend_create(const struct eng_backend_ops *ops, const struct eng_model
 		return eng_error_set(err, ENG_E_INVALID, ops->name, 0,
 				     "page_size and n_pages must be positive, n_threads and "
 				     "cuda_graph_max_bs >= 0");
+	}
+	if (be->params.kv_dtype < ENG_KV_DTYPE_AUTO || be->params.kv_dtype > ENG_KV_DTYPE_FP8_E4M3) {
+		int dt = be->params.kv_dtype;
+
+		free(be);
+		return eng_error_set(err, ENG_E_INVALID, ops->name, 0, "kv_dtype %d: no such dtype",
+				     dt);
 	}
 	if (be->params.tp_size < 1 || be->params.tp_size > ENG_TP_MAX ||
 	    (be->params.tp_size > 1 && !ops->tensor_parallel)) {
@@ -172,4 +180,11 @@ const char *eng_backend_name(const struct eng_backend *be)
 const struct eng_backend_params *eng_backend_params(const struct eng_backend *be)
 {
 	return &be->params;
+}
+
+int eng_backend_roofline(struct eng_backend *be, struct eng_roofline *out,
+			 struct eng_error *err)
+{
+	memset(out, 0, sizeof(*out));
+	return be->ops->roofline ? be->ops->roofline(be->state, out, err) : 0;
 }

@@ -30,7 +30,9 @@
 #include <stdint.h>
 
 #include "engine/error.h"
+#include "engine/kv_fp8.h"
 #include "engine/model.h"
+#include "engine/roofline.h"
 
 /* Ranks of a tensor-parallel group at most (== KN_TP_MAX). */
 #define ENG_TP_MAX 8
@@ -55,10 +57,18 @@ struct eng_backend_params {
 	 * holding its share of the KV heads. */
 	int tp_size;
 	int tp_devices[ENG_TP_MAX];
+	/* How the pages hold K and V (enum eng_kv_dtype, kv_fp8.h): auto is
+	 * the backend's own precision, fp32 on the CPU and bf16 on the GPU;
+	 * bf16 is bf16 on both (the CPU rounds its fp32 pages' values);
+	 * fp8_e4m3 stores e4m3(x / scale) with the model's per-head scales
+	 * (1.0 without them), a byte an element on the GPU (half the bytes of
+	 * bf16), while the CPU keeps the rounded values in fp32 (the same
+	 * numbers, not the memory saving). */
+	int kv_dtype;
 };
 
 /* n_threads 0, page_size 16, n_pages 256, device 0, cuda_graph_max_bs 64,
- * CUDA graphs on, tp_size 1, tp_devices all -1. */
+ * CUDA graphs on, tp_size 1, tp_devices all -1, kv_dtype auto. */
 struct eng_backend_params eng_backend_default_params(void);
 
 struct eng_seq_input {
@@ -91,6 +101,9 @@ struct eng_backend_ops {
 	 * for every s with want[s], -1 for the others (eng_backend_forward_next). */
 	int (*forward_next)(void *state, const struct eng_batch *batch, const uint8_t *want,
 			    int32_t *next, struct eng_error *err);
+	/* The model's roofline shape with this backend's element sizes, and
+	 * the rates measured now on its device; NULL: no roofline. */
+	int (*roofline)(void *state, struct eng_roofline *out, struct eng_error *err);
 	/* Takes tp_size > 1; eng_backend_create refuses it otherwise. */
 	int tensor_parallel;
 };
@@ -125,6 +138,12 @@ int eng_backend_forward_next(struct eng_backend *be, const struct eng_batch *bat
 const char *eng_backend_name(const struct eng_backend *be);
 /* The parameters in force, defaults resolved. */
 const struct eng_backend_params *eng_backend_params(const struct eng_backend *be);
+
+/* The roofline of the model on this backend (eng_backend_ops.roofline),
+ * its rates measured by this call (a fraction of a second); all zero for a
+ * backend without one.  Returns 0 or the backend's error. */
+int eng_backend_roofline(struct eng_backend *be, struct eng_roofline *out,
+			 struct eng_error *err);
 
 /* Validates every sequence of batch against the model and the pool. */
 int eng_batch_check(const struct eng_model_config *cfg, const struct eng_backend_params *p,

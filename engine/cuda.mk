@@ -17,7 +17,7 @@ if HAVE_CUDA
 noinst_LIBRARIES += engine/libcudabackend.a
 engine_libcudabackend_a_SOURCES = \
 	engine/backend_cuda.c engine/cuda_backend.h engine/cuda_graph.c \
-	engine/cuda_setup.c engine/cuda_int.h \
+	engine/cuda_setup.c engine/cuda_int.h engine/rates_cuda.c \
 	engine/cuda_weights.h engine/cuda_weights.c \
 	engine/comm.h engine/comm.c
 engine_libcudabackend_a_CFLAGS = $(AM_CFLAGS) -fPIC
@@ -41,11 +41,11 @@ check_PROGRAMS += $(CUDA_TEST_PROGS)
 TESTS += $(CUDA_TEST_PROGS)
 tests_test_cuda_kernels_SOURCES = tests/test-cuda-kernels.c
 tests_test_cuda_kernels_LDADD = $(ENGINE_LIBS) $(KERNELS_LIBS) -lm
-tests_test_cuda_forward_SOURCES = tests/test-cuda-forward.c
+tests_test_cuda_forward_SOURCES = tests/test-cuda-forward.c $(MODEL_TEST_HELPER)
 tests_test_cuda_forward_LDADD = $(CUDA_LINK) $(MODELGEN_LIBS) $(KERNELS_LIBS) -lm
 tests_test_cuda_graph_SOURCES = tests/test-cuda-graph.c
 tests_test_cuda_graph_LDADD = $(CUDA_LINK) $(MODELGEN_LIBS) $(KERNELS_LIBS) -lm
-tests_test_cuda_tp_SOURCES = tests/test-cuda-tp.c
+tests_test_cuda_tp_SOURCES = tests/test-cuda-tp.c $(MODEL_TEST_HELPER)
 tests_test_cuda_tp_LDADD = $(CUDA_LINK) $(MODELGEN_LIBS) $(KERNELS_LIBS) -lm
 
 noinst_PROGRAMS += tests/bench-cuda

@@ -17,3 +17,4 @@ include engine/tokenizer.mk
 include engine/model.mk
 include engine/sched.mk
 include engine/cuda.mk
+include engine/remote.mk

@@ -101,10 +101,15 @@ int nd_write_line(const char *s, size_t len);
  * or ND_EXIT_USAGE after a diagnostic.  Call it once, before writing. */
 int nd_output_open(const char *path, char *const *inputs, int n_inputs);
 
-/* Flushes and closes stdout.  On failure prints "tool: write error: ..."
- * and returns ND_EXIT_USAGE; otherwise returns status unchanged.  The -o
- * file of nd_output_open is put in place when the result is 0 or 1 (the
- * records written are whole; 1 only says some inputs were bad), and
+/* Remembers that a write to stdout made outside nd_write_* failed with
+ * errnum, for nd_finish to report (only the first is kept).  Returns -1. */
+int nd_note_write_error(int errnum);
+
+/* Flushes and closes stdout.  When a write failed (noted, or stdout's
+ * error indicator is set) or the flush fails, prints "tool: write error:
+ * ..." once and returns ND_EXIT_USAGE; otherwise returns status unchanged.
+ * The -o file of nd_output_open is put in place when the result is 0 or 1
+ * (the records written are whole; 1 only says some inputs were bad), and
  * removed otherwise, leaving an existing file untouched.  Every tool ends
  * with `return nd_finish(status);`. */
 int nd_finish(int status);

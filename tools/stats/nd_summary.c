@@ -132,6 +132,7 @@ void nd_summary_free(struct nd_summary *s)
 		rnext = r->next;
 		free(r->mode);
 		free(r->backend);
+		json_decref(r->engine_stats);
 		free(r);
 	}
 	nd_strmap_clear(&s->runs);
@@ -216,7 +217,8 @@ struct req {
 	bool success;
 	double start, ttft, latency;  /* seconds */
 	const json_t *itl;            /* array of seconds */
-	long long prompt_len, output_len, cached;
+	long long prompt_len, output_len, cached;  /* cached: -1 when null (a
+						    * server that does not say) */
 	long long recorded;           /* recorded_prompt_len, -1 when absent */
 	double env;                   /* env_exec_time, null as 0 */
 };
@@ -259,9 +261,10 @@ static int parse_request_timing(const json_t *o, struct req *r, char *err,
 	for (i = 0; i < 3; i++)
 		if (!get_num(o, nums[i], nv[i]))
 			return bad(err, len, "request", nums[i], NUM_MSG);
+	r->cached = -1;
 	for (i = 0; i < 3; i++)
-		if (!get_count(o, ints[i], iv[i]))
-			return bad(err, len, "request", ints[i], INT_MSG);
+		if (!(i == 2 && absent(o, ints[i])) && !get_count(o, ints[i], iv[i]))
+			return bad(err, len, "request", ints[i], i == 2 ? INT_MSG " or null" : INT_MSG);
 	r->itl = json_object_get(o, "itl");
 	if (!json_is_array(r->itl))
 		return bad(err, len, "request", "itl", "an array of numbers >= 0");
@@ -421,7 +424,11 @@ static int add_success(struct group *g, struct conv_acc *c,
 	g->completed++;
 	g->input_tokens += r->prompt_len;
 	g->output_tokens += r->output_len;
-	g->cached_tokens += r->cached;
+	if (r->cached >= 0) {
+		g->cached_tokens += r->cached;
+		g->cache_input_tokens += r->prompt_len;
+		g->n_cache_known++;
+	}
 	rc |= nd_dvec_push(&g->e2e, r->latency);
 	rc |= nd_dvec_push(&g->ttft, r->ttft);
 	if (r->output_len > 1)
@@ -437,7 +444,11 @@ static int add_success(struct group *g, struct conv_acc *c,
 	if (t) {
 		rc |= nd_dvec_push(&t->ttft, r->ttft);
 		t->prompt_sum += r->prompt_len;
-		t->cached_sum += r->cached;
+		if (r->cached >= 0) {
+			t->cached_sum += r->cached;
+			t->cache_prompt_sum += r->prompt_len;
+			t->n_cache_known++;
+		}
 	}
 	return rc;
 }
@@ -560,6 +571,8 @@ static int store_run(struct nd_summary *s, const char *run, const json_t *o,
 	r->request_rate = NAN;
 	if (!absent(o, "request_rate") && !get_num(o, "request_rate", &r->request_rate))
 		return bad(err, len, "run", "request_rate", NUM_MSG " or null");
+	if (json_is_object(json_object_get(o, "engine_stats")))
+		r->engine_stats = json_incref(json_object_get(o, "engine_stats"));
 	if (nd_strmap_put(&s->runs, run, r) != 0)
 		return ND_SUMMARY_NO_MEMORY;
 	return ND_SUMMARY_OK;

@@ -170,29 +170,31 @@ out:
 static bool peaks(const struct group *g, double *tok_per_s, long *max_req)
 {
 	double t0 = g->t_first;
-	long n_b = g->completed ? (long)ceil(g->t_last - t0) + 1 : 0, best_r = 0;
+	/* Seconds are counted in doubles and cast only once inside the
+	 * buckets: times come from the records, 1e300 included. */
+	double span = g->completed ? ceil(g->t_last - t0) + 1 : 0;
+	long n_b, best_r = 0;
 	double *tok, *req, best_t = 0;
 	size_t k = 0;
 
-	if (n_b <= 0 || n_b > 100000000L)
+	if (!(span >= 1 && span <= 1e8))
 		return false;
+	n_b = (long)span;
 	tok = calloc((size_t)n_b, sizeof(*tok));
 	req = calloc((size_t)n_b, sizeof(*req));
 	for (size_t i = 0; tok && req && i < g->start.n; i++) {
 		double t = g->start.v[i] + g->ttft.v[i];
-		long b1 = (long)(g->start.v[i] - t0);
-		long b2 = (long)(g->start.v[i] + g->e2e.v[i] - t0);
+		double d1 = g->start.v[i] - t0, d2 = g->start.v[i] + g->e2e.v[i] - t0;
 
 		for (size_t j = 0; j <= (size_t)g->n_itl.v[i]; j++) {
-			long b;
-
 			if (j > 0)
 				t += g->itl.v[k++];
-			b = (long)(t - t0);
-			if (b >= 0 && b < n_b)
-				tok[b] += 1;
+			if (t - t0 >= 0 && t - t0 < (double)n_b)
+				tok[(long)(t - t0)] += 1;
 		}
-		for (long b = b1; b <= b2 && b < n_b; b++)
+		if (!(d2 >= 0 && d1 < (double)n_b))
+			continue;
+		for (long b = d1 > 0 ? (long)d1 : 0; b <= (d2 < n_b ? (long)d2 : n_b - 1); b++)
 			req[b] += 1;
 	}
 	for (long b = 0; tok && req && b < n_b; b++) {

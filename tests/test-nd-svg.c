@@ -516,6 +516,7 @@ static void test_extremes(void)
 		{ 0, 1, 14, "log2 with a zero end" },
 		{ INFINITY, INFINITY, 14, "log2 infinite" },
 		{ NAN, NAN, 14, "log2 NaN" },
+		{ 2.1219957847e-313, 1.5366310803510996e+306, 6, "log2 [2e-313, 1.5e306], 6 ticks" },
 	};
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)

@@ -428,8 +428,10 @@ size_t nd_svg_log10_ticks(double lo, double hi, int max_ticks,
 	}
 	while ((e_hi - e_lo + stride - 1) / stride + 1 > max_ticks)
 		stride++;
+	/* The last step may pass e_hi (10^311 is inf): it stops at e_hi,
+	 * above the tick before it. */
 	for (long e = e_lo; n < cap; e += stride) {
-		out[n++] = pow(10.0, (double)e);
+		out[n++] = pow(10.0, (double)(e < e_hi ? e : e_hi));
 		if (e >= e_hi)
 			break;
 	}

@@ -128,6 +128,12 @@ struct eng_session_params {
 	bool score;                /* one prefill per conversation and the log-probs
 				    * of its recorded replies, instead of turns */
 	struct eng_sampling sampling;
+	const int32_t *stop_ids;   /* (n_stop_ids) tokens that also end a reply,
+				    * ignore_eos or not; borrowed */
+	int32_t n_stop_ids;
+	int32_t min_tokens;        /* no stop token before this many tokens */
+	bool logprobs;             /* each generated token's log-prob ... */
+	int32_t top_logprobs;      /* ... and this many alternatives (at most 20) */
 	uint64_t seed;             /* arrivals */
 };
 

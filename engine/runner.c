@@ -26,6 +26,7 @@ struct slot {
 	double submit_t;
 	double *tok_t;            /* (cap_tok) time of each produced token */
 	int32_t cap_tok;
+	struct eng_token_logprobs lp; /* the latest token's, when asked for */
 	struct eng_conv_timing ct;
 };
 
@@ -64,10 +65,12 @@ void eng_session_default_params(struct eng_session_params *p)
 static void on_token(void *user, int32_t tok, int32_t index)
 {
 	struct slot *sl = user;
+	struct eng_session *s = sl->sess;
 
-	(void)tok;
 	if (index < sl->cap_tok)
 		sl->tok_t[index] = eng_mono_s();
+	if (s->ops.on_token && !s->cancelled)
+		s->ops.on_token(s->ctx, sl->conv, tok, index, s->p.logprobs ? &sl->lp : NULL);
 }
 
 static void on_finish(void *user, const struct eng_request_result *res);
@@ -177,6 +180,13 @@ void eng_session_cancel(struct eng_session *s)
 			eng_sched_cancel(s->runner->sched, s->slots[i]->req_id);
 }
 
+void eng_session_stop(struct eng_session *s)
+{
+	for (int32_t i = 0; i < s->n_slots; i++)
+		if (s->slots[i]->in_flight)
+			eng_sched_stop(s->runner->sched, s->slots[i]->req_id);
+}
+
 void eng_session_free(struct eng_session *s)
 {
 	struct eng_session **pp;
@@ -223,6 +233,11 @@ static void submit_turn(struct eng_session *s, struct slot *sl, double now)
 		rp.forced_output = sl->conv->ids + t->prompt_end;
 	rp.sampling = s->p.sampling;
 	rp.sampling.seed ^= (uint64_t)sl->turn * 0x100000001b3ull;
+	rp.stop_ids = s->p.stop_ids;
+	rp.n_stop_ids = s->p.n_stop_ids;
+	rp.min_tokens = s->p.min_tokens;
+	rp.token_logprobs = s->p.logprobs ? &sl->lp : NULL;
+	rp.top_logprobs = s->p.logprobs ? s->p.top_logprobs : 0;
 	rp.user = sl;
 	if (rp.max_new_tokens > sl->cap_tok) {
 		double *p = realloc(sl->tok_t, sizeof(double) * (size_t)rp.max_new_tokens);
@@ -279,6 +294,7 @@ static void report_turn(struct slot *sl, const struct eng_request_result *res, d
 	t.output_len = res->n_output;
 	t.output = res->output;
 	t.cached_tokens = res->cached_tokens;
+	t.queue_time = res->queue_time;
 	t.finish = res->finish;
 	t.error = res->finish == ENG_FINISH_ERROR || res->finish == ENG_FINISH_ABORT
 		  ? (res->error ? res->error : "cancelled") : NULL;
@@ -307,6 +323,8 @@ static void report_scores(struct slot *sl, const struct eng_request_result *res,
 	t.ttft = t.latency;
 	t.finish = res->finish;
 	t.cached_tokens = res->cached_tokens;
+	t.queue_time = res->queue_time;
+	t.logprobs = res->logprobs;
 	t.error = res->finish == ENG_FINISH_LENGTH ? NULL : res->error ? res->error : "cancelled";
 	for (int32_t k = 0; k < sl->conv->n_turns; k++) {
 		const struct eng_turn *tk = &sl->conv->turns[k];

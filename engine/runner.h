@@ -57,6 +57,8 @@ struct eng_request_timing {
 	double env_time_s;         /* the recorded env time that follows */
 	int32_t n_scored;          /* score: tokens of the turn's recorded reply */
 	double sum_logprob;        /* score: the sum of their log-probs */
+	const float *logprobs;     /* score: (conv n_ids - 1), [i] = log p(ids[i + 1]) */
+	double queue_time;         /* from submission to the first admission */
 };
 
 struct eng_conv_timing {
@@ -70,12 +72,17 @@ struct eng_conv_timing {
 
 /* What the runner asks of a session's owner.  next_conv returns 1 with a
  * conversation (owned by the caller until release_conv), 0 at the end of
- * the input, 2 when none is available yet, or a negative error. */
+ * the input, 2 when none is available yet, or a negative error.  on_token
+ * (may be NULL) sees every generated token as it comes, with its log-probs
+ * when the session asked for them (else NULL); it may call
+ * eng_session_stop. */
 struct eng_session_ops {
 	int (*next_conv)(void *ctx, struct eng_conv **out);
 	void (*on_request)(void *ctx, const struct eng_conv *c, const struct eng_request_timing *t);
 	void (*on_conversation)(void *ctx, const struct eng_conv *c, const struct eng_conv_timing *t);
 	void (*release_conv)(void *ctx, struct eng_conv *c);
+	void (*on_token)(void *ctx, const struct eng_conv *c, int32_t token, int32_t index,
+			 const struct eng_token_logprobs *lp);
 };
 
 struct eng_runner;
@@ -100,6 +107,11 @@ double eng_session_elapsed(const struct eng_session *s);
 /* Cancels everything the session has in flight (a client went away); its
  * callbacks are not called again.  Call eng_session_free once done. */
 void eng_session_cancel(struct eng_session *s);
+
+/* Ends the session's turns in flight as stopped (finish "stop") with the
+ * token being reported: call it from on_token.  Their records follow as
+ * usual. */
+void eng_session_stop(struct eng_session *s);
 
 /* Frees a session.  Only once eng_session_done() is true (a cancelled
  * session is done when its turns have left the scheduler): a turn still in

@@ -12,7 +12,8 @@
  *     backend, KV pool, scheduler with its prefix cache), kept between runs;
  *   - eng_run: one run over it, NDJSON lines in and records out through
  *     callbacks (trajbench-records(5));
- *   - the persistent worker over a Unix socket and its client;
+ *   - the persistent worker over a Unix socket and its client, and the
+ *     server that adds an HTTP front to it;
  *   - the tokenizer and the chat templates, for the tokenizer modes.
  *
  * Every function that can fail on something a user controls returns 0 or a
@@ -98,6 +99,7 @@ struct eng_sched_stats {
 	double step_seconds;       /* wall time inside the step function (the model's
 				      forward, its wait for the device included) */
 	size_t free_pages, cached_pages;
+	size_t evictable_pages;    /* cached pages no running request holds */
 	int32_t last_batch_seqs, last_batch_tokens;
 };
 
@@ -199,6 +201,55 @@ long eng_run_finish(struct eng_run *r);
  * ENG_E_IO when the socket cannot be created (or another worker answers
  * on it). */
 int eng_worker_serve(struct eng_infer *e, const char *socket_path, struct eng_error *err);
+
+/* ---------------------------------------------------------------- serving */
+
+/*
+ * One engine, several fronts, one continuous batch: the Unix-socket worker
+ * above and an OpenAI-compatible HTTP server (/v1/chat/completions,
+ * /v1/completions, SGLang's /generate, /health, /v1/models,
+ * /get_model_info, /get_server_info, /metrics; gpu-batch-infer(1) has the
+ * details).  One thread runs the engine and serves every client between
+ * its steps; a client that goes away cancels its requests.  SIGINT,
+ * SIGTERM or a shutdown command stop the listening, let what is in flight
+ * finish for graceful_timeout_s, cancel the rest and return 0.
+ */
+enum eng_serve_state {
+	ENG_SERVE_LISTENING, /* the HTTP port is bound; the model may still load */
+	ENG_SERVE_LOADED,    /* the model is loaded (eng_serve_load) */
+	ENG_SERVE_READY,     /* every front is open: serving */
+	ENG_SERVE_DRAINING,  /* shutting down: no new requests */
+};
+
+struct eng_serve_params {
+	const char *socket_path;       /* the Unix-socket front; NULL: none */
+	const char *host;              /* HTTP: the address to bind (default 127.0.0.1) */
+	int port;                      /* HTTP: 0 any free port; -1 no HTTP front (default) */
+	const char *api_key;           /* HTTP: Bearer token required; NULL: none */
+	const char *served_model_name; /* HTTP: the model's name; NULL: its directory */
+	bool enable_metrics;           /* HTTP: GET /metrics */
+	FILE *request_log;             /* HTTP: a request record per finished request */
+	size_t max_body_size;          /* HTTP: larger bodies get 413 (default 64 MiB) */
+	int32_t max_queued_requests;   /* HTTP: 503 beyond this many waiting; 0: no limit */
+	int32_t max_connections;       /* HTTP: connections at once (default 4096) */
+	double graceful_timeout_s;     /* shutdown: how long in-flight work may go on */
+	/* Told of every state change; http_port is the bound port (or -1). */
+	void (*on_state)(void *ctx, enum eng_serve_state state, int http_port);
+	void *ctx;
+};
+
+void eng_serve_default_params(struct eng_serve_params *p);
+
+/* Serves a loaded engine until shut down.  ENG_E_IO when a front cannot
+ * listen (port in use, a worker already on the socket). */
+int eng_serve(struct eng_infer *e, const struct eng_serve_params *p, struct eng_error *err);
+
+/* Binds the HTTP front first (/health answers 503 while loading), loads
+ * the engine, serves it, closes it.  The load's errors are returned as
+ * eng_infer_open's; on_state says how far it got (LISTENING, LOADED,
+ * READY), so that a caller tells a port in use from a missing model. */
+int eng_serve_load(const struct eng_infer_params *ip, const struct eng_serve_params *p,
+		   struct eng_error *err);
 
 /* The run parameters as the hello's "params" object, and back.  Unknown
  * keys are refused by from_json (ENG_E_INVALID naming the key). */

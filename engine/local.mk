@@ -5,9 +5,11 @@ engine_libengine_a_SOURCES = \
 	engine/error.h engine/clock.h \
 	engine/error.c
 
-ENGINE_LIBS = engine/libengine.a $(PCRE2_LIBS) $(UTF8PROC_LIBS) $(JANSSON_LIBS) $(KERNELS_LIBS)
+ENGINE_LIBS = engine/libengine.a $(PCRE2_LIBS) $(UTF8PROC_LIBS) $(JANSSON_LIBS) $(MHD_LIBS) \
+	$(KERNELS_LIBS) -lpthread
 
 include engine/tokenizer.mk
 include engine/model.mk
 include engine/sched.mk
 include engine/cuda.mk
+include engine/http.mk

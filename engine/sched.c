@@ -330,6 +330,7 @@ void eng_sched_get_stats(const struct eng_sched *s, struct eng_sched_stats *st)
 	st->n_waiting = s->n_waiting;
 	st->free_pages = eng_pages_available(s->pool);
 	st->cached_pages = s->radix ? eng_radix_cached_pages(s->radix) : 0;
+	st->evictable_pages = s->radix ? eng_radix_evictable_pages(s->radix) : 0;
 }
 
 static void finish(struct eng_sched *s, struct req *r, enum eng_finish how, const char *error)

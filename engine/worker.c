@@ -1,20 +1,22 @@
 /*
- * worker.c: the persistent worker's event loop (see engine.h).
+ * worker.c: the persistent worker's Unix-socket front (see engine.h and
+ * front.h; serve.c runs the loop).
  *
- * One thread: poll(2) over the listening socket and the clients, with a
- * zero timeout while the engine has work, so sockets are served between
- * scheduler steps.  Sockets are non-blocking; every client has an input
- * buffer (bounded by its longest line) and an output buffer (bounded by
- * the backpressure limit plus what one step can produce).
+ * One thread: the listening socket and the clients are polled with the
+ * other fronts' descriptors, with a zero timeout while the engine has
+ * work, so sockets are served between scheduler steps.  Sockets are
+ * non-blocking; every client has an input buffer (bounded by its longest
+ * line) and an output buffer (bounded by the backpressure limit plus what
+ * one step can produce).
  */
 #include <config.h>
+#include "engine/front.h"
 #include "engine/infer.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <math.h>
 #include <poll.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -40,14 +42,6 @@ struct client {
 	struct eng_run *run;
 	struct client *next;
 };
-
-static volatile sig_atomic_t stop_requested;
-
-static void on_signal(int sig)
-{
-	(void)sig;
-	stop_requested = 1;
-}
 
 static int buf_append(struct buf *b, const char *s, size_t n)
 {
@@ -233,10 +227,15 @@ int eng_run_params_from_json(const json_t *j, struct eng_run_params *p, char *na
 struct server {
 	struct eng_infer *e;
 	int lfd;
+	char *path;
 	struct client *clients;
 	double t0;
 	long n_runs_served;
-	bool shutting_down;
+	bool shutting_down;     /* a client asked for it */
+	bool draining;          /* no new clients */
+	int first;              /* where watch put the listening socket, or -1 */
+	struct client **who;    /* (cap_who) the clients watch put after it */
+	int n_who, cap_who;
 };
 
 /* Creates the listening socket, mode 0600.  A socket file nobody answers
@@ -445,72 +444,149 @@ static void settle_clients(struct server *sv)
 	}
 }
 
-/* One round of socket I/O; waits up to timeout_ms when nothing is ready. */
-static void serve_sockets(struct server *sv, int timeout_ms)
-{
-	struct pollfd fds[1024];
-	struct client *who[1024];
-	nfds_t n = 1;
+/* ------------------------------------------------------------ the front */
 
-	fds[0] = (struct pollfd){ .fd = sv->lfd, .events = sv->shutting_down ? 0 : POLLIN };
-	for (struct client *c = sv->clients; c && n < 1024; c = c->next) {
+static void sock_watch(void *st, struct eng_pollset *ps)
+{
+	struct server *sv = st;
+
+	sv->n_who = 0;
+	sv->first = eng_pollset_add(ps, sv->lfd, sv->draining ? 0 : POLLIN);
+	if (sv->first < 0)
+		return;
+	for (struct client *c = sv->clients; c; c = c->next) {
 		short ev = 0;
 
+		if (sv->n_who == sv->cap_who) {
+			int cap = sv->cap_who ? 2 * sv->cap_who : 64;
+			struct client **w = realloc(sv->who, sizeof(*w) * (size_t)cap);
+
+			if (!w)
+				return;
+			sv->who = w;
+			sv->cap_who = cap;
+		}
 		if (!c->eof_in && !c->dead)
 			ev |= POLLIN;
 		if (c->out.off < c->out.len && !c->dead)
 			ev |= POLLOUT;
-		fds[n] = (struct pollfd){ .fd = c->fd, .events = ev };
-		who[n++] = c;
+		if (eng_pollset_add(ps, c->fd, ev) < 0)
+			return;
+		sv->who[sv->n_who++] = c;
 	}
-	if (poll(fds, n, timeout_ms) <= 0)
-		return;
-	if (fds[0].revents & POLLIN)
-		accept_clients(sv);
-	for (nfds_t i = 1; i < n; i++) {
-		struct client *c = who[i];
+}
 
-		if (fds[i].revents & POLLIN)
+static void sock_dispatch(void *st, const struct eng_pollset *ps)
+{
+	struct server *sv = st;
+
+	if (sv->first < 0)
+		return;
+	if (ps->fds[sv->first].revents & POLLIN)
+		accept_clients(sv);
+	for (int i = 0; i < sv->n_who; i++) {
+		struct client *c = sv->who[i];
+		short rev = ps->fds[sv->first + 1 + i].revents;
+
+		if (rev & POLLIN)
 			read_client(c);
-		if (fds[i].revents & POLLOUT)
+		if (rev & POLLOUT)
 			write_client(c);
-		if ((fds[i].revents & (POLLERR | POLLNVAL)) ||
-		    ((fds[i].revents & POLLHUP) && !(fds[i].revents & POLLIN)))
+		if ((rev & (POLLERR | POLLNVAL)) || ((rev & POLLHUP) && !(rev & POLLIN)))
 			c->dead = true;
 		if (!c->hello_done && !c->dead)
 			handle_hello(sv, c);
 	}
 }
 
+static void sock_settle(void *st)
+{
+	settle_clients(st);
+}
+
+static int sock_timeout_ms(void *st)
+{
+	(void)st;
+	return -1;
+}
+
+static void sock_drain(void *st)
+{
+	((struct server *)st)->draining = true;
+}
+
+static void sock_cancel(void *st)
+{
+	for (struct client *c = ((struct server *)st)->clients; c; c = c->next)
+		c->dead = true; /* cancels its run */
+}
+
+static bool sock_idle(void *st)
+{
+	return ((struct server *)st)->clients == NULL;
+}
+
+static bool sock_shutdown_asked(void *st)
+{
+	return ((struct server *)st)->shutting_down;
+}
+
+static void sock_close(void *st)
+{
+	struct server *sv = st;
+
+	while (sv->clients) {
+		struct client *c = sv->clients;
+
+		sv->clients = c->next;
+		if (c->run) {
+			eng_run_cancel(c->run);
+			while (!eng_run_done(c->run))
+				eng_infer_poll(sv->e, 0, NULL);
+			eng_run_finish(c->run);
+		}
+		client_free(c);
+	}
+	close(sv->lfd);
+	unlink(sv->path);
+	free(sv->path);
+	free(sv->who);
+	free(sv);
+}
+
+static const struct eng_front_ops sock_ops = {
+	sock_watch, sock_dispatch, sock_settle, sock_timeout_ms, sock_drain, sock_cancel,
+	sock_idle, sock_shutdown_asked, sock_close,
+};
+
+int eng_sock_front_open(struct eng_infer *e, const char *path, struct eng_front *out,
+			struct eng_error *err)
+{
+	struct server *sv = calloc(1, sizeof(*sv));
+	int rc;
+
+	if (!sv || !(sv->path = strdup(path))) {
+		free(sv);
+		return eng_error_set(err, ENG_E_NOMEM, path, 0, "out of memory");
+	}
+	rc = listen_on(path, &sv->lfd, err);
+	if (rc != 0) {
+		free(sv->path);
+		free(sv);
+		return rc;
+	}
+	sv->e = e;
+	sv->t0 = eng_mono_s();
+	out->ops = &sock_ops;
+	out->st = sv;
+	return 0;
+}
+
 int eng_worker_serve(struct eng_infer *e, const char *socket_path, struct eng_error *err)
 {
-	struct server sv = { .e = e, .t0 = eng_mono_s() };
-	struct eng_runner *runner = e->runner;
-	struct sigaction sa = { .sa_handler = on_signal };
-	int rc = listen_on(socket_path, &sv.lfd, err);
+	struct eng_serve_params p;
 
-	if (rc != 0)
-		return rc;
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
-	stop_requested = 0;
-	while (!(sv.shutting_down || stop_requested) || sv.clients) {
-		bool idle = eng_runner_idle(runner);
-		struct eng_error step_err;
-
-		if (stop_requested && !sv.shutting_down) {
-			sv.shutting_down = true;
-			for (struct client *c = sv.clients; c; c = c->next)
-				c->dead = true; /* cancels its run */
-		}
-		serve_sockets(&sv, idle ? 50 : 0);
-		if (!idle)
-			eng_runner_poll(runner, 0.002, &step_err);
-		settle_clients(&sv);
-	}
-	close(sv.lfd);
-	unlink(socket_path);
-	return 0;
+	eng_serve_default_params(&p);
+	p.socket_path = socket_path;
+	return eng_serve(e, &p, err);
 }

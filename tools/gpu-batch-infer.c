@@ -7,7 +7,8 @@
  *                               (tokenizer and chat template only)
  *   tools/infer/nd_infer.c     replay and generate runs, in-process
  *                               (--model) or through a worker (--connect),
- *                               the worker itself (--serve), --status,
+ *                               the server itself (--serve: the Unix
+ *                               socket, HTTP, or both), --status,
  *                               --shutdown
  * Flag names follow SGLang's and vLLM's where one exists.
  */
@@ -34,6 +35,8 @@ enum {
 	OPT_OUTPUT_LEN, OPT_REPLAY_OUTPUT, OPT_TEMPERATURE, OPT_TOP_K, OPT_TOP_P, OPT_SEED,
 	OPT_OUTPUT_DETAILS, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_KEEP_CACHE, OPT_WARMUP,
 	OPT_LOAD_FORMAT, OPT_MEM_FRACTION, OPT_GRAPH_MAX_BS, OPT_NO_GRAPH, OPT_TP_SIZE,
+	OPT_HOST, OPT_PORT, OPT_API_KEY, OPT_SERVED_NAME, OPT_METRICS, OPT_LOG_REQUESTS,
+	OPT_LOG_FILE, OPT_MAX_BODY, OPT_MAX_QUEUED, OPT_GRACEFUL, OPT_MAX_CONNECTIONS,
 };
 
 static const struct option long_options[] = {
@@ -45,6 +48,7 @@ static const struct option long_options[] = {
 	{"keep-going", no_argument, NULL, OPT_KEEP_GOING},
 	{"skip-special-tokens", no_argument, NULL, OPT_SKIP_SPECIAL},
 	{"model", required_argument, NULL, OPT_MODEL},
+	{"model-path", required_argument, NULL, OPT_MODEL},
 	{"device", required_argument, NULL, OPT_DEVICE},
 	{"threads", required_argument, NULL, OPT_THREADS},
 	{"page-size", required_argument, NULL, OPT_PAGE_SIZE},
@@ -60,6 +64,17 @@ static const struct option long_options[] = {
 	{"disable-cuda-graph", no_argument, NULL, OPT_NO_GRAPH},
 	{"tp-size", required_argument, NULL, OPT_TP_SIZE},
 	{"serve", no_argument, NULL, OPT_SERVE},
+	{"host", required_argument, NULL, OPT_HOST},
+	{"port", required_argument, NULL, OPT_PORT},
+	{"api-key", required_argument, NULL, OPT_API_KEY},
+	{"served-model-name", required_argument, NULL, OPT_SERVED_NAME},
+	{"enable-metrics", no_argument, NULL, OPT_METRICS},
+	{"log-requests", no_argument, NULL, OPT_LOG_REQUESTS},
+	{"log-file", required_argument, NULL, OPT_LOG_FILE},
+	{"max-body-size", required_argument, NULL, OPT_MAX_BODY},
+	{"max-queued-requests", required_argument, NULL, OPT_MAX_QUEUED},
+	{"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
+	{"graceful-timeout", required_argument, NULL, OPT_GRACEFUL},
 	{"socket", required_argument, NULL, OPT_SOCKET},
 	{"connect", required_argument, NULL, OPT_CONNECT},
 	{"status", no_argument, NULL, OPT_STATUS},
@@ -93,16 +108,19 @@ struct opts {
 	struct nd_infer_opts inf;
 	const char *output;
 	const char *bad_value;  /* the option whose value failed to parse */
+	const char *http_only;  /* an HTTP option given (needs --port) */
 };
 
 static void usage(void)
 {
 	printf("Usage: %s --model=DIR [OPTION]... [FILE]...\n"
 	       "  or:  %s --serve --model=DIR --socket=PATH [OPTION]...\n"
+	       "  or:  %s --serve --model=DIR --port=N [--host=ADDR] [OPTION]...\n"
 	       "  or:  %s --connect=PATH [RUN OPTION]... [FILE]\n"
 	       "  or:  %s --connect=PATH --status|--shutdown\n"
 	       "  or:  %s --tokenize|--detokenize|--render --tokenizer=DIR [FILE]...\n",
-	       nd_progname(), nd_progname(), nd_progname(), nd_progname(), nd_progname());
+	       nd_progname(), nd_progname(), nd_progname(), nd_progname(), nd_progname(),
+	       nd_progname());
 	fputs("Replay conversations through the trajbench inference engine and write one\n"
 	      "request record per turn, one conversation_result per conversation and a\n"
 	      "run record (trajbench-records(5)).  Reads each FILE (standard input with\n"
@@ -154,8 +172,23 @@ static void usage(void)
 	      "                                (default: a run starts from a cold cache)\n"
 	      "      --progress, --no-progress progress on stderr (default: if a terminal)\n"
 	      "\n"
-	      "Worker:\n"
-	      "      --serve --socket=PATH     load the model once and serve runs\n"
+	      "Server:\n"
+	      "      --serve                   load the model once and serve it, on a Unix\n"
+	      "                                socket (--socket), over HTTP (--port), or both\n"
+	      "      --socket=PATH             the worker's Unix socket (runs of NDJSON)\n"
+	      "      --port=N                  serve OpenAI-compatible HTTP on port N (0: any\n"
+	      "                                free port, printed on stderr)\n"
+	      "      --host=ADDR               address to bind (default 127.0.0.1)\n"
+	      "      --api-key=KEY             require Authorization: Bearer KEY\n"
+	      "      --served-model-name=NAME  the model's name in replies (default: DIR)\n"
+	      "      --enable-metrics          Prometheus metrics at GET /metrics\n"
+	      "      --log-requests            a request record per finished HTTP request,\n"
+	      "                                on stderr or in --log-file=FILE\n"
+	      "      --max-body-size=BYTES     larger request bodies get 413 (default 64 MiB)\n"
+	      "      --max-queued-requests=N   503 when more requests wait (default: no limit)\n"
+	      "      --max-connections=N       HTTP connections at once (default 4096)\n"
+	      "      --graceful-timeout=S      on SIGTERM, SIGINT or --shutdown: let requests\n"
+	      "                                in flight finish for S seconds (default 30)\n"
 	      "      --connect=PATH            run through the worker at PATH\n"
 	      "      --status, --shutdown      ask the worker at --connect PATH\n"
 	      "\n"
@@ -313,6 +346,53 @@ static int run_option(int c, const char *arg, struct opts *o)
 	return 1;
 }
 
+/* Server options: 0 handled, 1 not a server option, -1 bad value. */
+static int serve_option(int c, const char *arg, struct opts *o)
+{
+	struct eng_serve_params *p = &o->inf.serve;
+	long v = 0;
+	double d = 0;
+
+	switch (c) {
+	case OPT_PORT:
+		if (num(arg, 0, 65535, &v)) return -1;
+		p->port = (int)v;
+		return 0;
+	case OPT_HOST: p->host = arg; break;
+	case OPT_API_KEY: p->api_key = arg; break;
+	case OPT_SERVED_NAME: p->served_model_name = arg; break;
+	case OPT_METRICS: p->enable_metrics = true; break;
+	case OPT_LOG_REQUESTS: o->inf.log_requests = true; break;
+	case OPT_LOG_FILE: o->inf.log_file = arg; break;
+	case OPT_MAX_BODY:
+		if (num(arg, 1, 1L << 40, &v)) return -1;
+		p->max_body_size = (size_t)v;
+		break;
+	case OPT_MAX_QUEUED:
+		if (num(arg, 0, 1 << 30, &v)) return -1;
+		p->max_queued_requests = (int32_t)v;
+		break;
+	case OPT_MAX_CONNECTIONS:
+		if (num(arg, 1, 1 << 20, &v)) return -1;
+		p->max_connections = (int32_t)v;
+		break;
+	case OPT_GRACEFUL:
+		if (nd_parse_double(arg, 0, 1e6, &d)) return -1;
+		p->graceful_timeout_s = d;
+		return 0;
+	default:
+		return 1;
+	}
+	if (c != OPT_LOG_REQUESTS && c != OPT_LOG_FILE)
+		o->http_only = c == OPT_HOST ? "--host" : c == OPT_API_KEY ? "--api-key"
+			     : c == OPT_SERVED_NAME ? "--served-model-name"
+			     : c == OPT_METRICS ? "--enable-metrics" : c == OPT_MAX_BODY ? "--max-body-size"
+			     : c == OPT_MAX_QUEUED ? "--max-queued-requests" : "--max-connections";
+	else
+		o->http_only = "--log-requests";
+	return 0;
+}
+
 /* Mode, worker and tokenizer-mode options: 0 handled, -2 usage error
  * (already reported), 1 not one of these. */
 static int other_option(int c, const char *arg, struct opts *o)
@@ -357,8 +437,14 @@ static int check_options(struct opts *o, bool batch_given)
 		return nd_usage_error("--model does not go with --tokenize, --detokenize, --render");
 	if ((o->action == ACT_LOCAL || o->action == ACT_SERVE) && !e->model_dir)
 		return nd_usage_error("--model=DIR is required");
-	if (o->action == ACT_SERVE && !o->inf.socket)
-		return nd_usage_error("--serve needs --socket=PATH");
+	if (o->action == ACT_SERVE && !o->inf.socket && o->inf.serve.port < 0)
+		return nd_usage_error("--serve needs --socket=PATH, --port=N, or both");
+	if (o->action != ACT_SERVE && (o->http_only || o->inf.serve.port >= 0))
+		return nd_usage_error("%s goes with --serve", o->http_only ? o->http_only : "--port");
+	if (o->http_only && o->inf.serve.port < 0)
+		return nd_usage_error("%s applies to the HTTP server: give --port", o->http_only);
+	if (o->inf.log_file && !o->inf.log_requests)
+		return nd_usage_error("--log-file goes with --log-requests");
 	if ((o->action == ACT_STATUS || o->action == ACT_SHUTDOWN) && !o->inf.socket)
 		return nd_usage_error("--status and --shutdown need --connect=PATH");
 	if (o->action == ACT_REMOTE && e->model_dir)
@@ -398,6 +484,8 @@ static int parse_options(int argc, char **argv, struct opts *o, int *status)
 		rc = engine_option(c, optarg, o);
 		if (rc == 1)
 			rc = run_option(c, optarg, o);
+		if (rc == 1)
+			rc = serve_option(c, optarg, o);
 		if (rc == 1)
 			rc = other_option(c, optarg, o);
 		if (rc == -2) {

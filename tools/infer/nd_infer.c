@@ -26,6 +26,7 @@ void nd_infer_default_opts(struct nd_infer_opts *o)
 	memset(o, 0, sizeof(*o));
 	eng_infer_default_params(&o->engine);
 	eng_session_default_params(&o->run.session);
+	eng_serve_default_params(&o->serve);
 	o->run.run_name = "run";
 	o->run.mode = "replay";
 	o->progress = isatty(STDERR_FILENO);
@@ -209,23 +210,68 @@ int nd_infer_run_local(const struct nd_infer_opts *o, char **files, int n_files)
 	return bad > 0 ? ND_EXIT_BAD_INPUT : ND_EXIT_OK;
 }
 
+/* How far the server got, for its messages and its exit status. */
+struct serving {
+	const struct nd_infer_opts *o;
+	double t0;
+	enum eng_serve_state state;
+	bool any;                /* on_state was called at all */
+};
+
+static void serve_state(void *ctx, enum eng_serve_state st, int port)
+{
+	struct serving *s = ctx;
+	const struct nd_infer_opts *o = s->o;
+	const char *host = o->serve.host;
+
+	s->state = st;
+	s->any = true;
+	if (st == ENG_SERVE_LISTENING)
+		fprintf(stderr, "%s: listening on http://%s:%d (loading %s)\n", nd_progname(), host,
+			port, o->engine.model_dir);
+	else if (st == ENG_SERVE_READY && port >= 0)
+		fprintf(stderr, "%s: serving %s on http://%s:%d%s%s (loaded in %.2f s)\n",
+			nd_progname(), o->engine.model_dir, host, port, o->socket ? " and " : "",
+			o->socket ? o->socket : "", eng_mono_s() - s->t0);
+	else if (st == ENG_SERVE_READY)
+		fprintf(stderr, "%s: serving %s on %s (loaded in %.2f s)\n", nd_progname(),
+			o->engine.model_dir, o->socket, eng_mono_s() - s->t0);
+	else if (st == ENG_SERVE_DRAINING)
+		fprintf(stderr, "%s: shutting down\n", nd_progname());
+}
+
 int nd_infer_serve(const struct nd_infer_opts *o)
 {
-	struct eng_infer *e;
+	struct serving s = { o, eng_mono_s(), ENG_SERVE_LISTENING, false };
+	struct eng_serve_params p = o->serve;
 	struct eng_error err;
-	int rc = open_engine(o, &e);
+	char buf[1200];
+	FILE *log = NULL;
+	int rc;
 
-	if (rc != 0)
-		return rc;
-	fprintf(stderr, "%s: serving %s on %s (loaded in %.2f s)\n", nd_progname(),
-		o->engine.model_dir, o->socket, eng_infer_load_time(e));
-	rc = eng_worker_serve(e, o->socket, &err);
-	eng_infer_close(e);
-	if (rc != 0) {
-		nd_error("%s: %s", o->socket, err.msg);
+	if (o->log_requests && !(log = o->log_file ? fopen(o->log_file, "a") : stderr)) {
+		nd_error("%s: %s", o->log_file, strerror(errno));
 		return ND_EXIT_USAGE;
 	}
-	return ND_EXIT_OK;
+	p.socket_path = o->socket;
+	p.request_log = log;
+	p.on_state = serve_state;
+	p.ctx = &s;
+	eng_error_clear(&err);
+	rc = eng_serve_load(&o->engine, &p, &err);
+	if (log && log != stderr && fclose(log) != 0 && rc == 0) {
+		nd_error("%s: %s", o->log_file, strerror(errno));
+		return ND_EXIT_USAGE;
+	}
+	if (rc == 0)
+		return ND_EXIT_OK;
+	/* Listening (or no HTTP) but not loaded: the model's fault. */
+	if ((!s.any && p.port < 0) || (s.any && s.state == ENG_SERVE_LISTENING)) {
+		nd_error("cannot load the model: %s", eng_error_format(&err, buf, sizeof(buf)));
+		return err.code == ENG_E_INVALID ? ND_EXIT_USAGE : ND_EXIT_UNAVAILABLE;
+	}
+	nd_error("%s", eng_error_format(&err, buf, sizeof(buf)));
+	return ND_EXIT_USAGE;
 }
 
 /* A run through the worker: the input's name for diagnostics, and what

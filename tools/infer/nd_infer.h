@@ -15,7 +15,10 @@
 struct nd_infer_opts {
 	struct eng_infer_params engine;   /* --model, --device, --page-size, ... */
 	struct eng_run_params run;        /* --run, --mode, --batch-size, ... */
+	struct eng_serve_params serve;    /* --port, --host, --api-key, ... */
 	const char *socket;               /* --socket / --connect PATH */
+	bool log_requests;                /* --log-requests */
+	const char *log_file;             /* --log-file (default stderr) */
 	bool progress;                    /* --progress, or stderr is a terminal */
 };
 
@@ -24,7 +27,8 @@ void nd_infer_default_opts(struct nd_infer_opts *o);
 /* Runs the input files (or stdin) through a model loaded in-process. */
 int nd_infer_run_local(const struct nd_infer_opts *o, char **files, int n_files);
 
-/* Loads the model once and serves runs on o->socket until shut down. */
+/* Loads the model once and serves it on o->socket and/or over HTTP
+ * (o->serve.port) until shut down. */
 int nd_infer_serve(const struct nd_infer_opts *o);
 
 /* Runs the input files (or stdin) through the worker at o->socket. */

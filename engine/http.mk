@@ -1,0 +1,7 @@
+## engine/: the serving loop (serve.c) over its fronts: the Unix-socket
+## worker (worker.c, in sched.mk) and the OpenAI-compatible HTTP front
+## (http*.c, libmicrohttpd).
+engine_libengine_a_SOURCES += \
+	engine/front.h engine/serve.c \
+	engine/http_int.h engine/http.c engine/http_parse.c engine/http_gen.c \
+	engine/http_reply.c engine/http_metrics.c

@@ -1,6 +1,6 @@
 /*
  * backend_cpu.c: the CPU reference backend: a batched, paged forward pass
- * of Qwen2 / Llama in fp32.
+ * of Qwen2 / Qwen3 (dense) / Llama in fp32.
  *
  * All new tokens of all sequences in a batch are stacked into one
  * (n_tokens, hidden) activation matrix, so every projection is one matmul
@@ -9,7 +9,8 @@
  * reads its keys and values from the sequence's pages, after the chunk's own
  * K/V were written there, so prefix and chunk go through the same code.
  *
- * Per layer:  xb = rmsnorm(x); q,k,v = xb Wq,Wk,Wv (+b); rope(q,k);
+ * Per layer:  xb = rmsnorm(x); q,k,v = xb Wq,Wk,Wv (+b);
+ *             [Qwen3: q,k = rmsnorm of each head, by q_norm, k_norm]; rope(q,k);
  *             pages <- k,v; att = softmax(q K^T / sqrt(d)) V  (causal, GQA);
  *             x += att Wo; xb = rmsnorm(x); x += (silu(xb Wg) * xb Wu) Wd
  * Then final rmsnorm and the LM head, only on the rows whose logits or
@@ -229,16 +230,35 @@ static void attn_task(void *arg, int task, int thread)
 	}
 }
 
-/* RoPE on the chunk's q and k, then k and v into the pages. */
+/* RMSNorm of each of the n_heads (head_dim) vectors of x, in place, by
+ * the one (head_dim) weight w they share. */
+static void norm_heads(float *x, int n_heads, int head_dim, const struct eng_tensor *w,
+		       float eps)
+{
+	int h;
+
+	for (h = 0; h < n_heads; h++)
+		eng_cpu_rmsnorm(x + (size_t)h * head_dim, x + (size_t)h * head_dim, w, head_dim, eps);
+}
+
+/* The per-head q/k norm when the model has one, RoPE on the chunk's q and
+ * k, then k and v into the pages. */
 static void rope_and_store(struct cpu_state *st, const struct eng_batch *b, int layer, int T)
 {
 	const struct eng_model_config *c = st->cfg;
+	const struct eng_layer_weights *L = &st->w->layers[layer];
 	int r, ps = st->kv.page_size, kd = kv_dim(c);
 
 	for (r = 0; r < T; r++) {
 		const struct eng_seq_input *q = &b->seqs[st->row_seq[r]];
 		int pos = st->row_pos[r], page = q->block_table[pos / ps];
 
+		if (c->qk_norm) {
+			norm_heads(st->q + (size_t)r * q_dim(c), c->n_heads, c->head_dim,
+				   &L->q_norm, (float)c->rms_eps);
+			norm_heads(st->k + (size_t)r * kd, c->n_kv_heads, c->head_dim,
+				   &L->k_norm, (float)c->rms_eps);
+		}
 		eng_cpu_rope(st->q + (size_t)r * q_dim(c), c->n_heads, c->head_dim, pos,
 			     st->inv_freq);
 		eng_cpu_rope(st->k + (size_t)r * kd, c->n_kv_heads, c->head_dim, pos,

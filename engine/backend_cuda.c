@@ -12,7 +12,9 @@
  * activations live in device buffers grown to the largest batch seen.
  *
  * Per layer:  xb = rmsnorm(x [+ previous mlp out]);  qkv = xb Wqkv;
- *             q, pages <- rope(qkv + b);  att = attention(q, pages);
+ *             q, pages <- rope(qkv + b)  (Qwen3: rope(qk_norm(qkv + b)),
+ *             the per-head norm fused into the same kernel);
+ *             att = attention(q, pages);
  *             proj = att Wo;  xb = rmsnorm(x += proj + bo);
  *             act = silu(xb Wg) * (xb Wu);  proj = act Wd
  * On one rank, a projection without a bias (o and down of Qwen2 and
@@ -53,7 +55,8 @@
  * again on next use); a capture that fails turns graphs off for good.
  * Tokens and the logits asked for are copied back after the replay.
  *
- * Buffers, create and destroy, and the profile are in cuda_setup.c.
+ * Buffers, create and destroy, and the profile are in cuda_setup.c; the
+ * graphs' capture and replay in cuda_graph.c.
  *
  * Refuses: head_dim not a multiple of 8 or over 256, more than 32 query
  * heads per KV head (the attention kernel's limits), a tensor-parallel
@@ -73,7 +76,7 @@
 
 /* Whether sequence s wants its greedy token: want[s], or every sequence
  * when want is NULL and all is set. */
-static int wants_token(const uint8_t *want, int all, int s)
+int eng_cuda_wants_token(const uint8_t *want, int all, int s)
 {
 	return want ? want[s] != 0 : all;
 }
@@ -98,9 +101,9 @@ static void meta_plan(const struct cuda_state *st, const struct eng_batch *b,
 			m->n_pre += (q->n_tokens + st->tile_rows - 1) / st->tile_rows;
 		if (q->logprobs)
 			m->n_sel += q->n_tokens;
-		else if (q->logits || wants_token(want, all, s))
+		else if (q->logits || eng_cuda_wants_token(want, all, s))
 			m->n_sel++;
-		m->argmax |= wants_token(want, all, s);
+		m->argmax |= eng_cuda_wants_token(want, all, s);
 	}
 	m->tokens = o, o += m->T;
 	m->pos = o, o += m->T;
@@ -163,7 +166,7 @@ static int meta_build(struct cuda_state *st, const struct eng_batch *b, const ui
 	    (rc = eng_cuda_ensure_meta(st, m->total, err)))
 		return rc;
 	for (s = 0; s < b->n_seqs; s++)
-		meta_seq(st, &b->seqs[s], s, wants_token(want, all, s), m, &row, &sel, &pre, &dec,
+		meta_seq(st, &b->seqs[s], s, eng_cuda_wants_token(want, all, s), m, &row, &sel, &pre, &dec,
 			 &bt);
 	if ((rc = use_rank(st, 0)) || (rc = kn_event_record(st->ev_t0, st->rk[0].stream)))
 		return eng_cuda_error(rc, err);
@@ -184,7 +187,7 @@ static int meta_build(struct cuda_state *st, const struct eng_batch *b, const ui
  * H100 at batch 64, 2k context: 9.05 ms a step with 1, 9.39 with 4). */
 #define DECODE_BLOCKS_PER_SM 1
 
-static int decode_want(const struct cuda_state *st, int n_dec)
+int eng_cuda_decode_want(const struct cuda_state *st, int n_dec)
 {
 	int want = (DECODE_BLOCKS_PER_SM * st->n_sm + n_dec * st->nkv - 1) / (n_dec * st->nkv);
 
@@ -200,7 +203,7 @@ static void decode_splits(const struct cuda_state *st, const struct eng_batch *b
 	for (s = 0; s < b->n_seqs; s++)
 		if (b->seqs[s].n_tokens == 1 && b->seqs[s].start_pos + 1 > max_ctx)
 			max_ctx = b->seqs[s].start_pos + 1;
-	want = decode_want(st, n_dec);
+	want = eng_cuda_decode_want(st, n_dec);
 	len = (max_ctx + want - 1) / want;
 	len = (len + 31) / 32 * 32;
 	len = len < 64 ? 64 : len;
@@ -304,9 +307,10 @@ static int layer_forward(struct cuda_state *st, const struct step_meta *m, int l
 					    R->stream));
 	EACH_RANK(PROF_QKV, kn_gemm_bf16(R->gemm, R->qkv, KN_Y_F32, qkv, R->xb, L->wqkv, T, qkv,
 					 H));
-	EACH_RANK(PROF_ROPE, kn_rope_qkv(R->qkv, L->bqkv, R->meta_d + m->pos, R->meta_d + m->slot,
-					 R->inv_freq, R->q, R->k_pool + layer, R->v_pool + layer,
-					 T, st->nh, st->nkv, c->head_dim, R->stream));
+	EACH_RANK(PROF_ROPE, kn_rope_qkv(R->qkv, L->bqkv, L->q_norm, L->k_norm, eps,
+					 R->meta_d + m->pos, R->meta_d + m->slot, R->inv_freq, R->q,
+					 R->k_pool + layer, R->v_pool + layer, T, st->nh, st->nkv,
+					 c->head_dim, R->stream));
 	EACH_RANK(PROF_ATTN, attention(st, R, m, l));
 	EACH_RANK(PROF_O, project(st, R, L->bo, R->att, L->wo, T, qd));
 	if ((rc = all_reduce(st, T)))
@@ -444,7 +448,7 @@ static void head_results(struct cuda_state *st, const struct eng_batch *b,
 			q->logprobs[st->sel_i[k]] = st->lp_h[k];
 		if (st->sel_i[k] != q->n_tokens - 1 || !m->argmax)
 			continue;
-		if (next && wants_token(want, 1, st->sel_seq[k]))
+		if (next && eng_cuda_wants_token(want, 1, st->sel_seq[k]))
 			next[st->sel_seq[k]] = st->amax_h[k];
 	}
 }
@@ -511,7 +515,7 @@ static int lm_head_tp(struct cuda_state *st, const struct eng_batch *b, const st
 
 /* Embedding, the layers, and the last MLP output into the residual stream:
  * all of a forward but the LM head. */
-static int forward_body(struct cuda_state *st, const struct step_meta *m)
+int eng_cuda_forward_body(struct cuda_state *st, const struct step_meta *m)
 {
 	const struct eng_model_config *c = &st->cfg;
 	int rc = 0, l;
@@ -563,7 +567,7 @@ static int fail(struct cuda_state *st, int rc, struct eng_error *err)
 }
 
 /* Op by op: any batch. */
-static int plain_forward(struct cuda_state *st, const struct eng_batch *b, const uint8_t *want,
+int eng_cuda_plain_forward(struct cuda_state *st, const struct eng_batch *b, const uint8_t *want,
 			 int32_t *next, struct eng_error *err)
 {
 	struct step_meta m;
@@ -577,7 +581,7 @@ static int plain_forward(struct cuda_state *st, const struct eng_batch *b, const
 		decode_splits(st, b, m.n_dec, &m.n_splits, &m.split_len);
 	if ((rc = ensure_splits(st, &m, err)))
 		return rc;
-	rc = forward_body(st, &m);
+	rc = eng_cuda_forward_body(st, &m);
 	if (!rc && m.n_sel)
 		rc = st->n_ranks > 1 ? lm_head_tp(st, b, &m, want, next)
 				     : lm_head(st, b, &m, want, next);
@@ -592,200 +596,6 @@ static int plain_forward(struct cuda_state *st, const struct eng_batch *b, const
 	return rc ? fail(st, rc, err) : 0;
 }
 
-/* The bucket of a decode batch of n: 1, 2, 4, 8, then multiples of 8 up to
- * 32, then of 16, never over cuda_graph_max_bs (itself the last bucket). */
-static int graph_bucket(const struct cuda_state *st, int n)
-{
-	int b = n <= 1 ? 1 : n <= 2 ? 2 : n <= 4 ? 4 : n <= 8 ? 8 : n <= 32 ? (n + 7) / 8 * 8
-											  : (n + 15) / 16 * 16;
-
-	return b > st->params.cuda_graph_max_bs ? st->params.cuda_graph_max_bs : b;
-}
-
-/* Decode-only (one token each, no targets), small enough, not profiled,
- * one rank. */
-static int graph_fits(const struct cuda_state *st, const struct eng_batch *b)
-{
-	if (st->n_ranks > 1 || st->params.disable_cuda_graph || st->prof ||
-	    b->n_seqs > st->params.cuda_graph_max_bs ||
-	    graph_bucket(st, b->n_seqs) > st->lm_tile)
-		return 0;
-	for (int s = 0; s < b->n_seqs; s++)
-		if (b->seqs[s].n_tokens != 1 || b->seqs[s].targets)
-			return 0;
-	return 1;
-}
-
-/* The fixed layout of a captured decode batch of bs rows with pages
- * block-table entries each: every row selected, decode splits sized per
- * row (split_len 0) over a grid that fills the GPU at the longest
- * context the table holds. */
-static void graph_plan(const struct cuda_state *st, int bs, int pages, struct step_meta *m)
-{
-	int max_split = pages * st->params.page_size / 64, want = decode_want(st, bs);
-	size_t o = 0;
-
-	memset(m, 0, sizeof(*m));
-	m->T = m->n_sel = m->n_dec = bs;
-	m->n_bt = bs * pages;
-	m->argmax = 1;
-	m->n_splits = want < max_split ? want : max_split < 1 ? 1 : max_split;
-	m->split_len = 0;
-	m->tokens = o, o += bs;
-	m->pos = o, o += bs;
-	m->slot = o, o += bs;
-	m->bt_off = o, o += bs;
-	m->sel_rows = o, o += bs;
-	m->sel_target = o, o += bs;
-	m->pre_row0 = m->pre_n = o;
-	m->dec_row0 = o, o += bs;
-	m->dec_n = o, o += bs;
-	m->bt = o, o += (size_t)m->n_bt;
-	m->total = o;
-}
-
-/* Row r of the graph's metadata: sequence q, or (q NULL) a padding row at
- * position 0 of the scratch page. */
-static void graph_row(struct cuda_state *st, const struct step_meta *m, int pages, int r,
-		      const struct eng_seq_input *q)
-{
-	int32_t *h = st->meta_h, *bt = h + m->bt + (size_t)r * pages;
-	int ps = st->params.page_size, scratch = st->params.n_pages, pos = q ? q->start_pos : 0;
-	int nb = q ? pos / ps + 1 : 0, i;
-
-	for (i = 0; i < nb; i++)
-		bt[i] = q->block_table[i];
-	for (; i < pages; i++)
-		bt[i] = scratch;
-	h[m->tokens + r] = q ? q->tokens[0] : 0;
-	h[m->pos + r] = pos;
-	h[m->slot + r] = bt[pos / ps] * ps + pos % ps;
-	h[m->bt_off + r] = r * pages;
-	h[m->sel_rows + r] = r;
-	h[m->sel_target + r] = -1;
-	h[m->dec_row0 + r] = r;
-	h[m->dec_n + r] = 1;
-}
-
-/* What a graph holds: the forward of the bs rows of layout m, the LM head
- * on every row, the argmax of each. */
-static int graph_ops(struct cuda_state *st, const struct step_meta *m)
-{
-	const struct eng_model_config *c = &st->cfg;
-	const struct rank *R = &st->rk[0];
-	int rc = forward_body(st, m);
-
-	if (!rc)
-		rc = kn_add_rmsnorm(R->x, NULL, NULL, R->w.final_norm, R->xb, NULL, m->T,
-				    c->hidden, (float)c->rms_eps, R->stream);
-	if (!rc)
-		rc = kn_gemm_bf16(R->gemm, R->logits, 1, c->vocab, R->xb, R->w.lm_head, m->T,
-				  c->vocab, c->hidden);
-	if (!rc)
-		rc = kn_argmax(R->amax, R->logits, m->T, c->vocab, R->stream);
-	return rc;
-}
-
-/* The captured forward of layout m (bs rows, pages entries), captured on
- * first use after one run of the same ops outside the capture (module
- * loads and library setup stay out of it; the run computes what the
- * replay will); NULL with err set when that fails. */
-static kn_graph graph_get(struct cuda_state *st, const struct step_meta *m, int pages,
-			  struct eng_error *err)
-{
-	struct graph_ent *e;
-	kn_graph g = NULL;
-	int rc, i;
-
-	for (i = 0; i < st->n_graphs; i++)
-		if (st->graphs[i].bs == m->T && st->graphs[i].pages == pages)
-			return st->graphs[i].g;
-	if (st->n_graphs == MAX_GRAPHS)
-		eng_cuda_graphs_drop(st);
-	if ((rc = graph_ops(st, m)) || (rc = kn_stream_sync(st->rk[0].stream)) ||
-	    (rc = kn_capture_begin(st->rk[0].stream))) {
-		eng_cuda_error(rc, err);
-		return NULL;
-	}
-	rc = graph_ops(st, m);
-	i = kn_capture_end(st->rk[0].stream, rc == 0, &g);
-	if (rc || i) {
-		eng_cuda_error(rc ? rc : i, err);
-		return NULL;
-	}
-	e = &st->graphs[st->n_graphs++];
-	e->bs = m->T;
-	e->pages = pages;
-	e->gen = st->buf_gen;
-	e->g = g;
-	return g;
-}
-
-/* Results of a replayed graph to the host: tokens, and logits where asked. */
-static int graph_results(struct cuda_state *st, const struct eng_batch *b, const uint8_t *want,
-			 int32_t *next)
-{
-	const struct rank *R = &st->rk[0];
-	size_t V = st->cfg.vocab;
-	int rc, s;
-
-	if ((rc = kn_memcpy_d2h(st->amax_h, R->amax, (size_t)b->n_seqs * 4, R->stream)))
-		return rc;
-	for (s = 0; s < b->n_seqs; s++)
-		if (b->seqs[s].logits &&
-		    (rc = kn_memcpy_d2h(b->seqs[s].logits, R->logits + s * V, V * 4, R->stream)))
-			return rc;
-	if ((rc = kn_event_record(st->ev_t1, R->stream)) || (rc = kn_stream_sync(R->stream)))
-		return rc;
-	for (s = 0; next && s < b->n_seqs; s++)
-		if (wants_token(want, 1, s))
-			next[s] = st->amax_h[s];
-	return 0;
-}
-
-/* A decode batch through the graph of its bucket: metadata padded to the
- * bucket and uploaded, the graph replayed (captured first if new). */
-static int graph_forward(struct cuda_state *st, const struct eng_batch *b, const uint8_t *want,
-			 int32_t *next, struct eng_error *err)
-{
-	int bs = graph_bucket(st, b->n_seqs), ps = st->params.page_size, need = 1, pages = 16, rc;
-	struct step_meta m;
-	kn_graph g;
-
-	for (int s = 0; s < b->n_seqs; s++)
-		need = b->seqs[s].start_pos / ps + 1 > need ? b->seqs[s].start_pos / ps + 1 : need;
-	while (pages < need)
-		pages *= 2;
-	graph_plan(st, bs, pages, &m);
-	if (!st->graphs && !(st->graphs = calloc(MAX_GRAPHS, sizeof(*st->graphs))))
-		return eng_error_set(err, ENG_E_NOMEM, "cuda", 0, "out of memory");
-	/* room for the next block-table class and for the most splits any
-	 * class of this bucket takes: fewer recaptures */
-	if ((rc = eng_cuda_ensure_tokens(st, bs, err)) ||
-	    (rc = eng_cuda_ensure_meta(st, 2 * m.total, err)) ||
-	    (rc = eng_cuda_ensure_partial(st, kn_attn_partial_floats(bs, st->nh, st->nkv,
-								     st->cfg.head_dim,
-								     decode_want(st, bs)),
-					  err)))
-		return rc;
-	if (st->n_graphs && st->graphs[0].gen != st->buf_gen)
-		eng_cuda_graphs_drop(st);
-	for (int r = 0; r < bs; r++)
-		graph_row(st, &m, pages, r, r < b->n_seqs ? &b->seqs[r] : NULL);
-	if ((rc = kn_event_record(st->ev_t0, st->rk[0].stream)) ||
-	    (rc = kn_memcpy_h2d(st->rk[0].meta_d, st->meta_h, m.total * 4, st->rk[0].stream)))
-		return eng_cuda_error(rc, err);
-	if (!(g = graph_get(st, &m, pages, err))) {
-		/* an op that cannot be captured: op by op from now on */
-		st->graph_failed = 1;
-		return plain_forward(st, b, want, next, err);
-	}
-	if ((rc = kn_graph_launch(g, st->rk[0].stream)) || (rc = graph_results(st, b, want, next)))
-		return eng_cuda_error(rc, err);
-	st->timed = 1;
-	return 0;
-}
-
 int eng_cuda_forward_next(void *state, const struct eng_batch *b, const uint8_t *want,
 			  int32_t *next, struct eng_error *err)
 {
@@ -797,9 +607,9 @@ int eng_cuda_forward_next(void *state, const struct eng_batch *b, const uint8_t 
 		return 0;
 	if ((rc = kn_set_device(st->rk[0].dev)))
 		return eng_cuda_error(rc, err);
-	if (!st->graph_failed && graph_fits(st, b))
-		return graph_forward(st, b, want, next, err);
-	return plain_forward(st, b, want, next, err);
+	if (!st->graph_failed && eng_cuda_graph_fits(st, b))
+		return eng_cuda_graph_forward(st, b, want, next, err);
+	return eng_cuda_plain_forward(st, b, want, next, err);
 }
 
 int eng_cuda_step_device_ms(void *state, double *ms)
@@ -811,18 +621,6 @@ int eng_cuda_step_device_ms(void *state, double *ms)
 		return -1;
 	*ms = f;
 	return 0;
-}
-
-void eng_cuda_use_graphs(void *state, int on)
-{
-	((struct cuda_state *)state)->params.disable_cuda_graph = !on;
-}
-
-int eng_cuda_graph_count(const void *state)
-{
-	const struct cuda_state *st = state;
-
-	return st->graph_failed ? -1 : st->n_graphs;
 }
 
 int eng_cuda_forward(void *state, const struct eng_batch *b, int32_t *next,

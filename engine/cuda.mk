@@ -4,7 +4,7 @@
 ## just them.
 if HAVE_CUDA
 engine_libengine_a_SOURCES += \
-	engine/backend_cuda.c engine/cuda_backend.h \
+	engine/backend_cuda.c engine/cuda_backend.h engine/cuda_graph.c \
 	engine/cuda_setup.c engine/cuda_int.h \
 	engine/cuda_weights.h engine/cuda_weights.c \
 	engine/comm.h engine/comm.c

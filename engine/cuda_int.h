@@ -140,6 +140,26 @@ static inline int own_stream(const struct cuda_state *st, int r)
 	return r == 0 || !st->shared;
 }
 
+/* backend_cuda.c, for cuda_graph.c */
+/* Whether sequence s wants its greedy token: want[s], or every sequence
+ * when want is NULL and all is set. */
+int eng_cuda_wants_token(const uint8_t *want, int all, int s);
+/* Decode splits that fill the GPU for n_dec rows. */
+int eng_cuda_decode_want(const struct cuda_state *st, int n_dec);
+/* Embedding, the layers, the last MLP output into x: all but the LM head. */
+int eng_cuda_forward_body(struct cuda_state *st, const struct step_meta *m);
+/* A forward op by op: any batch. */
+int eng_cuda_plain_forward(struct cuda_state *st, const struct eng_batch *b, const uint8_t *want,
+			   int32_t *next, struct eng_error *err);
+
+/* cuda_graph.c */
+/* Whether batch b can replay a graph (decode only, small enough, not
+ * profiled, one rank). */
+int eng_cuda_graph_fits(const struct cuda_state *st, const struct eng_batch *b);
+/* b's step through the graph of its bucket (captured first if new). */
+int eng_cuda_graph_forward(struct cuda_state *st, const struct eng_batch *b, const uint8_t *want,
+			   int32_t *next, struct eng_error *err);
+
 /* cuda_setup.c */
 void eng_cuda_graphs_drop(struct cuda_state *st);
 /* Activations for T tokens, metadata of n int32, n floats of decode

@@ -15,7 +15,7 @@
 #include "engine/cuda_int.h"
 
 static const char *const prof_names[PROF_N] = {
-	"embedding", "add + rmsnorm", "qkv gemm", "bias + rope + kv write", "attention",
+	"embedding", "add + rmsnorm", "qkv gemm", "bias, q/k norm, rope, kv", "attention",
 	"o gemm", "gate/up gemm", "silu * up", "down gemm", "all-reduce",
 	"lm head, argmax, copies",
 };

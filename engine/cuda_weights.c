@@ -47,9 +47,9 @@ int eng_cuda_shard_check(const struct eng_model_config *c, int size, struct eng_
 
 /* One rank's sizes and offsets: full q_dim, kv_dim; the rank's q rows
  * [q0, q0 + nq), kv rows [k0, k0 + nk), intermediate rows [i0, i0 + ni),
- * vocab rows [v0, v0 + nv). */
+ * vocab rows [v0, v0 + nv); head_dim hd. */
 struct dims {
-	size_t H, I, V, qd, kd, q0, nq, k0, nk, i0, ni, v0, nv;
+	size_t H, I, V, qd, kd, q0, nq, k0, nk, i0, ni, v0, nv, hd;
 };
 
 static struct dims dims_of(const struct eng_model_config *c, struct eng_cuda_shard sh)
@@ -60,6 +60,7 @@ static struct dims dims_of(const struct eng_model_config *c, struct eng_cuda_sha
 	d.H = c->hidden;
 	d.I = c->intermediate;
 	d.V = c->vocab;
+	d.hd = (size_t)c->head_dim;
 	d.qd = (size_t)c->n_heads * c->head_dim;
 	d.kd = (size_t)c->n_kv_heads * c->head_dim;
 	d.nq = d.qd / n;
@@ -100,6 +101,8 @@ static size_t plan(struct eng_cuda_weights *w, const struct eng_model_config *c,
 		L->attn_norm = take(base, &off, H * 4);
 		L->wqkv = take(base, &off, qkv * H * 2);
 		L->bqkv = c->qkv_bias ? take(base, &off, qkv * 4) : NULL;
+		L->q_norm = c->qk_norm ? take(base, &off, d->hd * 4) : NULL;
+		L->k_norm = c->qk_norm ? take(base, &off, d->hd * 4) : NULL;
 		L->wo = take(base, &off, H * d->nq * 2);
 		L->bo = c->o_bias ? take(base, &off, H * 4) : NULL;
 		L->mlp_norm = take(base, &off, H * 4);
@@ -241,6 +244,20 @@ static int put_biases(const struct eng_cuda_layer *L, const struct eng_layer_wei
 	return 0;
 }
 
+/* Qwen3's q/k norms: whole on every rank. */
+static int put_qk_norms(const struct eng_cuda_layer *L, const struct eng_layer_weights *m,
+			const struct eng_model_config *c, kn_stream s, struct eng_error *err)
+{
+	int rc;
+
+	if (!c->qk_norm)
+		return 0;
+	if ((rc = need(&m->q_norm, "q_norm", err)) || (rc = need(&m->k_norm, "k_norm", err)) ||
+	    (rc = put_f32(L->q_norm, &m->q_norm, 0, 0, s, err)))
+		return rc;
+	return put_f32(L->k_norm, &m->k_norm, 0, 0, s, err);
+}
+
 static int put_layer(const struct eng_cuda_layer *L, const struct eng_layer_weights *m,
 		     const struct eng_model_config *c, const struct dims *d, uint16_t *sc,
 		     kn_stream s, struct eng_error *err)
@@ -258,7 +275,9 @@ static int put_layer(const struct eng_cuda_layer *L, const struct eng_layer_weig
 	    (rc = put_bf16(L->wgu + d->ni * H, &m->w_up, d->i0, d->ni, 0, H, sc, s, err)) ||
 	    (rc = put_bf16(L->wd, &m->w_down, 0, H, d->i0, d->ni, sc, s, err)))
 		return rc;
-	return put_biases(L, m, c, d, s, err);
+	if ((rc = put_biases(L, m, c, d, s, err)))
+		return rc;
+	return put_qk_norms(L, m, c, s, err);
 }
 
 int eng_cuda_weights_upload(struct eng_cuda_weights *w, const struct eng_model_config *c,
@@ -344,9 +363,13 @@ static int dummy_attn(struct filler *f, const struct eng_cuda_layer *L, const st
 				  0.0f, 0.02f)))
 			return rc;
 	}
-	if ((rc = block16(f, next_seed(f), L->wo, H, d->nq, d->qd, 0, d->q0, 0.02f)))
+	if ((rc = block16(f, next_seed(f), L->wo, H, d->nq, d->qd, 0, d->q0, 0.02f)) ||
+	    (rc = vec32(f, L->bo, H, 0.0f, 0.02f)))
 		return rc;
-	return vec32(f, L->bo, H, 0.0f, 0.02f);
+	/* whole on every rank, like the other norms */
+	if ((rc = vec32(f, L->q_norm, d->hd, 1.0f, 0.05f)))
+		return rc;
+	return vec32(f, L->k_norm, d->hd, 1.0f, 0.05f);
 }
 
 static int dummy_mlp(struct filler *f, const struct eng_cuda_layer *L, const struct dims *d)

@@ -11,9 +11,10 @@
  * of w_gate and w_up (column-parallel), the matching columns of wo and
  * w_down (row-parallel: each rank's product is a partial sum of the
  * output), and the vocab rows [r V/N, (r+1) V/N) of the LM head (uneven
- * when N does not divide V).  The embedding, the norms and the biases of
- * o_proj and down_proj are whole on every rank (those biases are added
- * once, after the all-reduce).  Sizes below are those of one rank:
+ * when N does not divide V).  The embedding, the norms (Qwen3's per-head
+ * q/k norms included: every head of every rank uses the same head_dim
+ * vector) and the biases of o_proj and down_proj are whole on every rank
+ * (those biases are added once, after the all-reduce).  Sizes below are those of one rank:
  * q_dim_r = q_dim / N, kv_dim_r = kv_dim / N, inter_r = intermediate / N.
  */
 #ifndef TRAJBENCH_ENG_CUDA_WEIGHTS_H
@@ -29,6 +30,8 @@ struct eng_cuda_layer {
 	float *attn_norm;    /* (hidden) */
 	uint16_t *wqkv;      /* (q_dim_r + 2 kv_dim_r, hidden) bf16: [wq; wk; wv] */
 	float *bqkv;         /* (q_dim_r + 2 kv_dim_r) or NULL */
+	float *q_norm;       /* (head_dim) or NULL: Qwen3's per-head RMSNorm of q */
+	float *k_norm;       /* (head_dim) or NULL: the same of k */
 	uint16_t *wo;        /* (hidden, q_dim_r) bf16 */
 	float *bo;           /* (hidden) or NULL */
 	float *mlp_norm;     /* (hidden) */

@@ -125,6 +125,18 @@ static const struct eng_st_tensor *lookup(const struct eng_model *m, const char 
 	return eng_st_find(m->files[i], name);
 }
 
+/* "[]", "[a]" or "[a, b]" (more dimensions than two shown as two). */
+static const char *shape_str(char *buf, size_t n, int ndim, int64_t a, int64_t b)
+{
+	if (ndim == 0)
+		snprintf(buf, n, "[]");
+	else if (ndim > 1)
+		snprintf(buf, n, "[%lld, %lld]", (long long)a, (long long)b);
+	else
+		snprintf(buf, n, "[%lld]", (long long)a);
+	return buf;
+}
+
 /* Binds *t to name, which must have shape (rows, cols), or (cols) when
  * rows == 0.  A missing tensor is an error only when required. */
 static int bind(struct eng_model *m, struct eng_tensor *t, const char *name,
@@ -132,7 +144,7 @@ static int bind(struct eng_model *m, struct eng_tensor *t, const char *name,
 {
 	const struct eng_st_tensor *st;
 	const char *file;
-	char path[4096];
+	char path[4096], has[48], want[48];
 	int ndim = rows ? 2 : 1;
 
 	memset(t, 0, sizeof(*t));
@@ -144,11 +156,10 @@ static int bind(struct eng_model *m, struct eng_tensor *t, const char *name,
 	if (st->ndim != ndim || (ndim == 2 && (st->shape[0] != rows || st->shape[1] != cols)) ||
 	    (ndim == 1 && st->shape[0] != cols))
 		return eng_error_set(err, ENG_E_FORMAT, path, 0,
-				     "tensor \"%s\": shape [%lld%s%lld] but the config implies [%lld%s%lld]",
-				     name, (long long)st->shape[0], st->ndim > 1 ? ", " : "",
-				     st->ndim > 1 ? (long long)st->shape[1] : 0LL,
-				     (long long)(rows ? rows : cols), rows ? ", " : "",
-				     rows ? (long long)cols : 0LL);
+				     "tensor \"%s\": shape %s but the config implies %s", name,
+				     shape_str(has, sizeof(has), st->ndim, st->shape[0],
+					       st->ndim > 1 ? st->shape[1] : 0),
+				     shape_str(want, sizeof(want), ndim, rows ? rows : cols, cols));
 	t->dtype = st->dtype;
 	t->rows = rows ? rows : 1;
 	t->cols = cols;
@@ -157,43 +168,51 @@ static int bind(struct eng_model *m, struct eng_tensor *t, const char *name,
 	return 0;
 }
 
+/* One layer's tensors: which the architecture wants, under which HF name
+ * and shape (rows 0: a vector), in the order they are checked. */
 static int bind_layer(struct eng_model *m, int l, struct eng_error *err)
 {
 	const struct eng_model_config *c = &m->cfg;
 	struct eng_layer_weights *L = &m->w.layers[l];
-	int64_t h = c->hidden, q = (int64_t)c->n_heads * c->head_dim;
+	int64_t h = c->hidden, q = (int64_t)c->n_heads * c->head_dim, hd = c->head_dim;
 	int64_t kv = (int64_t)c->n_kv_heads * c->head_dim, in = c->intermediate;
-	char n[16][96];
-	int i, rc = 0;
-	static const char *const sfx[16] = {
-		"input_layernorm.weight", "self_attn.q_proj.weight",
-		"self_attn.k_proj.weight", "self_attn.v_proj.weight",
-		"self_attn.q_proj.bias", "self_attn.k_proj.bias", "self_attn.v_proj.bias",
-		"self_attn.o_proj.weight", "self_attn.o_proj.bias",
-		"post_attention_layernorm.weight", "mlp.gate_proj.weight",
-		"mlp.up_proj.weight", "mlp.gate_proj.bias", "mlp.up_proj.bias",
-		"mlp.down_proj.weight", "mlp.down_proj.bias",
+	const struct {
+		struct eng_tensor *t;
+		const char *sfx;
+		int64_t rows, cols;
+		bool want;
+	} tab[] = {
+		{ &L->attn_norm, "input_layernorm.weight", 0, h, true },
+		{ &L->wq, "self_attn.q_proj.weight", q, h, true },
+		{ &L->wk, "self_attn.k_proj.weight", kv, h, true },
+		{ &L->wv, "self_attn.v_proj.weight", kv, h, true },
+		{ &L->bq, "self_attn.q_proj.bias", 0, q, c->qkv_bias },
+		{ &L->bk, "self_attn.k_proj.bias", 0, kv, c->qkv_bias },
+		{ &L->bv, "self_attn.v_proj.bias", 0, kv, c->qkv_bias },
+		{ &L->q_norm, "self_attn.q_norm.weight", 0, hd, c->qk_norm },
+		{ &L->k_norm, "self_attn.k_norm.weight", 0, hd, c->qk_norm },
+		{ &L->wo, "self_attn.o_proj.weight", h, q, true },
+		{ &L->bo, "self_attn.o_proj.bias", 0, h, c->o_bias },
+		{ &L->mlp_norm, "post_attention_layernorm.weight", 0, h, true },
+		{ &L->w_gate, "mlp.gate_proj.weight", in, h, true },
+		{ &L->w_up, "mlp.up_proj.weight", in, h, true },
+		{ &L->b_gate, "mlp.gate_proj.bias", 0, in, c->mlp_bias },
+		{ &L->b_up, "mlp.up_proj.bias", 0, in, c->mlp_bias },
+		{ &L->w_down, "mlp.down_proj.weight", h, in, true },
+		{ &L->b_down, "mlp.down_proj.bias", 0, h, c->mlp_bias },
 	};
+	char name[96];
+	size_t i;
+	int rc;
 
-	for (i = 0; i < 16; i++)
-		snprintf(n[i], sizeof(n[i]), "model.layers.%d.%s", l, sfx[i]);
-	(void)((rc = bind(m, &L->attn_norm, n[0], 0, h, 1, err)) ||
-	       (rc = bind(m, &L->wq, n[1], q, h, 1, err)) ||
-	       (rc = bind(m, &L->wk, n[2], kv, h, 1, err)) ||
-	       (rc = bind(m, &L->wv, n[3], kv, h, 1, err)) ||
-	       (c->qkv_bias && ((rc = bind(m, &L->bq, n[4], 0, q, 1, err)) ||
-				(rc = bind(m, &L->bk, n[5], 0, kv, 1, err)) ||
-				(rc = bind(m, &L->bv, n[6], 0, kv, 1, err)))) ||
-	       (rc = bind(m, &L->wo, n[7], h, q, 1, err)) ||
-	       (c->o_bias && (rc = bind(m, &L->bo, n[8], 0, h, 1, err))) ||
-	       (rc = bind(m, &L->mlp_norm, n[9], 0, h, 1, err)) ||
-	       (rc = bind(m, &L->w_gate, n[10], in, h, 1, err)) ||
-	       (rc = bind(m, &L->w_up, n[11], in, h, 1, err)) ||
-	       (c->mlp_bias && ((rc = bind(m, &L->b_gate, n[12], 0, in, 1, err)) ||
-				(rc = bind(m, &L->b_up, n[13], 0, in, 1, err)))) ||
-	       (rc = bind(m, &L->w_down, n[14], h, in, 1, err)) ||
-	       (c->mlp_bias && (rc = bind(m, &L->b_down, n[15], 0, h, 1, err))));
-	return rc;
+	for (i = 0; i < sizeof(tab) / sizeof(tab[0]); i++) {
+		if (!tab[i].want)
+			continue;
+		snprintf(name, sizeof(name), "model.layers.%d.%s", l, tab[i].sfx);
+		if ((rc = bind(m, tab[i].t, name, tab[i].rows, tab[i].cols, 1, err)))
+			return rc;
+	}
+	return 0;
 }
 
 static int bind_all(struct eng_model *m, struct eng_error *err)

@@ -32,6 +32,8 @@ struct eng_layer_weights {
 	struct eng_tensor attn_norm;          /* (hidden) */
 	struct eng_tensor wq, wk, wv;         /* (q_dim, hidden), (kv_dim, hidden) x2 */
 	struct eng_tensor bq, bk, bv;         /* (q_dim), (kv_dim) x2, or absent */
+	struct eng_tensor q_norm, k_norm;     /* (head_dim) each, shared by all heads,
+						 or absent (cfg.qk_norm) */
 	struct eng_tensor wo, bo;             /* (hidden, q_dim), (hidden) or absent */
 	struct eng_tensor mlp_norm;           /* (hidden) */
 	struct eng_tensor w_gate, w_up;       /* (intermediate, hidden) */

@@ -7,9 +7,11 @@
  * "rope_scaling": null).  A key present with the wrong type is an error
  * naming the key, never silently defaulted.
  *
- * Refuses: architectures other than Qwen2ForCausalLM and LlamaForCausalLM,
- * hidden_act other than silu, rope types other than default/linear/llama3,
- * and Qwen2's use_sliding_window (the forward pass attends to everything).
+ * Refuses: architectures other than Qwen2ForCausalLM, Qwen3ForCausalLM
+ * (dense; the MoE Qwen3MoeForCausalLM is another name) and
+ * LlamaForCausalLM, hidden_act other than silu, rope types other than
+ * default/linear/llama3, and Qwen's use_sliding_window (the forward pass
+ * attends to everything).
  */
 #include "engine/model_config.h"
 
@@ -97,12 +99,14 @@ static int parse_arch(struct cfg_ctx *c, json_t *root, struct eng_model_config *
 	name = json_string_value(json_array_get(a, 0));
 	if (!strcmp(name, "Qwen2ForCausalLM"))
 		cfg->arch = ENG_ARCH_QWEN2;
+	else if (!strcmp(name, "Qwen3ForCausalLM"))
+		cfg->arch = ENG_ARCH_QWEN3;
 	else if (!strcmp(name, "LlamaForCausalLM"))
 		cfg->arch = ENG_ARCH_LLAMA;
 	else
 		return eng_error_set(c->err, ENG_E_UNSUPPORTED, c->path, 0,
-				     "key \"architectures\": %s is not Qwen2ForCausalLM or LlamaForCausalLM",
-				     name);
+				     "key \"architectures\": %s is not Qwen2ForCausalLM, "
+				     "Qwen3ForCausalLM or LlamaForCausalLM", name);
 	if (act && !json_is_null(act) &&
 	    (!json_is_string(act) || strcmp(json_string_value(act), "silu")))
 		return eng_error_set(c->err, ENG_E_UNSUPPORTED, c->path, 0,
@@ -185,6 +189,24 @@ static int parse_eos(struct cfg_ctx *c, json_t *root, struct eng_model_config *c
 	return 0;
 }
 
+/* head_dim: HF's Qwen3Config defaults it to 128; Qwen2 and Llama derive
+ * it from hidden_size / num_attention_heads. */
+static int parse_head_dim(struct cfg_ctx *c, json_t *root, struct eng_model_config *cfg)
+{
+	bool given = json_object_get(root, "head_dim") &&
+		     !json_is_null(json_object_get(root, "head_dim"));
+	int def = cfg->arch == ENG_ARCH_QWEN3 ? 128 : cfg->hidden / cfg->n_heads;
+	int rc;
+
+	if ((rc = get_int(c, root, "head_dim", false, def, 1, &cfg->head_dim)))
+		return rc;
+	if (cfg->head_dim % 2)
+		return bad_key(c, "head_dim", "not even");
+	if (!given && cfg->arch != ENG_ARCH_QWEN3 && cfg->hidden % cfg->n_heads)
+		return bad_key(c, "num_attention_heads", "does not divide hidden_size");
+	return 0;
+}
+
 static int parse_sizes(struct cfg_ctx *c, json_t *root, struct eng_model_config *cfg)
 {
 	int rc;
@@ -204,14 +226,7 @@ static int parse_sizes(struct cfg_ctx *c, json_t *root, struct eng_model_config 
 		return rc;
 	if (cfg->n_heads % cfg->n_kv_heads)
 		return bad_key(c, "num_key_value_heads", "does not divide num_attention_heads");
-	if ((rc = get_int(c, root, "head_dim", false,
-			  cfg->hidden / cfg->n_heads, 1, &cfg->head_dim)))
-		return rc;
-	if (cfg->head_dim % 2)
-		return bad_key(c, "head_dim", "not even");
-	if (!json_object_get(root, "head_dim") && cfg->hidden % cfg->n_heads)
-		return bad_key(c, "num_attention_heads", "does not divide hidden_size");
-	return 0;
+	return parse_head_dim(c, root, cfg);
 }
 
 static int parse_flags(struct cfg_ctx *c, json_t *root, struct eng_model_config *cfg)
@@ -229,10 +244,14 @@ static int parse_flags(struct cfg_ctx *c, json_t *root, struct eng_model_config 
 		cfg->qkv_bias = true;
 		return 0;
 	}
+	/* Qwen3's attention_bias covers q, k, v and o as Llama's does; its
+	 * MLP has no bias whatever the config says */
 	if ((rc = get_bool(c, root, "attention_bias", false, &attn_bias)) ||
-	    (rc = get_bool(c, root, "mlp_bias", false, &cfg->mlp_bias)))
+	    (cfg->arch == ENG_ARCH_LLAMA &&
+	     (rc = get_bool(c, root, "mlp_bias", false, &cfg->mlp_bias))))
 		return rc;
 	cfg->qkv_bias = cfg->o_bias = attn_bias;
+	cfg->qk_norm = cfg->arch == ENG_ARCH_QWEN3;
 	return 0;
 }
 
@@ -330,5 +349,20 @@ void eng_config_rope_inv_freq(const struct eng_model_config *cfg, float *out)
 
 const char *eng_arch_name(enum eng_arch arch)
 {
-	return arch == ENG_ARCH_QWEN2 ? "Qwen2ForCausalLM" : "LlamaForCausalLM";
+	switch (arch) {
+	case ENG_ARCH_QWEN2: return "Qwen2ForCausalLM";
+	case ENG_ARCH_QWEN3: return "Qwen3ForCausalLM";
+	case ENG_ARCH_LLAMA: return "LlamaForCausalLM";
+	}
+	return "unknown";
+}
+
+json_t *eng_config_json(const struct eng_model_config *c)
+{
+	return json_pack("{s:s,s:i,s:i,s:i,s:i,s:i,s:i,s:i,s:b}",
+			 "architecture", eng_arch_name(c->arch), "num_hidden_layers", c->n_layers,
+			 "hidden_size", c->hidden, "num_attention_heads", c->n_heads,
+			 "num_key_value_heads", c->n_kv_heads, "head_dim", c->head_dim,
+			 "intermediate_size", c->intermediate, "vocab_size", c->vocab,
+			 "tie_word_embeddings", c->tie_embeddings);
 }

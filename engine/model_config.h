@@ -13,6 +13,8 @@
 enum eng_arch {
 	ENG_ARCH_QWEN2 = 0,  /* Qwen2ForCausalLM: bias on q/k/v */
 	ENG_ARCH_LLAMA = 1,  /* LlamaForCausalLM: attention_bias, mlp_bias */
+	ENG_ARCH_QWEN3 = 2,  /* Qwen3ForCausalLM (dense): q/k RMSNorm per head,
+				attention_bias */
 };
 
 enum eng_rope_type {
@@ -37,7 +39,8 @@ struct eng_model_config {
 	int hidden;          /* hidden_size */
 	int n_heads;         /* num_attention_heads */
 	int n_kv_heads;      /* num_key_value_heads (default n_heads) */
-	int head_dim;        /* head_dim (default hidden / n_heads), even */
+	int head_dim;        /* head_dim (default hidden / n_heads; Qwen3: 128),
+				even; need not equal hidden / n_heads */
 	int intermediate;    /* intermediate_size */
 	int vocab;           /* vocab_size */
 	int max_positions;   /* max_position_embeddings */
@@ -48,6 +51,8 @@ struct eng_model_config {
 	bool qkv_bias;       /* bias on q_proj, k_proj, v_proj */
 	bool o_bias;         /* bias on o_proj (Llama attention_bias) */
 	bool mlp_bias;       /* bias on gate/up/down_proj (Llama mlp_bias) */
+	bool qk_norm;        /* RMSNorm (rms_eps) of each head of q and of k,
+				after the projections and before RoPE (Qwen3) */
 	int bos_id;          /* -1 when not stated */
 	int n_eos;
 	int eos_ids[ENG_MAX_EOS]; /* generation_config.json wins over config.json */
@@ -68,6 +73,13 @@ int eng_config_load(const char *dir, struct eng_model_config *cfg,
  * out has head_dim / 2 entries. */
 void eng_config_rope_inv_freq(const struct eng_model_config *cfg, float *out);
 
+/* The HF class name: "Qwen2ForCausalLM", "Qwen3ForCausalLM", "LlamaForCausalLM". */
 const char *eng_arch_name(enum eng_arch arch);
+
+/* What ran, for the run record: {"architecture", "num_hidden_layers",
+ * "hidden_size", "num_attention_heads", "num_key_value_heads", "head_dim",
+ * "intermediate_size", "vocab_size", "tie_word_embeddings"} with HF's key
+ * names.  A new reference, or NULL when out of memory. */
+json_t *eng_config_json(const struct eng_model_config *cfg);
 
 #endif

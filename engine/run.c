@@ -8,6 +8,7 @@
 #include <config.h>
 #include "engine/conv.h"
 #include "engine/infer.h"
+#include "engine/model.h"
 #include "engine/tokenizer.h"
 
 #include <math.h>
@@ -346,8 +347,11 @@ static json_t *run_record(struct eng_run *r)
 			 "num_requests", (int)r->n_requests, "env_time_scale", sp->env_time_scale,
 			 "settings", eng_infer_settings(r->e), "version", PACKAGE_VERSION);
 
-	if (rec)
+	if (rec) {
+		json_object_set_new(rec, "model_config",
+				    eng_config_json(eng_model_config(r->e->model)));
 		json_object_set_new(rec, "engine_stats", engine_stats(r));
+	}
 	return rec;
 }
 

@@ -113,13 +113,17 @@ int kn_add_rmsnorm(float *x, const float *y, const float *bias, const float *w,
  * and the write of k and v into the paged cache:
  *   qkv (n_rows, (n_heads + 2 n_kv) head_dim) fp32: [q | k | v] per row
  *   bias (same row shape) fp32 or NULL
+ *   q_norm, k_norm (head_dim) fp32, both or neither (Qwen3): each q head
+ *     and each k head x (head_dim) becomes w * x / sqrt(mean(x^2) + eps),
+ *     bias added first, before the rotation; head_dim <= 256
  *   q_out (n_rows, n_heads head_dim) bf16
  *   k_cache, v_cache (n_slots, n_kv, head_dim) bf16: one layer's pages,
  *     row slot[r] = page * page_size + pos % page_size
  *   pos (n_rows) token positions, inv_freq (head_dim / 2) fp32 */
-int kn_rope_qkv(const float *qkv, const float *bias, const int32_t *pos, const int32_t *slot,
-		const float *inv_freq, uint16_t *q_out, uint16_t *k_cache, uint16_t *v_cache,
-		int n_rows, int n_heads, int n_kv, int head_dim, kn_stream s);
+int kn_rope_qkv(const float *qkv, const float *bias, const float *q_norm, const float *k_norm,
+		float eps, const int32_t *pos, const int32_t *slot, const float *inv_freq,
+		uint16_t *q_out, uint16_t *k_cache, uint16_t *v_cache, int n_rows, int n_heads,
+		int n_kv, int head_dim, kn_stream s);
 
 /* out (n_rows, inter) bf16 = silu(g + bg) * (u + bu), where gu (n_rows,
  * 2 inter) bf16 holds [g | u] per row and bias (2 inter) fp32 or NULL. */

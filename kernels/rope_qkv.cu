@@ -1,12 +1,21 @@
 /*
  * rope_qkv.cu: bias add + RoPE (rotate-half) on the fused QKV projection,
- * with K and V written straight into the paged cache (see kn_rope_qkv).
+ * with K and V written straight into the paged cache (see kn_rope_qkv);
+ * for Qwen3, an RMSNorm of each q and k head between the two.
  *
  * Each thread takes one item of a token row: a (head, i) pair, i < half,
  * rotating elements i and i + half together, or one element of V.  The angle is formed in fp32
  * as inv_freq[i] * pos, as the CPU reference does, and its cosine and
  * sine taken by sincosf (within 2 ulp of the reference's correctly
  * rounded values; double precision cost 10 us a layer at batch 1).
+ *
+ * With q/k norms a rotation needs its whole head's sum of squares first,
+ * so that variant (rope_qkv_norm_kernel) works a warp at a time: one warp
+ * a head, each lane holding the pairs (i, i + half) for i = lane, lane +
+ * 32, ... in registers (head_dim <= 256: at most RT_PAIRS pairs a lane),
+ * one shuffle reduction, then scale, weight and rotate; the warps left
+ * after the heads copy V, 32 elements each.  Models without norms keep
+ * the thread-per-pair kernel, unchanged.
  */
 #include "kernels/kn_check.cuh"
 
@@ -54,6 +63,82 @@ static __global__ void rope_qkv_kernel(const float *qkv, const float *bias, cons
 	}
 }
 
+#define RT_PAIRS 4   /* pairs a lane holds in the norm kernel: head_dim <= 256 */
+
+/* One warp-item of the norm kernel: the (hd) head at row + off, bias
+ * added, RMSNorm'ed by w (hd), rotated, written as bf16 to dst (hd). */
+static __device__ __forceinline__ void norm_rope_head(const float *row, const float *bias,
+						      const float *w, float eps, float p,
+						      const float *inv_freq, uint16_t *dst,
+						      int off, int hd, int lane)
+{
+	int half = hd / 2;
+	float a[RT_PAIRS], b[RT_PAIRS], ss = 0.0f;
+
+#pragma unroll
+	for (int k = 0; k < RT_PAIRS; k++) {
+		int i = lane + 32 * k;
+
+		a[k] = b[k] = 0.0f;
+		if (i < half) {
+			a[k] = row[off + i] + (bias ? bias[off + i] : 0.0f);
+			b[k] = row[off + i + half] + (bias ? bias[off + i + half] : 0.0f);
+		}
+		ss += a[k] * a[k] + b[k] * b[k];
+	}
+	ss = kn_warp_sum(ss);
+	float scale = 1.0f / sqrtf(ss / (float)hd + eps);
+
+#pragma unroll
+	for (int k = 0; k < RT_PAIRS; k++) {
+		int i = lane + 32 * k;
+		float c, sn;
+
+		if (i >= half)
+			continue;
+		float x0 = w[i] * (a[k] * scale), x1 = w[i + half] * (b[k] * scale);
+
+		sincosf(inv_freq[i] * p, &sn, &c);
+		dst[i] = kn_f2bf(x0 * c - x1 * sn);
+		dst[i + half] = kn_f2bf(x1 * c + x0 * sn);
+	}
+}
+
+/* Items of a row: the n_heads + n_kv heads, then V in pieces of 32.  The
+ * item loop is uniform over a warp, so the shuffles see all 32 lanes. */
+static __global__ void rope_qkv_norm_kernel(const float *qkv, const float *bias,
+					    const float *q_norm, const float *k_norm, float eps,
+					    const int32_t *pos, const int32_t *slot,
+					    const float *inv_freq, uint16_t *q_out,
+					    uint16_t *k_cache, uint16_t *v_cache, int n_heads,
+					    int n_kv, int hd)
+{
+	kn_pdl_enter();
+	int r = blockIdx.x, lane = threadIdx.x & 31, wpb = blockDim.x >> 5;
+	int qd = n_heads * hd, kd = n_kv * hd, n_hk = n_heads + n_kv;
+	int n_items = n_hk + (kd + 31) / 32;
+	const float *row = qkv + (size_t)r * (qd + 2 * kd);
+	size_t kv_row = (size_t)slot[r] * kd;
+	float p = (float)pos[r];
+
+	for (int it = blockIdx.y * wpb + (threadIdx.x >> 5); it < n_items; it += gridDim.y * wpb) {
+		if (it < n_heads) {
+			norm_rope_head(row, bias, q_norm, eps, p, inv_freq,
+				       q_out + (size_t)r * qd + (size_t)it * hd, it * hd, hd, lane);
+		} else if (it < n_hk) {
+			norm_rope_head(row, bias, k_norm, eps, p, inv_freq,
+				       k_cache + kv_row + (size_t)(it - n_heads) * hd, it * hd, hd,
+				       lane);
+		} else {
+			int e = (it - n_hk) * 32 + lane;
+
+			if (e < kd)
+				v_cache[kv_row + e] = kn_f2bf(row[qd + kd + e] +
+							      (bias ? bias[qd + kd + e] : 0.0f));
+		}
+	}
+}
+
 /* A grid of (row, piece of the row's items): a decode step of a few
  * tokens spreads each token's rotations and V copies over several
  * blocks, so that it is not one block's serial loop; a long prefill
@@ -77,7 +162,26 @@ static int launch_rope_qkv(const float *qkv, const float *bias, const int32_t *p
 	return 0;
 }
 
-extern "C" int kn_rope_qkv(const float *qkv, const float *bias, const int32_t *pos,
+/* The same grid, counted in warp-items (heads and 32-element V pieces). */
+static int launch_rope_qkv_norm(const float *qkv, const float *bias, const float *q_norm,
+				const float *k_norm, float eps, const int32_t *pos,
+				const int32_t *slot, const float *inv_freq, uint16_t *q_out,
+				uint16_t *k_cache, uint16_t *v_cache, int n_rows, int n_heads,
+				int n_kv, int hd, cudaStream_t s)
+{
+	int items = n_heads + n_kv + (n_kv * hd + 31) / 32;
+	int pieces = (items + RT_THREADS / 32 - 1) / (RT_THREADS / 32);
+	dim3 grid(n_rows, n_rows >= RT_MANY_ROWS ? 1 : pieces);
+
+	KN_LAUNCH(rope_qkv_norm_kernel, grid,
+		  n_rows >= RT_MANY_ROWS ? 2 * RT_THREADS : RT_THREADS, 0, s, qkv, bias, q_norm,
+		  k_norm, eps, pos, slot, inv_freq, q_out, k_cache, v_cache, n_heads, n_kv, hd);
+	KN_LAUNCHED();
+	return 0;
+}
+
+extern "C" int kn_rope_qkv(const float *qkv, const float *bias, const float *q_norm,
+			   const float *k_norm, float eps, const int32_t *pos,
 			   const int32_t *slot, const float *inv_freq, uint16_t *q_out,
 			   uint16_t *k_cache, uint16_t *v_cache, int n_rows, int n_heads,
 			   int n_kv, int head_dim, kn_stream s)
@@ -86,6 +190,11 @@ extern "C" int kn_rope_qkv(const float *qkv, const float *bias, const int32_t *p
 	KN_REQUIRE(n_rows >= 1 && n_heads >= 1 && n_kv >= 1);
 	KN_REQUIRE(head_dim >= 2 && head_dim % 2 == 0);
 	KN_REQUIRE((n_heads + n_kv) * (head_dim / 2) + n_kv * head_dim <= 65535 * RT_THREADS);
-	return launch_rope_qkv(qkv, bias, pos, slot, inv_freq, q_out, k_cache, v_cache, n_rows,
-			       n_heads, n_kv, head_dim, s);
+	KN_REQUIRE(!q_norm == !k_norm);
+	if (!q_norm)
+		return launch_rope_qkv(qkv, bias, pos, slot, inv_freq, q_out, k_cache, v_cache,
+				       n_rows, n_heads, n_kv, head_dim, s);
+	KN_REQUIRE(head_dim <= 64 * RT_PAIRS && eps > 0.0f);
+	return launch_rope_qkv_norm(qkv, bias, q_norm, k_norm, eps, pos, slot, inv_freq, q_out,
+				    k_cache, v_cache, n_rows, n_heads, n_kv, head_dim, s);
 }

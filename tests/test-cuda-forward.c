@@ -2,7 +2,9 @@
  * test-cuda-forward.c: the CUDA backend against the CPU reference on
  * whole models written by the model writer (tiny; tiny-llama in f16; a
  * mid-size Qwen2 shape with 7 query heads per KV head and head_dim 128;
- * one layer of it in f32), and against itself.  The GPU rounds f16 and f32
+ * one layer of it in f32; Qwen3: qwen3-tiny, with and without attention
+ * bias, and a mid-size Qwen3 with head_dim 128 != hidden / heads, whose
+ * q/k norms run in the RoPE kernel), and against itself.  The GPU rounds f16 and f32
  * weights to bf16 on upload while the CPU reads them exactly, which is
  * what the error of the converted models measures on top of bf16
  * activations; hence one layer for the f32 case.
@@ -397,6 +399,26 @@ int main(void)
 	p.dtype = MW_DTYPE_F32;
 	p.num_layers = 1;
 	check_model("mid, 1 layer, f32 weights", &p, 16, 256, 0);
+	p = mw_default_params();
+	mw_preset("qwen3-tiny", &p);
+	p.seed = 13;
+	check_model("qwen3-tiny (q/k norm, head_dim 32, tied)", &p, 16, 256, 0);
+	p.attention_bias = true;
+	p.dtype = MW_DTYPE_F32;
+	p.num_layers = 1;
+	check_model("qwen3-tiny, 1 layer, q/k/v/o bias, f32 weights", &p, 3, 512, 0);
+	p = mw_default_params();
+	mw_preset("qwen3-tiny", &p);
+	p.hidden_size = 512;
+	p.intermediate_size = 1024;
+	p.num_layers = 3;
+	p.num_heads = 8;
+	p.num_kv_heads = 2;
+	p.head_dim = 128;
+	p.vocab_size = 5000;
+	p.tie_word_embeddings = false;
+	p.seed = 17;
+	check_model("mid qwen3 (8 heads, 2 kv heads, head_dim 128 != 512 / 8)", &p, 7, 512, 1);
 	tap_remove_dir(scratch);
 	return tap_done();
 }

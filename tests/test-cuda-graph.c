@@ -4,7 +4,8 @@
  * (one with graphs, one with disable_cuda_graph).
  *
  * Checked, on a Qwen2 shape with 7 query heads per KV head and head_dim
- * 128 (the tensor-core decode kernel) and on the tiny preset: batches of
+ * 128 (the tensor-core decode kernel), on the tiny preset and on
+ * qwen3-tiny (q/k norms in the captured RoPE kernel): batches of
  * 1, 3, 8, 13 and 24 sequences (3 and 13 padded to the buckets 4 and 16)
  * prefilled with prompts of different lengths, then 40 greedy decode
  * steps over 5-token pages, so that contexts cross pages and the 16-page
@@ -279,6 +280,8 @@ int main(void)
 	p = mw_default_params();   /* the tiny preset */
 	p.seed = 3;
 	check_model("tiny", &p);
+	mw_preset("qwen3-tiny", &p);
+	check_model("qwen3-tiny", &p);
 	tap_remove_dir(scratch);
 	return tap_done();
 }

@@ -2,7 +2,8 @@
  * test-cuda-kernels.c: every kernel of kernels/ against a plain-C
  * reference written here, on fresh random inputs (never zeros) of several
  * shapes: odd sizes, GQA groups of 1, 2 and 7, page sizes that split
- * sequences mid-page, long contexts, split-K decode.
+ * sequences mid-page, long contexts, split-K decode; RoPE with and
+ * without Qwen3's q/k norm.
  *
  * Outputs are poisoned (all bits set: NaN in fp32 and bf16) before each
  * launch, so an unwritten element fails.  Tolerances: bf16 outputs
@@ -339,10 +340,24 @@ static void test_gemm_skinny(int m, int n, int k)
 
 /* ---------------------------------------------------------------- rope + cache */
 
-static void test_rope(int nh, int nkv, int hd, int n)
+/* Each (hd) head of the row x (n_heads heads) normalized by the shared w. */
+static void norm_heads_ref(float *x, int n_heads, int hd, const float *w, float eps)
+{
+	struct eng_tensor t = { ENG_DTYPE_F32, 1, hd, w };
+
+	for (int h = 0; h < n_heads; h++)
+		eng_cpu_rmsnorm(x + (size_t)h * hd, x + (size_t)h * hd, &t, hd, eps);
+}
+
+/* With norm (Qwen3): q/k heads RMSNorm'ed by weights far from 1 before the
+ * rotation; the q/k/v rows are given another scale than unit so that a
+ * kernel that skipped the norm could not pass. */
+static void test_rope(int nh, int nkv, int hd, int n, int norm)
 {
 	int qd = nh * hd, kd = nkv * hd, w = qd + 2 * kd, n_slots = 4 * n + 3, half = hd / 2;
-	float *qkv = rand_f32((size_t)n * w, 0, 2), *bias = rand_f32(w, 0, 0.5f);
+	float eps = 1e-6f;
+	float *qkv = rand_f32((size_t)n * w, 0, norm ? 7 : 2), *bias = rand_f32(w, 0, 0.5f);
+	float *qn = rand_f32(hd, 1, 0.8f), *kn = rand_f32(hd, 1, 0.8f);
 	float *inv = malloc(half * 4), *q = malloc((size_t)n * w * 4);
 	int32_t *pos = malloc(n * 4), *slot = malloc(n * 4), *perm = malloc(n_slots * 4);
 	uint16_t *qo = malloc((size_t)n * qd * 2), *kc = malloc((size_t)n_slots * kd * 2);
@@ -368,6 +383,10 @@ static void test_rope(int nh, int nkv, int hd, int n)
 		slot[r] = perm[r];
 		for (int i = 0; i < w; i++)
 			row[i] = qkv[(size_t)r * w + i] + bias[i];
+		if (norm) {
+			norm_heads_ref(row, nh, hd, qn, eps);
+			norm_heads_ref(row + qd, nkv, hd, kn, eps);
+		}
 		eng_cpu_rope(row, nh, hd, pos[r], inv);
 		eng_cpu_rope(row + qd, nkv, hd, pos[r], inv);
 		for (int i = 0; i < qd; i++)
@@ -378,6 +397,7 @@ static void test_rope(int nh, int nkv, int hd, int n)
 		}
 	}
 	float *dqkv = up(qkv, (size_t)n * w * 4), *db = up(bias, w * 4), *dinv = up(inv, half * 4);
+	float *dqn = up(qn, hd * 4), *dkn = up(kn, hd * 4);
 	int32_t *dpos = up(pos, n * 4), *dslot = up(slot, n * 4);
 	uint16_t *dq = dev((size_t)n * qd * 2), *dk = dev((size_t)n_slots * kd * 2);
 	uint16_t *dv = dev((size_t)n_slots * kd * 2);
@@ -385,7 +405,8 @@ static void test_rope(int nh, int nkv, int hd, int n)
 	poison(dq, (size_t)n * qd * 2);
 	poison(dk, (size_t)n_slots * kd * 2);
 	poison(dv, (size_t)n_slots * kd * 2);
-	if (ran(kn_rope_qkv(dqkv, db, dpos, dslot, dinv, dq, dk, dv, n, nh, nkv, hd, NULL),
+	if (ran(kn_rope_qkv(dqkv, db, norm ? dqn : NULL, norm ? dkn : NULL, eps, dpos, dslot, dinv,
+			    dq, dk, dv, n, nh, nkv, hd, NULL),
 		"kn_rope_qkv")) {
 		down(qo, dq, (size_t)n * qd * 2);
 		down(kc, dk, (size_t)n_slots * kd * 2);
@@ -399,13 +420,21 @@ static void test_rope(int nh, int nkv, int hd, int n)
 			}
 		tap_ok(rel_err(gq, rq, (size_t)n * qd) < 1e-2 && rel_err(gk, rk, (size_t)n * kd) < 1e-2 &&
 		       rel_err(gv, rv, (size_t)n * kd) < 1e-2,
-		       "rope+cache heads %d/%d dim %d rows %d: q %.2e k %.2e v %.2e", nh, nkv, hd, n,
-		       rel_err(gq, rq, (size_t)n * qd), rel_err(gk, rk, (size_t)n * kd),
-		       rel_err(gv, rv, (size_t)n * kd));
+		       "rope+cache%s heads %d/%d dim %d rows %d: q %.2e k %.2e v %.2e",
+		       norm ? " with q/k norm" : "", nh, nkv, hd, n, rel_err(gq, rq, (size_t)n * qd),
+		       rel_err(gk, rk, (size_t)n * kd), rel_err(gv, rv, (size_t)n * kd));
 	}
+	if (norm)
+		tap_ok(kn_rope_qkv(dqkv, db, dqn, NULL, eps, dpos, dslot, dinv, dq, dk, dv, n, nh, nkv,
+				   hd, NULL) == KN_E_INVALID &&
+		       kn_rope_qkv(dqkv, db, dqn, dkn, eps, dpos, dslot, dinv, dq, dk, dv, n, nh, nkv,
+				   264, NULL) == KN_E_INVALID,
+		       "rope+cache refuses a q norm without a k norm, and head_dim 264 with norms");
 	kn_free(dqkv), kn_free(db), kn_free(dinv), kn_free(dpos), kn_free(dslot);
+	kn_free(dqn), kn_free(dkn);
 	kn_free(dq), kn_free(dk), kn_free(dv);
-	free(qkv), free(bias), free(inv), free(q), free(pos), free(slot), free(perm);
+	free(qkv), free(bias), free(qn), free(kn), free(inv), free(q), free(pos), free(slot);
+	free(perm);
 	free(qo), free(kc), free(vc), free(rq), free(rk), free(rv), free(gq), free(gk), free(gv);
 }
 
@@ -727,9 +756,14 @@ int main(void)
 	test_gemm_skinny(3, 37, 3584);
 	test_gemm_skinny(4, 517, 18944);
 	test_gemm_skinny(1, 4099, 1032);
-	test_rope(4, 2, 16, 9);
-	test_rope(28, 4, 128, 33);
-	test_rope(28, 4, 128, 300);   /* prefill chunks: one block a row */
+	test_rope(4, 2, 16, 9, 0);
+	test_rope(28, 4, 128, 33, 0);
+	test_rope(28, 4, 128, 300, 0);   /* prefill chunks: one block a row */
+	test_rope(4, 2, 16, 9, 1);       /* qwen3: q/k norm, fewer pairs than lanes */
+	test_rope(32, 8, 128, 3, 1);     /* Qwen3-8B's heads, decode */
+	test_rope(32, 8, 128, 300, 1);   /* prefill */
+	test_rope(5, 1, 256, 7, 1);      /* 4 pairs a lane, the most */
+	test_rope(3, 3, 40, 5, 1);       /* V 120 wide: a partial V piece */
 	test_attention();
 	test_argmax_logprob(5, 1001);
 	test_argmax_logprob(4, 152064);

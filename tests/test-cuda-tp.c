@@ -8,7 +8,9 @@
  *
  * Checked, on models written by the model writer (a Qwen2 shape with
  * q/k/v biases and an odd vocab, so that the vocab slices are uneven;
- * a tied-embedding Llama shape in f16 with o_proj bias):
+ * a tied-embedding Llama shape in f16 with o_proj bias; a Qwen3 shape
+ * with q/k norms, whole on every rank, head_dim 64 != hidden / heads and
+ * q/k/v/o biases):
  *   - tp 2 (and 4) against tp 1: last-token logits of a mixed batch
  *     (prompts of 100, 5 and 1 tokens) and of greedy decode steps,
  *     ||tp - tp1|| / ||tp1|| <= 1e-2 (bf16), the same greedy tokens;
@@ -486,6 +488,17 @@ int main(void)
 	p.attention_bias = true;
 	p.seed = 4;
 	check_model("tiny-llama (tied embeddings, o bias, f16)", &p, 0);
+	p = mw_default_params();
+	mw_preset("qwen3-tiny", &p);
+	p.hidden_size = 192;
+	p.intermediate_size = 512;
+	p.num_heads = 8;
+	p.num_kv_heads = 4;
+	p.head_dim = 64;
+	p.vocab_size = 3001;
+	p.attention_bias = true;
+	p.seed = 23;
+	check_model("qwen3 (q/k norms, 8 heads of 64 over hidden 192, biases, vocab 3001)", &p, 1);
 	tap_remove_dir(scratch);
 	return tap_done();
 }

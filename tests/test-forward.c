@@ -5,8 +5,9 @@
  *
  * The reference is deliberately plain: one sequence, double precision,
  * every K/V kept in a dense array, its own RoPE frequencies (llama3
- * scaling included) computed from the formula.  Relative error is
- * max |ours - ref| / max |ref| over a logits vector.
+ * scaling included) computed from the formula, Qwen3's per-head q/k
+ * RMSNorm applied before RoPE.  Relative error is max |ours - ref| /
+ * max |ref| over a logits vector.
  */
 #include <math.h>
 #include <stdio.h>
@@ -74,6 +75,15 @@ static void ref_rope(const struct tm_spec *s, double *v, int n_heads, int pos)
 			x[i] = a * cos(ang) - b * sin(ang);
 			x[i + half] = b * cos(ang) + a * sin(ang);
 		}
+}
+
+/* Qwen3: each (head_dim) head of v normalized by the shared weight w. */
+static void ref_norm_heads(const struct tm_spec *s, double *v, int n_heads, const float *w)
+{
+	int h;
+
+	for (h = 0; h < n_heads; h++)
+		ref_rmsnorm(v + h * s->head_dim, v + h * s->head_dim, w, s->head_dim, s->rms_eps);
 }
 
 /* Attention of position p over K, V (n, kv_dim) into out (q_dim). */
@@ -150,6 +160,10 @@ static void ref_forward(const struct tm_spec *s, const struct tm_weights *w,
 			ref_matvec(Q + (size_t)p * qd, L->wq, L->bq, xb, qd, H);
 			ref_matvec(K + (size_t)p * kd, L->wk, L->bk, xb, kd, H);
 			ref_matvec(V + (size_t)p * kd, L->wv, L->bv, xb, kd, H);
+			if (s->arch == ENG_ARCH_QWEN3) {
+				ref_norm_heads(s, Q + (size_t)p * qd, s->n_heads, L->q_norm);
+				ref_norm_heads(s, K + (size_t)p * kd, s->n_kv_heads, L->k_norm);
+			}
 			ref_rope(s, Q + (size_t)p * qd, s->n_heads, p);
 			ref_rope(s, K + (size_t)p * kd, s->n_kv_heads, p);
 		}
@@ -545,6 +559,13 @@ int main(void)
 	s.dtype = ENG_DTYPE_F16;
 	s.n_shards = 3;
 	run_model(s, "qwen2 f16 tied 3 shards");
+	run_model(tm_spec_qwen3(), "qwen3 f32 head_dim 12 != hidden/heads");
+	s = tm_spec_qwen3();
+	s.dtype = ENG_DTYPE_BF16;
+	s.tie = true;
+	s.attention_bias = true;
+	s.n_shards = 2;
+	run_model(s, "qwen3 bf16 tied attention_bias 2 shards");
 	check_bad_batches();
 	return tap_done();
 }

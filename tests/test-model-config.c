@@ -3,7 +3,9 @@
  * rope scaling, eos ids), RoPE llama3 frequencies against hand-computed
  * values, and model loading: single file, shards, tied embeddings, and the
  * errors for a missing tensor, a wrong shape, a bad index, an unknown
- * architecture, each naming the file and the key or tensor.
+ * architecture, each naming the file and the key or tensor.  Qwen3: its
+ * defaults (head_dim 128 whatever hidden / heads), Qwen3-8B's config, the
+ * q/k norm weights bound and checked like any other tensor.
  */
 #include <math.h>
 #include <stdio.h>
@@ -78,6 +80,58 @@ static void check_parse(void)
 	       c.eos_ids[1] == 128009, "eos_token_id may be a list");
 	tap_ok(parse_with("architectures", "[\"Qwen2ForCausalLM\"]", &c, &err) == 0 && c.qkv_bias &&
 	       !c.o_bias && c.max_positions == 32768, "qwen2 has q/k/v bias, no o bias");
+}
+
+/* Qwen3-8B's config.json as published (keys the engine reads, and some it
+ * does not). */
+static const char *const qwen3_8b_cfg =
+	"{\"architectures\":[\"Qwen3ForCausalLM\"],\"attention_bias\":false,"
+	"\"attention_dropout\":0.0,\"bos_token_id\":151643,\"eos_token_id\":151645,"
+	"\"head_dim\":128,\"hidden_act\":\"silu\",\"hidden_size\":4096,"
+	"\"initializer_range\":0.02,\"intermediate_size\":12288,"
+	"\"max_position_embeddings\":40960,\"max_window_layers\":36,\"model_type\":\"qwen3\","
+	"\"num_attention_heads\":32,\"num_hidden_layers\":36,\"num_key_value_heads\":8,"
+	"\"rms_norm_eps\":1e-06,\"rope_scaling\":null,\"rope_theta\":1000000,"
+	"\"sliding_window\":null,\"tie_word_embeddings\":false,\"torch_dtype\":\"bfloat16\","
+	"\"transformers_version\":\"4.51.0\",\"use_cache\":true,\"use_sliding_window\":false,"
+	"\"vocab_size\":151936}";
+
+static void check_parse_qwen3(void)
+{
+	json_t *root = json_loads(qwen3_8b_cfg, 0, NULL);
+	struct eng_model_config c;
+	struct eng_error err;
+	int rc = eng_config_parse(root, "dir/config.json", &c, &err);
+
+	tap_ok(rc == 0 && c.arch == ENG_ARCH_QWEN3 && c.n_layers == 36 && c.hidden == 4096 &&
+	       c.n_heads == 32 && c.n_kv_heads == 8 && c.head_dim == 128 &&
+	       c.intermediate == 12288 && c.vocab == 151936 && c.max_positions == 40960 &&
+	       c.rope_theta == 1e6 && c.rms_eps == 1e-6 && !c.tie_embeddings && c.qk_norm &&
+	       !c.qkv_bias && !c.o_bias && !c.mlp_bias && c.bos_id == 151643 &&
+	       c.n_eos == 1 && c.eos_ids[0] == 151645 &&
+	       !strcmp(eng_arch_name(c.arch), "Qwen3ForCausalLM"),
+	       "Qwen3-8B's config.json: sizes, q/k norm, no biases");
+	json_decref(root);
+	root = json_loads(base_cfg, 0, NULL);
+	json_object_set_new(root, "architectures", json_pack("[s]", "Qwen3ForCausalLM"));
+	json_object_set_new(root, "mlp_bias", json_true());
+	json_object_set_new(root, "attention_bias", json_true());
+	rc = eng_config_parse(root, "dir/config.json", &c, &err);
+	tap_ok(rc == 0 && c.head_dim == 128 && c.hidden / c.n_heads == 16 && c.qkv_bias &&
+	       c.o_bias && !c.mlp_bias && c.max_positions == 32768 && c.qk_norm,
+	       "qwen3 without head_dim gets HF's 128 (not hidden / heads); attention_bias "
+	       "covers q, k, v, o; no mlp bias");
+	json_object_set_new(root, "hidden_size", json_integer(66));
+	json_object_set_new(root, "use_sliding_window", json_true());
+	rc = eng_config_parse(root, "dir/config.json", &c, &err);
+	tap_ok(rc == ENG_E_UNSUPPORTED && strstr(err.msg, "use_sliding_window"),
+	       "qwen3 with use_sliding_window is refused: %s", err.msg);
+	json_object_set_new(root, "use_sliding_window", json_false());
+	json_object_set_new(root, "head_dim", json_integer(9));
+	rc = eng_config_parse(root, "dir/config.json", &c, &err);
+	tap_ok(rc == ENG_E_FORMAT && strstr(err.msg, "\"head_dim\": not even"),
+	       "qwen3 with an odd head_dim is refused: %s", err.msg);
+	json_decref(root);
 }
 
 static void check_llama3_inv_freq(void)
@@ -183,6 +237,48 @@ static void check_load_ok(void)
 	free(d);
 }
 
+static void check_load_qwen3(void)
+{
+	struct tm_spec s = tm_spec_qwen3();
+	struct eng_model *m = NULL;
+	struct eng_error err;
+	char *d = model_dir(s), *t;
+
+	tap_ok(d && eng_model_load(d, &m, &err) == 0, "a qwen3 model loads");
+	if (m) {
+		const struct eng_model_config *c = eng_model_config(m);
+		const struct eng_layer_weights *L = &eng_model_weights(m)->layers[1];
+
+		tap_ok(c->arch == ENG_ARCH_QWEN3 && c->head_dim == 12 && c->hidden == 40 &&
+		       c->qk_norm && L->q_norm.data && L->k_norm.data && L->q_norm.rows == 1 &&
+		       L->q_norm.cols == 12 && L->k_norm.cols == 12 && L->wq.rows == 48 &&
+		       L->wk.rows == 24 && L->wo.cols == 48 && !L->bq.data && !L->bo.data,
+		       "qwen3 weights: q/k norms of head_dim, q/k/o of heads x head_dim, no biases");
+	}
+	eng_model_free(m);
+	/* Qwen3 config over weights without norms: a Llama of the same shape */
+	s.arch = ENG_ARCH_LLAMA;
+	t = model_dir(s);
+	s.arch = ENG_ARCH_QWEN3;
+	tm_write_config(t, &s);
+	expect_load_error(t, ENG_E_FORMAT, "model.safetensors",
+			  "\"model.layers.0.self_attn.q_norm.weight\": missing",
+			  "qwen3 weights without q_norm");
+	/* the same q and kv widths with another head_dim: only the norms differ */
+	s = tm_spec_qwen3();
+	s.head_dim = 8;
+	s.n_heads = 6;
+	s.n_kv_heads = 3;
+	tm_write_config(d, &s);
+	expect_load_error(d, ENG_E_FORMAT, "model.safetensors",
+			  "\"model.layers.0.self_attn.q_norm.weight\": shape [12] but the config implies [8]",
+			  "a q_norm of the wrong head_dim");
+	tm_rmtree(t);
+	free(t);
+	tm_rmtree(d);
+	free(d);
+}
+
 static void check_load_errors(void)
 {
 	struct tm_spec s = tm_spec_llama();
@@ -240,8 +336,10 @@ static void check_load_errors(void)
 int main(void)
 {
 	check_parse();
+	check_parse_qwen3();
 	check_llama3_inv_freq();
 	check_load_ok();
+	check_load_qwen3();
 	check_load_errors();
 	return tap_done();
 }

@@ -45,6 +45,28 @@ struct tm_spec tm_spec_llama(void)
 	return s;
 }
 
+struct tm_spec tm_spec_qwen3(void)
+{
+	struct tm_spec s = {
+		.arch = ENG_ARCH_QWEN3, .n_layers = 2, .hidden = 40, .n_heads = 4,
+		.n_kv_heads = 2, .head_dim = 12, .intermediate = 56, .vocab = 103,
+		.max_positions = 256, .rope_theta = 1000000.0, .rms_eps = 1e-6,
+		.head_dim_key = true, .dtype = ENG_DTYPE_F32, .seed = 3,
+	};
+	return s;
+}
+
+static const char *arch_name(enum eng_arch a)
+{
+	return a == ENG_ARCH_QWEN2 ? "Qwen2ForCausalLM"
+	     : a == ENG_ARCH_QWEN3 ? "Qwen3ForCausalLM" : "LlamaForCausalLM";
+}
+
+static const char *model_type(enum eng_arch a)
+{
+	return a == ENG_ARCH_QWEN2 ? "qwen2" : a == ENG_ARCH_QWEN3 ? "qwen3" : "llama";
+}
+
 /* ---------------------------------------------------------------- safetensors */
 
 struct tm_tensor {
@@ -226,9 +248,8 @@ int tm_write_config(const char *dir, const struct tm_spec *s)
 	char path[4096];
 	int rc;
 
-	json_object_set_new(c, "architectures", json_pack("[s]", s->arch == ENG_ARCH_QWEN2
-							  ? "Qwen2ForCausalLM" : "LlamaForCausalLM"));
-	json_object_set_new(c, "model_type", json_string(s->arch == ENG_ARCH_QWEN2 ? "qwen2" : "llama"));
+	json_object_set_new(c, "architectures", json_pack("[s]", arch_name(s->arch)));
+	json_object_set_new(c, "model_type", json_string(model_type(s->arch)));
 	json_object_set_new(c, "hidden_act", json_string("silu"));
 	json_object_set_new(c, "hidden_size", json_integer(s->hidden));
 	json_object_set_new(c, "intermediate_size", json_integer(s->intermediate));
@@ -246,12 +267,12 @@ int tm_write_config(const char *dir, const struct tm_spec *s)
 	json_object_set_new(c, "eos_token_id", json_integer(2));
 	json_object_set_new(c, "torch_dtype", json_string(s->dtype == ENG_DTYPE_F32 ? "float32"
 						: s->dtype == ENG_DTYPE_F16 ? "float16" : "bfloat16"));
-	if (s->arch == ENG_ARCH_QWEN2) {
+	if (s->arch != ENG_ARCH_LLAMA)
 		json_object_set_new(c, "use_sliding_window", json_false());
-	} else {
+	if (s->arch != ENG_ARCH_QWEN2)
 		json_object_set_new(c, "attention_bias", json_boolean(s->attention_bias));
+	if (s->arch == ENG_ARCH_LLAMA)
 		json_object_set_new(c, "mlp_bias", json_boolean(s->mlp_bias));
-	}
 	json_object_set_new(c, "rope_scaling", s->llama3_rope
 			    ? json_pack("{s:s, s:f, s:f, s:f, s:i}", "rope_type", "llama3",
 					"factor", 8.0, "low_freq_factor", 1.0,
@@ -328,7 +349,7 @@ static void gen_layer(struct gen *g, int l, struct tm_layer *L)
 	float a_h = 1.7f / sqrtf((float)h), a_q = 1.7f / sqrtf((float)q);
 	float a_in = 1.7f / sqrtf((float)in);
 	bool qkvb = s->arch == ENG_ARCH_QWEN2 || s->attention_bias;
-	bool ob = s->arch == ENG_ARCH_LLAMA && s->attention_bias;
+	bool ob = s->arch != ENG_ARCH_QWEN2 && s->attention_bias;
 	bool mb = s->arch == ENG_ARCH_LLAMA && s->mlp_bias;
 	char n[128];
 
@@ -342,6 +363,12 @@ static void gen_layer(struct gen *g, int l, struct tm_layer *L)
 		L->bq = gen(g, NAME("self_attn.q_proj.bias"), 0, q, 0, 0.3f);
 		L->bk = gen(g, NAME("self_attn.k_proj.bias"), 0, kv, 0, 0.3f);
 		L->bv = gen(g, NAME("self_attn.v_proj.bias"), 0, kv, 0, 0.3f);
+	}
+	if (s->arch == ENG_ARCH_QWEN3) {
+		/* spread well away from 1, so that a missing or misplaced
+		 * norm weight shows in the logits */
+		L->q_norm = gen(g, NAME("self_attn.q_norm.weight"), 0, s->head_dim, 1.0f, 0.6f);
+		L->k_norm = gen(g, NAME("self_attn.k_norm.weight"), 0, s->head_dim, 1.0f, 0.6f);
 	}
 	L->wo = gen(g, NAME("self_attn.o_proj.weight"), h, q, 0, a_q);
 	if (ob)
@@ -420,8 +447,9 @@ void tm_weights_free(struct tm_weights *w)
 
 	for (l = 0; l < w->n_layers && w->layers; l++) {
 		struct tm_layer *L = &w->layers[l];
-		float *all[] = { L->attn_norm, L->wq, L->wk, L->wv, L->bq, L->bk, L->bv, L->wo,
-				 L->bo, L->mlp_norm, L->wg, L->wu, L->wd, L->bg, L->bu, L->bd };
+		float *all[] = { L->attn_norm, L->wq, L->wk, L->wv, L->bq, L->bk, L->bv,
+				 L->q_norm, L->k_norm, L->wo, L->bo, L->mlp_norm, L->wg, L->wu,
+				 L->wd, L->bg, L->bu, L->bd };
 		size_t i;
 
 		for (i = 0; i < sizeof(all) / sizeof(all[0]); i++)

@@ -21,7 +21,7 @@ struct tm_spec {
 	int max_positions;
 	double rope_theta, rms_eps;
 	bool tie;              /* tie_word_embeddings, no lm_head.weight written */
-	bool attention_bias;   /* llama: q/k/v/o biases */
+	bool attention_bias;   /* llama, qwen3: q/k/v/o biases */
 	bool mlp_bias;         /* llama: gate/up/down biases */
 	bool llama3_rope;      /* rope_scaling llama3 (factor 8, 1, 4, 64) */
 	bool head_dim_key;     /* write "head_dim" into config.json */
@@ -34,11 +34,15 @@ struct tm_spec {
 struct tm_spec tm_spec_qwen2(void);
 /* A small Llama shape (GQA 4:1, head_dim 16). */
 struct tm_spec tm_spec_llama(void);
+/* A small Qwen3 shape (GQA 4:2, head_dim 12 while hidden / heads is 10),
+ * q/k norms, no biases. */
+struct tm_spec tm_spec_qwen3(void);
 
 /* Weights as fp32 values of what was stored.  Layouts as in HF:
  * matrices (out_features, in_features) row-major.  Absent biases NULL. */
 struct tm_layer {
 	float *attn_norm, *wq, *wk, *wv, *bq, *bk, *bv, *wo, *bo;
+	float *q_norm, *k_norm;   /* (head_dim) qwen3 */
 	float *mlp_norm, *wg, *wu, *wd, *bg, *bu, *bd;
 };
 

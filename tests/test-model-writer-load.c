@@ -2,7 +2,7 @@
  * test-model-writer-load: models made by the model writer load with the
  * engine's own loaders and compute something sharp.
  *
- * Writes the tiny qwen2 and llama models (and a sharded f16 one), loads them
+ * Writes the tiny qwen2, qwen3 and llama models (and a sharded f16 one), loads them
  * with eng_model_load and eng_tokenizer_load, checks the config the loader
  * sees, round-trips chat text through the tokenizer (special tokens
  * included), and runs prompts through the CPU backend: logits must be
@@ -141,8 +141,9 @@ static void check_logits(struct eng_model *m, struct eng_tokenizer *tok, const c
 	free(logits);
 }
 
+/* special: the tokenizer's last added token; eos: the end-of-turn token. */
 static void check_model(struct mw_params *p, const char *name, const char *special,
-			int qkv_bias, int tied)
+			const char *eos, int qkv_bias, int tied)
 {
 	struct eng_model *m;
 	struct eng_tokenizer *tok;
@@ -164,11 +165,13 @@ static void check_model(struct mw_params *p, const char *name, const char *speci
 	       c->head_dim == p->head_dim && c->intermediate == p->intermediate_size &&
 	       c->vocab == st.vocab_size && c->qkv_bias == qkv_bias && c->tie_embeddings == tied,
 	       "%s: eng_model_load sees the written shape", name);
-	tap_ok(c->n_eos >= 1 && c->eos_ids[0] == st.tokenizer_size - 1 &&
-	       eng_model_weight_bytes(m) == (uint64_t)st.weight_bytes,
-	       "%s: eos id and weight bytes as written", name);
+	tap_ok(c->qk_norm == (p->arch == MW_ARCH_QWEN3),
+	       "%s: q/k norms exactly when qwen3", name);
 	check_tokenizer(dir_of(name), st.tokenizer_size, special);
 	if (eng_tokenizer_load(dir_of(name), &tok, &err) == 0) {
+		tap_ok(c->n_eos >= 1 && c->eos_ids[0] == eng_tokenizer_token_id(tok, eos) &&
+		       eng_model_weight_bytes(m) == (uint64_t)st.weight_bytes,
+		       "%s: eos id (%s) and weight bytes as written", name, eos);
 		check_logits(m, tok, name);
 		eng_tokenizer_free(tok);
 	}
@@ -186,15 +189,18 @@ int main(void)
 
 	if (!mkdtemp(scratch))
 		return tap_skip_all("cannot make a scratch directory");
-	check_model(&p, "qwen2", "<|im_end|>", 1, 0);
+	check_model(&p, "qwen2", "<|im_end|>", "<|im_end|>", 1, 0);
 	p = mw_default_params();
 	mw_preset("tiny-llama", &p);
-	check_model(&p, "llama", "<|eot_id|>", 0, 1);
+	check_model(&p, "llama", "<|eot_id|>", "<|eot_id|>", 0, 1);
+	p = mw_default_params();
+	mw_preset("qwen3-tiny", &p);
+	check_model(&p, "qwen3", "</think>", "<|im_end|>", 0, 1);
 	p = mw_default_params();
 	p.dtype = MW_DTYPE_F16;
 	p.shard_size = 100000;
 	p.seed = 3;
-	check_model(&p, "sharded", "<|im_end|>", 1, 0);
+	check_model(&p, "sharded", "<|im_end|>", "<|im_end|>", 1, 0);
 	remove_scratch();
 	return tap_done();
 }

@@ -368,6 +368,143 @@ static void test_tiny_llama(void)
 	json_decref(tc);
 }
 
+/* The tensors of qwen3-tiny: hidden 64, 4 heads of 32 (q_dim 128), 2 kv
+ * heads (kv_dim 64), intermediate 128; no biases; tied. */
+static int check_qwen3_names(const struct st_file *f, long vocab)
+{
+	static const struct { const char *sfx; long long r, c; } t[] = {
+		{ "input_layernorm.weight", 64, 1 }, { "self_attn.q_proj.weight", 128, 64 },
+		{ "self_attn.k_proj.weight", 64, 64 }, { "self_attn.v_proj.weight", 64, 64 },
+		{ "self_attn.o_proj.weight", 64, 128 }, { "self_attn.q_norm.weight", 32, 1 },
+		{ "self_attn.k_norm.weight", 32, 1 }, { "post_attention_layernorm.weight", 64, 1 },
+		{ "mlp.gate_proj.weight", 128, 64 }, { "mlp.up_proj.weight", 128, 64 },
+		{ "mlp.down_proj.weight", 64, 128 },
+	};
+	int ok = 1, n = 2;
+	long long r, c;
+	char name[128];
+
+	ok &= st_tensor(f, "model.embed_tokens.weight", &r, &c) && r == vocab && c == 64;
+	ok &= !st_tensor(f, "lm_head.weight", &r, &c);
+	for (int l = 0; l < 2; l++)
+		for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++, n++) {
+			snprintf(name, sizeof(name), "model.layers.%d.%s", l, t[i].sfx);
+			if (!st_tensor(f, name, &r, &c) || r != t[i].r || c != t[i].c) {
+				tap_diag("%s: missing or [%lld, %lld]", name, r, c);
+				ok = 0;
+			}
+		}
+	return ok && json_object_size(f->header) == (size_t)n + 1;
+}
+
+/* The chat template is Qwen3's own: the shared data's copy when there is
+ * one, else its markers. */
+static int is_qwen3_template(const char *tpl)
+{
+	const char *top = getenv("top_srcdir");
+	char path[4096];
+	size_t len;
+	char *want;
+	int ok;
+
+	snprintf(path, sizeof(path), "%s/../shared/data/chat-templates/qwen3.jinja",
+		 top ? top : "..");
+	if (!(want = (char *)slurp(path, &len)))
+		return strstr(tpl, "reasoning_content") && strstr(tpl, "enable_thinking") &&
+		       strstr(tpl, "<tool_response>");
+	ok = strlen(tpl) == len && !memcmp(tpl, want, len);
+	free(want);
+	return ok;
+}
+
+static void test_tiny_qwen3(void)
+{
+	struct mw_params p = mw_default_params();
+	struct st_file f;
+	json_t *cfg, *tok, *tc, *dec, *added, *last;
+	double mean, sd;
+
+	mw_preset("qwen3-tiny", &p);
+	p.seed = 3;
+	tap_ok(write_model(&p, "w1") == 0, "qwen3-tiny written");
+	tap_ok(st_open(path_of("w1", "model.safetensors"), &f) == 0, "its safetensors parse");
+	tap_ok(check_qwen3_names(&f, 640),
+	       "24 tensors: q/k norms of head_dim 32, q/o of 4 x 32, no biases, no lm_head");
+	tap_ok(check_values(&f, &p, "BF16"), "every value, q/k norms included, regenerates");
+	sd = bf16_std(&f, "model.layers.1.self_attn.k_norm.weight", &mean);
+	tap_ok(fabs(mean - 1) < 0.2 && sd > 0.15 && sd < 0.45,
+	       "k_norm weights 1 +- 0.3 (mean %.3f, std %.3f)", mean, sd);
+	st_close(&f);
+	cfg = load_json("w1", "config.json");
+	tap_ok(cfg && has_keys(cfg, common_keys) &&
+	       !strcmp(json_string_value(json_array_get(json_object_get(cfg, "architectures"), 0))
+		       ?: "", "Qwen3ForCausalLM") &&
+	       !strcmp(json_string_value(json_object_get(cfg, "model_type")) ?: "", "qwen3") &&
+	       json_integer_value(json_object_get(cfg, "head_dim")) == 32 &&
+	       json_integer_value(json_object_get(cfg, "hidden_size")) == 64 &&
+	       json_is_false(json_object_get(cfg, "attention_bias")) &&
+	       json_is_null(json_object_get(cfg, "sliding_window")) &&
+	       json_is_false(json_object_get(cfg, "use_sliding_window")) &&
+	       !json_object_get(cfg, "mlp_bias") &&
+	       json_is_true(json_object_get(cfg, "tie_word_embeddings")),
+	       "config.json: Qwen3Config's keys, head_dim 32 != 64 / 4, no attention bias");
+	tap_ok(json_integer_value(json_object_get(cfg, "bos_token_id")) == 512 &&
+	       json_integer_value(json_object_get(cfg, "eos_token_id")) == 514,
+	       "bos <|endoftext|> 512, eos <|im_end|> 514");
+	tok = load_json("w1", "tokenizer.json");
+	added = json_object_get(tok, "added_tokens");
+	last = json_array_get(added, 8);
+	tap_ok(json_array_size(added) == 9 &&
+	       !strcmp(json_string_value(json_object_get(last, "content")) ?: "", "</think>") &&
+	       json_is_false(json_object_get(last, "special")),
+	       "tokenizer.json: 3 special tokens, then <tool_call> .. </think> not special");
+	tc = load_json("w1", "tokenizer_config.json");
+	dec = json_object_get(tc, "added_tokens_decoder");
+	tap_ok(is_qwen3_template(json_string_value(json_object_get(tc, "chat_template")) ?: "") &&
+	       json_is_false(json_object_get(json_object_get(dec, "519"), "special")) &&
+	       json_is_true(json_object_get(json_object_get(dec, "514"), "special")),
+	       "tokenizer_config.json: Qwen3's chat template verbatim, <think> not special");
+	json_decref(cfg);
+	json_decref(tok);
+	json_decref(tc);
+	p.attention_bias = true;
+	tap_ok(write_model(&p, "w2") == 0 && st_open(path_of("w2", "model.safetensors"), &f) == 0,
+	       "qwen3 with attention bias written");
+	{
+		long long r, c;
+
+		tap_ok(st_tensor(&f, "model.layers.0.self_attn.q_proj.bias", &r, &c) && r == 128 &&
+		       st_tensor(&f, "model.layers.0.self_attn.o_proj.bias", &r, &c) && r == 64 &&
+		       !st_tensor(&f, "model.layers.0.mlp.up_proj.bias", &r, &c),
+		       "attention bias: q, k, v and o biases, none on the mlp");
+	}
+	st_close(&f);
+}
+
+static void test_presets(void)
+{
+	struct mw_params p = mw_default_params();
+	int n = 0;
+
+	for (int i = 0; mw_preset_names[i]; i++)
+		n += mw_preset(mw_preset_names[i], &p) == 0;
+	tap_ok(n == 6 && mw_preset("qwen3-7b", &p) == ENG_E_INVALID,
+	       "every listed preset exists, an unknown one is refused");
+	mw_preset("qwen3-8b", &p);
+	tap_ok(p.arch == MW_ARCH_QWEN3 && p.hidden_size == 4096 && p.num_layers == 36 &&
+	       p.num_heads == 32 && p.num_kv_heads == 8 && p.head_dim == 128 &&
+	       p.intermediate_size == 12288 && p.vocab_size == 151936 &&
+	       p.max_position_embeddings == 40960 && p.rope_theta == 1e6 &&
+	       p.rms_norm_eps == 1e-6 && !p.tie_word_embeddings && !p.attention_bias,
+	       "qwen3-8b is Qwen3-8B's shape");
+	mw_preset("qwen2.5-7b", &p);
+	tap_ok(p.arch == MW_ARCH_QWEN2 && p.hidden_size == 3584 && p.vocab_size == 152064 &&
+	       !p.rope_scaling_llama3, "qwen2.5-7b unchanged");
+	mw_preset("llama3-8b", &p);
+	tap_ok(p.arch == MW_ARCH_LLAMA && p.rope_theta == 500000 && p.rope_scaling_llama3 &&
+	       p.rms_norm_eps == 1e-5, "llama3-8b unchanged");
+}
+
 static void test_shards_f16(void)
 {
 	struct mw_params p = mw_default_params();
@@ -487,6 +624,16 @@ static void test_qwen_tokenizer(void)
 			     "<think>"), "the chat template is ChatML, not Qwen3's");
 	json_decref(cfg);
 	json_decref(tc);
+	p.arch = MW_ARCH_QWEN3;
+	tap_ok(write_model(&p, "t3") == 0, "qwen3 with Qwen's tokenizer written");
+	cfg = load_json("t3", "config.json");
+	tc = load_json("t3", "tokenizer_config.json");
+	tap_ok(tc && is_qwen3_template(json_string_value(json_object_get(tc, "chat_template"))
+				       ?: "") &&
+	       json_integer_value(json_object_get(cfg, "eos_token_id")) == 151645,
+	       "qwen3 keeps Qwen3's chat template; eos 151645");
+	json_decref(cfg);
+	json_decref(tc);
 	p.arch = MW_ARCH_LLAMA;
 	tap_ok(write_model(&p, "t2") == ENG_E_FORMAT, "llama refuses a tokenizer without its specials");
 }
@@ -503,6 +650,8 @@ int main(void)
 	test_conversions();
 	test_tiny_qwen2();
 	test_tiny_llama();
+	test_tiny_qwen3();
+	test_presets();
 	test_shards_f16();
 	test_refusals();
 	test_qwen_tokenizer();

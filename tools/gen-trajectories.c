@@ -28,6 +28,7 @@
 #include "config.h"
 #include "engine/engine.h"
 #include "tools/common/nd.h"
+#include "tools/common/nd_vec.h"
 
 #include <errno.h>
 #include <getopt.h>
@@ -155,66 +156,15 @@ static long ceil_div(long a, long b)
 	return (a + b - 1) / b;
 }
 
-/* ---------------------------------------------------------------- text buffer */
-
-struct buf {
-	char *p;
-	size_t len, cap;
-};
-
-static void buf_reserve(struct buf *b, size_t more)
+/* The text of a generated buffer; out of memory ends the program (a
+ * generator has nothing else to give back). */
+static const char *text_of(const struct nd_buf *b)
 {
-	if (b->len + more + 1 <= b->cap)
-		return;
-	while (b->len + more + 1 > b->cap)
-		b->cap = b->cap ? 2 * b->cap : 256;
-	b->p = realloc(b->p, b->cap);
-	if (!b->p) {
+	if (b->failed || !b->data) {
 		nd_error("out of memory");
 		exit(ND_EXIT_USAGE);
 	}
-}
-
-static void buf_add(struct buf *b, const char *s)
-{
-	size_t n = strlen(s);
-
-	buf_reserve(b, n);
-	memcpy(b->p + b->len, s, n + 1);
-	b->len += n;
-}
-
-static void buf_addf(struct buf *b, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-static void buf_addf(struct buf *b, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(NULL, 0, fmt, ap);
-	va_end(ap);
-	buf_reserve(b, (size_t)n);
-	va_start(ap, fmt);
-	vsnprintf(b->p + b->len, (size_t)n + 1, fmt, ap);
-	va_end(ap);
-	b->len += (size_t)n;
-}
-
-static void buf_clear(struct buf *b)
-{
-	b->len = 0;
-	buf_reserve(b, 0);
-	b->p[0] = '\0';
-}
-
-/* Cuts b to at most n bytes (all generated body text is ASCII). */
-static void buf_cut(struct buf *b, size_t n)
-{
-	if (b->len > n) {
-		b->len = n;
-		b->p[n] = '\0';
-	}
+	return b->data;
 }
 
 /* ---------------------------------------------------------------- word lists */
@@ -291,141 +241,141 @@ static const char *repo_file(const struct repo *r, uint64_t s[4])
 /* ---------------------------------------------------------------- text pieces */
 
 /* One line of Python-looking code (no newline), indented by depth. */
-static void code_line(struct buf *b, uint64_t s[4])
+static void code_line(struct nd_buf *b, uint64_t s[4])
 {
 	const char *n1 = PICK(s, nouns), *n2 = PICK(s, nouns), *v = PICK(s, verbs);
 	int ind = 4 * (int)rng_below(s, 3);
 
 	switch (rng_below(s, 12)) {
-	case 0: buf_addf(b, "def %s_%s(%s, %s=None):", v, n1, n1, n2); return;
-	case 1: buf_addf(b, "class %s%s:", PICK(s, classes), rng_below(s, 2) ? "(object)" : ""); return;
-	case 2: buf_addf(b, "from .%s import %s_%s", PICK(s, mods), v, n1); return;
-	case 3: buf_addf(b, "%*s# %s %s %s", ind, "", v, PICK(s, adjs), n1); return;
-	case 4: buf_addf(b, "%*sif %s is None:", ind + 4, "", n2); return;
-	case 5: buf_addf(b, "%*sraise ValueError(\"%s %s: %%r\" %% (%s,))", ind + 4, "",
+	case 0: nd_buf_printf(b, "def %s_%s(%s, %s=None):", v, n1, n1, n2); return;
+	case 1: nd_buf_printf(b, "class %s%s:", PICK(s, classes), rng_below(s, 2) ? "(object)" : ""); return;
+	case 2: nd_buf_printf(b, "from .%s import %s_%s", PICK(s, mods), v, n1); return;
+	case 3: nd_buf_printf(b, "%*s# %s %s %s", ind, "", v, PICK(s, adjs), n1); return;
+	case 4: nd_buf_printf(b, "%*sif %s is None:", ind + 4, "", n2); return;
+	case 5: nd_buf_printf(b, "%*sraise ValueError(\"%s %s: %%r\" %% (%s,))", ind + 4, "",
 			 PICK(s, adjs), n1, n1); return;
-	case 6: buf_addf(b, "%*sreturn %s.%s(%s)", ind + 4, "", n1, v, n2); return;
-	case 7: buf_addf(b, "%*sfor %s in %ss:", ind + 4, "", n1, n2); return;
-	case 8: buf_addf(b, "%*s%s = self._%s.get(%s, %d)", ind + 4, "", n1, n2, n1,
+	case 6: nd_buf_printf(b, "%*sreturn %s.%s(%s)", ind + 4, "", n1, v, n2); return;
+	case 7: nd_buf_printf(b, "%*sfor %s in %ss:", ind + 4, "", n1, n2); return;
+	case 8: nd_buf_printf(b, "%*s%s = self._%s.get(%s, %d)", ind + 4, "", n1, n2, n1,
 			 (int)rng_below(s, 100)); return;
-	case 9: buf_addf(b, "%*s%ss.append(%s[%d:])", ind + 4, "", n1, n2, (int)rng_below(s, 4)); return;
-	case 10: buf_add(b, ""); return;
-	default: buf_addf(b, "%*sself.%s = %s_%s(%s)", ind + 4, "", n1, v, n2, n1); return;
+	case 9: nd_buf_printf(b, "%*s%ss.append(%s[%d:])", ind + 4, "", n1, n2, (int)rng_below(s, 4)); return;
+	case 10: nd_buf_puts(b, ""); return;
+	default: nd_buf_printf(b, "%*sself.%s = %s_%s(%s)", ind + 4, "", n1, v, n2, n1); return;
 	}
 }
 
 /* One line a test run or a script might print (no newline). */
-static void output_line(struct buf *b, const struct repo *r, uint64_t s[4])
+static void output_line(struct nd_buf *b, const struct repo *r, uint64_t s[4])
 {
 	switch (rng_below(s, 6)) {
-	case 0: buf_addf(b, "%s %s [%3d%%]", r->tests[rng_below(s, 2)],
+	case 0: nd_buf_printf(b, "%s %s [%3d%%]", r->tests[rng_below(s, 2)],
 			 rng_below(s, 3) ? "......" : "..F...", (int)rng_below(s, 101)); return;
-	case 1: buf_addf(b, "  File \"/repo/%s\", line %d, in %s_%s", repo_file(r, s),
+	case 1: nd_buf_printf(b, "  File \"/repo/%s\", line %d, in %s_%s", repo_file(r, s),
 			 (int)(1 + rng_below(s, 400)), PICK(s, verbs), PICK(s, nouns)); return;
-	case 2: buf_addf(b, "%s: %s %s", rng_below(s, 2) ? "KeyError" : "AssertionError",
+	case 2: nd_buf_printf(b, "%s: %s %s", rng_below(s, 2) ? "KeyError" : "AssertionError",
 			 PICK(s, adjs), PICK(s, nouns)); return;
-	case 3: buf_addf(b, "%s=%d %s=%d", PICK(s, nouns), (int)rng_below(s, 1000),
+	case 3: nd_buf_printf(b, "%s=%d %s=%d", PICK(s, nouns), (int)rng_below(s, 1000),
 			 PICK(s, nouns), (int)rng_below(s, 1000)); return;
-	case 4: buf_addf(b, "    %s_%s(%s)", PICK(s, verbs), PICK(s, nouns), PICK(s, nouns)); return;
-	default: buf_addf(b, "[%s, %s, '%s']", PICK(s, nouns), PICK(s, nouns), PICK(s, adjs)); return;
+	case 4: nd_buf_printf(b, "    %s_%s(%s)", PICK(s, verbs), PICK(s, nouns), PICK(s, nouns)); return;
+	default: nd_buf_printf(b, "[%s, %s, '%s']", PICK(s, nouns), PICK(s, nouns), PICK(s, adjs)); return;
 	}
 }
 
 /* English-ish words up to about n bytes (at least one word). */
-static void words(struct buf *b, size_t n, uint64_t s[4])
+static void words(struct nd_buf *b, size_t n, uint64_t s[4])
 {
 	size_t start = b->len;
 
 	do {
 		if (b->len > start)
-			buf_add(b, " ");
-		buf_add(b, PICK(s, think_words));
+			nd_buf_puts(b, " ");
+		nd_buf_puts(b, PICK(s, think_words));
 	} while (b->len - start + 8 < n);
 }
 
 /* Sentences up to about n bytes: "The x_y in pkg/mod.py ...". */
-static void sentences(struct buf *b, size_t n, const struct repo *r, uint64_t s[4])
+static void sentences(struct nd_buf *b, size_t n, const struct repo *r, uint64_t s[4])
 {
 	size_t start = b->len;
 
 	while (b->len - start + 12 < n) {
 		if (b->len > start)
-			buf_add(b, rng_below(s, 5) ? " " : "\n");
+			nd_buf_puts(b, rng_below(s, 5) ? " " : "\n");
 		if (rng_below(s, 3) == 0)
-			buf_addf(b, "Look at %s_%s in %s.", PICK(s, verbs), PICK(s, nouns),
+			nd_buf_printf(b, "Look at %s_%s in %s.", PICK(s, verbs), PICK(s, nouns),
 				 repo_file(r, s));
 		else {
 			words(b, 20 + rng_below(s, 60), s);
-			buf_add(b, ".");
+			nd_buf_puts(b, ".");
 		}
-		b->p[start] = b->p[start] >= 'a' && b->p[start] <= 'z' ? b->p[start] - 32 : b->p[start];
+		b->data[start] = b->data[start] >= 'a' && b->data[start] <= 'z' ? b->data[start] - 32 : b->data[start];
 	}
 	if (b->len == start)
-		buf_add(b, "Check.");
+		nd_buf_puts(b, "Check.");
 }
 
 /* Appends lines made by line_fn until the buffer holds about n bytes from
  * start.  A last line that passes n is cut at its last space before n, or
  * dropped when less than 12 bytes of it would fit: at most n bytes, and
  * short by a few bytes at most. */
-typedef void (*line_fn)(struct buf *b, const struct repo *r, uint64_t s[4], long no);
+typedef void (*line_fn)(struct nd_buf *b, const struct repo *r, uint64_t s[4], long no);
 
-static void fill_lines(struct buf *b, size_t n, line_fn fn, const struct repo *r,
+static void fill_lines(struct nd_buf *b, size_t n, line_fn fn, const struct repo *r,
 		       uint64_t s[4], long first_no)
 {
 	size_t start = b->len;
 
 	for (long no = first_no; b->len - start < n; no++) {
 		fn(b, r, s, no);
-		buf_add(b, "\n");
+		nd_buf_puts(b, "\n");
 	}
 	if (b->len > start + n) {
 		size_t line = start + n, cut = start + n;
 
-		while (line > start && b->p[line - 1] != '\n')
+		while (line > start && b->data[line - 1] != '\n')
 			line--;
 		if (cut - line < 12)
 			cut = line;
 		else
-			while (cut > line + 8 && b->p[cut] != ' ')
+			while (cut > line + 8 && b->data[cut] != ' ')
 				cut--;
-		buf_cut(b, cut > line + 8 || cut == line ? cut : start + n);
+		nd_buf_truncate(b, cut > line + 8 || cut == line ? cut : start + n);
 	}
 }
 
-static void numbered_code(struct buf *b, const struct repo *r, uint64_t s[4], long no)
+static void numbered_code(struct nd_buf *b, const struct repo *r, uint64_t s[4], long no)
 {
 	(void)r;
-	buf_addf(b, "%6ld\t", no);
+	nd_buf_printf(b, "%6ld\t", no);
 	code_line(b, s);
 }
 
-static void plain_code(struct buf *b, const struct repo *r, uint64_t s[4], long no)
+static void plain_code(struct nd_buf *b, const struct repo *r, uint64_t s[4], long no)
 {
 	(void)r;
 	(void)no;
 	code_line(b, s);
 }
 
-static void plain_output(struct buf *b, const struct repo *r, uint64_t s[4], long no)
+static void plain_output(struct nd_buf *b, const struct repo *r, uint64_t s[4], long no)
 {
 	(void)no;
 	output_line(b, r, s);
 }
 
-static void dir_entry(struct buf *b, const struct repo *r, uint64_t s[4], long no)
+static void dir_entry(struct nd_buf *b, const struct repo *r, uint64_t s[4], long no)
 {
 	if (no < GEN_FILES)
-		buf_addf(b, "/repo/%s", r->files[no]);
+		nd_buf_printf(b, "/repo/%s", r->files[no]);
 	else
-		buf_addf(b, "/repo/%s/%s_%s.py", rng_below(s, 2) ? r->pkg : "tests",
+		nd_buf_printf(b, "/repo/%s/%s_%s.py", rng_below(s, 2) ? r->pkg : "tests",
 			 PICK(s, mods), PICK(s, nouns));
 }
 
-static void search_hit(struct buf *b, const struct repo *r, uint64_t s[4], long no)
+static void search_hit(struct nd_buf *b, const struct repo *r, uint64_t s[4], long no)
 {
 	(void)no;
-	buf_addf(b, "./%s (%d matches)", repo_file(r, s), (int)(1 + rng_below(s, 6)));
+	nd_buf_printf(b, "./%s (%d matches)", repo_file(r, s), (int)(1 + rng_below(s, 6)));
 }
 
 /* ---------------------------------------------------------------- actions */
@@ -454,48 +404,48 @@ static enum act act_pick(size_t target, uint64_t s[4])
 }
 
 /* Appends about n bytes of code lines (at least 20), no final newline. */
-static void code_n(struct buf *b, long n, const struct repo *r, uint64_t s[4])
+static void code_n(struct nd_buf *b, long n, const struct repo *r, uint64_t s[4])
 {
 	fill_lines(b, n > 20 ? (size_t)n : 20, plain_code, r, s, 0);
-	while (b->len > 0 && b->p[b->len - 1] == '\n')
+	while (b->len > 0 && b->data[b->len - 1] == '\n')
 		b->len--;
-	b->p[b->len] = '\0';
+	b->data[b->len] = '\0';
 }
 
 /* The actions that carry code: their text grows to about target bytes. */
-static void act_fill(struct buf *b, struct act_ctx *c, size_t target, const struct repo *r,
+static void act_fill(struct nd_buf *b, struct act_ctx *c, size_t target, const struct repo *r,
 		     uint64_t s[4])
 {
 	long base = (long)b->len, room;
 
 	switch (c->kind) {
 	case ACT_BASH:
-		buf_add(b, "<function=execute_bash>\n  <parameter=cmd>cat > /tmp/check.py <<'EOF'\n");
+		nd_buf_puts(b, "<function=execute_bash>\n  <parameter=cmd>cat > /tmp/check.py <<'EOF'\n");
 		code_n(b, (long)target - ((long)b->len - base) - 50, r, s);
-		buf_add(b, "\nEOF\npython /tmp/check.py");
+		nd_buf_puts(b, "\nEOF\npython /tmp/check.py");
 		break;
 	case ACT_EDIT:
 		snprintf(c->path, sizeof(c->path), "/repo/%s", repo_file(r, s));
-		buf_addf(b, "<function=file_editor>\n  <parameter=command>str_replace</parameter>\n"
+		nd_buf_printf(b, "<function=file_editor>\n  <parameter=command>str_replace</parameter>\n"
 			 "  <parameter=path>%s</parameter>\n  <parameter=old_str>", c->path);
 		room = (long)target - ((long)b->len - base) - 60;
 		code_n(b, room / 2, r, s);
-		buf_add(b, "</parameter>\n  <parameter=new_str>");
+		nd_buf_puts(b, "</parameter>\n  <parameter=new_str>");
 		code_n(b, room - room / 2, r, s);
 		break;
 	default: /* ACT_CREATE */
 		snprintf(c->path, sizeof(c->path), "/repo/reproduce_issue.py");
-		buf_addf(b, "<function=file_editor>\n  <parameter=command>create</parameter>\n"
+		nd_buf_printf(b, "<function=file_editor>\n  <parameter=command>create</parameter>\n"
 			 "  <parameter=path>%s</parameter>\n  <parameter=file_text>", c->path);
 		code_n(b, (long)target - ((long)b->len - base) - 25, r, s);
 		break;
 	}
-	buf_add(b, "</parameter>\n</function>");
+	nd_buf_puts(b, "</parameter>\n</function>");
 }
 
 /* Writes the action of kind c->kind, about target bytes where the kind
  * leaves room (reads have a fixed size). */
-static void act_write(struct buf *b, struct act_ctx *c, size_t target, const struct repo *r,
+static void act_write(struct nd_buf *b, struct act_ctx *c, size_t target, const struct repo *r,
 		      uint64_t s[4])
 {
 	c->fail = rng_below(s, 10) < 3;
@@ -503,23 +453,23 @@ static void act_write(struct buf *b, struct act_ctx *c, size_t target, const str
 	switch (c->kind) {
 	case ACT_VIEW_DIR:
 		snprintf(c->path, sizeof(c->path), "/repo");
-		buf_add(b, "<function=file_editor>\n  <parameter=command>view</parameter>\n"
+		nd_buf_puts(b, "<function=file_editor>\n  <parameter=command>view</parameter>\n"
 			"  <parameter=path>/repo</parameter>\n</function>");
 		return;
 	case ACT_VIEW_FILE:
 		snprintf(c->path, sizeof(c->path), "/repo/%s", repo_file(r, s));
-		buf_addf(b, "<function=file_editor>\n  <parameter=command>view</parameter>\n"
+		nd_buf_printf(b, "<function=file_editor>\n  <parameter=command>view</parameter>\n"
 			 "  <parameter=path>%s</parameter>\n</function>", c->path);
 		c->first_line = 1;
 		return;
 	case ACT_SEARCH:
 		snprintf(c->term, sizeof(c->term), "%s_%s", PICK(s, verbs), PICK(s, nouns));
-		buf_addf(b, "<function=search>\n  <parameter=search_term>%s</parameter>\n"
+		nd_buf_printf(b, "<function=search>\n  <parameter=search_term>%s</parameter>\n"
 			 "  <parameter=path>/repo</parameter>\n</function>", c->term);
 		return;
 	case ACT_BASH:
 		if (target < 150) {
-			buf_addf(b, "<function=execute_bash>\n  <parameter=cmd>cd /repo && "
+			nd_buf_printf(b, "<function=execute_bash>\n  <parameter=cmd>cd /repo && "
 				 "python -m pytest -q %s</parameter>\n</function>",
 				 r->tests[rng_below(s, 2)]);
 			return;
@@ -527,10 +477,10 @@ static void act_write(struct buf *b, struct act_ctx *c, size_t target, const str
 		act_fill(b, c, target, r, s);
 		return;
 	case ACT_FINISH:
-		buf_add(b, "<function=finish>\n  <parameter=command>submit</parameter>\n"
+		nd_buf_puts(b, "<function=finish>\n  <parameter=command>submit</parameter>\n"
 			"  <parameter=result>");
 		sentences(b, target > 110 ? target - 110 : 20, r, s);
-		buf_add(b, "</parameter>\n</function>");
+		nd_buf_puts(b, "</parameter>\n</function>");
 		return;
 	default:
 		act_fill(b, c, target, r, s);
@@ -541,23 +491,23 @@ static void act_write(struct buf *b, struct act_ctx *c, size_t target, const str
 /* ---------------------------------------------------------------- observations */
 
 /* header + body of lines + trailer, target bytes in all where possible. */
-static void obs_frame(struct buf *b, size_t target, const char *header, const char *trailer,
+static void obs_frame(struct nd_buf *b, size_t target, const char *header, const char *trailer,
 		      line_fn fn, const struct repo *r, uint64_t s[4], long first_no)
 {
 	size_t fixed = strlen(header) + strlen(trailer);
 
-	buf_add(b, header);
+	nd_buf_puts(b, header);
 	if (target > fixed)
 		fill_lines(b, target - fixed, fn, r, s, first_no);
-	buf_add(b, trailer);
+	nd_buf_puts(b, trailer);
 }
 
-static void obs_write(struct buf *b, const struct act_ctx *c, size_t target,
+static void obs_write(struct nd_buf *b, const struct act_ctx *c, size_t target,
 		      const struct repo *r, uint64_t s[4])
 {
-	struct buf h = { 0 };
+	struct nd_buf h = { 0 };
 
-	buf_clear(&h);
+	nd_buf_reset(&h);
 	switch (c->kind) {
 	case ACT_VIEW_DIR:
 		obs_frame(b, target, "Execution output of [file_editor]:\nHere's the files and "
@@ -565,19 +515,19 @@ static void obs_write(struct buf *b, const struct act_ctx *c, size_t target,
 			  "\n", dir_entry, r, s, 0);
 		break;
 	case ACT_VIEW_FILE:
-		buf_addf(&h, "Execution output of [file_editor]:\nHere's the result of running "
+		nd_buf_printf(&h, "Execution output of [file_editor]:\nHere's the result of running "
 			 "`cat -n` on the file: %s:\n", c->path);
-		obs_frame(b, target, h.p, "", numbered_code, r, s, 1);
+		obs_frame(b, target, text_of(&h), "", numbered_code, r, s, 1);
 		break;
 	case ACT_SEARCH:
-		buf_addf(&h, "Execution output of [search]:\nMatches for \"%s\" in /repo:\n", c->term);
+		nd_buf_printf(&h, "Execution output of [search]:\nMatches for \"%s\" in /repo:\n", c->term);
 		{
-			struct buf t = { 0 };
+			struct nd_buf t = { 0 };
 
-			buf_clear(&t);
-			buf_addf(&t, "End of matches for \"%s\" in /repo\n", c->term);
-			obs_frame(b, target, h.p, t.p, search_hit, r, s, 0);
-			free(t.p);
+			nd_buf_reset(&t);
+			nd_buf_printf(&t, "End of matches for \"%s\" in /repo\n", c->term);
+			obs_frame(b, target, text_of(&h), text_of(&t), search_hit, r, s, 0);
+			nd_buf_free(&t);
 		}
 		break;
 	case ACT_BASH:
@@ -591,25 +541,25 @@ static void obs_write(struct buf *b, const struct act_ctx *c, size_t target,
 				  "[STDOUT]\n\n", "\n\n[STDERR]\n\n\n", plain_output, r, s, 0);
 		break;
 	case ACT_EDIT:
-		buf_addf(&h, "Execution output of [file_editor]:\nThe file %s has been edited. "
+		nd_buf_printf(&h, "Execution output of [file_editor]:\nThe file %s has been edited. "
 			 "Here's the result of running `cat -n` on a snippet of %s:\n",
 			 c->path, c->path);
-		obs_frame(b, target, h.p, "\nReview the changes and make sure they are as "
+		obs_frame(b, target, text_of(&h), "\nReview the changes and make sure they are as "
 			  "expected. Edit the file again if necessary.\n", numbered_code, r, s,
 			  c->first_line);
 		break;
 	case ACT_CREATE:
-		buf_addf(&h, "Execution output of [file_editor]:\nFile created at %s. Here's the "
+		nd_buf_printf(&h, "Execution output of [file_editor]:\nFile created at %s. Here's the "
 			 "result of running `cat -n` on %s:\n", c->path, c->path);
-		obs_frame(b, target, h.p, "", numbered_code, r, s, 1);
+		obs_frame(b, target, text_of(&h), "", numbered_code, r, s, 1);
 		break;
 	case ACT_FINISH:
-		buf_add(b, "<<< Finished >>>");
+		nd_buf_puts(b, "<<< Finished >>>");
 		break;
 	case ACT_ANY:
 		break;
 	}
-	free(h.p);
+	nd_buf_free(&h);
 }
 
 /* ---------------------------------------------------------------- trajectories */
@@ -684,24 +634,24 @@ static long pick_steps(const struct gen_params *p, size_t reason, uint64_t s[4])
 	return x < 1.0 ? 1 : x > (double)p->max_steps ? p->max_steps : (long)x;
 }
 
-static void problem_statement(struct buf *b, const struct repo *r, uint64_t s[4])
+static void problem_statement(struct nd_buf *b, const struct repo *r, uint64_t s[4])
 {
 	const char *v = PICK(s, verbs), *n = PICK(s, nouns), *a = PICK(s, adjs);
 
-	buf_addf(b, "[ISSUE]\n**Title:** `%s.%s_%s` fails on %s %ss\n\n**Description:**\n",
+	nd_buf_printf(b, "[ISSUE]\n**Title:** `%s.%s_%s` fails on %s %ss\n\n**Description:**\n",
 		 r->pkg, v, n, a, n);
 	sentences(b, 250 + rng_below(s, 500), r, s);
-	buf_addf(b, "\n\nExample:\n```python\nfrom %s import %s_%s\n", r->pkg, v, n);
+	nd_buf_printf(b, "\n\nExample:\n```python\nfrom %s import %s_%s\n", r->pkg, v, n);
 	fill_lines(b, 60 + rng_below(s, 200), plain_code, r, s, 0);
-	buf_addf(b, "\n```\n\n**Expected Behavior:**\n%s_%s(x) \xe2\x86\x92 the %s %s, "
+	nd_buf_printf(b, "\n```\n\n**Expected Behavior:**\n%s_%s(x) \xe2\x86\x92 the %s %s, "
 		 "as for any other na\xc3\xafve input.\n\n**Actual Behavior:**\n", v, n, n, a);
 	fill_lines(b, 40 + rng_below(s, 200), plain_output, r, s, 0);
-	buf_add(b, "\n[/ISSUE]");
+	nd_buf_puts(b, "\n[/ISSUE]");
 }
 
 /* One step's texts and figures, before they become JSON. */
 struct step_out {
-	struct buf thought, action, obs;
+	struct nd_buf thought, action, obs;
 	long prompt, completion;
 	double llm_s, env_s;
 	int done;
@@ -719,13 +669,13 @@ static void step_texts(struct step_out *o, struct act_ctx *c, const struct gen_p
 		ob = p->obs_max;
 	if (c->kind == ACT_ANY)
 		c->kind = act_pick(act_bytes, s);
-	buf_clear(&o->thought);
-	buf_clear(&o->action);
-	buf_clear(&o->obs);
-	buf_add(&o->thought, "<think>\n");
+	nd_buf_reset(&o->thought);
+	nd_buf_reset(&o->action);
+	nd_buf_reset(&o->obs);
+	nd_buf_puts(&o->thought, "<think>\n");
 	sentences(&o->thought, th * BYTES_PER_TOKEN > 17 ? (size_t)(th * BYTES_PER_TOKEN) - 17 : 1,
 		  r, s);
-	buf_add(&o->thought, "\n</think>");
+	nd_buf_puts(&o->thought, "\n</think>");
 	act_write(&o->action, c, act_bytes, r, s);
 	obs_write(&o->obs, c, (size_t)(ob * BYTES_PER_TOKEN), r, s);
 	o->done = c->kind == ACT_FINISH;
@@ -742,9 +692,9 @@ static json_t *step_json(const struct step_out *o, long k, double *traj_s)
 	*traj_s = round4(*traj_s + total);
 	return json_pack("{s:I,s:s%,s:s%,s:s%,s:b,s:{s:f},s:I,s:I,s:I,s:f,s:f,s:f,s:f,s:I}",
 			 "step_idx", (json_int_t)k,
-			 "thought", o->thought.p, o->thought.len,
-			 "action", o->action.p, o->action.len,
-			 "observation", o->obs.p, o->obs.len,
+			 "thought", text_of(&o->thought), o->thought.len,
+			 "action", text_of(&o->action), o->action.len,
+			 "observation", text_of(&o->obs), o->obs.len,
 			 "done", o->done, "info", "total_time", o->env_s,
 			 "token_usage_prompt", (json_int_t)o->prompt,
 			 "token_usage_completion", (json_int_t)o->completion,
@@ -796,47 +746,47 @@ static json_t *steps_make(const struct gen_params *p, const struct gen_dists *d,
 		content += (long)(o.thought.len + 2 + o.action.len + o.obs.len);
 		n_msgs += 2;
 	}
-	free(o.thought.p);
-	free(o.action.p);
-	free(o.obs.p);
+	nd_buf_free(&o.thought);
+	nd_buf_free(&o.action);
+	nd_buf_free(&o.obs);
 	return steps;
 }
 
-static void output_patch(struct buf *b, const struct act_ctx *edit, const struct repo *r,
+static void output_patch(struct nd_buf *b, const struct act_ctx *edit, const struct repo *r,
 			 uint64_t s[4])
 {
 	const char *path = edit->path + strlen("/repo/");
 
-	buf_clear(b);
+	nd_buf_reset(b);
 	if (edit->kind != ACT_EDIT)
 		return;
-	buf_addf(b, "diff --git a/%s b/%s\n--- a/%s\n+++ b/%s\n@@ -%ld,3 +%ld,3 @@\n ",
+	nd_buf_printf(b, "diff --git a/%s b/%s\n--- a/%s\n+++ b/%s\n@@ -%ld,3 +%ld,3 @@\n ",
 		 path, path, path, path, edit->first_line, edit->first_line);
 	code_line(b, s);
-	buf_add(b, "\n-");
+	nd_buf_puts(b, "\n-");
 	code_line(b, s);
-	buf_add(b, "\n+");
+	nd_buf_puts(b, "\n+");
 	code_line(b, s);
-	buf_add(b, "\n ");
+	nd_buf_puts(b, "\n ");
 	code_line(b, s);
-	buf_add(b, "\n");
+	nd_buf_puts(b, "\n");
 	(void)r;
 }
 
-static void test_output(struct buf *b, const struct repo *r, int passed, uint64_t s[4])
+static void test_output(struct nd_buf *b, const struct repo *r, int passed, uint64_t s[4])
 {
 	int n = 3 + (int)rng_below(s, 20);
 
-	buf_clear(b);
-	buf_addf(b, "============================= test session starts "
+	nd_buf_reset(b);
+	nd_buf_printf(b, "============================= test session starts "
 		 "==============================\ncollected %d items\n\n%s ", n, r->tests[0]);
 	for (int i = 0; i < n; i++)
-		buf_add(b, !passed && i == n / 2 ? "F" : ".");
+		nd_buf_puts(b, !passed && i == n / 2 ? "F" : ".");
 	if (passed)
-		buf_addf(b, " [100%%]\n\n============================== %d passed in 0.%02ds "
+		nd_buf_printf(b, " [100%%]\n\n============================== %d passed in 0.%02ds "
 			 "===============================\n", n, (int)rng_below(s, 100));
 	else
-		buf_addf(b, " [100%%]\n\n=========================== 1 failed, %d passed in "
+		nd_buf_printf(b, " [100%%]\n\n=========================== 1 failed, %d passed in "
 			 "0.%02ds ===========================\n", n - 1, (int)rng_below(s, 100));
 }
 
@@ -852,7 +802,7 @@ static json_t *agent_args_json(void)
 }
 
 static json_t *ds_json(const struct repo *r, const char *image, const char *id,
-		       const struct buf *ps)
+		       const struct nd_buf *ps)
 {
 	char base[17];
 
@@ -860,7 +810,7 @@ static json_t *ds_json(const struct repo *r, const char *image, const char *id,
 	base[16] = '\0';
 	return json_pack("{s:s,s:s,s:s,s:s%,s:s,s:[s+],s:[s+]}",
 			 "repo_name", r->name, "docker_image", image, "instance_id", id,
-			 "problem_statement", ps->p, ps->len, "base_commit", base,
+			 "problem_statement", text_of(ps), ps->len, "base_commit", base,
 			 "FAIL_TO_PASS", r->tests[0], "::test_reported_case",
 			 "PASS_TO_PASS", r->tests[1], "::test_basic");
 }
@@ -870,7 +820,7 @@ static json_t *traj_make(const struct gen_params *p, const struct gen_dists *d,
 			 uint64_t s[4])
 {
 	struct repo r;
-	struct buf ps = { 0 }, patch = { 0 }, tests = { 0 };
+	struct nd_buf ps = { 0 }, patch = { 0 }, tests = { 0 };
 	struct act_ctx edit = { .kind = ACT_ANY };
 	char image[128], id[64];
 	size_t reason;
@@ -880,7 +830,7 @@ static json_t *traj_make(const struct gen_params *p, const struct gen_dists *d,
 	repo_make(&r, s);
 	snprintf(image, sizeof(image), "synthetic/%s_final:%s", r.name, r.commit);
 	snprintf(id, sizeof(id), "%s_%.8s", r.name, r.commit);
-	buf_clear(&ps);
+	nd_buf_reset(&ps);
 	problem_statement(&ps, &r, s);
 	reason = pick_reason(p, s);
 	steps = steps_make(p, d, &r, ps.len, &reason, &edit, s);
@@ -890,7 +840,7 @@ static json_t *traj_make(const struct gen_params *p, const struct gen_dists *d,
 	ds = ds_json(&r, image, id, &ps);
 	t = json_pack("{s:o,s:s%,s:s,s:s,s:{s:O,s:n,s:n},s:o,s:o,s:I,s:I,s:I,s:i,s:i,s:i,"
 		      "s:s,s:s%,s:f,s:f,s:s%,s:{},s:n,s:n,s:[]}",
-		      "trajectory_steps", steps, "problem_statement", ps.p, ps.len,
+		      "trajectory_steps", steps, "problem_statement", text_of(&ps), ps.len,
 		      "docker_image", image, "exp_name", p->exp_name,
 		      "env_args", "ds", ds, "repo_path", "docker_image",
 		      "agent_args", agent_args_json(), "ds", ds,
@@ -898,13 +848,13 @@ static json_t *traj_make(const struct gen_params *p, const struct gen_dists *d,
 		      "max_steps_absolute", (json_int_t)(p->max_steps + 10),
 		      "max_token_limit", (json_int_t)p->max_token_limit,
 		      "max_llm_time", 3600, "max_exec_time", 90, "max_total_time", 50000,
-		      "exit_reason", exit_reasons[reason], "output_patch", patch.p, patch.len,
+		      "exit_reason", exit_reasons[reason], "output_patch", text_of(&patch), patch.len,
 		      "reward", reward, "reward_calc_time", round4(2.0 + 6.0 * rng_unit(s)),
-		      "test_output", tests.p, tests.len, "custom_test_outputs",
+		      "test_output", text_of(&tests), tests.len, "custom_test_outputs",
 		      "regression_test_output", "verifier_prob", "reproduction_test_scores");
-	free(ps.p);
-	free(patch.p);
-	free(tests.p);
+	nd_buf_free(&ps);
+	nd_buf_free(&patch);
+	nd_buf_free(&tests);
 	return t;
 }
 

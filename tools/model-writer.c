@@ -70,15 +70,16 @@ static void usage(void)
 	       "  -f, --force                 replace DIR if it exists (plain files only)\n"
 	       "      --no-weights            config and tokenizer only, for engines that make\n"
 	       "                              random weights themselves (--load-format dummy)\n"
-	       "      --preset NAME           tiny (default), tiny-llama, qwen2.5-7b, llama3-8b\n"
-	       "      --arch qwen2|llama      architecture\n"
+	       "      --preset NAME           tiny (default), tiny-llama, qwen3-tiny, qwen2.5-7b,\n"
+	       "                              qwen3-8b, llama3-8b\n"
+	       "      --arch qwen2|qwen3|llama   architecture\n"
 	       "      --hidden-size N         --intermediate-size N   --num-layers N\n"
 	       "      --num-heads N           --num-kv-heads N        --head-dim N\n"
 	       "      --vocab-size N          embedding rows (default: the tokenizer's size\n"
 	       "                              rounded up to 128, or the preset's)\n"
 	       "      --max-position-embeddings N   --rope-theta X   --rms-norm-eps X\n"
 	       "      --tie-word-embeddings, --no-tie-word-embeddings\n"
-	       "      --attention-bias        llama: biases on q, k, v and o projections\n"
+	       "      --attention-bias        llama, qwen3: biases on q, k, v and o projections\n"
 	       "      --rope-scaling none|llama3   llama: rope_scaling in config.json\n"
 	       "      --dtype bf16|f16|f32    weight type (default bf16)\n"
 	       "      --seed N                random seed (default 0)\n"
@@ -184,6 +185,8 @@ static int apply_choice(struct cli *c, int opt, const char *arg)
 
 	if (opt == OPT_ARCH && !strcmp(arg, "qwen2"))
 		p->arch = MW_ARCH_QWEN2;
+	else if (opt == OPT_ARCH && !strcmp(arg, "qwen3"))
+		p->arch = MW_ARCH_QWEN3;
 	else if (opt == OPT_ARCH && !strcmp(arg, "llama"))
 		p->arch = MW_ARCH_LLAMA;
 	else if (opt == OPT_ARCH)

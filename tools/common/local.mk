@@ -9,7 +9,8 @@ tools_common_libnd_a_SOURCES = \
 	tools/common/nd_writer.c \
 	tools/common/nd_cli.c \
 	tools/common/nd_async.h tools/common/nd_async.c \
-	tools/common/nd_strmap.h tools/common/nd_strmap.c
+	tools/common/nd_strmap.h tools/common/nd_strmap.c \
+	tools/common/nd_vec.h tools/common/nd_vec.c
 
 # What every tool links: its own library code first, then these.
 ND_LIBS = tools/common/libnd.a $(JANSSON_LIBS) -lpthread

@@ -13,8 +13,8 @@
  * Usage: bpe_trainer_new, bpe_trainer_feed (any number of texts),
  * bpe_trainer_train -> struct bpe, bpe_tokenizer_json.
  */
-#ifndef TRAJBENCH_ENG_BPE_TRAIN_H
-#define TRAJBENCH_ENG_BPE_TRAIN_H
+#ifndef TRAJBENCH_BPE_TRAIN_H
+#define TRAJBENCH_BPE_TRAIN_H
 
 #include <stddef.h>
 #include <jansson.h>

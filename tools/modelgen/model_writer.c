@@ -16,7 +16,8 @@
  * scale; projections into the residual stream (o, down) are further divided
  * by sqrt(2 * layers) so the residual grows slowly; embeddings and lm_head
  * have std 4/sqrt(hidden), which gives logits of std about 4 and clear
- * top-1/top-2 margins; RMSNorm weights are 1 +- 0.02, biases +- 0.02.
+ * top-1/top-2 margins; RMSNorm weights are 1 +- 0.02 (Qwen3's q/k norms
+ * 1 +- 0.3, see QK_NORM_STD), biases +- 0.02.
  * For the 7B shape the input projections come out at std 0.017.
  *
  * The tokenizer files (trained or copied) and chat templates are written by
@@ -44,9 +45,38 @@
 
 #define CHUNK (1u << 20) /* values generated and written per step */
 
+/* Qwen3's q/k norm weights spread wider than the other norms', so that
+ * the weights themselves show in the logits: on qwen3-tiny (CPU, a
+ * 20-token prompt) a backend that normalized the heads but ignored these
+ * weights would be off by 1.6e-2 relative at 1 +- 0.02, next to the 1e-2
+ * bf16 tolerance of the GPU tests, and is off by 27% at 1 +- 0.3;
+ * dropping the norm altogether is off by 30%. */
+#define QK_NORM_STD 0.3
+
 /* ---------------------------------------------------------------- presets */
 
-const char *const mw_preset_names[] = { "tiny", "tiny-llama", "qwen2.5-7b", "llama3-8b", NULL };
+const char *const mw_preset_names[] = {
+	"tiny", "tiny-llama", "qwen3-tiny", "qwen2.5-7b", "qwen3-8b", "llama3-8b", NULL,
+};
+
+/* The shapes of the presets; vocab 0: the tokenizer's size rounded up.
+ * The real ones are the published configs (Qwen2.5-7B, Qwen3-8B,
+ * Llama-3-8B); qwen3-tiny's head_dim is not hidden / heads, as in the
+ * small Qwen3 models, and its embeddings are tied, as theirs are. */
+static const struct preset {
+	const char *name;
+	enum mw_arch arch;
+	int hidden, inter, layers, heads, kv_heads, head_dim;
+	long vocab, max_pos;
+	bool tie;
+} presets[] = {
+	{ "tiny", MW_ARCH_QWEN2, 64, 128, 2, 4, 2, 16, 0, 4096, false },
+	{ "tiny-llama", MW_ARCH_LLAMA, 64, 128, 2, 4, 2, 16, 0, 4096, true },
+	{ "qwen3-tiny", MW_ARCH_QWEN3, 64, 128, 2, 4, 2, 32, 0, 4096, true },
+	{ "qwen2.5-7b", MW_ARCH_QWEN2, 3584, 18944, 28, 28, 4, 128, 152064, 32768, false },
+	{ "qwen3-8b", MW_ARCH_QWEN3, 4096, 12288, 36, 32, 8, 128, 151936, 40960, false },
+	{ "llama3-8b", MW_ARCH_LLAMA, 4096, 14336, 32, 32, 8, 128, 128256, 131072, false },
+};
 
 struct mw_params mw_default_params(void)
 {
@@ -59,40 +89,29 @@ struct mw_params mw_default_params(void)
 	return p;
 }
 
-static void set_shape(struct mw_params *p, enum mw_arch arch, int hidden, int inter,
-		      int layers, int heads, int kv_heads, int head_dim)
-{
-	p->arch = arch;
-	p->hidden_size = hidden;
-	p->intermediate_size = inter;
-	p->num_layers = layers;
-	p->num_heads = heads;
-	p->num_kv_heads = kv_heads;
-	p->head_dim = head_dim;
-}
-
 int mw_preset(const char *name, struct mw_params *p)
 {
-	bool llama = strstr(name, "llama") != NULL;
+	const struct preset *q = NULL;
+	bool llama;
 
-	if (!strcmp(name, "tiny") || !strcmp(name, "tiny-llama")) {
-		set_shape(p, llama ? MW_ARCH_LLAMA : MW_ARCH_QWEN2, 64, 128, 2, 4, 2, 16);
-		p->vocab_size = 0;
-		p->max_position_embeddings = 4096;
-	} else if (!strcmp(name, "qwen2.5-7b")) {
-		set_shape(p, MW_ARCH_QWEN2, 3584, 18944, 28, 28, 4, 128);
-		p->vocab_size = 152064;
-		p->max_position_embeddings = 32768;
-	} else if (!strcmp(name, "llama3-8b")) {
-		set_shape(p, MW_ARCH_LLAMA, 4096, 14336, 32, 32, 8, 128);
-		p->vocab_size = 128256;
-		p->max_position_embeddings = 131072;
-	} else {
+	for (size_t i = 0; i < sizeof(presets) / sizeof(presets[0]); i++)
+		if (!strcmp(name, presets[i].name))
+			q = &presets[i];
+	if (!q)
 		return ENG_E_INVALID;
-	}
+	llama = q->arch == MW_ARCH_LLAMA;
+	p->arch = q->arch;
+	p->hidden_size = q->hidden;
+	p->intermediate_size = q->inter;
+	p->num_layers = q->layers;
+	p->num_heads = q->heads;
+	p->num_kv_heads = q->kv_heads;
+	p->head_dim = q->head_dim;
+	p->vocab_size = q->vocab;
+	p->max_position_embeddings = q->max_pos;
 	p->rope_theta = llama ? 500000.0 : 1000000.0;
 	p->rms_norm_eps = llama ? 1e-5 : 1e-6;
-	p->tie_word_embeddings = !strcmp(name, "tiny-llama");
+	p->tie_word_embeddings = q->tie;
 	p->attention_bias = false;
 	p->rope_scaling_llama3 = llama;
 	return 0;
@@ -120,6 +139,11 @@ int mw_check(const struct mw_params *p, struct eng_error *err)
 	if (why)
 		return eng_error_set(err, ENG_E_INVALID, NULL, 0, "%s", why);
 	return 0;
+}
+
+const char *mw_arch_name(enum mw_arch a)
+{
+	return a == MW_ARCH_LLAMA ? "llama" : a == MW_ARCH_QWEN3 ? "qwen3" : "qwen2";
 }
 
 const char *mw_dtype_name(enum mw_dtype d)
@@ -269,6 +293,7 @@ static int push_layer(struct tensor_list *l, const struct mw_params *p, int i)
 	long long kv = (long long)p->num_kv_heads * p->head_dim, f = p->intermediate_size;
 	double in_std = 1.0 / sqrt((double)h), res = sqrt(2.0 * p->num_layers);
 	bool bias = p->arch == MW_ARCH_QWEN2 || p->attention_bias;
+	bool o_bias = p->arch != MW_ARCH_QWEN2 && p->attention_bias;
 	const char *proj[3] = { "q", "k", "v" };
 	long long outs[3] = { q, kv, kv };
 	char name[80];
@@ -283,8 +308,12 @@ static int push_layer(struct tensor_list *l, const struct mw_params *p, int i)
 			PUSH(outs[j], 0, init_of(0, 0.02), "model.layers.%d.self_attn.%s_proj.bias", i, proj[j]);
 	}
 	PUSH(h, q, init_of(0, 1.0 / sqrt((double)q) / res), "model.layers.%d.self_attn.o_proj.weight", i);
-	if (p->arch == MW_ARCH_LLAMA && p->attention_bias)
+	if (o_bias)
 		PUSH(h, 0, init_of(0, 0.02), "model.layers.%d.self_attn.o_proj.bias", i);
+	if (p->arch == MW_ARCH_QWEN3) {
+		PUSH(p->head_dim, 0, init_of(1, QK_NORM_STD), "model.layers.%d.self_attn.q_norm.weight", i);
+		PUSH(p->head_dim, 0, init_of(1, QK_NORM_STD), "model.layers.%d.self_attn.k_norm.weight", i);
+	}
 	PUSH(h, 0, init_of(1, 0.02), "model.layers.%d.post_attention_layernorm.weight", i);
 	PUSH(f, h, init_of(0, in_std), "model.layers.%d.mlp.gate_proj.weight", i);
 	PUSH(f, h, init_of(0, in_std), "model.layers.%d.mlp.up_proj.weight", i);
@@ -342,67 +371,6 @@ int mw_tensor_init(const struct mw_params *p, const char *name,
 			rc = 0;
 		}
 	free(l.t);
-	return rc;
-}
-
-/* ---------------------------------------------------------------- files */
-
-static int write_all(int fd, const void *buf, size_t n)
-{
-	const char *p = buf;
-
-	while (n > 0) {
-		ssize_t w = write(fd, p, n);
-
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
-}
-
-/* Writes len bytes to dir/name (created, truncated).  Returns 0 or ENG_E_IO. */
-int mw_write_file(const char *dir, const char *name, const void *data, size_t len,
-		      struct eng_error *err)
-{
-	char path[4096];
-	int fd;
-
-	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	if (fd < 0 || write_all(fd, data, len) < 0 || close(fd) < 0) {
-		int e = errno;
-
-		if (fd >= 0)
-			close(fd);
-		return eng_error_set(err, ENG_E_IO, path, 0, "%s", strerror(e));
-	}
-	return 0;
-}
-
-/* Writes obj as JSON with HF's layout for config files: two-space indent,
- * sorted keys when asked, a final newline.  Steals the reference to obj. */
-int mw_write_json(const char *dir, const char *name, json_t *obj, size_t flags,
-		      struct eng_error *err)
-{
-	char *s, *nl;
-	int rc;
-
-	if (!obj)
-		return eng_error_set(err, ENG_E_NOMEM, name, 0, "out of memory");
-	s = json_dumps(obj, flags | JSON_REAL_PRECISION(15));
-	json_decref(obj);
-	nl = s ? realloc(s, strlen(s) + 2) : NULL;
-	if (!nl) {
-		free(s);
-		return eng_error_set(err, ENG_E_NOMEM, name, 0, "out of memory");
-	}
-	strcat(nl, "\n");
-	rc = mw_write_file(dir, name, nl, strlen(nl), err);
-	free(nl);
 	return rc;
 }
 
@@ -502,7 +470,7 @@ static int write_tensor(struct weight_io *io, int fd, const struct tensor *t)
 		for (size_t i = 0; i < n; i++)
 			io->vals[i] = next_value(s, t->init);
 		convert(io, n);
-		if (write_all(fd, io->buf, n * esz) < 0)
+		if (mw_write_all(fd, io->buf, n * esz) < 0)
 			return -1;
 		left -= (long long)n;
 		io->done += (long long)(n * esz);
@@ -526,7 +494,7 @@ static int write_shard(struct weight_io *io, const char *dir, const struct tenso
 		return eng_error_set(err, ENG_E_NOMEM, path, 0, "path too long or out of memory");
 	}
 	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-	if (fd < 0 || write_all(fd, hdr, hlen) < 0)
+	if (fd < 0 || mw_write_all(fd, hdr, hlen) < 0)
 		rc = -1;
 	for (int i = 0; rc == 0 && i < l->n; i++)
 		if (l->t[i].shard == shard)
@@ -602,16 +570,22 @@ static json_t *rope_scaling(const struct mw_params *p)
 			 (json_int_t)8192, "rope_type", "llama3");
 }
 
-/* config.json with the keys of HF's Qwen2Config / LlamaConfig. */
+static const char *hf_arch(enum mw_arch a)
+{
+	return a == MW_ARCH_LLAMA ? "LlamaForCausalLM"
+	     : a == MW_ARCH_QWEN3 ? "Qwen3ForCausalLM" : "Qwen2ForCausalLM";
+}
+
+/* config.json with the keys of HF's Qwen2Config / Qwen3Config /
+ * LlamaConfig (Qwen3's as Qwen3-8B's file has them: sliding_window null). */
 static int write_config(const char *dir, const struct mw_params *p, long vocab,
 			const struct mw_tok_ids *ids, struct eng_error *err)
 {
-	bool llama = p->arch == MW_ARCH_LLAMA;
 	json_t *c = json_pack(
 		"{s:[s], s:s, s:f, s:i, s:i, s:i, s:s, s:i, s:f, s:i, s:I, s:i, s:i, s:i,"
 		" s:f, s:o, s:f, s:b, s:s, s:b, s:I}",
-		"architectures", llama ? "LlamaForCausalLM" : "Qwen2ForCausalLM",
-		"model_type", llama ? "llama" : "qwen2", "attention_dropout", 0.0,
+		"architectures", hf_arch(p->arch),
+		"model_type", mw_arch_name(p->arch), "attention_dropout", 0.0,
 		"bos_token_id", ids->bos, "eos_token_id", ids->eos, "head_dim", p->head_dim,
 		"hidden_act", "silu", "hidden_size", p->hidden_size, "initializer_range", 0.02,
 		"intermediate_size", p->intermediate_size,
@@ -622,13 +596,16 @@ static int write_config(const char *dir, const struct mw_params *p, long vocab,
 		"tie_word_embeddings", p->tie_word_embeddings, "torch_dtype", torch_dtype(p->dtype),
 		"use_cache", 1, "vocab_size", (json_int_t)vocab);
 
-	if (c && llama) {
+	if (c && p->arch != MW_ARCH_QWEN2)
 		json_object_set_new(c, "attention_bias", json_boolean(p->attention_bias));
+	if (c && p->arch == MW_ARCH_LLAMA) {
 		json_object_set_new(c, "mlp_bias", json_false());
 		json_object_set_new(c, "pretraining_tp", json_integer(1));
 	} else if (c) {
 		json_object_set_new(c, "max_window_layers", json_integer(p->num_layers));
-		json_object_set_new(c, "sliding_window", json_integer(p->max_position_embeddings));
+		json_object_set_new(c, "sliding_window",
+				    p->arch == MW_ARCH_QWEN3
+				    ? json_null() : json_integer(p->max_position_embeddings));
 		json_object_set_new(c, "use_sliding_window", json_false());
 	}
 	return mw_write_json(dir, "config.json", c, JSON_INDENT(2) | JSON_SORT_KEYS, err);

@@ -13,8 +13,8 @@
  * (mw_tensor_values), and are streamed to disk through a fixed buffer:
  * a 15 GB model never sits in memory.
  */
-#ifndef TRAJBENCH_ENG_MODEL_WRITER_H
-#define TRAJBENCH_ENG_MODEL_WRITER_H
+#ifndef TRAJBENCH_MODEL_WRITER_H
+#define TRAJBENCH_MODEL_WRITER_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -25,6 +25,7 @@
 enum mw_arch {
 	MW_ARCH_QWEN2,
 	MW_ARCH_LLAMA,
+	MW_ARCH_QWEN3,   /* dense: q_norm / k_norm per layer, Qwen3's chat template */
 };
 
 enum mw_dtype {
@@ -46,7 +47,8 @@ struct mw_params {
 	double rope_theta;
 	double rms_norm_eps;
 	bool tie_word_embeddings;
-	bool attention_bias;        /* llama: q/k/v/o biases; qwen2 always has q/k/v bias */
+	bool attention_bias;        /* llama, qwen3: q/k/v/o biases; qwen2 always has
+				     * q/k/v bias */
 	bool rope_scaling_llama3;   /* llama: rope_scaling {rope_type llama3, factor 8, ...} */
 	enum mw_dtype dtype;
 	uint64_t seed;
@@ -68,8 +70,9 @@ struct mw_params {
 struct mw_params mw_default_params(void);
 
 /* Sets the shape fields of p (arch, sizes, rope, eps, tying, vocab) from a
- * preset: "tiny", "tiny-llama", "qwen2.5-7b", "llama3-8b".  Other fields are
- * left alone.  Returns 0, or ENG_E_INVALID for an unknown name. */
+ * preset: "tiny", "tiny-llama", "qwen3-tiny", "qwen2.5-7b", "qwen3-8b",
+ * "llama3-8b".  Other fields are left alone.  Returns 0, or ENG_E_INVALID
+ * for an unknown name. */
 int mw_preset(const char *name, struct mw_params *p);
 
 /* Names of the presets, NULL-terminated. */
@@ -118,5 +121,6 @@ uint16_t mw_f32_to_bf16(float f);
 uint16_t mw_f32_to_f16(float f);
 
 const char *mw_dtype_name(enum mw_dtype d); /* "bf16", "f16", "f32" */
+const char *mw_arch_name(enum mw_arch a);   /* "qwen2", "qwen3", "llama" */
 
 #endif

@@ -1,9 +1,10 @@
 /*
- * model_writer_int.h: what model_writer.c and model_writer_tok.c share;
- * not part of the engine's interface.
+ * model_writer_int.h: what the model writer's files share: the file
+ * writers of mw_files.c (under both others) and the tokenizer writers of
+ * model_writer_tok.c (called by model_writer.c).
  */
-#ifndef TRAJBENCH_ENG_MODEL_WRITER_INT_H
-#define TRAJBENCH_ENG_MODEL_WRITER_INT_H
+#ifndef TRAJBENCH_MODEL_WRITER_INT_H
+#define TRAJBENCH_MODEL_WRITER_INT_H
 
 #include <stddef.h>
 #include <jansson.h>
@@ -18,6 +19,10 @@ struct mw_tok_ids {
 	int eos;  /* <|im_end|>, <|eot_id|>: end of an assistant turn */
 	int pad;  /* <|endoftext|>, <|end_of_text|> */
 };
+
+/* Writes n bytes to fd, retrying EINTR and short writes.  0, or -1 with
+ * errno set. */
+int mw_write_all(int fd, const void *buf, size_t n);
 
 /* Writes len bytes to dir/name (created, truncated).  Returns 0 or ENG_E_IO. */
 int mw_write_file(const char *dir, const char *name, const void *data, size_t len,

@@ -1,10 +1,11 @@
 /*
  * model_writer_tok.c: the tokenizer side of the model writer: train a BPE
  * (bpe_train.h) or copy an HF tokenizer, and write tokenizer_config.json
- * with the architecture's chat template (ChatML for qwen2, Llama 3's for
- * llama), special tokens and added_tokens_decoder in the shape of the model
- * family's own files.  The chat templates are written here in Jinja as HF
- * files carry them; they add no default system message.
+ * with the architecture's chat template (ChatML for qwen2, Qwen3's for
+ * qwen3, Llama 3's for llama), special tokens and added_tokens_decoder in
+ * the shape of the model family's own files.  The chat templates are
+ * written here in Jinja as HF files carry them; ChatML and Llama 3's add no
+ * default system message; Qwen3's is the real one, verbatim.
  *
  * It refuses a copied tokenizer that lacks the special tokens its template
  * needs, rather than writing a template that cannot be tokenized.
@@ -40,7 +41,116 @@ static const char llama3_template[] =
 	"    {{- '<|start_header_id|>assistant<|end_header_id|>\\n\\n' }}\n"
 	"{%- endif %}";
 
+/* Qwen3's, byte for byte as Qwen3's tokenizer_config.json carries it (the
+ * chat-templates/qwen3.jinja of the shared data): reasoning dropped from
+ * assistant turns before the last query, tool calls and responses,
+ * enable_thinking. */
+static const char qwen3_template[] =
+	"{%- if tools %}\n"
+	"    {{- '<|im_start|>system\\n' }}\n"
+	"    {%- if messages[0].role == 'system' %}\n"
+	"        {{- messages[0].content + '\\n\\n' }}\n"
+	"    {%- endif %}\n"
+	"    {{- \"# Tools\\n\\nYou may call one or more functions to assist with the user query."
+		"\\n\\nYou are provided with function signatures within <tools></tools> XML tags:\\n<tool"
+		"s>\" }}\n"
+	"    {%- for tool in tools %}\n"
+	"        {{- \"\\n\" }}\n"
+	"        {{- tool | tojson }}\n"
+	"    {%- endfor %}\n"
+	"    {{- \"\\n</tools>\\n\\nFor each function call, return a json object with function na"
+		"me and arguments within <tool_call></tool_call> XML tags:\\n<tool_call>\\n{\\\"name\\\":"
+		" <function-name>, \\\"arguments\\\": <args-json-object>}\\n</tool_call><|im_end|>\\n\" }"
+		"}\n"
+	"{%- else %}\n"
+	"    {%- if messages[0].role == 'system' %}\n"
+	"        {{- '<|im_start|>system\\n' + messages[0].content + '<|im_end|>\\n' }}\n"
+	"    {%- endif %}\n"
+	"{%- endif %}\n"
+	"{%- set ns = namespace(multi_step_tool=true, last_query_index=messages|length - 1) %}\n"
+	"{%- for message in messages[::-1] %}\n"
+	"    {%- set index = (messages|length - 1) - loop.index0 %}\n"
+	"    {%- if ns.multi_step_tool and message.role == \"user\" and not(message.content.start"
+		"swith('<tool_response>') and message.content.endswith('</tool_response>')) %}\n"
+	"        {%- set ns.multi_step_tool = false %}\n"
+	"        {%- set ns.last_query_index = index %}\n"
+	"    {%- endif %}\n"
+	"{%- endfor %}\n"
+	"{%- for message in messages %}\n"
+	"    {%- if (message.role == \"user\") or (message.role == \"system\" and not loop.first)"
+		" %}\n"
+	"        {{- '<|im_start|>' + message.role + '\\n' + message.content + '<|im_end|>' + '\\"
+		"n' }}\n"
+	"    {%- elif message.role == \"assistant\" %}\n"
+	"        {%- set content = message.content %}\n"
+	"        {%- set reasoning_content = '' %}\n"
+	"        {%- if message.reasoning_content is defined and message.reasoning_content is not"
+		" none %}\n"
+	"            {%- set reasoning_content = message.reasoning_content %}\n"
+	"        {%- else %}\n"
+	"            {%- if '</think>' in message.content %}\n"
+	"                {%- set content = message.content.split('</think>')[-1].lstrip('\\n') %}"
+		"\n"
+	"                {%- set reasoning_content = message.content.split('</think>')[0].rstrip("
+		"'\\n').split('<think>')[-1].lstrip('\\n') %}\n"
+	"            {%- endif %}\n"
+	"        {%- endif %}\n"
+	"        {%- if loop.index0 > ns.last_query_index %}\n"
+	"            {%- if loop.last or (not loop.last and reasoning_content) %}\n"
+	"                {{- '<|im_start|>' + message.role + '\\n<think>\\n' + reasoning_content."
+		"strip('\\n') + '\\n</think>\\n\\n' + content.lstrip('\\n') }}\n"
+	"            {%- else %}\n"
+	"                {{- '<|im_start|>' + message.role + '\\n' + content }}\n"
+	"            {%- endif %}\n"
+	"        {%- else %}\n"
+	"            {{- '<|im_start|>' + message.role + '\\n' + content }}\n"
+	"        {%- endif %}\n"
+	"        {%- if message.tool_calls %}\n"
+	"            {%- for tool_call in message.tool_calls %}\n"
+	"                {%- if (loop.first and content) or (not loop.first) %}\n"
+	"                    {{- '\\n' }}\n"
+	"                {%- endif %}\n"
+	"                {%- if tool_call.function %}\n"
+	"                    {%- set tool_call = tool_call.function %}\n"
+	"                {%- endif %}\n"
+	"                {{- '<tool_call>\\n{\"name\": \"' }}\n"
+	"                {{- tool_call.name }}\n"
+	"                {{- '\", \"arguments\": ' }}\n"
+	"                {%- if tool_call.arguments is string %}\n"
+	"                    {{- tool_call.arguments }}\n"
+	"                {%- else %}\n"
+	"                    {{- tool_call.arguments | tojson }}\n"
+	"                {%- endif %}\n"
+	"                {{- '}\\n</tool_call>' }}\n"
+	"            {%- endfor %}\n"
+	"        {%- endif %}\n"
+	"        {{- '<|im_end|>\\n' }}\n"
+	"    {%- elif message.role == \"tool\" %}\n"
+	"        {%- if loop.first or (messages[loop.index0 - 1].role != \"tool\") %}\n"
+	"            {{- '<|im_start|>user' }}\n"
+	"        {%- endif %}\n"
+	"        {{- '\\n<tool_response>\\n' }}\n"
+	"        {{- message.content }}\n"
+	"        {{- '\\n</tool_response>' }}\n"
+	"        {%- if loop.last or (messages[loop.index0 + 1].role != \"tool\") %}\n"
+	"            {{- '<|im_end|>\\n' }}\n"
+	"        {%- endif %}\n"
+	"    {%- endif %}\n"
+	"{%- endfor %}\n"
+	"{%- if add_generation_prompt %}\n"
+	"    {{- '<|im_start|>assistant\\n' }}\n"
+	"    {%- if enable_thinking is defined and enable_thinking is false %}\n"
+	"        {{- '<think>\\n\\n</think>\\n\\n' }}\n"
+	"    {%- endif %}\n"
+	"{%- endif %}";
+
 static const char *const qwen2_specials[] = { "<|endoftext|>", "<|im_start|>", "<|im_end|>", NULL };
+/* Qwen3's tokenizer has these as added tokens that are not special: its
+ * template writes them, and they encode as one id wherever they occur. */
+static const char *const qwen3_added[] = {
+	"<tool_call>", "</tool_call>", "<tool_response>", "</tool_response>", "<think>",
+	"</think>", NULL,
+};
 static const char *const llama_specials[] = {
 	"<|begin_of_text|>", "<|end_of_text|>", "<|start_header_id|>", "<|end_header_id|>",
 	"<|eot_id|>", NULL,
@@ -49,6 +159,12 @@ static const char *const llama_specials[] = {
 static const char *const *specials_of(enum mw_arch a)
 {
 	return a == MW_ARCH_LLAMA ? llama_specials : qwen2_specials;
+}
+
+static const char *template_of(enum mw_arch a)
+{
+	return a == MW_ARCH_LLAMA ? llama3_template
+	     : a == MW_ARCH_QWEN3 ? qwen3_template : chatml_template;
 }
 
 /* Text to train on when no file is given: prose, code and tool output of
@@ -145,7 +261,7 @@ static json_t *tokenizer_config(const struct mw_params *p, const struct bpe_adde
 			 "add_bos_token", 0, "add_prefix_space", 0,
 			 "added_tokens_decoder", added_tokens_decoder(a, n),
 			 "additional_special_tokens", "<|im_start|>", "<|im_end|>", "bos_token",
-			 "chat_template", chatml_template, "clean_up_tokenization_spaces", 0,
+			 "chat_template", template_of(p->arch), "clean_up_tokenization_spaces", 0,
 			 "eos_token", "<|im_end|>", "errors", "replace",
 			 "model_max_length", (json_int_t)p->max_position_embeddings,
 			 "pad_token", "<|endoftext|>", "split_special_tokens", 0,
@@ -193,8 +309,8 @@ int mw_train_tokenizer(const char *dir, const struct mw_params *p, struct mw_tok
 	struct bpe_trainer *t = NULL;
 	struct bpe *b = NULL;
 	const char *const *sp = specials_of(p->arch);
-	struct bpe_added added[8];
-	int n = 0, sid[8], rc;
+	struct bpe_added added[16];
+	int n = 0, sid[16], rc;
 
 	tp.vocab_size = p->tokenizer_vocab;
 	rc = bpe_trainer_new(&tp, &t, err);
@@ -209,6 +325,8 @@ int mw_train_tokenizer(const char *dir, const struct mw_params *p, struct mw_tok
 		added[n] = (struct bpe_added){ bpe_n_vocab(b) + n, sp[n], 1 };
 		sid[n] = added[n].id;
 	}
+	for (int k = 0; p->arch == MW_ARCH_QWEN3 && qwen3_added[k]; k++, n++)
+		added[n] = (struct bpe_added){ bpe_n_vocab(b) + n, qwen3_added[k], 0 };
 	ids->size = bpe_n_vocab(b) + n;
 	set_tok_ids(ids, p->arch, sid);
 	rc = mw_write_json(dir, "tokenizer.json", bpe_tokenizer_json(b, added, n, err),
@@ -244,7 +362,7 @@ static int scan_tokenizer(json_t *tok, const struct mw_params *p, const char *pa
 		if (sid[k] < 0)
 			return eng_error_set(err, ENG_E_FORMAT, path, 0,
 					     "no added token %s, which the %s chat template needs",
-					     sp[k], p->arch == MW_ARCH_LLAMA ? "llama" : "qwen2");
+					     sp[k], mw_arch_name(p->arch));
 	}
 	json_array_foreach(added, i, v)
 		if (json_integer_value(json_object_get(v, "id")) + 1 > ids->size)
@@ -255,7 +373,8 @@ static int scan_tokenizer(json_t *tok, const struct mw_params *p, const char *pa
 
 /* Copies tokenizer.json byte for byte and tokenizer_config.json with the
  * architecture's chat template in place of the source's (the tokenizer in
- * ../shared is Qwen3's, whose template differs from Qwen2.5's ChatML). */
+ * ../shared is Qwen3's, whose template differs from Qwen2.5's ChatML; a
+ * qwen3 model gets Qwen3's, the same text). */
 int mw_copy_tokenizer(const char *dir, const struct mw_params *p, struct mw_tok_ids *ids,
 			  struct eng_error *err)
 {
@@ -284,8 +403,7 @@ int mw_copy_tokenizer(const char *dir, const struct mw_params *p, struct mw_tok_
 	if (!(cfg = json_load_file(path, 0, &je)))
 		return eng_error_set(err, access(path, F_OK) ? ENG_E_IO : ENG_E_FORMAT, path,
 				     je.line, "%s", je.text);
-	json_object_set_new(cfg, "chat_template",
-			    json_string(p->arch == MW_ARCH_LLAMA ? llama3_template : chatml_template));
+	json_object_set_new(cfg, "chat_template", json_string(template_of(p->arch)));
 	return mw_write_json(dir, "tokenizer_config.json", cfg, JSON_INDENT(2), err);
 }
 

@@ -177,14 +177,6 @@ static int grow(void **p, size_t *cap, size_t need, size_t elem)
 	return 0;
 }
 
-static int dvec_push(struct rp_dvec *d, double v)
-{
-	if (grow((void **)&d->v, &d->cap, d->n + 1, sizeof(double)))
-		return -1;
-	d->v[d->n++] = v;
-	return 0;
-}
-
 static struct rp_group *find_group(struct nd_report *r, const char *run)
 {
 	struct rp_group *g;
@@ -231,8 +223,8 @@ void nd_report_free(struct nd_report *r)
 		for (size_t k = 0; k < g->n_turns; k++)
 			json_decref(g->turns[k]);
 		free(g->turns);
-		free(g->ttft_ms.v);
-		free(g->itl_ms.v);
+		nd_dvec_free(&g->ttft_ms);
+		nd_dvec_free(&g->itl_ms);
 		free(g->run);
 		free(g);
 	}
@@ -296,10 +288,10 @@ static int add_request(struct rp_group *g, const json_t *obj)
 	g->n_requests++;
 	if (!json_is_true(json_object_get(obj, "success")))
 		return 0;
-	if (isfinite(ttft) && dvec_push(&g->ttft_ms, ttft * 1000.0))
+	if (isfinite(ttft) && nd_dvec_push(&g->ttft_ms, ttft * 1000.0))
 		return -1;
 	json_array_foreach(itl, i, e)
-		if (dvec_push(&g->itl_ms, json_number_value(e) * 1000.0))
+		if (nd_dvec_push(&g->itl_ms, json_number_value(e) * 1000.0))
 			return -1;
 	return 0;
 }

@@ -194,7 +194,7 @@ int rp_chart_latency_cdf(const struct nd_report *r, const char *dir,
 	}
 	for (size_t i = 0; i < r->n_rows && ns < ND_SVG_MAX_SERIES; i++) {
 		const struct rp_group *g = rows[i]->g;
-		const struct rp_dvec *d = itl ? &g->itl_ms : &g->ttft_ms;
+		const struct nd_dvec *d = itl ? &g->itl_ms : &g->ttft_ms;
 		double x[64], y[64];
 		char label[128];
 		size_t n;

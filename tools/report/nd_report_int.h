@@ -10,11 +10,7 @@
 #define TRAJBENCH_ND_REPORT_INT_H
 
 #include "tools/report/nd_report.h"
-
-struct rp_dvec {
-	double *v;
-	size_t n, cap;
-};
+#include "tools/common/nd_vec.h"
 
 /* Everything recorded under one "run" id. */
 struct rp_group {
@@ -24,8 +20,8 @@ struct rp_group {
 	size_t n_conv;             /* conversation_result records */
 	double sum_llm_s, sum_env_s, sum_wall_s;
 	size_t n_requests;         /* request records, failed ones included */
-	struct rp_dvec ttft_ms;    /* (successful requests) */
-	struct rp_dvec itl_ms;     /* (all gaps of successful requests) */
+	struct nd_dvec ttft_ms;    /* (successful requests) */
+	struct nd_dvec itl_ms;     /* (all gaps of successful requests) */
 	json_t **turns;            /* (n_turns) turn_summary, input order */
 	size_t n_turns, cap_turns;
 	long batch_size;           /* from a summary or the run record; -1 */

@@ -12,6 +12,7 @@
 #include "tools/stats/nd_stats.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 
 /* NumPy's PW_BLOCKSIZE: below it, eight running sums; above, split. */
@@ -139,4 +140,20 @@ void nd_stats_describe(double *x, size_t n, struct nd_stats_desc *d)
 	d->median = nd_stats_median_sorted(x, n);
 	d->min = x[0];
 	d->max = x[n - 1];
+}
+
+size_t nd_stats_sort_unique(double *x, size_t n)
+{
+	size_t k = 0;
+
+	nd_stats_sort(x, n);
+	for (size_t i = 0; i < n; i++)
+		if (k == 0 || x[i] != x[k - 1])
+			x[k++] = x[i];
+	return k;
+}
+
+void nd_stats_pct_name(double pct, char *buf, size_t len)
+{
+	snprintf(buf, len, "p%.10g", pct);
 }

@@ -43,6 +43,13 @@ double nd_stats_percentile_sorted(const double *x, size_t n, double p);
 /* np.median; x sorted ascending, n >= 1. */
 double nd_stats_median_sorted(const double *x, size_t n);
 
+/* Sorts x ascending and drops duplicates in place; returns the new count. */
+size_t nd_stats_sort_unique(double *x, size_t n);
+
+/* Writes the record key of a percentile: 90 -> "p90", 99.9 -> "p99.9"
+ * (the way vLLM names them).  buf of 32 bytes is always enough. */
+void nd_stats_pct_name(double pct, char *buf, size_t len);
+
 /* Everything a report prints for one sample. */
 struct nd_stats_desc {
 	size_t n;

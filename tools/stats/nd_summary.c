@@ -18,6 +18,7 @@
  * yields null, not 0.
  */
 #include "tools/stats/nd_summary_impl.h"
+#include "tools/stats/nd_stats.h"
 #include "tools/common/nd.h"
 
 #include <limits.h>
@@ -27,21 +28,6 @@
 #include <string.h>
 
 /* ------------------------------------------------------------ samples */
-
-static int dvec_push(struct dvec *d, double x)
-{
-	if (d->n == d->cap) {
-		size_t cap = d->cap ? d->cap * 2 : 16;
-		double *v = realloc(d->v, cap * sizeof(*v));
-
-		if (!v)
-			return -1;
-		d->v = v;
-		d->cap = cap;
-	}
-	d->v[d->n++] = x;
-	return 0;
-}
 
 /* ------------------------------------------------------------ parameters */
 
@@ -67,25 +53,6 @@ int nd_summary_parse_group_by(const char *s, enum nd_group_by *out)
 	return -1;
 }
 
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
-}
-
-/* Sorts and removes duplicates in place; returns the new count. */
-size_t nd_summary_sort_unique(double *v, size_t n)
-{
-	size_t k = 0;
-
-	qsort(v, n, sizeof(*v), cmp_double);
-	for (size_t i = 0; i < n; i++)
-		if (k == 0 || v[i] != v[k - 1])
-			v[k++] = v[i];
-	return k;
-}
-
 int nd_summary_parse_percentiles(const char *list, struct nd_summary_params *p)
 {
 	double v[ND_SUMMARY_MAX_PCT];
@@ -108,15 +75,10 @@ int nd_summary_parse_percentiles(const char *list, struct nd_summary_params *p)
 			break;
 		s = comma + 1;
 	}
-	n = nd_summary_sort_unique(v, n);
+	n = nd_stats_sort_unique(v, n);
 	memcpy(p->pct, v, n * sizeof(*v));
 	p->n_pct = n;
 	return 0;
-}
-
-void nd_summary_pct_name(double pct, char *buf, size_t len)
-{
-	snprintf(buf, len, "p%.10g", pct);
 }
 
 /* ------------------------------------------------------------ lifetime */
@@ -137,16 +99,16 @@ static void group_free(struct group *g)
 	free(g->key);
 	free(g->run);
 	free(g->conversation_id);
-	free(g->e2e.v);
-	free(g->ttft.v);
-	free(g->tpot.v);
-	free(g->itl.v);
+	nd_dvec_free(&g->e2e);
+	nd_dvec_free(&g->ttft);
+	nd_dvec_free(&g->tpot);
+	nd_dvec_free(&g->itl);
 	for (size_t i = 0; i < g->n_conv; i++)
 		free(g->conv_list[i]);
 	free(g->conv_list);
 	nd_strmap_clear(&g->convs);
 	for (size_t i = 0; i < g->n_turns; i++)
-		free(g->turns[i].ttft.v);
+		nd_dvec_free(&g->turns[i].ttft);
 	free(g->turns);
 	free(g);
 }
@@ -441,18 +403,18 @@ static int add_success(struct group *g, struct conv_acc *c,
 	g->input_tokens += r->prompt_len;
 	g->output_tokens += r->output_len;
 	g->cached_tokens += r->cached;
-	rc |= dvec_push(&g->e2e, r->latency);
-	rc |= dvec_push(&g->ttft, r->ttft);
+	rc |= nd_dvec_push(&g->e2e, r->latency);
+	rc |= nd_dvec_push(&g->ttft, r->ttft);
 	if (r->output_len > 1)
-		rc |= dvec_push(&g->tpot, (r->latency - r->ttft) /
+		rc |= nd_dvec_push(&g->tpot, (r->latency - r->ttft) /
 					  (double)(r->output_len - 1));
 	for (size_t i = 0; i < json_array_size(r->itl); i++)
-		rc |= dvec_push(&g->itl, json_number_value(json_array_get(r->itl, i)));
+		rc |= nd_dvec_push(&g->itl, json_number_value(json_array_get(r->itl, i)));
 	c->n_ok++;
 	c->env_req += r->env;
 	c->llm_req += r->latency;
 	if (t) {
-		rc |= dvec_push(&t->ttft, r->ttft);
+		rc |= nd_dvec_push(&t->ttft, r->ttft);
 		t->prompt_sum += r->prompt_len;
 		t->cached_sum += r->cached;
 	}

@@ -70,10 +70,6 @@ int nd_summary_parse_group_by(const char *s, enum nd_group_by *out);
  * number in [0, 100] or there are more than ND_SUMMARY_MAX_PCT. */
 int nd_summary_parse_percentiles(const char *list, struct nd_summary_params *p);
 
-/* Writes the record key of a percentile: 90 -> "p90", 99.9 -> "p99.9"
- * (the way vLLM names them).  buf of 32 bytes is always enough. */
-void nd_summary_pct_name(double pct, char *buf, size_t len);
-
 struct nd_summary;
 
 /* A new, empty summary with a copy of p; NULL when out of memory. */

@@ -7,11 +7,8 @@
 
 #include "tools/stats/nd_summary.h"
 #include "tools/common/nd_strmap.h"
+#include "tools/common/nd_vec.h"
 
-struct dvec {
-	double *v; /* (n) float64, seconds unless said otherwise */
-	size_t n, cap;
-};
 
 
 /* One conversation inside a group. */
@@ -27,7 +24,7 @@ struct conv_acc {
 /* One turn index inside a group (--per-turn). */
 struct turn_acc {
 	long turn;
-	struct dvec ttft;  /* (count) seconds, successful requests */
+	struct nd_dvec ttft;  /* (count) seconds, successful requests */
 	long long prompt_sum, cached_sum;
 };
 
@@ -41,7 +38,7 @@ struct group {
 	long completed, failed;
 	long long input_tokens, output_tokens, cached_tokens;
 	double t_first, t_last; /* min start_time, max start_time + latency */
-	struct dvec e2e, ttft, tpot, itl;
+	struct nd_dvec e2e, ttft, tpot, itl;
 	struct nd_strmap convs; /* run \x1f conversation_id -> conv_acc */
 	struct conv_acc **conv_list; /* (n_conv) in order of appearance */
 	size_t n_conv, cap_conv;
@@ -67,9 +64,6 @@ struct nd_summary {
 	struct run_info *run_list;
 	bool wrote_any;
 };
-
-/* Sorts v ascending and drops duplicates in place; returns the new count. */
-size_t nd_summary_sort_unique(double *v, size_t n);
 
 /* The group's "summary" record; NULL when out of memory.  Sorts the
  * group's samples. */

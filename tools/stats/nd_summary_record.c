@@ -49,7 +49,7 @@ static void jb_str(struct jb *b, const char *key, const char *v)
 
 /* mean_, median_, std_, pNN_ (and max_) NAME_ms of a sample in seconds.
  * Sorts the sample. */
-static void jb_stats(struct jb *b, const char *name, struct dvec *v,
+static void jb_stats(struct jb *b, const char *name, struct nd_dvec *v,
 		     const double *pct, size_t n_pct, bool with_max,
 		     bool with_std)
 {
@@ -68,7 +68,7 @@ static void jb_stats(struct jb *b, const char *name, struct dvec *v,
 		jb_num(b, key, d.std * 1000, ok);
 	}
 	for (size_t i = 0; i < n_pct; i++) {
-		nd_summary_pct_name(pct[i], pname, sizeof(pname));
+		nd_stats_pct_name(pct[i], pname, sizeof(pname));
 		snprintf(key, sizeof(key), "%s_%s_ms", pname, name);
 		jb_num(b, key, ok ? nd_stats_percentile_sorted(v->v, v->n, pct[i])
 				     * 1000 : 0, ok);
@@ -153,7 +153,7 @@ static size_t itl_percentiles(const struct nd_summary *s, double *out)
 {
 	memcpy(out, s->p.pct, s->p.n_pct * sizeof(*out));
 	out[s->p.n_pct] = 95;
-	return nd_summary_sort_unique(out, s->p.n_pct + 1);
+	return nd_stats_sort_unique(out, s->p.n_pct + 1);
 }
 
 json_t *nd_summary_record(const struct nd_summary *s, struct group *g)

@@ -562,67 +562,6 @@ bool nd_scan_span_eq(const struct nd_span *sp, const char *lit)
 
 /* ---------------------------------------------------------------- output */
 
-void nd_buf_reset(struct nd_buf *b)
-{
-	b->len = 0;
-	b->failed = false;
-}
-
-void nd_buf_free(struct nd_buf *b)
-{
-	free(b->data);
-	memset(b, 0, sizeof(*b));
-}
-
-static bool reserve(struct nd_buf *b, size_t more)
-{
-	size_t cap;
-	char *d;
-
-	if (b->failed)
-		return false;
-	if (b->cap - b->len >= more)
-		return true;
-	cap = b->cap ? b->cap : 4096;
-	while (cap - b->len < more)
-		cap *= 2;
-	d = realloc(b->data, cap);
-	if (!d) {
-		b->failed = true;
-		return false;
-	}
-	b->data = d;
-	b->cap = cap;
-	return true;
-}
-
-void nd_buf_put(struct nd_buf *b, const char *s, size_t n)
-{
-	if (!reserve(b, n))
-		return;
-	memcpy(b->data + b->len, s, n);
-	b->len += n;
-}
-
-void nd_buf_puts(struct nd_buf *b, const char *s)
-{
-	nd_buf_put(b, s, strlen(s));
-}
-
-void nd_buf_putc(struct nd_buf *b, char c)
-{
-	if (reserve(b, 1))
-		b->data[b->len++] = c;
-}
-
-void nd_buf_put_long(struct nd_buf *b, long v)
-{
-	char tmp[24];
-	int n = snprintf(tmp, sizeof(tmp), "%ld", v);
-
-	nd_buf_put(b, tmp, (size_t)n);
-}
-
 /* Appends code point cp in canonical JSON string form. */
 static void put_canonical(struct nd_buf *b, unsigned cp)
 {

@@ -18,6 +18,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "tools/common/nd_vec.h"
+
 /* Nesting limit; deeper documents are refused rather than risk the stack. */
 #define ND_SCAN_MAX_DEPTH 512
 
@@ -98,20 +100,6 @@ bool nd_scan_span_eq(const struct nd_span *sp, const char *lit);
 
 /* ---------------------------------------------------------------- output */
 
-/* A growable byte buffer for building output records. */
-struct nd_buf {
-	char *data;
-	size_t len;
-	size_t cap;
-	bool failed;        /* an allocation failed; contents are unusable */
-};
-
-void nd_buf_reset(struct nd_buf *b);
-void nd_buf_free(struct nd_buf *b);
-void nd_buf_put(struct nd_buf *b, const char *s, size_t n);
-void nd_buf_puts(struct nd_buf *b, const char *s);
-void nd_buf_putc(struct nd_buf *b, char c);
-void nd_buf_put_long(struct nd_buf *b, long v);
 
 /* Appends a validated string span as a JSON string in canonical form: raw
  * UTF-8, with only '"', '\\' and control characters escaped.  A span with

@@ -42,6 +42,7 @@
 #include <unistd.h>
 
 #define STREAM_BLOCK (16u << 10)  /* bytes MHD asks a stream for at once */
+#define FLUSH_AFTER_CANCEL_S 1.0  /* cancelled answers get this long to go out */
 
 static const struct {
 	const char *path;
@@ -625,21 +626,25 @@ static void front_cancel(void *st)
 	struct http_front *fr = st;
 
 	fr->cancelled = true;
+	fr->cancel_t = eng_mono_s();
 	for (struct http_req *q = fr->reqs; q; q = q->next)
 		if (q->started && !q->finished)
 			http_gens_cancel(q);
 }
 
+/* Idle once every answer went out; after a cancel, answers still being
+ * sent (the aborted ends of streams) get FLUSH_AFTER_CANCEL_S. */
 static bool front_idle(void *st)
 {
 	struct http_front *fr = st;
+	bool flushed = fr->cancelled && eng_mono_s() - fr->cancel_t > FLUSH_AFTER_CANCEL_S;
 
 	for (struct http_req *q = fr->reqs; q; q = q->next) {
 		if (!q->started)
 			continue;
 		if (http_gens_busy(q) || !q->finished)
 			return false;
-		if (!fr->cancelled && q->conn) /* its answer is still being sent */
+		if (q->conn && !flushed)
 			return false;
 	}
 	return true;

@@ -211,6 +211,7 @@ struct http_front {
 				       * connection MHD still holds */
 	int n_new;                    /* requests started since the last step */
 	bool draining, cancelled;
+	double cancel_t;              /* when cancelled (monotonic) */
 	bool resumed;                 /* a connection was resumed since MHD last ran */
 	double t0;                    /* monotonic start */
 	long long t0_unix;

@@ -18,6 +18,7 @@
  */
 #include "engine/http_int.h"
 #include "engine/chat.h"
+#include "engine/model.h"
 
 #include <limits.h>
 #include <math.h>
@@ -221,7 +222,7 @@ static int text_prompt(struct eng_infer *eng, const json_t *s, const char *param
 static int ids_prompt(struct eng_infer *eng, const json_t *a, const char *param,
 		      struct http_prompt **v, int *n, struct http_err *e)
 {
-	int32_t vocab = eng_tokenizer_vocab_size(eng->tok);
+	int32_t vocab = eng_model_config(eng->model)->vocab;
 	struct eng_ids ids = { 0 };
 	const json_t *x;
 	size_t i;
@@ -406,7 +407,7 @@ static int parse_generate(struct eng_infer *eng, const json_t *b, struct http_op
 	if (sp && !json_is_object(sp))
 		return http_err_set(e, 400, NULL, "sampling_params",
 				    "\"sampling_params\" must be an object");
-	if (get_sampling(sp, eng_tokenizer_vocab_size(eng->tok), o, e) ||
+	if (get_sampling(sp, eng_model_config(eng->model)->vocab, o, e) ||
 	    get_int(sp, "max_new_tokens", 0, 1 << 30, &o->max_tokens, e) ||
 	    get_int(sp, "min_new_tokens", 0, 1 << 30, &o->min_tokens, e) ||
 	    get_bool(b, "return_logprob", &o->logprobs, e) ||
@@ -469,7 +470,7 @@ int http_parse_request(struct eng_infer *eng, enum http_api api, const json_t *b
 	if (so && get_bool(so, "include_usage", &o->include_usage, e))
 		return -1;
 	if (api != HTTP_API_GENERATE &&
-	    (get_sampling(b, eng_tokenizer_vocab_size(eng->tok), o, e) ||
+	    (get_sampling(b, eng_model_config(eng->model)->vocab, o, e) ||
 	     get_int(b, "min_tokens", 0, 1 << 30, &o->min_tokens, e)))
 		return -1;
 	rc = api == HTTP_API_CHAT ? parse_chat(eng, b, o, prompts, n_prompts, e)

@@ -5,3 +5,8 @@ engine_libengine_a_SOURCES += \
 	engine/front.h engine/serve.c \
 	engine/http_int.h engine/http.c engine/http_parse.c engine/http_gen.c \
 	engine/http_reply.c engine/http_metrics.c
+
+check_PROGRAMS += tests/test-http
+tests_test_http_SOURCES = tests/test-http.c
+tests_test_http_LDADD = $(MODELGEN_LIBS) -lm -lpthread
+TESTS += tests/test-http

@@ -10,3 +10,8 @@ check_PROGRAMS += tests/test-http
 tests_test_http_SOURCES = tests/test-http.c
 tests_test_http_LDADD = $(MODELGEN_LIBS) -lm -lpthread
 TESTS += tests/test-http
+
+# The load client of `make bench-http` (pipelines/bench-http.sh).
+noinst_PROGRAMS += tests/bench-http
+tests_bench_http_SOURCES = tests/bench-http.c
+tests_bench_http_LDADD = $(JANSSON_LIBS)

@@ -259,6 +259,7 @@ static void gen_end(struct http_gen *g, enum eng_finish finish, const char *erro
 	if (g->done)
 		return;
 	g->done = true;
+	g->t_end = eng_mono_s();
 	g->finish = finish;
 	if (error && !g->error)
 		g->error = strdup(error);

@@ -114,7 +114,8 @@ struct http_gen {
 	enum eng_finish finish;
 	char *error;                  /* an engine error, or NULL */
 	double t_submit, t_first;     /* monotonic; t_first 0 until a token came */
-	double ttft, latency, queue_time;
+	double t_end;                 /* monotonic, once done */
+	double ttft, latency, queue_time; /* the engine's (the runner's timing record) */
 	int32_t cached_tokens;
 	double *itl;                  /* (n_itl) from the runner, for the log */
 	int32_t n_itl;

@@ -4,7 +4,10 @@
  *
  * Names are SGLang's with the "sglang:" prefix replaced by "trajbench:",
  * and a model_name label on each, so that dashboards made for SGLang read
- * them by a prefix change.  Gauges (running and queued requests, KV usage,
+ * them by a prefix change.  TTFT and E2E count from the request's arrival
+ * (its parsing, tokenization and queueing included), as SGLang's do; the
+ * request log keeps the engine's own times, as gpu-batch-infer's runs
+ * record them.  Gauges (running and queued requests, KV usage,
  * cache hit rate) are read from the scheduler when scraped, so they cover
  * every front; counters and histograms count the HTTP front's generations
  * (one per prompt, as SGLang counts), with SGLang's bucket bounds and,
@@ -156,9 +159,9 @@ void http_metrics_gen_done(struct http_front *fr, const struct http_req *q,
 	if (g->finish == ENG_FINISH_ABORT)
 		m->aborted++;
 	if (g->finish == ENG_FINISH_STOP || g->finish == ENG_FINISH_LENGTH) {
-		if (g->out.n > 0)
-			observe(&m->ttft, g->ttft);
-		observe(&m->e2e, g->latency);
+		if (g->out.n > 0 && g->t_first > 0)
+			observe(&m->ttft, g->t_first - q->t_arrival);
+		observe(&m->e2e, g->t_end - q->t_arrival);
 		observe(&m->queue, g->queue_time);
 		for (int32_t i = 0; i < g->n_itl; i++)
 			observe(&m->itl, g->itl[i]);

@@ -276,7 +276,7 @@ static json_t *generate_item(const struct http_req *q, const struct http_gen *g,
 	meta = json_pack("{s:s,s:o,s:i,s:i,s:i,s:f}", "id", rid, "finish_reason", generate_finish(g),
 			 "prompt_tokens", g->n_prompt, "completion_tokens", tokens,
 			 "cached_tokens", g->cached_tokens,
-			 "e2e_latency", (g->done ? g->latency : eng_mono_s() - g->t_submit));
+			 "e2e_latency", (g->done ? g->t_end : eng_mono_s()) - q->t_arrival);
 	if (meta && q->o.logprobs)
 		sglang_logprobs(q, g, tokens, meta);
 	item = json_pack("{s:s%,s:o,s:o}", "text", g->text ? g->text : "", upto, "output_ids", ids,

@@ -547,8 +547,8 @@ static void front_settle(void *st)
 
 		if (q->started && !q->finished && http_gens_settle(q))
 			answer(fr, q);
-		else if (q->started)
-			http_gens_settle(q); /* frees done sessions */
+		else if (q->n_gens > 0)
+			http_gens_settle(q); /* frees done sessions (of a failed start too) */
 		if (!q->conn && !http_gens_busy(q)) {
 			*pp = q->next;
 			req_free(q);

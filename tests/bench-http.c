@@ -387,7 +387,12 @@ static int run(const char *host, int port, int conc)
 	return 0;
 }
 
-int main(int argc, char **argv)
+struct args {
+	const char *host, *sock, *file;
+	int port, conc, max_tokens, idle, flush_port;
+};
+
+static int parse_args(int argc, char **argv, struct args *a)
 {
 	static const struct option opts[] = {
 		{ "host", required_argument, NULL, 'H' }, { "port", required_argument, NULL, 'p' },
@@ -397,65 +402,74 @@ int main(int argc, char **argv)
 		{ "flush-port", required_argument, NULL, 'f' },
 		{ NULL, 0, NULL, 0 },
 	};
-	const char *host = "127.0.0.1", *sock = NULL;
-	int port = 0, conc = 16, max_tokens = 32, idle = 0, flush_port = 0, o, *idle_fds;
-	double t0, wall;
+	int o;
 
+	*a = (struct args){ .host = "127.0.0.1", .conc = 16, .max_tokens = 32 };
 	while ((o = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-		if (o == 'H')
-			host = optarg;
-		else if (o == 'p')
-			port = atoi(optarg);
-		else if (o == 'c')
-			conc = atoi(optarg);
-		else if (o == 'm')
-			max_tokens = atoi(optarg);
-		else if (o == 'i')
-			idle = atoi(optarg);
-		else if (o == 's')
-			sock = optarg;
-		else if (o == 'f')
-			flush_port = atoi(optarg);
-		else
-			return 2;
-	}
-	if (optind != argc - 1 || (port <= 0 && !sock) || conc <= 0 ||
-	    load(argv[optind], max_tokens, !sock) != 0) {
-		fprintf(stderr, "usage: bench-http --port N [--host A] [--concurrency C] "
-			"[--max-tokens L] [--idle K] FILE\n"
-			"   or: bench-http --socket PATH [--concurrency C] [--max-tokens L] FILE\n");
-		return 2;
-	}
-	{
-		struct rlimit rl;
-
-		if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (rlim_t)(idle + conc + 64)) {
-			rl.rlim_cur = rl.rlim_max;
-			setrlimit(RLIMIT_NOFILE, &rl);
+		switch (o) {
+		case 'H': a->host = optarg; break;
+		case 'p': a->port = atoi(optarg); break;
+		case 'c': a->conc = atoi(optarg); break;
+		case 'm': a->max_tokens = atoi(optarg); break;
+		case 'i': a->idle = atoi(optarg); break;
+		case 's': a->sock = optarg; break;
+		case 'f': a->flush_port = atoi(optarg); break;
+		default: return -1;
 		}
 	}
+	if (optind != argc - 1 || (a->port <= 0 && !a->sock) || a->conc <= 0) {
+		fprintf(stderr, "usage: bench-http --port N [--host A] [--concurrency C] "
+			"[--max-tokens L] [--idle K] [--flush-port N] FILE\n"
+			"   or: bench-http --socket PATH [--concurrency C] [--max-tokens L] "
+			"[--flush-port N] FILE\n");
+		return -1;
+	}
+	a->file = argv[optind];
+	return 0;
+}
+
+/* Room for the idle connections and the client's own. */
+static void raise_fd_limit(int n)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < (rlim_t)n) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+int main(int argc, char **argv)
+{
+	struct args a;
+	int *idle_fds;
+	double t0, wall;
+
+	if (parse_args(argc, argv, &a) != 0 || load(a.file, a.max_tokens, !a.sock) != 0)
+		return 2;
+	raise_fd_limit(a.idle + a.conc + 64);
 	ttft = calloc((size_t)n_bodies, sizeof(*ttft));
 	e2e = calloc((size_t)n_bodies, sizeof(*e2e));
-	idle_fds = calloc((size_t)(idle > 0 ? idle : 1), sizeof(*idle_fds));
-	if (flush_port > 0 && flush_cache(host, flush_port) != 0) {
+	idle_fds = calloc((size_t)(a.idle > 0 ? a.idle : 1), sizeof(*idle_fds));
+	if (a.flush_port > 0 && flush_cache(a.host, a.flush_port) != 0) {
 		fprintf(stderr, "bench-http: POST /flush_cache failed\n");
 		return 2;
 	}
-	if (!sock && open_idle(host, port, idle, idle_fds) != 0)
+	if (!a.sock && open_idle(a.host, a.port, a.idle, idle_fds) != 0)
 		return 2;
 	t0 = eng_mono_s();
-	if (sock ? run_socket(sock, conc, max_tokens) != 0
-		 : run(host, port, conc < n_bodies ? conc : n_bodies) != 0) {
+	if (a.sock ? run_socket(a.sock, a.conc, a.max_tokens) != 0
+		   : run(a.host, a.port, a.conc < n_bodies ? a.conc : n_bodies) != 0) {
 		fprintf(stderr, "bench-http: a connection failed: %s\n", strerror(errno));
 		return 2;
 	}
 	wall = eng_mono_s() - t0;
-	printf("{\"front\":\"%s\",\"requests\":%d,\"failed\":%d,\"idle_connections\":%d,\"output_tokens\":%lld,"
-	       "\"wall_s\":%.4f,\"output_tok_s\":%.1f,\"ttft_p50_ms\":%.3f,\"ttft_p90_ms\":%.3f,"
-	       "\"e2e_p50_ms\":%.3f}\n", sock ? "socket" : "http", n_bodies, n_failed, idle, out_tokens, wall,
-	       (double)out_tokens / wall, pct(ttft, n_bodies, 50), pct(ttft, n_bodies, 90),
-	       pct(e2e, n_bodies, 50));
-	for (int i = 0; i < idle; i++)
+	printf("{\"front\":\"%s\",\"requests\":%d,\"failed\":%d,\"idle_connections\":%d,"
+	       "\"output_tokens\":%lld,\"wall_s\":%.4f,\"output_tok_s\":%.1f,\"ttft_p50_ms\":%.3f,"
+	       "\"ttft_p90_ms\":%.3f,\"e2e_p50_ms\":%.3f}\n", a.sock ? "socket" : "http", n_bodies,
+	       n_failed, a.idle, out_tokens, wall, (double)out_tokens / wall,
+	       pct(ttft, n_bodies, 50), pct(ttft, n_bodies, 90), pct(e2e, n_bodies, 50));
+	for (int i = 0; i < a.idle; i++)
 		close(idle_fds[i]);
 	return n_failed > 0;
 }

@@ -7,6 +7,7 @@
 #include "engine/backend.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 struct eng_backend {
 	const struct eng_backend_ops *ops;
@@ -174,7 +175,9 @@ const struct eng_backend_params *eng_backend_params(const struct eng_backend *be
 	return &be->params;
 }
 
-size_t eng_backend_kv_bytes(const struct eng_backend *be)
+int eng_backend_roofline(struct eng_backend *be, struct eng_roofline *out,
+			 struct eng_error *err)
 {
-	return be->ops->kv_bytes(be->state);
+	memset(out, 0, sizeof(*out));
+	return be->ops->roofline ? be->ops->roofline(be->state, out, err) : 0;
 }

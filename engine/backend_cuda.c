@@ -237,22 +237,6 @@ static int attention(const struct cuda_state *st, const struct rank *R, const st
 		       : kn_attn_decode(&a, m->n_splits, m->split_len, R->partial, R->stream);
 }
 
-/* Runs call on every rank (R, its layer l weights L and those of the
- * layer before, P, in scope), then marks the end of an op of class cat. */
-#define EACH_RANK(cat, call)                                                          \
-	do {                                                                          \
-		for (int r_ = 0; r_ < st->n_ranks; r_++) {                            \
-			const struct rank *R = &st->rk[r_];                           \
-			const struct eng_cuda_layer *L = &R->w.layers[l];             \
-			const struct eng_cuda_layer *P = l ? L - 1 : NULL;            \
-			(void)L;                                                      \
-			(void)P;                                                      \
-			if ((rc = use_rank(st, r_)) || (rc = (call)))                 \
-				return rc;                                            \
-		}                                                                     \
-		eng_cuda_prof_mark(st, cat);                                          \
-	} while (0)
-
 /* Whether a projection with this bias (NULL: none) adds its product
  * straight into the residual stream x: on one rank, without a bias (the
  * norm after it then only normalizes).  With several ranks the partial
@@ -292,35 +276,80 @@ static int all_reduce(struct cuda_state *st, int T)
 	return 0;
 }
 
-static int layer_forward(struct cuda_state *st, const struct step_meta *m, int l)
+/* The ops of a layer, in order, each run on every rank before the next. */
+enum layer_op {
+	OP_ATTN_NORM, OP_QKV, OP_ROPE, OP_ATTN, OP_O, OP_MLP_NORM, OP_GU, OP_SILU, OP_DOWN,
+	N_LAYER_OPS
+};
+
+static const int layer_op_prof[N_LAYER_OPS] = {
+	PROF_NORM, PROF_QKV, PROF_ROPE, PROF_ATTN, PROF_O, PROF_NORM, PROF_GU, PROF_SILU, PROF_DOWN
+};
+
+/* Op op of layer l on rank R. */
+static int layer_op(const struct cuda_state *st, const struct rank *R, const struct step_meta *m,
+		    int l, enum layer_op op)
 {
 	const struct eng_model_config *c = &st->cfg;
-	int T = m->T, H = c->hidden, I = st->inter, qd = st->nh * c->head_dim, qkv = qkv_dim(st);
+	const struct eng_cuda_layer *L = &R->w.layers[l], *P = l ? L - 1 : NULL;
+	int T = m->T, H = c->hidden, I = st->inter, qkv = qkv_dim(st);
 	size_t layer = kv_layer(st, l);
 	float eps = (float)c->rms_eps;
-	int rc;
 
-	/* the attention norm adds the last down projection unless it was
-	 * added already (a bias is never: adds() wants none) */
-	EACH_RANK(PROF_NORM, kn_add_rmsnorm(R->x, P && !adds(st, P->bd) ? R->proj : NULL,
-					    P ? P->bd : NULL, L->attn_norm, R->xb, NULL, T, H, eps,
-					    R->stream));
-	EACH_RANK(PROF_QKV, kn_gemm_bf16(R->gemm, R->qkv, KN_Y_F32, qkv, R->xb, L->wqkv, T, qkv,
-					 H));
-	EACH_RANK(PROF_ROPE, kn_rope_qkv(R->qkv, L->bqkv, L->q_norm, L->k_norm, eps,
-					 R->meta_d + m->pos, R->meta_d + m->slot, R->inv_freq, R->q,
-					 R->k_pool + layer, R->v_pool + layer, T, st->nh, st->nkv,
-					 c->head_dim, R->stream));
-	EACH_RANK(PROF_ATTN, attention(st, R, m, l));
-	EACH_RANK(PROF_O, project(st, R, L->bo, R->att, L->wo, T, qd));
-	if ((rc = all_reduce(st, T)))
-		return rc;
-	EACH_RANK(PROF_NORM, kn_add_rmsnorm(R->x, adds(st, L->bo) ? NULL : R->proj, L->bo,
-					    L->mlp_norm, R->xb, NULL, T, H, eps, R->stream));
-	EACH_RANK(PROF_GU, kn_gemm_bf16(R->gemm, R->gu, 0, 2 * I, R->xb, L->wgu, T, 2 * I, H));
-	EACH_RANK(PROF_SILU, kn_silu_mul(R->act, R->gu, L->bgu, T, I, R->stream));
-	EACH_RANK(PROF_DOWN, project(st, R, L->bd, R->act, L->wd, T, I));
-	return all_reduce(st, T);
+	switch (op) {
+	case OP_ATTN_NORM:
+		/* adds the last down projection unless it was added already
+		 * (a bias is never: adds() wants none) */
+		return kn_add_rmsnorm(R->x, P && !adds(st, P->bd) ? R->proj : NULL,
+				      P ? P->bd : NULL, L->attn_norm, R->xb, NULL, T, H, eps,
+				      R->stream);
+	case OP_QKV:
+		return kn_gemm_bf16(R->gemm, R->qkv, KN_Y_F32, qkv, R->xb, L->wqkv, T, qkv, H);
+	case OP_ROPE:
+		return kn_rope_qkv(R->qkv, L->bqkv, L->q_norm, L->k_norm, eps,
+				   R->meta_d + m->pos, R->meta_d + m->slot, R->inv_freq, R->q,
+				   R->k_pool + layer, R->v_pool + layer, T, st->nh, st->nkv,
+				   c->head_dim, R->stream);
+	case OP_ATTN:
+		return attention(st, R, m, l);
+	case OP_O:
+		return project(st, R, L->bo, R->att, L->wo, T, st->nh * c->head_dim);
+	case OP_MLP_NORM:
+		return kn_add_rmsnorm(R->x, adds(st, L->bo) ? NULL : R->proj, L->bo, L->mlp_norm,
+				      R->xb, NULL, T, H, eps, R->stream);
+	case OP_GU:
+		return kn_gemm_bf16(R->gemm, R->gu, 0, 2 * I, R->xb, L->wgu, T, 2 * I, H);
+	case OP_SILU:
+		return kn_silu_mul(R->act, R->gu, L->bgu, T, I, R->stream);
+	case OP_DOWN:
+		return project(st, R, L->bd, R->act, L->wd, T, I);
+	default:
+		return KN_E_INVALID;
+	}
+}
+
+/* Layer l: each op over the ranks, the row-parallel projections' partial
+ * sums all-reduced before the norm that consumes them. */
+static int layer_forward(struct cuda_state *st, const struct step_meta *m, int l)
+{
+	for (int op = 0; op < N_LAYER_OPS; op++) {
+		for (int r = 0; r < st->n_ranks; r++) {
+			int rc = use_rank(st, r);
+
+			if (!rc)
+				rc = layer_op(st, &st->rk[r], m, l, (enum layer_op)op);
+			if (rc)
+				return rc;
+		}
+		eng_cuda_prof_mark(st, layer_op_prof[op]);
+		if (op == OP_O || op == OP_DOWN) {
+			int rc = all_reduce(st, m->T);
+
+			if (rc)
+				return rc;
+		}
+	}
+	return 0;
 }
 
 /* ---------------------------------------------------------------- LM head */
@@ -649,9 +678,21 @@ static int cuda_forward(void *state, const struct eng_batch *batch, struct eng_e
 	return eng_cuda_forward(state, batch, NULL, err);
 }
 
-static size_t cuda_kv_bytes(const void *state)
+/* bf16 weights and KV.  The ranks of a tensor-parallel group each read
+ * and compute their share on a GPU of their own: the rates of rank 0's
+ * GPU times the ranks (ranks sharing one GPU do not add up, but that is a
+ * test setup). */
+static int cuda_roofline(void *state, struct eng_roofline *out, struct eng_error *err)
 {
-	return ((const struct cuda_state *)state)->kv_bytes;
+	struct cuda_state *st = state;
+	int n = st->shared ? 1 : st->n_ranks;
+	int rc;
+
+	eng_roofline_shape_of(&st->cfg, 2, 2, &out->shape);
+	rc = eng_cuda_measure_rates(st->rk[0].dev, &out->rates, err);
+	out->rates.bandwidth_bytes_s *= n;
+	out->rates.gemm_flops_s *= n;
+	return rc;
 }
 
 const struct eng_backend_ops eng_backend_cuda_ops = {
@@ -660,7 +701,7 @@ const struct eng_backend_ops eng_backend_cuda_ops = {
 	.destroy = eng_cuda_destroy,
 	.forward = cuda_forward,
 	.forward_next = eng_cuda_forward_next,
-	.kv_bytes = cuda_kv_bytes,
+	.roofline = cuda_roofline,
 	.tensor_parallel = 1,
 };
 
@@ -670,6 +711,6 @@ const struct eng_backend_ops eng_backend_cuda_dummy_ops = {
 	.destroy = eng_cuda_destroy,
 	.forward = cuda_forward,
 	.forward_next = eng_cuda_forward_next,
-	.kv_bytes = cuda_kv_bytes,
+	.roofline = cuda_roofline,
 	.tensor_parallel = 1,
 };

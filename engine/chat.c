@@ -1,65 +1,54 @@
 /*
- * chat.c: the built-in chat templates (chat.h), rendered to token ids.
+ * chat.c: choosing a chat template, reading messages, and encoding what the
+ * template renders (chat.h); the rules themselves are in chat_tmpl.c.
  *
- * A rendering is the concatenation of per-message token segments:
- *   chatml/qwen3  [<|im_start|>] BPE(role "\n" content) [<|im_end|>] BPE("\n")
- *                 an assistant message: [<|im_start|>] BPE("assistant\n")
- *                 BPE(content) [<|im_end|>] BPE("\n")
- *   llama3        [<|begin_of_text|>] once, then per message
- *                 [<|start_header_id|>] BPE(role) [<|end_header_id|>]
- *                 BPE("\n\n" trim(content)) [<|eot_id|>]; an assistant
- *                 message splits BPE("\n\n") BPE(trim(content)) likewise.
- * Text between two markers is one BPE call, exactly the segment HF's encode
- * sees after it splits the rendered string at special tokens.  The one
- * place we cut a segment in two is between the generation prompt and the
- * assistant content: the model generates the content after the prompt, so
- * that is where its tokens start (and what makes the prefix property hold).
- *
- * Qwen3's template is followed for what R2E-Gym-style conversations use:
- * assistant messages before the last real user message keep only the text
- * after the last </think> (leading newlines dropped); later ones are
- * rebuilt as <think>\n{reasoning}\n</think>\n\n{content} when they are last
- * or carry reasoning.  Tool calls, "tool" messages (rendered like any other
- * role) and reasoning_content fields are not interpreted.  Llama 3.1's
- * default system preamble (knowledge cutoff and date) is not produced.
+ * Encoding: the rendered text is cut into blocks, each beginning at a
+ * template marker, and every block is encoded on its own with added tokens
+ * matched, which is Hugging Face's encode of the whole string (it splits at
+ * the same markers).  A conversation keeps the previous prompt's blocks with
+ * their ids; a block of the new prompt whose text equals the previous
+ * prompt's block at the same position takes those ids.  Successive prompts
+ * of a conversation share their blocks but for the messages the template
+ * rewrote (Qwen3's reasoning), so each message is encoded about once; what
+ * a turn costs besides is rendering and comparing text (memcpy speed).
  */
 #include "engine/chat.h"
+#include "engine/chat_int.h"
+#include "engine/json_load.h"
 
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <utf8proc.h>
-
-#include <jansson.h>
-
-enum { V_PLAIN = 0, V_THINK = 1 };
+#include <unistd.h>
 
 struct eng_chat {
 	struct eng_tokenizer *tok;
-	enum eng_chat_kind kind;
-	int32_t begin_id;       /* <|begin_of_text|> (llama3) or -1 */
-	int32_t start_id;       /* <|im_start|> or <|start_header_id|> */
-	int32_t header_end_id;  /* <|end_header_id|> (llama3) or -1 */
-	int32_t end_id;         /* <|im_end|> or <|eot_id|> */
-	char *buf;              /* text of the segment being built */
-	size_t buf_cap;
+	struct eng_chat_spec spec;
+	int32_t end_id;           /* <|im_end|> or <|eot_id|> */
+	struct eng_chat_text text; /* scratch of one-shot renderings */
 };
 
 /* ---------------------------------------------------------------- choosing */
 
 static const char *const kind_names[] = { "chatml", "qwen3", "llama3" };
+static const char qwen25_system[] = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.";
 
 const char *eng_chat_kind_name(enum eng_chat_kind kind)
 {
 	return (unsigned)kind < 3 ? kind_names[kind] : "?";
 }
 
-int eng_chat_kind_from_name(const char *name, enum eng_chat_kind *kind, struct eng_error *err)
+int eng_chat_spec_from_name(const char *name, struct eng_chat_spec *spec, struct eng_error *err)
 {
+	memset(spec, 0, sizeof(*spec));
 	for (int k = 0; k < 3; k++) {
 		if (strcmp(name, kind_names[k]) == 0) {
-			*kind = (enum eng_chat_kind)k;
+			spec->kind = (enum eng_chat_kind)k;
+			spec->tool_blocks = k != ENG_CHAT_LLAMA3;
+			spec->has_default_system = k == ENG_CHAT_CHATML;
+			if (k == ENG_CHAT_CHATML)
+				snprintf(spec->default_system, sizeof(spec->default_system), "%s",
+					 qwen25_system);
 			return 0;
 		}
 	}
@@ -67,17 +56,51 @@ int eng_chat_kind_from_name(const char *name, enum eng_chat_kind *kind, struct e
 			     "unknown chat template '%s' (chatml, qwen3 or llama3)", name);
 }
 
-int eng_chat_kind_detect(const char *t, enum eng_chat_kind *kind, struct eng_error *err)
+/* A ChatML template's default system message: the Jinja string literal
+ * '<|im_start|>system\n...<|im_end|>' whose text is a constant (Qwen2's
+ * and Qwen2.5's templates write it so). */
+static void default_system(const char *t, struct eng_chat_spec *spec)
 {
-	if (strstr(t, "<|start_header_id|>") && strstr(t, "<|eot_id|>"))
-		*kind = ENG_CHAT_LLAMA3;
-	else if (strstr(t, "<|im_start|>") && (strstr(t, "</think>") || strstr(t, "reasoning_content")))
-		*kind = ENG_CHAT_QWEN3;
-	else if (strstr(t, "<|im_start|>"))
-		*kind = ENG_CHAT_CHATML;
-	else
+	static const char open[] = "'<|im_start|>system\\n";
+	const char *p = t;
+
+	while ((p = strstr(p, open))) {
+		const char *s = p + sizeof(open) - 1, *end = strstr(s, "<|im_end|>");
+		size_t n = 0;
+
+		p = s;
+		if (!end || memchr(s, '\'', (size_t)(end - s)) || end == s)
+			continue;
+		/* Jinja's escapes in a single-quoted literal: \n, \', \\. */
+		for (; s < end && n + 1 < sizeof(spec->default_system); s++) {
+			if (*s == '\\' && s + 1 < end)
+				s++, spec->default_system[n++] = *s == 'n' ? '\n' : *s;
+			else
+				spec->default_system[n++] = *s;
+		}
+		spec->default_system[n] = '\0';
+		spec->has_default_system = true;
+		return;
+	}
+}
+
+int eng_chat_spec_detect(const char *t, struct eng_chat_spec *spec, struct eng_error *err)
+{
+	memset(spec, 0, sizeof(*spec));
+	if (strstr(t, "<|start_header_id|>") && strstr(t, "<|eot_id|>")) {
+		spec->kind = ENG_CHAT_LLAMA3;
+	} else if (strstr(t, "<|im_start|>") &&
+		   (strstr(t, "</think>") || strstr(t, "reasoning_content"))) {
+		spec->kind = ENG_CHAT_QWEN3;
+		spec->tool_blocks = true;
+	} else if (strstr(t, "<|im_start|>")) {
+		spec->kind = ENG_CHAT_CHATML;
+		spec->tool_blocks = strstr(t, "<tool_response>") != NULL;
+		default_system(t, spec);
+	} else {
 		return eng_error_set(err, ENG_E_UNSUPPORTED, NULL, 0,
-				     "chat template not recognized (neither ChatML nor Llama-3)");
+				     "chat template not recognized (neither ChatML, Qwen3 nor Llama-3)");
+	}
 	return 0;
 }
 
@@ -116,42 +139,137 @@ static char *read_file(const char *path)
 	return s;
 }
 
-int eng_chat_kind_from_dir(const char *dir, const struct eng_tokenizer *tok,
-			   enum eng_chat_kind *kind, struct eng_error *err)
+/* The template in tokenizer_config.json: 0 found, 1 none there, < 0 error. */
+static int spec_from_config(const char *dir, struct eng_chat_spec *spec, struct eng_error *err)
 {
 	char path[4096];
-	json_error_t jerr;
 	json_t *cfg;
-	char *jinja;
+	const char *t;
 	int rc;
 
 	snprintf(path, sizeof(path), "%s/tokenizer_config.json", dir);
-	if ((cfg = json_load_file(path, 0, &jerr))) {
-		const char *t = config_template(cfg);
+	if (access(path, F_OK) != 0)
+		return 1;
+	if ((rc = eng_json_load_file(path, 0, &cfg, err)))
+		return rc;
+	t = config_template(cfg);
+	rc = t ? eng_chat_spec_detect(t, spec, err) : 1;
+	json_decref(cfg);
+	if (rc < 0)
+		return eng_error_set(err, rc, path, 0, "%s", err ? err->msg : "");
+	return rc;
+}
 
-		rc = t ? eng_chat_kind_detect(t, kind, err) : 1;
-		json_decref(cfg);
-		if (rc <= 0)
-			return rc ? eng_error_set(err, rc, path, 0, "%s", err ? err->msg : "") : 0;
-	} else if (jerr.line > 0) {
-		return eng_error_set(err, ENG_E_FORMAT, path, jerr.line, "%s", jerr.text);
-	}
+int eng_chat_spec_from_dir(const char *dir, const struct eng_tokenizer *tok,
+			   struct eng_chat_spec *spec, struct eng_error *err)
+{
+	char path[4096];
+	char *jinja;
+	int rc = spec_from_config(dir, spec, err);
+
+	if (rc <= 0)
+		return rc;
 	snprintf(path, sizeof(path), "%s/chat_template.jinja", dir);
 	if ((jinja = read_file(path))) {
-		rc = eng_chat_kind_detect(jinja, kind, err);
+		rc = eng_chat_spec_detect(jinja, spec, err);
 		free(jinja);
 		return rc ? eng_error_set(err, rc, path, 0, "%s", err ? err->msg : "") : 0;
 	}
-	if (tok && eng_tokenizer_token_id(tok, "<|im_start|>") >= 0) {
-		*kind = ENG_CHAT_CHATML;
+	memset(spec, 0, sizeof(*spec));
+	if (tok && eng_tokenizer_token_id(tok, "<|im_start|>") >= 0)
 		return 0;
-	}
 	if (tok && eng_tokenizer_token_id(tok, "<|start_header_id|>") >= 0) {
-		*kind = ENG_CHAT_LLAMA3;
+		spec->kind = ENG_CHAT_LLAMA3;
 		return 0;
 	}
 	return eng_error_set(err, ENG_E_UNSUPPORTED, dir, 0,
 			     "no chat template found and no ChatML or Llama-3 markers in the vocabulary");
+}
+
+/* ---------------------------------------------------------------- input */
+
+static int bad_msg(struct eng_error *err, size_t i, const char *what)
+{
+	return eng_error_set(err, ENG_E_FORMAT, NULL, 0, "messages[%zu]: %s", i, what);
+}
+
+/* A tool call: {"function": {"name", "arguments"}} or {"name", "arguments"}. */
+static bool good_tool_call(const json_t *tc)
+{
+	const json_t *f = json_object_get(tc, "function");
+
+	if (json_is_object(f))
+		tc = f;
+	return json_is_object(tc) && json_is_string(json_object_get(tc, "name")) &&
+	       json_object_get(tc, "arguments") != NULL;
+}
+
+static int read_msg(const json_t *v, size_t i, struct eng_chat_msg *m, struct eng_error *err)
+{
+	const json_t *role = json_object_get(v, "role"), *content = json_object_get(v, "content");
+	const json_t *reason = json_object_get(v, "reasoning_content");
+	const json_t *calls = json_object_get(v, "tool_calls"), *tc;
+	size_t j;
+
+	if (calls && !json_is_null(calls)) {
+		if (!json_is_array(calls))
+			return bad_msg(err, i, "\"tool_calls\" must be an array");
+		json_array_foreach(calls, j, tc)
+			if (!good_tool_call(tc))
+				return eng_error_set(err, ENG_E_FORMAT, NULL, 0,
+						     "messages[%zu].tool_calls[%zu]: needs a function "
+						     "\"name\" string and \"arguments\"", i, j);
+		m->tool_calls = json_array_size(calls) > 0 ? calls : NULL;
+	}
+	if (!json_is_string(role) ||
+	    !(json_is_string(content) ||
+	      (m->tool_calls && (!content || json_is_null(content)) &&
+	       strcmp(json_string_value(role), "assistant") == 0)))
+		return bad_msg(err, i, "needs \"role\" and \"content\" strings");
+	if (reason && !json_is_null(reason) && !json_is_string(reason))
+		return bad_msg(err, i, "\"reasoning_content\" must be a string");
+	m->role = json_string_value(role);
+	m->content = json_string_value(content);
+	m->content_len = m->content ? json_string_length(content) : 0;
+	m->reasoning = json_string_value(reason);
+	m->reasoning_len = m->reasoning ? json_string_length(reason) : 0;
+	return 0;
+}
+
+int eng_chat_input_from_json(const json_t *record, struct eng_chat_input *in,
+			     struct eng_error *err)
+{
+	const json_t *msgs = json_object_get(record, "messages"), *v;
+	const json_t *tools = json_object_get(record, "tools");
+	const json_t *think = json_object_get(json_object_get(record, "chat_template_kwargs"),
+					      "enable_thinking");
+	size_t i;
+	int rc;
+
+	memset(in, 0, sizeof(*in));
+	in->enable_thinking = !json_is_false(think);
+	if (!json_is_array(msgs))
+		return eng_error_set(err, ENG_E_FORMAT, NULL, 0, "no \"messages\" array");
+	if (tools && !json_is_null(tools) && !json_is_array(tools))
+		return eng_error_set(err, ENG_E_FORMAT, NULL, 0, "\"tools\" must be an array");
+	in->tools = json_is_array(tools) ? tools : NULL;
+	if (!(in->msgs = calloc(json_array_size(msgs) + 1, sizeof(*in->msgs))))
+		return eng_error_set(err, ENG_E_NOMEM, NULL, 0, "out of memory");
+	json_array_foreach(msgs, i, v) {
+		if ((rc = read_msg(v, i, &in->msgs[i], err))) {
+			eng_chat_input_free(in);
+			return rc;
+		}
+	}
+	in->n_msgs = json_array_size(msgs);
+	return 0;
+}
+
+void eng_chat_input_free(struct eng_chat_input *in)
+{
+	free(in->msgs);
+	in->msgs = NULL;
+	in->n_msgs = 0;
 }
 
 /* ---------------------------------------------------------------- setup */
@@ -165,8 +283,23 @@ static int need_id(struct eng_tokenizer *tok, const char *text, int32_t *id, str
 	return 0;
 }
 
-int eng_chat_new(struct eng_tokenizer *tok, enum eng_chat_kind kind, struct eng_chat **out,
-		 struct eng_error *err)
+/* The template's markers must be tokens of the vocabulary. */
+static int check_markers(struct eng_tokenizer *tok, enum eng_chat_kind kind, int32_t *end_id,
+			 struct eng_error *err)
+{
+	static const char *const llama[] = { "<|begin_of_text|>", "<|start_header_id|>",
+					     "<|end_header_id|>", "<|eot_id|>", NULL };
+	static const char *const chatml[] = { "<|im_start|>", "<|im_end|>", NULL };
+	const char *const *m = kind == ENG_CHAT_LLAMA3 ? llama : chatml;
+	int rc = 0;
+
+	for (; *m && rc == 0; m++)
+		rc = need_id(tok, *m, end_id, err);
+	return rc;
+}
+
+int eng_chat_new(struct eng_tokenizer *tok, const struct eng_chat_spec *spec,
+		 struct eng_chat **out, struct eng_error *err)
 {
 	struct eng_chat *c = calloc(1, sizeof(*c));
 	int rc;
@@ -175,19 +308,11 @@ int eng_chat_new(struct eng_tokenizer *tok, enum eng_chat_kind kind, struct eng_
 	if (!c)
 		return eng_error_set(err, ENG_E_NOMEM, NULL, 0, "out of memory");
 	c->tok = tok;
-	c->kind = kind;
-	c->begin_id = c->header_end_id = -1;
-	if (kind == ENG_CHAT_LLAMA3)
-		rc = need_id(tok, "<|begin_of_text|>", &c->begin_id, err) ||
-		     need_id(tok, "<|start_header_id|>", &c->start_id, err) ||
-		     need_id(tok, "<|end_header_id|>", &c->header_end_id, err) ||
-		     need_id(tok, "<|eot_id|>", &c->end_id, err);
-	else
-		rc = need_id(tok, "<|im_start|>", &c->start_id, err) ||
-		     need_id(tok, "<|im_end|>", &c->end_id, err);
-	if (rc) {
+	c->spec = *spec;
+	/* the last marker checked is the end token */
+	if ((rc = check_markers(tok, spec->kind, &c->end_id, err))) {
 		free(c);
-		return ENG_E_UNSUPPORTED;
+		return rc;
 	}
 	*out = c;
 	return 0;
@@ -197,13 +322,18 @@ void eng_chat_free(struct eng_chat *c)
 {
 	if (!c)
 		return;
-	free(c->buf);
+	eng_chat_text_free(&c->text);
 	free(c);
 }
 
 enum eng_chat_kind eng_chat_kind(const struct eng_chat *c)
 {
-	return c->kind;
+	return c->spec.kind;
+}
+
+const struct eng_chat_spec *eng_chat_spec(const struct eng_chat *c)
+{
+	return &c->spec;
 }
 
 int32_t eng_chat_end_id(const struct eng_chat *c)
@@ -211,368 +341,225 @@ int32_t eng_chat_end_id(const struct eng_chat *c)
 	return c->end_id;
 }
 
-/* ---------------------------------------------------------------- text helpers */
+/* ---------------------------------------------------------------- one-shot rendering */
 
-static const char *find_last(const char *s, size_t n, const char *pat, size_t pn)
+static void render(struct eng_chat *c, const struct eng_chat_input *in, size_t n, bool gen,
+		   struct eng_chat_text *t)
 {
-	const char *hit = NULL, *p = s;
-
-	while ((p = memmem(p, n - (size_t)(p - s), pat, pn))) {
-		hit = p;
-		p++;
-	}
-	return hit;
+	eng_chat_text_reset(t);
+	eng_chat_tmpl_render(&c->spec, "<|begin_of_text|>", in, n, gen, t);
 }
 
-static void strip_nl(const char **s, size_t *n, bool left, bool right)
+static int nomem(struct eng_error *err)
 {
-	while (left && *n > 0 && **s == '\n')
-		(*s)++, (*n)--;
-	while (right && *n > 0 && (*s)[*n - 1] == '\n')
-		(*n)--;
+	return eng_error_set(err, ENG_E_NOMEM, NULL, 0, "out of memory");
 }
 
-/* Qwen3's split of an assistant content at </think>: body after the last
- * one (leading newlines dropped), reasoning between the last <think> and
- * the first </think>.  Returns false when there is no </think>. */
-static bool think_split(const char *s, size_t n, const char **reason, size_t *rlen,
-			const char **body, size_t *blen)
+int eng_chat_render_text(struct eng_chat *c, const struct eng_chat_input *in, size_t n,
+			 bool add_generation_prompt, char **text, size_t *len,
+			 struct eng_error *err)
 {
-	const char *first = memmem(s, n, "</think>", 8), *last, *open;
-
-	if (!first)
-		return false;
-	last = find_last(s, n, "</think>", 8);
-	*body = last + 8;
-	*blen = n - (size_t)(*body - s);
-	strip_nl(body, blen, true, false);
-	*reason = s;
-	*rlen = (size_t)(first - s);
-	strip_nl(reason, rlen, false, true);
-	if ((open = find_last(*reason, *rlen, "<think>", 7))) {
-		*rlen -= (size_t)(open + 7 - *reason);
-		*reason = open + 7;
-	}
-	strip_nl(reason, rlen, true, false);
-	return true;
+	render(c, in, n, add_generation_prompt, &c->text);
+	*text = c->text.oom ? NULL : malloc(c->text.len + 1);
+	if (!*text)
+		return nomem(err);
+	memcpy(*text, c->text.p ? c->text.p : "", c->text.len);
+	(*text)[c->text.len] = '\0';
+	*len = c->text.len;
+	return 0;
 }
 
-/* Python's str.isspace for one code point. */
-static bool py_space(utf8proc_int32_t cp)
-{
-	utf8proc_category_t cat;
-
-	if (cp == ' ' || (cp >= 0x09 && cp <= 0x0D) || (cp >= 0x1C && cp <= 0x1F) || cp == 0x85)
-		return true;
-	if (cp < 0x80)
-		return false;
-	cat = utf8proc_category(cp);
-	return cat == UTF8PROC_CATEGORY_ZS || cat == UTF8PROC_CATEGORY_ZL ||
-	       cat == UTF8PROC_CATEGORY_ZP;
-}
-
-/* Jinja's trim filter (Python str.strip()) on valid UTF-8. */
-static void py_strip(const char **s, size_t *n)
-{
-	utf8proc_int32_t cp;
-	utf8proc_ssize_t k;
-
-	while (*n > 0 && (k = utf8proc_iterate((const utf8proc_uint8_t *)*s,
-					       (utf8proc_ssize_t)*n, &cp)) > 0 && py_space(cp))
-		*s += k, *n -= (size_t)k;
-	while (*n > 0) {
-		size_t i = *n - 1;
-
-		while (i > 0 && ((uint8_t)(*s)[i] & 0xC0) == 0x80)
-			i--;
-		if (utf8proc_iterate((const utf8proc_uint8_t *)*s + i, (utf8proc_ssize_t)(*n - i),
-				     &cp) <= 0 || !py_space(cp))
-			break;
-		*n = i;
-	}
-}
-
-/* ---------------------------------------------------------------- segments */
-
-static int enc(struct eng_chat *c, const char *s, size_t n, struct eng_ids *out,
-	       struct eng_error *err)
-{
-	return eng_tokenizer_encode(c->tok, s, n, out, 0, err);
-}
-
-static int push(struct eng_ids *out, int32_t id, struct eng_error *err)
-{
-	return eng_ids_push(out, id) ? eng_error_set(err, ENG_E_NOMEM, NULL, 0, "out of memory") : 0;
-}
-
-/* Builds the text of parts (pointer, length pairs, NULL-ended) in c->buf
- * and encodes it as one segment. */
-static int enc_parts(struct eng_chat *c, struct eng_ids *out, struct eng_error *err, ...)
-{
-	va_list ap;
-	size_t len = 0;
-	const char *p;
-
-	va_start(ap, err);
-	while ((p = va_arg(ap, const char *))) {
-		size_t n = va_arg(ap, size_t);
-
-		if (len + n + 1 > c->buf_cap) {
-			size_t cap = 2 * (len + n + 1);
-			char *nb = realloc(c->buf, cap);
-			if (!nb) {
-				va_end(ap);
-				return eng_error_set(err, ENG_E_NOMEM, NULL, 0, "out of memory");
-			}
-			c->buf = nb;
-			c->buf_cap = cap;
-		}
-		memcpy(c->buf + len, p, n);
-		len += n;
-	}
-	va_end(ap);
-	return enc(c, c->buf ? c->buf : "", len, out, err);
-}
-
-static bool is_assistant(const struct eng_chat_msg *m)
-{
-	return strcmp(m->role, "assistant") == 0;
-}
-
-/* Qwen3's last_query_index for a prompt of n messages. */
-static long last_query_index(const struct eng_chat_msg *msgs, size_t n)
-{
-	static const char open[] = "<tool_response>", close[] = "</tool_response>";
-
-	for (size_t i = n; i-- > 0;) {
-		const struct eng_chat_msg *m = &msgs[i];
-		bool wrapped = m->content_len >= sizeof(open) - 1 + sizeof(close) - 1 &&
-			       memcmp(m->content, open, sizeof(open) - 1) == 0 &&
-			       memcmp(m->content + m->content_len - (sizeof(close) - 1), close,
-				      sizeof(close) - 1) == 0;
-
-		if (strcmp(m->role, "user") == 0 && !wrapped)
-			return (long)i;
-	}
-	return (long)n - 1;
-}
-
-/* How message i renders inside a prompt of n messages whose
- * last_query_index is lqi. */
-static int variant(const struct eng_chat *c, const struct eng_chat_msg *msgs, size_t n,
-		   long lqi, size_t i)
-{
-	const char *r, *b;
-	size_t rl, bl;
-
-	if (c->kind != ENG_CHAT_QWEN3 || !is_assistant(&msgs[i]) || (long)i <= lqi)
-		return V_PLAIN;
-	if (i == n - 1)
-		return V_THINK;
-	if (think_split(msgs[i].content, msgs[i].content_len, &r, &rl, &b, &bl) && rl > 0)
-		return V_THINK;
-	return V_PLAIN;
-}
-
-/* The assistant content as it appears inside a prompt. */
-static int enc_assistant_content(struct eng_chat *c, const struct eng_chat_msg *m, int v,
-				 struct eng_ids *out, struct eng_error *err)
-{
-	const char *s = m->content, *r = "", *b = s;
-	size_t n = m->content_len, rl = 0, bl = n;
-
-	if (c->kind == ENG_CHAT_LLAMA3) {
-		py_strip(&s, &n);
-		return enc(c, s, n, out, err);
-	}
-	if (c->kind != ENG_CHAT_QWEN3)
-		return enc(c, s, n, out, err);
-	think_split(s, n, &r, &rl, &b, &bl);
-	if (v == V_PLAIN)
-		return enc(c, b, bl, out, err);
-	strip_nl(&r, &rl, true, true);
-	strip_nl(&b, &bl, true, false);
-	return enc_parts(c, out, err, "<think>\n", (size_t)8, r, rl, "\n</think>\n\n", (size_t)11,
-			 b, bl, (const char *)NULL);
-}
-
-/* [start] BPE(role) [header end] for llama3, [start] for ChatML. */
-static int header(struct eng_chat *c, const struct eng_chat_msg *m, struct eng_ids *out,
-		  struct eng_error *err)
-{
-	int rc = push(out, c->start_id, err);
-
-	if (rc == 0 && c->kind == ENG_CHAT_LLAMA3 &&
-	    (rc = enc(c, m->role, strlen(m->role), out, err)) == 0)
-		rc = push(out, c->header_end_id, err);
-	return rc;
-}
-
-static int render_msg(struct eng_chat *c, const struct eng_chat_msg *m, int v,
-		      struct eng_ids *out, struct eng_error *err)
-{
-	bool llama = c->kind == ENG_CHAT_LLAMA3;
-	const char *s = m->content;
-	size_t n = m->content_len;
-	int rc = header(c, m, out, err);
-
-	if (rc)
-		return rc;
-	if (is_assistant(m)) {
-		rc = llama ? enc(c, "\n\n", 2, out, err) : enc(c, "assistant\n", 10, out, err);
-		if (rc == 0)
-			rc = enc_assistant_content(c, m, v, out, err);
-	} else if (llama) {
-		py_strip(&s, &n);
-		rc = enc_parts(c, out, err, "\n\n", (size_t)2, s, n, (const char *)NULL);
-	} else {
-		rc = enc_parts(c, out, err, m->role, strlen(m->role), "\n", (size_t)1, s, n,
-			       (const char *)NULL);
-	}
-	if (rc == 0)
-		rc = push(out, c->end_id, err);
-	if (rc == 0 && !llama)
-		rc = enc(c, "\n", 1, out, err);
-	return rc;
-}
-
-static int gen_prompt(struct eng_chat *c, struct eng_ids *out, struct eng_error *err)
-{
-	static const struct eng_chat_msg asst = { "assistant", "", 0 };
-	int rc = header(c, &asst, out, err);
-
-	if (rc)
-		return rc;
-	if (c->kind == ENG_CHAT_LLAMA3)
-		return enc(c, "\n\n", 2, out, err);
-	return enc(c, "assistant\n", 10, out, err);
-}
-
-static int begin(struct eng_chat *c, struct eng_ids *out, struct eng_error *err)
-{
-	return c->begin_id >= 0 ? push(out, c->begin_id, err) : 0;
-}
-
-/* ---------------------------------------------------------------- API */
-
-int eng_chat_render(struct eng_chat *c, const struct eng_chat_msg *msgs, size_t n,
+int eng_chat_render(struct eng_chat *c, const struct eng_chat_input *in, size_t n,
 		    bool add_generation_prompt, struct eng_ids *out, struct eng_error *err)
 {
-	long lqi = last_query_index(msgs, n);
 	size_t before = out->n;
-	int rc = begin(c, out, err);
+	int rc = 0;
 
-	for (size_t i = 0; i < n && rc == 0; i++)
-		rc = render_msg(c, &msgs[i], variant(c, msgs, n, lqi, i), out, err);
-	if (rc == 0 && add_generation_prompt)
-		rc = gen_prompt(c, out, err);
+	render(c, in, n, add_generation_prompt, &c->text);
+	if (c->text.oom)
+		return nomem(err);
+	for (size_t j = 0; j < c->text.n_blocks && rc == 0; j++) {
+		const char *s;
+		size_t len;
+
+		eng_chat_text_get_block(&c->text, j, &s, &len);
+		rc = eng_tokenizer_encode(c->tok, s, len, out, 0, err);
+	}
 	if (rc)
 		out->n = before;
 	return rc;
 }
 
-long eng_chat_assistant_index(const struct eng_chat_msg *msgs, size_t n, size_t k)
+/* ---------------------------------------------------------------- conversations */
+
+struct span {
+	size_t off, n;             /* a block's ids in the prompt's ids */
+};
+
+/* One rendered prompt: its text, blocks and ids. */
+struct prompt {
+	struct eng_chat_text text;
+	struct span *spans;        /* (text.n_blocks) */
+	size_t cap_spans;
+	struct eng_ids ids;
+};
+
+struct eng_chat_conv {
+	struct eng_chat *c;
+	const struct eng_chat_input *in;
+	size_t *asst;              /* (n_turns) message index of each turn */
+	size_t n_turns;
+	struct prompt p[2];        /* the last prompt rendered and the next one */
+	int last;                  /* index in p of the last prompt, -1 before any */
+};
+
+int eng_chat_conv_new(struct eng_chat *c, const struct eng_chat_input *in,
+		      struct eng_chat_conv **out, struct eng_error *err)
 {
-	for (size_t i = 0; i < n; i++)
-		if (is_assistant(&msgs[i]) && k-- == 0)
-			return (long)i;
-	return -1;
+	struct eng_chat_conv *cv = calloc(1, sizeof(*cv));
+
+	*out = NULL;
+	if (!cv || !(cv->asst = malloc((in->n_msgs + 1) * sizeof(*cv->asst)))) {
+		free(cv);
+		return nomem(err);
+	}
+	cv->c = c;
+	cv->in = in;
+	cv->last = -1;
+	for (size_t i = 0; i < in->n_msgs; i++)
+		if (strcmp(in->msgs[i].role, "assistant") == 0)
+			cv->asst[cv->n_turns++] = i;
+	*out = cv;
+	return 0;
 }
 
-int eng_chat_turn_prompt(struct eng_chat *c, const struct eng_chat_msg *msgs, size_t n,
-			 size_t k, struct eng_ids *out, struct eng_error *err)
+void eng_chat_conv_free(struct eng_chat_conv *cv)
 {
-	long a = eng_chat_assistant_index(msgs, n, k);
+	if (!cv)
+		return;
+	for (int i = 0; i < 2; i++) {
+		eng_chat_text_free(&cv->p[i].text);
+		free(cv->p[i].spans);
+		eng_ids_free(&cv->p[i].ids);
+	}
+	free(cv->asst);
+	free(cv);
+}
 
-	if (a < 0)
+size_t eng_chat_conv_n_turns(const struct eng_chat_conv *cv)
+{
+	return cv->n_turns;
+}
+
+size_t eng_chat_conv_msg_index(const struct eng_chat_conv *cv, size_t k)
+{
+	return cv->asst[k];
+}
+
+/* The ids of block j of np: those of the same block of op when its text is
+ * the same, else encoded. */
+static int block_ids(struct eng_chat_conv *cv, struct prompt *np, const struct prompt *op,
+		     size_t j, struct eng_error *err)
+{
+	const char *s, *os;
+	size_t n, on, off = np->ids.n;
+	int rc = 0;
+
+	eng_chat_text_get_block(&np->text, j, &s, &n);
+	if (op && j < op->text.n_blocks) {
+		eng_chat_text_get_block(&op->text, j, &os, &on);
+		if (on == n && memcmp(os, s, n) == 0) {
+			if (eng_ids_append(&np->ids, op->ids.ids + op->spans[j].off, op->spans[j].n))
+				return nomem(err);
+			np->spans[j] = (struct span){ off, op->spans[j].n };
+			return 0;
+		}
+	}
+	rc = eng_tokenizer_encode(cv->c->tok, s, n, &np->ids, 0, err);
+	np->spans[j] = (struct span){ off, np->ids.n - off };
+	return rc;
+}
+
+int eng_chat_conv_prompt(struct eng_chat_conv *cv, size_t k, const int32_t **ids, size_t *n,
+			 struct eng_error *err)
+{
+	int next = cv->last == 0 ? 1 : 0;
+	struct prompt *np = &cv->p[next], *op = cv->last >= 0 ? &cv->p[cv->last] : NULL;
+	int rc = 0;
+
+	if (k >= cv->n_turns)
 		return eng_error_set(err, ENG_E_RANGE, NULL, 0, "no assistant message for turn %zu", k);
-	return eng_chat_render(c, msgs, (size_t)a, true, out, err);
+	render(cv->c, cv->in, cv->asst[k], true, &np->text);
+	np->ids.n = 0;
+	if (np->text.oom)
+		return nomem(err);
+	if (np->text.n_blocks > np->cap_spans) {
+		struct span *s = realloc(np->spans, np->text.n_blocks * sizeof(*s));
+
+		if (!s)
+			return nomem(err);
+		np->spans = s;
+		np->cap_spans = np->text.n_blocks;
+	}
+	for (size_t j = 0; j < np->text.n_blocks && rc == 0; j++)
+		rc = block_ids(cv, np, op, j, err);
+	if (rc)
+		return rc;
+	cv->last = next;
+	*ids = np->ids.ids;
+	*n = np->ids.n;
+	return 0;
 }
 
-int eng_chat_turn_reply(struct eng_chat *c, const struct eng_chat_msg *msgs, size_t n,
-			size_t k, struct eng_ids *out, struct eng_error *err)
+int eng_chat_conv_reply(struct eng_chat_conv *cv, size_t k, struct eng_ids *out,
+			struct eng_error *err)
 {
-	long a = eng_chat_assistant_index(msgs, n, k);
-	const char *s;
-	size_t len, before = out->n;
+	struct eng_chat_text *t = &cv->c->text;
+	size_t before = out->n;
 	int rc;
 
-	if (a < 0)
+	if (k >= cv->n_turns)
 		return eng_error_set(err, ENG_E_RANGE, NULL, 0, "no assistant message for turn %zu", k);
-	s = msgs[a].content;
-	len = msgs[a].content_len;
-	if (c->kind == ENG_CHAT_LLAMA3)
-		py_strip(&s, &len);
-	rc = enc(c, s, len, out, err);
-	if (rc == 0 && (rc = push(out, c->end_id, err)))
+	eng_chat_text_reset(t);
+	eng_chat_tmpl_reply(&cv->c->spec, &cv->in->msgs[cv->asst[k]], t);
+	if (t->oom)
+		return nomem(err);
+	rc = eng_tokenizer_encode(cv->c->tok, t->p ? t->p : "", t->len, out, 0, err);
+	if (rc == 0 && eng_ids_push(out, cv->c->end_id))
+		rc = nomem(err);
+	if (rc)
 		out->n = before;
 	return rc;
 }
 
-/* Token count of message i rendered as variant v, memoized in len[2i+v]. */
-static int msg_len(struct eng_chat *c, const struct eng_chat_msg *msgs, size_t i, int v,
-		   size_t *len, struct eng_ids *scratch, struct eng_error *err)
-{
-	int rc;
-
-	if (len[2 * i + v] != (size_t)-1)
-		return 0;
-	scratch->n = 0;
-	if ((rc = render_msg(c, &msgs[i], v, scratch, err)))
-		return rc;
-	len[2 * i + v] = scratch->n;
-	return 0;
-}
-
-/* Fixed costs of a prompt: <|begin_of_text|> and the generation prompt. */
-static int fixed_len(struct eng_chat *c, struct eng_ids *scratch, size_t *n,
-		     struct eng_error *err)
-{
-	int rc;
-
-	scratch->n = 0;
-	if ((rc = begin(c, scratch, err)) || (rc = gen_prompt(c, scratch, err)))
-		return rc;
-	*n = scratch->n;
-	return 0;
-}
-
-int eng_chat_turns(struct eng_chat *c, const struct eng_chat_msg *msgs, size_t n,
+int eng_chat_turns(struct eng_chat *c, const struct eng_chat_input *in,
 		   struct eng_chat_turn **turns, size_t *n_turns, struct eng_error *err)
 {
-	struct eng_ids scratch = { 0 };
-	size_t *len = malloc((2 * n + 1) * sizeof(*len)), fixed = 0, nt = 0;
-	struct eng_chat_turn *t = calloc(n + 1, sizeof(*t));
-	int rc = len && t ? fixed_len(c, &scratch, &fixed, err)
-			  : eng_error_set(err, ENG_E_NOMEM, NULL, 0, "out of memory");
+	struct eng_chat_conv *cv = NULL;
+	struct eng_chat_turn *t = NULL;
+	struct eng_ids reply = { 0 };
+	int rc = eng_chat_conv_new(c, in, &cv, err);
 
-	for (size_t i = 0; len && i < 2 * n; i++)
-		len[i] = (size_t)-1;
-	for (size_t a = 0; a < n && rc == 0; a++) {
-		long lqi;
-		size_t total = fixed;
+	*turns = NULL;
+	*n_turns = 0;
+	if (rc == 0 && !(t = calloc(cv->n_turns + 1, sizeof(*t))))
+		rc = nomem(err);
+	for (size_t k = 0; rc == 0 && k < cv->n_turns; k++) {
+		const int32_t *ids;
+		size_t n;
 
-		if (!is_assistant(&msgs[a]))
-			continue;
-		lqi = last_query_index(msgs, a);
-		for (size_t i = 0; i < a && rc == 0; i++) {
-			int v = variant(c, msgs, a, lqi, i);
-
-			rc = msg_len(c, msgs, i, v, len, &scratch, err);
-			total += rc ? 0 : len[2 * i + v];
-		}
-		scratch.n = 0;
-		if (rc == 0 && (rc = eng_chat_turn_reply(c, msgs, n, nt, &scratch, err)) == 0)
-			t[nt++] = (struct eng_chat_turn){ a, total, scratch.n };
+		reply.n = 0;
+		if ((rc = eng_chat_conv_prompt(cv, k, &ids, &n, err)) == 0 &&
+		    (rc = eng_chat_conv_reply(cv, k, &reply, err)) == 0)
+			t[k] = (struct eng_chat_turn){ cv->asst[k], n, reply.n };
 	}
-	eng_ids_free(&scratch);
-	free(len);
-	if (rc) {
+	if (rc == 0) {
+		*turns = t;
+		*n_turns = cv->n_turns;
+	} else {
 		free(t);
-		t = NULL;
-		nt = 0;
 	}
-	*turns = t;
-	*n_turns = nt;
+	eng_ids_free(&reply);
+	eng_chat_conv_free(cv);
 	return rc;
 }

@@ -3,6 +3,7 @@
  */
 #include "engine/conv.h"
 
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,118 +18,143 @@ static const char *record_id(const json_t *record, long line, char *buf, size_t 
 	return buf;
 }
 
-/* The messages of record as eng_chat_msg, pointing into the JSON. */
-static int read_messages(const json_t *record, const char *who, long line,
-			 struct eng_chat_msg **out, size_t *n, struct eng_error *err)
+static double env_time_of(const json_t *msg)
 {
-	const json_t *msgs = json_object_get(record, "messages");
-	struct eng_chat_msg *m;
-	size_t i;
-	const json_t *v;
-
-	if (!json_is_array(msgs) || json_array_size(msgs) == 0)
-		return eng_error_set(err, ENG_E_FORMAT, NULL, line,
-				     "%s\"messages\" must be a non-empty array", who);
-	m = calloc(json_array_size(msgs), sizeof(*m));
-	if (!m)
-		return eng_error_set(err, ENG_E_NOMEM, NULL, line, "out of memory");
-	json_array_foreach(msgs, i, v) {
-		const json_t *role = json_object_get(v, "role");
-		const json_t *content = json_object_get(v, "content");
-
-		if (!json_is_string(role) || !json_is_string(content)) {
-			free(m);
-			return eng_error_set(err, ENG_E_FORMAT, NULL, line,
-					     "%smessage %zu needs string \"role\" and \"content\"",
-					     who, i);
-		}
-		m[i].role = json_string_value(role);
-		m[i].content = json_string_value(content);
-		m[i].content_len = json_string_length(content);
-	}
-	*out = m;
-	*n = json_array_size(msgs);
-	return 0;
-}
-
-static double env_time_of(const json_t *record, size_t msg_index)
-{
-	const json_t *m = json_array_get(json_object_get(record, "messages"), msg_index);
-	const json_t *t = json_object_get(m, "env_exec_time");
+	const json_t *t = json_object_get(msg, "env_exec_time");
 
 	return json_is_number(t) ? json_number_value(t) : -1.0;
 }
 
-/* An OpenAI request line: one turn of max_tokens after all messages. */
-static int build_request(struct eng_chat *chat, const json_t *record, const struct eng_chat_msg *m,
-			 size_t n, struct eng_conv_rec *c, struct eng_ids *ids, struct eng_error *err)
+/* token_usage_prompt of an assistant message; R2E-Gym writes -1 for unknown. */
+static int32_t recorded_len_of(const json_t *msg)
 {
-	json_int_t max_tokens = json_integer_value(json_object_get(record, "max_tokens"));
-	int rc;
+	const json_t *t = json_object_get(msg, "token_usage_prompt");
+	json_int_t v = json_integer_value(t);
 
-	if (max_tokens <= 0)
-		return eng_error_set(err, ENG_E_FORMAT, NULL, c->line,
-				     "\"max_tokens\" must be a positive integer");
-	rc = eng_chat_render(chat, m, n, true, ids, err);
+	return json_is_integer(t) && v >= 0 && v <= INT32_MAX ? (int32_t)v : -1;
+}
+
+/* Turn k of a conversation: its prompt rendered now, its recorded reply. */
+static int build_conv_turn(struct eng_conv *conv, int32_t k, struct eng_turn_ids *out,
+			   struct eng_error *err)
+{
+	struct eng_conv_rec *c = conv->user;
+	size_t turn = (size_t)k + (size_t)c->first_turn;
+	const int32_t *ids;
+	size_t n;
+	int rc = eng_chat_conv_prompt(c->chat, turn, &ids, &n, err);
+
+	c->reply.n = 0;
+	if (rc == 0)
+		rc = eng_chat_conv_reply(c->chat, turn, &c->reply, err);
 	if (rc != 0)
 		return rc;
-	c->conv.turns = calloc(1, sizeof(*c->conv.turns));
-	if (!c->conv.turns)
-		return eng_error_set(err, ENG_E_NOMEM, NULL, c->line, "out of memory");
-	c->conv.n_turns = 1;
-	c->conv.turns[0].prompt_end = (int32_t)ids->n;
-	c->conv.turns[0].reply_len = (int32_t)max_tokens;
-	c->conv.turns[0].env_time_s = -1;
+	out->prompt = ids;
+	out->prompt_len = (int32_t)n;
+	out->reply = c->reply.ids;
+	out->reply_len = (int32_t)c->reply.n;
 	return 0;
 }
 
-/* A conversation: every assistant message a turn. */
-static int build_turns(struct eng_chat *chat, const json_t *record, const struct eng_chat_msg *m,
-		       size_t n, struct eng_conv_rec *c, struct eng_ids *ids, struct eng_error *err)
+/* A request line's one turn: generate max_tokens after its prompt. */
+static int build_request_turn(struct eng_conv *conv, int32_t k, struct eng_turn_ids *out,
+			      struct eng_error *err)
 {
-	struct eng_chat_turn *t = NULL;
-	size_t nt = 0;
-	int rc = eng_chat_turns(chat, m, n, &t, &nt, err);
+	struct eng_conv_rec *c = conv->user;
 
+	(void)k;
+	(void)err;
+	out->prompt = c->prompt.ids;
+	out->prompt_len = (int32_t)c->prompt.n;
+	out->reply = NULL;
+	out->reply_len = conv->turns[0].reply_len;
+	return 0;
+}
+
+/* An OpenAI request line: one turn of max_tokens after all messages. */
+static int build_request(struct eng_chat *chat, struct eng_conv_rec *c, struct eng_error *err)
+{
+	json_int_t max_tokens = json_integer_value(json_object_get(c->record, "max_tokens"));
+	int rc;
+
+	if (max_tokens <= 0 || max_tokens > INT32_MAX)
+		return eng_error_set(err, ENG_E_FORMAT, NULL, c->line,
+				     "\"max_tokens\" must be a positive integer");
+	rc = eng_chat_render(chat, &c->in, c->in.n_msgs, true, &c->prompt, err);
+	if (rc != 0)
+		return rc;
+	if (!(c->conv.turns = calloc(1, sizeof(*c->conv.turns))))
+		return eng_error_set(err, ENG_E_NOMEM, NULL, c->line, "out of memory");
+	c->conv.n_turns = 1;
+	c->conv.turns[0] = (struct eng_turn){ 0, (int32_t)max_tokens, -1, -1 };
+	c->conv.build_turn = build_request_turn;
+	return 0;
+}
+
+void eng_conv_keep_last_turn(struct eng_conv_rec *c)
+{
+	int32_t n = c->conv.n_turns;
+
+	if (n <= 1)
+		return;
+	c->conv.turns[0] = c->conv.turns[n - 1];
+	c->conv.n_turns = 1;
+	c->first_turn = n - 1;
+}
+
+/* A conversation: every assistant message a turn. */
+static int build_turns(struct eng_chat *chat, struct eng_conv_rec *c, struct eng_error *err)
+{
+	const json_t *msgs = json_object_get(c->record, "messages");
+	size_t nt;
+	int rc = eng_chat_conv_new(chat, &c->in, &c->chat, err);
+
+	if (rc != 0)
+		return rc;
+	nt = eng_chat_conv_n_turns(c->chat);
 	/* No assistant message: nothing to replay, but the conversation is
 	 * still reported (a conversation_result of 0 turns). */
-	if (rc != 0 || nt == 0) {
-		free(t);
-		return rc;
-	}
-	rc = eng_chat_turn_prompt(chat, m, n, nt - 1, ids, err);
-	if (rc == 0)
-		rc = eng_chat_turn_reply(chat, m, n, nt - 1, ids, err);
-	if (rc == 0 && !(c->conv.turns = calloc(nt, sizeof(*c->conv.turns))))
-		rc = eng_error_set(err, ENG_E_NOMEM, NULL, c->line, "out of memory");
-	for (size_t k = 0; rc == 0 && k < nt; k++) {
+	if (nt > 0 && !(c->conv.turns = calloc(nt, sizeof(*c->conv.turns))))
+		return eng_error_set(err, ENG_E_NOMEM, NULL, c->line, "out of memory");
+	for (size_t k = 0; k < nt; k++) {
+		const json_t *m = json_array_get(msgs, eng_chat_conv_msg_index(c->chat, k));
 		struct eng_turn *tk = &c->conv.turns[k];
 
-		tk->prompt_end = (int32_t)t[k].prompt_len;
-		tk->reply_len = (int32_t)t[k].reply_len;
-		tk->env_time_s = env_time_of(record, t[k].msg_index);
+		tk->env_time_s = env_time_of(m);
+		tk->recorded_prompt_len = recorded_len_of(m);
 		if (tk->env_time_s > 0)
 			c->env_total_s += tk->env_time_s;
-		if (t[k].prompt_len + t[k].reply_len > ids->n)
-			rc = eng_error_set(err, ENG_E_FORMAT, NULL, c->line,
-					   "conversation %s: turn %zu is not a prefix of the next", c->id, k);
 	}
 	c->conv.n_turns = (int32_t)nt;
-	free(t);
+	c->conv.build_turn = build_conv_turn;
+	return 0;
+}
+
+/* The record's messages, tools and template arguments. */
+static int read_input(struct eng_conv_rec *c, const char *who, struct eng_error *err)
+{
+	const json_t *msgs = json_object_get(c->record, "messages");
+	int rc = json_array_size(msgs) > 0 ? eng_chat_input_from_json(c->record, &c->in, err)
+		 : eng_error_set(err, ENG_E_FORMAT, NULL, c->line,
+				 "\"messages\" must be a non-empty array");
+
+	if (rc != 0 && err) {
+		char msg[sizeof(err->msg)];
+
+		snprintf(msg, sizeof(msg), "%s%s", who, err->msg);
+		snprintf(err->msg, sizeof(err->msg), "%s", msg);
+	}
 	return rc;
 }
 
-int eng_conv_from_json(struct eng_chat *chat, const json_t *record, long line,
+int eng_conv_from_json(struct eng_chat *chat, json_t *record, long line,
 		       struct eng_conv_rec **out, struct eng_error *err)
 {
 	char buf[32];
 	const char *id = record_id(record, line, buf, sizeof(buf));
 	char who[300] = "";
 	const json_t *type = json_object_get(record, "type");
-	struct eng_chat_msg *m = NULL;
-	struct eng_ids ids = { 0 };
 	struct eng_conv_rec *c;
-	size_t n = 0;
 	int rc;
 
 	*out = NULL;
@@ -139,9 +165,6 @@ int eng_conv_from_json(struct eng_chat *chat, const json_t *record, long line,
 	if (type && !(json_is_string(type) && strcmp(json_string_value(type), "conversation") == 0))
 		return eng_error_set(err, ENG_E_FORMAT, NULL, line,
 				     "%sexpected a conversation record or a chat request", who);
-	if (eng_chat_kind(chat) == ENG_CHAT_QWEN3)
-		return eng_error_set(err, ENG_E_UNSUPPORTED, NULL, line,
-				     "the qwen3 template drops earlier reasoning, so turns share no prefix; use chatml");
 	c = calloc(1, sizeof(*c));
 	if (!c || !(c->id = strdup(id))) {
 		free(c);
@@ -149,20 +172,16 @@ int eng_conv_from_json(struct eng_chat *chat, const json_t *record, long line,
 	}
 	c->line = line;
 	c->conv.user = c;
-	rc = read_messages(record, who, line, &m, &n, err);
+	c->record = json_incref(record);
+	rc = read_input(c, who, err);
 	if (rc == 0)
-		rc = type ? build_turns(chat, record, m, n, c, &ids, err)
-			  : build_request(chat, record, m, n, c, &ids, err);
-	free(m);
+		rc = type ? build_turns(chat, c, err) : build_request(chat, c, err);
 	if (rc != 0) {
 		if (err && err->line == 0)
 			err->line = line;
-		eng_ids_free(&ids);
 		eng_conv_rec_free(c);
 		return rc;
 	}
-	c->conv.ids = ids.ids;
-	c->conv.n_ids = (int32_t)ids.n;
 	*out = c;
 	return 0;
 }
@@ -171,7 +190,11 @@ void eng_conv_rec_free(struct eng_conv_rec *c)
 {
 	if (!c)
 		return;
-	free(c->conv.ids);
+	eng_chat_conv_free(c->chat);
+	eng_chat_input_free(&c->in);
+	json_decref(c->record);
+	eng_ids_free(&c->prompt);
+	eng_ids_free(&c->reply);
 	free(c->conv.turns);
 	free(c->id);
 	free(c);

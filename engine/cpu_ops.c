@@ -58,27 +58,6 @@ uint16_t eng_f32_to_bf16(float f)
 	return (uint16_t)(u >> 16);
 }
 
-uint16_t eng_f32_to_f16(float f)
-{
-	uint32_t u, sign, mag;
-	float a = fabsf(f);
-
-	memcpy(&u, &f, sizeof(u));
-	sign = (u >> 16) & 0x8000;
-	if (isnan(f))
-		return (uint16_t)(sign | 0x7e00);
-	if (a >= 65520.0f)
-		return (uint16_t)(sign | 0x7c00);
-	if (a < 6.103515625e-05f) {
-		/* subnormal: round a * 2^24 to an integer, ties to even */
-		mag = (uint32_t)nearbyintf(a * 16777216.0f);
-		return (uint16_t)(sign | mag);
-	}
-	memcpy(&mag, &a, sizeof(mag));
-	mag += 0xfffu + ((mag >> 13) & 1);
-	return (uint16_t)(sign | (((mag >> 23) - 112) << 10) | ((mag >> 13) & 0x3ff));
-}
-
 void eng_cpu_row_f32(const struct eng_tensor *t, int64_t row, float *out)
 {
 	int64_t j, n = t->cols;

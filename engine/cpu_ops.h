@@ -9,6 +9,7 @@
 
 #include "engine/cpu_pool.h"
 #include "engine/model.h"
+#include "engine/roofline.h"
 
 /* Rows of W converted per block in eng_cpu_matmul: the per-thread scratch
  * it needs is ENG_MATMUL_ROWS * W.cols floats. */
@@ -17,7 +18,6 @@
 float eng_bf16_to_f32(uint16_t h);
 float eng_f16_to_f32(uint16_t h);
 uint16_t eng_f32_to_bf16(float f);   /* round to nearest even */
-uint16_t eng_f32_to_f16(float f);    /* round to nearest even */
 
 /* out (n) = row `row` of t as fp32, for n = t->cols. */
 void eng_cpu_row_f32(const struct eng_tensor *t, int64_t row, float *out);
@@ -39,5 +39,11 @@ void eng_cpu_rmsnorm(float *out, const float *x, const struct eng_tensor *weight
  * pos, rotate-half convention: pairs (i, i + head_dim/2). inv_freq has
  * head_dim / 2 entries. */
 void eng_cpu_rope(float *x, int n_heads, int head_dim, int pos, const float *inv_freq);
+
+/* Measures the copy bandwidth and the matmul rate (weights of
+ * weight_dtype) of the pool's threads (rates_cpu.c).  Returns 0 or
+ * ENG_E_NOMEM. */
+int eng_cpu_measure_rates(struct eng_pool *pool, enum eng_dtype weight_dtype,
+			  struct eng_roofline_rates *out, struct eng_error *err);
 
 #endif

@@ -23,6 +23,15 @@
 
 #include "engine/backend.h"
 
+/* The CUDA backend as a vtable: bf16 weights and KV pages on GPU
+ * params->device, fp32 arithmetic.  The dummy variant makes random bf16
+ * weights of the model config's shape on the GPU and never reads the
+ * model's weight views (--load-format dummy).  Programs linked with the
+ * backend (tests, benchmarks) use them directly; the engine gets them
+ * from libtrajbench-cuda.so (cuda_plugin.h). */
+extern const struct eng_backend_ops eng_backend_cuda_ops;
+extern const struct eng_backend_ops eng_backend_cuda_dummy_ops;
+
 /* Builds the backend on params->device: weights from w (converted to
  * bf16 on upload), or, when w is NULL, random bf16 weights of cfg's shape
  * made on the GPU from seed; a KV pool of params->n_pages pages of
@@ -89,9 +98,10 @@ int eng_cuda_profile_class(const void *state, const char *name, double *ms, doub
 const char *eng_cuda_device_name(const void *state);
 size_t eng_cuda_weight_bytes(const void *state);
 
-/* The number of tensor-parallel ranks, and how they all-reduce: "none"
- * (one rank), "local" (ranks on one GPU), "nccl". */
-int eng_cuda_tp_size(const void *state);
-const char *eng_cuda_comm_kind(const void *state);
+/* Measures device's copy bandwidth (bytes read + written per second) and
+ * cuBLAS bf16 GEMM rate (rates_cuda.c; about 30 ms, up to 640 MiB of
+ * device memory for the time of the call).  Leaves device current.
+ * Returns 0 or ENG_E_DEVICE. */
+int eng_cuda_measure_rates(int device, struct eng_roofline_rates *out, struct eng_error *err);
 
 #endif

@@ -88,7 +88,6 @@ struct cuda_state {
 	struct eng_error comm_err;   /* the last all-reduce failure */
 	int comm_failed;
 	int pool_pages;              /* n_pages + 1: the last is the graphs' scratch page */
-	size_t kv_bytes;             /* all ranks' */
 	size_t cap_partial;          /* floats of each rank's partial */
 	int cap_tokens;
 	size_t cap_meta;   /* int32 elements of meta_h / meta_d */

@@ -325,7 +325,6 @@ static int alloc_fixed(struct cuda_state *st, struct eng_error *err)
 	free(h);
 	if (rc)
 		return eng_cuda_error(rc, err);
-	st->kv_bytes = 2 * per * st->n_ranks;
 	return 0;
 }
 
@@ -433,18 +432,6 @@ size_t eng_cuda_weight_bytes(const void *state)
 	for (int r = 0; r < st->n_ranks; r++)
 		n += st->rk[r].w.bytes;
 	return n;
-}
-
-int eng_cuda_tp_size(const void *state)
-{
-	return ((const struct cuda_state *)state)->n_ranks;
-}
-
-const char *eng_cuda_comm_kind(const void *state)
-{
-	const struct cuda_state *st = state;
-
-	return st->n_ranks > 1 ? eng_comm_kind(st->comm) : "none";
 }
 
 /* ---------------------------------------------------------------- profile */

@@ -93,13 +93,30 @@ struct eng_sched_stats {
 	int64_t prompt_tokens;     /* of admitted requests */
 	int64_t cached_tokens;     /* of those found in the cache */
 	int64_t computed_tokens;   /* prompt tokens actually prefilled */
+	int64_t unbounded_tokens;  /* prompt tokens an unbounded prefix cache would
+				      have prefilled: computed_tokens less this is
+				      what was computed twice (evicted from the
+				      cache, or retracted) */
 	int64_t n_retractions;
 	int64_t n_finished;        /* requests finished, failed and aborted included */
 	int64_t generated_tokens;  /* tokens produced over all requests */
 	double step_seconds;       /* wall time inside the step function (the model's
 				      forward, its wait for the device included) */
+	double roofline_seconds;   /* summed per-step ceilings: max(bytes moved /
+				      bandwidth, FLOPs / GEMM rate) of each step */
+	double roofline_bytes, roofline_flops;
+	double roofline_bandwidth; /* the measured rates they use, bytes/s and FLOP/s;
+				      0 when the backend measured none */
+	double roofline_gemm_rate;
+	double new_token_ratio;    /* the decode estimate's ratio now */
 	size_t free_pages, cached_pages;
 	size_t evictable_pages;    /* cached pages no running request holds */
+	size_t held_pages;         /* cached pages of conversations between turns */
+	size_t total_pages;        /* the pool */
+	int32_t page_size;
+	size_t peak_used_pages;    /* most pages the running requests held at once
+				      (shared prefix pages counted once), since
+				      the last reset */
 	int32_t last_batch_seqs, last_batch_tokens;
 };
 
@@ -127,8 +144,9 @@ struct eng_session_params {
 				    * tokens, so the next turn's prompt is exactly
 				    * what was cached (the model still runs) */
 	bool ignore_eos;
-	bool score;                /* one prefill per conversation and the log-probs
-				    * of its recorded replies, instead of turns */
+	bool score;                /* per turn, one prefill of the prompt and the
+				    * recorded reply, and the reply's log-probs,
+				    * instead of generation */
 	struct eng_sampling sampling;
 	const int32_t *stop_ids;   /* (n_stop_ids) tokens that also end a reply,
 				    * ignore_eos or not; borrowed */
@@ -197,9 +215,22 @@ long eng_run_finish(struct eng_run *r);
  * record fails only itself; the worker keeps serving.
  */
 
-/* Serves on socket_path until a shutdown command or SIGINT/SIGTERM.
- * ENG_E_IO when the socket cannot be created (or another worker answers
- * on it). */
+struct eng_worker;
+
+/* Creates the listening socket at socket_path (mode 0600; a stale socket
+ * file is replaced), so that a bad path is known before a model is
+ * loaded.  Clients that connect before eng_worker_run wait in the listen
+ * queue.  ENG_E_IO when the socket cannot be created or another worker
+ * answers on it; ENG_E_INVALID for a path too long for a socket. */
+int eng_worker_listen(const char *socket_path, struct eng_worker **out, struct eng_error *err);
+
+/* Serves runs over e until a shutdown command or SIGINT/SIGTERM.  0. */
+int eng_worker_run(struct eng_worker *w, struct eng_infer *e, struct eng_error *err);
+
+/* Closes the socket and removes its file.  NULL is allowed. */
+void eng_worker_close(struct eng_worker *w);
+
+/* eng_worker_listen, eng_worker_run and eng_worker_close in one. */
 int eng_worker_serve(struct eng_infer *e, const char *socket_path, struct eng_error *err);
 
 /* ---------------------------------------------------------------- serving */
@@ -215,14 +246,17 @@ int eng_worker_serve(struct eng_infer *e, const char *socket_path, struct eng_er
  * finish for graceful_timeout_s, cancel the rest and return 0.
  */
 enum eng_serve_state {
-	ENG_SERVE_LISTENING, /* the HTTP port is bound; the model may still load */
+	ENG_SERVE_LISTENING, /* the socket and the port listen; the model may still load */
 	ENG_SERVE_LOADED,    /* the model is loaded (eng_serve_load) */
 	ENG_SERVE_READY,     /* every front is open: serving */
 	ENG_SERVE_DRAINING,  /* shutting down: no new requests */
 };
 
 struct eng_serve_params {
-	const char *socket_path;       /* the Unix-socket front; NULL: none */
+	const char *socket_path;       /* the Unix-socket front, listening before the
+					* model loads; NULL: none */
+	struct eng_worker *worker;     /* or a socket already listening (the
+					* caller's: left open) */
 	const char *host;              /* HTTP: the address to bind (default 127.0.0.1) */
 	int port;                      /* HTTP: 0 any free port; -1 no HTTP front (default) */
 	const char *api_key;           /* HTTP: Bearer token required; NULL: none */
@@ -241,13 +275,15 @@ struct eng_serve_params {
 void eng_serve_default_params(struct eng_serve_params *p);
 
 /* Serves a loaded engine until shut down.  ENG_E_IO when a front cannot
- * listen (port in use, a worker already on the socket). */
+ * listen (port in use, a worker already on the socket), ENG_E_INVALID
+ * for a socket path too long. */
 int eng_serve(struct eng_infer *e, const struct eng_serve_params *p, struct eng_error *err);
 
-/* Binds the HTTP front first (/health answers 503 while loading), loads
- * the engine, serves it, closes it.  The load's errors are returned as
- * eng_infer_open's; on_state says how far it got (LISTENING, LOADED,
- * READY), so that a caller tells a port in use from a missing model. */
+/* Listens first (the socket, whose clients wait in its queue; the HTTP
+ * port, where /health answers 503), then loads the engine, serves it and
+ * closes it.  The load's errors are returned as eng_infer_open's;
+ * on_state says how far it got (LISTENING, LOADED, READY), so that a
+ * caller tells a port in use or a bad socket path from a missing model. */
 int eng_serve_load(const struct eng_infer_params *ip, const struct eng_serve_params *p,
 		   struct eng_error *err);
 
@@ -325,38 +361,78 @@ char *eng_utf8_sanitize(const char *s, size_t len, size_t *out_len);
 
 /* ---------------------------------------------------------------- chat */
 
+/* Chat templates rendered as Hugging Face's apply_chat_template +
+ * encode(add_special_tokens=False) render them (engine/chat.h tells how). */
 enum eng_chat_kind {
 	ENG_CHAT_CHATML,
 	ENG_CHAT_QWEN3,
 	ENG_CHAT_LLAMA3,
 };
 
-/* One message; role and content are UTF-8, content need not be
- * NUL-terminated. */
-struct eng_chat_msg {
-	const char *role;
-	const char *content;
-	size_t content_len;
+/* A template: its family and the rules its text carries. */
+struct eng_chat_spec {
+	enum eng_chat_kind kind;
+	/* chatml: Qwen2.5's tool rules (`tool` messages merged into a user
+	 * message of <tool_response> blocks, tool_calls as <tool_call> blocks,
+	 * the tools list in the system message); roles other than system,
+	 * user, assistant and tool then render nothing.  Off: every message
+	 * renders as <|im_start|>{role}\n{content}<|im_end|>\n.  Always on
+	 * for qwen3. */
+	bool tool_blocks;
+	/* chatml: the system message rendered when the first message is not
+	 * one (Qwen2.5: "You are Qwen, created by Alibaba Cloud. You are a
+	 * helpful assistant.") */
+	bool has_default_system;
+	char default_system[512];
 };
 
-/* "chatml", "qwen3", "llama3" -> kind.  ENG_E_INVALID for other names. */
-int eng_chat_kind_from_name(const char *name, enum eng_chat_kind *kind, struct eng_error *err);
+/* "chatml" (Qwen2.5's template), "qwen3", "llama3" -> spec.  ENG_E_INVALID
+ * for other names. */
+int eng_chat_spec_from_name(const char *name, struct eng_chat_spec *spec, struct eng_error *err);
 
 /* The template of a model directory: the chat_template of
  * DIR/tokenizer_config.json (a string, or the "default" of a list), else
  * DIR/chat_template.jinja.  With neither, the tokenizer's markers decide
- * (<|im_start|> -> chatml, <|start_header_id|> -> llama3); tok may be NULL.
- * ENG_E_UNSUPPORTED for a template of none of the three families. */
-int eng_chat_kind_from_dir(const char *dir, const struct eng_tokenizer *tok,
-			   enum eng_chat_kind *kind, struct eng_error *err);
+ * (<|im_start|> -> plain chatml, <|start_header_id|> -> llama3); tok may be
+ * NULL.  ENG_E_UNSUPPORTED for a template of none of the three families. */
+int eng_chat_spec_from_dir(const char *dir, const struct eng_tokenizer *tok,
+			   struct eng_chat_spec *spec, struct eng_error *err);
+
+/* One OpenAI-style message.  Strings are UTF-8 and need not be
+ * NUL-terminated; everything is borrowed. */
+struct eng_chat_msg {
+	const char *role;
+	const char *content;       /* NULL: null or absent (an assistant's with tool_calls) */
+	size_t content_len;
+	const char *reasoning;     /* reasoning_content; NULL: null or absent */
+	size_t reasoning_len;
+	const json_t *tool_calls;  /* array of {"function":{"name","arguments"}}, or NULL */
+};
+
+/* What a template renders: messages, the tools list and the template's
+ * arguments. */
+struct eng_chat_input {
+	struct eng_chat_msg *msgs; /* (n_msgs) */
+	size_t n_msgs;
+	const json_t *tools;       /* the tools list of the request, or NULL */
+	bool enable_thinking;      /* qwen3's chat template argument (default true) */
+};
+
+/* Reads record's "messages", "tools" and "chat_template_kwargs"
+ * ({"enable_thinking": false}); in->msgs is allocated, the strings are
+ * borrowed from record.  ENG_E_FORMAT names the bad field
+ * ("messages[3]: ..."); ENG_E_NOMEM. */
+int eng_chat_input_from_json(const json_t *record, struct eng_chat_input *in,
+			     struct eng_error *err);
+void eng_chat_input_free(struct eng_chat_input *in);
 
 /* A chat template bound to a tokenizer. */
 struct eng_chat;
 
 /* Binds a template to a tokenizer (which must outlive it and must have the
  * template's markers: ENG_E_UNSUPPORTED otherwise). */
-int eng_chat_new(struct eng_tokenizer *tok, enum eng_chat_kind kind, struct eng_chat **out,
-		 struct eng_error *err);
+int eng_chat_new(struct eng_tokenizer *tok, const struct eng_chat_spec *spec,
+		 struct eng_chat **out, struct eng_error *err);
 void eng_chat_free(struct eng_chat *c);
 
 /* Token counts of every turn of a conversation (a turn: an assistant
@@ -367,8 +443,9 @@ struct eng_chat_turn {
 	size_t reply_len;  /* tokens of its reply, the end token included */
 };
 
-/* Fills *turns (malloc'ed, caller frees) and *n_turns. */
-int eng_chat_turns(struct eng_chat *c, const struct eng_chat_msg *msgs, size_t n,
+/* Fills *turns (malloc'ed, caller frees) and *n_turns.  Each message is
+ * encoded about once, not once per turn. */
+int eng_chat_turns(struct eng_chat *c, const struct eng_chat_input *in,
 		   struct eng_chat_turn **turns, size_t *n_turns, struct eng_error *err);
 
 #endif

@@ -52,8 +52,9 @@ struct eng_front {
 	void *st;
 };
 
-/* The Unix-socket worker front (worker.c) over a loaded engine. */
-int eng_sock_front_open(struct eng_infer *e, const char *path, struct eng_front *out,
+/* The Unix-socket worker front (worker.c) on a listening worker, over a
+ * loaded engine.  Closing the front leaves the worker's socket open. */
+int eng_sock_front_open(struct eng_worker *w, struct eng_infer *e, struct eng_front *out,
 			struct eng_error *err);
 
 /* The HTTP front (http.c).  It listens at once; until eng_http_front_attach

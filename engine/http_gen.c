@@ -209,8 +209,11 @@ static int start_pass(struct http_gen *g, bool scoring, struct eng_error *err)
 	sp.min_tokens = o->min_tokens;
 	sp.logprobs = o->logprobs;
 	sp.top_logprobs = o->top_logprobs;
-	g->turn = (struct eng_turn){ g->n_prompt, scoring ? 0 : o->max_tokens, -1 };
-	g->conv = (struct eng_conv){ g->prompt, g->n_prompt, &g->turn, 1, g };
+	/* Scoring: the first token as the prompt, the rest as the reply whose
+	 * log-probs the runner's score mode computes (all of the prompt's). */
+	g->turn = (struct eng_turn){ scoring ? 1 : g->n_prompt,
+				     scoring ? g->n_prompt - 1 : o->max_tokens, -1, -1 };
+	g->conv = (struct eng_conv){ g->prompt, g->n_prompt, &g->turn, 1, NULL, g };
 	g->conv_taken = false;
 	g->scoring = scoring;
 	g->t_submit = eng_mono_s();

@@ -11,7 +11,7 @@
  *
  * Unknown fields are ignored, as OpenAI's clients send many; fields that
  * would change the output and that the engine does not do (penalties,
- * min_p, logit_bias, best_of, n > 1, tools, images) are refused with a 400
+ * min_p, logit_bias, best_of, n > 1, images) are refused with a 400
  * naming them, never silently dropped.  Every bound is checked here, so
  * that nothing a client sends reaches the scheduler unchecked: a prompt
  * longer than the context, or a reply that cannot fit, is a 422.
@@ -268,35 +268,33 @@ static int read_prompts(struct eng_infer *eng, const json_t *j, const char *para
 	return 0;
 }
 
-/* A message's content: a string, or a list of {"type":"text","text":...}
- * parts (joined); *owned is set when the text had to be built. */
-static int message_text(const json_t *c, size_t k, const char **s, size_t *len, char **owned,
-			struct http_err *e)
+/* A message's content as the chat API takes it: a list of text parts
+ * ({"type":"text","text":...}) joined into one string (new ref), else the
+ * content itself. */
+static json_t *message_content(const json_t *c, size_t k, struct http_err *e)
 {
 	const json_t *part;
 	size_t i, n = 0;
 	char *buf;
+	json_t *s;
 
-	if (json_is_string(c)) {
-		*s = json_string_value(c);
-		*len = json_string_length(c);
-		return 0;
-	}
 	if (!json_is_array(c))
-		return http_err_set(e, 400, NULL, "messages",
-				    "messages[%zu].content must be a string or a list of text parts", k);
+		return json_incref((json_t *)c);
 	json_array_foreach(c, i, part) {
 		const json_t *t = json_object_get(part, "text");
 
 		if (!json_is_string(t) ||
-		    strcmp(json_string_value(json_object_get(part, "type")) ?: "", "text"))
-			return http_err_set(e, 400, NULL, "messages",
-					    "messages[%zu].content[%zu]: only text parts are supported",
-					    k, i);
+		    strcmp(json_string_value(json_object_get(part, "type")) ?: "", "text")) {
+			http_err_set(e, 400, NULL, "messages",
+				     "messages[%zu].content[%zu]: only text parts are supported", k, i);
+			return NULL;
+		}
 		n += json_string_length(t);
 	}
-	if (!(buf = malloc(n + 1)))
-		return http_err_set(e, 500, NULL, NULL, "out of memory");
+	if (!(buf = malloc(n + 1))) {
+		http_err_set(e, 500, NULL, NULL, "out of memory");
+		return NULL;
+	}
 	n = 0;
 	json_array_foreach(c, i, part) {
 		const json_t *t = json_object_get(part, "text");
@@ -304,59 +302,75 @@ static int message_text(const json_t *c, size_t k, const char **s, size_t *len, 
 		memcpy(buf + n, json_string_value(t), json_string_length(t));
 		n += json_string_length(t);
 	}
-	buf[n] = '\0';
-	*s = *owned = buf;
-	*len = n;
-	return 0;
+	s = json_stringn_nocheck(buf, n);
+	free(buf);
+	if (!s)
+		http_err_set(e, 500, NULL, NULL, "out of memory");
+	return s;
 }
 
-/* The chat template's rendering of the messages, with the generation
+/* The body with every message's content a string (new ref). */
+static json_t *text_messages(const json_t *body, struct http_err *e)
+{
+	const json_t *msgs = field(body, "messages"), *m;
+	json_t *copy = json_copy((json_t *)body), *out = json_array();
+	size_t i;
+
+	if (!copy || !out) {
+		json_decref(copy);
+		json_decref(out);
+		http_err_set(e, 500, NULL, NULL, "out of memory");
+		return NULL;
+	}
+	json_array_foreach(msgs, i, m) {
+		json_t *mc = json_is_object(m) ? json_copy((json_t *)m) : json_incref((json_t *)m);
+		json_t *c = json_is_object(m) ? json_object_get(m, "content") : NULL;
+
+		if (c && json_is_array(c)) {
+			json_t *t = message_content(c, i, e);
+
+			if (!t || json_object_set_new(mc, "content", t) != 0) {
+				json_decref(mc);
+				json_decref(out);
+				json_decref(copy);
+				return NULL;
+			}
+		}
+		json_array_append_new(out, mc);
+	}
+	json_object_set_new(copy, "messages", out);
+	return copy;
+}
+
+/* The chat template's rendering of the messages (tools and
+ * chat_template_kwargs as the template takes them) with the generation
  * prompt: the one place the HTTP front uses the chat API. */
 static int chat_prompt(struct eng_infer *eng, const json_t *body, struct http_prompt **v, int *n,
 		       struct http_err *e)
 {
-	const json_t *msgs = field(body, "messages"), *m;
-	size_t i, nm = json_array_size(msgs);
-	struct eng_chat_msg *cm = NULL;
-	char **owned = NULL;
+	const json_t *msgs = field(body, "messages");
+	struct eng_chat_input in;
 	struct eng_ids ids = { 0 };
 	struct eng_error err;
-	int rc = 0;
+	json_t *rec;
+	int rc;
 
-	if (!json_is_array(msgs) || nm == 0)
+	if (!json_is_array(msgs) || json_array_size(msgs) == 0)
 		return http_err_set(e, 400, NULL, "messages", "\"messages\" must be a non-empty list");
-	if (!(cm = calloc(nm, sizeof(*cm))) || !(owned = calloc(nm, sizeof(*owned)))) {
-		free(cm);
-		return http_err_set(e, 500, NULL, NULL, "out of memory");
+	if (!(rec = text_messages(body, e)))
+		return -1;
+	rc = eng_chat_input_from_json(rec, &in, &err);
+	if (rc != 0) {
+		json_decref(rec);
+		return http_err_set(e, rc == ENG_E_NOMEM ? 500 : 400, NULL, "messages", "%s", err.msg);
 	}
-	json_array_foreach(msgs, i, m) {
-		const json_t *role = json_object_get(m, "role");
-
-		if (!json_is_string(role)) {
-			rc = http_err_set(e, 400, NULL, "messages", "messages[%zu].role must be a string", i);
-			break;
-		}
-		if (field(m, "tool_calls")) {
-			rc = http_err_set(e, 400, NULL, "messages",
-					  "messages[%zu]: tool_calls are not supported by this chat template", i);
-			break;
-		}
-		cm[i].role = json_string_value(role);
-		rc = message_text(json_object_get(m, "content"), i, &cm[i].content,
-				  &cm[i].content_len, &owned[i], e);
-		if (rc != 0)
-			break;
-	}
-	if (rc == 0 && eng_chat_render(eng->chat, cm, nm, true, &ids, &err) != 0)
-		rc = http_err_set(e, 400, NULL, "messages", "%s", err.msg);
-	for (i = 0; i < nm; i++)
-		free(owned[i]);
-	free(owned);
-	free(cm);
+	rc = eng_chat_render(eng->chat, &in, in.n_msgs, true, &ids, &err);
+	eng_chat_input_free(&in);
+	json_decref(rec);
 	if (rc == 0)
 		return push_prompt(v, n, &ids, e);
 	eng_ids_free(&ids);
-	return rc;
+	return http_err_set(e, rc == ENG_E_NOMEM ? 500 : 400, NULL, "messages", "%s", err.msg);
 }
 
 /* ---------------------------------------------------------------- shapes */
@@ -364,7 +378,7 @@ static int chat_prompt(struct eng_infer *eng, const json_t *body, struct http_pr
 static int parse_chat(struct eng_infer *eng, const json_t *b, struct http_opts *o,
 		      struct http_prompt **v, int *n, struct http_err *e)
 {
-	if (refuse(b, "tools", 0, e) || refuse(b, "functions", 0, e) ||
+	if (refuse(b, "functions", 0, e) ||
 	    get_int(b, "max_tokens", 1, 1 << 30, &o->max_tokens, e) ||
 	    get_int(b, "max_completion_tokens", 1, 1 << 30, &o->max_tokens, e) ||
 	    get_bool(b, "logprobs", &o->logprobs, e) ||

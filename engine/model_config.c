@@ -14,6 +14,7 @@
  * attends to everything).
  */
 #include "engine/model_config.h"
+#include "engine/json_load.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -36,6 +37,7 @@ static int get_int(struct cfg_ctx *c, json_t *obj, const char *key,
 		   bool required, int def, int min, int *out)
 {
 	json_t *v = json_object_get(obj, key);
+	json_int_t iv;
 
 	if (!v || json_is_null(v)) {
 		if (required)
@@ -43,11 +45,10 @@ static int get_int(struct cfg_ctx *c, json_t *obj, const char *key,
 		*out = def;
 		return 0;
 	}
-	if (!json_is_integer(v) || json_integer_value(v) < min ||
-	    json_integer_value(v) > (1 << 30))
+	if (!eng_json_int(v, &iv) || iv < min || iv > (1 << 30))
 		return bad_key(c, key, min > 0 ? "not a positive integer"
 					      : "not an integer in range");
-	*out = (int)json_integer_value(v);
+	*out = (int)iv;
 	return 0;
 }
 
@@ -166,13 +167,14 @@ static int parse_rope_scaling(struct cfg_ctx *c, json_t *root, struct eng_model_
 static int parse_eos(struct cfg_ctx *c, json_t *root, struct eng_model_config *cfg)
 {
 	json_t *v = json_object_get(root, "eos_token_id");
+	json_int_t id;
 	size_t i;
 
 	if (!v || json_is_null(v))
 		return 0;
-	if (json_is_integer(v) && json_integer_value(v) >= 0) {
+	if (eng_json_int(v, &id) && id >= 0 && id <= (1 << 30)) {
 		cfg->n_eos = 1;
-		cfg->eos_ids[0] = (int)json_integer_value(v);
+		cfg->eos_ids[0] = (int)id;
 		return 0;
 	}
 	if (!json_is_array(v) || json_array_size(v) > ENG_MAX_EOS)
@@ -180,10 +182,9 @@ static int parse_eos(struct cfg_ctx *c, json_t *root, struct eng_model_config *c
 	for (i = 0; i < json_array_size(v); i++) {
 		json_t *e = json_array_get(v, i);
 
-		if (!json_is_integer(e) || json_integer_value(e) < 0 ||
-		    json_integer_value(e) > (1 << 30))
+		if (!eng_json_int(e, &id) || id < 0 || id > (1 << 30))
 			return bad_key(c, "eos_token_id", "holds a non-integer");
-		cfg->eos_ids[i] = (int)json_integer_value(e);
+		cfg->eos_ids[i] = (int)id;
 	}
 	cfg->n_eos = (int)json_array_size(v);
 	return 0;
@@ -274,15 +275,13 @@ int eng_config_parse(json_t *root, const char *path,
 	return 0;
 }
 
+/* Integers beyond 64 bits, in keys we do not read, do not stop a load
+ * (json_load.h). */
 static json_t *load_json(const char *path, struct eng_error *err, int *rc)
 {
-	json_error_t jerr;
-	json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+	json_t *root = NULL;
 
-	*rc = 0;
-	if (!root)
-		*rc = eng_error_set(err, access(path, R_OK) ? ENG_E_IO : ENG_E_FORMAT,
-				    path, jerr.line > 0 ? jerr.line : 0, "%s", jerr.text);
+	*rc = eng_json_load_file(path, JSON_REJECT_DUPLICATES, &root, err);
 	return root;
 }
 

@@ -79,8 +79,3 @@ size_t eng_pages_available(const struct eng_pages *p)
 {
 	return (size_t)p->n_free;
 }
-
-size_t eng_pages_total(const struct eng_pages *p)
-{
-	return (size_t)p->n_pages;
-}

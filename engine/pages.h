@@ -30,6 +30,5 @@ int eng_pages_alloc(struct eng_pages *p, size_t n, int32_t *ids);
 void eng_pages_release(struct eng_pages *p, size_t n, const int32_t *ids);
 
 size_t eng_pages_available(const struct eng_pages *p);
-size_t eng_pages_total(const struct eng_pages *p);
 
 #endif

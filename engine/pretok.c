@@ -28,17 +28,6 @@ static bool byte_is_self(unsigned b)
 	return (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || (b >= 174);
 }
 
-uint32_t eng_bytelevel_char(uint8_t b)
-{
-	unsigned n = 0;
-
-	if (byte_is_self(b))
-		return b;
-	for (unsigned i = 0; i < b; i++)
-		n += !byte_is_self(i);
-	return 256 + n;
-}
-
 int eng_bytelevel_byte(uint32_t cp)
 {
 	static const uint8_t shifted[68] = {

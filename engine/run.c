@@ -36,6 +36,9 @@ struct eng_run {
 	char *run_name, *mode;
 	double start_unix;
 	long n_bad, n_conversations, n_requests;
+	long n_failed;                /* requests that did not succeed */
+	long n_recorded, n_mismatch;  /* turns with a recorded prompt length, and
+				       * those whose prompt_len differs from it */
 	bool cancelled;
 };
 
@@ -88,6 +91,10 @@ static int next_conv(void *ctx, struct eng_conv **out)
 			continue;
 		}
 		json_decref(rec);
+		/* Generate mode: every record is one independent request, a
+		 * conversation its last turn, as SGLang's benchmark sends it. */
+		if (!strcmp(r->mode, "generate"))
+			eng_conv_keep_last_turn(c);
 		*out = &c->conv;
 		return 1;
 	}
@@ -127,6 +134,11 @@ static void emit_turn(struct eng_run *r, const struct eng_conv_rec *cr,
 		      const struct eng_request_timing *t, json_t *rec)
 {
 	r->n_requests++;
+	r->n_failed += t->error != NULL;
+	if (t->recorded_prompt_len >= 0 && t->prompt_len > 0) {
+		r->n_recorded++;
+		r->n_mismatch += t->prompt_len != t->recorded_prompt_len;
+	}
 	if (t->error && t->finish != ENG_FINISH_ABORT) {
 		diag(r, cr->line, "conversation %s turn %d failed: %s", cr->id, t->turn, t->error);
 		r->n_bad++;
@@ -140,9 +152,10 @@ static void emit_turn(struct eng_run *r, const struct eng_conv_rec *cr,
 static json_t *score_record(struct eng_run *r, const struct eng_conv_rec *cr,
 			    const struct eng_request_timing *t)
 {
-	return json_pack("{s:s,s:s,s:s,s:i,s:i,s:i,s:o,s:o,s:f,s:b,s:o}",
+	return json_pack("{s:s,s:s,s:s,s:i,s:i,s:i,s:i,s:o,s:o,s:f,s:b,s:o}",
 			 "type", "score", "run", r->run_name, "conversation_id", cr->id,
 			 "turn", t->turn, "prompt_len", t->prompt_len, "n_tokens", t->n_scored,
+			 "cached_tokens", t->cached_tokens,
 			 "sum_logprob", t->error ? json_null() : json_real(t->sum_logprob),
 			 "mean_logprob", t->error || t->n_scored == 0 ? json_null()
 				 : json_real(t->sum_logprob / t->n_scored),
@@ -166,13 +179,15 @@ static void on_request(void *ctx, const struct eng_conv *c, const struct eng_req
 		json_array_append_new(itl, json_real(t->itl[i]));
 	rec = json_pack("{s:s,s:s,s:s,s:i,s:f,s:f,s:f,s:o,s:f,s:i,s:i,s:i,s:s,s:b,s:o,s:o}",
 			"type", "request", "run", r->run_name, "conversation_id", cr->id,
-			"turn", t->turn, "start_time", t->start_time, "ttft", t->ttft,
+			"turn", t->turn + cr->first_turn, "start_time", t->start_time, "ttft", t->ttft,
 			"latency", t->latency, "itl", itl, "tpot", t->tpot,
 			"prompt_len", t->prompt_len, "output_len", t->output_len,
 			"cached_tokens", t->cached_tokens, "finish_reason", finish_name(t->finish),
 			"success", t->error == NULL,
 			"error", t->error ? json_string(t->error) : json_null(),
 			"env_exec_time", t->env_time_s >= 0 ? json_real(t->env_time_s) : json_null());
+	if (rec && t->recorded_prompt_len >= 0)
+		json_object_set_new(rec, "recorded_prompt_len", json_integer(t->recorded_prompt_len));
 	if (rec && r->p.output_details) {
 		json_t *ids = json_array();
 
@@ -199,6 +214,10 @@ static void on_conversation(void *ctx, const struct eng_conv *c, const struct en
 				"cached_tokens", (json_int_t)t->cached_tokens);
 
 	r->n_conversations++;
+	if (rec) {
+		json_object_set_new(rec, "error", t->error ? json_string(t->error) : json_null());
+		json_object_set_new(rec, "skipped_turns", json_integer(t->n_skipped));
+	}
 	if (rec)
 		r->io.emit(r->io.ctx, rec);
 	json_decref(rec);
@@ -235,6 +254,7 @@ static int start_measured(struct eng_run *r, struct eng_error *err)
 	if (!r->p.keep_cache)
 		eng_runner_flush_cache(r->e->runner);
 	eng_runner_get_stats(r->e->runner, &r->st0);
+	eng_runner_reset_peak(r->e->runner);
 	return eng_session_start(r->e->runner, &r->p.session, &run_ops, r, &r->sess, err);
 }
 
@@ -250,9 +270,10 @@ static int start_warmup(struct eng_run *r, struct eng_error *err)
 	sp.recorded_output = false;
 	for (int32_t i = 0; i < WARMUP_PROMPT + WARMUP_OUTPUT; i++)
 		r->warm_ids[i] = i + 1;
-	r->warm_turn = (struct eng_turn){ WARMUP_PROMPT, WARMUP_OUTPUT, -1 };
-	r->warm_conv = (struct eng_conv){ r->warm_ids, WARMUP_PROMPT + WARMUP_OUTPUT,
-					  &r->warm_turn, 1, NULL };
+	r->warm_turn = (struct eng_turn){ WARMUP_PROMPT, WARMUP_OUTPUT, -1, -1 };
+	r->warm_conv = (struct eng_conv){ .ids = r->warm_ids,
+					  .n_ids = WARMUP_PROMPT + WARMUP_OUTPUT,
+					  .turns = &r->warm_turn, .n_turns = 1 };
 	r->warm_left = r->p.warmup_requests;
 	return eng_session_start(r->e->runner, &sp, &ops, r, &r->warm, err);
 }
@@ -315,23 +336,58 @@ void eng_run_cancel(struct eng_run *r)
 		eng_session_cancel(r->sess);
 }
 
+/* The run's roofline: its summed per-step ceilings against its time in
+ * the steps, and the rates they were computed with; null figures when the
+ * backend measured none. */
+static void roofline_stats(json_t *o, const struct eng_sched_stats *st,
+			   const struct eng_sched_stats *st0)
+{
+	double ceil_s = st->roofline_seconds - st0->roofline_seconds;
+	double step_s = st->step_seconds - st0->step_seconds;
+	bool have = st->roofline_bandwidth > 0 && st->roofline_gemm_rate > 0;
+
+	json_object_set_new(o, "roofline_time", have ? json_real(ceil_s) : json_null());
+	json_object_set_new(o, "roofline_fraction",
+			    have && step_s > 0 ? json_real(ceil_s / step_s) : json_null());
+	json_object_set_new(o, "roofline_bandwidth",
+			    have ? json_real(st->roofline_bandwidth) : json_null());
+	json_object_set_new(o, "roofline_gemm_rate",
+			    have ? json_real(st->roofline_gemm_rate) : json_null());
+}
+
 /* What the scheduler did during the run.  Counters are engine-wide, so with
  * several clients at once they cover the others' requests too.  step_time
  * against the run's duration gives the host's share of an unshared run
- * without env waits: the time outside the model's forward. */
+ * without env waits: the time outside the model's forward.  Recomputed
+ * prompt tokens are those an unbounded prefix cache would not have
+ * prefilled again. */
 static json_t *engine_stats(struct eng_run *r)
 {
 	struct eng_sched_stats st;
+	const struct eng_sched_stats *s0 = &r->st0;
+	int64_t computed, unbounded, ps;
+	json_t *o;
 
 	eng_runner_get_stats(r->e->runner, &st);
-	return json_pack("{s:I,s:f,s:I,s:I,s:I,s:I}",
-			 "steps", (json_int_t)(st.n_steps - r->st0.n_steps),
-			 "step_time", st.step_seconds - r->st0.step_seconds,
-			 "prompt_tokens", (json_int_t)(st.prompt_tokens - r->st0.prompt_tokens),
-			 "cached_tokens", (json_int_t)(st.cached_tokens - r->st0.cached_tokens),
-			 "computed_prompt_tokens",
-			 (json_int_t)(st.computed_tokens - r->st0.computed_tokens),
-			 "retractions", (json_int_t)(st.n_retractions - r->st0.n_retractions));
+	computed = st.computed_tokens - s0->computed_tokens;
+	unbounded = st.unbounded_tokens - s0->unbounded_tokens;
+	ps = st.page_size;
+	o = json_pack("{s:I,s:f,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
+		      "steps", (json_int_t)(st.n_steps - s0->n_steps),
+		      "step_time", st.step_seconds - s0->step_seconds,
+		      "prompt_tokens", (json_int_t)(st.prompt_tokens - s0->prompt_tokens),
+		      "cached_tokens", (json_int_t)(st.cached_tokens - s0->cached_tokens),
+		      "computed_prompt_tokens", (json_int_t)computed,
+		      "recomputed_prompt_tokens",
+		      (json_int_t)(computed > unbounded ? computed - unbounded : 0),
+		      "retractions", (json_int_t)(st.n_retractions - s0->n_retractions),
+		      "peak_kv_pages", (json_int_t)st.peak_used_pages,
+		      "peak_kv_tokens", (json_int_t)st.peak_used_pages * ps,
+		      "kv_pool_pages", (json_int_t)st.total_pages,
+		      "kv_pool_tokens", (json_int_t)st.total_pages * ps);
+	if (o)
+		roofline_stats(o, &st, s0);
+	return o;
 }
 
 static json_t *run_record(struct eng_run *r)
@@ -348,8 +404,14 @@ static json_t *run_record(struct eng_run *r)
 			 "settings", eng_infer_settings(r->e), "version", PACKAGE_VERSION);
 
 	if (rec) {
+		/* null: not rate-limited (replay, or every request at once) */
+		json_object_set_new(rec, "request_rate", isfinite(sp->request_rate)
+				    ? json_real(sp->request_rate) : json_null());
 		json_object_set_new(rec, "model_config",
 				    eng_config_json(eng_model_config(r->e->model)));
+		json_object_set_new(rec, "failed_requests", json_integer(r->n_failed));
+		json_object_set_new(rec, "recorded_prompt_lens", json_integer(r->n_recorded));
+		json_object_set_new(rec, "prompt_len_mismatches", json_integer(r->n_mismatch));
 		json_object_set_new(rec, "engine_stats", engine_stats(r));
 	}
 	return rec;

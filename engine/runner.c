@@ -6,12 +6,18 @@
  * in the scheduler.  Per-token times are written by the scheduler's
  * on_token callback into the slot's buffer; on_finish turns them into the
  * turn's timing record and schedules the next turn.
+ *
+ * Each conversation has a key in the scheduler, and every turn but its
+ * last says more turns follow, so its history stays cached (evicted last)
+ * across the environment wait; dropping the slot ends the key, whatever
+ * way the conversation ended.
  */
 #include "engine/runner.h"
 #include "engine/rng.h"
 #include "engine/clock.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -19,6 +25,7 @@
 struct slot {
 	struct eng_session *sess;
 	struct eng_conv *conv;
+	uint64_t key;             /* the conversation's key in the scheduler */
 	int32_t turn;
 	bool in_flight;
 	int req_id;
@@ -26,6 +33,11 @@ struct slot {
 	double submit_t;
 	double *tok_t;            /* (cap_tok) time of each produced token */
 	int32_t cap_tok;
+	int32_t prompt_len;       /* of the turn in flight */
+	int32_t n_scored;         /* score: recorded reply tokens of that turn */
+	int32_t *seq;             /* (cap_seq) score: prompt and reply together */
+	int32_t cap_seq;
+	char error[256];          /* why the conversation ended early */
 	struct eng_token_logprobs lp; /* the latest token's, when asked for */
 	struct eng_conv_timing ct;
 };
@@ -48,6 +60,7 @@ struct eng_session {
 struct eng_runner {
 	struct eng_sched *sched;
 	struct eng_session *sessions;
+	uint64_t next_key;        /* conversation keys, unique runner-wide */
 	double *itl;              /* (cap_itl) scratch for timing records */
 	int32_t cap_itl;
 };
@@ -100,6 +113,7 @@ void eng_runner_free(struct eng_runner *r)
 	if (!r)
 		return;
 	eng_sched_free(r->sched); /* before the sessions: no callback after this */
+	r->sched = NULL;
 	while (r->sessions)
 		eng_session_free(r->sessions);
 	free(r->itl);
@@ -114,6 +128,11 @@ void eng_runner_get_stats(const struct eng_runner *r, struct eng_sched_stats *st
 void eng_runner_flush_cache(struct eng_runner *r)
 {
 	eng_sched_flush_cache(r->sched);
+}
+
+void eng_runner_reset_peak(struct eng_runner *r)
+{
+	eng_sched_reset_peak(r->sched);
 }
 
 int eng_session_start(struct eng_runner *r, const struct eng_session_params *p,
@@ -159,6 +178,7 @@ static void slot_free(struct slot *sl)
 	if (!sl)
 		return;
 	free(sl->tok_t);
+	free(sl->seq);
 	free(sl);
 }
 
@@ -166,6 +186,8 @@ static void drop_slot(struct eng_session *s, int32_t i)
 {
 	struct slot *sl = s->slots[i];
 
+	if (s->runner->sched)
+		eng_sched_end_conversation(s->runner->sched, sl->key);
 	if (s->ops.release_conv)
 		s->ops.release_conv(s->ctx, sl->conv);
 	slot_free(sl);
@@ -213,46 +235,112 @@ static double exp_sample(uint64_t *state, double rate)
 	return -log(u) / rate;
 }
 
-/* Submits the slot's current turn; a turn the scheduler refuses (too long
- * for the context or the pool) is reported as a failed request at once. */
+/* The current turn's tokens, from build_turn or the ids layout. */
+static int turn_ids(struct slot *sl, struct eng_turn_ids *ti, struct eng_error *err)
+{
+	struct eng_conv *c = sl->conv;
+	const struct eng_turn *t = &c->turns[sl->turn];
+
+	if (c->build_turn)
+		return c->build_turn(c, sl->turn, ti, err);
+	ti->prompt = c->ids;
+	ti->prompt_len = t->prompt_end;
+	ti->reply_len = t->reply_len;
+	ti->reply = t->prompt_end + t->reply_len <= c->n_ids ? c->ids + t->prompt_end : NULL;
+	return 0;
+}
+
+/* Score: the prompt and the recorded reply as one sequence, whose
+ * log-probs past the prompt are the reply's. */
+static int score_params(struct slot *sl, const struct eng_turn_ids *ti,
+			struct eng_request_params *rp, struct eng_error *err)
+{
+	int32_t n = ti->prompt_len + (ti->reply ? ti->reply_len : 0);
+
+	sl->n_scored = ti->reply ? ti->reply_len : 0;
+	rp->score = true;
+	rp->score_from = ti->prompt_len;
+	rp->prompt_len = n;
+	if (ti->reply == ti->prompt + ti->prompt_len || !ti->reply)
+		return 0; /* already contiguous */
+	if (n > sl->cap_seq) {
+		int32_t *p = realloc(sl->seq, sizeof(int32_t) * (size_t)n);
+
+		if (!p)
+			return eng_error_set(err, ENG_E_NOMEM, NULL, 0, "cannot allocate the sequence");
+		sl->seq = p;
+		sl->cap_seq = n;
+	}
+	memcpy(sl->seq, ti->prompt, sizeof(int32_t) * (size_t)ti->prompt_len);
+	memcpy(sl->seq + ti->prompt_len, ti->reply, sizeof(int32_t) * (size_t)ti->reply_len);
+	rp->prompt = sl->seq;
+	return 0;
+}
+
+/* Room for the token times of n output tokens. */
+static int reserve_times(struct slot *sl, int32_t n, struct eng_error *err)
+{
+	double *p;
+
+	if (n <= sl->cap_tok)
+		return 0;
+	if (!(p = realloc(sl->tok_t, sizeof(double) * (size_t)n)))
+		return eng_error_set(err, ENG_E_NOMEM, NULL, 0, "cannot allocate token times");
+	sl->tok_t = p;
+	sl->cap_tok = n;
+	return 0;
+}
+
+/* The request of the slot's current turn. */
+static int turn_request(struct eng_session *s, struct slot *sl, struct eng_request_params *rp,
+			struct eng_error *err)
+{
+	struct eng_turn_ids ti = {0};
+	int rc = turn_ids(sl, &ti, err);
+
+	if (rc != 0)
+		return rc;
+	sl->prompt_len = ti.prompt_len;
+	rp->prompt = ti.prompt;
+	rp->prompt_len = ti.prompt_len;
+	rp->max_new_tokens = s->p.output_len > 0 ? s->p.output_len
+			     : ti.reply_len > 0 ? ti.reply_len : 1;
+	rp->ignore_eos = s->p.ignore_eos;
+	if (s->p.output_len == 0 && s->p.recorded_output && ti.reply && ti.reply_len > 0)
+		rp->forced_output = ti.reply;
+	rp->sampling = s->p.sampling;
+	rp->sampling.seed ^= (uint64_t)sl->turn * 0x100000001b3ull;
+	rp->stop_ids = s->p.stop_ids;
+	rp->n_stop_ids = s->p.n_stop_ids;
+	rp->min_tokens = s->p.min_tokens;
+	rp->token_logprobs = s->p.logprobs ? &sl->lp : NULL;
+	rp->top_logprobs = s->p.logprobs ? s->p.top_logprobs : 0;
+	rp->conversation = sl->key;
+	rp->more_turns = sl->turn + 1 < sl->conv->n_turns;
+	rp->user = sl;
+	if (s->p.score)
+		return score_params(sl, &ti, rp, err);
+	return reserve_times(sl, rp->max_new_tokens, err);
+}
+
+/* Submits the slot's current turn; a turn that cannot be built or that the
+ * scheduler refuses (too long for the context or the pool) is reported as
+ * a failed request at once. */
 static void submit_turn(struct eng_session *s, struct slot *sl, double now)
 {
-	const struct eng_turn *t = &sl->conv->turns[sl->turn];
-	int32_t reply = t->reply_len > 0 ? t->reply_len : 1;
 	struct eng_request_params rp = {0};
 	struct eng_error err;
 	int id;
 
-	rp.prompt = sl->conv->ids;
-	rp.prompt_len = s->p.score ? sl->conv->n_ids : t->prompt_end;
-	rp.score = s->p.score;
-	rp.max_new_tokens = s->p.output_len > 0 ? s->p.output_len : reply;
-	rp.ignore_eos = s->p.ignore_eos;
-	if (s->p.output_len == 0 && s->p.recorded_output && t->reply_len > 0 &&
-	    t->prompt_end + t->reply_len <= sl->conv->n_ids)
-		rp.forced_output = sl->conv->ids + t->prompt_end;
-	rp.sampling = s->p.sampling;
-	rp.sampling.seed ^= (uint64_t)sl->turn * 0x100000001b3ull;
-	rp.stop_ids = s->p.stop_ids;
-	rp.n_stop_ids = s->p.n_stop_ids;
-	rp.min_tokens = s->p.min_tokens;
-	rp.token_logprobs = s->p.logprobs ? &sl->lp : NULL;
-	rp.top_logprobs = s->p.logprobs ? s->p.top_logprobs : 0;
-	rp.user = sl;
-	if (rp.max_new_tokens > sl->cap_tok) {
-		double *p = realloc(sl->tok_t, sizeof(double) * (size_t)rp.max_new_tokens);
-
-		if (p) {
-			sl->tok_t = p;
-			sl->cap_tok = rp.max_new_tokens;
-		}
-	}
+	eng_error_clear(&err);
+	sl->prompt_len = 0;
+	sl->n_scored = 0;
 	sl->submit_t = now;
 	sl->in_flight = true;
 	s->n_in_flight++;
-	id = rp.max_new_tokens <= sl->cap_tok ? eng_sched_submit(s->runner->sched, &rp, &err)
-					       : eng_error_set(&err, ENG_E_NOMEM, NULL, 0,
-							       "cannot allocate token times");
+	id = turn_request(s, sl, &rp, &err);
+	if (id == 0)
+		id = eng_sched_submit(s->runner->sched, &rp, &err);
 	if (id >= 0) {
 		sl->req_id = id;
 		return;
@@ -263,12 +351,43 @@ static void submit_turn(struct eng_session *s, struct slot *sl, double now)
 	on_finish(sl, &res);
 }
 
+/* What every turn adds to its conversation's totals. */
+static void account(struct slot *sl, const struct eng_request_timing *t)
+{
+	sl->ct.n_turns++;
+	sl->ct.n_failed += t->error != NULL;
+	sl->ct.llm_time += t->latency;
+	sl->ct.prompt_tokens += t->prompt_len;
+	sl->ct.output_tokens += t->output_len;
+	sl->ct.cached_tokens += t->cached_tokens;
+	if (t->env_time_s > 0)
+		sl->ct.env_time += t->env_time_s;
+}
+
+/* The fields every turn's record has. */
+static void turn_timing(struct slot *sl, const struct eng_request_result *res, double now,
+			struct eng_request_timing *t)
+{
+	const struct eng_turn *tk = &sl->conv->turns[sl->turn];
+
+	memset(t, 0, sizeof(*t));
+	t->turn = sl->turn;
+	t->start_time = sl->submit_t - sl->sess->t0;
+	t->latency = now - sl->submit_t;
+	t->prompt_len = sl->prompt_len;
+	t->recorded_prompt_len = tk->recorded_prompt_len;
+	t->cached_tokens = res->cached_tokens;
+	t->queue_time = res->queue_time;
+	t->finish = res->finish;
+	t->env_time_s = tk->env_time_s;
+}
+
 /* Builds the timing record of a finished turn and reports it. */
 static void report_turn(struct slot *sl, const struct eng_request_result *res, double now)
 {
 	struct eng_session *s = sl->sess;
 	struct eng_runner *r = s->runner;
-	struct eng_request_timing t = {0};
+	struct eng_request_timing t;
 	int32_t n = res->n_output < sl->cap_tok ? res->n_output : sl->cap_tok;
 
 	if (n > r->cap_itl) {
@@ -281,76 +400,40 @@ static void report_turn(struct slot *sl, const struct eng_request_result *res, d
 			n = r->cap_itl;
 		}
 	}
-	t.turn = sl->turn;
-	t.start_time = sl->submit_t - s->t0;
-	t.latency = now - sl->submit_t;
+	turn_timing(sl, res, now, &t);
 	t.ttft = n > 0 ? sl->tok_t[0] - sl->submit_t : 0;
 	for (int32_t i = 1; i < n; i++)
 		r->itl[i - 1] = sl->tok_t[i] - sl->tok_t[i - 1];
 	t.itl = r->itl;
 	t.n_itl = n > 1 ? n - 1 : 0;
 	t.tpot = res->n_output > 1 ? (t.latency - t.ttft) / (res->n_output - 1) : 0;
-	t.prompt_len = res->prompt_len;
 	t.output_len = res->n_output;
 	t.output = res->output;
-	t.cached_tokens = res->cached_tokens;
-	t.queue_time = res->queue_time;
-	t.finish = res->finish;
 	t.error = res->finish == ENG_FINISH_ERROR || res->finish == ENG_FINISH_ABORT
 		  ? (res->error ? res->error : "cancelled") : NULL;
-	t.env_time_s = sl->conv->turns[sl->turn].env_time_s;
 	if (s->ops.on_request)
 		s->ops.on_request(s->ctx, sl->conv, &t);
-	sl->ct.n_turns++;
-	sl->ct.n_failed += t.error != NULL;
-	sl->ct.llm_time += t.latency;
-	sl->ct.prompt_tokens += t.prompt_len;
-	sl->ct.output_tokens += t.output_len;
-	sl->ct.cached_tokens += t.cached_tokens;
-	if (t.env_time_s > 0)
-		sl->ct.env_time += t.env_time_s;
+	account(sl, &t);
 }
 
-/* Score: every turn's share of the one prefill; log-prob i is that of
- * token i + 1, so a reply at [b, e) sums log-probs [b - 1, e - 1). */
-static void report_scores(struct slot *sl, const struct eng_request_result *res, double now)
+/* Score: log-prob i is that of token i + 1, so a reply at [b, e) of the
+ * sequence sums log-probs [b - 1, e - 1). */
+static void report_score(struct slot *sl, const struct eng_request_result *res, double now)
 {
 	struct eng_session *s = sl->sess;
-	struct eng_request_timing t = {0};
+	struct eng_request_timing t;
+	int32_t b = sl->prompt_len;
 
-	t.start_time = sl->submit_t - s->t0;
-	t.latency = now - sl->submit_t;
+	turn_timing(sl, res, now, &t);
 	t.ttft = t.latency;
-	t.finish = res->finish;
-	t.cached_tokens = res->cached_tokens;
-	t.queue_time = res->queue_time;
 	t.logprobs = res->logprobs;
 	t.error = res->finish == ENG_FINISH_LENGTH ? NULL : res->error ? res->error : "cancelled";
-	for (int32_t k = 0; k < sl->conv->n_turns; k++) {
-		const struct eng_turn *tk = &sl->conv->turns[k];
-
-		int32_t end = tk->prompt_end + tk->reply_len;
-
-		/* A request line has no recorded reply: nothing to score. */
-		if (end > sl->conv->n_ids)
-			end = sl->conv->n_ids;
-		t.turn = k;
-		t.prompt_len = tk->prompt_end;
-		t.env_time_s = tk->env_time_s;
-		t.n_scored = end > tk->prompt_end ? end - tk->prompt_end : 0;
-		t.sum_logprob = 0;
-		for (int32_t p = tk->prompt_end; !t.error && res->logprobs && p < end; p++)
-			t.sum_logprob += res->logprobs[p - 1];
-		if (s->ops.on_request)
-			s->ops.on_request(s->ctx, sl->conv, &t);
-		sl->ct.n_turns++;
-		sl->ct.n_failed += t.error != NULL;
-		if (t.env_time_s > 0)
-			sl->ct.env_time += t.env_time_s;
-	}
-	sl->ct.llm_time += t.latency;
-	sl->ct.prompt_tokens += res->prompt_len;
-	sl->turn = sl->conv->n_turns - 1; /* on_finish steps past the last */
+	t.n_scored = sl->n_scored;
+	for (int32_t p = b; !t.error && res->logprobs && p < b + t.n_scored; p++)
+		t.sum_logprob += res->logprobs[p - 1];
+	if (s->ops.on_request)
+		s->ops.on_request(s->ctx, sl->conv, &t);
+	account(sl, &t);
 }
 
 static void on_finish(void *user, const struct eng_request_result *res)
@@ -364,9 +447,20 @@ static void on_finish(void *user, const struct eng_request_result *res)
 	if (s->cancelled)
 		return;
 	if (s->p.score)
-		report_scores(sl, res, now);
+		report_score(sl, res, now);
 	else
 		report_turn(sl, res, now);
+	if (res->finish == ENG_FINISH_ERROR || (s->p.score && res->finish != ENG_FINISH_LENGTH)) {
+		/* A failed turn ends its conversation: the next turn's prompt
+		 * would hold a reply that was never produced. */
+		snprintf(sl->error, sizeof(sl->error), "turn %d failed: %s", sl->turn,
+			 res->error ? res->error : "cancelled");
+		sl->ct.error = sl->error;
+		sl->ct.n_skipped = sl->conv->n_turns - sl->turn - 1;
+		sl->turn = sl->conv->n_turns;
+		sl->ready_at = now;
+		return;
+	}
 	wait = s->p.score ? 0 : sl->conv->turns[sl->turn].env_time_s * s->p.env_time_scale;
 	sl->turn++;
 	if (sl->turn < sl->conv->n_turns && wait > 0) {
@@ -406,6 +500,7 @@ static int fill_slots(struct eng_session *s, double now)
 			return ENG_E_NOMEM;
 		sl->sess = s;
 		sl->conv = c;
+		sl->key = ++s->runner->next_key;
 		sl->ready_at = now;
 		sl->ct.start_time = now - s->t0;
 		s->slots[s->n_slots++] = sl;

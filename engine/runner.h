@@ -28,19 +28,43 @@
 #include "engine/engine.h"
 #include "engine/sched.h"
 
-/* One turn: its prompt is conv.ids[0, prompt_end); the recorded reply is
- * conv.ids[prompt_end, prompt_end + reply_len). */
+/* A conversation gives its turns' tokens in one of two ways:
+ *  - build_turn (recorded conversations): turn k's prompt is built when the
+ *    turn is submitted, from anything (chat.h renders it again from the
+ *    messages); nothing ties it to the previous turn's prompt and reply:
+ *    the prefix cache reuses what still matches;
+ *  - ids (synthetic workloads, tests), when build_turn is NULL: one array
+ *    whose [0, prompt_end) is turn k's prompt and [prompt_end, prompt_end
+ *    + reply_len) its recorded reply. */
 struct eng_turn {
-	int32_t prompt_end;
-	int32_t reply_len;
-	double env_time_s;   /* recorded environment time after this turn; < 0 unknown */
+	int32_t prompt_end;          /* ids layout: end of the prompt in ids */
+	int32_t reply_len;           /* tokens of the recorded reply (with its end
+				      * token), or to generate when none is
+				      * recorded */
+	int32_t recorded_prompt_len; /* the prompt length the input recorded
+				      * (token_usage_prompt); -1: none */
+	double env_time_s;           /* recorded environment time after this turn; < 0 unknown */
+};
+
+/* Turn k's tokens as build_turn gives them, valid until the next call for
+ * the same conversation. */
+struct eng_turn_ids {
+	const int32_t *prompt;       /* (prompt_len) */
+	int32_t prompt_len;
+	const int32_t *reply;        /* (reply_len) the recorded reply, or NULL */
+	int32_t reply_len;           /* its tokens, or the tokens to generate when
+				      * none is recorded */
 };
 
 struct eng_conv {
-	int32_t *ids;            /* (n_ids) the whole conversation's tokens */
+	int32_t *ids;            /* (n_ids) ids layout: the whole conversation's tokens */
 	int32_t n_ids;
 	struct eng_turn *turns;  /* (n_turns) */
 	int32_t n_turns;
+	/* Builds turn k.  0, or a negative ENG_E_* with err filled: the turn
+	 * fails (a request record says why) and the conversation ends. */
+	int (*build_turn)(struct eng_conv *c, int32_t k, struct eng_turn_ids *out,
+			  struct eng_error *err);
 	void *user;              /* the caller's handle (id, line, ...) */
 };
 
@@ -51,18 +75,23 @@ struct eng_request_timing {
 	const double *itl;         /* (n_itl) */
 	int32_t n_itl;
 	int32_t prompt_len, output_len, cached_tokens;
+	int32_t recorded_prompt_len; /* the turn's, -1: none */
 	const int32_t *output;     /* (output_len) tokens produced */
 	enum eng_finish finish;
 	const char *error;         /* NULL on success */
 	double env_time_s;         /* the recorded env time that follows */
 	int32_t n_scored;          /* score: tokens of the turn's recorded reply */
 	double sum_logprob;        /* score: the sum of their log-probs */
-	const float *logprobs;     /* score: (conv n_ids - 1), [i] = log p(ids[i + 1]) */
+	const float *logprobs;     /* score: [i] = log p(seq[i + 1]) of the scored sequence
+				    * (the turn's prompt, then its reply), from the
+				    * prompt's last token on */
 	double queue_time;         /* from submission to the first admission */
 };
 
 struct eng_conv_timing {
 	int32_t n_turns, n_failed;
+	int32_t n_skipped;         /* turns not run: a turn failed before them */
+	const char *error;         /* why the conversation ended early, or NULL */
 	double start_time, end_time;
 	double llm_time;           /* sum of turn latencies */
 	double env_time;           /* sum of recorded env times (unscaled) */
@@ -132,5 +161,8 @@ void eng_runner_get_stats(const struct eng_runner *r, struct eng_sched_stats *st
 
 /* Empties the prefix cache (pages held by requests in flight stay). */
 void eng_runner_flush_cache(struct eng_runner *r);
+
+/* Starts the peak of pages in use (stats.peak_used_pages) over: a new run. */
+void eng_runner_reset_peak(struct eng_runner *r);
 
 #endif

@@ -38,16 +38,6 @@ size_t eng_dtype_size(enum eng_dtype dt)
 	return dt == ENG_DTYPE_F32 ? 4 : 2;
 }
 
-const char *eng_dtype_name(enum eng_dtype dt)
-{
-	switch (dt) {
-	case ENG_DTYPE_F32: return "F32";
-	case ENG_DTYPE_F16: return "F16";
-	case ENG_DTYPE_BF16: return "BF16";
-	}
-	return "?";
-}
-
 static int parse_dtype(const char *s, enum eng_dtype *dt)
 {
 	if (!strcmp(s, "F32"))
@@ -320,19 +310,9 @@ void eng_st_close(struct eng_st_file *f)
 	free(f);
 }
 
-const char *eng_st_path(const struct eng_st_file *f)
-{
-	return f->path;
-}
-
 int eng_st_n_tensors(const struct eng_st_file *f)
 {
 	return f->n_tensors;
-}
-
-const struct eng_st_tensor *eng_st_tensor_at(const struct eng_st_file *f, int i)
-{
-	return i >= 0 && i < f->n_tensors ? &f->tensors[i] : NULL;
 }
 
 const struct eng_st_tensor *eng_st_find(const struct eng_st_file *f, const char *name)

@@ -46,15 +46,12 @@ int eng_st_open(const char *path, struct eng_st_file **out, struct eng_error *er
 /* Unmaps and frees.  NULL is allowed.  Tensor pointers die with the file. */
 void eng_st_close(struct eng_st_file *f);
 
-const char *eng_st_path(const struct eng_st_file *f);
 int eng_st_n_tensors(const struct eng_st_file *f);
-const struct eng_st_tensor *eng_st_tensor_at(const struct eng_st_file *f, int i);
 
 /* The tensor called name, or NULL. */
 const struct eng_st_tensor *eng_st_find(const struct eng_st_file *f, const char *name);
 
 /* Bytes per element; the name as safetensors spells it ("BF16"). */
 size_t eng_dtype_size(enum eng_dtype dt);
-const char *eng_dtype_name(enum eng_dtype dt);
 
 #endif

@@ -16,9 +16,10 @@
  * signal cancels at once.
  *
  * While the model loads (eng_serve_load), a second thread runs the HTTP
- * front alone, which answers 503; the engine is built on the calling
- * thread, which takes the front back (pthread_join) before serving, so
- * no two threads ever touch the front or the engine at once.
+ * front alone, which answers 503 (the socket's clients wait in its listen
+ * queue); the engine is built on the calling thread, which takes the
+ * front back (pthread_join) before serving, so no two threads ever touch
+ * the front or the engine at once.
  */
 #include <config.h>
 #include "engine/front.h"
@@ -70,6 +71,8 @@ struct loop {
 	struct eng_infer *e;             /* NULL while loading */
 	struct eng_front fronts[2];
 	int n_fronts;
+	struct eng_worker *worker;       /* the socket front's, listening */
+	bool own_worker;                 /* opened here, closed here */
 	const struct eng_serve_params *p;
 	int http_port;
 	struct eng_pollset ps;
@@ -154,6 +157,9 @@ static void close_fronts(struct loop *l)
 	for (int i = 0; i < l->n_fronts; i++)
 		l->fronts[i].ops->close(l->fronts[i].st);
 	l->n_fronts = 0;
+	if (l->own_worker)
+		eng_worker_close(l->worker);
+	l->worker = NULL;
 	free(l->ps.fds);
 	l->ps.fds = NULL;
 }
@@ -182,22 +188,28 @@ static void signals_give_back(const struct sigsave *old)
 	sigaction(SIGPIPE, &old->pipe, NULL);
 }
 
-/* The HTTP front, when asked for; it listens before anything else. */
-static int open_http(struct loop *l, struct eng_error *err)
+/* The socket and the port listen before anything loads: a bad path or a
+ * port in use fails at once. */
+static int listen_all(struct loop *l, struct eng_error *err)
 {
-	int rc;
+	int rc = 0;
 
-	if (l->p->port < 0)
-		return 0;
-	rc = eng_http_front_open(l->p, &l->fronts[l->n_fronts], &l->http_port, err);
-	if (rc != 0)
-		return rc;
-	l->n_fronts++;
-	tell(l, ENG_SERVE_LISTENING);
-	return 0;
+	l->worker = l->p->worker;
+	if (!l->worker && l->p->socket_path) {
+		rc = eng_worker_listen(l->p->socket_path, &l->worker, err);
+		l->own_worker = rc == 0;
+	}
+	if (rc == 0 && l->p->port >= 0) {
+		rc = eng_http_front_open(l->p, &l->fronts[l->n_fronts], &l->http_port, err);
+		l->n_fronts += rc == 0;
+	}
+	if (rc == 0)
+		tell(l, ENG_SERVE_LISTENING);
+	return rc;
 }
 
-/* The engine joins the fronts: HTTP gets it, the socket front opens. */
+/* The engine joins the fronts: HTTP gets it, the socket front starts
+ * accepting (its early clients waited in the listen queue). */
 static int attach(struct loop *l, struct eng_infer *e, struct eng_error *err)
 {
 	int rc = 0;
@@ -205,8 +217,8 @@ static int attach(struct loop *l, struct eng_infer *e, struct eng_error *err)
 	l->e = e;
 	for (int i = 0; i < l->n_fronts; i++)
 		eng_http_front_attach(&l->fronts[i], e);
-	if (l->p->socket_path) {
-		rc = eng_sock_front_open(e, l->p->socket_path, &l->fronts[l->n_fronts], err);
+	if (l->worker) {
+		rc = eng_sock_front_open(l->worker, e, &l->fronts[l->n_fronts], err);
 		if (rc == 0)
 			l->n_fronts++;
 	}
@@ -222,7 +234,7 @@ int eng_serve(struct eng_infer *e, const struct eng_serve_params *p, struct eng_
 	int rc;
 
 	signals_take(&old);
-	rc = open_http(&l, err);
+	rc = listen_all(&l, err);
 	if (rc == 0)
 		rc = attach(&l, e, err);
 	if (rc == 0)
@@ -265,8 +277,9 @@ int eng_serve_load(const struct eng_infer_params *ip, const struct eng_serve_par
 	int rc;
 
 	signals_take(&old);
-	rc = open_http(&l, err);
+	rc = listen_all(&l, err);
 	if (rc != 0) {
+		close_fronts(&l);
 		signals_give_back(&old);
 		return rc;
 	}

@@ -116,9 +116,7 @@ int eng_merges_put(struct eng_tokenizer *tok, int32_t left, int32_t right, int32
 int eng_bpe_word(struct eng_tokenizer *tok, const char *s, size_t len, struct eng_ids *out);
 void eng_bpe_cache_free(struct eng_bpe_cache *c);
 
-/* pretok.c */
-/* The byte <-> character table of GPT-2's ByteLevel. */
-uint32_t eng_bytelevel_char(uint8_t b);
+/* pretok.c: the byte of a character of GPT-2's ByteLevel table. */
 int eng_bytelevel_byte(uint32_t cp);  /* -1 when cp is not a ByteLevel char */
 /* Compiles a regex for a pre-tokenizer stage (PCRE2, UTF + UCP + JIT). */
 int eng_pretok_compile(struct eng_pretok_stage *st, const char *pattern, size_t len,

@@ -133,101 +133,11 @@ static void client_diag(void *ctx, long line, const char *msg)
 	json_decref(rec);
 }
 
-/* ------------------------------------------------------------ run params */
-
-json_t *eng_run_params_to_json(const struct eng_run_params *p)
-{
-	const struct eng_session_params *s = &p->session;
-
-	return json_pack("{s:s,s:s,s:b,s:b,s:i,s:i,s:f,s:f,s:i,s:b,s:b,s:f,s:i,s:f,s:I,s:I}",
-			 "run", p->run_name ? p->run_name : "run",
-			 "mode", p->mode ? p->mode : "replay",
-			 "output_details", p->output_details, "keep_cache", p->keep_cache,
-			 "warmup_requests", p->warmup_requests,
-			 "batch_size", s->batch_size, "env_time_scale", s->env_time_scale,
-			 "request_rate", isfinite(s->request_rate) ? s->request_rate : -1.0,
-			 "output_len", s->output_len, "recorded_output", s->recorded_output,
-			 "ignore_eos", s->ignore_eos, "temperature", (double)s->sampling.temperature,
-			 "top_k", s->sampling.top_k, "top_p", (double)s->sampling.top_p,
-			 "seed", (json_int_t)s->sampling.seed, "arrival_seed", (json_int_t)s->seed);
-}
-
-/* Reads one known key of the hello's params into p. */
-static int param_set(struct eng_run_params *p, const char *key, const json_t *v,
-		     char *name_buf, size_t name_len)
-{
-	struct eng_session_params *s = &p->session;
-	double d = json_number_value(v);
-
-	if (!strcmp(key, "run") && json_is_string(v)) {
-		snprintf(name_buf, name_len, "%s", json_string_value(v));
-		p->run_name = name_buf;
-	} else if (!strcmp(key, "mode") && json_is_string(v)) {
-		const char *m = json_string_value(v);
-
-		p->mode = !strcmp(m, "generate") ? "generate" : !strcmp(m, "score") ? "score" : "replay";
-	} else if (!strcmp(key, "output_details") && json_is_boolean(v)) {
-		p->output_details = json_is_true(v);
-	} else if (!strcmp(key, "keep_cache") && json_is_boolean(v)) {
-		p->keep_cache = json_is_true(v);
-	} else if (!strcmp(key, "recorded_output") && json_is_boolean(v)) {
-		s->recorded_output = json_is_true(v);
-	} else if (!strcmp(key, "ignore_eos") && json_is_boolean(v)) {
-		s->ignore_eos = json_is_true(v);
-	} else if (!json_is_number(v)) {
-		return -1;
-	} else if (!strcmp(key, "warmup_requests")) {
-		p->warmup_requests = (int32_t)d;
-	} else if (!strcmp(key, "batch_size")) {
-		s->batch_size = (int32_t)d;
-	} else if (!strcmp(key, "env_time_scale")) {
-		s->env_time_scale = d;
-	} else if (!strcmp(key, "request_rate")) {
-		s->request_rate = d < 0 ? INFINITY : d;
-	} else if (!strcmp(key, "output_len")) {
-		s->output_len = (int32_t)d;
-	} else if (!strcmp(key, "temperature")) {
-		s->sampling.temperature = (float)d;
-	} else if (!strcmp(key, "top_k")) {
-		s->sampling.top_k = (int32_t)d;
-	} else if (!strcmp(key, "top_p")) {
-		s->sampling.top_p = (float)d;
-	} else if (!strcmp(key, "seed")) {
-		s->sampling.seed = (uint64_t)json_integer_value(v);
-	} else if (!strcmp(key, "arrival_seed")) {
-		s->seed = (uint64_t)json_integer_value(v);
-	} else {
-		return -1;
-	}
-	return 0;
-}
-
-int eng_run_params_from_json(const json_t *j, struct eng_run_params *p, char *name_buf,
-			     size_t name_len, struct eng_error *err)
-{
-	const char *key;
-	const json_t *v;
-
-	memset(p, 0, sizeof(*p));
-	eng_session_default_params(&p->session);
-	p->run_name = "run";
-	p->mode = "replay";
-	if (!json_is_object(j))
-		return eng_error_set(err, ENG_E_INVALID, NULL, 0, "run params must be an object");
-	json_object_foreach((json_t *)j, key, v) {
-		if (param_set(p, key, v, name_buf, name_len) != 0)
-			return eng_error_set(err, ENG_E_INVALID, NULL, 0,
-					     "bad or unknown run parameter \"%s\"", key);
-	}
-	return 0;
-}
-
 /* ------------------------------------------------------------ server */
 
 struct server {
 	struct eng_infer *e;
-	int lfd;
-	char *path;
+	int lfd;                /* the worker's; closed by eng_worker_close */
 	struct client *clients;
 	double t0;
 	long n_runs_served;
@@ -531,6 +441,7 @@ static bool sock_shutdown_asked(void *st)
 	return ((struct server *)st)->shutting_down;
 }
 
+/* The listening socket stays open: it is the worker's. */
 static void sock_close(void *st)
 {
 	struct server *sv = st;
@@ -547,9 +458,6 @@ static void sock_close(void *st)
 		}
 		client_free(c);
 	}
-	close(sv->lfd);
-	unlink(sv->path);
-	free(sv->path);
 	free(sv->who);
 	free(sv);
 }
@@ -559,23 +467,50 @@ static const struct eng_front_ops sock_ops = {
 	sock_idle, sock_shutdown_asked, sock_close,
 };
 
-int eng_sock_front_open(struct eng_infer *e, const char *path, struct eng_front *out,
+struct eng_worker {
+	int lfd;
+	char *path;
+};
+
+int eng_worker_listen(const char *socket_path, struct eng_worker **out, struct eng_error *err)
+{
+	struct eng_worker *w = calloc(1, sizeof(*w));
+	int rc;
+
+	*out = NULL;
+	if (!w || !(w->path = strdup(socket_path))) {
+		free(w);
+		return eng_error_set(err, ENG_E_NOMEM, NULL, 0, "out of memory");
+	}
+	rc = listen_on(socket_path, &w->lfd, err);
+	if (rc != 0) {
+		free(w->path);
+		free(w);
+		return rc;
+	}
+	*out = w;
+	return 0;
+}
+
+void eng_worker_close(struct eng_worker *w)
+{
+	if (!w)
+		return;
+	close(w->lfd);
+	unlink(w->path);
+	free(w->path);
+	free(w);
+}
+
+int eng_sock_front_open(struct eng_worker *w, struct eng_infer *e, struct eng_front *out,
 			struct eng_error *err)
 {
 	struct server *sv = calloc(1, sizeof(*sv));
-	int rc;
 
-	if (!sv || !(sv->path = strdup(path))) {
-		free(sv);
-		return eng_error_set(err, ENG_E_NOMEM, path, 0, "out of memory");
-	}
-	rc = listen_on(path, &sv->lfd, err);
-	if (rc != 0) {
-		free(sv->path);
-		free(sv);
-		return rc;
-	}
+	if (!sv)
+		return eng_error_set(err, ENG_E_NOMEM, w->path, 0, "out of memory");
 	sv->e = e;
+	sv->lfd = w->lfd;
 	sv->t0 = eng_mono_s();
 	out->ops = &sock_ops;
 	out->st = sv;
@@ -584,9 +519,21 @@ int eng_sock_front_open(struct eng_infer *e, const char *path, struct eng_front 
 
 int eng_worker_serve(struct eng_infer *e, const char *socket_path, struct eng_error *err)
 {
+	struct eng_worker *w;
+	int rc = eng_worker_listen(socket_path, &w, err);
+
+	if (rc != 0)
+		return rc;
+	rc = eng_worker_run(w, e, err);
+	eng_worker_close(w);
+	return rc;
+}
+
+int eng_worker_run(struct eng_worker *w, struct eng_infer *e, struct eng_error *err)
+{
 	struct eng_serve_params p;
 
 	eng_serve_default_params(&p);
-	p.socket_path = socket_path;
+	p.worker = w;
 	return eng_serve(e, &p, err);
 }

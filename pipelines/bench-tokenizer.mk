@@ -9,3 +9,15 @@ BENCH_TOKENIZER_PASSES = 5
 bench-tokenizer: tests/tokenizer/bench-tokenizer$(EXEEXT)
 	tests/tokenizer/bench-tokenizer $(BENCH_TOKENIZER_DIR) $(BENCH_TOKENIZER_TRAJ) $(BENCH_TOKENIZER_PASSES)
 .PHONY: bench-tokenizer
+
+## `make bench-chat-render` prints what rendering a conversation's prompts
+## costs per turn (a 30-turn conversation of about 25k tokens built from the
+## trajectories), reusing the previous prompt's blocks against encoding the
+## whole prompt each turn.
+BENCH_CHAT_TURNS = 30
+BENCH_CHAT_TOKENS = 25000
+
+bench-chat-render: tests/tokenizer/bench-chat-render$(EXEEXT)
+	tests/tokenizer/bench-chat-render $(BENCH_TOKENIZER_DIR) $(BENCH_TOKENIZER_TRAJ) \
+		$(BENCH_CHAT_TURNS) $(BENCH_CHAT_TOKENS)
+.PHONY: bench-chat-render

@@ -18,7 +18,8 @@ include pipelines/bench-tokenizer.mk
 include pipelines/bench-extract.mk
 include pipelines/bench.mk
 include pipelines/bench-http.mk
+include pipelines/bench-thrash.mk
 include pipelines/study.mk
 
-TESTS += tests/study-e2e.test
-EXTRA_DIST += tests/study-e2e.test
+TESTS += tests/study-e2e.test tests/study-make.test
+EXTRA_DIST += tests/study-e2e.test tests/study-make.test

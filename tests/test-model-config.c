@@ -5,7 +5,9 @@
  * errors for a missing tensor, a wrong shape, a bad index, an unknown
  * architecture, each naming the file and the key or tensor.  Qwen3: its
  * defaults (head_dim 128 whatever hidden / heads), Qwen3-8B's config, the
- * q/k norm weights bound and checked like any other tensor.
+ * q/k norm weights bound and checked like any other tensor.  Integers too
+ * large for 64 bits (transformers' model_max_length "no limit") do not stop
+ * a load where we do not read them, and name the key where we do.
  */
 #include <math.h>
 #include <stdio.h>
@@ -14,6 +16,7 @@
 
 #include "engine/model_config.h"
 #include "engine/model.h"
+#include "engine/chat.h"
 #include "tests/tap.h"
 #include "tests/test-model-helper.h"
 
@@ -333,6 +336,46 @@ static void check_load_errors(void)
 	free(d);
 }
 
+#define HUGE_INT "1000000000000000019884624838656"
+
+/* config.json, generation_config.json and tokenizer_config.json as real
+ * model directories write them, with numbers beyond 64 bits. */
+static void check_huge_ints(void)
+{
+	struct tm_spec s = tm_spec_llama();
+	char *d = model_dir(s);
+	struct eng_model_config c;
+	struct eng_chat_spec spec;
+	struct eng_error err;
+	char cfg[1024];
+
+	if (!d) {
+		tap_ok(0, "write a model");
+		return;
+	}
+	snprintf(cfg, sizeof(cfg), "{\"architectures\":[\"LlamaForCausalLM\"],\"hidden_size\":64,"
+		 "\"intermediate_size\":96,\"num_hidden_layers\":2,\"num_attention_heads\":4,"
+		 "\"vocab_size\":100,\"rms_norm_eps\":1e-5,\"eos_token_id\":[7,9],"
+		 "\"max_length_unused\":%s}", HUGE_INT);
+	tm_write_text(d, "config.json", cfg);
+	tm_write_text(d, "generation_config.json", "{\"eos_token_id\":3,\"max_new\":" HUGE_INT "}");
+	tm_write_text(d, "tokenizer_config.json",
+		      "{\"model_max_length\":" HUGE_INT ",\"chat_template\":"
+		      "\"{{'<|im_start|>' + message['role'] + '\\\\n'}}\"}");
+	tap_ok(eng_config_load(d, &c, &err) == 0 && c.hidden == 64 && c.n_eos == 1 &&
+	       c.eos_ids[0] == 3, "config.json and generation_config.json with a 1e30 integer load");
+	tap_ok(eng_chat_spec_from_dir(d, NULL, &spec, &err) == 0 && spec.kind == ENG_CHAT_CHATML,
+	       "tokenizer_config.json with model_max_length 1e30 loads");
+	snprintf(cfg, sizeof(cfg), "{\"architectures\":[\"LlamaForCausalLM\"],\"hidden_size\":%s,"
+		 "\"intermediate_size\":96,\"num_hidden_layers\":2,\"num_attention_heads\":4,"
+		 "\"vocab_size\":100,\"rms_norm_eps\":1e-5}", HUGE_INT);
+	tm_write_text(d, "config.json", cfg);
+	tap_ok(eng_config_load(d, &c, &err) == ENG_E_FORMAT && strstr(err.msg, "\"hidden_size\""),
+	       "a 1e30 integer where we read one names the key: %s", err.msg);
+	tm_rmtree(d);
+	free(d);
+}
+
 int main(void)
 {
 	check_parse();
@@ -341,5 +384,6 @@ int main(void)
 	check_load_ok();
 	check_load_qwen3();
 	check_load_errors();
+	check_huge_ints();
 	return tap_done();
 }

@@ -1,5 +1,5 @@
 /*
- * test-model-writer: models written by engine/model_writer, read back with
+ * test-model-writer: models written by tools/modelgen/model_writer, read back with
  * a minimal safetensors parser of this file's own (header length, JSON
  * header via jansson, offsets, sizes, dtypes) and values regenerated from
  * the seed and converted here; config.json keys; tokenizer files; sharding;

@@ -7,8 +7,12 @@
  * plus its scaled environment time; never more conversations in flight
  * than the batch size; the recorded reply replayed so that every turn
  * after the first hits the whole previous turn in the prefix cache; a
- * turn longer than the context reported as a failed request; a cancelled
- * session drains without losing pages.
+ * turn longer than the context reported as a failed request that ends its
+ * conversation (the conversation result says why, the others go on); turns
+ * built on demand whose prompt does not extend the previous turn hit the
+ * cache up to where they differ; a turn that cannot be built fails alone;
+ * no history held once its conversation is done; a cancelled session
+ * drains without losing pages.
  */
 #include "engine/runner.h"
 #include "tests/fake-step.h"
@@ -33,7 +37,7 @@ struct conv {
 
 static struct conv convs[NCONV];
 static int n_given, n_in_flight, max_in_flight, n_requests, n_order_bad, n_cache_bad;
-static int n_failed, n_conv_results, n_wait_bad;
+static int n_failed, n_conv_results, n_wait_bad, n_skipped, n_conv_errors;
 static double env_scale;
 
 static void make_convs(int32_t long_conv)
@@ -108,7 +112,9 @@ static void on_conversation(void *ctx, const struct eng_conv *c, const struct en
 
 	(void)ctx;
 	n_conv_results++;
-	if (t->n_turns == c->n_turns && !v->done)
+	n_skipped += t->n_skipped;
+	n_conv_errors += t->error != NULL;
+	if (t->n_turns + t->n_skipped == c->n_turns && !v->done)
 		v->done = true;
 }
 
@@ -138,17 +144,29 @@ static struct eng_runner *make_runner(int32_t max_context)
 	return r;
 }
 
+/* The first turn of conversation i whose prompt and reply exceed max. */
+static int first_too_long(int i, int32_t max)
+{
+	int t = 0;
+
+	while (t < convs[i].c.n_turns &&
+	       convs[i].turns[t].prompt_end + convs[i].turns[t].reply_len <= max)
+		t++;
+	return t;
+}
+
 static void replay(int batch, double scale, int32_t long_conv, int32_t max_context)
 {
 	struct eng_runner *r = make_runner(max_context);
 	struct eng_session_params sp;
 	struct eng_session *s;
 	struct eng_error err;
+	struct eng_sched_stats st;
 	int total_turns = 0, all_done = 1;
 
 	make_convs(long_conv);
 	n_given = n_in_flight = max_in_flight = n_requests = n_order_bad = n_cache_bad = 0;
-	n_failed = n_conv_results = n_wait_bad = 0;
+	n_failed = n_conv_results = n_wait_bad = n_skipped = n_conv_errors = 0;
 	env_scale = scale;
 	eng_session_default_params(&sp);
 	sp.batch_size = batch;
@@ -160,8 +178,8 @@ static void replay(int batch, double scale, int32_t long_conv, int32_t max_conte
 		total_turns += convs[i].c.n_turns;
 		all_done &= convs[i].done;
 	}
-	tap_ok(n_requests == total_turns && n_conv_results == NCONV && all_done,
-	       "batch %d: one record per turn (%d) and per conversation", batch, total_turns);
+	tap_ok(n_requests + n_skipped == total_turns && n_conv_results == NCONV && all_done,
+	       "batch %d: one record per turn run (%d) and per conversation", batch, n_requests);
 	tap_ok(n_order_bad == 0 && n_wait_bad == 0,
 	       "batch %d: turns in order, after the scaled environment time", batch);
 	tap_ok(max_in_flight <= batch, "batch %d: at most %d conversations in flight (saw %d)",
@@ -170,8 +188,96 @@ static void replay(int batch, double scale, int32_t long_conv, int32_t max_conte
 		tap_ok(n_cache_bad == 0 && n_failed == 0,
 		       "batch %d: replies replayed, each turn hits the previous one in the cache", batch);
 	else
-		tap_ok(n_failed > 0 && n_requests == total_turns,
-		       "turns longer than the context fail alone, reported (%d failed)", n_failed);
+		tap_ok(n_failed == 1 && n_conv_errors == 1 &&
+		       n_skipped == convs[long_conv].c.n_turns - first_too_long(long_conv, max_context) - 1 &&
+		       n_requests == total_turns - n_skipped,
+		       "a turn longer than the context fails, ends its conversation (%d turns "
+		       "skipped, the result says why); the others run", n_skipped);
+	eng_runner_get_stats(r, &st);
+	tap_ok(st.held_pages == 0 && st.n_retractions == 0,
+	       "batch %d: finished conversations hold no history, nothing retracted", batch);
+	eng_session_free(s);
+	eng_runner_free(r);
+}
+
+/* Turns built on demand: turn k's prompt is turn k-1's prompt, its reply
+ * with the first token changed (a reply re-tokenized in the history), and
+ * a user message; turn 2 of conversation 1 cannot be built. */
+static int32_t built_prompt[NCONV][600];
+
+static int build_turn(struct eng_conv *c, int32_t k, struct eng_turn_ids *out, struct eng_error *err)
+{
+	struct conv *v = c->user;
+	int32_t *p = built_prompt[v->index], n = 0;
+
+	if (v->index == 1 && k == 2)
+		return eng_error_set(err, ENG_E_INVALID, NULL, 0, "cannot render turn 2");
+	for (int k2 = 0; k2 <= k; k2++) {
+		int32_t start = k2 == 0 ? 0 : v->turns[k2 - 1].prompt_end;
+
+		if (k2 > 0) { /* the previous reply, its first token changed */
+			p[n++] = 49;
+			start++;
+		}
+		for (int32_t i = start; i < v->turns[k2].prompt_end; i++)
+			if (k2 == 0 || i >= v->turns[k2 - 1].prompt_end + v->turns[k2 - 1].reply_len ||
+			    i > v->turns[k2 - 1].prompt_end)
+				p[n++] = v->ids[i];
+	}
+	out->prompt = p;
+	out->prompt_len = n;
+	out->reply = v->ids + v->turns[k].prompt_end;
+	out->reply_len = v->turns[k].reply_len;
+	return 0;
+}
+
+static int n_built_bad;
+static int32_t built_prev_len[NCONV];
+
+static void on_built_request(void *ctx, const struct eng_conv *c, const struct eng_request_timing *t)
+{
+	struct conv *v = c->user;
+
+	(void)ctx;
+	n_requests++;
+	if (t->error) {
+		n_failed++;
+		return;
+	}
+	/* The previous prompt is cached in whole pages, and nothing after it:
+	 * the reply differs at its first token. */
+	if (t->turn > 0 && t->cached_tokens != built_prev_len[v->index] / PS * PS)
+		n_built_bad++;
+	built_prev_len[v->index] = t->prompt_len;
+}
+
+static void replay_built(void)
+{
+	static const struct eng_session_ops bops = { next_conv, on_built_request, on_conversation,
+						     release_conv, NULL };
+	struct eng_runner *r = make_runner(4000);
+	struct eng_session_params sp;
+	struct eng_session *s;
+	struct eng_error err;
+	int total_turns = 0;
+
+	make_convs(-1);
+	for (int i = 0; i < NCONV; i++) {
+		convs[i].c.build_turn = build_turn;
+		total_turns += convs[i].c.n_turns;
+	}
+	n_given = n_in_flight = n_requests = n_failed = n_built_bad = 0;
+	n_conv_results = n_skipped = n_conv_errors = 0;
+	eng_session_default_params(&sp);
+	sp.batch_size = 4;
+	eng_session_start(r, &sp, &bops, NULL, &s, &err);
+	while (!eng_session_done(s))
+		eng_runner_poll(r, 0.01, &err);
+	tap_ok(n_built_bad == 0 && n_requests > NCONV,
+	       "turns built on demand: the cache holds the previous prompt, not the changed reply");
+	tap_ok(n_failed == 1 && n_conv_errors == 1 && n_skipped == convs[1].c.n_turns - 3 &&
+	       n_requests + n_skipped == total_turns,
+	       "a turn that cannot be built is a failed request and ends its conversation");
 	eng_session_free(s);
 	eng_runner_free(r);
 }
@@ -209,6 +315,7 @@ int main(void)
 	replay(4, 0.002, -1, 4000);
 	replay(16, 0, -1, 4000);
 	replay(3, 0, 4, 600);
+	replay_built();
 	cancel();
 	return tap_done();
 }

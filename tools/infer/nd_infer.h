@@ -1,8 +1,8 @@
 /*
  * nd_infer.h: the inference side of gpu-batch-infer: in-process runs, the
- * persistent worker, and the client of a worker, over the engine's
- * eng_infer / eng_run / eng_worker.  The tool's main parses options into
- * struct nd_infer_opts and calls one of the entry points; each returns an
+ * persistent worker, and the client of a worker, over engine/engine.h
+ * (eng_infer, eng_run, the worker and its client).  The tool's main parses
+ * options into struct nd_infer_opts and calls one of the entry points; each returns an
  * exit status (enum nd_exit).
  */
 #ifndef TRAJBENCH_ND_INFER_H
@@ -20,11 +20,15 @@ struct nd_infer_opts {
 	bool log_requests;                /* --log-requests */
 	const char *log_file;             /* --log-file (default stderr) */
 	bool progress;                    /* --progress, or stderr is a terminal */
+	int32_t repeat;                   /* --repeat: runs of the input, one after
+					   * the other, same run name (1) */
 };
 
 void nd_infer_default_opts(struct nd_infer_opts *o);
 
-/* Runs the input files (or stdin) through a model loaded in-process. */
+/* Runs the input files (or stdin) through a model loaded in-process,
+ * o->repeat times (stdin that is not a regular file is copied to a
+ * temporary file first, so that every repeat reads the same input). */
 int nd_infer_run_local(const struct nd_infer_opts *o, char **files, int n_files);
 
 /* Loads the model once and serves it on o->socket and/or over HTTP

@@ -104,31 +104,6 @@ static void do_detokenize(struct ctx *c, const struct nd_reader *r, json_t *rec)
 	write_rec(c, rec);
 }
 
-/* Borrows role/content of a messages array; NULL with *bad set when a
- * message lacks them. */
-static struct eng_chat_msg *messages_of(json_t *arr, size_t *n, size_t *bad)
-{
-	struct eng_chat_msg *m = calloc(json_array_size(arr) + 1, sizeof(*m));
-	json_t *e;
-	size_t i;
-
-	if (!m)
-		return NULL;
-	json_array_foreach(arr, i, e) {
-		json_t *role = json_object_get(e, "role"), *content = json_object_get(e, "content");
-
-		if (!json_is_string(role) || !json_is_string(content)) {
-			*bad = i;
-			free(m);
-			return NULL;
-		}
-		m[i] = (struct eng_chat_msg){ json_string_value(role), json_string_value(content),
-					      json_string_length(content) };
-	}
-	*n = json_array_size(arr);
-	return m;
-}
-
 static json_t *int_or_null(json_t *v)
 {
 	return json_is_integer(v) ? json_integer(json_integer_value(v)) : json_null();
@@ -159,25 +134,22 @@ static void write_turns(struct ctx *c, json_t *rec, json_t *arr, const struct en
 static void do_render(struct ctx *c, const struct nd_reader *r, json_t *rec)
 {
 	const char *type = json_string_value(json_object_get(rec, "type"));
-	json_t *arr = json_object_get(rec, "messages");
-	struct eng_chat_msg *msgs;
+	struct eng_chat_input in;
 	struct eng_chat_turn *turns;
 	struct eng_error err;
-	size_t n = 0, nt, bad = 0;
+	size_t nt;
 
 	if (type && strcmp(type, "conversation") != 0)
 		return bad_record(c, r, "expected a conversation record, got type \"%s\"", type);
-	if (!json_is_array(arr))
-		return bad_record(c, r, "%s", "no \"messages\" array");
-	if (!(msgs = messages_of(arr, &n, &bad)))
-		return bad_record(c, r, "messages[%zu]: needs \"role\" and \"content\" strings", bad);
-	if (eng_chat_turns(c->chat, msgs, n, &turns, &nt, &err)) {
-		free(msgs);
+	if (eng_chat_input_from_json(rec, &in, &err))
+		return bad_record(c, r, "%s", err.msg);
+	if (eng_chat_turns(c->chat, &in, &turns, &nt, &err)) {
+		eng_chat_input_free(&in);
 		return bad_record(c, r, "%s", err.msg);
 	}
-	write_turns(c, rec, arr, turns, nt);
+	write_turns(c, rec, json_object_get(rec, "messages"), turns, nt);
 	free(turns);
-	free(msgs);
+	eng_chat_input_free(&in);
 }
 
 static void read_input(struct ctx *c, const char *path)
@@ -233,7 +205,7 @@ static char *model_dir(const char *path)
 static int load(struct ctx *c)
 {
 	struct eng_error err;
-	enum eng_chat_kind kind;
+	struct eng_chat_spec spec;
 	char buf[1600];
 	char *dir;
 	int rc;
@@ -245,18 +217,18 @@ static int load(struct ctx *c)
 	if (c->o->mode != ND_TOK_RENDER)
 		return 0;
 	if (c->o->chat_template) {
-		if (eng_chat_kind_from_name(c->o->chat_template, &kind, &err))
+		if (eng_chat_spec_from_name(c->o->chat_template, &spec, &err))
 			return nd_usage_error("%s", err.msg);
 	} else {
 		dir = model_dir(c->o->tokenizer);
-		rc = dir ? eng_chat_kind_from_dir(dir, c->tok, &kind, &err) : ENG_E_NOMEM;
+		rc = dir ? eng_chat_spec_from_dir(dir, c->tok, &spec, &err) : ENG_E_NOMEM;
 		free(dir);
 		if (rc) {
 			nd_error("%s", eng_error_format(&err, buf, sizeof(buf)));
 			return ND_EXIT_UNAVAILABLE;
 		}
 	}
-	if (eng_chat_new(c->tok, kind, &c->chat, &err)) {
+	if (eng_chat_new(c->tok, &spec, &c->chat, &err)) {
 		nd_error("%s", err.msg);
 		return ND_EXIT_UNAVAILABLE;
 	}

@@ -146,11 +146,6 @@ const char *mw_arch_name(enum mw_arch a)
 	return a == MW_ARCH_LLAMA ? "llama" : a == MW_ARCH_QWEN3 ? "qwen3" : "qwen2";
 }
 
-const char *mw_dtype_name(enum mw_dtype d)
-{
-	return d == MW_DTYPE_F32 ? "f32" : d == MW_DTYPE_F16 ? "f16" : "bf16";
-}
-
 static size_t dtype_size(enum mw_dtype d)
 {
 	return d == MW_DTYPE_F32 ? 4 : 2;

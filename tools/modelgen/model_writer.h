@@ -120,7 +120,6 @@ void mw_tensor_values(uint64_t seed, const char *name, struct mw_init init,
 uint16_t mw_f32_to_bf16(float f);
 uint16_t mw_f32_to_f16(float f);
 
-const char *mw_dtype_name(enum mw_dtype d); /* "bf16", "f16", "f32" */
 const char *mw_arch_name(enum mw_arch a);   /* "qwen2", "qwen3", "llama" */
 
 #endif

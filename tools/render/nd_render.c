@@ -225,11 +225,6 @@ char *nd_template_format(const struct nd_template *t, const char *problem,
 	return s;
 }
 
-size_t nd_template_n_fields(const struct nd_template *t)
-{
-	return t->n_fields;
-}
-
 void nd_template_free(struct nd_template *t)
 {
 	if (!t)

@@ -35,9 +35,6 @@ int nd_template_parse(const char *text, size_t len, struct nd_template **out,
 char *nd_template_format(const struct nd_template *t, const char *problem,
 			 size_t problem_len, size_t *out_len);
 
-/* How many placeholders the template holds (0 is allowed). */
-size_t nd_template_n_fields(const struct nd_template *t);
-
 void nd_template_free(struct nd_template *t);
 
 /* ---------------------------------------------------------------- prompts */

@@ -32,6 +32,7 @@ struct field {
 static const struct field summary_fields[] = {
 	{"mode", K_STR}, {"batch_size", K_INT}, {"duration", K_NUM},
 	{"completed", K_INT}, {"failed", K_INT},
+	{"recorded_prompt_lens", K_INT}, {"prompt_len_mismatches", K_INT},
 	{"total_input_tokens", K_INT}, {"total_output_tokens", K_INT},
 	{"request_throughput", K_NUM}, {"input_throughput", K_NUM},
 	{"output_throughput", K_NUM}, {"total_throughput", K_NUM},
@@ -255,6 +256,7 @@ static int add_summary(struct nd_report *r, struct rp_group *g, json_t *obj)
 	row->batch_size = get_batch(obj);
 	row->order = r->n_rows++;
 	g->has_summary = true;
+	g->n_summaries++;
 	if (g->batch_size < 0)
 		g->batch_size = row->batch_size;
 	return 0;

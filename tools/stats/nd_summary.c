@@ -78,6 +78,7 @@ int nd_summary_parse_percentiles(const char *list, struct nd_summary_params *p)
 	n = nd_stats_sort_unique(v, n);
 	memcpy(p->pct, v, n * sizeof(*v));
 	p->n_pct = n;
+	p->pct_given = true;
 	return 0;
 }
 
@@ -103,6 +104,8 @@ static void group_free(struct group *g)
 	nd_dvec_free(&g->ttft);
 	nd_dvec_free(&g->tpot);
 	nd_dvec_free(&g->itl);
+	nd_dvec_free(&g->start);
+	nd_dvec_free(&g->n_itl);
 	for (size_t i = 0; i < g->n_conv; i++)
 		free(g->conv_list[i]);
 	free(g->conv_list);
@@ -129,6 +132,7 @@ void nd_summary_free(struct nd_summary *s)
 		rnext = r->next;
 		free(r->mode);
 		free(r->backend);
+		json_decref(r->engine_stats);
 		free(r);
 	}
 	nd_strmap_clear(&s->runs);
@@ -209,6 +213,7 @@ struct req {
 	double start, ttft, latency;  /* seconds */
 	const json_t *itl;            /* array of seconds */
 	long long prompt_len, output_len, cached;
+	long long recorded;           /* recorded_prompt_len, -1 when absent */
 	double env;                   /* env_exec_time, null as 0 */
 };
 
@@ -223,6 +228,13 @@ static int parse_request_id(const json_t *o, struct req *r, char *err, size_t le
 		return bad(err, len, "request", "turn", INT_MSG);
 	if (!get_bool(o, "success", &r->success))
 		return bad(err, len, "request", "success", "true or false");
+	/* The prompt length against the recorded one: failed requests too
+	 * (a turn too long for the context had its prompt rendered). */
+	r->recorded = -1;
+	if (!absent(o, "recorded_prompt_len") && !get_count(o, "recorded_prompt_len", &r->recorded))
+		return bad(err, len, "request", "recorded_prompt_len", INT_MSG " or null");
+	if (!get_count(o, "prompt_len", &r->prompt_len))
+		r->prompt_len = 0;
 	return ND_SUMMARY_OK;
 }
 
@@ -410,6 +422,8 @@ static int add_success(struct group *g, struct conv_acc *c,
 					  (double)(r->output_len - 1));
 	for (size_t i = 0; i < json_array_size(r->itl); i++)
 		rc |= nd_dvec_push(&g->itl, json_number_value(json_array_get(r->itl, i)));
+	rc |= nd_dvec_push(&g->start, r->start);
+	rc |= nd_dvec_push(&g->n_itl, (double)json_array_size(r->itl));
 	c->n_ok++;
 	c->env_req += r->env;
 	c->llm_req += r->latency;
@@ -440,6 +454,10 @@ static int add_request(struct nd_summary *s, const json_t *o, char *err,
 		t = get_turn(g, r.turn);
 	if (!c || (s->p.per_turn && !t))
 		return ND_SUMMARY_NO_MEMORY;
+	if (r.recorded >= 0 && r.prompt_len > 0) {
+		g->recorded++;
+		g->mismatched += r.prompt_len != r.recorded;
+	}
 	if (!r.success) {
 		g->failed++;
 		c->n_failed++;
@@ -503,8 +521,13 @@ static int store_run(struct nd_summary *s, const char *run, const json_t *o,
 			return bad(err, len, "run", "batch_size", INT_MSG " or null");
 		r->has_batch_size = true;
 	}
+	r->request_rate = NAN;
+	if (!absent(o, "request_rate") && !get_num(o, "request_rate", &r->request_rate))
+		return bad(err, len, "run", "request_rate", NUM_MSG " or null");
 	r->mode = mode ? strdup(mode) : NULL;
 	r->backend = backend ? strdup(backend) : NULL;
+	if (json_is_object(json_object_get(o, "engine_stats")))
+		r->engine_stats = json_incref(json_object_get(o, "engine_stats"));
 	if ((mode && !r->mode) || (backend && !r->backend) ||
 	    nd_strmap_put(&s->runs, run, r) != 0)
 		return ND_SUMMARY_NO_MEMORY;
@@ -563,7 +586,7 @@ static int write_group(struct nd_summary *s, struct group *g)
 
 	if (!sum || (s->p.per_turn && !turns)) {
 		rc = ND_SUMMARY_NO_MEMORY;
-	} else if (s->p.format == ND_SUMMARY_TEXT) {
+	} else if (s->p.format != ND_SUMMARY_JSON) {
 		if (nd_summary_write_text(sum, turns, ri ? ri->backend : NULL,
 					  &s->p, !s->wrote_any) != 0)
 			rc = ND_SUMMARY_WRITE_FAILED;

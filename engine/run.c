@@ -76,7 +76,7 @@ diag(struct eng_run *r, long line, const char *fmt, ...)
 static bool request_too_long(struct eng_run *r, const json_t *rec, long lineno)
 {
 	int64_t min_len = eng_prompt_min_tokens(rec, SIZE_MAX, r->bytes_per_token);
-	int32_t ctx = r->e->sp.max_context;
+	int32_t ctx = eng_runner_max_context(r->e->runner);
 
 	if (json_object_get(rec, "type") || min_len < ctx)
 		return false;

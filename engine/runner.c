@@ -173,6 +173,11 @@ void eng_runner_get_stats(const struct eng_runner *r, struct eng_sched_stats *st
 	r->ops->get_stats(r->x, st);
 }
 
+int32_t eng_runner_max_context(const struct eng_runner *r)
+{
+	return r->ops->max_context ? r->ops->max_context(r->x) : INT32_MAX;
+}
+
 void eng_runner_flush_cache(struct eng_runner *r)
 {
 	r->ops->flush_cache(r->x);
@@ -347,8 +352,7 @@ static int turn_request(struct eng_session *s, struct slot *sl, struct eng_reque
 {
 	struct eng_turn_ids ti = {0};
 	int64_t min_len = sl->conv->turns[sl->turn].min_prompt_len;
-	int32_t ctx = s->runner->ops->max_context ? s->runner->ops->max_context(s->runner->x)
-						  : INT32_MAX;
+	int32_t ctx = eng_runner_max_context(s->runner);
 	int rc;
 
 	if (min_len >= ctx)

@@ -202,6 +202,10 @@ bool eng_runner_idle(const struct eng_runner *r);
 /* The executor's counters. */
 void eng_runner_get_stats(const struct eng_runner *r, struct eng_sched_stats *st);
 
+/* Prompt + output tokens one request may hold; INT32_MAX when the
+ * executor knows no bound (a remote server keeps its own). */
+int32_t eng_runner_max_context(const struct eng_runner *r);
+
 /* Empties the prefix cache (pages held by requests in flight stay); a
  * remote executor asks its server to. */
 void eng_runner_flush_cache(struct eng_runner *r);

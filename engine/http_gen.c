@@ -211,9 +211,11 @@ static int start_pass(struct http_gen *g, bool scoring, struct eng_error *err)
 	sp.top_logprobs = o->top_logprobs;
 	/* Scoring: the first token as the prompt, the rest as the reply whose
 	 * log-probs the runner's score mode computes (all of the prompt's). */
-	g->turn = (struct eng_turn){ scoring ? 1 : g->n_prompt,
-				     scoring ? g->n_prompt - 1 : o->max_tokens, -1, -1 };
-	g->conv = (struct eng_conv){ g->prompt, g->n_prompt, &g->turn, 1, NULL, g };
+	g->turn = (struct eng_turn){ .prompt_end = scoring ? 1 : g->n_prompt,
+				     .reply_len = scoring ? g->n_prompt - 1 : o->max_tokens,
+				     .recorded_prompt_len = -1, .env_time_s = -1 };
+	g->conv = (struct eng_conv){ .ids = g->prompt, .n_ids = g->n_prompt, .turns = &g->turn,
+				     .n_turns = 1, .user = g };
 	g->conv_taken = false;
 	g->scoring = scoring;
 	g->t_submit = eng_mono_s();

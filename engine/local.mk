@@ -18,4 +18,5 @@ include engine/tokenizer.mk
 include engine/model.mk
 include engine/sched.mk
 include engine/cuda.mk
+include engine/remote.mk
 include engine/http.mk

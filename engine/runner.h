@@ -18,6 +18,13 @@
  * It is single-threaded: eng_runner_poll() is the event loop's body.
  * Input arrives through a callback that may say "nothing yet", so a
  * network client never blocks the batch.
+ *
+ * What runs the turns is an executor: the scheduler over the local model
+ * (eng_runner_create), or anything else that takes the same requests and
+ * reports tokens and results through eng_runner_callbacks, such as an
+ * OpenAI-compatible server (remote.h; eng_runner_create_exec).  The replay
+ * (turn order, environment waits, batch size, arrivals, timing records) is
+ * the same for all of them.
  */
 #ifndef TRAJBENCH_ENG_RUNNER_H
 #define TRAJBENCH_ENG_RUNNER_H
@@ -27,6 +34,8 @@
 
 #include "engine/engine.h"
 #include "engine/sched.h"
+
+struct eng_remote_usage;
 
 /* A conversation gives its turns' tokens in one of two ways:
  *  - build_turn (recorded conversations): turn k's prompt is built when the
@@ -44,6 +53,10 @@ struct eng_turn {
 	int32_t recorded_prompt_len; /* the prompt length the input recorded
 				      * (token_usage_prompt); -1: none */
 	double env_time_s;           /* recorded environment time after this turn; < 0 unknown */
+	int64_t min_prompt_len;      /* a lower bound on the prompt's tokens known
+				      * before building it (0: none); a turn whose
+				      * bound leaves no room in the context fails
+				      * without being built */
 };
 
 /* Turn k's tokens as build_turn gives them, valid until the next call for
@@ -66,6 +79,9 @@ struct eng_conv {
 	int (*build_turn)(struct eng_conv *c, int32_t k, struct eng_turn_ids *out,
 			  struct eng_error *err);
 	void *user;              /* the caller's handle (id, line, ...) */
+	const json_t *record;    /* the input record (messages, tools), for
+				  * executors that send text (a chat endpoint);
+				  * NULL: none */
 };
 
 struct eng_request_timing {
@@ -86,6 +102,7 @@ struct eng_request_timing {
 				    * (the turn's prompt, then its reply), from the
 				    * prompt's last token on */
 	double queue_time;         /* from submission to the first admission */
+	const struct eng_remote_usage *remote; /* a remote executor's counts, else NULL */
 };
 
 struct eng_conv_timing {
@@ -117,10 +134,49 @@ struct eng_session_ops {
 struct eng_runner;
 struct eng_session;
 
+/*
+ * An executor runs the runner's requests.  submit queues one (the turn of
+ * conversation c it belongs to is given for executors that send the
+ * messages rather than the tokens) and returns an id >= 0 or a negative
+ * ENG_E_* with err filled; it then reports through eng_runner_callbacks,
+ * with p->user: on_token for every token (or streamed chunk) as it comes,
+ * on_finish once.  cancel finishes a request with ENG_FINISH_ABORT no later
+ * than the next step.  step does one round of work, waiting for it at
+ * most max_wait_s (the scheduler never waits: a step is a batch).
+ */
+struct eng_executor_ops {
+	int (*submit)(void *x, const struct eng_request_params *p, const struct eng_conv *c,
+		      int32_t turn, struct eng_error *err);
+	void (*cancel)(void *x, int id);
+	bool (*busy)(const void *x);
+	int (*step)(void *x, double max_wait_s, struct eng_error *err);
+	void (*get_stats)(const void *x, struct eng_sched_stats *st);
+	void (*flush_cache)(void *x);
+	void (*reset_peak)(void *x);
+	/* The conversation of key will send no more turns (its cached
+	 * history may go). */
+	void (*end_conversation)(void *x, uint64_t key);
+	void (*free)(void *x);
+	/* Prompt + output tokens one request may hold; NULL: no bound known
+	 * here (the executor refuses what does not fit). */
+	int32_t (*max_context)(const void *x);
+	/* Ends a request with the token being reported, as a stop token
+	 * would (eng_sched_stop); NULL: cancel does instead. */
+	void (*stop)(void *x, int id);
+};
+
+/* What an executor calls back, with the request's user pointer. */
+extern const struct eng_sched_callbacks eng_runner_callbacks;
+
 /* The runner owns the scheduler it creates from p. */
 int eng_runner_create(const struct eng_sched_params *p, const int32_t *stop_ids, int32_t n_stop,
 		      eng_step_fn step, void *step_ctx, struct eng_runner **out,
 		      struct eng_error *err);
+
+/* A runner over another executor, which it owns from now on (freed with
+ * ops->free, also when this fails). */
+int eng_runner_create_exec(const struct eng_executor_ops *ops, void *x, struct eng_runner **out,
+			   struct eng_error *err);
 void eng_runner_free(struct eng_runner *r);
 
 int eng_session_start(struct eng_runner *r, const struct eng_session_params *p,
@@ -129,6 +185,10 @@ int eng_session_start(struct eng_runner *r, const struct eng_session_params *p,
 
 /* True when the session's input ended and all its conversations are done. */
 bool eng_session_done(const struct eng_session *s);
+
+/* True while the session has conversations in flight (a turn in the
+ * scheduler, or one waiting for its environment delay). */
+bool eng_session_busy(const struct eng_session *s);
 
 /* Seconds since the session started. */
 double eng_session_elapsed(const struct eng_session *s);
@@ -156,10 +216,15 @@ int eng_runner_poll(struct eng_runner *r, double max_wait_s, struct eng_error *e
 /* True when no session has work in flight or pending. */
 bool eng_runner_idle(const struct eng_runner *r);
 
-/* The scheduler's counters. */
+/* The executor's counters. */
 void eng_runner_get_stats(const struct eng_runner *r, struct eng_sched_stats *st);
 
-/* Empties the prefix cache (pages held by requests in flight stay). */
+/* Prompt + output tokens one request may hold; INT32_MAX when the
+ * executor knows no bound (a remote server keeps its own). */
+int32_t eng_runner_max_context(const struct eng_runner *r);
+
+/* Empties the prefix cache (pages held by requests in flight stay); a
+ * remote executor asks its server to. */
 void eng_runner_flush_cache(struct eng_runner *r);
 
 /* Starts the peak of pages in use (stats.peak_used_pages) over: a new run. */

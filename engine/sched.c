@@ -36,6 +36,7 @@
  * request goes through it) is in sched_kv.c.
  */
 #include "engine/sched_int.h"
+#include "engine/sampler.h"
 #include "engine/clock.h"
 
 #include <stdlib.h>
@@ -160,6 +161,15 @@ static int grow_reqs(struct eng_sched *s)
 	return 0;
 }
 
+int eng_sched_check_sampling(const struct eng_sampling *s, struct eng_error *err)
+{
+	struct eng_sampler_params sp = { s->temperature, s->top_k, s->top_p, s->seed };
+
+	if (s->temperature == 0)
+		return 0; /* greedy: top_k and top_p are not used */
+	return eng_sampler_check_params(&sp, err);
+}
+
 static int check_request(struct eng_sched *s, const struct eng_request_params *p,
 			 struct eng_error *err)
 {
@@ -173,6 +183,8 @@ static int check_request(struct eng_sched *s, const struct eng_request_params *p
 		return eng_error_set(err, ENG_E_INVALID, NULL, 0,
 				     "stop ids, min_tokens and top_logprobs (at most %d) must not be negative",
 				     ENG_TOP_LOGPROBS_MAX);
+	if (eng_sched_check_sampling(&p->sampling, err) != 0)
+		return ENG_E_INVALID;
 	if (total > s->p.max_context)
 		return eng_error_set(err, ENG_E_RANGE, NULL, 0,
 				     "prompt of %d tokens + %d output tokens exceeds the context of %d",
@@ -208,6 +220,11 @@ static int set_stops(const struct eng_sched *s, struct req *r, const struct eng_
 		memcpy(r->banned + n_eos, r->stop_ids, sizeof(int32_t) * (size_t)r->n_stop_ids);
 	r->n_banned = n_eos + r->n_stop_ids;
 	return 0;
+}
+
+int32_t eng_sched_max_context(const struct eng_sched *s)
+{
+	return s->p.max_context;
 }
 
 int eng_sched_submit(struct eng_sched *s, const struct eng_request_params *p,

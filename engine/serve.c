@@ -195,8 +195,8 @@ static int listen_all(struct loop *l, struct eng_error *err)
 	int rc = 0;
 
 	l->worker = l->p->worker;
-	if (!l->worker && l->p->socket_path) {
-		rc = eng_worker_listen(l->p->socket_path, &l->worker, err);
+	if (!l->worker && l->p->socket) {
+		rc = eng_worker_listen(l->p->socket, &l->worker, err);
 		l->own_worker = rc == 0;
 	}
 	if (rc == 0 && l->p->port >= 0) {

@@ -6,10 +6,11 @@
  *   tools/infer/nd_tokmodes.c  --tokenize, --detokenize, --render
  *                               (tokenizer and chat template only)
  *   tools/infer/nd_infer.c     replay and generate runs, in-process
- *                               (--model) or through a worker (--connect),
- *                               the server itself (--serve: the Unix
- *                               socket, HTTP, or both), --status,
- *                               --shutdown
+ *                               (--model), through a worker (--connect
+ *                               PATH) or against an OpenAI-compatible
+ *                               server (--connect http://...), the server
+ *                               itself (--serve: the Unix socket, HTTP, or
+ *                               both), --status, --shutdown
  * Flag names follow SGLang's and vLLM's where one exists.
  */
 #include "config.h"
@@ -19,12 +20,15 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <sys/stat.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-enum action { ACT_NONE, ACT_TOKMODE, ACT_LOCAL, ACT_SERVE, ACT_REMOTE, ACT_STATUS, ACT_SHUTDOWN };
+enum action {
+	ACT_NONE, ACT_TOKMODE, ACT_LOCAL, ACT_SERVE, ACT_REMOTE, ACT_HTTP, ACT_STATUS, ACT_SHUTDOWN,
+};
 
 enum {
 	OPT_TOKENIZE = 256, OPT_DETOKENIZE, OPT_RENDER, OPT_TOKENIZER, OPT_CHAT_TEMPLATE,
@@ -35,9 +39,10 @@ enum {
 	OPT_OUTPUT_LEN, OPT_REPLAY_OUTPUT, OPT_TEMPERATURE, OPT_TOP_K, OPT_TOP_P, OPT_SEED,
 	OPT_OUTPUT_DETAILS, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_KEEP_CACHE, OPT_WARMUP,
 	OPT_LOAD_FORMAT, OPT_MEM_FRACTION, OPT_GRAPH_MAX_BS, OPT_NO_GRAPH, OPT_TP_SIZE,
-	OPT_REPEAT,
-	OPT_HOST, OPT_PORT, OPT_API_KEY, OPT_SERVED_NAME, OPT_METRICS, OPT_LOG_REQUESTS,
-	OPT_LOG_FILE, OPT_MAX_BODY, OPT_MAX_QUEUED, OPT_GRACEFUL, OPT_MAX_CONNECTIONS,
+	OPT_REPEAT, OPT_KV_DTYPE, OPT_MAX_CONNECTIONS, OPT_IDLE_TIMEOUT, OPT_ALLOW_ROOT,
+	OPT_API_KEY, OPT_ENDPOINT, OPT_REQUEST_TIMEOUT, OPT_MAX_RETRIES, OPT_NUM_PROMPTS,
+	OPT_HOST, OPT_PORT, OPT_SERVED_NAME, OPT_METRICS, OPT_LOG_REQUESTS, OPT_LOG_FILE,
+	OPT_MAX_BODY, OPT_MAX_QUEUED, OPT_GRACEFUL,
 };
 
 static const struct option long_options[] = {
@@ -64,21 +69,27 @@ static const struct option long_options[] = {
 	{"cuda-graph-max-bs", required_argument, NULL, OPT_GRAPH_MAX_BS},
 	{"disable-cuda-graph", no_argument, NULL, OPT_NO_GRAPH},
 	{"tp-size", required_argument, NULL, OPT_TP_SIZE},
+	{"kv-cache-dtype", required_argument, NULL, OPT_KV_DTYPE},
 	{"serve", no_argument, NULL, OPT_SERVE},
 	{"host", required_argument, NULL, OPT_HOST},
 	{"port", required_argument, NULL, OPT_PORT},
-	{"api-key", required_argument, NULL, OPT_API_KEY},
 	{"served-model-name", required_argument, NULL, OPT_SERVED_NAME},
 	{"enable-metrics", no_argument, NULL, OPT_METRICS},
 	{"log-requests", no_argument, NULL, OPT_LOG_REQUESTS},
 	{"log-file", required_argument, NULL, OPT_LOG_FILE},
 	{"max-body-size", required_argument, NULL, OPT_MAX_BODY},
 	{"max-queued-requests", required_argument, NULL, OPT_MAX_QUEUED},
-	{"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
 	{"graceful-timeout", required_argument, NULL, OPT_GRACEFUL},
 	{"socket", required_argument, NULL, OPT_SOCKET},
+	{"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
+	{"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
+	{"allow-root-clients", no_argument, NULL, OPT_ALLOW_ROOT},
 	{"connect", required_argument, NULL, OPT_CONNECT},
 	{"status", no_argument, NULL, OPT_STATUS},
+	{"api-key", required_argument, NULL, OPT_API_KEY},
+	{"endpoint", required_argument, NULL, OPT_ENDPOINT},
+	{"request-timeout", required_argument, NULL, OPT_REQUEST_TIMEOUT},
+	{"max-retries", required_argument, NULL, OPT_MAX_RETRIES},
 	{"shutdown", no_argument, NULL, OPT_SHUTDOWN},
 	{"mode", required_argument, NULL, OPT_MODE},
 	{"run", required_argument, NULL, OPT_RUN},
@@ -95,6 +106,7 @@ static const struct option long_options[] = {
 	{"output-details", no_argument, NULL, OPT_OUTPUT_DETAILS},
 	{"keep-cache", no_argument, NULL, OPT_KEEP_CACHE},
 	{"warmup-requests", required_argument, NULL, OPT_WARMUP},
+	{"num-prompts", required_argument, NULL, OPT_NUM_PROMPTS},
 	{"repeat", required_argument, NULL, OPT_REPEAT},
 	{"progress", no_argument, NULL, OPT_PROGRESS},
 	{"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
@@ -120,9 +132,10 @@ static void usage(void)
 	       "  or:  %s --serve --model=DIR --port=N [--host=ADDR] [OPTION]...\n"
 	       "  or:  %s --connect=PATH [RUN OPTION]... [FILE]\n"
 	       "  or:  %s --connect=PATH --status|--shutdown\n"
+	       "  or:  %s --connect=http://HOST:PORT --tokenizer=DIR [RUN OPTION]... [FILE]\n"
 	       "  or:  %s --tokenize|--detokenize|--render --tokenizer=DIR [FILE]...\n",
 	       nd_progname(), nd_progname(), nd_progname(), nd_progname(), nd_progname(),
-	       nd_progname());
+	       nd_progname(), nd_progname());
 	fputs("Replay conversations through the trajbench inference engine and write one\n"
 	      "request record per turn, one conversation_result per conversation and a\n"
 	      "run record (trajbench-records(5)).  Reads each FILE (standard input with\n"
@@ -151,6 +164,9 @@ static void usage(void)
 	      "      --disable-cuda-graph      cuda: no graphs (ablation)\n"
 	      "      --tp-size=N               cuda: tensor parallelism over GPUs 0..N-1\n"
 	      "                                (default 1; NCCL needed when N > 1)\n"
+	      "      --kv-cache-dtype=T        auto|bf16 (default) or fp8_e4m3: K and V\n"
+	      "                                pages in FP8 with the checkpoint's scales\n"
+	      "                                (1.0 without), twice the tokens\n"
 	      "\n"
 	      "Run:\n"
 	      "      --mode=MODE               replay: turns in order per conversation\n"
@@ -170,6 +186,7 @@ static void usage(void)
 	      "      --temperature=T, --top-k=K, --top-p=P, --seed=N   sampling (greedy)\n"
 	      "      --output-details          add output_ids and output_text to requests\n"
 	      "      --warmup-requests=N       run N synthetic requests first, unreported\n"
+	      "      --num-prompts=N           read the first N records only (default 0: all)\n"
 	      "      --repeat=N                run the input N times, one run after the\n"
 	      "                                other under the same --run name (default 1)\n"
 	      "      --keep-cache              start from the worker's prefix cache as it is\n"
@@ -179,22 +196,44 @@ static void usage(void)
 	      "Server:\n"
 	      "      --serve                   load the model once and serve it, on a Unix\n"
 	      "                                socket (--socket), over HTTP (--port), or both\n"
-	      "      --socket=PATH             the worker's Unix socket (runs of NDJSON)\n"
+	      "      --socket=PATH             the worker's Unix socket, runs of NDJSON (PATH\n"
+	      "                                must not exist, or be a socket no worker serves)\n"
+	      "      --max-connections=N       --serve: clients at once on each front; more\n"
+	      "                                are refused (default 256 on the socket, 4096\n"
+	      "                                over HTTP)\n"
+	      "      --idle-timeout=S          --serve: close a socket connection idle for S\n"
+	      "                                seconds with nothing in the engine (default\n"
+	      "                                600; 0: never)\n"
+	      "      --allow-root-clients      --serve: serve root as well as this user\n"
 	      "      --port=N                  serve OpenAI-compatible HTTP on port N (0: any\n"
 	      "                                free port, printed on stderr)\n"
 	      "      --host=ADDR               address to bind (default 127.0.0.1)\n"
-	      "      --api-key=KEY             require Authorization: Bearer KEY\n"
+	      "      --api-key=KEY             --serve: require Authorization: Bearer KEY;\n"
+	      "                                --connect http://: send it\n"
 	      "      --served-model-name=NAME  the model's name in replies (default: DIR)\n"
 	      "      --enable-metrics          Prometheus metrics at GET /metrics\n"
 	      "      --log-requests            a request record per finished HTTP request,\n"
 	      "                                on stderr or in --log-file=FILE\n"
 	      "      --max-body-size=BYTES     larger request bodies get 413 (default 64 MiB)\n"
 	      "      --max-queued-requests=N   503 when more requests wait (default: no limit)\n"
-	      "      --max-connections=N       HTTP connections at once (default 4096)\n"
 	      "      --graceful-timeout=S      on SIGTERM, SIGINT or --shutdown: let requests\n"
 	      "                                in flight finish for S seconds (default 30)\n"
 	      "      --connect=PATH            run through the worker at PATH\n"
 	      "      --status, --shutdown      ask the worker at --connect PATH\n"
+	      "\n"
+	      "OpenAI-compatible server (--connect http://HOST:PORT[/v1]):\n"
+	      "      --tokenizer=DIR           the served model's tokenizer, to count prompt\n"
+	      "                                tokens as the engine does (default: --model,\n"
+	      "                                when it is a directory)\n"
+	      "      --model=NAME              the served model (default: the first of\n"
+	      "                                GET /v1/models)\n"
+	      "      --endpoint=EP             chat (default: /v1/chat/completions, the\n"
+	      "                                messages), completions (/v1/completions, our\n"
+	      "                                token ids) or generate (SGLang's /generate)\n"
+	      "      --api-key=KEY             bearer token (default: $OPENAI_API_KEY)\n"
+	      "      --request-timeout=S       fail a request after S seconds (default: none)\n"
+	      "      --max-retries=N           send a failed request again, N times at most\n"
+	      "                                (default 0)\n"
 	      "\n"
 	      "Tokenizer modes (no model needed):\n"
 	      "      --tokenize                add \"ids\" to records with a \"text\" string\n"
@@ -210,7 +249,7 @@ static void usage(void)
 	      "  -V, --version                 output version information and exit\n"
 	      "\n"
 	      "Exit status: 0 ok; 1 some records were bad or requests failed; 2 usage or\n"
-	      "system error; 3 model, tokenizer, worker or GPU unavailable.\n", stdout);
+	      "system error; 3 model, tokenizer, worker, server or GPU unavailable.\n", stdout);
 }
 
 /* Sets the action; two different ones are a usage error. */
@@ -272,6 +311,10 @@ static int engine_option(int c, const char *arg, struct opts *o)
 	case OPT_TP_SIZE:
 		if (num(arg, 1, 8, &v)) return -1;
 		e->tp_size = (int32_t)v;
+		return 0;
+	case OPT_KV_DTYPE:
+		if (strcmp(arg, "auto") && strcmp(arg, "bf16") && strcmp(arg, "fp8_e4m3")) return -1;
+		e->kv_cache_dtype = arg;
 		return 0;
 	case OPT_LOAD_FORMAT:
 		if (strcmp(arg, "auto") && strcmp(arg, "dummy")) return -1;
@@ -344,6 +387,10 @@ static int run_option(int c, const char *arg, struct opts *o)
 		if (num(arg, 0, 1 << 20, &v)) return -1;
 		r->warmup_requests = (int32_t)v;
 		return 0;
+	case OPT_NUM_PROMPTS:
+		if (num(arg, 0, 0x7fffffffL, &v)) return -1;
+		o->inf.num_prompts = v;
+		return 0;
 	case OPT_REPEAT:
 		if (num(arg, 1, 10000, &v)) return -1;
 		o->inf.repeat = (int32_t)v;
@@ -354,7 +401,50 @@ static int run_option(int c, const char *arg, struct opts *o)
 	return 1;
 }
 
-/* Server options: 0 handled, 1 not a server option, -1 bad value. */
+/* Worker options (--serve): 0 handled, 1 not a worker option, -1 bad value.
+ * --max-connections bounds the HTTP front too. */
+static int worker_option(int c, const char *arg, struct opts *o)
+{
+	struct eng_worker_params *w = &o->inf.worker;
+	long v = 0;
+	double d = 0;
+
+	switch (c) {
+	case OPT_MAX_CONNECTIONS:
+		if (num(arg, 1, 1 << 20, &v)) return -1;
+		w->max_connections = (int32_t)v;
+		o->inf.serve.max_connections = (int32_t)v;
+		return 0;
+	case OPT_IDLE_TIMEOUT:
+		if (nd_parse_double(arg, 0, 1e9, &d)) return -1;
+		w->idle_timeout_s = d;
+		return 0;
+	case OPT_ALLOW_ROOT: w->allow_root_clients = true; return 0;
+	}
+	return 1;
+}
+
+/* Options of --connect http://: 0 handled, 1 not one, -1 bad value.
+ * --api-key is also the key the HTTP server requires. */
+static int http_option(int c, const char *arg, struct opts *o)
+{
+	struct eng_remote_params *r = &o->inf.remote;
+	long v = 0;
+
+	switch (c) {
+	case OPT_API_KEY: r->api_key = o->inf.serve.api_key = arg; return 0;
+	case OPT_ENDPOINT: return eng_remote_endpoint_from_name(arg, &r->endpoint, NULL) ? -1 : 0;
+	case OPT_REQUEST_TIMEOUT:
+		return nd_parse_double(arg, 0, 1e7, &r->request_timeout_s) ? -1 : 0;
+	case OPT_MAX_RETRIES:
+		if (num(arg, 0, 1000, &v)) return -1;
+		r->max_retries = (int32_t)v;
+		return 0;
+	}
+	return 1;
+}
+
+/* HTTP server options: 0 handled, 1 not one, -1 bad value. */
 static int serve_option(int c, const char *arg, struct opts *o)
 {
 	struct eng_serve_params *p = &o->inf.serve;
@@ -366,39 +456,27 @@ static int serve_option(int c, const char *arg, struct opts *o)
 		if (num(arg, 0, 65535, &v)) return -1;
 		p->port = (int)v;
 		return 0;
-	case OPT_HOST: p->host = arg; break;
-	case OPT_API_KEY: p->api_key = arg; break;
-	case OPT_SERVED_NAME: p->served_model_name = arg; break;
-	case OPT_METRICS: p->enable_metrics = true; break;
-	case OPT_LOG_REQUESTS: o->inf.log_requests = true; break;
-	case OPT_LOG_FILE: o->inf.log_file = arg; break;
-	case OPT_MAX_BODY:
-		if (num(arg, 1, 1L << 40, &v)) return -1;
-		p->max_body_size = (size_t)v;
-		break;
-	case OPT_MAX_QUEUED:
-		if (num(arg, 0, 1 << 30, &v)) return -1;
-		p->max_queued_requests = (int32_t)v;
-		break;
-	case OPT_MAX_CONNECTIONS:
-		if (num(arg, 1, 1 << 20, &v)) return -1;
-		p->max_connections = (int32_t)v;
-		break;
 	case OPT_GRACEFUL:
 		if (nd_parse_double(arg, 0, 1e6, &d)) return -1;
 		p->graceful_timeout_s = d;
 		return 0;
-	default:
-		return 1;
+	case OPT_HOST: p->host = arg; o->http_only = "--host"; return 0;
+	case OPT_SERVED_NAME: p->served_model_name = arg; o->http_only = "--served-model-name"; return 0;
+	case OPT_METRICS: p->enable_metrics = true; o->http_only = "--enable-metrics"; return 0;
+	case OPT_LOG_REQUESTS: o->inf.log_requests = true; o->http_only = "--log-requests"; return 0;
+	case OPT_LOG_FILE: o->inf.log_file = arg; return 0;
+	case OPT_MAX_BODY:
+		if (num(arg, 1, 1L << 40, &v)) return -1;
+		p->max_body_size = (size_t)v;
+		o->http_only = "--max-body-size";
+		return 0;
+	case OPT_MAX_QUEUED:
+		if (num(arg, 0, 1 << 30, &v)) return -1;
+		p->max_queued_requests = (int32_t)v;
+		o->http_only = "--max-queued-requests";
+		return 0;
 	}
-	if (c != OPT_LOG_REQUESTS && c != OPT_LOG_FILE)
-		o->http_only = c == OPT_HOST ? "--host" : c == OPT_API_KEY ? "--api-key"
-			     : c == OPT_SERVED_NAME ? "--served-model-name"
-			     : c == OPT_METRICS ? "--enable-metrics" : c == OPT_MAX_BODY ? "--max-body-size"
-			     : c == OPT_MAX_QUEUED ? "--max-queued-requests" : "--max-connections";
-	else
-		o->http_only = "--log-requests";
-	return 0;
+	return 1;
 }
 
 /* Mode, worker and tokenizer-mode options: 0 handled, -2 usage error
@@ -419,12 +497,40 @@ static int other_option(int c, const char *arg, struct opts *o)
 	case OPT_SKIP_SPECIAL: o->tok.skip_special = true; return 0;
 	case OPT_SERVE: return set_action(o, ACT_SERVE) ? -2 : 0;
 	case OPT_SOCKET: o->inf.socket = arg; return 0;
-	case OPT_CONNECT: o->inf.socket = arg; return set_action(o, ACT_REMOTE) ? -2 : 0;
+	case OPT_CONNECT:
+		if (!strncmp(arg, "http://", 7) || !strncmp(arg, "https://", 8)) {
+			o->inf.remote.url = arg;
+			return set_action(o, ACT_HTTP) ? -2 : 0;
+		}
+		o->inf.socket = arg;
+		return set_action(o, ACT_REMOTE) ? -2 : 0;
 	case OPT_STATUS: return set_action(o, ACT_STATUS) ? -2 : 0;
 	case OPT_SHUTDOWN: return set_action(o, ACT_SHUTDOWN) ? -2 : 0;
 	case 'o': o->output = arg; return 0;
 	}
 	return 1;
+}
+
+/* --connect http://: --model names the served model; the tokenizer is
+ * --tokenizer's, else --model's when that is a directory. */
+static int check_http(struct opts *o)
+{
+	struct eng_infer_params *e = &o->inf.engine;
+	struct stat sb;
+
+	o->inf.remote.served_model = e->model_dir;
+	if (!e->tokenizer && e->model_dir && stat(e->model_dir, &sb) == 0 && S_ISDIR(sb.st_mode))
+		e->tokenizer = e->model_dir;
+	e->model_dir = NULL;
+	if (!e->tokenizer)
+		return nd_usage_error("--connect %s needs --tokenizer=DIR: the served model's "
+				      "tokenizer, to count prompt tokens", o->inf.remote.url);
+	if (!o->inf.remote.api_key)
+		o->inf.remote.api_key = getenv("OPENAI_API_KEY");
+	if (!strcmp(o->inf.run.mode, "score") && o->inf.remote.endpoint == ENG_REMOTE_CHAT)
+		return nd_usage_error("--mode score needs the prompt's log-probs: "
+				      "--endpoint completions or generate");
+	return 0;
 }
 
 /* What the options together mean; a usage error when they do not fit. */
@@ -451,12 +557,16 @@ static int check_options(struct opts *o, bool batch_given)
 		return nd_usage_error("%s goes with --serve", o->http_only ? o->http_only : "--port");
 	if (o->http_only && o->inf.serve.port < 0)
 		return nd_usage_error("%s applies to the HTTP server: give --port", o->http_only);
+	if (o->action == ACT_SERVE && o->inf.serve.api_key && o->inf.serve.port < 0)
+		return nd_usage_error("--api-key applies to the HTTP server: give --port");
 	if (o->inf.log_file && !o->inf.log_requests)
 		return nd_usage_error("--log-file goes with --log-requests");
 	if ((o->action == ACT_STATUS || o->action == ACT_SHUTDOWN) && !o->inf.socket)
 		return nd_usage_error("--status and --shutdown need --connect=PATH");
 	if (o->action == ACT_REMOTE && e->model_dir)
 		return nd_usage_error("--model goes to the worker (--serve), not to --connect");
+	if (o->action == ACT_HTTP && check_http(o) != 0)
+		return ND_EXIT_USAGE;
 	if (e->tp_size > 1 && strcmp(e->device, "cuda"))
 		return nd_usage_error("--tp-size=%d needs --device=cuda", (int)e->tp_size);
 	if (!batch_given && !strcmp(o->inf.run.mode, "generate"))
@@ -493,6 +603,10 @@ static int parse_options(int argc, char **argv, struct opts *o, int *status)
 		rc = engine_option(c, optarg, o);
 		if (rc == 1)
 			rc = run_option(c, optarg, o);
+		if (rc == 1)
+			rc = worker_option(c, optarg, o);
+		if (rc == 1)
+			rc = http_option(c, optarg, o);
 		if (rc == 1)
 			rc = serve_option(c, optarg, o);
 		if (rc == 1)
@@ -539,7 +653,8 @@ int main(int argc, char **argv)
 	n_files = argc - first;
 	switch (o.action) {
 	case ACT_TOKMODE: status = nd_tokmodes_run(&o.tok, files, n_files); break;
-	case ACT_LOCAL: status = nd_infer_run_local(&o.inf, files, n_files); break;
+	case ACT_LOCAL:
+	case ACT_HTTP: status = nd_infer_run_local(&o.inf, files, n_files); break;
 	case ACT_SERVE: status = nd_infer_serve(&o.inf); break;
 	case ACT_REMOTE: status = nd_infer_run_remote(&o.inf, files, n_files); break;
 	case ACT_STATUS: status = nd_infer_command(&o.inf, "status"); break;

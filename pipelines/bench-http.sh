@@ -67,17 +67,25 @@ for i in $(seq 600); do
 done
 [ -n "$port" ] || { cat "$out/server.err" >&2; exit 1; }
 
+# The server's CPU time so far, in clock ticks (user + system).
+server_ticks() { awk '{ print $14 + $15 }' "/proc/$server/stat"; }
+
 # measure LABEL ROUND BENCH-ARGS...: one run from a cold cache; the server's
-# own TTFT p50 of the run's HTTP requests is added from its request log.
+# own TTFT p50 of the run's HTTP requests is added from its request log,
+# and the server's CPU time during the run (which, on a loaded machine,
+# compares the fronts' costs better than wall times do).
 measure() {
 	label=$1 round=$2
 	shift 2
 	before=$(wc -l <"$out/requests.log")
+	t0=$(server_ticks)
 	"$BENCH" --flush-port "$port" "$@" >"$out/last.json"
+	cpu=$(awk -v a="$t0" -v b="$(server_ticks)" -v hz="$(getconf CLK_TCK)" \
+		'BEGIN { printf "%.2f", (b - a) / hz }')
 	engine_ttft=$(tail -n +$((before + 1)) "$out/requests.log" |
 		sed -n 's/.*"ttft":\([-0-9.e]*\).*/\1/p' | sort -g |
 		awk '{ v[NR] = $1 } END { if (NR) printf "%.3f", v[int((NR + 1) / 2)] * 1000; else printf "null" }')
-	sed "s/^{/{\"run\":\"$label\",\"round\":$round,\"engine_ttft_p50_ms\":$engine_ttft,/" \
+	sed "s/^{/{\"run\":\"$label\",\"round\":$round,\"engine_ttft_p50_ms\":$engine_ttft,\"server_cpu_s\":$cpu,/" \
 		"$out/last.json" | tee -a "$out/results.jsonl"
 }
 
@@ -97,10 +105,12 @@ jq -s '
 	def med(f): map(f) | sort | .[(length - 1) / 2 | floor];
 	group_by(.run) | map({key: .[0].run, value: {
 		output_tok_s: med(.output_tok_s), ttft_p50_ms: med(.ttft_p50_ms),
-		e2e_p50_ms: med(.e2e_p50_ms), engine_ttft_p50_ms: med(.engine_ttft_p50_ms // null)}})
+		e2e_p50_ms: med(.e2e_p50_ms), engine_ttft_p50_ms: med(.engine_ttft_p50_ms // null),
+		server_cpu_us_per_token: med(.server_cpu_s / .output_tokens * 1e6)}})
 	| from_entries
 	| . + {summary: {
 		http_over_socket_throughput: (.http.output_tok_s / .socket.output_tok_s),
 		idle_over_http_throughput: (.["http+idle"].output_tok_s / .http.output_tok_s),
+		http_over_socket_server_cpu: (.http.server_cpu_us_per_token / .socket.server_cpu_us_per_token),
 		first_token_round_trip_overhead_ms: (.["http-1tok"].e2e_p50_ms - .["socket-1tok"].e2e_p50_ms)}}' \
 	"$out/results.jsonl" | tee "$out/summary.json"

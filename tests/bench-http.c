@@ -24,8 +24,11 @@
  * client's, as over HTTP.
  *
  * Over HTTP, TTFT is the time from writing a request to reading its first
- * content event (the role chunk that opens a chat stream does not count);
- * E2E to the end of its stream.  Prints one JSON object: requests, output
+ * content event (the role chunk that opens a chat stream does not count;
+ * a token whose text is held back, half a UTF-8 character, sends none, so
+ * with random weights this is often a later token: compare the engine's
+ * TTFT, or the one-token round trip, across fronts); E2E to the end of
+ * its stream.  Prints one JSON object: requests, output
  * tokens, wall seconds, output tokens per second, TTFT and E2E percentiles
  * in ms.  Exit 1 when a request failed.
  *

@@ -76,7 +76,7 @@ diag(struct eng_run *r, long line, const char *fmt, ...)
 static bool request_too_long(struct eng_run *r, const json_t *rec, long lineno)
 {
 	int64_t min_len = eng_prompt_min_tokens(rec, SIZE_MAX, r->bytes_per_token);
-	int32_t ctx = r->e->sp.max_context;
+	int32_t ctx = eng_runner_max_context(r->e->runner);
 
 	if (json_object_get(rec, "type") || min_len < ctx)
 		return false;
@@ -381,7 +381,7 @@ static int warm_next(void *ctx, struct eng_conv **out)
 }
 
 static const struct eng_session_ops run_ops = {
-	next_conv, on_request, on_conversation, release_conv,
+	next_conv, on_request, on_conversation, release_conv, NULL,
 };
 
 /* CPU seconds of this process so far, user and system, every thread. */
@@ -414,7 +414,7 @@ static int start_measured(struct eng_run *r, struct eng_error *err)
  * at the run's batch size, greedily, with nothing written. */
 static int start_warmup(struct eng_run *r, struct eng_error *err)
 {
-	static const struct eng_session_ops ops = { warm_next, NULL, NULL, NULL };
+	static const struct eng_session_ops ops = { warm_next, NULL, NULL, NULL, NULL };
 	struct eng_session_params sp;
 
 	eng_session_default_params(&sp);

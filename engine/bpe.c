@@ -387,7 +387,10 @@ int eng_bpe_word(struct eng_tokenizer *tok, const char *s, size_t len, struct en
 		}
 	}
 	rc = bpe_run(tok, s, len, out);
-	if (rc == 0 && slot)
+	/* A word of no ids (bytes outside the vocabulary are dropped, as
+	 * Hugging Face's BPE without an unk token drops them) is not cached:
+	 * out->ids may still be NULL, and NULL + 0 is undefined. */
+	if (rc == 0 && slot && out->n > before)
 		cache_insert(c, slot, h, s, len, out->ids + before, out->n - before);
 	return rc;
 }

@@ -11,3 +11,4 @@ include engine/tokenizer.mk
 include engine/model.mk
 include engine/sched.mk
 include engine/cuda.mk
+include engine/router.mk

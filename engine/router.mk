@@ -1,0 +1,11 @@
+## engine/: the router's routing policies and approximate radix trees.
+engine_libengine_a_SOURCES += \
+	engine/route.h engine/route_policy.c \
+	engine/route_tree.h engine/route_tree.c \
+	engine/policy_cache_aware.c engine/policy_round_robin.c engine/policy_random.c \
+	engine/policy_shortest_queue.c engine/policy_power_of_two.c
+
+check_PROGRAMS += tests/test-route
+tests_test_route_SOURCES = tests/test-route.c
+tests_test_route_LDADD = $(ENGINE_LIBS)
+TESTS += tests/test-route

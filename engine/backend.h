@@ -97,15 +97,8 @@ struct eng_backend_ops {
 
 extern const struct eng_backend_ops eng_backend_cpu_ops;
 
-#ifdef HAVE_CUDA
-/* The CUDA backend (engine/backend_cuda.c): bf16 weights and KV pages on
- * GPU params->device, fp32 arithmetic.  The dummy variant makes random
- * bf16 weights of the model config's shape on the GPU and never reads the
- * model's weight views (--load-format dummy); engine/cuda_backend.h has
- * the direct entry points. */
-extern const struct eng_backend_ops eng_backend_cuda_ops;
-extern const struct eng_backend_ops eng_backend_cuda_dummy_ops;
-#endif
+/* The CUDA backend's vtables are in engine/cuda_backend.h; the engine
+ * reaches them through the shared object of engine/cuda_plugin.h. */
 
 struct eng_backend;
 

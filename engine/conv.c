@@ -39,13 +39,14 @@ static int build_conv_turn(struct eng_conv *conv, int32_t k, struct eng_turn_ids
 			   struct eng_error *err)
 {
 	struct eng_conv_rec *c = conv->user;
+	size_t turn = (size_t)k + (size_t)c->first_turn;
 	const int32_t *ids;
 	size_t n;
-	int rc = eng_chat_conv_prompt(c->chat, (size_t)k, &ids, &n, err);
+	int rc = eng_chat_conv_prompt(c->chat, turn, &ids, &n, err);
 
 	c->reply.n = 0;
 	if (rc == 0)
-		rc = eng_chat_conv_reply(c->chat, (size_t)k, &c->reply, err);
+		rc = eng_chat_conv_reply(c->chat, turn, &c->reply, err);
 	if (rc != 0)
 		return rc;
 	out->prompt = ids;
@@ -88,6 +89,17 @@ static int build_request(struct eng_chat *chat, struct eng_conv_rec *c, struct e
 	c->conv.turns[0] = (struct eng_turn){ 0, (int32_t)max_tokens, -1, -1 };
 	c->conv.build_turn = build_request_turn;
 	return 0;
+}
+
+void eng_conv_keep_last_turn(struct eng_conv_rec *c)
+{
+	int32_t n = c->conv.n_turns;
+
+	if (n <= 1)
+		return;
+	c->conv.turns[0] = c->conv.turns[n - 1];
+	c->conv.n_turns = 1;
+	c->first_turn = n - 1;
 }
 
 /* A conversation: every assistant message a turn. */

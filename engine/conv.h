@@ -34,7 +34,13 @@ struct eng_conv_rec {
 	struct eng_chat_conv *chat;    /* renders the turns; NULL for a request line */
 	struct eng_ids prompt;         /* request line: its prompt */
 	struct eng_ids reply;          /* the recorded reply of the turn last built */
+	int32_t first_turn;            /* conv.turns[0] is the conversation's turn
+					* first_turn (eng_conv_keep_last_turn) */
 };
+
+/* Keeps only the conversation's last turn, its whole history the prompt:
+ * what one independent request of generate mode sends. */
+void eng_conv_keep_last_turn(struct eng_conv_rec *c);
 
 /* Builds *out from record (a reference is taken).  line names the record
  * in errors (err->line is set to it).  Errors: ENG_E_FORMAT (not a

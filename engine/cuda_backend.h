@@ -23,6 +23,15 @@
 
 #include "engine/backend.h"
 
+/* The CUDA backend as a vtable: bf16 weights and KV pages on GPU
+ * params->device, fp32 arithmetic.  The dummy variant makes random bf16
+ * weights of the model config's shape on the GPU and never reads the
+ * model's weight views (--load-format dummy).  Programs linked with the
+ * backend (tests, benchmarks) use them directly; the engine gets them
+ * from libtrajbench-cuda.so (cuda_plugin.h). */
+extern const struct eng_backend_ops eng_backend_cuda_ops;
+extern const struct eng_backend_ops eng_backend_cuda_dummy_ops;
+
 /* Builds the backend on params->device: weights from w (converted to
  * bf16 on upload), or, when w is NULL, random bf16 weights of cfg's shape
  * made on the GPU from seed; a KV pool of params->n_pages pages of

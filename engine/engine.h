@@ -190,9 +190,22 @@ long eng_run_finish(struct eng_run *r);
  * record fails only itself; the worker keeps serving.
  */
 
-/* Serves on socket_path until a shutdown command or SIGINT/SIGTERM.
- * ENG_E_IO when the socket cannot be created (or another worker answers
- * on it). */
+struct eng_worker;
+
+/* Creates the listening socket at socket_path (mode 0600; a stale socket
+ * file is replaced), so that a bad path is known before a model is
+ * loaded.  Clients that connect before eng_worker_run wait in the listen
+ * queue.  ENG_E_IO when the socket cannot be created or another worker
+ * answers on it; ENG_E_INVALID for a path too long for a socket. */
+int eng_worker_listen(const char *socket_path, struct eng_worker **out, struct eng_error *err);
+
+/* Serves runs over e until a shutdown command or SIGINT/SIGTERM.  0. */
+int eng_worker_run(struct eng_worker *w, struct eng_infer *e, struct eng_error *err);
+
+/* Closes the socket and removes its file.  NULL is allowed. */
+void eng_worker_close(struct eng_worker *w);
+
+/* eng_worker_listen, eng_worker_run and eng_worker_close in one. */
 int eng_worker_serve(struct eng_infer *e, const char *socket_path, struct eng_error *err);
 
 /* The run parameters as the hello's "params" object, and back.  Unknown

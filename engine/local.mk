@@ -5,7 +5,13 @@ engine_libengine_a_SOURCES = \
 	engine/error.h engine/clock.h \
 	engine/error.c
 
-ENGINE_LIBS = engine/libengine.a $(PCRE2_LIBS) $(UTF8PROC_LIBS) $(JANSSON_LIBS) $(KERNELS_LIBS)
+# Position-independent, so that the CUDA backend's shared object
+# (engine/cuda.mk) can link the engine code it calls.
+engine_libengine_a_CFLAGS = $(AM_CFLAGS) -fPIC
+AM_CPPFLAGS += -DTRAJBENCH_PKGLIBDIR='"$(pkglibdir)"'
+
+# No CUDA here: the CUDA backend is loaded at run time (engine/cuda.mk).
+ENGINE_LIBS = engine/libengine.a $(PCRE2_LIBS) $(UTF8PROC_LIBS) $(JANSSON_LIBS)
 
 include engine/tokenizer.mk
 include engine/model.mk

@@ -91,6 +91,10 @@ static int next_conv(void *ctx, struct eng_conv **out)
 			continue;
 		}
 		json_decref(rec);
+		/* Generate mode: every record is one independent request, a
+		 * conversation its last turn, as SGLang's benchmark sends it. */
+		if (!strcmp(r->mode, "generate"))
+			eng_conv_keep_last_turn(c);
 		*out = &c->conv;
 		return 1;
 	}
@@ -175,7 +179,7 @@ static void on_request(void *ctx, const struct eng_conv *c, const struct eng_req
 		json_array_append_new(itl, json_real(t->itl[i]));
 	rec = json_pack("{s:s,s:s,s:s,s:i,s:f,s:f,s:f,s:o,s:f,s:i,s:i,s:i,s:s,s:b,s:o,s:o}",
 			"type", "request", "run", r->run_name, "conversation_id", cr->id,
-			"turn", t->turn, "start_time", t->start_time, "ttft", t->ttft,
+			"turn", t->turn + cr->first_turn, "start_time", t->start_time, "ttft", t->ttft,
 			"latency", t->latency, "itl", itl, "tpot", t->tpot,
 			"prompt_len", t->prompt_len, "output_len", t->output_len,
 			"cached_tokens", t->cached_tokens, "finish_reason", finish_name(t->finish),
@@ -364,6 +368,9 @@ static json_t *run_record(struct eng_run *r)
 			 "settings", eng_infer_settings(r->e), "version", PACKAGE_VERSION);
 
 	if (rec) {
+		/* null: not rate-limited (replay, or every request at once) */
+		json_object_set_new(rec, "request_rate", isfinite(sp->request_rate)
+				    ? json_real(sp->request_rate) : json_null());
 		json_object_set_new(rec, "model_config",
 				    eng_config_json(eng_model_config(r->e->model)));
 		json_object_set_new(rec, "failed_requests", json_integer(r->n_failed));

@@ -393,15 +393,60 @@ static void serve_sockets(struct server *sv, int timeout_ms)
 	}
 }
 
+struct eng_worker {
+	int lfd;
+	char *path;
+};
+
+int eng_worker_listen(const char *socket_path, struct eng_worker **out, struct eng_error *err)
+{
+	struct eng_worker *w = calloc(1, sizeof(*w));
+	int rc;
+
+	*out = NULL;
+	if (!w || !(w->path = strdup(socket_path))) {
+		free(w);
+		return eng_error_set(err, ENG_E_NOMEM, NULL, 0, "out of memory");
+	}
+	rc = listen_on(socket_path, &w->lfd, err);
+	if (rc != 0) {
+		free(w->path);
+		free(w);
+		return rc;
+	}
+	*out = w;
+	return 0;
+}
+
+void eng_worker_close(struct eng_worker *w)
+{
+	if (!w)
+		return;
+	close(w->lfd);
+	unlink(w->path);
+	free(w->path);
+	free(w);
+}
+
 int eng_worker_serve(struct eng_infer *e, const char *socket_path, struct eng_error *err)
 {
-	struct server sv = { .e = e, .t0 = eng_mono_s() };
-	struct eng_runner *runner = e->runner;
-	struct sigaction sa = { .sa_handler = on_signal };
-	int rc = listen_on(socket_path, &sv.lfd, err);
+	struct eng_worker *w;
+	int rc = eng_worker_listen(socket_path, &w, err);
 
 	if (rc != 0)
 		return rc;
+	rc = eng_worker_run(w, e, err);
+	eng_worker_close(w);
+	return rc;
+}
+
+int eng_worker_run(struct eng_worker *w, struct eng_infer *e, struct eng_error *err)
+{
+	struct server sv = { .e = e, .t0 = eng_mono_s(), .lfd = w->lfd };
+	struct eng_runner *runner = e->runner;
+	struct sigaction sa = { .sa_handler = on_signal };
+
+	(void)err;
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
@@ -421,7 +466,5 @@ int eng_worker_serve(struct eng_infer *e, const char *socket_path, struct eng_er
 			eng_runner_poll(runner, 0.002, &step_err);
 		settle_clients(&sv);
 	}
-	close(sv.lfd);
-	unlink(socket_path);
 	return 0;
 }

@@ -1,9 +1,10 @@
 ## kernels/: CUDA kernels, one op per .cu, built into a static convenience
-## library (kernels/libkernels.a) through the .cu.o rule below.  CPU-only
-## builds compile none of it.  Programs link it through $(KERNELS_LIBS),
-## which engine/local.mk appends to ENGINE_LIBS.
+## library (kernels/libkernels.a) through the .cu.o rule below, position-
+## independent for the CUDA backend's shared object.  CPU-only builds
+## compile none of it.  That object, the GPU tests and the benchmark link
+## it through $(KERNELS_LIBS) (engine/cuda.mk); nothing else does.
 if HAVE_CUDA
-NVCCFLAGS = -O3 -std=c++17 $(NVCC_ARCH_FLAGS) -Xcompiler -Wall
+NVCCFLAGS = -O3 -std=c++17 $(NVCC_ARCH_FLAGS) -Xcompiler -Wall -Xcompiler -fPIC
 SUFFIXES = .cu
 .cu.o:
 	$(AM_V_GEN)$(NVCC) $(NVCCFLAGS) $(CUDA_CPPFLAGS) -I$(srcdir) -MMD -MF $(@:.o=.d) -c -o $@ $<

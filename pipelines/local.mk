@@ -19,5 +19,5 @@ include pipelines/bench-extract.mk
 include pipelines/bench.mk
 include pipelines/study.mk
 
-TESTS += tests/study-e2e.test
-EXTRA_DIST += tests/study-e2e.test
+TESTS += tests/study-e2e.test tests/study-make.test
+EXTRA_DIST += tests/study-e2e.test tests/study-make.test

@@ -2,14 +2,40 @@
 ##
 ##   make report [TRAJECTORIES=...] [AGENT_CONFIG=...] [NUM_PROMPTS=N]
 ##               [MODEL=DIR] [DEVICE=cpu|cuda] [BATCH_SIZES="1 2 4 8 16"]
-##               [ENV_TIME_SCALE=0] [OUT=out/study] [WORKER_ARGS=...]
+##               [ENV_TIME_SCALE=0] [REPEAT=1] [OUT=out/study]
+##               [WORKER_ARGS=...] [RUN_ARGS=...]
 ##               [SYNTHETIC=N [SYNTHETIC_SEED=S] [SYNTHETIC_ARGS=...]]
 ##
-## extract -> render -> worker start -> one run per batch size -> stats ->
-## report -> worker stop.  Every step is a file under $(OUT), so make
-## reruns only what is stale.  The runs share one persistent worker (the
-## model stays loaded) and run one after another even under make -j: two
-## runs at once would share the batch and measure each other.
+## extract -> render -> runs -> stats -> report.  Every step is a file
+## under $(OUT), so make redoes only what is stale:
+##
+## - Each step also depends on a stamp, $(OUT)/vars/STEP.vars, holding the
+##   values of the variables it was made with.  The stamp is rewritten only
+##   when a value changes, so `make report NUM_PROMPTS=2` after
+##   `make report` redoes the extraction and all that follows, while an
+##   unchanged command line redoes nothing.
+## - The runs share one persistent worker (the model stays loaded) that
+##   lives exactly as long as the one recipe that needs it
+##   ($(OUT)/runs.done): it is started when some run is stale, the stale
+##   runs are made by a sub-make, and the worker is stopped by the shell's
+##   exit trap whatever happens: success, a failed run, Ctrl-C.  An up to
+##   date study starts no worker.  A worker that dies while starting fails
+##   the make at once with its log.  A make stopped half way resumes: the
+##   runs already installed are kept, the others are redone.
+## - A run is written to a .tmp file and installed only when gpu-batch-infer
+##   says its output is whole: exit status 0, or 1 (some requests failed;
+##   their request records say so and the report counts them).  Status 2
+##   (a failed write, a usage error) or 3 (the worker went away) leaves
+##   nothing behind and fails the make.
+## - Runs go one after another even under make -j: two runs at once would
+##   share the batch and measure each other.
+##
+## REPEAT=N runs each batch size N times (gpu-batch-infer --repeat); the
+## report then gives the median and the spread.  RUN_ARGS are extra
+## gpu-batch-infer run options (--output-len 8 makes a quick study),
+## WORKER_ARGS extra engine options of the worker.  When rsvg-convert
+## (Debian: librsvg2-bin) is installed, a PNG is written beside each SVG
+## chart; without it, only the SVGs.
 
 ## SYNTHETIC=N: study N trajectories from tools/gen-trajectories
 ## (seed SYNTHETIC_SEED, extra flags SYNTHETIC_ARGS) as TRAJECTORIES (unless
@@ -29,76 +55,130 @@ MODEL ?= out/models/tiny
 DEVICE ?= cpu
 BATCH_SIZES ?= 1 2 4 8 16
 ENV_TIME_SCALE ?= 0
+REPEAT ?= 1
 OUT ?= out/study
 WORKER_ARGS ?=
+RUN_ARGS ?=
 STUDY_TITLE ?= Trajectory replay study
+RSVG_CONVERT ?= rsvg-convert
 
 STUDY_SOCK = $(OUT)/worker.sock
 STUDY_INFER = tools/gpu-batch-infer$(EXEEXT)
 STUDY_RUNS = $(foreach b,$(BATCH_SIZES),$(OUT)/runs/bs-$(b).jsonl)
+STUDY_INPUT_DESC = $(notdir $(TRAJECTORIES))$(if $(strip $(SYNTHETIC)), ($(SYNTHETIC) synthetic, seed $(SYNTHETIC_SEED)$(if $(strip $(SYNTHETIC_ARGS)), $(SYNTHETIC_ARGS)))) (NUM_PROMPTS=$(NUM_PROMPTS), 0 = all), agent config $(notdir $(AGENT_CONFIG)), ENV_TIME_SCALE=$(ENV_TIME_SCALE), REPEAT=$(REPEAT)$(if $(strip $(RUN_ARGS)), RUN_ARGS=$(RUN_ARGS))
 
 report: $(OUT)/REPORT.md
-.PHONY: report study-clean
+.PHONY: report study-clean study-runs study-force
 
-$(OUT)/synthetic.jsonl: tools/gen-trajectories$(EXEEXT)
+# ---------------------------------------------------------------- stamps
+# $(OUT)/vars/STEP.vars holds NAME=value of each variable of study_vars_STEP,
+# one a line; it is rewritten only when that text changes, so its mtime is
+# the time of the last change.
+study_vars_synthetic = SYNTHETIC SYNTHETIC_SEED SYNTHETIC_ARGS SYNTHETIC_TOKEN_LIMIT
+study_vars_extract = TRAJECTORIES NUM_PROMPTS
+study_vars_render = AGENT_CONFIG
+study_vars_runs = MODEL DEVICE WORKER_ARGS ENV_TIME_SCALE REPEAT RUN_ARGS
+study_vars_sweep = BATCH_SIZES
+study_vars_report = STUDY_TITLE STUDY_INPUT_DESC RSVG_CONVERT
+# ($(file >>F,T) writes T and a newline; no shell quoting is involved.)
+$(OUT)/vars:
+	@$(MKDIR_P) $@
+$(OUT)/vars/%.vars: study-force | $(OUT)/vars
+	@$(file >$@.tmp)$(foreach v,$(study_vars_$*),$(file >>$@.tmp,$(v)=$($(v))))cmp -s $@.tmp $@ \
+		&& rm -f $@.tmp || mv $@.tmp $@
+study-force:
+
+# ---------------------------------------------------------------- input
+$(OUT)/synthetic.jsonl: $(OUT)/vars/synthetic.vars tools/gen-trajectories$(EXEEXT)
 	@$(MKDIR_P) $(OUT)
 	$(AM_V_GEN)tools/gen-trajectories --num $(SYNTHETIC) --seed $(SYNTHETIC_SEED) \
 		--max-token-limit $(SYNTHETIC_TOKEN_LIMIT) $(SYNTHETIC_ARGS) >$@.tmp && mv $@.tmp $@
 
-$(OUT)/trajectories.jsonl: $(TRAJECTORIES) tools/traj-extract$(EXEEXT)
+$(OUT)/trajectories.jsonl: $(TRAJECTORIES) $(OUT)/vars/extract.vars tools/traj-extract$(EXEEXT)
 	@$(MKDIR_P) $(OUT)
 	$(AM_V_GEN)tools/traj-extract --min-steps 1 --num-prompts $(NUM_PROMPTS) \
 		$(TRAJECTORIES) >$@.tmp && mv $@.tmp $@
 
-$(OUT)/conversations.jsonl: $(OUT)/trajectories.jsonl $(AGENT_CONFIG) tools/prompt-render$(EXEEXT)
+$(OUT)/conversations.jsonl: $(OUT)/trajectories.jsonl $(AGENT_CONFIG) $(OUT)/vars/render.vars \
+		tools/prompt-render$(EXEEXT)
 	$(AM_V_GEN)tools/prompt-render --config $(AGENT_CONFIG) $(OUT)/trajectories.jsonl \
 		>$@.tmp && mv $@.tmp $@
 
-# The worker is started when a run needs it and stopped after the report.
-# The stamp is order-only for the runs: a restarted worker reruns nothing.
-$(OUT)/worker.started: | $(MODEL)/config.json $(STUDY_INFER)
-	@$(MKDIR_P) $(OUT)
-	$(AM_V_GEN)rm -f $(STUDY_SOCK); \
-	nohup $(STUDY_INFER) --serve --model $(MODEL) --device $(DEVICE) \
-		--socket $(STUDY_SOCK) $(WORKER_ARGS) >$(OUT)/worker.log 2>&1 & \
-	for i in $$(seq 600); do \
-		$(STUDY_INFER) --connect $(STUDY_SOCK) --status >/dev/null 2>&1 && break; \
-		sleep 0.5; \
-	done; \
-	$(STUDY_INFER) --connect $(STUDY_SOCK) --status >$@ || \
-		{ echo "study: the worker did not start; see $(OUT)/worker.log" >&2; \
-		  cat $(OUT)/worker.log >&2; rm -f $@; exit 1; }
+# ---------------------------------------------------------------- runs
+# runs.done stands for "every run of BATCH_SIZES is up to date": it is
+# remade when an input of the runs changed or a run file is missing, and
+# its recipe owns the worker (see the top of this file).  The program and
+# the model directory are order-only: rebuilding the tools reruns nothing.
+study_missing_runs = $(filter-out $(wildcard $(STUDY_RUNS)),$(STUDY_RUNS))
 
-# One run per batch size, each after the previous one (order-only chain).
-# Exit status 1 (some requests failed, each a failed request record) keeps
-# the run: the report counts the failures; 2 and above stop the study.
+$(OUT)/runs.done: $(OUT)/conversations.jsonl $(OUT)/vars/runs.vars \
+		$(if $(study_missing_runs),study-force) | $(MODEL)/config.json $(STUDY_INFER)
+	@$(MKDIR_P) $(OUT)/runs
+	@rm -f $(STUDY_SOCK); \
+	$(STUDY_INFER) --serve --model $(MODEL) --device $(DEVICE) --socket $(STUDY_SOCK) \
+		$(WORKER_ARGS) >$(OUT)/worker.log 2>&1 & \
+	pid=$$!; \
+	trap 'kill $$pid 2>/dev/null; wait $$pid 2>/dev/null; rm -f $(STUDY_SOCK)' EXIT; \
+	trap 'exit 130' INT TERM HUP; \
+	echo "  WORKER   $(MODEL) on $(DEVICE) (log: $(OUT)/worker.log)"; \
+	until $(STUDY_INFER) --connect $(STUDY_SOCK) --status >/dev/null 2>&1; do \
+		if ! kill -0 $$pid 2>/dev/null; then \
+			wait $$pid; st=$$?; \
+			echo "study: the worker did not start (exit status $$st):" >&2; \
+			sed 's/^/study: worker: /' $(OUT)/worker.log >&2; \
+			exit 1; \
+		fi; \
+		sleep 0.2; \
+	done; \
+	$(MAKE) $(AM_MAKEFLAGS) --no-print-directory study-runs STUDY_WORKER_UP=1 || exit $$?; \
+	$(STUDY_INFER) --connect $(STUDY_SOCK) --shutdown >/dev/null 2>&1; \
+	wait $$pid; \
+	touch $@
+
+# Outside runs.done's recipe a run file is made by making runs.done; inside
+# it (the sub-make, STUDY_WORKER_UP set) by one rule per batch size, each
+# run after the previous one (order-only chain), through the worker.
 define study_run
-$(OUT)/runs/bs-$(1).jsonl: $(OUT)/conversations.jsonl | $(OUT)/worker.started $(2)
-	@$$(MKDIR_P) $(OUT)/runs
-	$$(AM_V_GEN)$(STUDY_INFER) --connect $(STUDY_SOCK) --run bs-$(1) --batch-size $(1) \
-		--env-time-scale $(ENV_TIME_SCALE) $(OUT)/conversations.jsonl >$$@.tmp; \
-	st=$$$$?; [ $$$$st -le 1 ] || exit $$$$st; mv $$@.tmp $$@; \
-	[ $$$$st = 0 ] || echo "study: run bs-$(1): some requests failed; their records and the report say which" >&2
+$(OUT)/runs/bs-$(1).jsonl: $(OUT)/conversations.jsonl $(OUT)/vars/runs.vars | $(2)
+	$$(AM_V_GEN)rm -f $$@; trap 'rm -f $$@.tmp' EXIT; \
+	$(STUDY_INFER) --connect $(STUDY_SOCK) --run bs-$(1) --batch-size $(1) \
+		--env-time-scale $(ENV_TIME_SCALE) --repeat $(REPEAT) $(RUN_ARGS) \
+		$(OUT)/conversations.jsonl >$$@.tmp; \
+	st=$$$$?; \
+	case $$$$st in \
+	0) mv $$@.tmp $$@ ;; \
+	1) mv $$@.tmp $$@; echo "study: bs-$(1): some requests failed (see the report)" >&2 ;; \
+	*) rm -f $$@.tmp; echo "study: bs-$(1): gpu-batch-infer exit status $$$$st; the run is not kept" >&2; exit $$$$st ;; \
+	esac
 endef
 study_prev =
 define study_chain
 $$(eval $$(call study_run,$(1),$$(study_prev)))
 $$(eval study_prev = $(OUT)/runs/bs-$(1).jsonl)
 endef
-$(foreach b,$(BATCH_SIZES),$(eval $(call study_chain,$(b))))
+$(if $(STUDY_WORKER_UP),,$(eval $(STUDY_RUNS): $(OUT)/runs.done ;))
+$(if $(STUDY_WORKER_UP),$(foreach b,$(BATCH_SIZES),$(eval $(call study_chain,$(b)))))
+study-runs: $(STUDY_RUNS)
 
-$(OUT)/summaries.jsonl: $(STUDY_RUNS) tools/timing-stats$(EXEEXT)
+# ---------------------------------------------------------------- stats, report
+$(OUT)/summaries.jsonl: $(OUT)/runs.done $(STUDY_RUNS) $(OUT)/vars/sweep.vars \
+		tools/timing-stats$(EXEEXT)
 	$(AM_V_GEN)tools/timing-stats --per-turn $(STUDY_RUNS) >$@.tmp && mv $@.tmp $@
 
-$(OUT)/REPORT.md: $(OUT)/summaries.jsonl $(STUDY_RUNS) tools/report-md$(EXEEXT)
-	$(AM_V_GEN)tools/report-md --title "$(STUDY_TITLE)" \
-		--input-desc "$(notdir $(TRAJECTORIES)) (NUM_PROMPTS=$(NUM_PROMPTS), 0 = all), agent config $(notdir $(AGENT_CONFIG)), ENV_TIME_SCALE=$(ENV_TIME_SCALE)" \
-		-o $@.tmp.md $(OUT)/summaries.jsonl $(STUDY_RUNS) && mv $@.tmp.md $@
-	@-test -e $(OUT)/worker.started && \
-		$(STUDY_INFER) --connect $(STUDY_SOCK) --shutdown >/dev/null 2>&1; \
-		rm -f $(OUT)/worker.started
+# report-md draws its SVG charts beside the report; rsvg-convert, when
+# installed, adds a PNG of each.
+$(OUT)/REPORT.md: $(OUT)/summaries.jsonl $(STUDY_RUNS) $(OUT)/vars/report.vars \
+		tools/report-md$(EXEEXT)
+	$(AM_V_GEN)rm -f $(OUT)/*.svg $(OUT)/*.png; \
+	tools/report-md --title "$(STUDY_TITLE)" --input-desc "$(STUDY_INPUT_DESC)" \
+		-o $@.tmp.md $(OUT)/summaries.jsonl $(STUDY_RUNS) || exit $$?; \
+	if command -v $(RSVG_CONVERT) >/dev/null 2>&1; then \
+		for f in $(OUT)/*.svg; do \
+			$(RSVG_CONVERT) -f png -o "$${f%.svg}.png" "$$f" || exit $$?; \
+		done; \
+	fi; \
+	mv $@.tmp.md $@
 	@echo "study: wrote $@"
 
 study-clean:
-	-test -e $(OUT)/worker.started && $(STUDY_INFER) --connect $(STUDY_SOCK) --shutdown
 	rm -rf $(OUT)

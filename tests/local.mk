@@ -12,5 +12,6 @@ AM_TESTS_ENVIRONMENT = \
 	export top_srcdir top_builddir;
 
 noinst_HEADERS += tests/tap.h tests/test-ids.h tests/test-cuda.h
-EXTRA_DIST += tests/tool-cases.sh tests/man-examples.test
-TESTS += tests/man-examples.test
+EXTRA_DIST += tests/tool-cases.sh tests/man-examples.test tests/option-errors.test \
+	tests/install.test
+TESTS += tests/man-examples.test tests/option-errors.test tests/install.test

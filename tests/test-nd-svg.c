@@ -66,6 +66,26 @@ static void test_log2_ticks(void)
 	tap_ok(n == 3 && t[0] == 2 && t[2] == 8, "one point 4 gets 2, 4, 8");
 }
 
+static void test_log10_ticks(void)
+{
+	double t[64];
+	size_t n;
+
+	n = nd_svg_log10_ticks(3, 480, 12, t, 64);
+	tap_ok(n == 8 && near(t[0], 2) && near(t[1], 5) && near(t[2], 10) &&
+	       near(t[7], 500),
+	       "log10 ticks 3..480: 2, 5, 10, 20, 50, 100, 200, 500 (got %zu, %g..%g)",
+	       n, t[0], n ? t[n - 1] : 0);
+	n = nd_svg_log10_ticks(0.5, 2000, 12, t, 64);
+	tap_ok(n <= 12 && t[0] <= 0.5 && t[n - 1] >= 2000,
+	       "log10 ticks 0.5..2000 cover the range in at most 12 (got %zu)", n);
+	n = nd_svg_log10_ticks(1e-3, 1e6, 6, t, 64);
+	tap_ok(n <= 6 && near(t[0], 1e-3) && t[n - 1] >= 1e6,
+	       "nine decades thinned to powers of ten, at most 6 (got %zu)", n);
+	n = nd_svg_log10_ticks(7, 7, 12, t, 64);
+	tap_ok(n >= 2 && t[0] <= 7 && t[n - 1] >= 7, "one value 7 gets ticks around it");
+}
+
 static void test_format(void)
 {
 	char buf[64];
@@ -268,6 +288,61 @@ static void test_cdf(void)
 	free(v);
 }
 
+/* Styled series: a reference line leaves the axes to the data and is
+ * clipped; whiskers widen the y axis; points-only series have no path. */
+static void test_styles(void)
+{
+	struct nd_svg_params p = nd_svg_default_params();
+	double x[] = {1, 2, 4}, y[] = {100, 150, 160}, ideal[] = {100, 200, 400};
+	double lo[] = {90, 140, 150}, hi[] = {110, 170, 245}, fx[] = {8}, fy[] = {170};
+	struct nd_svg_style whiskers = { .lo = lo, .hi = hi };
+	struct nd_svg_style points = { .points_only = true };
+	struct nd_svg_style guide = { .reference = true };
+	struct nd_svg_chart *c;
+	size_t len, paths = 0;
+	char *doc;
+
+	p.x_scale = ND_SVG_SCALE_LOG2;
+	c = nd_svg_new(&p);
+	tap_ok(nd_svg_add_series_styled(c, "median", x, y, 3, &whiskers) == 0 &&
+	       nd_svg_add_series_styled(c, "not ranked", fx, fy, 1, &points) == 0 &&
+	       nd_svg_add_series_styled(c, "linear", x, ideal, 3, &guide) == 0,
+	       "styled series added");
+	check_chart(c, "styled line chart");
+	doc = render(c, &len);
+	tap_ok(doc && strstr(doc, ">250</text>") && !strstr(doc, ">300</text>") &&
+	       !strstr(doc, ">400</text>"),
+	       "the y axis ends at the data and whiskers (250), not the reference line (400)");
+	tap_ok(doc && strstr(doc, "clip-path=\"url(#plot)\"") &&
+	       strstr(doc, "<clipPath id=\"plot\">"),
+	       "the reference line is clipped to the plot area");
+	for (const char *s = doc; s && (s = strstr(s, "<path")); s++)
+		paths++;
+	tap_ok(paths == 2, "two paths: the median line and the reference, none for "
+	       "the points-only series (%zu)", paths);
+	tap_ok(doc && strstr(doc, "fill=\"#ffffff\" stroke="), "hollow markers");
+	free(doc);
+	nd_svg_free(c);
+
+	p = nd_svg_default_params();
+	p.kind = ND_SVG_CDF;
+	p.x_scale = ND_SVG_SCALE_LOG10;
+	c = nd_svg_new(&p);
+	{
+		double v[] = {0, 3, 12, 40, 480};
+
+		tap_ok(nd_svg_add_samples(c, "batch 1", v, 5) == 0,
+		       "log10 CDF: samples with a 0 accepted");
+	}
+	check_chart(c, "CDF chart, log10 x");
+	doc = render(c, &len);
+	tap_ok(doc && strstr(doc, ">2</text>") && strstr(doc, ">500</text>") &&
+	       !strstr(doc, ">0</text>\n<text"),
+	       "log10 CDF: x ticks from 2 to 500");
+	free(doc);
+	nd_svg_free(c);
+}
+
 static void test_bar_and_empty(void)
 {
 	struct nd_svg_params p = nd_svg_default_params();
@@ -284,8 +359,8 @@ static void test_bar_and_empty(void)
 	doc = render(c, &len);
 	for (const char *s = doc; s && (s = strstr(s, "<rect")); s++)
 		rects++;
-	tap_ok(rects == 1 + 6 + 1 + 2,
-	       "bar: background, 6 bars, frame, 2 legend keys (%zu)", rects);
+	tap_ok(rects == 1 + 1 + 6 + 1 + 2,
+	       "bar: background, plot clip, 6 bars, frame, 2 legend keys (%zu)", rects);
 	free(doc);
 	nd_svg_free(c);
 
@@ -299,9 +374,11 @@ int main(void)
 {
 	test_nice_ticks();
 	test_log2_ticks();
+	test_log10_ticks();
 	test_format();
 	test_line_log2();
 	test_cdf();
 	test_bar_and_empty();
+	test_styles();
 	return tap_done();
 }

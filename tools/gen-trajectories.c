@@ -995,8 +995,10 @@ static int parse_options(int argc, char **argv, struct gen_params *p, const char
 	while ((c = getopt_long(argc, argv, ":o:hV", long_options, NULL)) != -1) {
 		if (c >= OPT_NUM) {
 			if (parse_number(c, optarg, p) != 0) {
-				*status = nd_usage_error("invalid argument '%s' for '--%s'", optarg,
-							 long_options[c - OPT_NUM].name);
+				char name[64];
+
+				snprintf(name, sizeof(name), "--%s", long_options[c - OPT_NUM].name);
+				*status = nd_invalid_value(name, optarg, NULL);
 				return -1;
 			}
 			continue;

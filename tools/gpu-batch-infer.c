@@ -34,6 +34,7 @@ enum {
 	OPT_OUTPUT_LEN, OPT_REPLAY_OUTPUT, OPT_TEMPERATURE, OPT_TOP_K, OPT_TOP_P, OPT_SEED,
 	OPT_OUTPUT_DETAILS, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_KEEP_CACHE, OPT_WARMUP,
 	OPT_LOAD_FORMAT, OPT_MEM_FRACTION, OPT_GRAPH_MAX_BS, OPT_NO_GRAPH, OPT_TP_SIZE,
+	OPT_REPEAT,
 };
 
 static const struct option long_options[] = {
@@ -79,6 +80,7 @@ static const struct option long_options[] = {
 	{"output-details", no_argument, NULL, OPT_OUTPUT_DETAILS},
 	{"keep-cache", no_argument, NULL, OPT_KEEP_CACHE},
 	{"warmup-requests", required_argument, NULL, OPT_WARMUP},
+	{"repeat", required_argument, NULL, OPT_REPEAT},
 	{"progress", no_argument, NULL, OPT_PROGRESS},
 	{"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
 	{"output", required_argument, NULL, 'o'},
@@ -150,6 +152,8 @@ static void usage(void)
 	      "      --temperature=T, --top-k=K, --top-p=P, --seed=N   sampling (greedy)\n"
 	      "      --output-details          add output_ids and output_text to requests\n"
 	      "      --warmup-requests=N       run N synthetic requests first, unreported\n"
+	      "      --repeat=N                run the input N times, one run after the\n"
+	      "                                other under the same --run name (default 1)\n"
 	      "      --keep-cache              start from the worker's prefix cache as it is\n"
 	      "                                (default: a run starts from a cold cache)\n"
 	      "      --progress, --no-progress progress on stderr (default: if a terminal)\n"
@@ -307,6 +311,10 @@ static int run_option(int c, const char *arg, struct opts *o)
 		if (num(arg, 0, 1 << 20, &v)) return -1;
 		r->warmup_requests = (int32_t)v;
 		return 0;
+	case OPT_REPEAT:
+		if (num(arg, 1, 10000, &v)) return -1;
+		o->inf.repeat = (int32_t)v;
+		return 0;
 	case OPT_PROGRESS: o->inf.progress = true; return 0;
 	case OPT_NO_PROGRESS: o->inf.progress = false; return 0;
 	}
@@ -375,10 +383,11 @@ static int check_options(struct opts *o, bool batch_given)
 static int parse_options(int argc, char **argv, struct opts *o, int *status)
 {
 	bool batch_given = false;
-	int c;
+	int c, li = -1;
 
 	*status = ND_EXIT_OK;
-	while ((c = getopt_long(argc, argv, ":o:hV", long_options, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, ":o:hV", long_options, &li)) != -1) {
+		char name[64];
 		int rc;
 
 		if (c == 'h' || c == 'V') {
@@ -405,10 +414,15 @@ static int parse_options(int argc, char **argv, struct opts *o, int *status)
 			return -1;
 		}
 		if (rc != 0) {
-			*status = nd_usage_error("invalid value '%s' for %s", optarg ? optarg : "",
-						 argv[optind - 1]);
+			/* li is the long option's index; -1 for a short one */
+			if (li >= 0)
+				snprintf(name, sizeof(name), "--%s", long_options[li].name);
+			else
+				snprintf(name, sizeof(name), "-%c", c);
+			*status = nd_invalid_value(name, optarg ? optarg : "", NULL);
 			return -1;
 		}
+		li = -1;
 	}
 	if (check_options(o, batch_given) != 0) {
 		*status = ND_EXIT_USAGE;

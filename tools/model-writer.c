@@ -139,7 +139,10 @@ static int parse_u64(const char *s, uint64_t *out)
 
 static int bad_value(const char *opt, const char *arg)
 {
-	return nd_usage_error("invalid value for --%s: '%s'", opt, arg);
+	char name[64];
+
+	snprintf(name, sizeof(name), "--%s", opt);
+	return nd_invalid_value(name, arg, NULL);
 }
 
 static int set_int(int *dst, const char *arg, const char *opt, long max)

@@ -99,12 +99,12 @@ static int take_option(int c, struct opts *o)
 	case OPT_KEEP_GOING: o->keep_going = true; return -1;
 	case OPT_MAX_STEPS:
 		if (nd_parse_long(optarg, 1, INT_MAX, &o->max_steps) < 0)
-			return nd_usage_error("invalid --max-steps '%s'", optarg);
+			return nd_invalid_value("--max-steps", optarg, "expected a whole number >= 1");
 		return -1;
 	case OPT_DEFAULT_MAX:
 		if (nd_parse_long(optarg, 1, INT_MAX, &o->default_max_tokens) < 0)
-			return nd_usage_error("invalid --default-max-tokens '%s'",
-					      optarg);
+			return nd_invalid_value("--default-max-tokens", optarg,
+						"expected a whole number >= 1");
 		return -1;
 	case OPT_FORMAT:
 		if (strcmp(optarg, "conversation") == 0)
@@ -112,8 +112,8 @@ static int take_option(int c, struct opts *o)
 		else if (strcmp(optarg, "openai") == 0)
 			o->format = FMT_OPENAI;
 		else
-			return nd_usage_error("invalid --format '%s' (conversation "
-					      "or openai)", optarg);
+			return nd_invalid_value("--format", optarg,
+						"expected conversation or openai");
 		return -1;
 	case 'o':
 		return redirect_stdout(optarg);

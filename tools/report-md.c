@@ -107,8 +107,8 @@ static int parse_args(int argc, char **argv, struct opts *o)
 		case OPT_FLATTEN:
 			if (parse_threshold(optarg,
 					    &o->params.flatten_threshold))
-				return nd_usage_error("invalid --flatten-threshold "
-						      "'%s'", optarg);
+				return nd_invalid_value("--flatten-threshold", optarg,
+							"expected a fraction (0.1) or a percentage (10%)");
 			break;
 		case 'h': usage(); return nd_finish(ND_EXIT_OK);
 		case 'V': nd_print_version(); return nd_finish(ND_EXIT_OK);

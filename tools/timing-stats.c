@@ -24,6 +24,7 @@ enum {
 	OPT_PER_TURN,
 	OPT_FORMAT,
 	OPT_PROJECT,
+	OPT_REPLAY_BLOCK,
 };
 
 static const struct option long_options[] = {
@@ -32,6 +33,7 @@ static const struct option long_options[] = {
 	{"per-turn", no_argument, NULL, OPT_PER_TURN},
 	{"format", required_argument, NULL, OPT_FORMAT},
 	{"project-trajectories", required_argument, NULL, OPT_PROJECT},
+	{"replay-block", no_argument, NULL, OPT_REPLAY_BLOCK},
 	{"output", required_argument, NULL, 'o'},
 	{"help", no_argument, NULL, 'h'},
 	{"version", no_argument, NULL, 'V'},
@@ -51,8 +53,11 @@ static void usage(void)
 	      "                              percentiles to report, comma-separated\n"
 	      "                              (default 90,99; ITL always adds 95)\n"
 	      "      --per-turn              also write one turn_summary per turn index\n"
-	      "      --format=FORMAT         json (default: summary records) or text\n"
-	      "                              (SGLang's result block)\n"
+	      "      --format=FORMAT         json (default: summary records); text\n"
+	      "                              (SGLang's result block with the run's name\n"
+	      "                              and trajbench's lines); sglang (SGLang's\n"
+	      "                              block exactly, as its scripts expect)\n"
+	      "      --replay-block          with --format sglang, add trajbench's lines\n"
 	      "      --project-trajectories=N\n"
 	      "                              add projected_rollout_time: N trajectories at\n"
 	      "                              the measured trajectories_per_s (a projection)\n"
@@ -69,6 +74,7 @@ static void usage(void)
 static int parse_options(int argc, char **argv, struct nd_summary_params *p,
 			 const char **output, int *status)
 {
+	char name[64];
 	int c;
 
 	*status = ND_EXIT_OK;
@@ -86,11 +92,16 @@ static int parse_options(int argc, char **argv, struct nd_summary_params *p,
 		case OPT_PER_TURN:
 			p->per_turn = true;
 			break;
+		case OPT_REPLAY_BLOCK:
+			p->replay_block = true;
+			break;
 		case OPT_FORMAT:
 			if (strcmp(optarg, "json") == 0)
 				p->format = ND_SUMMARY_JSON;
 			else if (strcmp(optarg, "text") == 0)
 				p->format = ND_SUMMARY_TEXT;
+			else if (strcmp(optarg, "sglang") == 0)
+				p->format = ND_SUMMARY_SGLANG;
 			else
 				goto bad;
 			break;
@@ -123,8 +134,8 @@ static int parse_options(int argc, char **argv, struct nd_summary_params *p,
 	}
 	return optind;
 bad:
-	*status = nd_usage_error("invalid argument '%s' for '--%s'", optarg,
-				 long_options[c - OPT_GROUP_BY].name);
+	snprintf(name, sizeof(name), "--%s", long_options[c - OPT_GROUP_BY].name);
+	*status = nd_invalid_value(name, optarg, NULL);
 	return -1;
 }
 

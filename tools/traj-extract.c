@@ -78,7 +78,7 @@ static const struct option long_opts[] = {
 static int count_arg(const char *name, const char *arg, long *out)
 {
 	if (nd_parse_long(arg, 0, LONG_MAX, out) != 0)
-		return nd_usage_error("invalid %s '%s': expected a whole number >= 0", name, arg);
+		return nd_invalid_value(name, arg, "expected a whole number >= 0");
 	return 0;
 }
 

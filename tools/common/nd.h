@@ -99,6 +99,11 @@ int nd_finish(int status);
 /* Prints "tool (trajbench) VERSION" to stdout. */
 void nd_print_version(void);
 
+/* "tool: invalid value 'VALUE' for OPTION" as a usage error (see
+ * nd_usage_error), with ": EXPECTED" after it when expected is not NULL.
+ * option is spelled as on the command line ("--batch-size", "-o"). */
+int nd_invalid_value(const char *option, const char *value, const char *expected);
+
 /* Parses a whole decimal integer in [min, max]; 0 on success, -1 otherwise. */
 int nd_parse_long(const char *s, long min, long max, long *out);
 

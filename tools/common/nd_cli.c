@@ -17,6 +17,13 @@ void nd_print_version(void)
 	printf("%s (%s) %s\n", nd_progname(), PACKAGE_NAME, PACKAGE_VERSION);
 }
 
+int nd_invalid_value(const char *option, const char *value, const char *expected)
+{
+	if (expected)
+		return nd_usage_error("invalid value '%s' for %s: %s", value, option, expected);
+	return nd_usage_error("invalid value '%s' for %s", value, option);
+}
+
 int nd_parse_long(const char *s, long min, long max, long *out)
 {
 	char *end;

@@ -10,12 +10,14 @@
 #include "tools/infer/nd_infer.h"
 #include "tools/common/nd.h"
 #include "tools/common/nd_async.h"
+#include "tools/infer/nd_progress.h"
 #include "engine/engine.h"
 
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 /* Output queued for a slow reader before the engine waits for it. */
@@ -29,7 +31,61 @@ void nd_infer_default_opts(struct nd_infer_opts *o)
 	o->run.run_name = "run";
 	o->run.mode = "replay";
 	o->progress = isatty(STDERR_FILENO);
+	o->repeat = 1;
 }
+
+static bool reads_stdin(char **files, int n_files)
+{
+	for (int i = 0; i < n_files; i++)
+		if (!strcmp(files[i], "-"))
+			return true;
+	return n_files == 0;
+}
+
+/* Puts stdin back at start for the next repeat. */
+static int stdin_rewind(off_t start)
+{
+	clearerr(stdin);
+	if (fseeko(stdin, start, SEEK_SET) != 0) {
+		nd_error("cannot reread standard input: %s", strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
+/* For repeated runs over standard input: makes stdin a regular file (a
+ * pipe is copied to a temporary file put in its place) and gives the
+ * offset each repeat starts from.  0, or -1 with the error reported. */
+static int stdin_rewindable(off_t *start)
+{
+	struct stat st;
+	char buf[65536];
+	FILE *tmp;
+	size_t n;
+
+	if (fstat(STDIN_FILENO, &st) == 0 && S_ISREG(st.st_mode)) {
+		*start = lseek(STDIN_FILENO, 0, SEEK_CUR);
+		return *start < 0 ? -1 : 0;
+	}
+	tmp = tmpfile();
+	if (!tmp) {
+		nd_error("cannot copy standard input for --repeat: %s", strerror(errno));
+		return -1;
+	}
+	while ((n = fread(buf, 1, sizeof(buf), stdin)) > 0)
+		if (fwrite(buf, 1, n, tmp) != n)
+			break;
+	if (ferror(stdin) || fflush(tmp) != 0 || ferror(tmp) ||
+	    dup2(fileno(tmp), STDIN_FILENO) < 0) {
+		nd_error("cannot copy standard input for --repeat: %s", strerror(errno));
+		fclose(tmp);
+		return -1;
+	}
+	fclose(tmp);
+	*start = 0;
+	return stdin_rewind(0);
+}
+
 
 /* Input: the files in turn, as one stream.  The engine numbers lines
  * across the stream, since a diagnostic can come after its file was
@@ -113,12 +169,14 @@ static int source_next(void *ctx, char **line, size_t *len, long *lineno)
 struct local_io {
 	struct source src;
 	struct nd_async *out;
+	struct nd_progress prog;
 };
 
 static int emit_async(void *ctx, const json_t *rec)
 {
 	struct local_io *l = ctx;
 
+	nd_progress_record(&l->prog, rec);
 	return nd_async_put_json(l->out, rec);
 }
 
@@ -147,113 +205,138 @@ static int open_engine(const struct nd_infer_opts *o, struct eng_infer **e)
 	return err.code == ENG_E_INVALID ? ND_EXIT_USAGE : ND_EXIT_UNAVAILABLE;
 }
 
-/* One progress line on stderr, like a serving engine's decode log. */
-static void progress(struct eng_infer *e, double t0, bool final)
+/* One progress line on stderr, like a serving engine's decode log: done
+ * out of the total, the time left, then the scheduler's state. */
+static void progress(struct eng_infer *e, const struct nd_progress *p, bool final)
 {
 	struct eng_sched_stats st;
-	double dt = eng_mono_s() - t0;
+	char head[256];
 
 	eng_infer_get_stats(e, &st);
-	fprintf(stderr, "\r%s: %.0fs, %lld requests done, %.1f tok/s, running %d, queued %d, "
-		"prefill %lld tok, cache hit %.1f%%, free pages %zu%s", nd_progname(), dt,
-		(long long)st.n_finished, dt > 0 ? (double)st.generated_tokens / dt : 0.0,
-		st.n_running, st.n_waiting, (long long)st.computed_tokens,
+	nd_progress_head(p, head, sizeof(head));
+	fprintf(stderr, "\r%s: %s, running %d, queued %d, prefill %lld tok, cache hit %.1f%%, "
+		"free pages %zu%s", nd_progname(), head, st.n_running, st.n_waiting,
+		(long long)st.computed_tokens,
 		st.prompt_tokens ? 100.0 * (double)st.cached_tokens / (double)st.prompt_tokens : 0.0,
 		st.free_pages, final ? "\n" : "   ");
 }
 
-int nd_infer_run_local(const struct nd_infer_opts *o, char **files, int n_files)
+/* One run over the input files, read anew. */
+static int run_once(const struct nd_infer_opts *o, struct eng_infer *e, struct local_io *l,
+		    char **files, int n_files)
 {
-	struct local_io l;
-	struct source *src = &l.src;
-	struct eng_run_io io = { source_next, emit_async, diag_stderr, &l };
-	struct eng_infer *e;
+	struct source *src = &l->src;
+	struct eng_run_io io = { source_next, emit_async, diag_stderr, l };
 	struct eng_run *run;
 	struct eng_error err;
-	double t0 = eng_mono_s(), last = 0;
 	long bad;
-	int rc;
 
-	if (source_init(src, files, n_files) != 0 || !(l.out = nd_async_start(OUT_LIMIT))) {
+	if (source_init(src, files, n_files) != 0) {
 		nd_error("out of memory");
 		source_free(src);
 		return ND_EXIT_USAGE;
 	}
-	rc = open_engine(o, &e);
-	if (rc != 0) {
-		nd_async_stop(l.out);
-		source_free(src);
-		return rc;
-	}
 	if (eng_run_start(e, &o->run, &io, &run, &err) != 0) {
 		nd_error("%s", err.msg);
-		eng_infer_close(e);
-		nd_async_stop(l.out);
 		source_free(src);
 		return ND_EXIT_USAGE;
 	}
 	while (!eng_run_done(run)) {
 		eng_infer_poll(e, 0.05, &err);
-		if (o->progress && eng_mono_s() - last > 1.0) {
-			last = eng_mono_s();
-			progress(e, t0, false);
-		}
+		if (nd_progress_due(&l->prog))
+			progress(e, &l->prog, false);
 	}
-	if (o->progress)
-		progress(e, t0, true);
 	bad = eng_run_finish(run);
-	eng_infer_close(e);
 	source_free(src);
-	if (nd_async_stop(l.out) != 0 || src->failed)
+	if (src->failed)
 		return ND_EXIT_USAGE;
 	return bad > 0 ? ND_EXIT_BAD_INPUT : ND_EXIT_OK;
 }
 
+int nd_infer_run_local(const struct nd_infer_opts *o, char **files, int n_files)
+{
+	struct local_io l;
+	struct eng_infer *e;
+	off_t start = 0;
+	bool rewind_stdin = o->repeat > 1 && reads_stdin(files, n_files);
+	int rc, status = ND_EXIT_OK;
+
+	if (rewind_stdin && stdin_rewindable(&start) != 0)
+		return ND_EXIT_USAGE;
+	nd_progress_start(&l.prog, o->progress, files, n_files);
+	if (l.prog.total > 0)
+		l.prog.total *= o->repeat;
+	if (!(l.out = nd_async_start(OUT_LIMIT))) {
+		nd_error("out of memory");
+		return ND_EXIT_USAGE;
+	}
+	rc = open_engine(o, &e);
+	if (rc != 0) {
+		nd_async_stop(l.out);
+		return rc;
+	}
+	for (int32_t k = 0; k < o->repeat && status < ND_EXIT_USAGE; k++) {
+		if (k > 0 && rewind_stdin && stdin_rewind(start) != 0) {
+			status = ND_EXIT_USAGE;
+			break;
+		}
+		rc = run_once(o, e, &l, files, n_files);
+		status = rc > status ? rc : status;
+	}
+	if (o->progress)
+		progress(e, &l.prog, true);
+	eng_infer_close(e);
+	if (nd_async_stop(l.out) != 0)
+		return ND_EXIT_USAGE;
+	return status;
+}
+
+/* The socket first, so that a bad path fails before a long model load;
+ * "serving" is said only once both are ready. */
 int nd_infer_serve(const struct nd_infer_opts *o)
 {
+	struct eng_worker *w;
 	struct eng_infer *e;
 	struct eng_error err;
-	int rc = open_engine(o, &e);
+	int rc;
 
-	if (rc != 0)
-		return rc;
-	fprintf(stderr, "%s: serving %s on %s (loaded in %.2f s)\n", nd_progname(),
-		o->engine.model_dir, o->socket, eng_infer_load_time(e));
-	rc = eng_worker_serve(e, o->socket, &err);
-	eng_infer_close(e);
-	if (rc != 0) {
+	eng_error_clear(&err);
+	if (eng_worker_listen(o->socket, &w, &err) != 0) {
 		nd_error("%s: %s", o->socket, err.msg);
 		return ND_EXIT_USAGE;
 	}
-	return ND_EXIT_OK;
+	rc = open_engine(o, &e);
+	if (rc != 0) {
+		eng_worker_close(w);
+		return rc;
+	}
+	fprintf(stderr, "%s: serving %s on %s (loaded in %.2f s)\n", nd_progname(),
+		o->engine.model_dir, o->socket, eng_infer_load_time(e));
+	rc = eng_worker_run(w, e, &err);
+	eng_worker_close(w);
+	eng_infer_close(e);
+	return rc != 0 ? ND_EXIT_USAGE : ND_EXIT_OK;
 }
 
 /* A run through the worker: the input's name for diagnostics, and what
  * the progress line counts. */
 struct remote {
 	const char *name;
-	bool progress;
-	double t0, last;
-	long requests;
-	long long tokens;
+	struct nd_progress prog;
 };
 
 /* Progress from the records as they come back. */
 static void remote_record(void *ctx, const json_t *rec)
 {
 	struct remote *r = ctx;
-	double now;
+	char head[256];
 
-	if (!r->progress || strcmp(json_string_value(json_object_get(rec, "type")) ?: "", "request"))
+	nd_progress_record(&r->prog, rec);
+	if (!nd_progress_due(&r->prog))
 		return;
-	r->requests++;
-	r->tokens += json_integer_value(json_object_get(rec, "output_len"));
-	now = eng_mono_s();
-	if (now - r->last < 1.0)
-		return;
-	r->last = now;
-	fprintf(stderr, "\r%s: %.0fs, %ld requests done, %.1f tok/s   ", nd_progname(), now - r->t0,
-		r->requests, now > r->t0 ? (double)r->tokens / (now - r->t0) : 0.0);
+	nd_progress_head(&r->prog, head, sizeof(head));
+	fprintf(stderr, "\r%s: %s   ", nd_progname(), head);
+	r->prog.printed = true;
 }
 
 /* A diagnostic from the worker names a line of the run's input stream. */
@@ -269,12 +352,13 @@ static void diag_remote(void *ctx, long line, const char *msg)
 
 int nd_infer_run_remote(const struct nd_infer_opts *o, char **files, int n_files)
 {
-	struct remote rm = { n_files == 1 ? files[0] : "<stdin>", o->progress, eng_mono_s(), 0, 0, 0 };
+	struct remote rm = { .name = n_files == 1 ? files[0] : "<stdin>" };
 	FILE *in = n_files == 1 ? fopen(files[0], "rb") : stdin;
 	struct eng_client_io io = { in, stdout, diag_remote, remote_record, &rm };
 	struct eng_error err;
+	off_t start = 0;
 	json_t *hello;
-	long bad;
+	long bad = 0;
 
 	if (n_files > 1) {
 		nd_error("--connect reads one input file (or stdin); got %d", n_files);
@@ -284,12 +368,31 @@ int nd_infer_run_remote(const struct nd_infer_opts *o, char **files, int n_files
 		nd_error("%s: %s", files[0], strerror(errno));
 		return ND_EXIT_USAGE;
 	}
+	if (o->repeat > 1 && in == stdin && stdin_rewindable(&start) != 0)
+		return ND_EXIT_USAGE;
+	nd_progress_start(&rm.prog, o->progress, files, n_files);
+	if (rm.prog.total > 0)
+		rm.prog.total *= o->repeat;
 	hello = json_pack("{s:s,s:s,s:o}", "type", "hello", "command", "run",
 			  "params", eng_run_params_to_json(&o->run));
-	bad = eng_client_run(o->socket, hello, &io, &err);
+	/* Each repeat is a run of its own, from the start of the input. */
+	for (int32_t k = 0; k < o->repeat && bad >= 0; k++) {
+		long b;
+
+		if (k > 0 && (in == stdin ? stdin_rewind(start) : fseeko(in, 0, SEEK_SET)) != 0) {
+			json_decref(hello);
+			return ND_EXIT_USAGE;
+		}
+		b = eng_client_run(o->socket, hello, &io, &err);
+		bad = b < 0 ? b : bad + b;
+	}
 	json_decref(hello);
-	if (rm.progress && rm.requests)
-		fputc('\n', stderr);
+	if (rm.prog.printed) {
+		char head[256];
+
+		nd_progress_head(&rm.prog, head, sizeof(head));
+		fprintf(stderr, "\r%s: %s   \n", nd_progname(), head);
+	}
 	if (in != stdin)
 		fclose(in);
 	if (bad < 0) {
@@ -301,7 +404,7 @@ int nd_infer_run_remote(const struct nd_infer_opts *o, char **files, int n_files
 
 int nd_infer_command(const struct nd_infer_opts *o, const char *command)
 {
-	struct remote rm = { o->socket, false, 0, 0, 0, 0 };
+	struct remote rm = { .name = o->socket };
 	struct eng_client_io io = { NULL, stdout, diag_remote, NULL, &rm };
 	struct eng_error err;
 	json_t *hello = json_pack("{s:s,s:s}", "type", "hello", "command", command);

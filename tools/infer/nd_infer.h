@@ -17,11 +17,15 @@ struct nd_infer_opts {
 	struct eng_run_params run;        /* --run, --mode, --batch-size, ... */
 	const char *socket;               /* --socket / --connect PATH */
 	bool progress;                    /* --progress, or stderr is a terminal */
+	int32_t repeat;                   /* --repeat: runs of the input, one after
+					   * the other, same run name (1) */
 };
 
 void nd_infer_default_opts(struct nd_infer_opts *o);
 
-/* Runs the input files (or stdin) through a model loaded in-process. */
+/* Runs the input files (or stdin) through a model loaded in-process,
+ * o->repeat times (stdin that is not a regular file is copied to a
+ * temporary file first, so that every repeat reads the same input). */
 int nd_infer_run_local(const struct nd_infer_opts *o, char **files, int n_files);
 
 /* Loads the model once and serves runs on o->socket until shut down. */

@@ -5,6 +5,7 @@ tools_report_libreport_a_SOURCES = \
 	tools/report/nd_svg.h tools/report/nd_svg.c \
 	tools/report/nd_report.h tools/report/nd_report_int.h \
 	tools/report/nd_report.c \
+	tools/report/nd_report_points.c \
 	tools/report/nd_report_md.c \
 	tools/report/nd_report_text.c \
 	tools/report/nd_report_charts.c

@@ -256,6 +256,7 @@ static int add_summary(struct nd_report *r, struct rp_group *g, json_t *obj)
 	row->batch_size = get_batch(obj);
 	row->order = r->n_rows++;
 	g->has_summary = true;
+	g->n_summaries++;
 	if (g->batch_size < 0)
 		g->batch_size = row->batch_size;
 	return 0;

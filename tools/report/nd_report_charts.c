@@ -1,10 +1,15 @@
 /*
  * nd_report_charts.c: the report's SVG charts, drawn with nd_svg.
  *
- *   throughput.svg      output throughput by batch size (log2 x axis) and
- *                       the line of linear scaling from the baseline
- *   ttft-cdf.svg        TTFT distribution per batch size
- *   itl-cdf.svg         ITL distribution per batch size
+ *   throughput.svg      output throughput by batch size (log2 x axis): the
+ *                       median of the sweep's points with the spread of
+ *                       their runs, the batch sizes that are not points of
+ *                       the sweep as hollow markers, and the line of linear
+ *                       scaling from the baseline as a guide that does not
+ *                       set the y axis (clipped at its top), so the
+ *                       measured values fill the chart
+ *   ttft-cdf.svg        TTFT distribution per batch size (log time axis)
+ *   itl-cdf.svg         ITL distribution per batch size (log time axis)
  *   turn-ttft.svg       mean TTFT by turn index, per batch size
  *   turn-cache-hit.svg  prefix cache hit rate by turn index
  *   time-split.svg      LLM and environment time per trajectory (bars)
@@ -79,61 +84,62 @@ static struct nd_svg_chart *new_chart(enum nd_svg_kind kind,
 	return ch;
 }
 
-/* The best output throughput of each known batch size > 0, ascending. */
-static size_t tput_points(const struct nd_report *r, struct rp_row **rows,
-			  double *x, double *y)
-{
-	size_t n = 0;
-
-	for (size_t i = 0; i < r->n_rows; i++) {
-		double t = rp_num(rows[i]->summary, "output_throughput");
-		long b = rows[i]->batch_size;
-
-		if (b <= 0 || !isfinite(t))
-			continue;
-		if (n && x[n - 1] == (double)b) {
-			y[n - 1] = fmax(y[n - 1], t);
-			continue;
-		}
-		x[n] = (double)b;
-		y[n++] = t;
-	}
-	return n;
-}
-
-int rp_chart_throughput(const struct nd_report *r, const char *dir,
+int rp_chart_throughput(const struct rp_ctx *c, const char *dir,
 			bool *drawn, char *err, size_t errlen)
 {
-	struct rp_row **rows = rp_rows_by_batch(r);
-	double *x = malloc((r->n_rows + 1) * sizeof(double));
-	double *y = malloc((r->n_rows + 1) * sizeof(double));
-	double *ideal = malloc((r->n_rows + 1) * sizeof(double));
+	size_t cap = c->n_pts + 1, n = 0, nf = 0, ns = 0;
+	double *x = malloc(cap * sizeof(double)), *y = malloc(cap * sizeof(double));
+	double *lo = malloc(cap * sizeof(double)), *hi = malloc(cap * sizeof(double));
+	double *fx = malloc(cap * sizeof(double)), *fy = malloc(cap * sizeof(double));
+	double *ideal = malloc(cap * sizeof(double));
 	struct nd_svg_chart *ch = new_chart(
 		ND_SVG_LINE, ND_SVG_SCALE_LOG2, "Output throughput by batch size",
 		"batch size (log2 scale)", "output tokens/s", err, errlen);
-	size_t n, ns = 0;
+	struct nd_svg_style sweep = { .lo = lo, .hi = hi };
+	struct nd_svg_style set_apart = { .points_only = true };
+	struct nd_svg_style guide = { .reference = true };
 	char name[64];
 	int rc = -1;
 
-	if (!rows || !x || !y || !ideal || !ch) {
+	if (!x || !y || !lo || !hi || !fx || !fy || !ideal || !ch) {
 		snprintf(err, errlen, "out of memory");
 		nd_svg_free(ch);
 		goto out;
 	}
-	n = tput_points(r, rows, x, y);
-	for (size_t i = 0; i < n; i++)
-		ideal[i] = y[0] * x[i] / x[0];
+	for (size_t i = 0; i < c->n_pts; i++) {
+		const struct rp_point *p = &c->pts[i];
+
+		if (p->batch_size <= 0 || !isfinite(p->tput))
+			continue;
+		if (p->flag != RP_SWEEP) {
+			fx[nf] = (double)p->batch_size;
+			fy[nf++] = p->tput;
+			continue;
+		}
+		x[n] = (double)p->batch_size;
+		y[n] = p->tput;
+		lo[n] = p->lo;
+		hi[n++] = p->hi;
+	}
 	if (n)
-		ns += nd_svg_add_series(ch, "measured", x, y, n) == 0;
+		ns += nd_svg_add_series_styled(ch, c->max_runs > 1 ? "median (bars: runs)" : "measured",
+					       x, y, n, c->max_runs > 1 ? &sweep : NULL) == 0;
+	if (nf)
+		ns += nd_svg_add_series_styled(ch, "not ranked", fx, fy, nf, &set_apart) == 0;
 	if (n > 1) {
+		for (size_t i = 0; i < n; i++)
+			ideal[i] = y[0] * x[i] / x[0];
 		snprintf(name, sizeof(name), "linear from batch %.0f", x[0]);
-		ns += nd_svg_add_series(ch, name, x, ideal, n) == 0;
+		ns += nd_svg_add_series_styled(ch, name, x, ideal, n, &guide) == 0;
 	}
 	rc = finish(ch, ns, dir, RP_CHART_THROUGHPUT, drawn, err, errlen);
 out:
-	free(rows);
 	free(x);
 	free(y);
+	free(lo);
+	free(hi);
+	free(fx);
+	free(fy);
 	free(ideal);
 	return rc;
 }
@@ -180,9 +186,9 @@ int rp_chart_latency_cdf(const struct nd_report *r, const char *dir,
 {
 	struct rp_row **rows = rp_rows_by_batch(r);
 	struct nd_svg_chart *ch = new_chart(
-		ND_SVG_CDF, ND_SVG_SCALE_LINEAR, itl ? "Inter-token latency distribution"
+		ND_SVG_CDF, ND_SVG_SCALE_LOG10, itl ? "Inter-token latency distribution"
 				: "Time to first token distribution",
-		itl ? "ITL (ms)" : "TTFT (ms)", "fraction of samples", err,
+		itl ? "ITL (ms, log scale)" : "TTFT (ms, log scale)", "fraction of samples", err,
 		errlen);
 	size_t ns = 0;
 
@@ -279,54 +285,52 @@ int rp_chart_turns(const struct nd_report *r, const char *dir, bool cache,
 		      err, errlen);
 }
 
-/* Mean LLM and env time per trajectory of a row: from the conversation
- * results when there are some, else from the summary. */
-static void split_of(const struct rp_row *row, double *llm, double *env)
+/* Mean LLM and env time per trajectory of a point: from the conversation
+ * results when there are some, else from the summaries. */
+static void split_of(const struct rp_point *p, double *llm, double *env)
 {
-	const struct rp_group *g = row->g;
+	const struct rp_group *g = p->g;
 
 	if (g->n_conv) {
 		*llm = g->sum_llm_s / (double)g->n_conv;
 		*env = g->sum_env_s / (double)g->n_conv;
 	} else {
-		*llm = rp_num(row->summary, "mean_llm_time_per_trajectory");
-		*env = rp_num(row->summary, "mean_env_time_per_trajectory");
+		*llm = rp_point_num(p, "mean_llm_time_per_trajectory");
+		*env = rp_point_num(p, "mean_env_time_per_trajectory");
 	}
 }
 
-int rp_chart_time_split(const struct nd_report *r, const char *dir,
+int rp_chart_time_split(const struct rp_ctx *c, const char *dir,
 			bool *drawn, char *err, size_t errlen)
 {
-	struct rp_row **rows = rp_rows_by_batch(r);
-	double *x = malloc((r->n_rows + 1) * sizeof(double));
-	double *llm = malloc((r->n_rows + 1) * sizeof(double));
-	double *env = malloc((r->n_rows + 1) * sizeof(double));
+	double *x = malloc((c->n_pts + 1) * sizeof(double));
+	double *llm = malloc((c->n_pts + 1) * sizeof(double));
+	double *env = malloc((c->n_pts + 1) * sizeof(double));
 	struct nd_svg_chart *ch = new_chart(
 		ND_SVG_BAR, ND_SVG_SCALE_LINEAR, "LLM and environment time per trajectory",
 		"batch size", "mean seconds per trajectory", err, errlen);
 	size_t n = 0, ns = 0;
 	int rc = -1;
 
-	if (!rows || !x || !llm || !env || !ch) {
+	if (!x || !llm || !env || !ch) {
 		snprintf(err, errlen, "out of memory");
 		nd_svg_free(ch);
 		goto out;
 	}
-	for (size_t i = 0; i < r->n_rows; i++) {
-		if (rows[i]->batch_size < 0 ||
-		    (n && x[n - 1] == (double)rows[i]->batch_size))
+	for (size_t i = 0; i < c->n_pts; i++) {
+		if (c->pts[i].batch_size < 0)
 			continue;
-		x[n] = (double)rows[i]->batch_size;
-		split_of(rows[i], &llm[n], &env[n]);
+		x[n] = (double)c->pts[i].batch_size;
+		split_of(&c->pts[i], &llm[n], &env[n]);
 		n += isfinite(llm[n]) && isfinite(env[n]);
 	}
 	if (n) {
 		ns += nd_svg_add_series(ch, "LLM time", x, llm, n) == 0;
-		ns += nd_svg_add_series(ch, "env time", x, env, n) == 0;
+		ns += nd_svg_add_series(ch, c->env_replayed || !c->env_known ? "env time"
+					: "env (not replayed)", x, env, n) == 0;
 	}
 	rc = finish(ch, ns, dir, RP_CHART_TIME_SPLIT, drawn, err, errlen);
 out:
-	free(rows);
 	free(x);
 	free(llm);
 	free(env);

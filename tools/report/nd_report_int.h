@@ -2,6 +2,8 @@
  * nd_report_int.h: what the parts of the report share (not installed).
  *
  *   nd_report.c         collects and checks records, groups them by run
+ *   nd_report_points.c  one point per batch size: repeats, median,
+ *                       spread, and whether it is a point of the sweep
  *   nd_report_md.c      Markdown cells and the measurement sections
  *   nd_report_text.c    conclusions, projection, notes; the entry point
  *   nd_report_charts.c  draws the SVG charts with nd_svg
@@ -26,6 +28,7 @@ struct rp_group {
 	size_t n_turns, cap_turns;
 	long batch_size;           /* from a summary or the run record; -1 */
 	bool has_summary;
+	size_t n_summaries;        /* one per repeated run */
 };
 
 enum rp_type {
@@ -70,15 +73,48 @@ long rp_group_batch(const struct rp_group *g);
  * "run ID" when the batch size is unknown.  Returns buf. */
 char *rp_group_label(const struct rp_group *g, char *buf, size_t len);
 
+/* Why a batch size is not a point of the sweep (nd_report_points.c). */
+enum rp_flag {
+	RP_SWEEP = 0,           /* it is: ranked, compared, charted as a curve */
+	RP_OVER_CONVERSATIONS,  /* larger than the conversations of its runs */
+	RP_LOW_CONCURRENCY,     /* measured concurrency under half of what it allows */
+	RP_NO_BATCH,            /* no batch size known */
+};
+
+/* One batch size: its summaries (one per repeated run) and what the
+ * report may say of it.  Unknown batch sizes get a point per summary. */
+struct rp_point {
+	long batch_size;               /* -1: unknown */
+	struct rp_row **rows;          /* (n) its summaries */
+	size_t n;
+	struct rp_group *g;            /* the group of its first summary */
+	double tput, lo, hi;           /* output tok/s: median, min, max */
+	double concurrency;            /* measured, median */
+	double expected;               /* requests in flight it allows; NaN */
+	long n_conv;                   /* conversations per run; -1 unknown */
+	enum rp_flag flag;
+};
+
+/* Points from rows sorted by batch size (rp_rows_by_batch), ascending.
+ * 0, or -1 when out of memory. */
+int rp_points_build(struct rp_row **rows, size_t n_rows, struct rp_point **out,
+		    size_t *n_out);
+void rp_points_free(struct rp_point *pts, size_t n);
+
+/* A summary field of the point: the median over its runs; NaN. */
+double rp_point_num(const struct rp_point *p, const char *key);
+
+struct rp_ctx;
+
 /* Charts: each returns 0 and sets *drawn (whether a file was written), or
  * -1 with err filled.  dir is p->charts_dir. */
-int rp_chart_throughput(const struct nd_report *r, const char *dir,
+int rp_chart_throughput(const struct rp_ctx *c, const char *dir,
 			bool *drawn, char *err, size_t errlen);
 int rp_chart_latency_cdf(const struct nd_report *r, const char *dir,
 			 bool itl, bool *drawn, char *err, size_t errlen);
 int rp_chart_turns(const struct nd_report *r, const char *dir, bool cache,
 		   bool *drawn, char *err, size_t errlen);
-int rp_chart_time_split(const struct nd_report *r, const char *dir,
+int rp_chart_time_split(const struct rp_ctx *c, const char *dir,
 			bool *drawn, char *err, size_t errlen);
 
 /* File names of the charts inside the charts directory. */
@@ -104,7 +140,12 @@ struct rp_ctx {
 	struct rp_row **rows;      /* (n_rows) by batch size */
 	struct rp_group **groups;  /* (n_groups) by batch size */
 	size_t n_groups;
-	const struct rp_row *base; /* first row of the smallest batch size */
+	struct rp_point *pts;      /* (n_pts) by batch size, unknown last */
+	size_t n_pts;
+	const struct rp_point *base; /* the smallest batch size of the sweep */
+	size_t max_runs;           /* most runs of one batch size */
+	bool env_replayed;         /* some run waited environment time */
+	bool env_known;            /* some run record gives its env time scale */
 	bool drawn[RP_N_CHARTS];   /* charts written */
 };
 
@@ -117,7 +158,7 @@ void rp_cell_fixed(FILE *fp, double v, int decimals);
 void rp_cell_int(FILE *fp, double v);
 void rp_cell_pct(FILE *fp, double frac);
 void rp_cell_ratio(FILE *fp, double v);
-void rp_cell_batch(FILE *fp, const struct rp_row *row);
+void rp_cell_batch(FILE *fp, const struct rp_point *p);
 
 /* Head and alignment rows of a table: the first column left-aligned, the
  * others right-aligned when numeric, else left. */
@@ -129,14 +170,18 @@ void rp_chart_link(const struct rp_ctx *c, enum rp_chart k, const char *alt);
 
 double rp_out_tput(const struct rp_row *row);
 
-/* qsort order of row pointers: output throughput descending, NaN last,
- * ties in input order. */
-int rp_cmp_tput(const void *pa, const void *pb);
+/* qsort order of point pointers: points of the sweep first, by median
+ * output throughput descending (NaN last), then the others by batch size. */
+int rp_cmp_points(const void *pa, const void *pb);
 
-/* A row's output throughput over the baseline's; *scale gets its batch
- * size over the baseline's.  NaN when there is no baseline. */
-double rp_speed_up(const struct rp_ctx *c, const struct rp_row *row,
+/* A point's median output throughput over the baseline's; *scale gets its
+ * batch size over the baseline's.  NaN when there is no baseline. */
+double rp_speed_up(const struct rp_ctx *c, const struct rp_point *p,
 		   double *scale);
+
+/* The sentence that says why p is not a point of the sweep ("" when it
+ * is), for the tables' notes and the conclusions. */
+const char *rp_flag_text(const struct rp_point *p, char *buf, size_t len);
 
 /* The sections of nd_report_md.c, in report order. */
 void rp_md_title(const struct rp_ctx *c);

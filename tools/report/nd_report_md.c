@@ -3,8 +3,11 @@
  *
  * Sections, in order: setup, results (ranked by output throughput, with
  * speed-up over the smallest batch size), latency, prefix cache (per
- * batch size, then per turn), environment time, conclusions, projection,
- * notes on the input.  Numbers have one format per unit so the tables
+ * batch size, then per turn), environment time, conclusions, scope,
+ * projection, notes on the input.  Every table has one row per batch size
+ * (nd_report_points.c): with repeated runs its figures are medians, and
+ * the results give the spread; batch sizes that are not points of the
+ * sweep are shown, marked and never ranked.  Numbers have one format per unit so the tables
  * line up and diffs stay readable:
  *   ms, s       3 decimals          tok/s, concurrency  2 decimals
  *   request/s, trajectories/s       4 decimals (batch 1 rates are small)
@@ -18,6 +21,7 @@
  */
 #include "tools/report/nd_report_int.h"
 
+#include <ctype.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,13 +74,13 @@ void rp_cell_ratio(FILE *fp, double v)
 		fputs(" n/a |", fp);
 }
 
-void rp_cell_batch(FILE *fp, const struct rp_row *row)
+void rp_cell_batch(FILE *fp, const struct rp_point *p)
 {
-	if (row->batch_size >= 0)
-		fprintf(fp, "| %ld |", row->batch_size);
+	if (p->batch_size >= 0)
+		fprintf(fp, "| %ld |", p->batch_size);
 	else {
 		fputs("| n/a (run ", fp);
-		rp_md_text(fp, row->g->run);
+		rp_md_text(fp, p->g->run);
 		fputs(") |", fp);
 	}
 }
@@ -187,8 +191,8 @@ static void put_batch_sizes(const struct rp_ctx *c)
 	size_t n = 0;
 
 	fputs("| batch sizes | ", c->fp);
-	for (size_t i = 0; i < c->r->n_rows; i++) {
-		long b = c->rows[i]->batch_size;
+	for (size_t i = 0; i < c->n_pts; i++) {
+		long b = c->pts[i].batch_size;
 
 		if (b < 0 || b == last)
 			continue;
@@ -196,6 +200,9 @@ static void put_batch_sizes(const struct rp_ctx *c)
 		last = b;
 	}
 	fputs(n ? " |\n" : "n/a |\n", c->fp);
+	if (c->max_runs > 1)
+		fprintf(c->fp, "| runs per batch size | %zu (medians and spreads below) |\n",
+			c->max_runs);
 }
 
 void rp_md_setup(const struct rp_ctx *c)
@@ -301,37 +308,72 @@ double rp_out_tput(const struct rp_row *row)
 	return rp_num(row->summary, "output_throughput");
 }
 
-int rp_cmp_tput(const void *pa, const void *pb)
+/* Points of the sweep first, by median throughput (NaN last); the others
+ * after them, by batch size (the order they come in). */
+int rp_cmp_points(const void *pa, const void *pb)
 {
-	const struct rp_row *a = *(const struct rp_row *const *)pa;
-	const struct rp_row *b = *(const struct rp_row *const *)pb;
-	double x = rp_out_tput(a), y = rp_out_tput(b);
+	const struct rp_point *a = *(const struct rp_point *const *)pa;
+	const struct rp_point *b = *(const struct rp_point *const *)pb;
+	bool sa = a->flag == RP_SWEEP, sb = b->flag == RP_SWEEP;
 
-	if (isfinite(x) != isfinite(y))
-		return isfinite(x) ? -1 : 1;
-	if (isfinite(x) && x != y)
-		return x > y ? -1 : 1;
-	return (a->order > b->order) - (a->order < b->order);
+	if (sa != sb)
+		return sa ? -1 : 1;
+	if (sa && isfinite(a->tput) != isfinite(b->tput))
+		return isfinite(a->tput) ? -1 : 1;
+	if (sa && isfinite(a->tput) && a->tput != b->tput)
+		return a->tput > b->tput ? -1 : 1;
+	return (a > b) - (a < b);
 }
 
-/* Speed-up of a row's output throughput over the baseline, and the
- * batch-size ratio it is measured against. */
-double rp_speed_up(const struct rp_ctx *c, const struct rp_row *row,
-		       double *scale)
+/* Speed-up of a point's median output throughput over the baseline's,
+ * and the batch-size ratio it is measured against. */
+double rp_speed_up(const struct rp_ctx *c, const struct rp_point *p, double *scale)
 {
 	*scale = NAN;
-	if (!c->base || row->batch_size < 0)
+	if (!c->base || p->batch_size <= 0 || p->flag != RP_SWEEP)
 		return NAN;
-	*scale = (double)row->batch_size / (double)c->base->batch_size;
-	return rp_out_tput(row) / rp_out_tput(c->base);
+	*scale = (double)p->batch_size / (double)c->base->batch_size;
+	return p->tput / c->base->tput;
+}
+
+const char *rp_flag_text(const struct rp_point *p, char *buf, size_t len)
+{
+	switch (p->flag) {
+	case RP_SWEEP:
+		snprintf(buf, len, "%s", "");
+		break;
+	case RP_OVER_CONVERSATIONS:
+		snprintf(buf, len, "batch size %ld is larger than the %ld conversations of its "
+			 "runs, so it ran like batch size %ld", p->batch_size, p->n_conv,
+			 p->n_conv);
+		break;
+	case RP_LOW_CONCURRENCY:
+		snprintf(buf, len, "at batch size %ld the measured concurrency, %.2f requests "
+			 "in flight, is under half of the %.2f the batch size allows, so the "
+			 "batch was mostly not full", p->batch_size, p->concurrency,
+			 p->expected);
+		break;
+	case RP_NO_BATCH:
+		snprintf(buf, len, "run %s has no batch size", p->g->run);
+		break;
+	}
+	return buf;
 }
 
 static void results_intro(const struct rp_ctx *c)
 {
-	fputs("Rows are ranked by output throughput. ", c->fp);
+	fputs("Rows are ranked by output throughput", c->fp);
+	if (c->max_runs > 1)
+		fprintf(c->fp, ". Each batch size ran up to %zu times: every figure is the "
+			"median over its runs, and the spread goes from the slowest run's "
+			"output throughput to the fastest's. ", c->max_runs);
+	else
+		fputs(". Each batch size ran once, so the run-to-run spread is unknown "
+		      "(`REPEAT=3` in `make report`, or `gpu-batch-infer --repeat 3`, "
+		      "measures it). ", c->fp);
 	if (!c->base) {
-		fputs("No summary carries a batch size, so there is no "
-		      "baseline for the speed-up.\n\n", c->fp);
+		fputs("No batch size is a point of the sweep, so there is no baseline "
+		      "for the speed-up.\n\n", c->fp);
 		return;
 	}
 	if (c->base->batch_size == 1)
@@ -346,42 +388,78 @@ static void results_intro(const struct rp_ctx *c)
 			c->base->batch_size, c->base->batch_size);
 }
 
+static void spread_cell(FILE *fp, const struct rp_point *p)
+{
+	if (p->n < 2)
+		fputs(" 1 run |", fp);
+	else if (isfinite(p->lo))
+		fprintf(fp, " %.2f-%.2f (%zu runs) |", p->lo, p->hi, p->n);
+	else
+		fprintf(fp, " n/a (%zu runs) |", p->n);
+}
+
+/* Why the unranked rows are not ranked, one line each. */
+static void results_notes(const struct rp_ctx *c)
+{
+	char buf[512];
+	size_t n = 0;
+
+	for (size_t i = 0; i < c->n_pts; i++) {
+		if (c->pts[i].flag == RP_SWEEP)
+			continue;
+		fputs(n++ ? "" : "Not ranked:\n\n", c->fp);
+		fputs("- ", c->fp);
+		rp_flag_text(&c->pts[i], buf, sizeof(buf));
+		buf[0] = (char)toupper((unsigned char)buf[0]);
+		rp_md_text(c->fp, buf);
+		fputs(".\n", c->fp);
+	}
+	if (n)
+		fputc('\n', c->fp);
+}
+
 void rp_md_results(const struct rp_ctx *c)
 {
 	static const char *const cols[] = {
 		"rank", "batch size", "completed", "failed", "duration (s)", "request/s",
-		"input tok/s", "output tok/s", "trajectories/s", "concurrency",
-		"speed-up", "scaling efficiency",
+		"input tok/s", "output tok/s", "spread (tok/s)", "trajectories/s",
+		"concurrency", "speed-up", "scaling efficiency",
 	};
-	size_t n = c->r->n_rows;
-	struct rp_row **v = malloc((n ? n : 1) * sizeof(*v));
+	size_t n = c->n_pts, rank = 0;
+	const struct rp_point **v = malloc((n ? n : 1) * sizeof(*v));
 
 	fputs("## Results\n\n", c->fp);
 	if (!v)
 		return;
-	memcpy(v, c->rows, n * sizeof(*v));
-	qsort(v, n, sizeof(*v), rp_cmp_tput);
+	for (size_t i = 0; i < n; i++)
+		v[i] = &c->pts[i];
+	qsort(v, n, sizeof(*v), rp_cmp_points);
 	results_intro(c);
 	rp_table_head(c->fp, cols, sizeof(cols) / sizeof(cols[0]), true);
 	for (size_t i = 0; i < n; i++) {
-		const json_t *s = v[i]->summary;
-		double scale, su = rp_speed_up(c, v[i], &scale);
+		const struct rp_point *p = v[i];
+		double scale, su = rp_speed_up(c, p, &scale);
 
-		fprintf(c->fp, "| %zu ", i + 1);
-		rp_cell_batch(c->fp, v[i]);
-		rp_cell_int(c->fp, rp_num(s, "completed"));
-		rp_cell_int(c->fp, rp_num(s, "failed"));
-		rp_cell_fixed(c->fp, rp_num(s, "duration"), 3);
-		rp_cell_fixed(c->fp, rp_num(s, "request_throughput"), 4);
-		rp_cell_fixed(c->fp, rp_num(s, "input_throughput"), 2);
-		rp_cell_fixed(c->fp, rp_out_tput(v[i]), 2);
-		rp_cell_fixed(c->fp, rp_num(s, "trajectories_per_s"), 4);
-		rp_cell_fixed(c->fp, rp_num(s, "concurrency"), 2);
+		if (p->flag == RP_SWEEP)
+			fprintf(c->fp, "| %zu ", ++rank);
+		else
+			fputs("| not ranked ", c->fp);
+		rp_cell_batch(c->fp, p);
+		rp_cell_int(c->fp, rp_point_num(p, "completed"));
+		rp_cell_int(c->fp, rp_point_num(p, "failed"));
+		rp_cell_fixed(c->fp, rp_point_num(p, "duration"), 3);
+		rp_cell_fixed(c->fp, rp_point_num(p, "request_throughput"), 4);
+		rp_cell_fixed(c->fp, rp_point_num(p, "input_throughput"), 2);
+		rp_cell_fixed(c->fp, p->tput, 2);
+		spread_cell(c->fp, p);
+		rp_cell_fixed(c->fp, rp_point_num(p, "trajectories_per_s"), 4);
+		rp_cell_fixed(c->fp, p->concurrency, 2);
 		rp_cell_ratio(c->fp, su);
 		rp_cell_pct(c->fp, su / scale);
 		fputc('\n', c->fp);
 	}
 	fputc('\n', c->fp);
+	results_notes(c);
 	rp_chart_link(c, RP_C_THROUGHPUT, "Output throughput by batch size");
 	free(v);
 }
@@ -398,13 +476,13 @@ static void latency_table(const struct rp_ctx *c, const char *title,
 
 	fprintf(c->fp, "### %s\n\n", title);
 	rp_table_head(c->fp, cols, 5, true);
-	for (size_t i = 0; i < c->r->n_rows; i++) {
-		rp_cell_batch(c->fp, c->rows[i]);
+	for (size_t i = 0; i < c->n_pts; i++) {
+		rp_cell_batch(c->fp, &c->pts[i]);
 		for (size_t k = 0; k < 4; k++) {
 			char key[64];
 
 			snprintf(key, sizeof(key), "%s_%s_ms", stats[k], metric);
-			rp_cell_fixed(c->fp, rp_num(c->rows[i]->summary, key), 3);
+			rp_cell_fixed(c->fp, rp_point_num(&c->pts[i], key), 3);
 		}
 		fputc('\n', c->fp);
 	}
@@ -416,8 +494,8 @@ static void cdf_source(const struct rp_ctx *c, bool itl)
 {
 	size_t n_req = 0, n_pct = 0;
 
-	for (size_t i = 0; i < c->r->n_rows; i++) {
-		const struct rp_group *g = c->rows[i]->g;
+	for (size_t i = 0; i < c->n_pts; i++) {
+		const struct rp_group *g = c->pts[i].g;
 
 		if ((itl ? g->itl_ms.n : g->ttft_ms.n) > 0)
 			n_req++;
@@ -439,7 +517,8 @@ static void cdf_source(const struct rp_ctx *c, bool itl)
 
 void rp_md_latency(const struct rp_ctx *c)
 {
-	fputs("## Latency\n\nAll latencies in milliseconds.\n\n", c->fp);
+	fputs("## Latency\n\nAll latencies in milliseconds; the distribution charts have a "
+	      "logarithmic time axis.\n\n", c->fp);
 	latency_table(c, "Time to first token (TTFT)", "ttft");
 	if (c->drawn[RP_C_TTFT]) {
 		rp_chart_link(c, RP_C_TTFT, "TTFT distribution by batch size");
@@ -464,13 +543,13 @@ void rp_md_cache(const struct rp_ctx *c)
 
 	fputs("## Prefix cache\n\n", c->fp);
 	rp_table_head(c->fp, cols, 4, true);
-	for (size_t i = 0; i < c->r->n_rows; i++) {
-		const json_t *s = c->rows[i]->summary;
+	for (size_t i = 0; i < c->n_pts; i++) {
+		const struct rp_point *p = &c->pts[i];
 
-		rp_cell_batch(c->fp, c->rows[i]);
-		rp_cell_int(c->fp, rp_num(s, "total_input_tokens"));
-		rp_cell_int(c->fp, rp_num(s, "total_cached_tokens"));
-		rp_cell_pct(c->fp, rp_num(s, "cache_hit_rate"));
+		rp_cell_batch(c->fp, p);
+		rp_cell_int(c->fp, rp_point_num(p, "total_input_tokens"));
+		rp_cell_int(c->fp, rp_point_num(p, "total_cached_tokens"));
+		rp_cell_pct(c->fp, rp_point_num(p, "cache_hit_rate"));
 		fputc('\n', c->fp);
 	}
 	fputc('\n', c->fp);
@@ -556,60 +635,94 @@ void rp_md_turns(const struct rp_ctx *c)
 
 /* ---------------------------------------------------------------- env */
 
-static void env_row(const struct rp_ctx *c, const struct rp_row *row)
+/* Mean LLM and environment time and wall time per trajectory of a point:
+ * from its conversation results (all its runs), else from its summaries
+ * (no wall time then). */
+static void env_means(const struct rp_point *p, double *env, double *llm, double *wall)
 {
-	const json_t *s = row->summary;
-	const struct rp_group *g = row->g;
+	const struct rp_group *g = p->g;
 	double n = (double)g->n_conv;
 
-	rp_cell_batch(c->fp, row);
 	if (g->n_conv) {
-		rp_cell_int(c->fp, n);
-		rp_cell_fixed(c->fp, rp_num(s, "total_env_time"), 3);
-		rp_cell_fixed(c->fp, g->sum_env_s / n, 3);
-		rp_cell_fixed(c->fp, g->sum_llm_s / n, 3);
-		rp_cell_pct(c->fp, g->sum_env_s / (g->sum_env_s + g->sum_llm_s));
-		rp_cell_fixed(c->fp, g->sum_wall_s / n, 3);
+		*env = g->sum_env_s / n;
+		*llm = g->sum_llm_s / n;
+		*wall = g->sum_wall_s / n;
 	} else {
-		double env = rp_num(s, "mean_env_time_per_trajectory");
-		double llm = rp_num(s, "mean_llm_time_per_trajectory");
-
-		rp_cell_int(c->fp, rp_num(s, "num_trajectories"));
-		rp_cell_fixed(c->fp, rp_num(s, "total_env_time"), 3);
-		rp_cell_fixed(c->fp, env, 3);
-		rp_cell_fixed(c->fp, llm, 3);
-		rp_cell_pct(c->fp, env / (env + llm));
-		fputs(" n/a |", c->fp);
+		*env = rp_point_num(p, "mean_env_time_per_trajectory");
+		*llm = rp_point_num(p, "mean_llm_time_per_trajectory");
+		*wall = NAN;
 	}
+}
+
+static void env_row(const struct rp_ctx *c, const struct rp_point *p)
+{
+	double env, llm, wall;
+
+	env_means(p, &env, &llm, &wall);
+	rp_cell_batch(c->fp, p);
+	rp_cell_int(c->fp, rp_point_num(p, "num_trajectories"));
+	rp_cell_fixed(c->fp, env, 3);
+	rp_cell_fixed(c->fp, llm, 3);
+	if (c->env_replayed || !c->env_known)
+		rp_cell_pct(c->fp, env / (env + llm));
+	rp_cell_fixed(c->fp, wall, 3);
 	fputc('\n', c->fp);
+}
+
+/* The env time scale of the runs, when they all have the same one; NaN. */
+static double env_scale(const struct rp_ctx *c)
+{
+	double s = NAN;
+
+	for (size_t i = 0; i < c->n_groups; i++) {
+		double v = rp_num(c->groups[i]->run_rec, "env_time_scale");
+
+		if (!isfinite(v))
+			continue;
+		if (isfinite(s) && s != v)
+			return NAN;
+		s = v;
+	}
+	return s;
 }
 
 void rp_md_env(const struct rp_ctx *c)
 {
-	static const char *const cols[] = {
-		"batch size", "trajectories", "total env time (s)",
-		"mean env time (s)", "mean LLM time (s)", "env share",
-		"mean wall time (s)",
+	static const char *const replayed[] = {
+		"batch size", "trajectories", "mean env time (s)", "mean LLM time (s)",
+		"env share", "mean wall time (s)",
 	};
-	size_t missing = 0;
+	static const char *const not_replayed[] = {
+		"batch size", "trajectories", "recorded env time, not replayed (s)",
+		"mean LLM time (s)", "mean wall time (s)",
+	};
+	double scale = env_scale(c);
 
-	fputs("## Environment time\n\nPer trajectory: the recorded "
-	      "environment time replayed between turns, the time spent in "
-	      "LLM calls, the environment's share of the two, and the wall "
-	      "time from first request to last response.", c->fp);
-	for (size_t i = 0; i < c->r->n_rows; i++)
-		missing += c->rows[i]->g->n_conv == 0;
-	if (!missing)
-		fputs(" Means are over the conversation_result records.",
-		      c->fp);
+	fputs("## Environment time\n\n", c->fp);
+	if (c->env_known && !c->env_replayed) {
+		fputs("The recorded environment time (the agent's tool calls) was **not "
+		      "replayed** (env time scale 0): each turn was sent as soon as the one "
+		      "before it had finished, so the wall time of a trajectory is its LLM "
+		      "time alone. The recorded time per trajectory is shown for what a live "
+		      "rollout would add; it was not waited for.", c->fp);
+	} else {
+		fputs("Per trajectory: the recorded environment time", c->fp);
+		if (!c->env_known)
+			fputs(" (the input has no run record to say whether it was replayed)",
+			      c->fp);
+		else if (isfinite(scale) && scale != 1)
+			fprintf(c->fp, " (waited for at %g times its length)", scale);
+		fputs(", the time spent in LLM calls, the environment's share of the two, "
+		      "and the wall time from first request to last response.", c->fp);
+	}
+	fputs(" Means are over the conversation_result records; rows without them show "
+	      "the summary's per-trajectory means and no wall time.\n\n", c->fp);
+	if (c->env_replayed || !c->env_known)
+		rp_table_head(c->fp, replayed, 6, true);
 	else
-		fputs(" Means are over the conversation_result records; rows "
-		      "without them show the summary's per-trajectory means "
-		      "and no wall time.", c->fp);
-	fputs("\n\n", c->fp);
-	rp_table_head(c->fp, cols, 7, true);
-	for (size_t i = 0; i < c->r->n_rows; i++)
-		env_row(c, c->rows[i]);
+		rp_table_head(c->fp, not_replayed, 5, true);
+	for (size_t i = 0; i < c->n_pts; i++)
+		env_row(c, &c->pts[i]);
 	fputc('\n', c->fp);
 	rp_chart_link(c, RP_C_TIME_SPLIT, "LLM and environment time per trajectory");
 }

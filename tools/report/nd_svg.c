@@ -25,8 +25,11 @@
 struct series {
 	char *name;
 	double *x, *y;     /* (n) each */
+	double *lo, *hi;   /* (n) each, or NULL: whiskers */
 	size_t n;
 	bool step;         /* CDF from raw samples: draw as a staircase */
+	bool reference;    /* guide line: no say in the axes, clipped */
+	bool points_only;  /* hollow markers, no line */
 };
 
 struct nd_svg_chart {
@@ -96,6 +99,8 @@ void nd_svg_free(struct nd_svg_chart *c)
 		free(c->s[i].name);
 		free(c->s[i].x);
 		free(c->s[i].y);
+		free(c->s[i].lo);
+		free(c->s[i].hi);
 	}
 	free(c->title);
 	free(c->x_label);
@@ -149,9 +154,11 @@ static void sort_points(struct series *s)
 	}
 }
 
-int nd_svg_add_series(struct nd_svg_chart *c, const char *name,
-		      const double *x, const double *y, size_t n)
+int nd_svg_add_series_styled(struct nd_svg_chart *c, const char *name,
+			     const double *x, const double *y, size_t n,
+			     const struct nd_svg_style *st)
 {
+	bool whiskers = st && st->lo && st->hi;
 	struct series *s;
 
 	for (size_t i = 0; i < n; i++)
@@ -161,16 +168,36 @@ int nd_svg_add_series(struct nd_svg_chart *c, const char *name,
 	s = new_series(c, name, n);
 	if (!s)
 		return -1;
+	if (st) {
+		s->reference = st->reference;
+		s->points_only = st->points_only;
+	}
+	if (whiskers) {
+		s->lo = malloc((n ? n : 1) * sizeof(double));
+		s->hi = malloc((n ? n : 1) * sizeof(double));
+		if (!s->lo || !s->hi)
+			return -1;   /* freed with the chart */
+	}
 	for (size_t i = 0; i < n; i++) {
 		if (!isfinite(x[i]) || !isfinite(y[i]))
 			continue;
 		s->x[s->n] = x[i];
 		s->y[s->n] = y[i];
+		if (whiskers) {
+			s->lo[s->n] = isfinite(st->lo[i]) ? st->lo[i] : y[i];
+			s->hi[s->n] = isfinite(st->hi[i]) ? st->hi[i] : y[i];
+		}
 		s->n++;
 	}
 	if (c->p.kind == ND_SVG_CDF)
 		sort_points(s);
 	return 0;
+}
+
+int nd_svg_add_series(struct nd_svg_chart *c, const char *name,
+		      const double *x, const double *y, size_t n)
+{
+	return nd_svg_add_series_styled(c, name, x, y, n, NULL);
 }
 
 int nd_svg_add_samples(struct nd_svg_chart *c, const char *name,
@@ -278,6 +305,48 @@ size_t nd_svg_log2_ticks(double lo, double hi, int max_ticks,
 	return (size_t)n < cap ? (size_t)n : cap;
 }
 
+size_t nd_svg_log10_ticks(double lo, double hi, int max_ticks,
+			  double *out, size_t cap)
+{
+	static const double mult[] = {1, 2, 5};
+	long e_lo = lround(floor(log10(lo) + 1e-9));
+	long e_hi = lround(ceil(log10(hi) - 1e-9));
+	double cand[3 * 40];
+	size_t nc = 0, first = 0, last, n = 0;
+	long stride = 1;
+
+	if (max_ticks < 2)
+		max_ticks = 2;
+	if (e_lo >= e_hi)
+		e_hi = e_lo + 1;
+	if (e_hi - e_lo > 36)
+		e_lo = e_hi - 36;
+	for (long e = e_lo; e <= e_hi; e++)
+		for (int m = 0; m < 3 && (e < e_hi || m == 0); m++)
+			cand[nc++] = mult[m] * pow(10.0, (double)e);
+	/* from the largest tick <= lo to the smallest >= hi */
+	for (size_t k = 0; k < nc; k++)
+		if (cand[k] <= lo * (1 + 1e-9))
+			first = k;
+	last = nc - 1;
+	for (size_t k = nc; k-- > first;)
+		if (cand[k] >= hi * (1 - 1e-9))
+			last = k;
+	if (last - first + 1 <= (size_t)max_ticks) {
+		for (size_t k = first; k <= last && n < cap; k++)
+			out[n++] = cand[k];
+		return n;
+	}
+	while ((e_hi - e_lo + stride - 1) / stride + 1 > max_ticks)
+		stride++;
+	for (long e = e_lo; n < cap; e += stride) {
+		out[n++] = pow(10.0, (double)e);
+		if (e >= e_hi)
+			break;
+	}
+	return n;
+}
+
 char *nd_svg_format_tick(double v, double step, char *buf, size_t len)
 {
 	int decimals = 0;
@@ -314,21 +383,35 @@ static char *format_category(double v, char *buf, size_t len)
 
 /* ---------------------------------------------------------------- layout */
 
+static bool log_x(const struct nd_svg_chart *c)
+{
+	return c->p.x_scale == ND_SVG_SCALE_LOG2 || c->p.x_scale == ND_SVG_SCALE_LOG10;
+}
+
+/* The range of the data, whiskers included; reference series have no say,
+ * and on a log axis neither has x <= 0. */
 static void data_range(const struct nd_svg_chart *c, double *xlo,
 		       double *xhi, double *ylo, double *yhi)
 {
 	*xlo = *ylo = INFINITY;
 	*xhi = *yhi = -INFINITY;
-	for (size_t i = 0; i < c->n_series; i++)
-		for (size_t k = 0; k < c->s[i].n; k++) {
-			*xlo = fmin(*xlo, c->s[i].x[k]);
-			*xhi = fmax(*xhi, c->s[i].x[k]);
-			*ylo = fmin(*ylo, c->s[i].y[k]);
-			*yhi = fmax(*yhi, c->s[i].y[k]);
+	for (size_t i = 0; i < c->n_series; i++) {
+		const struct series *s = &c->s[i];
+
+		for (size_t k = 0; k < s->n && !s->reference; k++) {
+			if (!log_x(c) || s->x[k] > 0) {
+				*xlo = fmin(*xlo, s->x[k]);
+				*xhi = fmax(*xhi, s->x[k]);
+			}
+			*ylo = fmin(*ylo, s->lo ? fmin(s->y[k], s->lo[k]) : s->y[k]);
+			*yhi = fmax(*yhi, s->hi ? fmax(s->y[k], s->hi[k]) : s->y[k]);
 		}
+	}
 	if (*xlo > *xhi) {   /* no points at all */
-		*xlo = c->p.x_scale == ND_SVG_SCALE_LOG2 ? 1 : 0;
-		*xhi = c->p.x_scale == ND_SVG_SCALE_LOG2 ? 2 : 1;
+		*xlo = log_x(c) ? 1 : 0;
+		*xhi = log_x(c) ? 2 : 1;
+	}
+	if (*ylo > *yhi) {
 		*ylo = 0;
 		*yhi = 1;
 	}
@@ -374,6 +457,8 @@ static void layout(const struct nd_svg_chart *c, struct frame *f)
 	}
 	if (c->p.x_scale == ND_SVG_SCALE_LOG2)
 		f->nxt = nd_svg_log2_ticks(xlo, xhi, MAX_TICKS + 4, f->xt, 64);
+	else if (c->p.x_scale == ND_SVG_SCALE_LOG10)
+		f->nxt = nd_svg_log10_ticks(xlo, xhi, MAX_TICKS + 4, f->xt, 64);
 	else
 		f->nxt = nd_svg_nice_ticks(xlo, xhi, MAX_TICKS, f->xt, 64,
 					   &f->xstep);
@@ -386,7 +471,9 @@ static double map_x(const struct nd_svg_chart *c, const struct frame *f,
 {
 	double t;
 
-	if (c->p.x_scale == ND_SVG_SCALE_LOG2)
+	if (log_x(c) && !(x > f->xlo))
+		t = 0;   /* at or left of the axis, x <= 0 included */
+	else if (log_x(c))
 		t = (log2(x) - log2(f->xlo)) / (log2(f->xhi) - log2(f->xlo));
 	else
 		t = (x - f->xlo) / (f->xhi - f->xlo);
@@ -508,7 +595,7 @@ static void write_x_axis(const struct nd_svg_chart *c, const struct frame *f,
 		if (c->p.kind == ND_SVG_BAR) {
 			x = cat_x(f, i);
 			format_category(f->cat[i], buf, sizeof(buf));
-		} else if (c->p.x_scale == ND_SVG_SCALE_LOG2) {
+		} else if (log_x(c)) {
 			x = map_x(c, f, f->xt[i]);
 			format_pow2(f->xt[i], buf, sizeof(buf));
 		} else {
@@ -529,6 +616,18 @@ static void write_frame(const struct frame *f, FILE *fp)
 		f->px0, f->py0, f->px1 - f->px0, f->py1 - f->py0);
 }
 
+/* Reference lines are grey; the data series take the palette in turn. */
+static const char *color_of(const struct nd_svg_chart *c, size_t i)
+{
+	size_t k = 0;
+
+	if (c->s[i].reference)
+		return "#888888";
+	for (size_t j = 0; j < i; j++)
+		k += !c->s[j].reference;
+	return palette[k % N_PALETTE];
+}
+
 static void write_legend(const struct nd_svg_chart *c, const struct frame *f,
 			 FILE *fp)
 {
@@ -537,7 +636,7 @@ static void write_legend(const struct nd_svg_chart *c, const struct frame *f,
 
 		fprintf(fp, "<rect x=\"%.2f\" y=\"%.2f\" width=\"14\" "
 			"height=\"10\" fill=\"%s\"/>\n", f->px1 + 14, y - 5,
-			palette[i % N_PALETTE]);
+			color_of(c, i));
 		put_label(fp, f->px1 + 34, y + 4, "start", NULL, c->s[i].name);
 	}
 }
@@ -571,14 +670,51 @@ static void write_bars(const struct nd_svg_chart *c, const struct frame *f,
 	}
 }
 
+/* Whiskers from lo to hi at each point: the spread of repeats. */
+static void write_whiskers(const struct nd_svg_chart *c, const struct frame *f,
+			   const struct series *s, const char *color, FILE *fp)
+{
+	fprintf(fp, "<g stroke=\"%s\" stroke-width=\"1.5\">\n", color);
+	for (size_t k = 0; k < s->n; k++) {
+		double x = map_x(c, f, s->x[k]);
+		double y0 = map_y(f, s->lo[k]), y1 = map_y(f, s->hi[k]);
+
+		fprintf(fp, "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\"/>\n",
+			x, y0, x, y1);
+		fprintf(fp, "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\"/>\n",
+			x - 4, y0, x + 4, y0);
+		fprintf(fp, "<line x1=\"%.2f\" y1=\"%.2f\" x2=\"%.2f\" y2=\"%.2f\"/>\n",
+			x - 4, y1, x + 4, y1);
+	}
+	fputs("</g>\n", fp);
+}
+
+/* Hollow markers alone: points that are not a curve. */
+static void write_points(const struct nd_svg_chart *c, const struct frame *f,
+			 const struct series *s, const char *color, FILE *fp)
+{
+	fprintf(fp, "<g fill=\"#ffffff\" stroke=\"%s\" stroke-width=\"2\">\n", color);
+	for (size_t k = 0; k < s->n; k++)
+		fprintf(fp, "<circle cx=\"%.2f\" cy=\"%.2f\" r=\"4\"/>\n",
+			map_x(c, f, s->x[k]), map_y(f, s->y[k]));
+	fputs("</g>\n", fp);
+}
+
 static void write_path(const struct nd_svg_chart *c, const struct frame *f,
 		       const struct series *s, size_t i, FILE *fp)
 {
-	const char *color = palette[i % N_PALETTE];
-	const char *dash = i >= N_PALETTE ? " stroke-dasharray=\"6 3\"" : "";
+	const char *color = color_of(c, i);
+	const char *dash = s->reference ? " stroke-dasharray=\"6 4\" clip-path=\"url(#plot)\""
+			 : i >= N_PALETTE ? " stroke-dasharray=\"6 3\"" : "";
 
 	if (s->n == 0)
 		return;
+	if (s->lo)
+		write_whiskers(c, f, s, color, fp);
+	if (s->points_only) {
+		write_points(c, f, s, color, fp);
+		return;
+	}
 	fprintf(fp, "<path fill=\"none\" stroke=\"%s\" stroke-width=\"2\"%s d=\"",
 		color, dash);
 	if (s->step) {
@@ -594,7 +730,7 @@ static void write_path(const struct nd_svg_chart *c, const struct frame *f,
 				map_x(c, f, s->x[k]), map_y(f, s->y[k]));
 	}
 	fputs("\"/>\n", fp);
-	if (s->step)
+	if (s->step || s->reference)
 		return;
 	fprintf(fp, "<g fill=\"%s\">\n", color);
 	for (size_t k = 0; k < s->n; k++)
@@ -609,6 +745,9 @@ int nd_svg_write(const struct nd_svg_chart *c, FILE *fp)
 
 	layout(c, &f);
 	write_head(c, fp);
+	fprintf(fp, "<defs><clipPath id=\"plot\"><rect x=\"%.2f\" y=\"%.2f\" width=\"%.2f\" "
+		"height=\"%.2f\"/></clipPath></defs>\n", f.px0, f.py0, f.px1 - f.px0,
+		f.py1 - f.py0);
 	write_y_axis(c, &f, fp);
 	write_x_axis(c, &f, fp);
 	if (c->p.kind == ND_SVG_BAR)

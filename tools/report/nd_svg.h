@@ -2,7 +2,8 @@
  * nd_svg.h: a minimal chart writer producing standalone SVG 1.1.
  *
  * Three kinds of chart, enough for a benchmark report:
- *   ND_SVG_LINE  polylines with point markers (x numeric, linear or log2)
+ *   ND_SVG_LINE  polylines with point markers (x numeric, linear, log2 or
+ *                log10)
  *   ND_SVG_BAR   grouped bars; x values are categories drawn in the order
  *                of their first appearance, labelled with their value
  *   ND_SVG_CDF   step curves of cumulative fraction (y fixed to [0, 1]);
@@ -29,6 +30,8 @@ enum nd_svg_kind {
 enum nd_svg_scale {
 	ND_SVG_SCALE_LINEAR,
 	ND_SVG_SCALE_LOG2,   /* x only; every x must be > 0 */
+	ND_SVG_SCALE_LOG10,  /* x only (latencies); x <= 0 is drawn at the
+			      * axis's left end, the range is the positive x */
 };
 
 struct nd_svg_params {
@@ -57,6 +60,20 @@ struct nd_svg_chart *nd_svg_new(const struct nd_svg_params *p);
 int nd_svg_add_series(struct nd_svg_chart *c, const char *name,
 		      const double *x, const double *y, size_t n);
 
+/* How a series is drawn beyond its colour (nd_svg_add_series_styled). */
+struct nd_svg_style {
+	bool reference;      /* a guide line (dashed, grey): it does not widen
+			      * the axes and is clipped to the plot area */
+	bool points_only;    /* markers, hollow, no line between them */
+	const double *lo, *hi;   /* (n) or NULL: a whisker from lo to hi at
+				  * each point (a spread of repeats) */
+};
+
+/* nd_svg_add_series with a style (NULL: the plain one). */
+int nd_svg_add_series_styled(struct nd_svg_chart *c, const char *name,
+			     const double *x, const double *y, size_t n,
+			     const struct nd_svg_style *st);
+
 /* CDF charts: adds the empirical distribution of n raw samples (copied and
  * sorted).  Returns 0 or -1 as above. */
 int nd_svg_add_samples(struct nd_svg_chart *c, const char *name,
@@ -84,6 +101,13 @@ size_t nd_svg_nice_ticks(double lo, double hi, int max_ticks,
  * ... power when there would be more than max_ticks.  Returns the count. */
 size_t nd_svg_log2_ticks(double lo, double hi, int max_ticks,
 			 double *out, size_t cap);
+
+/* Ticks for a log10 axis covering [lo, hi] (both > 0): 1, 2 and 5 times
+ * the powers of ten from the largest <= lo to the smallest >= hi, thinned
+ * to the powers alone, then to every 2nd, 3rd, ... power when there would
+ * be more than max_ticks.  Returns the count. */
+size_t nd_svg_log10_ticks(double lo, double hi, int max_ticks,
+			  double *out, size_t cap);
 
 /* Formats a tick value for a label: with the decimals the step needs
  * (none for steps >= 1), "-0" printed as "0".  Returns buf. */

@@ -78,6 +78,7 @@ int nd_summary_parse_percentiles(const char *list, struct nd_summary_params *p)
 	n = nd_stats_sort_unique(v, n);
 	memcpy(p->pct, v, n * sizeof(*v));
 	p->n_pct = n;
+	p->pct_given = true;
 	return 0;
 }
 
@@ -103,6 +104,8 @@ static void group_free(struct group *g)
 	nd_dvec_free(&g->ttft);
 	nd_dvec_free(&g->tpot);
 	nd_dvec_free(&g->itl);
+	nd_dvec_free(&g->start);
+	nd_dvec_free(&g->n_itl);
 	for (size_t i = 0; i < g->n_conv; i++)
 		free(g->conv_list[i]);
 	free(g->conv_list);
@@ -418,6 +421,8 @@ static int add_success(struct group *g, struct conv_acc *c,
 					  (double)(r->output_len - 1));
 	for (size_t i = 0; i < json_array_size(r->itl); i++)
 		rc |= nd_dvec_push(&g->itl, json_number_value(json_array_get(r->itl, i)));
+	rc |= nd_dvec_push(&g->start, r->start);
+	rc |= nd_dvec_push(&g->n_itl, (double)json_array_size(r->itl));
 	c->n_ok++;
 	c->env_req += r->env;
 	c->llm_req += r->latency;
@@ -515,6 +520,9 @@ static int store_run(struct nd_summary *s, const char *run, const json_t *o,
 			return bad(err, len, "run", "batch_size", INT_MSG " or null");
 		r->has_batch_size = true;
 	}
+	r->request_rate = NAN;
+	if (!absent(o, "request_rate") && !get_num(o, "request_rate", &r->request_rate))
+		return bad(err, len, "run", "request_rate", NUM_MSG " or null");
 	r->mode = mode ? strdup(mode) : NULL;
 	r->backend = backend ? strdup(backend) : NULL;
 	if ((mode && !r->mode) || (backend && !r->backend) ||
@@ -575,7 +583,7 @@ static int write_group(struct nd_summary *s, struct group *g)
 
 	if (!sum || (s->p.per_turn && !turns)) {
 		rc = ND_SUMMARY_NO_MEMORY;
-	} else if (s->p.format == ND_SUMMARY_TEXT) {
+	} else if (s->p.format != ND_SUMMARY_JSON) {
 		if (nd_summary_write_text(sum, turns, ri ? ri->backend : NULL,
 					  &s->p, !s->wrote_any) != 0)
 			rc = ND_SUMMARY_WRITE_FAILED;

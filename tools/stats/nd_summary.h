@@ -38,6 +38,7 @@ enum nd_group_by {
 enum nd_summary_format {
 	ND_SUMMARY_JSON,
 	ND_SUMMARY_TEXT,
+	ND_SUMMARY_SGLANG,   /* SGLang's block exactly, for scripts that scrape it */
 };
 
 #define ND_SUMMARY_MAX_PCT 16
@@ -46,6 +47,9 @@ struct nd_summary_params {
 	enum nd_group_by group_by;
 	double pct[ND_SUMMARY_MAX_PCT]; /* ascending, distinct, in [0, 100] */
 	size_t n_pct;
+	bool pct_given;                 /* --metric-percentiles was given: the
+					 * sglang block prints those, not SGLang's */
+	bool replay_block;              /* sglang format: add trajbench's block */
 	bool per_turn;                  /* also write turn_summary records */
 	enum nd_summary_format format;
 	long project_trajectories;      /* N for the projection; 0 = none */
@@ -92,8 +96,11 @@ void nd_summary_free(struct nd_summary *s);
 /* Writes a summary record (and the turn_summary records in turns, a JSON
  * array, or NULL) as SGLang's "Serving Benchmark Result" block followed by
  * trajbench's own lines.  backend may be NULL.  first is false for every
- * block after the first (a blank line separates blocks).  Returns 0, or -1
- * when the write failed. */
+ * block after the first (a blank line separates blocks).  With
+ * p->format ND_SUMMARY_SGLANG the block is SGLang's exactly (its lines, its
+ * percentiles unless p->pct_given, 0 where a figure is null, a blank line
+ * before each block as SGLang prints it) and trajbench's lines follow only
+ * with p->replay_block.  Returns 0, or -1 when the write failed. */
 int nd_summary_write_text(const json_t *summary, const json_t *turns,
 			  const char *backend, const struct nd_summary_params *p,
 			  bool first);

@@ -41,6 +41,9 @@ struct group {
 	long long input_tokens, output_tokens, cached_tokens;
 	double t_first, t_last; /* min start_time, max start_time + latency */
 	struct nd_dvec e2e, ttft, tpot, itl;
+	/* Per successful request, in the order of e2e and ttft (for SGLang's
+	 * peaks): its start_time and its number of ITL values in itl. */
+	struct nd_dvec start, n_itl;
 	struct nd_strmap convs; /* run \x1f conversation_id -> conv_acc */
 	struct conv_acc **conv_list; /* (n_conv) in order of appearance */
 	size_t n_conv, cap_conv;
@@ -53,6 +56,7 @@ struct run_info {
 	char *mode;             /* NULL when absent */
 	long long batch_size;
 	bool has_batch_size;
+	double request_rate;    /* requests/s; NAN when absent or null */
 	char *backend;          /* NULL when absent */
 	struct run_info *next;  /* list for freeing */
 };

@@ -150,6 +150,51 @@ out:
 	free(llm);
 }
 
+/* SGLang's peaks, over one-second buckets from the earliest start_time:
+ * the most output tokens in a bucket (a request's tokens at start + ttft,
+ * then after each ITL gap) and the most requests in flight in a bucket (a
+ * request counts in every bucket from its start's to its end's).  Reads
+ * the samples in request order, so it runs before they are sorted.  false
+ * when there is no successful request, or the span is absurdly long. */
+static bool peaks(const struct group *g, double *tok_per_s, long *max_req)
+{
+	double t0 = g->t_first;
+	long n_b = g->completed ? (long)ceil(g->t_last - t0) + 1 : 0, best_r = 0;
+	double *tok, *req, best_t = 0;
+	size_t k = 0;
+
+	if (n_b <= 0 || n_b > 100000000L)
+		return false;
+	tok = calloc((size_t)n_b, sizeof(*tok));
+	req = calloc((size_t)n_b, sizeof(*req));
+	for (size_t i = 0; tok && req && i < g->start.n; i++) {
+		double t = g->start.v[i] + g->ttft.v[i];
+		long b1 = (long)(g->start.v[i] - t0);
+		long b2 = (long)(g->start.v[i] + g->e2e.v[i] - t0);
+
+		for (size_t j = 0; j <= (size_t)g->n_itl.v[i]; j++) {
+			long b;
+
+			if (j > 0)
+				t += g->itl.v[k++];
+			b = (long)(t - t0);
+			if (b >= 0 && b < n_b)
+				tok[b] += 1;
+		}
+		for (long b = b1; b <= b2 && b < n_b; b++)
+			req[b] += 1;
+	}
+	for (long b = 0; tok && req && b < n_b; b++) {
+		best_t = fmax(best_t, tok[b]);
+		best_r = (long)fmax((double)best_r, req[b]);
+	}
+	*tok_per_s = best_t;
+	*max_req = best_r;
+	free(tok);
+	free(req);
+	return tok && req;
+}
+
 /* The percentiles with 95 added, for ITL (SGLang always reports p95). */
 static size_t itl_percentiles(const struct nd_summary *s, double *out)
 {
@@ -167,6 +212,9 @@ json_t *nd_summary_record(const struct nd_summary *s, struct group *g)
 	double sum_e2e = nd_stats_sum(g->e2e.v, g->e2e.n);
 	double itl_pct[ND_SUMMARY_MAX_PCT + 1];
 	size_t n_itl_pct = itl_percentiles(s, itl_pct);
+	double peak_tok = 0;
+	long peak_req = 0;
+	bool has_peaks = peaks(g, &peak_tok, &peak_req);
 
 	if (!b.o)
 		return NULL;
@@ -174,12 +222,21 @@ json_t *nd_summary_record(const struct nd_summary *s, struct group *g)
 	jb_str(&b, "mode", ri ? ri->mode : NULL);
 	jb_set(&b, "batch_size", ri && ri->has_batch_size ?
 	       json_integer(ri->batch_size) : json_null());
+	if (ri && ri->mode && strcmp(ri->mode, "generate") == 0) {
+		/* SGLang's arguments of a generate run: null is its inf and
+		 * its "not set" (no rate limit, no concurrency limit). */
+		jb_num(&b, "request_rate", ri->request_rate, true);
+		jb_set(&b, "max_concurrency", ri->has_batch_size && ri->batch_size > 0 ?
+		       json_integer(ri->batch_size) : json_null());
+	}
 	jb_throughputs(&b, g, dur);
 	jb_stats(&b, "e2e_latency", &g->e2e, s->p.pct, s->p.n_pct, false, true);
 	jb_stats(&b, "ttft", &g->ttft, s->p.pct, s->p.n_pct, false, true);
 	jb_stats(&b, "tpot", &g->tpot, s->p.pct, s->p.n_pct, false, true);
 	jb_stats(&b, "itl", &g->itl, itl_pct, n_itl_pct, true, true);
 	jb_ratio(&b, "concurrency", sum_e2e, dur);
+	jb_num(&b, "max_output_tokens_per_s", peak_tok, has_peaks);
+	jb_set(&b, "max_concurrent_requests", has_peaks ? json_integer(peak_req) : json_null());
 	jb_set(&b, "total_cached_tokens", json_integer(g->cached_tokens));
 	jb_ratio(&b, "cache_hit_rate", (double)g->cached_tokens,
 		 (double)g->input_tokens);

@@ -10,11 +10,22 @@
  *
  * It formats what the record holds and computes nothing, so the text and
  * the JSON can never disagree.  A null prints as "n/a".
+ *
+ * --format sglang prints SGLang's block exactly as its bench_serving does
+ * (python/sglang/bench_serving.py): a blank line, then Backend to Max ITL
+ * with no line of ours in between (no Run:, the retokenized and text token
+ * counts, the peaks), SGLang's own percentile lines unless
+ * --metric-percentiles asks for others, and 0 where the record holds null
+ * (SGLang's np.mean(x or 0)), so that a script that reads SGLang's output
+ * reads ours unchanged.  trajbench's lines follow only on request.
  */
 #include "tools/stats/nd_summary.h"
+#include "tools/stats/nd_stats.h"
 #include "tools/common/nd.h"
 
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define WIDTH 50
@@ -259,12 +270,150 @@ static int turn_lines(const json_t *turns)
 	return rc;
 }
 
+/* ------------------------------------------------------------ sglang */
+
+/* A figure of the record, never n/a: null (an empty sample, a zero
+ * duration) prints 0, as SGLang prints its np.mean(x or 0). */
+static int sg_num(const char *label, const json_t *sum, const char *key)
+{
+	const json_t *v = json_object_get(sum, key);
+	char val[64];
+
+	snprintf(val, sizeof(val), "%.2f", json_is_number(v) ? json_number_value(v) : 0.0);
+	return kv(label, val);
+}
+
+static int sg_int(const char *label, const json_t *sum, const char *key)
+{
+	const json_t *v = json_object_get(sum, key);
+	char val[64];
+
+	snprintf(val, sizeof(val), "%lld", json_is_number(v) ? (long long)json_number_value(v) : 0LL);
+	return kv(label, val);
+}
+
+/* A float as Python's str() writes it: shortest round trip, ".0" on a
+ * whole number ("50.0", "2.5", "inf"). */
+static void py_float(char *buf, size_t len, double x)
+{
+	if (isinf(x)) {
+		snprintf(buf, len, "inf");
+		return;
+	}
+	for (int prec = 1; prec <= 17; prec++) {
+		snprintf(buf, len, "%.*g", prec, x);
+		if (strtod(buf, NULL) == x)
+			break;
+	}
+	if (!strpbrk(buf, ".en"))
+		strncat(buf, ".0", len - strlen(buf) - 1);
+}
+
+/* Mean, median and percentile lines of one metric: SGLang's own (pcts)
+ * or, when --metric-percentiles was given, those; max for ITL. */
+static int sg_stats(const json_t *sum, const char *name, const char *label,
+		    const double *sglang_pcts, size_t n_sglang,
+		    const struct nd_summary_params *p, bool with_max)
+{
+	const double *pct = p->pct_given ? p->pct : sglang_pcts;
+	size_t n = p->pct_given ? p->n_pct : n_sglang;
+	char key[96], lab[128], pname[32];
+	int rc = 0;
+
+	snprintf(key, sizeof(key), "mean_%s_ms", name);
+	snprintf(lab, sizeof(lab), "Mean %s (ms):", label);
+	rc |= sg_num(lab, sum, key);
+	snprintf(key, sizeof(key), "median_%s_ms", name);
+	snprintf(lab, sizeof(lab), "Median %s (ms):", label);
+	rc |= sg_num(lab, sum, key);
+	for (size_t i = 0; i < n; i++) {
+		nd_stats_pct_name(pct[i], pname, sizeof(pname));
+		snprintf(key, sizeof(key), "%s_%s_ms", pname, name);
+		snprintf(lab, sizeof(lab), "P%s %s (ms):", pname + 1, label);
+		rc |= sg_num(lab, sum, key);
+	}
+	if (with_max) {
+		snprintf(key, sizeof(key), "max_%s_ms", name);
+		snprintf(lab, sizeof(lab), "Max %s (ms):", label);
+		rc |= sg_num(lab, sum, key);
+	}
+	return rc;
+}
+
+/* SGLang's header: replay sends turns as its trace replay does ("trace");
+ * generate mode its Poisson rate, inf without one. */
+static int sg_head(const json_t *sum, const char *backend)
+{
+	const char *mode = str_or(sum, "mode", NULL);
+	const json_t *rate = json_object_get(sum, "request_rate");
+	const json_t *bs = json_object_get(sum, "batch_size");
+	char val[64];
+	int rc = 0;
+
+	rc |= out("");
+	rc |= rule(" Serving Benchmark Result ", '=');
+	rc |= kv("Backend:", backend ? backend : "trajbench");
+	if (mode && strcmp(mode, "generate") == 0)
+		py_float(val, sizeof(val), json_is_number(rate) ? json_number_value(rate) : INFINITY);
+	else
+		snprintf(val, sizeof(val), "trace");
+	rc |= kv("Traffic request rate:", val);
+	if (json_is_integer(bs) && json_integer_value(bs) > 0)
+		snprintf(val, sizeof(val), "%lld", (long long)json_integer_value(bs));
+	else
+		snprintf(val, sizeof(val), "not set");
+	rc |= kv("Max request concurrency:", val);
+	return rc;
+}
+
+/* SGLang's block, blank line to closing rule, as its bench_serving prints
+ * it.  trajbench counts the token ids it generated, so the retokenized
+ * count is the same number, and every input token is a text token. */
+static int sglang_block(const json_t *sum, const char *backend,
+			const struct nd_summary_params *p)
+{
+	static const double e2e[] = {90, 99}, one[] = {99}, itl[] = {95, 99};
+	int rc = sg_head(sum, backend);
+
+	rc |= sg_int("Successful requests:", sum, "completed");
+	rc |= sg_num("Benchmark duration (s):", sum, "duration");
+	rc |= sg_int("Total input tokens:", sum, "total_input_tokens");
+	rc |= sg_int("Total input text tokens:", sum, "total_input_tokens");
+	rc |= sg_int("Total generated tokens:", sum, "total_output_tokens");
+	rc |= sg_int("Total generated tokens (retokenized):", sum, "total_output_tokens");
+	rc |= sg_num("Request throughput (req/s):", sum, "request_throughput");
+	rc |= sg_num("Input token throughput (tok/s):", sum, "input_throughput");
+	rc |= sg_num("Output token throughput (tok/s):", sum, "output_throughput");
+	rc |= sg_num("Peak output token throughput (tok/s):", sum, "max_output_tokens_per_s");
+	rc |= sg_int("Peak concurrent requests:", sum, "max_concurrent_requests");
+	rc |= sg_num("Total token throughput (tok/s):", sum, "total_throughput");
+	rc |= sg_num("Concurrency:", sum, "concurrency");
+	rc |= rule("End-to-End Latency", '-');
+	rc |= sg_stats(sum, "e2e_latency", "E2E Latency", e2e, 2, p, false);
+	rc |= rule("Time to First Token", '-');
+	rc |= sg_stats(sum, "ttft", "TTFT", one, 1, p, false);
+	rc |= rule("Time per Output Token (excl. 1st token)", '-');
+	rc |= sg_stats(sum, "tpot", "TPOT", one, 1, p, false);
+	rc |= rule("Inter-Token Latency", '-');
+	rc |= sg_stats(sum, "itl", "ITL", itl, 2, p, true);
+	rc |= rule("", '=');
+	return rc;
+}
+
 int nd_summary_write_text(const json_t *summary, const json_t *turns,
 			  const char *backend, const struct nd_summary_params *p,
 			  bool first)
 {
 	int rc = 0;
 
+	if (p->format == ND_SUMMARY_SGLANG) {
+		rc |= sglang_block(summary, backend, p);
+		if (p->replay_block)
+			rc |= replay_lines(summary, p);
+		if (turns)
+			rc |= turn_lines(turns);
+		return rc ? -1 : 0;
+	}
 	if (!first)
 		rc |= out("");
 	rc |= head_lines(summary, backend);

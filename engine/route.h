@@ -31,7 +31,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "engine/error.h"
+#include "engine/engine.h"
 
 /* The request being routed. */
 struct eng_route_req {
@@ -52,18 +52,7 @@ struct eng_route_worker {
 	int64_t tree_tokens;       /* needs_tree: tokens in the worker's tree */
 };
 
-/* cache_aware's parameters (SGLang's defaults in eng_route_default_params);
- * seed drives random and power_of_two. */
-struct eng_route_params {
-	double cache_threshold;        /* match ratio above which the best match wins */
-	int32_t balance_abs_threshold; /* imbalanced when max - min load is above this */
-	double balance_rel_threshold;  /* ... and max load is above this times min */
-	double eviction_interval_s;    /* how often the trees are cut back to ... */
-	int64_t max_tree_size;         /* ... this many tokens each (LRU leaves first) */
-	uint64_t seed;
-};
-
-void eng_route_default_params(struct eng_route_params *p);
+/* The policies' parameters are struct eng_route_params (engine.h). */
 
 struct eng_route_policy_ops {
 	const char *name;
@@ -88,9 +77,6 @@ extern const struct eng_route_policy_ops eng_policy_power_of_two;
 
 /* The policy of that name, or NULL. */
 const struct eng_route_policy_ops *eng_route_policy_find(const char *name);
-
-/* The policies' names, space-separated, for usage messages. */
-const char *eng_route_policy_names(void);
 
 /* A policy bound to its parameters and state. */
 struct eng_route_policy {

@@ -34,7 +34,7 @@ const struct eng_route_policy_ops *eng_route_policy_find(const char *name)
 	return NULL;
 }
 
-const char *eng_route_policy_names(void)
+const char *eng_router_policy_names(void)
 {
 	static char names[256];
 
@@ -55,7 +55,7 @@ int eng_route_policy_init(struct eng_route_policy *pol, const char *name,
 	pol->ops = eng_route_policy_find(name);
 	if (!pol->ops)
 		return eng_error_set(err, ENG_E_INVALID, NULL, 0, "unknown policy '%s' (%s)",
-				     name ? name : "", eng_route_policy_names());
+				     name ? name : "", eng_router_policy_names());
 	if (!(p->cache_threshold >= 0 && p->cache_threshold <= 1) ||
 	    p->balance_abs_threshold < 0 || !(p->balance_rel_threshold >= 1) ||
 	    !(p->eviction_interval_s > 0) || p->max_tree_size < 0)

@@ -7,6 +7,7 @@
 #include "engine/backend.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 struct eng_backend {
 	const struct eng_backend_ops *ops;
@@ -172,4 +173,11 @@ const char *eng_backend_name(const struct eng_backend *be)
 const struct eng_backend_params *eng_backend_params(const struct eng_backend *be)
 {
 	return &be->params;
+}
+
+int eng_backend_roofline(struct eng_backend *be, struct eng_roofline *out,
+			 struct eng_error *err)
+{
+	memset(out, 0, sizeof(*out));
+	return be->ops->roofline ? be->ops->roofline(be->state, out, err) : 0;
 }

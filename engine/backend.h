@@ -31,6 +31,7 @@
 
 #include "engine/error.h"
 #include "engine/model.h"
+#include "engine/roofline.h"
 
 /* Ranks of a tensor-parallel group at most (== KN_TP_MAX). */
 #define ENG_TP_MAX 8
@@ -91,6 +92,9 @@ struct eng_backend_ops {
 	 * for every s with want[s], -1 for the others (eng_backend_forward_next). */
 	int (*forward_next)(void *state, const struct eng_batch *batch, const uint8_t *want,
 			    int32_t *next, struct eng_error *err);
+	/* The model's roofline shape with this backend's element sizes, and
+	 * the rates measured now on its device; NULL: no roofline. */
+	int (*roofline)(void *state, struct eng_roofline *out, struct eng_error *err);
 	/* Takes tp_size > 1; eng_backend_create refuses it otherwise. */
 	int tensor_parallel;
 };
@@ -125,6 +129,12 @@ int eng_backend_forward_next(struct eng_backend *be, const struct eng_batch *bat
 const char *eng_backend_name(const struct eng_backend *be);
 /* The parameters in force, defaults resolved. */
 const struct eng_backend_params *eng_backend_params(const struct eng_backend *be);
+
+/* The roofline of the model on this backend (eng_backend_ops.roofline),
+ * its rates measured by this call (a fraction of a second); all zero for a
+ * backend without one.  Returns 0 or the backend's error. */
+int eng_backend_roofline(struct eng_backend *be, struct eng_roofline *out,
+			 struct eng_error *err);
 
 /* Validates every sequence of batch against the model and the pool. */
 int eng_batch_check(const struct eng_model_config *cfg, const struct eng_backend_params *p,

@@ -426,10 +426,22 @@ static int cpu_forward(void *state, const struct eng_batch *b, struct eng_error 
 	return cpu_forward_next(state, b, NULL, NULL, err);
 }
 
+/* Weights are read in their stored dtype and converted row by row; K and
+ * V are kept in fp32. */
+static int cpu_roofline(void *state, struct eng_roofline *out, struct eng_error *err)
+{
+	struct cpu_state *st = state;
+	enum eng_dtype wt = st->w->layers[0].wq.dtype;
+
+	eng_roofline_shape_of(st->cfg, (int)eng_dtype_size(wt), (int)sizeof(float), &out->shape);
+	return eng_cpu_measure_rates(st->pool, wt, &out->rates, err);
+}
+
 const struct eng_backend_ops eng_backend_cpu_ops = {
 	.name = "cpu",
 	.create = cpu_create,
 	.destroy = cpu_destroy,
 	.forward = cpu_forward,
 	.forward_next = cpu_forward_next,
+	.roofline = cpu_roofline,
 };

@@ -678,12 +678,30 @@ static int cuda_forward(void *state, const struct eng_batch *batch, struct eng_e
 	return eng_cuda_forward(state, batch, NULL, err);
 }
 
+/* bf16 weights and KV.  The ranks of a tensor-parallel group each read
+ * and compute their share on a GPU of their own: the rates of rank 0's
+ * GPU times the ranks (ranks sharing one GPU do not add up, but that is a
+ * test setup). */
+static int cuda_roofline(void *state, struct eng_roofline *out, struct eng_error *err)
+{
+	struct cuda_state *st = state;
+	int n = st->shared ? 1 : st->n_ranks;
+	int rc;
+
+	eng_roofline_shape_of(&st->cfg, 2, 2, &out->shape);
+	rc = eng_cuda_measure_rates(st->rk[0].dev, &out->rates, err);
+	out->rates.bandwidth_bytes_s *= n;
+	out->rates.gemm_flops_s *= n;
+	return rc;
+}
+
 const struct eng_backend_ops eng_backend_cuda_ops = {
 	.name = "cuda",
 	.create = cuda_create,
 	.destroy = eng_cuda_destroy,
 	.forward = cuda_forward,
 	.forward_next = eng_cuda_forward_next,
+	.roofline = cuda_roofline,
 	.tensor_parallel = 1,
 };
 
@@ -693,5 +711,6 @@ const struct eng_backend_ops eng_backend_cuda_dummy_ops = {
 	.destroy = eng_cuda_destroy,
 	.forward = cuda_forward,
 	.forward_next = eng_cuda_forward_next,
+	.roofline = cuda_roofline,
 	.tensor_parallel = 1,
 };

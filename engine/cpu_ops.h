@@ -9,6 +9,7 @@
 
 #include "engine/cpu_pool.h"
 #include "engine/model.h"
+#include "engine/roofline.h"
 
 /* Rows of W converted per block in eng_cpu_matmul: the per-thread scratch
  * it needs is ENG_MATMUL_ROWS * W.cols floats. */
@@ -38,5 +39,11 @@ void eng_cpu_rmsnorm(float *out, const float *x, const struct eng_tensor *weight
  * pos, rotate-half convention: pairs (i, i + head_dim/2). inv_freq has
  * head_dim / 2 entries. */
 void eng_cpu_rope(float *x, int n_heads, int head_dim, int pos, const float *inv_freq);
+
+/* Measures the copy bandwidth and the matmul rate (weights of
+ * weight_dtype) of the pool's threads (rates_cpu.c).  Returns 0 or
+ * ENG_E_NOMEM. */
+int eng_cpu_measure_rates(struct eng_pool *pool, enum eng_dtype weight_dtype,
+			  struct eng_roofline_rates *out, struct eng_error *err);
 
 #endif

@@ -17,7 +17,7 @@ if HAVE_CUDA
 noinst_LIBRARIES += engine/libcudabackend.a
 engine_libcudabackend_a_SOURCES = \
 	engine/backend_cuda.c engine/cuda_backend.h engine/cuda_graph.c \
-	engine/cuda_setup.c engine/cuda_int.h \
+	engine/cuda_setup.c engine/cuda_int.h engine/rates_cuda.c \
 	engine/cuda_weights.h engine/cuda_weights.c \
 	engine/comm.h engine/comm.c
 engine_libcudabackend_a_CFLAGS = $(AM_CFLAGS) -fPIC

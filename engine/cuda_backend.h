@@ -98,4 +98,10 @@ int eng_cuda_profile_class(const void *state, const char *name, double *ms, doub
 const char *eng_cuda_device_name(const void *state);
 size_t eng_cuda_weight_bytes(const void *state);
 
+/* Measures device's copy bandwidth (bytes read + written per second) and
+ * cuBLAS bf16 GEMM rate (rates_cuda.c; about 30 ms, up to 640 MiB of
+ * device memory for the time of the call).  Leaves device current.
+ * Returns 0 or ENG_E_DEVICE. */
+int eng_cuda_measure_rates(int device, struct eng_roofline_rates *out, struct eng_error *err);
+
 #endif

@@ -92,12 +92,29 @@ struct eng_sched_stats {
 	int64_t prompt_tokens;     /* of admitted requests */
 	int64_t cached_tokens;     /* of those found in the cache */
 	int64_t computed_tokens;   /* prompt tokens actually prefilled */
+	int64_t unbounded_tokens;  /* prompt tokens an unbounded prefix cache would
+				      have prefilled: computed_tokens less this is
+				      what was computed twice (evicted from the
+				      cache, or retracted) */
 	int64_t n_retractions;
 	int64_t n_finished;        /* requests finished, failed and aborted included */
 	int64_t generated_tokens;  /* tokens produced over all requests */
 	double step_seconds;       /* wall time inside the step function (the model's
 				      forward, its wait for the device included) */
+	double roofline_seconds;   /* summed per-step ceilings: max(bytes moved /
+				      bandwidth, FLOPs / GEMM rate) of each step */
+	double roofline_bytes, roofline_flops;
+	double roofline_bandwidth; /* the measured rates they use, bytes/s and FLOP/s;
+				      0 when the backend measured none */
+	double roofline_gemm_rate;
+	double new_token_ratio;    /* the decode estimate's ratio now */
 	size_t free_pages, cached_pages;
+	size_t held_pages;         /* cached pages of conversations between turns */
+	size_t total_pages;        /* the pool */
+	int32_t page_size;
+	size_t peak_used_pages;    /* most pages the running requests held at once
+				      (shared prefix pages counted once), since
+				      the last reset */
 	int32_t last_batch_seqs, last_batch_tokens;
 };
 

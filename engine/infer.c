@@ -20,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 void eng_infer_default_params(struct eng_infer_params *p)
 {
@@ -74,17 +75,23 @@ static int open_text_side(struct eng_infer *e, struct eng_error *err)
 	return eng_chat_new(e->tok, &spec, &e->chat, err);
 }
 
-/* The KV pool on the CPU: max_total_tokens when given, else room for four
- * full contexts capped at 1 GiB of fp32 K and V. */
+/* The KV pool on the CPU: max_total_tokens when given, else room for 64
+ * full contexts, so that a study's largest batch of conversations keeps
+ * all its histories cached (64 of the tiny model's 4k contexts: 128 MiB;
+ * its default study at batch 16 holds under 50k tokens), capped at an
+ * eighth of the machine's memory for fp32 K and V.  The pages are touched
+ * only as the cache fills. */
 static int64_t cpu_pool_tokens(const struct eng_infer *e, const struct eng_model_config *cfg)
 {
 	int64_t per_token = 2LL * cfg->n_layers * cfg->n_kv_heads * cfg->head_dim * 4;
-	int64_t n = 4LL * e->sp.max_context;
+	int64_t n = 64LL * e->sp.max_context;
+	long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+	int64_t cap = pages > 0 && page > 0 ? (int64_t)pages * page / 8 : (1LL << 30);
 
 	if (e->p.max_total_tokens > 0)
 		return e->p.max_total_tokens;
-	if (n * per_token > (1LL << 30))
-		n = (1LL << 30) / per_token;
+	if (n * per_token > cap)
+		n = cap / per_token;
 	return n;
 }
 
@@ -204,6 +211,12 @@ static int open_compute_side(struct eng_infer *e, struct eng_error *err)
 	bp.disable_cuda_graph = e->p.disable_cuda_graph;
 	bp.tp_size = e->p.tp_size > 0 ? e->p.tp_size : 1;
 	rc = eng_backend_create(ops, e->model, &bp, &e->be, err);
+	/* The roofline is a figure of the report, not a condition to run: a
+	 * failed measurement leaves it out (rates 0, the records say null). */
+	if (rc == 0 && eng_backend_roofline(e->be, &e->sp.roofline, err) != 0) {
+		memset(&e->sp.roofline, 0, sizeof(e->sp.roofline));
+		eng_error_clear(err);
+	}
 	if (rc == 0)
 		rc = eng_stepper_create(e->be, cfg->vocab, &e->stepper, err);
 	for (int i = 0; i < cfg->n_eos; i++)

@@ -6,7 +6,7 @@ engine_libengine_a_SOURCES += \
 	engine/model.h engine/model.c \
 	engine/backend.h engine/backend.c \
 	engine/backend_cpu.c \
-	engine/cpu_ops.h engine/cpu_ops.c \
+	engine/cpu_ops.h engine/cpu_ops.c engine/rates_cpu.c \
 	engine/cpu_pool.h engine/cpu_pool.c \
 	engine/kv_cpu.h engine/kv_cpu.c \
 	engine/sampler.h engine/sampler.c

@@ -6,8 +6,13 @@
  * are a plain array scanned linearly, which is cheap at the fan-outs agent
  * replay produces (hundreds of conversations below a shared system prompt)
  * and keeps the structure simple.  Eviction collects the unlocked leaves
- * into a min-heap on last use each time it runs: O(nodes) per call, paid
- * only when the pool is full.
+ * into a heap each time it runs: O(nodes) per call, paid only when the
+ * pool is full.
+ *
+ * Holds are counted like locks, on the held node and every ancestor
+ * (hold_ref), so a node's count says whether any hold passes through it;
+ * the keys live in a small array scanned linearly (one entry per
+ * conversation between turns).
  */
 #include "engine/radix.h"
 
@@ -24,7 +29,13 @@ struct eng_radix_node {
 	int32_t *pages;   /* (n_pages) page ids */
 	size_t n_pages;
 	int lock_ref;     /* running requests pinning this node */
+	int hold_ref;     /* holds on this node or below it */
 	uint64_t last_use;
+};
+
+struct hold {
+	uint64_t key;
+	struct eng_radix_node *node;
 };
 
 struct eng_radix {
@@ -34,6 +45,9 @@ struct eng_radix {
 	uint64_t clock;
 	size_t cached_pages;
 	size_t evictable_pages;  /* pages in nodes with lock_ref == 0 */
+	size_t held_pages;       /* of those, pages in nodes with hold_ref > 0 */
+	struct hold *holds;      /* (n_holds) */
+	size_t n_holds, cap_holds;
 };
 
 int eng_radix_create(int page_size, struct eng_pages *pages, struct eng_radix **out,
@@ -76,6 +90,7 @@ void eng_radix_free(struct eng_radix *t)
 	if (!t)
 		return;
 	node_free_subtree(t, &t->root);
+	free(t->holds);
 	free(t);
 }
 
@@ -183,6 +198,7 @@ static struct eng_radix_node *split(struct eng_radix *t, struct eng_radix_node *
 	node->pages = pages;
 	node->n_pages = rest;
 	mid->lock_ref = node->lock_ref;
+	mid->hold_ref = node->hold_ref;
 	mid->last_use = node->last_use;
 	for (size_t i = 0; i < parent->n_children; i++)
 		if (parent->children[i] == node)
@@ -224,8 +240,11 @@ size_t eng_radix_match(struct eng_radix *t, const int32_t *tokens, size_t n,
 void eng_radix_lock(struct eng_radix *t, struct eng_radix_node *node)
 {
 	for (; node && node != &t->root; node = node->parent) {
-		if (node->lock_ref++ == 0)
+		if (node->lock_ref++ == 0) {
 			t->evictable_pages -= node->n_pages;
+			if (node->hold_ref > 0)
+				t->held_pages -= node->n_pages;
+		}
 	}
 }
 
@@ -233,17 +252,77 @@ void eng_radix_unlock(struct eng_radix *t, struct eng_radix_node *node)
 {
 	for (; node && node != &t->root; node = node->parent) {
 		assert(node->lock_ref > 0);
-		if (--node->lock_ref == 0)
+		if (--node->lock_ref == 0) {
 			t->evictable_pages += node->n_pages;
+			if (node->hold_ref > 0)
+				t->held_pages += node->n_pages;
+		}
 	}
 }
 
+static void hold_path(struct eng_radix *t, struct eng_radix_node *node)
+{
+	for (; node != &t->root; node = node->parent)
+		if (node->hold_ref++ == 0 && node->lock_ref == 0)
+			t->held_pages += node->n_pages;
+}
+
+static void release_path(struct eng_radix *t, struct eng_radix_node *node)
+{
+	for (; node != &t->root; node = node->parent) {
+		assert(node->hold_ref > 0);
+		if (--node->hold_ref == 0 && node->lock_ref == 0)
+			t->held_pages -= node->n_pages;
+	}
+}
+
+static struct hold *find_hold(struct eng_radix *t, uint64_t key)
+{
+	for (size_t i = 0; i < t->n_holds; i++)
+		if (t->holds[i].key == key)
+			return &t->holds[i];
+	return NULL;
+}
+
+void eng_radix_release(struct eng_radix *t, uint64_t key)
+{
+	struct hold *h = find_hold(t, key);
+
+	if (!h)
+		return;
+	release_path(t, h->node);
+	*h = t->holds[--t->n_holds];
+}
+
+int eng_radix_hold(struct eng_radix *t, uint64_t key, struct eng_radix_node *node)
+{
+	struct hold *h;
+
+	eng_radix_release(t, key);
+	if (t->n_holds == t->cap_holds) {
+		size_t cap = t->cap_holds ? 2 * t->cap_holds : 16;
+		void *p = realloc(t->holds, cap * sizeof(*t->holds));
+
+		if (!p)
+			return ENG_E_NOMEM;
+		t->holds = p;
+		t->cap_holds = cap;
+	}
+	h = &t->holds[t->n_holds++];
+	h->key = key;
+	h->node = node;
+	hold_path(t, node);
+	return 0;
+}
+
 size_t eng_radix_insert(struct eng_radix *t, const int32_t *tokens, size_t n,
-			const int32_t *pages)
+			const int32_t *pages, struct eng_radix_node **node_out)
 {
 	struct eng_radix_node *node = &t->root;
 	size_t ps = t->page_size, full = n / ps * ps, pos = 0;
 
+	if (node_out)
+		*node_out = &t->root;
 	while (pos < full) {
 		struct eng_radix_node *child = find_child(t, node, tokens + pos);
 		size_t k;
@@ -262,6 +341,8 @@ size_t eng_radix_insert(struct eng_radix *t, const int32_t *tokens, size_t n,
 			}
 			t->cached_pages += np;
 			t->evictable_pages += np;
+			if (node_out)
+				*node_out = leaf;
 			return pos;
 		}
 		k = common_pages(t, child, tokens + pos, (full - pos) / ps);
@@ -276,10 +357,21 @@ size_t eng_radix_insert(struct eng_radix *t, const int32_t *tokens, size_t n,
 		pos += k * ps;
 		node = child;
 	}
+	if (node_out)
+		*node_out = node;
 	return pos;
 }
 
-/* A binary min-heap of nodes keyed on last_use. */
+/* Whether a goes before b in eviction order: unheld leaves before held
+ * ones, least recently used first within each. */
+static bool evict_before(const struct eng_radix_node *a, const struct eng_radix_node *b)
+{
+	if ((a->hold_ref > 0) != (b->hold_ref > 0))
+		return a->hold_ref == 0;
+	return a->last_use < b->last_use;
+}
+
+/* A binary heap of nodes, the first to evict on top. */
 struct heap {
 	struct eng_radix_node **v;
 	size_t n, cap;
@@ -298,7 +390,7 @@ static int heap_push(struct heap *h, struct eng_radix_node *x)
 		h->v = p;
 		h->cap = cap;
 	}
-	for (i = h->n++; i > 0 && h->v[(i - 1) / 2]->last_use > x->last_use; i = (i - 1) / 2)
+	for (i = h->n++; i > 0 && evict_before(x, h->v[(i - 1) / 2]); i = (i - 1) / 2)
 		h->v[i] = h->v[(i - 1) / 2];
 	h->v[i] = x;
 	return 0;
@@ -314,9 +406,9 @@ static struct eng_radix_node *heap_pop(struct heap *h)
 
 		if (c >= h->n)
 			break;
-		if (c + 1 < h->n && h->v[c + 1]->last_use < h->v[c]->last_use)
+		if (c + 1 < h->n && evict_before(h->v[c + 1], h->v[c]))
 			c++;
-		if (h->v[c]->last_use >= last->last_use)
+		if (!evict_before(h->v[c], last))
 			break;
 		h->v[i] = h->v[c];
 		i = c;
@@ -341,7 +433,19 @@ static int collect_leaves(struct eng_radix_node *node, struct heap *h)
 	return 0;
 }
 
-size_t eng_radix_evict(struct eng_radix *t, size_t n_pages)
+/* The holds on a leaf about to be evicted move to its parent, which the
+ * hold counts already include. */
+static void move_holds(struct eng_radix *t, struct eng_radix_node *leaf)
+{
+	t->held_pages -= leaf->n_pages;
+	for (size_t i = 0; i < t->n_holds; i++)
+		if (t->holds[i].node == leaf)
+			t->holds[i].node = leaf->parent;
+}
+
+/* Evicts up to n_pages in eviction order; held leaves only when
+ * with_held (they come after every unheld one). */
+static size_t evict(struct eng_radix *t, size_t n_pages, bool with_held)
 {
 	struct heap h = {0};
 	size_t released = 0;
@@ -354,10 +458,15 @@ size_t eng_radix_evict(struct eng_radix *t, size_t n_pages)
 		struct eng_radix_node *leaf = heap_pop(&h);
 		struct eng_radix_node *parent = leaf->parent;
 
+		if (leaf->hold_ref > 0 && !with_held)
+			break;
+
 		eng_pages_release(t->pool, leaf->n_pages, leaf->pages);
 		released += leaf->n_pages;
 		t->cached_pages -= leaf->n_pages;
 		t->evictable_pages -= leaf->n_pages;
+		if (leaf->hold_ref > 0)
+			move_holds(t, leaf);
 		remove_child(parent, leaf);
 		free(leaf->children);
 		free(leaf->tokens);
@@ -371,6 +480,16 @@ size_t eng_radix_evict(struct eng_radix *t, size_t n_pages)
 	return released;
 }
 
+size_t eng_radix_evict(struct eng_radix *t, size_t n_pages)
+{
+	return evict(t, n_pages, true);
+}
+
+size_t eng_radix_flush(struct eng_radix *t)
+{
+	return evict(t, (size_t)-1, false);
+}
+
 size_t eng_radix_cached_pages(const struct eng_radix *t)
 {
 	return t->cached_pages;
@@ -379,4 +498,9 @@ size_t eng_radix_cached_pages(const struct eng_radix *t)
 size_t eng_radix_evictable_pages(const struct eng_radix *t)
 {
 	return t->evictable_pages;
+}
+
+size_t eng_radix_held_pages(const struct eng_radix *t)
+{
+	return t->held_pages;
 }

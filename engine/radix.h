@@ -14,6 +14,16 @@
  * turn finishes, its prompt and generated tokens are inserted; the tree
  * takes the pages of the part it did not have yet.  Unlocked leaves are
  * evicted least recently used first, their pages released to the pool.
+ *
+ * Holds: a conversation between two turns holds the node its last turn
+ * ended at (eng_radix_hold, one hold per key), so that its next turn finds
+ * its history.  A hold does not pin: held leaves stay evictable, but only
+ * once no unheld leaf is left, and then least recently used first too:
+ * when the pool cannot hold every conversation in flight, the scheduler
+ * keeps running those whose histories are cached, so the one idle longest
+ * is the one to give up.  A hold whose node is evicted moves to the
+ * node's parent, so a key always names a live node until
+ * eng_radix_release.
  */
 #ifndef TRAJBENCH_ENG_RADIX_H
 #define TRAJBENCH_ENG_RADIX_H
@@ -50,18 +60,34 @@ void eng_radix_unlock(struct eng_radix *t, struct eng_radix_node *node);
  * the tree already held: the tree keeps its own pages for that part and
  * takes ownership of pages[] only beyond it.  Pages of that leading part
  * that the caller did not get from eng_radix_match are duplicates the
- * caller must release.  Returns (size_t)-1 when out of host memory (the
- * tree is unchanged and owns none of pages[]). */
+ * caller must release.  *node (when node is not NULL) receives the node
+ * that ends at the inserted tokens' last whole page (the root when there
+ * was none).  Returns (size_t)-1 when out of host memory (the tree is
+ * unchanged and owns none of pages[]; *node is the root). */
 size_t eng_radix_insert(struct eng_radix *t, const int32_t *tokens, size_t n,
-			const int32_t *pages);
+			const int32_t *pages, struct eng_radix_node **node);
 
-/* Evicts unlocked leaves, least recently used first, until at least
- * n_pages pages went back to the pool or nothing more is evictable.
- * Returns the number of pages released. */
+/* Makes key (any value but 0) hold node and its ancestors, in place of
+ * what key held before.  Returns 0, or ENG_E_NOMEM (key then holds
+ * nothing). */
+int eng_radix_hold(struct eng_radix *t, uint64_t key, struct eng_radix_node *node);
+
+/* Drops key's hold; a key that holds nothing is ignored. */
+void eng_radix_release(struct eng_radix *t, uint64_t key);
+
+/* Evicts unlocked leaves until at least n_pages pages went back to the
+ * pool or nothing more is evictable: unheld leaves least recently used
+ * first, then held ones likewise.  Returns the number of
+ * pages released. */
 size_t eng_radix_evict(struct eng_radix *t, size_t n_pages);
 
-/* Pages held by the tree, and how many of them are evictable now. */
+/* Evicts every unlocked leaf no key holds; returns the pages released. */
+size_t eng_radix_flush(struct eng_radix *t);
+
+/* Pages held by the tree; how many of them are evictable now; and how many
+ * of those evictable pages some key holds (evicted last). */
 size_t eng_radix_cached_pages(const struct eng_radix *t);
 size_t eng_radix_evictable_pages(const struct eng_radix *t);
+size_t eng_radix_held_pages(const struct eng_radix *t);
 
 #endif

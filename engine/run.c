@@ -254,6 +254,7 @@ static int start_measured(struct eng_run *r, struct eng_error *err)
 	if (!r->p.keep_cache)
 		eng_runner_flush_cache(r->e->runner);
 	eng_runner_get_stats(r->e->runner, &r->st0);
+	eng_runner_reset_peak(r->e->runner);
 	return eng_session_start(r->e->runner, &r->p.session, &run_ops, r, &r->sess, err);
 }
 
@@ -335,23 +336,58 @@ void eng_run_cancel(struct eng_run *r)
 		eng_session_cancel(r->sess);
 }
 
+/* The run's roofline: its summed per-step ceilings against its time in
+ * the steps, and the rates they were computed with; null figures when the
+ * backend measured none. */
+static void roofline_stats(json_t *o, const struct eng_sched_stats *st,
+			   const struct eng_sched_stats *st0)
+{
+	double ceil_s = st->roofline_seconds - st0->roofline_seconds;
+	double step_s = st->step_seconds - st0->step_seconds;
+	bool have = st->roofline_bandwidth > 0 && st->roofline_gemm_rate > 0;
+
+	json_object_set_new(o, "roofline_time", have ? json_real(ceil_s) : json_null());
+	json_object_set_new(o, "roofline_fraction",
+			    have && step_s > 0 ? json_real(ceil_s / step_s) : json_null());
+	json_object_set_new(o, "roofline_bandwidth",
+			    have ? json_real(st->roofline_bandwidth) : json_null());
+	json_object_set_new(o, "roofline_gemm_rate",
+			    have ? json_real(st->roofline_gemm_rate) : json_null());
+}
+
 /* What the scheduler did during the run.  Counters are engine-wide, so with
  * several clients at once they cover the others' requests too.  step_time
  * against the run's duration gives the host's share of an unshared run
- * without env waits: the time outside the model's forward. */
+ * without env waits: the time outside the model's forward.  Recomputed
+ * prompt tokens are those an unbounded prefix cache would not have
+ * prefilled again. */
 static json_t *engine_stats(struct eng_run *r)
 {
 	struct eng_sched_stats st;
+	const struct eng_sched_stats *s0 = &r->st0;
+	int64_t computed, unbounded, ps;
+	json_t *o;
 
 	eng_runner_get_stats(r->e->runner, &st);
-	return json_pack("{s:I,s:f,s:I,s:I,s:I,s:I}",
-			 "steps", (json_int_t)(st.n_steps - r->st0.n_steps),
-			 "step_time", st.step_seconds - r->st0.step_seconds,
-			 "prompt_tokens", (json_int_t)(st.prompt_tokens - r->st0.prompt_tokens),
-			 "cached_tokens", (json_int_t)(st.cached_tokens - r->st0.cached_tokens),
-			 "computed_prompt_tokens",
-			 (json_int_t)(st.computed_tokens - r->st0.computed_tokens),
-			 "retractions", (json_int_t)(st.n_retractions - r->st0.n_retractions));
+	computed = st.computed_tokens - s0->computed_tokens;
+	unbounded = st.unbounded_tokens - s0->unbounded_tokens;
+	ps = st.page_size;
+	o = json_pack("{s:I,s:f,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}",
+		      "steps", (json_int_t)(st.n_steps - s0->n_steps),
+		      "step_time", st.step_seconds - s0->step_seconds,
+		      "prompt_tokens", (json_int_t)(st.prompt_tokens - s0->prompt_tokens),
+		      "cached_tokens", (json_int_t)(st.cached_tokens - s0->cached_tokens),
+		      "computed_prompt_tokens", (json_int_t)computed,
+		      "recomputed_prompt_tokens",
+		      (json_int_t)(computed > unbounded ? computed - unbounded : 0),
+		      "retractions", (json_int_t)(st.n_retractions - s0->n_retractions),
+		      "peak_kv_pages", (json_int_t)st.peak_used_pages,
+		      "peak_kv_tokens", (json_int_t)st.peak_used_pages * ps,
+		      "kv_pool_pages", (json_int_t)st.total_pages,
+		      "kv_pool_tokens", (json_int_t)st.total_pages * ps);
+	if (o)
+		roofline_stats(o, &st, s0);
+	return o;
 }
 
 static json_t *run_record(struct eng_run *r)

@@ -6,6 +6,11 @@
  * in the scheduler.  Per-token times are written by the scheduler's
  * on_token callback into the slot's buffer; on_finish turns them into the
  * turn's timing record and schedules the next turn.
+ *
+ * Each conversation has a key in the scheduler, and every turn but its
+ * last says more turns follow, so its history stays cached (evicted last)
+ * across the environment wait; dropping the slot ends the key, whatever
+ * way the conversation ended.
  */
 #include "engine/runner.h"
 #include "engine/rng.h"
@@ -20,6 +25,7 @@
 struct slot {
 	struct eng_session *sess;
 	struct eng_conv *conv;
+	uint64_t key;             /* the conversation's key in the scheduler */
 	int32_t turn;
 	bool in_flight;
 	int req_id;
@@ -53,6 +59,7 @@ struct eng_session {
 struct eng_runner {
 	struct eng_sched *sched;
 	struct eng_session *sessions;
+	uint64_t next_key;        /* conversation keys, unique runner-wide */
 	double *itl;              /* (cap_itl) scratch for timing records */
 	int32_t cap_itl;
 };
@@ -103,6 +110,7 @@ void eng_runner_free(struct eng_runner *r)
 	if (!r)
 		return;
 	eng_sched_free(r->sched); /* before the sessions: no callback after this */
+	r->sched = NULL;
 	while (r->sessions)
 		eng_session_free(r->sessions);
 	free(r->itl);
@@ -117,6 +125,11 @@ void eng_runner_get_stats(const struct eng_runner *r, struct eng_sched_stats *st
 void eng_runner_flush_cache(struct eng_runner *r)
 {
 	eng_sched_flush_cache(r->sched);
+}
+
+void eng_runner_reset_peak(struct eng_runner *r)
+{
+	eng_sched_reset_peak(r->sched);
 }
 
 int eng_session_start(struct eng_runner *r, const struct eng_session_params *p,
@@ -170,6 +183,8 @@ static void drop_slot(struct eng_session *s, int32_t i)
 {
 	struct slot *sl = s->slots[i];
 
+	if (s->runner->sched)
+		eng_sched_end_conversation(s->runner->sched, sl->key);
 	if (s->ops.release_conv)
 		s->ops.release_conv(s->ctx, sl->conv);
 	slot_free(sl);
@@ -285,6 +300,8 @@ static int turn_request(struct eng_session *s, struct slot *sl, struct eng_reque
 		rp->forced_output = ti.reply;
 	rp->sampling = s->p.sampling;
 	rp->sampling.seed ^= (uint64_t)sl->turn * 0x100000001b3ull;
+	rp->conversation = sl->key;
+	rp->more_turns = sl->turn + 1 < sl->conv->n_turns;
 	rp->user = sl;
 	if (s->p.score)
 		return score_params(sl, &ti, rp, err);
@@ -466,6 +483,7 @@ static int fill_slots(struct eng_session *s, double now)
 			return ENG_E_NOMEM;
 		sl->sess = s;
 		sl->conv = c;
+		sl->key = ++s->runner->next_key;
 		sl->ready_at = now;
 		sl->ct.start_time = now - s->t0;
 		s->slots[s->n_slots++] = sl;

@@ -148,4 +148,7 @@ void eng_runner_get_stats(const struct eng_runner *r, struct eng_sched_stats *st
 /* Empties the prefix cache (pages held by requests in flight stay). */
 void eng_runner_flush_cache(struct eng_runner *r);
 
+/* Starts the peak of pages in use (stats.peak_used_pages) over: a new run. */
+void eng_runner_reset_peak(struct eng_runner *r);
+
 #endif

@@ -13,57 +13,33 @@
  * new admissions while the chunk budget, max_running_requests and memory
  * allow.  The step is all-or-nothing for page allocation: pages are taken
  * before the model runs, so a step never fails half way for memory.
+ *
+ * Invariants:
+ * - Reservation: the pages every running request still needs to finish
+ *   (eng_sched_pages_to_finish, sched_kv.c: its whole prefill target and
+ *   its remaining decode,
+ *   less the pages it holds) sum to no more than the free pages plus the
+ *   cache's evictable ones.  Admission keeps it; so a running request
+ *   whose output length is fixed is never retracted.  Only an estimate
+ *   (the new-token ratio of a request a stop token may end) can break it,
+ *   and then plan_decode evicts everything it may and retracts.
+ * - A conversation between turns holds its history in the tree (radix.h:
+ *   evicted after every unheld leaf).  Admission counts held pages as room
+ *   only when nothing is running and nothing else was planned: a request
+ *   that would take another conversation's history lets one whose own
+ *   history is cached go first (up to SKIP_WINDOW places behind it).
+ * - seen has the chain hash of every page whose KV was ever completed
+ *   (since the last flush), so a request's first admission can say what
+ *   an unbounded cache would have held for it (stats.unbounded_tokens).
+ *
+ * The memory side of all this (reservations, pages, the prefix cache as a
+ * request goes through it) is in sched_kv.c.
  */
-#include "engine/sched.h"
-#include "engine/pages.h"
-#include "engine/radix.h"
+#include "engine/sched_int.h"
 #include "engine/clock.h"
 
 #include <stdlib.h>
 #include <string.h>
-
-enum req_state { REQ_WAITING, REQ_RUNNING };
-
-struct req {
-	int id;
-	void *user;
-	enum req_state state;
-	int32_t *tokens;      /* (cap) prompt + generated */
-	int32_t n_tokens, cap;
-	int32_t prompt_len, max_new, n_gen;
-	int32_t *forced;      /* (max_new) or NULL */
-	bool ignore_eos, cancelled, score;
-	int32_t score_from;   /* score: first position whose log-prob is wanted */
-	float *logprobs;      /* score: (prompt_len) */
-	struct eng_sampling sampling;
-	int32_t *pages;       /* (cap_pages) block table */
-	int32_t n_pages, cap_pages, prefix_pages;
-	struct eng_radix_node *node;
-	int32_t computed;
-	int32_t cached_tokens; /* from the first admission */
-	bool admitted_once;
-	int32_t n_retractions;
-};
-
-struct eng_sched {
-	struct eng_sched_params p;
-	int32_t *stop_ids;
-	int32_t n_stop;
-	eng_step_fn step;
-	void *step_ctx;
-	struct eng_sched_callbacks cb;
-	struct eng_pages *pool;
-	struct eng_radix *radix;   /* NULL when disabled */
-	struct req **waiting;      /* (n_waiting) in queue order */
-	struct req **running;      /* (n_running) in admission order */
-	int32_t n_waiting, n_running, cap_reqs;
-	int next_id;
-	struct eng_sched_stats st;
-	/* per-step scratch, (cap_reqs) each */
-	struct eng_step_seq *seqs;
-	struct req **seq_req;
-	int32_t *next;
-};
 
 void eng_sched_default_params(struct eng_sched_params *p)
 {
@@ -74,11 +50,7 @@ void eng_sched_default_params(struct eng_sched_params *p)
 	p->max_context = 32768;
 	p->policy = ENG_SCHED_POLICY_FCFS;
 	p->disable_radix_cache = false;
-}
-
-static int32_t pages_for(const struct eng_sched *s, int32_t n_tokens)
-{
-	return (n_tokens + s->p.page_size - 1) / s->p.page_size;
+	memset(&p->roofline, 0, sizeof(p->roofline));
 }
 
 int eng_sched_create(const struct eng_sched_params *p, const int32_t *stop_ids, int32_t n_stop,
@@ -108,7 +80,11 @@ int eng_sched_create(const struct eng_sched_params *p, const int32_t *stop_ids, 
 	if (n_stop > 0)
 		memcpy(s->stop_ids, stop_ids, sizeof(int32_t) * (size_t)n_stop);
 	s->n_stop = n_stop;
-	rc = eng_pages_create(p->n_pages, &s->pool, err);
+	s->new_token_ratio = RATIO_INIT;
+	s->st.total_pages = (size_t)p->n_pages;
+	s->seen = eng_seen_create();
+	rc = s->seen ? eng_pages_create(p->n_pages, &s->pool, err)
+		     : eng_error_set(err, ENG_E_NOMEM, NULL, 0, "cannot allocate the scheduler");
 	if (rc == 0 && !p->disable_radix_cache)
 		rc = eng_radix_create(p->page_size, s->pool, &s->radix, err);
 	if (rc != 0) {
@@ -130,36 +106,26 @@ static void req_free(struct req *r)
 	free(r);
 }
 
-/* Gives back the request's own pages and its lock on the tree. */
-static void req_release_memory(struct eng_sched *s, struct req *r)
-{
-	eng_pages_release(s->pool, (size_t)(r->n_pages - r->prefix_pages),
-			  r->pages + r->prefix_pages);
-	if (s->radix && r->node)
-		eng_radix_unlock(s->radix, r->node);
-	r->node = NULL;
-	r->n_pages = 0;
-	r->prefix_pages = 0;
-	r->computed = 0;
-}
-
 void eng_sched_free(struct eng_sched *s)
 {
 	if (!s)
 		return;
 	for (int32_t i = 0; i < s->n_running; i++) {
-		req_release_memory(s, s->running[i]);
+		eng_sched_release_memory(s, s->running[i]);
 		req_free(s->running[i]);
 	}
 	for (int32_t i = 0; i < s->n_waiting; i++)
 		req_free(s->waiting[i]);
 	eng_radix_free(s->radix);
 	eng_pages_free(s->pool);
+	eng_seen_free(s->seen);
 	free(s->waiting);
 	free(s->running);
 	free(s->seqs);
 	free(s->seq_req);
 	free(s->next);
+	free(s->rl_seqs);
+	free(s->spare);
 	free(s->stop_ids);
 	free(s);
 }
@@ -173,6 +139,7 @@ static int grow_reqs(struct eng_sched *s)
 	void *q = r ? realloc(s->seqs, sizeof(*s->seqs) * (size_t)cap) : NULL;
 	void *sr = q ? realloc(s->seq_req, sizeof(*s->seq_req) * (size_t)cap) : NULL;
 	void *n = sr ? realloc(s->next, sizeof(*s->next) * (size_t)cap) : NULL;
+	void *rl = n ? realloc(s->rl_seqs, sizeof(*s->rl_seqs) * (size_t)cap) : NULL;
 
 	if (w)
 		s->waiting = w;
@@ -182,9 +149,11 @@ static int grow_reqs(struct eng_sched *s)
 		s->seqs = q;
 	if (sr)
 		s->seq_req = sr;
-	if (!n)
+	if (n)
+		s->next = n;
+	if (!rl)
 		return -1;
-	s->next = n;
+	s->rl_seqs = rl;
 	s->cap_reqs = cap;
 	return 0;
 }
@@ -201,7 +170,7 @@ static int check_request(struct eng_sched *s, const struct eng_request_params *p
 		return eng_error_set(err, ENG_E_RANGE, NULL, 0,
 				     "prompt of %d tokens + %d output tokens exceeds the context of %d",
 				     p->prompt_len, p->score ? 0 : p->max_new_tokens, s->p.max_context);
-	if (pages_for(s, (int32_t)total) > s->p.n_pages)
+	if (eng_sched_pages_for(s, (int32_t)total) > s->p.n_pages)
 		return eng_error_set(err, ENG_E_RANGE, NULL, 0,
 				     "request of %lld tokens does not fit in the KV pool of %d tokens",
 				     (long long)total, s->p.n_pages * s->p.page_size);
@@ -224,7 +193,7 @@ int eng_sched_submit(struct eng_sched *s, const struct eng_request_params *p,
 		 * slot, whose log-prob is computed and ignored. */
 		r->cap = p->prompt_len + (p->score ? 1 : p->max_new_tokens);
 		r->tokens = calloc((size_t)r->cap, sizeof(int32_t));
-		r->cap_pages = pages_for(s, r->cap);
+		r->cap_pages = eng_sched_pages_for(s, r->cap);
 		r->pages = malloc(sizeof(int32_t) * (size_t)r->cap_pages);
 		if (p->forced_output && !p->score)
 			r->forced = malloc(sizeof(int32_t) * (size_t)p->max_new_tokens);
@@ -244,6 +213,10 @@ int eng_sched_submit(struct eng_sched *s, const struct eng_request_params *p,
 	r->n_tokens = r->prompt_len = p->prompt_len;
 	r->max_new = p->max_new_tokens;
 	r->ignore_eos = p->ignore_eos;
+	r->exact = p->ignore_eos || r->forced;
+	r->conv = p->conversation;
+	r->more_turns = p->more_turns && p->conversation != 0;
+	r->chain = ENG_SEEN_ROOT;
 	r->sampling = p->sampling;
 	r->user = p->user;
 	r->id = s->next_id++;
@@ -263,7 +236,24 @@ void eng_sched_cancel(struct eng_sched *s, int id)
 
 size_t eng_sched_flush_cache(struct eng_sched *s)
 {
-	return s->radix ? eng_radix_evict(s->radix, (size_t)-1) : 0;
+	size_t n = s->radix ? eng_radix_flush(s->radix) : 0;
+
+	/* Another client's conversations in flight keep their histories and
+	 * the record of what they computed. */
+	if (s->n_running + s->n_waiting == 0 && (!s->radix || eng_radix_held_pages(s->radix) == 0))
+		eng_seen_clear(s->seen);
+	return n;
+}
+
+void eng_sched_end_conversation(struct eng_sched *s, uint64_t conversation)
+{
+	if (s->radix && conversation != 0)
+		eng_radix_release(s->radix, conversation);
+}
+
+void eng_sched_reset_peak(struct eng_sched *s)
+{
+	s->st.peak_used_pages = (size_t)s->p.n_pages - eng_sched_room(s, true);
 }
 
 bool eng_sched_busy(const struct eng_sched *s)
@@ -278,6 +268,11 @@ void eng_sched_get_stats(const struct eng_sched *s, struct eng_sched_stats *st)
 	st->n_waiting = s->n_waiting;
 	st->free_pages = eng_pages_available(s->pool);
 	st->cached_pages = s->radix ? eng_radix_cached_pages(s->radix) : 0;
+	st->held_pages = s->radix ? eng_radix_held_pages(s->radix) : 0;
+	st->new_token_ratio = s->new_token_ratio;
+	st->roofline_bandwidth = s->p.roofline.rates.bandwidth_bytes_s;
+	st->roofline_gemm_rate = s->p.roofline.rates.gemm_flops_s;
+	st->page_size = s->p.page_size;
 }
 
 static void finish(struct eng_sched *s, struct req *r, enum eng_finish how, const char *error)
@@ -305,37 +300,21 @@ static void remove_at(struct req **v, int32_t *n, int32_t i)
 	(*n)--;
 }
 
-/* The tokens whose KV a request must have before it can decode: the whole
- * prompt for a fresh request; all but the last token for a retracted one
- * that had started generating. */
-static int32_t prefill_target(const struct req *r)
+/* The running request to retract when pages run out: as SGLang picks it,
+ * the one with the fewest generated tokens (the least decode lost), of
+ * those the one with the longest prompt (the most freed), of those the
+ * last admitted. */
+static int32_t pick_victim(const struct eng_sched *s)
 {
-	return r->n_gen == 0 ? r->prompt_len : r->n_tokens - 1;
-}
+	int32_t v = s->n_running - 1;
 
-/* A finished request leaves its tokens in the cache for the next turn. */
-static void retire(struct eng_sched *s, struct req *r)
-{
-	if (s->radix && r->node) {
-		int32_t ps = s->p.page_size;
-		size_t present = eng_radix_insert(s->radix, r->tokens, (size_t)r->computed, r->pages);
-		int32_t taken_from = r->computed / ps; /* first page not taken by the tree */
+	for (int32_t i = s->n_running - 2; i >= 0; i--) {
+		const struct req *a = s->running[i], *b = s->running[v];
 
-		if (present == (size_t)-1) {
-			present = (size_t)r->prefix_pages * (size_t)ps;
-			taken_from = r->prefix_pages;
-		}
-		/* Own pages the tree already had (a twin request inserted them). */
-		if ((int32_t)(present / (size_t)ps) > r->prefix_pages)
-			eng_pages_release(s->pool, present / (size_t)ps - (size_t)r->prefix_pages,
-					  r->pages + r->prefix_pages);
-		eng_pages_release(s->pool, (size_t)(r->n_pages - taken_from), r->pages + taken_from);
-		eng_radix_unlock(s->radix, r->node);
-		r->node = NULL;
-		r->n_pages = r->prefix_pages = 0;
-	} else {
-		req_release_memory(s, r);
+		if (a->n_gen < b->n_gen || (a->n_gen == b->n_gen && a->prompt_len > b->prompt_len))
+			v = i;
 	}
+	return v;
 }
 
 /* Retracts running[i]: frees its memory and requeues it at the front, to
@@ -344,7 +323,7 @@ static void retract(struct eng_sched *s, int32_t i)
 {
 	struct req *v = s->running[i];
 
-	req_release_memory(s, v);
+	eng_sched_release_memory(s, v);
 	v->state = REQ_WAITING;
 	v->n_retractions++;
 	s->st.n_retractions++;
@@ -352,41 +331,19 @@ static void retract(struct eng_sched *s, int32_t i)
 	memmove(s->waiting + 1, s->waiting, sizeof(*s->waiting) * (size_t)s->n_waiting);
 	s->waiting[0] = v;
 	s->n_waiting++;
+	eng_sched_raise_ratio(s);
 }
 
 static bool decode_ready(const struct req *r)
 {
-	return !r->score && r->computed >= prefill_target(r);
+	return !r->score && r->computed >= eng_sched_prefill_target(r);
 }
 
 /* Whether a prefill chunk ends with the prompt's last token, whose logits
  * give a fresh request its first token. */
 static bool wants_token(const struct req *r, int32_t chunk)
 {
-	return !r->score && r->n_gen == 0 && r->computed + chunk == prefill_target(r);
-}
-
-/* Pages free now plus pages the cache could give up. */
-static size_t reclaimable(const struct eng_sched *s)
-{
-	return eng_pages_available(s->pool) + (s->radix ? eng_radix_evictable_pages(s->radix) : 0);
-}
-
-/* Takes pages so that r covers its first n_tokens tokens, evicting cache
- * when needed; never retracts.  All or nothing. */
-static int take_pages(struct eng_sched *s, struct req *r, int32_t n_tokens)
-{
-	int32_t need = pages_for(s, n_tokens) - r->n_pages;
-	size_t avail = eng_pages_available(s->pool);
-
-	if (need <= 0)
-		return 0;
-	if ((size_t)need > avail && s->radix)
-		eng_radix_evict(s->radix, (size_t)need - avail);
-	if (eng_pages_alloc(s->pool, (size_t)need, r->pages + r->n_pages) != 0)
-		return ENG_E_RANGE;
-	r->n_pages += need;
-	return 0;
+	return !r->score && r->n_gen == 0 && r->computed + chunk == eng_sched_prefill_target(r);
 }
 
 static void add_seq(struct eng_sched *s, int32_t *n, struct req *r, int32_t n_tokens, bool want)
@@ -408,7 +365,8 @@ static void add_seq(struct eng_sched *s, int32_t *n, struct req *r, int32_t n_to
 }
 
 /* Phase 1: one decode token for every request that finished its prefill.
- * Their pages come first: evict cache, then retract the newest requests. */
+ * Their pages come first: evict cache (held histories too), then, as the
+ * last resort, retract. */
 static void plan_decode(struct eng_sched *s, int32_t *n)
 {
 	for (;;) {
@@ -417,21 +375,21 @@ static void plan_decode(struct eng_sched *s, int32_t *n)
 		for (int32_t i = 0; i < s->n_running; i++) {
 			struct req *r = s->running[i];
 
-			if (decode_ready(r) && pages_for(s, r->computed + 1) > r->n_pages)
+			if (decode_ready(r) && eng_sched_pages_for(s, r->computed + 1) > r->n_pages)
 				need++;
 		}
 		if (need <= eng_pages_available(s->pool))
 			break;
 		if (s->radix && eng_radix_evict(s->radix, need - eng_pages_available(s->pool)) > 0)
 			continue;
-		retract(s, s->n_running - 1);
+		retract(s, pick_victim(s));
 	}
 	for (int32_t i = 0; i < s->n_running; i++) {
 		struct req *r = s->running[i];
 
 		if (!decode_ready(r))
 			continue;
-		take_pages(s, r, r->computed + 1); /* cannot fail: counted above */
+		eng_sched_take_pages(s, r, r->computed + 1); /* cannot fail: counted above */
 		add_seq(s, n, r, 1, true);
 	}
 }
@@ -440,16 +398,25 @@ static void plan_decode(struct eng_sched *s, int32_t *n)
  * its pages are taken.  0 when not even one token fits. */
 static int32_t fit_chunk(struct eng_sched *s, struct req *r, int32_t budget)
 {
-	int32_t want = prefill_target(r) - r->computed;
-	int64_t room = ((int64_t)r->n_pages + (int64_t)reclaimable(s)) * s->p.page_size - r->computed;
+	int32_t want = eng_sched_prefill_target(r) - r->computed;
+	int64_t avail = ((int64_t)r->n_pages + (int64_t)eng_sched_room(s, true)) * s->p.page_size -
+			r->computed;
 
 	if (want > budget)
 		want = budget;
-	if (want > room)
-		want = (int32_t)room;
-	if (want <= 0 || take_pages(s, r, r->computed + want) != 0)
+	if (want > avail)
+		want = (int32_t)avail;
+	if (want <= 0 || eng_sched_take_pages(s, r, r->computed + want) != 0)
 		return 0;
 	return want;
+}
+
+static void plan_chunk(struct eng_sched *s, int32_t *n, int32_t *budget, struct req *r,
+		       int32_t chunk)
+{
+	*budget -= chunk;
+	s->st.computed_tokens += chunk;
+	add_seq(s, n, r, chunk, wants_token(r, chunk));
 }
 
 /* Phase 2: continue the chunked prefills of admitted requests. */
@@ -464,25 +431,8 @@ static void plan_prefill(struct eng_sched *s, int32_t *n, int32_t *budget)
 		chunk = fit_chunk(s, r, *budget);
 		if (chunk == 0)
 			break;
-		*budget -= chunk;
-		s->st.computed_tokens += chunk;
-		add_seq(s, n, r, chunk, wants_token(r, chunk));
+		plan_chunk(s, n, budget, r, chunk);
 	}
-}
-
-/* How far r's tokens are cached: at most up to the last prompt token for a
- * fresh request (its logits must be computed), the whole prefill target
- * for a retracted one. */
-static size_t match_prefix(struct eng_sched *s, struct req *r, struct eng_radix_node **node)
-{
-	int32_t limit = r->n_gen == 0 ? r->prompt_len - 1 : prefill_target(r);
-
-	*node = NULL;
-	if (r->score)
-		limit = r->score_from - 1;
-	if (!s->radix || limit < 0)
-		return 0;
-	return eng_radix_match(s->radix, r->tokens, (size_t)limit, r->pages, node);
 }
 
 /* The waiting request to admit next, by policy. */
@@ -495,7 +445,7 @@ static int32_t pick_waiting(struct eng_sched *s)
 		return 0;
 	for (int32_t i = 0; i < s->n_waiting; i++) {
 		struct eng_radix_node *node;
-		size_t len = match_prefix(s, s->waiting[i], &node);
+		size_t len = eng_sched_match_prefix(s, s->waiting[i], &node);
 
 		if (len > best_len) {
 			best_len = len;
@@ -505,27 +455,13 @@ static int32_t pick_waiting(struct eng_sched *s)
 	return best;
 }
 
-/* Admits one waiting request.  Returns false when it does not fit now. */
-static bool admit(struct eng_sched *s, int32_t *n, int32_t *budget)
+/* Moves waiting[w], already fitted, to the running requests and plans its
+ * first chunk. */
+static void start(struct eng_sched *s, int32_t w, int32_t *n, int32_t *budget)
 {
-	int32_t w = pick_waiting(s), chunk = 0, n_decoding = 0;
 	struct req *r = s->waiting[w];
-	size_t matched = match_prefix(s, r, &r->node);
+	int32_t chunk;
 
-	for (int32_t i = 0; i < s->n_running; i++)
-		n_decoding += decode_ready(s->running[i]);
-	if (s->radix)
-		eng_radix_lock(s->radix, r->node);
-	r->prefix_pages = r->n_pages = (int32_t)(matched / (size_t)s->p.page_size);
-	r->computed = (int32_t)matched;
-	/* Keep a page of headroom per decoding request, so that admitting
-	 * does not force a retraction on the very next step. */
-	if (reclaimable(s) > (size_t)n_decoding)
-		chunk = fit_chunk(s, r, *budget);
-	if (chunk == 0 && r->computed < prefill_target(r)) {
-		req_release_memory(s, r);
-		return false;
-	}
 	remove_at(s->waiting, &s->n_waiting, w);
 	r->state = REQ_RUNNING;
 	s->running[s->n_running++] = r;
@@ -534,13 +470,75 @@ static bool admit(struct eng_sched *s, int32_t *n, int32_t *budget)
 		r->cached_tokens = r->computed;
 		s->st.prompt_tokens += r->prompt_len;
 		s->st.cached_tokens += r->computed;
+		s->st.unbounded_tokens += r->prompt_len - eng_sched_unbounded_match(s, r);
 	}
-	if (chunk > 0) {
-		*budget -= chunk;
-		s->st.computed_tokens += chunk;
-		add_seq(s, n, r, chunk, wants_token(r, chunk));
+	eng_sched_chain_pages(s, r);
+	chunk = fit_chunk(s, r, *budget);
+	if (chunk > 0)
+		plan_chunk(s, n, budget, r, chunk);
+}
+
+/* Nothing runs and every waiting request would take held histories: of
+ * the head and the SKIP_WINDOW behind it, admits the one that takes the
+ * fewest (the one with most of its own history cached). */
+static bool admit_held(struct eng_sched *s, int32_t head, int64_t reserved, int32_t *n,
+		       int32_t *budget)
+{
+	int32_t best = -1;
+	int64_t best_take = INT64_MAX;
+
+	for (int32_t i = 0; i < s->n_waiting && i <= SKIP_WINDOW; i++) {
+		struct req *r = s->waiting[i];
+
+		if (eng_sched_try_fit(s, r, reserved) == FIT_HELD) {
+			int64_t take = reserved + eng_sched_pages_to_finish(s, r) -
+				       (int64_t)eng_sched_room(s, false);
+
+			if (take < best_take || (take == best_take && i == head)) {
+				best_take = take;
+				best = i;
+			}
+		}
+		eng_sched_release_memory(s, r);
 	}
+	if (best < 0 || eng_sched_try_fit(s, s->waiting[best], reserved) == FIT_NONE) {
+		if (best >= 0)
+			eng_sched_release_memory(s, s->waiting[best]);
+		return false;
+	}
+	start(s, best, n, budget);
 	return true;
+}
+
+/* Phase 3: admits one waiting request that has room to run to its end.
+ * The head of the queue (by policy) goes first unless it would take other
+ * conversations' held histories; then a request behind it that needs
+ * none goes instead (typically the next turn of a conversation whose
+ * history is cached), and the head takes them only when nothing else
+ * would run.  Returns false when nothing was admitted. */
+static bool admit(struct eng_sched *s, int32_t *n, int32_t *budget)
+{
+	int32_t head = pick_waiting(s);
+	int64_t reserved = eng_sched_reserved_pages(s);
+	enum fit f = eng_sched_try_fit(s, s->waiting[head], reserved);
+
+	if (f == FIT) {
+		start(s, head, n, budget);
+		return true;
+	}
+	eng_sched_release_memory(s, s->waiting[head]);
+	if (f == FIT_NONE)
+		return false;
+	for (int32_t i = 0; i < s->n_waiting && i <= SKIP_WINDOW; i++) {
+		if (i == head)
+			continue;
+		if (eng_sched_try_fit(s, s->waiting[i], reserved) == FIT) {
+			start(s, i, n, budget);
+			return true;
+		}
+		eng_sched_release_memory(s, s->waiting[i]);
+	}
+	return *n == 0 && s->n_running == 0 && admit_held(s, head, reserved, n, budget);
 }
 
 /* Finishes and forgets every cancelled request. */
@@ -551,7 +549,7 @@ static void drop_cancelled(struct eng_sched *s)
 
 		if (!r->cancelled)
 			continue;
-		req_release_memory(s, r);
+		eng_sched_release_memory(s, r);
 		remove_at(s->running, &s->n_running, i);
 		finish(s, r, ENG_FINISH_ABORT, NULL);
 		req_free(r);
@@ -593,8 +591,11 @@ static void apply(struct eng_sched *s, int32_t n)
 		bool stop;
 
 		r->computed += s->seqs[k].n_tokens;
+		eng_sched_chain_pages(s, r);
+		if (r->computed <= eng_sched_prefill_target(r) && !r->score)
+			eng_sched_cache_prefill(s, r);
 		if (r->score && r->computed == r->prompt_len) {
-			retire(s, r);
+			eng_sched_retire(s, r);
 			remove_at(s->running, &s->n_running, running_index(s, r));
 			finish(s, r, ENG_FINISH_LENGTH, NULL);
 			req_free(r);
@@ -611,7 +612,7 @@ static void apply(struct eng_sched *s, int32_t n)
 		stop = !r->ignore_eos && is_stop(s, tok);
 		if (!stop && r->n_gen < r->max_new)
 			continue;
-		retire(s, r);
+		eng_sched_retire(s, r);
 		remove_at(s->running, &s->n_running, running_index(s, r));
 		finish(s, r, stop ? ENG_FINISH_STOP : ENG_FINISH_LENGTH, NULL);
 		req_free(r);
@@ -623,16 +624,47 @@ static void fail_batch(struct eng_sched *s, int32_t n, const char *msg)
 	for (int32_t k = 0; k < n; k++) {
 		struct req *r = s->seq_req[k];
 
-		req_release_memory(s, r);
+		eng_sched_release_memory(s, r);
 		remove_at(s->running, &s->n_running, running_index(s, r));
 		finish(s, r, ENG_FINISH_ERROR, msg);
 		req_free(r);
 	}
 }
 
+/* Counts the planned step: its size, the pages in use, its roofline
+ * ceiling; and lets the decode estimate decay. */
+static void account(struct eng_sched *s, int32_t n)
+{
+	struct eng_roofline_cost cost;
+	int32_t n_tokens = 0;
+	size_t used = (size_t)s->p.n_pages - eng_sched_room(s, true);
+
+	for (int32_t k = 0; k < n; k++) {
+		const struct eng_step_seq *q = &s->seqs[k];
+
+		s->next[k] = -1;
+		n_tokens += q->n_tokens;
+		s->rl_seqs[k] = (struct eng_roofline_seq){
+			q->start_pos, q->n_tokens, q->targets ? q->n_tokens : q->want_token,
+		};
+	}
+	s->st.n_steps++;
+	s->st.last_batch_seqs = n;
+	s->st.last_batch_tokens = n_tokens;
+	if (used > s->st.peak_used_pages)
+		s->st.peak_used_pages = used;
+	eng_roofline_step(&s->p.roofline, s->rl_seqs, n, &cost);
+	s->st.roofline_seconds += cost.seconds;
+	s->st.roofline_bytes += cost.bytes;
+	s->st.roofline_flops += cost.flops;
+	s->new_token_ratio -= RATIO_DECAY;
+	if (s->new_token_ratio < RATIO_MIN)
+		s->new_token_ratio = RATIO_MIN;
+}
+
 int eng_sched_step(struct eng_sched *s, struct eng_error *err)
 {
-	int32_t n = 0, budget = s->p.chunked_prefill_size, n_tokens = 0;
+	int32_t n = 0, budget = s->p.chunked_prefill_size;
 	double t0;
 	int rc;
 
@@ -644,18 +676,13 @@ int eng_sched_step(struct eng_sched *s, struct eng_error *err)
 		if (!admit(s, &n, &budget))
 			break;
 	if (n == 0) {
-		/* Prefills stuck on memory held by each other: give one up. */
+		/* Prefills stuck on memory held by each other (an estimate fell
+		 * short): give one up. */
 		if (s->n_running > 0)
-			retract(s, s->n_running - 1);
+			retract(s, pick_victim(s));
 		return 0;
 	}
-	for (int32_t k = 0; k < n; k++) {
-		s->next[k] = -1;
-		n_tokens += s->seqs[k].n_tokens;
-	}
-	s->st.n_steps++;
-	s->st.last_batch_seqs = n;
-	s->st.last_batch_tokens = n_tokens;
+	account(s, n);
 	t0 = eng_mono_s();
 	rc = s->step(s->step_ctx, s->seqs, n, s->next, err);
 	s->st.step_seconds += eng_mono_s() - t0;

@@ -10,12 +10,20 @@
  * first, so only the uncached part is computed; a finished request inserts
  * its tokens for the next turn to hit.
  *
- * Memory: the KV pool has a fixed number of pages.  When a decode token
- * needs a page and none is free, unlocked cache is evicted, then the newest
- * running request is retracted (its pages freed, itself requeued to be
- * recomputed later).  A request fails for lack of memory only when it could
- * not fit even alone; that, and a prompt longer than the context, is
- * refused at submission with ENG_E_RANGE.
+ * Memory: the KV pool has a fixed number of pages.  A request is admitted
+ * only with room to run to its end: its uncached prompt and its decode
+ * (exact when its output length is fixed, estimated SGLang-style with a
+ * new-token ratio when a stop token may end it early), on top of what the
+ * running requests have reserved.  Room comes from free pages and the
+ * cache's unlocked pages.  A conversation between turns (a request with
+ * more_turns) keeps its history in the cache as evicted-last, and a
+ * request is not admitted at the cost of such histories unless nothing
+ * else would run; so when the pool holds every conversation in flight,
+ * nothing is computed twice.  Retraction (a running request's pages freed,
+ * the request requeued to be recomputed) is the last resort, taken only
+ * when an estimate fell short.  A request fails for lack of memory only
+ * when it could not fit even alone; that, and a prompt longer than the
+ * context, is refused at submission with ENG_E_RANGE.
  *
  * The scheduler knows nothing of the model: the step function does the
  * forward pass and the sampling, on whatever backend.
@@ -28,6 +36,7 @@
 #include <stdint.h>
 
 #include "engine/engine.h"
+#include "engine/roofline.h"
 
 struct eng_sched_params {
 	int32_t page_size;            /* tokens per KV page */
@@ -37,6 +46,8 @@ struct eng_sched_params {
 	int32_t max_context;          /* prompt + output tokens per request */
 	enum eng_sched_policy policy;
 	bool disable_radix_cache;
+	struct eng_roofline roofline; /* per-step ceilings summed into the stats;
+				       * rates 0: none */
 };
 
 void eng_sched_default_params(struct eng_sched_params *p);
@@ -92,6 +103,13 @@ struct eng_request_params {
 				       * cache when done */
 	int32_t score_from;           /* score: first position whose log-prob is
 				       * wanted; 0: all of them, nothing cached */
+	uint64_t conversation;        /* 0, or a key naming the conversation this
+				       * request is a turn of */
+	bool more_turns;              /* the conversation goes on after this turn:
+				       * its tokens stay in the cache, evicted
+				       * after all others, until a later turn
+				       * finishes without more_turns or
+				       * eng_sched_end_conversation */
 	void *user;                   /* handed back in callbacks */
 };
 
@@ -139,9 +157,19 @@ void eng_sched_cancel(struct eng_sched *s, int id);
  * go on). */
 int eng_sched_step(struct eng_sched *s, struct eng_error *err);
 
-/* Drops every cached prefix not in use by a running request; returns the
- * pages released.  Runs that compare settings start from a cold cache. */
+/* Drops every cached prefix not in use by a running request nor held by a
+ * conversation between turns; returns the pages released.  Runs that
+ * compare settings start from a cold cache, and so does the count of what
+ * an unbounded cache would hold (unless other requests are in flight). */
 size_t eng_sched_flush_cache(struct eng_sched *s);
+
+/* The conversation will submit no more turns (it ended, failed or was
+ * cancelled): its history is ordinary cache again.  Unknown keys are
+ * ignored. */
+void eng_sched_end_conversation(struct eng_sched *s, uint64_t conversation);
+
+/* Starts stats.peak_used_pages over from the pages in use now (a new run). */
+void eng_sched_reset_peak(struct eng_sched *s);
 
 /* True while requests are waiting or running. */
 bool eng_sched_busy(const struct eng_sched *s);

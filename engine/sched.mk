@@ -7,7 +7,9 @@ check_PROGRAMS += tests/test-radix
 tests_test_radix_SOURCES = tests/test-radix.c
 tests_test_radix_LDADD = $(ENGINE_LIBS)
 TESTS += tests/test-radix
-engine_libengine_a_SOURCES += engine/sched.h engine/sched.c
+engine_libengine_a_SOURCES += engine/sched.h engine/sched_int.h engine/sched.c engine/sched_kv.c \
+	engine/seen.h engine/seen.c \
+	engine/roofline.h engine/roofline.c
 
 check_PROGRAMS += tests/test-sched
 tests_test_sched_SOURCES = tests/test-sched.c
@@ -19,6 +21,16 @@ check_PROGRAMS += tests/test-runner
 tests_test_runner_SOURCES = tests/test-runner.c
 tests_test_runner_LDADD = $(ENGINE_LIBS) -lm
 TESTS += tests/test-runner
+
+check_PROGRAMS += tests/test-roofline
+tests_test_roofline_SOURCES = tests/test-roofline.c
+tests_test_roofline_LDADD = $(ENGINE_LIBS) -lm
+TESTS += tests/test-roofline
+
+check_PROGRAMS += tests/test-sched-reuse
+tests_test_sched_reuse_SOURCES = tests/test-sched-reuse.c
+tests_test_sched_reuse_LDADD = $(ENGINE_LIBS) -lm
+TESTS += tests/test-sched-reuse
 noinst_HEADERS += tests/fake-step.h
 engine_libengine_a_SOURCES += engine/conv.h engine/conv.c
 engine_libengine_a_SOURCES += engine/step.h engine/step.c

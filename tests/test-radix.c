@@ -37,7 +37,7 @@ static size_t put(const int32_t *tok, size_t n)
 	size_t np = (n + PS - 1) / PS, present;
 
 	eng_pages_alloc(pool, np, pages);
-	present = eng_radix_insert(tree, tok, n, pages);
+	present = eng_radix_insert(tree, tok, n, pages, NULL);
 	eng_pages_release(pool, present / PS, pages);
 	eng_pages_release(pool, np - n / PS, pages + n / PS);
 	return present;
@@ -144,7 +144,7 @@ static void test_random(void)
 		memcpy(pages + m / PS, held, (np - m / PS) * sizeof(int32_t));
 		for (size_t p = m / PS; p < n / PS; p++)
 			memcpy(content[pages[p]], tok + p * PS, sizeof(content[0]));
-		size_t present = eng_radix_insert(tree, tok, n, pages);
+		size_t present = eng_radix_insert(tree, tok, n, pages, NULL);
 		if (present > m)
 			eng_pages_release(pool, (present - m) / PS, pages + m / PS);
 		eng_pages_release(pool, np - n / PS, pages + n / PS);
@@ -158,10 +158,63 @@ static void test_random(void)
 	       "random: nothing left locked");
 }
 
+/* Holds: evicted after every unheld leaf, least recently used first among
+ * themselves; an evicted hold moves to the parent; release undoes it. */
+static void test_holds(void)
+{
+	int32_t sys[8], a[16], b[16], c[16], pages[8];
+	struct eng_radix_node *na, *nb, *node;
+
+	setup();
+	seq(sys, 8, 0);
+	memcpy(a, sys, sizeof(sys));
+	memcpy(b, sys, sizeof(sys));
+	memcpy(c, sys, sizeof(sys));
+	seq(a + 8, 8, 100);
+	seq(b + 8, 8, 200);
+	seq(c + 8, 8, 300);
+	put(a, 16);
+	put(b, 16);
+	put(c, 16);                /* sys (2 pages) with three 2-page leaves */
+	eng_radix_match(tree, a, 16, pages, &na);
+	eng_radix_match(tree, b, 16, pages, &nb);
+	tap_ok(eng_radix_hold(tree, 1, na) == 0 && eng_radix_hold(tree, 2, nb) == 0,
+	       "two conversations hold their ends");
+	tap_ok(eng_radix_held_pages(tree) == 6, "held: both leaves and the shared prefix (6 pages)");
+	eng_radix_match(tree, c, 16, pages, &node); /* c, unheld, is the most recent */
+	tap_ok(eng_radix_evict(tree, 1) == 2 && eng_radix_match(tree, c, 16, pages, &node) == 8,
+	       "the unheld leaf goes first, though it is the most recently used");
+	tap_ok(eng_radix_evict(tree, 1) == 2 && eng_radix_match(tree, a, 16, pages, &node) == 8 &&
+	       eng_radix_match(tree, b, 16, pages, &node) == 16,
+	       "then the held leaf used least recently (a)");
+	tap_ok(eng_radix_held_pages(tree) == 4, "a's hold moved to the shared prefix");
+	eng_radix_release(tree, 2);
+	tap_ok(eng_radix_held_pages(tree) == 2, "releasing b leaves a's hold on the prefix");
+	eng_radix_release(tree, 1);
+	eng_radix_release(tree, 7); /* unknown: ignored */
+	tap_ok(eng_radix_held_pages(tree) == 0 && eng_radix_evict(tree, 100) == 4 &&
+	       eng_pages_available(pool) == NPAGES, "released, everything is evictable again");
+	put(a, 16);
+	eng_radix_match(tree, a, 16, pages, &na);
+	eng_radix_lock(tree, na);
+	eng_radix_hold(tree, 3, na);
+	tap_ok(eng_radix_held_pages(tree) == 0 && eng_radix_evictable_pages(tree) == 0,
+	       "a locked node's pages count as neither held nor evictable");
+	eng_radix_unlock(tree, na);
+	tap_ok(eng_radix_held_pages(tree) == 4, "unlocked, they are held again");
+	put(b, 16);
+	tap_ok(eng_radix_flush(tree) == 2 && eng_radix_held_pages(tree) == 4 &&
+	       eng_radix_cached_pages(tree) == 4, "a flush drops the unheld leaf only");
+	eng_radix_release(tree, 3);
+	tap_ok(eng_radix_flush(tree) == 4 && eng_pages_available(pool) == NPAGES,
+	       "released, a flush drops the rest");
+}
+
 int main(void)
 {
 	test_basic();
 	test_lock_and_lru();
+	test_holds();
 	test_random();
 	eng_radix_free(tree);
 	eng_pages_free(pool);

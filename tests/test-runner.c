@@ -11,7 +11,8 @@
  * conversation (the conversation result says why, the others go on); turns
  * built on demand whose prompt does not extend the previous turn hit the
  * cache up to where they differ; a turn that cannot be built fails alone;
- * a cancelled session drains without losing pages.
+ * no history held once its conversation is done; a cancelled session
+ * drains without losing pages.
  */
 #include "engine/runner.h"
 #include "tests/fake-step.h"
@@ -159,6 +160,7 @@ static void replay(int batch, double scale, int32_t long_conv, int32_t max_conte
 	struct eng_session_params sp;
 	struct eng_session *s;
 	struct eng_error err;
+	struct eng_sched_stats st;
 	int total_turns = 0, all_done = 1;
 
 	make_convs(long_conv);
@@ -190,6 +192,9 @@ static void replay(int batch, double scale, int32_t long_conv, int32_t max_conte
 		       n_requests == total_turns - n_skipped,
 		       "a turn longer than the context fails, ends its conversation (%d turns "
 		       "skipped, the result says why); the others run", n_skipped);
+	eng_runner_get_stats(r, &st);
+	tap_ok(st.held_pages == 0 && st.n_retractions == 0,
+	       "batch %d: finished conversations hold no history, nothing retracted", batch);
 	eng_session_free(s);
 	eng_runner_free(r);
 }

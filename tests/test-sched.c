@@ -20,7 +20,7 @@ struct job {
 	int32_t prompt_len, max_new;
 	bool ignore_eos;
 	int32_t out[300];
-	int32_t n_out, cached, finish, n_tokens_cb;
+	int32_t n_out, cached, finish, n_tokens_cb, retractions;
 	bool done;
 };
 
@@ -41,6 +41,7 @@ static void on_finish(void *user, const struct eng_request_result *r)
 	j->n_out = r->n_output;
 	j->cached = r->cached_tokens;
 	j->finish = r->finish;
+	j->retractions = r->n_retractions;
 	j->done = true;
 }
 
@@ -66,13 +67,12 @@ static int check_job(const struct job *j)
 
 static const struct eng_sched_callbacks cbs = { on_token, on_finish };
 
-static struct eng_sched *make(int ps, int n_pages, int chunk, int max_running, int policy,
-			      bool no_cache)
+static struct eng_sched *make_stop(int ps, int n_pages, int chunk, int max_running, int policy,
+				   bool no_cache, int32_t stop)
 {
 	struct eng_sched_params p;
 	struct eng_sched *s;
 	struct eng_error err;
-	int32_t stop = STOP;
 
 	eng_sched_default_params(&p);
 	fake_page_size = p.page_size = ps;
@@ -85,6 +85,12 @@ static struct eng_sched *make(int ps, int n_pages, int chunk, int max_running, i
 	if (eng_sched_create(&p, &stop, 1, fake_step, NULL, &cbs, &s, &err) != 0)
 		return NULL;
 	return s;
+}
+
+static struct eng_sched *make(int ps, int n_pages, int chunk, int max_running, int policy,
+			      bool no_cache)
+{
+	return make_stop(ps, n_pages, chunk, max_running, policy, no_cache, STOP);
 }
 
 static int run_all(struct eng_sched *s)
@@ -128,7 +134,7 @@ static void make_jobs(struct job *jobs, int n)
 	}
 }
 
-static int submit(struct eng_sched *s, struct job *j)
+static int submit_turn(struct eng_sched *s, struct job *j, uint64_t conv, bool more_turns)
 {
 	struct eng_request_params rp = {0};
 	struct eng_error err;
@@ -137,8 +143,128 @@ static int submit(struct eng_sched *s, struct job *j)
 	rp.prompt_len = j->prompt_len;
 	rp.max_new_tokens = j->max_new;
 	rp.ignore_eos = j->ignore_eos;
+	rp.conversation = conv;
+	rp.more_turns = more_turns;
 	rp.user = j;
 	return eng_sched_submit(s, &rp, &err);
+}
+
+static int submit(struct eng_sched *s, struct job *j)
+{
+	return submit_turn(s, j, 0, false);
+}
+
+/* A job of len distinct tokens starting at base. */
+static void plain_job(struct job *j, int32_t base, int32_t len, int32_t max_new, bool exact)
+{
+	memset(j, 0, sizeof(*j));
+	for (int32_t k = 0; k < len; k++)
+		j->prompt[k] = (base + k * 7) % (VOCAB - 1);
+	j->prompt_len = len;
+	j->max_new = max_new;
+	j->ignore_eos = exact;
+}
+
+/* Four requests of known length whose full KV (13 pages each) does not
+ * fit four at a time in 40 pages: the fourth waits instead of being
+ * admitted and retracted. */
+static void test_reserve(void)
+{
+	static struct job j[4];
+	struct eng_sched *s = make(4, 40, 64, 0, ENG_SCHED_POLICY_FCFS, false);
+	struct eng_sched_stats st;
+	struct eng_error err;
+	int ok = 1, max_running = 0, guard = 0;
+
+	for (int i = 0; i < 4; i++) {
+		plain_job(&j[i], 1 + i, 20, 30, true);
+		submit(s, &j[i]);
+	}
+	while (eng_sched_busy(s) && guard++ < 1000) {
+		eng_sched_step(s, &err);
+		eng_sched_get_stats(s, &st);
+		if (st.n_running > max_running)
+			max_running = st.n_running;
+	}
+	for (int i = 0; i < 4; i++)
+		ok &= j[i].done && check_job(&j[i]);
+	tap_ok(ok && st.n_retractions == 0 && max_running == 3,
+	       "reservation: 3 of 4 requests run at once, the 4th waits, 0 retractions "
+	       "(saw %d running, %lld retractions)", max_running, (long long)st.n_retractions);
+	eng_sched_free(s);
+}
+
+/* Requests a stop token could end early are admitted on an estimate; when
+ * it falls short (no stop token comes), the one with the fewest generated
+ * tokens is retracted, the ratio is raised, and both still finish right. */
+static void test_retract(void)
+{
+	static struct job a, b;
+	struct eng_sched *s = make_stop(4, 50, 64, 0, ENG_SCHED_POLICY_FCFS, false, 999);
+	struct eng_sched_stats st;
+	struct eng_error err;
+
+	plain_job(&a, 3, 8, 100, false);
+	plain_job(&b, 5, 40, 100, false);
+	submit(s, &a);
+	for (int i = 0; i < 10; i++)
+		eng_sched_step(s, &err);
+	submit(s, &b);
+	run_all(s);
+	eng_sched_get_stats(s, &st);
+	a.ignore_eos = b.ignore_eos = true; /* for check_job: stop id 999 never came */
+	tap_ok(a.done && b.done && check_job(&a) && check_job(&b),
+	       "estimates short: both requests give the reference outputs");
+	tap_ok(st.n_retractions >= 1 && a.retractions == 0 && b.retractions >= 1,
+	       "the request with fewer generated tokens is the one retracted (%d, %d)",
+	       a.retractions, b.retractions);
+	tap_ok(st.new_token_ratio > 0.7, "a retraction raised the new-token ratio (%.3f)",
+	       st.new_token_ratio);
+	eng_sched_free(s);
+}
+
+/* Two finished first turns in the cache: conversation 1's, held (more
+ * turns to come), and conversation 2's, its last, used more recently.
+ * A request that needs room evicts conversation 2's, and conversation 1's
+ * next turn finds its whole history. */
+static void test_held(void)
+{
+	static struct job c1, c2, filler, c1b;
+	struct eng_sched *s = make(4, 40, 128, 0, ENG_SCHED_POLICY_FCFS, false);
+	struct eng_sched_stats st;
+
+	plain_job(&c1, 1, 40, 8, true);
+	plain_job(&c2, 2, 40, 8, true);
+	plain_job(&filler, 4, 80, 8, true);
+	submit_turn(s, &c1, 1, true);
+	run_all(s);
+	submit_turn(s, &c2, 2, false);
+	run_all(s);
+	eng_sched_get_stats(s, &st);
+	tap_ok(st.held_pages == 11 && st.cached_pages == 22,
+	       "held: conversation 1's 11 pages of 22 cached (%zu, %zu)", st.held_pages,
+	       st.cached_pages);
+	submit(s, &filler);
+	run_all(s);
+	plain_job(&c1b, 0, 0, 5, true);
+	memcpy(c1b.prompt, c1.prompt, sizeof(int32_t) * 40);
+	memcpy(c1b.prompt + 40, c1.out, sizeof(int32_t) * 8);
+	for (int k = 0; k < 10; k++)
+		c1b.prompt[48 + k] = (k * 11) % (VOCAB - 1);
+	c1b.prompt_len = 58;
+	submit_turn(s, &c1b, 1, false);
+	run_all(s);
+	eng_sched_get_stats(s, &st);
+	tap_ok(filler.done && check_job(&filler) && c1b.done && check_job(&c1b) &&
+	       c1b.cached == 44, "under pressure the held history survives: the next turn "
+	       "finds %d of its 47 computed tokens cached", c1b.cached);
+	tap_ok(st.held_pages == 0, "its last turn leaves nothing held");
+	submit_turn(s, &c2, 3, true);
+	run_all(s);
+	eng_sched_end_conversation(s, 3);
+	eng_sched_get_stats(s, &st);
+	tap_ok(st.held_pages == 0, "an ended conversation holds nothing");
+	eng_sched_free(s);
 }
 
 static void scenario(const char *name, int ps, int n_pages, int chunk, int max_running,
@@ -267,6 +393,35 @@ static void test_forced(void)
 	eng_sched_free(s);
 }
 
+/* The ceilings of the steps are summed: with 1000 bytes of weights at
+ * 1000 bytes/s and nothing else, each step's is one second. */
+static void test_roofline(void)
+{
+	static struct job j;
+	struct eng_sched_params p;
+	struct eng_sched *s;
+	struct eng_sched_stats st;
+	struct eng_error err;
+	int32_t stop = STOP;
+
+	eng_sched_default_params(&p);
+	fake_page_size = p.page_size = 4;
+	p.n_pages = 100;
+	p.max_context = 1000;
+	p.roofline.shape.weight_bytes = 1000;
+	p.roofline.rates.bandwidth_bytes_s = 1000;
+	p.roofline.rates.gemm_flops_s = 1e9;
+	eng_sched_create(&p, &stop, 1, fake_step, NULL, &cbs, &s, &err);
+	plain_job(&j, 1, 10, 6, true);
+	submit(s, &j);
+	run_all(s);
+	eng_sched_get_stats(s, &st);
+	tap_ok(st.n_steps == 6 && st.roofline_seconds == 6.0 && st.roofline_bytes == 6000.0 &&
+	       st.roofline_bandwidth == 1000, "the run's roofline is the sum of its steps' (%.1f s)",
+	       st.roofline_seconds);
+	eng_sched_free(s);
+}
+
 int main(void)
 {
 	scenario("ample memory, fcfs", 4, 4000, 64, 0, ENG_SCHED_POLICY_FCFS, false);
@@ -279,5 +434,9 @@ int main(void)
 	test_turns();
 	test_errors();
 	test_forced();
+	test_reserve();
+	test_retract();
+	test_held();
+	test_roofline();
 	return tap_done();
 }

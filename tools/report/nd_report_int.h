@@ -190,6 +190,7 @@ void rp_md_settings(const struct rp_ctx *c);
 void rp_md_results(const struct rp_ctx *c);
 void rp_md_latency(const struct rp_ctx *c);
 void rp_md_cache(const struct rp_ctx *c);
+void rp_md_kv(const struct rp_ctx *c);
 void rp_md_turns(const struct rp_ctx *c);
 void rp_md_env(const struct rp_ctx *c);
 

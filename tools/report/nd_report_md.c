@@ -555,6 +555,69 @@ void rp_md_cache(const struct rp_ctx *c)
 	fputc('\n', c->fp);
 }
 
+/* A run recomputed more than 5% over what an unbounded prefix cache would
+ * have computed (the engine's target), or retracted a request. */
+static bool thrashed(const json_t *s)
+{
+	double computed = rp_num(s, "computed_prompt_tokens");
+	double again = rp_num(s, "recomputed_prompt_tokens");
+
+	return rp_num(s, "retractions") > 0 ||
+	       (isfinite(again) && again > 0.05 * (computed - again));
+}
+
+/* The engine's KV pool and roofline figures (timing-stats copies them
+ * from the run records), and a warning for each run that thrashed. */
+void rp_md_kv(const struct rp_ctx *c)
+{
+	static const char *const cols[] = {
+		"batch size", "prompt tokens computed", "computed again", "retractions",
+		"peak KV (tokens)", "KV pool (tokens)", "roofline fraction",
+	};
+	bool any = false;
+
+	for (size_t i = 0; i < c->r->n_rows; i++)
+		any |= json_object_get(c->rows[i]->summary, "retractions") != NULL;
+	/* the table gives the median of a batch size's runs; the warnings
+	 * below name every run that thrashed */
+	if (!any)
+		return;
+	fputs("## KV cache and roofline\n\n", c->fp);
+	rp_table_head(c->fp, cols, 7, true);
+	for (size_t i = 0; i < c->n_pts; i++) {
+		const struct rp_point *p = &c->pts[i];
+
+		rp_cell_batch(c->fp, p);
+		rp_cell_int(c->fp, rp_point_num(p, "computed_prompt_tokens"));
+		rp_cell_int(c->fp, rp_point_num(p, "recomputed_prompt_tokens"));
+		rp_cell_int(c->fp, rp_point_num(p, "retractions"));
+		rp_cell_int(c->fp, rp_point_num(p, "peak_kv_tokens"));
+		rp_cell_int(c->fp, rp_point_num(p, "kv_pool_tokens"));
+		rp_cell_pct(c->fp, rp_point_num(p, "roofline_fraction"));
+		fputc('\n', c->fp);
+	}
+	fputs("\nComputed again: prompt tokens an unbounded prefix cache would not have "
+	      "computed (evicted, or retracted).  Roofline fraction: the sum over steps of "
+	      "max(bytes moved / measured bandwidth, FLOPs / measured GEMM rate) against the "
+	      "time in those steps.\n\n", c->fp);
+	for (size_t i = 0; i < c->r->n_rows; i++) {
+		const json_t *s = c->rows[i]->summary;
+		double computed = rp_num(s, "computed_prompt_tokens");
+		double again = rp_num(s, "recomputed_prompt_tokens");
+
+		if (!thrashed(s))
+			continue;
+		fprintf(c->fp, "> **Warning:** the run at batch size %ld thrashed its KV cache: "
+			"%.0f prompt tokens computed again (%.1f%% over an unbounded cache), "
+			"%.0f retractions.  Its times measure recomputation, not the model; a "
+			"larger pool (`--max-total-tokens`, `--mem-fraction-static`) or a "
+			"smaller batch avoids it.\n\n", c->rows[i]->batch_size,
+			isfinite(again) ? again : 0,
+			computed - again > 0 ? 100 * again / (computed - again) : 0,
+			rp_num(s, "retractions"));
+	}
+}
+
 /* The turn_summary of group g for turn t (the last one given); NULL. */
 static const json_t *turn_of(const struct rp_group *g, long t)
 {

@@ -424,6 +424,7 @@ static void write_sections(const struct rp_ctx *c)
 		rp_md_latency(c);
 		rp_md_cache(c);
 		rp_md_turns(c);
+		rp_md_kv(c);
 		rp_md_env(c);
 		section_conclusions(c);
 		section_scope(c);

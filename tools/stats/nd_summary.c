@@ -132,6 +132,7 @@ void nd_summary_free(struct nd_summary *s)
 		rnext = r->next;
 		free(r->mode);
 		free(r->backend);
+		json_decref(r->engine_stats);
 		free(r);
 	}
 	nd_strmap_clear(&s->runs);
@@ -525,6 +526,8 @@ static int store_run(struct nd_summary *s, const char *run, const json_t *o,
 		return bad(err, len, "run", "request_rate", NUM_MSG " or null");
 	r->mode = mode ? strdup(mode) : NULL;
 	r->backend = backend ? strdup(backend) : NULL;
+	if (json_is_object(json_object_get(o, "engine_stats")))
+		r->engine_stats = json_incref(json_object_get(o, "engine_stats"));
 	if ((mode && !r->mode) || (backend && !r->backend) ||
 	    nd_strmap_put(&s->runs, run, r) != 0)
 		return ND_SUMMARY_NO_MEMORY;

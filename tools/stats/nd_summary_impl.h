@@ -58,6 +58,7 @@ struct run_info {
 	bool has_batch_size;
 	double request_rate;    /* requests/s; NAN when absent or null */
 	char *backend;          /* NULL when absent */
+	json_t *engine_stats;   /* the run record's (a reference), NULL when absent */
 	struct run_info *next;  /* list for freeing */
 };
 

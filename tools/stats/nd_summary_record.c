@@ -195,6 +195,24 @@ static bool peaks(const struct group *g, double *tok_per_s, long *max_req)
 	return tok && req;
 }
 
+/* What the engine says of its memory and speed, from the run record's
+ * engine_stats: only for a group of one run whose record has them. */
+static void jb_engine(struct jb *b, const struct run_info *ri)
+{
+	static const char *const keys[] = {
+		"computed_prompt_tokens", "recomputed_prompt_tokens", "retractions",
+		"peak_kv_tokens", "kv_pool_tokens", "roofline_fraction",
+	};
+
+	if (!ri || !ri->engine_stats)
+		return;
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		json_t *v = json_object_get(ri->engine_stats, keys[i]);
+
+		jb_set(b, keys[i], json_is_number(v) ? json_deep_copy(v) : json_null());
+	}
+}
+
 /* The percentiles with 95 added, for ITL (SGLang always reports p95). */
 static size_t itl_percentiles(const struct nd_summary *s, double *out)
 {
@@ -240,6 +258,7 @@ json_t *nd_summary_record(const struct nd_summary *s, struct group *g)
 	jb_set(&b, "total_cached_tokens", json_integer(g->cached_tokens));
 	jb_ratio(&b, "cache_hit_rate", (double)g->cached_tokens,
 		 (double)g->input_tokens);
+	jb_engine(&b, ri);
 	jb_trajectories(&b, s, g, dur);
 	if (b.err) {
 		json_decref(b.o);

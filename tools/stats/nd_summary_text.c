@@ -198,6 +198,14 @@ static int replay_lines(const json_t *sum, const struct nd_summary_params *p)
 		rc |= kv_int("Prompt lengths unlike recorded:", sum, "prompt_len_mismatches");
 	rc |= kv_int("Total cached tokens:", sum, "total_cached_tokens");
 	rc |= kv_num("Cache hit rate (%):", sum, "cache_hit_rate", 100);
+	if (json_object_get(sum, "retractions")) {
+		rc |= kv_int("Computed prompt tokens:", sum, "computed_prompt_tokens");
+		rc |= kv_int("Recomputed prompt tokens:", sum, "recomputed_prompt_tokens");
+		rc |= kv_int("Retractions:", sum, "retractions");
+		rc |= kv_int("Peak KV use (tokens):", sum, "peak_kv_tokens");
+		rc |= kv_int("KV pool (tokens):", sum, "kv_pool_tokens");
+		rc |= kv_num("Roofline fraction (%):", sum, "roofline_fraction", 100);
+	}
 	rc |= kv_int("Completed trajectories:", sum, "num_trajectories");
 	rc |= kv_num("Trajectory throughput (traj/s):", sum, "trajectories_per_s", 1);
 	rc |= kv_num("Total env time (s):", sum, "total_env_time", 1);

@@ -297,6 +297,10 @@ struct eng_router_params {
 	int32_t retry_max_retries;        /* 5 */
 	double worker_startup_timeout_s;  /* 300: how long the open waits for every
 					   * worker to answer (at least one must) */
+	/* Told when a worker goes down, comes back, or did not answer at
+	 * the start (a lowercase message); may be NULL. */
+	void (*on_event)(void *ctx, const char *msg);
+	void *event_ctx;
 };
 
 void eng_router_default_params(struct eng_router_params *p);

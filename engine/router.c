@@ -28,6 +28,7 @@
 
 #include <limits.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -251,6 +252,20 @@ static void finish_error(struct eng_router *r, struct rt_req *q, enum eng_finish
 
 /* ---------------------------------------------------------------- health */
 
+static void __attribute__((format(printf, 2, 3)))
+note(const struct eng_router *r, const char *fmt, ...)
+{
+	char msg[768];
+	va_list ap;
+
+	if (!r->p.on_event)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	r->p.on_event(r->p.event_ctx, msg);
+}
+
 static void mark_down(struct eng_router *r, int k, const char *why)
 {
 	struct rt_worker *w = &r->w[k];
@@ -267,7 +282,7 @@ static void mark_down(struct eng_router *r, int k, const char *why)
 			fail_over(r, q);
 	if (w->tree)
 		eng_route_tree_clear(w->tree);
-	fprintf(stderr, "router: worker %s is down: %s\n", w->addr, why);
+	note(r, "worker %s is down: %s", w->addr, why);
 }
 
 /* A failure counted against worker k (a probe, or a request that timed
@@ -298,7 +313,7 @@ void eng_router_probed(struct eng_router *r, int k, bool ok, const char *why)
 	if (!w->up && (!w->ever_up || w->oks >= r->p.health_success_threshold)) {
 		if (w->ever_up) {
 			w->st.rejoined++;
-			fprintf(stderr, "router: worker %s is back\n", w->addr);
+			note(r, "worker %s is back", w->addr);
 		}
 		w->up = w->ever_up = true;
 		w->why[0] = '\0';
@@ -464,12 +479,11 @@ void eng_router_result(struct eng_router *r, int k, uint64_t wire_id, const stru
 	finish(r, q, res);
 }
 
-/* ---------------------------------------------------------------- executor */
+/* ---------------------------------------------------------------- the executor's face */
 
-static int router_submit(void *x, const struct eng_request_params *p, const struct eng_conv *c,
-			 int32_t turn, struct eng_error *err)
+int eng_router_submit(struct eng_router *r, const struct eng_request_params *p,
+		      const struct eng_conv *c, int32_t turn, struct eng_error *err)
 {
-	struct eng_router *r = x;
 	int32_t n_forced = p->forced_output ? p->max_new_tokens : 0;
 	struct rt_req *q = calloc(1, sizeof(*q));
 
@@ -510,9 +524,8 @@ static int router_submit(void *x, const struct eng_request_params *p, const stru
 	return q->id;
 }
 
-static void router_cancel(void *x, int id)
+void eng_router_cancel(struct eng_router *r, int id)
 {
-	struct eng_router *r = x;
 
 	for (struct rt_req *q = r->head; q; q = q->next) {
 		if (q->id != id || q->cancelled)
@@ -526,9 +539,9 @@ static void router_cancel(void *x, int id)
 	}
 }
 
-static bool router_busy(const void *x)
+bool eng_router_busy(const struct eng_router *r)
 {
-	return ((const struct eng_router *)x)->n_reqs > 0;
+	return r->n_reqs > 0;
 }
 
 /* Polls every link's descriptors for up to wait_s and hands out what came. */
@@ -569,12 +582,10 @@ static void evict_trees(struct eng_router *r, double now)
 		eng_route_tree_evict(r->w[k].tree, r->p.route.max_tree_size);
 }
 
-static int router_step(void *x, double max_wait_s, struct eng_error *err)
+void eng_router_step(struct eng_router *r, double max_wait_s)
 {
-	struct eng_router *r = x;
 	double now = eng_mono_s();
 
-	(void)err;
 	probe_workers(r, now, r->p.health_check_interval_s);
 	check_timeouts(r, now);
 	route_queued(r, now);
@@ -588,21 +599,18 @@ static int router_step(void *x, double max_wait_s, struct eng_error *err)
 	r->st.n_steps++;
 	r->st.n_running = r->n_reqs - r->n_queued;
 	r->st.n_waiting = r->n_queued;
-	return 0;
 }
 
-static void router_stats(const void *x, struct eng_sched_stats *st)
+void eng_router_get_stats(const struct eng_router *r, struct eng_sched_stats *st)
 {
-	const struct eng_router *r = x;
 
 	*st = r->st;
 	st->n_running = r->n_reqs - r->n_queued;
 	st->n_waiting = r->n_queued;
 }
 
-static void router_flush(void *x)
+void eng_router_flush_cache(struct eng_router *r)
 {
-	struct eng_router *r = x;
 
 	for (int k = 0; k < r->n; k++) {
 		if (r->w[k].up)
@@ -632,16 +640,6 @@ void eng_router_free(struct eng_router *r)
 	free(r->free_slots);
 	free(r);
 }
-
-static void router_free_op(void *x)
-{
-	eng_router_free(x);
-}
-
-const struct eng_executor_ops eng_router_ops = {
-	router_submit, router_cancel, router_busy, router_step, router_stats, router_flush,
-	router_free_op,
-};
 
 /* ---------------------------------------------------------------- setup */
 
@@ -703,8 +701,7 @@ static int wait_for_workers(struct eng_router *r, struct eng_error *err)
 		r->w[k].probing = false; /* a late answer is taken as the next probe's */
 		r->w[k].next_probe = now + r->p.health_check_interval_s;
 		if (!r->w[k].up)
-			fprintf(stderr, "router: worker %s did not answer: %s\n", r->w[k].addr,
-				r->w[k].why);
+			note(r, "worker %s did not answer: %s", r->w[k].addr, r->w[k].why);
 	}
 	if (up > 0)
 		return 0;

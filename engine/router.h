@@ -123,8 +123,20 @@ int eng_router_create(const struct eng_router_params *p, const struct eng_sched_
 		      struct eng_router **out, struct eng_error *err);
 void eng_router_free(struct eng_router *r);
 
-/* Its operations for eng_runner_create_exec; free is eng_router_free. */
-extern const struct eng_executor_ops eng_router_ops;
+/* What a runner executor does (runner.h), with the scheduler's contract:
+ * submit returns an id >= 0 (or a negative ENG_E_* with err filled) and
+ * reports through cb with p->user, on_token for every token as it comes
+ * and on_finish once, only from inside step; cancel finishes a request
+ * with ENG_FINISH_ABORT by the next step; step does one round of I/O,
+ * health checks and routing, waiting up to max_wait_s for a worker. */
+int eng_router_submit(struct eng_router *r, const struct eng_request_params *p,
+		      const struct eng_conv *c, int32_t turn, struct eng_error *err);
+void eng_router_cancel(struct eng_router *r, int id);
+bool eng_router_busy(const struct eng_router *r);
+void eng_router_step(struct eng_router *r, double max_wait_s);
+void eng_router_get_stats(const struct eng_router *r, struct eng_sched_stats *st);
+/* Asks every live worker to empty its prefix cache, and empties the trees. */
+void eng_router_flush_cache(struct eng_router *r);
 
 /* The router's settings and its workers' state (new ref): the run
  * record's "router" and the status reply. */

@@ -9,3 +9,10 @@ check_PROGRAMS += tests/test-route
 tests_test_route_SOURCES = tests/test-route.c
 tests_test_route_LDADD = $(ENGINE_LIBS)
 TESTS += tests/test-route
+
+engine_libengine_a_SOURCES += engine/router.h engine/router.c engine/router_sock.c
+
+check_PROGRAMS += tests/test-router
+tests_test_router_SOURCES = tests/test-router.c
+tests_test_router_LDADD = $(ENGINE_LIBS) -lm -lpthread
+TESTS += tests/test-router

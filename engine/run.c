@@ -241,7 +241,7 @@ static int warm_next(void *ctx, struct eng_conv **out)
 }
 
 static const struct eng_session_ops run_ops = {
-	next_conv, on_request, on_conversation, release_conv,
+	next_conv, on_request, on_conversation, release_conv, NULL,
 };
 
 /* The measured part: from a cold cache unless asked otherwise. */
@@ -262,7 +262,7 @@ static int start_measured(struct eng_run *r, struct eng_error *err)
  * at the run's batch size, greedily, with nothing written. */
 static int start_warmup(struct eng_run *r, struct eng_error *err)
 {
-	static const struct eng_session_ops ops = { warm_next, NULL, NULL, NULL };
+	static const struct eng_session_ops ops = { warm_next, NULL, NULL, NULL, NULL };
 	struct eng_session_params sp;
 
 	eng_session_default_params(&sp);

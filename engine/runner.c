@@ -77,10 +77,12 @@ void eng_session_default_params(struct eng_session_params *p)
 static void on_token(void *user, int32_t tok, int32_t index)
 {
 	struct slot *sl = user;
+	struct eng_session *s = sl->sess;
 
-	(void)tok;
 	if (index < sl->cap_tok)
 		sl->tok_t[index] = eng_mono_s();
+	if (s->ops.on_token && !s->cancelled)
+		s->ops.on_token(s->ctx, sl->conv, tok, index, NULL);
 }
 
 static void on_finish(void *user, const struct eng_request_result *res);
@@ -364,6 +366,7 @@ static void turn_timing(struct slot *sl, const struct eng_request_result *res, d
 	t->cached_tokens = res->cached_tokens;
 	t->finish = res->finish;
 	t->env_time_s = tk->env_time_s;
+	t->route = res->route;
 }
 
 /* Builds the timing record of a finished turn and reports it. */

@@ -28,6 +28,8 @@
 #include "engine/engine.h"
 #include "engine/sched.h"
 
+struct eng_route_info;
+
 /* A conversation gives its turns' tokens in one of two ways:
  *  - build_turn (recorded conversations): turn k's prompt is built when the
  *    turn is submitted, from anything (chat.h renders it again from the
@@ -82,6 +84,8 @@ struct eng_request_timing {
 	double env_time_s;         /* the recorded env time that follows */
 	int32_t n_scored;          /* score: tokens of the turn's recorded reply */
 	double sum_logprob;        /* score: the sum of their log-probs */
+	const struct eng_route_info *route; /* a router's: which worker answered
+				    * (router.h); NULL from the scheduler */
 };
 
 struct eng_conv_timing {
@@ -97,12 +101,18 @@ struct eng_conv_timing {
 
 /* What the runner asks of a session's owner.  next_conv returns 1 with a
  * conversation (owned by the caller until release_conv), 0 at the end of
- * the input, 2 when none is available yet, or a negative error. */
+ * the input, 2 when none is available yet, or a negative error.  on_token
+ * (may be NULL) sees every generated token as it comes; lp is NULL (no
+ * log-probs are computed for it). */
+struct eng_token_logprobs;
+
 struct eng_session_ops {
 	int (*next_conv)(void *ctx, struct eng_conv **out);
 	void (*on_request)(void *ctx, const struct eng_conv *c, const struct eng_request_timing *t);
 	void (*on_conversation)(void *ctx, const struct eng_conv *c, const struct eng_conv_timing *t);
 	void (*release_conv)(void *ctx, struct eng_conv *c);
+	void (*on_token)(void *ctx, const struct eng_conv *c, int32_t token, int32_t index,
+			 const struct eng_token_logprobs *lp);
 };
 
 struct eng_runner;

@@ -113,6 +113,8 @@ struct eng_request_params {
 	void *user;                   /* handed back in callbacks */
 };
 
+struct eng_route_info;
+
 struct eng_request_result {
 	enum eng_finish finish;
 	const int32_t *output;        /* (n_output) generated tokens */
@@ -124,6 +126,9 @@ struct eng_request_result {
 	const float *logprobs;        /* score: (prompt_len - 1) values, [i] = log p(
 				       * prompt[i + 1] | prompt[0..i]), set for
 				       * i >= score_from - 1; else NULL */
+	const struct eng_route_info *route; /* set by the router (router.h): the
+				       * worker that answered; NULL from the
+				       * scheduler */
 };
 
 struct eng_sched_callbacks {

@@ -40,7 +40,7 @@ check_PROGRAMS += tests/test-infer
 tests_test_infer_SOURCES = tests/test-infer.c
 tests_test_infer_LDADD = $(MODELGEN_LIBS) -lm
 TESTS += tests/test-infer
-engine_libengine_a_SOURCES += engine/worker.c engine/client.c engine/run_params.c
+engine_libengine_a_SOURCES += engine/worker.c engine/worker_req.h engine/worker_req.c engine/client.c engine/run_params.c
 
 check_PROGRAMS += tests/test-worker
 tests_test_worker_SOURCES = tests/test-worker.c

@@ -125,7 +125,7 @@ static void release_conv(void *ctx, struct eng_conv *c)
 	n_in_flight--;
 }
 
-static const struct eng_session_ops ops = { next_conv, on_request, on_conversation, release_conv };
+static const struct eng_session_ops ops = { next_conv, on_request, on_conversation, release_conv, NULL };
 
 static struct eng_runner *make_runner(int32_t max_context)
 {
@@ -253,7 +253,7 @@ static void on_built_request(void *ctx, const struct eng_conv *c, const struct e
 static void replay_built(void)
 {
 	static const struct eng_session_ops bops = { next_conv, on_built_request, on_conversation,
-						     release_conv };
+						     release_conv, NULL };
 	struct eng_runner *r = make_runner(4000);
 	struct eng_session_params sp;
 	struct eng_session *s;

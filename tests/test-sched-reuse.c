@@ -95,7 +95,7 @@ static void on_request(void *ctx, const struct eng_conv *c, const struct eng_req
 		n_bad++;
 }
 
-static const struct eng_session_ops ops = { next_conv, on_request, NULL, NULL };
+static const struct eng_session_ops ops = { next_conv, on_request, NULL, NULL, NULL };
 
 /* Replays all conversations at batch size batch over a pool of n_pages. */
 static void replay(int batch, int32_t n_pages, struct eng_sched_stats *st)

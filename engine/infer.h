@@ -22,6 +22,8 @@ struct eng_infer {
 	struct eng_backend *be;
 	struct eng_stepper *stepper;
 	struct eng_runner *runner;    /* owns the scheduler and the prefix cache */
+	struct eng_router *router;    /* a router's executor (the runner's), or
+				       * NULL: turns run here */
 	struct eng_sched_params sp;   /* the scheduler's settings in force */
 	double load_time;
 	char device[256];             /* "cpu: <model name>, N threads" or the GPU's name */

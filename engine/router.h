@@ -154,4 +154,22 @@ int eng_router_n_workers(const struct eng_router *r);
 void eng_router_worker_stats(const struct eng_router *r, int worker,
 			     struct eng_router_worker_stats *st);
 
+/* What a run records of routing (router_record.c). */
+
+/* Adds a routed turn's fields to its request record: worker, retried,
+ * router_queue_time, worker_queue_time, queue_depth. */
+void eng_route_record_fields(json_t *rec, const struct eng_route_info *ri);
+
+/* Per-worker totals of one run's routed turns. */
+struct eng_route_tally;
+
+/* Counts a finished turn; 0 or ENG_E_NOMEM (*tally is created on first use). */
+int eng_route_tally_add(struct eng_route_tally **tally, const struct eng_request_timing *t);
+
+/* The run record's "workers" array (new ref), one object per worker that
+ * answered a turn, in worker order; an empty array for NULL. */
+json_t *eng_route_tally_json(const struct eng_route_tally *tally);
+
+void eng_route_tally_free(struct eng_route_tally *tally);
+
 #endif

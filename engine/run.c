@@ -9,6 +9,7 @@
 #include "engine/conv.h"
 #include "engine/infer.h"
 #include "engine/model.h"
+#include "engine/router.h"
 #include "engine/tokenizer.h"
 
 #include <math.h>
@@ -39,6 +40,7 @@ struct eng_run {
 	long n_failed;                /* requests that did not succeed */
 	long n_recorded, n_mismatch;  /* turns with a recorded prompt length, and
 				       * those whose prompt_len differs from it */
+	struct eng_route_tally *tally; /* a router's: per-worker totals */
 	bool cancelled;
 };
 
@@ -195,6 +197,10 @@ static void on_request(void *ctx, const struct eng_conv *c, const struct eng_req
 			json_array_append_new(ids, json_integer(t->output[i]));
 		json_object_set_new(rec, "output_ids", ids);
 		json_object_set_new(rec, "output_text", output_text(r, t));
+	}
+	if (t->route) {
+		eng_route_record_fields(rec, t->route);
+		eng_route_tally_add(&r->tally, t);
 	}
 	emit_turn(r, cr, t, rec);
 }
@@ -413,6 +419,10 @@ static json_t *run_record(struct eng_run *r)
 		json_object_set_new(rec, "recorded_prompt_lens", json_integer(r->n_recorded));
 		json_object_set_new(rec, "prompt_len_mismatches", json_integer(r->n_mismatch));
 		json_object_set_new(rec, "engine_stats", engine_stats(r));
+		if (r->e->router) {
+			json_object_set_new(rec, "router", eng_router_settings(r->e->router));
+			json_object_set_new(rec, "workers", eng_route_tally_json(r->tally));
+		}
 	}
 	return rec;
 }
@@ -430,6 +440,7 @@ long eng_run_finish(struct eng_run *r)
 	}
 	eng_session_free(r->warm);
 	eng_session_free(r->sess);
+	eng_route_tally_free(r->tally);
 	free(r->run_name);
 	free(r->mode);
 	free(r);

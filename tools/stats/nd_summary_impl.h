@@ -34,6 +34,7 @@ struct group {
 	bool run_mixed;
 	char *conversation_id;  /* set with --group-by conversation */
 	long turn;              /* set with --group-by turn */
+	char *worker;           /* set with --group-by worker; NULL: none named */
 	bool closed;            /* its run record was seen */
 	long completed, failed;
 	long recorded, mismatched; /* requests with a recorded prompt length, and

@@ -87,6 +87,8 @@ static void jb_identity(struct jb *b, const struct nd_summary *s,
 	jb_str(b, "run", g->run);
 	if (s->p.group_by == ND_GROUP_BY_CONVERSATION)
 		jb_str(b, "conversation_id", g->conversation_id);
+	else if (s->p.group_by == ND_GROUP_BY_WORKER)
+		jb_set(b, "worker", g->worker ? json_string(g->worker) : json_null());
 	else if (s->p.group_by == ND_GROUP_BY_TURN && strcmp(type, "summary") == 0)
 		jb_set(b, "turn", json_integer(g->turn));
 }

@@ -48,6 +48,13 @@ int eng_backend_create(const struct eng_backend_ops *ops, const struct eng_model
 				     "page_size and n_pages must be positive, n_threads and "
 				     "cuda_graph_max_bs >= 0");
 	}
+	if (be->params.kv_dtype < ENG_KV_DTYPE_AUTO || be->params.kv_dtype > ENG_KV_DTYPE_FP8_E4M3) {
+		int dt = be->params.kv_dtype;
+
+		free(be);
+		return eng_error_set(err, ENG_E_INVALID, ops->name, 0, "kv_dtype %d: no such dtype",
+				     dt);
+	}
 	if (be->params.tp_size < 1 || be->params.tp_size > ENG_TP_MAX ||
 	    (be->params.tp_size > 1 && !ops->tensor_parallel)) {
 		int tp = be->params.tp_size;

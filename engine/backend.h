@@ -30,6 +30,7 @@
 #include <stdint.h>
 
 #include "engine/error.h"
+#include "engine/kv_fp8.h"
 #include "engine/model.h"
 #include "engine/roofline.h"
 
@@ -56,10 +57,18 @@ struct eng_backend_params {
 	 * holding its share of the KV heads. */
 	int tp_size;
 	int tp_devices[ENG_TP_MAX];
+	/* How the pages hold K and V (enum eng_kv_dtype, kv_fp8.h): auto is
+	 * the backend's own precision, fp32 on the CPU and bf16 on the GPU;
+	 * bf16 is bf16 on both (the CPU rounds its fp32 pages' values);
+	 * fp8_e4m3 stores e4m3(x / scale) with the model's per-head scales
+	 * (1.0 without them), a byte an element on the GPU (half the bytes of
+	 * bf16), while the CPU keeps the rounded values in fp32 (the same
+	 * numbers, not the memory saving). */
+	int kv_dtype;
 };
 
 /* n_threads 0, page_size 16, n_pages 256, device 0, cuda_graph_max_bs 64,
- * CUDA graphs on, tp_size 1, tp_devices all -1. */
+ * CUDA graphs on, tp_size 1, tp_devices all -1, kv_dtype auto. */
 struct eng_backend_params eng_backend_default_params(void);
 
 struct eng_seq_input {

@@ -16,6 +16,14 @@
  * Then final rmsnorm and the LM head, only on the rows whose logits or
  * log-probs were asked for, LM_TILE rows at a time to bound memory.
  *
+ * With an FP8 KV cache (params->kv_dtype fp8_e4m3) the chunk's K and V go
+ * through the E4M3 rounding the GPU stores (kv_fp8.h: e4m3(x / scale) *
+ * scale, per KV head) before they enter the pages, which keep fp32: the
+ * same numbers as the GPU's pages, so that the GPU is checked against this
+ * emulation.  kv_dtype bf16 likewise rounds them to bf16 (the GPU's
+ * default pages), so that fp8 and bf16 caches can be compared on the same
+ * reference; auto keeps them in fp32.
+ *
  * Refuses nothing the batch check let through; allocation failure while
  * growing the activation buffers is returned as ENG_E_NOMEM.
  */
@@ -29,6 +37,7 @@
 #include "engine/cpu_ops.h"
 #include "engine/cpu_pool.h"
 #include "engine/kv_cpu.h"
+#include "engine/kv_fp8.h"
 #include "engine/sampler.h"
 
 #define LM_TILE 16
@@ -39,6 +48,9 @@ struct cpu_state {
 	struct eng_backend_params params;
 	struct eng_pool *pool;
 	struct eng_kv_cpu kv;
+	int kv_dtype;        /* enum eng_kv_dtype: pages hold fp32, bf16- or e4m3-rounded K, V */
+	float *kv_scale;     /* (2, n_layers, n_kv_heads) fp8 only: k scales, then v */
+	float *kv_inv;       /* (2, n_layers, n_kv_heads) 1 / kv_scale, in fp32 */
 	float *inv_freq;     /* (head_dim / 2) */
 	float *mm_scratch;   /* (n_threads, ENG_MATMUL_ROWS, max_cols) */
 	int cap_tokens;      /* rows the buffers below hold */
@@ -116,6 +128,8 @@ static void cpu_destroy(void *state)
 		return;
 	eng_pool_free(st->pool);
 	eng_kv_cpu_free(&st->kv);
+	free(st->kv_scale);
+	free(st->kv_inv);
 	free(st->inv_freq);
 	free(st->mm_scratch);
 	free(st->x);
@@ -132,6 +146,27 @@ static void cpu_destroy(void *state)
 	free(st->head_x);
 	free(st->head_out);
 	free(st);
+}
+
+/* The FP8 cache's scales and their fp32 inverses (kv_fp8.h). */
+static int kv_fp8_init(struct cpu_state *st, const struct eng_model_config *c,
+		       const struct eng_model_weights *w, struct eng_error *err)
+{
+	size_t n = (size_t)c->n_layers * c->n_kv_heads;
+	int rc;
+
+	st->kv_dtype = st->params.kv_dtype;
+	if (st->kv_dtype != ENG_KV_DTYPE_FP8_E4M3)
+		return 0;
+	st->kv_scale = malloc(2 * n * sizeof(float));
+	st->kv_inv = malloc(2 * n * sizeof(float));
+	if (!st->kv_scale || !st->kv_inv)
+		return eng_error_set(err, ENG_E_NOMEM, "cpu", 0, "out of memory");
+	if ((rc = eng_kv_scales(c, w, st->kv_scale, st->kv_scale + n, NULL, err)))
+		return rc;
+	for (size_t i = 0; i < 2 * n; i++)
+		st->kv_inv[i] = 1.0f / st->kv_scale[i];
+	return 0;
 }
 
 static int cpu_create(const struct eng_model *model, struct eng_backend_params *params,
@@ -158,6 +193,10 @@ static int cpu_create(const struct eng_model *model, struct eng_backend_params *
 	rc = eng_kv_cpu_init(&st->kv, c->n_layers, params->n_pages, params->page_size,
 			     c->n_kv_heads, c->head_dim, err);
 	if (rc) {
+		cpu_destroy(st);
+		return rc;
+	}
+	if ((rc = kv_fp8_init(st, c, st->w, err))) {
 		cpu_destroy(st);
 		return rc;
 	}
@@ -241,8 +280,34 @@ static void norm_heads(float *x, int n_heads, int head_dim, const struct eng_ten
 		eng_cpu_rmsnorm(x + (size_t)h * head_dim, x + (size_t)h * head_dim, w, head_dim, eps);
 }
 
+/* A token's k and v rows (kv_dim) of layer l, rounded in place as the FP8
+ * cache stores them: per KV head h, e4m3(x * (1 / scale)) * scale. */
+static void fp8_round_row(const struct cpu_state *st, int l, float *k, float *v)
+{
+	const struct eng_model_config *c = st->cfg;
+	size_t n = (size_t)c->n_layers * c->n_kv_heads, o = (size_t)l * c->n_kv_heads;
+
+	for (int h = 0; h < c->n_kv_heads; h++)
+		for (int d = 0; d < c->head_dim; d++) {
+			size_t i = (size_t)h * c->head_dim + d;
+
+			k[i] = eng_kv_fp8_round(k[i], st->kv_inv[o + h], st->kv_scale[o + h]);
+			v[i] = eng_kv_fp8_round(v[i], st->kv_inv[n + o + h], st->kv_scale[n + o + h]);
+		}
+}
+
+/* The same for a bf16 cache: round to nearest even. */
+static void bf16_round_row(float *k, float *v, int n)
+{
+	for (int i = 0; i < n; i++) {
+		k[i] = eng_bf16_to_f32(eng_f32_to_bf16(k[i]));
+		v[i] = eng_bf16_to_f32(eng_f32_to_bf16(v[i]));
+	}
+}
+
 /* The per-head q/k norm when the model has one, RoPE on the chunk's q and
- * k, then k and v into the pages. */
+ * k, then k and v into the pages (through the E4M3 or bf16 rounding of
+ * those caches). */
 static void rope_and_store(struct cpu_state *st, const struct eng_batch *b, int layer, int T)
 {
 	const struct eng_model_config *c = st->cfg;
@@ -263,6 +328,10 @@ static void rope_and_store(struct cpu_state *st, const struct eng_batch *b, int 
 			     st->inv_freq);
 		eng_cpu_rope(st->k + (size_t)r * kd, c->n_kv_heads, c->head_dim, pos,
 			     st->inv_freq);
+		if (st->kv_dtype == ENG_KV_DTYPE_FP8_E4M3)
+			fp8_round_row(st, layer, st->k + (size_t)r * kd, st->v + (size_t)r * kd);
+		else if (st->kv_dtype == ENG_KV_DTYPE_BF16)
+			bf16_round_row(st->k + (size_t)r * kd, st->v + (size_t)r * kd, kd);
 		memcpy(eng_kv_cpu_k(&st->kv, layer, page, pos % ps), st->k + (size_t)r * kd,
 		       (size_t)kd * sizeof(float));
 		memcpy(eng_kv_cpu_v(&st->kv, layer, page, pos % ps), st->v + (size_t)r * kd,

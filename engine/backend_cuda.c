@@ -24,6 +24,10 @@
  * Attention rows of single-token sequences (decode) go through the
  * split-K kernel; longer chunks through the prefill kernel (on the tensor
  * cores where the head_dim allows).
+ * With params->kv_dtype fp8_e4m3 the pages hold E4M3 bytes: the RoPE
+ * kernel rounds K and V into them with each KV head's scale (the
+ * checkpoint's k_scale / v_scale, else 1), the attention kernels widen
+ * them back on load; the bf16 pages stay the default (and the ablation).
  * The LM head runs only on the rows whose logits or log-probs are wanted,
  * a tile of rows at a time; log-probs and argmax are computed on the
  * device, logits copied back only where a sequence asked for them.
@@ -215,12 +219,13 @@ static int attention(const struct cuda_state *st, const struct rank *R, const st
 		     int l)
 {
 	const struct eng_model_config *c = &st->cfg;
-	size_t layer = kv_layer(st, l);
 	const int32_t *d = R->meta_d;
+	const float *ks = st->kv_fp8 ? R->kv_scale + (size_t)l * 2 * st->nkv : NULL;
 	struct kn_attn_args a = {
-		R->att, R->q, R->k_pool + layer, R->v_pool + layer, d + m->bt,
+		R->att, R->q, kv_k(st, R, l), kv_v(st, R, l), d + m->bt,
 		d + m->pos, d + m->bt_off, d + m->pre_row0, d + m->pre_n, m->n_pre,
 		st->nh, st->nkv, c->head_dim, st->params.page_size,
+		st->kv_fp8 ? KN_KV_FP8_E4M3 : KN_KV_BF16, ks, ks ? ks + st->nkv : NULL,
 	};
 	int rc = 0;
 
@@ -286,6 +291,26 @@ static const int layer_op_prof[N_LAYER_OPS] = {
 	PROF_NORM, PROF_QKV, PROF_ROPE, PROF_ATTN, PROF_O, PROF_NORM, PROF_GU, PROF_SILU, PROF_DOWN
 };
 
+/* Bias, q/k norm and RoPE of layer l's q/k/v rows, K and V into the
+ * pages (rounded to E4M3 with the layer's scales when they are FP8). */
+static int rope(const struct cuda_state *st, const struct rank *R, const struct eng_cuda_layer *L,
+		const struct step_meta *m, int l)
+{
+	const struct eng_model_config *c = &st->cfg;
+	const int32_t *pos = R->meta_d + m->pos, *slot = R->meta_d + m->slot;
+	const float *ks;
+	float eps = (float)c->rms_eps;
+
+	if (!st->kv_fp8)
+		return kn_rope_qkv(R->qkv, L->bqkv, L->q_norm, L->k_norm, eps, pos, slot,
+				   R->inv_freq, R->q, kv_k(st, R, l), kv_v(st, R, l), m->T, st->nh,
+				   st->nkv, c->head_dim, R->stream);
+	ks = R->kv_scale + (size_t)l * 2 * st->nkv;
+	return kn_rope_qkv_e4m3(R->qkv, L->bqkv, L->q_norm, L->k_norm, eps, pos, slot,
+				R->inv_freq, ks, ks + st->nkv, R->q, kv_k(st, R, l),
+				kv_v(st, R, l), m->T, st->nh, st->nkv, c->head_dim, R->stream);
+}
+
 /* Op op of layer l on rank R. */
 static int layer_op(const struct cuda_state *st, const struct rank *R, const struct step_meta *m,
 		    int l, enum layer_op op)
@@ -293,7 +318,6 @@ static int layer_op(const struct cuda_state *st, const struct rank *R, const str
 	const struct eng_model_config *c = &st->cfg;
 	const struct eng_cuda_layer *L = &R->w.layers[l], *P = l ? L - 1 : NULL;
 	int T = m->T, H = c->hidden, I = st->inter, qkv = qkv_dim(st);
-	size_t layer = kv_layer(st, l);
 	float eps = (float)c->rms_eps;
 
 	switch (op) {
@@ -306,10 +330,7 @@ static int layer_op(const struct cuda_state *st, const struct rank *R, const str
 	case OP_QKV:
 		return kn_gemm_bf16(R->gemm, R->qkv, KN_Y_F32, qkv, R->xb, L->wqkv, T, qkv, H);
 	case OP_ROPE:
-		return kn_rope_qkv(R->qkv, L->bqkv, L->q_norm, L->k_norm, eps,
-				   R->meta_d + m->pos, R->meta_d + m->slot, R->inv_freq, R->q,
-				   R->k_pool + layer, R->v_pool + layer, T, st->nh, st->nkv,
-				   c->head_dim, R->stream);
+		return rope(st, R, L, m, l);
 	case OP_ATTN:
 		return attention(st, R, m, l);
 	case OP_O:
@@ -678,17 +699,17 @@ static int cuda_forward(void *state, const struct eng_batch *batch, struct eng_e
 	return eng_cuda_forward(state, batch, NULL, err);
 }
 
-/* bf16 weights and KV.  The ranks of a tensor-parallel group each read
- * and compute their share on a GPU of their own: the rates of rank 0's
- * GPU times the ranks (ranks sharing one GPU do not add up, but that is a
- * test setup). */
+/* bf16 weights, KV in bf16 or (kv_fp8) one byte an element.  The ranks
+ * of a tensor-parallel group each read and compute their share on a GPU
+ * of their own: the rates of rank 0's GPU times the ranks (ranks sharing
+ * one GPU do not add up, but that is a test setup). */
 static int cuda_roofline(void *state, struct eng_roofline *out, struct eng_error *err)
 {
 	struct cuda_state *st = state;
 	int n = st->shared ? 1 : st->n_ranks;
 	int rc;
 
-	eng_roofline_shape_of(&st->cfg, 2, 2, &out->shape);
+	eng_roofline_shape_of(&st->cfg, 2, st->kv_fp8 ? 1 : 2, &out->shape);
 	rc = eng_cuda_measure_rates(st->rk[0].dev, &out->rates, err);
 	out->rates.bandwidth_bytes_s *= n;
 	out->rates.gemm_flops_s *= n;

@@ -41,11 +41,11 @@ check_PROGRAMS += $(CUDA_TEST_PROGS)
 TESTS += $(CUDA_TEST_PROGS)
 tests_test_cuda_kernels_SOURCES = tests/test-cuda-kernels.c
 tests_test_cuda_kernels_LDADD = $(ENGINE_LIBS) $(KERNELS_LIBS) -lm
-tests_test_cuda_forward_SOURCES = tests/test-cuda-forward.c
+tests_test_cuda_forward_SOURCES = tests/test-cuda-forward.c $(MODEL_TEST_HELPER)
 tests_test_cuda_forward_LDADD = $(CUDA_LINK) $(MODELGEN_LIBS) $(KERNELS_LIBS) -lm
 tests_test_cuda_graph_SOURCES = tests/test-cuda-graph.c
 tests_test_cuda_graph_LDADD = $(CUDA_LINK) $(MODELGEN_LIBS) $(KERNELS_LIBS) -lm
-tests_test_cuda_tp_SOURCES = tests/test-cuda-tp.c
+tests_test_cuda_tp_SOURCES = tests/test-cuda-tp.c $(MODEL_TEST_HELPER)
 tests_test_cuda_tp_LDADD = $(CUDA_LINK) $(MODELGEN_LIBS) $(KERNELS_LIBS) -lm
 
 noinst_PROGRAMS += tests/bench-cuda

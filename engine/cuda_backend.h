@@ -23,8 +23,8 @@
 
 #include "engine/backend.h"
 
-/* The CUDA backend as a vtable: bf16 weights and KV pages on GPU
- * params->device, fp32 arithmetic.  The dummy variant makes random bf16
+/* The CUDA backend as a vtable: bf16 weights and KV pages (or FP8 E4M3
+ * pages: params->kv_dtype) on GPU params->device, fp32 arithmetic.  The dummy variant makes random bf16
  * weights of the model config's shape on the GPU and never reads the
  * model's weight views (--load-format dummy).  Programs linked with the
  * backend (tests, benchmarks) use them directly; the engine gets them
@@ -35,7 +35,9 @@ extern const struct eng_backend_ops eng_backend_cuda_dummy_ops;
 /* Builds the backend on params->device: weights from w (converted to
  * bf16 on upload), or, when w is NULL, random bf16 weights of cfg's shape
  * made on the GPU from seed; a KV pool of params->n_pages pages of
- * params->page_size tokens.  cfg is copied.
+ * params->page_size tokens, bf16, or FP8 E4M3 when params->kv_dtype says
+ * so (with w's k_scale / v_scale, else 1.0; random pages for random
+ * weights either way).  cfg is copied.
  * With params->tp_size N > 1, the model is split over N tensor-parallel
  * ranks on the GPUs params->tp_devices (default device, device + 1, ...):
  * all the same GPU (ranks summed by a kernel: a way to test on one GPU)

@@ -53,7 +53,10 @@ struct rank {
 	struct kn_gemm *gemm;
 	struct eng_cuda_weights w;
 	float *inv_freq;             /* (head_dim / 2) */
-	uint16_t *k_pool, *v_pool;   /* (n_layers, pool_pages * page_size, nkv, head_dim) bf16 */
+	void *k_pool, *v_pool;       /* (n_layers, pool_pages * page_size, nkv, head_dim) bf16,
+					or E4M3 bytes with kv_fp8 */
+	float *kv_scale;             /* (n_layers, 2, nkv) kv_fp8 only: the rank's heads' k
+					scales, then v scales, of each layer */
 	float *x;          /* (T, hidden) fp32 residual stream, the same on every rank */
 	uint16_t *xb;      /* (T, hidden) bf16 normed rows; also the LM head's input */
 	float *qkv;        /* (T, (nh + 2 nkv) head_dim) fp32 */
@@ -80,6 +83,7 @@ struct cuda_state {
 	int tile_rows;      /* rows per prefill attention tile */
 	int use_tc;         /* prefill attention on the tensor-core kernel */
 	int use_tc_decode;  /* decode attention likewise */
+	int kv_fp8;         /* KV pages in FP8 E4M3 (params.kv_dtype), else bf16 */
 	int n_ranks;        /* params.tp_size */
 	int shared;         /* n_ranks > 1 on one GPU and one stream */
 	int nh, nkv, inter; /* per rank */
@@ -121,10 +125,23 @@ static inline int qkv_dim(const struct cuda_state *st)
 	return (st->nh + 2 * st->nkv) * st->cfg.head_dim;
 }
 
-/* Elements of one layer's K (or V) pages before layer l's, on a rank. */
-static inline size_t kv_layer(const struct cuda_state *st, int l)
+/* Bytes of one layer's K (or V) pages on a rank: 2 an element in bf16,
+ * 1 in FP8. */
+static inline size_t kv_layer_bytes(const struct cuda_state *st)
 {
-	return (size_t)l * st->pool_pages * st->params.page_size * st->nkv * st->cfg.head_dim;
+	return (size_t)st->pool_pages * st->params.page_size * st->nkv * st->cfg.head_dim *
+	       (st->kv_fp8 ? 1 : 2);
+}
+
+/* Layer l's K and V pages on rank R. */
+static inline void *kv_k(const struct cuda_state *st, const struct rank *R, int l)
+{
+	return (char *)R->k_pool + (size_t)l * kv_layer_bytes(st);
+}
+
+static inline void *kv_v(const struct cuda_state *st, const struct rank *R, int l)
+{
+	return (char *)R->v_pool + (size_t)l * kv_layer_bytes(st);
 }
 
 /* Makes rank r's GPU current; nothing to do with a single rank. */

@@ -21,7 +21,7 @@
 
 /* Bumped whenever struct eng_cuda_plugin or a struct it points at
  * (eng_backend_ops, eng_backend_params, eng_batch, eng_model) changes. */
-#define ENG_CUDA_PLUGIN_ABI 1
+#define ENG_CUDA_PLUGIN_ABI 2
 
 /* The file name, and the environment variable that names another path. */
 #define ENG_CUDA_PLUGIN_FILE "libtrajbench-cuda.so"

@@ -192,6 +192,7 @@ static void free_rank(struct cuda_state *st, int r)
 	kn_free(R->inv_freq);
 	kn_free(R->k_pool);
 	kn_free(R->v_pool);
+	kn_free(R->kv_scale);
 	eng_cuda_weights_free(&R->w);
 	kn_gemm_free(R->gemm);
 	if (own_stream(st, r))
@@ -309,8 +310,7 @@ static int alloc_fixed(struct cuda_state *st, struct eng_error *err)
 {
 	const struct eng_model_config *c = &st->cfg;
 	size_t half = (size_t)c->head_dim / 2;
-	size_t per = (size_t)c->n_layers * st->pool_pages * st->params.page_size * st->nkv *
-		     c->head_dim * 2;
+	size_t per = (size_t)c->n_layers * kv_layer_bytes(st);
 	float *h = malloc(half * sizeof(float));
 	int rc = 0;
 
@@ -328,9 +328,60 @@ static int alloc_fixed(struct cuda_state *st, struct eng_error *err)
 	return 0;
 }
 
+/* The FP8 cache's scales (eng_kv_scales: the checkpoint's, or 1) to
+ * every rank: its KV heads' k and v scales, (n_layers, 2, nkv). */
+static int upload_kv_scales(struct cuda_state *st, const struct eng_model_weights *w,
+			    struct eng_error *err)
+{
+	const struct eng_model_config *c = &st->cfg;
+	size_t L = c->n_layers, n = (size_t)c->n_kv_heads, nr = st->nkv;
+	float *all = malloc(2 * L * n * sizeof(float)), *mine = malloc(2 * L * nr * sizeof(float));
+	int rc = 0;
+
+	if (!all || !mine) {
+		free(all);
+		free(mine);
+		return eng_error_set(err, ENG_E_NOMEM, "cuda", 0, "out of memory");
+	}
+	if ((rc = eng_kv_scales(c, w, all, all + L * n, NULL, err)))
+		goto out;
+	for (int r = 0; r < st->n_ranks; r++) {
+		struct rank *R = &st->rk[r];
+
+		for (size_t l = 0; l < L; l++)
+			for (size_t h = 0; h < nr; h++) {
+				mine[(l * 2) * nr + h] = all[l * n + r * nr + h];
+				mine[(l * 2 + 1) * nr + h] = all[L * n + l * n + r * nr + h];
+			}
+		if ((rc = use_rank(st, r)) ||
+		    (rc = kn_malloc((void **)&R->kv_scale, 2 * L * nr * sizeof(float))) ||
+		    (rc = kn_memcpy_h2d(R->kv_scale, mine, 2 * L * nr * sizeof(float), R->stream)) ||
+		    (rc = kn_stream_sync(R->stream))) {
+			rc = eng_cuda_error(rc, err);
+			goto out;
+		}
+	}
+out:
+	free(all);
+	free(mine);
+	return rc;
+}
+
+/* The columns [c0, c0 + cols) of a random (rows, full) pool of unit
+ * variance into pool, as bf16 or E4M3. */
+static int fill_pages(const struct cuda_state *st, void *pool, size_t rows, size_t cols,
+		      size_t full, size_t c0, uint64_t seed, kn_stream s)
+{
+	return st->kv_fp8 ? kn_fill_random_slice_e4m3(pool, rows, cols, full, 0, c0, seed, 0.0f,
+						      1.0f, s)
+			  : kn_fill_random_slice_bf16(pool, rows, cols, full, 0, c0, seed, 0.0f,
+						      1.0f, s);
+}
+
 /* Random K/V in every page, so that benchmarks can time decode at any
  * context without a prefill (and never on zeros): each rank's KV heads
- * of the one random pool, whatever the number of ranks. */
+ * of the one random pool, whatever the number of ranks.  FP8 pages get
+ * the same values rounded to E4M3 (scale 1, as random weights have). */
 static int dummy_pages(struct cuda_state *st, uint64_t seed, struct eng_error *err)
 {
 	size_t hd = st->cfg.head_dim, cols = (size_t)st->nkv * hd;
@@ -343,10 +394,10 @@ static int dummy_pages(struct cuda_state *st, uint64_t seed, struct eng_error *e
 		size_t c0 = (size_t)r * cols;
 
 		if ((rc = use_rank(st, r)) ||
-		    (rc = kn_fill_random_slice_bf16(R->k_pool, rows, cols, full, 0, c0,
-						    seed ^ 0x4b56ull, 0.0f, 1.0f, R->stream)) ||
-		    (rc = kn_fill_random_slice_bf16(R->v_pool, rows, cols, full, 0, c0,
-						    seed ^ 0x5646ull, 0.0f, 1.0f, R->stream)) ||
+		    (rc = fill_pages(st, R->k_pool, rows, cols, full, c0, seed ^ 0x4b56ull,
+				     R->stream)) ||
+		    (rc = fill_pages(st, R->v_pool, rows, cols, full, c0, seed ^ 0x5646ull,
+				     R->stream)) ||
 		    (rc = kn_stream_sync(R->stream)))
 			break;
 	}
@@ -409,7 +460,9 @@ int eng_cuda_create(const struct eng_model_config *cfg, const struct eng_model_w
 	if (!st->use_tc)
 		st->tile_rows = kn_attn_tile_rows(cfg->n_heads, cfg->n_kv_heads);
 	st->use_tc_decode = kn_attn_decode_tc_ok(cfg->n_heads, cfg->n_kv_heads, cfg->head_dim);
+	st->kv_fp8 = params->kv_dtype == ENG_KV_DTYPE_FP8_E4M3;
 	if ((rc = open_devices(st, err)) || (rc = alloc_fixed(st, err)) ||
+	    (st->kv_fp8 && (rc = upload_kv_scales(st, w, err))) ||
 	    (rc = make_events(st, err)) || (rc = load_weights(st, w, seed, err))) {
 		eng_cuda_destroy(st);
 		return rc;

@@ -62,6 +62,13 @@ struct eng_infer_params {
 	bool disable_cuda_graph;
 	int32_t tp_size;              /* cuda: tensor-parallel ranks, on GPUs
 				       * 0 .. tp_size - 1 (default 1) */
+	const char *kv_cache_dtype;   /* "auto" (default): K and V pages in bf16
+				       * on the GPU, fp32 on the CPU; "bf16": bf16
+				       * (the CPU rounds to it); "fp8_e4m3": one
+				       * byte an element with the checkpoint's
+				       * per-head k_scale / v_scale (1.0 without
+				       * them), so the pool holds twice the
+				       * tokens; the CPU emulates its rounding */
 };
 
 void eng_infer_default_params(struct eng_infer_params *p);

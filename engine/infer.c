@@ -33,6 +33,7 @@ void eng_infer_default_params(struct eng_infer_params *p)
 	p->mem_fraction_static = 0.85;
 	p->cuda_graph_max_bs = 64;
 	p->tp_size = 1;
+	p->kv_cache_dtype = "auto";
 }
 
 static bool is_dummy(const struct eng_infer_params *p)
@@ -79,15 +80,17 @@ static int open_text_side(struct eng_infer *e, struct eng_error *err)
  * full contexts, so that a study's largest batch of conversations keeps
  * all its histories cached (64 of the tiny model's 4k contexts: 128 MiB;
  * its default study at batch 16 holds under 50k tokens), capped at an
- * eighth of the machine's memory for fp32 K and V.  The pages are touched
- * only as the cache fills. */
-static int64_t cpu_pool_tokens(const struct eng_infer *e, const struct eng_model_config *cfg)
+ * eighth of the machine's memory for fp32 K and V (an FP8 cache keeps its
+ * rounded values in fp32 there too).  The pages are touched only as the
+ * cache fills. */
+static int64_t cpu_pool_tokens(struct eng_infer *e, const struct eng_model_config *cfg)
 {
 	int64_t per_token = 2LL * cfg->n_layers * cfg->n_kv_heads * cfg->head_dim * 4;
 	int64_t n = 64LL * e->sp.max_context;
 	long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
 	int64_t cap = pages > 0 && page > 0 ? (int64_t)pages * page / 8 : (1LL << 30);
 
+	e->kv_token_bytes = per_token;
 	if (e->p.max_total_tokens > 0)
 		return e->p.max_total_tokens;
 	if (n * per_token > cap)
@@ -108,16 +111,20 @@ static int64_t gpu_weight_bytes(const struct eng_model_config *c, int tp)
 
 /* The KV pool on the GPU, as SGLang sizes it: mem_fraction_static of the
  * device's memory holds the weights and the pool; what is left holds the
- * activations (4 GiB kept free for them at least).  With tp ranks each
- * GPU holds 1/tp of every token's K and V; the tightest GPU decides. */
-static int gpu_pool_tokens(const struct eng_infer *e, const struct eng_cuda_plugin *cu,
+ * activations (4 GiB kept free for them at least).  A cached token takes
+ * 2 bytes an element of K and V in bf16, 1 in fp8_e4m3 (twice the tokens
+ * in the same memory).  With tp ranks each GPU holds 1/tp of every
+ * token's K and V; the tightest GPU decides. */
+static int gpu_pool_tokens(struct eng_infer *e, const struct eng_cuda_plugin *cu,
 			   const struct eng_model_config *cfg, int64_t *out, struct eng_error *err)
 {
 	int tp = e->p.tp_size > 1 ? e->p.tp_size : 1;
-	int64_t per_token = 2LL * cfg->n_layers * cfg->n_kv_heads * cfg->head_dim * 2 / tp;
+	int64_t elem = e->kv_dtype == ENG_KV_DTYPE_FP8_E4M3 ? 1 : 2;
+	int64_t per_token = 2LL * cfg->n_layers * cfg->n_kv_heads * cfg->head_dim * elem / tp;
 	int64_t w = gpu_weight_bytes(cfg, tp), budget = INT64_MAX, room;
 	size_t free_b = 0, total_b = 0;
 
+	e->kv_token_bytes = per_token * tp;
 	if (e->p.max_total_tokens > 0) {
 		*out = e->p.max_total_tokens;
 		return 0;
@@ -160,8 +167,11 @@ static int pick_backend(struct eng_infer *e, const struct eng_backend_ops **ops,
 {
 	const struct eng_model_config *cfg = eng_model_config(e->model);
 	const struct eng_cuda_plugin *cu;
-	int rc;
+	int rc = eng_kv_dtype_from_name(e->p.kv_cache_dtype ? e->p.kv_cache_dtype : "auto",
+					&e->kv_dtype, err);
 
+	if (rc != 0)
+		return rc;
 	if (!strcmp(e->p.device, "cpu") && !is_dummy(&e->p)) {
 		*ops = &eng_backend_cpu_ops;
 		*pool = cpu_pool_tokens(e, cfg);
@@ -210,6 +220,7 @@ static int open_compute_side(struct eng_infer *e, struct eng_error *err)
 	bp.cuda_graph_max_bs = e->p.cuda_graph_max_bs;
 	bp.disable_cuda_graph = e->p.disable_cuda_graph;
 	bp.tp_size = e->p.tp_size > 0 ? e->p.tp_size : 1;
+	bp.kv_dtype = e->kv_dtype;
 	rc = eng_backend_create(ops, e->model, &bp, &e->be, err);
 	/* The roofline is a figure of the report, not a condition to run: a
 	 * failed measurement leaves it out (rates 0, the records say null). */
@@ -284,24 +295,53 @@ double eng_infer_load_time(const struct eng_infer *e)
 	return e->load_time;
 }
 
+/* What the pages hold: "fp8_e4m3", "bf16", or auto's "fp32" on the CPU. */
+static const char *kv_dtype_name(const struct eng_infer *e)
+{
+	if (e->kv_dtype == ENG_KV_DTYPE_FP8_E4M3)
+		return "fp8_e4m3";
+	return e->kv_dtype == ENG_KV_DTYPE_AUTO && strcmp(e->p.device, "cuda") ? "fp32" : "bf16";
+}
+
+/* Whether the checkpoint gave an FP8 cache's scales. */
+static bool kv_scales_in_checkpoint(const struct eng_infer *e)
+{
+	const struct eng_model_weights *w = eng_model_weights(e->model);
+
+	for (int l = 0; w->layers && l < eng_model_config(e->model)->n_layers; l++)
+		if (w->layers[l].k_scale.data || w->layers[l].v_scale.data)
+			return true;
+	return false;
+}
+
 json_t *eng_infer_settings(const struct eng_infer *e)
 {
 	bool graphs = strcmp(e->p.device, "cuda") == 0 && !e->p.disable_cuda_graph &&
 		      e->p.cuda_graph_max_bs > 0 && e->p.tp_size <= 1;
+	json_t *s = json_pack("{s:s,s:s,s:f,s:i,s:i,s:I,s:i,s:i,s:i,s:s,s:b,s:b,s:i,s:i,s:s,s:s}",
+			      "device", e->p.device, "load_format", e->p.load_format,
+			      "mem_fraction_static", e->p.mem_fraction_static,
+			      "page_size", e->sp.page_size,
+			      "n_pages", e->sp.n_pages,
+			      "max_total_tokens", (json_int_t)e->sp.n_pages * e->sp.page_size,
+			      "chunked_prefill_size", e->sp.chunked_prefill_size,
+			      "max_running_requests", e->sp.max_running_requests,
+			      "context_length", e->sp.max_context,
+			      "schedule_policy", e->sp.policy == ENG_SCHED_POLICY_LPM ? "lpm" : "fcfs",
+			      "radix_cache", !e->sp.disable_radix_cache,
+			      "cuda_graph", graphs, "cuda_graph_max_bs", graphs ? e->p.cuda_graph_max_bs : 0,
+			      "tp_size", e->p.tp_size > 0 ? e->p.tp_size : 1,
+			      "chat_template", eng_chat_kind_name(eng_chat_kind(e->chat)),
+			      "device_name", e->device);
 
-	return json_pack("{s:s,s:s,s:f,s:i,s:i,s:I,s:i,s:i,s:i,s:s,s:b,s:b,s:i,s:i,s:s,s:s}",
-			 "device", e->p.device, "load_format", e->p.load_format,
-			 "mem_fraction_static", e->p.mem_fraction_static,
-			 "page_size", e->sp.page_size,
-			 "n_pages", e->sp.n_pages,
-			 "max_total_tokens", (json_int_t)e->sp.n_pages * e->sp.page_size,
-			 "chunked_prefill_size", e->sp.chunked_prefill_size,
-			 "max_running_requests", e->sp.max_running_requests,
-			 "context_length", e->sp.max_context,
-			 "schedule_policy", e->sp.policy == ENG_SCHED_POLICY_LPM ? "lpm" : "fcfs",
-			 "radix_cache", !e->sp.disable_radix_cache,
-			 "cuda_graph", graphs, "cuda_graph_max_bs", graphs ? e->p.cuda_graph_max_bs : 0,
-			 "tp_size", e->p.tp_size > 0 ? e->p.tp_size : 1,
-			 "chat_template", eng_chat_kind_name(eng_chat_kind(e->chat)),
-			 "device_name", e->device);
+	if (!s)
+		return NULL;
+	json_object_set_new(s, "kv_cache_dtype", json_string(kv_dtype_name(e)));
+	json_object_set_new(s, "kv_cache_bytes",
+			    json_integer((json_int_t)e->sp.n_pages * e->sp.page_size *
+					 e->kv_token_bytes));
+	if (e->kv_dtype == ENG_KV_DTYPE_FP8_E4M3)
+		json_object_set_new(s, "kv_scales",
+				    json_string(kv_scales_in_checkpoint(e) ? "checkpoint" : "1.0"));
+	return s;
 }

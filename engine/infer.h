@@ -11,6 +11,7 @@
 #define TRAJBENCH_ENG_INFER_H
 
 #include "engine/engine.h"
+#include "engine/kv_fp8.h"
 #include "engine/runner.h"
 #include "engine/sched.h"
 
@@ -25,6 +26,8 @@ struct eng_infer {
 	struct eng_router *router;    /* a router's executor (the runner's), or
 				       * NULL: turns run here */
 	struct eng_sched_params sp;   /* the scheduler's settings in force */
+	enum eng_kv_dtype kv_dtype;   /* p.kv_cache_dtype, parsed */
+	int64_t kv_token_bytes;       /* bytes of K and V a cached token takes (all ranks) */
 	double load_time;
 	char device[256];             /* "cpu: <model name>, N threads" or the GPU's name */
 };

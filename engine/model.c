@@ -9,7 +9,9 @@
  * The architecture decides which tensors must exist (HF names); each is
  * checked for shape against the config before any pointer is handed out.
  * Tensors the file has and the architecture does not use (a tied model's
- * lm_head.weight, old rotary_emb.inv_freq buffers) are ignored.
+ * lm_head.weight, old rotary_emb.inv_freq buffers) are ignored.  The
+ * scales of an FP8 KV cache (self_attn.k_scale / v_scale, as vLLM writes
+ * them) are optional: bound when present, 1.0 otherwise (kv_fp8.h).
  *
  * Refuses: shard names in the index that leave the directory ("/" or a
  * leading "."), a tensor the index places in a shard that lacks it.
@@ -215,6 +217,50 @@ static int bind_layer(struct eng_model *m, int l, struct eng_error *err)
 	return 0;
 }
 
+/* Binds *t to the first of names present, a tensor of 1 or n values
+ * whatever its shape (a scalar, [n], [n, 1]), as (1, 1) or (1, n);
+ * nothing when none is (the scale is then 1). */
+static int bind_scale(struct eng_model *m, struct eng_tensor *t, const char *const *names,
+		      int l, int64_t n, struct eng_error *err)
+{
+	const struct eng_st_tensor *st = NULL;
+	const char *file;
+	char name[96], path[4096];
+
+	memset(t, 0, sizeof(*t));
+	for (; *names && !st; names++) {
+		snprintf(name, sizeof(name), "model.layers.%d.%s", l, *names);
+		st = lookup(m, name, &file);
+	}
+	if (!st)
+		return 0;
+	snprintf(path, sizeof(path), "%s/%s", m->dir, file);
+	if (st->n_elems != 1 && st->n_elems != (uint64_t)n)
+		return eng_error_set(err, ENG_E_FORMAT, path, 0,
+				     "tensor \"%s\": a kv cache scale must have 1 or %lld "
+				     "(num_key_value_heads) values", name, (long long)n);
+	t->dtype = st->dtype;
+	t->rows = 1;
+	t->cols = (int64_t)st->n_elems;
+	t->data = st->data;
+	return 0;
+}
+
+/* The FP8 KV cache scales of layer l, as vLLM reads them: k_scale and
+ * v_scale of self_attn, else the older output_scale of k_proj and v_proj,
+ * else one kv_scale for both. */
+static int bind_kv_scales(struct eng_model *m, int l, struct eng_error *err)
+{
+	static const char *const k_names[] = { "self_attn.k_scale", "self_attn.k_proj.output_scale",
+					       "self_attn.kv_scale", NULL };
+	static const char *const v_names[] = { "self_attn.v_scale", "self_attn.v_proj.output_scale",
+					       "self_attn.kv_scale", NULL };
+	struct eng_layer_weights *L = &m->w.layers[l];
+	int rc = bind_scale(m, &L->k_scale, k_names, l, m->cfg.n_kv_heads, err);
+
+	return rc ? rc : bind_scale(m, &L->v_scale, v_names, l, m->cfg.n_kv_heads, err);
+}
+
 static int bind_all(struct eng_model *m, struct eng_error *err)
 {
 	const struct eng_model_config *c = &m->cfg;
@@ -227,7 +273,7 @@ static int bind_all(struct eng_model *m, struct eng_error *err)
 		       c->hidden, 1, err)))
 		return rc;
 	for (l = 0; l < c->n_layers; l++)
-		if ((rc = bind_layer(m, l, err)))
+		if ((rc = bind_layer(m, l, err)) || (rc = bind_kv_scales(m, l, err)))
 			return rc;
 	if ((rc = bind(m, &m->w.final_norm, "model.norm.weight", 0, c->hidden, 1, err)))
 		return rc;

@@ -39,6 +39,8 @@ struct eng_layer_weights {
 	struct eng_tensor w_gate, w_up;       /* (intermediate, hidden) */
 	struct eng_tensor b_gate, b_up;       /* (intermediate) or absent */
 	struct eng_tensor w_down, b_down;     /* (hidden, intermediate), (hidden) or absent */
+	struct eng_tensor k_scale, v_scale;   /* (1) or (n_kv_heads) dequantization scales
+						 of an FP8 KV cache, or absent (kv_fp8.h) */
 };
 
 struct eng_model_weights {

@@ -9,6 +9,7 @@ engine_libengine_a_SOURCES += \
 	engine/cpu_ops.h engine/cpu_ops.c engine/rates_cpu.c \
 	engine/cpu_pool.h engine/cpu_pool.c \
 	engine/kv_cpu.h engine/kv_cpu.c \
+	engine/kv_fp8.h engine/kv_fp8.c \
 	engine/sampler.h engine/sampler.c
 
 MODEL_TEST_LDADD = $(MODELGEN_LIBS)
@@ -35,3 +36,8 @@ tests_bench_cpu_forward_SOURCES = tests/bench-cpu-forward.c $(MODEL_TEST_HELPER)
 tests_bench_cpu_forward_LDADD = $(MODEL_TEST_LDADD)
 
 EXTRA_DIST += tests/golden/make-goldens.py tests/data/golden
+
+check_PROGRAMS += tests/test-kv-fp8
+TESTS += tests/test-kv-fp8
+tests_test_kv_fp8_SOURCES = tests/test-kv-fp8.c $(MODEL_TEST_HELPER)
+tests_test_kv_fp8_LDADD = $(MODEL_TEST_LDADD)

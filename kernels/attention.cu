@@ -18,7 +18,9 @@
  *
  * fp32 CUDA-core math throughout: correct and simple, not tensor-core
  * fast (prefill attention is a small share of a 7B model's FLOPs below
- * 8k tokens).  Needs head_dim % 8 == 0 (16-byte page reads), <= 256.
+ * 8k tokens).  Needs head_dim % 8 == 0 (16-byte page reads, 8-byte ones
+ * from FP8 pages), <= 256.  FP8 E4M3 pages are widened to fp32 and
+ * multiplied by the KV head's scale as they enter shared memory.
  */
 #include "kernels/kn_attn.cuh"
 
@@ -50,13 +52,30 @@ static __device__ __forceinline__ void unpack8(uint4 u, float *f)
 	}
 }
 
+/* Eight E4M3 values (the low 8 bytes of u) times scale. */
+static __device__ __forceinline__ void unpack8_e4m3(uint4 u, float scale, float *f)
+{
+	unsigned w[2] = { u.x, u.y };
+
+#pragma unroll
+	for (int e = 0; e < 2; e++) {
+		float2 lo = kn_e4m3x2_to_f2((uint16_t)w[e]), hi = kn_e4m3x2_to_f2((uint16_t)(w[e] >> 16));
+
+		f[4 * e] = lo.x * scale;
+		f[4 * e + 1] = lo.y * scale;
+		f[4 * e + 2] = hi.x * scale;
+		f[4 * e + 3] = hi.y * scale;
+	}
+}
+
 /* Keys [k0, k0 + KT) of one KV head into Ks (KT, hd + 1) and Vs (KT, hd);
- * keys at or past ke become zeros. */
+ * keys at or past ke become zeros.  FP8 pages (a.kv_dtype) are read 8
+ * bytes a chunk and scaled by ks, vs. */
 template <int DPL>
 static __device__ void load_kv(const struct kn_attn_args &a, const int32_t *bt, int kvh,
-			       int k0, int ke, float *Ks, float *Vs)
+			       int k0, int ke, float ks, float vs, float *Ks, float *Vs)
 {
-	int hd = a.head_dim, chunks = hd / 8;
+	int hd = a.head_dim, chunks = hd / 8, f8 = a.kv_dtype == KN_KV_FP8_E4M3;
 	uint4 kr[DPL], vr[DPL];
 
 #pragma unroll
@@ -68,8 +87,16 @@ static __device__ void load_kv(const struct kn_attn_args &a, const int32_t *bt, 
 			size_t slot = (size_t)bt[key / a.page_size] * a.page_size + key % a.page_size;
 			size_t off = (slot * a.n_kv + kvh) * hd + (idx - j * chunks) * 8;
 
-			kr[c] = *(const uint4 *)(a.k_cache + off);
-			vr[c] = *(const uint4 *)(a.v_cache + off);
+			if (f8) {
+				uint2 k = *(const uint2 *)((const uint8_t *)a.k_cache + off);
+				uint2 v = *(const uint2 *)((const uint8_t *)a.v_cache + off);
+
+				kr[c] = make_uint4(k.x, k.y, 0, 0);
+				vr[c] = make_uint4(v.x, v.y, 0, 0);
+			} else {
+				kr[c] = *(const uint4 *)((const uint16_t *)a.k_cache + off);
+				vr[c] = *(const uint4 *)((const uint16_t *)a.v_cache + off);
+			}
 		}
 	}
 #pragma unroll
@@ -79,11 +106,17 @@ static __device__ void load_kv(const struct kn_attn_args &a, const int32_t *bt, 
 
 		if (idx >= KT * chunks)
 			continue;
-		unpack8(kr[c], f);
+		if (f8)
+			unpack8_e4m3(kr[c], ks, f);
+		else
+			unpack8(kr[c], f);
 #pragma unroll
 		for (int e = 0; e < 8; e++)
 			Ks[j * (hd + 1) + d + e] = f[e];
-		unpack8(vr[c], f);
+		if (f8)
+			unpack8_e4m3(vr[c], vs, f);
+		else
+			unpack8(vr[c], f);
 #pragma unroll
 		for (int e = 0; e < 8; e++)
 			Vs[j * hd + d + e] = f[e];
@@ -226,6 +259,8 @@ static __global__ void __launch_bounds__(NWARP * 32) attn_kernel(const struct at
 	int kb = sp * sl, ke = min(ctx, kb + sl);
 	const int32_t *bt = a.block_tables + a.bt_off[row0];
 	float scale = 1.0f / sqrtf((float)hd);
+	int f8 = a.kv_dtype == KN_KV_FP8_E4M3;
+	float ks = f8 ? a.k_scale[kvh] : 1.0f, vs = f8 ? a.v_scale[kvh] : 1.0f;
 	rows_state<DPL> st;
 
 	for (int idx = threadIdx.x; idx < nq * hd; idx += blockDim.x) {
@@ -246,7 +281,7 @@ static __global__ void __launch_bounds__(NWARP * 32) attn_kernel(const struct at
 	}
 	for (int k0 = kb; k0 < ke; k0 += KT) {
 		__syncthreads();
-		load_kv<DPL>(a, bt, kvh, k0, ke, Ks, Vs);
+		load_kv<DPL>(a, bt, kvh, k0, ke, ks, vs, Ks, Vs);
 		__syncthreads();
 		attend_tile<DPL>(st, Qs, Ks, Vs, Ps, hd, nq, k0, ke, scale);
 	}
@@ -355,6 +390,8 @@ static int check_args(const struct kn_attn_args *a)
 	KN_REQUIRE(kn_attn_tile_rows(a->n_heads, a->n_kv) >= 1);
 	KN_REQUIRE(a->head_dim >= 8 && a->head_dim <= 256 && a->head_dim % 8 == 0);
 	KN_REQUIRE(a->n_tiles <= 65535 * 1024);
+	KN_REQUIRE(a->kv_dtype == KN_KV_BF16 ||
+		   (a->kv_dtype == KN_KV_FP8_E4M3 && a->k_scale && a->v_scale));
 	return 0;
 }
 

@@ -15,14 +15,24 @@
  * critical path, which the fp32 kernel of attention.cu could not.
  *
  * Takes head_dim 16, 32, 64, 128 and at most 16 query heads per KV head.
+ *
+ * FP8 E4M3 pages (F8): the ring copies the pages' bytes (half the bytes
+ * of bf16, so DEC_STAGES_F8 slots keep as many bytes in flight at less
+ * shared memory: two blocks a multiprocessor still fit at head_dim 128)
+ * and widens each tile to f16 (kn_attn.cuh); the products are f16 (q
+ * turned to f16 times KN_F8_Q_SCALE once, probabilities packed as f16),
+ * the KV head's k_scale (over KN_F8_Q_SCALE) multiplies the softmax
+ * scale and its v_scale the output.
  */
 #include "kernels/kn_attn.cuh"
 
 #define DEC_ROWS 16
 #define DEC_STAGES 3
+#define DEC_STAGES_F8 4
 
-/* Scores, softmax and P V of the warp's 16 keys of the tile at k0. */
-template <int HD>
+/* Scores, softmax and P V of the warp's 16 keys of the tile at k0, in
+ * bf16 or (F16) f16. */
+template <int HD, bool F16>
 static __device__ __forceinline__ void dec_tile(const uint32_t qf[HD / 16][4], const uint16_t *Ks,
 						const uint16_t *Vs, int k0, int ke, int pos_lo,
 						int pos_hi, float scale, float *m, float *l,
@@ -44,15 +54,15 @@ static __device__ __forceinline__ void dec_tile(const uint32_t qf[HD / 16][4], c
 			uint32_t b[4];
 
 			ldsm_x4(b, kl + nt * 8 * LD + ks * 16);
-			mma16816(s[nt], qf[ks], b[0], b[1]);
+			mma_t<F16>(s[nt], qf[ks], b[0], b[1]);
 			if (ks + 1 < HD / 16)
-				mma16816(s[nt], qf[ks + 1], b[2], b[3]);
+				mma_t<F16>(s[nt], qf[ks + 1], b[2], b[3]);
 		}
 	}
 	float al = tc_softmax<2>(s, 0, pos_lo, k0 + kw, ke, t, scale, m[0], l[0]);
 	float ah = tc_softmax<2>(s, 2, pos_hi, k0 + kw, ke, t, scale, m[1], l[1]);
-	uint32_t pa[4] = { pack_bf16(s[0][0], s[0][1]), pack_bf16(s[0][2], s[0][3]),
-			   pack_bf16(s[1][0], s[1][1]), pack_bf16(s[1][2], s[1][3]) };
+	uint32_t pa[4] = { pack_t<F16>(s[0][0], s[0][1]), pack_t<F16>(s[0][2], s[0][3]),
+			   pack_t<F16>(s[1][0], s[1][1]), pack_t<F16>(s[1][2], s[1][3]) };
 
 #pragma unroll
 	for (int nt = 0; nt < HD / 8; nt++) {
@@ -66,8 +76,8 @@ static __device__ __forceinline__ void dec_tile(const uint32_t qf[HD / 16][4], c
 		uint32_t b[4];
 
 		ldsm_x4_trans(b, vl + nt * 8);
-		mma16816(o[nt], pa, b[0], b[1]);
-		mma16816(o[nt + 1], pa, b[2], b[3]);
+		mma_t<F16>(o[nt], pa, b[0], b[1]);
+		mma_t<F16>(o[nt + 1], pa, b[2], b[3]);
 	}
 }
 
@@ -101,11 +111,12 @@ static __device__ void dec_spill(float *O, float *ML, const float *m, const floa
 
 /* The four warps' states merged, once every warp is done with the K/V
  * ring in smem, into the output (pp NULL: one split) or into the split's
- * partial pp (KN_ATTN_PARTIAL_ROWS rows of max, sum, HD outputs). */
+ * partial pp (KN_ATTN_PARTIAL_ROWS rows of max, sum, HD outputs); the
+ * outputs times vs (the V scale of an FP8 cache, else 1). */
 template <int HD>
 static __device__ void dec_combine(const struct kn_attn_args &a, float *smem, int G, int row0,
 				   int nq, int kvh, const float *m, const float *l,
-				   const float o[HD / 8][4], float *pp)
+				   const float o[HD / 8][4], float vs, float *pp)
 {
 	float *O = smem, *ML = O + TC_WARPS * DEC_ROWS * HD;
 
@@ -130,22 +141,23 @@ static __device__ void dec_combine(const struct kn_attn_args &a, float *smem, in
 		}
 		if (!pp) {
 			a.out[(size_t)(row0 + r / G) * a.n_heads * HD + (size_t)(kvh * G + r % G) * HD + d] =
-				kn_f2bf(L > 0.0f ? acc / L : 0.0f);
+				kn_f2bf(L > 0.0f ? acc / L * vs : 0.0f);
 			continue;
 		}
 		if (d == 0) {
 			pp[r * (HD + 2)] = M;
 			pp[r * (HD + 2) + 1] = L;
 		}
-		pp[r * (HD + 2) + 2 + d] = acc;
+		pp[r * (HD + 2) + 2 + d] = acc * vs;
 	}
 }
 
-template <int HD>
+template <int HD, bool F8>
 static __global__ void __launch_bounds__(TC_WARPS * 32)
 	attn_dec_tc_kernel(const struct kn_attn_args a, int G, int n_splits, int split_len,
 			   float *partial)
 {
+	const int STAGES = F8 ? DEC_STAGES_F8 : DEC_STAGES;
 	kn_pdl_enter();
 	extern __shared__ __align__(16) uint16_t dec_smem[];
 	int tile = blockIdx.x, kvh = blockIdx.y, sp = blockIdx.z, lane = threadIdx.x & 31;
@@ -158,44 +170,62 @@ static __global__ void __launch_bounds__(TC_WARPS * 32)
 	const int32_t *bt = a.block_tables + a.bt_off[row0];
 	float m[2] = { -INFINITY, -INFINITY }, l[2] = { 0.0f, 0.0f }, o[HD / 8][4];
 	uint32_t qf[HD / 16][4];
-	int shift = tc_page_shift(a.page_size), pg[TC_CHUNKS(HD, TC_WARPS * 32)];
+	int shift = tc_page_shift(a.page_size), pg[tc_chunks<HD, TC_WARPS * 32, F8>()];
+	/* scores of f16 q (times KN_F8_Q_SCALE) need k_scale / KN_F8_Q_SCALE */
+	float ks = F8 ? a.k_scale[kvh] / KN_F8_Q_SCALE : 1.0f, vs = F8 ? a.v_scale[kvh] : 1.0f;
 
-	tc_ring_prime<HD, TC_WARPS * 32, DEC_STAGES>(a, bt, shift, kvh, kb, ke, dec_smem, pg);
+	tc_ring_prime<HD, TC_WARPS * 32, STAGES, F8>(a, bt, shift, kvh, kb, ke, dec_smem, pg);
 	tc_load_q<HD>(a, G, row0, nq, kvh, g, t, qf);
+	if constexpr (F8) {
+#pragma unroll
+		for (int ks = 0; ks < HD / 16; ks++)
+#pragma unroll
+			for (int e = 0; e < 4; e++)
+				qf[ks][e] = kn_q_bf16x2_to_f16x2(qf[ks][e]);
+	}
 #pragma unroll
 	for (int nt = 0; nt < HD / 8; nt++)
 		o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.0f;
 	for (int k0 = kb, i = 0; k0 < ke; k0 += TC_KT, i++) {
-		uint16_t *Ks = tc_ring_step<HD, TC_WARPS * 32, DEC_STAGES>(a, bt, shift, kvh, i, k0,
+		uint16_t *Ks = tc_ring_step<HD, TC_WARPS * 32, STAGES, F8>(a, bt, shift, kvh, i, k0,
 									   ke, dec_smem, pg);
 		uint16_t *Vs = Ks + TC_KT * (HD + 8);
 
-		dec_tile<HD>(qf, Ks, Vs, k0, ke, pos_lo, pos_hi, 1.0f / sqrtf((float)HD), m, l, o);
+		dec_tile<HD, F8>(qf, Ks, Vs, k0, ke, pos_lo, pos_hi, ks / sqrtf((float)HD), m, l, o);
 	}
-	dec_combine<HD>(a, (float *)dec_smem, G, row0, nq, kvh, m, l, o,
+	dec_combine<HD>(a, (float *)dec_smem, G, row0, nq, kvh, m, l, o, vs,
 			n_splits == 1 ? NULL
 				      : partial + ((size_t)(tile * a.n_kv + kvh) * n_splits + sp) *
 							  KN_ATTN_PARTIAL_ROWS * (HD + 2));
 }
 
-template <int HD>
+template <int HD, bool F8>
 static int launch_dec_tc(const struct kn_attn_args *a, int n_splits, int split_len,
 			 float *partial, cudaStream_t s)
 {
-	size_t kv = 2 * DEC_STAGES * (size_t)TC_KT * (HD + 8) * sizeof(uint16_t);
+	size_t kv = sizeof(uint16_t) * tc_ring_u16<HD, F8 ? DEC_STAGES_F8 : DEC_STAGES, F8>();
 	size_t merge = sizeof(float) * TC_WARPS * DEC_ROWS * (HD + 2);
 	size_t smem = kv > merge ? kv : merge;
 	dim3 grid(a->n_tiles, a->n_kv, n_splits);
 
 	if (smem > 48 * 1024)
-		KN_CHECK(cudaFuncSetAttribute(attn_dec_tc_kernel<HD>,
+		KN_CHECK(cudaFuncSetAttribute(attn_dec_tc_kernel<HD, F8>,
 					      cudaFuncAttributeMaxDynamicSharedMemorySize,
 					      (int)smem));
-	KN_LAUNCH(attn_dec_tc_kernel<HD>, grid, TC_WARPS * 32, smem, s, *a, a->n_heads / a->n_kv,
-								 n_splits, split_len, partial);
+	KN_LAUNCH(attn_dec_tc_kernel<HD, F8>, grid, TC_WARPS * 32, smem, s, *a,
+		  a->n_heads / a->n_kv, n_splits, split_len, partial);
 	KN_LAUNCHED();
 	return n_splits == 1 ? 0 : kn_attn_reduce_splits(a, a->n_heads / a->n_kv, n_splits,
 							 partial, s);
+}
+
+template <int HD>
+static int launch_dec_tc_kv(const struct kn_attn_args *a, int n_splits, int split_len,
+			    float *partial, cudaStream_t s)
+{
+	return a->kv_dtype == KN_KV_FP8_E4M3
+		       ? launch_dec_tc<HD, true>(a, n_splits, split_len, partial, s)
+		       : launch_dec_tc<HD, false>(a, n_splits, split_len, partial, s);
 }
 
 extern "C" int kn_attn_decode_tc_ok(int n_heads, int n_kv, int head_dim)
@@ -214,14 +244,16 @@ extern "C" int kn_attn_decode_tc(const struct kn_attn_args *a, int n_splits, int
 	KN_REQUIRE(n_splits >= 1 && n_splits <= 65535 &&
 		   (split_len == 0 || (split_len >= 32 && split_len % 32 == 0)));
 	KN_REQUIRE(n_splits == 1 || partial);
+	KN_REQUIRE(a->kv_dtype == KN_KV_BF16 ||
+		   (a->kv_dtype == KN_KV_FP8_E4M3 && a->k_scale && a->v_scale));
 	switch (a->head_dim) {
 	case 16:
-		return launch_dec_tc<16>(a, n_splits, split_len, partial, s);
+		return launch_dec_tc_kv<16>(a, n_splits, split_len, partial, s);
 	case 32:
-		return launch_dec_tc<32>(a, n_splits, split_len, partial, s);
+		return launch_dec_tc_kv<32>(a, n_splits, split_len, partial, s);
 	case 64:
-		return launch_dec_tc<64>(a, n_splits, split_len, partial, s);
+		return launch_dec_tc_kv<64>(a, n_splits, split_len, partial, s);
 	default:
-		return launch_dec_tc<128>(a, n_splits, split_len, partial, s);
+		return launch_dec_tc_kv<128>(a, n_splits, split_len, partial, s);
 	}
 }

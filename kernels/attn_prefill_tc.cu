@@ -24,6 +24,13 @@
  * head_dim / 2 fp32 outputs); other shapes use kn_attn_prefill.  No
  * wgmma / TMA yet: at a 4k prompt on the H100 it runs at about 205
  * TFLOP/s (180 with one row tile a warp).
+ *
+ * FP8 E4M3 pages (F8): the ring copies their bytes and widens each tile
+ * to one f16 tile (kn_attn.cuh), a pass over shared memory and one more
+ * barrier a tile; the products are f16 (the query rows turned to f16
+ * times KN_F8_Q_SCALE in shared memory once, probabilities packed as
+ * f16); the KV head's k_scale (over KN_F8_Q_SCALE) goes into the softmax
+ * scale and its v_scale into the final normalization.
  */
 #include "kernels/kn_attn.cuh"
 
@@ -42,7 +49,7 @@
  * operands and K's B operands come from shared memory by ldmatrix, K's
  * two k-steps at a time (lane: key row lane % 8, dims 8 (lane / 8) on
  * from the k-step pair), Q's (lane: row lane % 16, dims 8 (lane / 16) on). */
-template <int HD>
+template <int HD, bool F16>
 static __device__ __forceinline__ void pf_scores(float s[PF_MT][TC_KT / 8][4], const uint16_t *Qw,
 						 const uint16_t *Ks, int lane)
 {
@@ -73,9 +80,9 @@ static __device__ __forceinline__ void pf_scores(float s[PF_MT][TC_KT / 8][4], c
 			ldsm_x4(b, kl + nt * 8 * LD + ks * 16);
 #pragma unroll
 			for (int mt = 0; mt < PF_MT; mt++) {
-				mma16816(s[mt][nt], qa[mt][0], b[0], b[1]);
+				mma_t<F16>(s[mt][nt], qa[mt][0], b[0], b[1]);
 				if (ks + 1 < HD / 16)
-					mma16816(s[mt][nt], qa[mt][1], b[2], b[3]);
+					mma_t<F16>(s[mt][nt], qa[mt][1], b[2], b[3]);
 			}
 		}
 	}
@@ -83,7 +90,7 @@ static __device__ __forceinline__ void pf_scores(float s[PF_MT][TC_KT / 8][4], c
 
 /* o += P V; V's B operands from ldmatrix.trans, two 8-dim tiles per
  * load (lane: key row 8 (lane / 8 % 2) + lane % 8, dims 8 (lane / 16) on). */
-template <int HD>
+template <int HD, bool F16>
 static __device__ __forceinline__ void pf_pv(float o[PF_MT][HD / 8][4],
 					     const float s[PF_MT][TC_KT / 8][4], const uint16_t *Vs,
 					     int lane)
@@ -97,10 +104,10 @@ static __device__ __forceinline__ void pf_pv(float o[PF_MT][HD / 8][4],
 
 #pragma unroll
 		for (int mt = 0; mt < PF_MT; mt++) {
-			pa[mt][0] = pack_bf16(s[mt][2 * j][0], s[mt][2 * j][1]);
-			pa[mt][1] = pack_bf16(s[mt][2 * j][2], s[mt][2 * j][3]);
-			pa[mt][2] = pack_bf16(s[mt][2 * j + 1][0], s[mt][2 * j + 1][1]);
-			pa[mt][3] = pack_bf16(s[mt][2 * j + 1][2], s[mt][2 * j + 1][3]);
+			pa[mt][0] = pack_t<F16>(s[mt][2 * j][0], s[mt][2 * j][1]);
+			pa[mt][1] = pack_t<F16>(s[mt][2 * j][2], s[mt][2 * j][3]);
+			pa[mt][2] = pack_t<F16>(s[mt][2 * j + 1][0], s[mt][2 * j + 1][1]);
+			pa[mt][3] = pack_t<F16>(s[mt][2 * j + 1][2], s[mt][2 * j + 1][3]);
 		}
 #pragma unroll
 		for (int nt = 0; nt < HD / 8; nt += 2) {
@@ -109,8 +116,8 @@ static __device__ __forceinline__ void pf_pv(float o[PF_MT][HD / 8][4],
 			ldsm_x4_trans(b, vl + 16 * j * LD + nt * 8);
 #pragma unroll
 			for (int mt = 0; mt < PF_MT; mt++) {
-				mma16816(o[mt][nt], pa[mt], b[0], b[1]);
-				mma16816(o[mt][nt + 1], pa[mt], b[2], b[3]);
+				mma_t<F16>(o[mt][nt], pa[mt], b[0], b[1]);
+				mma_t<F16>(o[mt][nt + 1], pa[mt], b[2], b[3]);
 			}
 		}
 	}
@@ -155,16 +162,17 @@ static __device__ __forceinline__ float pf_softmax(float s[TC_KT / 8][4], int e,
 	return alpha;
 }
 
-/* Normalized bf16 rows out; lanes of a quad first pool their sums. */
+/* Normalized bf16 rows out, times vs (an FP8 cache's V scale, else 1);
+ * lanes of a quad first pool their sums. */
 template <int HD>
 static __device__ void tc_store(const struct kn_attn_args &a, int G, int row0, int nq, int kvh,
-				int r, int t, float l, const float o[HD / 8][4], int e)
+				int r, int t, float l, const float o[HD / 8][4], int e, float vs)
 {
 	l += __shfl_xor_sync(0xffffffffu, l, 1);
 	l += __shfl_xor_sync(0xffffffffu, l, 2);
 	if (r >= nq)
 		return;
-	float inv = l > 0.0f ? 1.0f / l : 0.0f;
+	float inv = l > 0.0f ? vs / l : 0.0f;
 	uint16_t *out = a.out + (size_t)(row0 + r / G) * a.n_heads * HD +
 			(size_t)(kvh * G + r % G) * HD + 2 * t;
 
@@ -188,6 +196,26 @@ static __device__ __forceinline__ void pf_q_issue(const struct kn_attn_args &a, 
 				      (size_t)(kvh * G + r % G) * HD + d;
 
 		cp_async16(Qs + r * (HD + 8) + d, r < nq ? src : a.q, r < nq ? 16 : 0);
+	}
+}
+
+/* The query rows in Qs (PF_ROWS, HD + 8), bf16, turned in place to f16
+ * times KN_F8_Q_SCALE for the products with E4M3 pages: once every
+ * thread's copies of them are in (waited for, then a barrier); the first
+ * ring step's barrier orders the writes before any warp reads them. */
+template <int HD>
+static __device__ __forceinline__ void pf_q_to_f16(uint16_t *Qs)
+{
+	const int W = HD / 2;   /* words of a row */
+
+	cp_async_wait<0>();
+	__syncthreads();
+#pragma unroll
+	for (int c = 0; c < PF_ROWS * W / PF_THREADS; c++) {
+		int idx = threadIdx.x + c * PF_THREADS, r = idx / W, w = idx - r * W;
+		uint32_t *p = (uint32_t *)(Qs + r * (HD + 8)) + w;
+
+		*p = kn_q_bf16x2_to_f16x2(*p);
 	}
 }
 
@@ -220,26 +248,28 @@ static __device__ __forceinline__ void pf_update(float s[PF_MT][TC_KT / 8][4],
  * The query rows and K/V tile 0 arrive in the first copy group; K/V tiles
  * go through a ring of PF_STAGES buffers (tc_ring_step): the copies of the
  * next PF_STAGES - 1 tiles fly while one is computed. */
-template <int HD>
+template <int HD, bool F8>
 static __global__ void __launch_bounds__(PF_THREADS)
 	attn_tc_kernel(const struct kn_attn_args a, int G)
 {
 	kn_pdl_enter();
 	extern __shared__ __align__(16) uint16_t tc_smem[];
 	const int TILE = TC_KT * (HD + 8);
-	uint16_t *Qs = tc_smem + PF_STAGES * 2 * TILE;
+	uint16_t *Qs = tc_smem + tc_ring_u16<HD, PF_STAGES, F8>();
 	int tile = gridDim.x - 1 - blockIdx.x, kvh = blockIdx.y, lane = threadIdx.x & 31;
 	int g = lane >> 2, t = lane & 3, w_row = (threadIdx.x >> 5) * PF_MT * 16;
 	int row0 = a.tile_row0[tile], nq = a.tile_n[tile] * G;
 	int ctx = a.pos[row0 + a.tile_n[tile] - 1] + 1, pos[PF_MT][2];
 	const int32_t *bt = a.block_tables + a.bt_off[row0];
-	float s2 = LOG2E / sqrtf((float)HD), m[PF_MT][2], l[PF_MT][2];
+	/* scores of f16 q (times KN_F8_Q_SCALE) need k_scale / KN_F8_Q_SCALE */
+	float ks = F8 ? a.k_scale[kvh] / KN_F8_Q_SCALE : 1.0f, vs = F8 ? a.v_scale[kvh] : 1.0f;
+	float s2 = LOG2E * ks / sqrtf((float)HD), m[PF_MT][2], l[PF_MT][2];
 	float o[PF_MT][HD / 8][4], s[PF_MT][TC_KT / 8][4];
 	int n_kt = (ctx + TC_KT - 1) / TC_KT;
-	int shift = tc_page_shift(a.page_size), pg[TC_CHUNKS(HD, PF_THREADS)];
+	int shift = tc_page_shift(a.page_size), pg[tc_chunks<HD, PF_THREADS, F8>()];
 
 	pf_q_issue<HD>(a, G, row0, nq, kvh, Qs);
-	tc_ring_prime<HD, PF_THREADS, PF_STAGES>(a, bt, shift, kvh, 0, ctx, tc_smem, pg);
+	tc_ring_prime<HD, PF_THREADS, PF_STAGES, F8>(a, bt, shift, kvh, 0, ctx, tc_smem, pg);
 #pragma unroll
 	for (int mt = 0; mt < PF_MT; mt++) {
 #pragma unroll
@@ -254,37 +284,47 @@ static __global__ void __launch_bounds__(PF_THREADS)
 		for (int nt = 0; nt < HD / 8; nt++)
 			o[mt][nt][0] = o[mt][nt][1] = o[mt][nt][2] = o[mt][nt][3] = 0.0f;
 	}
+	if constexpr (F8)
+		pf_q_to_f16<HD>(Qs);
 	for (int i = 0; i < n_kt; i++) {
-		uint16_t *Ks = tc_ring_step<HD, PF_THREADS, PF_STAGES>(a, bt, shift, kvh, i,
-								     i * TC_KT, ctx, tc_smem, pg);
+		uint16_t *Ks = tc_ring_step<HD, PF_THREADS, PF_STAGES, F8>(a, bt, shift, kvh, i,
+									 i * TC_KT, ctx, tc_smem, pg);
 		uint16_t *Vs = Ks + TILE;
 
-		pf_scores<HD>(s, Qs + w_row * (HD + 8), Ks, lane);
+		pf_scores<HD, F8>(s, Qs + w_row * (HD + 8), Ks, lane);
 		pf_update<HD>(s, o, pos, i * TC_KT, t, s2, m, l);
-		pf_pv<HD>(o, s, Vs, lane);
+		pf_pv<HD, F8>(o, s, Vs, lane);
 	}
 #pragma unroll
 	for (int mt = 0; mt < PF_MT; mt++) {
 		int r = w_row + mt * 16 + g;
 
-		tc_store<HD>(a, G, row0, nq, kvh, r, t, l[mt][0], o[mt], 0);
-		tc_store<HD>(a, G, row0, nq, kvh, r + 8, t, l[mt][1], o[mt], 2);
+		tc_store<HD>(a, G, row0, nq, kvh, r, t, l[mt][0], o[mt], 0, vs);
+		tc_store<HD>(a, G, row0, nq, kvh, r + 8, t, l[mt][1], o[mt], 2, vs);
 	}
 }
 
-template <int HD>
+template <int HD, bool F8>
 static int launch_tc(const struct kn_attn_args *a, cudaStream_t s)
 {
-	size_t smem = (2 * PF_STAGES * TC_KT + PF_ROWS) * (size_t)(HD + 8) * sizeof(uint16_t);
+	size_t smem = (tc_ring_u16<HD, PF_STAGES, F8>() + (size_t)PF_ROWS * (HD + 8)) *
+		      sizeof(uint16_t);
 	dim3 grid(a->n_tiles, a->n_kv);
 
 	if (smem > 48 * 1024)
-		KN_CHECK(cudaFuncSetAttribute(attn_tc_kernel<HD>,
+		KN_CHECK(cudaFuncSetAttribute(attn_tc_kernel<HD, F8>,
 					      cudaFuncAttributeMaxDynamicSharedMemorySize,
 					      (int)smem));
-	KN_LAUNCH(attn_tc_kernel<HD>, grid, PF_THREADS, smem, s, *a, a->n_heads / a->n_kv);
+	KN_LAUNCH(attn_tc_kernel<HD, F8>, grid, PF_THREADS, smem, s, *a, a->n_heads / a->n_kv);
 	KN_LAUNCHED();
 	return 0;
+}
+
+template <int HD>
+static int launch_tc_kv(const struct kn_attn_args *a, cudaStream_t s)
+{
+	return a->kv_dtype == KN_KV_FP8_E4M3 ? launch_tc<HD, true>(a, s)
+					     : launch_tc<HD, false>(a, s);
 }
 
 extern "C" int kn_attn_tc_tile_rows(int n_heads, int n_kv, int head_dim)
@@ -303,14 +343,16 @@ extern "C" int kn_attn_prefill_tc(const struct kn_attn_args *a, kn_stream s)
 	KN_REQUIRE(a->n_tiles >= 1 && a->n_tiles <= 0x7fffffff && a->page_size >= 1);
 	KN_REQUIRE(a->n_kv <= 65535);
 	KN_REQUIRE(kn_attn_tc_tile_rows(a->n_heads, a->n_kv, a->head_dim) >= 1);
+	KN_REQUIRE(a->kv_dtype == KN_KV_BF16 ||
+		   (a->kv_dtype == KN_KV_FP8_E4M3 && a->k_scale && a->v_scale));
 	switch (a->head_dim) {
 	case 16:
-		return launch_tc<16>(a, s);
+		return launch_tc_kv<16>(a, s);
 	case 32:
-		return launch_tc<32>(a, s);
+		return launch_tc_kv<32>(a, s);
 	case 64:
-		return launch_tc<64>(a, s);
+		return launch_tc_kv<64>(a, s);
 	default:
-		return launch_tc<128>(a, s);
+		return launch_tc_kv<128>(a, s);
 	}
 }

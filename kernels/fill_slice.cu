@@ -8,9 +8,10 @@
  * (., full_cols) tensor filled by kn_fill_random_*: kn_unit_uniform of
  * (seed, full index), as in fill_random.cu, so a block of the whole
  * tensor (row0 = col0 = 0, cols = full_cols) is exactly what
- * kn_fill_random_* makes.
+ * kn_fill_random_* makes.  The E4M3 variant rounds the same values to
+ * bytes (random FP8 KV pages).
  */
-#include "kernels/kn_check.cuh"
+#include "kernels/kn_fp8.cuh"
 
 template <typename T>
 static __global__ void slice_kernel(T *p, size_t rows, size_t cols, size_t full_cols,
@@ -23,7 +24,9 @@ static __global__ void slice_kernel(T *p, size_t rows, size_t cols, size_t full_
 		size_t i = e / cols, j = e - i * cols;
 		float v = mean + std * kn_unit_uniform(seed, (row0 + i) * full_cols + col0 + j);
 
-		if constexpr (sizeof(T) == 2)
+		if constexpr (sizeof(T) == 1)
+			p[e] = kn_f2e4m3(v);
+		else if constexpr (sizeof(T) == 2)
 			p[e] = kn_f2bf(v);
 		else
 			p[e] = v;
@@ -55,6 +58,14 @@ extern "C" int kn_fill_random_slice_bf16(uint16_t *p, size_t rows, size_t cols,
 extern "C" int kn_fill_random_slice_f32(float *p, size_t rows, size_t cols, size_t full_cols,
 					size_t row0, size_t col0, uint64_t seed, float mean,
 					float std, kn_stream s)
+{
+	KN_REQUIRE(p && rows >= 1 && cols >= 1 && col0 + cols <= full_cols);
+	return launch_slice(p, rows, cols, full_cols, row0, col0, seed, mean, std, s);
+}
+
+extern "C" int kn_fill_random_slice_e4m3(uint8_t *p, size_t rows, size_t cols,
+					 size_t full_cols, size_t row0, size_t col0,
+					 uint64_t seed, float mean, float std, kn_stream s)
 {
 	KN_REQUIRE(p && rows >= 1 && cols >= 1 && col0 + cols <= full_cols);
 	return launch_slice(p, rows, cols, full_cols, row0, col0, seed, mean, std, s);

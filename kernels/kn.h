@@ -7,8 +7,9 @@
  * as "call: library message (file:line)"; the text is per thread.
  *
  * Storage is bf16 (uint16_t here, the upper half of an IEEE fp32) for
- * weights, KV pages and GEMM inputs; arithmetic is fp32.  Matrices are
- * row-major.  Nothing here knows about models or batches beyond the
+ * weights, KV pages and GEMM inputs; arithmetic is fp32.  KV pages may
+ * instead hold FP8 E4M3 bytes (KN_KV_FP8_E4M3) with per-head scales.
+ * Matrices are row-major.  Nothing here knows about models or batches beyond the
  * arrays passed in: the engine's CUDA backend builds those.
  */
 #ifndef TRAJBENCH_KN_H
@@ -125,10 +126,33 @@ int kn_rope_qkv(const float *qkv, const float *bias, const float *q_norm, const 
 		uint16_t *q_out, uint16_t *k_cache, uint16_t *v_cache, int n_rows, int n_heads,
 		int n_kv, int head_dim, kn_stream s);
 
+/* The same with K and V stored as FP8 E4M3 bytes (k_cache, v_cache
+ * (n_slots, n_kv, head_dim) uint8): element x of KV head h is written as
+ * e4m3(x * (1 / k_scale[h])) (v_scale[h] for V), 1 / scale in fp32,
+ * rounded to nearest even and saturated to +-448 (NaN: 0x7f), as
+ * __nv_cvt_float_to_fp8(.., __NV_SATFINITE, __NV_E4M3) and the host's
+ * eng_f32_to_e4m3 do.  k_scale, v_scale (n_kv) fp32, positive.  q_out as
+ * kn_rope_qkv. */
+int kn_rope_qkv_e4m3(const float *qkv, const float *bias, const float *q_norm,
+		     const float *k_norm, float eps, const int32_t *pos, const int32_t *slot,
+		     const float *inv_freq, const float *k_scale, const float *v_scale,
+		     uint16_t *q_out, uint8_t *k_cache, uint8_t *v_cache, int n_rows, int n_heads,
+		     int n_kv, int head_dim, kn_stream s);
+
+/* out (n) = e4m3(in * inv_scale) bytes, rounded as kn_rope_qkv_e4m3
+ * rounds (the device's conversion, for tests against the host's). */
+int kn_f32_to_e4m3(uint8_t *out, const float *in, size_t n, float inv_scale, kn_stream s);
+
 /* out (n_rows, inter) bf16 = silu(g + bg) * (u + bu), where gu (n_rows,
  * 2 inter) bf16 holds [g | u] per row and bias (2 inter) fp32 or NULL. */
 int kn_silu_mul(uint16_t *out, const uint16_t *gu, const float *bias, int n_rows, int inter,
 		kn_stream s);
+
+/* How KV pages hold their elements. */
+enum {
+	KN_KV_BF16 = 0,       /* bf16 */
+	KN_KV_FP8_E4M3 = 1,   /* E4M3 bytes; element = e4m3 value * its head's scale */
+};
 
 /* Paged causal GQA attention.  A tile is up to 32 / (n_heads / n_kv)
  * consecutive rows of one sequence with consecutive positions; row r
@@ -137,15 +161,23 @@ int kn_silu_mul(uint16_t *out, const uint16_t *gu, const float *bias, int n_rows
  *   q (n_rows, n_heads head_dim) bf16 (already rotated)
  *   out (n_rows, n_heads head_dim) bf16, only the tiles' rows written
  *   tile_row0, tile_n (n_tiles)
- * head_dim must be a multiple of 8, at most 256.  Scale 1/sqrt(head_dim). */
+ * head_dim must be a multiple of 8, at most 256.  Scale 1/sqrt(head_dim).
+ * With kv_dtype KN_KV_FP8_E4M3 the pages are E4M3 bytes, dequantized on
+ * load (k_scale and v_scale (n_kv) fp32, the values kn_rope_qkv_e4m3 was
+ * given): the tensor-core kernels widen each tile to f16 in shared memory
+ * (exactly), multiply in f16 with q turned to f16 times 2^-8 (so |q| up
+ * to 2^24) and the probabilities packed as f16, and apply the scales to
+ * the scores and the output; the CUDA-core kernel widens to fp32. */
 struct kn_attn_args {
 	uint16_t *out;
 	const uint16_t *q;
-	const uint16_t *k_cache, *v_cache;   /* (n_slots, n_kv, head_dim) */
+	const void *k_cache, *v_cache;       /* (n_slots, n_kv, head_dim) bf16 or e4m3 */
 	const int32_t *block_tables;
 	const int32_t *pos, *bt_off;         /* (n_rows) */
 	const int32_t *tile_row0, *tile_n;   /* (n_tiles) */
 	int n_tiles, n_heads, n_kv, head_dim, page_size;
+	int kv_dtype;                        /* KN_KV_BF16 (0) or KN_KV_FP8_E4M3 */
+	const float *k_scale, *v_scale;      /* (n_kv) fp8 only */
 };
 
 /* Rows of one tile, for a given group size n_heads / n_kv. */
@@ -227,6 +259,10 @@ int kn_fill_random_slice_bf16(uint16_t *p, size_t rows, size_t cols, size_t full
 int kn_fill_random_slice_f32(float *p, size_t rows, size_t cols, size_t full_cols,
 			     size_t row0, size_t col0, uint64_t seed, float mean, float std,
 			     kn_stream s);
+/* The same values rounded to E4M3 bytes (random FP8 KV pages, scale 1). */
+int kn_fill_random_slice_e4m3(uint8_t *p, size_t rows, size_t cols, size_t full_cols,
+			      size_t row0, size_t col0, uint64_t seed, float mean, float std,
+			      kn_stream s);
 
 /* One rank's view of a logits row whose vocab slice [vocab0, vocab0 +
  * n_vocab) it holds: max and its index (vocab ids; first on ties),

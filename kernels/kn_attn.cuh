@@ -5,6 +5,14 @@
  * softmax on accumulator fragments, and the reduce of split-K partials
  * (defined in attention.cu).
  *
+ * The tile ring takes bf16 pages, or FP8 E4M3 pages (F8): then its slots
+ * hold the tiles' bytes as they are in the pages (half the copy), and each
+ * step widens the tile it hands out into one f16 tile of the bf16 layout
+ * (exact, one cvt for two elements; the scales are the kernels'
+ * business); the kernels then run the same code on it with f16 products
+ * (mma_t, pack_t): q turned to f16 (kn_fp8.cuh) and the probabilities
+ * packed as f16.
+ *
  * Fragment layouts (PTX ISA, m16n8k16): lane (g = lane / 4, t = lane % 4)
  * holds rows g and g + 8 of A and C, columns 2t, 2t + 1 (and + 8 for A);
  * B columns n = g, rows 2t, 2t + 1 (and + 8).  Partials of split-K are
@@ -14,7 +22,7 @@
 #ifndef TRAJBENCH_KN_ATTN_CUH
 #define TRAJBENCH_KN_ATTN_CUH
 
-#include "kernels/kn_check.cuh"
+#include "kernels/kn_fp8.cuh"
 
 #define KN_ATTN_PARTIAL_ROWS 32
 
@@ -45,6 +53,43 @@ static __device__ __forceinline__ void mma16816(float *d, const uint32_t *a, uin
 		     "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
 		     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
 		     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+static __device__ __forceinline__ void mma16816_f16(float *d, const uint32_t *a, uint32_t b0,
+						    uint32_t b1)
+{
+	asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
+		     "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
+		     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+		     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+static __device__ __forceinline__ uint32_t pack_f16(float lo, float hi)
+{
+	__half2 v = __floats2half2_rn(lo, hi);
+
+	return *(uint32_t *)&v;
+}
+
+/* The products and the packing of probabilities of the tensor-core
+ * kernels: bf16, or f16 (F16: on E4M3 pages). */
+template <bool F16>
+static __device__ __forceinline__ void mma_t(float *d, const uint32_t *a, uint32_t b0,
+					     uint32_t b1)
+{
+	if constexpr (F16)
+		mma16816_f16(d, a, b0, b1);
+	else
+		mma16816(d, a, b0, b1);
+}
+
+template <bool F16>
+static __device__ __forceinline__ uint32_t pack_t(float lo, float hi)
+{
+	if constexpr (F16)
+		return pack_f16(lo, hi);
+	else
+		return pack_bf16(lo, hi);
 }
 
 /* 16-byte asynchronous copy global -> shared; src_bytes 0 fills zeros. */
@@ -89,8 +134,34 @@ static __device__ __forceinline__ void ldsm_x4_trans(uint32_t r[4], const uint16
 		     : "r"(sa));
 }
 
-/* 16-byte chunks of a K (or V) tile that each of NT threads copies. */
+/* 16-byte chunks of a K (or V) tile that each of NT threads copies:
+ * 8 bf16 or 16 E4M3 elements a chunk. */
 #define TC_CHUNKS(HD, NT) ((TC_KT * ((HD) / 8) + (NT) - 1) / (NT))
+#define TC_CHUNKS_F8(HD, NT) ((TC_KT * ((HD) / 16 > 0 ? (HD) / 16 : 1) + (NT) - 1) / (NT))
+
+template <int HD, int NT, bool F8>
+static __host__ __device__ constexpr int tc_chunks()
+{
+	return F8 ? TC_CHUNKS_F8(HD, NT) : TC_CHUNKS(HD, NT);
+}
+
+/* uint16 units of one ring slot (K then V): bf16 tiles padded to HD + 8,
+ * or E4M3 tiles of TC_KT x HD bytes unpadded (each thread widens pieces
+ * of its own choosing, in order, so no padding is needed against bank
+ * conflicts). */
+template <int HD, bool F8>
+static __host__ __device__ constexpr int tc_slot_u16()
+{
+	return F8 ? TC_KT * HD : 2 * TC_KT * (HD + 8);
+}
+
+/* uint16 units of a ring of STAGES slots, plus (F8) the bf16 tile the
+ * steps widen into: where what a kernel keeps after the ring starts. */
+template <int HD, int STAGES, bool F8>
+static __host__ __device__ constexpr int tc_ring_u16()
+{
+	return STAGES * tc_slot_u16<HD, F8>() + (F8 ? 2 * TC_KT * (HD + 8) : 0);
+}
 
 /* key / page_size, by a shift when the page size is a power of two
  * (shift >= 0, from tc_page_shift). */
@@ -107,15 +178,15 @@ static __device__ __forceinline__ int tc_page_shift(int page_size)
 /* The pages holding the keys whose chunks this thread copies of the tile
  * at k0 (-1 past ke): loaded a tile ahead, so that the block-table reads
  * are not waited for when the copy is issued. */
-template <int HD, int NT>
+template <int HD, int NT, bool F8>
 static __device__ __forceinline__ void tc_kv_pages(const struct kn_attn_args &a,
 						   const int32_t *bt, int shift, int k0, int ke,
-						   int pg[TC_CHUNKS(HD, NT)])
+						   int pg[tc_chunks<HD, NT, F8>()])
 {
-	const int CH = HD / 8;
+	const int CH = F8 ? (HD / 16 > 0 ? HD / 16 : 1) : HD / 8;
 
 #pragma unroll
-	for (int c = 0; c < TC_CHUNKS(HD, NT); c++) {
+	for (int c = 0; c < tc_chunks<HD, NT, F8>(); c++) {
 		int idx = threadIdx.x + c * NT, key = k0 + idx / CH;
 
 		pg[c] = idx < TC_KT * CH && key < ke ? bt[tc_page(key, shift, a.page_size)] : -1;
@@ -123,27 +194,55 @@ static __device__ __forceinline__ void tc_kv_pages(const struct kn_attn_args &a,
 }
 
 /* Starts the copy of keys [k0, k0 + TC_KT) of KV head kvh from pages pg
- * into Ks, Vs (TC_KT, HD + 8) bf16, zeros where pg is -1; the caller
- * commits and waits. */
-template <int HD, int NT>
+ * into Ks, Vs (TC_KT, HD + 8) bf16, or (F8) (TC_KT, HD) bytes, zeros where
+ * pg is -1; the caller commits and waits. */
+template <int HD, int NT, bool F8>
 static __device__ __forceinline__ void tc_kv_issue(const struct kn_attn_args &a,
-						   const int pg[TC_CHUNKS(HD, NT)], int shift,
+						   const int pg[tc_chunks<HD, NT, F8>()], int shift,
 						   int kvh, int k0, uint16_t *Ks, uint16_t *Vs)
 {
-	const int CH = HD / 8, LD = HD + 8;
+	/* F8 with HD 16: one 16-byte chunk is a whole row */
+	const int EPC = F8 ? 16 : 8, CH = HD / EPC > 0 ? HD / EPC : 1;
+	const int LD = F8 ? HD : HD + 8, EB = F8 ? 1 : 2;   /* row stride, element bytes */
 
 #pragma unroll
-	for (int c = 0; c < TC_CHUNKS(HD, NT); c++) {
-		int idx = threadIdx.x + c * NT, j = idx / CH, d = (idx - j * CH) * 8, key = k0 + j;
+	for (int c = 0; c < tc_chunks<HD, NT, F8>(); c++) {
+		int idx = threadIdx.x + c * NT, j = idx / CH, d = (idx - j * CH) * EPC, key = k0 + j;
 
 		if (TC_KT * CH % NT && idx >= TC_KT * CH)
 			break;
 		int in_page = key - tc_page(key, shift, a.page_size) * a.page_size;
 		size_t slot = pg[c] >= 0 ? (size_t)pg[c] * a.page_size + in_page : 0;
-		size_t off = (slot * a.n_kv + kvh) * HD + d;
+		size_t off = ((slot * a.n_kv + kvh) * HD + d) * EB;
 
-		cp_async16(Ks + j * LD + d, a.k_cache + off, pg[c] >= 0 ? 16 : 0);
-		cp_async16(Vs + j * LD + d, a.v_cache + off, pg[c] >= 0 ? 16 : 0);
+		cp_async16((char *)Ks + (j * LD + d) * EB, (const char *)a.k_cache + off,
+			   pg[c] >= 0 ? 16 : 0);
+		cp_async16((char *)Vs + (j * LD + d) * EB, (const char *)a.v_cache + off,
+			   pg[c] >= 0 ? 16 : 0);
+	}
+}
+
+/* The E4M3 tiles K8, V8 (TC_KT, HD) bytes widened into Kb, Vb (TC_KT,
+ * HD + 8) f16, 8 elements a piece: a warp reads 256 consecutive bytes
+ * and writes 16-byte pieces in row order, free of bank conflicts.  Every
+ * thread's part of the copies must be in (waited for and synchronized). */
+template <int HD, int NT>
+static __device__ __forceinline__ void tc_widen(const uint16_t *K8, const uint16_t *V8,
+						uint16_t *Kb, uint16_t *Vb)
+{
+	const int P = HD / 8, LD = HD + 8;
+
+#pragma unroll
+	for (int c = 0; c < (TC_KT * P + NT - 1) / NT; c++) {
+		int idx = threadIdx.x + c * NT, j = idx / P, d = (idx - j * P) * 8;
+
+		if (TC_KT * P % NT && idx >= TC_KT * P)
+			break;
+		uint2 k = *(const uint2 *)((const uint8_t *)K8 + j * HD + d);
+		uint2 v = *(const uint2 *)((const uint8_t *)V8 + j * HD + d);
+
+		*(uint4 *)(Kb + j * LD + d) = kn_e4m3x8_to_f16x8(k);
+		*(uint4 *)(Vb + j * LD + d) = kn_e4m3x8_to_f16x8(v);
 	}
 }
 
@@ -152,51 +251,62 @@ static __device__ __forceinline__ void tc_kv_issue(const struct kn_attn_args &a,
  * Primed: the copies of the first STAGES - 1 tiles start, one commit
  * group per slot (empty past ke, so that the wait counts stay fixed), and
  * the pages of the tile after them are read. */
-template <int HD, int NT, int STAGES>
+template <int HD, int NT, int STAGES, bool F8>
 static __device__ __forceinline__ void tc_ring_prime(const struct kn_attn_args &a,
 						     const int32_t *bt, int shift, int kvh, int kb,
-						     int ke, uint16_t *smem, int pg[TC_CHUNKS(HD, NT)])
+						     int ke, uint16_t *smem,
+						     int pg[tc_chunks<HD, NT, F8>()])
 {
-	const int TILE = TC_KT * (HD + 8);
+	const int SLOT = tc_slot_u16<HD, F8>();
 
 #pragma unroll
 	for (int i = 0; i < STAGES - 1; i++) {
 		if (kb + i * TC_KT < ke) {
-			tc_kv_pages<HD, NT>(a, bt, shift, kb + i * TC_KT, ke, pg);
-			tc_kv_issue<HD, NT>(a, pg, shift, kvh, kb + i * TC_KT, smem + i * 2 * TILE,
-					    smem + i * 2 * TILE + TILE);
+			tc_kv_pages<HD, NT, F8>(a, bt, shift, kb + i * TC_KT, ke, pg);
+			tc_kv_issue<HD, NT, F8>(a, pg, shift, kvh, kb + i * TC_KT, smem + i * SLOT,
+						smem + i * SLOT + SLOT / 2);
 		}
 		cp_async_commit();
 	}
 	if (kb + (STAGES - 1) * TC_KT < ke)
-		tc_kv_pages<HD, NT>(a, bt, shift, kb + (STAGES - 1) * TC_KT, ke, pg);
+		tc_kv_pages<HD, NT, F8>(a, bt, shift, kb + (STAGES - 1) * TC_KT, ke, pg);
 }
 
 /* Step i of the ring (the tile at k0 in slot i % STAGES): once that tile
  * is in and every warp is done with the slot before it, that slot takes
  * the tile STAGES - 1 ahead (its pages were read a step ago) and the
  * pages of the tile after it are read.  Returns the tile's K buffer (V
- * follows it). */
-template <int HD, int NT, int STAGES>
+ * follows it, TC_KT (HD + 8) later): the slot itself (bf16), or (F8) the
+ * f16 widening tile after the ring, filled from the slot once every warp
+ * is done with the tile before (the same barrier) and synchronized
+ * again. */
+template <int HD, int NT, int STAGES, bool F8>
 static __device__ __forceinline__ uint16_t *tc_ring_step(const struct kn_attn_args &a,
 							 const int32_t *bt, int shift, int kvh,
 							 int i, int k0, int ke, uint16_t *smem,
-							 int pg[TC_CHUNKS(HD, NT)])
+							 int pg[tc_chunks<HD, NT, F8>()])
 {
-	const int TILE = TC_KT * (HD + 8);
+	const int SLOT = tc_slot_u16<HD, F8>();
 	int nx = k0 + (STAGES - 1) * TC_KT;
 
 	cp_async_wait<STAGES - 2>();
 	__syncthreads();
 	if (nx < ke) {
-		uint16_t *Kn = smem + ((i + STAGES - 1) % STAGES) * 2 * TILE;
+		uint16_t *Kn = smem + ((i + STAGES - 1) % STAGES) * SLOT;
 
-		tc_kv_issue<HD, NT>(a, pg, shift, kvh, nx, Kn, Kn + TILE);
+		tc_kv_issue<HD, NT, F8>(a, pg, shift, kvh, nx, Kn, Kn + SLOT / 2);
 	}
 	cp_async_commit();
 	if (nx + TC_KT < ke)
-		tc_kv_pages<HD, NT>(a, bt, shift, nx + TC_KT, ke, pg);
-	return smem + (i % STAGES) * 2 * TILE;
+		tc_kv_pages<HD, NT, F8>(a, bt, shift, nx + TC_KT, ke, pg);
+	if constexpr (F8) {
+		uint16_t *Kb = smem + STAGES * SLOT, *S8 = smem + (i % STAGES) * SLOT;
+
+		tc_widen<HD, NT>(S8, S8 + SLOT / 2, Kb, Kb + TC_KT * (HD + 8));
+		__syncthreads();
+		return Kb;
+	}
+	return smem + (i % STAGES) * SLOT;
 }
 
 /* The rows' query fragments (zeros for rows past the tile). */

@@ -16,12 +16,41 @@
  * one shuffle reduction, then scale, weight and rotate; the warps left
  * after the heads copy V, 32 elements each.  Models without norms keep
  * the thread-per-pair kernel, unchanged.
+ *
+ * Both kernels are templates over the cache's element type KV: bf16
+ * (uint16_t), or E4M3 bytes (uint8_t) written as e4m3(x * (1 / scale))
+ * with the KV head's scale (kn_rope_qkv_e4m3); q is bf16 either way.
  */
-#include "kernels/kn_check.cuh"
+#include "kernels/kn_fp8.cuh"
 
+/* One cache (or q) element: bf16, or E4M3 of x times the head's inverse
+ * scale inv. */
+static __device__ __forceinline__ void kv_put(uint16_t *p, float x, float)
+{
+	*p = kn_f2bf(x);
+}
+
+static __device__ __forceinline__ void kv_put(uint8_t *p, float x, float inv)
+{
+	*p = kn_f2e4m3(x * inv);
+}
+
+/* 1 / scale[h] in fp32 (as the host forms it) for E4M3 caches; unused
+ * for bf16. */
+template <typename KV>
+static __device__ __forceinline__ float kv_inv(const float *scale, int h)
+{
+	if constexpr (sizeof(KV) == 1)
+		return 1.0f / scale[h];
+	else
+		return 1.0f;
+}
+
+template <typename KV>
 static __global__ void rope_qkv_kernel(const float *qkv, const float *bias, const int32_t *pos,
 				       const int32_t *slot, const float *inv_freq,
-				       uint16_t *q_out, uint16_t *k_cache, uint16_t *v_cache,
+				       const float *k_scale, const float *v_scale,
+				       uint16_t *q_out, KV *k_cache, KV *v_cache,
 				       int n_heads, int n_kv, int hd)
 {
 	kn_pdl_enter();
@@ -50,15 +79,17 @@ static __global__ void rope_qkv_kernel(const float *qkv, const float *bias, cons
 				q_out[(size_t)r * qd + off] = kn_f2bf(ra);
 				q_out[(size_t)r * qd + off + half] = kn_f2bf(rb);
 			} else {
-				k_cache[kv_row + off - qd] = kn_f2bf(ra);
-				k_cache[kv_row + off - qd + half] = kn_f2bf(rb);
+				float inv = kv_inv<KV>(k_scale, h - n_heads);
+
+				kv_put(k_cache + kv_row + off - qd, ra, inv);
+				kv_put(k_cache + kv_row + off - qd + half, rb, inv);
 			}
 		} else {
 			float v = row[qd + kd + t - n_rot];
 
 			if (bias)
 				v += bias[qd + kd + t - n_rot];
-			v_cache[kv_row + t - n_rot] = kn_f2bf(v);
+			kv_put(v_cache + kv_row + t - n_rot, v, kv_inv<KV>(v_scale, (t - n_rot) / hd));
 		}
 	}
 }
@@ -66,10 +97,12 @@ static __global__ void rope_qkv_kernel(const float *qkv, const float *bias, cons
 #define RT_PAIRS 4   /* pairs a lane holds in the norm kernel: head_dim <= 256 */
 
 /* One warp-item of the norm kernel: the (hd) head at row + off, bias
- * added, RMSNorm'ed by w (hd), rotated, written as bf16 to dst (hd). */
+ * added, RMSNorm'ed by w (hd), rotated, written to dst (hd) by kv_put
+ * (inv: the head's inverse scale for an E4M3 cache). */
+template <typename T>
 static __device__ __forceinline__ void norm_rope_head(const float *row, const float *bias,
 						      const float *w, float eps, float p,
-						      const float *inv_freq, uint16_t *dst,
+						      const float *inv_freq, T *dst, float inv,
 						      int off, int hd, int lane)
 {
 	int half = hd / 2;
@@ -99,19 +132,20 @@ static __device__ __forceinline__ void norm_rope_head(const float *row, const fl
 		float x0 = w[i] * (a[k] * scale), x1 = w[i + half] * (b[k] * scale);
 
 		sincosf(inv_freq[i] * p, &sn, &c);
-		dst[i] = kn_f2bf(x0 * c - x1 * sn);
-		dst[i + half] = kn_f2bf(x1 * c + x0 * sn);
+		kv_put(dst + i, x0 * c - x1 * sn, inv);
+		kv_put(dst + i + half, x1 * c + x0 * sn, inv);
 	}
 }
 
 /* Items of a row: the n_heads + n_kv heads, then V in pieces of 32.  The
  * item loop is uniform over a warp, so the shuffles see all 32 lanes. */
+template <typename KV>
 static __global__ void rope_qkv_norm_kernel(const float *qkv, const float *bias,
 					    const float *q_norm, const float *k_norm, float eps,
 					    const int32_t *pos, const int32_t *slot,
-					    const float *inv_freq, uint16_t *q_out,
-					    uint16_t *k_cache, uint16_t *v_cache, int n_heads,
-					    int n_kv, int hd)
+					    const float *inv_freq, const float *k_scale,
+					    const float *v_scale, uint16_t *q_out, KV *k_cache,
+					    KV *v_cache, int n_heads, int n_kv, int hd)
 {
 	kn_pdl_enter();
 	int r = blockIdx.x, lane = threadIdx.x & 31, wpb = blockDim.x >> 5;
@@ -124,17 +158,19 @@ static __global__ void rope_qkv_norm_kernel(const float *qkv, const float *bias,
 	for (int it = blockIdx.y * wpb + (threadIdx.x >> 5); it < n_items; it += gridDim.y * wpb) {
 		if (it < n_heads) {
 			norm_rope_head(row, bias, q_norm, eps, p, inv_freq,
-				       q_out + (size_t)r * qd + (size_t)it * hd, it * hd, hd, lane);
+				       q_out + (size_t)r * qd + (size_t)it * hd, 1.0f, it * hd, hd,
+				       lane);
 		} else if (it < n_hk) {
 			norm_rope_head(row, bias, k_norm, eps, p, inv_freq,
-				       k_cache + kv_row + (size_t)(it - n_heads) * hd, it * hd, hd,
-				       lane);
+				       k_cache + kv_row + (size_t)(it - n_heads) * hd,
+				       kv_inv<KV>(k_scale, it - n_heads), it * hd, hd, lane);
 		} else {
 			int e = (it - n_hk) * 32 + lane;
 
 			if (e < kd)
-				v_cache[kv_row + e] = kn_f2bf(row[qd + kd + e] +
-							      (bias ? bias[qd + kd + e] : 0.0f));
+				kv_put(v_cache + kv_row + e,
+				       row[qd + kd + e] + (bias ? bias[qd + kd + e] : 0.0f),
+				       kv_inv<KV>(v_scale, e / hd));
 		}
 	}
 }
@@ -147,37 +183,63 @@ static __global__ void rope_qkv_norm_kernel(const float *qkv, const float *bias,
 #define RT_THREADS 128
 #define RT_MANY_ROWS 256
 
+template <typename KV>
 static int launch_rope_qkv(const float *qkv, const float *bias, const int32_t *pos,
-			   const int32_t *slot, const float *inv_freq, uint16_t *q_out,
-			   uint16_t *k_cache, uint16_t *v_cache, int n_rows, int n_heads,
-			   int n_kv, int hd, cudaStream_t s)
+			   const int32_t *slot, const float *inv_freq, const float *k_scale,
+			   const float *v_scale, uint16_t *q_out, KV *k_cache, KV *v_cache,
+			   int n_rows, int n_heads, int n_kv, int hd, cudaStream_t s)
 {
 	int items = (n_heads + n_kv) * (hd / 2) + n_kv * hd;
 	int pieces = (items + RT_THREADS - 1) / RT_THREADS;
 	dim3 grid(n_rows, n_rows >= RT_MANY_ROWS ? 1 : pieces);
 
-	KN_LAUNCH(rope_qkv_kernel, grid, n_rows >= RT_MANY_ROWS ? 2 * RT_THREADS : RT_THREADS, 0,
-		  s, qkv, bias, pos, slot, inv_freq, q_out, k_cache, v_cache, n_heads, n_kv, hd);
+	KN_LAUNCH(rope_qkv_kernel<KV>, grid, n_rows >= RT_MANY_ROWS ? 2 * RT_THREADS : RT_THREADS,
+		  0, s, qkv, bias, pos, slot, inv_freq, k_scale, v_scale, q_out, k_cache, v_cache,
+		  n_heads, n_kv, hd);
 	KN_LAUNCHED();
 	return 0;
 }
 
 /* The same grid, counted in warp-items (heads and 32-element V pieces). */
+template <typename KV>
 static int launch_rope_qkv_norm(const float *qkv, const float *bias, const float *q_norm,
 				const float *k_norm, float eps, const int32_t *pos,
-				const int32_t *slot, const float *inv_freq, uint16_t *q_out,
-				uint16_t *k_cache, uint16_t *v_cache, int n_rows, int n_heads,
-				int n_kv, int hd, cudaStream_t s)
+				const int32_t *slot, const float *inv_freq, const float *k_scale,
+				const float *v_scale, uint16_t *q_out, KV *k_cache, KV *v_cache,
+				int n_rows, int n_heads, int n_kv, int hd, cudaStream_t s)
 {
 	int items = n_heads + n_kv + (n_kv * hd + 31) / 32;
 	int pieces = (items + RT_THREADS / 32 - 1) / (RT_THREADS / 32);
 	dim3 grid(n_rows, n_rows >= RT_MANY_ROWS ? 1 : pieces);
 
-	KN_LAUNCH(rope_qkv_norm_kernel, grid,
+	KN_LAUNCH(rope_qkv_norm_kernel<KV>, grid,
 		  n_rows >= RT_MANY_ROWS ? 2 * RT_THREADS : RT_THREADS, 0, s, qkv, bias, q_norm,
-		  k_norm, eps, pos, slot, inv_freq, q_out, k_cache, v_cache, n_heads, n_kv, hd);
+		  k_norm, eps, pos, slot, inv_freq, k_scale, v_scale, q_out, k_cache, v_cache,
+		  n_heads, n_kv, hd);
 	KN_LAUNCHED();
 	return 0;
+}
+
+/* The checks and the pick of kernel, for either cache type. */
+template <typename KV>
+static int rope_qkv(const float *qkv, const float *bias, const float *q_norm,
+		    const float *k_norm, float eps, const int32_t *pos, const int32_t *slot,
+		    const float *inv_freq, const float *k_scale, const float *v_scale,
+		    uint16_t *q_out, KV *k_cache, KV *v_cache, int n_rows, int n_heads, int n_kv,
+		    int head_dim, cudaStream_t s)
+{
+	KN_REQUIRE(qkv && pos && slot && inv_freq && q_out && k_cache && v_cache);
+	KN_REQUIRE(n_rows >= 1 && n_heads >= 1 && n_kv >= 1);
+	KN_REQUIRE(head_dim >= 2 && head_dim % 2 == 0);
+	KN_REQUIRE((n_heads + n_kv) * (head_dim / 2) + n_kv * head_dim <= 65535 * RT_THREADS);
+	KN_REQUIRE(!q_norm == !k_norm);
+	if (!q_norm)
+		return launch_rope_qkv(qkv, bias, pos, slot, inv_freq, k_scale, v_scale, q_out,
+				       k_cache, v_cache, n_rows, n_heads, n_kv, head_dim, s);
+	KN_REQUIRE(head_dim <= 64 * RT_PAIRS && eps > 0.0f);
+	return launch_rope_qkv_norm(qkv, bias, q_norm, k_norm, eps, pos, slot, inv_freq, k_scale,
+				    v_scale, q_out, k_cache, v_cache, n_rows, n_heads, n_kv,
+				    head_dim, s);
 }
 
 extern "C" int kn_rope_qkv(const float *qkv, const float *bias, const float *q_norm,
@@ -186,15 +248,18 @@ extern "C" int kn_rope_qkv(const float *qkv, const float *bias, const float *q_n
 			   uint16_t *k_cache, uint16_t *v_cache, int n_rows, int n_heads,
 			   int n_kv, int head_dim, kn_stream s)
 {
-	KN_REQUIRE(qkv && pos && slot && inv_freq && q_out && k_cache && v_cache);
-	KN_REQUIRE(n_rows >= 1 && n_heads >= 1 && n_kv >= 1);
-	KN_REQUIRE(head_dim >= 2 && head_dim % 2 == 0);
-	KN_REQUIRE((n_heads + n_kv) * (head_dim / 2) + n_kv * head_dim <= 65535 * RT_THREADS);
-	KN_REQUIRE(!q_norm == !k_norm);
-	if (!q_norm)
-		return launch_rope_qkv(qkv, bias, pos, slot, inv_freq, q_out, k_cache, v_cache,
-				       n_rows, n_heads, n_kv, head_dim, s);
-	KN_REQUIRE(head_dim <= 64 * RT_PAIRS && eps > 0.0f);
-	return launch_rope_qkv_norm(qkv, bias, q_norm, k_norm, eps, pos, slot, inv_freq, q_out,
-				    k_cache, v_cache, n_rows, n_heads, n_kv, head_dim, s);
+	return rope_qkv(qkv, bias, q_norm, k_norm, eps, pos, slot, inv_freq, NULL, NULL, q_out,
+			k_cache, v_cache, n_rows, n_heads, n_kv, head_dim, s);
+}
+
+extern "C" int kn_rope_qkv_e4m3(const float *qkv, const float *bias, const float *q_norm,
+				const float *k_norm, float eps, const int32_t *pos,
+				const int32_t *slot, const float *inv_freq, const float *k_scale,
+				const float *v_scale, uint16_t *q_out, uint8_t *k_cache,
+				uint8_t *v_cache, int n_rows, int n_heads, int n_kv, int head_dim,
+				kn_stream s)
+{
+	KN_REQUIRE(k_scale && v_scale);
+	return rope_qkv(qkv, bias, q_norm, k_norm, eps, pos, slot, inv_freq, k_scale, v_scale,
+			q_out, k_cache, v_cache, n_rows, n_heads, n_kv, head_dim, s);
 }

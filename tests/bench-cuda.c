@@ -23,6 +23,15 @@
  *
  * Then the device time of each workload per op class (op by op).
  *
+ * Then the KV cache's dtype: decode at batch 16 with 10k context and at
+ * batch 64 with 2k, through graphs, on bf16 pages and on FP8 E4M3 pages
+ * (--kv-cache-dtype fp8_e4m3: half the KV bytes), each against its bytes
+ * ceiling (weights + KV, over the copy bandwidth measured above), the
+ * speed-up against the speed-up the bytes model predicts, and the
+ * attention alone (profiled, op by op) against the KV bytes / bandwidth.
+ * The weights count in every step's bytes: with bf16 weights, halving the
+ * KV bytes cannot give a step the 2x the attention gets.
+ *
  * Last, tensor parallelism: decode at batch 1 with a 1k context and the
  * prefill of a 4k prompt at tp 1, 2 and 4 over GPUs device, device + 1,
  * ... (where the host has them and NCCL loads), op by op, with the
@@ -31,13 +40,16 @@
  * with both ranks on it is run instead: it checks the path and shows the
  * cost of the extra launches, not a scaling.
  *
- * Usage: bench-cuda [device] [--no-pdl]   Prints a table; exit 3 without a
- * GPU.  --no-pdl launches the kernels without programmatic dependent
- * launch (kn_set_pdl), for the ablation.
+ * Usage: bench-cuda [device] [--no-pdl] [--kv-cache-dtype=auto|bf16|fp8_e4m3]
+ * Prints a table; exit 3 without a GPU.  --no-pdl launches the kernels
+ * without programmatic dependent launch (kn_set_pdl), for the ablation;
+ * --kv-cache-dtype picks the pages of the main table (default bf16; the
+ * dtype comparison runs both either way).
  */
 #include <config.h>
 
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,9 +57,12 @@
 
 #include "engine/model_config.h"
 #include "engine/cuda_backend.h"
+#include "engine/kv_fp8.h"
 #include "kernels/kn.h"
 
 #define PAGE 16
+
+static int kv_dtype = ENG_KV_DTYPE_AUTO;   /* of the main table */
 
 static const char qwen7b_json[] =
 	"{\"architectures\":[\"Qwen2ForCausalLM\"],\"hidden_size\":3584,"
@@ -151,7 +166,8 @@ struct shape {
 	double kv_token;     /* bytes of K and V per cached token */
 };
 
-static struct shape shape_of(const struct eng_model_config *c, size_t weight_bytes)
+/* kv_elem: bytes of a cached K or V element (2 bf16, 1 fp8). */
+static struct shape shape_of(const struct eng_model_config *c, size_t weight_bytes, int kv_elem)
 {
 	double H = c->hidden, I = c->intermediate, L = c->n_layers, hd = c->head_dim;
 	double qd = c->n_heads * hd, qkv = (c->n_heads + 2.0 * c->n_kv_heads) * hd;
@@ -161,7 +177,7 @@ static struct shape shape_of(const struct eng_model_config *c, size_t weight_byt
 	s.head_flops = 2.0 * c->vocab * H;
 	s.attn_flops = 4 * hd * c->n_heads * L;
 	s.weight_read = (double)weight_bytes - 2.0 * c->vocab * H;
-	s.kv_token = 2.0 * L * c->n_kv_heads * hd * 2;
+	s.kv_token = 2.0 * L * c->n_kv_heads * hd * kv_elem;
 	return s;
 }
 
@@ -293,15 +309,18 @@ static int run_model(int device, double bw, double rate)
 	p.page_size = PAGE;
 	p.n_pages = per * nb;
 	p.device = device;
+	p.kv_dtype = kv_dtype;
 	if (eng_cuda_create(&cfg, NULL, 1, &p, &st, &err)) {
 		fprintf(stderr, "bench-cuda: create: %s\n", err.msg);
 		return 3;
 	}
-	struct shape s = shape_of(&cfg, eng_cuda_weight_bytes(st));
+	struct shape s = shape_of(&cfg, eng_cuda_weight_bytes(st),
+				  kv_dtype == ENG_KV_DTYPE_FP8_E4M3 ? 1 : 2);
 
-	printf("qwen2.5-7b dummy weights: %.2f GB on %s, created in %.1f s, KV pool %.2f GB\n",
+	printf("qwen2.5-7b dummy weights: %.2f GB on %s, created in %.1f s, KV pool %.2f GB (%s)\n",
 	       eng_cuda_weight_bytes(st) / 1e9, eng_cuda_device_name(st), now_s() - t0,
-	       s.kv_token * per * nb * PAGE / 1e9);
+	       s.kv_token * per * nb * PAGE / 1e9,
+	       kv_dtype == ENG_KV_DTYPE_FP8_E4M3 ? "fp8_e4m3" : "bf16");
 	eng_cuda_use_graphs(st, 0);
 	if ((rc = time_steps(st, 1, 1024, 0, 20, tables, per, &d1)) ||
 	    (rc = time_steps(st, 64, 2048, 0, 10, tables, per, &d64)) ||
@@ -354,6 +373,120 @@ static int run_model(int device, double bw, double rate)
 	eng_cuda_destroy(st);
 	free(tables);
 	return rc;
+}
+
+/* ---------------------------------------------------------------- kv dtype */
+
+/* One KV dtype's figures: seconds per decode step through graphs (b16 at
+ * 10k, b64 at 2k) and the attention's device time per step (profiled). */
+struct kv_fig {
+	double b16, b64, a16, a64;
+};
+
+/* The attention's mean device time per step of a workload (profiled). */
+static int attn_time(void *st, int batch, int ctx, int32_t *tables, int per, double *t)
+{
+	struct eng_error err;
+	double wall, ms, share;
+	int rc;
+
+	if (eng_cuda_profile(st, 1, &err))
+		return 3;
+	rc = time_steps(st, batch, ctx, 0, 3, tables, per, &wall);
+	if (!rc && eng_cuda_profile_class(st, "attention", &ms, &share))
+		rc = 3;
+	*t = ms * 1e-3;
+	eng_cuda_profile(st, 0, &err);
+	return rc;
+}
+
+static int kv_figures(const struct eng_model_config *cfg, int device, int dtype, int32_t *tables,
+		      int per, int nb, struct kv_fig *f, size_t *weight_bytes)
+{
+	struct eng_backend_params p = eng_backend_default_params();
+	struct eng_error err;
+	void *st;
+	int rc;
+
+	p.page_size = PAGE;
+	p.n_pages = per * nb;
+	p.device = device;
+	p.kv_dtype = dtype;
+	if (eng_cuda_create(cfg, NULL, 1, &p, &st, &err)) {
+		fprintf(stderr, "bench-cuda: create: %s\n", err.msg);
+		return 3;
+	}
+	*weight_bytes = eng_cuda_weight_bytes(st);
+	if (!(rc = time_steps(st, 16, 10240, 0, 10, tables, 4 * per, &f->b16)) &&
+	    !(rc = time_steps(st, 64, 2048, 0, 10, tables, per, &f->b64)) &&
+	    !(rc = attn_time(st, 16, 10240, tables, 4 * per, &f->a16)))
+		rc = attn_time(st, 64, 2048, tables, per, &f->a64);
+	eng_cuda_destroy(st);
+	return rc;
+}
+
+/* One decode workload on both dtypes: step time, tok/s and share of the
+ * bytes ceiling of each, the speed-up and the bytes model's. */
+static void kv_row(const char *fig, int batch, double t16, double t8, double c16, double c8)
+{
+	printf("%-24s %8.2f ms %6.0f tok/s %5.1f%%  %8.2f ms %6.0f tok/s %5.1f%%  %5.2fx  %5.2fx\n",
+	       fig, t16 * 1e3, batch / t16, 100 * c16 / t16, t8 * 1e3, batch / t8, 100 * c8 / t8,
+	       t16 / t8, c16 / c8);
+}
+
+static void kv_attn_row(const char *fig, double t16, double t8, double kv16)
+{
+	printf("%-24s %8.2f ms %12s %5.1f%%  %8.2f ms %12s %5.1f%%  %5.2fx  %5.2fx\n", fig,
+	       t16 * 1e3, "", 100 * kv16 / t16, t8 * 1e3, "", 100 * kv16 / 2 / t8, t16 / t8, 2.0);
+}
+
+/* bf16 against fp8_e4m3 pages on the decode workloads where KV bytes
+ * weigh: b16 at 10k context (the issue's KV-bound figure) and b64 at 2k. */
+static int kv_compare(int device, double bw, double rate)
+{
+	struct eng_model_config cfg;
+	struct eng_error err;
+	json_t *root = json_loads(qwen7b_json, 0, NULL);
+	int per = 4160 / PAGE, nb = 64, rc;
+	int32_t *tables = malloc(sizeof(int32_t) * per * nb);
+	struct kv_fig f16, f8;
+	size_t wb = 0;
+
+	if (!root || eng_config_parse(root, "qwen2.5-7b", &cfg, &err)) {
+		free(tables);
+		return 2;
+	}
+	json_decref(root);
+	for (int i = 0; i < per * nb; i++)
+		tables[i] = i;
+	if ((rc = kv_figures(&cfg, device, ENG_KV_DTYPE_BF16, tables, per, nb, &f16, &wb)) ||
+	    (rc = kv_figures(&cfg, device, ENG_KV_DTYPE_FP8_E4M3, tables, per, nb, &f8, &wb))) {
+		free(tables);
+		return rc;
+	}
+	struct shape s16 = shape_of(&cfg, wb, 2), s8 = shape_of(&cfg, wb, 1);
+	double fl16 = 16 * (s16.lin_flops + s16.head_flops) + 16.0 * 10240 * s16.attn_flops;
+	double fl64 = 64 * (s16.lin_flops + s16.head_flops) + 64.0 * 2048 * s16.attn_flops;
+	double kv16_16 = 16.0 * 10240 * s16.kv_token, kv16_64 = 64.0 * 2048 * s16.kv_token;
+	double c16_16 = fmax((s16.weight_read + kv16_16) / bw, fl16 / rate);
+	double c8_16 = fmax((s8.weight_read + kv16_16 / 2) / bw, fl16 / rate);
+	double c16_64 = fmax((s16.weight_read + kv16_64) / bw, fl64 / rate);
+	double c8_64 = fmax((s8.weight_read + kv16_64 / 2) / bw, fl64 / rate);
+
+	printf("\nKV cache pages, bf16 vs fp8_e4m3 (decode through graphs; %% of the bytes "
+	       "ceiling: weights %.2f GB + KV, over %.0f GB/s; attention op by op against its KV "
+	       "bytes alone):\n%-24s %31s  %31s  %6s  %6s\n", s16.weight_read / 1e9, bw / 1e9,
+	       "figure", "bf16", "fp8_e4m3", "speed", "bytes");
+	kv_row("decode b16, 10k context", 16, f16.b16, f8.b16, c16_16, c8_16);
+	kv_row("decode b64, 2k context", 64, f16.b64, f8.b64, c16_64, c8_64);
+	kv_attn_row("attention b16, 10k", f16.a16, f8.a16, kv16_16 / bw);
+	kv_attn_row("attention b64, 2k", f16.a64, f8.a64, kv16_64 / bw);
+	printf("target: KV-bound decode (b16, 10k) >= 1.7x bf16 tok/s; the bytes model gives "
+	       "%.2fx with bf16 weights (%.2f GB of weights and %.2f GB of KV a step in bf16), "
+	       "%.2fx for the attention alone\n", c16_16 / c8_16, s16.weight_read / 1e9,
+	       kv16_16 / 1e9, 2.0);
+	free(tables);
+	return 0;
 }
 
 /* ---------------------------------------------------------------- tp */
@@ -469,11 +602,25 @@ int main(int argc, char **argv)
 	size_t mem;
 	double bw = 0, rate = 0;
 
-	for (int i = 1; i < argc; i++)
-		if (!strcmp(argv[i], "--no-pdl"))
+	for (int i = 1; i < argc; i++) {
+		const char *kv = !strncmp(argv[i], "--kv-cache-dtype=", 17) ? argv[i] + 17
+				 : !strcmp(argv[i], "--kv-cache-dtype") && i + 1 < argc ? argv[++i]
+				 : NULL;
+		enum eng_kv_dtype dt;
+		struct eng_error err;
+
+		if (!strcmp(argv[i], "--no-pdl")) {
 			kn_set_pdl(0);
-		else
+		} else if (kv) {
+			if (eng_kv_dtype_from_name(kv, &dt, &err)) {
+				fprintf(stderr, "bench-cuda: %s\n", err.msg);
+				return 2;
+			}
+			kv_dtype = dt;
+		} else {
 			device = atoi(argv[i]);
+		}
+	}
 
 	if (kn_device_count(&n) || n == 0) {
 		fprintf(stderr, "bench-cuda: no CUDA device\n");
@@ -487,7 +634,7 @@ int main(int argc, char **argv)
 	printf("copy bandwidth (read + write): %.0f GB/s\n", bw / 1e9);
 	printf("cuBLAS bf16 GEMM 8192^3:       %.0f TFLOP/s\n", rate / 1e12);
 	printf("programmatic dependent launch: %s\n", kn_pdl() ? "on" : "off (--no-pdl)");
-	if ((rc = run_model(device, bw, rate)))
+	if ((rc = run_model(device, bw, rate)) || (rc = kv_compare(device, bw, rate)))
 		return rc;
 	return tp_scaling(device);
 }

@@ -3,12 +3,20 @@
  * reference written here, on fresh random inputs (never zeros) of several
  * shapes: odd sizes, GQA groups of 1, 2 and 7, page sizes that split
  * sequences mid-page, long contexts, split-K decode; RoPE with and
- * without Qwen3's q/k norm.
+ * without Qwen3's q/k norm.  The FP8 E4M3 KV cache: the device's
+ * conversion byte for byte against the host's (engine/kv_fp8.c), the
+ * RoPE kernel's K and V bytes with per-head scales, and every attention
+ * case again on E4M3 pages with per-head scales.
  *
  * Outputs are poisoned (all bits set: NaN in fp32 and bf16) before each
  * launch, so an unwritten element fails.  Tolerances: bf16 outputs
  * ||gpu - ref|| / ||ref|| < 1e-2; fp32 outputs < 1e-4; gathers, argmax
- * exact.  Prints "1..0 # SKIP no CUDA device" without a GPU.
+ * exact; E4M3 bytes exact, except a K element whose value (computed in
+ * fp32 by both sides, by different sine routines and sums) lies within
+ * 1e-5 of its head's largest of a rounding midpoint, which may go to
+ * either neighbour; attention on E4M3 pages (the same bytes on both
+ * sides, dequantized exactly) < 1e-2 as bf16.  Prints "1..0 # SKIP no
+ * CUDA device" without a GPU.
  */
 #include <math.h>
 #include <stdio.h>
@@ -16,6 +24,7 @@
 #include <string.h>
 
 #include "engine/cpu_ops.h"
+#include "engine/kv_fp8.h"
 #include "engine/rng.h"
 #include "engine/sampler.h"
 #include "kernels/kn.h"
@@ -338,6 +347,84 @@ static void test_gemm_skinny(int m, int n, int k)
 	free(xf), free(wf), free(x), free(w), free(ref), free(y), free(yc), free(yb);
 }
 
+/* ---------------------------------------------------------------- e4m3 */
+
+/* kn_f32_to_e4m3 == eng_f32_to_e4m3, byte for byte, on every midpoint of
+ * adjacent codes and one fp32 ulp either side, specials (zeros, 448 and
+ * past it, infinities, fp32 subnormals) and random magnitudes, with
+ * inverse scale 1 and 1 / 0.37 (formed in fp32 as the kernels form it).
+ * NaN must give a NaN code (0x7f or 0xff; the host says 0x7f). */
+static void test_e4m3_convert(void)
+{
+	static const float specials[] = { 0.0f, -0.0f, 448.0f, -448.0f, 449.0f, 464.0f, 465.0f,
+					  1e30f, -1e30f, INFINITY, -INFINITY, 1e-40f, -1e-40f,
+					  0.0009765625f, 0.0146484375f, 1.0625f, 1.1875f, 3.875f };
+	size_t n = 0, cap = 6 * 126 + 64 + 100000;
+	float *x = malloc(cap * sizeof(float));
+	uint8_t *got = malloc(cap);
+	int bad = 0, nan_ok;
+
+	for (int b = 0; b < 0x7e; b++) {
+		float lo = eng_e4m3_to_f32((uint8_t)b), hi = eng_e4m3_to_f32((uint8_t)(b + 1));
+		float mid = (float)(((double)lo + hi) / 2);
+
+		x[n++] = mid, x[n++] = -mid;
+		x[n++] = nextafterf(mid, 0.0f), x[n++] = nextafterf(mid, 1000.0f);
+		x[n++] = -nextafterf(mid, 0.0f), x[n++] = -nextafterf(mid, 1000.0f);
+	}
+	for (size_t i = 0; i < sizeof(specials) / sizeof(specials[0]); i++)
+		x[n++] = specials[i];
+	while (n < cap - 2)
+		x[n++] = frand() * exp2f(24.0f * (frand() + 1.0f) * 0.5f - 14.0f);
+	x[n++] = NAN;
+	x[n++] = -NAN;
+	float *dx = up(x, n * 4);
+	uint8_t *dy = dev(n);
+
+	for (int k = 0; k < 2; k++) {
+		float inv = k ? 1.0f / 0.37f : 1.0f;
+
+		poison(dy, n);
+		if (!ran(kn_f32_to_e4m3(dy, dx, n, inv, NULL), "kn_f32_to_e4m3"))
+			break;
+		down(got, dy, n);
+		bad = 0;
+		for (size_t i = 0; i < n - 2; i++)
+			if (got[i] != eng_f32_to_e4m3(x[i] * inv)) {
+				if (bad++ < 5)
+					tap_diag("e4m3 of %a * %a: device 0x%02x, host 0x%02x", (double)x[i],
+						 (double)inv, got[i], eng_f32_to_e4m3(x[i] * inv));
+			}
+		nan_ok = (got[n - 2] & 0x7f) == 0x7f && (got[n - 1] & 0x7f) == 0x7f;
+		tap_ok(bad == 0 && nan_ok, "e4m3 device conversion == host's on %zu values (midpoints "
+		       "+- 1 ulp, saturation, infinities, subnormals, random), inverse scale %g: %d "
+		       "differ; NaN -> 0x%02x, -NaN -> 0x%02x", n - 2, (double)inv, bad, got[n - 2],
+		       got[n - 1]);
+	}
+	kn_free(dx), kn_free(dy);
+	free(x), free(got);
+}
+
+/* Random E4M3 pages are the random fp32 values rounded. */
+static void test_fill_e4m3(void)
+{
+	size_t rows = 37, cols = 24, full = 40, n = rows * cols;
+	uint8_t *d8 = dev(n), *dr = dev(n), *h8 = malloc(n), *hr = malloc(n);
+	float *df = dev(n * 4);
+
+	if (ran(kn_fill_random_slice_e4m3(d8, rows, cols, full, 3, 16, 99, 0.0f, 1.0f, NULL),
+		"kn_fill_random_slice_e4m3") &&
+	    ran(kn_fill_random_slice_f32(df, rows, cols, full, 3, 16, 99, 0.0f, 1.0f, NULL),
+		"kn_fill_random_slice_f32") &&
+	    ran(kn_f32_to_e4m3(dr, df, n, 1.0f, NULL), "kn_f32_to_e4m3")) {
+		down(h8, d8, n);
+		down(hr, dr, n);
+		tap_ok(!memcmp(h8, hr, n), "fill_random_slice_e4m3 == the fp32 slice rounded");
+	}
+	kn_free(d8), kn_free(dr), kn_free(df);
+	free(h8), free(hr);
+}
+
 /* ---------------------------------------------------------------- rope + cache */
 
 /* Each (hd) head of the row x (n_heads heads) normalized by the shared w. */
@@ -349,15 +436,55 @@ static void norm_heads_ref(float *x, int n_heads, int hd, const float *w, float 
 		eng_cpu_rmsnorm(x + (size_t)h * hd, x + (size_t)h * hd, &t, hd, eps);
 }
 
+/* The E4M3 bytes got (n rows of kd) of the rows' reference values ref in
+ * their slots: each exact, or (near only) one code off where the scaled
+ * value y lies within 1e-5 of its head's largest |y| of the midpoint of
+ * the two codes (both sides compute y in fp32 by different routines).
+ * Returns the count of differing bytes, or -1 for one not allowed. */
+static int e4m3_check(const uint8_t *got, const double *ref, const int32_t *slot, int n, int nkv,
+		      int hd, const float *inv, int near)
+{
+	int kd = nkv * hd, differ = 0;
+
+	for (int r = 0; r < n; r++)
+		for (int h = 0; h < nkv; h++) {
+			const double *rh = ref + (size_t)r * kd + (size_t)h * hd;
+			const uint8_t *gh = got + (size_t)slot[r] * kd + (size_t)h * hd;
+			double big = 0;
+
+			for (int i = 0; i < hd; i++)
+				big = fmax(big, fabs((float)rh[i] * inv[h]));
+			for (int i = 0; i < hd; i++) {
+				float y = (float)rh[i] * inv[h];
+				uint8_t want = eng_f32_to_e4m3(y);
+				double a = eng_e4m3_to_f32(gh[i]), b = eng_e4m3_to_f32(want);
+
+				if (gh[i] == want)
+					continue;
+				differ++;
+				if (!near || fabs(y - (a + b) / 2) > 1e-5 * big ||
+				    fabs(a - b) > 0.13 * fmax(fabs(a), fabs(b)) + 0.002) {
+					tap_diag("e4m3 byte of row %d head %d dim %d: 0x%02x, want 0x%02x "
+						 "(of %.9g)", r, h, i, gh[i], want, (double)y);
+					return -1;
+				}
+			}
+		}
+	return differ;
+}
+
 /* With norm (Qwen3): q/k heads RMSNorm'ed by weights far from 1 before the
  * rotation; the q/k/v rows are given another scale than unit so that a
- * kernel that skipped the norm could not pass. */
-static void test_rope(int nh, int nkv, int hd, int n, int norm)
+ * kernel that skipped the norm could not pass.  With fp8: K and V into
+ * E4M3 pages with per-head scales in [0.3, 3]. */
+static void test_rope(int nh, int nkv, int hd, int n, int norm, int fp8)
 {
 	int qd = nh * hd, kd = nkv * hd, w = qd + 2 * kd, n_slots = 4 * n + 3, half = hd / 2;
 	float eps = 1e-6f;
 	float *qkv = rand_f32((size_t)n * w, 0, norm ? 7 : 2), *bias = rand_f32(w, 0, 0.5f);
 	float *qn = rand_f32(hd, 1, 0.8f), *kn = rand_f32(hd, 1, 0.8f);
+	float *ksc = rand_f32(nkv, 1.65f, 1.35f), *vsc = rand_f32(nkv, 1.65f, 1.35f);
+	float *kinv = malloc(nkv * 4), *vinv = malloc(nkv * 4);
 	float *inv = malloc(half * 4), *q = malloc((size_t)n * w * 4);
 	int32_t *pos = malloc(n * 4), *slot = malloc(n * 4), *perm = malloc(n_slots * 4);
 	uint16_t *qo = malloc((size_t)n * qd * 2), *kc = malloc((size_t)n_slots * kd * 2);
@@ -366,7 +493,12 @@ static void test_rope(int nh, int nkv, int hd, int n, int norm)
 	double *rv = malloc((size_t)n * kd * 8);
 	float *gq = malloc((size_t)n * qd * 4), *gk = malloc((size_t)n * kd * 4);
 	float *gv = malloc((size_t)n * kd * 4);
+	size_t cb = (size_t)n_slots * kd * (fp8 ? 1 : 2);   /* bytes of one cache */
 
+	for (int h = 0; h < nkv; h++) {
+		kinv[h] = 1.0f / ksc[h];
+		vinv[h] = 1.0f / vsc[h];
+	}
 	for (int i = 0; i < half; i++)
 		inv[i] = 1.0f / (float)pow(1e6, (double)(2 * i) / hd);
 	for (int i = 0; i < n_slots; i++)
@@ -398,43 +530,65 @@ static void test_rope(int nh, int nkv, int hd, int n, int norm)
 	}
 	float *dqkv = up(qkv, (size_t)n * w * 4), *db = up(bias, w * 4), *dinv = up(inv, half * 4);
 	float *dqn = up(qn, hd * 4), *dkn = up(kn, hd * 4);
+	float *dks = up(ksc, nkv * 4), *dvs = up(vsc, nkv * 4);
 	int32_t *dpos = up(pos, n * 4), *dslot = up(slot, n * 4);
-	uint16_t *dq = dev((size_t)n * qd * 2), *dk = dev((size_t)n_slots * kd * 2);
-	uint16_t *dv = dev((size_t)n_slots * kd * 2);
+	uint16_t *dq = dev((size_t)n * qd * 2);
+	void *dk = dev(cb), *dv = dev(cb);
+	int rc;
 
 	poison(dq, (size_t)n * qd * 2);
-	poison(dk, (size_t)n_slots * kd * 2);
-	poison(dv, (size_t)n_slots * kd * 2);
-	if (ran(kn_rope_qkv(dqkv, db, norm ? dqn : NULL, norm ? dkn : NULL, eps, dpos, dslot, dinv,
-			    dq, dk, dv, n, nh, nkv, hd, NULL),
-		"kn_rope_qkv")) {
+	poison(dk, cb);
+	poison(dv, cb);
+	rc = fp8 ? kn_rope_qkv_e4m3(dqkv, db, norm ? dqn : NULL, norm ? dkn : NULL, eps, dpos, dslot,
+				    dinv, dks, dvs, dq, dk, dv, n, nh, nkv, hd, NULL)
+		 : kn_rope_qkv(dqkv, db, norm ? dqn : NULL, norm ? dkn : NULL, eps, dpos, dslot, dinv,
+			       dq, dk, dv, n, nh, nkv, hd, NULL);
+	if (ran(rc, fp8 ? "kn_rope_qkv_e4m3" : "kn_rope_qkv")) {
 		down(qo, dq, (size_t)n * qd * 2);
-		down(kc, dk, (size_t)n_slots * kd * 2);
-		down(vc, dv, (size_t)n_slots * kd * 2);
+		down(kc, dk, cb);
+		down(vc, dv, cb);
 		for (size_t i = 0; i < (size_t)n * qd; i++)
 			gq[i] = eng_bf16_to_f32(qo[i]);
-		for (int r = 0; r < n; r++)
+		for (int r = 0; !fp8 && r < n; r++)
 			for (int i = 0; i < kd; i++) {
 				gk[(size_t)r * kd + i] = eng_bf16_to_f32(kc[(size_t)slot[r] * kd + i]);
 				gv[(size_t)r * kd + i] = eng_bf16_to_f32(vc[(size_t)slot[r] * kd + i]);
 			}
-		tap_ok(rel_err(gq, rq, (size_t)n * qd) < 1e-2 && rel_err(gk, rk, (size_t)n * kd) < 1e-2 &&
-		       rel_err(gv, rv, (size_t)n * kd) < 1e-2,
-		       "rope+cache%s heads %d/%d dim %d rows %d: q %.2e k %.2e v %.2e",
-		       norm ? " with q/k norm" : "", nh, nkv, hd, n, rel_err(gq, rq, (size_t)n * qd),
-		       rel_err(gk, rk, (size_t)n * kd), rel_err(gv, rv, (size_t)n * kd));
+		if (!fp8) {
+			tap_ok(rel_err(gq, rq, (size_t)n * qd) < 1e-2 &&
+			       rel_err(gk, rk, (size_t)n * kd) < 1e-2 &&
+			       rel_err(gv, rv, (size_t)n * kd) < 1e-2,
+			       "rope+cache%s heads %d/%d dim %d rows %d: q %.2e k %.2e v %.2e",
+			       norm ? " with q/k norm" : "", nh, nkv, hd, n,
+			       rel_err(gq, rq, (size_t)n * qd), rel_err(gk, rk, (size_t)n * kd),
+			       rel_err(gv, rv, (size_t)n * kd));
+		} else {
+			int dk_n = e4m3_check((uint8_t *)kc, rk, slot, n, nkv, hd, kinv, 1);
+			int dv_n = e4m3_check((uint8_t *)vc, rv, slot, n, nkv, hd, vinv, 0);
+
+			tap_ok(rel_err(gq, rq, (size_t)n * qd) < 1e-2 && dk_n >= 0 &&
+			       dk_n <= n * kd / 100 + 1 && dv_n == 0,
+			       "rope+cache e4m3%s heads %d/%d dim %d rows %d, per-head scales: q %.2e, "
+			       "k bytes %d of %d off by one code at a midpoint, v bytes exact",
+			       norm ? " with q/k norm" : "", nh, nkv, hd, n,
+			       rel_err(gq, rq, (size_t)n * qd), dk_n, n * kd);
+		}
 	}
-	if (norm)
+	if (norm && !fp8)
 		tap_ok(kn_rope_qkv(dqkv, db, dqn, NULL, eps, dpos, dslot, dinv, dq, dk, dv, n, nh, nkv,
 				   hd, NULL) == KN_E_INVALID &&
 		       kn_rope_qkv(dqkv, db, dqn, dkn, eps, dpos, dslot, dinv, dq, dk, dv, n, nh, nkv,
 				   264, NULL) == KN_E_INVALID,
 		       "rope+cache refuses a q norm without a k norm, and head_dim 264 with norms");
+	if (fp8 && !norm)
+		tap_ok(kn_rope_qkv_e4m3(dqkv, db, NULL, NULL, eps, dpos, dslot, dinv, NULL, dvs, dq, dk,
+					dv, n, nh, nkv, hd, NULL) == KN_E_INVALID,
+		       "rope+cache e4m3 refuses missing scales");
 	kn_free(dqkv), kn_free(db), kn_free(dinv), kn_free(dpos), kn_free(dslot);
-	kn_free(dqn), kn_free(dkn);
+	kn_free(dqn), kn_free(dkn), kn_free(dks), kn_free(dvs);
 	kn_free(dq), kn_free(dk), kn_free(dv);
 	free(qkv), free(bias), free(qn), free(kn), free(inv), free(q), free(pos), free(slot);
-	free(perm);
+	free(perm), free(ksc), free(vsc), free(kinv), free(vinv);
 	free(qo), free(kc), free(vc), free(rq), free(rk), free(rv), free(gq), free(gk), free(gv);
 }
 
@@ -450,11 +604,33 @@ struct attn_case {
 struct attn_data {
 	int T, n_slots, n_bt, n_tiles;
 	int32_t *bt, *pos, *bt_off, *tile_row0, *tile_n;
-	float *k, *v, *q;          /* fp32 values of the bf16 data */
+	float *k, *v, *q;          /* fp32 values of the bf16 data (or of E4M3 * scale) */
 	uint16_t *kb, *vb, *qb;
+	int fp8;                   /* pages of E4M3 bytes k8, v8 with scales ks, vs */
+	uint8_t *k8, *v8;          /* (n_slots, nkv, hd) */
+	float *ks, *vs;            /* (nkv) */
 };
 
-static void attn_build(const struct attn_case *c, struct attn_data *d)
+/* E4M3 pages: random codes (|value| < 2, subnormals included) and per-head
+ * scales in [0.5, 2]; k, v get their exact values times the scales. */
+static void attn_build_e4m3(const struct attn_case *c, struct attn_data *d)
+{
+	size_t n = (size_t)d->n_slots * c->nkv * c->hd;
+
+	d->fp8 = 1;
+	d->k8 = malloc(n), d->v8 = malloc(n);
+	d->ks = rand_f32(c->nkv, 1.25f, 0.75f), d->vs = rand_f32(c->nkv, 1.25f, 0.75f);
+	for (size_t i = 0; i < n; i++) {
+		int h = (int)(i / c->hd % c->nkv);
+
+		d->k8[i] = eng_f32_to_e4m3(2.0f * frand());
+		d->v8[i] = eng_f32_to_e4m3(2.0f * frand());
+		d->k[i] = eng_e4m3_to_f32(d->k8[i]) * d->ks[h];
+		d->v[i] = eng_e4m3_to_f32(d->v8[i]) * d->vs[h];
+	}
+}
+
+static void attn_build(const struct attn_case *c, int fp8, struct attn_data *d)
 {
 	int n_pages = 5, s, i, row = 0, b = 0;
 	int tr = c->tc ? kn_attn_tc_tile_rows(c->nh, c->nkv, c->hd) : kn_attn_tile_rows(c->nh, c->nkv);
@@ -500,12 +676,15 @@ static void attn_build(const struct attn_case *c, struct attn_data *d)
 	d->kb = rand_bf16(d->n_slots * kd, 1, d->k);
 	d->vb = rand_bf16(d->n_slots * kd, 1, d->v);
 	d->qb = rand_bf16((size_t)d->T * c->nh * c->hd, 3, d->q);
+	if (fp8)
+		attn_build_e4m3(c, d);
 }
 
 static void attn_free(struct attn_data *d)
 {
 	free(d->bt), free(d->pos), free(d->bt_off), free(d->tile_row0), free(d->tile_n);
 	free(d->k), free(d->v), free(d->q), free(d->kb), free(d->vb), free(d->qb);
+	free(d->k8), free(d->v8), free(d->ks), free(d->vs);
 }
 
 /* Dense softmax attention of every row and head, in double. */
@@ -557,10 +736,14 @@ static int attn_run(const struct attn_case *c, const struct attn_data *d, float 
 	for (int r = 0; r < d->T; r++)
 		max_ctx = d->pos[r] + 1 > max_ctx ? d->pos[r] + 1 : max_ctx;
 	struct kn_attn_args a = {
-		dev(qn * 2), up(d->qb, qn * 2), up(d->kb, d->n_slots * kd * 2),
-		up(d->vb, d->n_slots * kd * 2), up(d->bt, d->n_bt * 4), up(d->pos, d->T * 4),
+		dev(qn * 2), up(d->qb, qn * 2),
+		d->fp8 ? up(d->k8, d->n_slots * kd) : up(d->kb, d->n_slots * kd * 2),
+		d->fp8 ? up(d->v8, d->n_slots * kd) : up(d->vb, d->n_slots * kd * 2),
+		up(d->bt, d->n_bt * 4), up(d->pos, d->T * 4),
 		up(d->bt_off, d->T * 4), up(d->tile_row0, d->n_tiles * 4),
 		up(d->tile_n, d->n_tiles * 4), d->n_tiles, c->nh, c->nkv, c->hd, c->ps,
+		d->fp8 ? KN_KV_FP8_E4M3 : KN_KV_BF16,
+		d->fp8 ? up(d->ks, c->nkv * 4) : NULL, d->fp8 ? up(d->vs, c->nkv * 4) : NULL,
 	};
 	poison(a.out, qn * 2);
 	if (c->split_len) {
@@ -583,16 +766,17 @@ static int attn_run(const struct attn_case *c, const struct attn_data *d, float 
 	kn_free(a.out), kn_free((void *)a.q), kn_free((void *)a.k_cache);
 	kn_free((void *)a.v_cache), kn_free((void *)a.block_tables), kn_free((void *)a.pos);
 	kn_free((void *)a.bt_off), kn_free((void *)a.tile_row0), kn_free((void *)a.tile_n);
+	kn_free((void *)a.k_scale), kn_free((void *)a.v_scale);
 	kn_free(partial);
 	return rc;
 }
 
-static void test_attn(const struct attn_case *c, const char *what)
+static void test_attn(const struct attn_case *c, int fp8, const char *what)
 {
 	struct attn_data d;
 	int max_pos = 0;
 
-	attn_build(c, &d);
+	attn_build(c, fp8, &d);
 	for (int r = 0; r < d.T; r++)
 		max_pos = d.pos[r] > max_pos ? d.pos[r] : max_pos;
 	size_t qn = (size_t)d.T * c->nh * c->hd;
@@ -602,8 +786,9 @@ static void test_attn(const struct attn_case *c, const char *what)
 	attn_ref(c, &d, ref);
 	if (attn_run(c, &d, got))
 		tap_ok(rel_err(got, ref, qn) < 1e-2,
-		       "attention %s: heads %d/%d dim %d page %d, %d rows, ctx up to %d: %.2e", what,
-		       c->nh, c->nkv, c->hd, c->ps, d.T, max_pos + 1, rel_err(got, ref, qn));
+		       "attention %s%s: heads %d/%d dim %d page %d, %d rows, ctx up to %d: %.2e", what,
+		       fp8 ? ", e4m3 pages" : "", c->nh, c->nkv, c->hd, c->ps, d.T, max_pos + 1,
+		       rel_err(got, ref, qn));
 	free(ref);
 	free(got);
 	attn_free(&d);
@@ -633,17 +818,19 @@ static void test_attention(void)
 		{ 4, 1, 16, 5, 2, { 700, 63 }, { 1, 1 }, 320, 0 },
 	};
 
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		struct attn_case c = cases[i];
+	for (int fp8 = 0; fp8 < 2; fp8++)
+		for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+			struct attn_case c = cases[i];
 
-		if (c.split_len || kn_attn_tile_rows(c.nh, c.nkv))
-			test_attn(&c, c.split_len ? "decode, cuda cores" : "prefill, cuda cores");
-		c.tc = 1;
-		if (!c.split_len && kn_attn_tc_tile_rows(c.nh, c.nkv, c.hd))
-			test_attn(&c, "prefill, tensor cores");
-		if (c.split_len && kn_attn_decode_tc_ok(c.nh, c.nkv, c.hd))
-			test_attn(&c, "decode, tensor cores");
-	}
+			if (c.split_len || kn_attn_tile_rows(c.nh, c.nkv))
+				test_attn(&c, fp8, c.split_len ? "decode, cuda cores"
+							       : "prefill, cuda cores");
+			c.tc = 1;
+			if (!c.split_len && kn_attn_tc_tile_rows(c.nh, c.nkv, c.hd))
+				test_attn(&c, fp8, "prefill, tensor cores");
+			if (c.split_len && kn_attn_decode_tc_ok(c.nh, c.nkv, c.hd))
+				test_attn(&c, fp8, "decode, tensor cores");
+		}
 }
 
 /* ---------------------------------------------------------------- LM head ops */
@@ -756,14 +943,18 @@ int main(void)
 	test_gemm_skinny(3, 37, 3584);
 	test_gemm_skinny(4, 517, 18944);
 	test_gemm_skinny(1, 4099, 1032);
-	test_rope(4, 2, 16, 9, 0);
-	test_rope(28, 4, 128, 33, 0);
-	test_rope(28, 4, 128, 300, 0);   /* prefill chunks: one block a row */
-	test_rope(4, 2, 16, 9, 1);       /* qwen3: q/k norm, fewer pairs than lanes */
-	test_rope(32, 8, 128, 3, 1);     /* Qwen3-8B's heads, decode */
-	test_rope(32, 8, 128, 300, 1);   /* prefill */
-	test_rope(5, 1, 256, 7, 1);      /* 4 pairs a lane, the most */
-	test_rope(3, 3, 40, 5, 1);       /* V 120 wide: a partial V piece */
+	for (int fp8 = 0; fp8 < 2; fp8++) {   /* bf16 pages, then E4M3 */
+		test_rope(4, 2, 16, 9, 0, fp8);
+		test_rope(28, 4, 128, 33, 0, fp8);
+		test_rope(28, 4, 128, 300, 0, fp8);   /* prefill chunks: one block a row */
+		test_rope(4, 2, 16, 9, 1, fp8);       /* qwen3: q/k norm, fewer pairs than lanes */
+		test_rope(32, 8, 128, 3, 1, fp8);     /* Qwen3-8B's heads, decode */
+		test_rope(32, 8, 128, 300, 1, fp8);   /* prefill */
+		test_rope(5, 1, 256, 7, 1, fp8);      /* 4 pairs a lane, the most */
+		test_rope(3, 3, 40, 5, 1, fp8);       /* V 120 wide: a partial V piece */
+	}
+	test_e4m3_convert();
+	test_fill_e4m3();
 	test_attention();
 	test_argmax_logprob(5, 1001);
 	test_argmax_logprob(4, 152064);

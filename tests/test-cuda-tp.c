@@ -25,7 +25,12 @@
  *     tensor (exact), per-slice vocab parts (max, argmax, sum exp,
  *     target logit; the sum within 1e-4 relative);
  *   - refusals: a size that does not divide the heads, a rank on a GPU
- *     that is not there, the cpu backend with tp_size 2.
+ *     that is not there, the cpu backend with tp_size 2;
+ *   - FP8 E4M3 KV pages with a different scale for every (layer, KV head)
+ *     in the checkpoint: tp 2 and 4 against tp 1, each rank holding its
+ *     heads' scales: logits within 6e-2 (the E4M3 rounding turns the ranks'
+ *     fp32 differences into whole steps now and then: see
+ *     test-cuda-forward), greedy tokens the same or near ties.
  * With two GPUs or more, also tp 2 on GPUs 0 and 1 through NCCL against
  * tp 1 (a diagnostic, not a failure, when NCCL cannot be loaded).
  * Prints "1..0 # SKIP no CUDA device" without a GPU.
@@ -46,10 +51,12 @@
 #include "kernels/kn.h"
 #include "tests/tap.h"
 #include "tests/test-cuda.h"
+#include "tests/test-model-helper.h"
 
 #define N_SEQS 3
 #define STEPS 6
 #define TOL 1e-2
+#define TOL_FP8 6e-2
 #define PAGES 384
 
 static char scratch[] = "/tmp/test-cuda-tp-XXXXXX";
@@ -289,7 +296,10 @@ static void check_refusals(const struct fixture *F)
 
 /* ---------------------------------------------------------------- models */
 
-static int open_fixture(struct fixture *F, const char *name, const struct mw_params *mp)
+/* The model of mp, written to a fresh directory, or (written == a
+ * directory) the one already there. */
+static int open_fixture(struct fixture *F, const char *name, const struct mw_params *mp,
+			const char *written)
 {
 	char dir[4096];
 	struct eng_error err;
@@ -297,8 +307,10 @@ static int open_fixture(struct fixture *F, const char *name, const struct mw_par
 
 	memset(F, 0, sizeof(*F));
 	F->name = name;
-	snprintf(dir, sizeof(dir), "%s/m%d", scratch, test_irand(&rng, 1 << 30));
-	if (mw_write(mp, dir, NULL, &err) || eng_model_load(dir, &F->m, &err)) {
+	snprintf(dir, sizeof(dir), "%s", written ? written : "");
+	if (!written)
+		snprintf(dir, sizeof(dir), "%s/m%d", scratch, test_irand(&rng, 1 << 30));
+	if ((!written && mw_write(mp, dir, NULL, &err)) || eng_model_load(dir, &F->m, &err)) {
 		tap_ok(0, "%s: model written and loaded: %s", name, err.msg);
 		return -1;
 	}
@@ -328,7 +340,7 @@ static void check_model(const char *name, const struct mw_params *mp, int tp4)
 	struct eng_backend *one;
 	struct eng_error err;
 
-	if (open_fixture(&F, name, mp)) {
+	if (open_fixture(&F, name, mp, NULL)) {
 		eng_model_free(F.m);
 		return;
 	}
@@ -345,6 +357,106 @@ static void check_model(const char *name, const struct mw_params *mp, int tp4)
 	check_refusals(&F);
 	eng_backend_free(one);
 	eng_model_free(F.m);
+}
+
+/* ---------------------------------------------------------------- fp8 */
+
+/* tp ranks on GPU 0 with FP8 pages (and the model's scales). */
+static struct eng_backend *open_tp_fp8(const struct fixture *F, int tp, struct eng_error *err)
+{
+	static const int devs[4] = { 0, 0, 0, 0 };
+	struct eng_backend_params p = params_tp(tp, devs);
+	struct eng_backend *be = NULL;
+
+	p.kv_dtype = ENG_KV_DTYPE_FP8_E4M3;
+	if (eng_backend_create(&eng_backend_cuda_ops, F->m, &p, &be, err))
+		return NULL;
+	return be;
+}
+
+/* Greedy tokens of tp and tp 1 (logits lt, l1) agree: the same, or tp 1's
+ * logit of tp's token within 5 RMS differences of its best. */
+static int near_same(const float *lt, const float *l1, int V)
+{
+	int a = eng_argmax(lt, V), b = eng_argmax(l1, V);
+	double d2 = 0;
+
+	for (int j = 0; a != b && j < V; j++)
+		d2 += ((double)lt[j] - l1[j]) * ((double)lt[j] - l1[j]);
+	return a == b || (double)l1[b] - l1[a] <= 5.0 * sqrt(d2 / V);
+}
+
+/* Prompts then decode steps on tp 1 and tp ranks with FP8 pages. */
+static void test_fp8_tp(const struct fixture *F, struct eng_backend *one, int size)
+{
+	size_t V = F->c->vocab;
+	float *l1 = malloc(N_SEQS * V * 4), *lt = malloc(N_SEQS * V * 4);
+	struct eng_seq_input q1[N_SEQS], qt[N_SEQS];
+	struct eng_error err;
+	struct eng_backend *tp = open_tp_fp8(F, size, &err);
+	int32_t cur[N_SEQS];
+	int pos[N_SEQS], ok = tp != NULL, same = 1;
+	double worst = 0;
+
+	if (!tp)
+		tap_diag("tp %d fp8 backend: %s", size, err.msg);
+	for (int step = 0; ok && step <= STEPS; step++) {
+		for (int s = 0; s < N_SEQS; s++) {
+			q1[s] = step ? seq(F, s, &cur[s], 1, pos[s], l1 + s * V)
+				     : seq(F, s, F->tok[s], F->len[s], 0, l1 + s * V);
+			qt[s] = q1[s];
+			qt[s].logits = lt + s * V;
+		}
+		ok = run(one, q1, N_SEQS, NULL) && run(tp, qt, N_SEQS, NULL);
+		for (int s = 0; ok && s < N_SEQS; s++) {
+			double e = test_rel_err(lt + s * V, l1 + s * V, V);
+
+			worst = e > worst ? e : worst;
+			same &= near_same(lt + s * V, l1 + s * V, (int)V);
+			cur[s] = eng_argmax(l1 + s * V, (int)V);
+			pos[s] = step == 0 ? F->len[s] : pos[s] + 1;
+		}
+	}
+	tap_ok(ok && worst <= TOL_FP8 && same,
+	       "%s: tp %d on GPU 0, fp8_e4m3 kv with per-head scales: %d prompts + %d decode "
+	       "steps: logits vs tp 1 %.2e (tolerance %.0e), greedy tokens the same or near ties",
+	       F->name, size, N_SEQS, STEPS, worst, TOL_FP8);
+	eng_backend_free(tp);
+	free(l1);
+	free(lt);
+}
+
+/* A model of mp whose every (layer, KV head) has its own k and v scales,
+ * tp 2 and 4 against tp 1, all with FP8 pages. */
+static void check_fp8(const char *name, struct mw_params mp)
+{
+	int L = mp.num_layers, n = mp.num_kv_heads;
+	float *k = malloc((size_t)L * n * sizeof(float)), *v = malloc((size_t)L * n * sizeof(float));
+	struct fixture F;
+	struct eng_backend *one;
+	struct eng_error err;
+	char dir[4096];
+
+	memset(&F, 0, sizeof(F));
+	for (int i = 0; i < L * n; i++) {
+		k[i] = 0.5f + 0.125f * (float)(i % 11);
+		v[i] = 1.75f - 0.125f * (float)(i % 9);
+	}
+	mp.shard_size = 1 << 20;
+	snprintf(dir, sizeof(dir), "%s/fp8-%d", scratch, test_irand(&rng, 1 << 30));
+	if (mw_write(&mp, dir, NULL, &err) || tm_add_kv_scales(dir, L, n, k, v) ||
+	    open_fixture(&F, name, &mp, dir)) {
+		tap_ok(0, "%s: fp8 model with kv scales written and loaded", name);
+	} else if (!(one = open_tp_fp8(&F, 1, &err))) {
+		tap_ok(0, "%s: tp 1 fp8 backend created: %s", name, err.msg);
+	} else {
+		test_fp8_tp(&F, one, 2);
+		test_fp8_tp(&F, one, 4);
+		eng_backend_free(one);
+	}
+	eng_model_free(F.m);
+	free(k);
+	free(v);
 }
 
 /* ---------------------------------------------------------------- kernels */
@@ -499,6 +611,8 @@ int main(void)
 	p.attention_bias = true;
 	p.seed = 23;
 	check_model("qwen3 (q/k norms, 8 heads of 64 over hidden 192, biases, vocab 3001)", &p, 1);
+	p.head_dim = 128;
+	check_fp8("qwen3, head_dim 128, 4 kv heads, fp8 kv", p);
 	tap_remove_dir(scratch);
 	return tap_done();
 }

@@ -88,6 +88,48 @@ struct tm_st *tm_st_new(void)
 	return calloc(1, sizeof(struct tm_st));
 }
 
+int tm_add_shard(const char *dir, const char *file, struct tm_st *st)
+{
+	char path[4096];
+	json_t *idx, *map;
+	int rc;
+
+	snprintf(path, sizeof(path), "%s/model.safetensors.index.json", dir);
+	if (!(idx = json_load_file(path, 0, NULL)) ||
+	    !json_is_object(map = json_object_get(idx, "weight_map"))) {
+		fprintf(stderr, "%s: not a sharded model\n", dir);
+		json_decref(idx);
+		return -1;
+	}
+	for (int k = 0; k < st->n; k++)
+		json_object_set_new(map, st->t[k].name, json_string(file));
+	snprintf(path, sizeof(path), "%s/%s", dir, file);
+	rc = tm_st_write(st, path);
+	snprintf(path, sizeof(path), "%s/model.safetensors.index.json", dir);
+	if (!rc)
+		rc = json_dump_file(idx, path, JSON_INDENT(2));
+	json_decref(idx);
+	return rc ? -1 : 0;
+}
+
+int tm_add_kv_scales(const char *dir, int n_layers, int n_kv, const float *k, const float *v)
+{
+	struct tm_st *st = tm_st_new();
+	int64_t shape[1] = { n_kv };
+	char name[128];
+	int rc;
+
+	for (int l = 0; l < n_layers; l++) {
+		snprintf(name, sizeof(name), "model.layers.%d.self_attn.k_scale", l);
+		tm_st_add(st, name, ENG_DTYPE_F32, 1, shape, k + (size_t)l * n_kv);
+		snprintf(name, sizeof(name), "model.layers.%d.self_attn.v_scale", l);
+		tm_st_add(st, name, ENG_DTYPE_F32, 1, shape, v + (size_t)l * n_kv);
+	}
+	rc = tm_add_shard(dir, "model-kv-scales.safetensors", st);
+	tm_st_free(st);
+	return rc;
+}
+
 void tm_st_free(struct tm_st *st)
 {
 	if (st)

@@ -71,6 +71,17 @@ void tm_st_add(struct tm_st *st, const char *name, enum eng_dtype dtype, int ndi
 int tm_st_write(struct tm_st *st, const char *path);
 void tm_st_free(struct tm_st *st);
 
+/* Writes st as the shard `file` of the sharded model in dir and maps
+ * each of its tensors to it in dir's model.safetensors.index.json.
+ * Returns 0 or -1. */
+int tm_add_shard(const char *dir, const char *file, struct tm_st *st);
+
+/* Adds per-head FP8 KV cache scales to the sharded model in dir: for
+ * every layer l, model.layers.l.self_attn.k_scale = k + l n_kv and
+ * v_scale = v + l n_kv (n_kv values each), F32, in the shard
+ * model-kv-scales.safetensors.  Returns 0 or -1. */
+int tm_add_kv_scales(const char *dir, int n_layers, int n_kv, const float *k, const float *v);
+
 /* Whole-file helpers. */
 int tm_write_file(const char *path, const void *data, size_t n);
 int tm_write_text(const char *dir, const char *name, const char *text);

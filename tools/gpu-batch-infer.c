@@ -34,7 +34,7 @@ enum {
 	OPT_OUTPUT_LEN, OPT_REPLAY_OUTPUT, OPT_TEMPERATURE, OPT_TOP_K, OPT_TOP_P, OPT_SEED,
 	OPT_OUTPUT_DETAILS, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_KEEP_CACHE, OPT_WARMUP,
 	OPT_LOAD_FORMAT, OPT_MEM_FRACTION, OPT_GRAPH_MAX_BS, OPT_NO_GRAPH, OPT_TP_SIZE,
-	OPT_REPEAT,
+	OPT_REPEAT, OPT_KV_DTYPE,
 };
 
 static const struct option long_options[] = {
@@ -60,6 +60,7 @@ static const struct option long_options[] = {
 	{"cuda-graph-max-bs", required_argument, NULL, OPT_GRAPH_MAX_BS},
 	{"disable-cuda-graph", no_argument, NULL, OPT_NO_GRAPH},
 	{"tp-size", required_argument, NULL, OPT_TP_SIZE},
+	{"kv-cache-dtype", required_argument, NULL, OPT_KV_DTYPE},
 	{"serve", no_argument, NULL, OPT_SERVE},
 	{"socket", required_argument, NULL, OPT_SOCKET},
 	{"connect", required_argument, NULL, OPT_CONNECT},
@@ -133,6 +134,9 @@ static void usage(void)
 	      "      --disable-cuda-graph      cuda: no graphs (ablation)\n"
 	      "      --tp-size=N               cuda: tensor parallelism over GPUs 0..N-1\n"
 	      "                                (default 1; NCCL needed when N > 1)\n"
+	      "      --kv-cache-dtype=T        auto|bf16 (default) or fp8_e4m3: K and V\n"
+	      "                                pages in FP8 with the checkpoint's scales\n"
+	      "                                (1.0 without), twice the tokens\n"
 	      "\n"
 	      "Run:\n"
 	      "      --mode=MODE               replay: turns in order per conversation\n"
@@ -239,6 +243,10 @@ static int engine_option(int c, const char *arg, struct opts *o)
 	case OPT_TP_SIZE:
 		if (num(arg, 1, 8, &v)) return -1;
 		e->tp_size = (int32_t)v;
+		return 0;
+	case OPT_KV_DTYPE:
+		if (strcmp(arg, "auto") && strcmp(arg, "bf16") && strcmp(arg, "fp8_e4m3")) return -1;
+		e->kv_cache_dtype = arg;
 		return 0;
 	case OPT_LOAD_FORMAT:
 		if (strcmp(arg, "auto") && strcmp(arg, "dummy")) return -1;

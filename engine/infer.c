@@ -11,6 +11,7 @@
 #include "engine/chat.h"
 #include "engine/conv.h"
 #include "engine/model.h"
+#include "engine/router.h"
 #include "engine/step.h"
 #include "engine/tokenizer.h"
 #include "engine/clock.h"
@@ -267,6 +268,44 @@ int eng_infer_open(const struct eng_infer_params *p, struct eng_infer **out,
 	return 0;
 }
 
+int eng_infer_open_router(const struct eng_infer_params *ip, const struct eng_router_params *rp,
+			  struct eng_infer **out, struct eng_error *err)
+{
+	struct eng_infer *e = calloc(1, sizeof(*e));
+	double t0 = eng_mono_s();
+	int rc;
+
+	*out = NULL;
+	if (!e)
+		return eng_error_set(err, ENG_E_NOMEM, NULL, 0, "out of memory");
+	e->p = *ip;
+	e->p.device = "router";
+	rc = ip->tokenizer || ip->model_dir ? open_text_side(e, err)
+		: eng_error_set(err, ENG_E_INVALID, NULL, 0,
+				"a router needs the model's tokenizer (--model or --tokenizer)");
+	/* The served model's shape, for the run records, where its
+	 * config.json is at hand; the tokenizer alone is enough. */
+	if (rc == 0 && ip->model_dir && eng_model_load_config(ip->model_dir, &e->model, NULL) != 0)
+		e->model = NULL;
+	if (rc == 0)
+		rc = eng_router_create(rp, &eng_runner_callbacks, &e->router, err);
+	if (rc == 0) {
+		snprintf(e->device, sizeof(e->device), "router: %s over %d workers",
+			 rp->policy, rp->n_workers);
+		rc = eng_runner_create_exec(&eng_router_ops, e->router, &e->runner, err);
+		if (rc != 0)
+			e->router = NULL; /* freed by eng_runner_create_exec */
+	}
+	if (rc != 0) {
+		eng_router_free(e->router);
+		eng_infer_close(e);
+		return rc;
+	}
+	e->load_time = eng_mono_s() - t0;
+	*out = e;
+	return 0;
+}
+
 void eng_infer_close(struct eng_infer *e)
 {
 	if (!e)
@@ -316,6 +355,13 @@ static bool kv_scales_in_checkpoint(const struct eng_infer *e)
 
 json_t *eng_infer_settings(const struct eng_infer *e)
 {
+	if (e->router) {
+		json_t *j = eng_router_settings(e->router);
+
+		json_object_set_new(j, "chat_template",
+				    json_string(eng_chat_kind_name(eng_chat_kind(e->chat))));
+		return j;
+	}
 	bool graphs = strcmp(e->p.device, "cuda") == 0 && !e->p.disable_cuda_graph &&
 		      e->p.cuda_graph_max_bs > 0 && e->p.tp_size <= 1;
 	json_t *s = json_pack("{s:s,s:s,s:f,s:i,s:i,s:I,s:i,s:i,s:i,s:s,s:b,s:b,s:i,s:i,s:s,s:s}",

@@ -795,6 +795,38 @@ json_t *eng_router_settings(const struct eng_router *r)
 
 	for (int k = 0; k < r->n; k++)
 		json_array_append_new(workers, worker_json(r, k));
-	json_object_set_new(j, "workers", workers);
+	json_object_set_new(j, "worker_health", workers);
 	return j;
 }
+
+/* ---------------------------------------------------------------- as an executor */
+
+static int exec_submit(void *x, const struct eng_request_params *p, const struct eng_conv *c,
+		       int32_t turn, struct eng_error *err)
+{
+	return eng_router_submit(x, p, c, turn, err);
+}
+
+static void exec_cancel(void *x, int id) { eng_router_cancel(x, id); }
+static bool exec_busy(const void *x) { return eng_router_busy(x); }
+static void exec_stats(const void *x, struct eng_sched_stats *st) { eng_router_get_stats(x, st); }
+static void exec_flush(void *x) { eng_router_flush_cache(x); }
+static void exec_free(void *x) { eng_router_free(x); }
+
+static int exec_step(void *x, double max_wait_s, struct eng_error *err)
+{
+	(void)err;
+	eng_router_step(x, max_wait_s);
+	return 0;
+}
+
+/* The workers keep no conversation between turns for the router (a turn
+ * may go elsewhere), so there is nothing to end; the peak of pages is a
+ * worker's own figure. */
+static void exec_reset_peak(void *x) { (void)x; }
+static void exec_end_conversation(void *x, uint64_t key) { (void)x; (void)key; }
+
+const struct eng_executor_ops eng_router_ops = {
+	exec_submit, exec_cancel, exec_busy, exec_step, exec_stats, exec_flush,
+	exec_reset_peak, exec_end_conversation, exec_free,
+};

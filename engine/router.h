@@ -138,6 +138,10 @@ void eng_router_get_stats(const struct eng_router *r, struct eng_sched_stats *st
 /* Asks every live worker to empty its prefix cache, and empties the trees. */
 void eng_router_flush_cache(struct eng_router *r);
 
+/* The same as a runner executor (eng_runner_create_exec); free is
+ * eng_router_free. */
+extern const struct eng_executor_ops eng_router_ops;
+
 /* The router's settings and its workers' state (new ref): the run
  * record's "router" and the status reply. */
 json_t *eng_router_settings(const struct eng_router *r);

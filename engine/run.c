@@ -413,16 +413,14 @@ static json_t *run_record(struct eng_run *r)
 		/* null: not rate-limited (replay, or every request at once) */
 		json_object_set_new(rec, "request_rate", isfinite(sp->request_rate)
 				    ? json_real(sp->request_rate) : json_null());
-		json_object_set_new(rec, "model_config",
-				    eng_config_json(eng_model_config(r->e->model)));
+		json_object_set_new(rec, "model_config", r->e->model
+				    ? eng_config_json(eng_model_config(r->e->model)) : json_null());
 		json_object_set_new(rec, "failed_requests", json_integer(r->n_failed));
 		json_object_set_new(rec, "recorded_prompt_lens", json_integer(r->n_recorded));
 		json_object_set_new(rec, "prompt_len_mismatches", json_integer(r->n_mismatch));
 		json_object_set_new(rec, "engine_stats", engine_stats(r));
-		if (r->e->router) {
-			json_object_set_new(rec, "router", eng_router_settings(r->e->router));
+		if (r->e->router)
 			json_object_set_new(rec, "workers", eng_route_tally_json(r->tally));
-		}
 	}
 	return rec;
 }

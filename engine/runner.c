@@ -1,16 +1,19 @@
 /*
- * runner.c: sessions of conversations over one scheduler (see runner.h).
+ * runner.c: sessions of conversations over one executor (see runner.h).
  *
  * Each session keeps an array of slots, one per conversation in flight.  A
  * slot is idle (waiting for its environment delay to end) or has one turn
- * in the scheduler.  Per-token times are written by the scheduler's
+ * in the executor.  Per-token times are written by the executor's
  * on_token callback into the slot's buffer; on_finish turns them into the
  * turn's timing record and schedules the next turn.
  *
- * Each conversation has a key in the scheduler, and every turn but its
+ * Each conversation has a key in the executor, and every turn but its
  * last says more turns follow, so its history stays cached (evicted last)
  * across the environment wait; dropping the slot ends the key, whatever
  * way the conversation ended.
+ *
+ * The executor is the scheduler (the wrappers below) or another one given
+ * to eng_runner_create_exec; the runner sees only eng_executor_ops.
  */
 #include "engine/runner.h"
 #include "engine/rng.h"
@@ -33,6 +36,9 @@ struct slot {
 	double submit_t;
 	double *tok_t;            /* (cap_tok) time of each produced token */
 	int32_t cap_tok;
+	int32_t n_timed;          /* tokens timed in tok_t: a remote executor times
+				   * streamed chunks, which may be fewer than the
+				   * tokens its server counts */
 	int32_t prompt_len;       /* of the turn in flight */
 	int32_t n_scored;         /* score: recorded reply tokens of that turn */
 	int32_t *seq;             /* (cap_seq) score: prompt and reply together */
@@ -48,7 +54,7 @@ struct eng_session {
 	void *ctx;
 	struct slot **slots;      /* (n_slots) conversations in flight */
 	int32_t n_slots, cap_slots;
-	int32_t n_in_flight;      /* turns inside the scheduler */
+	int32_t n_in_flight;      /* turns inside the executor */
 	bool input_done, cancelled;
 	double t0;                /* monotonic start */
 	double next_arrival;
@@ -57,7 +63,8 @@ struct eng_session {
 };
 
 struct eng_runner {
-	struct eng_sched *sched;
+	const struct eng_executor_ops *ops;
+	void *x;                  /* the executor; NULL once freed */
 	struct eng_session *sessions;
 	uint64_t next_key;        /* conversation keys, unique runner-wide */
 	double *itl;              /* (cap_itl) scratch for timing records */
@@ -79,30 +86,73 @@ static void on_token(void *user, int32_t tok, int32_t index)
 	struct slot *sl = user;
 	struct eng_session *s = sl->sess;
 
-	if (index < sl->cap_tok)
+	if (index < sl->cap_tok) {
 		sl->tok_t[index] = eng_mono_s();
+		if (index >= sl->n_timed)
+			sl->n_timed = index + 1;
+	}
 	if (s->ops.on_token && !s->cancelled)
 		s->ops.on_token(s->ctx, sl->conv, tok, index, NULL);
 }
 
 static void on_finish(void *user, const struct eng_request_result *res);
 
+const struct eng_sched_callbacks eng_runner_callbacks = { on_token, on_finish };
+
+/* ------------------------------------------------ the scheduler as executor */
+
+static int sched_submit(void *x, const struct eng_request_params *p, const struct eng_conv *c,
+			int32_t turn, struct eng_error *err)
+{
+	(void)c;
+	(void)turn;
+	return eng_sched_submit(x, p, err);
+}
+
+static void sched_cancel(void *x, int id) { eng_sched_cancel(x, id); }
+static bool sched_busy(const void *x) { return eng_sched_busy(x); }
+static void sched_stats(const void *x, struct eng_sched_stats *st) { eng_sched_get_stats(x, st); }
+static void sched_flush(void *x) { eng_sched_flush_cache(x); }
+static void sched_reset_peak(void *x) { eng_sched_reset_peak(x); }
+static void sched_end(void *x, uint64_t key) { eng_sched_end_conversation(x, key); }
+static void sched_free(void *x) { eng_sched_free(x); }
+
+/* One batch; a step is never a wait. */
+static int sched_step(void *x, double max_wait_s, struct eng_error *err)
+{
+	(void)max_wait_s;
+	return eng_sched_step(x, err);
+}
+
+static const struct eng_executor_ops sched_ops = {
+	sched_submit, sched_cancel, sched_busy, sched_step, sched_stats, sched_flush,
+	sched_reset_peak, sched_end, sched_free,
+};
+
 int eng_runner_create(const struct eng_sched_params *p, const int32_t *stop_ids, int32_t n_stop,
 		      eng_step_fn step, void *step_ctx, struct eng_runner **out,
 		      struct eng_error *err)
 {
-	static const struct eng_sched_callbacks cb = { on_token, on_finish };
-	struct eng_runner *r = calloc(1, sizeof(*r));
-	int rc;
+	struct eng_sched *sched;
+	int rc = eng_sched_create(p, stop_ids, n_stop, step, step_ctx, &eng_runner_callbacks,
+				  &sched, err);
 
 	*out = NULL;
-	if (!r)
+	return rc != 0 ? rc : eng_runner_create_exec(&sched_ops, sched, out, err);
+}
+
+int eng_runner_create_exec(const struct eng_executor_ops *ops, void *x, struct eng_runner **out,
+			   struct eng_error *err)
+{
+	struct eng_runner *r = calloc(1, sizeof(*r));
+
+	*out = NULL;
+	if (!r) {
+		ops->free(x);
 		return eng_error_set(err, ENG_E_NOMEM, NULL, 0, "cannot allocate the runner");
-	rc = eng_sched_create(p, stop_ids, n_stop, step, step_ctx, &cb, &r->sched, err);
-	if (rc != 0) {
-		free(r);
-		return rc;
 	}
+	r->ops = ops;
+	r->x = x;
 	*out = r;
 	return 0;
 }
@@ -111,8 +161,8 @@ void eng_runner_free(struct eng_runner *r)
 {
 	if (!r)
 		return;
-	eng_sched_free(r->sched); /* before the sessions: no callback after this */
-	r->sched = NULL;
+	r->ops->free(r->x); /* before the sessions: no callback after this */
+	r->x = NULL;
 	while (r->sessions)
 		eng_session_free(r->sessions);
 	free(r->itl);
@@ -121,17 +171,17 @@ void eng_runner_free(struct eng_runner *r)
 
 void eng_runner_get_stats(const struct eng_runner *r, struct eng_sched_stats *st)
 {
-	eng_sched_get_stats(r->sched, st);
+	r->ops->get_stats(r->x, st);
 }
 
 void eng_runner_flush_cache(struct eng_runner *r)
 {
-	eng_sched_flush_cache(r->sched);
+	r->ops->flush_cache(r->x);
 }
 
 void eng_runner_reset_peak(struct eng_runner *r)
 {
-	eng_sched_reset_peak(r->sched);
+	r->ops->reset_peak(r->x);
 }
 
 int eng_session_start(struct eng_runner *r, const struct eng_session_params *p,
@@ -185,8 +235,8 @@ static void drop_slot(struct eng_session *s, int32_t i)
 {
 	struct slot *sl = s->slots[i];
 
-	if (s->runner->sched)
-		eng_sched_end_conversation(s->runner->sched, sl->key);
+	if (s->runner->x)
+		s->runner->ops->end_conversation(s->runner->x, sl->key);
 	if (s->ops.release_conv)
 		s->ops.release_conv(s->ctx, sl->conv);
 	slot_free(sl);
@@ -198,7 +248,7 @@ void eng_session_cancel(struct eng_session *s)
 	s->cancelled = true;
 	for (int32_t i = 0; i < s->n_slots; i++)
 		if (s->slots[i]->in_flight)
-			eng_sched_cancel(s->runner->sched, s->slots[i]->req_id);
+			s->runner->ops->cancel(s->runner->x, s->slots[i]->req_id);
 }
 
 void eng_session_free(struct eng_session *s)
@@ -323,11 +373,12 @@ static void submit_turn(struct eng_session *s, struct slot *sl, double now)
 	sl->prompt_len = 0;
 	sl->n_scored = 0;
 	sl->submit_t = now;
+	sl->n_timed = 0;
 	sl->in_flight = true;
 	s->n_in_flight++;
 	id = turn_request(s, sl, &rp, &err);
 	if (id == 0)
-		id = eng_sched_submit(s->runner->sched, &rp, &err);
+		id = s->runner->ops->submit(s->runner->x, &rp, sl->conv, sl->turn, &err);
 	if (id >= 0) {
 		sl->req_id = id;
 		return;
@@ -375,7 +426,7 @@ static void report_turn(struct slot *sl, const struct eng_request_result *res, d
 	struct eng_session *s = sl->sess;
 	struct eng_runner *r = s->runner;
 	struct eng_request_timing t;
-	int32_t n = res->n_output < sl->cap_tok ? res->n_output : sl->cap_tok;
+	int32_t n = res->n_output < sl->n_timed ? res->n_output : sl->n_timed;
 
 	if (n > r->cap_itl) {
 		double *p = realloc(r->itl, sizeof(double) * (size_t)n);
@@ -525,7 +576,7 @@ static double advance(struct eng_session *s, double now)
 
 int eng_runner_poll(struct eng_runner *r, double max_wait_s, struct eng_error *err)
 {
-	double now = eng_mono_s(), soonest = INFINITY;
+	double now = eng_mono_s(), soonest = INFINITY, wait;
 
 	for (struct eng_session *s = r->sessions; s; s = s->next) {
 		double t;
@@ -537,13 +588,13 @@ int eng_runner_poll(struct eng_runner *r, double max_wait_s, struct eng_error *e
 		if (t < soonest)
 			soonest = t;
 	}
-	if (eng_sched_busy(r->sched)) {
-		int rc = eng_sched_step(r->sched, err);
+	wait = soonest - now < max_wait_s ? soonest - now : max_wait_s;
+	if (r->ops->busy(r->x)) {
+		int rc = r->ops->step(r->x, wait > 0 ? wait : 0, err);
 
 		return rc < 0 ? rc : 0;
 	}
 	if (isfinite(soonest) && soonest > now) {
-		double wait = soonest - now < max_wait_s ? soonest - now : max_wait_s;
 		struct timespec ts = { (time_t)wait, (long)((wait - (double)(time_t)wait) * 1e9) };
 
 		nanosleep(&ts, NULL);
@@ -553,7 +604,7 @@ int eng_runner_poll(struct eng_runner *r, double max_wait_s, struct eng_error *e
 
 bool eng_runner_idle(const struct eng_runner *r)
 {
-	if (eng_sched_busy(r->sched))
+	if (r->ops->busy(r->x))
 		return false;
 	for (const struct eng_session *s = r->sessions; s; s = s->next)
 		if (!eng_session_done(s))

@@ -18,6 +18,13 @@
  * It is single-threaded: eng_runner_poll() is the event loop's body.
  * Input arrives through a callback that may say "nothing yet", so a
  * network client never blocks the batch.
+ *
+ * What runs the turns is an executor: the scheduler over the local model
+ * (eng_runner_create), or anything else that takes the same requests and
+ * reports tokens and results through eng_runner_callbacks, such as an
+ * OpenAI-compatible server (remote.h; eng_runner_create_exec).  The replay
+ * (turn order, environment waits, batch size, arrivals, timing records) is
+ * the same for all of them.
  */
 #ifndef TRAJBENCH_ENG_RUNNER_H
 #define TRAJBENCH_ENG_RUNNER_H
@@ -118,10 +125,43 @@ struct eng_session_ops {
 struct eng_runner;
 struct eng_session;
 
+/*
+ * An executor runs the runner's requests.  submit queues one (the turn of
+ * conversation c it belongs to is given for executors that send the
+ * messages rather than the tokens) and returns an id >= 0 or a negative
+ * ENG_E_* with err filled; it then reports through eng_runner_callbacks,
+ * with p->user: on_token for every token (or streamed chunk) as it comes,
+ * on_finish once.  cancel finishes a request with ENG_FINISH_ABORT no later
+ * than the next step.  step does one round of work, waiting for it at
+ * most max_wait_s (the scheduler never waits: a step is a batch).
+ */
+struct eng_executor_ops {
+	int (*submit)(void *x, const struct eng_request_params *p, const struct eng_conv *c,
+		      int32_t turn, struct eng_error *err);
+	void (*cancel)(void *x, int id);
+	bool (*busy)(const void *x);
+	int (*step)(void *x, double max_wait_s, struct eng_error *err);
+	void (*get_stats)(const void *x, struct eng_sched_stats *st);
+	void (*flush_cache)(void *x);
+	void (*reset_peak)(void *x);
+	/* The conversation of key will send no more turns (its cached
+	 * history may go). */
+	void (*end_conversation)(void *x, uint64_t key);
+	void (*free)(void *x);
+};
+
+/* What an executor calls back, with the request's user pointer. */
+extern const struct eng_sched_callbacks eng_runner_callbacks;
+
 /* The runner owns the scheduler it creates from p. */
 int eng_runner_create(const struct eng_sched_params *p, const int32_t *stop_ids, int32_t n_stop,
 		      eng_step_fn step, void *step_ctx, struct eng_runner **out,
 		      struct eng_error *err);
+
+/* A runner over another executor, which it owns from now on (freed with
+ * ops->free, also when this fails). */
+int eng_runner_create_exec(const struct eng_executor_ops *ops, void *x, struct eng_runner **out,
+			   struct eng_error *err);
 void eng_runner_free(struct eng_runner *r);
 
 int eng_session_start(struct eng_runner *r, const struct eng_session_params *p,
@@ -152,10 +192,11 @@ int eng_runner_poll(struct eng_runner *r, double max_wait_s, struct eng_error *e
 /* True when no session has work in flight or pending. */
 bool eng_runner_idle(const struct eng_runner *r);
 
-/* The scheduler's counters. */
+/* The executor's counters. */
 void eng_runner_get_stats(const struct eng_runner *r, struct eng_sched_stats *st);
 
-/* Empties the prefix cache (pages held by requests in flight stay). */
+/* Empties the prefix cache (pages held by requests in flight stay); a
+ * remote executor asks its server to. */
 void eng_runner_flush_cache(struct eng_runner *r);
 
 /* Starts the peak of pages in use (stats.peak_used_pages) over: a new run. */

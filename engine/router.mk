@@ -16,3 +16,7 @@ check_PROGRAMS += tests/test-router
 tests_test_router_SOURCES = tests/test-router.c
 tests_test_router_LDADD = $(ENGINE_LIBS) -lm -lpthread
 TESTS += tests/test-router
+
+# the router end to end through gpu-batch-infer, three tiny-model workers
+TESTS += tests/gpu-batch-infer-router.test
+EXTRA_DIST += tests/gpu-batch-infer-router.test

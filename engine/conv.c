@@ -74,19 +74,21 @@ static int build_request_turn(struct eng_conv *conv, int32_t k, struct eng_turn_
 /* An OpenAI request line: one turn of max_tokens after all messages. */
 static int build_request(struct eng_chat *chat, struct eng_conv_rec *c, struct eng_error *err)
 {
-	json_int_t max_tokens = json_integer_value(json_object_get(c->record, "max_tokens"));
-	int rc;
+	json_int_t max_tokens = 0;
+	int rc = eng_json_get_int_range(c->record, "max_tokens", 1, INT32_MAX, &max_tokens, err);
 
-	if (max_tokens <= 0 || max_tokens > INT32_MAX)
+	if (rc == 1)
 		return eng_error_set(err, ENG_E_FORMAT, NULL, c->line,
 				     "\"max_tokens\" must be a positive integer");
+	if (rc != 0)
+		return rc;
 	rc = eng_chat_render(chat, &c->in, c->in.n_msgs, true, &c->prompt, err);
 	if (rc != 0)
 		return rc;
 	if (!(c->conv.turns = calloc(1, sizeof(*c->conv.turns))))
 		return eng_error_set(err, ENG_E_NOMEM, NULL, c->line, "out of memory");
 	c->conv.n_turns = 1;
-	c->conv.turns[0] = (struct eng_turn){ 0, (int32_t)max_tokens, -1, -1 };
+	c->conv.turns[0] = (struct eng_turn){ 0, (int32_t)max_tokens, -1, -1, 0 };
 	c->conv.build_turn = build_request_turn;
 	return 0;
 }

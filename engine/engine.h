@@ -198,6 +198,45 @@ void eng_run_cancel(struct eng_run *r);
  * Returns the number of bad lines and failed requests. */
 long eng_run_finish(struct eng_run *r);
 
+/* ---------------------------------------------------------------- remote */
+
+/*
+ * A remote engine: the same runs (eng_run_*), the same replay and the same
+ * records, but every turn is sent to an OpenAI-compatible server (SGLang,
+ * vLLM, llama.cpp, ours) and streamed back, instead of run on a local
+ * model.  Only the tokenizer and chat template are loaded (from the
+ * eng_infer_params' tokenizer, else model_dir), to count the prompt tokens
+ * as the engine would and to lay out the turns.
+ */
+enum eng_remote_endpoint {
+	ENG_REMOTE_CHAT = 0,        /* POST /v1/chat/completions: the messages */
+	ENG_REMOTE_COMPLETIONS = 1, /* POST /v1/completions: our prompt tokens */
+	ENG_REMOTE_GENERATE = 2,    /* POST /generate (SGLang): our prompt tokens */
+};
+
+struct eng_remote_params {
+	const char *url;              /* http(s)://HOST:PORT, with or without /v1 */
+	const char *api_key;          /* sent as a bearer token; NULL: none */
+	const char *served_model;     /* the "model" of requests; NULL: the first of
+				       * GET /v1/models */
+	enum eng_remote_endpoint endpoint;
+	double request_timeout_s;     /* a whole request, stream included; 0: none */
+	int32_t max_retries;          /* attempts after a failed one (0: none) */
+};
+
+void eng_remote_default_params(struct eng_remote_params *p);
+
+/* "chat", "completions", "generate" -> endpoint; ENG_E_INVALID otherwise. */
+int eng_remote_endpoint_from_name(const char *name, enum eng_remote_endpoint *out,
+				  struct eng_error *err);
+
+/* Opens a remote engine.  ENG_E_INVALID for a URL that is not http(s);
+ * ENG_E_IO when served_model is NULL and GET /v1/models does not answer
+ * with a model; the tokenizer's and chat template's codes.  A server that
+ * goes away later fails requests, not the open. */
+int eng_infer_open_remote(const struct eng_infer_params *p, const struct eng_remote_params *rp,
+			  struct eng_infer **out, struct eng_error *err);
+
 /* ---------------------------------------------------------------- worker */
 
 /*
@@ -211,26 +250,49 @@ long eng_run_finish(struct eng_run *r);
  *                     {"type":"diagnostic","line":N,"message":S} for bad input,
  *                     {"type":"end","bad":N} last; or one status/ok record
  * A client that disconnects mid-run cancels only its own requests; a bad
- * record fails only itself; the worker keeps serving.
+ * record fails only itself; the worker keeps serving.  A connection the
+ * worker will not serve (another user, over the connection limit, a line
+ * over 256 MiB, idle too long) gets {"type":"error","message":S} before it
+ * is closed.  Both ends check the other's uid: only the same user (and root
+ * for a worker that allows it) talks to a worker.
  */
+
+struct eng_worker_params {
+	const char *socket_path;
+	int32_t max_connections;   /* connections served at once; one more gets an
+				    * error record and is closed (default 256) */
+	double idle_timeout_s;     /* close a connection on which nothing was sent
+				    * or received for this long while none of its
+				    * requests is in the engine; 0: never
+				    * (default 600) */
+	bool allow_root_clients;   /* serve root too; by default only the worker's
+				    * own user is served (SO_PEERCRED) */
+};
+
+void eng_worker_default_params(struct eng_worker_params *p);
 
 struct eng_worker;
 
-/* Creates the listening socket at socket_path (mode 0600; a stale socket
- * file is replaced), so that a bad path is known before a model is
- * loaded.  Clients that connect before eng_worker_run wait in the listen
- * queue.  ENG_E_IO when the socket cannot be created or another worker
- * answers on it; ENG_E_INVALID for a path too long for a socket. */
-int eng_worker_listen(const char *socket_path, struct eng_worker **out, struct eng_error *err);
+/* Creates the listening socket at p->socket_path (mode 0600), so that a
+ * bad path is known before a model is loaded.  What is at the path
+ * already must be nothing or a stale socket (one no worker answers on,
+ * which is replaced); anything else is left alone and refused with
+ * ENG_E_IO ("a worker already serves this socket", "exists and is not a
+ * socket").  Clients that connect before eng_worker_run wait in the listen
+ * queue.  ENG_E_INVALID for bad params or a path too long for a socket. */
+int eng_worker_listen(const struct eng_worker_params *p, struct eng_worker **out,
+		      struct eng_error *err);
 
 /* Serves runs over e until a shutdown command or SIGINT/SIGTERM.  0. */
 int eng_worker_run(struct eng_worker *w, struct eng_infer *e, struct eng_error *err);
 
-/* Closes the socket and removes its file.  NULL is allowed. */
+/* Closes the socket and removes its file, but only while the file at the
+ * path is still the socket eng_worker_listen created.  NULL is allowed. */
 void eng_worker_close(struct eng_worker *w);
 
 /* eng_worker_listen, eng_worker_run and eng_worker_close in one. */
-int eng_worker_serve(struct eng_infer *e, const char *socket_path, struct eng_error *err);
+int eng_worker_serve(struct eng_infer *e, const struct eng_worker_params *p,
+		     struct eng_error *err);
 
 /* The run parameters as the hello's "params" object, and back.  Unknown
  * keys are refused by from_json (ENG_E_INVALID naming the key). */
@@ -250,7 +312,9 @@ struct eng_client_io {
 /* Connects, sends hello (owned by the caller), streams io->in to the worker
  * and the records back to io->out.  Returns the worker's count of bad
  * records (>= 0), or a negative ENG_E_* (ENG_E_IO: no worker at path, or it
- * went away). */
+ * went away, or io->out could not be written).  A failed write to io->out
+ * ends the run at once: ENG_E_IO, "write error: ..." in err, errno that of
+ * the write, and ferror(io->out) true. */
 long eng_client_run(const char *socket_path, const json_t *hello, const struct eng_client_io *io,
 		    struct eng_error *err);
 
@@ -323,6 +387,21 @@ const char *eng_router_policy_names(void);
  * tokenizer's and chat template's codes. */
 int eng_infer_open_router(const struct eng_infer_params *ip, const struct eng_router_params *rp,
 			  struct eng_infer **out, struct eng_error *err);
+/* ---------------------------------------------------------------- JSON */
+
+/* Reads obj[key] as an integer in [lo, hi]: a JSON integer, or a real with
+ * an integral value within +-2^53.  0 with *out; 1 when obj has no such key
+ * or it is null (*out untouched); ENG_E_FORMAT when the value is not an
+ * integer or is out of range, with a message naming the key and the value
+ * ("\"max_tokens\" must be an integer in [1, 2147483647], not 4294967297");
+ * err's file and line are left for the caller, who knows the record. */
+int eng_json_get_int_range(const json_t *obj, const char *key, json_int_t lo, json_int_t hi,
+			   json_int_t *out, struct eng_error *err);
+
+/* The same for a value v already at hand (an array element), named name in
+ * the message; a missing v (NULL) is an error. */
+int eng_json_int_range(const json_t *v, const char *name, json_int_t lo, json_int_t hi,
+		       json_int_t *out, struct eng_error *err);
 
 /* ---------------------------------------------------------------- tokenizer */
 

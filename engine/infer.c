@@ -12,6 +12,7 @@
 #include "engine/conv.h"
 #include "engine/model.h"
 #include "engine/router.h"
+#include "engine/remote.h"
 #include "engine/step.h"
 #include "engine/tokenizer.h"
 #include "engine/clock.h"
@@ -268,6 +269,42 @@ int eng_infer_open(const struct eng_infer_params *p, struct eng_infer **out,
 	return 0;
 }
 
+int eng_infer_open_remote(const struct eng_infer_params *p, const struct eng_remote_params *rp,
+			  struct eng_infer **out, struct eng_error *err)
+{
+	struct eng_infer *e = calloc(1, sizeof(*e));
+	double t0 = eng_mono_s();
+	int rc;
+
+	*out = NULL;
+	if (!e)
+		return eng_error_set(err, ENG_E_NOMEM, NULL, 0, "out of memory");
+	e->p = *p;
+	rc = p->tokenizer || p->model_dir ? open_text_side(e, err)
+		: eng_error_set(err, ENG_E_INVALID, NULL, 0,
+				"a remote engine needs the model's tokenizer (a directory)");
+	/* The served model's shape, when its config.json is at hand (the
+	 * run record's model_config); a tokenizer alone is enough. */
+	if (rc == 0 && eng_model_load_config(p->tokenizer ? p->tokenizer : p->model_dir, &e->model,
+					     NULL) != 0)
+		e->model = NULL;
+	if (rc == 0)
+		rc = eng_remote_create(rp, e->tok, &eng_runner_callbacks, &e->remote, err);
+	if (rc == 0) {
+		snprintf(e->device, sizeof(e->device), "%s", eng_remote_url(e->remote));
+		rc = eng_runner_create_exec(&eng_remote_ops, e->remote, &e->runner, err);
+		if (rc != 0)
+			e->remote = NULL; /* freed by eng_runner_create_exec */
+	}
+	if (rc != 0) {
+		eng_infer_close(e);
+		return rc;
+	}
+	e->load_time = eng_mono_s() - t0;
+	*out = e;
+	return 0;
+}
+
 int eng_infer_open_router(const struct eng_infer_params *ip, const struct eng_router_params *rp,
 			  struct eng_infer **out, struct eng_error *err)
 {
@@ -285,7 +322,8 @@ int eng_infer_open_router(const struct eng_infer_params *ip, const struct eng_ro
 				"a router needs the model's tokenizer (--model or --tokenizer)");
 	/* The served model's shape, for the run records, where its
 	 * config.json is at hand; the tokenizer alone is enough. */
-	if (rc == 0 && ip->model_dir && eng_model_load_config(ip->model_dir, &e->model, NULL) != 0)
+	if (rc == 0 && eng_model_load_config(ip->tokenizer ? ip->tokenizer : ip->model_dir,
+					     &e->model, NULL) != 0)
 		e->model = NULL;
 	if (rc == 0)
 		rc = eng_router_create(rp, &eng_runner_callbacks, &e->router, err);
@@ -360,6 +398,12 @@ json_t *eng_infer_settings(const struct eng_infer *e)
 
 		json_object_set_new(j, "chat_template",
 				    json_string(eng_chat_kind_name(eng_chat_kind(e->chat))));
+		return j;
+	}
+	if (e->remote) {
+		json_t *j = eng_remote_settings(e->remote);
+
+		json_object_set_new(j, "chat_template", json_string(eng_chat_kind_name(eng_chat_kind(e->chat))));
 		return j;
 	}
 	bool graphs = strcmp(e->p.device, "cuda") == 0 && !e->p.disable_cuda_graph &&

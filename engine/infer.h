@@ -22,7 +22,10 @@ struct eng_infer {
 	struct eng_chat *chat;
 	struct eng_backend *be;
 	struct eng_stepper *stepper;
-	struct eng_runner *runner;    /* owns the scheduler and the prefix cache */
+	struct eng_runner *runner;    /* owns the scheduler and the prefix cache,
+				       * or the remote executor, or the router */
+	struct eng_remote *remote;    /* a remote engine's executor (the runner's),
+				       * or NULL: no model loaded here */
 	struct eng_router *router;    /* a router's executor (the runner's), or
 				       * NULL: turns run here */
 	struct eng_sched_params sp;   /* the scheduler's settings in force */
@@ -31,5 +34,10 @@ struct eng_infer {
 	double load_time;
 	char device[256];             /* "cpu: <model name>, N threads" or the GPU's name */
 };
+
+/* True while the run has work in the engine: its warmup, or conversations
+ * in flight (a turn in the scheduler or waiting out its environment time).
+ * The worker does not call a connection idle while its run is busy. */
+bool eng_run_busy(const struct eng_run *r);
 
 #endif

@@ -12,6 +12,10 @@
  * an integral real as well.  Documents without such a number read exactly
  * as before (integers stay integers); a huge number in a field we use is
  * refused by that field's reader, which names the key.
+ *
+ * Integer fields of records and files are read with eng_json_get_int_range
+ * (engine.h), never cast: a value out of the field's range is an error
+ * naming the field and the value, not a number cut to fit.
  */
 #ifndef TRAJBENCH_ENG_JSON_LOAD_H
 #define TRAJBENCH_ENG_JSON_LOAD_H
@@ -21,6 +25,7 @@
 
 #include <jansson.h>
 
+#include "engine/engine.h"
 #include "engine/error.h"
 
 /* Loads path with jansson's flags (JSON_REJECT_DUPLICATES, ...).  0 and

@@ -18,3 +18,4 @@ include engine/model.mk
 include engine/sched.mk
 include engine/cuda.mk
 include engine/router.mk
+include engine/remote.mk

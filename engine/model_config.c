@@ -32,22 +32,26 @@ static int bad_key(struct cfg_ctx *c, const char *key, const char *want)
 			     "key \"%s\": %s", key, want);
 }
 
+/* err, filled by a reader that leaves the file to its caller, now names
+ * the file; returns rc. */
+static int in_file(struct cfg_ctx *c, int rc)
+{
+	if (c->err)
+		snprintf(c->err->file, sizeof(c->err->file), "%s", c->path);
+	return rc;
+}
+
 /* *out = obj[key], an integer >= min; def when absent and !required. */
 static int get_int(struct cfg_ctx *c, json_t *obj, const char *key,
 		   bool required, int def, int min, int *out)
 {
-	json_t *v = json_object_get(obj, key);
-	json_int_t iv;
+	json_int_t iv = def;
+	int rc = eng_json_get_int_range(obj, key, min, 1 << 30, &iv, c->err);
 
-	if (!v || json_is_null(v)) {
-		if (required)
-			return bad_key(c, key, "missing");
-		*out = def;
-		return 0;
-	}
-	if (!eng_json_int(v, &iv) || iv < min || iv > (1 << 30))
-		return bad_key(c, key, min > 0 ? "not a positive integer"
-					      : "not an integer in range");
+	if (rc == 1 && required)
+		return bad_key(c, key, "missing");
+	if (rc < 0)
+		return in_file(c, rc);
 	*out = (int)iv;
 	return 0;
 }
@@ -169,21 +173,25 @@ static int parse_eos(struct cfg_ctx *c, json_t *root, struct eng_model_config *c
 	json_t *v = json_object_get(root, "eos_token_id");
 	json_int_t id;
 	size_t i;
+	int rc;
 
 	if (!v || json_is_null(v))
 		return 0;
-	if (eng_json_int(v, &id) && id >= 0 && id <= (1 << 30)) {
+	if (!json_is_array(v)) {
+		if ((rc = eng_json_int_range(v, "eos_token_id", 0, 1 << 30, &id, c->err)) != 0)
+			return in_file(c, rc);
 		cfg->n_eos = 1;
 		cfg->eos_ids[0] = (int)id;
 		return 0;
 	}
-	if (!json_is_array(v) || json_array_size(v) > ENG_MAX_EOS)
-		return bad_key(c, "eos_token_id", "not an integer or an array of at most 8");
+	if (json_array_size(v) > ENG_MAX_EOS)
+		return bad_key(c, "eos_token_id", "an array of more than 8");
 	for (i = 0; i < json_array_size(v); i++) {
-		json_t *e = json_array_get(v, i);
+		char name[48];
 
-		if (!eng_json_int(e, &id) || id < 0 || id > (1 << 30))
-			return bad_key(c, "eos_token_id", "holds a non-integer");
+		snprintf(name, sizeof(name), "eos_token_id[%zu]", i);
+		if ((rc = eng_json_int_range(json_array_get(v, i), name, 0, 1 << 30, &id, c->err)) != 0)
+			return in_file(c, rc);
 		cfg->eos_ids[i] = (int)id;
 	}
 	cfg->n_eos = (int)json_array_size(v);

@@ -320,9 +320,13 @@ void eng_router_probed(struct eng_router *r, int k, bool ok, const char *why)
 	}
 }
 
+/* A connection closed with nothing in flight (the worker closes idle
+ * connections) says nothing of the worker: the next request reconnects,
+ * and a worker that is gone fails that connect. */
 void eng_router_broken(struct eng_router *r, int k, const char *why)
 {
-	mark_down(r, k, why);
+	if (r->w[k].queue_depth > 0)
+		mark_down(r, k, why);
 }
 
 /* Starts the probes that are due; fails those past their deadline. */
@@ -826,7 +830,9 @@ static int exec_step(void *x, double max_wait_s, struct eng_error *err)
 static void exec_reset_peak(void *x) { (void)x; }
 static void exec_end_conversation(void *x, uint64_t key) { (void)x; (void)key; }
 
+/* No context bound here: each worker refuses what does not fit its own
+ * (a failed turn, as from the local scheduler). */
 const struct eng_executor_ops eng_router_ops = {
 	exec_submit, exec_cancel, exec_busy, exec_step, exec_stats, exec_flush,
-	exec_reset_peak, exec_end_conversation, exec_free,
+	exec_reset_peak, exec_end_conversation, exec_free, NULL,
 };

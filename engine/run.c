@@ -7,9 +7,11 @@
  */
 #include <config.h>
 #include "engine/conv.h"
+#include "engine/prompt_bound.h"
 #include "engine/infer.h"
 #include "engine/model.h"
 #include "engine/router.h"
+#include "engine/remote.h"
 #include "engine/tokenizer.h"
 
 #include <math.h>
@@ -18,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/resource.h>
 
 /* Warmup requests: synthetic one-turn conversations, not reported. */
 #define WARMUP_PROMPT 64
@@ -41,7 +44,19 @@ struct eng_run {
 	long n_recorded, n_mismatch;  /* turns with a recorded prompt length, and
 				       * those whose prompt_len differs from it */
 	struct eng_route_tally *tally; /* a router's: per-worker totals */
+	size_t bytes_per_token;       /* the most input bytes a token stands for (0:
+				       * unbounded), to refuse by length a prompt
+				       * that cannot fit before tokenizing it */
 	bool cancelled;
+	struct remote_counts {        /* what a remote engine's server said */
+		long n_reported;      /* requests with the server's prompt count */
+		long n_mismatch;      /* ... that differs from ours */
+		long n_from_stream;   /* output counted from the stream */
+		long n_no_cache;      /* no cached-token count */
+		long n_retries;
+		int64_t prompt_tokens, cached_tokens;
+		double cpu0_s;        /* the process's CPU time at the start */
+	} rc;
 };
 
 static void __attribute__((format(printf, 3, 4)))
@@ -55,6 +70,35 @@ diag(struct eng_run *r, long line, const char *fmt, ...)
 	va_end(ap);
 	if (r->io.diag)
 		r->io.diag(r->io.ctx, line, msg);
+}
+
+/* A request line (no "type"; its prompt is all its messages, rendered as
+ * it is read) whose prompt cannot fit the context by its length in bytes
+ * alone is refused, and reported, before it is tokenized. */
+static bool request_too_long(struct eng_run *r, const json_t *rec, long lineno)
+{
+	int64_t min_len = eng_prompt_min_tokens(rec, SIZE_MAX, r->bytes_per_token);
+	int32_t ctx = eng_runner_max_context(r->e->runner);
+
+	if (json_object_get(rec, "type") || min_len < ctx)
+		return false;
+	diag(r, lineno, "prompt of at least %lld tokens (from its length in bytes) exceeds the "
+	     "context of %d; not tokenized", (long long)min_len, ctx);
+	return true;
+}
+
+/* Each turn's lower bound on its prompt, from the bytes of the messages
+ * before its reply: the runner fails a turn that cannot fit without
+ * rendering it. */
+static void set_prompt_bounds(const struct eng_run *r, struct eng_conv_rec *c)
+{
+	for (int32_t k = 0; k < c->conv.n_turns; k++) {
+		size_t end = c->chat ? eng_chat_conv_msg_index(c->chat, (size_t)(c->first_turn + k))
+				     : SIZE_MAX;
+
+		c->conv.turns[k].min_prompt_len = eng_prompt_min_tokens(c->record, end,
+									r->bytes_per_token);
+	}
 }
 
 static int next_conv(void *ctx, struct eng_conv **out)
@@ -86,17 +130,25 @@ static int next_conv(void *ctx, struct eng_conv **out)
 			continue;
 		}
 		eng_error_clear(&err);
+		if (request_too_long(r, rec, lineno)) {
+			json_decref(rec);
+			r->n_bad++;
+			continue;
+		}
 		if (eng_conv_from_json(r->e->chat, rec, lineno, &c, &err) != 0) {
 			diag(r, lineno, "%s", err.msg);
 			json_decref(rec);
 			r->n_bad++;
 			continue;
 		}
+		/* A remote chat endpoint sends the messages themselves. */
+		c->conv.record = c->record;
 		json_decref(rec);
 		/* Generate mode: every record is one independent request, a
 		 * conversation its last turn, as SGLang's benchmark sends it. */
 		if (!strcmp(r->mode, "generate"))
 			eng_conv_keep_last_turn(c);
+		set_prompt_bounds(r, c);
 		*out = &c->conv;
 		return 1;
 	}
@@ -165,6 +217,45 @@ static json_t *score_record(struct eng_run *r, const struct eng_conv_rec *cr,
 			 "error", t->error ? json_string(t->error) : json_null());
 }
 
+/* A remote engine's request: the cached tokens as the server counted them
+ * (null when it did not), its prompt count, where the output count came
+ * from, and the retries; the run's counts of them. */
+static void add_remote_fields(struct eng_run *r, const struct eng_request_timing *t, json_t *rec)
+{
+	const struct eng_remote_usage *u = t->remote;
+	struct remote_counts *k = &r->rc;
+
+	if (u->cached_tokens < 0)
+		json_object_set_new(rec, "cached_tokens", json_null());
+	json_object_set_new(rec, "server_prompt_len", u->server_prompt_tokens >= 0
+			    ? json_integer(u->server_prompt_tokens) : json_null());
+	json_object_set_new(rec, "usage_source", t->error ? json_null()
+			    : json_string(u->from_stream ? "stream" : "usage"));
+	json_object_set_new(rec, "retries", json_integer(u->retries));
+	k->n_retries += u->retries;
+	if (t->error)
+		return;
+	k->n_from_stream += u->from_stream;
+	k->n_no_cache += u->cached_tokens < 0;
+	if (u->server_prompt_tokens >= 0) {
+		k->n_reported++;
+		k->n_mismatch += u->server_prompt_tokens != t->prompt_len;
+		k->prompt_tokens += u->server_prompt_tokens;
+		k->cached_tokens += u->cached_tokens > 0 ? u->cached_tokens : 0;
+	}
+}
+
+/* The reply's text as the server streamed it. */
+static json_t *remote_text(const struct eng_remote_usage *u)
+{
+	size_t len = 0;
+	char *clean = eng_utf8_sanitize(u->text, u->text_len, &len);
+	json_t *j = clean ? json_stringn(clean, len) : NULL;
+
+	free(clean);
+	return j ? j : json_null();
+}
+
 static void on_request(void *ctx, const struct eng_conv *c, const struct eng_request_timing *t)
 {
 	struct eng_run *r = ctx;
@@ -190,7 +281,12 @@ static void on_request(void *ctx, const struct eng_conv *c, const struct eng_req
 			"env_exec_time", t->env_time_s >= 0 ? json_real(t->env_time_s) : json_null());
 	if (rec && t->recorded_prompt_len >= 0)
 		json_object_set_new(rec, "recorded_prompt_len", json_integer(t->recorded_prompt_len));
-	if (rec && r->p.output_details) {
+	if (rec && t->remote)
+		add_remote_fields(r, t, rec);
+	if (rec && t->remote && r->p.output_details) {
+		json_object_set_new(rec, "output_ids", json_null());
+		json_object_set_new(rec, "output_text", remote_text(t->remote));
+	} else if (rec && r->p.output_details) {
 		json_t *ids = json_array();
 
 		for (int32_t i = 0; t->output && i < t->output_len; i++)
@@ -250,6 +346,17 @@ static const struct eng_session_ops run_ops = {
 	next_conv, on_request, on_conversation, release_conv, NULL,
 };
 
+/* CPU seconds of this process so far, user and system, every thread. */
+static double cpu_seconds(void)
+{
+	struct rusage ru;
+
+	if (getrusage(RUSAGE_SELF, &ru) != 0)
+		return 0;
+	return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec * 1e-6 +
+	       (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec * 1e-6;
+}
+
 /* The measured part: from a cold cache unless asked otherwise. */
 static int start_measured(struct eng_run *r, struct eng_error *err)
 {
@@ -261,6 +368,7 @@ static int start_measured(struct eng_run *r, struct eng_error *err)
 		eng_runner_flush_cache(r->e->runner);
 	eng_runner_get_stats(r->e->runner, &r->st0);
 	eng_runner_reset_peak(r->e->runner);
+	r->rc.cpu0_s = cpu_seconds();
 	return eng_session_start(r->e->runner, &r->p.session, &run_ops, r, &r->sess, err);
 }
 
@@ -276,7 +384,7 @@ static int start_warmup(struct eng_run *r, struct eng_error *err)
 	sp.recorded_output = false;
 	for (int32_t i = 0; i < WARMUP_PROMPT + WARMUP_OUTPUT; i++)
 		r->warm_ids[i] = i + 1;
-	r->warm_turn = (struct eng_turn){ WARMUP_PROMPT, WARMUP_OUTPUT, -1, -1 };
+	r->warm_turn = (struct eng_turn){ WARMUP_PROMPT, WARMUP_OUTPUT, -1, -1, 0 };
 	r->warm_conv = (struct eng_conv){ .ids = r->warm_ids,
 					  .n_ids = WARMUP_PROMPT + WARMUP_OUTPUT,
 					  .turns = &r->warm_turn, .n_turns = 1 };
@@ -296,6 +404,7 @@ int eng_run_start(struct eng_infer *e, const struct eng_run_params *p,
 	r->e = e;
 	r->p = *p;
 	r->p.session.score = p->mode && !strcmp(p->mode, "score");
+	r->bytes_per_token = eng_tokenizer_max_bytes_per_token(e->tok);
 	r->io = *io;
 	r->run_name = strdup(p->run_name ? p->run_name : "run");
 	r->mode = strdup(p->mode ? p->mode : "replay");
@@ -331,6 +440,11 @@ bool eng_run_done(struct eng_run *r)
 		}
 	}
 	return !r->sess || eng_session_done(r->sess);
+}
+
+bool eng_run_busy(const struct eng_run *r)
+{
+	return r->warm || (r->sess && eng_session_busy(r->sess));
 }
 
 void eng_run_cancel(struct eng_run *r)
@@ -373,6 +487,21 @@ static json_t *engine_stats(struct eng_run *r)
 	const struct eng_sched_stats *s0 = &r->st0;
 	int64_t computed, unbounded, ps;
 	json_t *o;
+	const struct remote_counts *k = &r->rc;
+
+	/* client_cpu_time: what the client itself cost (parsing, tokenizing,
+	 * HTTP, the streams, the records), to read against the requests. */
+	if (r->e->remote)
+		return json_pack("{s:I,s:I,s:I,s:i,s:i,s:i,s:i,s:i,s:f}",
+				 "prompt_tokens", (json_int_t)k->prompt_tokens,
+				 "cached_tokens", (json_int_t)k->cached_tokens,
+				 "computed_prompt_tokens", (json_int_t)(k->prompt_tokens - k->cached_tokens),
+				 "server_prompt_len_reported", (int)k->n_reported,
+				 "server_prompt_len_mismatches", (int)k->n_mismatch,
+				 "usage_from_stream", (int)k->n_from_stream,
+				 "cached_tokens_unreported", (int)k->n_no_cache,
+				 "retries", (int)k->n_retries,
+				 "client_cpu_time", cpu_seconds() - k->cpu0_s);
 
 	eng_runner_get_stats(r->e->runner, &st);
 	computed = st.computed_tokens - s0->computed_tokens;
@@ -401,8 +530,9 @@ static json_t *run_record(struct eng_run *r)
 	const struct eng_session_params *sp = &r->p.session;
 	json_t *rec = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:f,s:f,s:f,s:i,s:i,s:i,s:f,s:o,s:s}",
 			 "type", "run", "run", r->run_name, "mode", r->mode,
-			 "model", r->e->p.model_dir, "device", r->e->device,
-			 "backend", r->e->p.device, "model_load_time", eng_infer_load_time(r->e),
+			 "model", r->e->remote ? eng_remote_model(r->e->remote) : r->e->p.model_dir,
+			 "device", r->e->device, "backend", r->e->remote ? "http" : r->e->p.device,
+			 "model_load_time", eng_infer_load_time(r->e),
 			 "start_time_unix", r->start_unix,
 			 "duration", eng_session_elapsed(r->sess),
 			 "batch_size", sp->batch_size, "num_conversations", (int)r->n_conversations,
@@ -413,6 +543,8 @@ static json_t *run_record(struct eng_run *r)
 		/* null: not rate-limited (replay, or every request at once) */
 		json_object_set_new(rec, "request_rate", isfinite(sp->request_rate)
 				    ? json_real(sp->request_rate) : json_null());
+		/* A remote engine knows the model's shape only from a config.json
+		 * beside its tokenizer. */
 		json_object_set_new(rec, "model_config", r->e->model
 				    ? eng_config_json(eng_model_config(r->e->model)) : json_null());
 		json_object_set_new(rec, "failed_requests", json_integer(r->n_failed));

@@ -10,6 +10,7 @@
 #include <config.h>
 #include "engine/engine.h"
 
+#include <float.h>
 #include <math.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -22,7 +23,7 @@ enum param_type {
 	P_I32,   /* int32_t, >= 0 */
 	P_U64,   /* uint64_t, as a JSON integer (two's complement above 2^63) */
 	P_F64,   /* double, finite */
-	P_F32,   /* float, finite */
+	P_F32,   /* float, finite (and within a float's range) */
 	P_RATE,  /* double, INFINITY sent as -1 */
 };
 
@@ -137,8 +138,8 @@ static int field_from_json(struct eng_run_params *p, const struct param_field *f
 	case P_F64:
 	case P_F32:
 	case P_RATE:
-		if (!json_is_number(v) || !isfinite(d))
-			return -1;
+		if (!json_is_number(v) || !isfinite(d) || (f->type == P_F32 && fabs(d) > FLT_MAX))
+			return -1; /* a double past FLT_MAX has no float */
 		if (f->type == P_F32)
 			*(float *)at = (float)d;
 		else

@@ -116,6 +116,7 @@ static void sched_flush(void *x) { eng_sched_flush_cache(x); }
 static void sched_reset_peak(void *x) { eng_sched_reset_peak(x); }
 static void sched_end(void *x, uint64_t key) { eng_sched_end_conversation(x, key); }
 static void sched_free(void *x) { eng_sched_free(x); }
+static int32_t sched_max_context(const void *x) { return eng_sched_max_context(x); }
 
 /* One batch; a step is never a wait. */
 static int sched_step(void *x, double max_wait_s, struct eng_error *err)
@@ -126,7 +127,7 @@ static int sched_step(void *x, double max_wait_s, struct eng_error *err)
 
 static const struct eng_executor_ops sched_ops = {
 	sched_submit, sched_cancel, sched_busy, sched_step, sched_stats, sched_flush,
-	sched_reset_peak, sched_end, sched_free,
+	sched_reset_peak, sched_end, sched_free, sched_max_context,
 };
 
 int eng_runner_create(const struct eng_sched_params *p, const int32_t *stop_ids, int32_t n_stop,
@@ -174,6 +175,11 @@ void eng_runner_get_stats(const struct eng_runner *r, struct eng_sched_stats *st
 	r->ops->get_stats(r->x, st);
 }
 
+int32_t eng_runner_max_context(const struct eng_runner *r)
+{
+	return r->ops->max_context ? r->ops->max_context(r->x) : INT32_MAX;
+}
+
 void eng_runner_flush_cache(struct eng_runner *r)
 {
 	r->ops->flush_cache(r->x);
@@ -198,6 +204,10 @@ int eng_session_start(struct eng_runner *r, const struct eng_session_params *p,
 		return eng_error_set(err, ENG_E_INVALID, NULL, 0,
 				     "batch size, env time scale and request rate must be positive");
 	}
+	if (eng_sched_check_sampling(&p->sampling, err) != 0) {
+		free(s);
+		return ENG_E_INVALID;
+	}
 	s->runner = r;
 	s->p = *p;
 	s->ops = *ops;
@@ -208,6 +218,11 @@ int eng_session_start(struct eng_runner *r, const struct eng_session_params *p,
 	r->sessions = s;
 	*out = s;
 	return 0;
+}
+
+bool eng_session_busy(const struct eng_session *s)
+{
+	return s->n_slots > 0 || s->n_in_flight > 0;
 }
 
 double eng_session_elapsed(const struct eng_session *s)
@@ -338,8 +353,15 @@ static int turn_request(struct eng_session *s, struct slot *sl, struct eng_reque
 			struct eng_error *err)
 {
 	struct eng_turn_ids ti = {0};
-	int rc = turn_ids(sl, &ti, err);
+	int64_t min_len = sl->conv->turns[sl->turn].min_prompt_len;
+	int32_t ctx = eng_runner_max_context(s->runner);
+	int rc;
 
+	if (min_len >= ctx)
+		return eng_error_set(err, ENG_E_RANGE, NULL, 0,
+				     "prompt of at least %lld tokens (from its length in bytes) "
+				     "exceeds the context of %d; not tokenized", (long long)min_len, ctx);
+	rc = turn_ids(sl, &ti, err);
 	if (rc != 0)
 		return rc;
 	sl->prompt_len = ti.prompt_len;
@@ -418,6 +440,7 @@ static void turn_timing(struct slot *sl, const struct eng_request_result *res, d
 	t->finish = res->finish;
 	t->env_time_s = tk->env_time_s;
 	t->route = res->route;
+	t->remote = res->remote;
 }
 
 /* Builds the timing record of a finished turn and reports it. */

@@ -36,6 +36,7 @@
 #include "engine/sched.h"
 
 struct eng_route_info;
+struct eng_remote_usage;
 
 /* A conversation gives its turns' tokens in one of two ways:
  *  - build_turn (recorded conversations): turn k's prompt is built when the
@@ -53,6 +54,10 @@ struct eng_turn {
 	int32_t recorded_prompt_len; /* the prompt length the input recorded
 				      * (token_usage_prompt); -1: none */
 	double env_time_s;           /* recorded environment time after this turn; < 0 unknown */
+	int64_t min_prompt_len;      /* a lower bound on the prompt's tokens known
+				      * before building it (0: none); a turn whose
+				      * bound leaves no room in the context fails
+				      * without being built */
 };
 
 /* Turn k's tokens as build_turn gives them, valid until the next call for
@@ -75,6 +80,9 @@ struct eng_conv {
 	int (*build_turn)(struct eng_conv *c, int32_t k, struct eng_turn_ids *out,
 			  struct eng_error *err);
 	void *user;              /* the caller's handle (id, line, ...) */
+	const json_t *record;    /* the input record (messages, tools), for
+				  * executors that send text (a chat endpoint);
+				  * NULL: none */
 };
 
 struct eng_request_timing {
@@ -93,6 +101,7 @@ struct eng_request_timing {
 	double sum_logprob;        /* score: the sum of their log-probs */
 	const struct eng_route_info *route; /* a router's: which worker answered
 				    * (router.h); NULL from the scheduler */
+	const struct eng_remote_usage *remote; /* a remote executor's counts, else NULL */
 };
 
 struct eng_conv_timing {
@@ -148,6 +157,9 @@ struct eng_executor_ops {
 	 * history may go). */
 	void (*end_conversation)(void *x, uint64_t key);
 	void (*free)(void *x);
+	/* Prompt + output tokens one request may hold; NULL: no bound known
+	 * here (the executor refuses what does not fit). */
+	int32_t (*max_context)(const void *x);
 };
 
 /* What an executor calls back, with the request's user pointer. */
@@ -170,6 +182,10 @@ int eng_session_start(struct eng_runner *r, const struct eng_session_params *p,
 
 /* True when the session's input ended and all its conversations are done. */
 bool eng_session_done(const struct eng_session *s);
+
+/* True while the session has conversations in flight (a turn in the
+ * scheduler, or one waiting for its environment delay). */
+bool eng_session_busy(const struct eng_session *s);
 
 /* Seconds since the session started. */
 double eng_session_elapsed(const struct eng_session *s);
@@ -194,6 +210,10 @@ bool eng_runner_idle(const struct eng_runner *r);
 
 /* The executor's counters. */
 void eng_runner_get_stats(const struct eng_runner *r, struct eng_sched_stats *st);
+
+/* Prompt + output tokens one request may hold; INT32_MAX when the
+ * executor knows no bound (a remote server keeps its own). */
+int32_t eng_runner_max_context(const struct eng_runner *r);
 
 /* Empties the prefix cache (pages held by requests in flight stay); a
  * remote executor asks its server to. */

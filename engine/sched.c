@@ -36,6 +36,7 @@
  * request goes through it) is in sched_kv.c.
  */
 #include "engine/sched_int.h"
+#include "engine/sampler.h"
 #include "engine/clock.h"
 
 #include <stdlib.h>
@@ -158,6 +159,15 @@ static int grow_reqs(struct eng_sched *s)
 	return 0;
 }
 
+int eng_sched_check_sampling(const struct eng_sampling *s, struct eng_error *err)
+{
+	struct eng_sampler_params sp = { s->temperature, s->top_k, s->top_p, s->seed };
+
+	if (s->temperature == 0)
+		return 0; /* greedy: top_k and top_p are not used */
+	return eng_sampler_check_params(&sp, err);
+}
+
 static int check_request(struct eng_sched *s, const struct eng_request_params *p,
 			 struct eng_error *err)
 {
@@ -166,6 +176,8 @@ static int check_request(struct eng_sched *s, const struct eng_request_params *p
 	if (p->prompt_len <= 0 || (!p->score && p->max_new_tokens <= 0))
 		return eng_error_set(err, ENG_E_INVALID, NULL, 0,
 				     "a request needs a prompt and at least one output token");
+	if (eng_sched_check_sampling(&p->sampling, err) != 0)
+		return ENG_E_INVALID;
 	if (total > s->p.max_context)
 		return eng_error_set(err, ENG_E_RANGE, NULL, 0,
 				     "prompt of %d tokens + %d output tokens exceeds the context of %d",
@@ -175,6 +187,11 @@ static int check_request(struct eng_sched *s, const struct eng_request_params *p
 				     "request of %lld tokens does not fit in the KV pool of %d tokens",
 				     (long long)total, s->p.n_pages * s->p.page_size);
 	return 0;
+}
+
+int32_t eng_sched_max_context(const struct eng_sched *s)
+{
+	return s->p.max_context;
 }
 
 int eng_sched_submit(struct eng_sched *s, const struct eng_request_params *p,

@@ -52,6 +52,12 @@ struct eng_sched_params {
 
 void eng_sched_default_params(struct eng_sched_params *p);
 
+/* 0 when a request may sample with s; ENG_E_INVALID naming the field
+ * otherwise (eng_sampler_check_params; a greedy request, temperature 0,
+ * uses neither top_k nor top_p).  eng_sched_submit checks every
+ * request with it, so one request's parameters never fail a shared step. */
+int eng_sched_check_sampling(const struct eng_sampling *s, struct eng_error *err);
+
 /* One sequence of a step: n_tokens new tokens at positions
  * [start_pos, start_pos + n_tokens); the KV of [0, start_pos) is already in
  * its pages, and the new tokens' KV goes into them too.  page ids cover
@@ -114,6 +120,7 @@ struct eng_request_params {
 };
 
 struct eng_route_info;
+struct eng_remote_usage;
 
 struct eng_request_result {
 	enum eng_finish finish;
@@ -129,6 +136,8 @@ struct eng_request_result {
 	const struct eng_route_info *route; /* set by the router (router.h): the
 				       * worker that answered; NULL from the
 				       * scheduler */
+	const struct eng_remote_usage *remote; /* set by a remote executor (remote.h);
+						* NULL from the scheduler */
 };
 
 struct eng_sched_callbacks {
@@ -146,8 +155,12 @@ int eng_sched_create(const struct eng_sched_params *p, const int32_t *stop_ids, 
 		     struct eng_sched **out, struct eng_error *err);
 void eng_sched_free(struct eng_sched *s);
 
+/* The most tokens a request may hold, prompt and output together. */
+int32_t eng_sched_max_context(const struct eng_sched *s);
+
 /* Queues a request.  Returns a request id >= 0, or ENG_E_RANGE (too long
- * for the context, or more pages than the whole pool), ENG_E_INVALID, or
+ * for the context, or more pages than the whole pool), ENG_E_INVALID (no
+ * prompt or output, bad sampling parameters), or
  * ENG_E_NOMEM, with err filled. */
 int eng_sched_submit(struct eng_sched *s, const struct eng_request_params *p,
 		     struct eng_error *err);

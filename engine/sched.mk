@@ -32,7 +32,13 @@ tests_test_sched_reuse_SOURCES = tests/test-sched-reuse.c
 tests_test_sched_reuse_LDADD = $(ENGINE_LIBS) -lm
 TESTS += tests/test-sched-reuse
 noinst_HEADERS += tests/fake-step.h
-engine_libengine_a_SOURCES += engine/conv.h engine/conv.c
+engine_libengine_a_SOURCES += engine/conv.h engine/conv.c \
+	engine/prompt_bound.h engine/prompt_bound.c
+
+check_PROGRAMS += tests/test-prompt-bound
+tests_test_prompt_bound_SOURCES = tests/test-prompt-bound.c
+tests_test_prompt_bound_LDADD = $(ENGINE_LIBS) -lm
+TESTS += tests/test-prompt-bound
 engine_libengine_a_SOURCES += engine/step.h engine/step.c
 engine_libengine_a_SOURCES += engine/infer.h engine/infer.c engine/run.c
 
@@ -40,12 +46,23 @@ check_PROGRAMS += tests/test-infer
 tests_test_infer_SOURCES = tests/test-infer.c
 tests_test_infer_LDADD = $(MODELGEN_LIBS) -lm
 TESTS += tests/test-infer
-engine_libengine_a_SOURCES += engine/worker.c engine/worker_req.h engine/worker_req.c engine/client.c engine/run_params.c
+engine_libengine_a_SOURCES += engine/worker.c engine/worker_req.h engine/worker_req.c \
+	engine/client.c engine/run_params.c \
+	engine/sock.h engine/sock.c
 
+WORKER_TEST_HELPER = tests/test-worker-helper.h tests/test-worker-helper.c
 check_PROGRAMS += tests/test-worker
-tests_test_worker_SOURCES = tests/test-worker.c
+tests_test_worker_SOURCES = tests/test-worker.c $(WORKER_TEST_HELPER)
 tests_test_worker_LDADD = $(MODELGEN_LIBS) -lm -lpthread
 TESTS += tests/test-worker
+check_PROGRAMS += tests/test-worker-edges
+tests_test_worker_edges_SOURCES = tests/test-worker-edges.c $(WORKER_TEST_HELPER)
+tests_test_worker_edges_LDADD = $(MODELGEN_LIBS) -lm -lpthread
+TESTS += tests/test-worker-edges
+check_PROGRAMS += tests/test-worker-load
+tests_test_worker_load_SOURCES = tests/test-worker-load.c $(WORKER_TEST_HELPER)
+tests_test_worker_load_LDADD = $(MODELGEN_LIBS) -lm -lpthread
+TESTS += tests/test-worker-load
 engine_libengine_a_SOURCES += engine/rng.h
 
 check_PROGRAMS += tests/test-run-params

@@ -508,6 +508,25 @@ const char *eng_tokenizer_token_bytes(const struct eng_tokenizer *tok, int32_t i
 	return tok->tokens[id].bytes;
 }
 
+size_t eng_tokenizer_max_bytes_per_token(const struct eng_tokenizer *tok)
+{
+	size_t max = 0;
+
+	for (size_t i = 0; i < tok->n_added; i++)
+		if (tok->added[i].lstrip || tok->added[i].rstrip)
+			return 0; /* it eats any run of white space beside it */
+	for (int i = 0; i < tok->n_stages; i++)
+		if (tok->stages[i].removed)
+			return 0; /* what the split drops is in no token */
+	for (int32_t id = 0; id < tok->n_tokens; id++)
+		if (tok->tokens[id].len > max)
+			max = tok->tokens[id].len;
+	/* Normalizing shrinks at most 4 to 1 (NFKC maps 4-byte mathematical
+	 * letters to ASCII; NFC's largest composition, Hangul L+V+T, is 9
+	 * bytes to 3). */
+	return tok->n_norms > 0 ? 4 * max : max;
+}
+
 int32_t eng_tokenizer_vocab_size(const struct eng_tokenizer *tok)
 {
 	return tok->n_tokens;

@@ -30,6 +30,13 @@ int eng_tokenizer_is_special(const struct eng_tokenizer *tok, int32_t id);
 /* True for ids of any added token (special or not). */
 int eng_tokenizer_is_added(const struct eng_tokenizer *tok, int32_t id);
 
+/* The most input bytes one token can stand for: the longest token's
+ * bytes, times 4 when the text is normalized first; 0 when there is no
+ * such bound (an added token that strips the white space beside it, a
+ * pre-tokenizer that drops what it matches).  A text of n bytes has at
+ * least n / this many tokens. */
+size_t eng_tokenizer_max_bytes_per_token(const struct eng_tokenizer *tok);
+
 /* Number of added tokens, and the id of the i-th in file order. */
 size_t eng_tokenizer_n_added(const struct eng_tokenizer *tok);
 int32_t eng_tokenizer_added_id(const struct eng_tokenizer *tok, size_t i);

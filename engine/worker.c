@@ -1,30 +1,44 @@
 /*
  * worker.c: the persistent worker's event loop (see engine.h).
  *
- * One thread: poll(2) over the listening socket and the clients, with a
+ * One thread: epoll(7) over the listening socket and the clients, with a
  * zero timeout while the engine has work, so sockets are served between
- * scheduler steps.  Sockets are non-blocking; every client has an input
- * buffer (bounded by its longest line) and an output buffer (bounded by
- * the backpressure limit plus what one step can produce).
+ * scheduler steps.  Level-triggered epoll hands out ready sockets in turn,
+ * so every client is served however many there are (poll(2) over a fixed
+ * array once starved the oldest past 1024).
+ *
+ * Memory per connection is bounded by constants, so the worker's is bounded
+ * by its settings (max_connections): a client's unread input is read only
+ * while it holds no whole line or less than IN_LIMIT bytes, and only while
+ * its output waiting to be sent is under OUT_LIMIT (a client that never
+ * reads stops being read); a line may be up to LINE_LIMIT long, and a
+ * longer one ends the connection with an error record.  The output buffer
+ * holds OUT_LIMIT plus what one scheduler step can produce.
+ *
+ * A connection is refused with an error record, then closed, when it would
+ * exceed max_connections or comes from another user (SO_PEERCRED), and
+ * closed when nothing has moved on it for idle_timeout_s while none of its
+ * requests is in the engine.
  */
 #include <config.h>
 #include "engine/infer.h"
 #include "engine/worker_req.h"
+#include "engine/sock.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
-#include <poll.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/un.h>
 #include <unistd.h>
 
+#define IN_LIMIT (1u << 20)     /* unread input past one whole line that pauses reading */
 #define OUT_LIMIT (16u << 20)   /* pending output that pauses a client's input */
 #define LINE_LIMIT (256u << 20) /* longest input line accepted */
+#define READ_CHUNK 65536
 
 struct buf {
 	char *p;
@@ -38,6 +52,11 @@ struct client {
 	size_t line_cap;
 	long lineno;
 	bool eof_in, dead, hello_done, closing;
+	bool has_line;          /* in holds a whole line */
+	bool discard_in;        /* refused: what it sends is read and dropped */
+	bool in_epoll;
+	uint32_t events;        /* what epoll watches on fd now */
+	double last_io_s;       /* when bytes last moved either way */
 	struct eng_run *run;
 	struct eng_reqstream *rs; /* a "requests" client's stream */
 	struct client *next;
@@ -101,11 +120,14 @@ static int client_next_line(void *ctx, char **line, size_t *len, long *lineno)
 	struct client *c = ctx;
 	char *start = c->in.p + c->in.off;
 	size_t avail = c->in.len - c->in.off, n;
-	char *nl;
+	char *nl = NULL;
 
-	if (c->dead || c->out.len - c->out.off > OUT_LIMIT)
-		return c->dead ? 0 : 2;
-	nl = avail ? memchr(start, '\n', avail) : NULL;
+	if (c->dead || c->discard_in)
+		return 0;
+	if (c->out.len - c->out.off > OUT_LIMIT)
+		return 2;
+	if (c->has_line)
+		nl = memchr(start, '\n', avail);
 	if (!nl && !(c->eof_in && avail > 0))
 		return c->eof_in ? 0 : 2;
 	n = nl ? (size_t)(nl - start) : avail;
@@ -120,6 +142,7 @@ static int client_next_line(void *ctx, char **line, size_t *len, long *lineno)
 	memcpy(c->line, start, n);
 	c->line[n] = '\0';
 	c->in.off += nl ? n + 1 : n;
+	c->has_line = nl && memchr(c->in.p + c->in.off, '\n', c->in.len - c->in.off);
 	*line = c->line;
 	*len = n;
 	*lineno = ++c->lineno;
@@ -152,65 +175,91 @@ static void client_diag(void *ctx, long line, const char *msg)
 
 struct server {
 	struct eng_infer *e;
-	int lfd;
+	struct eng_worker_params p;
+	struct eng_listener l;
+	int epfd;
+	uint32_t l_events;        /* what epoll watches on the listener now */
 	struct client *clients;
-	double t0;
+	int32_t n_clients;
+	double t0, last_idle_check;
 	long n_runs_served;
-	bool shutting_down;
+	bool shutting_down, accept_paused;
 };
 
-/* Creates the listening socket, mode 0600.  A socket file nobody answers
- * on is stale and replaced; one a worker answers on is an error. */
-static int listen_on(const char *path, int *fd_out, struct eng_error *err)
+/* An error record for a connection refused before it became a client:
+ * best effort, the socket is new and its buffer empty. */
+static void refuse(int fd, const char *msg)
 {
-	struct sockaddr_un addr = { .sun_family = AF_UNIX };
-	int fd;
-	mode_t old;
+	json_t *rec = json_pack("{s:s,s:s}", "type", "error", "message", msg);
+	char *s = rec ? json_dumps(rec, JSON_COMPACT) : NULL;
 
-	if (strlen(path) >= sizeof(addr.sun_path))
-		return eng_error_set(err, ENG_E_INVALID, path, 0, "socket path too long");
-	strcpy(addr.sun_path, path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return eng_error_set(err, ENG_E_IO, path, 0, "socket: %s", strerror(errno));
-	if (connect(fd, (struct sockaddr *)&addr, sizeof(addr)) == 0) {
-		close(fd);
-		return eng_error_set(err, ENG_E_IO, path, 0, "a worker is already serving here");
-	}
-	unlink(path);
-	old = umask(077);
-	if (bind(fd, (struct sockaddr *)&addr, sizeof(addr)) != 0 || chmod(path, 0600) != 0 ||
-	    listen(fd, 64) != 0) {
-		int e = errno;
+	if (s && send(fd, s, strlen(s), MSG_NOSIGNAL | MSG_DONTWAIT) > 0)
+		send(fd, "\n", 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+	free(s);
+	json_decref(rec);
+	close(fd);
+}
 
-		umask(old);
-		close(fd);
-		return eng_error_set(err, ENG_E_IO, path, 0, "cannot listen: %s", strerror(e));
+/* Why a new connection is refused, into msg; false when it is welcome. */
+static bool refusal(const struct server *sv, int fd, char *msg, size_t n)
+{
+	uid_t uid;
+
+	if (eng_sock_peer_uid(fd, &uid) != 0) {
+		snprintf(msg, n, "cannot tell the connection's user: %s", strerror(errno));
+		return true;
 	}
-	umask(old);
-	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-	*fd_out = fd;
-	return 0;
+	if (!eng_sock_uid_allowed(uid, geteuid(), sv->p.allow_root_clients)) {
+		snprintf(msg, n, "the worker serves only its own user (uid %ld%s), not uid %ld",
+			 (long)geteuid(), sv->p.allow_root_clients ? " and root" : "", (long)uid);
+		return true;
+	}
+	if (sv->n_clients >= sv->p.max_connections) {
+		snprintf(msg, n, "the worker serves at most %d connections at once (--max-connections); "
+			 "try again later", sv->p.max_connections);
+		return true;
+	}
+	return false;
+}
+
+static void add_client(struct server *sv, int fd)
+{
+	struct client *c = calloc(1, sizeof(*c));
+	struct epoll_event ev = { .events = EPOLLIN };
+
+	ev.data.ptr = c;
+	if (!c || epoll_ctl(sv->epfd, EPOLL_CTL_ADD, fd, &ev) != 0) {
+		free(c);
+		refuse(fd, "the worker cannot take a connection now");
+		return;
+	}
+	c->fd = fd;
+	c->in_epoll = true;
+	c->events = EPOLLIN;
+	c->last_io_s = eng_mono_s();
+	c->next = sv->clients;
+	sv->clients = c;
+	sv->n_clients++;
 }
 
 static void accept_clients(struct server *sv)
 {
-	for (;;) {
-		int fd = accept(sv->lfd, NULL, NULL);
-		struct client *c;
+	char msg[200];
 
-		if (fd < 0)
-			return;
-		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
-		fcntl(fd, F_SETFD, FD_CLOEXEC);
-		c = calloc(1, sizeof(*c));
-		if (!c) {
-			close(fd);
+	for (;;) {
+		int fd = accept4(sv->l.fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd < 0) {
+			/* Out of descriptors: stop listening until a client leaves,
+			 * or the ready listener would spin the loop. */
+			if (errno == EMFILE || errno == ENFILE)
+				sv->accept_paused = true;
 			return;
 		}
-		c->fd = fd;
-		c->next = sv->clients;
-		sv->clients = c;
+		if (refusal(sv, fd, msg, sizeof(msg)))
+			refuse(fd, msg);
+		else
+			add_client(sv, fd);
 	}
 }
 
@@ -291,28 +340,84 @@ static void handle_hello(struct server *sv, struct client *c)
 	reply_and_close(c, rec);
 }
 
+/* An error record to the client, which is then closed once its output is
+ * sent (and its run, if any, has ended). */
+static void close_with_error(struct client *c, const char *msg)
+{
+	json_t *rec = json_pack("{s:s,s:s}", "type", "error", "message", msg);
+
+	if (rec)
+		emit_line(c, rec);
+	json_decref(rec);
+	c->closing = true;
+}
+
+/* A line past LINE_LIMIT: the client's run stops and it is told why; what
+ * it still sends is read and dropped, so that it is not stuck writing
+ * while the error waits for it. */
+static void refuse_long_line(struct client *c)
+{
+	char msg[200];
+
+	if (c->hello_done)
+		snprintf(msg, sizeof(msg), "input line %ld is longer than %u bytes; the run is stopped",
+			 c->lineno + 1, LINE_LIMIT);
+	else
+		snprintf(msg, sizeof(msg), "the hello line is longer than %u bytes", LINE_LIMIT);
+	free(c->in.p);
+	c->in = (struct buf){ 0 };
+	c->has_line = false;
+	c->discard_in = true;
+	if (c->run)
+		eng_run_cancel(c->run);
+	close_with_error(c, msg);
+}
+
+/* Whether to read the client's socket now: the back-pressure rule. */
+static bool wants_input(const struct client *c)
+{
+	if (c->eof_in || c->dead)
+		return false;
+	if (c->discard_in)
+		return true;
+	if (c->out.len - c->out.off > OUT_LIMIT)
+		return false;
+	return !c->has_line || c->in.len - c->in.off < IN_LIMIT;
+}
+
+static void take_input(struct client *c, const char *chunk, size_t n)
+{
+	bool nl = memchr(chunk, '\n', n) != NULL;
+
+	if (!c->has_line && !nl && c->in.len - c->in.off + n > LINE_LIMIT) {
+		refuse_long_line(c);
+		return;
+	}
+	if (buf_append(&c->in, chunk, n) != 0) {
+		c->dead = true;
+		return;
+	}
+	c->has_line |= nl;
+}
+
 static void read_client(struct client *c)
 {
-	char chunk[65536];
+	char chunk[READ_CHUNK];
 
-	for (;;) {
+	while (wants_input(c)) {
 		ssize_t n = read(c->fd, chunk, sizeof(chunk));
 
 		if (n > 0) {
-			if (c->in.len - c->in.off + (size_t)n > LINE_LIMIT &&
-			    !memchr(c->in.p + c->in.off, '\n', c->in.len - c->in.off)) {
-				c->dead = true; /* a line past the limit: refuse the client */
-				return;
-			}
-			if (buf_append(&c->in, chunk, (size_t)n) != 0)
-				c->dead = true;
-			if ((size_t)n < sizeof(chunk))
-				return;
+			c->last_io_s = eng_mono_s();
+			if (!c->discard_in)
+				take_input(c, chunk, (size_t)n);
 			continue;
 		}
+		if (n < 0 && errno == EINTR)
+			continue;
 		if (n == 0)
 			c->eof_in = true;
-		else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+		else if (errno != EAGAIN && errno != EWOULDBLOCK)
 			c->dead = true;
 		return;
 	}
@@ -325,6 +430,7 @@ static void write_client(struct client *c)
 
 		if (n > 0) {
 			c->out.off += (size_t)n;
+			c->last_io_s = eng_mono_s();
 			continue;
 		}
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
@@ -336,13 +442,15 @@ static void write_client(struct client *c)
 	}
 }
 
-static void client_free(struct client *c)
+static void client_free(struct server *sv, struct client *c)
 {
-	close(c->fd);
+	close(c->fd); /* leaves the epoll set with it */
 	free(c->in.p);
 	free(c->out.p);
 	free(c->line);
 	free(c);
+	sv->n_clients--;
+	sv->accept_paused = false;
 }
 
 /* A requests client: its lines go in, and it ends once it closed its side
@@ -386,69 +494,152 @@ static void settle_clients(struct server *sv)
 		}
 		if (!c->run && !c->rs && (c->dead || (c->closing && c->out.off == c->out.len))) {
 			*pp = c->next;
-			client_free(c);
+			client_free(sv, c);
 			continue;
 		}
 		pp = &c->next;
 	}
 }
 
+/* Closes connections on which nothing moved for idle_timeout_s while none
+ * of their requests is in the engine (a run waiting for input that does
+ * not come, or for a client that does not read; a connection that never
+ * says hello).  Checked once a second. */
+static void close_idle(struct server *sv)
+{
+	double now = eng_mono_s();
+	char msg[160];
+
+	if (sv->p.idle_timeout_s <= 0 || now - sv->last_idle_check < 1.0)
+		return;
+	sv->last_idle_check = now;
+	snprintf(msg, sizeof(msg), "closed after %g s with nothing sent or received (--idle-timeout)",
+		 sv->p.idle_timeout_s);
+	for (struct client *c = sv->clients; c; c = c->next) {
+		if (c->dead || now - c->last_io_s < sv->p.idle_timeout_s ||
+		    (c->run && eng_run_busy(c->run)) || (c->rs && !eng_reqstream_idle(c->rs)))
+			continue;
+		close_with_error(c, msg);
+		write_client(c); /* best effort: it may not be reading */
+		c->dead = true;
+	}
+}
+
+static void watch(struct server *sv, int fd, void *ptr, uint32_t *now, uint32_t want)
+{
+	struct epoll_event ev = { .events = want };
+
+	if (want == *now)
+		return;
+	ev.data.ptr = ptr;
+	if (epoll_ctl(sv->epfd, EPOLL_CTL_MOD, fd, &ev) == 0)
+		*now = want;
+}
+
+/* Tells epoll what each socket waits for now.  A dead client leaves the
+ * set: its hangup would otherwise be reported on every wait. */
+static void update_interest(struct server *sv)
+{
+	watch(sv, sv->l.fd, NULL, &sv->l_events,
+	      sv->shutting_down || sv->accept_paused ? 0 : EPOLLIN);
+	for (struct client *c = sv->clients; c; c = c->next) {
+		uint32_t want = 0;
+
+		if (c->dead) {
+			if (c->in_epoll)
+				epoll_ctl(sv->epfd, EPOLL_CTL_DEL, c->fd, NULL);
+			c->in_epoll = false;
+			continue;
+		}
+		if (wants_input(c))
+			want |= EPOLLIN;
+		if (c->out.off < c->out.len)
+			want |= EPOLLOUT;
+		watch(sv, c->fd, c, &c->events, want);
+	}
+}
+
+static void client_ready(struct server *sv, struct client *c, uint32_t ev)
+{
+	if (ev & EPOLLIN)
+		read_client(c);
+	if (ev & EPOLLOUT)
+		write_client(c);
+	/* A hangup with nothing left to read: the client is gone. */
+	if ((ev & EPOLLERR) || ((ev & EPOLLHUP) && !(ev & EPOLLIN)))
+		c->dead = true;
+	if (!c->hello_done && !c->dead && !c->discard_in)
+		handle_hello(sv, c);
+}
+
 /* One round of socket I/O; waits up to timeout_ms when nothing is ready. */
 static void serve_sockets(struct server *sv, int timeout_ms)
 {
-	struct pollfd fds[1024];
-	struct client *who[1024];
-	nfds_t n = 1;
+	struct epoll_event evs[64];
+	int n;
 
-	fds[0] = (struct pollfd){ .fd = sv->lfd, .events = sv->shutting_down ? 0 : POLLIN };
-	for (struct client *c = sv->clients; c && n < 1024; c = c->next) {
-		short ev = 0;
-
-		if (!c->eof_in && !c->dead)
-			ev |= POLLIN;
-		if (c->out.off < c->out.len && !c->dead)
-			ev |= POLLOUT;
-		fds[n] = (struct pollfd){ .fd = c->fd, .events = ev };
-		who[n++] = c;
-	}
-	if (poll(fds, n, timeout_ms) <= 0)
-		return;
-	if (fds[0].revents & POLLIN)
-		accept_clients(sv);
-	for (nfds_t i = 1; i < n; i++) {
-		struct client *c = who[i];
-
-		if (fds[i].revents & POLLIN)
-			read_client(c);
-		if (fds[i].revents & POLLOUT)
-			write_client(c);
-		if ((fds[i].revents & (POLLERR | POLLNVAL)) ||
-		    ((fds[i].revents & POLLHUP) && !(fds[i].revents & POLLIN)))
-			c->dead = true;
-		if (!c->hello_done && !c->dead)
-			handle_hello(sv, c);
+	update_interest(sv);
+	n = epoll_wait(sv->epfd, evs, 64, timeout_ms);
+	for (int i = 0; i < n; i++) {
+		if (evs[i].data.ptr)
+			client_ready(sv, evs[i].data.ptr, evs[i].events);
+		else if (evs[i].events & EPOLLIN)
+			accept_clients(sv);
 	}
 }
 
 struct eng_worker {
-	int lfd;
-	char *path;
+	struct eng_worker_params p;
+	char *path;               /* p.socket_path, our copy */
+	struct eng_listener l;
+	int epfd;
 };
 
-int eng_worker_listen(const char *socket_path, struct eng_worker **out, struct eng_error *err)
+void eng_worker_default_params(struct eng_worker_params *p)
 {
-	struct eng_worker *w = calloc(1, sizeof(*w));
+	memset(p, 0, sizeof(*p));
+	p->max_connections = 256;
+	p->idle_timeout_s = 600;
+}
+
+/* The epoll set, with the listener in it. */
+static int open_epoll(struct eng_worker *w, struct eng_error *err)
+{
+	struct epoll_event ev = { .events = EPOLLIN };
+
+	w->epfd = epoll_create1(EPOLL_CLOEXEC);
+	if (w->epfd < 0)
+		return eng_error_set(err, ENG_E_IO, NULL, 0, "epoll_create1: %s", strerror(errno));
+	ev.data.ptr = NULL; /* the listener */
+	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->l.fd, &ev) != 0)
+		return eng_error_set(err, ENG_E_IO, w->path, 0, "epoll_ctl: %s", strerror(errno));
+	return 0;
+}
+
+int eng_worker_listen(const struct eng_worker_params *p, struct eng_worker **out,
+		      struct eng_error *err)
+{
+	struct eng_worker *w;
 	int rc;
 
 	*out = NULL;
-	if (!w || !(w->path = strdup(socket_path))) {
+	if (!p->socket_path || p->max_connections < 1 || !(p->idle_timeout_s >= 0))
+		return eng_error_set(err, ENG_E_INVALID, NULL, 0,
+				     "a socket path, max_connections >= 1 and idle_timeout_s >= 0 "
+				     "are required");
+	w = calloc(1, sizeof(*w));
+	if (!w || !(w->path = strdup(p->socket_path))) {
 		free(w);
 		return eng_error_set(err, ENG_E_NOMEM, NULL, 0, "out of memory");
 	}
-	rc = listen_on(socket_path, &w->lfd, err);
+	w->p = *p;
+	w->p.socket_path = w->path;
+	w->epfd = -1;
+	rc = eng_listener_open(w->path, &w->l, err);
+	if (rc == 0)
+		rc = open_epoll(w, err);
 	if (rc != 0) {
-		free(w->path);
-		free(w);
+		eng_worker_close(w);
 		return rc;
 	}
 	*out = w;
@@ -459,16 +650,18 @@ void eng_worker_close(struct eng_worker *w)
 {
 	if (!w)
 		return;
-	close(w->lfd);
-	unlink(w->path);
+	eng_listener_close(&w->l);
+	if (w->epfd >= 0)
+		close(w->epfd);
 	free(w->path);
 	free(w);
 }
 
-int eng_worker_serve(struct eng_infer *e, const char *socket_path, struct eng_error *err)
+int eng_worker_serve(struct eng_infer *e, const struct eng_worker_params *p,
+		     struct eng_error *err)
 {
 	struct eng_worker *w;
-	int rc = eng_worker_listen(socket_path, &w, err);
+	int rc = eng_worker_listen(p, &w, err);
 
 	if (rc != 0)
 		return rc;
@@ -479,11 +672,12 @@ int eng_worker_serve(struct eng_infer *e, const char *socket_path, struct eng_er
 
 int eng_worker_run(struct eng_worker *w, struct eng_infer *e, struct eng_error *err)
 {
-	struct server sv = { .e = e, .t0 = eng_mono_s(), .lfd = w->lfd };
+	struct server sv = { .e = e, .p = w->p, .l = w->l, .epfd = w->epfd, .l_events = EPOLLIN };
 	struct eng_runner *runner = e->runner;
 	struct sigaction sa = { .sa_handler = on_signal };
 
 	(void)err;
+	sv.t0 = sv.last_idle_check = eng_mono_s();
 	sigemptyset(&sa.sa_mask);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
@@ -502,6 +696,7 @@ int eng_worker_run(struct eng_worker *w, struct eng_infer *e, struct eng_error *
 		if (!idle)
 			eng_runner_poll(runner, 0.002, &step_err);
 		settle_clients(&sv);
+		close_idle(&sv);
 	}
 	return 0;
 }

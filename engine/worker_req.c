@@ -241,7 +241,7 @@ static void take_request(struct eng_reqstream *rs, const json_t *rec, uint64_t i
 	}
 	q->rs = rs;
 	q->id = id;
-	q->turn = (struct eng_turn){ n, (int32_t)max_new, -1, -1.0 };
+	q->turn = (struct eng_turn){ n, (int32_t)max_new, -1, -1.0, 0 };
 	q->conv = (struct eng_conv){ .ids = q->ids, .n_ids = n + n_forced, .turns = &q->turn,
 				     .n_turns = 1 };
 	line_params(rec, &sp);

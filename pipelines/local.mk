@@ -17,6 +17,7 @@ clean-demo:
 include pipelines/bench-tokenizer.mk
 include pipelines/bench-extract.mk
 include pipelines/bench.mk
+include pipelines/bench-http-client.mk
 include pipelines/bench-thrash.mk
 include pipelines/study.mk
 

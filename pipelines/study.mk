@@ -5,6 +5,7 @@
 ##               [ENV_TIME_SCALE=0] [REPEAT=1] [OUT=out/study]
 ##               [WORKER_ARGS=...] [RUN_ARGS=...]
 ##               [SYNTHETIC=N [SYNTHETIC_SEED=S] [SYNTHETIC_ARGS=...]]
+##               [ENGINES="trajbench NAME=URL ..." [ENGINE_ARGS=...]]
 ##
 ## extract -> render -> runs -> stats -> report.  Every step is a file
 ## under $(OUT), so make redoes only what is stale:
@@ -62,9 +63,25 @@ RUN_ARGS ?=
 STUDY_TITLE ?= Trajectory replay study
 RSVG_CONVERT ?= rsvg-convert
 
+## ENGINES: the sweep once per engine, in this order (the first is the one
+## the others are compared with).  trajbench (a word without =) is ours,
+## through the worker (runs/bs-N.jsonl); NAME=URL an OpenAI-compatible
+## server the user started (SGLang, vLLM, llama.cpp, ours), replayed with
+## gpu-batch-infer --connect URL and MODEL's tokenizer (runs/NAME/bs-N.jsonl,
+## run NAME/bs-N), with RUN_ARGS and ENGINE_ARGS (--endpoint, --model,
+## --api-key, ...).  Every run of every engine goes after the previous one.
+ENGINES ?= trajbench
+ENGINE_ARGS ?=
+
 STUDY_SOCK = $(OUT)/worker.sock
 STUDY_INFER = tools/gpu-batch-infer$(EXEEXT)
-STUDY_RUNS = $(foreach b,$(BATCH_SIZES),$(OUT)/runs/bs-$(b).jsonl)
+study_engine = $(firstword $(subst =, ,$(1)))
+study_url = $(patsubst $(call study_engine,$(1))=%,%,$(1))
+study_servers = $(foreach w,$(ENGINES),$(if $(findstring =,$(w)),$(w)))
+study_engine_runs = $(foreach b,$(BATCH_SIZES),$(if $(findstring =,$(1)),$(OUT)/runs/$(call study_engine,$(1))/bs-$(b).jsonl,$(OUT)/runs/bs-$(b).jsonl))
+# Ours (through the worker), and every engine's in ENGINES order.
+STUDY_RUNS = $(if $(filter-out $(study_servers),$(ENGINES)),$(foreach b,$(BATCH_SIZES),$(OUT)/runs/bs-$(b).jsonl))
+STUDY_ALL_RUNS = $(foreach e,$(ENGINES),$(call study_engine_runs,$(e)))
 STUDY_INPUT_DESC = $(notdir $(TRAJECTORIES))$(if $(strip $(SYNTHETIC)), ($(SYNTHETIC) synthetic, seed $(SYNTHETIC_SEED)$(if $(strip $(SYNTHETIC_ARGS)), $(SYNTHETIC_ARGS)))) (NUM_PROMPTS=$(NUM_PROMPTS), 0 = all), agent config $(notdir $(AGENT_CONFIG)), ENV_TIME_SCALE=$(ENV_TIME_SCALE), REPEAT=$(REPEAT)$(if $(strip $(RUN_ARGS)), RUN_ARGS=$(RUN_ARGS))
 
 report: $(OUT)/REPORT.md
@@ -78,7 +95,7 @@ study_vars_synthetic = SYNTHETIC SYNTHETIC_SEED SYNTHETIC_ARGS SYNTHETIC_TOKEN_L
 study_vars_extract = TRAJECTORIES NUM_PROMPTS
 study_vars_render = AGENT_CONFIG
 study_vars_runs = MODEL DEVICE WORKER_ARGS ENV_TIME_SCALE REPEAT RUN_ARGS
-study_vars_sweep = BATCH_SIZES
+study_vars_sweep = BATCH_SIZES ENGINES
 study_vars_report = STUDY_TITLE STUDY_INPUT_DESC RSVG_CONVERT
 # ($(file >>F,T) writes T and a newline; no shell quoting is involved.)
 $(OUT)/vars:
@@ -160,18 +177,48 @@ $(if $(STUDY_WORKER_UP),,$(eval $(STUDY_RUNS): $(OUT)/runs.done ;))
 $(if $(STUDY_WORKER_UP),$(foreach b,$(BATCH_SIZES),$(eval $(call study_chain,$(b)))))
 study-runs: $(STUDY_RUNS)
 
+# ---------------------------------------------------------------- other engines
+# One run per batch size and engine NAME=URL, after ours (order-only: they
+# would measure each other) and after the previous one; each stamped with
+# its URL and ENGINE_ARGS (vars/engine-NAME.vars).  A run is kept on exit
+# status 0 or 1, as ours.  $(1) NAME, $(2) URL, $(3) batch size, $(4) the
+# previous run.
+define study_server_run
+$(OUT)/runs/$(1)/bs-$(3).jsonl: $(OUT)/conversations.jsonl $(OUT)/vars/runs.vars \
+		$(OUT)/vars/engine-$(1).vars | $(MODEL)/config.json $(STUDY_INFER) \
+		$(if $(STUDY_RUNS),$(OUT)/runs.done) $(4)
+	@$$(MKDIR_P) $(OUT)/runs/$(1)
+	$$(AM_V_GEN)rm -f $$@; trap 'rm -f $$@.tmp' EXIT; \
+	$(STUDY_INFER) --connect $(2) --tokenizer $(MODEL) --run $(1)/bs-$(3) --batch-size $(3) \
+		--env-time-scale $(ENV_TIME_SCALE) --repeat $(REPEAT) $(RUN_ARGS) $(ENGINE_ARGS) \
+		$(OUT)/conversations.jsonl >$$@.tmp; \
+	st=$$$$?; \
+	case $$$$st in \
+	0) mv $$@.tmp $$@ ;; \
+	1) mv $$@.tmp $$@; echo "study: $(1)/bs-$(3): some requests failed (see the report)" >&2 ;; \
+	*) rm -f $$@.tmp; echo "study: $(1)/bs-$(3): gpu-batch-infer exit status $$$$st; the run is not kept" >&2; exit $$$$st ;; \
+	esac
+endef
+define study_server_chain
+STUDY_URL_$(call study_engine,$(1)) = $(call study_url,$(1))
+study_vars_engine-$(call study_engine,$(1)) = STUDY_URL_$(call study_engine,$(1)) ENGINE_ARGS
+$(foreach b,$(BATCH_SIZES),$$(eval $$(call study_server_run,$(call study_engine,$(1)),$(call study_url,$(1)),$(b),$$(study_server_prev)))$$(eval study_server_prev = $(OUT)/runs/$(call study_engine,$(1))/bs-$(b).jsonl))
+endef
+study_server_prev =
+$(foreach e,$(study_servers),$(eval $(call study_server_chain,$(e))))
+
 # ---------------------------------------------------------------- stats, report
-$(OUT)/summaries.jsonl: $(OUT)/runs.done $(STUDY_RUNS) $(OUT)/vars/sweep.vars \
-		tools/timing-stats$(EXEEXT)
-	$(AM_V_GEN)tools/timing-stats --per-turn $(STUDY_RUNS) >$@.tmp && mv $@.tmp $@
+$(OUT)/summaries.jsonl: $(if $(STUDY_RUNS),$(OUT)/runs.done) $(STUDY_ALL_RUNS) \
+		$(OUT)/vars/sweep.vars tools/timing-stats$(EXEEXT)
+	$(AM_V_GEN)tools/timing-stats --per-turn $(STUDY_ALL_RUNS) >$@.tmp && mv $@.tmp $@
 
 # report-md draws its SVG charts beside the report; rsvg-convert, when
 # installed, adds a PNG of each.
-$(OUT)/REPORT.md: $(OUT)/summaries.jsonl $(STUDY_RUNS) $(OUT)/vars/report.vars \
+$(OUT)/REPORT.md: $(OUT)/summaries.jsonl $(STUDY_ALL_RUNS) $(OUT)/vars/report.vars \
 		tools/report-md$(EXEEXT)
 	$(AM_V_GEN)rm -f $(OUT)/*.svg $(OUT)/*.png; \
 	tools/report-md --title "$(STUDY_TITLE)" --input-desc "$(STUDY_INPUT_DESC)" \
-		-o $@.tmp.md $(OUT)/summaries.jsonl $(STUDY_RUNS) || exit $$?; \
+		-o $@.tmp.md $(OUT)/summaries.jsonl $(STUDY_ALL_RUNS) || exit $$?; \
 	if command -v $(RSVG_CONVERT) >/dev/null 2>&1; then \
 		for f in $(OUT)/*.svg; do \
 			$(RSVG_CONVERT) -f png -o "$${f%.svg}.png" "$$f" || exit $$?; \

@@ -47,7 +47,10 @@ static void check_parse(void)
 	struct eng_error err;
 	static const struct { const char *key, *val; int code; const char *want; } bad[] = {
 		{ "hidden_size", NULL, ENG_E_FORMAT, "\"hidden_size\": missing" },
-		{ "hidden_size", "\"64\"", ENG_E_FORMAT, "\"hidden_size\": not a positive" },
+		{ "hidden_size", "\"64\"", ENG_E_FORMAT,
+		  "\"hidden_size\" must be an integer in [1, 1073741824], not a string" },
+		{ "hidden_size", "4294967360", ENG_E_FORMAT,
+		  "\"hidden_size\" must be an integer in [1, 1073741824], not 4294967360" },
 		{ "num_hidden_layers", "0", ENG_E_FORMAT, "\"num_hidden_layers\"" },
 		{ "rms_norm_eps", NULL, ENG_E_FORMAT, "\"rms_norm_eps\": missing" },
 		{ "rms_norm_eps", "true", ENG_E_FORMAT, "\"rms_norm_eps\"" },
@@ -60,6 +63,12 @@ static void check_parse(void)
 		{ "rope_scaling", "{\"rope_type\":\"llama3\",\"factor\":8}", ENG_E_FORMAT,
 		  "rope_scaling.low_freq_factor" },
 		{ "eos_token_id", "\"x\"", ENG_E_FORMAT, "\"eos_token_id\"" },
+		{ "eos_token_id", "1099511627776", ENG_E_FORMAT,
+		  "\"eos_token_id\" must be an integer in [0, 1073741824], not 1099511627776" },
+		{ "eos_token_id", "-1", ENG_E_FORMAT, "\"eos_token_id\" must be an integer" },
+		{ "eos_token_id", "[2, 1099511627776]", ENG_E_FORMAT,
+		  "\"eos_token_id[1]\" must be an integer in [0, 1073741824], not 1099511627776" },
+		{ "eos_token_id", "[1,2,3,4,5,6,7,8,9]", ENG_E_FORMAT, "more than 8" },
 		{ "head_dim", "7", ENG_E_FORMAT, "\"head_dim\": not even" },
 	};
 	size_t i;

@@ -72,6 +72,8 @@ static void refusals(void)
 		{ "{\"mode\":\"bogus\"}", "mode" },
 		{ "{\"ignore_eos\":1}", "ignore_eos" },
 		{ "{\"temperature\":\"hot\"}", "temperature" },
+		{ "{\"temperature\":1e300}", "temperature" },
+		{ "{\"top_p\":-1e39}", "top_p" },
 	};
 	char name[8];
 	struct eng_run_params p;

@@ -6,9 +6,10 @@
  *   tools/infer/nd_tokmodes.c  --tokenize, --detokenize, --render
  *                               (tokenizer and chat template only)
  *   tools/infer/nd_infer.c     replay and generate runs, in-process
- *                               (--model) or through a worker (--connect),
- *                               the worker itself (--serve), --status,
- *                               --shutdown
+ *                               (--model), through a worker (--connect
+ *                               PATH) or against an OpenAI-compatible
+ *                               server (--connect http://...), the worker
+ *                               itself (--serve), --status, --shutdown
  * Flag names follow SGLang's and vLLM's where one exists.
  */
 #include "config.h"
@@ -18,12 +19,15 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <sys/stat.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-enum action { ACT_NONE, ACT_TOKMODE, ACT_LOCAL, ACT_SERVE, ACT_REMOTE, ACT_STATUS, ACT_SHUTDOWN };
+enum action {
+	ACT_NONE, ACT_TOKMODE, ACT_LOCAL, ACT_SERVE, ACT_REMOTE, ACT_HTTP, ACT_STATUS, ACT_SHUTDOWN,
+};
 
 enum {
 	OPT_TOKENIZE = 256, OPT_DETOKENIZE, OPT_RENDER, OPT_TOKENIZER, OPT_CHAT_TEMPLATE,
@@ -34,7 +38,8 @@ enum {
 	OPT_OUTPUT_LEN, OPT_REPLAY_OUTPUT, OPT_TEMPERATURE, OPT_TOP_K, OPT_TOP_P, OPT_SEED,
 	OPT_OUTPUT_DETAILS, OPT_PROGRESS, OPT_NO_PROGRESS, OPT_KEEP_CACHE, OPT_WARMUP,
 	OPT_LOAD_FORMAT, OPT_MEM_FRACTION, OPT_GRAPH_MAX_BS, OPT_NO_GRAPH, OPT_TP_SIZE,
-	OPT_REPEAT, OPT_KV_DTYPE,
+	OPT_REPEAT, OPT_KV_DTYPE, OPT_MAX_CONNECTIONS, OPT_IDLE_TIMEOUT, OPT_ALLOW_ROOT,
+	OPT_API_KEY, OPT_ENDPOINT, OPT_REQUEST_TIMEOUT, OPT_MAX_RETRIES, OPT_NUM_PROMPTS,
 	OPT_ROUTER, OPT_WORKER, OPT_RT_POLICY, OPT_CACHE_THRESHOLD, OPT_BAL_ABS, OPT_BAL_REL,
 	OPT_EVICTION, OPT_TREE_SIZE, OPT_RANDOM_SEED, OPT_HC_INTERVAL, OPT_HC_TIMEOUT,
 	OPT_HC_FAIL, OPT_HC_OK, OPT_REQ_TIMEOUT, OPT_RETRIES, OPT_STARTUP_TIMEOUT, OPT_DP_SIZE,
@@ -83,8 +88,15 @@ static const struct option long_options[] = {
 	{"worker-startup-timeout-secs", required_argument, NULL, OPT_STARTUP_TIMEOUT},
 	{"dp-size", required_argument, NULL, OPT_DP_SIZE},
 	{"socket", required_argument, NULL, OPT_SOCKET},
+	{"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
+	{"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
+	{"allow-root-clients", no_argument, NULL, OPT_ALLOW_ROOT},
 	{"connect", required_argument, NULL, OPT_CONNECT},
 	{"status", no_argument, NULL, OPT_STATUS},
+	{"api-key", required_argument, NULL, OPT_API_KEY},
+	{"endpoint", required_argument, NULL, OPT_ENDPOINT},
+	{"request-timeout", required_argument, NULL, OPT_REQUEST_TIMEOUT},
+	{"max-retries", required_argument, NULL, OPT_MAX_RETRIES},
 	{"shutdown", no_argument, NULL, OPT_SHUTDOWN},
 	{"mode", required_argument, NULL, OPT_MODE},
 	{"run", required_argument, NULL, OPT_RUN},
@@ -101,6 +113,7 @@ static const struct option long_options[] = {
 	{"output-details", no_argument, NULL, OPT_OUTPUT_DETAILS},
 	{"keep-cache", no_argument, NULL, OPT_KEEP_CACHE},
 	{"warmup-requests", required_argument, NULL, OPT_WARMUP},
+	{"num-prompts", required_argument, NULL, OPT_NUM_PROMPTS},
 	{"repeat", required_argument, NULL, OPT_REPEAT},
 	{"progress", no_argument, NULL, OPT_PROGRESS},
 	{"no-progress", no_argument, NULL, OPT_NO_PROGRESS},
@@ -126,9 +139,10 @@ static void usage(void)
 	       "  or:  %s --serve --dp-size=N --model=DIR --socket=PATH [OPTION]...\n"
 	       "  or:  %s --connect=PATH [RUN OPTION]... [FILE]\n"
 	       "  or:  %s --connect=PATH --status|--shutdown\n"
+	       "  or:  %s --connect=http://HOST:PORT --tokenizer=DIR [RUN OPTION]... [FILE]\n"
 	       "  or:  %s --tokenize|--detokenize|--render --tokenizer=DIR [FILE]...\n",
 	       nd_progname(), nd_progname(), nd_progname(), nd_progname(), nd_progname(),
-	       nd_progname(), nd_progname());
+	       nd_progname(), nd_progname(), nd_progname());
 	fputs("Replay conversations through the trajbench inference engine and write one\n"
 	      "request record per turn, one conversation_result per conversation and a\n"
 	      "run record (trajbench-records(5)).  Reads each FILE (standard input with\n"
@@ -179,6 +193,7 @@ static void usage(void)
 	      "      --temperature=T, --top-k=K, --top-p=P, --seed=N   sampling (greedy)\n"
 	      "      --output-details          add output_ids and output_text to requests\n"
 	      "      --warmup-requests=N       run N synthetic requests first, unreported\n"
+	      "      --num-prompts=N           read the first N records only (default 0: all)\n"
 	      "      --repeat=N                run the input N times, one run after the\n"
 	      "                                other under the same --run name (default 1)\n"
 	      "      --keep-cache              start from the worker's prefix cache as it is\n"
@@ -186,7 +201,14 @@ static void usage(void)
 	      "      --progress, --no-progress progress on stderr (default: if a terminal)\n"
 	      "\n"
 	      "Worker:\n"
-	      "      --serve --socket=PATH     load the model once and serve runs\n"
+	      "      --serve --socket=PATH     load the model once and serve runs (PATH must\n"
+	      "                                not exist, or be a socket no worker serves)\n"
+	      "      --max-connections=N       --serve: clients at once; more are refused\n"
+	      "                                (default 256)\n"
+	      "      --idle-timeout=S          --serve: close a connection idle for S seconds\n"
+	      "                                with nothing in the engine (default 600; 0:\n"
+	      "                                never)\n"
+	      "      --allow-root-clients      --serve: serve root as well as this user\n"
 	      "      --connect=PATH            run through the worker at PATH\n"
 	      "      --status, --shutdown      ask the worker at --connect PATH\n"
 	      "\n"
@@ -212,6 +234,19 @@ static void usage(void)
 	      "      --retry-max-retries=N     re-sends of one request at most (5)\n"
 	      "      --worker-startup-timeout-secs=S\n"
 	      "                                wait for the workers to answer (300)\n"
+	      "OpenAI-compatible server (--connect http://HOST:PORT[/v1]):\n"
+	      "      --tokenizer=DIR           the served model's tokenizer, to count prompt\n"
+	      "                                tokens as the engine does (default: --model,\n"
+	      "                                when it is a directory)\n"
+	      "      --model=NAME              the served model (default: the first of\n"
+	      "                                GET /v1/models)\n"
+	      "      --endpoint=EP             chat (default: /v1/chat/completions, the\n"
+	      "                                messages), completions (/v1/completions, our\n"
+	      "                                token ids) or generate (SGLang's /generate)\n"
+	      "      --api-key=KEY             bearer token (default: $OPENAI_API_KEY)\n"
+	      "      --request-timeout=S       fail a request after S seconds (default: none)\n"
+	      "      --max-retries=N           send a failed request again, N times at most\n"
+	      "                                (default 0)\n"
 	      "\n"
 	      "Tokenizer modes (no model needed):\n"
 	      "      --tokenize                add \"ids\" to records with a \"text\" string\n"
@@ -227,7 +262,7 @@ static void usage(void)
 	      "  -V, --version                 output version information and exit\n"
 	      "\n"
 	      "Exit status: 0 ok; 1 some records were bad or requests failed; 2 usage or\n"
-	      "system error; 3 model, tokenizer, worker or GPU unavailable.\n", stdout);
+	      "system error; 3 model, tokenizer, worker, server or GPU unavailable.\n", stdout);
 }
 
 /* Sets the action; two different ones are a usage error. */
@@ -365,6 +400,10 @@ static int run_option(int c, const char *arg, struct opts *o)
 		if (num(arg, 0, 1 << 20, &v)) return -1;
 		r->warmup_requests = (int32_t)v;
 		return 0;
+	case OPT_NUM_PROMPTS:
+		if (num(arg, 0, 0x7fffffffL, &v)) return -1;
+		o->inf.num_prompts = v;
+		return 0;
 	case OPT_REPEAT:
 		if (num(arg, 1, 10000, &v)) return -1;
 		o->inf.repeat = (int32_t)v;
@@ -435,6 +474,46 @@ static int router_option(int c, const char *arg, struct opts *o)
 	return 1;
 }
 
+/* Worker options (--serve): 0 handled, 1 not a worker option, -1 bad value. */
+static int worker_option(int c, const char *arg, struct opts *o)
+{
+	struct eng_worker_params *w = &o->inf.worker;
+	long v = 0;
+	double d = 0;
+
+	switch (c) {
+	case OPT_MAX_CONNECTIONS:
+		if (num(arg, 1, 1 << 20, &v)) return -1;
+		w->max_connections = (int32_t)v;
+		return 0;
+	case OPT_IDLE_TIMEOUT:
+		if (nd_parse_double(arg, 0, 1e9, &d)) return -1;
+		w->idle_timeout_s = d;
+		return 0;
+	case OPT_ALLOW_ROOT: w->allow_root_clients = true; return 0;
+	}
+	return 1;
+}
+
+/* Options of --connect http://: 0 handled, 1 not one, -1 bad value. */
+static int http_option(int c, const char *arg, struct opts *o)
+{
+	struct eng_remote_params *r = &o->inf.remote;
+	long v = 0;
+
+	switch (c) {
+	case OPT_API_KEY: r->api_key = arg; return 0;
+	case OPT_ENDPOINT: return eng_remote_endpoint_from_name(arg, &r->endpoint, NULL) ? -1 : 0;
+	case OPT_REQUEST_TIMEOUT:
+		return nd_parse_double(arg, 0, 1e7, &r->request_timeout_s) ? -1 : 0;
+	case OPT_MAX_RETRIES:
+		if (num(arg, 0, 1000, &v)) return -1;
+		r->max_retries = (int32_t)v;
+		return 0;
+	}
+	return 1;
+}
+
 /* Mode, worker and tokenizer-mode options: 0 handled, -2 usage error
  * (already reported), 1 not one of these. */
 static int other_option(int c, const char *arg, struct opts *o)
@@ -453,12 +532,40 @@ static int other_option(int c, const char *arg, struct opts *o)
 	case OPT_SKIP_SPECIAL: o->tok.skip_special = true; return 0;
 	case OPT_SERVE: return set_action(o, ACT_SERVE) ? -2 : 0;
 	case OPT_SOCKET: o->inf.socket = arg; return 0;
-	case OPT_CONNECT: o->inf.socket = arg; return set_action(o, ACT_REMOTE) ? -2 : 0;
+	case OPT_CONNECT:
+		if (!strncmp(arg, "http://", 7) || !strncmp(arg, "https://", 8)) {
+			o->inf.remote.url = arg;
+			return set_action(o, ACT_HTTP) ? -2 : 0;
+		}
+		o->inf.socket = arg;
+		return set_action(o, ACT_REMOTE) ? -2 : 0;
 	case OPT_STATUS: return set_action(o, ACT_STATUS) ? -2 : 0;
 	case OPT_SHUTDOWN: return set_action(o, ACT_SHUTDOWN) ? -2 : 0;
 	case 'o': o->output = arg; return 0;
 	}
 	return 1;
+}
+
+/* --connect http://: --model names the served model; the tokenizer is
+ * --tokenizer's, else --model's when that is a directory. */
+static int check_http(struct opts *o)
+{
+	struct eng_infer_params *e = &o->inf.engine;
+	struct stat sb;
+
+	o->inf.remote.served_model = e->model_dir;
+	if (!e->tokenizer && e->model_dir && stat(e->model_dir, &sb) == 0 && S_ISDIR(sb.st_mode))
+		e->tokenizer = e->model_dir;
+	e->model_dir = NULL;
+	if (!e->tokenizer)
+		return nd_usage_error("--connect %s needs --tokenizer=DIR: the served model's "
+				      "tokenizer, to count prompt tokens", o->inf.remote.url);
+	if (!o->inf.remote.api_key)
+		o->inf.remote.api_key = getenv("OPENAI_API_KEY");
+	if (!strcmp(o->inf.run.mode, "score") && o->inf.remote.endpoint == ENG_REMOTE_CHAT)
+		return nd_usage_error("--mode score needs the prompt's log-probs: "
+				      "--endpoint completions or generate");
+	return 0;
 }
 
 /* What the options together mean; a usage error when they do not fit. */
@@ -496,6 +603,8 @@ static int check_options(struct opts *o, bool batch_given)
 		return nd_usage_error("--status and --shutdown need --connect=PATH");
 	if (o->action == ACT_REMOTE && e->model_dir)
 		return nd_usage_error("--model goes to the worker (--serve), not to --connect");
+	if (o->action == ACT_HTTP && check_http(o) != 0)
+		return ND_EXIT_USAGE;
 	if (e->tp_size > 1 && strcmp(e->device, "cuda"))
 		return nd_usage_error("--tp-size=%d needs --device=cuda", (int)e->tp_size);
 	if (!batch_given && !strcmp(o->inf.run.mode, "generate"))
@@ -534,6 +643,10 @@ static int parse_options(int argc, char **argv, struct opts *o, int *status)
 			rc = run_option(c, optarg, o);
 		if (rc == 1)
 			rc = router_option(c, optarg, o);
+		if (rc == 1)
+			rc = worker_option(c, optarg, o);
+		if (rc == 1)
+			rc = http_option(c, optarg, o);
 		if (rc == 1)
 			rc = other_option(c, optarg, o);
 		if (rc == -2) {
@@ -578,7 +691,8 @@ int main(int argc, char **argv)
 	n_files = argc - first;
 	switch (o.action) {
 	case ACT_TOKMODE: status = nd_tokmodes_run(&o.tok, files, n_files); break;
-	case ACT_LOCAL: status = nd_infer_run_local(&o.inf, files, n_files); break;
+	case ACT_LOCAL:
+	case ACT_HTTP: status = nd_infer_run_local(&o.inf, files, n_files); break;
 	case ACT_SERVE:
 		status = o.inf.router_mode ? nd_router_serve(&o.inf) : nd_infer_serve(&o.inf);
 		break;

@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <glob.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -322,6 +323,36 @@ static void show_progress(void *ud, long long done, long long total)
 		fputc('\n', stderr);
 }
 
+static volatile sig_atomic_t stop_signal;
+
+/* SIGINT, SIGTERM, SIGHUP: the writer stops and removes its temporary
+ * directory; main then dies of the same signal. */
+static void on_stop_signal(int sig)
+{
+	stop_signal = sig;
+	mw_request_stop();
+}
+
+static void catch_stop_signals(void)
+{
+	struct sigaction sa = { .sa_handler = on_stop_signal };
+
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+}
+
+/* Dies of the signal that stopped the write, as if it had not been caught,
+ * so that the shell sees it (exit status 128 + signal). */
+static void die_of_stop_signal(void)
+{
+	int sig = stop_signal;
+
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
 static int exit_status(int code)
 {
 	return code == ENG_E_FORMAT ? ND_EXIT_BAD_INPUT : ND_EXIT_USAGE;
@@ -346,8 +377,11 @@ int main(int argc, char **argv)
 	c.progress = c.progress || isatty(2);
 	if (c.progress)
 		c.p.progress = show_progress;
+	catch_stop_signals();
 	if (mw_write(&c.p, c.out, &st, &err) < 0) {
 		nd_error("%s", eng_error_format(&err, msg, sizeof(msg)));
+		if (stop_signal)
+			die_of_stop_signal();
 		rc = exit_status(err.code);
 		goto out;
 	}

@@ -7,7 +7,8 @@ dist_man_MANS += man/man1/model-writer.1
 
 check_PROGRAMS += tests/test-bpe-train tests/test-model-writer tests/test-model-writer-load
 TESTS += tests/test-bpe-train tests/test-model-writer tests/test-model-writer-load \
-	tests/model-writer-cases.test tests/model-writer-templates.test
+	tests/model-writer-cases.test tests/model-writer-templates.test \
+	tests/model-writer-signal.test
 tests_test_bpe_train_SOURCES = tests/test-bpe-train.c
 tests_test_bpe_train_LDADD = $(MODELGEN_LIBS)
 tests_test_model_writer_SOURCES = tests/test-model-writer.c
@@ -15,6 +16,7 @@ tests_test_model_writer_LDADD = $(MODELGEN_LIBS)
 tests_test_model_writer_load_SOURCES = tests/test-model-writer-load.c
 tests_test_model_writer_load_LDADD = $(MODELGEN_LIBS)
 EXTRA_DIST += tests/model-writer-cases.test tests/model-writer-templates.test \
+	tests/model-writer-signal.test \
 	tests/model-writer samples/tiny-model.args
 
 ## The tiny model of the demos and `make report`: one line of model-writer

@@ -14,3 +14,8 @@ tools_common_libnd_a_SOURCES = \
 
 # What every tool links: its own library code first, then these.
 ND_LIBS = tools/common/libnd.a $(JANSSON_LIBS) -lpthread
+
+check_PROGRAMS += tests/test-nd-writer
+tests_test_nd_writer_SOURCES = tests/test-nd-writer.c
+tests_test_nd_writer_LDADD = $(ND_LIBS)
+TESTS += tests/test-nd-writer

@@ -89,9 +89,14 @@ char *nd_dump_json(const json_t *obj);
 /* Writes len bytes and a '\n' to stdout.  Returns 0 or -1 as above. */
 int nd_write_line(const char *s, size_t len);
 
-/* Flushes and closes stdout.  On failure prints "tool: write error: ..."
- * and returns ND_EXIT_USAGE; otherwise returns status unchanged.  Every
- * tool ends with `return nd_finish(status);`. */
+/* Remembers that a write to stdout made outside nd_write_* failed with
+ * errnum, for nd_finish to report (only the first is kept).  Returns -1. */
+int nd_note_write_error(int errnum);
+
+/* Flushes and closes stdout.  When a write failed (noted, or stdout's
+ * error indicator is set) or the flush fails, prints "tool: write error:
+ * ..." once and returns ND_EXIT_USAGE; otherwise returns status unchanged.
+ * Every tool ends with `return nd_finish(status);`. */
 int nd_finish(int status);
 
 /* ---------------------------------------------------------------- CLI */

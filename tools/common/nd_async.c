@@ -128,9 +128,5 @@ int nd_async_stop(struct nd_async *a)
 	pthread_cond_destroy(&a->has_room);
 	free(a->pending);
 	free(a);
-	if (err) {
-		nd_error("write error: %s", strerror(err));
-		return -1;
-	}
-	return 0;
+	return err ? nd_note_write_error(err) : 0;
 }

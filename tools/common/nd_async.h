@@ -22,7 +22,7 @@ struct nd_async *nd_async_start(size_t limit);
 int nd_async_put_json(struct nd_async *a, const json_t *rec);
 
 /* Writes what is queued, stops the thread, frees a.  Returns 0, or -1 when
- * a write failed (reported as "tool: write error: ..."). */
+ * a write failed (noted for nd_finish, which reports it and exits 2). */
 int nd_async_stop(struct nd_async *a);
 
 #endif

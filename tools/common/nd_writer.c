@@ -19,13 +19,18 @@
 static int write_failed;
 static int write_errno;
 
-static int note_failure(void)
+int nd_note_write_error(int errnum)
 {
 	if (!write_failed) {
 		write_failed = 1;
-		write_errno = errno;
+		write_errno = errnum;
 	}
 	return -1;
+}
+
+static int note_failure(void)
+{
+	return nd_note_write_error(errno);
 }
 
 int nd_write_json(const json_t *obj)
@@ -56,6 +61,10 @@ int nd_finish(int status)
 	int bad = write_failed;
 	int err = write_errno;
 
+	/* A write that failed outside nd_write_* and was not noted (stdio
+	 * drops the buffer it could not write, so a later flush can succeed). */
+	if (ferror(stdout) && !bad)
+		bad = 1;
 	errno = 0;
 	if (fflush(stdout) != 0 && !bad) {
 		bad = 1;
@@ -66,7 +75,7 @@ int nd_finish(int status)
 		err = errno;
 	}
 	if (bad) {
-		nd_error("write error: %s", err ? strerror(err) : "unknown error");
+		nd_error("write error: %s", err ? strerror(err) : "some output was lost");
 		return ND_EXIT_USAGE;
 	}
 	return status;

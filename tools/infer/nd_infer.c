@@ -17,6 +17,7 @@
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -30,6 +31,8 @@ void nd_infer_default_opts(struct nd_infer_opts *o)
 	eng_session_default_params(&o->run.session);
 	eng_router_default_params(&o->router);
 	o->router.workers = o->workers;
+	eng_worker_default_params(&o->worker);
+	eng_remote_default_params(&o->remote);
 	o->run.run_name = "run";
 	o->run.mode = "replay";
 	o->progress = isatty(STDERR_FILENO);
@@ -101,15 +104,18 @@ struct source {
 	long *ends;           /* (n_opened) last stream line of each file */
 	int n_opened;
 	bool failed;
+	long max_records;     /* --num-prompts: records read at most; 0 all */
+	long n_records;
 };
 
-static int source_init(struct source *s, char **files, int n_files)
+static int source_init(struct source *s, char **files, int n_files, long max_records)
 {
 	int n = n_files ? n_files : 1;
 
 	memset(s, 0, sizeof(*s));
 	s->files = files;
 	s->n_files = n_files;
+	s->max_records = max_records;
 	s->names = calloc((size_t)n, sizeof(*s->names));
 	s->ends = calloc((size_t)n, sizeof(*s->ends));
 	return s->names && s->ends ? 0 : -1;
@@ -150,11 +156,14 @@ static int source_next(void *ctx, char **line, size_t *len, long *lineno)
 	for (;;) {
 		int rc;
 
+		if (s->max_records > 0 && s->n_records >= s->max_records)
+			return 0;
 		if (!s->r && !source_open_next(s))
 			return 0;
 		rc = nd_reader_next(s->r, line, len);
 		if (rc == 1) {
 			*lineno = ++s->ends[s->n_opened - 1];
+			s->n_records += strspn(*line, " \t\r") < *len;
 			return 1;
 		}
 		if (rc < 0) {
@@ -201,21 +210,31 @@ static int open_engine(const struct nd_infer_opts *o, struct eng_infer **e)
 	char buf[1200];
 
 	eng_error_clear(&err);
-	if (eng_infer_open(&o->engine, e, &err) == 0)
+	if (o->remote.url ? eng_infer_open_remote(&o->engine, &o->remote, e, &err) == 0
+			  : eng_infer_open(&o->engine, e, &err) == 0)
 		return 0;
-	nd_error("cannot load the model: %s", eng_error_format(&err, buf, sizeof(buf)));
+	nd_error("%s: %s", o->remote.url ? "cannot use the server" : "cannot load the model",
+		 eng_error_format(&err, buf, sizeof(buf)));
 	return err.code == ENG_E_INVALID ? ND_EXIT_USAGE : ND_EXIT_UNAVAILABLE;
 }
 
 /* One progress line on stderr, like a serving engine's decode log: done
- * out of the total, the time left, then the scheduler's state. */
-static void progress(struct eng_infer *e, const struct nd_progress *p, bool final)
+ * out of the total, the time left, then the scheduler's state (a
+ * server's: requests in flight and waiting for a retry). */
+static void progress(struct eng_infer *e, bool remote, const struct nd_progress *p, bool final)
 {
 	struct eng_sched_stats st;
 	char head[256];
 
 	eng_infer_get_stats(e, &st);
 	nd_progress_head(p, head, sizeof(head));
+	if (remote) {
+		fprintf(stderr, "\r%s: %s, in flight %d, retrying %d, cache hit %.1f%%%s",
+			nd_progname(), head, st.n_running, st.n_waiting,
+			st.prompt_tokens ? 100.0 * (double)st.cached_tokens / (double)st.prompt_tokens
+					 : 0.0, final ? "\n" : "   ");
+		return;
+	}
 	fprintf(stderr, "\r%s: %s, running %d, queued %d, prefill %lld tok, cache hit %.1f%%, "
 		"free pages %zu%s", nd_progname(), head, st.n_running, st.n_waiting,
 		(long long)st.computed_tokens,
@@ -233,7 +252,7 @@ static int run_once(const struct nd_infer_opts *o, struct eng_infer *e, struct l
 	struct eng_error err;
 	long bad;
 
-	if (source_init(src, files, n_files) != 0) {
+	if (source_init(src, files, n_files, o->num_prompts) != 0) {
 		nd_error("out of memory");
 		source_free(src);
 		return ND_EXIT_USAGE;
@@ -246,7 +265,7 @@ static int run_once(const struct nd_infer_opts *o, struct eng_infer *e, struct l
 	while (!eng_run_done(run)) {
 		eng_infer_poll(e, 0.05, &err);
 		if (nd_progress_due(&l->prog))
-			progress(e, &l->prog, false);
+			progress(e, o->remote.url != NULL, &l->prog, false);
 	}
 	bad = eng_run_finish(run);
 	source_free(src);
@@ -286,24 +305,40 @@ int nd_infer_run_local(const struct nd_infer_opts *o, char **files, int n_files)
 		status = rc > status ? rc : status;
 	}
 	if (o->progress)
-		progress(e, &l.prog, true);
+		progress(e, o->remote.url != NULL, &l.prog, true);
 	eng_infer_close(e);
 	if (nd_async_stop(l.out) != 0)
 		return ND_EXIT_USAGE;
 	return status;
 }
 
+/* Raises the soft limit on open files so that max_connections clients
+ * fit (as far as the hard limit allows): past it, the worker stops
+ * accepting until a client leaves. */
+static void fit_open_files(int32_t max_connections)
+{
+	struct rlimit rl;
+	rlim_t want = (rlim_t)max_connections + 64; /* the model's files, the listener, ... */
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= want)
+		return;
+	rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > want ? want : rl.rlim_max;
+	setrlimit(RLIMIT_NOFILE, &rl);
+}
+
 /* The socket first, so that a bad path fails before a long model load;
  * "serving" is said only once both are ready. */
 int nd_infer_serve(const struct nd_infer_opts *o)
 {
+	struct eng_worker_params wp = o->worker;
 	struct eng_worker *w;
 	struct eng_infer *e;
 	struct eng_error err;
 	int rc;
 
 	eng_error_clear(&err);
-	if (eng_worker_listen(o->socket, &w, &err) != 0) {
+	wp.socket_path = o->socket;
+	if (eng_worker_listen(&wp, &w, &err) != 0) {
 		nd_error("%s: %s", o->socket, err.msg);
 		return ND_EXIT_USAGE;
 	}
@@ -314,6 +349,7 @@ int nd_infer_serve(const struct nd_infer_opts *o)
 	}
 	fprintf(stderr, "%s: serving %s on %s (loaded in %.2f s)\n", nd_progname(),
 		o->engine.model_dir, o->socket, eng_infer_load_time(e));
+	fit_open_files(wp.max_connections);
 	rc = eng_worker_run(w, e, &err);
 	eng_worker_close(w);
 	eng_infer_close(e);
@@ -352,15 +388,38 @@ static void diag_remote(void *ctx, long line, const char *msg)
 		nd_error("%s", msg);
 }
 
+/* The first n records of in (n > 0), in a temporary file to stream from:
+ * the worker reads what it is sent.  NULL on an I/O error. */
+static FILE *first_records(FILE *in, long n)
+{
+	FILE *tmp = tmpfile();
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t len;
+
+	while (tmp && n > 0 && (len = getline(&line, &cap, in)) > 0) {
+		n -= strspn(line, " \t\r\n") < (size_t)len;
+		fwrite(line, 1, (size_t)len, tmp);
+	}
+	free(line);
+	if (tmp && (ferror(in) || fflush(tmp) != 0 || fseek(tmp, 0, SEEK_SET) != 0)) {
+		fclose(tmp);
+		tmp = NULL;
+	}
+	return tmp;
+}
+
 int nd_infer_run_remote(const struct nd_infer_opts *o, char **files, int n_files)
 {
 	struct remote rm = { .name = n_files == 1 ? files[0] : "<stdin>" };
 	FILE *in = n_files == 1 ? fopen(files[0], "rb") : stdin;
+	FILE *whole = NULL;
 	struct eng_client_io io = { in, stdout, diag_remote, remote_record, &rm };
 	struct eng_error err;
 	off_t start = 0;
 	json_t *hello;
 	long bad = 0;
+	int out_errno = 0;
 
 	if (n_files > 1) {
 		nd_error("--connect reads one input file (or stdin); got %d", n_files);
@@ -369,6 +428,19 @@ int nd_infer_run_remote(const struct nd_infer_opts *o, char **files, int n_files
 	if (!in) {
 		nd_error("%s: %s", files[0], strerror(errno));
 		return ND_EXIT_USAGE;
+	}
+	/* --num-prompts: the first records, in a file of their own that the
+	 * repeats rewind. */
+	if (o->num_prompts > 0) {
+		whole = in;
+		in = first_records(whole, o->num_prompts);
+		if (whole != stdin)
+			fclose(whole);
+		if (!in) {
+			nd_error("%s: %s", rm.name, strerror(errno));
+			return ND_EXIT_USAGE;
+		}
+		io.in = in;
 	}
 	if (o->repeat > 1 && in == stdin && stdin_rewindable(&start) != 0)
 		return ND_EXIT_USAGE;
@@ -386,6 +458,7 @@ int nd_infer_run_remote(const struct nd_infer_opts *o, char **files, int n_files
 			return ND_EXIT_USAGE;
 		}
 		b = eng_client_run(o->socket, hello, &io, &err);
+		out_errno = errno;
 		bad = b < 0 ? b : bad + b;
 	}
 	json_decref(hello);
@@ -397,6 +470,10 @@ int nd_infer_run_remote(const struct nd_infer_opts *o, char **files, int n_files
 	}
 	if (in != stdin)
 		fclose(in);
+	if (bad < 0 && ferror(stdout)) {
+		nd_note_write_error(out_errno); /* nd_finish reports it: exit 2 */
+		return ND_EXIT_USAGE;
+	}
 	if (bad < 0) {
 		nd_error("%s: %s", o->socket, err.msg);
 		return err.code == ENG_E_IO ? ND_EXIT_UNAVAILABLE : ND_EXIT_USAGE;

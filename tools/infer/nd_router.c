@@ -148,6 +148,7 @@ int nd_router_serve(const struct nd_infer_opts *o)
 	static char socks[DP_MAX][256];
 	const char *dp_workers[DP_MAX];
 	struct eng_router_params rp = o->router;
+	struct eng_worker_params wp = o->worker;
 	struct eng_worker *w;
 	struct eng_infer *e;
 	struct eng_error err;
@@ -155,7 +156,8 @@ int nd_router_serve(const struct nd_infer_opts *o)
 	int rc;
 
 	eng_error_clear(&err);
-	if (eng_worker_listen(o->socket, &w, &err) != 0) {
+	wp.socket_path = o->socket;
+	if (eng_worker_listen(&wp, &w, &err) != 0) {
 		nd_error("%s: %s", o->socket, err.msg);
 		return ND_EXIT_USAGE;
 	}

@@ -35,6 +35,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -452,6 +453,19 @@ static void convert(const struct weight_io *io, size_t n)
 	/* safetensors is little-endian; so is every machine this targets */
 }
 
+static volatile sig_atomic_t stop_requested;
+
+void mw_request_stop(void)
+{
+	stop_requested = 1;
+}
+
+/* Whether to stop: checked between chunks and between files. */
+static bool stopping(void)
+{
+	return stop_requested != 0;
+}
+
 static int write_tensor(struct weight_io *io, int fd, const struct tensor *t)
 {
 	size_t esz = dtype_size(io->p->dtype);
@@ -462,6 +476,10 @@ static int write_tensor(struct weight_io *io, int fd, const struct tensor *t)
 	while (left > 0) {
 		size_t n = left < (long long)CHUNK ? (size_t)left : CHUNK;
 
+		if (stopping()) {
+			errno = EINTR;
+			return -1;
+		}
 		for (size_t i = 0; i < n; i++)
 			io->vals[i] = next_value(s, t->init);
 		convert(io, n);
@@ -713,6 +731,12 @@ static int write_all_files(const char *tmp, const struct mw_params *p,
 	return rc;
 }
 
+/* A stop asked for while writing wins over what the write returned. */
+static int interrupted(struct eng_error *err)
+{
+	return eng_error_set(err, ENG_E_IO, NULL, 0, "interrupted");
+}
+
 int mw_write(const struct mw_params *p, const char *dir, struct mw_stats *st,
 		 struct eng_error *err)
 {
@@ -730,9 +754,12 @@ int mw_write(const struct mw_params *p, const char *dir, struct mw_stats *st,
 	if (mkdir(tmp, 0755) < 0)
 		return eng_error_set(err, ENG_E_IO, tmp, 0, "%s", strerror(errno));
 	rc = write_all_files(tmp, p, st, err);
+	if (stopping())
+		rc = interrupted(err);
 	if (rc == 0)
 		rc = install_dir(tmp, dir, err);
 	if (rc < 0)
 		remove_plain_dir(tmp);
+	stop_requested = 0;
 	return rc;
 }

@@ -90,11 +90,17 @@ struct mw_stats {
 
 /* Writes the model into dir, which must not exist (unless p->force).  Files
  * go to a sibling temporary directory that is renamed to dir at the end, so
- * an interrupted run never leaves a complete-looking model.  Returns 0 or
+ * an interrupted run never leaves a complete-looking model; one stopped by
+ * mw_request_stop, or failing, leaves no temporary directory.  Returns 0 or
  * ENG_E_INVALID (bad shape or options), ENG_E_IO, ENG_E_FORMAT (tokenizer
  * files), ENG_E_NOMEM, filling err; st may be NULL. */
 int mw_write(const struct mw_params *p, const char *dir, struct mw_stats *st,
 		 struct eng_error *err);
+
+/* Asks mw_write to stop: the one in progress (or the next to start)
+ * removes its temporary directory and returns ENG_E_IO ("interrupted").
+ * Async-signal-safe, for a SIGINT or SIGTERM handler. */
+void mw_request_stop(void);
 
 /* Checks the shape fields; 0 or ENG_E_INVALID with a message. */
 int mw_check(const struct mw_params *p, struct eng_error *err);

@@ -338,6 +338,23 @@ int mw_train_tokenizer(const char *dir, const struct mw_params *p, struct mw_tok
 	return rc;
 }
 
+/* Makes ids->size cover the token id v (named what in errors): an integer
+ * in [0, INT32_MAX - 1), as the tokenizer loader takes them. */
+static int grow_to_id(struct mw_tok_ids *ids, const json_t *v, const char *what,
+		      const char *path, struct eng_error *err)
+{
+	json_int_t id;
+
+	if (eng_json_int_range(v, what, 0, INT32_MAX - 2, &id, err) != 0) {
+		if (err)
+			snprintf(err->file, sizeof(err->file), "%.*s", (int)sizeof(err->file) - 1, path);
+		return ENG_E_FORMAT;
+	}
+	if (id + 1 > ids->size)
+		ids->size = (int)id + 1;
+	return 0;
+}
+
 /* The ids a copied tokenizer.json uses, and its chat-template specials. */
 static int scan_tokenizer(json_t *tok, const struct mw_params *p, const char *path,
 			  struct mw_tok_ids *ids, int *sid, struct eng_error *err)
@@ -352,8 +369,12 @@ static int scan_tokenizer(json_t *tok, const struct mw_params *p, const char *pa
 		return eng_error_set(err, ENG_E_FORMAT, path, 0, "no model.vocab object");
 	ids->size = 0;
 	json_object_foreach(vocab, key, v)
-		if (json_integer_value(v) + 1 > ids->size)
-			ids->size = (int)json_integer_value(v) + 1;
+		if (grow_to_id(ids, v, "model.vocab", path, err) != 0)
+			return ENG_E_FORMAT;
+	json_array_foreach(added, i, v)
+		if (grow_to_id(ids, json_object_get(v, "id"), "added_tokens[].id", path, err) != 0)
+			return ENG_E_FORMAT;
+	/* Every id is known to fit an int from here on. */
 	for (int k = 0; sp[k]; k++) {
 		sid[k] = -1;
 		json_array_foreach(added, i, v)
@@ -364,9 +385,6 @@ static int scan_tokenizer(json_t *tok, const struct mw_params *p, const char *pa
 					     "no added token %s, which the %s chat template needs",
 					     sp[k], mw_arch_name(p->arch));
 	}
-	json_array_foreach(added, i, v)
-		if (json_integer_value(json_object_get(v, "id")) + 1 > ids->size)
-			ids->size = (int)json_integer_value(json_object_get(v, "id")) + 1;
 	set_tok_ids(ids, p->arch, sid);
 	return 0;
 }

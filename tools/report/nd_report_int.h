@@ -7,6 +7,7 @@
  *   nd_report_md.c      Markdown cells and the measurement sections
  *   nd_report_text.c    conclusions, projection, notes; the entry point
  *   nd_report_charts.c  draws the SVG charts with nd_svg
+ *   nd_report_engines.c engines side by side (runs named ENGINE/...)
  */
 #ifndef TRAJBENCH_ND_REPORT_INT_H
 #define TRAJBENCH_ND_REPORT_INT_H
@@ -132,6 +133,32 @@ enum rp_chart {
 	RP_C_TIME_SPLIT, RP_N_CHARTS
 };
 
+/* The engines of a report (nd_report_engines.c). */
+struct rp_engine {
+	char *name;
+	struct nd_report view;     /* its groups and rows (owned arrays) */
+	struct rp_row **rows;      /* (view.n_rows) by batch size */
+	struct rp_point *pts;      /* (n_pts) a point per batch size: medians
+				    * over repeated runs */
+	size_t n_pts;
+};
+
+struct rp_engines {
+	struct rp_engine *e;       /* (n) in order of first appearance */
+	size_t n;
+	struct nd_report base;     /* the first engine's view, or a copy of the
+				    * whole report when n < 2 */
+	bool drawn[8];             /* charts written, by figure */
+};
+
+/* Fills e from r: 0, or -1 when out of memory (free e all the same). */
+int rp_engines_split(const struct nd_report *r, struct rp_engines *e);
+void rp_engines_free(struct rp_engines *e);
+
+/* One chart per figure when there are two engines or more. */
+int rp_chart_engines(const struct nd_report *r, struct rp_engines *e, const char *dir,
+		     char *err, size_t errlen);
+
 /* What the sections of one report share while it is written. */
 struct rp_ctx {
 	const struct nd_report *r;
@@ -147,6 +174,8 @@ struct rp_ctx {
 	bool env_replayed;         /* some run waited environment time */
 	bool env_known;            /* some run record gives its env time scale */
 	bool drawn[RP_N_CHARTS];   /* charts written */
+	const struct nd_report *all;        /* every engine's records (r: the first's) */
+	const struct rp_engines *engines;
 };
 
 /* Markdown text with markup characters escaped, on one line. */
@@ -193,5 +222,7 @@ void rp_md_cache(const struct rp_ctx *c);
 void rp_md_kv(const struct rp_ctx *c);
 void rp_md_turns(const struct rp_ctx *c);
 void rp_md_env(const struct rp_ctx *c);
+/* Engines side by side; nothing with one engine. */
+void rp_md_engines(const struct rp_ctx *c, const struct nd_report *r, const struct rp_engines *e);
 
 #endif

@@ -421,6 +421,7 @@ static void write_sections(const struct rp_ctx *c)
 	rp_md_settings(c);
 	if (c->r->n_rows) {
 		rp_md_results(c);
+		rp_md_engines(c, c->all, c->engines);
 		rp_md_latency(c);
 		rp_md_cache(c);
 		rp_md_turns(c);
@@ -437,13 +438,19 @@ static void write_sections(const struct rp_ctx *c)
 int nd_report_write(struct nd_report *r, const struct nd_report_params *p,
 		    FILE *fp, char *err, size_t errlen)
 {
-	struct rp_ctx c = {.r = r, .p = p, .fp = fp};
+	struct rp_engines eng;
+	struct rp_ctx c = {.r = &eng.base, .p = p, .fp = fp, .all = r, .engines = &eng};
 	int rc = -1;
 
-	c.rows = rp_rows_by_batch(r);
-	c.groups = rp_groups_by_batch(r, false, &c.n_groups);
-	if (!c.rows || (r->n_groups && !c.groups) ||
-	    rp_points_build(c.rows, r->n_rows, &c.pts, &c.n_pts) != 0) {
+	/* With several engines, the usual sections are the first engine's. */
+	if (rp_engines_split(r, &eng) != 0) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	c.rows = rp_rows_by_batch(c.r);
+	c.groups = rp_groups_by_batch(c.r, false, &c.n_groups);
+	if (!c.rows || (c.r->n_groups && !c.groups) ||
+	    rp_points_build(c.rows, c.r->n_rows, &c.pts, &c.n_pts) != 0) {
 		snprintf(err, errlen, "out of memory");
 		goto out;
 	}
@@ -460,7 +467,8 @@ int nd_report_write(struct nd_report *r, const struct nd_report_params *p,
 		c.env_known |= isfinite(s);
 		c.env_replayed |= s > 0;
 	}
-	if (draw_charts(&c, err, errlen))
+	if (draw_charts(&c, err, errlen) ||
+	    rp_chart_engines(r, &eng, p->charts_dir, err, errlen))
 		goto out;
 	write_sections(&c);
 	errno = 0;
@@ -474,5 +482,6 @@ out:
 	rp_points_free(c.pts, c.n_pts);
 	free(c.rows);
 	free(c.groups);
+	rp_engines_free(&eng);
 	return rc;
 }

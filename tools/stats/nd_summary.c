@@ -214,7 +214,8 @@ struct req {
 	bool success;
 	double start, ttft, latency;  /* seconds */
 	const json_t *itl;            /* array of seconds */
-	long long prompt_len, output_len, cached;
+	long long prompt_len, output_len, cached;  /* cached: -1 when null (a
+						    * server that does not say) */
 	long long recorded;           /* recorded_prompt_len, -1 when absent */
 	double env;                   /* env_exec_time, null as 0 */
 };
@@ -257,9 +258,10 @@ static int parse_request_timing(const json_t *o, struct req *r, char *err,
 	for (i = 0; i < 3; i++)
 		if (!get_num(o, nums[i], nv[i]))
 			return bad(err, len, "request", nums[i], NUM_MSG);
+	r->cached = -1;
 	for (i = 0; i < 3; i++)
-		if (!get_count(o, ints[i], iv[i]))
-			return bad(err, len, "request", ints[i], INT_MSG);
+		if (!(i == 2 && absent(o, ints[i])) && !get_count(o, ints[i], iv[i]))
+			return bad(err, len, "request", ints[i], i == 2 ? INT_MSG " or null" : INT_MSG);
 	r->itl = json_object_get(o, "itl");
 	if (!json_is_array(r->itl))
 		return bad(err, len, "request", "itl", "an array of numbers >= 0");
@@ -426,7 +428,11 @@ static int add_success(struct group *g, struct conv_acc *c,
 	g->completed++;
 	g->input_tokens += r->prompt_len;
 	g->output_tokens += r->output_len;
-	g->cached_tokens += r->cached;
+	if (r->cached >= 0) {
+		g->cached_tokens += r->cached;
+		g->cache_input_tokens += r->prompt_len;
+		g->n_cache_known++;
+	}
 	rc |= nd_dvec_push(&g->e2e, r->latency);
 	rc |= nd_dvec_push(&g->ttft, r->ttft);
 	if (r->output_len > 1)
@@ -442,7 +448,11 @@ static int add_success(struct group *g, struct conv_acc *c,
 	if (t) {
 		rc |= nd_dvec_push(&t->ttft, r->ttft);
 		t->prompt_sum += r->prompt_len;
-		t->cached_sum += r->cached;
+		if (r->cached >= 0) {
+			t->cached_sum += r->cached;
+			t->cache_prompt_sum += r->prompt_len;
+			t->n_cache_known++;
+		}
 	}
 	return rc;
 }

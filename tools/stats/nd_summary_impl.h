@@ -26,6 +26,8 @@ struct turn_acc {
 	long turn;
 	struct nd_dvec ttft;  /* (count) seconds, successful requests */
 	long long prompt_sum, cached_sum;
+	long long cache_prompt_sum; /* prompt tokens of requests with a cached count */
+	long n_cache_known;
 };
 
 struct group {
@@ -40,6 +42,8 @@ struct group {
 	long recorded, mismatched; /* requests with a recorded prompt length, and
 				    * those whose prompt_len differs from it */
 	long long input_tokens, output_tokens, cached_tokens;
+	long long cache_input_tokens; /* input tokens of requests with a cached count */
+	long n_cache_known;           /* successful requests with a cached count */
 	double t_first, t_last; /* min start_time, max start_time + latency */
 	struct nd_dvec e2e, ttft, tpot, itl;
 	/* Per successful request, in the order of e2e and ttft (for SGLang's

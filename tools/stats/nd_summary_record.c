@@ -257,9 +257,11 @@ json_t *nd_summary_record(const struct nd_summary *s, struct group *g)
 	jb_ratio(&b, "concurrency", sum_e2e, dur);
 	jb_num(&b, "max_output_tokens_per_s", peak_tok, has_peaks);
 	jb_set(&b, "max_concurrent_requests", has_peaks ? json_integer(peak_req) : json_null());
-	jb_set(&b, "total_cached_tokens", json_integer(g->cached_tokens));
+	/* Over the requests whose server said how many tokens it had cached. */
+	jb_set(&b, "total_cached_tokens", g->n_cache_known || !g->completed
+			 ? json_integer(g->cached_tokens) : json_null());
 	jb_ratio(&b, "cache_hit_rate", (double)g->cached_tokens,
-		 (double)g->input_tokens);
+		 (double)g->cache_input_tokens);
 	jb_engine(&b, ri);
 	jb_trajectories(&b, s, g, dur);
 	if (b.err) {
@@ -290,9 +292,9 @@ static json_t *turn_record(const struct nd_summary *s, const struct group *g,
 	jb_set(&b, "count", json_integer((json_int_t)t->ttft.n));
 	jb_stats(&b, "ttft", &t->ttft, s->p.pct, s->p.n_pct, false, false);
 	jb_ratio(&b, "mean_prompt_len", (double)t->prompt_sum, n);
-	jb_ratio(&b, "mean_cached_tokens", (double)t->cached_sum, n);
+	jb_ratio(&b, "mean_cached_tokens", (double)t->cached_sum, (double)t->n_cache_known);
 	jb_ratio(&b, "cache_hit_rate", (double)t->cached_sum,
-		 (double)t->prompt_sum);
+		 (double)t->cache_prompt_sum);
 	if (b.err) {
 		json_decref(b.o);
 		return NULL;

@@ -330,7 +330,7 @@ long eng_client_run(const char *socket_path, const json_t *hello, const struct e
  * loaded here, to render the turns; the workers must serve that model.
  *
  * Health: each worker is probed (a status command, or GET /health) every
- * health_check_interval_s while requests are in flight; a probe that fails
+ * health_check_interval_s, busy or idle; a probe that fails
  * or takes longer than health_check_timeout_s counts a failure, and so
  * does a request that takes longer than request_timeout_s (it is re-sent
  * to another worker at once).  health_failure_threshold failures in a row

@@ -326,7 +326,7 @@ int eng_infer_open_router(const struct eng_infer_params *ip, const struct eng_ro
 					     &e->model, NULL) != 0)
 		e->model = NULL;
 	if (rc == 0)
-		rc = eng_router_create(rp, &eng_runner_callbacks, &e->router, err);
+		rc = eng_router_create(rp, e->tok, &eng_runner_callbacks, &e->router, err);
 	if (rc == 0) {
 		snprintf(e->device, sizeof(e->device), "router: %s over %d workers",
 			 rp->policy, rp->n_workers);

@@ -82,6 +82,7 @@ struct eng_router {
 	struct rt_worker *w;         /* (n) */
 	int n;
 	struct eng_route_policy pol;
+	struct eng_tokenizer *tok;
 	const struct eng_sched_callbacks *cb;
 	struct rt_req *head, *tail;
 	int32_t n_reqs, n_queued;
@@ -97,7 +98,7 @@ struct eng_router {
 	int cap_fds;
 };
 
-static const struct rt_link_ops *const link_kinds[] = { &eng_link_sock };
+static const struct rt_link_ops *const link_kinds[] = { &eng_link_http, &eng_link_sock };
 
 void eng_router_default_params(struct eng_router_params *p)
 {
@@ -473,6 +474,11 @@ void eng_router_result(struct eng_router *r, int k, uint64_t wire_id, const stru
 
 	if (!q)
 		return;
+	if (res->worker_failed && !q->cancelled) {
+		fail_over(r, q);
+		strike(r, k, res->error ? res->error : "the worker failed a request");
+		return;
+	}
 	r->w[k].fails = 0;
 	r->w[k].st.answered++;
 	if (res->finish == ENG_FINISH_ABORT && !q->cancelled) {
@@ -543,9 +549,20 @@ void eng_router_cancel(struct eng_router *r, int id)
 	}
 }
 
+/* Busy with requests, or with a health check that is due or running: an
+ * idle router keeps checking its workers, so a worker that died or came
+ * back is known before the next request comes. */
 bool eng_router_busy(const struct eng_router *r)
 {
-	return r->n_reqs > 0;
+	double now;
+
+	if (r->n_reqs > 0)
+		return true;
+	now = eng_mono_s();
+	for (int k = 0; k < r->n; k++)
+		if (r->w[k].probing || now >= r->w[k].next_probe)
+			return true;
+	return false;
 }
 
 /* Polls every link's descriptors for up to wait_s and hands out what came. */
@@ -577,6 +594,18 @@ static void poll_links(struct eng_router *r, double wait_s)
 					      r->w[k].fd_count);
 }
 
+/* One round of every link's I/O: their descriptors, then their own work. */
+static void service_links(struct eng_router *r, double wait_s)
+{
+	double now;
+
+	poll_links(r, wait_s);
+	now = eng_mono_s();
+	for (int k = 0; k < r->n; k++)
+		if (r->w[k].ops->step)
+			r->w[k].ops->step(r->w[k].link, now);
+}
+
 static void evict_trees(struct eng_router *r, double now)
 {
 	if (!r->pol.ops->needs_tree || now < r->next_eviction)
@@ -593,11 +622,8 @@ void eng_router_step(struct eng_router *r, double max_wait_s)
 	probe_workers(r, now, r->p.health_check_interval_s);
 	check_timeouts(r, now);
 	route_queued(r, now);
-	poll_links(r, max_wait_s);
+	service_links(r, max_wait_s);
 	now = eng_mono_s();
-	for (int k = 0; k < r->n; k++)
-		if (r->w[k].ops->step)
-			r->w[k].ops->step(r->w[k].link, now);
 	route_queued(r, now);
 	evict_trees(r, now);
 	r->st.n_steps++;
@@ -698,7 +724,7 @@ static int wait_for_workers(struct eng_router *r, struct eng_error *err)
 		if (up == r->n || now - t0 >= r->p.worker_startup_timeout_s)
 			break;
 		probe_workers(r, now, STARTUP_RETRY_S);
-		poll_links(r, 0.05);
+		service_links(r, 0.02);
 		now = eng_mono_s();
 	}
 	for (int k = 0; k < r->n; k++) {
@@ -713,8 +739,14 @@ static int wait_for_workers(struct eng_router *r, struct eng_error *err)
 			     r->w[0].why);
 }
 
-int eng_router_create(const struct eng_router_params *p, const struct eng_sched_callbacks *cb,
-		      struct eng_router **out, struct eng_error *err)
+struct eng_tokenizer *eng_router_tokenizer(struct eng_router *r)
+{
+	return r->tok;
+}
+
+int eng_router_create(const struct eng_router_params *p, struct eng_tokenizer *tok,
+		      const struct eng_sched_callbacks *cb, struct eng_router **out,
+		      struct eng_error *err)
 {
 	struct eng_router *r = calloc(1, sizeof(*r));
 	int rc;
@@ -724,6 +756,7 @@ int eng_router_create(const struct eng_router_params *p, const struct eng_sched_
 		return eng_error_set(err, ENG_E_NOMEM, NULL, 0, "out of memory");
 	r->p = *p;
 	r->p.workers = NULL; /* borrowed: the addresses are copied */
+	r->tok = tok;
 	r->cb = cb;
 	rc = check_params(p, err);
 	if (rc == 0)

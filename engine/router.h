@@ -62,6 +62,9 @@ struct rt_result {
 	const char *error;          /* ENG_FINISH_ERROR: why */
 	const float *logprobs;      /* score: as eng_request_result's, or NULL */
 	double worker_queue_time;   /* < 0: not reported */
+	bool worker_failed;         /* not the request's error: the worker failed to
+				     * answer (no connection, a server error, a
+				     * stream cut short); it is sent elsewhere */
 };
 
 struct eng_router;
@@ -103,6 +106,10 @@ struct rt_link_ops {
 };
 
 extern const struct rt_link_ops eng_link_sock;
+extern const struct rt_link_ops eng_link_http;
+
+/* The tokenizer the router renders with (links that send text need it). */
+struct eng_tokenizer *eng_router_tokenizer(struct eng_router *r);
 
 /* Reports from links.  Unknown or abandoned wire ids are ignored. */
 void eng_router_token(struct eng_router *r, int worker, uint64_t wire_id, int32_t token,
@@ -116,11 +123,12 @@ void eng_router_probed(struct eng_router *r, int worker, bool ok, const char *wh
 
 /* The executor: router.c. */
 
-/* Creates a router over p's workers, reporting to cb (the runner's).  It
- * probes them until all answer or the startup timeout passes; ENG_E_IO
- * when none does. */
-int eng_router_create(const struct eng_router_params *p, const struct eng_sched_callbacks *cb,
-		      struct eng_router **out, struct eng_error *err);
+/* Creates a router over p's workers, reporting to cb (the runner's); tok
+ * (which must outlive it) is the model's tokenizer.  It probes them until
+ * all answer or the startup timeout passes; ENG_E_IO when none does. */
+int eng_router_create(const struct eng_router_params *p, struct eng_tokenizer *tok,
+		      const struct eng_sched_callbacks *cb, struct eng_router **out,
+		      struct eng_error *err);
 void eng_router_free(struct eng_router *r);
 
 /* What a runner executor does (runner.h), with the scheduler's contract:
@@ -128,7 +136,9 @@ void eng_router_free(struct eng_router *r);
  * reports through cb with p->user, on_token for every token as it comes
  * and on_finish once, only from inside step; cancel finishes a request
  * with ENG_FINISH_ABORT by the next step; step does one round of I/O,
- * health checks and routing, waiting up to max_wait_s for a worker. */
+ * health checks and routing, waiting up to max_wait_s for a worker; busy
+ * is true while requests are in flight and while a health check is due
+ * or running, so that the event loop steps an idle router too. */
 int eng_router_submit(struct eng_router *r, const struct eng_request_params *p,
 		      const struct eng_conv *c, int32_t turn, struct eng_error *err);
 void eng_router_cancel(struct eng_router *r, int id);

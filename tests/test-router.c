@@ -384,7 +384,7 @@ static struct eng_router *router(const char *policy, struct eng_router_params *p
 	p->workers = paths;
 	p->n_workers = 3;
 	p->policy = policy;
-	if (eng_router_create(p, &cbs, &r, &err) != 0)
+	if (eng_router_create(p, NULL, &cbs, &r, &err) != 0)
 		tap_diag("router: %s", err.msg);
 	return r;
 }
@@ -586,16 +586,16 @@ static void test_no_worker(void)
 	p.worker_startup_timeout_s = 0.3;
 	p.workers = none;
 	p.n_workers = 1;
-	tap_ok(eng_router_create(&p, &cbs, &r, &err) == ENG_E_IO && !r &&
+	tap_ok(eng_router_create(&p, NULL, &cbs, &r, &err) == ENG_E_IO && !r &&
 	       strstr(err.msg, "no worker answers"), "no worker answers: the open fails");
 	p.workers = twice;
 	p.n_workers = 2;
-	tap_ok(eng_router_create(&p, &cbs, &r, &err) == ENG_E_INVALID,
+	tap_ok(eng_router_create(&p, NULL, &cbs, &r, &err) == ENG_E_INVALID,
 	       "a worker given twice is refused");
 	p.workers = paths;
 	p.n_workers = 3;
 	p.policy = "fastest";
-	tap_ok(eng_router_create(&p, &cbs, &r, &err) == ENG_E_INVALID, "an unknown policy");
+	tap_ok(eng_router_create(&p, NULL, &cbs, &r, &err) == ENG_E_INVALID, "an unknown policy");
 }
 
 int main(void)

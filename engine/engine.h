@@ -12,7 +12,8 @@
  *     backend, KV pool, scheduler with its prefix cache), kept between runs;
  *   - eng_run: one run over it, NDJSON lines in and records out through
  *     callbacks (trajbench-records(5));
- *   - the persistent worker over a Unix socket and its client;
+ *   - the persistent worker over a Unix socket and its client, and the
+ *     server that adds an HTTP front to it;
  *   - the tokenizer and the chat templates, for the tokenizer modes.
  *
  * Every function that can fail on something a user controls returns 0 or a
@@ -116,6 +117,7 @@ struct eng_sched_stats {
 	double roofline_gemm_rate;
 	double new_token_ratio;    /* the decode estimate's ratio now */
 	size_t free_pages, cached_pages;
+	size_t evictable_pages;    /* cached pages no running request holds */
 	size_t held_pages;         /* cached pages of conversations between turns */
 	size_t total_pages;        /* the pool */
 	int32_t page_size;
@@ -153,6 +155,12 @@ struct eng_session_params {
 				    * recorded reply, and the reply's log-probs,
 				    * instead of generation */
 	struct eng_sampling sampling;
+	const int32_t *stop_ids;   /* (n_stop_ids) tokens that also end a reply,
+				    * ignore_eos or not; borrowed */
+	int32_t n_stop_ids;
+	int32_t min_tokens;        /* no stop token before this many tokens */
+	bool logprobs;             /* each generated token's log-prob ... */
+	int32_t top_logprobs;      /* ... and this many alternatives (at most 20) */
 	uint64_t seed;             /* arrivals */
 };
 
@@ -293,6 +301,60 @@ void eng_worker_close(struct eng_worker *w);
 /* eng_worker_listen, eng_worker_run and eng_worker_close in one. */
 int eng_worker_serve(struct eng_infer *e, const struct eng_worker_params *p,
 		     struct eng_error *err);
+
+/* ---------------------------------------------------------------- serving */
+
+/*
+ * One engine, several fronts, one continuous batch: the Unix-socket worker
+ * above and an OpenAI-compatible HTTP server (/v1/chat/completions,
+ * /v1/completions, SGLang's /generate, /health, /v1/models,
+ * /get_model_info, /get_server_info, /metrics; gpu-batch-infer(1) has the
+ * details).  One thread runs the engine and serves every client between
+ * its steps; a client that goes away cancels its requests.  SIGINT,
+ * SIGTERM or a shutdown command stop the listening, let what is in flight
+ * finish for graceful_timeout_s, cancel the rest and return 0.
+ */
+enum eng_serve_state {
+	ENG_SERVE_LISTENING, /* the socket and the port listen; the model may still load */
+	ENG_SERVE_LOADED,    /* the model is loaded (eng_serve_load) */
+	ENG_SERVE_READY,     /* every front is open: serving */
+	ENG_SERVE_DRAINING,  /* shutting down: no new requests */
+};
+
+struct eng_serve_params {
+	const struct eng_worker_params *socket; /* the Unix-socket front, listening
+					* before the model loads; NULL: none */
+	struct eng_worker *worker;     /* or a socket already listening (the
+					* caller's: left open) */
+	const char *host;              /* HTTP: the address to bind (default 127.0.0.1) */
+	int port;                      /* HTTP: 0 any free port; -1 no HTTP front (default) */
+	const char *api_key;           /* HTTP: Bearer token required; NULL: none */
+	const char *served_model_name; /* HTTP: the model's name; NULL: its directory */
+	bool enable_metrics;           /* HTTP: GET /metrics */
+	FILE *request_log;             /* HTTP: a request record per finished request */
+	size_t max_body_size;          /* HTTP: larger bodies get 413 (default 64 MiB) */
+	int32_t max_queued_requests;   /* HTTP: 503 beyond this many waiting; 0: no limit */
+	int32_t max_connections;       /* HTTP: connections at once (default 4096) */
+	double graceful_timeout_s;     /* shutdown: how long in-flight work may go on */
+	/* Told of every state change; http_port is the bound port (or -1). */
+	void (*on_state)(void *ctx, enum eng_serve_state state, int http_port);
+	void *ctx;
+};
+
+void eng_serve_default_params(struct eng_serve_params *p);
+
+/* Serves a loaded engine until shut down.  ENG_E_IO when a front cannot
+ * listen (port in use, a worker already on the socket), ENG_E_INVALID
+ * for a socket path too long. */
+int eng_serve(struct eng_infer *e, const struct eng_serve_params *p, struct eng_error *err);
+
+/* Listens first (the socket, whose clients wait in its queue; the HTTP
+ * port, where /health answers 503), then loads the engine, serves it and
+ * closes it.  The load's errors are returned as eng_infer_open's;
+ * on_state says how far it got (LISTENING, LOADED, READY), so that a
+ * caller tells a port in use or a bad socket path from a missing model. */
+int eng_serve_load(const struct eng_infer_params *ip, const struct eng_serve_params *p,
+		   struct eng_error *err);
 
 /* The run parameters as the hello's "params" object, and back.  Unknown
  * keys are refused by from_json (ENG_E_INVALID naming the key). */

@@ -305,6 +305,23 @@ int eng_infer_open_remote(const struct eng_infer_params *p, const struct eng_rem
 	return 0;
 }
 
+/* What a router's fronts check requests against (e->sp: the HTTP front
+ * refuses what cannot fit): the tightest context and KV pool its workers
+ * reported, else the model's context and no pool bound. */
+static void router_limits(struct eng_infer *e)
+{
+	int64_t ctx, pool;
+
+	eng_router_limits(e->router, &ctx, &pool);
+	if (ctx == 0)
+		ctx = e->model ? eng_model_config(e->model)->max_positions : INT32_MAX;
+	if (e->p.context_length > 0 && e->p.context_length < ctx)
+		ctx = e->p.context_length;
+	e->sp.max_context = ctx < INT32_MAX ? (int32_t)ctx : INT32_MAX;
+	e->sp.page_size = 1;
+	e->sp.n_pages = pool > 0 && pool < INT32_MAX ? (int32_t)pool : INT32_MAX;
+}
+
 int eng_infer_open_router(const struct eng_infer_params *ip, const struct eng_router_params *rp,
 			  struct eng_infer **out, struct eng_error *err)
 {
@@ -330,6 +347,7 @@ int eng_infer_open_router(const struct eng_infer_params *ip, const struct eng_ro
 	if (rc == 0) {
 		snprintf(e->device, sizeof(e->device), "router: %s over %d workers",
 			 rp->policy, rp->n_workers);
+		router_limits(e);
 		rc = eng_runner_create_exec(&eng_router_ops, e->router, &e->runner, err);
 		if (rc != 0)
 			e->router = NULL; /* freed by eng_runner_create_exec */

@@ -11,7 +11,8 @@ engine_libengine_a_CFLAGS = $(AM_CFLAGS) -fPIC
 AM_CPPFLAGS += -DTRAJBENCH_PKGLIBDIR='"$(pkglibdir)"'
 
 # No CUDA here: the CUDA backend is loaded at run time (engine/cuda.mk).
-ENGINE_LIBS = engine/libengine.a $(PCRE2_LIBS) $(UTF8PROC_LIBS) $(JANSSON_LIBS)
+ENGINE_LIBS = engine/libengine.a $(PCRE2_LIBS) $(UTF8PROC_LIBS) $(JANSSON_LIBS) $(MHD_LIBS) \
+	-lpthread
 
 include engine/tokenizer.mk
 include engine/model.mk
@@ -19,3 +20,4 @@ include engine/sched.mk
 include engine/cuda.mk
 include engine/router.mk
 include engine/remote.mk
+include engine/http.mk

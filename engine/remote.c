@@ -678,5 +678,5 @@ static void remote_free(void *xv)
 
 const struct eng_executor_ops eng_remote_ops = {
 	remote_submit, remote_cancel, remote_busy, remote_step, remote_stats, remote_flush,
-	remote_reset_peak, remote_end, remote_free, NULL,
+	remote_reset_peak, remote_end, remote_free, NULL, NULL,
 };

@@ -56,19 +56,23 @@ struct rt_req {
 	int id;                      /* the runner's */
 	void *user;
 	struct eng_request_params p; /* prompt and forced output point into ids */
-	int32_t *ids;                /* (prompt_len [+ max_new_tokens forced]) */
+	int32_t *ids;                /* (prompt_len [+ max_new_tokens forced]
+				      * [+ n_stop_ids]) */
 	const struct eng_conv *conv;
 	int32_t turn;
 	int worker;                  /* in flight there, or -1: queued */
 	uint32_t slot;
 	double arrival_t, sent_t;
 	int32_t retries;
+	struct eng_ids out;          /* the tokens passed to the runner, for a stop */
 	int32_t n_forwarded;         /* tokens passed to the runner (a retry does
 				      * not pass them twice) */
 	uint64_t failed_on;          /* workers that failed it: avoided */
 	int32_t depth_at_send, match_at_send;
 	int64_t tokens;              /* what it counts in inflight_tokens */
 	bool cancelled;
+	bool stopped;                /* ends as stopped (a stop string), with out */
+	int stopped_at;              /* the worker it was at then, or -1 */
 	struct rt_req *prev, *next;  /* submission order */
 };
 
@@ -178,6 +182,7 @@ static void req_free(struct eng_router *r, struct rt_req *q)
 	r->n_reqs--;
 	if (q->worker < 0)
 		r->n_queued--;
+	eng_ids_free(&q->out);
 	free(q->ids);
 	free(q);
 }
@@ -214,9 +219,10 @@ static void fail_over(struct eng_router *r, struct rt_req *q)
 /* Hands the runner its result and forgets q. */
 static void finish(struct eng_router *r, struct rt_req *q, const struct rt_result *res)
 {
+	int k = q->worker >= 0 ? q->worker : q->stopped ? q->stopped_at : -1;
 	struct eng_route_info info = {
-		.worker = q->worker, .retried = q->retries,
-		.router_queue_time = q->worker >= 0 ? q->sent_t - q->arrival_t
+		.worker = k, .retried = q->retries,
+		.router_queue_time = k >= 0 ? q->sent_t - q->arrival_t
 				     : eng_mono_s() - q->arrival_t,
 		.worker_queue_time = res->worker_queue_time,
 		.queue_depth = q->depth_at_send, .match_tokens = q->match_at_send,
@@ -229,10 +235,10 @@ static void finish(struct eng_router *r, struct rt_req *q, const struct rt_resul
 	};
 	void *user = q->user;
 
-	info.worker_name = q->worker >= 0 ? r->w[q->worker].addr : NULL;
+	info.worker_name = k >= 0 ? r->w[k].addr : NULL;
 	r->st.n_finished++;
 	r->st.generated_tokens += res->n_output;
-	if (q->worker >= 0) {
+	if (k >= 0) {
 		r->st.prompt_tokens += er.prompt_len;
 		r->st.cached_tokens += er.cached_tokens;
 		r->st.computed_tokens += er.prompt_len - er.cached_tokens;
@@ -441,7 +447,13 @@ static void route_queued(struct eng_router *r, double now)
 		next = q->next;
 		if (q->worker >= 0)
 			continue;
-		if (q->cancelled) {
+		if (q->cancelled && q->stopped) {
+			struct rt_result res = { .finish = ENG_FINISH_STOP, .output = q->out.ids,
+						 .n_output = (int32_t)q->out.n, .cached_tokens = -1,
+						 .worker_queue_time = -1 };
+
+			finish(r, q, &res);
+		} else if (q->cancelled) {
 			finish_error(r, q, ENG_FINISH_ABORT, "cancelled");
 		} else if (q->retries > r->p.retry_max_retries) {
 			finish_error(r, q, ENG_FINISH_ERROR,
@@ -464,6 +476,7 @@ void eng_router_token(struct eng_router *r, int k, uint64_t wire_id, int32_t tok
 	if (!q || q->cancelled || index < q->n_forwarded)
 		return;
 	q->n_forwarded = index + 1;
+	eng_ids_push(&q->out, token); /* out of memory: a stop reports fewer */
 	if (r->cb->on_token)
 		r->cb->on_token(q->user, token, index);
 }
@@ -495,13 +508,15 @@ int eng_router_submit(struct eng_router *r, const struct eng_request_params *p,
 		      const struct eng_conv *c, int32_t turn, struct eng_error *err)
 {
 	int32_t n_forced = p->forced_output ? p->max_new_tokens : 0;
+	int32_t n_stop = p->stop_ids ? p->n_stop_ids : 0;
+	size_t n_ids = (size_t)p->prompt_len + (size_t)n_forced + (size_t)n_stop;
 	struct rt_req *q = calloc(1, sizeof(*q));
 
 	if (p->prompt_len <= 0) {
 		free(q);
 		return eng_error_set(err, ENG_E_INVALID, NULL, 0, "empty prompt");
 	}
-	if (!q || !(q->ids = malloc(sizeof(int32_t) * (size_t)(p->prompt_len + n_forced))) ||
+	if (!q || !(q->ids = malloc(sizeof(int32_t) * n_ids)) ||
 	    slot_take(r, q) != 0) {
 		if (q)
 			free(q->ids);
@@ -511,9 +526,15 @@ int eng_router_submit(struct eng_router *r, const struct eng_request_params *p,
 	memcpy(q->ids, p->prompt, sizeof(int32_t) * (size_t)p->prompt_len);
 	if (n_forced)
 		memcpy(q->ids + p->prompt_len, p->forced_output, sizeof(int32_t) * (size_t)n_forced);
+	if (n_stop)
+		memcpy(q->ids + p->prompt_len + n_forced, p->stop_ids, sizeof(int32_t) * (size_t)n_stop);
 	q->p = *p;
 	q->p.prompt = q->ids;
 	q->p.forced_output = n_forced ? q->ids + p->prompt_len : NULL;
+	q->p.stop_ids = n_stop ? q->ids + p->prompt_len + n_forced : NULL;
+	q->p.n_stop_ids = n_stop;
+	q->p.token_logprobs = NULL; /* not carried to the workers */
+	q->p.top_logprobs = 0;
 	q->user = p->user;
 	q->conv = c;
 	q->turn = turn;
@@ -534,17 +555,35 @@ int eng_router_submit(struct eng_router *r, const struct eng_request_params *p,
 	return q->id;
 }
 
+/* Takes q off its worker now; the next step ends it. */
+static void withdraw(struct eng_router *r, struct rt_req *q)
+{
+	q->cancelled = true;
+	if (q->worker >= 0) {
+		r->w[q->worker].ops->cancel(r->w[q->worker].link, q->wire_id);
+		unassign(r, q);
+	}
+}
+
+void eng_router_stop(struct eng_router *r, int id)
+{
+	for (struct rt_req *q = r->head; q; q = q->next) {
+		if (q->id == id && !q->cancelled) {
+			q->stopped = true;
+			q->stopped_at = q->worker;
+			withdraw(r, q);
+			return;
+		}
+	}
+}
+
 void eng_router_cancel(struct eng_router *r, int id)
 {
 
 	for (struct rt_req *q = r->head; q; q = q->next) {
 		if (q->id != id || q->cancelled)
 			continue;
-		q->cancelled = true;
-		if (q->worker >= 0) {
-			r->w[q->worker].ops->cancel(r->w[q->worker].link, q->wire_id);
-			unassign(r, q);
-		}
+		withdraw(r, q);
 		return;
 	}
 }
@@ -788,6 +827,28 @@ int eng_router_n_workers(const struct eng_router *r)
 	return r->n;
 }
 
+/* min(*cur, v) over the values reported (> 0); *cur 0 means none yet. */
+static void tighten(int64_t *cur, const json_t *v)
+{
+	int64_t x = json_is_integer(v) ? (int64_t)json_integer_value(v) : 0;
+
+	if (x > 0 && (*cur == 0 || x < *cur))
+		*cur = x;
+}
+
+void eng_router_limits(const struct eng_router *r, int64_t *max_context, int64_t *pool_tokens)
+{
+	*max_context = *pool_tokens = 0;
+	for (int k = 0; k < r->n; k++) {
+		json_t *st = r->w[k].ops->last_status(r->w[k].link);
+		const json_t *set = json_object_get(st, "settings");
+
+		tighten(max_context, json_object_get(set, "context_length"));
+		tighten(pool_tokens, json_object_get(set, "max_total_tokens"));
+		json_decref(st);
+	}
+}
+
 void eng_router_worker_stats(const struct eng_router *r, int k, struct eng_router_worker_stats *st)
 {
 	*st = r->w[k].st;
@@ -845,6 +906,7 @@ static int exec_submit(void *x, const struct eng_request_params *p, const struct
 }
 
 static void exec_cancel(void *x, int id) { eng_router_cancel(x, id); }
+static void exec_stop(void *x, int id) { eng_router_stop(x, id); }
 static bool exec_busy(const void *x) { return eng_router_busy(x); }
 static void exec_stats(const void *x, struct eng_sched_stats *st) { eng_router_get_stats(x, st); }
 static void exec_flush(void *x) { eng_router_flush_cache(x); }
@@ -867,5 +929,5 @@ static void exec_end_conversation(void *x, uint64_t key) { (void)x; (void)key; }
  * (a failed turn, as from the local scheduler). */
 const struct eng_executor_ops eng_router_ops = {
 	exec_submit, exec_cancel, exec_busy, exec_step, exec_stats, exec_flush,
-	exec_reset_peak, exec_end_conversation, exec_free, NULL,
+	exec_reset_peak, exec_end_conversation, exec_free, NULL, exec_stop,
 };

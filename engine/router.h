@@ -142,6 +142,10 @@ void eng_router_free(struct eng_router *r);
 int eng_router_submit(struct eng_router *r, const struct eng_request_params *p,
 		      const struct eng_conv *c, int32_t turn, struct eng_error *err);
 void eng_router_cancel(struct eng_router *r, int id);
+/* Ends a request as stopped (a stop string found in its text), with the
+ * tokens it had; its worker is told to drop it.  Reported by the next
+ * step. */
+void eng_router_stop(struct eng_router *r, int id);
 bool eng_router_busy(const struct eng_router *r);
 void eng_router_step(struct eng_router *r, double max_wait_s);
 void eng_router_get_stats(const struct eng_router *r, struct eng_sched_stats *st);
@@ -165,6 +169,10 @@ struct eng_router_worker_stats {
 };
 
 int eng_router_n_workers(const struct eng_router *r);
+
+/* The tightest context length and KV pool (tokens) the workers reported in
+ * their last status (socket workers); 0 for each that none reported. */
+void eng_router_limits(const struct eng_router *r, int64_t *max_context, int64_t *pool_tokens);
 void eng_router_worker_stats(const struct eng_router *r, int worker,
 			     struct eng_router_worker_stats *st);
 

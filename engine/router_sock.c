@@ -179,6 +179,12 @@ static int request_line(struct sbuf *b, const struct rt_send *s)
 		n = snprintf(head, sizeof(head), ",\"score_from\":%d", (int)p->score_from);
 		rc = sbuf_add(b, head, (size_t)n);
 	}
+	if (rc == 0 && p->min_tokens > 0) {
+		n = snprintf(head, sizeof(head), ",\"min_tokens\":%d", (int)p->min_tokens);
+		rc = sbuf_add(b, head, (size_t)n);
+	}
+	if (rc == 0 && p->n_stop_ids > 0)
+		rc = add_ids(b, "stop_ids", p->stop_ids, p->n_stop_ids);
 	if (rc == 0)
 		rc = add_ids(b, "prompt_ids", p->prompt, p->prompt_len);
 	if (rc == 0 && p->forced_output && !p->score)

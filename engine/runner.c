@@ -44,6 +44,7 @@ struct slot {
 	int32_t *seq;             /* (cap_seq) score: prompt and reply together */
 	int32_t cap_seq;
 	char error[256];          /* why the conversation ended early */
+	struct eng_token_logprobs lp; /* the latest token's, when asked for */
 	struct eng_conv_timing ct;
 };
 
@@ -92,7 +93,7 @@ static void on_token(void *user, int32_t tok, int32_t index)
 			sl->n_timed = index + 1;
 	}
 	if (s->ops.on_token && !s->cancelled)
-		s->ops.on_token(s->ctx, sl->conv, tok, index, NULL);
+		s->ops.on_token(s->ctx, sl->conv, tok, index, s->p.logprobs ? &sl->lp : NULL);
 }
 
 static void on_finish(void *user, const struct eng_request_result *res);
@@ -117,6 +118,7 @@ static void sched_reset_peak(void *x) { eng_sched_reset_peak(x); }
 static void sched_end(void *x, uint64_t key) { eng_sched_end_conversation(x, key); }
 static void sched_free(void *x) { eng_sched_free(x); }
 static int32_t sched_max_context(const void *x) { return eng_sched_max_context(x); }
+static void sched_stop(void *x, int id) { eng_sched_stop(x, id); }
 
 /* One batch; a step is never a wait. */
 static int sched_step(void *x, double max_wait_s, struct eng_error *err)
@@ -127,7 +129,7 @@ static int sched_step(void *x, double max_wait_s, struct eng_error *err)
 
 static const struct eng_executor_ops sched_ops = {
 	sched_submit, sched_cancel, sched_busy, sched_step, sched_stats, sched_flush,
-	sched_reset_peak, sched_end, sched_free, sched_max_context,
+	sched_reset_peak, sched_end, sched_free, sched_max_context, sched_stop,
 };
 
 int eng_runner_create(const struct eng_sched_params *p, const int32_t *stop_ids, int32_t n_stop,
@@ -266,6 +268,16 @@ void eng_session_cancel(struct eng_session *s)
 			s->runner->ops->cancel(s->runner->x, s->slots[i]->req_id);
 }
 
+void eng_session_stop(struct eng_session *s)
+{
+	void (*stop)(void *, int) = s->runner->ops->stop ? s->runner->ops->stop
+							: s->runner->ops->cancel;
+
+	for (int32_t i = 0; i < s->n_slots; i++)
+		if (s->slots[i]->in_flight)
+			stop(s->runner->x, s->slots[i]->req_id);
+}
+
 void eng_session_free(struct eng_session *s)
 {
 	struct eng_session **pp;
@@ -374,6 +386,11 @@ static int turn_request(struct eng_session *s, struct slot *sl, struct eng_reque
 		rp->forced_output = ti.reply;
 	rp->sampling = s->p.sampling;
 	rp->sampling.seed ^= (uint64_t)sl->turn * 0x100000001b3ull;
+	rp->stop_ids = s->p.stop_ids;
+	rp->n_stop_ids = s->p.n_stop_ids;
+	rp->min_tokens = s->p.min_tokens;
+	rp->token_logprobs = s->p.logprobs ? &sl->lp : NULL;
+	rp->top_logprobs = s->p.logprobs ? s->p.top_logprobs : 0;
 	rp->conversation = sl->key;
 	rp->more_turns = sl->turn + 1 < sl->conv->n_turns;
 	rp->user = sl;
@@ -437,6 +454,7 @@ static void turn_timing(struct slot *sl, const struct eng_request_result *res, d
 	t->prompt_len = sl->prompt_len;
 	t->recorded_prompt_len = tk->recorded_prompt_len;
 	t->cached_tokens = res->cached_tokens;
+	t->queue_time = res->queue_time;
 	t->finish = res->finish;
 	t->env_time_s = tk->env_time_s;
 	t->route = res->route;
@@ -487,6 +505,7 @@ static void report_score(struct slot *sl, const struct eng_request_result *res, 
 
 	turn_timing(sl, res, now, &t);
 	t.ttft = t.latency;
+	t.logprobs = res->logprobs;
 	t.error = res->finish == ENG_FINISH_LENGTH ? NULL : res->error ? res->error : "cancelled";
 	t.n_scored = sl->n_scored;
 	for (int32_t p = b; !t.error && res->logprobs && p < b + t.n_scored; p++)

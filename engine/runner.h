@@ -101,6 +101,10 @@ struct eng_request_timing {
 	double sum_logprob;        /* score: the sum of their log-probs */
 	const struct eng_route_info *route; /* a router's: which worker answered
 				    * (router.h); NULL from the scheduler */
+	const float *logprobs;     /* score: [i] = log p(seq[i + 1]) of the scored sequence
+				    * (the turn's prompt, then its reply), from the
+				    * prompt's last token on */
+	double queue_time;         /* from submission to the first admission */
 	const struct eng_remote_usage *remote; /* a remote executor's counts, else NULL */
 };
 
@@ -118,10 +122,9 @@ struct eng_conv_timing {
 /* What the runner asks of a session's owner.  next_conv returns 1 with a
  * conversation (owned by the caller until release_conv), 0 at the end of
  * the input, 2 when none is available yet, or a negative error.  on_token
- * (may be NULL) sees every generated token as it comes; lp is NULL (no
- * log-probs are computed for it). */
-struct eng_token_logprobs;
-
+ * (may be NULL) sees every generated token as it comes, with its log-probs
+ * when the session asked for them (else NULL); it may call
+ * eng_session_stop. */
 struct eng_session_ops {
 	int (*next_conv)(void *ctx, struct eng_conv **out);
 	void (*on_request)(void *ctx, const struct eng_conv *c, const struct eng_request_timing *t);
@@ -160,6 +163,9 @@ struct eng_executor_ops {
 	/* Prompt + output tokens one request may hold; NULL: no bound known
 	 * here (the executor refuses what does not fit). */
 	int32_t (*max_context)(const void *x);
+	/* Ends a request with the token being reported, as a stop token
+	 * would (eng_sched_stop); NULL: cancel does instead. */
+	void (*stop)(void *x, int id);
 };
 
 /* What an executor calls back, with the request's user pointer. */
@@ -193,6 +199,11 @@ double eng_session_elapsed(const struct eng_session *s);
 /* Cancels everything the session has in flight (a client went away); its
  * callbacks are not called again.  Call eng_session_free once done. */
 void eng_session_cancel(struct eng_session *s);
+
+/* Ends the session's turns in flight as stopped (finish "stop") with the
+ * token being reported: call it from on_token.  Their records follow as
+ * usual. */
+void eng_session_stop(struct eng_session *s);
 
 /* Frees a session.  Only once eng_session_done() is true (a cancelled
  * session is done when its turns have left the scheduler): a turn still in

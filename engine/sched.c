@@ -104,6 +104,8 @@ static void req_free(struct req *r)
 	free(r->forced);
 	free(r->pages);
 	free(r->logprobs);
+	free(r->stop_ids);
+	free(r->banned);
 	free(r);
 }
 
@@ -176,6 +178,11 @@ static int check_request(struct eng_sched *s, const struct eng_request_params *p
 	if (p->prompt_len <= 0 || (!p->score && p->max_new_tokens <= 0))
 		return eng_error_set(err, ENG_E_INVALID, NULL, 0,
 				     "a request needs a prompt and at least one output token");
+	if (p->n_stop_ids < 0 || p->min_tokens < 0 || p->top_logprobs < 0 ||
+	    p->top_logprobs > ENG_TOP_LOGPROBS_MAX)
+		return eng_error_set(err, ENG_E_INVALID, NULL, 0,
+				     "stop ids, min_tokens and top_logprobs (at most %d) must not be negative",
+				     ENG_TOP_LOGPROBS_MAX);
 	if (eng_sched_check_sampling(&p->sampling, err) != 0)
 		return ENG_E_INVALID;
 	if (total > s->p.max_context)
@@ -186,6 +193,32 @@ static int check_request(struct eng_sched *s, const struct eng_request_params *p
 		return eng_error_set(err, ENG_E_RANGE, NULL, 0,
 				     "request of %lld tokens does not fit in the KV pool of %d tokens",
 				     (long long)total, s->p.n_pages * s->p.page_size);
+	return 0;
+}
+
+/* The request's own stop tokens, and the tokens banned before min_tokens:
+ * the engine's (unless ignore_eos) and its own. */
+static int set_stops(const struct eng_sched *s, struct req *r, const struct eng_request_params *p)
+{
+	int32_t n_eos = r->ignore_eos ? 0 : s->n_stop;
+
+	if (p->n_stop_ids > 0) {
+		r->stop_ids = malloc(sizeof(int32_t) * (size_t)p->n_stop_ids);
+		if (!r->stop_ids)
+			return -1;
+		memcpy(r->stop_ids, p->stop_ids, sizeof(int32_t) * (size_t)p->n_stop_ids);
+		r->n_stop_ids = p->n_stop_ids;
+	}
+	r->min_tokens = p->min_tokens;
+	if (p->min_tokens <= 0 || n_eos + r->n_stop_ids == 0)
+		return 0;
+	r->banned = malloc(sizeof(int32_t) * (size_t)(n_eos + r->n_stop_ids));
+	if (!r->banned)
+		return -1;
+	memcpy(r->banned, s->stop_ids, sizeof(int32_t) * (size_t)n_eos);
+	if (r->n_stop_ids > 0)
+		memcpy(r->banned + n_eos, r->stop_ids, sizeof(int32_t) * (size_t)r->n_stop_ids);
+	r->n_banned = n_eos + r->n_stop_ids;
 	return 0;
 }
 
@@ -230,6 +263,13 @@ int eng_sched_submit(struct eng_sched *s, const struct eng_request_params *p,
 	r->n_tokens = r->prompt_len = p->prompt_len;
 	r->max_new = p->max_new_tokens;
 	r->ignore_eos = p->ignore_eos;
+	if (set_stops(s, r, p) != 0) {
+		req_free(r);
+		return eng_error_set(err, ENG_E_NOMEM, NULL, 0, "cannot queue the request");
+	}
+	r->token_logprobs = p->token_logprobs;
+	r->top_logprobs = p->top_logprobs;
+	r->submit_t = eng_mono_s();
 	r->exact = p->ignore_eos || r->forced;
 	r->conv = p->conversation;
 	r->more_turns = p->more_turns && p->conversation != 0;
@@ -249,6 +289,13 @@ void eng_sched_cancel(struct eng_sched *s, int id)
 	for (int32_t i = 0; i < s->n_waiting; i++)
 		if (s->waiting[i]->id == id)
 			s->waiting[i]->cancelled = true;
+}
+
+void eng_sched_stop(struct eng_sched *s, int id)
+{
+	for (int32_t i = 0; i < s->n_running; i++)
+		if (s->running[i]->id == id)
+			s->running[i]->stop_now = true;
 }
 
 size_t eng_sched_flush_cache(struct eng_sched *s)
@@ -285,6 +332,7 @@ void eng_sched_get_stats(const struct eng_sched *s, struct eng_sched_stats *st)
 	st->n_waiting = s->n_waiting;
 	st->free_pages = eng_pages_available(s->pool);
 	st->cached_pages = s->radix ? eng_radix_cached_pages(s->radix) : 0;
+	st->evictable_pages = s->radix ? eng_radix_evictable_pages(s->radix) : 0;
 	st->held_pages = s->radix ? eng_radix_held_pages(s->radix) : 0;
 	st->new_token_ratio = s->new_token_ratio;
 	st->roofline_bandwidth = s->p.roofline.rates.bandwidth_bytes_s;
@@ -303,6 +351,7 @@ static void finish(struct eng_sched *s, struct req *r, enum eng_finish how, cons
 		.n_retractions = r->n_retractions,
 		.error = error,
 		.logprobs = r->score ? r->logprobs : NULL,
+		.queue_time = (r->admit_t > 0 ? r->admit_t : eng_mono_s()) - r->submit_t,
 	};
 
 	s->st.n_finished++;
@@ -377,6 +426,10 @@ static void add_seq(struct eng_sched *s, int32_t *n, struct req *r, int32_t n_to
 	q->n_generated = r->n_gen;
 	q->targets = r->score ? r->tokens + r->computed + 1 : NULL;
 	q->logprobs = r->score ? r->logprobs + r->computed : NULL;
+	q->banned = r->n_gen < r->min_tokens ? r->banned : NULL;
+	q->n_banned = q->banned ? r->n_banned : 0;
+	q->token_logprobs = want ? r->token_logprobs : NULL;
+	q->top_logprobs = r->top_logprobs;
 	s->seq_req[*n] = r;
 	(*n)++;
 }
@@ -484,6 +537,7 @@ static void start(struct eng_sched *s, int32_t w, int32_t *n, int32_t *budget)
 	s->running[s->n_running++] = r;
 	if (!r->admitted_once) {
 		r->admitted_once = true;
+		r->admit_t = eng_mono_s();
 		r->cached_tokens = r->computed;
 		s->st.prompt_tokens += r->prompt_len;
 		s->st.cached_tokens += r->computed;
@@ -590,12 +644,24 @@ static int32_t running_index(const struct eng_sched *s, const struct req *r)
 	return -1;
 }
 
-static bool is_stop(const struct eng_sched *s, int32_t tok)
+static bool in_ids(const int32_t *ids, int32_t n, int32_t tok)
 {
-	for (int32_t i = 0; i < s->n_stop; i++)
-		if (s->stop_ids[i] == tok)
+	for (int32_t i = 0; i < n; i++)
+		if (ids[i] == tok)
 			return true;
 	return false;
+}
+
+/* Whether tok ends r: the engine's stop tokens unless ignore_eos, the
+ * request's own, never before min_tokens; or the caller said so. */
+static bool is_stop(const struct eng_sched *s, const struct req *r, int32_t tok)
+{
+	if (r->stop_now)
+		return true;
+	if (r->n_gen <= r->min_tokens) /* n_gen counts tok already */
+		return false;
+	return (!r->ignore_eos && in_ids(s->stop_ids, s->n_stop, tok)) ||
+	       in_ids(r->stop_ids, r->n_stop_ids, tok);
 }
 
 /* Applies the step's results: KV advanced, tokens appended, finished
@@ -626,7 +692,7 @@ static void apply(struct eng_sched *s, int32_t n)
 		s->st.generated_tokens++;
 		if (s->cb.on_token)
 			s->cb.on_token(r->user, tok, r->n_gen - 1);
-		stop = !r->ignore_eos && is_stop(s, tok);
+		stop = is_stop(s, r, tok);
 		if (!stop && r->n_gen < r->max_new)
 			continue;
 		eng_sched_retire(s, r);

@@ -62,6 +62,17 @@ int eng_sched_check_sampling(const struct eng_sampling *s, struct eng_error *err
  * [start_pos, start_pos + n_tokens); the KV of [0, start_pos) is already in
  * its pages, and the new tokens' KV goes into them too.  page ids cover
  * [0, start_pos + n_tokens). */
+/* The log-probabilities of one generated token, from the model's raw
+ * logits (before temperature, top-k, top-p and banned tokens). */
+#define ENG_TOP_LOGPROBS_MAX 20
+
+struct eng_token_logprobs {
+	float logprob;                          /* of the token picked */
+	int32_t n_top;                          /* alternatives below */
+	int32_t top_ids[ENG_TOP_LOGPROBS_MAX];  /* the most likely first */
+	float top_logprobs[ENG_TOP_LOGPROBS_MAX];
+};
+
 struct eng_step_seq {
 	const int32_t *tokens;    /* (n_tokens) */
 	int32_t n_tokens;
@@ -75,6 +86,13 @@ struct eng_step_seq {
 				   * new one, or NULL */
 	float *logprobs;          /* out (n_tokens): log p(targets[i]) after token i;
 				   * NULL exactly when targets is NULL */
+	const int32_t *banned;    /* (n_banned) tokens the pick may not be (stop
+				   * tokens before min_tokens), or NULL */
+	int32_t n_banned;
+	struct eng_token_logprobs *token_logprobs; /* out with want_token: the
+				   * picked token's log-probs and top_logprobs
+				   * alternatives, or NULL */
+	int32_t top_logprobs;
 };
 
 /* Runs the model on the batch and writes, for every sequence with
@@ -95,11 +113,21 @@ struct eng_request_params {
 	const int32_t *prompt;        /* (prompt_len), copied at submission */
 	int32_t prompt_len;
 	int32_t max_new_tokens;
-	bool ignore_eos;              /* generate exactly max_new_tokens */
+	bool ignore_eos;              /* EOS does not end the request (with no
+				       * stop_ids: exactly max_new_tokens) */
 	const int32_t *forced_output; /* (max_new_tokens) or NULL: tokens to emit in
 				       * place of the sampled ones (replay of a
 				       * recorded reply); the model still runs */
 	struct eng_sampling sampling;
+	const int32_t *stop_ids;      /* (n_stop_ids) tokens that also end this request,
+				       * ignore_eos or not; copied at submission */
+	int32_t n_stop_ids;
+	int32_t min_tokens;           /* the stop tokens (EOS unless ignore_eos, and
+				       * stop_ids) cannot be picked before this many */
+	struct eng_token_logprobs *token_logprobs; /* the caller's: each generated
+				       * token's log-probs, written before its
+				       * on_token; NULL: none computed */
+	int32_t top_logprobs;         /* alternatives in it, 0..ENG_TOP_LOGPROBS_MAX */
 	bool score;                   /* prefill the prompt and return the log-prob
 				       * of every prompt token from score_from on;
 				       * generates nothing (max_new_tokens unused).
@@ -136,6 +164,8 @@ struct eng_request_result {
 	const struct eng_route_info *route; /* set by the router (router.h): the
 				       * worker that answered; NULL from the
 				       * scheduler */
+	double queue_time;            /* seconds from submission to the first
+				       * admission (to the end, if never admitted) */
 	const struct eng_remote_usage *remote; /* set by a remote executor (remote.h);
 						* NULL from the scheduler */
 };
@@ -168,6 +198,12 @@ int eng_sched_submit(struct eng_sched *s, const struct eng_request_params *p,
 /* Cancels a request by id (finishes it with ENG_FINISH_ABORT at the next
  * step).  Unknown ids are ignored: the request may have just finished. */
 void eng_sched_cancel(struct eng_sched *s, int id);
+
+/* Finishes a running request with ENG_FINISH_STOP once the token being
+ * reported is applied: call it from on_token (a stop string the caller
+ * found in the text).  Its tokens go to the prefix cache as on any stop.
+ * Unknown ids are ignored. */
+void eng_sched_stop(struct eng_sched *s, int id);
 
 /* Runs one batch.  Returns the number of sequences run (0 when there was
  * nothing to do), or a negative ENG_E_* when the step function failed (the

@@ -37,6 +37,14 @@ struct req {
 	int32_t prompt_len, max_new, n_gen;
 	int32_t *forced;      /* (max_new) or NULL */
 	bool ignore_eos, cancelled, score;
+	bool stop_now;        /* eng_sched_stop: ends with the token being applied */
+	int32_t *stop_ids;    /* (n_stop_ids) the request's own stop tokens */
+	int32_t n_stop_ids, min_tokens;
+	int32_t *banned;      /* (n_banned) stop tokens, before min_tokens */
+	int32_t n_banned;
+	struct eng_token_logprobs *token_logprobs; /* the caller's, or NULL */
+	int32_t top_logprobs;
+	double submit_t, admit_t; /* monotonic: submitted, first admitted */
 	int32_t score_from;   /* score: first position whose log-prob is wanted */
 	float *logprobs;      /* score: (prompt_len) */
 	struct eng_sampling sampling;

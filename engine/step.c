@@ -3,14 +3,17 @@
  * Greedy requests (temperature 0) take the backend's own argmax
  * (eng_backend_forward_next): on a GPU backend the token is picked on the
  * device and no logits cross to the host.  Only sampled requests
- * (temperature > 0) ask for logits, into one buffer grown to the largest
- * count of them seen, so a step allocates nothing once the run has warmed
- * up (the sampler aside).
+ * (temperature > 0), and those that ban tokens (min_tokens) or want the
+ * log-probs of their tokens, ask for logits, into one buffer grown to the
+ * largest count of them seen, so a step allocates nothing once the run has
+ * warmed up (the sampler aside).  Log-probs are those of the raw logits, as
+ * the model gives them: before temperature, top-k, top-p and bans.
  */
 #include "engine/step.h"
 #include "engine/rng.h"
 #include "engine/sampler.h"
 
+#include <math.h>
 #include <stdlib.h>
 
 struct eng_stepper {
@@ -70,9 +73,11 @@ static int reserve(struct eng_stepper *s, int32_t n, int32_t n_sampled, struct e
 	return 0;
 }
 
+/* Whether the token is picked on the host, from the logits. */
 static int is_sampled(const struct eng_step_seq *q)
 {
-	return q->want_token && q->sampling->temperature > 0;
+	return q->want_token &&
+	       (q->sampling->temperature > 0 || q->n_banned > 0 || q->token_logprobs);
 }
 
 /* The seed of a request's counter-th sampling: a function of both only. */
@@ -83,23 +88,69 @@ static uint64_t mix_seed(uint64_t seed, int32_t counter)
 	return eng_splitmix64(&x);
 }
 
-/* A token from the logits of a sampled (temperature > 0) request. */
-static int sample(struct eng_stepper *s, const struct eng_step_seq *q, const float *logits,
+/* The log-softmax of logits at the top n tokens (n <= ENG_TOP_LOGPROBS_MAX),
+ * most likely first, lowest id on ties; returns log(sum(exp(logits))). */
+static double top_logprobs(const float *logits, int vocab, int32_t n, struct eng_token_logprobs *lp)
+{
+	float mx = logits[eng_argmax(logits, vocab)];
+	double sum = 0, lse;
+
+	for (int i = 0; i < vocab; i++)
+		sum += exp((double)(logits[i] - mx));
+	lse = (double)mx + log(sum);
+	lp->n_top = 0;
+	for (int i = 0; i < vocab && n > 0; i++) {
+		int32_t k = lp->n_top;
+
+		if (k == n && logits[i] <= lp->top_logprobs[n - 1])
+			continue;
+		if (k < n)
+			lp->n_top++;
+		else
+			k = n - 1;
+		for (; k > 0 && logits[i] > lp->top_logprobs[k - 1]; k--) {
+			lp->top_logprobs[k] = lp->top_logprobs[k - 1];
+			lp->top_ids[k] = lp->top_ids[k - 1];
+		}
+		lp->top_logprobs[k] = logits[i];
+		lp->top_ids[k] = i;
+	}
+	for (int32_t k = 0; k < lp->n_top; k++)
+		lp->top_logprobs[k] = (float)(lp->top_logprobs[k] - lse);
+	return lse;
+}
+
+/* A token from the logits of a request picked on the host: log-probs
+ * first (of the raw logits), then the bans, then greedy or sampled.  A
+ * picked token is never banned, so its logit is still the raw one. */
+static int sample(struct eng_stepper *s, const struct eng_step_seq *q, float *logits,
 		  int32_t *tok, struct eng_error *err)
 {
 	struct eng_sampler_params sp;
 	struct eng_sampler *smp;
+	double lse = 0;
 	int rc;
 
-	sp.temperature = q->sampling->temperature;
-	sp.top_k = q->sampling->top_k;
-	sp.top_p = q->sampling->top_p;
-	sp.seed = mix_seed(q->sampling->seed, q->n_generated);
-	rc = eng_sampler_create(&sp, s->vocab, &smp, err);
-	if (rc != 0)
-		return rc;
-	*tok = eng_sampler_sample(smp, logits);
-	eng_sampler_free(smp);
+	if (q->token_logprobs)
+		lse = top_logprobs(logits, s->vocab, q->top_logprobs, q->token_logprobs);
+	for (int32_t i = 0; i < q->n_banned; i++)
+		if (q->banned[i] >= 0 && q->banned[i] < s->vocab)
+			logits[q->banned[i]] = -INFINITY;
+	if (q->sampling->temperature == 0) {
+		*tok = eng_argmax(logits, s->vocab);
+	} else {
+		sp.temperature = q->sampling->temperature;
+		sp.top_k = q->sampling->top_k;
+		sp.top_p = q->sampling->top_p;
+		sp.seed = mix_seed(q->sampling->seed, q->n_generated);
+		rc = eng_sampler_create(&sp, s->vocab, &smp, err);
+		if (rc != 0)
+			return rc;
+		*tok = eng_sampler_sample(smp, logits);
+		eng_sampler_free(smp);
+	}
+	if (q->token_logprobs)
+		q->token_logprobs->logprob = (float)((double)logits[*tok] - lse);
 	return 0;
 }
 

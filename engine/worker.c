@@ -1,9 +1,10 @@
 /*
- * worker.c: the persistent worker's event loop (see engine.h).
+ * worker.c: the persistent worker's Unix-socket front (see engine.h and
+ * front.h; serve.c runs the loop).
  *
- * One thread: epoll(7) over the listening socket and the clients, with a
- * zero timeout while the engine has work, so sockets are served between
- * scheduler steps.  Level-triggered epoll hands out ready sockets in turn,
+ * One thread: epoll(7) over the listening socket and the clients, its
+ * descriptor polled with the other fronts', with a zero timeout while the
+ * engine has work, so sockets are served between scheduler steps.  Level-triggered epoll hands out ready sockets in turn,
  * so every client is served however many there are (poll(2) over a fixed
  * array once starved the oldest past 1024).
  *
@@ -21,13 +22,13 @@
  * requests is in the engine.
  */
 #include <config.h>
+#include "engine/front.h"
 #include "engine/infer.h"
 #include "engine/worker_req.h"
 #include "engine/sock.h"
 
 #include <errno.h>
 #include <math.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,14 +62,6 @@ struct client {
 	struct eng_reqstream *rs; /* a "requests" client's stream */
 	struct client *next;
 };
-
-static volatile sig_atomic_t stop_requested;
-
-static void on_signal(int sig)
-{
-	(void)sig;
-	stop_requested = 1;
-}
 
 static int buf_append(struct buf *b, const char *s, size_t n)
 {
@@ -184,6 +177,7 @@ struct server {
 	double t0, last_idle_check;
 	long n_runs_served;
 	bool shutting_down, accept_paused;
+	bool draining;            /* no new clients */
 };
 
 /* An error record for a connection refused before it became a client:
@@ -541,7 +535,7 @@ static void watch(struct server *sv, int fd, void *ptr, uint32_t *now, uint32_t 
 static void update_interest(struct server *sv)
 {
 	watch(sv, sv->l.fd, NULL, &sv->l_events,
-	      sv->shutting_down || sv->accept_paused ? 0 : EPOLLIN);
+	      sv->shutting_down || sv->draining || sv->accept_paused ? 0 : EPOLLIN);
 	for (struct client *c = sv->clients; c; c = c->next) {
 		uint32_t want = 0;
 
@@ -572,14 +566,25 @@ static void client_ready(struct server *sv, struct client *c, uint32_t ev)
 		handle_hello(sv, c);
 }
 
-/* One round of socket I/O; waits up to timeout_ms when nothing is ready. */
-static void serve_sockets(struct server *sv, int timeout_ms)
+/* ------------------------------------------------------------ the front */
+
+/* The epoll set is one descriptor among the other fronts'. */
+static void sock_watch(void *st, struct eng_pollset *ps)
 {
+	struct server *sv = st;
+
+	update_interest(sv);
+	eng_pollset_add(ps, sv->epfd, POLLIN);
+}
+
+static void sock_dispatch(void *st, const struct eng_pollset *ps)
+{
+	struct server *sv = st;
 	struct epoll_event evs[64];
 	int n;
 
-	update_interest(sv);
-	n = epoll_wait(sv->epfd, evs, 64, timeout_ms);
+	(void)ps;
+	n = epoll_wait(sv->epfd, evs, 64, 0);
 	for (int i = 0; i < n; i++) {
 		if (evs[i].data.ptr)
 			client_ready(sv, evs[i].data.ptr, evs[i].events);
@@ -587,6 +592,64 @@ static void serve_sockets(struct server *sv, int timeout_ms)
 			accept_clients(sv);
 	}
 }
+
+static void sock_settle(void *st)
+{
+	settle_clients(st);
+	close_idle(st);
+}
+
+static int sock_timeout_ms(void *st)
+{
+	/* Idle connections are checked once a second. */
+	return ((struct server *)st)->p.idle_timeout_s > 0 ? 1000 : -1;
+}
+
+static void sock_drain(void *st)
+{
+	((struct server *)st)->draining = true;
+}
+
+static void sock_cancel(void *st)
+{
+	for (struct client *c = ((struct server *)st)->clients; c; c = c->next)
+		c->dead = true; /* cancels its run */
+}
+
+static bool sock_idle(void *st)
+{
+	return ((struct server *)st)->clients == NULL;
+}
+
+static bool sock_shutdown_asked(void *st)
+{
+	return ((struct server *)st)->shutting_down;
+}
+
+/* The listener and the epoll set stay open: they are the worker's. */
+static void sock_close(void *st)
+{
+	struct server *sv = st;
+
+	while (sv->clients) {
+		struct client *c = sv->clients;
+
+		sv->clients = c->next;
+		if (c->run) {
+			eng_run_cancel(c->run);
+			while (!eng_run_done(c->run))
+				eng_infer_poll(sv->e, 0, NULL);
+			eng_run_finish(c->run);
+		}
+		client_free(sv, c);
+	}
+	free(sv);
+}
+
+static const struct eng_front_ops sock_ops = {
+	sock_watch, sock_dispatch, sock_settle, sock_timeout_ms, sock_drain, sock_cancel,
+	sock_idle, sock_shutdown_asked, sock_close,
+};
 
 struct eng_worker {
 	struct eng_worker_params p;
@@ -670,33 +733,25 @@ int eng_worker_serve(struct eng_infer *e, const struct eng_worker_params *p,
 	return rc;
 }
 
+int eng_sock_front_open(struct eng_worker *w, struct eng_infer *e, struct eng_front *out,
+			struct eng_error *err)
+{
+	struct server *sv = calloc(1, sizeof(*sv));
+
+	if (!sv)
+		return eng_error_set(err, ENG_E_NOMEM, w->path, 0, "out of memory");
+	*sv = (struct server){ .e = e, .p = w->p, .l = w->l, .epfd = w->epfd, .l_events = EPOLLIN };
+	sv->t0 = sv->last_idle_check = eng_mono_s();
+	out->ops = &sock_ops;
+	out->st = sv;
+	return 0;
+}
+
 int eng_worker_run(struct eng_worker *w, struct eng_infer *e, struct eng_error *err)
 {
-	struct server sv = { .e = e, .p = w->p, .l = w->l, .epfd = w->epfd, .l_events = EPOLLIN };
-	struct eng_runner *runner = e->runner;
-	struct sigaction sa = { .sa_handler = on_signal };
+	struct eng_serve_params p;
 
-	(void)err;
-	sv.t0 = sv.last_idle_check = eng_mono_s();
-	sigemptyset(&sa.sa_mask);
-	sigaction(SIGINT, &sa, NULL);
-	sigaction(SIGTERM, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
-	stop_requested = 0;
-	while (!(sv.shutting_down || stop_requested) || sv.clients) {
-		bool idle = eng_runner_idle(runner);
-		struct eng_error step_err;
-
-		if (stop_requested && !sv.shutting_down) {
-			sv.shutting_down = true;
-			for (struct client *c = sv.clients; c; c = c->next)
-				c->dead = true; /* cancels its run */
-		}
-		serve_sockets(&sv, idle ? 50 : 0);
-		if (!idle)
-			eng_runner_poll(runner, 0.002, &step_err);
-		settle_clients(&sv);
-		close_idle(&sv);
-	}
-	return 0;
+	eng_serve_default_params(&p);
+	p.worker = w;
+	return eng_serve(e, &p, err);
 }

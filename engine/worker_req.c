@@ -31,6 +31,8 @@ struct rs_req {
 	struct eng_conv conv;
 	struct eng_turn turn;
 	int32_t *ids;                /* (conv.n_ids) prompt, then the forced reply */
+	int32_t *stop;               /* (n_stop) tokens that also end it */
+	int32_t n_stop;
 	bool taken, answered;
 	struct rs_req *next;
 };
@@ -183,6 +185,9 @@ static void line_params(const json_t *rec, struct eng_session_params *sp)
 	v = json_object_get(rec, "top_p");
 	sp->sampling.top_p = json_is_number(v) ? (float)json_number_value(v) : 1.0f;
 	sp->sampling.seed = (uint64_t)json_integer_value(json_object_get(rec, "seed"));
+	v = json_object_get(rec, "min_tokens");
+	sp->min_tokens = json_integer_value(v) > 0 && json_integer_value(v) <= 1 << 24
+			 ? (int32_t)json_integer_value(v) : 0;
 }
 
 /* The ids the engine takes: the model's vocabulary, or the tokenizer's
@@ -245,7 +250,17 @@ static void take_request(struct eng_reqstream *rs, const json_t *rec, uint64_t i
 	q->conv = (struct eng_conv){ .ids = q->ids, .n_ids = n + n_forced, .turns = &q->turn,
 				     .n_turns = 1 };
 	line_params(rec, &sp);
+	if (json_object_get(rec, "stop_ids") &&
+	    (q->n_stop = read_ids(json_object_get(rec, "stop_ids"), vocab, 0, &q->stop, &why)) < 0) {
+		free(q->ids);
+		free(q);
+		emit_error(rs, id, why);
+		return;
+	}
+	sp.stop_ids = q->stop;
+	sp.n_stop_ids = q->n_stop;
 	if (eng_session_start(rs->e->runner, &sp, &req_ops, q, &q->sess, &err) != 0) {
+		free(q->stop);
 		free(q->ids);
 		free(q);
 		emit_error(rs, id, err.msg);
@@ -303,6 +318,7 @@ void eng_reqstream_settle(struct eng_reqstream *rs)
 		}
 		*pp = q->next;
 		eng_session_free(q->sess);
+		free(q->stop);
 		free(q->ids);
 		free(q);
 	}

@@ -18,6 +18,7 @@ include pipelines/bench-tokenizer.mk
 include pipelines/bench-extract.mk
 include pipelines/bench.mk
 include pipelines/bench-http-client.mk
+include pipelines/bench-http.mk
 include pipelines/bench-thrash.mk
 include pipelines/study.mk
 include pipelines/routing.mk

@@ -125,7 +125,8 @@ static void release_conv(void *ctx, struct eng_conv *c)
 	n_in_flight--;
 }
 
-static const struct eng_session_ops ops = { next_conv, on_request, on_conversation, release_conv, NULL };
+static const struct eng_session_ops ops = { next_conv, on_request, on_conversation, release_conv,
+						    NULL };
 
 static struct eng_runner *make_runner(int32_t max_context)
 {

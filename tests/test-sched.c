@@ -22,6 +22,9 @@ struct job {
 	int32_t out[300];
 	int32_t n_out, cached, finish, n_tokens_cb, retractions;
 	bool done;
+	struct eng_sched *stop_sched; /* set: eng_sched_stop at token stop_at */
+	int id, stop_at;
+	double queue_time;
 };
 
 static void on_token(void *user, int32_t tok, int32_t index)
@@ -31,6 +34,8 @@ static void on_token(void *user, int32_t tok, int32_t index)
 	(void)tok;
 	if (index == j->n_tokens_cb)
 		j->n_tokens_cb++;
+	if (j->stop_sched && index == j->stop_at)
+		eng_sched_stop(j->stop_sched, j->id);
 }
 
 static void on_finish(void *user, const struct eng_request_result *r)
@@ -41,6 +46,7 @@ static void on_finish(void *user, const struct eng_request_result *r)
 	j->n_out = r->n_output;
 	j->cached = r->cached_tokens;
 	j->finish = r->finish;
+	j->queue_time = r->queue_time;
 	j->retractions = r->n_retractions;
 	j->done = true;
 }
@@ -393,6 +399,59 @@ static void test_forced(void)
 	eng_sched_free(s);
 }
 
+/* A forced reply of 1 2 3 4 5 with the request's own stop tokens,
+ * min_tokens and a stop from on_token. */
+static struct job *stop_job(struct eng_sched *s, const int32_t *stops, int32_t n_stops,
+			    int32_t min_tokens, int stop_at)
+{
+	static struct job jobs[8];
+	static int next;
+	static const int32_t forced[5] = {1, 2, 3, 4, 5};
+	struct job *j = &jobs[next++ % 8];
+	struct eng_request_params rp = {0};
+	struct eng_error err;
+
+	memset(j, 0, sizeof(*j));
+	j->prompt_len = 7;
+	rp.prompt = j->prompt;
+	rp.prompt_len = 7;
+	rp.max_new_tokens = 5;
+	rp.forced_output = forced;
+	rp.ignore_eos = true;
+	rp.stop_ids = stops;
+	rp.n_stop_ids = n_stops;
+	rp.min_tokens = min_tokens;
+	rp.user = j;
+	j->stop_sched = stop_at >= 0 ? s : NULL;
+	j->stop_at = stop_at;
+	j->id = eng_sched_submit(s, &rp, &err);
+	run_all(s);
+	return j;
+}
+
+static void test_stops(void)
+{
+	struct eng_sched *s = make(4, 100, 16, 0, ENG_SCHED_POLICY_FCFS, false);
+	int32_t three = 3, four = 4;
+	struct job *j;
+
+	j = stop_job(s, &three, 1, 0, -1);
+	tap_ok(j->done && j->n_out == 3 && j->finish == ENG_FINISH_STOP,
+	       "a request's own stop token ends it, ignore_eos or not");
+	j = stop_job(s, &three, 1, 3, -1);
+	tap_ok(j->done && j->n_out == 5 && j->finish == ENG_FINISH_LENGTH,
+	       "no stop token counts before min_tokens");
+	j = stop_job(s, &four, 1, 3, -1);
+	tap_ok(j->done && j->n_out == 4 && j->finish == ENG_FINISH_STOP,
+	       "the first token after min_tokens may stop");
+	j = stop_job(s, NULL, 0, 0, 1);
+	tap_ok(j->done && j->n_out == 2 && j->finish == ENG_FINISH_STOP,
+	       "eng_sched_stop from on_token ends the request with that token");
+	tap_ok(j->queue_time >= 0 && j->queue_time < 10, "the queue time is reported (%g s)",
+	       j->queue_time);
+	eng_sched_free(s);
+}
+
 /* The ceilings of the steps are summed: with 1000 bytes of weights at
  * 1000 bytes/s and nothing else, each step's is one second. */
 static void test_roofline(void)
@@ -438,5 +497,6 @@ int main(void)
 	test_retract();
 	test_held();
 	test_roofline();
+	test_stops();
 	return tap_done();
 }

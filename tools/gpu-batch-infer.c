@@ -8,8 +8,9 @@
  *   tools/infer/nd_infer.c     replay and generate runs, in-process
  *                               (--model), through a worker (--connect
  *                               PATH) or against an OpenAI-compatible
- *                               server (--connect http://...), the worker
- *                               itself (--serve), --status, --shutdown
+ *                               server (--connect http://...), the server
+ *                               itself (--serve: the Unix socket, HTTP, or
+ *                               both), --status, --shutdown
  * Flag names follow SGLang's and vLLM's where one exists.
  */
 #include "config.h"
@@ -43,6 +44,8 @@ enum {
 	OPT_ROUTER, OPT_WORKER, OPT_RT_POLICY, OPT_CACHE_THRESHOLD, OPT_BAL_ABS, OPT_BAL_REL,
 	OPT_EVICTION, OPT_TREE_SIZE, OPT_RANDOM_SEED, OPT_HC_INTERVAL, OPT_HC_TIMEOUT,
 	OPT_HC_FAIL, OPT_HC_OK, OPT_REQ_TIMEOUT, OPT_RETRIES, OPT_STARTUP_TIMEOUT, OPT_DP_SIZE,
+	OPT_HOST, OPT_PORT, OPT_SERVED_NAME, OPT_METRICS, OPT_LOG_REQUESTS, OPT_LOG_FILE,
+	OPT_MAX_BODY, OPT_MAX_QUEUED, OPT_GRACEFUL,
 };
 
 static const struct option long_options[] = {
@@ -54,6 +57,7 @@ static const struct option long_options[] = {
 	{"keep-going", no_argument, NULL, OPT_KEEP_GOING},
 	{"skip-special-tokens", no_argument, NULL, OPT_SKIP_SPECIAL},
 	{"model", required_argument, NULL, OPT_MODEL},
+	{"model-path", required_argument, NULL, OPT_MODEL},
 	{"device", required_argument, NULL, OPT_DEVICE},
 	{"threads", required_argument, NULL, OPT_THREADS},
 	{"page-size", required_argument, NULL, OPT_PAGE_SIZE},
@@ -87,6 +91,15 @@ static const struct option long_options[] = {
 	{"retry-max-retries", required_argument, NULL, OPT_RETRIES},
 	{"worker-startup-timeout-secs", required_argument, NULL, OPT_STARTUP_TIMEOUT},
 	{"dp-size", required_argument, NULL, OPT_DP_SIZE},
+	{"host", required_argument, NULL, OPT_HOST},
+	{"port", required_argument, NULL, OPT_PORT},
+	{"served-model-name", required_argument, NULL, OPT_SERVED_NAME},
+	{"enable-metrics", no_argument, NULL, OPT_METRICS},
+	{"log-requests", no_argument, NULL, OPT_LOG_REQUESTS},
+	{"log-file", required_argument, NULL, OPT_LOG_FILE},
+	{"max-body-size", required_argument, NULL, OPT_MAX_BODY},
+	{"max-queued-requests", required_argument, NULL, OPT_MAX_QUEUED},
+	{"graceful-timeout", required_argument, NULL, OPT_GRACEFUL},
 	{"socket", required_argument, NULL, OPT_SOCKET},
 	{"max-connections", required_argument, NULL, OPT_MAX_CONNECTIONS},
 	{"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
@@ -129,6 +142,7 @@ struct opts {
 	struct nd_infer_opts inf;
 	const char *output;
 	const char *bad_value;  /* the option whose value failed to parse */
+	const char *http_only;  /* an HTTP option given (needs --port) */
 };
 
 static void usage(void)
@@ -137,12 +151,13 @@ static void usage(void)
 	       "  or:  %s --serve --model=DIR --socket=PATH [OPTION]...\n"
 	       "  or:  %s --serve --router --worker=ADDR... --model=DIR --socket=PATH [OPTION]...\n"
 	       "  or:  %s --serve --dp-size=N --model=DIR --socket=PATH [OPTION]...\n"
+	       "  or:  %s --serve --model=DIR --port=N [--host=ADDR] [OPTION]...\n"
 	       "  or:  %s --connect=PATH [RUN OPTION]... [FILE]\n"
 	       "  or:  %s --connect=PATH --status|--shutdown\n"
 	       "  or:  %s --connect=http://HOST:PORT --tokenizer=DIR [RUN OPTION]... [FILE]\n"
 	       "  or:  %s --tokenize|--detokenize|--render --tokenizer=DIR [FILE]...\n",
 	       nd_progname(), nd_progname(), nd_progname(), nd_progname(), nd_progname(),
-	       nd_progname(), nd_progname(), nd_progname());
+	       nd_progname(), nd_progname(), nd_progname(), nd_progname());
 	fputs("Replay conversations through the trajbench inference engine and write one\n"
 	      "request record per turn, one conversation_result per conversation and a\n"
 	      "run record (trajbench-records(5)).  Reads each FILE (standard input with\n"
@@ -200,15 +215,31 @@ static void usage(void)
 	      "                                (default: a run starts from a cold cache)\n"
 	      "      --progress, --no-progress progress on stderr (default: if a terminal)\n"
 	      "\n"
-	      "Worker:\n"
-	      "      --serve --socket=PATH     load the model once and serve runs (PATH must\n"
-	      "                                not exist, or be a socket no worker serves)\n"
-	      "      --max-connections=N       --serve: clients at once; more are refused\n"
-	      "                                (default 256)\n"
-	      "      --idle-timeout=S          --serve: close a connection idle for S seconds\n"
-	      "                                with nothing in the engine (default 600; 0:\n"
-	      "                                never)\n"
+	      "Server:\n"
+	      "      --serve                   load the model once and serve it, on a Unix\n"
+	      "                                socket (--socket), over HTTP (--port), or both\n"
+	      "      --socket=PATH             the worker's Unix socket, runs of NDJSON (PATH\n"
+	      "                                must not exist, or be a socket no worker serves)\n"
+	      "      --max-connections=N       --serve: clients at once on each front; more\n"
+	      "                                are refused (default 256 on the socket, 4096\n"
+	      "                                over HTTP)\n"
+	      "      --idle-timeout=S          --serve: close a socket connection idle for S\n"
+	      "                                seconds with nothing in the engine (default\n"
+	      "                                600; 0: never)\n"
 	      "      --allow-root-clients      --serve: serve root as well as this user\n"
+	      "      --port=N                  serve OpenAI-compatible HTTP on port N (0: any\n"
+	      "                                free port, printed on stderr)\n"
+	      "      --host=ADDR               address to bind (default 127.0.0.1)\n"
+	      "      --api-key=KEY             --serve: require Authorization: Bearer KEY;\n"
+	      "                                --connect http://: send it\n"
+	      "      --served-model-name=NAME  the model's name in replies (default: DIR)\n"
+	      "      --enable-metrics          Prometheus metrics at GET /metrics\n"
+	      "      --log-requests            a request record per finished HTTP request,\n"
+	      "                                on stderr or in --log-file=FILE\n"
+	      "      --max-body-size=BYTES     larger request bodies get 413 (default 64 MiB)\n"
+	      "      --max-queued-requests=N   503 when more requests wait (default: no limit)\n"
+	      "      --graceful-timeout=S      on SIGTERM, SIGINT or --shutdown: let requests\n"
+	      "                                in flight finish for S seconds (default 30)\n"
 	      "      --connect=PATH            run through the worker at PATH\n"
 	      "      --status, --shutdown      ask the worker at --connect PATH\n"
 	      "\n"
@@ -474,7 +505,8 @@ static int router_option(int c, const char *arg, struct opts *o)
 	return 1;
 }
 
-/* Worker options (--serve): 0 handled, 1 not a worker option, -1 bad value. */
+/* Worker options (--serve): 0 handled, 1 not a worker option, -1 bad value.
+ * --max-connections bounds the HTTP front too. */
 static int worker_option(int c, const char *arg, struct opts *o)
 {
 	struct eng_worker_params *w = &o->inf.worker;
@@ -485,6 +517,7 @@ static int worker_option(int c, const char *arg, struct opts *o)
 	case OPT_MAX_CONNECTIONS:
 		if (num(arg, 1, 1 << 20, &v)) return -1;
 		w->max_connections = (int32_t)v;
+		o->inf.serve.max_connections = (int32_t)v;
 		return 0;
 	case OPT_IDLE_TIMEOUT:
 		if (nd_parse_double(arg, 0, 1e9, &d)) return -1;
@@ -495,20 +528,56 @@ static int worker_option(int c, const char *arg, struct opts *o)
 	return 1;
 }
 
-/* Options of --connect http://: 0 handled, 1 not one, -1 bad value. */
+/* Options of --connect http://: 0 handled, 1 not one, -1 bad value.
+ * --api-key is also the key the HTTP server requires. */
 static int http_option(int c, const char *arg, struct opts *o)
 {
 	struct eng_remote_params *r = &o->inf.remote;
 	long v = 0;
 
 	switch (c) {
-	case OPT_API_KEY: r->api_key = arg; return 0;
+	case OPT_API_KEY: r->api_key = o->inf.serve.api_key = arg; return 0;
 	case OPT_ENDPOINT: return eng_remote_endpoint_from_name(arg, &r->endpoint, NULL) ? -1 : 0;
 	case OPT_REQUEST_TIMEOUT:
 		return nd_parse_double(arg, 0, 1e7, &r->request_timeout_s) ? -1 : 0;
 	case OPT_MAX_RETRIES:
 		if (num(arg, 0, 1000, &v)) return -1;
 		r->max_retries = (int32_t)v;
+		return 0;
+	}
+	return 1;
+}
+
+/* HTTP server options: 0 handled, 1 not one, -1 bad value. */
+static int serve_option(int c, const char *arg, struct opts *o)
+{
+	struct eng_serve_params *p = &o->inf.serve;
+	long v = 0;
+	double d = 0;
+
+	switch (c) {
+	case OPT_PORT:
+		if (num(arg, 0, 65535, &v)) return -1;
+		p->port = (int)v;
+		return 0;
+	case OPT_GRACEFUL:
+		if (nd_parse_double(arg, 0, 1e6, &d)) return -1;
+		p->graceful_timeout_s = d;
+		return 0;
+	case OPT_HOST: p->host = arg; o->http_only = "--host"; return 0;
+	case OPT_SERVED_NAME: p->served_model_name = arg; o->http_only = "--served-model-name"; return 0;
+	case OPT_METRICS: p->enable_metrics = true; o->http_only = "--enable-metrics"; return 0;
+	case OPT_LOG_REQUESTS: o->inf.log_requests = true; o->http_only = "--log-requests"; return 0;
+	case OPT_LOG_FILE: o->inf.log_file = arg; return 0;
+	case OPT_MAX_BODY:
+		if (num(arg, 1, 1L << 40, &v)) return -1;
+		p->max_body_size = (size_t)v;
+		o->http_only = "--max-body-size";
+		return 0;
+	case OPT_MAX_QUEUED:
+		if (num(arg, 0, 1 << 30, &v)) return -1;
+		p->max_queued_requests = (int32_t)v;
+		o->http_only = "--max-queued-requests";
 		return 0;
 	}
 	return 1;
@@ -597,8 +666,16 @@ static int check_options(struct opts *o, bool batch_given)
 	if ((o->action == ACT_LOCAL || o->action == ACT_SERVE) && !e->model_dir &&
 	    !(o->inf.router_mode && !o->inf.dp_size && e->tokenizer))
 		return nd_usage_error("--model=DIR is required");
-	if (o->action == ACT_SERVE && !o->inf.socket)
-		return nd_usage_error("--serve needs --socket=PATH");
+	if (o->action == ACT_SERVE && !o->inf.socket && o->inf.serve.port < 0)
+		return nd_usage_error("--serve needs --socket=PATH, --port=N, or both");
+	if (o->action != ACT_SERVE && (o->http_only || o->inf.serve.port >= 0))
+		return nd_usage_error("%s goes with --serve", o->http_only ? o->http_only : "--port");
+	if (o->http_only && o->inf.serve.port < 0)
+		return nd_usage_error("%s applies to the HTTP server: give --port", o->http_only);
+	if (o->action == ACT_SERVE && o->inf.serve.api_key && o->inf.serve.port < 0)
+		return nd_usage_error("--api-key applies to the HTTP server: give --port");
+	if (o->inf.log_file && !o->inf.log_requests)
+		return nd_usage_error("--log-file goes with --log-requests");
 	if ((o->action == ACT_STATUS || o->action == ACT_SHUTDOWN) && !o->inf.socket)
 		return nd_usage_error("--status and --shutdown need --connect=PATH");
 	if (o->action == ACT_REMOTE && e->model_dir)
@@ -647,6 +724,8 @@ static int parse_options(int argc, char **argv, struct opts *o, int *status)
 			rc = worker_option(c, optarg, o);
 		if (rc == 1)
 			rc = http_option(c, optarg, o);
+		if (rc == 1)
+			rc = serve_option(c, optarg, o);
 		if (rc == 1)
 			rc = other_option(c, optarg, o);
 		if (rc == -2) {

@@ -9,8 +9,9 @@ dist_man_MANS += man/man1/gpu-batch-infer.1
 TESTS += tests/gpu-batch-infer-cases.test tests/gpu-batch-infer-r2egym.test \
 	tests/gpu-batch-infer-run.test tests/gpu-batch-infer-qwen3.test \
 	tests/gpu-batch-infer-serve.test tests/gpu-batch-infer-repeat.test \
-	tests/gpu-batch-infer-kv.test tests/gpu-batch-infer-worker.test
+	tests/gpu-batch-infer-kv.test tests/gpu-batch-infer-worker.test tests/http-server.test
 EXTRA_DIST += tests/gpu-batch-infer-cases.test tests/gpu-batch-infer-r2egym.test \
 	tests/gpu-batch-infer-run.test tests/gpu-batch-infer-qwen3.test \
 	tests/gpu-batch-infer-serve.test tests/gpu-batch-infer-repeat.test \
-	tests/gpu-batch-infer-kv.test tests/gpu-batch-infer-worker.test tests/gpu-batch-infer
+	tests/gpu-batch-infer-kv.test tests/gpu-batch-infer-worker.test tests/http-server.test \
+	tests/gpu-batch-infer

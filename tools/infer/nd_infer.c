@@ -31,6 +31,7 @@ void nd_infer_default_opts(struct nd_infer_opts *o)
 	eng_session_default_params(&o->run.session);
 	eng_router_default_params(&o->router);
 	o->router.workers = o->workers;
+	eng_serve_default_params(&o->serve);
 	eng_worker_default_params(&o->worker);
 	eng_remote_default_params(&o->remote);
 	o->run.run_name = "run";
@@ -312,6 +313,36 @@ int nd_infer_run_local(const struct nd_infer_opts *o, char **files, int n_files)
 	return status;
 }
 
+/* How far the server got, for its messages and its exit status. */
+struct serving {
+	const struct nd_infer_opts *o;
+	double t0;
+	enum eng_serve_state state;
+	bool any;                /* on_state was called at all */
+};
+
+static void serve_state(void *ctx, enum eng_serve_state st, int port)
+{
+	struct serving *s = ctx;
+	const struct nd_infer_opts *o = s->o;
+	const char *host = o->serve.host;
+
+	s->state = st;
+	s->any = true;
+	if (st == ENG_SERVE_LISTENING && port >= 0)
+		fprintf(stderr, "%s: listening on http://%s:%d (loading %s)\n", nd_progname(), host,
+			port, o->engine.model_dir);
+	else if (st == ENG_SERVE_READY && port >= 0)
+		fprintf(stderr, "%s: serving %s on http://%s:%d%s%s (loaded in %.2f s)\n",
+			nd_progname(), o->engine.model_dir, host, port, o->socket ? " and " : "",
+			o->socket ? o->socket : "", eng_mono_s() - s->t0);
+	else if (st == ENG_SERVE_READY)
+		fprintf(stderr, "%s: serving %s on %s (loaded in %.2f s)\n", nd_progname(),
+			o->engine.model_dir, o->socket, eng_mono_s() - s->t0);
+	else if (st == ENG_SERVE_DRAINING)
+		fprintf(stderr, "%s: shutting down\n", nd_progname());
+}
+
 /* Raises the soft limit on open files so that max_connections clients
  * fit (as far as the hard limit allows): past it, the worker stops
  * accepting until a client leaves. */
@@ -326,34 +357,45 @@ static void fit_open_files(int32_t max_connections)
 	setrlimit(RLIMIT_NOFILE, &rl);
 }
 
-/* The socket first, so that a bad path fails before a long model load;
- * "serving" is said only once both are ready. */
+/* Listening first (the socket and the port), so that a bad path or a
+ * port in use fails before a long model load; "serving" is said only once
+ * everything is ready. */
 int nd_infer_serve(const struct nd_infer_opts *o)
 {
+	struct serving s = { o, eng_mono_s(), ENG_SERVE_LISTENING, false };
+	struct eng_serve_params p = o->serve;
 	struct eng_worker_params wp = o->worker;
-	struct eng_worker *w;
-	struct eng_infer *e;
 	struct eng_error err;
+	char buf[1200];
+	FILE *log = NULL;
 	int rc;
 
-	eng_error_clear(&err);
-	wp.socket_path = o->socket;
-	if (eng_worker_listen(&wp, &w, &err) != 0) {
-		nd_error("%s: %s", o->socket, err.msg);
+	if (o->log_requests && !(log = o->log_file ? fopen(o->log_file, "a") : stderr)) {
+		nd_error("%s: %s", o->log_file, strerror(errno));
 		return ND_EXIT_USAGE;
 	}
-	rc = open_engine(o, &e);
-	if (rc != 0) {
-		eng_worker_close(w);
-		return rc;
+	wp.socket_path = o->socket;
+	p.socket = o->socket ? &wp : NULL;
+	p.request_log = log;
+	p.on_state = serve_state;
+	p.ctx = &s;
+	if (o->socket)
+		fit_open_files(wp.max_connections + (p.port >= 0 ? p.max_connections : 0));
+	eng_error_clear(&err);
+	rc = eng_serve_load(&o->engine, &p, &err);
+	if (log && log != stderr && fclose(log) != 0 && rc == 0) {
+		nd_error("%s: %s", o->log_file, strerror(errno));
+		return ND_EXIT_USAGE;
 	}
-	fprintf(stderr, "%s: serving %s on %s (loaded in %.2f s)\n", nd_progname(),
-		o->engine.model_dir, o->socket, eng_infer_load_time(e));
-	fit_open_files(wp.max_connections);
-	rc = eng_worker_run(w, e, &err);
-	eng_worker_close(w);
-	eng_infer_close(e);
-	return rc != 0 ? ND_EXIT_USAGE : ND_EXIT_OK;
+	if (rc == 0)
+		return ND_EXIT_OK;
+	/* Listening but not loaded: the model's fault. */
+	if (s.any && s.state == ENG_SERVE_LISTENING) {
+		nd_error("cannot load the model: %s", eng_error_format(&err, buf, sizeof(buf)));
+		return err.code == ENG_E_INVALID ? ND_EXIT_USAGE : ND_EXIT_UNAVAILABLE;
+	}
+	nd_error("%s", eng_error_format(&err, buf, sizeof(buf)));
+	return ND_EXIT_USAGE;
 }
 
 /* A run through the worker: the input's name for diagnostics, and what

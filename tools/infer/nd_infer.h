@@ -16,10 +16,13 @@
 struct nd_infer_opts {
 	struct eng_infer_params engine;   /* --model, --device, --page-size, ... */
 	struct eng_run_params run;        /* --run, --mode, --batch-size, ... */
+	struct eng_serve_params serve;    /* --port, --host, --api-key, ... */
 	const char *socket;               /* --socket / --connect PATH */
 	struct eng_worker_params worker;  /* --serve: --max-connections, ... */
 	struct eng_remote_params remote;  /* --connect http://..., --endpoint, ...;
 					   * remote.url NULL: no server */
+	bool log_requests;                /* --log-requests */
+	const char *log_file;             /* --log-file (default stderr) */
 	bool progress;                    /* --progress, or stderr is a terminal */
 	long num_prompts;                 /* --num-prompts: records read at most (0: all) */
 	int32_t repeat;                   /* --repeat: runs of the input, one after
@@ -38,7 +41,8 @@ void nd_infer_default_opts(struct nd_infer_opts *o);
  * repeat reads the same input). */
 int nd_infer_run_local(const struct nd_infer_opts *o, char **files, int n_files);
 
-/* Loads the model once and serves runs on o->socket until shut down. */
+/* Loads the model once and serves it on o->socket and/or over HTTP
+ * (o->serve.port) until shut down. */
 int nd_infer_serve(const struct nd_infer_opts *o);
 
 /* Serves a router over o->router's workers on o->socket (after starting

@@ -38,7 +38,7 @@ static int worker_argv(const struct nd_infer_opts *o, const char *sock, int thre
 #define ARG(s) do { if (n < cap - 1) argv[n++] = (char *)(s); } while (0)
 #define NUM(flag, fmt, v) do { snprintf(buf[b], 64, fmt, v); ARG(flag); ARG(buf[b++]); } while (0)
 	eng_infer_default_params(&d);
-	ARG("/proc/self/exe");
+	ARG(nd_progname());
 	ARG("--serve");
 	ARG("--socket");
 	ARG(sock);
@@ -111,18 +111,27 @@ static void stop_workers(pid_t *pids, int n)
 			waitpid(pids[k], NULL, 0);
 }
 
-/* The sockets of --dp-size workers: SOCKET.dp0, SOCKET.dp1, ... */
+/* The sockets of --dp-size workers: SOCKET.dp0, SOCKET.dp1, ..., or in a
+ * directory of their own (dir, removed by the caller) when the router
+ * serves only HTTP. */
 static int start_dp(const struct nd_infer_opts *o, pid_t *pids, char (*socks)[256],
-		    const char **workers)
+		    const char **workers, char *dir)
 {
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 	int threads = o->engine.n_threads;
 
+	if (!o->socket && !mkdtemp(dir)) {
+		nd_error("cannot make a directory for the workers' sockets: %s", strerror(errno));
+		return ND_EXIT_USAGE;
+	}
 	/* CPU workers share the cores unless told otherwise */
 	if (!strcmp(o->engine.device, "cpu") && threads == 0)
 		threads = cpus > o->dp_size ? (int)(cpus / o->dp_size) : 1;
 	for (int k = 0; k < o->dp_size; k++) {
-		snprintf(socks[k], sizeof(socks[k]), "%s.dp%d", o->socket, k);
+		if (o->socket)
+			snprintf(socks[k], sizeof(socks[k]), "%s.dp%d", o->socket, k);
+		else
+			snprintf(socks[k], sizeof(socks[k]), "%s/dp%d.sock", dir, k);
 		workers[k] = socks[k];
 		pids[k] = start_worker(o, k, socks[k], threads);
 		if (pids[k] < 0) {
@@ -131,8 +140,8 @@ static int start_dp(const struct nd_infer_opts *o, pid_t *pids, char (*socks)[25
 			return ND_EXIT_USAGE;
 		}
 	}
-	fprintf(stderr, "%s: started %d workers on %s.dp0 .. %s.dp%d\n", nd_progname(),
-		o->dp_size, o->socket, o->socket, o->dp_size - 1);
+	fprintf(stderr, "%s: started %d workers on %s .. %s\n", nd_progname(), o->dp_size,
+		socks[0], socks[o->dp_size - 1]);
 	return 0;
 }
 
@@ -142,45 +151,79 @@ static void router_event(void *ctx, const char *msg)
 	nd_error("router: %s", msg);
 }
 
-int nd_router_serve(const struct nd_infer_opts *o)
+static void router_state(void *ctx, enum eng_serve_state st, int port)
 {
-	static pid_t pids[DP_MAX];
-	static char socks[DP_MAX][256];
-	const char *dp_workers[DP_MAX];
-	struct eng_router_params rp = o->router;
-	struct eng_worker_params wp = o->worker;
-	struct eng_worker *w;
+	const struct nd_infer_opts *o = ctx;
+
+	char http[300] = "";
+
+	if (st != ENG_SERVE_READY)
+		return;
+	if (port >= 0)
+		snprintf(http, sizeof(http), "%shttp://%s:%d", o->socket ? " and " : "",
+			 o->serve.host, port);
+	fprintf(stderr, "%s: routing (%s) over %d workers on %s%s\n", nd_progname(),
+		o->router.policy, o->dp_size ? o->dp_size : o->router.n_workers,
+		o->socket ? o->socket : "", http);
+}
+
+/* Opens the router over rp's workers and serves it on the fronts of p. */
+static int route(const struct nd_infer_opts *o, struct eng_router_params *rp,
+		 struct eng_serve_params *p)
+{
 	struct eng_infer *e;
 	struct eng_error err;
 	char buf[1200];
 	int rc;
 
 	eng_error_clear(&err);
+	rp->on_event = router_event;
+	if (eng_infer_open_router(&o->engine, rp, &e, &err) != 0) {
+		nd_error("cannot start the router: %s", eng_error_format(&err, buf, sizeof(buf)));
+		return err.code == ENG_E_INVALID ? ND_EXIT_USAGE : ND_EXIT_UNAVAILABLE;
+	}
+	p->on_state = router_state;
+	p->ctx = (void *)o;
+	rc = eng_serve(e, p, &err);
+	eng_infer_close(e);
+	if (rc != 0) {
+		nd_error("%s", eng_error_format(&err, buf, sizeof(buf)));
+		return ND_EXIT_USAGE;
+	}
+	return ND_EXIT_OK;
+}
+
+int nd_router_serve(const struct nd_infer_opts *o)
+{
+	static pid_t pids[DP_MAX];
+	static char socks[DP_MAX][256];
+	const char *dp_workers[DP_MAX];
+	char dir[] = "/tmp/gpu-batch-infer-XXXXXX";
+	struct eng_router_params rp = o->router;
+	struct eng_serve_params p = o->serve;
+	struct eng_worker_params wp = o->worker;
+	struct eng_worker *w = NULL;
+	struct eng_error err;
+	int rc = 0;
+
+	/* the router's own socket first: a bad path fails before any worker starts */
+	eng_error_clear(&err);
 	wp.socket_path = o->socket;
-	if (eng_worker_listen(&wp, &w, &err) != 0) {
+	if (o->socket && eng_worker_listen(&wp, &w, &err) != 0) {
 		nd_error("%s: %s", o->socket, err.msg);
 		return ND_EXIT_USAGE;
 	}
+	p.worker = w;
 	if (o->dp_size > 0) {
-		if ((rc = start_dp(o, pids, socks, dp_workers)) != 0) {
-			eng_worker_close(w);
-			return rc;
-		}
+		rc = start_dp(o, pids, socks, dp_workers, dir);
 		rp.workers = dp_workers;
 		rp.n_workers = o->dp_size;
 	}
-	rp.on_event = router_event;
-	if (eng_infer_open_router(&o->engine, &rp, &e, &err) != 0) {
-		nd_error("cannot start the router: %s", eng_error_format(&err, buf, sizeof(buf)));
-		stop_workers(pids, o->dp_size);
-		eng_worker_close(w);
-		return err.code == ENG_E_INVALID ? ND_EXIT_USAGE : ND_EXIT_UNAVAILABLE;
-	}
-	fprintf(stderr, "%s: routing (%s) over %d workers on %s\n", nd_progname(),
-		rp.policy, rp.n_workers, o->socket);
-	rc = eng_worker_run(w, e, &err);
-	eng_worker_close(w);
-	eng_infer_close(e);
+	if (rc == 0)
+		rc = route(o, &rp, &p);
 	stop_workers(pids, o->dp_size);
-	return rc != 0 ? ND_EXIT_USAGE : ND_EXIT_OK;
+	if (o->dp_size > 0 && !o->socket)
+		rmdir(dir);
+	eng_worker_close(w);
+	return rc;
 }

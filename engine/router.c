@@ -232,6 +232,9 @@ static void finish(struct eng_router *r, struct rt_req *q, const struct rt_resul
 		.prompt_len = res->prompt_len > 0 ? res->prompt_len : q->p.prompt_len,
 		.cached_tokens = res->cached_tokens > 0 ? res->cached_tokens : 0,
 		.error = res->error, .logprobs = res->logprobs, .route = &info,
+		/* queued at the router, then at the worker before admission */
+		.queue_time = info.router_queue_time +
+			      (res->worker_queue_time > 0 ? res->worker_queue_time : 0),
 	};
 	void *user = q->user;
 

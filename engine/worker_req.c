@@ -125,11 +125,11 @@ static void req_on_request(void *ctx, const struct eng_conv *c, const struct eng
 	q->answered = true;
 	for (int32_t i = 0; t->output && i < t->output_len; i++)
 		json_array_append_new(out, json_integer(t->output[i]));
-	emit_json(q->rs, json_pack("{s:s,s:I,s:s,s:i,s:i,s:o,s:o,s:o,s:f,s:f}",
+	emit_json(q->rs, json_pack("{s:s,s:I,s:s,s:i,s:i,s:o,s:f,s:o,s:f,s:f}",
 				   "type", "result", "id", (json_int_t)q->id,
 				   "finish_reason", finish_name(t->finish),
 				   "prompt_len", t->prompt_len, "cached_tokens", t->cached_tokens,
-				   "output_ids", out, "queue_time", json_null(),
+				   "output_ids", out, "queue_time", t->queue_time,
 				   "error", t->error ? json_string(t->error) : json_null(),
 				   "ttft", t->ttft, "latency", t->latency));
 }

@@ -10,7 +10,8 @@ tests_test_route_SOURCES = tests/test-route.c
 tests_test_route_LDADD = $(ENGINE_LIBS)
 TESTS += tests/test-route
 
-engine_libengine_a_SOURCES += engine/router.h engine/router.c engine/router_sock.c engine/router_http.c \
+engine_libengine_a_SOURCES += engine/router.h engine/router_int.h engine/router.c engine/router_health.c \
+	engine/router_setup.c engine/router_sock.c engine/router_http.c \
 	engine/router_record.c
 
 check_PROGRAMS += tests/test-router

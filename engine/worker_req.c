@@ -197,73 +197,73 @@ static int32_t vocab_of(const struct eng_infer *e)
 	return e->model ? eng_model_config(e->model)->vocab : eng_tokenizer_vocab_size(e->tok);
 }
 
+static void req_free(struct rs_req *q)
+{
+	free(q->stop);
+	free(q->ids);
+	free(q);
+}
+
+/* The ids of a request line into q: the prompt, the forced reply after it,
+ * the stop ids.  NULL, or what is wrong. */
+static const char *request_ids(const struct eng_reqstream *rs, const json_t *rec, int32_t max_new,
+			       struct rs_req *q)
+{
+	int32_t vocab = vocab_of(rs->e), n, n_forced = 0, *f = NULL;
+	const json_t *forced = json_object_get(rec, "forced_output_ids");
+	const json_t *stop = json_object_get(rec, "stop_ids");
+	const char *why = NULL;
+
+	n = read_ids(json_object_get(rec, "prompt_ids"), vocab, max_new, &q->ids, &why);
+	if (n <= 0)
+		return n == 0 ? "an empty prompt" : why;
+	if (forced) {
+		n_forced = read_ids(forced, vocab, 0, &f, &why);
+		if (n_forced >= 0 && n_forced != max_new)
+			why = "forced_output_ids must hold max_new_tokens ids";
+		else if (n_forced == max_new)
+			memcpy(q->ids + n, f, sizeof(int32_t) * (size_t)n_forced);
+		free(f);
+		if (why)
+			return why;
+	}
+	if (stop && (q->n_stop = read_ids(stop, vocab, 0, &q->stop, &why)) < 0)
+		return why;
+	q->turn = (struct eng_turn){ n, max_new, -1, -1.0, 0 };
+	q->conv = (struct eng_conv){ .ids = q->ids, .n_ids = n + n_forced, .turns = &q->turn,
+				     .n_turns = 1 };
+	return NULL;
+}
+
 static void take_request(struct eng_reqstream *rs, const json_t *rec, uint64_t id)
 {
-	int32_t vocab = vocab_of(rs->e);
-	const json_t *forced = json_object_get(rec, "forced_output_ids");
 	json_int_t max_new = json_integer_value(json_object_get(rec, "max_new_tokens"));
 	struct rs_req *q = calloc(1, sizeof(*q));
 	struct eng_session_params sp;
 	struct eng_error err;
 	const char *why = NULL;
-	int32_t n, n_forced = 0;
 
-	if (!q) {
-		emit_error(rs, id, "out of memory");
-		return;
+	if (!q)
+		why = "out of memory";
+	else if (json_object_get(rec, "score_from"))
+		why = "score requests are not taken here; score on a worker directly";
+	else if (max_new < 1 || max_new > 1 << 24)
+		why = "max_new_tokens must be between 1 and 16777216";
+	else
+		why = request_ids(rs, rec, (int32_t)max_new, q);
+	if (!why) {
+		q->rs = rs;
+		q->id = id;
+		line_params(rec, &sp);
+		sp.stop_ids = q->stop;
+		sp.n_stop_ids = q->n_stop;
+		if (eng_session_start(rs->e->runner, &sp, &req_ops, q, &q->sess, &err) != 0)
+			why = err.msg;
 	}
-	if (json_object_get(rec, "score_from")) {
-		free(q);
-		emit_error(rs, id, "score requests are not taken here; score on a worker directly");
-		return;
-	}
-	if (max_new < 1 || max_new > 1 << 24) {
-		free(q);
-		emit_error(rs, id, "max_new_tokens must be between 1 and 16777216");
-		return;
-	}
-	n = read_ids(json_object_get(rec, "prompt_ids"), vocab, (int32_t)max_new, &q->ids, &why);
-	if (n == 0) {
-		why = "an empty prompt";
-		free(q->ids);
-	}
-	if (n > 0 && forced) {
-		int32_t *f = NULL;
-
-		n_forced = read_ids(forced, vocab, 0, &f, &why);
-		if (n_forced >= 0 && n_forced != max_new)
-			why = "forced_output_ids must hold max_new_tokens ids";
-		if (n_forced == max_new)
-			memcpy(q->ids + n, f, sizeof(int32_t) * (size_t)n_forced);
-		free(f);
-		if (why)
-			free(q->ids);
-	}
-	if (n <= 0 || why) {
-		free(q);
+	if (why) {
+		if (q)
+			req_free(q);
 		emit_error(rs, id, why);
-		return;
-	}
-	q->rs = rs;
-	q->id = id;
-	q->turn = (struct eng_turn){ n, (int32_t)max_new, -1, -1.0, 0 };
-	q->conv = (struct eng_conv){ .ids = q->ids, .n_ids = n + n_forced, .turns = &q->turn,
-				     .n_turns = 1 };
-	line_params(rec, &sp);
-	if (json_object_get(rec, "stop_ids") &&
-	    (q->n_stop = read_ids(json_object_get(rec, "stop_ids"), vocab, 0, &q->stop, &why)) < 0) {
-		free(q->ids);
-		free(q);
-		emit_error(rs, id, why);
-		return;
-	}
-	sp.stop_ids = q->stop;
-	sp.n_stop_ids = q->n_stop;
-	if (eng_session_start(rs->e->runner, &sp, &req_ops, q, &q->sess, &err) != 0) {
-		free(q->stop);
-		free(q->ids);
-		free(q);
-		emit_error(rs, id, err.msg);
 		return;
 	}
 	q->next = rs->reqs;
@@ -318,9 +318,7 @@ void eng_reqstream_settle(struct eng_reqstream *rs)
 		}
 		*pp = q->next;
 		eng_session_free(q->sess);
-		free(q->stop);
-		free(q->ids);
-		free(q);
+		req_free(q);
 	}
 }
 

@@ -257,6 +257,17 @@ int eng_infer_open_remote(const struct eng_infer_params *p, const struct eng_rem
  *   worker -> client  the run's records as they are produced,
  *                     {"type":"diagnostic","line":N,"message":S} for bad input,
  *                     {"type":"end","bad":N} last; or one status/ok record
+ * or, for independent requests in token ids (how a router sends turns):
+ *   client -> worker  {"type":"hello","command":"requests"}, then lines
+ *                     {"type":"request","id":N,"prompt_ids":[...],
+ *                      "max_new_tokens":M,"ignore_eos":B,"temperature":T,
+ *                      "top_k":K,"top_p":P,"seed":S[,"forced_output_ids":[...]]
+ *                      [,"stop_ids":[...]][,"min_tokens":N]},
+ *                     {"type":"cancel","id":N}, {"type":"flush_cache"}
+ *   worker -> client  {"type":"token","id":N,"index":I,"token":T} per token,
+ *                     {"type":"result","id":N,"finish_reason":S,"prompt_len":L,
+ *                      "cached_tokens":C,"output_ids":[...],"queue_time":Q,
+ *                      "error":E} once per request (none once cancelled)
  * A client that disconnects mid-run cancels only its own requests; a bad
  * record fails only itself; the worker keeps serving.  A connection the
  * worker will not serve (another user, over the connection limit, a line

@@ -310,7 +310,8 @@ static void on_finish(void *user, const struct eng_request_result *res)
 	d->retried = res->route ? res->route->retried : -1;
 	d->cached = res->cached_tokens;
 	d->n_out = res->n_output < 16 ? res->n_output : 16;
-	memcpy(d->out, res->output, sizeof(int32_t) * (size_t)d->n_out);
+	if (d->n_out > 0)
+		memcpy(d->out, res->output, sizeof(int32_t) * (size_t)d->n_out);
 }
 
 static const struct eng_sched_callbacks cbs = { on_token, on_finish };

@@ -114,3 +114,14 @@ STUDY_ALL_RUNS += $(ROUTING_RUNS)
 
 TESTS += tests/study-routing.test
 EXTRA_DIST += tests/study-routing.test
+
+# make bench-router: the router's own cost per request, and the policies on
+# small KV pools (pipelines/bench-router.sh says what it measures).
+BENCH_ROUTER_MODEL ?= out/models/tiny
+BENCH_ROUTER_ARGS ?=
+bench-router: tools/gpu-batch-infer$(EXEEXT) tools/timing-stats$(EXEEXT) \
+		tools/gen-trajectories$(EXEEXT) | $(BENCH_ROUTER_MODEL)/config.json
+	MODEL=$(BENCH_ROUTER_MODEL) AGENT_CONFIG=$(srcdir)/samples/agent.yaml \
+		$(BENCH_ROUTER_ARGS) $(SHELL) $(srcdir)/pipelines/bench-router.sh
+.PHONY: bench-router
+EXTRA_DIST += pipelines/bench-router.sh

@@ -269,11 +269,15 @@ int eng_infer_open(const struct eng_infer_params *p, struct eng_infer **out,
 	return 0;
 }
 
-int eng_infer_open_remote(const struct eng_infer_params *p, const struct eng_remote_params *rp,
+/* The text side of an engine whose turns run elsewhere (a remote server,
+ * a router's workers): params, tokenizer and chat template, and the
+ * served model's shape for the run records where its config.json is at
+ * hand (a tokenizer alone is enough).  what names the engine in the
+ * error when there is no tokenizer. */
+static int open_text_only(const struct eng_infer_params *p, const char *what,
 			  struct eng_infer **out, struct eng_error *err)
 {
 	struct eng_infer *e = calloc(1, sizeof(*e));
-	double t0 = eng_mono_s();
 	int rc;
 
 	*out = NULL;
@@ -282,14 +286,29 @@ int eng_infer_open_remote(const struct eng_infer_params *p, const struct eng_rem
 	e->p = *p;
 	rc = p->tokenizer || p->model_dir ? open_text_side(e, err)
 		: eng_error_set(err, ENG_E_INVALID, NULL, 0,
-				"a remote engine needs the model's tokenizer (a directory)");
-	/* The served model's shape, when its config.json is at hand (the
-	 * run record's model_config); a tokenizer alone is enough. */
+				"%s needs the model's tokenizer (--model or --tokenizer)", what);
 	if (rc == 0 && eng_model_load_config(p->tokenizer ? p->tokenizer : p->model_dir, &e->model,
 					     NULL) != 0)
 		e->model = NULL;
-	if (rc == 0)
-		rc = eng_remote_create(rp, e->tok, &eng_runner_callbacks, &e->remote, err);
+	if (rc != 0) {
+		eng_infer_close(e);
+		return rc;
+	}
+	*out = e;
+	return 0;
+}
+
+int eng_infer_open_remote(const struct eng_infer_params *p, const struct eng_remote_params *rp,
+			  struct eng_infer **out, struct eng_error *err)
+{
+	double t0 = eng_mono_s();
+	struct eng_infer *e;
+	int rc = open_text_only(p, "a remote engine", &e, err);
+
+	*out = NULL;
+	if (rc != 0)
+		return rc;
+	rc = eng_remote_create(rp, e->tok, &eng_runner_callbacks, &e->remote, err);
 	if (rc == 0) {
 		snprintf(e->device, sizeof(e->device), "%s", eng_remote_url(e->remote));
 		rc = eng_runner_create_exec(&eng_remote_ops, e->remote, &e->runner, err);
@@ -325,25 +344,16 @@ static void router_limits(struct eng_infer *e)
 int eng_infer_open_router(const struct eng_infer_params *ip, const struct eng_router_params *rp,
 			  struct eng_infer **out, struct eng_error *err)
 {
-	struct eng_infer *e = calloc(1, sizeof(*e));
+	struct eng_infer_params p = *ip;
 	double t0 = eng_mono_s();
+	struct eng_infer *e;
 	int rc;
 
 	*out = NULL;
-	if (!e)
-		return eng_error_set(err, ENG_E_NOMEM, NULL, 0, "out of memory");
-	e->p = *ip;
-	e->p.device = "router";
-	rc = ip->tokenizer || ip->model_dir ? open_text_side(e, err)
-		: eng_error_set(err, ENG_E_INVALID, NULL, 0,
-				"a router needs the model's tokenizer (--model or --tokenizer)");
-	/* The served model's shape, for the run records, where its
-	 * config.json is at hand; the tokenizer alone is enough. */
-	if (rc == 0 && eng_model_load_config(ip->tokenizer ? ip->tokenizer : ip->model_dir,
-					     &e->model, NULL) != 0)
-		e->model = NULL;
-	if (rc == 0)
-		rc = eng_router_create(rp, e->tok, &eng_runner_callbacks, &e->router, err);
+	p.device = "router";
+	if ((rc = open_text_only(&p, "a router", &e, err)) != 0)
+		return rc;
+	rc = eng_router_create(rp, e->tok, &eng_runner_callbacks, &e->router, err);
 	if (rc == 0) {
 		snprintf(e->device, sizeof(e->device), "router: %s over %d workers",
 			 rp->policy, rp->n_workers);

@@ -262,6 +262,17 @@ int eng_infer_open_remote(const struct eng_infer_params *p, const struct eng_rem
  *   worker -> client  the run's records as they are produced,
  *                     {"type":"diagnostic","line":N,"message":S} for bad input,
  *                     {"type":"end","bad":N} last; or one status/ok record
+ * or, for independent requests in token ids (how a router sends turns):
+ *   client -> worker  {"type":"hello","command":"requests"}, then lines
+ *                     {"type":"request","id":N,"prompt_ids":[...],
+ *                      "max_new_tokens":M,"ignore_eos":B,"temperature":T,
+ *                      "top_k":K,"top_p":P,"seed":S[,"forced_output_ids":[...]]
+ *                      [,"stop_ids":[...]][,"min_tokens":N]},
+ *                     {"type":"cancel","id":N}, {"type":"flush_cache"}
+ *   worker -> client  {"type":"token","id":N,"index":I,"token":T} per token,
+ *                     {"type":"result","id":N,"finish_reason":S,"prompt_len":L,
+ *                      "cached_tokens":C,"output_ids":[...],"queue_time":Q,
+ *                      "error":E} once per request (none once cancelled)
  * A client that disconnects mid-run cancels only its own requests; a bad
  * record fails only itself; the worker keeps serving.  A connection the
  * worker will not serve (another user, over the connection limit, a line
@@ -385,6 +396,75 @@ struct eng_client_io {
 long eng_client_run(const char *socket_path, const json_t *hello, const struct eng_client_io *io,
 		    struct eng_error *err);
 
+/* ---------------------------------------------------------------- router */
+
+/*
+ * A router is an engine whose turns run on other engines (workers): the
+ * same runs (eng_run_*), replay loop, records and fronts, but every turn
+ * (one request: the prompt's token ids) is sent to the worker a routing
+ * policy picks, and its tokens are streamed back.  Workers are our own
+ * (a Unix socket; see the "requests" command of the worker protocol) or
+ * OpenAI-compatible servers.  Only the tokenizer and chat template are
+ * loaded here, to render the turns; the workers must serve that model.
+ *
+ * Health: each worker is probed (a status command, or GET /health) every
+ * health_check_interval_s, busy or idle; a probe that fails
+ * or takes longer than health_check_timeout_s counts a failure, and so
+ * does a request that takes longer than request_timeout_s (it is re-sent
+ * to another worker at once).  health_failure_threshold failures in a row
+ * mark a worker down, as does a connection it closes; a down worker's
+ * requests are re-sent to the others from their prompts (the turn's record
+ * says retried), and health_success_threshold good probes in a row bring
+ * it back.  A request re-sent more than retry_max_retries times fails.
+ */
+
+/* The routing policy's parameters (SGLang router's names and defaults). */
+struct eng_route_params {
+	double cache_threshold;        /* cache_aware: match ratio above which the
+					* best match wins (0.5) */
+	int32_t balance_abs_threshold; /* load imbalanced when max - min queue depth
+					* is above this (32) ... */
+	double balance_rel_threshold;  /* ... and max is above this times min (1.0001) */
+	double eviction_interval_s;    /* the trees are cut back every this often (60) */
+	int64_t max_tree_size;         /* ... to this many tokens each (2^24) */
+	uint64_t seed;                 /* random, power_of_two */
+};
+
+void eng_route_default_params(struct eng_route_params *p);
+
+struct eng_router_params {
+	const char *const *workers;    /* (n_workers) socket paths or http(s):// URLs */
+	int n_workers;
+	const char *policy;            /* cache_aware (default), round_robin, random,
+					* shortest_queue, power_of_two */
+	struct eng_route_params route;
+	double health_check_interval_s;   /* 60 */
+	double health_check_timeout_s;    /* 5 */
+	int32_t health_failure_threshold; /* 3 */
+	int32_t health_success_threshold; /* 2 */
+	double request_timeout_s;         /* 1800 */
+	int32_t retry_max_retries;        /* 5 */
+	double worker_startup_timeout_s;  /* 300: how long the open waits for every
+					   * worker to answer (at least one must) */
+	/* Told when a worker goes down, comes back, or did not answer at
+	 * the start (a lowercase message); may be NULL. */
+	void (*on_event)(void *ctx, const char *msg);
+	void *event_ctx;
+};
+
+void eng_router_default_params(struct eng_router_params *p);
+
+/* The policies' names, space-separated. */
+const char *eng_router_policy_names(void);
+
+/* Opens a router over rp->workers with the tokenizer and chat template of
+ * ip (its tokenizer, else model_dir).  Returns once every worker answered
+ * or the startup timeout passed; those that did not are down and probed
+ * again later.  ENG_E_INVALID for bad parameters (an unknown policy, no
+ * worker, a worker given twice); ENG_E_IO when no worker answers; the
+ * tokenizer's and chat template's codes. */
+int eng_infer_open_router(const struct eng_infer_params *ip, const struct eng_router_params *rp,
+			  struct eng_infer **out, struct eng_error *err);
 /* ---------------------------------------------------------------- JSON */
 
 /* Reads obj[key] as an integer in [lo, hi]: a JSON integer, or a real with

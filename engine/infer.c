@@ -11,6 +11,7 @@
 #include "engine/chat.h"
 #include "engine/conv.h"
 #include "engine/model.h"
+#include "engine/router.h"
 #include "engine/remote.h"
 #include "engine/step.h"
 #include "engine/tokenizer.h"
@@ -268,11 +269,15 @@ int eng_infer_open(const struct eng_infer_params *p, struct eng_infer **out,
 	return 0;
 }
 
-int eng_infer_open_remote(const struct eng_infer_params *p, const struct eng_remote_params *rp,
+/* The text side of an engine whose turns run elsewhere (a remote server,
+ * a router's workers): params, tokenizer and chat template, and the
+ * served model's shape for the run records where its config.json is at
+ * hand (a tokenizer alone is enough).  what names the engine in the
+ * error when there is no tokenizer. */
+static int open_text_only(const struct eng_infer_params *p, const char *what,
 			  struct eng_infer **out, struct eng_error *err)
 {
 	struct eng_infer *e = calloc(1, sizeof(*e));
-	double t0 = eng_mono_s();
 	int rc;
 
 	*out = NULL;
@@ -281,14 +286,29 @@ int eng_infer_open_remote(const struct eng_infer_params *p, const struct eng_rem
 	e->p = *p;
 	rc = p->tokenizer || p->model_dir ? open_text_side(e, err)
 		: eng_error_set(err, ENG_E_INVALID, NULL, 0,
-				"a remote engine needs the model's tokenizer (a directory)");
-	/* The served model's shape, when its config.json is at hand (the
-	 * run record's model_config); a tokenizer alone is enough. */
+				"%s needs the model's tokenizer (--model or --tokenizer)", what);
 	if (rc == 0 && eng_model_load_config(p->tokenizer ? p->tokenizer : p->model_dir, &e->model,
 					     NULL) != 0)
 		e->model = NULL;
-	if (rc == 0)
-		rc = eng_remote_create(rp, e->tok, &eng_runner_callbacks, &e->remote, err);
+	if (rc != 0) {
+		eng_infer_close(e);
+		return rc;
+	}
+	*out = e;
+	return 0;
+}
+
+int eng_infer_open_remote(const struct eng_infer_params *p, const struct eng_remote_params *rp,
+			  struct eng_infer **out, struct eng_error *err)
+{
+	double t0 = eng_mono_s();
+	struct eng_infer *e;
+	int rc = open_text_only(p, "a remote engine", &e, err);
+
+	*out = NULL;
+	if (rc != 0)
+		return rc;
+	rc = eng_remote_create(rp, e->tok, &eng_runner_callbacks, &e->remote, err);
 	if (rc == 0) {
 		snprintf(e->device, sizeof(e->device), "%s", eng_remote_url(e->remote));
 		rc = eng_runner_create_exec(&eng_remote_ops, e->remote, &e->runner, err);
@@ -296,6 +316,54 @@ int eng_infer_open_remote(const struct eng_infer_params *p, const struct eng_rem
 			e->remote = NULL; /* freed by eng_runner_create_exec */
 	}
 	if (rc != 0) {
+		eng_infer_close(e);
+		return rc;
+	}
+	e->load_time = eng_mono_s() - t0;
+	*out = e;
+	return 0;
+}
+
+/* What a router's fronts check requests against (e->sp: the HTTP front
+ * refuses what cannot fit): the tightest context and KV pool its workers
+ * reported, else the model's context and no pool bound. */
+static void router_limits(struct eng_infer *e)
+{
+	int64_t ctx, pool;
+
+	eng_router_limits(e->router, &ctx, &pool);
+	if (ctx == 0)
+		ctx = e->model ? eng_model_config(e->model)->max_positions : INT32_MAX;
+	if (e->p.context_length > 0 && e->p.context_length < ctx)
+		ctx = e->p.context_length;
+	e->sp.max_context = ctx < INT32_MAX ? (int32_t)ctx : INT32_MAX;
+	e->sp.page_size = 1;
+	e->sp.n_pages = pool > 0 && pool < INT32_MAX ? (int32_t)pool : INT32_MAX;
+}
+
+int eng_infer_open_router(const struct eng_infer_params *ip, const struct eng_router_params *rp,
+			  struct eng_infer **out, struct eng_error *err)
+{
+	struct eng_infer_params p = *ip;
+	double t0 = eng_mono_s();
+	struct eng_infer *e;
+	int rc;
+
+	*out = NULL;
+	p.device = "router";
+	if ((rc = open_text_only(&p, "a router", &e, err)) != 0)
+		return rc;
+	rc = eng_router_create(rp, e->tok, &eng_runner_callbacks, &e->router, err);
+	if (rc == 0) {
+		snprintf(e->device, sizeof(e->device), "router: %s over %d workers",
+			 rp->policy, rp->n_workers);
+		router_limits(e);
+		rc = eng_runner_create_exec(&eng_router_ops, e->router, &e->runner, err);
+		if (rc != 0)
+			e->router = NULL; /* freed by eng_runner_create_exec */
+	}
+	if (rc != 0) {
+		eng_router_free(e->router);
 		eng_infer_close(e);
 		return rc;
 	}
@@ -353,6 +421,13 @@ static bool kv_scales_in_checkpoint(const struct eng_infer *e)
 
 json_t *eng_infer_settings(const struct eng_infer *e)
 {
+	if (e->router) {
+		json_t *j = eng_router_settings(e->router);
+
+		json_object_set_new(j, "chat_template",
+				    json_string(eng_chat_kind_name(eng_chat_kind(e->chat))));
+		return j;
+	}
 	if (e->remote) {
 		json_t *j = eng_remote_settings(e->remote);
 

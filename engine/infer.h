@@ -23,9 +23,11 @@ struct eng_infer {
 	struct eng_backend *be;
 	struct eng_stepper *stepper;
 	struct eng_runner *runner;    /* owns the scheduler and the prefix cache,
-				       * or the remote executor */
+				       * or the remote executor, or the router */
 	struct eng_remote *remote;    /* a remote engine's executor (the runner's),
 				       * or NULL: no model loaded here */
+	struct eng_router *router;    /* a router's executor (the runner's), or
+				       * NULL: turns run here */
 	struct eng_sched_params sp;   /* the scheduler's settings in force */
 	enum eng_kv_dtype kv_dtype;   /* p.kv_cache_dtype, parsed */
 	int64_t kv_token_bytes;       /* bytes of K and V a cached token takes (all ranks) */

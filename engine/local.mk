@@ -18,5 +18,6 @@ include engine/tokenizer.mk
 include engine/model.mk
 include engine/sched.mk
 include engine/cuda.mk
+include engine/router.mk
 include engine/remote.mk
 include engine/http.mk

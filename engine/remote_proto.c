@@ -381,9 +381,28 @@ static int take_text(enum eng_remote_endpoint ep, struct rm_reply *r, const json
 	return 1;
 }
 
-int rm_reply_event(enum eng_remote_endpoint ep, struct rm_reply *r, const char *data, size_t len)
+/* data parsed as a JSON object that is not an error reply; NULL with
+ * r->error set otherwise (what names the text in the message). */
+static json_t *load_reply(struct rm_reply *r, const char *data, size_t len, const char *what)
 {
 	json_error_t jerr;
+	json_t *j = json_loadb(data, len, 0, &jerr);
+
+	if (!json_is_object(j)) {
+		snprintf(r->error, sizeof(r->error), "%s is not a JSON object: %s", what,
+			 j ? "not an object" : jerr.text);
+		json_decref(j);
+		return NULL;
+	}
+	if (take_error(r, j)) {
+		json_decref(j);
+		return NULL;
+	}
+	return j;
+}
+
+int rm_reply_event(enum eng_remote_endpoint ep, struct rm_reply *r, const char *data, size_t len)
+{
 	json_t *j;
 	int tok;
 
@@ -391,17 +410,8 @@ int rm_reply_event(enum eng_remote_endpoint ep, struct rm_reply *r, const char *
 		r->done = true;
 		return 0;
 	}
-	j = json_loadb(data, len, 0, &jerr);
-	if (!json_is_object(j)) {
-		snprintf(r->error, sizeof(r->error), "the stream has an event that is not a JSON object: %s",
-			 j ? "not an object" : jerr.text);
-		json_decref(j);
+	if (!(j = load_reply(r, data, len, "an event of the stream")))
 		return -1;
-	}
-	if (take_error(r, j)) {
-		json_decref(j);
-		return -1;
-	}
 	tok = take_text(ep, r, j);
 	json_decref(j);
 	r->n_chunks += tok;
@@ -447,21 +457,12 @@ static int take_logprobs(enum eng_remote_endpoint ep, struct rm_reply *r, const 
 int rm_reply_whole(enum eng_remote_endpoint ep, struct rm_reply *r, const char *body, size_t len,
 		   bool score, int32_t prompt_len)
 {
-	json_error_t jerr;
-	json_t *j = json_loadb(body, len, 0, &jerr);
+	json_t *j = load_reply(r, body, len, "the reply");
 	const json_t *ch, *s;
 	int rc = 0;
 
-	if (!json_is_object(j)) {
-		snprintf(r->error, sizeof(r->error), "the reply is not a JSON object: %s",
-			 j ? "not an object" : jerr.text);
-		json_decref(j);
+	if (!j)
 		return -1;
-	}
-	if (take_error(r, j)) {
-		json_decref(j);
-		return -1;
-	}
 	take_counts(r, j);
 	if (score) {
 		rc = take_logprobs(ep, r, j, prompt_len);

@@ -10,6 +10,7 @@
 #include "engine/prompt_bound.h"
 #include "engine/infer.h"
 #include "engine/model.h"
+#include "engine/router.h"
 #include "engine/remote.h"
 #include "engine/tokenizer.h"
 
@@ -42,6 +43,7 @@ struct eng_run {
 	long n_failed;                /* requests that did not succeed */
 	long n_recorded, n_mismatch;  /* turns with a recorded prompt length, and
 				       * those whose prompt_len differs from it */
+	struct eng_route_tally *tally; /* a router's: per-worker totals */
 	size_t bytes_per_token;       /* the most input bytes a token stands for (0:
 				       * unbounded), to refuse by length a prompt
 				       * that cannot fit before tokenizing it */
@@ -340,6 +342,11 @@ static void on_request(void *ctx, const struct eng_conv *c, const struct eng_req
 		json_decref(rec);
 		rec = NULL;
 	}
+	if (t->route) {
+		if (rec)
+			eng_route_record_fields(rec, t->route);
+		eng_route_tally_add(&r->tally, t);
+	}
 	emit_turn(r, cr, t, rec, "request");
 }
 
@@ -588,6 +595,8 @@ static json_t *run_record(struct eng_run *r)
 	set_field(&rec, "recorded_prompt_lens", json_integer(r->n_recorded));
 	set_field(&rec, "prompt_len_mismatches", json_integer(r->n_mismatch));
 	set_field(&rec, "engine_stats", engine_stats(r));
+	if (r->e->router)
+		set_field(&rec, "workers", eng_route_tally_json(r->tally));
 	return rec;
 }
 
@@ -608,6 +617,7 @@ long eng_run_finish(struct eng_run *r)
 	}
 	eng_session_free(r->warm);
 	eng_session_free(r->sess);
+	eng_route_tally_free(r->tally);
 	free(r->run_name);
 	free(r->mode);
 	free(r);

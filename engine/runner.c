@@ -460,6 +460,7 @@ static void turn_timing(struct slot *sl, const struct eng_request_result *res, d
 	t->queue_time = res->queue_time;
 	t->finish = res->finish;
 	t->env_time_s = tk->env_time_s;
+	t->route = res->route;
 	t->remote = res->remote;
 }
 

@@ -35,6 +35,7 @@
 #include "engine/engine.h"
 #include "engine/sched.h"
 
+struct eng_route_info;
 struct eng_remote_usage;
 
 /* A conversation gives its turns' tokens in one of two ways:
@@ -98,6 +99,8 @@ struct eng_request_timing {
 	double env_time_s;         /* the recorded env time that follows */
 	int32_t n_scored;          /* score: tokens of the turn's recorded reply */
 	double sum_logprob;        /* score: the sum of their log-probs */
+	const struct eng_route_info *route; /* a router's: which worker answered
+				    * (router.h); NULL from the scheduler */
 	const float *logprobs;     /* score: [i] = log p(seq[i + 1]) of the scored sequence
 				    * (the turn's prompt, then its reply), from the
 				    * prompt's last token on */

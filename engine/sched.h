@@ -147,6 +147,7 @@ struct eng_request_params {
 	void *user;                   /* handed back in callbacks */
 };
 
+struct eng_route_info;
 struct eng_remote_usage;
 
 struct eng_request_result {
@@ -160,6 +161,9 @@ struct eng_request_result {
 	const float *logprobs;        /* score: (prompt_len - 1) values, [i] = log p(
 				       * prompt[i + 1] | prompt[0..i]), set for
 				       * i >= score_from - 1; else NULL */
+	const struct eng_route_info *route; /* set by the router (router.h): the
+				       * worker that answered; NULL from the
+				       * scheduler */
 	double queue_time;            /* seconds from submission to the first
 				       * admission (to the end, if never admitted) */
 	const struct eng_remote_usage *remote; /* set by a remote executor (remote.h);

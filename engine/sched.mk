@@ -46,7 +46,8 @@ check_PROGRAMS += tests/test-infer
 tests_test_infer_SOURCES = tests/test-infer.c
 tests_test_infer_LDADD = $(MODELGEN_LIBS) -lm
 TESTS += tests/test-infer
-engine_libengine_a_SOURCES += engine/worker.c engine/client.c engine/run_params.c \
+engine_libengine_a_SOURCES += engine/worker.c engine/worker_req.h engine/worker_req.c \
+	engine/client.c engine/run_params.c \
 	engine/sock.h engine/sock.c
 
 WORKER_TEST_HELPER = tests/test-worker-helper.h tests/test-worker-helper.c

@@ -24,6 +24,7 @@
 #include <config.h>
 #include "engine/front.h"
 #include "engine/infer.h"
+#include "engine/worker_req.h"
 #include "engine/sock.h"
 
 #include <errno.h>
@@ -58,6 +59,7 @@ struct client {
 	uint32_t events;        /* what epoll watches on fd now */
 	double last_io_s;       /* when bytes last moved either way */
 	struct eng_run *run;
+	struct eng_reqstream *rs; /* a "requests" client's stream */
 	struct client *next;
 };
 
@@ -156,6 +158,13 @@ static json_t *message_json(const char *msg)
 
 	free(clean);
 	return j;
+}
+
+static int client_emit_raw(void *ctx, const char *s, size_t n)
+{
+	struct client *c = ctx;
+
+	return c->dead ? 0 : buf_append(&c->out, s, n);
 }
 
 static void client_diag(void *ctx, long line, const char *msg)
@@ -319,6 +328,12 @@ static void handle_hello(struct server *sv, struct client *c)
 	} else if (!strcmp(cmd, "shutdown")) {
 		sv->shutting_down = true;
 		rec = json_pack("{s:s}", "type", "ok");
+	} else if (!strcmp(cmd, "requests")) {
+		if (eng_reqstream_open(sv->e, client_emit_raw, c, &c->rs) == 0) {
+			json_decref(hello);
+			return;
+		}
+		rec = json_pack("{s:s,s:s}", "type", "error", "message", "out of memory");
 	} else if (strcmp(cmd, "run") != 0) {
 		rec = json_pack("{s:s,s:s}", "type", "error", "message", "unknown command");
 	} else if (eng_run_params_from_json(json_object_get(hello, "params"), &rp, name,
@@ -447,6 +462,26 @@ static void client_free(struct server *sv, struct client *c)
 	sv->accept_paused = false;
 }
 
+/* A requests client: its lines go in, and it ends once it closed its side
+ * (or went away) and none of its requests is left in the engine. */
+static void settle_requests(struct client *c)
+{
+	char *line;
+	size_t len;
+	long lineno;
+
+	if (c->dead)
+		eng_reqstream_cancel(c->rs);
+	else
+		while (client_next_line(c, &line, &len, &lineno) == 1)
+			eng_reqstream_line(c->rs, line, len);
+	if ((c->dead || (c->eof_in && c->in.off == c->in.len)) && eng_reqstream_idle(c->rs)) {
+		eng_reqstream_free(c->rs);
+		c->rs = NULL;
+		reply_and_close(c, NULL);
+	}
+}
+
 /* Runs that ended get their run and end records; gone clients are freed. */
 static void settle_clients(struct server *sv)
 {
@@ -455,6 +490,8 @@ static void settle_clients(struct server *sv)
 	while (*pp) {
 		struct client *c = *pp;
 
+		if (c->rs)
+			settle_requests(c);
 		if (c->run && c->dead)
 			eng_run_cancel(c->run);
 		if (c->run && eng_run_done(c->run)) {
@@ -464,7 +501,7 @@ static void settle_clients(struct server *sv)
 			c->run = NULL;
 			reply_and_close(c, end);
 		}
-		if (!c->run && (c->dead || (c->closing && c->out.off == c->out.len))) {
+		if (!c->run && !c->rs && (c->dead || (c->closing && c->out.off == c->out.len))) {
 			*pp = c->next;
 			client_free(sv, c);
 			continue;
@@ -489,7 +526,7 @@ static void close_idle(struct server *sv)
 		 sv->p.idle_timeout_s);
 	for (struct client *c = sv->clients; c; c = c->next) {
 		if (c->dead || now - c->last_io_s < sv->p.idle_timeout_s ||
-		    (c->run && eng_run_busy(c->run)))
+		    (c->run && eng_run_busy(c->run)) || (c->rs && !eng_reqstream_idle(c->rs)))
 			continue;
 		close_with_error(c, msg);
 		write_client(c); /* best effort: it may not be reading */

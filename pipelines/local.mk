@@ -21,6 +21,7 @@ include pipelines/bench-http-client.mk
 include pipelines/bench-http.mk
 include pipelines/bench-thrash.mk
 include pipelines/study.mk
+include pipelines/routing.mk
 
 TESTS += tests/study-e2e.test tests/study-make.test
 EXTRA_DIST += tests/study-e2e.test tests/study-make.test

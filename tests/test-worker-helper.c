@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -117,7 +118,20 @@ int tw_stop_worker(const char *sock, pid_t pid)
 
 	eng_client_run(sock, h, &none, &err);
 	json_decref(h);
-	waitpid(pid, &status, 0);
+	/* a worker that does not stop within a minute is killed, so that a
+	 * hang fails the test instead of stalling the whole suite */
+	pid_t got = 0;
+
+	for (int i = 0; i < 6000 && (got = waitpid(pid, &status, WNOHANG)) == 0; i++)
+		usleep(10000);
+	if (got < 0)
+		return -1;
+	if (got == 0) {
+		fprintf(stderr, "# the worker did not stop after shutdown; killed\n");
+		kill(pid, SIGKILL);
+		waitpid(pid, &status, 0);
+		return -1;
+	}
 	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
 }
 

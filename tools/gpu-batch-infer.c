@@ -41,6 +41,9 @@ enum {
 	OPT_LOAD_FORMAT, OPT_MEM_FRACTION, OPT_GRAPH_MAX_BS, OPT_NO_GRAPH, OPT_TP_SIZE,
 	OPT_REPEAT, OPT_KV_DTYPE, OPT_MAX_CONNECTIONS, OPT_IDLE_TIMEOUT, OPT_ALLOW_ROOT,
 	OPT_API_KEY, OPT_ENDPOINT, OPT_REQUEST_TIMEOUT, OPT_MAX_RETRIES, OPT_NUM_PROMPTS,
+	OPT_ROUTER, OPT_WORKER, OPT_RT_POLICY, OPT_CACHE_THRESHOLD, OPT_BAL_ABS, OPT_BAL_REL,
+	OPT_EVICTION, OPT_TREE_SIZE, OPT_RANDOM_SEED, OPT_HC_INTERVAL, OPT_HC_TIMEOUT,
+	OPT_HC_FAIL, OPT_HC_OK, OPT_REQ_TIMEOUT, OPT_RETRIES, OPT_STARTUP_TIMEOUT, OPT_DP_SIZE,
 	OPT_HOST, OPT_PORT, OPT_SERVED_NAME, OPT_METRICS, OPT_LOG_REQUESTS, OPT_LOG_FILE,
 	OPT_MAX_BODY, OPT_MAX_QUEUED, OPT_GRACEFUL,
 };
@@ -71,6 +74,23 @@ static const struct option long_options[] = {
 	{"tp-size", required_argument, NULL, OPT_TP_SIZE},
 	{"kv-cache-dtype", required_argument, NULL, OPT_KV_DTYPE},
 	{"serve", no_argument, NULL, OPT_SERVE},
+	{"router", no_argument, NULL, OPT_ROUTER},
+	{"worker", required_argument, NULL, OPT_WORKER},
+	{"policy", required_argument, NULL, OPT_RT_POLICY},
+	{"cache-threshold", required_argument, NULL, OPT_CACHE_THRESHOLD},
+	{"balance-abs-threshold", required_argument, NULL, OPT_BAL_ABS},
+	{"balance-rel-threshold", required_argument, NULL, OPT_BAL_REL},
+	{"eviction-interval", required_argument, NULL, OPT_EVICTION},
+	{"max-tree-size", required_argument, NULL, OPT_TREE_SIZE},
+	{"random-seed", required_argument, NULL, OPT_RANDOM_SEED},
+	{"health-check-interval-secs", required_argument, NULL, OPT_HC_INTERVAL},
+	{"health-check-timeout-secs", required_argument, NULL, OPT_HC_TIMEOUT},
+	{"health-failure-threshold", required_argument, NULL, OPT_HC_FAIL},
+	{"health-success-threshold", required_argument, NULL, OPT_HC_OK},
+	{"request-timeout-secs", required_argument, NULL, OPT_REQ_TIMEOUT},
+	{"retry-max-retries", required_argument, NULL, OPT_RETRIES},
+	{"worker-startup-timeout-secs", required_argument, NULL, OPT_STARTUP_TIMEOUT},
+	{"dp-size", required_argument, NULL, OPT_DP_SIZE},
 	{"host", required_argument, NULL, OPT_HOST},
 	{"port", required_argument, NULL, OPT_PORT},
 	{"served-model-name", required_argument, NULL, OPT_SERVED_NAME},
@@ -129,13 +149,15 @@ static void usage(void)
 {
 	printf("Usage: %s --model=DIR [OPTION]... [FILE]...\n"
 	       "  or:  %s --serve --model=DIR --socket=PATH [OPTION]...\n"
+	       "  or:  %s --serve --router --worker=ADDR... --model=DIR --socket=PATH [OPTION]...\n"
+	       "  or:  %s --serve --dp-size=N --model=DIR --socket=PATH [OPTION]...\n"
 	       "  or:  %s --serve --model=DIR --port=N [--host=ADDR] [OPTION]...\n"
 	       "  or:  %s --connect=PATH [RUN OPTION]... [FILE]\n"
 	       "  or:  %s --connect=PATH --status|--shutdown\n"
 	       "  or:  %s --connect=http://HOST:PORT --tokenizer=DIR [RUN OPTION]... [FILE]\n"
 	       "  or:  %s --tokenize|--detokenize|--render --tokenizer=DIR [FILE]...\n",
 	       nd_progname(), nd_progname(), nd_progname(), nd_progname(), nd_progname(),
-	       nd_progname(), nd_progname());
+	       nd_progname(), nd_progname(), nd_progname(), nd_progname());
 	fputs("Replay conversations through the trajbench inference engine and write one\n"
 	      "request record per turn, one conversation_result per conversation and a\n"
 	      "run record (trajbench-records(5)).  Reads each FILE (standard input with\n"
@@ -221,6 +243,28 @@ static void usage(void)
 	      "      --connect=PATH            run through the worker at PATH\n"
 	      "      --status, --shutdown      ask the worker at --connect PATH\n"
 	      "\n"
+	      "Router (with --serve; SGLang router's options and defaults):\n"
+	      "      --router                  serve turns on other workers, not a model:\n"
+	      "                                --model (or --tokenizer) renders the turns\n"
+	      "      --worker=ADDR             a worker's socket path (repeat for each)\n"
+	      "      --dp-size=N               start N workers of --model (one per GPU with\n"
+	      "                                --device cuda) and route over them\n"
+	      "      --policy=P                cache_aware (default), round_robin, random,\n"
+	      "                                shortest_queue or power_of_two\n"
+	      "      --cache-threshold=F       cache_aware: match ratio that wins (0.5)\n"
+	      "      --balance-abs-threshold=N, --balance-rel-threshold=F\n"
+	      "                                load imbalanced above these (32, 1.0001)\n"
+	      "      --eviction-interval=S, --max-tree-size=N\n"
+	      "                                cut the routing trees every S seconds to N\n"
+	      "                                tokens each (60, 16777216)\n"
+	      "      --random-seed=N           random and power_of_two draws (0)\n"
+	      "      --health-check-interval-secs=S, --health-check-timeout-secs=S (60, 5)\n"
+	      "      --health-failure-threshold=N, --health-success-threshold=N (3, 2)\n"
+	      "      --request-timeout-secs=S  a request slower than this fails its worker\n"
+	      "                                and is re-sent (1800)\n"
+	      "      --retry-max-retries=N     re-sends of one request at most (5)\n"
+	      "      --worker-startup-timeout-secs=S\n"
+	      "                                wait for the workers to answer (300)\n"
 	      "OpenAI-compatible server (--connect http://HOST:PORT[/v1]):\n"
 	      "      --tokenizer=DIR           the served model's tokenizer, to count prompt\n"
 	      "                                tokens as the engine does (default: --model,\n"
@@ -401,6 +445,66 @@ static int run_option(int c, const char *arg, struct opts *o)
 	return 1;
 }
 
+/* Router options: 0 handled, 1 not a router option, -1 bad value. */
+static int router_option(int c, const char *arg, struct opts *o)
+{
+	struct eng_router_params *rp = &o->inf.router;
+	long v = 0;
+
+	switch (c) {
+	case OPT_ROUTER: o->inf.router_mode = true; return 0;
+	case OPT_WORKER:
+		if (rp->n_workers == 64)
+			return -1;
+		o->inf.workers[rp->n_workers++] = arg;
+		return 0;
+	case OPT_RT_POLICY: rp->policy = arg; return 0;
+	case OPT_CACHE_THRESHOLD:
+		return nd_parse_double(arg, 0, 1, &rp->route.cache_threshold) ? -1 : 0;
+	case OPT_BAL_ABS:
+		if (num(arg, 0, 1 << 30, &v)) return -1;
+		rp->route.balance_abs_threshold = (int32_t)v;
+		return 0;
+	case OPT_BAL_REL:
+		return nd_parse_double(arg, 1, 1e9, &rp->route.balance_rel_threshold) ? -1 : 0;
+	case OPT_EVICTION:
+		return nd_parse_double(arg, 1e-3, 1e9, &rp->route.eviction_interval_s) ? -1 : 0;
+	case OPT_TREE_SIZE:
+		if (num(arg, 0, 1L << 40, &v)) return -1;
+		rp->route.max_tree_size = v;
+		return 0;
+	case OPT_RANDOM_SEED:
+		if (num(arg, 0, 0x7fffffffffffffffL, &v)) return -1;
+		rp->route.seed = (uint64_t)v;
+		return 0;
+	case OPT_HC_INTERVAL:
+		return nd_parse_double(arg, 1e-3, 1e9, &rp->health_check_interval_s) ? -1 : 0;
+	case OPT_HC_TIMEOUT:
+		return nd_parse_double(arg, 1e-3, 1e9, &rp->health_check_timeout_s) ? -1 : 0;
+	case OPT_HC_FAIL:
+		if (num(arg, 1, 1 << 20, &v)) return -1;
+		rp->health_failure_threshold = (int32_t)v;
+		return 0;
+	case OPT_HC_OK:
+		if (num(arg, 1, 1 << 20, &v)) return -1;
+		rp->health_success_threshold = (int32_t)v;
+		return 0;
+	case OPT_RETRIES:
+		if (num(arg, 0, 1 << 20, &v)) return -1;
+		rp->retry_max_retries = (int32_t)v;
+		return 0;
+	case OPT_DP_SIZE:
+		if (num(arg, 1, 64, &v)) return -1;
+		o->inf.dp_size = (int32_t)v;
+		return 0;
+	case OPT_REQ_TIMEOUT:
+		return nd_parse_double(arg, 1e-3, 1e9, &rp->request_timeout_s) ? -1 : 0;
+	case OPT_STARTUP_TIMEOUT:
+		return nd_parse_double(arg, 0, 1e9, &rp->worker_startup_timeout_s) ? -1 : 0;
+	}
+	return 1;
+}
+
 /* Worker options (--serve): 0 handled, 1 not a worker option, -1 bad value.
  * --max-connections bounds the HTTP front too. */
 static int worker_option(int c, const char *arg, struct opts *o)
@@ -549,7 +653,18 @@ static int check_options(struct opts *o, bool batch_given)
 		return nd_usage_error("--chat-template applies to --render only");
 	if (o->action == ACT_TOKMODE && e->model_dir)
 		return nd_usage_error("--model does not go with --tokenize, --detokenize, --render");
-	if ((o->action == ACT_LOCAL || o->action == ACT_SERVE) && !e->model_dir)
+	if (o->inf.dp_size > 0)
+		o->inf.router_mode = true;
+	if ((o->inf.router_mode || o->inf.router.n_workers) && o->action != ACT_SERVE)
+		return nd_usage_error("--router, --worker and --dp-size go with --serve");
+	if (o->inf.router.n_workers && !o->inf.router_mode)
+		return nd_usage_error("--worker needs --router");
+	if (o->inf.router_mode && !o->inf.router.n_workers == !o->inf.dp_size)
+		return nd_usage_error("a router needs --worker (each worker) or --dp-size, "
+				      "not both");
+	/* a router over given workers renders with --tokenizer alone */
+	if ((o->action == ACT_LOCAL || o->action == ACT_SERVE) && !e->model_dir &&
+	    !(o->inf.router_mode && !o->inf.dp_size && e->tokenizer))
 		return nd_usage_error("--model=DIR is required");
 	if (o->action == ACT_SERVE && !o->inf.socket && o->inf.serve.port < 0)
 		return nd_usage_error("--serve needs --socket=PATH, --port=N, or both");
@@ -604,6 +719,8 @@ static int parse_options(int argc, char **argv, struct opts *o, int *status)
 		if (rc == 1)
 			rc = run_option(c, optarg, o);
 		if (rc == 1)
+			rc = router_option(c, optarg, o);
+		if (rc == 1)
 			rc = worker_option(c, optarg, o);
 		if (rc == 1)
 			rc = http_option(c, optarg, o);
@@ -653,7 +770,9 @@ int main(int argc, char **argv)
 	case ACT_TOKMODE: status = nd_tokmodes_run(&o.tok, files, n_files); break;
 	case ACT_LOCAL:
 	case ACT_HTTP: status = nd_infer_run_local(&o.inf, files, n_files); break;
-	case ACT_SERVE: status = nd_infer_serve(&o.inf); break;
+	case ACT_SERVE:
+		status = o.inf.router_mode ? nd_router_serve(&o.inf) : nd_infer_serve(&o.inf);
+		break;
 	case ACT_REMOTE: status = nd_infer_run_remote(&o.inf, files, n_files); break;
 	case ACT_STATUS: status = nd_infer_command(&o.inf, "status"); break;
 	case ACT_SHUTDOWN: status = nd_infer_command(&o.inf, "shutdown"); break;

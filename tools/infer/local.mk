@@ -3,7 +3,7 @@
 ## (--tokenize, --detokenize, --render).  It sees only engine/engine.h.
 noinst_LIBRARIES += tools/infer/libinfer.a
 tools_infer_libinfer_a_SOURCES = \
-	tools/infer/nd_infer.h tools/infer/nd_infer.c \
+	tools/infer/nd_infer.h tools/infer/nd_infer.c tools/infer/nd_router.c \
 	tools/infer/nd_progress.h tools/infer/nd_progress.c \
 	tools/infer/nd_tokmodes.h tools/infer/nd_tokmodes.c
 INFER_LIBS = tools/infer/libinfer.a $(ENGINE_LIBS) $(ND_LIBS) -lm -lpthread

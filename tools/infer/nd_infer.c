@@ -29,6 +29,8 @@ void nd_infer_default_opts(struct nd_infer_opts *o)
 	memset(o, 0, sizeof(*o));
 	eng_infer_default_params(&o->engine);
 	eng_session_default_params(&o->run.session);
+	eng_router_default_params(&o->router);
+	o->router.workers = o->workers;
 	eng_serve_default_params(&o->serve);
 	eng_worker_default_params(&o->worker);
 	eng_remote_default_params(&o->remote);

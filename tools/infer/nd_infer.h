@@ -27,6 +27,10 @@ struct nd_infer_opts {
 	long num_prompts;                 /* --num-prompts: records read at most (0: all) */
 	int32_t repeat;                   /* --repeat: runs of the input, one after
 					   * the other, same run name (1) */
+	bool router_mode;                 /* --router: serve as a router */
+	struct eng_router_params router;  /* --worker, --policy, health options */
+	const char *workers[64];          /* router.workers points here */
+	int32_t dp_size;                  /* --dp-size: workers to start (0: none) */
 };
 
 void nd_infer_default_opts(struct nd_infer_opts *o);
@@ -40,6 +44,10 @@ int nd_infer_run_local(const struct nd_infer_opts *o, char **files, int n_files)
 /* Loads the model once and serves it on o->socket and/or over HTTP
  * (o->serve.port) until shut down. */
 int nd_infer_serve(const struct nd_infer_opts *o);
+
+/* Serves a router over o->router's workers on o->socket (after starting
+ * o->dp_size workers of its own, when set) until shut down. */
+int nd_router_serve(const struct nd_infer_opts *o);
 
 /* Runs the input files (or stdin) through the worker at o->socket. */
 int nd_infer_run_remote(const struct nd_infer_opts *o, char **files, int n_files);

@@ -9,7 +9,8 @@ tools_report_libreport_a_SOURCES = \
 	tools/report/nd_report_md.c \
 	tools/report/nd_report_text.c \
 	tools/report/nd_report_charts.c \
-	tools/report/nd_report_engines.c
+	tools/report/nd_report_engines.c \
+	tools/report/nd_report_routing.c
 REPORT_LIBS = tools/report/libreport.a $(ND_LIBS) -lm
 
 check_PROGRAMS += tests/test-nd-svg

@@ -8,6 +8,7 @@
  *   nd_report_text.c    conclusions, projection, notes; the entry point
  *   nd_report_charts.c  draws the SVG charts with nd_svg
  *   nd_report_engines.c engines side by side (runs named ENGINE/...)
+ *   nd_report_routing.c routing policies compared (runs through a router)
  */
 #ifndef TRAJBENCH_ND_REPORT_INT_H
 #define TRAJBENCH_ND_REPORT_INT_H
@@ -225,5 +226,10 @@ void rp_md_turns(const struct rp_ctx *c);
 void rp_md_env(const struct rp_ctx *c);
 /* Engines side by side; nothing with one engine. */
 void rp_md_engines(const struct rp_ctx *c, const struct nd_report *r, const struct rp_engines *e);
+
+/* The routing policies compared (nd_report_routing.c): a row per summary
+ * of a routed run (a run record with "workers"); nothing when there is
+ * none. */
+void rp_md_routing(const struct rp_ctx *c, const struct nd_report *r);
 
 #endif

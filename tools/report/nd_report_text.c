@@ -422,6 +422,7 @@ static void write_sections(const struct rp_ctx *c)
 	if (c->r->n_rows) {
 		rp_md_results(c);
 		rp_md_engines(c, c->all, c->engines);
+		rp_md_routing(c, c->all);
 		rp_md_latency(c);
 		rp_md_cache(c);
 		rp_md_turns(c);

@@ -43,7 +43,7 @@ void nd_summary_default_params(struct nd_summary_params *p)
 
 int nd_summary_parse_group_by(const char *s, enum nd_group_by *out)
 {
-	static const char *const names[] = {"run", "conversation", "turn", "none"};
+	static const char *const names[] = {"run", "conversation", "turn", "none", "worker"};
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		if (strcmp(s, names[i]) == 0) {
@@ -100,6 +100,7 @@ static void group_free(struct group *g)
 	free(g->key);
 	free(g->run);
 	free(g->conversation_id);
+	free(g->worker);
 	nd_dvec_free(&g->e2e);
 	nd_dvec_free(&g->ttft);
 	nd_dvec_free(&g->tpot);
@@ -213,6 +214,8 @@ static bool absent(const json_t *o, const char *key)
 
 struct req {
 	char *run, *conv;             /* JSON form, owned */
+	char *worker;                 /* the router's worker, JSON form, owned;
+				       * NULL when absent */
 	long long turn;
 	bool success;
 	double start, ttft, latency;  /* seconds */
@@ -233,6 +236,10 @@ static int parse_request_id(const json_t *o, struct req *r, char *err, size_t le
 	if ((rc = get_name(o, "conversation_id", &r->conv)) != ND_SUMMARY_OK)
 		return rc == NOT_A_STRING ?
 		       bad(err, len, "request", "conversation_id", "a string") : rc;
+	r->worker = NULL;
+	if (!absent(o, "worker") && (rc = get_name(o, "worker", &r->worker)) != ND_SUMMARY_OK)
+		return rc == NOT_A_STRING ? bad(err, len, "request", "worker", "a string or null")
+					  : rc;
 	if (!get_count(o, "turn", &r->turn))
 		return bad(err, len, "request", "turn", INT_MSG);
 	if (!get_bool(o, "success", &r->success))
@@ -286,7 +293,7 @@ static int parse_request_timing(const json_t *o, struct req *r, char *err,
 
 /* The map key of the group a record belongs to; NULL when out of memory. */
 static char *group_key(const struct nd_summary *s, const char *run,
-		       const char *conv, long long turn)
+		       const char *conv, long long turn, const char *worker)
 {
 	char *key = NULL;
 
@@ -301,6 +308,10 @@ static char *group_key(const struct nd_summary *s, const char *run,
 		if (asprintf(&key, "%s\x1f%lld", run, turn) < 0)
 			return NULL;
 		return key;
+	case ND_GROUP_BY_WORKER:
+		if (asprintf(&key, "%s\x1f%s%s", run, worker ? "w" : "", worker ? worker : "") < 0)
+			return NULL;
+		return key;
 	case ND_GROUP_BY_NONE:
 		break;
 	}
@@ -308,7 +319,7 @@ static char *group_key(const struct nd_summary *s, const char *run,
 }
 
 static struct group *group_new(struct nd_summary *s, char *key, const char *run,
-			       const char *conv, long long turn)
+			       const char *conv, long long turn, const char *worker)
 {
 	struct group *g = calloc(1, sizeof(*g));
 
@@ -319,8 +330,11 @@ static struct group *group_new(struct nd_summary *s, char *key, const char *run,
 	g->turn = (long)turn;
 	if (s->p.group_by == ND_GROUP_BY_CONVERSATION)
 		g->conversation_id = strdup(conv);
+	if (s->p.group_by == ND_GROUP_BY_WORKER && worker)
+		g->worker = strdup(worker);
 	if (!g->run || (s->p.group_by == ND_GROUP_BY_CONVERSATION &&
-			!g->conversation_id) ||
+			!g->conversation_id) || (worker && s->p.group_by == ND_GROUP_BY_WORKER &&
+						 !g->worker) ||
 	    nd_strmap_put(&s->groups, key, g) != 0) {
 		group_free(g);
 		return NULL;
@@ -332,16 +346,16 @@ static struct group *group_new(struct nd_summary *s, char *key, const char *run,
 
 /* Finds or makes the group of a record; NULL when out of memory. */
 static struct group *get_group(struct nd_summary *s, const char *run,
-			       const char *conv, long long turn)
+			       const char *conv, long long turn, const char *worker)
 {
-	char *key = group_key(s, run, conv, turn);
+	char *key = group_key(s, run, conv, turn, worker);
 	struct group *g;
 
 	if (!key)
 		return NULL;
 	g = nd_strmap_get(&s->groups, key);
 	if (!g)
-		return group_new(s, key, run, conv, turn);
+		return group_new(s, key, run, conv, turn, worker);
 	free(key);
 	/* Only a none-group can see a second run; it then has no run name. */
 	if (g->run && strcmp(g->run, run) != 0) {
@@ -455,7 +469,7 @@ static int add_success(struct group *g, struct conv_acc *c,
 
 static int add_parsed_request(struct nd_summary *s, const struct req *r)
 {
-	struct group *g = get_group(s, r->run, r->conv, r->turn);
+	struct group *g = get_group(s, r->run, r->conv, r->turn, r->worker);
 	struct conv_acc *c = g ? get_conv(g, r->run, r->conv) : NULL;
 	struct turn_acc *t = NULL;
 
@@ -487,6 +501,7 @@ static int add_request(struct nd_summary *s, const json_t *o, char *err,
 		rc = add_parsed_request(s, &r);
 	free(r.run);
 	free(r.conv);
+	free(r.worker);
 	return rc;
 }
 
@@ -506,10 +521,11 @@ static int add_result_named(struct nd_summary *s, const json_t *o, const char *r
 		return bad(err, len, "conversation_result", "env_time", NUM_MSG);
 	if (!get_num(o, "llm_time", &llm))
 		return bad(err, len, "conversation_result", "llm_time", NUM_MSG);
-	/* A conversation spans turns: it belongs to no turn group. */
-	if (s->p.group_by == ND_GROUP_BY_TURN)
+	/* A conversation spans turns (and, routed, workers): it belongs to no
+	 * turn or worker group. */
+	if (s->p.group_by == ND_GROUP_BY_TURN || s->p.group_by == ND_GROUP_BY_WORKER)
 		return ND_SUMMARY_OK;
-	g = get_group(s, run, conv, 0);
+	g = get_group(s, run, conv, 0, NULL);
 	c = g ? get_conv(g, run, conv) : NULL;
 	if (!c)
 		return ND_SUMMARY_NO_MEMORY;
@@ -591,7 +607,7 @@ static int add_run_named(struct nd_summary *s, const json_t *o, const char *run,
 	if (s->p.group_by == ND_GROUP_BY_NONE)
 		return ND_SUMMARY_OK;
 	/* A run without requests still gets its (empty) summary. */
-	if (s->p.group_by == ND_GROUP_BY_RUN && !get_group(s, run, NULL, 0))
+	if (s->p.group_by == ND_GROUP_BY_RUN && !get_group(s, run, NULL, 0, NULL))
 		return ND_SUMMARY_NO_MEMORY;
 	for (struct group *g = s->head; g; g = g->next)
 		if (g->run && strcmp(g->run, run) == 0)

@@ -33,6 +33,7 @@ enum nd_group_by {
 	ND_GROUP_BY_CONVERSATION,
 	ND_GROUP_BY_TURN,
 	ND_GROUP_BY_NONE,
+	ND_GROUP_BY_WORKER,   /* run and the worker a router sent the turn to */
 };
 
 enum nd_summary_format {
@@ -66,7 +67,7 @@ enum nd_summary_status {
 /* Group by run, percentiles 90 and 99, JSON, no per-turn, no projection. */
 void nd_summary_default_params(struct nd_summary_params *p);
 
-/* Parses "run", "conversation", "turn" or "none".  0 or -1. */
+/* Parses "run", "conversation", "turn", "none" or "worker".  0 or -1. */
 int nd_summary_parse_group_by(const char *s, enum nd_group_by *out);
 
 /* Parses a comma-separated list of percentiles ("50,90,99.9") into

@@ -12,11 +12,11 @@
 
 
 /*
- * Names (run, conversation_id, mode, backend) are kept in their JSON form,
- * quotes included ("\"bs1\""): a C string with neither NUL nor control
- * characters, so that a name holding U+0000 stays whole, keys joined by
- * \x1f cannot collide, and the records give every name back exactly
- * (nd_summary_name_json).
+ * Names (run, conversation_id, worker, mode, backend) are kept in their
+ * JSON form, quotes included ("\"bs1\""): a C string with neither NUL nor
+ * control characters, so that a name holding U+0000 stays whole, keys
+ * joined by \x1f cannot collide, and the records give every name back
+ * exactly (nd_summary_name_json).
  */
 
 /* One conversation inside a group. */
@@ -45,6 +45,8 @@ struct group {
 	bool run_mixed;
 	char *conversation_id;  /* JSON form; set with --group-by conversation */
 	long turn;              /* set with --group-by turn */
+	char *worker;           /* JSON form; set with --group-by worker; NULL:
+				 * none named */
 	bool closed;            /* its run record was seen */
 	long completed, failed;
 	long recorded, mismatched; /* requests with a recorded prompt length, and

@@ -98,6 +98,8 @@ static void jb_identity(struct jb *b, const struct nd_summary *s,
 	jb_name(b, "run", g->run);
 	if (s->p.group_by == ND_GROUP_BY_CONVERSATION)
 		jb_name(b, "conversation_id", g->conversation_id);
+	else if (s->p.group_by == ND_GROUP_BY_WORKER)
+		jb_name(b, "worker", g->worker);
 	else if (s->p.group_by == ND_GROUP_BY_TURN && strcmp(type, "summary") == 0)
 		jb_set(b, "turn", json_integer(g->turn));
 }

@@ -145,6 +145,8 @@ static int head_lines(const json_t *sum, const char *backend)
 	rc |= kv("Run:", str_or(sum, "run", "(several runs)"));
 	if (json_object_get(sum, "conversation_id"))
 		rc |= kv("Conversation:", str_or(sum, "conversation_id", "n/a"));
+	if (json_object_get(sum, "worker"))
+		rc |= kv("Worker:", str_or(sum, "worker", "n/a"));
 	if (json_is_integer(json_object_get(sum, "turn")))
 		rc |= kv_int("Turn:", sum, "turn");
 	rc |= kv("Backend:", backend ? backend : "n/a");
@@ -239,7 +241,7 @@ static size_t cell(char *buf, size_t len, int w, const json_t *v, double scale)
 /* The turn_summary records as a table: one row per turn. */
 static int turn_lines(const json_t *turns)
 {
-	static const char *const skip[] = {"type", "run", "conversation_id"};
+	static const char *const skip[] = {"type", "run", "conversation_id", "worker"};
 	char buf[1024];
 	size_t i, j, pos;
 	const char *k;

@@ -65,6 +65,12 @@ struct eng_backend_params {
 	 * bf16), while the CPU keeps the rounded values in fp32 (the same
 	 * numbers, not the memory saving). */
 	int kv_dtype;
+	/* Weights of the linear layers (q, k, v, o, gate, up, down) in FP8
+	 * E4M3 with one scale per output row, and their input activations
+	 * quantized per token as the product runs (W8A8, kv_fp8.h's
+	 * eng_fp8_quantize_row for both); the embedding, the LM head, norms
+	 * and biases keep their precision.  0: the weights as loaded. */
+	int weight_fp8;
 };
 
 /* n_threads 0, page_size 16, n_pages 256, device 0, cuda_graph_max_bs 64,

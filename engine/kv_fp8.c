@@ -119,3 +119,23 @@ int eng_kv_scales(const struct eng_model_config *c, const struct eng_model_weigh
 		*from_checkpoint = found;
 	return 0;
 }
+
+float eng_fp8_row_scale(float amax)
+{
+	float s = amax / 448.0f;
+
+	return s >= ENG_FP8_MIN_SCALE ? s : ENG_FP8_MIN_SCALE;   /* NaN too */
+}
+
+void eng_fp8_quantize_row(const float *x, int n, uint8_t *q, float *scale)
+{
+	float amax = 0.0f, inv;
+	int i;
+
+	for (i = 0; i < n; i++)
+		amax = fabsf(x[i]) > amax ? fabsf(x[i]) : amax;
+	*scale = eng_fp8_row_scale(amax);
+	inv = 1.0f / *scale;
+	for (i = 0; i < n; i++)
+		q[i] = eng_f32_to_e4m3(x[i] * inv);
+}

@@ -44,6 +44,18 @@ static inline float eng_kv_fp8_round(float x, float inv_scale, float scale)
 	return eng_e4m3_to_f32(eng_f32_to_e4m3(x * inv_scale)) * scale;
 }
 
+/* FP8 weights and activations (eng_backend_params.weight_fp8): a row x
+ * (n) is stored as q[i] = e4m3(x[i] * (1 / scale)) with one scale for the
+ * row, scale = max_i |x[i]| / 448, at least ENG_FP8_MIN_SCALE (so an
+ * all-zero row gets zeros, and 1 / scale stays finite); 1 / scale is
+ * formed in fp32, as for the KV cache, so the GPU's quantization gives the
+ * same bytes.  A product of a quantized activation row a (scale sa) and a
+ * quantized weight row w (scale sw) is sa * sw * sum_i a[i] w[i], the sum
+ * over the exact E4M3 values in fp32. */
+#define ENG_FP8_MIN_SCALE 1e-12f
+float eng_fp8_row_scale(float amax);
+void eng_fp8_quantize_row(const float *x, int n, uint8_t *q, float *scale);
+
 /* The dequantization scales of every (layer, KV head): k and v (n_layers,
  * n_kv_heads) from the layers' k_scale / v_scale tensors where the model
  * has them (one value for all heads of a layer, or one per head), 1.0

@@ -248,19 +248,32 @@ static int attention(const struct cuda_state *st, const struct rank *R, const st
  * products go through proj and its all-reduce. */
 static int adds(const struct cuda_state *st, const float *bias)
 {
-	return st->n_ranks == 1 && !bias;
+	return st->n_ranks == 1 && !bias && !st->w_fp8;
 }
 
-/* A row-parallel projection (o, down) of in (T, k) by w (hidden, k):
- * added into x when adds(), else into proj for the add + rmsnorm after
- * it (and the all-reduce before that). */
+/* y (T, n) = in (T, k) . the layer matrix w or its FP8 form (w8, row
+ * scales ws) ^T; y fp32 (KN_Y_F32) or bf16 (0). */
+static int linear(const struct cuda_state *st, const struct rank *R, void *y, int y_f32,
+		  const uint16_t *in, const uint16_t *w, const uint8_t *w8, const float *ws,
+		  int T, int n, int k)
+{
+	if (st->w_fp8)
+		return kn_gemm_fp8(R->gemm, y, y_f32, n, in, w8, ws, T, n, k, R->xq, R->xs,
+				   KN_FP8_AUTO);
+	return kn_gemm_bf16(R->gemm, y, y_f32, n, in, w, T, n, k);
+}
+
+/* A row-parallel projection (o, down) of in (T, k) by w (hidden, k) (or
+ * w8, ws): added into x when adds(), else into proj for the add + rmsnorm
+ * after it (and the all-reduce before that). */
 static int project(const struct cuda_state *st, const struct rank *R, const float *bias,
-		   const uint16_t *in, const uint16_t *w, int T, int k)
+		   const uint16_t *in, const uint16_t *w, const uint8_t *w8, const float *ws,
+		   int T, int k)
 {
 	int H = st->cfg.hidden;
 
 	return adds(st, bias) ? kn_gemm_bf16(R->gemm, R->x, KN_Y_F32_ADD, H, in, w, T, H, k)
-			      : kn_gemm_bf16(R->gemm, R->proj, KN_Y_F32, H, in, w, T, H, k);
+			      : linear(st, R, R->proj, KN_Y_F32, in, w, w8, ws, T, H, k);
 }
 
 /* Sums the ranks' proj (T rows); nothing with one rank.  A failure is
@@ -328,22 +341,22 @@ static int layer_op(const struct cuda_state *st, const struct rank *R, const str
 				      P ? P->bd : NULL, L->attn_norm, R->xb, NULL, T, H, eps,
 				      R->stream);
 	case OP_QKV:
-		return kn_gemm_bf16(R->gemm, R->qkv, KN_Y_F32, qkv, R->xb, L->wqkv, T, qkv, H);
+		return linear(st, R, R->qkv, KN_Y_F32, R->xb, L->wqkv, L->wqkv8, L->sqkv, T, qkv, H);
 	case OP_ROPE:
 		return rope(st, R, L, m, l);
 	case OP_ATTN:
 		return attention(st, R, m, l);
 	case OP_O:
-		return project(st, R, L->bo, R->att, L->wo, T, st->nh * c->head_dim);
+		return project(st, R, L->bo, R->att, L->wo, L->wo8, L->so, T, st->nh * c->head_dim);
 	case OP_MLP_NORM:
 		return kn_add_rmsnorm(R->x, adds(st, L->bo) ? NULL : R->proj, L->bo, L->mlp_norm,
 				      R->xb, NULL, T, H, eps, R->stream);
 	case OP_GU:
-		return kn_gemm_bf16(R->gemm, R->gu, 0, 2 * I, R->xb, L->wgu, T, 2 * I, H);
+		return linear(st, R, R->gu, 0, R->xb, L->wgu, L->wgu8, L->sgu, T, 2 * I, H);
 	case OP_SILU:
 		return kn_silu_mul(R->act, R->gu, L->bgu, T, I, R->stream);
 	case OP_DOWN:
-		return project(st, R, L->bd, R->act, L->wd, T, I);
+		return project(st, R, L->bd, R->act, L->wd, L->wd8, L->sd, T, I);
 	default:
 		return KN_E_INVALID;
 	}

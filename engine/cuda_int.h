@@ -66,6 +66,9 @@ struct rank {
 			      sums until all-reduced) */
 	uint16_t *gu;      /* (T, 2 inter) bf16 */
 	uint16_t *act;     /* (T, inter) bf16 */
+	uint8_t *xq;       /* weight_fp8: (T, max(hidden, nh head_dim, inter)) a product's
+			      input rows as E4M3 */
+	float *xs;         /* weight_fp8: (T) their scales */
 	float *lp;         /* (T) log-probs of the selected rows (one rank only) */
 	int32_t *amax;     /* (T) argmax of the selected rows (one rank only) */
 	struct kn_vocab_part *part;   /* (T) this rank's view of the selected rows */
@@ -84,6 +87,7 @@ struct cuda_state {
 	int use_tc;         /* prefill attention on the tensor-core kernel */
 	int use_tc_decode;  /* decode attention likewise */
 	int kv_fp8;         /* KV pages in FP8 E4M3 (params.kv_dtype), else bf16 */
+	int w_fp8;          /* linear layers in FP8 E4M3 (params.weight_fp8) */
 	int n_ranks;        /* params.tp_size */
 	int shared;         /* n_ranks > 1 on one GPU and one stream */
 	int nh, nkv, inter; /* per rank */

@@ -46,6 +46,10 @@ static void free_rank_acts(struct rank *R)
 	kn_free(R->lp);
 	kn_free(R->amax);
 	kn_free(R->part);
+	kn_free(R->xq);
+	kn_free(R->xs);
+	R->xq = NULL;
+	R->xs = NULL;
 	R->x = R->proj = R->qkv = R->lp = NULL;
 	R->xb = R->q = R->att = R->gu = R->act = NULL;
 	R->amax = NULL;
@@ -74,8 +78,10 @@ static void free_acts(struct cuda_state *st)
 static int alloc_rank_acts(const struct cuda_state *st, struct rank *R, size_t t)
 {
 	size_t H = st->cfg.hidden, qd = (size_t)st->nh * st->cfg.head_dim;
+	size_t kmax = H > qd ? H : qd;
 	int rc;
 
+	kmax = kmax > (size_t)st->inter ? kmax : (size_t)st->inter;
 	if ((rc = kn_malloc((void **)&R->x, t * H * 4)) ||
 	    (rc = kn_malloc((void **)&R->xb, t * H * 2)) ||
 	    (rc = kn_malloc((void **)&R->qkv, t * qkv_dim(st) * 4)) ||
@@ -86,7 +92,9 @@ static int alloc_rank_acts(const struct cuda_state *st, struct rank *R, size_t t
 	    (rc = kn_malloc((void **)&R->act, t * st->inter * 2)) ||
 	    (rc = kn_malloc((void **)&R->lp, t * 4)) ||
 	    (rc = kn_malloc((void **)&R->amax, t * 4)) ||
-	    (st->n_ranks > 1 && (rc = kn_malloc((void **)&R->part, t * sizeof(*R->part)))))
+	    (st->n_ranks > 1 && (rc = kn_malloc((void **)&R->part, t * sizeof(*R->part)))) ||
+	    (st->w_fp8 && ((rc = kn_malloc((void **)&R->xq, t * kmax)) ||
+			   (rc = kn_malloc((void **)&R->xs, t * 4)))))
 		return rc;
 	return 0;
 }
@@ -416,8 +424,10 @@ static int load_weights(struct cuda_state *st, const struct eng_model_weights *w
 
 		if ((rc = use_rank(st, r)))
 			return eng_cuda_error(rc, err);
-		rc = w ? eng_cuda_weights_upload(&R->w, &st->cfg, sh, w, R->stream, err)
-		       : eng_cuda_weights_dummy(&R->w, &st->cfg, sh, seed, R->stream, err);
+		rc = w ? eng_cuda_weights_upload(&R->w, &st->cfg, sh, w, st->params.weight_fp8,
+						 R->stream, err)
+		       : eng_cuda_weights_dummy(&R->w, &st->cfg, sh, seed,
+						 st->params.weight_fp8, R->stream, err);
 		if (rc)
 			return rc;
 	}
@@ -461,6 +471,7 @@ int eng_cuda_create(const struct eng_model_config *cfg, const struct eng_model_w
 		st->tile_rows = kn_attn_tile_rows(cfg->n_heads, cfg->n_kv_heads);
 	st->use_tc_decode = kn_attn_decode_tc_ok(cfg->n_heads, cfg->n_kv_heads, cfg->head_dim);
 	st->kv_fp8 = params->kv_dtype == ENG_KV_DTYPE_FP8_E4M3;
+	st->w_fp8 = params->weight_fp8 != 0;
 	if ((rc = open_devices(st, err)) || (rc = alloc_fixed(st, err)) ||
 	    (st->kv_fp8 && (rc = upload_kv_scales(st, w, err))) ||
 	    (rc = make_events(st, err)) || (rc = load_weights(st, w, seed, err))) {

@@ -45,6 +45,16 @@ int eng_cuda_shard_check(const struct eng_model_config *c, int size, struct eng_
 	return 0;
 }
 
+/* FP8 weights are quantized by whole rows, so one shard only. */
+static int fp8_check(struct eng_cuda_shard sh, int fp8, struct eng_error *err)
+{
+	if (fp8 && sh.size > 1)
+		return eng_error_set(err, ENG_E_UNSUPPORTED, "cuda", 0,
+				     "FP8 weights (--quantization fp8) do not yet work with "
+				     "tensor parallelism (--tp-size %d)", sh.size);
+	return 0;
+}
+
 /* One rank's sizes and offsets: full q_dim, kv_dim; the rank's q rows
  * [q0, q0 + nq), kv rows [k0, k0 + nk), intermediate rows [i0, i0 + ni),
  * vocab rows [v0, v0 + nv); head_dim hd. */
@@ -83,8 +93,34 @@ static void *take(char *base, size_t *off, size_t bytes)
 	return p;
 }
 
+/* The four matrices of layer L: in the block, or with FP8 as E4M3 bytes
+ * and row scales in the block and bf16 in the one layer's stage. */
+static void plan_matrices(struct eng_cuda_weights *w, struct eng_cuda_layer *L,
+			  const struct dims *d, char *base, size_t *off, char *stage)
+{
+	size_t H = d->H, qkv = d->nq + 2 * d->nk, so = 0;
+	char *mb = w->fp8 ? stage : base;
+	size_t *mo = w->fp8 ? &so : off;
+
+	L->wqkv = take(mb, mo, qkv * H * 2);
+	L->wo = take(mb, mo, H * d->nq * 2);
+	L->wgu = take(mb, mo, 2 * d->ni * H * 2);
+	L->wd = take(mb, mo, H * d->ni * 2);
+	if (!w->fp8)
+		return;
+	w->stage_bytes = so;
+	L->wqkv8 = take(base, off, qkv * H);
+	L->sqkv = take(base, off, qkv * 4);
+	L->wo8 = take(base, off, H * d->nq);
+	L->so = take(base, off, H * 4);
+	L->wgu8 = take(base, off, 2 * d->ni * H);
+	L->sgu = take(base, off, 2 * d->ni * 4);
+	L->wd8 = take(base, off, H * d->ni);
+	L->sd = take(base, off, H * 4);
+}
+
 static size_t plan(struct eng_cuda_weights *w, const struct eng_model_config *c,
-		   const struct dims *d, char *base)
+		   const struct dims *d, char *base, char *stage)
 {
 	size_t off = 0, H = d->H, qkv = d->nq + 2 * d->nk;
 	int l;
@@ -99,45 +135,82 @@ static size_t plan(struct eng_cuda_weights *w, const struct eng_model_config *c,
 		struct eng_cuda_layer *L = &w->layers[l];
 
 		L->attn_norm = take(base, &off, H * 4);
-		L->wqkv = take(base, &off, qkv * H * 2);
+		plan_matrices(w, L, d, base, &off, stage);
 		L->bqkv = c->qkv_bias ? take(base, &off, qkv * 4) : NULL;
 		L->q_norm = c->qk_norm ? take(base, &off, d->hd * 4) : NULL;
 		L->k_norm = c->qk_norm ? take(base, &off, d->hd * 4) : NULL;
-		L->wo = take(base, &off, H * d->nq * 2);
 		L->bo = c->o_bias ? take(base, &off, H * 4) : NULL;
 		L->mlp_norm = take(base, &off, H * 4);
-		L->wgu = take(base, &off, 2 * d->ni * H * 2);
 		L->bgu = c->mlp_bias ? take(base, &off, 2 * d->ni * 4) : NULL;
-		L->wd = take(base, &off, H * d->ni * 2);
 		L->bd = c->mlp_bias ? take(base, &off, H * 4) : NULL;
 	}
 	return off;
 }
 
 static int alloc_block(struct eng_cuda_weights *w, const struct eng_model_config *c,
-		       const struct dims *d, struct eng_error *err)
+		       const struct dims *d, int fp8, struct eng_error *err)
 {
 	size_t bytes;
 	int rc;
 
 	memset(w, 0, sizeof(*w));
+	w->fp8 = fp8;
 	w->layers = calloc((size_t)c->n_layers, sizeof(*w->layers));
 	if (!w->layers)
 		return eng_error_set(err, ENG_E_NOMEM, "cuda", 0, "out of memory");
-	bytes = plan(w, c, d, NULL);
-	if ((rc = kn_malloc(&w->block, bytes))) {
+	bytes = plan(w, c, d, NULL, NULL);
+	if ((rc = kn_malloc(&w->block, bytes)) ||
+	    (fp8 && (rc = kn_malloc(&w->stage, w->stage_bytes)))) {
 		eng_cuda_error(rc, err);
 		eng_cuda_weights_free(w);
 		return ENG_E_DEVICE;
 	}
 	w->bytes = bytes;
-	plan(w, c, d, w->block);
+	plan(w, c, d, w->block, w->stage);
+	return 0;
+}
+
+/* With FP8, layer L's matrices from the stage into their E4M3 bytes (in
+ * stream order, before the next layer reuses the stage). */
+static int quantize_layer(const struct eng_cuda_weights *w, const struct eng_cuda_layer *L,
+			  const struct dims *d, kn_stream s)
+{
+	int H = (int)d->H, qkv = (int)(d->nq + 2 * d->nk), nq = (int)d->nq, ni = (int)d->ni;
+	int rc;
+
+	if (!w->fp8)
+		return 0;
+	if ((rc = kn_quant_rows_e4m3(L->wqkv8, L->sqkv, L->wqkv, qkv, H, s)) ||
+	    (rc = kn_quant_rows_e4m3(L->wo8, L->so, L->wo, H, nq, s)) ||
+	    (rc = kn_quant_rows_e4m3(L->wgu8, L->sgu, L->wgu, 2 * ni, H, s)))
+		return rc;
+	return kn_quant_rows_e4m3(L->wd8, L->sd, L->wd, H, ni, s);
+}
+
+/* After loading: the stage goes, and with it the bf16 matrices. */
+static int drop_stage(struct eng_cuda_weights *w, const struct eng_model_config *c,
+		      kn_stream s)
+{
+	int rc;
+
+	if (!w->fp8)
+		return 0;
+	if ((rc = kn_stream_sync(s)))
+		return rc;
+	kn_free(w->stage);
+	w->stage = NULL;
+	for (int l = 0; l < c->n_layers; l++) {
+		struct eng_cuda_layer *L = &w->layers[l];
+
+		L->wqkv = L->wo = L->wgu = L->wd = NULL;
+	}
 	return 0;
 }
 
 void eng_cuda_weights_free(struct eng_cuda_weights *w)
 {
 	kn_free(w->block);
+	kn_free(w->stage);
 	free(w->layers);
 	memset(w, 0, sizeof(*w));
 }
@@ -281,14 +354,15 @@ static int put_layer(const struct eng_cuda_layer *L, const struct eng_layer_weig
 }
 
 int eng_cuda_weights_upload(struct eng_cuda_weights *w, const struct eng_model_config *c,
-			    struct eng_cuda_shard sh, const struct eng_model_weights *mw,
+			    struct eng_cuda_shard sh, const struct eng_model_weights *mw, int fp8,
 			    kn_stream s, struct eng_error *err)
 {
 	struct dims d = dims_of(c, sh);
 	uint16_t *sc;
 	int rc, l;
 
-	if ((rc = eng_cuda_shard_check(c, sh.size, err)) || (rc = alloc_block(w, c, &d, err)))
+	if ((rc = eng_cuda_shard_check(c, sh.size, err)) || (rc = fp8_check(sh, fp8, err)) ||
+	    (rc = alloc_block(w, c, &d, fp8, err)))
 		return rc;
 	sc = malloc(CHUNK_ELEMS * sizeof(uint16_t));
 	if (!sc) {
@@ -301,8 +375,10 @@ int eng_cuda_weights_upload(struct eng_cuda_weights *w, const struct eng_model_c
 	if (!rc)
 		rc = put_f32(w->final_norm, &mw->final_norm, 0, 0, s, err);
 	for (l = 0; !rc && l < c->n_layers; l++)
-		rc = put_layer(&w->layers[l], &mw->layers[l], c, &d, sc, s, err);
-	if (!rc && (rc = kn_stream_sync(s)))
+		if (!(rc = put_layer(&w->layers[l], &mw->layers[l], c, &d, sc, s, err)) &&
+		    (rc = quantize_layer(w, &w->layers[l], &d, s)))
+			rc = eng_cuda_error(rc, err);
+	if (!rc && ((rc = kn_stream_sync(s)) || (rc = drop_stage(w, c, s))))
 		rc = eng_cuda_error(rc, err);
 	free(sc);
 	if (rc)
@@ -393,14 +469,15 @@ static int dummy_mlp(struct filler *f, const struct eng_cuda_layer *L, const str
 }
 
 int eng_cuda_weights_dummy(struct eng_cuda_weights *w, const struct eng_model_config *c,
-			   struct eng_cuda_shard sh, uint64_t seed, kn_stream s,
+			   struct eng_cuda_shard sh, uint64_t seed, int fp8, kn_stream s,
 			   struct eng_error *err)
 {
 	struct dims d = dims_of(c, sh);
 	struct filler f = { seed, 0, s };
 	int rc, l;
 
-	if ((rc = eng_cuda_shard_check(c, sh.size, err)) || (rc = alloc_block(w, c, &d, err)))
+	if ((rc = eng_cuda_shard_check(c, sh.size, err)) || (rc = fp8_check(sh, fp8, err)) ||
+	    (rc = alloc_block(w, c, &d, fp8, err)))
 		return rc;
 	rc = block16(&f, next_seed(&f), w->embed, d.V, d.H, d.H, 0, 0, 0.02f);
 	if (!rc && !c->tie_embeddings)
@@ -412,11 +489,12 @@ int eng_cuda_weights_dummy(struct eng_cuda_weights *w, const struct eng_model_co
 
 		if ((rc = vec32(&f, L->attn_norm, d.H, 1.0f, 0.05f)) ||
 		    (rc = dummy_attn(&f, L, &d)) ||
-		    (rc = vec32(&f, L->mlp_norm, d.H, 1.0f, 0.05f)) || (rc = dummy_mlp(&f, L, &d)))
+		    (rc = vec32(&f, L->mlp_norm, d.H, 1.0f, 0.05f)) || (rc = dummy_mlp(&f, L, &d)) ||
+		    (rc = quantize_layer(w, L, &d, s)))
 			break;
 	}
-	if (!rc)
-		rc = kn_stream_sync(s);
+	if (!rc && !(rc = kn_stream_sync(s)))
+		rc = drop_stage(w, c, s);
 	if (rc) {
 		eng_cuda_error(rc, err);
 		eng_cuda_weights_free(w);

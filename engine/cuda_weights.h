@@ -39,6 +39,12 @@ struct eng_cuda_layer {
 	float *bgu;          /* (2 inter_r) or NULL */
 	uint16_t *wd;        /* (hidden, inter_r) bf16 */
 	float *bd;           /* (hidden) or NULL */
+	/* FP8 weights (params.weight_fp8): the four matrices above as E4M3
+	 * bytes of the same shapes with one scale per row, quantized on the
+	 * device from the bf16 ones (kn_quant_rows_e4m3), which are then
+	 * gone (NULL). */
+	uint8_t *wqkv8, *wo8, *wgu8, *wd8;
+	float *sqkv, *so, *sgu, *sd;
 };
 
 struct eng_cuda_weights {
@@ -51,6 +57,9 @@ struct eng_cuda_weights {
 	int vocab0, n_vocab;
 	float *final_norm;             /* (hidden) */
 	struct eng_cuda_layer *layers; /* (n_layers) host array of device pointers */
+	int fp8;                       /* the layers' matrices are E4M3 */
+	void *stage;                   /* while loading FP8: one layer's bf16 matrices */
+	size_t stage_bytes;
 };
 
 /* Rank `rank` of a tensor-parallel group of `size`. */
@@ -63,18 +72,21 @@ struct eng_cuda_shard {
  * saying which. */
 int eng_cuda_shard_check(const struct eng_model_config *c, int size, struct eng_error *err);
 
-/* Uploads sh's shard of mw (any stored dtype) to the current device.
+/* Uploads sh's shard of mw (any stored dtype) to the current device,
+ * the linear layers' matrices quantized to FP8 when fp8 (one shard only:
+ * sh.size 1).
  * Returns 0, ENG_E_DEVICE, ENG_E_NOMEM, ENG_E_FORMAT (a tensor the config
  * implies is missing). */
 int eng_cuda_weights_upload(struct eng_cuda_weights *w, const struct eng_model_config *c,
-			    struct eng_cuda_shard sh, const struct eng_model_weights *mw,
+			    struct eng_cuda_shard sh, const struct eng_model_weights *mw, int fp8,
 			    kn_stream s, struct eng_error *err);
 
 /* Random weights of c's shape from seed (matrices std 0.02, norms near
  * 1, biases std 0.02), made on the device: sh's shard of the one random
- * model that seed gives, whatever the number of ranks. */
+ * model that seed gives, whatever the number of ranks; with fp8, that
+ * model's matrices quantized as the upload quantizes them. */
 int eng_cuda_weights_dummy(struct eng_cuda_weights *w, const struct eng_model_config *c,
-			   struct eng_cuda_shard sh, uint64_t seed, kn_stream s,
+			   struct eng_cuda_shard sh, uint64_t seed, int fp8, kn_stream s,
 			   struct eng_error *err);
 
 void eng_cuda_weights_free(struct eng_cuda_weights *w);

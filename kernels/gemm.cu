@@ -30,8 +30,8 @@
 #include <stdlib.h>
 
 #include "kernels/kn_check.cuh"
+#include "kernels/kn_gemm.cuh"
 
-#define KN_GEMM_WORKSPACE (32u << 20)
 #define KN_SKINNY_M 4
 #define KN_GEMM_PICKS 256
 #define SK_WARPS 8
@@ -47,17 +47,12 @@ static pthread_mutex_t pick_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct gemm_pick picks[KN_GEMM_PICKS];
 static int n_picks;
 
-struct kn_gemm {
-	cublasHandle_t h;
-	void *ws;
-	cudaStream_t s;
-	cudaEvent_t e0, e1;
-};
 
 static int gemm_init(struct kn_gemm *g, kn_stream s)
 {
 	g->s = s;
 	KN_CHECK(cublasCreate(&g->h));
+	KN_CHECK(cublasLtCreate(&g->lt));
 	KN_CHECK(cublasSetStream(g->h, s));
 	KN_CHECK(cudaMalloc(&g->ws, KN_GEMM_WORKSPACE));
 	KN_CHECK(cublasSetWorkspace(g->h, g->ws, KN_GEMM_WORKSPACE));
@@ -90,6 +85,9 @@ extern "C" void kn_gemm_free(struct kn_gemm *g)
 		return;
 	if (g->h)
 		cublasDestroy(g->h);
+	kn_gemm_fp8_forget(g);
+	if (g->lt)
+		cublasLtDestroy(g->lt);
 	if (g->ws)
 		cudaFree(g->ws);
 	if (g->e0)

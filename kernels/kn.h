@@ -94,6 +94,27 @@ int kn_gemm_bf16(struct kn_gemm *g, void *y, int y_f32, int ldy, const uint16_t 
 int kn_gemm_skinny_bf16(void *y, int y_f32, int ldy, const uint16_t *x, const uint16_t *w,
 			int m, int n, int k, kn_stream s);
 
+/* FP8 weights (W8A8): a row of n values is quantized as engine/kv_fp8.c's
+ * eng_fp8_quantize_row does, bit for bit: scale = max |x| / 448 (at least
+ * 1e-12), bytes e4m3(x * (1 / scale)).  q (rows, cols) bytes and scale
+ * (rows) from x (rows, cols) bf16. */
+int kn_quant_rows_e4m3(uint8_t *q, float *scale, const uint16_t *x, int rows, int cols,
+		       kn_stream s);
+
+/* y (m, n) = xs[i] ws[j] sum_k e4m3(xq[i][k]) e4m3(w[j][k]), fp32 sums,
+ * where x (m, k) bf16 is first quantized by rows into xq (m, k) bytes
+ * and xs (m) (the caller's scratch), and w (n, k) holds E4M3 bytes with
+ * row scales ws (n).  y bf16 (y_f32 0) or fp32 (KN_Y_F32); ldy >= n.
+ * k a multiple of 16; w and xq 16-byte aligned.  path: KN_FP8_AUTO (the
+ * weight-streaming tensor-core kernel up to KN_FP8_SKINNY_M rows when k is
+ * a multiple of 64, else cuBLASLt), or either one forced (for tests and
+ * benchmarks). */
+#define KN_FP8_SKINNY_M 32
+enum { KN_FP8_AUTO = 0, KN_FP8_SKINNY = 1, KN_FP8_CUBLASLT = 2 };
+int kn_gemm_fp8(struct kn_gemm *g, void *y, int y_f32, int ldy, const uint16_t *x,
+		const uint8_t *w, const float *ws, int m, int n, int k, uint8_t *xq, float *xs,
+		int path);
+
 /* ---------------------------------------------------------------- ops */
 
 /* x (n_rows, hidden) fp32 = table (vocab, hidden) bf16 rows ids (n_rows).

@@ -347,6 +347,82 @@ static void test_gemm_skinny(int m, int n, int k)
 	free(xf), free(wf), free(x), free(w), free(ref), free(y), free(yc), free(yb);
 }
 
+/* ---------------------------------------------------------------- fp8 gemm */
+
+/* kn_quant_rows_e4m3 == eng_fp8_quantize_row byte for byte (rows with a
+ * zero row, a tiny one, and a wide range), and kn_gemm_fp8 on both paths
+ * against the same quantization's product summed in double on the host. */
+static void test_gemm_fp8(struct kn_gemm *g, int m, int n, int k, int path)
+{
+	static const char *names[] = { "auto", "skinny", "cublaslt" };
+	float *xf = malloc((size_t)m * k * 4), *wf = malloc((size_t)n * k * 4);
+	uint16_t *x = rand_bf16((size_t)m * k, 3, xf), *w = rand_bf16((size_t)n * k, 0.05f, wf);
+	uint8_t *wq = malloc((size_t)n * k), *xq = malloc((size_t)m * k);
+	uint8_t *gq = malloc((size_t)n * k);
+	float *ws = malloc((size_t)n * 4), *xs = malloc((size_t)m * 4), *gs = malloc((size_t)n * 4);
+	double *ref = malloc((size_t)m * n * sizeof(double));
+	float *y = malloc((size_t)m * n * 4);
+	uint16_t *yb = malloc((size_t)m * n * 2);
+	uint8_t *dwq = dev((size_t)n * k), *dxq = dev((size_t)m * k);
+	float *dws = dev((size_t)n * 4), *dxs = dev((size_t)m * 4), *dy = dev((size_t)m * n * 4);
+	uint16_t *dx, *dw;
+	size_t bad = 0;
+
+	/* row 0 of w all zero, row 1 tiny: the scale's floor and subnormals */
+	for (int t = 0; t < k; t++) {
+		w[t] = 0;
+		wf[t] = 0;
+		if (n > 1) {
+			w[(size_t)k + t] = eng_f32_to_bf16(1e-6f * frand());
+			wf[(size_t)k + t] = eng_bf16_to_f32(w[(size_t)k + t]);
+		}
+	}
+	dx = up(x, (size_t)m * k * 2);
+	dw = up(w, (size_t)n * k * 2);
+	for (int j = 0; j < n; j++)
+		eng_fp8_quantize_row(wf + (size_t)j * k, k, wq + (size_t)j * k, ws + j);
+	for (int i = 0; i < m; i++)
+		eng_fp8_quantize_row(xf + (size_t)i * k, k, xq + (size_t)i * k, xs + i);
+	if (ran(kn_quant_rows_e4m3(dwq, dws, dw, n, k, NULL), "kn_quant_rows_e4m3")) {
+		down(gq, dwq, (size_t)n * k);
+		down(gs, dws, (size_t)n * 4);
+		for (size_t i = 0; i < (size_t)n * k; i++)
+			bad += gq[i] != wq[i];
+		for (int j = 0; j < n; j++)
+			bad += memcmp(&gs[j], &ws[j], 4) != 0;
+		tap_ok(bad == 0, "fp8 row quantization %dx%d: device == host (%zu differ)", n, k, bad);
+	}
+	for (int i = 0; i < m; i++)
+		for (int j = 0; j < n; j++) {
+			double s = 0;
+
+			for (int t = 0; t < k; t++)
+				s += (double)eng_e4m3_to_f32(xq[(size_t)i * k + t]) *
+				     eng_e4m3_to_f32(wq[(size_t)j * k + t]);
+			ref[(size_t)i * n + j] = s * xs[i] * ws[j];
+		}
+	poison(dy, (size_t)m * n * 4);
+	if (ran(kn_gemm_fp8(g, dy, KN_Y_F32, n, dx, dwq, dws, m, n, k, dxq, dxs, path),
+		"kn_gemm_fp8 f32")) {
+		down(y, dy, (size_t)m * n * 4);
+		tap_ok(rel_err(y, ref, (size_t)m * n) < 1e-5, "fp8 gemm (%s) %dx%dx%d fp32 out: %.2e",
+		       names[path], m, n, k, rel_err(y, ref, (size_t)m * n));
+	}
+	poison(dy, (size_t)m * n * 4);
+	if (ran(kn_gemm_fp8(g, dy, 0, n, dx, dwq, dws, m, n, k, dxq, dxs, path),
+		"kn_gemm_fp8 bf16")) {
+		down(yb, dy, (size_t)m * n * 2);
+		for (size_t i = 0; i < (size_t)m * n; i++)
+			y[i] = eng_bf16_to_f32(yb[i]);
+		tap_ok(rel_err(y, ref, (size_t)m * n) < 1e-2, "fp8 gemm (%s) %dx%dx%d bf16 out: %.2e",
+		       names[path], m, n, k, rel_err(y, ref, (size_t)m * n));
+	}
+	kn_free(dx), kn_free(dw), kn_free(dwq), kn_free(dxq), kn_free(dws), kn_free(dxs);
+	kn_free(dy);
+	free(xf), free(wf), free(x), free(w), free(wq), free(xq), free(gq), free(ws), free(xs);
+	free(gs), free(ref), free(y), free(yb);
+}
+
 /* ---------------------------------------------------------------- e4m3 */
 
 /* kn_f32_to_e4m3 == eng_f32_to_e4m3, byte for byte, on every midpoint of
@@ -943,6 +1019,15 @@ int main(void)
 	test_gemm_skinny(3, 37, 3584);
 	test_gemm_skinny(4, 517, 18944);
 	test_gemm_skinny(1, 4099, 1032);
+	test_gemm_fp8(g, 1, 333, 512, KN_FP8_SKINNY);
+	test_gemm_fp8(g, 3, 4608, 3584, KN_FP8_SKINNY);
+	test_gemm_fp8(g, 8, 1000, 1024, KN_FP8_SKINNY);
+	test_gemm_fp8(g, 13, 517, 18944, KN_FP8_SKINNY);
+	test_gemm_fp8(g, 32, 2051, 640, KN_FP8_SKINNY);
+	test_gemm_fp8(g, 2, 1000, 3584, KN_FP8_CUBLASLT);
+	test_gemm_fp8(g, 64, 4608, 3584, KN_FP8_CUBLASLT);
+	test_gemm_fp8(g, 300, 1000, 528, KN_FP8_AUTO);   /* k not a multiple of 64 */
+	test_gemm_fp8(g, 5, 1000, 528, KN_FP8_AUTO);
 	for (int fp8 = 0; fp8 < 2; fp8++) {   /* bf16 pages, then E4M3 */
 		test_rope(4, 2, 16, 9, 0, fp8);
 		test_rope(28, 4, 128, 33, 0, fp8);

@@ -24,6 +24,13 @@
  * default pages), so that fp8 and bf16 caches can be compared on the same
  * reference; auto keeps them in fp32.
  *
+ * With FP8 weights (params->weight_fp8) the seven linear layers of every
+ * layer are quantized at creation into copies the backend owns (a byte an
+ * element and a scale per output row, kv_fp8.h) and run through
+ * eng_cpu_matmul_fp8, which quantizes each token's input row as the GPU
+ * does (W8A8); the embedding, the LM head and the norms are read as
+ * loaded.  The mapped originals of those layers are then never read.
+ *
  * Refuses nothing the batch check let through; allocation failure while
  * growing the activation buffers is returned as ENG_E_NOMEM.
  */
@@ -42,6 +49,9 @@
 
 #define LM_TILE 16
 
+/* The linear layers of a layer, in the order of cpu_state.fp8. */
+enum { W_Q, W_K, W_V, W_O, W_GATE, W_UP, W_DOWN, N_LINEAR };
+
 struct cpu_state {
 	const struct eng_model_config *cfg;
 	const struct eng_model_weights *w;
@@ -53,6 +63,8 @@ struct cpu_state {
 	float *kv_inv;       /* (2, n_layers, n_kv_heads) 1 / kv_scale, in fp32 */
 	float *inv_freq;     /* (head_dim / 2) */
 	float *mm_scratch;   /* (n_threads, ENG_MATMUL_ROWS, max_cols) */
+	int max_cols;        /* the widest input of a matmul */
+	struct eng_cpu_fp8_weight *fp8;  /* (n_layers, N_LINEAR) weight_fp8 only, else NULL */
 	int cap_tokens;      /* rows the buffers below hold */
 	float *x;            /* (T, hidden) residual stream */
 	float *xb;           /* (T, hidden) normed input / projection output */
@@ -60,6 +72,8 @@ struct cpu_state {
 	float *k, *v;        /* (T, kv_dim) the chunk's keys and values */
 	float *att;          /* (T, q_dim) attention output */
 	float *gate, *up;    /* (T, intermediate) */
+	float *act_q;        /* (T, max_cols) fp8 only: a matmul's quantized input */
+	float *act_s;        /* (T) fp8 only: its per-token scales */
 	int *row_seq;        /* (T) sequence of each row */
 	int *row_pos;        /* (T) position of each row */
 	int cap_ctx;         /* positions the score scratch holds */
@@ -93,6 +107,8 @@ static int ensure_tokens(struct cpu_state *st, int T, struct eng_error *err)
 	    grow(&st->q, t * q_dim(c)) || grow(&st->k, t * kv_dim(c)) ||
 	    grow(&st->v, t * kv_dim(c)) || grow(&st->att, t * q_dim(c)) ||
 	    grow(&st->gate, t * c->intermediate) || grow(&st->up, t * c->intermediate))
+		goto nomem;
+	if (st->fp8 && (grow(&st->act_q, t * st->max_cols) || grow(&st->act_s, t)))
 		goto nomem;
 	rs = realloc(st->row_seq, t * sizeof(int));
 	if (rs)
@@ -128,6 +144,11 @@ static void cpu_destroy(void *state)
 		return;
 	eng_pool_free(st->pool);
 	eng_kv_cpu_free(&st->kv);
+	for (size_t i = 0; st->fp8 && i < (size_t)st->cfg->n_layers * N_LINEAR; i++)
+		eng_cpu_fp8_weight_free(&st->fp8[i]);
+	free(st->fp8);
+	free(st->act_q);
+	free(st->act_s);
 	free(st->kv_scale);
 	free(st->kv_inv);
 	free(st->inv_freq);
@@ -169,6 +190,36 @@ static int kv_fp8_init(struct cpu_state *st, const struct eng_model_config *c,
 	return 0;
 }
 
+static const struct eng_tensor *linear_weight(const struct eng_layer_weights *L, int i)
+{
+	const struct eng_tensor *w[N_LINEAR] = { &L->wq, &L->wk, &L->wv, &L->wo,
+						 &L->w_gate, &L->w_up, &L->w_down };
+
+	return w[i];
+}
+
+/* The FP8 copies of every layer's linear weights (weight_fp8). */
+static int weight_fp8_init(struct cpu_state *st, struct eng_error *err)
+{
+	size_t n = (size_t)st->cfg->n_layers * N_LINEAR;
+	int rc;
+
+	if (!st->params.weight_fp8)
+		return 0;
+	st->fp8 = calloc(n, sizeof(*st->fp8));
+	if (!st->fp8)
+		return eng_error_set(err, ENG_E_NOMEM, "cpu", 0, "out of memory");
+	for (size_t i = 0; i < n; i++) {
+		const struct eng_tensor *w = linear_weight(&st->w->layers[i / N_LINEAR],
+							   (int)(i % N_LINEAR));
+
+		if ((rc = eng_cpu_fp8_quantize_weight(st->pool, st->mm_scratch, w, &st->fp8[i],
+						      err)))
+			return rc;
+	}
+	return 0;
+}
+
 static int cpu_create(const struct eng_model *model, struct eng_backend_params *params,
 		      void **state, struct eng_error *err)
 {
@@ -190,6 +241,7 @@ static int cpu_create(const struct eng_model *model, struct eng_backend_params *
 	max_cols = c->hidden > q_dim(c) ? c->hidden : q_dim(c);
 	if (c->intermediate > max_cols)
 		max_cols = c->intermediate;
+	st->max_cols = max_cols;
 	rc = eng_kv_cpu_init(&st->kv, c->n_layers, params->n_pages, params->page_size,
 			     c->n_kv_heads, c->head_dim, err);
 	if (rc) {
@@ -210,6 +262,10 @@ static int cpu_create(const struct eng_model *model, struct eng_backend_params *
 		cpu_destroy(st);
 		return eng_error_set(err, ENG_E_NOMEM, "cpu", 0,
 				     "cannot create %d threads and their scratch", params->n_threads);
+	}
+	if ((rc = weight_fp8_init(st, err))) {
+		cpu_destroy(st);
+		return rc;
 	}
 	eng_config_rope_inv_freq(c, st->inv_freq);
 	*state = st;
@@ -359,6 +415,19 @@ static void add_rows(float *x, const float *y, size_t n)
 		x[i] += y[i];
 }
 
+/* out (T, rows) = x (T, cols) . W^T (+ bias) for linear layer `which` of
+ * layer l, in FP8 when the backend quantized its weights. */
+static void linear(struct cpu_state *st, float *out, const float *x, int T, int l, int which,
+		   const struct eng_tensor *bias)
+{
+	if (st->fp8)
+		eng_cpu_matmul_fp8(st->pool, st->mm_scratch, st->act_q, st->act_s, out, x, T,
+				   &st->fp8[(size_t)l * N_LINEAR + which], bias);
+	else
+		eng_cpu_matmul(st->pool, st->mm_scratch, out, x, T,
+			       linear_weight(&st->w->layers[l], which), bias);
+}
+
 static void layer_forward(struct cpu_state *st, const struct eng_batch *b,
 			  const int *seq_row0, int l, int T)
 {
@@ -368,23 +437,23 @@ static void layer_forward(struct cpu_state *st, const struct eng_batch *b,
 	size_t i, n_mlp = (size_t)T * c->intermediate;
 
 	norm_rows(st, st->xb, st->x, &L->attn_norm, T);
-	eng_cpu_matmul(st->pool, st->mm_scratch, st->q, st->xb, T, &L->wq, &L->bq);
-	eng_cpu_matmul(st->pool, st->mm_scratch, st->k, st->xb, T, &L->wk, &L->bk);
-	eng_cpu_matmul(st->pool, st->mm_scratch, st->v, st->xb, T, &L->wv, &L->bv);
+	linear(st, st->q, st->xb, T, l, W_Q, &L->bq);
+	linear(st, st->k, st->xb, T, l, W_K, &L->bk);
+	linear(st, st->v, st->xb, T, l, W_V, &L->bv);
 	rope_and_store(st, b, l, T);
 	eng_pool_run(st->pool, b->n_seqs * c->n_heads, attn_task, &aj);
-	eng_cpu_matmul(st->pool, st->mm_scratch, st->xb, st->att, T, &L->wo, &L->bo);
+	linear(st, st->xb, st->att, T, l, W_O, &L->bo);
 	add_rows(st->x, st->xb, (size_t)T * c->hidden);
 
 	norm_rows(st, st->xb, st->x, &L->mlp_norm, T);
-	eng_cpu_matmul(st->pool, st->mm_scratch, st->gate, st->xb, T, &L->w_gate, &L->b_gate);
-	eng_cpu_matmul(st->pool, st->mm_scratch, st->up, st->xb, T, &L->w_up, &L->b_up);
+	linear(st, st->gate, st->xb, T, l, W_GATE, &L->b_gate);
+	linear(st, st->up, st->xb, T, l, W_UP, &L->b_up);
 	for (i = 0; i < n_mlp; i++) {
 		float g = st->gate[i];
 
 		st->gate[i] = g / (1.0f + expf(-g)) * st->up[i];
 	}
-	eng_cpu_matmul(st->pool, st->mm_scratch, st->xb, st->gate, T, &L->w_down, &L->b_down);
+	linear(st, st->xb, st->gate, T, l, W_DOWN, &L->b_down);
 	add_rows(st->x, st->xb, (size_t)T * c->hidden);
 }
 
@@ -495,15 +564,21 @@ static int cpu_forward(void *state, const struct eng_batch *b, struct eng_error 
 	return cpu_forward_next(state, b, NULL, NULL, err);
 }
 
-/* Weights are read in their stored dtype and converted row by row; K and
- * V are kept in fp32. */
+/* Weights are read in their stored dtype and converted row by row, the
+ * linear layers' FP8 copies a byte an element when weight_fp8; K and V
+ * are kept in fp32. */
 static int cpu_roofline(void *state, struct eng_roofline *out, struct eng_error *err)
 {
 	struct cpu_state *st = state;
 	enum eng_dtype wt = st->w->layers[0].wq.dtype;
 
-	eng_roofline_shape_of(st->cfg, (int)eng_dtype_size(wt), (int)sizeof(float), &out->shape);
-	return eng_cpu_measure_rates(st->pool, wt, &out->rates, err);
+	if (st->fp8)
+		eng_roofline_shape_fp8(st->cfg, (int)eng_dtype_size(wt), (int)sizeof(float),
+				       &out->shape);
+	else
+		eng_roofline_shape_of(st->cfg, (int)eng_dtype_size(wt), (int)sizeof(float),
+				      &out->shape);
+	return eng_cpu_measure_rates(st->pool, wt, st->fp8 != NULL, &out->rates, err);
 }
 
 const struct eng_backend_ops eng_backend_cpu_ops = {

@@ -9,13 +9,19 @@
  * extensions (4 lanes, two accumulators) so that -O2 without -march gives SIMD code; the
  * summation order therefore differs from a plain loop by rounding only.
  *
+ * FP8 weights (W8A8) have their own matmul at the end of the file, over
+ * codes quantized once at load.
+ *
  * Not here: anything faster than "reasonable" (no packing, no AVX-512
  * dispatch).  This backend is the reference others are checked against.
  */
 #include "engine/cpu_ops.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include "engine/kv_fp8.h"
 
 typedef float v4f __attribute__((vector_size(16)));
 
@@ -144,18 +150,19 @@ struct matmul_job {
 	const float *x;
 	int n_tokens, rows_per_task;
 	const struct eng_tensor *w, *bias;
-	const float *bias_f32;   /* bias when it is f32, else NULL */
 };
 
-/* Multiplies converted rows wb (nr, K) with every token into out[:, j0..]. */
-static void matmul_block(const struct matmul_job *J, const float *wb, int64_t j0, int nr)
+/* out[:, j0 .. j0 + nr) = x (n_tokens, K) . wb^T, for converted rows wb
+ * (nr, K) of a weight of N rows. */
+static void matmul_block(float *out, const float *x, int n_tokens, int K, int64_t N,
+			 const float *wb, int64_t j0, int nr)
 {
-	int K = (int)J->w->cols, N = (int)J->w->rows, t, r;
 	float d[4];
+	int t, r;
 
-	for (t = 0; t < J->n_tokens; t++) {
-		const float *xt = J->x + (int64_t)t * K;
-		float *o = J->out + (int64_t)t * N + j0;
+	for (t = 0; t < n_tokens; t++) {
+		const float *xt = x + (int64_t)t * K;
+		float *o = out + (int64_t)t * N + j0;
 
 		for (r = 0; r + 4 <= nr; r += 4) {
 			dot4(wb + (int64_t)r * K, xt, K, d);
@@ -166,53 +173,74 @@ static void matmul_block(const struct matmul_job *J, const float *wb, int64_t j0
 	}
 }
 
+static float bias_at(const struct eng_tensor *b, int64_t j)
+{
+	if (b->dtype == ENG_DTYPE_F32)
+		return ((const float *)b->data)[j];
+	if (b->dtype == ENG_DTYPE_BF16)
+		return eng_bf16_to_f32(((const uint16_t *)b->data)[j]);
+	return eng_f16_to_f32(((const uint16_t *)b->data)[j]);
+}
+
+/* out[:, j0 .. j0 + nr) += bias[j0 ..], when there is a bias. */
+static void add_bias(float *out, int n_tokens, int64_t N, const struct eng_tensor *bias,
+		     int64_t j0, int nr)
+{
+	float b[ENG_MATMUL_ROWS];
+	int r, t;
+
+	if (!bias || !bias->data)
+		return;
+	for (r = 0; r < nr; r++)
+		b[r] = bias_at(bias, j0 + r);
+	for (t = 0; t < n_tokens; t++)
+		for (r = 0; r < nr; r++)
+			out[(int64_t)t * N + j0 + r] += b[r];
+}
+
+/* The output rows [j0, j1) of a task of rows_per_task rows out of n. */
+static int64_t task_rows(int task, int rows_per_task, int64_t n, int64_t *j1)
+{
+	*j1 = (int64_t)(task + 1) * rows_per_task;
+	if (*j1 > n)
+		*j1 = n;
+	return (int64_t)task * rows_per_task;
+}
+
 static void matmul_task(void *arg, int task, int thread)
 {
 	const struct matmul_job *J = arg;
-	int64_t K = J->w->cols, N = J->w->rows, j0, j1, j;
+	int64_t K = J->w->cols, N = J->w->rows, j0, j1;
 	float *wb = J->scratch + (int64_t)thread * ENG_MATMUL_ROWS * K;
-	float bias_row[ENG_MATMUL_ROWS];
-	int r, t;
+	int r;
 
-	j1 = (int64_t)(task + 1) * J->rows_per_task;
-	if (j1 > N)
-		j1 = N;
-	for (j0 = (int64_t)task * J->rows_per_task; j0 < j1; j0 += ENG_MATMUL_ROWS) {
+	for (j0 = task_rows(task, J->rows_per_task, N, &j1); j0 < j1; j0 += ENG_MATMUL_ROWS) {
 		int nr = (int)(j1 - j0 < ENG_MATMUL_ROWS ? j1 - j0 : ENG_MATMUL_ROWS);
 
 		for (r = 0; r < nr; r++)
 			eng_cpu_row_f32(J->w, j0 + r, wb + r * K);
-		matmul_block(J, wb, j0, nr);
-		if (!J->bias || !J->bias->data)
-			continue;
-		for (r = 0; r < nr; r++) {
-			j = j0 + r;
-			bias_row[r] = J->bias->dtype == ENG_DTYPE_F32 ? ((const float *)J->bias->data)[j]
-				    : J->bias->dtype == ENG_DTYPE_BF16
-				    ? eng_bf16_to_f32(((const uint16_t *)J->bias->data)[j])
-				    : eng_f16_to_f32(((const uint16_t *)J->bias->data)[j]);
-		}
-		for (t = 0; t < J->n_tokens; t++)
-			for (r = 0; r < nr; r++)
-				J->out[(int64_t)t * N + j0 + r] += bias_row[r];
+		matmul_block(J->out, J->x, J->n_tokens, (int)K, N, wb, j0, nr);
+		add_bias(J->out, J->n_tokens, N, J->bias, j0, nr);
 	}
+}
+
+/* About four tasks per thread, each a multiple of the block size. */
+static int rows_per_task(struct eng_pool *pool, int64_t N)
+{
+	int64_t per = N / ((int64_t)eng_pool_n_threads(pool) * 4);
+
+	per = (per + ENG_MATMUL_ROWS - 1) / ENG_MATMUL_ROWS * ENG_MATMUL_ROWS;
+	return (int)(per < ENG_MATMUL_ROWS ? ENG_MATMUL_ROWS : per);
 }
 
 void eng_cpu_matmul(struct eng_pool *pool, float *scratch, float *out,
 		    const float *x, int n_tokens, const struct eng_tensor *w,
 		    const struct eng_tensor *bias)
 {
-	struct matmul_job J = { scratch, out, x, n_tokens, 0, w, bias, NULL };
-	int64_t N = w->rows, per;
-	int n_threads = eng_pool_n_threads(pool);
+	struct matmul_job J = { scratch, out, x, n_tokens, rows_per_task(pool, w->rows), w, bias };
 
-	/* about four tasks per thread, each a multiple of the block size */
-	per = N / ((int64_t)n_threads * 4);
-	per = (per + ENG_MATMUL_ROWS - 1) / ENG_MATMUL_ROWS * ENG_MATMUL_ROWS;
-	if (per < ENG_MATMUL_ROWS)
-		per = ENG_MATMUL_ROWS;
-	J.rows_per_task = (int)per;
-	eng_pool_run(pool, (int)((N + per - 1) / per), matmul_task, &J);
+	eng_pool_run(pool, (int)((w->rows + J.rows_per_task - 1) / J.rows_per_task),
+		     matmul_task, &J);
 }
 
 void eng_cpu_rmsnorm(float *out, const float *x, const struct eng_tensor *weight,
@@ -251,4 +279,128 @@ void eng_cpu_rope(float *x, int n_heads, int head_dim, int pos, const float *inv
 			v[i + half] = b * c + a * s;
 		}
 	}
+}
+
+/* ---------------------------------------------------------------- W8A8 */
+
+/*
+ * FP8 weights (eng_backend_params.weight_fp8): the codes are expanded to
+ * their exact fp32 values through a 256-entry table, a block of weight
+ * rows at a time as the matmul above converts bf16, and every activation
+ * row is quantized once per product, before any weight row is read; the
+ * dot products of those values are then the fp32 sums the format defines,
+ * up to summation order, and the two scales are applied to each sum.
+ */
+
+struct fp8_quant_job {
+	float *scratch;
+	const struct eng_tensor *w;
+	struct eng_cpu_fp8_weight *out;
+	int rows_per_task;
+};
+
+static void fp8_quant_task(void *arg, int task, int thread)
+{
+	const struct fp8_quant_job *J = arg;
+	int64_t K = J->w->cols, j, j1;
+	float *row = J->scratch + (int64_t)thread * ENG_MATMUL_ROWS * K;
+
+	for (j = task_rows(task, J->rows_per_task, J->w->rows, &j1); j < j1; j++) {
+		eng_cpu_row_f32(J->w, j, row);
+		eng_fp8_quantize_row(row, (int)K, J->out->q + j * K, &J->out->scale[j]);
+	}
+}
+
+int eng_cpu_fp8_quantize_weight(struct eng_pool *pool, float *scratch,
+				const struct eng_tensor *w, struct eng_cpu_fp8_weight *out,
+				struct eng_error *err)
+{
+	struct fp8_quant_job J = { scratch, w, out, rows_per_task(pool, w->rows) };
+
+	out->rows = w->rows;
+	out->cols = w->cols;
+	out->q = malloc((size_t)(w->rows * w->cols));
+	out->scale = malloc((size_t)w->rows * sizeof(float));
+	if (!out->q || !out->scale) {
+		eng_cpu_fp8_weight_free(out);
+		return eng_error_set(err, ENG_E_NOMEM, "cpu", 0,
+				     "cannot allocate an fp8 copy of a %lld x %lld weight",
+				     (long long)w->rows, (long long)w->cols);
+	}
+	eng_pool_run(pool, (int)((w->rows + J.rows_per_task - 1) / J.rows_per_task),
+		     fp8_quant_task, &J);
+	return 0;
+}
+
+void eng_cpu_fp8_weight_free(struct eng_cpu_fp8_weight *w)
+{
+	free(w->q);
+	free(w->scale);
+	w->q = NULL;
+	w->scale = NULL;
+}
+
+struct fp8_matmul_job {
+	float *scratch, *out, *xq, *sa;
+	const float *x;
+	int n_tokens, rows_per_task;
+	const struct eng_cpu_fp8_weight *w;
+	const struct eng_tensor *bias;
+	float lut[256];      /* the value of every E4M3 code */
+};
+
+/* Token t's activation row quantized: its codes go through the thread's
+ * scratch (K bytes of it), their values into xq[t], its scale into sa[t]. */
+static void fp8_act_task(void *arg, int t, int thread)
+{
+	const struct fp8_matmul_job *J = arg;
+	int64_t K = J->w->cols, k;
+	uint8_t *codes = (uint8_t *)(J->scratch + (int64_t)thread * ENG_MATMUL_ROWS * K);
+	float *xq = J->xq + (int64_t)t * K;
+
+	eng_fp8_quantize_row(J->x + (int64_t)t * K, (int)K, codes, &J->sa[t]);
+	for (k = 0; k < K; k++)
+		xq[k] = J->lut[codes[k]];
+}
+
+static void fp8_matmul_task(void *arg, int task, int thread)
+{
+	const struct fp8_matmul_job *J = arg;
+	int64_t K = J->w->cols, N = J->w->rows, j0, j1, k;
+	float *wb = J->scratch + (int64_t)thread * ENG_MATMUL_ROWS * K;
+	int r, t;
+
+	for (j0 = task_rows(task, J->rows_per_task, N, &j1); j0 < j1; j0 += ENG_MATMUL_ROWS) {
+		int nr = (int)(j1 - j0 < ENG_MATMUL_ROWS ? j1 - j0 : ENG_MATMUL_ROWS);
+
+		for (r = 0; r < nr; r++) {
+			const uint8_t *q = J->w->q + (j0 + r) * K;
+			float *d = wb + r * K;
+
+			for (k = 0; k < K; k++)
+				d[k] = J->lut[q[k]];
+		}
+		matmul_block(J->out, J->xq, J->n_tokens, (int)K, N, wb, j0, nr);
+		for (t = 0; t < J->n_tokens; t++) {
+			float *o = J->out + (int64_t)t * N + j0;
+
+			for (r = 0; r < nr; r++)
+				o[r] = J->sa[t] * J->w->scale[j0 + r] * o[r];
+		}
+		add_bias(J->out, J->n_tokens, N, J->bias, j0, nr);
+	}
+}
+
+void eng_cpu_matmul_fp8(struct eng_pool *pool, float *scratch, float *xq, float *sa,
+			float *out, const float *x, int n_tokens,
+			const struct eng_cpu_fp8_weight *w, const struct eng_tensor *bias)
+{
+	struct fp8_matmul_job J = { scratch, out, xq, sa, x, n_tokens,
+				    rows_per_task(pool, w->rows), w, bias, { 0 } };
+
+	for (int i = 0; i < 256; i++)
+		J.lut[i] = eng_e4m3_to_f32((uint8_t)i);
+	eng_pool_run(pool, n_tokens, fp8_act_task, &J);
+	eng_pool_run(pool, (int)((w->rows + J.rows_per_task - 1) / J.rows_per_task),
+		     fp8_matmul_task, &J);
 }

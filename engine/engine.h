@@ -70,6 +70,13 @@ struct eng_infer_params {
 				       * per-head k_scale / v_scale (1.0 without
 				       * them), so the pool holds twice the
 				       * tokens; the CPU emulates its rounding */
+	const char *quantization;     /* "none" (default, also NULL): the weights
+				       * as loaded; "fp8": the linear layers' weights
+				       * quantized at load to FP8 E4M3, one scale per
+				       * output row, their inputs per token (W8A8,
+				       * as vLLM / SGLang --quantization fp8); not
+				       * with tp_size > 1 yet.  Other names:
+				       * ENG_E_INVALID */
 };
 
 void eng_infer_default_params(struct eng_infer_params *p);

@@ -36,6 +36,24 @@ void eng_infer_default_params(struct eng_infer_params *p)
 	p->cuda_graph_max_bs = 64;
 	p->tp_size = 1;
 	p->kv_cache_dtype = "auto";
+	p->quantization = "none";
+}
+
+/* p->quantization -> e->weight_fp8; fp8 is refused with tensor
+ * parallelism, which does not split the FP8 weights and scales yet. */
+static int parse_quantization(struct eng_infer *e, struct eng_error *err)
+{
+	const char *q = e->p.quantization ? e->p.quantization : "none";
+
+	e->weight_fp8 = !strcmp(q, "fp8");
+	if (!e->weight_fp8 && strcmp(q, "none"))
+		return eng_error_set(err, ENG_E_INVALID, NULL, 0,
+				     "quantization \"%s\" is not supported (none or fp8)", q);
+	if (e->weight_fp8 && e->p.tp_size > 1)
+		return eng_error_set(err, ENG_E_INVALID, NULL, 0,
+				     "quantization fp8 with tensor parallelism (tp_size %d) is "
+				     "not supported yet", (int)e->p.tp_size);
+	return 0;
 }
 
 static bool is_dummy(const struct eng_infer_params *p)
@@ -101,14 +119,18 @@ static int64_t cpu_pool_tokens(struct eng_infer *e, const struct eng_model_confi
 }
 
 /* Bytes of the model in bf16 on each GPU of tp ranks: the layers and the
- * LM head split, the embedding whole on every rank. */
-static int64_t gpu_weight_bytes(const struct eng_model_config *c, int tp)
+ * LM head split, the embedding whole on every rank.  With FP8 weights the
+ * layers' linear weights take a byte an element and an fp32 scale per
+ * output row, the embedding and the LM head still two. */
+static int64_t gpu_weight_bytes(const struct eng_model_config *c, int tp, bool fp8)
 {
 	int64_t q = (int64_t)c->n_heads * c->head_dim, kv = (int64_t)c->n_kv_heads * c->head_dim;
 	int64_t layer = c->hidden * (q + 2 * kv) + q * c->hidden + 3LL * c->hidden * c->intermediate;
+	int64_t rows = q + 2 * kv + 2LL * c->hidden + 2LL * c->intermediate;
 	int64_t vh = (int64_t)c->vocab * c->hidden;
+	int64_t layers = fp8 ? layer + rows * (int64_t)sizeof(float) : 2 * layer;
 
-	return 2 * (vh + (c->tie_embeddings ? 0 : vh / tp) + (int64_t)c->n_layers * layer / tp);
+	return 2 * (vh + (c->tie_embeddings ? 0 : vh / tp)) + (int64_t)c->n_layers * layers / tp;
 }
 
 /* The KV pool on the GPU, as SGLang sizes it: mem_fraction_static of the
@@ -123,7 +145,7 @@ static int gpu_pool_tokens(struct eng_infer *e, const struct eng_cuda_plugin *cu
 	int tp = e->p.tp_size > 1 ? e->p.tp_size : 1;
 	int64_t elem = e->kv_dtype == ENG_KV_DTYPE_FP8_E4M3 ? 1 : 2;
 	int64_t per_token = 2LL * cfg->n_layers * cfg->n_kv_heads * cfg->head_dim * elem / tp;
-	int64_t w = gpu_weight_bytes(cfg, tp), budget = INT64_MAX, room;
+	int64_t w = gpu_weight_bytes(cfg, tp, e->weight_fp8), budget = INT64_MAX, room;
 	size_t free_b = 0, total_b = 0;
 
 	e->kv_token_bytes = per_token * tp;
@@ -172,6 +194,8 @@ static int pick_backend(struct eng_infer *e, const struct eng_backend_ops **ops,
 	int rc = eng_kv_dtype_from_name(e->p.kv_cache_dtype ? e->p.kv_cache_dtype : "auto",
 					&e->kv_dtype, err);
 
+	if (rc == 0)
+		rc = parse_quantization(e, err);
 	if (rc != 0)
 		return rc;
 	if (!strcmp(e->p.device, "cpu") && !is_dummy(&e->p)) {
@@ -223,6 +247,7 @@ static int open_compute_side(struct eng_infer *e, struct eng_error *err)
 	bp.disable_cuda_graph = e->p.disable_cuda_graph;
 	bp.tp_size = e->p.tp_size > 0 ? e->p.tp_size : 1;
 	bp.kv_dtype = e->kv_dtype;
+	bp.weight_fp8 = e->weight_fp8;
 	rc = eng_backend_create(ops, e->model, &bp, &e->be, err);
 	/* The roofline is a figure of the report, not a condition to run: a
 	 * failed measurement leaves it out (rates 0, the records say null). */
@@ -455,6 +480,7 @@ json_t *eng_infer_settings(const struct eng_infer *e)
 	if (!s)
 		return NULL;
 	json_object_set_new(s, "kv_cache_dtype", json_string(kv_dtype_name(e)));
+	json_object_set_new(s, "quantization", json_string(e->weight_fp8 ? "fp8" : "none"));
 	json_object_set_new(s, "kv_cache_bytes",
 			    json_integer((json_int_t)e->sp.n_pages * e->sp.page_size *
 					 e->kv_token_bytes));

@@ -30,6 +30,7 @@ struct eng_infer {
 				       * NULL: turns run here */
 	struct eng_sched_params sp;   /* the scheduler's settings in force */
 	enum eng_kv_dtype kv_dtype;   /* p.kv_cache_dtype, parsed */
+	bool weight_fp8;              /* p.quantization is "fp8" */
 	int64_t kv_token_bytes;       /* bytes of K and V a cached token takes (all ranks) */
 	double load_time;
 	char device[256];             /* "cpu: <model name>, N threads" or the GPU's name */

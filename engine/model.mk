@@ -41,3 +41,8 @@ check_PROGRAMS += tests/test-kv-fp8
 TESTS += tests/test-kv-fp8
 tests_test_kv_fp8_SOURCES = tests/test-kv-fp8.c $(MODEL_TEST_HELPER)
 tests_test_kv_fp8_LDADD = $(MODEL_TEST_LDADD)
+
+check_PROGRAMS += tests/test-fp8-weights
+TESTS += tests/test-fp8-weights
+tests_test_fp8_weights_SOURCES = tests/test-fp8-weights.c $(MODEL_TEST_HELPER)
+tests_test_fp8_weights_LDADD = $(MODEL_TEST_LDADD)

@@ -10,8 +10,11 @@
  * Refuses: architectures other than Qwen2ForCausalLM, Qwen3ForCausalLM
  * (dense; the MoE Qwen3MoeForCausalLM is another name) and
  * LlamaForCausalLM, hidden_act other than silu, rope types other than
- * default/linear/llama3, and Qwen's use_sliding_window (the forward pass
- * attends to everything).
+ * default/linear/llama3, Qwen's use_sliding_window (the forward pass
+ * attends to everything), and any quantization_config: the weights are
+ * read as F32, F16 or BF16 only, and a quantized checkpoint's tensors
+ * would otherwise fail one by one, or load as something they are not
+ * (FP8 weights come from --quantization fp8, quantizing at load).
  */
 #include "engine/model_config.h"
 #include "engine/json_load.h"
@@ -264,6 +267,22 @@ static int parse_flags(struct cfg_ctx *c, json_t *root, struct eng_model_config 
 	return 0;
 }
 
+/* A quantized checkpoint, named by its quant_method where it has one. */
+static int refuse_quantized(struct cfg_ctx *c, json_t *root)
+{
+	json_t *q = json_object_get(root, "quantization_config");
+	const char *m;
+
+	if (!q || json_is_null(q))
+		return 0;
+	m = json_string_value(json_object_get(q, "quant_method"));
+	return eng_error_set(c->err, ENG_E_UNSUPPORTED, c->path, 0,
+			     "key \"quantization_config\": %s%s%s checkpoints are not supported "
+			     "(weights must be F32, F16 or BF16; --quantization fp8 quantizes "
+			     "those at load)", m ? "quant_method \"" : "quantized", m ? m : "",
+			     m ? "\"" : "");
+}
+
 int eng_config_parse(json_t *root, const char *path,
 		     struct eng_model_config *cfg, struct eng_error *err)
 {
@@ -274,7 +293,8 @@ int eng_config_parse(json_t *root, const char *path,
 	cfg->bos_id = -1;
 	if (!json_is_object(root))
 		return eng_error_set(err, ENG_E_FORMAT, path, 0, "not a json object");
-	if ((rc = parse_arch(&c, root, cfg)) || (rc = parse_sizes(&c, root, cfg)) ||
+	if ((rc = parse_arch(&c, root, cfg)) || (rc = refuse_quantized(&c, root)) ||
+	    (rc = parse_sizes(&c, root, cfg)) ||
 	    (rc = parse_flags(&c, root, cfg)) ||
 	    (rc = parse_rope_scaling(&c, root, cfg)) ||
 	    (rc = get_int(&c, root, "bos_token_id", false, -1, 0, &cfg->bos_id)) ||

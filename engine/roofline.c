@@ -20,6 +20,19 @@ void eng_roofline_shape_of(const struct eng_model_config *c, int weight_elem_byt
 	out->attn_flops = 4 * L * c->n_heads * hd;
 }
 
+void eng_roofline_shape_fp8(const struct eng_model_config *c, int weight_elem_bytes,
+			    int kv_elem_bytes, struct eng_roofline_shape *out)
+{
+	double H = c->hidden, I = c->intermediate, L = c->n_layers, hd = c->head_dim;
+	double qd = c->n_heads * hd, kvd = c->n_kv_heads * hd;
+	double proj = H * (qd + 2 * kvd) + qd * H + 3 * H * I;
+	double out_rows = qd + 2 * kvd + H + 2 * I + H;   /* q, k, v, o, gate, up, down */
+
+	eng_roofline_shape_of(c, weight_elem_bytes, kv_elem_bytes, out);
+	out->weight_bytes -= L * proj * (weight_elem_bytes - 1);
+	out->weight_bytes += L * out_rows * sizeof(float);
+}
+
 void eng_roofline_step(const struct eng_roofline *rl, const struct eng_roofline_seq *seqs,
 		       int32_t n_seqs, struct eng_roofline_cost *out)
 {

@@ -50,6 +50,13 @@ struct eng_roofline {
 void eng_roofline_shape_of(const struct eng_model_config *c, int weight_elem_bytes,
 			   int kv_elem_bytes, struct eng_roofline_shape *out);
 
+/* The same with the linear layers (q, k, v, o, gate, up, down) in FP8
+ * (eng_backend_params.weight_fp8): a byte an element plus an fp32 scale
+ * per output row; the LM head, norms and biases keep weight_elem_bytes.
+ * The FLOPs are the same: the rates measured say what they cost. */
+void eng_roofline_shape_fp8(const struct eng_model_config *c, int weight_elem_bytes,
+			    int kv_elem_bytes, struct eng_roofline_shape *out);
+
 /* One sequence of a step: n_tokens new tokens after start_pos cached ones,
  * head_rows of them through the LM head. */
 struct eng_roofline_seq {

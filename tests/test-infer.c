@@ -210,6 +210,46 @@ static struct eng_infer *open_engine(const char *dir, int chunk, bool no_cache)
 	return e;
 }
 
+/* --quantization at the engine: a name other than none / fp8, and fp8
+ * with tensor parallelism, are ENG_E_INVALID naming what is refused; fp8
+ * opens on the CPU and its settings say so. */
+static void test_quantization(const char *dir)
+{
+	static const struct { const char *q; int tp, rc; const char *msg; } cases[] = {
+		{ "int4", 1, ENG_E_INVALID, "quantization \"int4\" is not supported" },
+		{ "fp8", 2, ENG_E_INVALID, "fp8 with tensor parallelism (tp_size 2)" },
+		{ "fp8", 1, 0, NULL },
+	};
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct eng_infer_params p;
+		struct eng_infer *e = NULL;
+		struct eng_error err;
+		json_t *set;
+		int rc;
+
+		eng_infer_default_params(&p);
+		p.model_dir = dir;
+		p.n_threads = 2;
+		p.max_total_tokens = 256;
+		p.quantization = cases[i].q;
+		p.tp_size = cases[i].tp;
+		rc = eng_infer_open(&p, &e, &err);
+		if (cases[i].msg) {
+			tap_ok(rc == cases[i].rc && strstr(err.msg, cases[i].msg),
+			       "quantization %s, tp_size %d: refused (%s)", cases[i].q, cases[i].tp,
+			       rc ? err.msg : "opened");
+			continue;
+		}
+		set = rc == 0 ? eng_infer_settings(e) : NULL;
+		tap_ok(set && !strcmp(json_string_value(json_object_get(set, "quantization")), "fp8"),
+		       "quantization fp8 opens on the cpu, settings say fp8%s%s", rc ? ": " : "",
+		       rc ? err.msg : "");
+		json_decref(set);
+		eng_infer_close(e);
+	}
+}
+
 int main(void)
 {
 	char dir[] = "/tmp/trajbench-infer-XXXXXX", model[64];
@@ -229,6 +269,7 @@ int main(void)
 		tap_diag("model writer: %s", err.msg);
 		return tap_done() + 1;
 	}
+	test_quantization(model);
 	e = open_engine(model, 8192, false);
 	tap_ok(e != NULL, "the engine opens the tiny model");
 	if (!e)

@@ -46,6 +46,28 @@ static void test_shape(void)
 	tap_ok(near(rl.shape.attn_flops, 401408.0), "7B: 4 x 28 layers x 28 heads x 128 a pair");
 }
 
+/* FP8 linear layers: each of the 28 x 233046016 projection weights one
+ * byte instead of two, plus a 4-byte scale per output row (28 x 49664
+ * rows: q 3584, k and v 512 each, o 3584, gate and up 18944 each, down
+ * 3584); the LM head, norms and biases stay bf16; FLOPs unchanged. */
+static void test_shape_fp8(void)
+{
+	struct eng_roofline rl, fp8;
+	struct eng_model_config c = {
+		.arch = ENG_ARCH_QWEN2, .n_layers = 28, .hidden = 3584, .n_heads = 28,
+		.n_kv_heads = 4, .head_dim = 128, .intermediate = 18944, .vocab = 152064,
+		.qkv_bias = true,
+	};
+
+	qwen7b(&rl);
+	eng_roofline_shape_fp8(&c, 2, 2, &fp8.shape);
+	tap_ok(near(fp8.shape.weight_bytes, 7621512192.0) &&
+	       fp8.shape.linear_flops == rl.shape.linear_flops &&
+	       fp8.shape.kv_token_bytes == rl.shape.kv_token_bytes,
+	       "7B, fp8 linear layers: %.0f weight bytes a step, same FLOPs and KV bytes",
+	       fp8.shape.weight_bytes);
+}
+
 static void test_steps(void)
 {
 	struct eng_roofline rl;
@@ -86,6 +108,7 @@ static void test_steps(void)
 int main(void)
 {
 	test_shape();
+	test_shape_fp8();
 	test_steps();
 	return tap_done();
 }

@@ -45,7 +45,7 @@ enum {
 	OPT_EVICTION, OPT_TREE_SIZE, OPT_RANDOM_SEED, OPT_HC_INTERVAL, OPT_HC_TIMEOUT,
 	OPT_HC_FAIL, OPT_HC_OK, OPT_REQ_TIMEOUT, OPT_RETRIES, OPT_STARTUP_TIMEOUT, OPT_DP_SIZE,
 	OPT_HOST, OPT_PORT, OPT_SERVED_NAME, OPT_METRICS, OPT_LOG_REQUESTS, OPT_LOG_FILE,
-	OPT_MAX_BODY, OPT_MAX_QUEUED, OPT_GRACEFUL,
+	OPT_MAX_BODY, OPT_MAX_QUEUED, OPT_GRACEFUL, OPT_QUANTIZATION,
 };
 
 static const struct option long_options[] = {
@@ -73,6 +73,7 @@ static const struct option long_options[] = {
 	{"disable-cuda-graph", no_argument, NULL, OPT_NO_GRAPH},
 	{"tp-size", required_argument, NULL, OPT_TP_SIZE},
 	{"kv-cache-dtype", required_argument, NULL, OPT_KV_DTYPE},
+	{"quantization", required_argument, NULL, OPT_QUANTIZATION},
 	{"serve", no_argument, NULL, OPT_SERVE},
 	{"router", no_argument, NULL, OPT_ROUTER},
 	{"worker", required_argument, NULL, OPT_WORKER},
@@ -189,6 +190,10 @@ static void usage(void)
 	      "      --kv-cache-dtype=T        auto|bf16 (default) or fp8_e4m3: K and V\n"
 	      "                                pages in FP8 with the checkpoint's scales\n"
 	      "                                (1.0 without), twice the tokens\n"
+	      "      --quantization=Q          none (default) or fp8: the linear layers'\n"
+	      "                                weights in FP8 E4M3 (a scale per output\n"
+	      "                                row) and their inputs per token (W8A8);\n"
+	      "                                not with --tp-size > 1\n"
 	      "\n"
 	      "Run:\n"
 	      "      --mode=MODE               replay: turns in order per conversation\n"
@@ -359,6 +364,10 @@ static int engine_option(int c, const char *arg, struct opts *o)
 	case OPT_KV_DTYPE:
 		if (strcmp(arg, "auto") && strcmp(arg, "bf16") && strcmp(arg, "fp8_e4m3")) return -1;
 		e->kv_cache_dtype = arg;
+		return 0;
+	case OPT_QUANTIZATION:
+		if (strcmp(arg, "none") && strcmp(arg, "fp8")) return -1;
+		e->quantization = arg;
 		return 0;
 	case OPT_LOAD_FORMAT:
 		if (strcmp(arg, "auto") && strcmp(arg, "dummy")) return -1;
@@ -684,6 +693,9 @@ static int check_options(struct opts *o, bool batch_given)
 		return ND_EXIT_USAGE;
 	if (e->tp_size > 1 && strcmp(e->device, "cuda"))
 		return nd_usage_error("--tp-size=%d needs --device=cuda", (int)e->tp_size);
+	if (e->tp_size > 1 && !strcmp(e->quantization, "fp8"))
+		return nd_usage_error("--quantization=fp8 with --tp-size=%d is not supported yet",
+				      (int)e->tp_size);
 	if (!batch_given && !strcmp(o->inf.run.mode, "generate"))
 		o->inf.run.session.batch_size = 0;
 	if (!strcmp(o->inf.run.mode, "replay") && isfinite(o->inf.run.session.request_rate))

@@ -16,6 +16,10 @@ EXTRA_DIST += tests/gpu-batch-infer-cases.test tests/gpu-batch-infer-r2egym.test
 	tests/gpu-batch-infer-kv.test tests/gpu-batch-infer-worker.test tests/http-server.test \
 	tests/gpu-batch-infer
 
+# --quantization fp8 (FP8 weights, W8A8) on the CPU reference.
+TESTS += tests/gpu-batch-infer-quant.test
+EXTRA_DIST += tests/gpu-batch-infer-quant.test
+
 # Recorded numbers out of range (env_exec_time, --env-time-scale).
 TESTS += tests/gpu-batch-infer-numbers.test
 EXTRA_DIST += tests/gpu-batch-infer-numbers.test

@@ -69,6 +69,10 @@ static int worker_argv(const struct nd_infer_opts *o, const char *sock, int thre
 		ARG("--kv-cache-dtype");
 		ARG(e->kv_cache_dtype);
 	}
+	if (e->quantization && strcmp(e->quantization, "none")) {
+		ARG("--quantization");
+		ARG(e->quantization);
+	}
 #undef NUM
 #undef ARG
 	argv[n] = NULL;

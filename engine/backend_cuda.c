@@ -712,7 +712,10 @@ static int cuda_forward(void *state, const struct eng_batch *batch, struct eng_e
 	return eng_cuda_forward(state, batch, NULL, err);
 }
 
-/* bf16 weights, KV in bf16 or (kv_fp8) one byte an element.  The ranks
+/* bf16 weights (the linear layers a byte an element with w_fp8), KV in
+ * bf16 or (kv_fp8) one byte an element; with w_fp8 the GEMM rate is
+ * still the bf16 one, so a compute-bound step's ceiling is the bf16
+ * GEMM's.  The ranks
  * of a tensor-parallel group each read and compute their share on a GPU
  * of their own: the rates of rank 0's GPU times the ranks (ranks sharing
  * one GPU do not add up, but that is a test setup). */
@@ -722,7 +725,10 @@ static int cuda_roofline(void *state, struct eng_roofline *out, struct eng_error
 	int n = st->shared ? 1 : st->n_ranks;
 	int rc;
 
-	eng_roofline_shape_of(&st->cfg, 2, st->kv_fp8 ? 1 : 2, &out->shape);
+	if (st->w_fp8)
+		eng_roofline_shape_fp8(&st->cfg, 2, st->kv_fp8 ? 1 : 2, &out->shape);
+	else
+		eng_roofline_shape_of(&st->cfg, 2, st->kv_fp8 ? 1 : 2, &out->shape);
 	rc = eng_cuda_measure_rates(st->rk[0].dev, &out->rates, err);
 	out->rates.bandwidth_bytes_s *= n;
 	out->rates.gemm_flops_s *= n;

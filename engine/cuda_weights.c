@@ -45,13 +45,22 @@ int eng_cuda_shard_check(const struct eng_model_config *c, int size, struct eng_
 	return 0;
 }
 
-/* FP8 weights are quantized by whole rows, so one shard only. */
-static int fp8_check(struct eng_cuda_shard sh, int fp8, struct eng_error *err)
+/* FP8 weights are quantized by whole rows, so one shard only; the FP8
+ * products take inner dimensions that are multiples of 16. */
+static int fp8_check(const struct eng_model_config *c, struct eng_cuda_shard sh, int fp8,
+		     struct eng_error *err)
 {
-	if (fp8 && sh.size > 1)
+	if (!fp8)
+		return 0;
+	if (sh.size > 1)
 		return eng_error_set(err, ENG_E_UNSUPPORTED, "cuda", 0,
 				     "FP8 weights (--quantization fp8) do not yet work with "
 				     "tensor parallelism (--tp-size %d)", sh.size);
+	if (c->hidden % 16 || c->intermediate % 16 || (c->n_heads * c->head_dim) % 16)
+		return eng_error_set(err, ENG_E_UNSUPPORTED, "cuda", 0,
+				     "FP8 weights need hidden (%d), intermediate (%d) and heads x "
+				     "head_dim (%d) to be multiples of 16", c->hidden,
+				     c->intermediate, c->n_heads * c->head_dim);
 	return 0;
 }
 
@@ -361,7 +370,7 @@ int eng_cuda_weights_upload(struct eng_cuda_weights *w, const struct eng_model_c
 	uint16_t *sc;
 	int rc, l;
 
-	if ((rc = eng_cuda_shard_check(c, sh.size, err)) || (rc = fp8_check(sh, fp8, err)) ||
+	if ((rc = eng_cuda_shard_check(c, sh.size, err)) || (rc = fp8_check(c, sh, fp8, err)) ||
 	    (rc = alloc_block(w, c, &d, fp8, err)))
 		return rc;
 	sc = malloc(CHUNK_ELEMS * sizeof(uint16_t));
@@ -476,7 +485,7 @@ int eng_cuda_weights_dummy(struct eng_cuda_weights *w, const struct eng_model_co
 	struct filler f = { seed, 0, s };
 	int rc, l;
 
-	if ((rc = eng_cuda_shard_check(c, sh.size, err)) || (rc = fp8_check(sh, fp8, err)) ||
+	if ((rc = eng_cuda_shard_check(c, sh.size, err)) || (rc = fp8_check(c, sh, fp8, err)) ||
 	    (rc = alloc_block(w, c, &d, fp8, err)))
 		return rc;
 	rc = block16(&f, next_seed(&f), w->embed, d.V, d.H, d.H, 0, 0, 0.02f);

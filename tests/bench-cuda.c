@@ -489,6 +489,98 @@ static int kv_compare(int device, double bw, double rate)
 	return 0;
 }
 
+/* ---------------------------------------------------------------- fp8 weights */
+
+struct w_fig {
+	double b1, b16, pf;   /* seconds: decode b1 1k, b16 10k (graphs), prefill 4k */
+	size_t wb;            /* weight bytes on the GPU */
+};
+
+static int w_figures(const struct eng_model_config *cfg, int device, int wfp8, int kv,
+		     int32_t *tables, int per, int nb, struct w_fig *f)
+{
+	struct eng_backend_params p = eng_backend_default_params();
+	struct eng_error err;
+	void *st;
+	int rc;
+
+	p.page_size = PAGE;
+	p.n_pages = per * nb;
+	p.device = device;
+	p.kv_dtype = kv;
+	p.weight_fp8 = wfp8;
+	if (eng_cuda_create(cfg, NULL, 1, &p, &st, &err)) {
+		fprintf(stderr, "bench-cuda: create: %s\n", err.msg);
+		return 3;
+	}
+	f->wb = eng_cuda_weight_bytes(st);
+	if (!(rc = time_steps(st, 1, 1024, 0, 20, tables, per, &f->b1)) &&
+	    !(rc = time_steps(st, 16, 10240, 0, 10, tables, 4 * per, &f->b16)))
+		rc = time_steps(st, 1, 4096, 1, 3, tables, per, &f->pf);
+	eng_cuda_destroy(st);
+	return rc;
+}
+
+static void w_row(const char *fig, double tb, double t8, double t88, double cb, double c8,
+		  double c88)
+{
+	printf("%-24s %9.3f ms %5.1f%%  %9.3f ms %5.1f%%  %5.2fx %5.2fx  %9.3f ms %5.1f%%  %5.2fx "
+	       "%5.2fx\n", fig, tb * 1e3, 100 * cb / tb, t8 * 1e3, 100 * c8 / t8, tb / t8, cb / c8,
+	       t88 * 1e3, 100 * c88 / t88, tb / t88, cb / c88);
+}
+
+/* bf16 weights against FP8 weights (W8A8), then FP8 weights with FP8
+ * pages, on decode b1 (weight-bound), b16 at 10k (weights and KV) and a
+ * 4k prefill (compute-bound; its ceiling is the bf16 GEMM rate). */
+static int w_compare(int device, double bw, double rate)
+{
+	struct eng_model_config cfg;
+	struct eng_error err;
+	json_t *root = json_loads(qwen7b_json, 0, NULL);
+	int per = 4160 / PAGE, nb = 64, rc;
+	int32_t *tables = malloc(sizeof(int32_t) * per * nb);
+	struct w_fig fb, f8, f88;
+
+	if (!root || eng_config_parse(root, "qwen2.5-7b", &cfg, &err)) {
+		free(tables);
+		return 2;
+	}
+	json_decref(root);
+	for (int i = 0; i < per * nb; i++)
+		tables[i] = i;
+	if ((rc = w_figures(&cfg, device, 0, ENG_KV_DTYPE_BF16, tables, per, nb, &fb)) ||
+	    (rc = w_figures(&cfg, device, 1, ENG_KV_DTYPE_BF16, tables, per, nb, &f8)) ||
+	    (rc = w_figures(&cfg, device, 1, ENG_KV_DTYPE_FP8_E4M3, tables, per, nb, &f88))) {
+		free(tables);
+		return rc;
+	}
+	struct shape sb = shape_of(&cfg, fb.wb, 2), s8 = shape_of(&cfg, f8.wb, 2);
+	struct shape s88 = shape_of(&cfg, f88.wb, 1);
+	double kv1 = 1024.0 * sb.kv_token, kv16 = 16.0 * 10240 * sb.kv_token;
+	double fl1 = sb.lin_flops + sb.head_flops + 1024.0 * sb.attn_flops;
+	double fl16 = 16 * (sb.lin_flops + sb.head_flops) + 16.0 * 10240 * sb.attn_flops;
+	double flp = 4096 * sb.lin_flops + sb.head_flops + 4096.0 * 4097 / 2 * sb.attn_flops;
+
+	printf("\nFP8 weights (--quantization fp8, W8A8), %% of each one's ceiling (bytes over %.0f "
+	       "GB/s, or FLOPs over the bf16 GEMM rate %.0f TFLOP/s); weights %.2f GB bf16, %.2f "
+	       "GB fp8:\n%-24s %19s  %19s %13s  %19s %13s\n", bw / 1e9, rate / 1e12,
+	       sb.weight_read / 1e9, s8.weight_read / 1e9, "figure", "bf16 weights",
+	       "fp8 weights", "speed  bytes", "fp8 w + fp8 kv", "speed  bytes");
+	w_row("decode b1, 1k context", fb.b1, f8.b1, f88.b1,
+	      fmax((sb.weight_read + kv1) / bw, fl1 / rate),
+	      fmax((s8.weight_read + kv1) / bw, fl1 / rate),
+	      fmax((s88.weight_read + kv1 / 2) / bw, fl1 / rate));
+	w_row("decode b16, 10k context", fb.b16, f8.b16, f88.b16,
+	      fmax((sb.weight_read + kv16) / bw, fl16 / rate),
+	      fmax((s8.weight_read + kv16) / bw, fl16 / rate),
+	      fmax((s88.weight_read + kv16 / 2) / bw, fl16 / rate));
+	w_row("prefill 4k prompt", fb.pf, f8.pf, f88.pf, flp / rate, flp / rate, flp / rate);
+	printf("targets: decode b1 >= 1.8x bf16 tok/s; KV-bound decode (b16, 10k) >= 1.7x; "
+	       "prefill >= 1.5x\n");
+	free(tables);
+	return 0;
+}
+
 /* ---------------------------------------------------------------- tp */
 
 struct tp_fig {
@@ -634,7 +726,8 @@ int main(int argc, char **argv)
 	printf("copy bandwidth (read + write): %.0f GB/s\n", bw / 1e9);
 	printf("cuBLAS bf16 GEMM 8192^3:       %.0f TFLOP/s\n", rate / 1e12);
 	printf("programmatic dependent launch: %s\n", kn_pdl() ? "on" : "off (--no-pdl)");
-	if ((rc = run_model(device, bw, rate)) || (rc = kv_compare(device, bw, rate)))
+	if ((rc = run_model(device, bw, rate)) || (rc = kv_compare(device, bw, rate)) ||
+	    (rc = w_compare(device, bw, rate)))
 		return rc;
 	return tp_scaling(device);
 }

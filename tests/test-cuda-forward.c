@@ -377,7 +377,7 @@ static int write_kv_scales(const char *dir, const struct mw_params *mp)
  * scales is set: a sharded model) and loaded, with its cpu and gpu
  * backends, FP8 pages when fp8 (and then the fp32 / bf16 ones too). */
 static int open_model(struct bench_model *M, const struct mw_params *mp, int page_size,
-		      int n_pages, int fp8, int scales)
+		      int n_pages, int fp8, int scales, int wfp8)
 {
 	char dir[4096];
 	struct eng_error err;
@@ -403,10 +403,11 @@ static int open_model(struct bench_model *M, const struct mw_params *mp, int pag
 	M->p.page_size = page_size;
 	M->p.n_pages = n_pages;
 	M->p.n_threads = 2;
-	M->fp8 = fp8;
-	M->tol = fp8 ? TOL_FP8 : TOL;
+	M->fp8 = fp8 || wfp8;
+	M->tol = fp8 || wfp8 ? TOL_FP8 : TOL;
 	p16 = M->p;
 	M->p.kv_dtype = fp8 ? ENG_KV_DTYPE_FP8_E4M3 : ENG_KV_DTYPE_AUTO;
+	M->p.weight_fp8 = wfp8;
 	if (eng_backend_create(&eng_backend_cpu_ops, M->m, &M->p, &M->cpu, &err) ||
 	    eng_backend_create(&eng_backend_cuda_ops, M->m, &M->p, &M->gpu, &err) ||
 	    (fp8 && eng_backend_create(&eng_backend_cpu_ops, M->m, &p16, &M->cpu32, &err)) ||
@@ -472,7 +473,7 @@ static void check_model_fp8(const char *name, const struct mw_params *mp, int pa
 	struct prompts P = { 3, { 100, 5, 1 }, { { 0 } }, { { 0 } } };
 	char full[256];
 
-	if (open_model(&M, mp, page_size, n_pages, 1, scales)) {
+	if (open_model(&M, mp, page_size, n_pages, 1, scales, 0)) {
 		close_model(&M);
 		return;
 	}
@@ -494,13 +495,45 @@ static void check_model_fp8(const char *name, const struct mw_params *mp, int pa
 	close_model(&M);
 }
 
+/* FP8 weights (W8A8) on both backends: the GPU's products against the
+ * CPU's emulation of the same quantization.  The GPU quantizes bf16
+ * activations where the CPU quantizes fp32 ones, so a value near a
+ * rounding boundary may take the next E4M3 step: the fp8 tolerance and
+ * near ties, as for FP8 pages. */
+static void check_model_wfp8(const char *name, const struct mw_params *mp, int page_size,
+			     int n_pages, int long_ctx)
+{
+	struct bench_model M;
+	struct prompts P = { 3, { 100, 5, 1 }, { { 0 } }, { { 0 } } };
+	char full[256];
+
+	if (open_model(&M, mp, page_size, n_pages, 0, 0, 1)) {
+		close_model(&M);
+		return;
+	}
+	snprintf(full, sizeof(full), "%s, fp8 weights", name);
+	M.name = full;
+	for (int s = 0; s < P.n; s++)
+		for (int i = 0; i < P.len[s]; i++)
+			P.tok[s][i] = test_irand(&rng, M.c->vocab);
+	test_mixed(&M, &P);
+	test_batch1(&M, &P);
+	test_chunked(&M, &P);
+	test_score(&M, &P);
+	test_greedy_api(&M, &P);
+	if (long_ctx)
+		test_long(&M);
+	tap_diag("%s: %d greedy tokens differed from the cpu's at near ties", full, M.near_ties);
+	close_model(&M);
+}
+
 static void check_model(const char *name, const struct mw_params *mp, int page_size,
 			int n_pages, int long_ctx)
 {
 	struct bench_model M;
 	struct prompts P = { 3, { 100, 5, 1 }, { { 0 } }, { { 0 } } };
 
-	if (open_model(&M, mp, page_size, n_pages, 0, 0)) {
+	if (open_model(&M, mp, page_size, n_pages, 0, 0, 0)) {
 		close_model(&M);
 		return;
 	}
@@ -584,6 +617,25 @@ int main(void)
 	p.head_dim = 48;
 	p.seed = 19;
 	check_model_fp8("qwen2, head_dim 48 (cuda-core attention)", &p, 5, 512, 0, 0);
+	p.num_heads = 7;
+	p.num_kv_heads = 1;
+	p.head_dim = 128;
+	p.seed = 5;
+	check_model_wfp8("mid (qwen2, head_dim 128)", &p, 16, 512, 1);
+	p = mw_default_params();
+	mw_preset("qwen3-tiny", &p);
+	p.hidden_size = 512;
+	p.intermediate_size = 1024;
+	p.num_layers = 3;
+	p.num_heads = 8;
+	p.num_kv_heads = 2;
+	p.head_dim = 128;
+	p.vocab_size = 5000;
+	p.seed = 23;
+	check_model_wfp8("mid qwen3", &p, 7, 512, 0);
+	p = mw_default_params();
+	p.seed = 11;
+	check_model_wfp8("tiny (hidden 64)", &p, 16, 256, 0);
 	tap_remove_dir(scratch);
 	return tap_done();
 }

@@ -312,6 +312,25 @@ static __global__ void scale_rows_cols_kernel(void *y, int y_f32, int ldy, const
 	}
 }
 
+/* Row blockIdx.x of y (fp32, stride ldy) from the bf16 sums cuBLASLt left
+ * in the first half of the row's bytes (bf16 stride 2 ldy), scaled: the
+ * row is read whole into shared memory before any of it is written. */
+static __global__ void expand_scale_kernel(float *y, int ldy, const float *xs, const float *ws,
+					   int n)
+{
+	extern __shared__ float row[];
+	const uint16_t *src = (const uint16_t *)(y + (size_t)blockIdx.x * ldy);
+	float sx;
+
+	kn_pdl_enter();
+	sx = xs[blockIdx.x];
+	for (int c = threadIdx.x; c < n; c += blockDim.x)
+		row[c] = kn_bf2f(src[c]);
+	__syncthreads();
+	for (int c = threadIdx.x; c < n; c += blockDim.x)
+		y[(size_t)blockIdx.x * ldy + c] = row[c] * sx * ws[c];
+}
+
 static int launch_lt(struct kn_gemm *g, void *y, int y_f32, int ldy, const uint8_t *xq,
 		     const float *xs, const uint8_t *w, const float *ws, int m, int n, int k)
 {
@@ -319,14 +338,25 @@ static int launch_lt(struct kn_gemm *g, void *y, int y_f32, int ldy, const uint8
 	struct kn_lt_plan *p;
 	size_t total = (size_t)m * n;
 	unsigned blocks;
-	int rc;
+	int rc, via_bf16 = 0;
 
-	if ((rc = plan_get(g, m, n, k, ldy, y_f32, &p)))
-		return rc;
+	/* fp32 out where cuBLASLt has it, else bf16 sums expanded in place */
+	if ((rc = plan_get(g, m, n, k, ldy, y_f32, &p))) {
+		if (!y_f32 || (size_t)n * 4 > 48 * 1024 ||
+		    (rc = plan_get(g, m, n, k, 2 * ldy, 0, &p)))
+			return rc;
+		via_bf16 = 1;
+	}
 	KN_CHECK(cublasLtMatmul(g->lt, p->op, &one, w, p->a, xq, p->b, &zero, y, p->d, y, p->d,
 				&p->algo, g->ws, KN_GEMM_WORKSPACE, g->s));
-	blocks = (unsigned)((total + 255) / 256 < 8192 ? (total + 255) / 256 : 8192);
-	KN_LAUNCH(scale_rows_cols_kernel, blocks, 256, 0, g->s, y, y_f32, ldy, xs, ws, m, n);
+	if (via_bf16) {
+		KN_LAUNCH(expand_scale_kernel, (unsigned)m, 256, (size_t)n * 4, g->s, (float *)y,
+			  ldy, xs, ws, n);
+	} else {
+		blocks = (unsigned)((total + 255) / 256 < 8192 ? (total + 255) / 256 : 8192);
+		KN_LAUNCH(scale_rows_cols_kernel, blocks, 256, 0, g->s, y, y_f32, ldy, xs, ws, m,
+			  n);
+	}
 	KN_LAUNCHED();
 	return 0;
 }

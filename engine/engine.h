@@ -363,6 +363,14 @@ struct eng_serve_params {
 	size_t max_body_size;          /* HTTP: larger bodies get 413 (default 64 MiB) */
 	int32_t max_queued_requests;   /* HTTP: 503 beyond this many waiting; 0: no limit */
 	int32_t max_connections;       /* HTTP: connections at once (default 4096) */
+	double idle_timeout_s;         /* HTTP: close a connection on which nothing
+					* was sent or received for this long
+					* (rounded up to whole seconds) while none
+					* of its requests is in the engine: a client
+					* that sends nothing or stops mid-request, a
+					* kept-alive one between requests; a stream
+					* waiting for its next token is not idle.
+					* 0: never (default 600) */
 	double graceful_timeout_s;     /* shutdown: how long in-flight work may go on */
 	/* Told of every state change; http_port is the bound port (or -1). */
 	void (*on_state)(void *ctx, enum eng_serve_state state, int http_port);

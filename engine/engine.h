@@ -274,12 +274,17 @@ int eng_infer_open_remote(const struct eng_infer_params *p, const struct eng_rem
  *                     {"type":"request","id":N,"prompt_ids":[...],
  *                      "max_new_tokens":M,"ignore_eos":B,"temperature":T,
  *                      "top_k":K,"top_p":P,"seed":S[,"forced_output_ids":[...]]
- *                      [,"stop_ids":[...]][,"min_tokens":N]},
+ *                      [,"stop_ids":[...]][,"min_tokens":N][,"score_from":F]},
  *                     {"type":"cancel","id":N}, {"type":"flush_cache"}
  *   worker -> client  {"type":"token","id":N,"index":I,"token":T} per token,
  *                     {"type":"result","id":N,"finish_reason":S,"prompt_len":L,
  *                      "cached_tokens":C,"output_ids":[...],"queue_time":Q,
- *                      "error":E} once per request (none once cancelled)
+ *                      "error":E[,"logprobs_from":F-1,"logprobs":[...]]}
+ *                     once per request (none once cancelled)
+ * A request with score_from (1 <= F <= its prompt's length) generates
+ * nothing: its prompt_ids are a prompt and a reply split at F, and its
+ * result has the log-probs of ids F.. ([i] = log p(prompt_ids[F + i]),
+ * null where not finite), as a score run's turn needs them.
  * A client that disconnects mid-run cancels only its own requests; a bad
  * record fails only itself; the worker keeps serving.  A connection the
  * worker will not serve (another user, over the connection limit, a line
@@ -358,6 +363,14 @@ struct eng_serve_params {
 	size_t max_body_size;          /* HTTP: larger bodies get 413 (default 64 MiB) */
 	int32_t max_queued_requests;   /* HTTP: 503 beyond this many waiting; 0: no limit */
 	int32_t max_connections;       /* HTTP: connections at once (default 4096) */
+	double idle_timeout_s;         /* HTTP: close a connection on which nothing
+					* was sent or received for this long
+					* (rounded up to whole seconds) while none
+					* of its requests is in the engine: a client
+					* that sends nothing or stops mid-request, a
+					* kept-alive one between requests; a stream
+					* waiting for its next token is not idle.
+					* 0: never (default 600) */
 	double graceful_timeout_s;     /* shutdown: how long in-flight work may go on */
 	/* Told of every state change; http_port is the bound port (or -1). */
 	void (*on_state)(void *ctx, enum eng_serve_state state, int http_port);

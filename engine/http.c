@@ -21,6 +21,13 @@
  * sockets for POLLRDHUP itself: a client that hangs up cancels its
  * requests at once (their KV pages return to the pool at the next step).
  *
+ * Idle connections (idle_timeout_s) are closed by MHD's connection
+ * timeout, which counts from the last byte sent or received: a client that
+ * sends nothing, stops mid-request, keeps a connection open between
+ * requests or leaves the end of its answer unread.  A connection whose
+ * request is in the engine has no timeout until it is answered, so a long
+ * prefill or a stream read slowly is never cut while tokens still come.
+ *
  * Bodies are read whole (up to max_body_size; past it, the rest is read
  * and dropped and the answer is 413, so the client reads its answer
  * rather than a reset) and parsed by http_parse.c.  An error found from
@@ -31,6 +38,8 @@
 #include "engine/http_int.h"
 
 #include <errno.h>
+#include <limits.h>
+#include <math.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -81,6 +90,25 @@ static bool method_allowed(const char *allowed, const char *method)
 		if ((p == allowed || p[-1] == ' ') && (p[n] == '\0' || p[n] == ','))
 			return true;
 	return false;
+}
+
+/* MHD's connection timeout: whole seconds, rounded up; 0 none. */
+static unsigned timeout_s(double idle_timeout_s)
+{
+	if (!(idle_timeout_s > 0))
+		return 0;
+	return idle_timeout_s >= UINT_MAX ? UINT_MAX : (unsigned)ceil(idle_timeout_s);
+}
+
+/* A request in the engine keeps its connection open however long it
+ * takes (a long prefill, a stream whose client reads slowly); once
+ * answered, the connection is idle-timed again, from now. */
+static void hold_open(struct http_req *q, bool busy)
+{
+	unsigned t = timeout_s(q->fr->p.idle_timeout_s);
+
+	if (q->conn && t > 0)
+		MHD_set_connection_option(q->conn, MHD_CONNECTION_OPTION_TIMEOUT, busy ? 0u : t);
 }
 
 /* ---------------------------------------------------------------- answers */
@@ -358,6 +386,7 @@ static enum MHD_Result on_body(struct http_front *fr, struct http_req *q)
 	if (rc != 0)
 		return respond_error(fr, q->conn, q->route, &e, NULL);
 	q->started = true;
+	hold_open(q, true);
 	if (!q->o.stream) {
 		MHD_suspend_connection(q->conn);
 		q->suspended = true;
@@ -501,6 +530,7 @@ static void answer(struct http_front *fr, struct http_req *q)
 	q->finished = true;
 	if (q->gone || !q->conn)
 		return;
+	hold_open(q, false);
 	if (q->streaming) {
 		http_stream_close(q);
 		q->stream_end = true;
@@ -765,6 +795,7 @@ int eng_http_front_open(const struct eng_serve_params *p, struct eng_front *out,
 				 MHD_OPTION_LISTEN_SOCKET, (MHD_socket)fr->lfd,
 				 MHD_OPTION_CONNECTION_LIMIT, (unsigned)p->max_connections,
 				 MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)(64u << 10),
+				 MHD_OPTION_CONNECTION_TIMEOUT, timeout_s(p->idle_timeout_s),
 				 MHD_OPTION_NOTIFY_COMPLETED, on_completed, fr,
 				 MHD_OPTION_END);
 	if (!fr->d) {

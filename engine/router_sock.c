@@ -23,6 +23,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -286,8 +287,13 @@ static void take_result(struct sock_link *l, uint64_t id, const json_t *rec)
 	res.output = l->ids;
 	res.n_output = (int32_t)n;
 	if (m && from >= 0) {
-		for (size_t i = 0; i < m; i++)
-			l->lps[(size_t)from + i] = (float)json_number_value(json_array_get(lps, i));
+		for (size_t i = 0; i < m; i++) {
+			const json_t *v = json_array_get(lps, i);
+
+			/* null: not finite at the worker (JSON has no -inf) */
+			l->lps[(size_t)from + i] = json_is_number(v) ? (float)json_number_value(v)
+							: NAN;
+		}
 		res.logprobs = l->lps;
 	}
 	if (res.finish == ENG_FINISH_ERROR && !res.error)

@@ -306,6 +306,17 @@ static json_t *remote_text(const struct eng_remote_usage *u)
 	return j ? j : json_null();
 }
 
+/* A routed turn: its record names the worker (rec may be NULL), and the
+ * run's per-worker tally counts it. */
+static void add_route(struct eng_run *r, const struct eng_request_timing *t, json_t *rec)
+{
+	if (!t->route)
+		return;
+	if (rec)
+		eng_route_record_fields(rec, t->route);
+	eng_route_tally_add(&r->tally, t);
+}
+
 static void on_request(void *ctx, const struct eng_conv *c, const struct eng_request_timing *t)
 {
 	struct eng_run *r = ctx;
@@ -313,7 +324,9 @@ static void on_request(void *ctx, const struct eng_conv *c, const struct eng_req
 	json_t *itl, *rec;
 
 	if (r->p.session.score) {
-		emit_turn(r, cr, t, score_record(r, cr, t), "score");
+		rec = score_record(r, cr, t);
+		add_route(r, t, rec);
+		emit_turn(r, cr, t, rec, "score");
 		return;
 	}
 	itl = json_array();
@@ -342,11 +355,7 @@ static void on_request(void *ctx, const struct eng_conv *c, const struct eng_req
 		json_decref(rec);
 		rec = NULL;
 	}
-	if (t->route) {
-		if (rec)
-			eng_route_record_fields(rec, t->route);
-		eng_route_tally_add(&r->tally, t);
-	}
+	add_route(r, t, rec);
 	emit_turn(r, cr, t, rec, "request");
 }
 

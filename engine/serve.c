@@ -64,6 +64,7 @@ void eng_serve_default_params(struct eng_serve_params *p)
 	p->port = -1;
 	p->max_body_size = (size_t)64 << 20;
 	p->max_connections = 4096;
+	p->idle_timeout_s = 600;
 	p->graceful_timeout_s = 30;
 }
 

@@ -11,15 +11,20 @@
  * as the local runner does, so a routed turn samples what a local one
  * would.
  *
+ * A score request ("score_from":F) is a one-turn score session whose
+ * prompt is the first F ids and whose recorded reply is the rest: the
+ * result carries the log-probs of ids F.. (each float written with 9
+ * significant digits, so the router reads back the very floats the runner
+ * here summed, and its sums equal a worker's own).
+ *
  * What it refuses: token ids outside the model's vocabulary (they would
- * index past the embedding), and score requests (the records of a score
- * run need the log-probs, which the runner sums before they could be
- * sent; a score run is made on a worker directly).
+ * index past the embedding).
  */
 #include <config.h>
 #include "engine/worker_req.h"
 #include "engine/model.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +38,7 @@ struct rs_req {
 	int32_t *ids;                /* (conv.n_ids) prompt, then the forced reply */
 	int32_t *stop;               /* (n_stop) tokens that also end it */
 	int32_t n_stop;
+	int32_t score_from;          /* score: ids from here on are scored; 0: generate */
 	bool taken, answered;
 	struct rs_req *next;
 };
@@ -116,22 +122,44 @@ static const char *finish_name(enum eng_finish f)
 	return "error";
 }
 
+/* A score result's "logprobs_from" and "logprobs": [i] = log p(ids[from + 1 + i]),
+ * from = score_from - 1, as eng_request_result's logprobs are indexed.  A
+ * log-prob that is not finite goes as null (JSON has no -inf). */
+static void add_logprobs(const struct rs_req *q, const struct eng_request_timing *t, json_t *rec)
+{
+	json_t *lps = json_array();
+	int32_t from = q->score_from - 1;
+
+	for (int32_t i = from; lps && i < q->conv.n_ids - 1; i++) {
+		double v = t->logprobs[i];
+
+		json_array_append_new(lps, isfinite(v) ? json_real(v) : json_null());
+	}
+	json_object_set_new(rec, "logprobs_from", json_integer(from));
+	json_object_set_new(rec, "logprobs", lps);
+}
+
 static void req_on_request(void *ctx, const struct eng_conv *c, const struct eng_request_timing *t)
 {
 	struct rs_req *q = ctx;
-	json_t *out = json_array();
+	json_t *out = json_array(), *rec;
 
 	(void)c;
 	q->answered = true;
 	for (int32_t i = 0; t->output && i < t->output_len; i++)
 		json_array_append_new(out, json_integer(t->output[i]));
-	emit_json(q->rs, json_pack("{s:s,s:I,s:s,s:i,s:i,s:o,s:f,s:o,s:f,s:f}",
-				   "type", "result", "id", (json_int_t)q->id,
-				   "finish_reason", finish_name(t->finish),
-				   "prompt_len", t->prompt_len, "cached_tokens", t->cached_tokens,
-				   "output_ids", out, "queue_time", t->queue_time,
-				   "error", t->error ? json_string(t->error) : json_null(),
-				   "ttft", t->ttft, "latency", t->latency));
+	/* A score request's prompt is the whole sequence it was sent. */
+	rec = json_pack("{s:s,s:I,s:s,s:i,s:i,s:o,s:f,s:o,s:f,s:f}",
+			"type", "result", "id", (json_int_t)q->id,
+			"finish_reason", finish_name(t->finish),
+			"prompt_len", q->score_from ? q->conv.n_ids : t->prompt_len,
+			"cached_tokens", t->cached_tokens, "output_ids", out,
+			"queue_time", t->queue_time,
+			"error", t->error ? json_string(t->error) : json_null(),
+			"ttft", t->ttft, "latency", t->latency);
+	if (rec && q->score_from && !t->error && t->logprobs)
+		add_logprobs(q, t, rec);
+	emit_json(q->rs, rec);
 }
 
 static const struct eng_session_ops req_ops = {
@@ -205,7 +233,8 @@ static void req_free(struct rs_req *q)
 }
 
 /* The ids of a request line into q: the prompt, the forced reply after it,
- * the stop ids.  NULL, or what is wrong. */
+ * the stop ids.  NULL, or what is wrong.  A score request's prompt is
+ * prompt and reply together, split at score_from (max_new is unused). */
 static const char *request_ids(const struct eng_reqstream *rs, const json_t *rec, int32_t max_new,
 			       struct rs_req *q)
 {
@@ -217,6 +246,14 @@ static const char *request_ids(const struct eng_reqstream *rs, const json_t *rec
 	n = read_ids(json_object_get(rec, "prompt_ids"), vocab, max_new, &q->ids, &why);
 	if (n <= 0)
 		return n == 0 ? "an empty prompt" : why;
+	if (q->score_from) {
+		if (q->score_from > n)
+			return "score_from must be between 1 and the prompt's length";
+		q->turn = (struct eng_turn){ q->score_from, n - q->score_from, -1, -1.0, 0 };
+		q->conv = (struct eng_conv){ .ids = q->ids, .n_ids = n, .turns = &q->turn,
+					     .n_turns = 1 };
+		return NULL;
+	}
 	if (forced) {
 		n_forced = read_ids(forced, vocab, 0, &f, &why);
 		if (n_forced >= 0 && n_forced != max_new)
@@ -240,21 +277,26 @@ static void take_request(struct eng_reqstream *rs, const json_t *rec, uint64_t i
 	json_int_t max_new = json_integer_value(json_object_get(rec, "max_new_tokens"));
 	struct rs_req *q = calloc(1, sizeof(*q));
 	struct eng_session_params sp;
+	const json_t *from = json_object_get(rec, "score_from");
 	struct eng_error err;
 	const char *why = NULL;
 
 	if (!q)
 		why = "out of memory";
-	else if (json_object_get(rec, "score_from"))
-		why = "score requests are not taken here; score on a worker directly";
+	else if (from && (!json_is_integer(from) || json_integer_value(from) < 1 ||
+			  json_integer_value(from) > 1 << 26))
+		why = "score_from must be between 1 and the prompt's length";
+	else if (from)
+		q->score_from = (int32_t)json_integer_value(from);
 	else if (max_new < 1 || max_new > 1 << 24)
 		why = "max_new_tokens must be between 1 and 16777216";
-	else
-		why = request_ids(rs, rec, (int32_t)max_new, q);
+	if (q && !why)
+		why = request_ids(rs, rec, q->score_from ? 0 : (int32_t)max_new, q);
 	if (!why) {
 		q->rs = rs;
 		q->id = id;
 		line_params(rec, &sp);
+		sp.score = q->score_from > 0;
 		sp.stop_ids = q->stop;
 		sp.n_stop_ids = q->n_stop;
 		if (eng_session_start(rs->e->runner, &sp, &req_ops, q, &q->sess, &err) != 0)

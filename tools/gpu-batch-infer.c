@@ -228,9 +228,9 @@ static void usage(void)
 	      "      --max-connections=N       --serve: clients at once on each front; more\n"
 	      "                                are refused (default 256 on the socket, 4096\n"
 	      "                                over HTTP)\n"
-	      "      --idle-timeout=S          --serve: close a socket connection idle for S\n"
-	      "                                seconds with nothing in the engine (default\n"
-	      "                                600; 0: never)\n"
+	      "      --idle-timeout=S          --serve: close a connection (socket or HTTP)\n"
+	      "                                idle for S seconds with nothing in the engine;\n"
+	      "                                a stream is not idle (default 600; 0: never)\n"
 	      "      --allow-root-clients      --serve: serve root as well as this user\n"
 	      "      --port=N                  serve OpenAI-compatible HTTP on port N (0: any\n"
 	      "                                free port, printed on stderr)\n"
@@ -515,7 +515,7 @@ static int router_option(int c, const char *arg, struct opts *o)
 }
 
 /* Worker options (--serve): 0 handled, 1 not a worker option, -1 bad value.
- * --max-connections bounds the HTTP front too. */
+ * --max-connections and --idle-timeout apply to the HTTP front too. */
 static int worker_option(int c, const char *arg, struct opts *o)
 {
 	struct eng_worker_params *w = &o->inf.worker;
@@ -531,6 +531,7 @@ static int worker_option(int c, const char *arg, struct opts *o)
 	case OPT_IDLE_TIMEOUT:
 		if (nd_parse_double(arg, 0, 1e9, &d)) return -1;
 		w->idle_timeout_s = d;
+		o->inf.serve.idle_timeout_s = d;
 		return 0;
 	case OPT_ALLOW_ROOT: w->allow_root_clients = true; return 0;
 	}

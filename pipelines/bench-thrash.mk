@@ -49,3 +49,35 @@ bench-thrash: $(THRASH_OUT)/conversations.jsonl tools/gpu-batch-infer$(EXEEXT) |
 .PHONY: bench-thrash FORCE
 FORCE:
 EXTRA_DIST += pipelines/bench-thrash.sh
+
+## `make bench-replay`: the multi-turn replay at many conversations at once
+## on a GPU, as the run's achieved fraction of its roofline (the "roofl"
+## column: the sum of each step's ceiling, max(bytes / bandwidth, FLOPs /
+## GEMM rate) with the rates measured at load, over the run's time), on
+## random weights of the Qwen2.5-7B shape (--load-format dummy).  It is
+## bench-thrash with the engine's default pool and these defaults:
+## REPLAY_NUM conversations (128) of at most REPLAY_TOKEN_LIMIT tokens
+## (12000), REPLAY_BATCH_SIZES ("16 64 96 128"), REPLAY_DEVICE (cuda),
+## REPLAY_ARGS (more gpu-batch-infer flags: --quantization fp8,
+## --kv-cache-dtype fp8_e4m3, ...), REPLAY_TOKENIZER (an HF tokenizer
+## directory for the model, e.g. Qwen's; default: the model writer's small
+## trained one, whose tokens are shorter), REPLAY_OUT (out/bench-replay).
+REPLAY_MODEL ?= out/models/qwen2.5-7b-shape
+REPLAY_TOKENIZER ?=
+REPLAY_NUM ?= 128
+REPLAY_TOKEN_LIMIT ?= 12000
+REPLAY_BATCH_SIZES ?= 16 64 96 128
+REPLAY_DEVICE ?= cuda
+REPLAY_ARGS ?=
+REPLAY_OUT ?= out/bench-replay
+
+out/models/qwen2.5-7b-shape/config.json: tools/model-writer$(EXEEXT)
+	$(AM_V_GEN)tools/model-writer --force --preset qwen2.5-7b --no-weights \
+		$(if $(REPLAY_TOKENIZER),--tokenizer $(REPLAY_TOKENIZER)) -o $(@D)
+
+bench-replay: tools/gpu-batch-infer$(EXEEXT) | $(REPLAY_MODEL)/config.json
+	$(MAKE) $(AM_MAKEFLAGS) bench-thrash THRASH_MODEL='$(REPLAY_MODEL)' \
+		THRASH_DEVICE='$(REPLAY_DEVICE)' THRASH_ARGS='--load-format dummy $(REPLAY_ARGS)' \
+		THRASH_BATCH_SIZES='$(REPLAY_BATCH_SIZES)' THRASH_POOLS=0 THRASH_NUM='$(REPLAY_NUM)' \
+		THRASH_TOKEN_LIMIT='$(REPLAY_TOKEN_LIMIT)' THRASH_VERIFY=0 THRASH_OUT='$(REPLAY_OUT)'
+.PHONY: bench-replay

@@ -349,16 +349,22 @@ struct fp8_matmul_job {
 	float lut[256];      /* the value of every E4M3 code */
 };
 
-/* Token t's activation row quantized: its codes go through the thread's
- * scratch (K bytes of it), their values into xq[t], its scale into sa[t]. */
+/* Token t's activation row quantized from its bf16 values (the GPU's
+ * products take bf16 inputs, so both quantize the same numbers): the
+ * rounded row and its codes go through the thread's scratch (K floats,
+ * then K bytes), their values into xq[t], its scale into sa[t]. */
 static void fp8_act_task(void *arg, int t, int thread)
 {
 	const struct fp8_matmul_job *J = arg;
 	int64_t K = J->w->cols, k;
-	uint8_t *codes = (uint8_t *)(J->scratch + (int64_t)thread * ENG_MATMUL_ROWS * K);
+	float *xb = J->scratch + (int64_t)thread * ENG_MATMUL_ROWS * K;
+	uint8_t *codes = (uint8_t *)(xb + K);
+	const float *x = J->x + (int64_t)t * K;
 	float *xq = J->xq + (int64_t)t * K;
 
-	eng_fp8_quantize_row(J->x + (int64_t)t * K, (int)K, codes, &J->sa[t]);
+	for (k = 0; k < K; k++)
+		xb[k] = eng_bf16_to_f32(eng_f32_to_bf16(x[k]));
+	eng_fp8_quantize_row(xb, (int)K, codes, &J->sa[t]);
 	for (k = 0; k < K; k++)
 		xq[k] = J->lut[codes[k]];
 }

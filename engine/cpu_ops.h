@@ -51,7 +51,8 @@ int eng_cpu_fp8_quantize_weight(struct eng_pool *pool, float *scratch,
 /* Frees w's arrays (NULL ones too) and leaves them NULL. */
 void eng_cpu_fp8_weight_free(struct eng_cpu_fp8_weight *w);
 
-/* The W8A8 product: row t of x (n_tokens, w->cols) is quantized with
+/* The W8A8 product: row t of x (n_tokens, w->cols), rounded to bf16 (the
+ * GPU's products take bf16 activations), is quantized with
  * eng_fp8_quantize_row (codes xq_t, scale sa[t]), then
  *   out[t][n] = sa[t] * w->scale[n] * sum_k e4m3(xq_t[k]) * e4m3(w->q[n][k])
  * summed in fp32, plus bias[n] (bias as eng_cpu_matmul's).  scratch as

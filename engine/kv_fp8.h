@@ -49,7 +49,8 @@ static inline float eng_kv_fp8_round(float x, float inv_scale, float scale)
  * row, scale = max_i |x[i]| / 448, at least ENG_FP8_MIN_SCALE (so an
  * all-zero row gets zeros, and 1 / scale stays finite); 1 / scale is
  * formed in fp32, as for the KV cache, so the GPU's quantization gives the
- * same bytes.  A product of a quantized activation row a (scale sa) and a
+ * same bytes.  Activation rows are quantized from their bf16 values.  A
+ * product of a quantized activation row a (scale sa) and a
  * quantized weight row w (scale sw) is sa * sw * sum_i a[i] w[i], the sum
  * over the exact E4M3 values in fp32. */
 #define ENG_FP8_MIN_SCALE 1e-12f

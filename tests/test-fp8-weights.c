@@ -139,8 +139,12 @@ static void matmul_case(struct eng_pool *pool, const struct mm_case *c, uint64_t
 			    sw[n] == fw.scale[n];
 	}
 	bytes_ok &= fw.scale[1] == ENG_FP8_MIN_SCALE;
-	for (int t = 0; t < c->T; t++)
+	for (int t = 0; t < c->T; t++) {
+		/* activations are quantized from their bf16 values */
+		for (int k = 0; k < c->K; k++)
+			x[(size_t)t * c->K + k] = eng_bf16_to_f32(eng_f32_to_bf16(x[(size_t)t * c->K + k]));
 		eng_fp8_quantize_row(x + (size_t)t * c->K, c->K, qx + (size_t)t * c->K, &sx[t]);
+	}
 	eng_cpu_matmul_fp8(pool, scratch, xq, sa, out, x, c->T, &fw, c->bias ? &bt : NULL);
 	for (int t = 0; t < c->T; t++) {
 		bytes_ok &= sa[t] == sx[t];

@@ -305,8 +305,12 @@ static void fp8_quant_task(void *arg, int task, int thread)
 	int64_t K = J->w->cols, j, j1;
 	float *row = J->scratch + (int64_t)thread * ENG_MATMUL_ROWS * K;
 
+	/* from the row's bf16 values, as the GPU (which holds weights in
+	 * bf16 before quantizing them) does for f16 and f32 checkpoints */
 	for (j = task_rows(task, J->rows_per_task, J->w->rows, &j1); j < j1; j++) {
 		eng_cpu_row_f32(J->w, j, row);
+		for (int64_t k = 0; k < K; k++)
+			row[k] = eng_bf16_to_f32(eng_f32_to_bf16(row[k]));
 		eng_fp8_quantize_row(row, (int)K, J->out->q + j * K, &J->out->scale[j]);
 	}
 }

@@ -41,8 +41,8 @@ struct eng_cpu_fp8_weight {
 	float *scale;      /* (rows) fp32 */
 };
 
-/* out = w (bf16, f16 or f32) quantized row by row over the pool's
- * threads; scratch as eng_cpu_matmul's.  Returns 0, or ENG_E_NOMEM with
+/* out = w (bf16, f16 or f32) rounded to bf16 and quantized row by row
+ * (as the GPU quantizes it) over the pool's threads; scratch as eng_cpu_matmul's.  Returns 0, or ENG_E_NOMEM with
  * out left empty. */
 int eng_cpu_fp8_quantize_weight(struct eng_pool *pool, float *scratch,
 				const struct eng_tensor *w, struct eng_cpu_fp8_weight *out,

@@ -19,7 +19,8 @@
  *   for both operands, so the dot products are the same.  The warps' sums
  *   meet in shared memory.
  * - more rows (prefill, large decode batches): cuBLASLt's FP8 GEMM into
- *   y, then one pass scaling y in place.
+ *   y, then one pass scaling y in place (bf16 y is so rounded twice, the
+ *   sum and then the scaled sum: within one bf16 step of rounding once).
  *
  * Weights are read once per product at either size: at batch 1 the bytes
  * are half those of bf16, which is what decode speed is made of.
@@ -312,25 +313,6 @@ static __global__ void scale_rows_cols_kernel(void *y, int y_f32, int ldy, const
 	}
 }
 
-/* Row blockIdx.x of y (fp32, stride ldy) from the bf16 sums cuBLASLt left
- * in the first half of the row's bytes (bf16 stride 2 ldy), scaled: the
- * row is read whole into shared memory before any of it is written. */
-static __global__ void expand_scale_kernel(float *y, int ldy, const float *xs, const float *ws,
-					   int n)
-{
-	extern __shared__ float row[];
-	const uint16_t *src = (const uint16_t *)(y + (size_t)blockIdx.x * ldy);
-	float sx;
-
-	kn_pdl_enter();
-	sx = xs[blockIdx.x];
-	for (int c = threadIdx.x; c < n; c += blockDim.x)
-		row[c] = kn_bf2f(src[c]);
-	__syncthreads();
-	for (int c = threadIdx.x; c < n; c += blockDim.x)
-		y[(size_t)blockIdx.x * ldy + c] = row[c] * sx * ws[c];
-}
-
 static int launch_lt(struct kn_gemm *g, void *y, int y_f32, int ldy, const uint8_t *xq,
 		     const float *xs, const uint8_t *w, const float *ws, int m, int n, int k)
 {
@@ -338,27 +320,28 @@ static int launch_lt(struct kn_gemm *g, void *y, int y_f32, int ldy, const uint8
 	struct kn_lt_plan *p;
 	size_t total = (size_t)m * n;
 	unsigned blocks;
-	int rc, via_bf16 = 0;
+	int rc;
 
-	/* fp32 out where cuBLASLt has it, else bf16 sums expanded in place */
-	if ((rc = plan_get(g, m, n, k, ldy, y_f32, &p))) {
-		if (!y_f32 || (size_t)n * 4 > 48 * 1024 ||
-		    (rc = plan_get(g, m, n, k, 2 * ldy, 0, &p)))
-			return rc;
-		via_bf16 = 1;
-	}
+	if ((rc = plan_get(g, m, n, k, ldy, y_f32, &p)))
+		return rc;
 	KN_CHECK(cublasLtMatmul(g->lt, p->op, &one, w, p->a, xq, p->b, &zero, y, p->d, y, p->d,
 				&p->algo, g->ws, KN_GEMM_WORKSPACE, g->s));
-	if (via_bf16) {
-		KN_LAUNCH(expand_scale_kernel, (unsigned)m, 256, (size_t)n * 4, g->s, (float *)y,
-			  ldy, xs, ws, n);
-	} else {
-		blocks = (unsigned)((total + 255) / 256 < 8192 ? (total + 255) / 256 : 8192);
-		KN_LAUNCH(scale_rows_cols_kernel, blocks, 256, 0, g->s, y, y_f32, ldy, xs, ws, m,
-			  n);
-	}
+	blocks = (unsigned)((total + 255) / 256 < 8192 ? (total + 255) / 256 : 8192);
+	KN_LAUNCH(scale_rows_cols_kernel, blocks, 256, 0, g->s, y, y_f32, ldy, xs, ws, m, n);
 	KN_LAUNCHED();
 	return 0;
+}
+
+/* FP8 tensor-core products need compute capability 8.9 or newer: 1 when
+ * the current device has it, 0 when not, negative on an error. */
+static int fp8_capable(void)
+{
+	int dev, major, minor;
+
+	KN_CHECK(cudaGetDevice(&dev));
+	KN_CHECK(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+	KN_CHECK(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
+	return major > 8 || (major == 8 && minor >= 9);
 }
 
 /* ---------------------------------------------------------------- entry */
@@ -377,6 +360,14 @@ extern "C" int kn_gemm_fp8(struct kn_gemm *g, void *y, int y_f32, int ldy, const
 	skinny = path == KN_FP8_SKINNY ||
 		 (path == KN_FP8_AUTO && m <= KN_FP8_SKINNY_M && k % 64 == 0);
 	KN_REQUIRE(!skinny || (m <= KN_FP8_SKINNY_M && k % 64 == 0));
+	if (!g->fp8_ok) {
+		if ((rc = fp8_capable()) < 0)
+			return rc;
+		g->fp8_ok = rc ? 1 : -1;
+	}
+	if (g->fp8_ok < 0)
+		return kn_fail(KN_E_INVALID, __FILE__, __LINE__,
+			       "FP8 products need a GPU of compute capability 8.9 or newer");
 	if ((rc = kn_quant_rows_e4m3(xq, xs, x, m, k, g->s)))
 		return rc;
 	if (skinny)

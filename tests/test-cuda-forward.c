@@ -410,8 +410,8 @@ static int open_model(struct bench_model *M, const struct mw_params *mp, int pag
 	M->p.weight_fp8 = wfp8;
 	if (eng_backend_create(&eng_backend_cpu_ops, M->m, &M->p, &M->cpu, &err) ||
 	    eng_backend_create(&eng_backend_cuda_ops, M->m, &M->p, &M->gpu, &err) ||
-	    (fp8 && eng_backend_create(&eng_backend_cpu_ops, M->m, &p16, &M->cpu32, &err)) ||
-	    (fp8 && eng_backend_create(&eng_backend_cuda_ops, M->m, &p16, &M->gpu16, &err))) {
+	    ((fp8 || wfp8) && eng_backend_create(&eng_backend_cpu_ops, M->m, &p16, &M->cpu32, &err)) ||
+	    ((fp8 || wfp8) && eng_backend_create(&eng_backend_cuda_ops, M->m, &p16, &M->gpu16, &err))) {
 		tap_ok(0, "backends created: %s", err.msg);
 		return -1;
 	}
@@ -437,9 +437,9 @@ static void close_model(struct bench_model *M)
 	free(M->pages);
 }
 
-/* The GPU does round K and V to E4M3: a prompt's last logits on its fp8
- * pages differ from those on its bf16 pages by 0.4 to 2.5 times what the
- * CPU's fp8 emulation's differ from its fp32 pages. */
+/* The GPU does round to E4M3 (K and V, or the weights and activations):
+ * a prompt's last logits with FP8 differ from those without by 0.4 to 2.5
+ * times what the CPU's emulation's differ from its unrounded ones. */
 static void test_fp8_rounds(struct bench_model *M, const struct prompts *P)
 {
 	size_t V = M->c->vocab;
@@ -523,6 +523,7 @@ static void check_model_wfp8(const char *name, const struct mw_params *mp, int p
 	test_greedy_api(&M, &P);
 	if (long_ctx)
 		test_long(&M);
+	test_fp8_rounds(&M, &P);   /* the gpu's products are FP8 ones */
 	tap_diag("%s: %d greedy tokens differed from the cpu's at near ties", full, M.near_ties);
 	close_model(&M);
 }

@@ -134,6 +134,8 @@ static void matmul_case(struct eng_pool *pool, const struct mm_case *c, uint64_t
 	}
 	for (int n = 0; n < c->N; n++) {
 		eng_cpu_row_f32(&wt, n, row);
+		for (int k = 0; k < c->K; k++)   /* weights too are quantized from bf16 */
+			row[k] = eng_bf16_to_f32(eng_f32_to_bf16(row[k]));
 		eng_fp8_quantize_row(row, c->K, qw + (size_t)n * c->K, &sw[n]);
 		bytes_ok &= !memcmp(qw + (size_t)n * c->K, fw.q + (size_t)n * c->K, c->K) &&
 			    sw[n] == fw.scale[n];

@@ -287,32 +287,64 @@ static int profile(void *st, const char *what, int batch, int ctx, int prefill,
 	return rc;
 }
 
+/* The Qwen2.5-7B config the benchmark runs (2 on a parse failure). */
+static int qwen7b_config(struct eng_model_config *cfg)
+{
+	json_t *root = json_loads(qwen7b_json, 0, NULL);
+	struct eng_error err;
+	int rc = !root || eng_config_parse(root, "qwen2.5-7b", cfg, &err);
+
+	if (rc)
+		fprintf(stderr, "bench-cuda: config: %s\n", root ? err.msg : "bad json");
+	json_decref(root);
+	return rc ? 2 : 0;
+}
+
+/* nb block tables of per pages each, page i at index i. */
+static int32_t *page_tables(int per, int nb)
+{
+	int32_t *t = malloc(sizeof(int32_t) * per * nb);
+
+	for (int i = 0; t && i < per * nb; i++)
+		t[i] = i;
+	return t;
+}
+
+/* A dummy-weight state of cfg on device with n_pages pages of K and V in
+ * kv (enum eng_kv_dtype), FP8 linear layers when wfp8 (3 on a failure). */
+static int create_dummy(const struct eng_model_config *cfg, int device, int kv, int wfp8,
+			int n_pages, void **st)
+{
+	struct eng_backend_params p = eng_backend_default_params();
+	struct eng_error err;
+
+	p.page_size = PAGE;
+	p.n_pages = n_pages;
+	p.device = device;
+	p.kv_dtype = kv;
+	p.weight_fp8 = wfp8;
+	if (eng_cuda_create(cfg, NULL, 1, &p, st, &err)) {
+		fprintf(stderr, "bench-cuda: create: %s\n", err.msg);
+		return 3;
+	}
+	return 0;
+}
+
 static int run_model(int device, double bw, double rate)
 {
 	struct eng_model_config cfg;
-	struct eng_backend_params p = eng_backend_default_params();
-	struct eng_error err;
-	json_t *root = json_loads(qwen7b_json, 0, NULL);
 	int per = 4160 / PAGE, nb = 64, rc;
-	int32_t *tables = malloc(sizeof(int32_t) * per * nb);
+	int32_t *tables;
 	double d1, d64, d16, pf, g1, g64, g16, t0 = now_s();
 	char buf[160];
 	void *st;
 
-	if (!root || eng_config_parse(root, "qwen2.5-7b", &cfg, &err)) {
-		fprintf(stderr, "bench-cuda: config: %s\n", root ? err.msg : "bad json");
-		return 2;
-	}
-	json_decref(root);
-	for (int i = 0; i < per * nb; i++)
-		tables[i] = i;
-	p.page_size = PAGE;
-	p.n_pages = per * nb;
-	p.device = device;
-	p.kv_dtype = kv_dtype;
-	if (eng_cuda_create(&cfg, NULL, 1, &p, &st, &err)) {
-		fprintf(stderr, "bench-cuda: create: %s\n", err.msg);
-		return 3;
+	if ((rc = qwen7b_config(&cfg)))
+		return rc;
+	tables = page_tables(per, nb);
+	if ((rc = create_dummy(&cfg, device, kv_dtype, 0, per * nb, &st))) {
+		free(tables);
+		return rc;
 	}
 	struct shape s = shape_of(&cfg, eng_cuda_weight_bytes(st),
 				  kv_dtype == ENG_KV_DTYPE_FP8_E4M3 ? 1 : 2);
@@ -403,19 +435,11 @@ static int attn_time(void *st, int batch, int ctx, int32_t *tables, int per, dou
 static int kv_figures(const struct eng_model_config *cfg, int device, int dtype, int32_t *tables,
 		      int per, int nb, struct kv_fig *f, size_t *weight_bytes)
 {
-	struct eng_backend_params p = eng_backend_default_params();
-	struct eng_error err;
 	void *st;
 	int rc;
 
-	p.page_size = PAGE;
-	p.n_pages = per * nb;
-	p.device = device;
-	p.kv_dtype = dtype;
-	if (eng_cuda_create(cfg, NULL, 1, &p, &st, &err)) {
-		fprintf(stderr, "bench-cuda: create: %s\n", err.msg);
-		return 3;
-	}
+	if ((rc = create_dummy(cfg, device, dtype, 0, per * nb, &st)))
+		return rc;
 	*weight_bytes = eng_cuda_weight_bytes(st);
 	if (!(rc = time_steps(st, 16, 10240, 0, 10, tables, 4 * per, &f->b16)) &&
 	    !(rc = time_steps(st, 64, 2048, 0, 10, tables, per, &f->b64)) &&
@@ -445,20 +469,14 @@ static void kv_attn_row(const char *fig, double t16, double t8, double kv16)
 static int kv_compare(int device, double bw, double rate)
 {
 	struct eng_model_config cfg;
-	struct eng_error err;
-	json_t *root = json_loads(qwen7b_json, 0, NULL);
 	int per = 4160 / PAGE, nb = 64, rc;
-	int32_t *tables = malloc(sizeof(int32_t) * per * nb);
+	int32_t *tables;
 	struct kv_fig f16, f8;
 	size_t wb = 0;
 
-	if (!root || eng_config_parse(root, "qwen2.5-7b", &cfg, &err)) {
-		free(tables);
-		return 2;
-	}
-	json_decref(root);
-	for (int i = 0; i < per * nb; i++)
-		tables[i] = i;
+	if ((rc = qwen7b_config(&cfg)))
+		return rc;
+	tables = page_tables(per, nb);
 	if ((rc = kv_figures(&cfg, device, ENG_KV_DTYPE_BF16, tables, per, nb, &f16, &wb)) ||
 	    (rc = kv_figures(&cfg, device, ENG_KV_DTYPE_FP8_E4M3, tables, per, nb, &f8, &wb))) {
 		free(tables);
@@ -499,20 +517,11 @@ struct w_fig {
 static int w_figures(const struct eng_model_config *cfg, int device, int wfp8, int kv,
 		     int32_t *tables, int per, int nb, struct w_fig *f)
 {
-	struct eng_backend_params p = eng_backend_default_params();
-	struct eng_error err;
 	void *st;
 	int rc;
 
-	p.page_size = PAGE;
-	p.n_pages = per * nb;
-	p.device = device;
-	p.kv_dtype = kv;
-	p.weight_fp8 = wfp8;
-	if (eng_cuda_create(cfg, NULL, 1, &p, &st, &err)) {
-		fprintf(stderr, "bench-cuda: create: %s\n", err.msg);
-		return 3;
-	}
+	if ((rc = create_dummy(cfg, device, kv, wfp8, per * nb, &st)))
+		return rc;
 	f->wb = eng_cuda_weight_bytes(st);
 	if (!(rc = time_steps(st, 1, 1024, 0, 20, tables, per, &f->b1)) &&
 	    !(rc = time_steps(st, 16, 10240, 0, 10, tables, 4 * per, &f->b16)))
@@ -535,19 +544,13 @@ static void w_row(const char *fig, double tb, double t8, double t88, double cb, 
 static int w_compare(int device, double bw, double rate)
 {
 	struct eng_model_config cfg;
-	struct eng_error err;
-	json_t *root = json_loads(qwen7b_json, 0, NULL);
 	int per = 4160 / PAGE, nb = 64, rc;
-	int32_t *tables = malloc(sizeof(int32_t) * per * nb);
+	int32_t *tables;
 	struct w_fig fb, f8, f88;
 
-	if (!root || eng_config_parse(root, "qwen2.5-7b", &cfg, &err)) {
-		free(tables);
-		return 2;
-	}
-	json_decref(root);
-	for (int i = 0; i < per * nb; i++)
-		tables[i] = i;
+	if ((rc = qwen7b_config(&cfg)))
+		return rc;
+	tables = page_tables(per, nb);
 	if ((rc = w_figures(&cfg, device, 0, ENG_KV_DTYPE_BF16, tables, per, nb, &fb)) ||
 	    (rc = w_figures(&cfg, device, 1, ENG_KV_DTYPE_BF16, tables, per, nb, &f8)) ||
 	    (rc = w_figures(&cfg, device, 1, ENG_KV_DTYPE_FP8_E4M3, tables, per, nb, &f88))) {
@@ -650,15 +653,12 @@ static int tp_scaling(int device)
 {
 	static const int sizes[3] = { 1, 2, 4 };
 	struct eng_model_config cfg;
-	struct eng_error err;
-	json_t *root = json_loads(qwen7b_json, 0, NULL);
 	struct tp_fig one = { 0 }, f;
 	int n = 0, devs[4], rc;
 	char fig[64];
 
-	if (!root || eng_config_parse(root, "qwen2.5-7b", &cfg, &err))
-		return 2;
-	json_decref(root);
+	if ((rc = qwen7b_config(&cfg)))
+		return rc;
 	kn_device_count(&n);
 	printf("\ntensor parallelism, op by op (speed-up over tp 1, efficiency, all-reduce share "
 	       "of device time):\n%-30s %28s %5s   %28s %5s\n", "figure", "decode b1, 1k ctx",

@@ -67,10 +67,10 @@ struct bench_model {
 	struct eng_backend *cpu, *gpu;
 	struct eng_backend_params p;
 	int32_t *pages;   /* (n_pages) a shuffled order of the pool's pages */
-	int fp8;          /* cpu and gpu with FP8 pages (p.kv_dtype) */
+	int fp8;          /* cpu and gpu with FP8 pages or FP8 weights */
 	double tol;       /* TOL, or TOL_FP8 */
 	int near_ties;    /* fp8: steps whose greedy tokens differ at a near tie */
-	struct eng_backend *cpu32, *gpu16;   /* fp8: the same model, fp32 / bf16 pages */
+	struct eng_backend *cpu32, *gpu16;   /* fp8: the same model without FP8 */
 };
 
 /* Sequence s's block table: a disjoint run of the shuffled pages. */
@@ -375,7 +375,8 @@ static int write_kv_scales(const char *dir, const struct mw_params *mp)
 
 /* The model of mp written (with per-head KV scales scales(l, h) when
  * scales is set: a sharded model) and loaded, with its cpu and gpu
- * backends, FP8 pages when fp8 (and then the fp32 / bf16 ones too). */
+ * backends, FP8 pages when fp8, FP8 weights when wfp8 (with either, also
+ * the backends without FP8: fp32 / bf16 pages and the weights as loaded). */
 static int open_model(struct bench_model *M, const struct mw_params *mp, int page_size,
 		      int n_pages, int fp8, int scales, int wfp8)
 {
@@ -464,93 +465,64 @@ static void test_fp8_rounds(struct bench_model *M, const struct prompts *P)
 		free(lg[k]);
 }
 
-/* The fp8 checks of one model: mixed batch, chunked prefill, score mode,
- * device argmax, long context, dummy weights, and that it rounds. */
-static void check_model_fp8(const char *name, const struct mw_params *mp, int page_size,
-			    int n_pages, int long_ctx, int scales)
+/* The checks of one model against the CPU: mixed batch, batch 1 (not
+ * with FP8 pages), chunked prefill, score mode, device argmax, long
+ * context, dummy weights (not with FP8 weights).  kv_fp8: FP8 pages (with
+ * per-head scales in the checkpoint when scales); wfp8: FP8 weights, W8A8,
+ * which the CPU emulates on the same bf16 values the GPU quantizes.  With
+ * either, the fp8 tolerance and near ties, and a check that the GPU does
+ * round. */
+static void check_model_as(const char *name, const struct mw_params *mp, int page_size,
+			   int n_pages, int long_ctx, int kv_fp8, int scales, int wfp8)
 {
 	struct bench_model M;
 	struct prompts P = { 3, { 100, 5, 1 }, { { 0 } }, { { 0 } } };
 	char full[256];
 
-	if (open_model(&M, mp, page_size, n_pages, 1, scales, 0)) {
+	if (open_model(&M, mp, page_size, n_pages, kv_fp8, scales, wfp8)) {
 		close_model(&M);
 		return;
 	}
-	snprintf(full, sizeof(full), "%s, fp8_e4m3 kv%s", name,
-		 scales ? " with per-head scales" : "");
+	snprintf(full, sizeof(full), "%s%s%s%s", name, kv_fp8 ? ", fp8_e4m3 kv" : "",
+		 scales ? " with per-head scales" : "", wfp8 ? ", fp8 weights" : "");
 	M.name = full;
 	for (int s = 0; s < P.n; s++)
 		for (int i = 0; i < P.len[s]; i++)
 			P.tok[s][i] = test_irand(&rng, M.c->vocab);
 	test_mixed(&M, &P);
+	if (!kv_fp8)
+		test_batch1(&M, &P);
 	test_chunked(&M, &P);
 	test_score(&M, &P);
 	test_greedy_api(&M, &P);
 	if (long_ctx)
 		test_long(&M);
-	test_fp8_rounds(&M, &P);
-	test_dummy(&M, &P);
-	tap_diag("%s: %d greedy tokens differed from the cpu's at near ties", full, M.near_ties);
-	close_model(&M);
-}
-
-/* FP8 weights (W8A8) on both backends: the GPU's products against the
- * CPU's emulation of the same quantization.  The GPU quantizes bf16
- * activations where the CPU quantizes fp32 ones, so a value near a
- * rounding boundary may take the next E4M3 step: the fp8 tolerance and
- * near ties, as for FP8 pages. */
-static void check_model_wfp8(const char *name, const struct mw_params *mp, int page_size,
-			     int n_pages, int long_ctx)
-{
-	struct bench_model M;
-	struct prompts P = { 3, { 100, 5, 1 }, { { 0 } }, { { 0 } } };
-	char full[256];
-
-	if (open_model(&M, mp, page_size, n_pages, 0, 0, 1)) {
-		close_model(&M);
-		return;
-	}
-	snprintf(full, sizeof(full), "%s, fp8 weights", name);
-	M.name = full;
-	for (int s = 0; s < P.n; s++)
-		for (int i = 0; i < P.len[s]; i++)
-			P.tok[s][i] = test_irand(&rng, M.c->vocab);
-	test_mixed(&M, &P);
-	test_batch1(&M, &P);
-	test_chunked(&M, &P);
-	test_score(&M, &P);
-	test_greedy_api(&M, &P);
-	if (long_ctx)
-		test_long(&M);
-	test_fp8_rounds(&M, &P);   /* the gpu's products are FP8 ones */
-	tap_diag("%s: %d greedy tokens differed from the cpu's at near ties", full, M.near_ties);
+	if (kv_fp8 || wfp8)
+		test_fp8_rounds(&M, &P);
+	if (!wfp8)
+		test_dummy(&M, &P);
+	if (kv_fp8 || wfp8)
+		tap_diag("%s: %d greedy tokens differed from the cpu's at near ties", full,
+			 M.near_ties);
 	close_model(&M);
 }
 
 static void check_model(const char *name, const struct mw_params *mp, int page_size,
 			int n_pages, int long_ctx)
 {
-	struct bench_model M;
-	struct prompts P = { 3, { 100, 5, 1 }, { { 0 } }, { { 0 } } };
+	check_model_as(name, mp, page_size, n_pages, long_ctx, 0, 0, 0);
+}
 
-	if (open_model(&M, mp, page_size, n_pages, 0, 0, 0)) {
-		close_model(&M);
-		return;
-	}
-	M.name = name;
-	for (int s = 0; s < P.n; s++)
-		for (int i = 0; i < P.len[s]; i++)
-			P.tok[s][i] = test_irand(&rng, M.c->vocab);
-	test_mixed(&M, &P);
-	test_batch1(&M, &P);
-	test_chunked(&M, &P);
-	test_score(&M, &P);
-	test_greedy_api(&M, &P);
-	if (long_ctx)
-		test_long(&M);
-	test_dummy(&M, &P);
-	close_model(&M);
+static void check_model_fp8(const char *name, const struct mw_params *mp, int page_size,
+			    int n_pages, int long_ctx, int scales)
+{
+	check_model_as(name, mp, page_size, n_pages, long_ctx, 1, scales, 0);
+}
+
+static void check_model_wfp8(const char *name, const struct mw_params *mp, int page_size,
+			     int n_pages, int long_ctx)
+{
+	check_model_as(name, mp, page_size, n_pages, long_ctx, 0, 0, 1);
 }
 
 int main(void)

@@ -355,10 +355,8 @@ static void fp8_round_row(const struct cpu_state *st, int l, float *k, float *v)
 /* The same for a bf16 cache: round to nearest even. */
 static void bf16_round_row(float *k, float *v, int n)
 {
-	for (int i = 0; i < n; i++) {
-		k[i] = eng_bf16_to_f32(eng_f32_to_bf16(k[i]));
-		v[i] = eng_bf16_to_f32(eng_f32_to_bf16(v[i]));
-	}
+	eng_cpu_round_bf16(k, k, n);
+	eng_cpu_round_bf16(v, v, n);
 }
 
 /* The per-head q/k norm when the model has one, RoPE on the chunk's q and

@@ -64,6 +64,12 @@ uint16_t eng_f32_to_bf16(float f)
 	return (uint16_t)(u >> 16);
 }
 
+void eng_cpu_round_bf16(float *out, const float *in, int64_t n)
+{
+	for (int64_t i = 0; i < n; i++)
+		out[i] = eng_bf16_to_f32(eng_f32_to_bf16(in[i]));
+}
+
 void eng_cpu_row_f32(const struct eng_tensor *t, int64_t row, float *out)
 {
 	int64_t j, n = t->cols;
@@ -299,19 +305,25 @@ struct fp8_quant_job {
 	int rows_per_task;
 };
 
+/* A row of weights or activations quantized from its bf16 values, as the
+ * GPU quantizes them (it holds both in bf16); x may equal xb, which holds
+ * the rounded row afterwards. */
+static void fp8_quantize_bf16_row(float *xb, const float *x, int64_t K, uint8_t *q,
+				  float *scale)
+{
+	eng_cpu_round_bf16(xb, x, K);
+	eng_fp8_quantize_row(xb, (int)K, q, scale);
+}
+
 static void fp8_quant_task(void *arg, int task, int thread)
 {
 	const struct fp8_quant_job *J = arg;
 	int64_t K = J->w->cols, j, j1;
 	float *row = J->scratch + (int64_t)thread * ENG_MATMUL_ROWS * K;
 
-	/* from the row's bf16 values, as the GPU (which holds weights in
-	 * bf16 before quantizing them) does for f16 and f32 checkpoints */
 	for (j = task_rows(task, J->rows_per_task, J->w->rows, &j1); j < j1; j++) {
 		eng_cpu_row_f32(J->w, j, row);
-		for (int64_t k = 0; k < K; k++)
-			row[k] = eng_bf16_to_f32(eng_f32_to_bf16(row[k]));
-		eng_fp8_quantize_row(row, (int)K, J->out->q + j * K, &J->out->scale[j]);
+		fp8_quantize_bf16_row(row, row, K, J->out->q + j * K, &J->out->scale[j]);
 	}
 }
 
@@ -353,8 +365,7 @@ struct fp8_matmul_job {
 	float lut[256];      /* the value of every E4M3 code */
 };
 
-/* Token t's activation row quantized from its bf16 values (the GPU's
- * products take bf16 inputs, so both quantize the same numbers): the
+/* Token t's activation row quantized (fp8_quantize_bf16_row): the
  * rounded row and its codes go through the thread's scratch (K floats,
  * then K bytes), their values into xq[t], its scale into sa[t]. */
 static void fp8_act_task(void *arg, int t, int thread)
@@ -366,9 +377,7 @@ static void fp8_act_task(void *arg, int t, int thread)
 	const float *x = J->x + (int64_t)t * K;
 	float *xq = J->xq + (int64_t)t * K;
 
-	for (k = 0; k < K; k++)
-		xb[k] = eng_bf16_to_f32(eng_f32_to_bf16(x[k]));
-	eng_fp8_quantize_row(xb, (int)K, codes, &J->sa[t]);
+	fp8_quantize_bf16_row(xb, x, K, codes, &J->sa[t]);
 	for (k = 0; k < K; k++)
 		xq[k] = J->lut[codes[k]];
 }

@@ -20,6 +20,9 @@ float eng_bf16_to_f32(uint16_t h);
 float eng_f16_to_f32(uint16_t h);
 uint16_t eng_f32_to_bf16(float f);   /* round to nearest even */
 
+/* out (n) = in (n) rounded to bf16 values; out may equal in. */
+void eng_cpu_round_bf16(float *out, const float *in, int64_t n);
+
 /* out (n) = row `row` of t as fp32, for n = t->cols. */
 void eng_cpu_row_f32(const struct eng_tensor *t, int64_t row, float *out);
 

@@ -134,8 +134,7 @@ static void matmul_case(struct eng_pool *pool, const struct mm_case *c, uint64_t
 	}
 	for (int n = 0; n < c->N; n++) {
 		eng_cpu_row_f32(&wt, n, row);
-		for (int k = 0; k < c->K; k++)   /* weights too are quantized from bf16 */
-			row[k] = eng_bf16_to_f32(eng_f32_to_bf16(row[k]));
+		eng_cpu_round_bf16(row, row, c->K);   /* weights too are quantized from bf16 */
 		eng_fp8_quantize_row(row, c->K, qw + (size_t)n * c->K, &sw[n]);
 		bytes_ok &= !memcmp(qw + (size_t)n * c->K, fw.q + (size_t)n * c->K, c->K) &&
 			    sw[n] == fw.scale[n];
@@ -143,8 +142,7 @@ static void matmul_case(struct eng_pool *pool, const struct mm_case *c, uint64_t
 	bytes_ok &= fw.scale[1] == ENG_FP8_MIN_SCALE;
 	for (int t = 0; t < c->T; t++) {
 		/* activations are quantized from their bf16 values */
-		for (int k = 0; k < c->K; k++)
-			x[(size_t)t * c->K + k] = eng_bf16_to_f32(eng_f32_to_bf16(x[(size_t)t * c->K + k]));
+		eng_cpu_round_bf16(x + (size_t)t * c->K, x + (size_t)t * c->K, c->K);
 		eng_fp8_quantize_row(x + (size_t)t * c->K, c->K, qx + (size_t)t * c->K, &sx[t]);
 	}
 	eng_cpu_matmul_fp8(pool, scratch, xq, sa, out, x, c->T, &fw, c->bias ? &bt : NULL);
@@ -333,38 +331,6 @@ static int compare_prompt(struct eng_backend *const be[2], const int32_t *ids, i
 	return ok;
 }
 
-/* The golden prompts of name (tests/data/golden), into ids / lens. */
-static int golden_prompts(const char *name, int32_t ids[8][64], int lens[8])
-{
-	const char *top = getenv("top_srcdir");
-	char path[4096];
-	json_t *g, *p;
-	size_t k;
-	int n = 0;
-
-	snprintf(path, sizeof(path), "%s/tests/data/golden/%s.json", top ? top : ".", name);
-	if (!(g = json_load_file(path, 0, NULL)))
-		return 0;
-	json_array_foreach(json_object_get(g, "prompts"), k, p) {
-		json_t *t = json_object_get(p, "tokens");
-
-		if (n == 8 || json_array_size(t) > 64)
-			break;
-		lens[n] = (int)json_array_size(t);
-		for (int i = 0; i < lens[n]; i++)
-			ids[n][i] = (int32_t)json_integer_value(json_array_get(t, i));
-		n++;
-	}
-	json_decref(g);
-	return n;
-}
-
-static void random_ids(int32_t *ids, int n, int V, uint64_t *rng)
-{
-	for (int i = 0; i < n; i++)
-		ids[i] = (int32_t)((tm_uniform(rng) + 1.0f) * 0.5f * (V - 1));
-}
-
 #define LONG 200
 
 /* One model: its golden prompts (or 3 random ones) and one of LONG
@@ -388,14 +354,14 @@ static void accuracy_model(const char *name, const char *dir, int realistic, str
 	be[0] = backend(m, 0);
 	be[1] = backend(m, 1);
 	ok = be[0] && be[1];
-	if (!(np = golden_prompts(name, ids, lens)))
+	if (!(np = tm_golden_prompts(name, ids, lens)))
 		for (np = 0; np < 3; np++) {
 			lens[np] = 7 + 13 * np;
-			random_ids(ids[np], lens[np], V, &rng);
+			tm_random_ids(ids[np], lens[np], V, &rng);
 		}
 	for (int k = 0; ok && k < np; k++)
 		ok = compare_prompt(be, ids[k], lens[k], V, &a);
-	random_ids(lp, LONG, V, &rng);
+	tm_random_ids(lp, LONG, V, &rng);
 	if (ok)
 		ok = compare_prompt(be, lp, LONG, V, &a);
 	tap_ok(ok && a.worst <= bound && (!realistic || a.lp_worst <= ACC_MAX_LOGPROB),

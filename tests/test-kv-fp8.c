@@ -374,39 +374,6 @@ static int compare_prompt(struct eng_backend *const be[NC], const int32_t *ids, 
 	return ok;
 }
 
-/* The golden prompts of name (tests/data/golden), into ids / lens. */
-static int golden_prompts(const char *name, int32_t ids[8][64], int lens[8])
-{
-	const char *top = getenv("top_srcdir");
-	char path[4096];
-	json_t *g, *p;
-	size_t k;
-	int n = 0;
-
-	snprintf(path, sizeof(path), "%s/tests/data/golden/%s.json", top ? top : ".", name);
-	if (!(g = json_load_file(path, 0, NULL)))
-		return 0;
-	json_array_foreach(json_object_get(g, "prompts"), k, p) {
-		json_t *t = json_object_get(p, "tokens");
-
-		if (n == 8 || json_array_size(t) > 64)
-			break;
-		lens[n] = (int)json_array_size(t);
-		for (int i = 0; i < lens[n]; i++)
-			ids[n][i] = (int32_t)json_integer_value(json_array_get(t, i));
-		n++;
-	}
-	json_decref(g);
-	return n;
-}
-
-/* Random ids of the vocabulary. */
-static void random_ids(int32_t *ids, int n, int V, uint64_t *rng)
-{
-	for (int i = 0; i < n; i++)
-		ids[i] = (int32_t)((tm_uniform(rng) + 1.0f) * 0.5f * (V - 1));
-}
-
 /* One model: its golden prompts (or 3 random ones) and one of LONG
  * tokens.  Bounds: fp8's error against fp32 at most FP8_OVER_BF16 times
  * bf16's (E4M3 keeps 3 mantissa bits to bf16's 7: a step 16 times
@@ -434,14 +401,14 @@ static void accuracy_model(const char *name, const char *dir, int realistic, str
 	be[C16] = backend(m, ENG_KV_DTYPE_BF16, 64);
 	be[C8] = backend(m, ENG_KV_DTYPE_FP8_E4M3, 64);
 	ok = be[C32] && be[C16] && be[C8];
-	if (!(np = golden_prompts(name, ids, lens)))
+	if (!(np = tm_golden_prompts(name, ids, lens)))
 		for (np = 0; np < 3; np++) {
 			lens[np] = 7 + 13 * np;
-			random_ids(ids[np], lens[np], V, &rng);
+			tm_random_ids(ids[np], lens[np], V, &rng);
 		}
 	for (int k = 0; ok && k < np; k++)
 		ok = compare_prompt(be, ids[k], lens[k], V, a);
-	random_ids(lp, LONG, V, &rng);
+	tm_random_ids(lp, LONG, V, &rng);
 	if (ok)
 		ok = compare_prompt(be, lp, LONG, V, a);
 	tap_ok(ok && a[1].worst <= FP8_OVER_BF16 * a[0].worst + 1e-3 &&

@@ -23,6 +23,37 @@ float tm_uniform(uint64_t *state)
 	return (float)((double)(eng_splitmix64(state) >> 11) / 9007199254740992.0 * 2.0 - 1.0);
 }
 
+void tm_random_ids(int32_t *ids, int n, int V, uint64_t *state)
+{
+	for (int i = 0; i < n; i++)
+		ids[i] = (int32_t)((tm_uniform(state) + 1.0f) * 0.5f * (V - 1));
+}
+
+int tm_golden_prompts(const char *name, int32_t ids[8][64], int lens[8])
+{
+	const char *top = getenv("top_srcdir");
+	char path[4096];
+	json_t *g, *p;
+	size_t k;
+	int n = 0;
+
+	snprintf(path, sizeof(path), "%s/tests/data/golden/%s.json", top ? top : ".", name);
+	if (!(g = json_load_file(path, 0, NULL)))
+		return 0;
+	json_array_foreach(json_object_get(g, "prompts"), k, p) {
+		json_t *t = json_object_get(p, "tokens");
+
+		if (n == 8 || json_array_size(t) > 64)
+			break;
+		lens[n] = (int)json_array_size(t);
+		for (int i = 0; i < lens[n]; i++)
+			ids[n][i] = (int32_t)json_integer_value(json_array_get(t, i));
+		n++;
+	}
+	json_decref(g);
+	return n;
+}
+
 struct tm_spec tm_spec_qwen2(void)
 {
 	struct tm_spec s = {

@@ -94,4 +94,12 @@ void tm_rmtree(const char *dir);
 /* Uniform in [-1, 1) from a splitmix64 state. */
 float tm_uniform(uint64_t *state);
 
+/* n random ids of a vocabulary of V from a splitmix64 state. */
+void tm_random_ids(int32_t *ids, int n, int V, uint64_t *state);
+
+/* The first prompts (at most 8, of at most 64 tokens) of the golden file
+ * of name ($top_srcdir/tests/data/golden/NAME.json) into ids / lens; the
+ * number read, 0 when there is no such file. */
+int tm_golden_prompts(const char *name, int32_t ids[8][64], int lens[8]);
+
 #endif

@@ -251,16 +251,41 @@ static int adds(const struct cuda_state *st, const float *bias)
 	return st->n_ranks == 1 && !bias && !st->w_fp8;
 }
 
+/* Whether the FP8 products' inputs come quantized from the ops that make
+ * them (the norms, SiLU) instead of from a quantization of their own. */
+static int fused_quant(const struct cuda_state *st)
+{
+	return st->w_fp8 && st->fuse_quant;
+}
+
 /* y (T, n) = in (T, k) . the layer matrix w or its FP8 form (w8, row
- * scales ws) ^T; y fp32 (KN_Y_F32) or bf16 (0). */
+ * scales ws) ^T; y fp32 (KN_Y_F32) or bf16 (0).  in NULL: the rows are
+ * quantized in R->xq, R->xs already (fused_quant). */
 static int linear(const struct cuda_state *st, const struct rank *R, void *y, int y_f32,
 		  const uint16_t *in, const uint16_t *w, const uint8_t *w8, const float *ws,
 		  int T, int n, int k)
 {
+	if (st->w_fp8 && !in)
+		return kn_gemm_fp8_q(R->gemm, y, y_f32, n, R->xq, R->xs, w8, ws, T, n, k,
+				     KN_FP8_AUTO);
 	if (st->w_fp8)
 		return kn_gemm_fp8(R->gemm, y, y_f32, n, in, w8, ws, T, n, k, R->xq, R->xs,
 				   KN_FP8_AUTO);
 	return kn_gemm_bf16(R->gemm, y, y_f32, n, in, w, T, n, k);
+}
+
+/* RMSNorm (after the add of y, bias) of x into a product's input: R->xb
+ * bf16, or R->xq and R->xs under fused_quant. */
+static int norm_in(const struct cuda_state *st, const struct rank *R, const float *y,
+		   const float *bias, const float *w, int T)
+{
+	const struct eng_model_config *c = &st->cfg;
+
+	if (fused_quant(st))
+		return kn_add_rmsnorm_e4m3(R->x, y, bias, w, R->xq, R->xs, T, c->hidden,
+					   (float)c->rms_eps, R->stream);
+	return kn_add_rmsnorm(R->x, y, bias, w, R->xb, NULL, T, c->hidden, (float)c->rms_eps,
+			      R->stream);
 }
 
 /* A row-parallel projection (o, down) of in (T, k) by w (hidden, k) (or
@@ -330,18 +355,17 @@ static int layer_op(const struct cuda_state *st, const struct rank *R, const str
 {
 	const struct eng_model_config *c = &st->cfg;
 	const struct eng_cuda_layer *L = &R->w.layers[l], *P = l ? L - 1 : NULL;
-	int T = m->T, H = c->hidden, I = st->inter, qkv = qkv_dim(st);
-	float eps = (float)c->rms_eps;
+	int T = m->T, H = c->hidden, I = st->inter, qkv = qkv_dim(st), fq = fused_quant(st);
+	const uint16_t *xb = fq ? NULL : R->xb;
 
 	switch (op) {
 	case OP_ATTN_NORM:
 		/* adds the last down projection unless it was added already
 		 * (a bias is never: adds() wants none) */
-		return kn_add_rmsnorm(R->x, P && !adds(st, P->bd) ? R->proj : NULL,
-				      P ? P->bd : NULL, L->attn_norm, R->xb, NULL, T, H, eps,
-				      R->stream);
+		return norm_in(st, R, P && !adds(st, P->bd) ? R->proj : NULL, P ? P->bd : NULL,
+			       L->attn_norm, T);
 	case OP_QKV:
-		return linear(st, R, R->qkv, KN_Y_F32, R->xb, L->wqkv, L->wqkv8, L->sqkv, T, qkv, H);
+		return linear(st, R, R->qkv, KN_Y_F32, xb, L->wqkv, L->wqkv8, L->sqkv, T, qkv, H);
 	case OP_ROPE:
 		return rope(st, R, L, m, l);
 	case OP_ATTN:
@@ -349,14 +373,15 @@ static int layer_op(const struct cuda_state *st, const struct rank *R, const str
 	case OP_O:
 		return project(st, R, L->bo, R->att, L->wo, L->wo8, L->so, T, st->nh * c->head_dim);
 	case OP_MLP_NORM:
-		return kn_add_rmsnorm(R->x, adds(st, L->bo) ? NULL : R->proj, L->bo, L->mlp_norm,
-				      R->xb, NULL, T, H, eps, R->stream);
+		return norm_in(st, R, adds(st, L->bo) ? NULL : R->proj, L->bo, L->mlp_norm, T);
 	case OP_GU:
-		return linear(st, R, R->gu, 0, R->xb, L->wgu, L->wgu8, L->sgu, T, 2 * I, H);
+		return linear(st, R, R->gu, 0, xb, L->wgu, L->wgu8, L->sgu, T, 2 * I, H);
 	case OP_SILU:
+		if (fq)
+			return kn_silu_mul_e4m3(R->xq, R->xs, R->gu, L->bgu, T, I, R->stream);
 		return kn_silu_mul(R->act, R->gu, L->bgu, T, I, R->stream);
 	case OP_DOWN:
-		return project(st, R, L->bd, R->act, L->wd, L->wd8, L->sd, T, I);
+		return project(st, R, L->bd, fq ? NULL : R->act, L->wd, L->wd8, L->sd, T, I);
 	default:
 		return KN_E_INVALID;
 	}

@@ -79,6 +79,13 @@ int eng_cuda_forward_next(void *state, const struct eng_batch *batch, const uint
 void eng_cuda_use_graphs(void *state, int on);
 int eng_cuda_graph_count(const void *state);
 
+/* With FP8 weights: whether the norms and SiLU write their outputs as the
+ * FP8 products' quantized inputs (on, the default) or in bf16, each
+ * product then quantizing its input in a launch of its own (off: the
+ * ablation).  The results are the same bytes either way.  Drops the
+ * graphs held. */
+void eng_cuda_fuse_quant(void *state, int on);
+
 /* Device time of the last forward, from the metadata upload to the last
  * copy back (events on the stream): 0, or -1 when it has none. */
 int eng_cuda_step_device_ms(void *state, double *ms);

@@ -223,6 +223,15 @@ void eng_cuda_use_graphs(void *state, int on)
 	((struct cuda_state *)state)->params.disable_cuda_graph = !on;
 }
 
+void eng_cuda_fuse_quant(void *state, int on)
+{
+	struct cuda_state *st = state;
+
+	if (st->fuse_quant != !!on)
+		eng_cuda_graphs_drop(st);
+	st->fuse_quant = !!on;
+}
+
 int eng_cuda_graph_count(const void *state)
 {
 	const struct cuda_state *st = state;

@@ -88,6 +88,7 @@ struct cuda_state {
 	int use_tc_decode;  /* decode attention likewise */
 	int kv_fp8;         /* KV pages in FP8 E4M3 (params.kv_dtype), else bf16 */
 	int w_fp8;          /* linear layers in FP8 E4M3 (params.weight_fp8) */
+	int fuse_quant;     /* w_fp8: products' inputs quantized by their producers */
 	int n_ranks;        /* params.tp_size */
 	int shared;         /* n_ranks > 1 on one GPU and one stream */
 	int nh, nkv, inter; /* per rank */

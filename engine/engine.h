@@ -119,6 +119,11 @@ struct eng_sched_stats {
 	double roofline_seconds;   /* summed per-step ceilings: max(bytes moved /
 				      bandwidth, FLOPs / GEMM rate) of each step */
 	double roofline_bytes, roofline_flops;
+	/* the steps where some sequence brings more than one token (prefill
+	 * chunks, alone or beside decode rows) on their own: their count,
+	 * wall time and ceilings; the rest are decode steps */
+	int64_t n_prefill_steps;
+	double prefill_step_seconds, prefill_roofline_seconds;
 	double roofline_bandwidth; /* the measured rates they use, bytes/s and FLOP/s;
 				      0 when the backend measured none */
 	double roofline_gemm_rate;

@@ -523,6 +523,19 @@ static void roofline_stats(json_t *o, const struct eng_sched_stats *st,
 	json_object_set_new(o, "roofline_time", have ? json_real(ceil_s) : json_null());
 	json_object_set_new(o, "roofline_fraction",
 			    have && step_s > 0 ? json_real(ceil_s / step_s) : json_null());
+	/* the same split between steps with prefill chunks and decode steps */
+	ceil_s = st->prefill_roofline_seconds - st0->prefill_roofline_seconds;
+	step_s = st->prefill_step_seconds - st0->prefill_step_seconds;
+	json_object_set_new(o, "prefill_steps",
+			    json_integer(st->n_prefill_steps - st0->n_prefill_steps));
+	json_object_set_new(o, "prefill_step_time", json_real(step_s));
+	json_object_set_new(o, "prefill_roofline_fraction",
+			    have && step_s > 0 ? json_real(ceil_s / step_s) : json_null());
+	ceil_s = st->roofline_seconds - st0->roofline_seconds - ceil_s;
+	step_s = st->step_seconds - st0->step_seconds - step_s;
+	json_object_set_new(o, "decode_step_time", json_real(step_s));
+	json_object_set_new(o, "decode_roofline_fraction",
+			    have && step_s > 0 ? json_real(ceil_s / step_s) : json_null());
 	json_object_set_new(o, "roofline_bandwidth",
 			    have ? json_real(st->roofline_bandwidth) : json_null());
 	json_object_set_new(o, "roofline_gemm_rate",

@@ -716,7 +716,7 @@ static void fail_batch(struct eng_sched *s, int32_t n, const char *msg)
 
 /* Counts the planned step: its size, the pages in use, its roofline
  * ceiling; and lets the decode estimate decay. */
-static void account(struct eng_sched *s, int32_t n)
+static int account(struct eng_sched *s, int32_t n)
 {
 	struct eng_roofline_cost cost;
 	int32_t n_tokens = 0;
@@ -740,16 +740,21 @@ static void account(struct eng_sched *s, int32_t n)
 	s->st.roofline_seconds += cost.seconds;
 	s->st.roofline_bytes += cost.bytes;
 	s->st.roofline_flops += cost.flops;
+	if (n_tokens > n) {
+		s->st.n_prefill_steps++;
+		s->st.prefill_roofline_seconds += cost.seconds;
+	}
 	s->new_token_ratio -= RATIO_DECAY;
 	if (s->new_token_ratio < RATIO_MIN)
 		s->new_token_ratio = RATIO_MIN;
+	return n_tokens > n;
 }
 
 int eng_sched_step(struct eng_sched *s, struct eng_error *err)
 {
 	int32_t n = 0, budget = s->p.chunked_prefill_size;
 	double t0;
-	int rc;
+	int rc, prefill;
 
 	drop_cancelled(s);
 	plan_decode(s, &n);
@@ -765,10 +770,13 @@ int eng_sched_step(struct eng_sched *s, struct eng_error *err)
 			retract(s, pick_victim(s));
 		return 0;
 	}
-	account(s, n);
+	prefill = account(s, n);
 	t0 = eng_mono_s();
 	rc = s->step(s->step_ctx, s->seqs, n, s->next, err);
-	s->st.step_seconds += eng_mono_s() - t0;
+	t0 = eng_mono_s() - t0;
+	s->st.step_seconds += t0;
+	if (prefill)
+		s->st.prefill_step_seconds += t0;
 	if (rc != 0) {
 		fail_batch(s, n, err ? err->msg : "the model step failed");
 		return rc;

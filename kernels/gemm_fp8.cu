@@ -346,13 +346,13 @@ static int fp8_capable(void)
 
 /* ---------------------------------------------------------------- entry */
 
-extern "C" int kn_gemm_fp8(struct kn_gemm *g, void *y, int y_f32, int ldy, const uint16_t *x,
-			   const uint8_t *w, const float *ws, int m, int n, int k, uint8_t *xq,
-			   float *xs, int path)
+extern "C" int kn_gemm_fp8_q(struct kn_gemm *g, void *y, int y_f32, int ldy, const uint8_t *xq,
+			     const float *xs, const uint8_t *w, const float *ws, int m, int n,
+			     int k, int path)
 {
 	int rc, skinny;
 
-	KN_REQUIRE(g && y && x && w && ws && xq && xs);
+	KN_REQUIRE(g && y && xq && xs && w && ws);
 	KN_REQUIRE(m >= 1 && n >= 1 && k >= 16 && k % 16 == 0 && ldy >= n);
 	KN_REQUIRE(y_f32 == 0 || y_f32 == KN_Y_F32);
 	KN_REQUIRE(!(((uintptr_t)w | (uintptr_t)xq) & 15));
@@ -368,9 +368,19 @@ extern "C" int kn_gemm_fp8(struct kn_gemm *g, void *y, int y_f32, int ldy, const
 	if (g->fp8_ok < 0)
 		return kn_fail(KN_E_INVALID, __FILE__, __LINE__,
 			       "FP8 products need a GPU of compute capability 8.9 or newer");
-	if ((rc = kn_quant_rows_e4m3(xq, xs, x, m, k, g->s)))
-		return rc;
 	if (skinny)
 		return launch_fp8_skinny(y, y_f32, ldy, xq, xs, w, ws, m, n, k, g->s);
 	return launch_lt(g, y, y_f32, ldy, xq, xs, w, ws, m, n, k);
+}
+
+extern "C" int kn_gemm_fp8(struct kn_gemm *g, void *y, int y_f32, int ldy, const uint16_t *x,
+			   const uint8_t *w, const float *ws, int m, int n, int k, uint8_t *xq,
+			   float *xs, int path)
+{
+	int rc;
+
+	KN_REQUIRE(g && x && xq && xs && m >= 1 && k >= 16 && k % 16 == 0);
+	if ((rc = kn_quant_rows_e4m3(xq, xs, x, m, k, g->s)))
+		return rc;
+	return kn_gemm_fp8_q(g, y, y_f32, ldy, xq, xs, w, ws, m, n, k, path);
 }

@@ -114,6 +114,10 @@ enum { KN_FP8_AUTO = 0, KN_FP8_SKINNY = 1, KN_FP8_CUBLASLT = 2 };
 int kn_gemm_fp8(struct kn_gemm *g, void *y, int y_f32, int ldy, const uint16_t *x,
 		const uint8_t *w, const float *ws, int m, int n, int k, uint8_t *xq, float *xs,
 		int path);
+/* The same product of rows already quantized: xq (m, k) bytes, xs (m). */
+int kn_gemm_fp8_q(struct kn_gemm *g, void *y, int y_f32, int ldy, const uint8_t *xq,
+		  const float *xs, const uint8_t *w, const float *ws, int m, int n, int k,
+		  int path);
 
 /* ---------------------------------------------------------------- ops */
 
@@ -130,6 +134,11 @@ int kn_embed(float *x, const uint16_t *table, const int32_t *ids, int n_rows, in
 int kn_add_rmsnorm(float *x, const float *y, const float *bias, const float *w,
 		   uint16_t *out, const int32_t *rows, int n_rows, int hidden, float eps,
 		   kn_stream s);
+/* The add and the norm, the output row going out as an FP8 product's
+ * input: q (n_rows, hidden) bytes and qs (n_rows) scales, those
+ * kn_quant_rows_e4m3 gives for the bf16 out of kn_add_rmsnorm. */
+int kn_add_rmsnorm_e4m3(float *x, const float *y, const float *bias, const float *w,
+			uint8_t *q, float *qs, int n_rows, int hidden, float eps, kn_stream s);
 
 /* RoPE (rotate-half) on the q and k parts of qkv, fused with the bias add
  * and the write of k and v into the paged cache:
@@ -168,6 +177,11 @@ int kn_f32_to_e4m3(uint8_t *out, const float *in, size_t n, float inv_scale, kn_
  * 2 inter) bf16 holds [g | u] per row and bias (2 inter) fp32 or NULL. */
 int kn_silu_mul(uint16_t *out, const uint16_t *gu, const float *bias, int n_rows, int inter,
 		kn_stream s);
+/* The same output as an FP8 product's input: q (n_rows, inter) bytes and
+ * qs (n_rows) scales, those kn_quant_rows_e4m3 gives for kn_silu_mul's
+ * out.  inter % 8 == 0; q 8-byte and gu 16-byte aligned. */
+int kn_silu_mul_e4m3(uint8_t *q, float *qs, const uint16_t *gu, const float *bias, int n_rows,
+		     int inter, kn_stream s);
 
 /* How KV pages hold their elements. */
 enum {

@@ -6,12 +6,26 @@
  * add and the sum of squares, and once more for the scaled bf16 output.
  * The residual stream stays fp32 so that the CPU reference is matched
  * closely.
+ *
+ * With q (kn_add_rmsnorm_e4m3) the row goes out as an FP8 product's
+ * input instead: its bf16 values quantized as kn_quant_rows_e4m3 does
+ * (the same bytes and scale), the block's max |value| taken between the
+ * two, so the bf16 row is never written.
  */
 #include "kernels/kn_check.cuh"
+#include "kernels/kn_fp8.cuh"
+
+/* Row scale of an FP8 row of max |value| amax, as kn_quant_rows_e4m3. */
+static __device__ __forceinline__ float e4m3_row_scale(float amax)
+{
+	float s = amax / 448.0f;
+
+	return s >= 1e-12f ? s : 1e-12f;
+}
 
 static __global__ void add_rmsnorm_kernel(float *x, const float *y, const float *bias,
-					  const float *w, uint16_t *out, const int32_t *rows,
-					  int hidden, float eps)
+					  const float *w, uint16_t *out, uint8_t *q, float *qs,
+					  const int32_t *rows, int hidden, float eps)
 {
 	kn_pdl_enter();
 	__shared__ float red[32];
@@ -28,14 +42,28 @@ static __global__ void add_rmsnorm_kernel(float *x, const float *y, const float 
 		}
 		ss += v * v;
 	}
-	if (!out)
+	if (!out && !q)
 		return;
 	ss = kn_block_sum(ss, red);
 	float scale = 1.0f / sqrtf(ss / (float)hidden + eps);
-	uint16_t *o = out + (size_t)r * hidden;
+
+	if (out) {
+		uint16_t *o = out + (size_t)r * hidden;
+
+		for (int i = threadIdx.x; i < hidden; i += blockDim.x)
+			o[i] = kn_f2bf(w[i] * (xr[i] * scale));
+		return;
+	}
+	float amax = 0.0f, inv;
 
 	for (int i = threadIdx.x; i < hidden; i += blockDim.x)
-		o[i] = kn_f2bf(w[i] * (xr[i] * scale));
+		amax = fmaxf(amax, fabsf(kn_bf2f(kn_f2bf(w[i] * (xr[i] * scale)))));
+	amax = e4m3_row_scale(kn_block_max(amax, red));
+	inv = 1.0f / amax;
+	for (int i = threadIdx.x; i < hidden; i += blockDim.x)
+		q[(size_t)r * hidden + i] = kn_f2e4m3(kn_bf2f(kn_f2bf(w[i] * (xr[i] * scale))) * inv);
+	if (threadIdx.x == 0)
+		qs[r] = amax;
 }
 
 /* The same for rows of hidden % 4 == 0 floats, at most 4 float4 a thread
@@ -45,7 +73,7 @@ static __global__ void add_rmsnorm_kernel(float *x, const float *y, const float 
 #define RN_VEC 4
 
 static __global__ void add_rmsnorm_vec_kernel(float *x, const float *y, const float *bias,
-					      const float *w, uint16_t *out,
+					      const float *w, uint16_t *out, uint8_t *q, float *qs,
 					      const int32_t *rows, int hidden, float eps)
 {
 	kn_pdl_enter();
@@ -76,11 +104,37 @@ static __global__ void add_rmsnorm_vec_kernel(float *x, const float *y, const fl
 		}
 		ss += v[k].x * v[k].x + v[k].y * v[k].y + v[k].z * v[k].z + v[k].w * v[k].w;
 	}
-	if (!out)
+	if (!out && !q)
 		return;
 	ss = kn_block_sum(ss, red);
-	float scale = 1.0f / sqrtf(ss / (float)hidden + eps);
-	uint2 *o = (uint2 *)(out + (size_t)r * hidden);
+	float scale = 1.0f / sqrtf(ss / (float)hidden + eps), amax = 0.0f;
+	uint2 pk[RN_VEC];
+
+#pragma unroll
+	for (int k = 0; k < RN_VEC; k++) {
+		int i = threadIdx.x + k * blockDim.x;
+
+		pk[k] = make_uint2(0, 0);
+		if (i >= n4)
+			continue;
+		float4 g = ((const float4 *)w)[i];
+
+		pk[k].x = (uint32_t)kn_f2bf(g.x * (v[k].x * scale)) |
+			  ((uint32_t)kn_f2bf(g.y * (v[k].y * scale)) << 16);
+		pk[k].y = (uint32_t)kn_f2bf(g.z * (v[k].z * scale)) |
+			  ((uint32_t)kn_f2bf(g.w * (v[k].w * scale)) << 16);
+		if (out)
+			((uint2 *)(out + (size_t)r * hidden))[i] = pk[k];
+		else
+			amax = fmaxf(amax, fmaxf(fmaxf(fabsf(kn_bf2f((uint16_t)pk[k].x)),
+						       fabsf(kn_bf2f((uint16_t)(pk[k].x >> 16)))),
+						 fmaxf(fabsf(kn_bf2f((uint16_t)pk[k].y)),
+						       fabsf(kn_bf2f((uint16_t)(pk[k].y >> 16))))));
+	}
+	if (out)
+		return;
+	amax = e4m3_row_scale(kn_block_max(amax, red));
+	float inv = 1.0f / amax;
 
 #pragma unroll
 	for (int k = 0; k < RN_VEC; k++) {
@@ -88,35 +142,34 @@ static __global__ void add_rmsnorm_vec_kernel(float *x, const float *y, const fl
 
 		if (i >= n4)
 			continue;
-		float4 g = ((const float4 *)w)[i];
-		uint2 pk;
-
-		pk.x = (uint32_t)kn_f2bf(g.x * (v[k].x * scale)) |
-		       ((uint32_t)kn_f2bf(g.y * (v[k].y * scale)) << 16);
-		pk.y = (uint32_t)kn_f2bf(g.z * (v[k].z * scale)) |
-		       ((uint32_t)kn_f2bf(g.w * (v[k].w * scale)) << 16);
-		o[i] = pk;
+		((uint32_t *)(q + (size_t)r * hidden))[i] =
+			(uint32_t)kn_f2e4m3(kn_bf2f((uint16_t)pk[k].x) * inv) |
+			((uint32_t)kn_f2e4m3(kn_bf2f((uint16_t)(pk[k].x >> 16)) * inv) << 8) |
+			((uint32_t)kn_f2e4m3(kn_bf2f((uint16_t)pk[k].y) * inv) << 16) |
+			((uint32_t)kn_f2e4m3(kn_bf2f((uint16_t)(pk[k].y >> 16)) * inv) << 24);
 	}
+	if (threadIdx.x == 0)
+		qs[r] = amax;
 }
 
 static int launch_add_rmsnorm(float *x, const float *y, const float *bias, const float *w,
-			      uint16_t *out, const int32_t *rows, int n_rows, int hidden,
-			      float eps, cudaStream_t s)
+			      uint16_t *out, uint8_t *q, float *qs, const int32_t *rows,
+			      int n_rows, int hidden, float eps, cudaStream_t s)
 {
 	int n4 = hidden / 4;
 	int threads = ((n4 + RN_VEC - 1) / RN_VEC + 31) / 32 * 32;
 	int aligned = !(((uintptr_t)x | (uintptr_t)y | (uintptr_t)bias | (uintptr_t)w |
-			 (uintptr_t)out) & 15);
+			 (uintptr_t)out) & 15) && !((uintptr_t)q & 3);
 
 	if (hidden % 4 == 0 && threads <= 1024 && aligned) {
-		KN_LAUNCH(add_rmsnorm_vec_kernel, n_rows, threads, 0, s, x, y, bias, w, out, rows,
-			  hidden, eps);
+		KN_LAUNCH(add_rmsnorm_vec_kernel, n_rows, threads, 0, s, x, y, bias, w, out, q, qs,
+			  rows, hidden, eps);
 		KN_LAUNCHED();
 		return 0;
 	}
 	threads = hidden >= 1024 ? 1024 : (hidden + 31) / 32 * 32;
-	KN_LAUNCH(add_rmsnorm_kernel, n_rows, threads, 0, s, x, y, bias, w, out, rows, hidden,
-		  eps);
+	KN_LAUNCH(add_rmsnorm_kernel, n_rows, threads, 0, s, x, y, bias, w, out, q, qs, rows,
+		  hidden, eps);
 	KN_LAUNCHED();
 	return 0;
 }
@@ -129,5 +182,14 @@ extern "C" int kn_add_rmsnorm(float *x, const float *y, const float *bias, const
 	KN_REQUIRE(!out || w);
 	KN_REQUIRE(!(rows && y));
 	KN_REQUIRE(!bias || y);
-	return launch_add_rmsnorm(x, y, bias, w, out, rows, n_rows, hidden, eps, s);
+	return launch_add_rmsnorm(x, y, bias, w, out, NULL, NULL, rows, n_rows, hidden, eps, s);
+}
+
+extern "C" int kn_add_rmsnorm_e4m3(float *x, const float *y, const float *bias, const float *w,
+				   uint8_t *q, float *qs, int n_rows, int hidden, float eps,
+				   kn_stream s)
+{
+	KN_REQUIRE(x && w && q && qs && n_rows >= 1 && hidden >= 1 && eps >= 0.0f);
+	KN_REQUIRE(!bias || y);
+	return launch_add_rmsnorm(x, y, bias, w, NULL, q, qs, NULL, n_rows, hidden, eps, s);
 }

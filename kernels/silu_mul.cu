@@ -4,12 +4,23 @@
  * Memory-bound, no reuse: a grid of (row, piece of the row), each thread
  * taking V consecutive elements, 8 through 16-byte loads and stores when
  * the row length and the buffers allow it, else 1.
+ *
+ * kn_silu_mul_e4m3 writes the row as an FP8 product's input instead: one
+ * block per row finds the max |bf16 value|, then works the values out
+ * again (the gate/up row is in L2 by then) and writes their E4M3 bytes,
+ * the bytes and scale kn_quant_rows_e4m3 would give for the bf16 row.
  */
 #include <stdint.h>
 
 #include "kernels/kn_check.cuh"
+#include "kernels/kn_fp8.cuh"
 
 #define SM_THREADS 256
+
+static __device__ __forceinline__ uint16_t silu_mul_bf(float a, float b)
+{
+	return kn_f2bf(a / (1.0f + expf(-a)) * b);
+}
 
 template <int V>
 static __global__ void silu_mul_kernel(uint16_t *out, const uint16_t *gu, const float *bias,
@@ -37,7 +48,7 @@ static __global__ void silu_mul_kernel(uint16_t *out, const uint16_t *gu, const 
 			a += bias[i + e];
 			b += bias[inter + i + e];
 		}
-		ov[e] = kn_f2bf(a / (1.0f + expf(-a)) * b);
+		ov[e] = silu_mul_bf(a, b);
 	}
 	if (V == 8)
 		*(uint4 *)(out + (size_t)r * inter + i) = *(const uint4 *)ov;
@@ -56,6 +67,74 @@ static int launch_silu_mul(uint16_t *out, const uint16_t *gu, const float *bias,
 		KN_LAUNCH(silu_mul_kernel<8>, grid, SM_THREADS, 0, s, out, gu, bias, inter);
 	else
 		KN_LAUNCH(silu_mul_kernel<1>, grid, SM_THREADS, 0, s, out, gu, bias, inter);
+	KN_LAUNCHED();
+	return 0;
+}
+
+/* The bf16 outputs [i, i + 8) of a row (row: gu's), into ov. */
+static __device__ __forceinline__ void silu_mul_8(uint16_t *ov, const uint16_t *row,
+						  const float *bias, int inter, int i)
+{
+	uint16_t gv[8], uv[8];
+
+	*(uint4 *)gv = *(const uint4 *)(row + i);
+	*(uint4 *)uv = *(const uint4 *)(row + inter + i);
+#pragma unroll
+	for (int e = 0; e < 8; e++) {
+		float a = kn_bf2f(gv[e]), b = kn_bf2f(uv[e]);
+
+		if (bias) {
+			a += bias[i + e];
+			b += bias[inter + i + e];
+		}
+		ov[e] = silu_mul_bf(a, b);
+	}
+}
+
+/* Row blockIdx.x into q and its scale qs; inter % 8 == 0. */
+static __global__ void __launch_bounds__(1024)
+	silu_mul_e4m3_kernel(uint8_t *q, float *qs, const uint16_t *gu, const float *bias,
+			     int inter)
+{
+	__shared__ float red[32];
+	const uint16_t *row = gu + (size_t)blockIdx.x * 2 * inter;
+	uint8_t *qr = q + (size_t)blockIdx.x * inter;
+	uint16_t ov[8];
+	float amax = 0.0f, sc, inv;
+
+	kn_pdl_enter();
+	for (int i = threadIdx.x * 8; i < inter; i += blockDim.x * 8) {
+		silu_mul_8(ov, row, bias, inter, i);
+#pragma unroll
+		for (int e = 0; e < 8; e++)
+			amax = fmaxf(amax, fabsf(kn_bf2f(ov[e])));
+	}
+	amax = kn_block_max(amax, red);
+	sc = amax / 448.0f;
+	sc = sc >= 1e-12f ? sc : 1e-12f;
+	inv = 1.0f / sc;
+	for (int i = threadIdx.x * 8; i < inter; i += blockDim.x * 8) {
+		uint32_t pk[2] = {0, 0};
+
+		silu_mul_8(ov, row, bias, inter, i);
+#pragma unroll
+		for (int e = 0; e < 8; e++)
+			pk[e >> 2] |= (uint32_t)kn_f2e4m3(kn_bf2f(ov[e]) * inv) << (8 * (e & 3));
+		*(uint2 *)(qr + i) = make_uint2(pk[0], pk[1]);
+	}
+	if (threadIdx.x == 0)
+		qs[blockIdx.x] = sc;
+}
+
+extern "C" int kn_silu_mul_e4m3(uint8_t *q, float *qs, const uint16_t *gu, const float *bias,
+				int n_rows, int inter, kn_stream s)
+{
+	int threads = (inter / 8 + 31) / 32 * 32;
+
+	KN_REQUIRE(q && qs && gu && n_rows >= 1 && inter >= 8 && inter % 8 == 0);
+	KN_REQUIRE(!(((uintptr_t)q & 7) | ((uintptr_t)gu & 15)));
+	threads = threads < 1024 ? threads : 1024;
+	KN_LAUNCH(silu_mul_e4m3_kernel, (unsigned)n_rows, threads, 0, s, q, qs, gu, bias, inter);
 	KN_LAUNCHED();
 	return 0;
 }

@@ -511,6 +511,7 @@ static int kv_compare(int device, double bw, double rate)
 
 struct w_fig {
 	double b1, b16, pf;   /* seconds: decode b1 1k, b16 10k (graphs), prefill 4k */
+	double b1_unfused;    /* FP8 weights: b1 with each product quantizing its input */
 	size_t wb;            /* weight bytes on the GPU */
 };
 
@@ -523,9 +524,19 @@ static int w_figures(const struct eng_model_config *cfg, int device, int wfp8, i
 	if ((rc = create_dummy(cfg, device, kv, wfp8, per * nb, &st)))
 		return rc;
 	f->wb = eng_cuda_weight_bytes(st);
+	f->b1_unfused = 0;
 	if (!(rc = time_steps(st, 1, 1024, 0, 20, tables, per, &f->b1)) &&
 	    !(rc = time_steps(st, 16, 10240, 0, 10, tables, 4 * per, &f->b16)))
 		rc = time_steps(st, 1, 4096, 1, 3, tables, per, &f->pf);
+	if (!rc && wfp8 && kv == ENG_KV_DTYPE_BF16) {
+		/* the ablation, and where an FP8 step's time goes */
+		eng_cuda_fuse_quant(st, 0);
+		rc = time_steps(st, 1, 1024, 0, 20, tables, per, &f->b1_unfused);
+		eng_cuda_fuse_quant(st, 1);
+		if (!rc)
+			rc = profile(st, "FP8 weights, decode b1, 1k context", 1, 1024, 0, tables,
+				     per);
+	}
 	eng_cuda_destroy(st);
 	return rc;
 }
@@ -580,6 +591,9 @@ static int w_compare(int device, double bw, double rate)
 	w_row("prefill 4k prompt", fb.pf, f8.pf, f88.pf, flp / rate, flp / rate, flp / rate);
 	printf("targets: decode b1 >= 1.8x bf16 tok/s; KV-bound decode (b16, 10k) >= 1.7x; "
 	       "prefill >= 1.5x\n");
+	printf("FP8 decode b1 with the products' inputs quantized by the norms and SiLU: %.3f ms; "
+	       "each product quantizing its own (the ablation): %.3f ms (%.2fx)\n", f8.b1 * 1e3,
+	       f8.b1_unfused * 1e3, f8.b1_unfused / f8.b1);
 	free(tables);
 	return 0;
 }

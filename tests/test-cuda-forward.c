@@ -465,6 +465,51 @@ static void test_fp8_rounds(struct bench_model *M, const struct prompts *P)
 		free(lg[k]);
 }
 
+/* FP8 weights: the products' inputs quantized by the norms and SiLU give
+ * the logits of each product quantizing its own, bit for bit (the same
+ * bytes and scales reach the same kernels), over a prefill of the three
+ * prompts and a decode step of each. */
+static void test_fused_quant(struct bench_model *M, const struct prompts *P)
+{
+	size_t V = M->c->vocab;
+	struct eng_error err;
+	float *lg[2];
+	int ok = 1, same;
+	void *st;
+
+	if (eng_cuda_create(M->c, eng_model_weights(M->m), 0, &M->p, &st, &err)) {
+		tap_ok(0, "%s: backend for the fused quantization: %s", M->name, err.msg);
+		return;
+	}
+	for (int k = 0; k < 2; k++) {
+		struct eng_seq_input q[MAX_SEQS];
+		int32_t cur[MAX_SEQS];
+		int pos[MAX_SEQS];
+
+		lg[k] = malloc(2 * P->n * V * 4);
+		eng_cuda_fuse_quant(st, k == 0);
+		for (int step = 0; ok && step < 2; step++) {
+			struct eng_batch b = { P->n, q };
+
+			for (int s = 0; s < P->n; s++) {
+				cur[s] = P->gpu_tok[s][0];
+				pos[s] = P->len[s];
+			}
+			step_inputs(M, P, step, cur, pos, lg[k] + step * P->n * V, 0, P->n, q);
+			if (eng_cuda_forward(st, &b, NULL, &err)) {
+				tap_diag("%s forward: %s", M->name, err.msg);
+				ok = 0;
+			}
+		}
+	}
+	same = ok && !memcmp(lg[0], lg[1], 2 * P->n * V * 4);
+	tap_ok(same, "%s: inputs quantized by the norms and SiLU == by each product "
+	       "(logits of a prefill and a decode step bit for bit)", M->name);
+	free(lg[0]);
+	free(lg[1]);
+	eng_cuda_destroy(st);
+}
+
 /* The checks of one model against the CPU: mixed batch, batch 1 (not
  * with FP8 pages), chunked prefill, score mode, device argmax, long
  * context, dummy weights (not with FP8 weights).  kv_fp8: FP8 pages (with
@@ -499,6 +544,8 @@ static void check_model_as(const char *name, const struct mw_params *mp, int pag
 		test_long(&M);
 	if (kv_fp8 || wfp8)
 		test_fp8_rounds(&M, &P);
+	if (wfp8)
+		test_fused_quant(&M, &P);
 	if (!wfp8)
 		test_dummy(&M, &P);
 	if (kv_fp8 || wfp8)

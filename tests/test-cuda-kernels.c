@@ -242,6 +242,95 @@ static void test_silu_mul(int n, int inter)
 	free(guf), free(bias), free(of), free(gu), free(o), free(ref);
 }
 
+/* Whether an FP8 producer's bytes (q, qs) on the device equal those of
+ * kn_quant_rows_e4m3 over its bf16 twin's output (rq, rs), n rows of k. */
+static void same_e4m3(const uint8_t *q, const float *qs, const uint8_t *rq, const float *rs,
+		      int n, int k, const char *what)
+{
+	uint8_t *a = malloc((size_t)n * k), *b = malloc((size_t)n * k);
+	float *as = malloc((size_t)n * 4), *bs = malloc((size_t)n * 4);
+	size_t bad = 0;
+
+	down(a, q, (size_t)n * k);
+	down(b, rq, (size_t)n * k);
+	down(as, qs, (size_t)n * 4);
+	down(bs, rs, (size_t)n * 4);
+	for (size_t i = 0; i < (size_t)n * k; i++)
+		bad += a[i] != b[i];
+	for (int r = 0; r < n; r++)
+		bad += memcmp(&as[r], &bs[r], 4) != 0;
+	tap_ok(bad == 0, "%s rows %d x %d: bytes and scales == bf16 out quantized (%zu differ)",
+	       what, n, k, bad);
+	free(a), free(b), free(as), free(bs);
+}
+
+/* kn_add_rmsnorm_e4m3 == kn_add_rmsnorm then kn_quant_rows_e4m3: the same
+ * residual and the same bytes and scales (a row of zeros included). */
+static void test_add_rmsnorm_e4m3(int hidden, int n)
+{
+	size_t N = (size_t)n * hidden;
+	float *x = rand_f32(N, 0, 2), *y = rand_f32(N, 0, 1), *b = rand_f32(hidden, 0, 0.5f);
+	float *w = rand_f32(hidden, 1, 0.5f), *x1 = malloc(N * 4), *x2 = malloc(N * 4);
+	float *dx1, *dx2, *dy, *db, *dw, *ds1 = dev((size_t)n * 4), *ds2 = dev((size_t)n * 4);
+	uint16_t *dout = dev(N * 2);
+	uint8_t *dq1 = dev(N), *dq2 = dev(N);
+
+	for (int i = 0; i < hidden; i++)
+		x[i] = y[i] = 0.0f;
+	dx1 = up(x, N * 4), dx2 = up(x, N * 4), dy = up(y, N * 4), db = up(b, hidden * 4);
+	dw = up(w, hidden * 4);
+	poison(dq2, N);
+	if (ran(kn_add_rmsnorm(dx1, dy, NULL, dw, dout, NULL, n, hidden, 1e-6f, NULL),
+		"kn_add_rmsnorm") &&
+	    ran(kn_quant_rows_e4m3(dq1, ds1, dout, n, hidden, NULL), "kn_quant_rows_e4m3") &&
+	    ran(kn_add_rmsnorm_e4m3(dx2, dy, NULL, dw, dq2, ds2, n, hidden, 1e-6f, NULL),
+		"kn_add_rmsnorm_e4m3")) {
+		down(x1, dx1, N * 4);
+		down(x2, dx2, N * 4);
+		tap_ok(!memcmp(x1, x2, N * 4), "add_rmsnorm_e4m3 hidden %d rows %d: residual",
+		       hidden, n);
+		same_e4m3(dq2, ds2, dq1, ds1, n, hidden, "add_rmsnorm_e4m3");
+	}
+	/* bias added, then a norm with no add */
+	if (ran(kn_add_rmsnorm(dx1, dy, db, dw, dout, NULL, n, hidden, 1e-6f, NULL),
+		"kn_add_rmsnorm") &&
+	    ran(kn_quant_rows_e4m3(dq1, ds1, dout, n, hidden, NULL), "kn_quant_rows_e4m3") &&
+	    ran(kn_add_rmsnorm_e4m3(dx2, dy, db, dw, dq2, ds2, n, hidden, 1e-6f, NULL),
+		"kn_add_rmsnorm_e4m3"))
+		same_e4m3(dq2, ds2, dq1, ds1, n, hidden, "add_rmsnorm_e4m3 (bias)");
+	if (ran(kn_add_rmsnorm(dx1, NULL, NULL, dw, dout, NULL, n, hidden, 1e-6f, NULL),
+		"kn_add_rmsnorm") &&
+	    ran(kn_quant_rows_e4m3(dq1, ds1, dout, n, hidden, NULL), "kn_quant_rows_e4m3") &&
+	    ran(kn_add_rmsnorm_e4m3(dx2, NULL, NULL, dw, dq2, ds2, n, hidden, 1e-6f, NULL),
+		"kn_add_rmsnorm_e4m3"))
+		same_e4m3(dq2, ds2, dq1, ds1, n, hidden, "rmsnorm_e4m3 (no add)");
+	kn_free(dx1), kn_free(dx2), kn_free(dy), kn_free(db), kn_free(dw), kn_free(ds1);
+	kn_free(ds2), kn_free(dout), kn_free(dq1), kn_free(dq2);
+	free(x), free(y), free(b), free(w), free(x1), free(x2);
+}
+
+/* kn_silu_mul_e4m3 == kn_silu_mul then kn_quant_rows_e4m3. */
+static void test_silu_mul_e4m3(int n, int inter, int bias)
+{
+	size_t N = (size_t)n * inter;
+	float *guf = malloc(2 * N * 4), *b = rand_f32(2 * inter, 0, 0.5f);
+	uint16_t *gu = rand_bf16(2 * N, 4.0f, guf), *dgu = up(gu, 2 * N * 2), *dout = dev(N * 2);
+	float *db = bias ? up(b, 2 * inter * 4) : NULL, *ds1 = dev((size_t)n * 4);
+	float *ds2 = dev((size_t)n * 4);
+	uint8_t *dq1 = dev(N), *dq2 = dev(N);
+	char what[64];
+
+	snprintf(what, sizeof(what), "silu_mul_e4m3%s", bias ? " (bias)" : "");
+	poison(dq2, N);
+	if (ran(kn_silu_mul(dout, dgu, db, n, inter, NULL), "kn_silu_mul") &&
+	    ran(kn_quant_rows_e4m3(dq1, ds1, dout, n, inter, NULL), "kn_quant_rows_e4m3") &&
+	    ran(kn_silu_mul_e4m3(dq2, ds2, dgu, db, n, inter, NULL), "kn_silu_mul_e4m3"))
+		same_e4m3(dq2, ds2, dq1, ds1, n, inter, what);
+	kn_free(dgu), kn_free(dout), kn_free(db), kn_free(ds1), kn_free(ds2), kn_free(dq1);
+	kn_free(dq2);
+	free(guf), free(b), free(gu);
+}
+
 /* y = x w^T in fp32 and bf16 outputs. */
 static void test_gemm(struct kn_gemm *g, int m, int n, int k)
 {
@@ -1021,6 +1110,14 @@ int main(void)
 	test_silu_mul(3, 18944);
 	test_silu_mul(5, 1000);
 	test_silu_mul(2, 8);
+	test_add_rmsnorm_e4m3(3584, 9);
+	test_add_rmsnorm_e4m3(64, 3);
+	test_add_rmsnorm_e4m3(16388, 2);   /* two passes */
+	test_add_rmsnorm_e4m3(40, 2);      /* not a multiple of 16: still quantizes */
+	test_silu_mul_e4m3(3, 18944, 1);
+	test_silu_mul_e4m3(33, 18944, 0);
+	test_silu_mul_e4m3(2, 8, 1);
+	test_silu_mul_e4m3(4, 40000, 0);   /* longer than a block's threads * 8 */
 	test_gemm(g, 1, 333, 520);
 	test_gemm(g, 7, 1000, 67);
 	test_gemm(g, 64, 4608, 3584);

@@ -378,7 +378,8 @@ static int layer_op(const struct cuda_state *st, const struct rank *R, const str
 		return linear(st, R, R->gu, 0, xb, L->wgu, L->wgu8, L->sgu, T, 2 * I, H);
 	case OP_SILU:
 		if (fq)
-			return kn_silu_mul_e4m3(R->xq, R->xs, R->gu, L->bgu, T, I, R->stream);
+			return kn_silu_mul_e4m3(R->xq, R->xs, R->gu, L->bgu, T, I, R->act, R->qsync,
+						R->stream);
 		return kn_silu_mul(R->act, R->gu, L->bgu, T, I, R->stream);
 	case OP_DOWN:
 		return project(st, R, L->bd, fq ? NULL : R->act, L->wd, L->wd8, L->sd, T, I);

@@ -85,6 +85,10 @@ int eng_cuda_graph_count(const void *state);
  * ablation).  The results are the same bytes either way.  Drops the
  * graphs held. */
 void eng_cuda_fuse_quant(void *state, int on);
+/* With FP8 weights: on, cuBLASLt's products (over 32 rows) are scaled by
+ * a pass of their own after the product (the ablation) instead of in
+ * cuBLASLt's epilogue (the default, where the library takes it). */
+void eng_cuda_fp8_scale_pass(void *state, int on);
 
 /* Device time of the last forward, from the metadata upload to the last
  * copy back (events on the stream): 0, or -1 when it has none. */

@@ -69,6 +69,8 @@ struct rank {
 	uint8_t *xq;       /* weight_fp8: (T, max(hidden, nh head_dim, inter)) a product's
 			      input rows as E4M3 */
 	float *xs;         /* weight_fp8: (T) their scales */
+	uint32_t *qsync;   /* weight_fp8: (2 T) kn_silu_mul_e4m3's row slots, zero
+			      between launches */
 	float *lp;         /* (T) log-probs of the selected rows (one rank only) */
 	int32_t *amax;     /* (T) argmax of the selected rows (one rank only) */
 	struct kn_vocab_part *part;   /* (T) this rank's view of the selected rows */

@@ -48,8 +48,10 @@ static void free_rank_acts(struct rank *R)
 	kn_free(R->part);
 	kn_free(R->xq);
 	kn_free(R->xs);
+	kn_free(R->qsync);
 	R->xq = NULL;
 	R->xs = NULL;
+	R->qsync = NULL;
 	R->x = R->proj = R->qkv = R->lp = NULL;
 	R->xb = R->q = R->att = R->gu = R->act = NULL;
 	R->amax = NULL;
@@ -94,7 +96,9 @@ static int alloc_rank_acts(const struct cuda_state *st, struct rank *R, size_t t
 	    (rc = kn_malloc((void **)&R->amax, t * 4)) ||
 	    (st->n_ranks > 1 && (rc = kn_malloc((void **)&R->part, t * sizeof(*R->part)))) ||
 	    (st->w_fp8 && ((rc = kn_malloc((void **)&R->xq, t * kmax)) ||
-			   (rc = kn_malloc((void **)&R->xs, t * 4)))))
+			   (rc = kn_malloc((void **)&R->xs, t * 4)) ||
+			   (rc = kn_malloc((void **)&R->qsync, t * 8)) ||
+			   (rc = kn_memset(R->qsync, 0, t * 8, R->stream)))))
 		return rc;
 	return 0;
 }

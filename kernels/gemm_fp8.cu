@@ -18,9 +18,12 @@
  *   The mma's k order is not memory order, but it is the same permutation
  *   for both operands, so the dot products are the same.  The warps' sums
  *   meet in shared memory.
- * - more rows (prefill, large decode batches): cuBLASLt's FP8 GEMM into
- *   y, then one pass scaling y in place (bf16 y is so rounded twice, the
- *   sum and then the scaled sum: within one bf16 step of rounding once).
+ * - more rows (prefill, large decode batches): cuBLASLt's FP8 GEMM with
+ *   the row and column scales as its outer-vector scale modes, so that the
+ *   scaled sums are rounded once, in its epilogue.  Where cuBLASLt has no
+ *   such algorithm (older libraries), the plain FP8 GEMM into y, then a
+ *   pass of our own scaling y in place (bf16 y then rounded twice, the sum
+ *   and the scaled sum: within one bf16 step of rounding once).
  *
  * Weights are read once per product at either size: at batch 1 the bytes
  * are half those of bf16, which is what decode speed is made of.
@@ -213,10 +216,13 @@ extern "C" void kn_gemm_fp8_forget(struct kn_gemm *g)
 	g->n_plans = g->next_plan = 0;
 }
 
-/* Column-major as cuBLASLt sees it: y^T (n, m) = w (k, n)^T . xq (k, m). */
+/* Column-major as cuBLASLt sees it: y^T (n, m) = w (k, n)^T . xq (k, m).
+ * outer: A's scales (ws, one per weight row: op(A)'s n rows) and B's (xs,
+ * one per token) applied by cuBLASLt. */
 static int plan_make(struct kn_gemm *g, struct kn_lt_plan *p, int m, int n, int k, int ldy,
-		     int y_f32)
+		     int y_f32, int outer)
 {
+	cublasLtMatmulMatrixScale_t vec = CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F;
 	cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
 	cudaDataType_t yt = y_f32 ? CUDA_R_32F : CUDA_R_16BF;
 	cublasLtMatmulPreference_t pref = NULL;
@@ -230,6 +236,7 @@ static int plan_make(struct kn_gemm *g, struct kn_lt_plan *p, int m, int n, int 
 	p->k = k;
 	p->ldy = ldy;
 	p->y_f32 = y_f32;
+	p->outer = outer;
 #define LT(call)                                                                          \
 	do {                                                                              \
 		if ((rc = kn_status((call), #call, __FILE__, __LINE__)))                  \
@@ -238,6 +245,12 @@ static int plan_make(struct kn_gemm *g, struct kn_lt_plan *p, int m, int n, int 
 	LT(cublasLtMatmulDescCreate(&p->op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
 	LT(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta)));
 	LT(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)));
+	if (outer) {
+		LT(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &vec,
+						  sizeof(vec)));
+		LT(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &vec,
+						  sizeof(vec)));
+	}
 	LT(cublasLtMatrixLayoutCreate(&p->a, CUDA_R_8F_E4M3, k, n, k));
 	LT(cublasLtMatrixLayoutCreate(&p->b, CUDA_R_8F_E4M3, k, m, k));
 	LT(cublasLtMatrixLayoutCreate(&p->d, yt, n, m, ldy));
@@ -263,7 +276,7 @@ out:
 
 /* The plan of a shape, made (in place of the oldest when all are taken)
  * if it is not there. */
-static int plan_get(struct kn_gemm *g, int m, int n, int k, int ldy, int y_f32,
+static int plan_get(struct kn_gemm *g, int m, int n, int k, int ldy, int y_f32, int outer,
 		    struct kn_lt_plan **out)
 {
 	struct kn_lt_plan *p;
@@ -271,7 +284,8 @@ static int plan_get(struct kn_gemm *g, int m, int n, int k, int ldy, int y_f32,
 
 	for (int i = 0; i < g->n_plans; i++) {
 		p = &g->plans[i];
-		if (p->m == m && p->n == n && p->k == k && p->ldy == ldy && p->y_f32 == y_f32) {
+		if (p->m == m && p->n == n && p->k == k && p->ldy == ldy && p->y_f32 == y_f32 &&
+		    p->outer == outer) {
 			*out = p;
 			return 0;
 		}
@@ -283,7 +297,7 @@ static int plan_get(struct kn_gemm *g, int m, int n, int k, int ldy, int y_f32,
 		g->next_plan = (g->next_plan + 1) % KN_LT_PLANS;
 		plan_free(p);
 	}
-	if ((rc = plan_make(g, p, m, n, k, ldy, y_f32))) {
+	if ((rc = plan_make(g, p, m, n, k, ldy, y_f32, outer))) {
 		/* keep the table dense: move the last plan into the hole */
 		*p = g->plans[--g->n_plans];
 		memset(&g->plans[g->n_plans], 0, sizeof(*p));
@@ -313,6 +327,9 @@ static __global__ void scale_rows_cols_kernel(void *y, int y_f32, int ldy, const
 	}
 }
 
+/* The scales through cuBLASLt's outer-vector modes when it takes them
+ * (tried on the handle's first product; a refusal is remembered), else a
+ * scale pass after a plain FP8 product. */
 static int launch_lt(struct kn_gemm *g, void *y, int y_f32, int ldy, const uint8_t *xq,
 		     const float *xs, const uint8_t *w, const float *ws, int m, int n, int k)
 {
@@ -322,7 +339,25 @@ static int launch_lt(struct kn_gemm *g, void *y, int y_f32, int ldy, const uint8
 	unsigned blocks;
 	int rc;
 
-	if ((rc = plan_get(g, m, n, k, ldy, y_f32, &p)))
+	if (g->fp8_outer >= 0) {
+		rc = plan_get(g, m, n, k, ldy, y_f32, 1, &p);
+		if (!rc) {
+			g->fp8_outer = 1;
+			KN_CHECK(cublasLtMatmulDescSetAttribute(
+				p->op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &ws, sizeof(ws)));
+			KN_CHECK(cublasLtMatmulDescSetAttribute(
+				p->op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &xs, sizeof(xs)));
+			KN_CHECK(cublasLtMatmul(g->lt, p->op, &one, w, p->a, xq, p->b, &zero, y,
+						p->d, y, p->d, &p->algo, g->ws, KN_GEMM_WORKSPACE,
+						g->s));
+			return 0;
+		}
+		/* a library without them refuses the first; a shape refused
+		 * after others were taken goes the other way alone */
+		if (g->fp8_outer == 0)
+			g->fp8_outer = -1;
+	}
+	if ((rc = plan_get(g, m, n, k, ldy, y_f32, 0, &p)))
 		return rc;
 	KN_CHECK(cublasLtMatmul(g->lt, p->op, &one, w, p->a, xq, p->b, &zero, y, p->d, y, p->d,
 				&p->algo, g->ws, KN_GEMM_WORKSPACE, g->s));
@@ -330,6 +365,16 @@ static int launch_lt(struct kn_gemm *g, void *y, int y_f32, int ldy, const uint8
 	KN_LAUNCH(scale_rows_cols_kernel, blocks, 256, 0, g->s, y, y_f32, ldy, xs, ws, m, n);
 	KN_LAUNCHED();
 	return 0;
+}
+
+extern "C" int kn_gemm_fp8_outer(const struct kn_gemm *g)
+{
+	return g->fp8_outer;
+}
+
+extern "C" void kn_gemm_fp8_use_outer(struct kn_gemm *g, int on)
+{
+	g->fp8_outer = on ? 0 : -1;
 }
 
 /* FP8 tensor-core products need compute capability 8.9 or newer: 1 when

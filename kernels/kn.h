@@ -114,6 +114,12 @@ enum { KN_FP8_AUTO = 0, KN_FP8_SKINNY = 1, KN_FP8_CUBLASLT = 2 };
 int kn_gemm_fp8(struct kn_gemm *g, void *y, int y_f32, int ldy, const uint16_t *x,
 		const uint8_t *w, const float *ws, int m, int n, int k, uint8_t *xq, float *xs,
 		int path);
+/* Whether the handle's cuBLASLt products apply the scales in cuBLASLt's
+ * epilogue (1), in a pass of their own (-1), or none ran yet (0). */
+int kn_gemm_fp8_outer(const struct kn_gemm *g);
+/* on 0: the pass of our own from now on (the ablation); 1: try cuBLASLt's
+ * scales again. */
+void kn_gemm_fp8_use_outer(struct kn_gemm *g, int on);
 /* The same product of rows already quantized: xq (m, k) bytes, xs (m). */
 int kn_gemm_fp8_q(struct kn_gemm *g, void *y, int y_f32, int ldy, const uint8_t *xq,
 		  const float *xs, const uint8_t *w, const float *ws, int m, int n, int k,
@@ -179,9 +185,11 @@ int kn_silu_mul(uint16_t *out, const uint16_t *gu, const float *bias, int n_rows
 		kn_stream s);
 /* The same output as an FP8 product's input: q (n_rows, inter) bytes and
  * qs (n_rows) scales, those kn_quant_rows_e4m3 gives for kn_silu_mul's
- * out.  inter % 8 == 0; q 8-byte and gu 16-byte aligned. */
+ * out.  act (n_rows, inter) bf16 is scratch; sync (2 n_rows) must be
+ * zero, and is zero again when the kernel ends.  inter % 8 == 0; q 8-byte,
+ * gu and act 16-byte aligned. */
 int kn_silu_mul_e4m3(uint8_t *q, float *qs, const uint16_t *gu, const float *bias, int n_rows,
-		     int inter, kn_stream s);
+		     int inter, uint16_t *act, uint32_t *sync, kn_stream s);
 
 /* How KV pages hold their elements. */
 enum {

@@ -16,6 +16,7 @@
  * algorithm the heuristic picked. */
 struct kn_lt_plan {
 	int m, n, k, ldy, y_f32;
+	int outer;   /* the row and column scales applied by cuBLASLt (outer vectors) */
 	cublasLtMatmulDesc_t op;
 	cublasLtMatrixLayout_t a, b, d;
 	cublasLtMatmulAlgo_t algo;
@@ -30,6 +31,8 @@ struct kn_gemm {
 	struct kn_lt_plan plans[KN_LT_PLANS];
 	int n_plans, next_plan;
 	int fp8_ok;   /* the device does FP8 products: 0 not asked yet, 1 yes, -1 no */
+	int fp8_outer;   /* cuBLASLt takes outer-vector scales: 0 not tried, 1 yes,
+			    -1 no (then a pass of our own scales the products) */
 };
 
 /* Frees g's cuBLASLt plans (gemm_fp8.cu). */

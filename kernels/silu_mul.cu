@@ -5,10 +5,15 @@
  * taking V consecutive elements, 8 through 16-byte loads and stores when
  * the row length and the buffers allow it, else 1.
  *
- * kn_silu_mul_e4m3 writes the row as an FP8 product's input instead: one
- * block per row finds the max |bf16 value|, then works the values out
- * again (the gate/up row is in L2 by then) and writes their E4M3 bytes,
- * the bytes and scale kn_quant_rows_e4m3 would give for the bf16 row.
+ * kn_silu_mul_e4m3 writes the row as an FP8 product's input instead, the
+ * bytes and scale kn_quant_rows_e4m3 would give for the bf16 row.  The
+ * same grid writes the bf16 values into a scratch row and folds each
+ * piece's max |value| into the row's slot (atomicMax on the bits, which
+ * order as the values do for non-negative floats); the last block of the
+ * row to finish (a counter per row) quantizes the row from the scratch
+ * (in L2) with the final max and clears the slot and the counter for the
+ * next launch.  So a decode row, too short to fill the GPU as one block,
+ * is spread over as many blocks as kn_silu_mul's, in one launch.
  */
 #include <stdint.h>
 
@@ -91,50 +96,71 @@ static __device__ __forceinline__ void silu_mul_8(uint16_t *ov, const uint16_t *
 	}
 }
 
-/* Row blockIdx.x into q and its scale qs; inter % 8 == 0. */
-static __global__ void __launch_bounds__(1024)
+/* Piece blockIdx.y of row blockIdx.x: its bf16 values into act, its max
+ * into sync[2 r] (bits), then the row's last piece quantizes it; sync[2 r
+ * + 1] counts the pieces done.  inter % 8 == 0. */
+static __global__ void __launch_bounds__(SM_THREADS)
 	silu_mul_e4m3_kernel(uint8_t *q, float *qs, const uint16_t *gu, const float *bias,
-			     int inter)
+			     int inter, uint16_t *act, uint32_t *sync)
 {
 	__shared__ float red[32];
-	const uint16_t *row = gu + (size_t)blockIdx.x * 2 * inter;
-	uint8_t *qr = q + (size_t)blockIdx.x * inter;
+	__shared__ int last;
+	int r = blockIdx.x, i = (blockIdx.y * SM_THREADS + threadIdx.x) * 8;
+	uint16_t *ar = act + (size_t)r * inter;
 	uint16_t ov[8];
 	float amax = 0.0f, sc, inv;
 
 	kn_pdl_enter();
-	for (int i = threadIdx.x * 8; i < inter; i += blockDim.x * 8) {
-		silu_mul_8(ov, row, bias, inter, i);
+	if (i < inter) {
+		silu_mul_8(ov, gu + (size_t)r * 2 * inter, bias, inter, i);
+		*(uint4 *)(ar + i) = *(const uint4 *)ov;
 #pragma unroll
 		for (int e = 0; e < 8; e++)
 			amax = fmaxf(amax, fabsf(kn_bf2f(ov[e])));
 	}
+	/* each thread's values reach L2 before the counter moves */
+	__threadfence();
 	amax = kn_block_max(amax, red);
-	sc = amax / 448.0f;
+	if (threadIdx.x == 0) {
+		atomicMax(&sync[2 * r], __float_as_uint(amax));
+		__threadfence();
+		last = atomicAdd(&sync[2 * r + 1], 1u) == gridDim.y - 1;
+	}
+	__syncthreads();
+	if (!last)
+		return;
+	__threadfence();
+	sc = __uint_as_float(atomicAdd(&sync[2 * r], 0u)) / 448.0f;
 	sc = sc >= 1e-12f ? sc : 1e-12f;
 	inv = 1.0f / sc;
-	for (int i = threadIdx.x * 8; i < inter; i += blockDim.x * 8) {
+	for (int j = threadIdx.x * 8; j < inter; j += SM_THREADS * 8) {
+		uint4 v = __ldcg((const uint4 *)(ar + j));
+		const uint16_t *h = (const uint16_t *)&v;
 		uint32_t pk[2] = {0, 0};
 
-		silu_mul_8(ov, row, bias, inter, i);
 #pragma unroll
 		for (int e = 0; e < 8; e++)
-			pk[e >> 2] |= (uint32_t)kn_f2e4m3(kn_bf2f(ov[e]) * inv) << (8 * (e & 3));
-		*(uint2 *)(qr + i) = make_uint2(pk[0], pk[1]);
+			pk[e >> 2] |= (uint32_t)kn_f2e4m3(kn_bf2f(h[e]) * inv) << (8 * (e & 3));
+		*(uint2 *)(q + (size_t)r * inter + j) = make_uint2(pk[0], pk[1]);
 	}
-	if (threadIdx.x == 0)
-		qs[blockIdx.x] = sc;
+	if (threadIdx.x == 0) {
+		qs[r] = sc;
+		sync[2 * r] = 0;
+		sync[2 * r + 1] = 0;
+	}
 }
 
 extern "C" int kn_silu_mul_e4m3(uint8_t *q, float *qs, const uint16_t *gu, const float *bias,
-				int n_rows, int inter, kn_stream s)
+				int n_rows, int inter, uint16_t *act, uint32_t *sync,
+				kn_stream s)
 {
-	int threads = (inter / 8 + 31) / 32 * 32;
+	dim3 grid(n_rows, (inter / 8 + SM_THREADS - 1) / SM_THREADS);
 
-	KN_REQUIRE(q && qs && gu && n_rows >= 1 && inter >= 8 && inter % 8 == 0);
-	KN_REQUIRE(!(((uintptr_t)q & 7) | ((uintptr_t)gu & 15)));
-	threads = threads < 1024 ? threads : 1024;
-	KN_LAUNCH(silu_mul_e4m3_kernel, (unsigned)n_rows, threads, 0, s, q, qs, gu, bias, inter);
+	KN_REQUIRE(q && qs && gu && act && sync && n_rows >= 1 && inter >= 8 && inter % 8 == 0);
+	KN_REQUIRE(!(((uintptr_t)q & 7) | (((uintptr_t)gu | (uintptr_t)act) & 15)));
+	KN_REQUIRE(grid.y <= 65535);
+	KN_LAUNCH(silu_mul_e4m3_kernel, grid, SM_THREADS, 0, s, q, qs, gu, bias, inter, act,
+		  sync);
 	KN_LAUNCHED();
 	return 0;
 }

@@ -32,7 +32,10 @@
  * (by 0.4% without the rounding), and greedy tokens flip at near ties.
  * That the GPU does round to E4M3 is checked apart: its fp8 logits differ
  * from its bf16 ones by 0.4 to 2.5 times what the CPU's fp8 ones differ
- * from fp32.  The byte-exact checks are test-cuda-kernels'.
+ * from fp32.  The byte-exact checks are test-cuda-kernels'.  FP8 weights
+ * (W8A8) round every activation row as well, so the backends differ by
+ * more again (TOL_WFP8); that fusing the activations' rounding into the
+ * norms and SiLU changes no bit is checked on the GPU alone.
  */
 #include <config.h>
 
@@ -55,6 +58,13 @@
 #define STEPS 8
 #define TOL 1e-2
 #define TOL_FP8 6e-2
+/* FP8 weights quantize every activation row to E4M3 (3 mantissa bits):
+ * a last-bit difference between the GPU's bf16 activations and the
+ * CPU's moves a value across a rounding boundary, a 6% step, so the two
+ * backends' W8A8 logits differ by a fraction of what FP8 itself moves
+ * them from bf16 (about 0.1 on these models, test_fp8_rounds).  A wrong
+ * product, scale or fragment is off by far more (about 1). */
+#define TOL_WFP8 1.5e-1
 #define NEAR_TIE_RMS 5.0
 
 static char scratch[] = "/tmp/test-cuda-forward-XXXXXX";
@@ -105,6 +115,7 @@ struct prompts {
 	int len[MAX_SEQS];
 	int32_t tok[MAX_SEQS][128];
 	int32_t gpu_tok[MAX_SEQS][STEPS + 1];   /* the GPU's greedy tokens */
+	float *gpu_lg;   /* their logits: (step, seq, vocab), by test_mixed */
 };
 
 /* Step 0 feeds the prompts, later steps each sequence's last token. */
@@ -149,6 +160,7 @@ static void test_mixed(struct bench_model *M, struct prompts *P)
 	int pos[MAX_SEQS], ok = 1, same = 1;
 	double worst = 0;
 
+	P->gpu_lg = malloc((size_t)(STEPS + 1) * MAX_SEQS * V * 4);
 	for (int step = 0; ok && step <= STEPS; step++) {
 		step_inputs(M, P, step, cur, pos, lc, 0, P->n, qc);
 		step_inputs(M, P, step, cur, pos, lg, 0, P->n, qg);
@@ -162,6 +174,9 @@ static void test_mixed(struct bench_model *M, struct prompts *P)
 				tap_diag("%s step %d seq %d: gpu %d cpu %d", M->name, step, s, tg, tc);
 			same &= same_greedy(M, lg + s * V, lc + s * V, (int)V);
 			P->gpu_tok[s][step] = cur[s] = tg;
+			if (P->gpu_lg)
+				memcpy(P->gpu_lg + ((size_t)step * MAX_SEQS + s) * V, lg + s * V,
+				       V * 4);
 			pos[s] = step == 0 ? P->len[s] : pos[s] + 1;
 		}
 	}
@@ -174,24 +189,33 @@ static void test_mixed(struct bench_model *M, struct prompts *P)
 	free(lg);
 }
 
-/* Each sequence alone gives the tokens it got in the batch. */
+/* Each sequence alone gives the tokens it got in the batch, fed the
+ * batch's tokens: the same, or with FP8 a near tie (alone and in a batch
+ * the products may take other paths, whose last bits move roundings). */
 static void test_batch1(struct bench_model *M, const struct prompts *P)
 {
 	size_t V = M->c->vocab;
 	float *lg = malloc(V * 4);
 	struct eng_seq_input q;
 	int32_t cur[MAX_SEQS];
-	int pos[MAX_SEQS], ok = 1, same = 1;
+	int pos[MAX_SEQS], ok = P->gpu_lg != NULL, same = 1;
+	double worst = 0;
 
 	for (int s = 0; ok && s < P->n; s++)
 		for (int step = 0; ok && step <= STEPS; step++) {
+			const float *lb = P->gpu_lg + ((size_t)step * MAX_SEQS + s) * V;
+			double e;
+
 			step_inputs(M, P, step, cur, pos, lg, s, 1, &q);
 			ok = run(M->gpu, &q, 1);
-			cur[s] = eng_argmax(lg, (int)V);
-			same &= cur[s] == P->gpu_tok[s][step];
+			e = test_rel_err(lg, lb, V);
+			worst = e > worst ? e : worst;
+			same &= same_greedy(M, lg, lb, (int)V);
+			cur[s] = P->gpu_tok[s][step];
 			pos[s] = step == 0 ? P->len[s] : pos[s] + 1;
 		}
-	tap_ok(ok && same, "%s: batch of 1 gives the batch-of-%d greedy tokens", M->name, P->n);
+	tap_ok(ok && same && worst <= M->tol, "%s: batch of 1 gives the batch-of-%d greedy tokens%s "
+	       "(logits %.2e)", M->name, P->n, M->fp8 ? " or near ties" : "", worst);
 	free(lg);
 }
 
@@ -405,7 +429,7 @@ static int open_model(struct bench_model *M, const struct mw_params *mp, int pag
 	M->p.n_pages = n_pages;
 	M->p.n_threads = 2;
 	M->fp8 = fp8 || wfp8;
-	M->tol = fp8 || wfp8 ? TOL_FP8 : TOL;
+	M->tol = wfp8 ? TOL_WFP8 : fp8 ? TOL_FP8 : TOL;
 	p16 = M->p;
 	M->p.kv_dtype = fp8 ? ENG_KV_DTYPE_FP8_E4M3 : ENG_KV_DTYPE_AUTO;
 	M->p.weight_fp8 = wfp8;
@@ -521,7 +545,7 @@ static void check_model_as(const char *name, const struct mw_params *mp, int pag
 			   int n_pages, int long_ctx, int kv_fp8, int scales, int wfp8)
 {
 	struct bench_model M;
-	struct prompts P = { 3, { 100, 5, 1 }, { { 0 } }, { { 0 } } };
+	struct prompts P = { 3, { 100, 5, 1 }, { { 0 } }, { { 0 } }, NULL };
 	char full[256];
 
 	if (open_model(&M, mp, page_size, n_pages, kv_fp8, scales, wfp8)) {
@@ -535,8 +559,7 @@ static void check_model_as(const char *name, const struct mw_params *mp, int pag
 		for (int i = 0; i < P.len[s]; i++)
 			P.tok[s][i] = test_irand(&rng, M.c->vocab);
 	test_mixed(&M, &P);
-	if (!kv_fp8)
-		test_batch1(&M, &P);
+	test_batch1(&M, &P);
 	test_chunked(&M, &P);
 	test_score(&M, &P);
 	test_greedy_api(&M, &P);
@@ -549,8 +572,8 @@ static void check_model_as(const char *name, const struct mw_params *mp, int pag
 	if (!wfp8)
 		test_dummy(&M, &P);
 	if (kv_fp8 || wfp8)
-		tap_diag("%s: %d greedy tokens differed from the cpu's at near ties", full,
-			 M.near_ties);
+		tap_diag("%s: %d greedy tokens differed at near ties", full, M.near_ties);
+	free(P.gpu_lg);
 	close_model(&M);
 }
 

@@ -10,6 +10,9 @@
 # of the same run: what an unbounded prefix cache would have prefilled for
 # the same requests in the same order.  "ws <=" bounds the working set:
 # the longest conversations in flight at once at their full length.
+# "roofl" is the run's roofline fraction; "pf time" the share of its step
+# time in steps with prefill chunks, "pf rl" and "dec rl" the roofline
+# fractions of those steps and of the decode steps alone.
 set -u
 infer=$1 out=$2 batches=$3 pools=$4
 shift 4
@@ -20,7 +23,8 @@ mkdir -p "$out/runs" || exit 2
 
 # field NAME FILE: a number of the run record in FILE.
 field() {
-	sed -n '/"type":"run"/s/.*"'"$1"'":\([-0-9.e+]*\).*/\1/p' "$2" | tail -n 1
+	v=$(sed -n '/"type":"run"/s/.*"'"$1"'":\([-0-9.e+]*\).*/\1/p' "$2" | tail -n 1)
+	echo "${v:-null}"
 }
 
 # working_set BATCH FILE: sum of the BATCH largest conversations' full
@@ -64,18 +68,23 @@ run() {
 	echo "$b $(field kv_pool_tokens "$f") $(working_set "$b" "$f") \
 $(field computed_prompt_tokens "$f") $(field recomputed_prompt_tokens "$f") \
 $(field retractions "$f") $(field peak_kv_tokens "$f") $(field duration "$f") \
-$(field roofline_fraction "$f") $failed" | awk '{
+$(field roofline_fraction "$f") $failed $(field step_time "$f") \
+$(field prefill_step_time "$f") $(field prefill_roofline_fraction "$f") \
+$(field decode_roofline_fraction "$f")" | awk '
+	function pct(v) { return v == "" || v == "null" ? "n/a" : sprintf("%.1f%%", 100 * v) }
+	{
 		opt = $4 - $5
-		printf "%5d %10d %10d %10d %10d %6.3f %8d %6d %10d %8.1f %7s %6d\n",
+		printf "%5d %10d %10d %10d %10d %6.3f %8d %6d %10d %8.1f %7s %6d %7s %7s %7s\n",
 			$1, $2, $3, $4, opt, (opt > 0 ? $4 / opt : 0), $5, $6, $7, $8,
-			($9 == "" ? "n/a" : sprintf("%.1f%%", 100 * $9)), $10 }'
+			pct($9), $10, ($11 > 0 ? pct($12 / $11) : "n/a"), pct($13), pct($14) }'
 }
 
 : >"$table.tmp" || exit 2
 emit() { tee -a "$table.tmp"; }
 printf 'conversations: %s (%d); engine: %s\n' "$convs" "$(wc -l <"$convs")" "$*" | emit
-printf '%5s %10s %10s %10s %10s %6s %8s %6s %10s %8s %7s %6s\n' batch pool "ws <=" \
-	computed optimum ratio again retr "peak KV" "time s" roofl failed | emit
+printf '%5s %10s %10s %10s %10s %6s %8s %6s %10s %8s %7s %6s %7s %7s %7s\n' batch pool "ws <=" \
+	computed optimum ratio again retr "peak KV" "time s" roofl failed "pf time" "pf rl" \
+	"dec rl" | emit
 for p in $pools; do
 	for b in $batches; do
 		row=$(run "$b" "$p" "$@") || exit 1

@@ -85,6 +85,13 @@ int eng_cuda_graph_count(const void *state);
  * ablation).  The results are the same bytes either way.  Drops the
  * graphs held. */
 void eng_cuda_fuse_quant(void *state, int on);
+/* Whether the o and down projections' last block normalizes the residual
+ * stream they add into, for the norm after them (on, the default), or a
+ * norm launch follows them (off: the ablation).  bf16 weights on one GPU,
+ * batches the weight-streaming kernel takes (up to 4 rows).  Drops the
+ * graphs held. */
+void eng_cuda_fuse_norm(void *state, int on);
+
 /* With FP8 weights: on, cuBLASLt's products (over 32 rows) are scaled by
  * a pass of their own after the product (the ablation) instead of in
  * cuBLASLt's epilogue (the default, where the library takes it). */

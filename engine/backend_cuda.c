@@ -198,19 +198,41 @@ int eng_cuda_decode_want(const struct cuda_state *st, int n_dec)
 	return want < 1 ? 1 : want;
 }
 
-/* Split-K shape for the decode rows: enough blocks to fill the GPU. */
+/* Keys a decode block takes when the splits are sized by the work
+ * (splits_by_work): the rows' keys (times the KV heads) over this many
+ * blocks a multiprocessor. */
+#define DECODE_WORK_BLOCKS_PER_SM 2
+
+/* Split-K shape for the decode rows.  By count (the ablation): enough
+ * splits of the longest row to fill the GPU, every row cut at the same
+ * keys, so in a ragged batch (agents' conversations, 1k to 30k keys) a
+ * long row's blocks are the long pole of the launch.  By work (the
+ * default): one split length for all rows, the keys of all rows spread
+ * over DECODE_WORK_BLOCKS_PER_SM blocks a multiprocessor, so that no block
+ * holds much more than an even share; short rows get one block, long ones
+ * several, and the splits past a row's keys are empty. */
 static void decode_splits(const struct cuda_state *st, const struct eng_batch *b, int n_dec,
 			  int *n_splits, int *split_len)
 {
 	int s, max_ctx = 1, want, len;
+	int64_t keys = 0, per;
 
 	for (s = 0; s < b->n_seqs; s++)
-		if (b->seqs[s].n_tokens == 1 && b->seqs[s].start_pos + 1 > max_ctx)
-			max_ctx = b->seqs[s].start_pos + 1;
-	want = eng_cuda_decode_want(st, n_dec);
-	len = (max_ctx + want - 1) / want;
-	len = (len + 31) / 32 * 32;
-	len = len < 64 ? 64 : len;
+		if (b->seqs[s].n_tokens == 1) {
+			int ctx = b->seqs[s].start_pos + 1;
+
+			max_ctx = ctx > max_ctx ? ctx : max_ctx;
+			keys += ctx;
+		}
+	if (st->splits_by_work) {
+		per = (keys * st->nkv + DECODE_WORK_BLOCKS_PER_SM * st->n_sm - 1) /
+		      (DECODE_WORK_BLOCKS_PER_SM * st->n_sm);
+		len = per < max_ctx ? (int)per : max_ctx;
+	} else {
+		want = eng_cuda_decode_want(st, n_dec);
+		len = (max_ctx + want - 1) / want;
+	}
+	len = (len + 63) / 64 * 64;
 	*split_len = len;
 	*n_splits = (max_ctx + len - 1) / len;
 }

@@ -92,6 +92,13 @@ void eng_cuda_fuse_quant(void *state, int on);
  * graphs held. */
 void eng_cuda_fuse_norm(void *state, int on);
 
+/* How decode batches run op by op split their keys: by work (on, the
+ * default: one split length over all rows, sized by the batch's keys, so
+ * ragged contexts balance) or by count (off: the ablation, every row in
+ * as many splits as fill the GPU at the longest one).  Graphs keep their
+ * own per-row splits. */
+void eng_cuda_splits_by_work(void *state, int on);
+
 /* With FP8 weights: on, cuBLASLt's products (over 32 rows) are scaled by
  * a pass of their own after the product (the ablation) instead of in
  * cuBLASLt's epilogue (the default, where the library takes it). */

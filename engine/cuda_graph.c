@@ -232,6 +232,11 @@ void eng_cuda_fuse_quant(void *state, int on)
 	st->fuse_quant = !!on;
 }
 
+void eng_cuda_splits_by_work(void *state, int on)
+{
+	((struct cuda_state *)state)->splits_by_work = on;
+}
+
 void eng_cuda_fuse_norm(void *state, int on)
 {
 	struct cuda_state *st = state;

@@ -91,6 +91,7 @@ struct cuda_state {
 	int kv_fp8;         /* KV pages in FP8 E4M3 (params.kv_dtype), else bf16 */
 	int w_fp8;          /* linear layers in FP8 E4M3 (params.weight_fp8) */
 	int fuse_quant;     /* w_fp8: products' inputs quantized by their producers */
+	int splits_by_work; /* decode splits sized by the batch's keys (decode_splits) */
 	int n_ranks;        /* params.tp_size */
 	int shared;         /* n_ranks > 1 on one GPU and one stream */
 	int nh, nkv, inter; /* per rank */

@@ -183,7 +183,9 @@ static struct shape shape_of(const struct eng_model_config *c, size_t weight_byt
 
 /* Median seconds of n_steps forwards of batch sequences at context ctx:
  * decode (one new token each) or one prefill chunk of ctx tokens. */
-static int time_steps_dev(void *st, int batch, int ctx, int prefill, int n_steps,
+/* ctx_hi > ctx: a ragged decode batch, contexts spread evenly from ctx
+ * (the first row) to ctx_hi (the last). */
+static int time_steps_dev(void *st, int batch, int ctx, int ctx_hi, int prefill, int n_steps,
 			  int32_t *tables, int per_seq, double *out, double *dev)
 {
 	struct eng_seq_input *q = calloc(batch, sizeof(*q));
@@ -195,10 +197,14 @@ static int time_steps_dev(void *st, int batch, int ctx, int prefill, int n_steps
 	for (int i = 0; i < (prefill ? ctx : batch); i++)
 		tok[i] = (i * 7919 + 13) % 151000;
 	for (int k = 0; k < n_steps + 2 && !rc; k++) {
-		for (int s = 0; s < batch; s++)
+		for (int s = 0; s < batch; s++) {
+			int c = ctx_hi > ctx && batch > 1
+					? ctx + (int)((int64_t)(ctx_hi - ctx) * s / (batch - 1)) : ctx;
+
 			q[s] = (struct eng_seq_input){ prefill ? tok : tok + s, prefill ? ctx : 1,
-						       prefill ? 0 : ctx + k, tables + s * per_seq,
+						       prefill ? 0 : c + k, tables + s * per_seq,
 						       per_seq, NULL, NULL, NULL };
+		}
 		struct eng_batch b = { batch, q };
 		double t0 = now_s();
 
@@ -229,7 +235,7 @@ static void row(const char *fig, double got_s, double ceil_s, const char *extra)
 static int time_steps(void *st, int batch, int ctx, int prefill, int n_steps, int32_t *tables,
 		      int per_seq, double *out)
 {
-	return time_steps_dev(st, batch, ctx, prefill, n_steps, tables, per_seq, out, NULL);
+	return time_steps_dev(st, batch, ctx, 0, prefill, n_steps, tables, per_seq, out, NULL);
 }
 
 /* Wall vs device time per decode step, graphs on and off.  The host
@@ -246,7 +252,7 @@ static int host_overhead(void *st, int32_t *tables, int per)
 	for (int g = 1; g >= 0 && !rc; g--)
 		for (int i = 0; i < 2 && !rc; i++) {
 			eng_cuda_use_graphs(st, g);
-			rc = time_steps_dev(st, batch[i], ctx[i], 0, 20, tables, per, &wall[g][i],
+			rc = time_steps_dev(st, batch[i], ctx[i], 0, 0, 20, tables, per, &wall[g][i],
 					    &dev[g][i]);
 		}
 	eng_cuda_use_graphs(st, 1);
@@ -416,6 +422,51 @@ static int run_model(int device, double bw, double rate)
 	eng_cuda_destroy(st);
 	free(tables);
 	return rc;
+}
+
+/* ---------------------------------------------------------------- ragged */
+
+/* A decode batch of 96 rows whose contexts spread from 512 to 8k keys, as
+ * agents' conversations do, op by op (past the graphs' 64 rows): the
+ * decode splits sized by the batch's keys against by count (the ablation),
+ * each against the bytes ceiling (weights + every row's K and V). */
+static int ragged_decode(int device, double bw, double rate)
+{
+	struct eng_model_config cfg;
+	int batch = 96, lo = 512, hi = 8192, per = (8192 + 64) / PAGE + 1, rc;
+	int32_t *tables;
+	double t_work, t_count, keys = 0;
+	void *st;
+
+	if ((rc = qwen7b_config(&cfg)))
+		return rc;
+	tables = page_tables(per, batch);
+	if ((rc = create_dummy(&cfg, device, kv_dtype, 0, per * batch, &st))) {
+		free(tables);
+		return rc;
+	}
+	struct shape s = shape_of(&cfg, eng_cuda_weight_bytes(st),
+				  kv_dtype == ENG_KV_DTYPE_FP8_E4M3 ? 1 : 2);
+
+	for (int r = 0; r < batch; r++)
+		keys += lo + (double)(hi - lo) * r / (batch - 1);
+	rc = time_steps_dev(st, batch, lo, hi, 0, 10, tables, per, &t_work, NULL);
+	eng_cuda_splits_by_work(st, 0);
+	if (!rc)
+		rc = time_steps_dev(st, batch, lo, hi, 0, 10, tables, per, &t_count, NULL);
+	eng_cuda_destroy(st);
+	free(tables);
+	if (rc)
+		return rc;
+	double by = s.weight_read + keys * s.kv_token;
+	double fl = batch * (s.lin_flops + s.head_flops) + keys * s.attn_flops;
+	double c = by / bw > fl / rate ? by / bw : fl / rate;
+
+	printf("\nragged decode, %d rows of %d to %d keys (%.0f in all), op by op:\n", batch, lo,
+	       hi, keys);
+	row("splits sized by the keys", t_work, c, "");
+	row("splits by count (ablation)", t_count, c, "");
+	return 0;
 }
 
 /* ---------------------------------------------------------------- kv dtype */
@@ -759,7 +810,8 @@ int main(int argc, char **argv)
 	printf("copy bandwidth (read + write): %.0f GB/s\n", bw / 1e9);
 	printf("cuBLAS bf16 GEMM 8192^3:       %.0f TFLOP/s\n", rate / 1e12);
 	printf("programmatic dependent launch: %s\n", kn_pdl() ? "on" : "off (--no-pdl)");
-	if ((rc = run_model(device, bw, rate)) || (rc = kv_compare(device, bw, rate)) ||
+	if ((rc = run_model(device, bw, rate)) || (rc = ragged_decode(device, bw, rate)) ||
+	    (rc = kv_compare(device, bw, rate)) ||
 	    (rc = w_compare(device, bw, rate)))
 		return rc;
 	return tp_scaling(device);

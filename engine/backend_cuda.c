@@ -193,7 +193,8 @@ static int meta_build(struct cuda_state *st, const struct eng_batch *b, const ui
 
 int eng_cuda_decode_want(const struct cuda_state *st, int n_dec)
 {
-	int want = (DECODE_BLOCKS_PER_SM * st->n_sm + n_dec * st->nkv - 1) / (n_dec * st->nkv);
+	int per = st->decode_blocks_per_sm > 0 ? st->decode_blocks_per_sm : DECODE_BLOCKS_PER_SM;
+	int want = (per * st->n_sm + n_dec * st->nkv - 1) / (n_dec * st->nkv);
 
 	return want < 1 ? 1 : want;
 }

@@ -99,6 +99,11 @@ void eng_cuda_fuse_norm(void *state, int on);
  * own per-row splits. */
 void eng_cuda_splits_by_work(void *state, int on);
 
+/* The blocks a multiprocessor that the graphs' decode splits (and the
+ * splits by count) aim at; 0: the default (1).  For measuring ragged
+ * batches; drops the graphs held. */
+void eng_cuda_decode_blocks(void *state, int per_sm);
+
 /* With FP8 weights: on, cuBLASLt's products (over 32 rows) are scaled by
  * a pass of their own after the product (the ablation) instead of in
  * cuBLASLt's epilogue (the default, where the library takes it). */

@@ -237,6 +237,14 @@ void eng_cuda_splits_by_work(void *state, int on)
 	((struct cuda_state *)state)->splits_by_work = on;
 }
 
+void eng_cuda_decode_blocks(void *state, int per_sm)
+{
+	struct cuda_state *st = state;
+
+	eng_cuda_graphs_drop(st);
+	st->decode_blocks_per_sm = per_sm;
+}
+
 void eng_cuda_fuse_norm(void *state, int on)
 {
 	struct cuda_state *st = state;

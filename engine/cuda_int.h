@@ -92,6 +92,7 @@ struct cuda_state {
 	int w_fp8;          /* linear layers in FP8 E4M3 (params.weight_fp8) */
 	int fuse_quant;     /* w_fp8: products' inputs quantized by their producers */
 	int splits_by_work; /* decode splits sized by the batch's keys (decode_splits) */
+	int decode_blocks_per_sm;   /* eng_cuda_decode_want's aim; 0: DECODE_BLOCKS_PER_SM */
 	int n_ranks;        /* params.tp_size */
 	int shared;         /* n_ranks > 1 on one GPU and one stream */
 	int nh, nkv, inter; /* per rank */

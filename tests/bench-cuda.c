@@ -435,7 +435,7 @@ static int ragged_decode(int device, double bw, double rate)
 	struct eng_model_config cfg;
 	int batch = 96, lo = 512, hi = 8192, per = (8192 + 64) / PAGE + 1, rc;
 	int32_t *tables;
-	double t_work, t_count, keys = 0;
+	double t_work, t_count, t_graph[3], t_uni[3], keys = 0, keys64 = 0;
 	void *st;
 
 	if ((rc = qwen7b_config(&cfg)))
@@ -454,6 +454,14 @@ static int ragged_decode(int device, double bw, double rate)
 	eng_cuda_splits_by_work(st, 0);
 	if (!rc)
 		rc = time_steps_dev(st, batch, lo, hi, 0, 10, tables, per, &t_count, NULL);
+	eng_cuda_splits_by_work(st, 1);
+	/* graphs (64 rows): their per-row splits aimed at 1, 2, 4 blocks an SM */
+	for (int k = 0; k < 3 && !rc; k++) {
+		eng_cuda_decode_blocks(st, 1 << k);
+		rc = time_steps_dev(st, 64, lo, hi, 0, 10, tables, per, &t_graph[k], NULL);
+		if (!rc)
+			rc = time_steps_dev(st, 64, 2048, 0, 0, 10, tables, per, &t_uni[k], NULL);
+	}
 	eng_cuda_destroy(st);
 	free(tables);
 	if (rc)
@@ -466,6 +474,24 @@ static int ragged_decode(int device, double bw, double rate)
 	       hi, keys);
 	row("splits sized by the keys", t_work, c, "");
 	row("splits by count (ablation)", t_count, c, "");
+	for (int r = 0; r < 64; r++)
+		keys64 += lo + (double)(hi - lo) * r / 63;
+	by = s.weight_read + keys64 * s.kv_token;
+	fl = 64 * (s.lin_flops + s.head_flops) + keys64 * s.attn_flops;
+	c = by / bw > fl / rate ? by / bw : fl / rate;
+	by = s.weight_read + 64.0 * 2048 * s.kv_token;
+	fl = 64 * (s.lin_flops + s.head_flops) + 64.0 * 2048 * s.attn_flops;
+	double cu = by / bw > fl / rate ? by / bw : fl / rate;
+	char fig[64];
+
+	printf("graphs, 64 rows: ragged (%d to %d keys) and uniform (2k), splits aimed at n "
+	       "blocks an SM:\n", lo, hi);
+	for (int k = 0; k < 3; k++) {
+		snprintf(fig, sizeof(fig), "ragged, n = %d", 1 << k);
+		row(fig, t_graph[k], c, "");
+		snprintf(fig, sizeof(fig), "uniform 2k, n = %d", 1 << k);
+		row(fig, t_uni[k], cu, "");
+	}
 	return 0;
 }
 

@@ -23,7 +23,9 @@
  * normalizes.
  * Attention rows of single-token sequences (decode) go through the
  * split-K kernel; longer chunks through the prefill kernel (on the tensor
- * cores where the head_dim allows).
+ * cores where the head_dim allows), which splits its keys too when a
+ * step's tiles are too few to fill the GPU and its context is long (a
+ * short extend chunk on a long cached prefix: prefill_splits).
  * With params->kv_dtype fp8_e4m3 the pages hold E4M3 bytes: the RoPE
  * kernel rounds K and V into them with each KV head's scale (the
  * checkpoint's k_scale / v_scale, else 1), the attention kernels widen
@@ -99,10 +101,13 @@ static void meta_plan(const struct cuda_state *st, const struct eng_batch *b,
 
 		m->T += q->n_tokens;
 		m->n_bt += (q->start_pos + q->n_tokens + ps - 1) / ps;
-		if (q->n_tokens == 1)
+		if (q->n_tokens == 1) {
 			m->n_dec++;
-		else
+		} else {
 			m->n_pre += (q->n_tokens + st->tile_rows - 1) / st->tile_rows;
+			if (q->start_pos + q->n_tokens > m->pre_ctx)
+				m->pre_ctx = q->start_pos + q->n_tokens;
+		}
 		if (q->logprobs)
 			m->n_sel += q->n_tokens;
 		else if (q->logits || eng_cuda_wants_token(want, all, s))
@@ -199,6 +204,18 @@ int eng_cuda_decode_want(const struct cuda_state *st, int n_dec)
 	return want < 1 ? 1 : want;
 }
 
+/* About want splits of max_ctx keys: split_len a multiple of align, at
+ * least 64, and the n_splits that cover max_ctx with it. */
+static void split_keys(int max_ctx, int want, int align, int *n_splits, int *split_len)
+{
+	int len = (max_ctx + want - 1) / want;
+
+	len = (len + align - 1) / align * align;
+	len = len < 64 ? 64 : len;
+	*split_len = len;
+	*n_splits = (max_ctx + len - 1) / len;
+}
+
 /* Keys a decode block takes when the splits are sized by the work
  * (splits_by_work): the rows' keys (times the KV heads) over this many
  * blocks a multiprocessor. */
@@ -215,8 +232,8 @@ int eng_cuda_decode_want(const struct cuda_state *st, int n_dec)
 static void decode_splits(const struct cuda_state *st, const struct eng_batch *b, int n_dec,
 			  int *n_splits, int *split_len)
 {
-	int s, max_ctx = 1, want, len;
-	int64_t keys = 0, per;
+	int s, max_ctx = 1, want;
+	int64_t keys = 0, blocks = DECODE_WORK_BLOCKS_PER_SM * st->n_sm;
 
 	for (s = 0; s < b->n_seqs; s++)
 		if (b->seqs[s].n_tokens == 1) {
@@ -225,17 +242,63 @@ static void decode_splits(const struct cuda_state *st, const struct eng_batch *b
 			max_ctx = ctx > max_ctx ? ctx : max_ctx;
 			keys += ctx;
 		}
+	want = eng_cuda_decode_want(st, n_dec);
 	if (st->splits_by_work) {
-		per = (keys * st->nkv + DECODE_WORK_BLOCKS_PER_SM * st->n_sm - 1) /
-		      (DECODE_WORK_BLOCKS_PER_SM * st->n_sm);
-		len = per < max_ctx ? (int)per : max_ctx;
-	} else {
-		want = eng_cuda_decode_want(st, n_dec);
-		len = (max_ctx + want - 1) / want;
+		/* max_ctx / want keys a split = keys * nkv / blocks */
+		int64_t per = (keys * st->nkv + blocks - 1) / blocks;
+
+		want = (int)((max_ctx + per - 1) / per);
 	}
-	len = (len + 63) / 64 * 64;
-	*split_len = len;
-	*n_splits = (max_ctx + len - 1) / len;
+	split_keys(max_ctx, want, st->splits_by_work ? 64 : 32, n_splits, split_len);
+}
+
+/* Splits of the prefill rows' keys (the tensor-core kernel's).  A short
+ * extend chunk on a long cached prefix has few tiles: on the H100, 570
+ * new tokens of Qwen2.5-7B on ~10k cached ones make 32 tiles x 4 KV
+ * heads = 128 blocks for 132 SMs, each walking ~10k keys, and took ~30 ms
+ * a step where ~12 were expected.  The keys are then split until the
+ * blocks reach about PREFILL_BLOCKS_PER_SM a multiprocessor (the number
+ * that fits one, by shared memory and registers at head_dim 128: one
+ * wave), each split keeping at least PREFILL_SPLIT_MIN_KEYS keys of the
+ * longest row, so that the partials and their reduce stay small next to
+ * the keys walked.  A prompt whose tiles fill the GPU already (a 4k
+ * prompt of that model: 912 blocks) is not split.  Neither constant is
+ * tuned yet: bench-cuda prints the steps with splits on and off. */
+#define PREFILL_BLOCKS_PER_SM 2
+#define PREFILL_SPLIT_MIN_KEYS 1024
+
+static void prefill_splits(const struct cuda_state *st, struct step_meta *m)
+{
+	int blocks = m->n_pre * st->nkv, want, most = m->pre_ctx / PREFILL_SPLIT_MIN_KEYS;
+
+	m->pre_splits = 1;
+	m->pre_split_len = 0;
+	if (!m->n_pre || !st->use_tc || !st->prefill_split)
+		return;
+	/* the nearest whole number of splits to the target */
+	want = (PREFILL_BLOCKS_PER_SM * st->n_sm + blocks / 2) / blocks;
+	want = want < most ? want : most;
+	if (want >= 2)
+		split_keys(m->pre_ctx, want, KN_ATTN_TC_SPLIT, &m->pre_splits, &m->pre_split_len);
+}
+
+void eng_cuda_prefill_split(void *state, int on)
+{
+	struct cuda_state *st = state;
+
+	if (st->prefill_split != !!on)
+		eng_cuda_graphs_drop(st);
+	st->prefill_split = !!on;
+}
+
+int eng_cuda_prefill_splits(const void *state, const struct eng_batch *b)
+{
+	const struct cuda_state *st = state;
+	struct step_meta m;
+
+	meta_plan(st, b, NULL, 0, &m);
+	prefill_splits(st, &m);
+	return m.pre_splits;
 }
 
 static int attention(const struct cuda_state *st, const struct rank *R, const struct step_meta *m,
@@ -252,7 +315,13 @@ static int attention(const struct cuda_state *st, const struct rank *R, const st
 	};
 	int rc = 0;
 
-	if (m->n_pre && (rc = st->use_tc ? kn_attn_prefill_tc(&a, R->stream)
+	/* Split prefill rows leave partials in R->partial and reduce them
+	 * before the decode kernels below reuse it: one stream, in order
+	 * (with programmatic dependent launch too: every kernel waits for
+	 * the one before it to finish first, kn_pdl_enter). */
+	if (m->n_pre && (rc = st->use_tc ? kn_attn_prefill_tc_split(&a, m->pre_splits,
+								    m->pre_split_len, R->partial,
+								    R->stream)
 					 : kn_attn_prefill(&a, R->stream)))
 		return rc;
 	if (!m->n_dec)
@@ -667,14 +736,18 @@ int eng_cuda_forward_body(struct cuda_state *st, const struct step_meta *m)
 	return rc;
 }
 
-/* The partials of m's decode splits. */
+/* The partials of m's decode splits and of its prefill splits: the two
+ * attentions of a step use the buffer one after the other. */
 static int ensure_splits(struct cuda_state *st, const struct step_meta *m, struct eng_error *err)
 {
-	if (!m->n_dec || m->n_splits < 2)
-		return 0;
-	return eng_cuda_ensure_partial(st, kn_attn_partial_floats(m->n_dec, st->nh, st->nkv,
-								  st->cfg.head_dim, m->n_splits),
-				       err);
+	int hd = st->cfg.head_dim;
+	size_t dec = 0, pre = 0;
+
+	if (m->n_dec && m->n_splits > 1)
+		dec = kn_attn_partial_floats(m->n_dec, st->nh, st->nkv, hd, m->n_splits);
+	if (m->n_pre && m->pre_splits > 1)
+		pre = kn_attn_prefill_tc_partial_floats(m->n_pre, st->nkv, hd, m->pre_splits);
+	return eng_cuda_ensure_partial(st, dec > pre ? dec : pre, err);
 }
 
 /* The error of a failed forward step: the all-reduce's own, or the
@@ -702,6 +775,7 @@ int eng_cuda_plain_forward(struct cuda_state *st, const struct eng_batch *b, con
 	m.split_len = 64;
 	if (m.n_dec)
 		decode_splits(st, b, m.n_dec, &m.n_splits, &m.split_len);
+	prefill_splits(st, &m);
 	if ((rc = ensure_splits(st, &m, err)))
 		return rc;
 	rc = eng_cuda_forward_body(st, &m);

@@ -109,6 +109,16 @@ void eng_cuda_decode_blocks(void *state, int per_sm);
  * cuBLASLt's epilogue (the default, where the library takes it). */
 void eng_cuda_fp8_scale_pass(void *state, int on);
 
+/* Prefill / extend attention on the tensor cores splits each tile's keys
+ * over several blocks, then reduces them, when a step's tiles are too few
+ * to fill the GPU and its longest context is long (an extend chunk on a
+ * long cached prefix): on, the default, or off (one block per tile and
+ * KV head: the ablation).  Drops the graphs held.
+ * eng_cuda_prefill_splits says how many splits batch b's prefill rows
+ * would take (1: none), as the forward picks them. */
+void eng_cuda_prefill_split(void *state, int on);
+int eng_cuda_prefill_splits(const void *state, const struct eng_batch *b);
+
 /* Device time of the last forward, from the metadata upload to the last
  * copy back (events on the stream): 0, or -1 when it has none. */
 int eng_cuda_step_device_ms(void *state, double *ms);

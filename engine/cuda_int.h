@@ -24,6 +24,8 @@ struct step_meta {
 	int T, n_sel, n_pre, n_dec, n_bt;
 	int argmax;   /* some sequence wants its greedy token */
 	int n_splits, split_len;   /* decode attention (split_len 0: per row) */
+	int pre_ctx;               /* longest context of the prefill rows */
+	int pre_splits, pre_split_len;   /* prefill attention's key splits (1: none) */
 	size_t tokens, pos, slot, bt_off, sel_rows, sel_target, pre_row0, pre_n, dec_row0,
 		dec_n, bt, total;
 };
@@ -75,7 +77,8 @@ struct rank {
 	int32_t *amax;     /* (T) argmax of the selected rows (one rank only) */
 	struct kn_vocab_part *part;   /* (T) this rank's view of the selected rows */
 	float *logits;     /* (lm_tile, w.n_vocab) fp32 */
-	float *partial;    /* (cap_partial) split-K partials of decode attention */
+	float *partial;    /* (cap_partial) split-K partials of the attention: prefill's,
+			      then (reduced by then) decode's */
 	int32_t *meta_d;   /* (cap_meta) the step's metadata */
 	kn_event done;     /* end of this rank's work in a step */
 };
@@ -93,6 +96,7 @@ struct cuda_state {
 	int fuse_quant;     /* w_fp8: products' inputs quantized by their producers */
 	int splits_by_work; /* decode splits sized by the batch's keys (decode_splits) */
 	int decode_blocks_per_sm;   /* eng_cuda_decode_want's aim; 0: DECODE_BLOCKS_PER_SM */
+	int prefill_split;  /* prefill attention may split its keys (use_tc only) */
 	int n_ranks;        /* params.tp_size */
 	int shared;         /* n_ranks > 1 on one GPU and one stream */
 	int nh, nkv, inter; /* per rank */
@@ -187,7 +191,7 @@ int eng_cuda_graph_forward(struct cuda_state *st, const struct eng_batch *b, con
 
 /* cuda_setup.c */
 void eng_cuda_graphs_drop(struct cuda_state *st);
-/* Activations for T tokens, metadata of n int32, n floats of decode
+/* Activations for T tokens, metadata of n int32, n floats of attention
  * partials: grown (graphs dropped) when short. */
 int eng_cuda_ensure_tokens(struct cuda_state *st, int T, struct eng_error *err);
 int eng_cuda_ensure_meta(struct cuda_state *st, size_t n, struct eng_error *err);

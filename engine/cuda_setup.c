@@ -164,7 +164,7 @@ int eng_cuda_ensure_meta(struct cuda_state *st, size_t n, struct eng_error *err)
 	return 0;
 }
 
-/* Every rank's decode partials hold n floats. */
+/* Every rank's attention partials hold n floats. */
 int eng_cuda_ensure_partial(struct cuda_state *st, size_t n, struct eng_error *err)
 {
 	int rc;
@@ -478,6 +478,7 @@ int eng_cuda_create(const struct eng_model_config *cfg, const struct eng_model_w
 	st->w_fp8 = params->weight_fp8 != 0;
 	st->fuse_quant = 1;
 	st->splits_by_work = 1;
+	st->prefill_split = 1;
 	if ((rc = open_devices(st, err)) || (rc = alloc_fixed(st, err)) ||
 	    (st->kv_fp8 && (rc = upload_kv_scales(st, w, err))) ||
 	    (rc = make_events(st, err)) || (rc = load_weights(st, w, seed, err))) {

@@ -14,7 +14,9 @@
  * Prefill runs with one split and writes bf16 rows directly.  Decode runs
  * n_splits splits of the keys (to fill the machine when there are few
  * sequences), each writing (max, sum, unnormalized output) partials that
- * a second kernel combines.
+ * a second kernel combines; that reduce also serves the tensor-core
+ * kernels' splits (kn_attn_reduce_splits), whose tiles hold other numbers
+ * of rows: the partials' rows per split are a parameter.
  *
  * fp32 CUDA-core math throughout: correct and simple, not tensor-core
  * fast (prefill attention is a small share of a 7B model's FLOPs below
@@ -32,7 +34,8 @@
 struct attn_params {
 	struct kn_attn_args a;
 	int group, n_splits, split_len;
-	float *partial;   /* (n_tiles, n_kv, n_splits, QROWS, head_dim + 2) */
+	int rows;         /* partial rows per (tile, kv head, split): QROWS here */
+	float *partial;   /* (n_tiles, n_kv, n_splits, rows, head_dim + 2) */
 };
 
 static size_t attn_smem(int hd)
@@ -290,11 +293,11 @@ static __global__ void __launch_bounds__(NWARP * 32) attn_kernel(const struct at
 
 /* Combines the splits of the rows of each (tile, kv head): blockIdx.x;
  * the rows' elements are spread over the gridDim.y blocks of it (one
- * element a thread for single-token tiles), so that the chain of loads
- * over the splits is not repeated within a thread.  Every split wrote
- * all of its rows (max -inf, sum 0, zeros when empty), so the loop reads
- * them all and weighs the empty ones by 0, with no branch in the way of
- * the loads. */
+ * element a thread for tiles of the most tokens), so that the chain of
+ * loads over the splits is not repeated within a thread.  Every split
+ * wrote all of its rows (max -inf, sum 0, zeros when empty), so the loop
+ * reads them all and weighs the empty ones by 0, with no branch in the
+ * way of the loads. */
 static __global__ void attn_reduce_kernel(const struct attn_params P)
 {
 	kn_pdl_enter();
@@ -302,7 +305,7 @@ static __global__ void attn_reduce_kernel(const struct attn_params P)
 	int hd = a.head_dim, G = P.group, n_kv = a.n_kv;
 	int tile = blockIdx.x / n_kv, kvh = blockIdx.x % n_kv;
 	int row0 = a.tile_row0[tile], nq = a.tile_n[tile] * G;
-	size_t split_stride = (size_t)QROWS * (hd + 2);
+	size_t split_stride = (size_t)P.rows * (hd + 2);
 	const float *base = P.partial + (size_t)(tile * n_kv + kvh) * P.n_splits * split_stride;
 
 	for (int idx = blockIdx.y * blockDim.x + threadIdx.x; idx < nq * hd;
@@ -353,26 +356,28 @@ static int launch_attn(const struct attn_params &P, cudaStream_t s)
 	return launch_attn_dpl<8>(P, grid, s);
 }
 
-static int launch_attn_reduce(const struct attn_params &P, cudaStream_t s)
+/* tile_tokens: the most tokens a tile holds (1 in decode). */
+static int launch_attn_reduce(const struct attn_params &P, int tile_tokens, cudaStream_t s)
 {
-	dim3 grid(P.a.n_tiles * P.a.n_kv, (P.group * P.a.head_dim + 255) / 256);
+	dim3 grid(P.a.n_tiles * P.a.n_kv, (tile_tokens * P.group * P.a.head_dim + 255) / 256);
 
 	KN_LAUNCH(attn_reduce_kernel, grid, 256, 0, s, P);
 	KN_LAUNCHED();
 	return 0;
 }
 
-int kn_attn_reduce_splits(const struct kn_attn_args *a, int group, int n_splits,
+int kn_attn_reduce_splits(const struct kn_attn_args *a, int n_splits, int rows, int tile_tokens,
 			  const float *partial, cudaStream_t s)
 {
 	struct attn_params P;
 
 	P.a = *a;
-	P.group = group;
+	P.group = a->n_heads / a->n_kv;
 	P.n_splits = n_splits;
 	P.split_len = 0;
+	P.rows = rows;
 	P.partial = (float *)partial;
-	return launch_attn_reduce(P, s);
+	return launch_attn_reduce(P, tile_tokens, s);
 }
 
 extern "C" int kn_attn_tile_rows(int n_heads, int n_kv)
@@ -406,6 +411,7 @@ extern "C" int kn_attn_prefill(const struct kn_attn_args *a, kn_stream s)
 	P.group = a->n_heads / a->n_kv;
 	P.n_splits = 1;
 	P.split_len = 1 << 30;
+	P.rows = QROWS;
 	P.partial = NULL;
 	return launch_attn(P, s);
 }
@@ -433,8 +439,9 @@ extern "C" int kn_attn_decode(const struct kn_attn_args *a, int n_splits, int sp
 	P.group = a->n_heads / a->n_kv;
 	P.n_splits = n_splits;
 	P.split_len = split_len;
+	P.rows = QROWS;
 	P.partial = partial;
 	if ((rc = launch_attn(P, s)))
 		return rc;
-	return n_splits == 1 ? 0 : launch_attn_reduce(P, s);
+	return n_splits == 1 ? 0 : launch_attn_reduce(P, 1, s);
 }

@@ -215,7 +215,7 @@ static int launch_dec_tc(const struct kn_attn_args *a, int n_splits, int split_l
 	KN_LAUNCH(attn_dec_tc_kernel<HD, F8>, grid, TC_WARPS * 32, smem, s, *a,
 		  a->n_heads / a->n_kv, n_splits, split_len, partial);
 	KN_LAUNCHED();
-	return n_splits == 1 ? 0 : kn_attn_reduce_splits(a, a->n_heads / a->n_kv, n_splits,
+	return n_splits == 1 ? 0 : kn_attn_reduce_splits(a, n_splits, KN_ATTN_PARTIAL_ROWS, 1,
 							 partial, s);
 }
 

@@ -31,6 +31,20 @@
  * times KN_F8_Q_SCALE in shared memory once, probabilities packed as
  * f16); the KV head's k_scale (over KN_F8_Q_SCALE) goes into the softmax
  * scale and its v_scale into the final normalization.
+ *
+ * Split-K over the keys (SPLIT, kn_attn_prefill_tc_split): a short
+ * extend chunk on a long cached prefix has few tiles, so one block per
+ * (tile, KV head) leaves most multiprocessors idle while each block walks
+ * the whole prefix (on the H100, 570 new tokens of Qwen2.5-7B on ~10k
+ * cached ones: 128 blocks for 132 SMs).  Block z then takes split z of
+ * the keys, [z split_len, (z + 1) split_len) (the last split everything
+ * after), and leaves each of its rows' running max (natural-log domain,
+ * as the decode kernels'), sum and unnormalized output (times the V
+ * scale) in a partial; kn_attn_reduce_splits (attention.cu) combines the
+ * splits.  A row whose causal range misses the split keeps max -inf, sum
+ * 0 and zeros through the masked softmax, and a block with no keys at all
+ * writes that directly, so the reduce reads every split without a
+ * branch.  Without SPLIT the kernel is the one-pass kernel it was.
  */
 #include "kernels/kn_attn.cuh"
 
@@ -44,6 +58,9 @@
 #define PF_THREADS (PF_WARPS * 32)
 #define PF_ROWS (PF_WARPS * PF_MT * 16)
 #define LOG2E 1.4426950408889634f
+#define LN2 0.6931471805599453f
+
+static_assert(TC_KT == KN_ATTN_TC_SPLIT, "split_len granularity is the key tile");
 
 /* The warp's PF_MT x 16 x TC_KT scores S = Q K^T (unscaled); Q's A
  * operands and K's B operands come from shared memory by ldmatrix, K's
@@ -181,6 +198,39 @@ static __device__ void tc_store(const struct kn_attn_args &a, int G, int row0, i
 		*(uint32_t *)(out + nt * 8) = pack_bf16(o[nt][e] * inv, o[nt][e + 1] * inv);
 }
 
+/* Partial rows of a split (SPLIT) at pp (PF_ROWS, HD + 2) fp32: the
+ * max in the natural-log domain (the softmax runs in log2 units), the
+ * sum the quad's lanes pool, the outputs times vs unnormalized. */
+template <int HD>
+static __device__ void pf_store_partial(float *pp, int nq, int r, int t, float m, float l,
+					const float o[HD / 8][4], int e, float vs)
+{
+	l += __shfl_xor_sync(0xffffffffu, l, 1);
+	l += __shfl_xor_sync(0xffffffffu, l, 2);
+	if (r >= nq)
+		return;
+	/* (HD + 2) and the split's offset are even: 8-byte aligned pairs */
+	float *row = pp + (size_t)r * (HD + 2);
+
+	if (t == 0) {
+		row[0] = m * LN2;
+		row[1] = l;
+	}
+#pragma unroll
+	for (int nt = 0; nt < HD / 8; nt++)
+		*(float2 *)(row + 2 + nt * 8 + 2 * t) =
+			make_float2(o[nt][e] * vs, o[nt][e + 1] * vs);
+}
+
+/* The partial rows of a split with no keys for the tile, as the reduce
+ * weighs them out: max -inf, sum 0, zeros. */
+template <int HD>
+static __device__ void pf_store_empty(float *pp, int nq)
+{
+	for (int idx = threadIdx.x; idx < nq * (HD + 2); idx += PF_THREADS)
+		pp[idx] = idx % (HD + 2) ? 0.0f : -INFINITY;
+}
+
 /* Starts the copy of the block's query rows into Qs (PF_ROWS, HD + 8)
  * bf16, zeros past nq; the caller commits and waits. */
 template <int HD>
@@ -247,29 +297,43 @@ static __device__ __forceinline__ void pf_update(float s[PF_MT][TC_KT / 8][4],
 /* Tiles run last first: the causally longest ones start in the first wave.
  * The query rows and K/V tile 0 arrive in the first copy group; K/V tiles
  * go through a ring of PF_STAGES buffers (tc_ring_step): the copies of the
- * next PF_STAGES - 1 tiles fly while one is computed. */
-template <int HD, bool F8>
+ * next PF_STAGES - 1 tiles fly while one is computed.  SPLIT: block z
+ * takes split z of the keys (gridDim.z splits of split_len) and writes
+ * partials (tile, KV head, split) into partial. */
+template <int HD, bool F8, bool SPLIT>
 static __global__ void __launch_bounds__(PF_THREADS)
-	attn_tc_kernel(const struct kn_attn_args a, int G)
+	attn_tc_kernel(const struct kn_attn_args a, int G, int split_len, float *partial)
 {
 	kn_pdl_enter();
 	extern __shared__ __align__(16) uint16_t tc_smem[];
 	const int TILE = TC_KT * (HD + 8);
 	uint16_t *Qs = tc_smem + tc_ring_u16<HD, PF_STAGES, F8>();
-	int tile = gridDim.x - 1 - blockIdx.x, kvh = blockIdx.y, lane = threadIdx.x & 31;
-	int g = lane >> 2, t = lane & 3, w_row = (threadIdx.x >> 5) * PF_MT * 16;
+	int tile = gridDim.x - 1 - blockIdx.x, kvh = blockIdx.y, sp = blockIdx.z;
+	int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+	int w_row = (threadIdx.x >> 5) * PF_MT * 16;
 	int row0 = a.tile_row0[tile], nq = a.tile_n[tile] * G;
 	int ctx = a.pos[row0 + a.tile_n[tile] - 1] + 1, pos[PF_MT][2];
+	/* the split's keys [kb, ke): multiples of TC_KT apart, so a tile
+	 * never reaches past ke but at ctx, where the causal mask covers it */
+	int kb = SPLIT ? sp * split_len : 0;
+	int ke = SPLIT && sp < (int)gridDim.z - 1 ? min(ctx, kb + split_len) : ctx;
+	float *pp = SPLIT ? partial + (((size_t)tile * a.n_kv + kvh) * gridDim.z + sp) *
+					      PF_ROWS * (HD + 2)
+			  : NULL;
 	const int32_t *bt = a.block_tables + a.bt_off[row0];
 	/* scores of f16 q (times KN_F8_Q_SCALE) need k_scale / KN_F8_Q_SCALE */
 	float ks = F8 ? a.k_scale[kvh] / KN_F8_Q_SCALE : 1.0f, vs = F8 ? a.v_scale[kvh] : 1.0f;
 	float s2 = LOG2E * ks / sqrtf((float)HD), m[PF_MT][2], l[PF_MT][2];
 	float o[PF_MT][HD / 8][4], s[PF_MT][TC_KT / 8][4];
-	int n_kt = (ctx + TC_KT - 1) / TC_KT;
+	int n_kt = (ke - kb + TC_KT - 1) / TC_KT;
 	int shift = tc_page_shift(a.page_size), pg[tc_chunks<HD, PF_THREADS, F8>()];
 
+	if (SPLIT && kb >= ke) {   /* block-uniform: no barrier is skipped by part of it */
+		pf_store_empty<HD>(pp, nq);
+		return;
+	}
 	pf_q_issue<HD>(a, G, row0, nq, kvh, Qs);
-	tc_ring_prime<HD, PF_THREADS, PF_STAGES, F8>(a, bt, shift, kvh, 0, ctx, tc_smem, pg);
+	tc_ring_prime<HD, PF_THREADS, PF_STAGES, F8>(a, bt, shift, kvh, kb, ke, tc_smem, pg);
 #pragma unroll
 	for (int mt = 0; mt < PF_MT; mt++) {
 #pragma unroll
@@ -287,44 +351,61 @@ static __global__ void __launch_bounds__(PF_THREADS)
 	if constexpr (F8)
 		pf_q_to_f16<HD>(Qs);
 	for (int i = 0; i < n_kt; i++) {
-		uint16_t *Ks = tc_ring_step<HD, PF_THREADS, PF_STAGES, F8>(a, bt, shift, kvh, i,
-									 i * TC_KT, ctx, tc_smem, pg);
+		int k0 = kb + i * TC_KT;
+		uint16_t *Ks = tc_ring_step<HD, PF_THREADS, PF_STAGES, F8>(a, bt, shift, kvh, i, k0,
+									 ke, tc_smem, pg);
 		uint16_t *Vs = Ks + TILE;
 
 		pf_scores<HD, F8>(s, Qs + w_row * (HD + 8), Ks, lane);
-		pf_update<HD>(s, o, pos, i * TC_KT, t, s2, m, l);
+		pf_update<HD>(s, o, pos, k0, t, s2, m, l);
 		pf_pv<HD, F8>(o, s, Vs, lane);
 	}
 #pragma unroll
 	for (int mt = 0; mt < PF_MT; mt++) {
 		int r = w_row + mt * 16 + g;
 
-		tc_store<HD>(a, G, row0, nq, kvh, r, t, l[mt][0], o[mt], 0, vs);
-		tc_store<HD>(a, G, row0, nq, kvh, r + 8, t, l[mt][1], o[mt], 2, vs);
+		if constexpr (SPLIT) {
+			pf_store_partial<HD>(pp, nq, r, t, m[mt][0], l[mt][0], o[mt], 0, vs);
+			pf_store_partial<HD>(pp, nq, r + 8, t, m[mt][1], l[mt][1], o[mt], 2, vs);
+		} else {
+			tc_store<HD>(a, G, row0, nq, kvh, r, t, l[mt][0], o[mt], 0, vs);
+			tc_store<HD>(a, G, row0, nq, kvh, r + 8, t, l[mt][1], o[mt], 2, vs);
+		}
 	}
 }
 
-template <int HD, bool F8>
-static int launch_tc(const struct kn_attn_args *a, cudaStream_t s)
+/* The kernel over (tiles, KV heads, splits), then (SPLIT) the reduce of
+ * the splits into out. */
+template <int HD, bool F8, bool SPLIT>
+static int launch_tc(const struct kn_attn_args *a, int n_splits, int split_len, float *partial,
+		     cudaStream_t s)
 {
 	size_t smem = (tc_ring_u16<HD, PF_STAGES, F8>() + (size_t)PF_ROWS * (HD + 8)) *
 		      sizeof(uint16_t);
-	dim3 grid(a->n_tiles, a->n_kv);
+	dim3 grid(a->n_tiles, a->n_kv, n_splits);
+	int G = a->n_heads / a->n_kv;
 
 	if (smem > 48 * 1024)
-		KN_CHECK(cudaFuncSetAttribute(attn_tc_kernel<HD, F8>,
+		KN_CHECK(cudaFuncSetAttribute(attn_tc_kernel<HD, F8, SPLIT>,
 					      cudaFuncAttributeMaxDynamicSharedMemorySize,
 					      (int)smem));
-	KN_LAUNCH(attn_tc_kernel<HD, F8>, grid, PF_THREADS, smem, s, *a, a->n_heads / a->n_kv);
+	KN_LAUNCH(attn_tc_kernel<HD, F8, SPLIT>, grid, PF_THREADS, smem, s, *a, G, split_len,
+		  partial);
 	KN_LAUNCHED();
-	return 0;
+	return SPLIT ? kn_attn_reduce_splits(a, n_splits, PF_ROWS, PF_ROWS / G, partial, s) : 0;
 }
 
 template <int HD>
-static int launch_tc_kv(const struct kn_attn_args *a, cudaStream_t s)
+static int launch_tc_kv(const struct kn_attn_args *a, int n_splits, int split_len,
+			float *partial, cudaStream_t s)
 {
-	return a->kv_dtype == KN_KV_FP8_E4M3 ? launch_tc<HD, true>(a, s)
-					     : launch_tc<HD, false>(a, s);
+	bool f8 = a->kv_dtype == KN_KV_FP8_E4M3;
+
+	if (n_splits == 1)
+		return f8 ? launch_tc<HD, true, false>(a, 1, 0, NULL, s)
+			  : launch_tc<HD, false, false>(a, 1, 0, NULL, s);
+	return f8 ? launch_tc<HD, true, true>(a, n_splits, split_len, partial, s)
+		  : launch_tc<HD, false, true>(a, n_splits, split_len, partial, s);
 }
 
 extern "C" int kn_attn_tc_tile_rows(int n_heads, int n_kv, int head_dim)
@@ -336,7 +417,14 @@ extern "C" int kn_attn_tc_tile_rows(int n_heads, int n_kv, int head_dim)
 	return PF_ROWS / (n_heads / n_kv);
 }
 
-extern "C" int kn_attn_prefill_tc(const struct kn_attn_args *a, kn_stream s)
+extern "C" size_t kn_attn_prefill_tc_partial_floats(int n_tiles, int n_kv, int head_dim,
+						    int n_splits)
+{
+	return (size_t)n_tiles * n_kv * n_splits * PF_ROWS * (head_dim + 2);
+}
+
+extern "C" int kn_attn_prefill_tc_split(const struct kn_attn_args *a, int n_splits, int split_len,
+				       float *partial, kn_stream s)
 {
 	KN_REQUIRE(a && a->out && a->q && a->k_cache && a->v_cache && a->block_tables);
 	KN_REQUIRE(a->pos && a->bt_off && a->tile_row0 && a->tile_n);
@@ -345,14 +433,24 @@ extern "C" int kn_attn_prefill_tc(const struct kn_attn_args *a, kn_stream s)
 	KN_REQUIRE(kn_attn_tc_tile_rows(a->n_heads, a->n_kv, a->head_dim) >= 1);
 	KN_REQUIRE(a->kv_dtype == KN_KV_BF16 ||
 		   (a->kv_dtype == KN_KV_FP8_E4M3 && a->k_scale && a->v_scale));
+	KN_REQUIRE(n_splits >= 1 && n_splits <= 65535);
+	/* the reduce's grid: a block column per (tile, KV head) */
+	KN_REQUIRE(n_splits == 1 ||
+		   (partial && split_len >= TC_KT && split_len % TC_KT == 0 &&
+		    (size_t)a->n_tiles * a->n_kv <= 0x7fffffff));
 	switch (a->head_dim) {
 	case 16:
-		return launch_tc_kv<16>(a, s);
+		return launch_tc_kv<16>(a, n_splits, split_len, partial, s);
 	case 32:
-		return launch_tc_kv<32>(a, s);
+		return launch_tc_kv<32>(a, n_splits, split_len, partial, s);
 	case 64:
-		return launch_tc_kv<64>(a, s);
+		return launch_tc_kv<64>(a, n_splits, split_len, partial, s);
 	default:
-		return launch_tc_kv<128>(a, s);
+		return launch_tc_kv<128>(a, n_splits, split_len, partial, s);
 	}
+}
+
+extern "C" int kn_attn_prefill_tc(const struct kn_attn_args *a, kn_stream s)
+{
+	return kn_attn_prefill_tc_split(a, 1, 0, NULL, s);
 }

@@ -246,6 +246,18 @@ int kn_attn_prefill(const struct kn_attn_args *a, kn_stream s);
 int kn_attn_tc_tile_rows(int n_heads, int n_kv, int head_dim);
 int kn_attn_prefill_tc(const struct kn_attn_args *a, kn_stream s);
 
+/* The same, split-K over the keys, then a reduce: for extend chunks on
+ * long cached prefixes, whose few tiles leave the GPU idle.  Split sp
+ * takes keys [sp split_len, (sp + 1) split_len) of each row's causal
+ * range (the last split every key after); split_len a multiple of
+ * KN_ATTN_TC_SPLIT, splits past a row's context are empty.  partial
+ * holds kn_attn_prefill_tc_partial_floats(...) floats.  n_splits 1 is
+ * kn_attn_prefill_tc (split_len and partial unused). */
+#define KN_ATTN_TC_SPLIT 64
+size_t kn_attn_prefill_tc_partial_floats(int n_tiles, int n_kv, int head_dim, int n_splits);
+int kn_attn_prefill_tc_split(const struct kn_attn_args *a, int n_splits, int split_len,
+			     float *partial, kn_stream s);
+
 /* Decode: split-K over the keys in n_splits pieces of split_len (a
  * multiple of 32), then a reduce.  split_len 0 sizes the splits per row:
  * ceil(ctx / n_splits) rounded up to a multiple of 32, at least 64 (splits

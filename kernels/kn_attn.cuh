@@ -16,8 +16,11 @@
  * Fragment layouts (PTX ISA, m16n8k16): lane (g = lane / 4, t = lane % 4)
  * holds rows g and g + 8 of A and C, columns 2t, 2t + 1 (and + 8 for A);
  * B columns n = g, rows 2t, 2t + 1 (and + 8).  Partials of split-K are
- * (n_tiles, n_kv, n_splits, KN_ATTN_PARTIAL_ROWS, head_dim + 2) fp32:
- * running max, sum, unnormalized output.
+ * (n_tiles, n_kv, n_splits, rows, head_dim + 2) fp32: running max (of
+ * the scaled scores, natural-log domain), sum, unnormalized output, where
+ * rows is KN_ATTN_PARTIAL_ROWS for decode and the prefill kernel's rows
+ * per block (PF_ROWS) for its splits; row r of a tile is its token r /
+ * group, query head kvh group + r % group.
  */
 #ifndef TRAJBENCH_KN_ATTN_CUH
 #define TRAJBENCH_KN_ATTN_CUH
@@ -26,8 +29,11 @@
 
 #define KN_ATTN_PARTIAL_ROWS 32
 
-/* Combines the n_splits partials of every (tile, kv head) into bf16 out. */
-int kn_attn_reduce_splits(const struct kn_attn_args *a, int group, int n_splits,
+/* Combines the n_splits partials of every (tile, kv head) into bf16 out:
+ * partial as above with rows rows a split, tiles of at most tile_tokens
+ * tokens (the grid's size).  Every split must have written all rows of
+ * its tile (max -inf, sum 0 and zeros where it had no keys). */
+int kn_attn_reduce_splits(const struct kn_attn_args *a, int n_splits, int rows, int tile_tokens,
 			  const float *partial, cudaStream_t s);
 
 #define TC_WARPS 4

@@ -32,6 +32,12 @@
  * The weights count in every step's bytes: with bf16 weights, halving the
  * KV bytes cannot give a step the 2x the attention gets.
  *
+ * Then the prefill attention's split over the keys: extend steps of one
+ * sequence of 512 new tokens and of four of 128, each on 10k cached
+ * tokens, with the splits on and off (eng_cuda_prefill_split, the
+ * ablation): step time, the attention's time (profiled), its causal
+ * TFLOP/s and their share of the cuBLAS rate.
+ *
  * Last, tensor parallelism: decode at batch 1 with a 1k context and the
  * prefill of a 4k prompt at tp 1, 2 and 4 over GPUs device, device + 1,
  * ... (where the host has them and NCCL loads), op by op, with the
@@ -181,31 +187,40 @@ static struct shape shape_of(const struct eng_model_config *c, size_t weight_byt
 	return s;
 }
 
-/* Median seconds of n_steps forwards of batch sequences at context ctx:
- * decode (one new token each) or one prefill chunk of ctx tokens. */
-/* ctx_hi > ctx: a ragged decode batch, contexts spread evenly from ctx
- * (the first row) to ctx_hi (the last). */
-static int time_steps_dev(void *st, int batch, int ctx, int ctx_hi, int prefill, int n_steps,
-			  int32_t *tables, int per_seq, double *out, double *dev)
+/* A workload of steps: batch sequences of n_new new tokens each from
+ * position start; decode (n_new 1) moves on a token a step, longer chunks
+ * run at the same positions every step. */
+struct work {
+	int batch, start, n_new;
+	int start_hi;   /* > start: decode rows' positions spread evenly up to it */
+};
+
+/* Median seconds (wall, and device when dev is set) of n_steps forwards
+ * of workload w. */
+static int time_work(void *st, const struct work *w, int n_steps, int32_t *tables, int per_seq,
+		     double *out, double *dev)
 {
-	struct eng_seq_input *q = calloc(batch, sizeof(*q));
-	int32_t *tok = malloc(sizeof(int32_t) * (prefill ? ctx : batch)), *next = malloc(batch * 4);
+	struct eng_seq_input *q = calloc(w->batch, sizeof(*q));
+	int32_t *tok = malloc(sizeof(int32_t) * w->batch * w->n_new), *next = malloc(w->batch * 4);
 	double t[32], d[32];
 	struct eng_error err;
 	int rc = 0;
 
-	for (int i = 0; i < (prefill ? ctx : batch); i++)
+	for (int i = 0; i < w->batch * w->n_new; i++)
 		tok[i] = (i * 7919 + 13) % 151000;
 	for (int k = 0; k < n_steps + 2 && !rc; k++) {
-		for (int s = 0; s < batch; s++) {
-			int c = ctx_hi > ctx && batch > 1
-					? ctx + (int)((int64_t)(ctx_hi - ctx) * s / (batch - 1)) : ctx;
+		for (int s = 0; s < w->batch; s++) {
+			int at = w->start_hi > w->start && w->batch > 1
+					 ? w->start + (int)((int64_t)(w->start_hi - w->start) * s /
+							    (w->batch - 1))
+					 : w->start;
 
-			q[s] = (struct eng_seq_input){ prefill ? tok : tok + s, prefill ? ctx : 1,
-						       prefill ? 0 : c + k, tables + s * per_seq,
-						       per_seq, NULL, NULL, NULL };
+			q[s] = (struct eng_seq_input){ tok + s * w->n_new, w->n_new,
+						       at + (w->n_new == 1 ? k : 0),
+						       tables + s * per_seq, per_seq, NULL, NULL,
+						       NULL };
 		}
-		struct eng_batch b = { batch, q };
+		struct eng_batch b = { w->batch, q };
 		double t0 = now_s();
 
 		if ((rc = eng_cuda_forward(st, &b, next, &err)))
@@ -226,6 +241,16 @@ static int time_steps_dev(void *st, int batch, int ctx, int ctx_hi, int prefill,
 	return rc ? 3 : 0;
 }
 
+/* Median seconds of n_steps forwards of batch sequences at context ctx:
+ * decode (one new token each) or one prefill chunk of ctx tokens. */
+static int time_steps_dev(void *st, int batch, int ctx, int prefill, int n_steps,
+			  int32_t *tables, int per_seq, double *out, double *dev)
+{
+	struct work w = { batch, prefill ? 0 : ctx, prefill ? ctx : 1, 0 };
+
+	return time_work(st, &w, n_steps, tables, per_seq, out, dev);
+}
+
 static void row(const char *fig, double got_s, double ceil_s, const char *extra)
 {
 	printf("%-30s %10.3f ms %10.3f ms %7.1f%%  %s\n", fig, got_s * 1e3, ceil_s * 1e3,
@@ -235,7 +260,7 @@ static void row(const char *fig, double got_s, double ceil_s, const char *extra)
 static int time_steps(void *st, int batch, int ctx, int prefill, int n_steps, int32_t *tables,
 		      int per_seq, double *out)
 {
-	return time_steps_dev(st, batch, ctx, 0, prefill, n_steps, tables, per_seq, out, NULL);
+	return time_steps_dev(st, batch, ctx, prefill, n_steps, tables, per_seq, out, NULL);
 }
 
 /* Wall vs device time per decode step, graphs on and off.  The host
@@ -252,7 +277,7 @@ static int host_overhead(void *st, int32_t *tables, int per)
 	for (int g = 1; g >= 0 && !rc; g--)
 		for (int i = 0; i < 2 && !rc; i++) {
 			eng_cuda_use_graphs(st, g);
-			rc = time_steps_dev(st, batch[i], ctx[i], 0, 0, 20, tables, per, &wall[g][i],
+			rc = time_steps_dev(st, batch[i], ctx[i], 0, 20, tables, per, &wall[g][i],
 					    &dev[g][i]);
 		}
 	eng_cuda_use_graphs(st, 1);
@@ -450,17 +475,19 @@ static int ragged_decode(int device, double bw, double rate)
 
 	for (int r = 0; r < batch; r++)
 		keys += lo + (double)(hi - lo) * r / (batch - 1);
-	rc = time_steps_dev(st, batch, lo, hi, 0, 10, tables, per, &t_work, NULL);
+	struct work rag = { batch, lo, 1, hi }, rag64 = { 64, lo, 1, hi };
+
+	rc = time_work(st, &rag, 10, tables, per, &t_work, NULL);
 	eng_cuda_splits_by_work(st, 0);
 	if (!rc)
-		rc = time_steps_dev(st, batch, lo, hi, 0, 10, tables, per, &t_count, NULL);
+		rc = time_work(st, &rag, 10, tables, per, &t_count, NULL);
 	eng_cuda_splits_by_work(st, 1);
 	/* graphs (64 rows): their per-row splits aimed at 1, 2, 4 blocks an SM */
 	for (int k = 0; k < 3 && !rc; k++) {
 		eng_cuda_decode_blocks(st, 1 << k);
-		rc = time_steps_dev(st, 64, lo, hi, 0, 10, tables, per, &t_graph[k], NULL);
+		rc = time_work(st, &rag64, 10, tables, per, &t_graph[k], NULL);
 		if (!rc)
-			rc = time_steps_dev(st, 64, 2048, 0, 0, 10, tables, per, &t_uni[k], NULL);
+			rc = time_steps(st, 64, 2048, 0, 10, tables, per, &t_uni[k]);
 	}
 	eng_cuda_destroy(st);
 	free(tables);
@@ -504,7 +531,7 @@ struct kv_fig {
 };
 
 /* The attention's mean device time per step of a workload (profiled). */
-static int attn_time(void *st, int batch, int ctx, int32_t *tables, int per, double *t)
+static int attn_time(void *st, const struct work *w, int32_t *tables, int per, double *t)
 {
 	struct eng_error err;
 	double wall, ms, share;
@@ -512,7 +539,7 @@ static int attn_time(void *st, int batch, int ctx, int32_t *tables, int per, dou
 
 	if (eng_cuda_profile(st, 1, &err))
 		return 3;
-	rc = time_steps(st, batch, ctx, 0, 3, tables, per, &wall);
+	rc = time_work(st, w, 3, tables, per, &wall, NULL);
 	if (!rc && eng_cuda_profile_class(st, "attention", &ms, &share))
 		rc = 3;
 	*t = ms * 1e-3;
@@ -523,6 +550,7 @@ static int attn_time(void *st, int batch, int ctx, int32_t *tables, int per, dou
 static int kv_figures(const struct eng_model_config *cfg, int device, int dtype, int32_t *tables,
 		      int per, int nb, struct kv_fig *f, size_t *weight_bytes)
 {
+	struct work w16 = { 16, 10240, 1, 0 }, w64 = { 64, 2048, 1, 0 };
 	void *st;
 	int rc;
 
@@ -531,8 +559,8 @@ static int kv_figures(const struct eng_model_config *cfg, int device, int dtype,
 	*weight_bytes = eng_cuda_weight_bytes(st);
 	if (!(rc = time_steps(st, 16, 10240, 0, 10, tables, 4 * per, &f->b16)) &&
 	    !(rc = time_steps(st, 64, 2048, 0, 10, tables, per, &f->b64)) &&
-	    !(rc = attn_time(st, 16, 10240, tables, 4 * per, &f->a16)))
-		rc = attn_time(st, 64, 2048, tables, per, &f->a64);
+	    !(rc = attn_time(st, &w16, tables, 4 * per, &f->a16)))
+		rc = attn_time(st, &w64, tables, per, &f->a64);
 	eng_cuda_destroy(st);
 	return rc;
 }
@@ -593,6 +621,65 @@ static int kv_compare(int device, double bw, double rate)
 	       kv16_16 / 1e9, 2.0);
 	free(tables);
 	return 0;
+}
+
+/* ---------------------------------------------------------------- prefill splits */
+
+/* Extend steps of short chunks on long cached prefixes (multi-turn agent
+ * replays), with the prefill attention's key splits on and off (the
+ * ablation): the step's time and its attention's (profiled, op by op),
+ * attention TFLOP/s (causal: 4 head_dim n_heads per (query, key) pair and
+ * layer) against the cuBLAS rate, and the splits the backend takes. */
+static int split_compare(int device, double rate)
+{
+	static const struct work works[2] = { { 1, 10240, 512, 0 }, { 4, 10240, 128, 0 } };
+	struct eng_model_config cfg;
+	int per = (10240 + 512) / PAGE, rc = 0;
+	int32_t *tables;
+	void *st;
+
+	if ((rc = qwen7b_config(&cfg)))
+		return rc;
+	tables = page_tables(per, 4);
+	if ((rc = create_dummy(&cfg, device, ENG_KV_DTYPE_BF16, 0, per * 4, &st))) {
+		free(tables);
+		return rc;
+	}
+	struct shape s = shape_of(&cfg, eng_cuda_weight_bytes(st), 2);
+
+	printf("\nprefill attention split over the keys, extend steps on 10k cached tokens "
+	       "(attention op by op; %% of the bf16 GEMM rate %.0f TFLOP/s):\n%-26s %6s %10s "
+	       "%10s %8s %6s\n", rate / 1e12, "figure", "splits", "step", "attention", "TFLOP/s",
+	       "rate");
+	for (int i = 0; i < 2 && !rc; i++) {
+		const struct work *w = &works[i];
+		double n = w->n_new;
+		double fl = s.attn_flops * w->batch * (n * w->start + n * (n + 1) / 2);
+
+		for (int on = 1; on >= 0 && !rc; on--) {
+			struct eng_seq_input q[4];
+			struct eng_batch b = { w->batch, q };
+			double step, attn;
+			char fig[64];
+
+			for (int k = 0; k < w->batch; k++)
+				q[k] = (struct eng_seq_input){ NULL, w->n_new, w->start,
+							       tables + k * per, per, NULL, NULL,
+							       NULL };
+			eng_cuda_prefill_split(st, on);
+			if ((rc = time_work(st, w, 5, tables, per, &step, NULL)) ||
+			    (rc = attn_time(st, w, tables, per, &attn)))
+				break;
+			snprintf(fig, sizeof(fig), "%d x %d on 10k, split %s", w->batch, w->n_new,
+				 on ? "on" : "off");
+			printf("%-26s %6d %7.2f ms %7.2f ms %8.1f %5.1f%%\n", fig,
+			       eng_cuda_prefill_splits(st, &b), step * 1e3, attn * 1e3,
+			       fl / attn / 1e12, 100 * fl / attn / rate);
+		}
+	}
+	eng_cuda_destroy(st);
+	free(tables);
+	return rc;
 }
 
 /* ---------------------------------------------------------------- fp8 weights */
@@ -837,7 +924,7 @@ int main(int argc, char **argv)
 	printf("cuBLAS bf16 GEMM 8192^3:       %.0f TFLOP/s\n", rate / 1e12);
 	printf("programmatic dependent launch: %s\n", kn_pdl() ? "on" : "off (--no-pdl)");
 	if ((rc = run_model(device, bw, rate)) || (rc = ragged_decode(device, bw, rate)) ||
-	    (rc = kv_compare(device, bw, rate)) ||
+	    (rc = kv_compare(device, bw, rate)) || (rc = split_compare(device, rate)) ||
 	    (rc = w_compare(device, bw, rate)))
 		return rc;
 	return tp_scaling(device);

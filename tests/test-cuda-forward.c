@@ -14,8 +14,11 @@
  * cpu|| / ||cpu|| <= 1e-2, with the same argmax at every step; batch of
  * one == batch of many (same greedy tokens); chunked prefill == one shot
  * (chunks ending in a one-token decode chunk too); score-mode log-probs;
- * a 700-token context over odd page sizes; greedy tokens picked on the
- * GPU; random (dummy) weights.  Prints "1..0 # SKIP no CUDA device"
+ * a 700-token context over odd page sizes; extend chunks of 20 and 5
+ * tokens on a 3100-token prefix, where the backend splits the prefill
+ * attention's keys (asked with eng_cuda_prefill_splits), against the cpu
+ * and against the same steps with the splits off; greedy tokens picked on
+ * the GPU; random (dummy) weights.  Prints "1..0 # SKIP no CUDA device"
  * without a GPU.
  *
  * FP8 E4M3 KV pages (kv_dtype fp8_e4m3) on a Qwen2, a Qwen3 (both
@@ -307,6 +310,88 @@ static void test_long(struct bench_model *M)
 	free(lg);
 }
 
+/* Chunks of sequence 3 in extend_split: a 3100-token prompt in three
+ * (the later ones split: 2 and 3 splits of their keys), then the two
+ * extend chunks whose logits are compared. */
+static const int ext_chunk[] = { 1024, 1024, 1052, 20, 5 };
+#define EXT_CHUNKS 5
+#define EXT_TOKENS 3125
+#define EXT_CHECKED 2   /* the last chunks, whose logits are compared */
+
+/* The chunks of t on state st (splits on or off) and, when cpu is set,
+ * on it too: the checked chunks' logits into lg and lc, the splits the
+ * backend takes for them into splits.  0 on a failure. */
+static int extend_steps(struct bench_model *M, void *st, int on, struct eng_backend *cpu,
+			const int32_t *t, float *lg, float *lc, int *splits)
+{
+	size_t V = M->c->vocab;
+	struct eng_error err;
+	int pos = 0;
+
+	eng_cuda_prefill_split(st, on);
+	for (int k = 0; k < EXT_CHUNKS; pos += ext_chunk[k++]) {
+		int c = k - (EXT_CHUNKS - EXT_CHECKED);
+		float *out = c >= 0 ? lg + c * V : NULL;
+		struct eng_seq_input q = seq(M, 3, t + pos, ext_chunk[k], pos, out);
+		struct eng_batch b = { 1, &q };
+
+		if (c >= 0)
+			splits[c] = eng_cuda_prefill_splits(st, &b);
+		if (eng_cuda_forward(st, &b, NULL, &err)) {
+			tap_diag("%s forward: %s", M->name, err.msg);
+			return 0;
+		}
+		q.logits = c >= 0 ? lc + c * V : NULL;
+		if (cpu && !run(cpu, &q, 1))
+			return 0;
+	}
+	return 1;
+}
+
+/* Extend chunks on a long cached prefix, where the backend splits the
+ * prefill attention's keys (few tiles, thousands of keys each: see
+ * prefill_splits in backend_cuda.c; on any GPU of 2 SMs or more), against
+ * the cpu, and against the same steps with the splits off (the ablation). */
+static void test_extend_split(struct bench_model *M)
+{
+	size_t V = M->c->vocab;
+	struct eng_backend_params p = M->p;
+	struct eng_error err;
+	int32_t *t = malloc(EXT_TOKENS * 4);
+	float *lg = malloc(EXT_CHECKED * V * 4), *lc = malloc(EXT_CHECKED * V * 4);
+	float *lo = malloc(EXT_CHECKED * V * 4);
+	int splits[EXT_CHECKED], off[EXT_CHECKED], ok, same = 1;
+	double e[EXT_CHECKED], eo = 0;
+	void *st;
+
+	for (int i = 0; i < EXT_TOKENS; i++)
+		t[i] = test_irand(&rng, M->c->vocab);
+	if (eng_cuda_create(M->c, eng_model_weights(M->m), 0, &p, &st, &err)) {
+		tap_ok(0, "%s: eng_cuda_create: %s", M->name, err.msg);
+		free(t), free(lg), free(lc), free(lo);
+		return;
+	}
+	ok = extend_steps(M, st, 1, M->cpu, t, lg, lc, splits) &&
+	     extend_steps(M, st, 0, NULL, t, lo, NULL, off);
+	for (int c = 0; ok && c < EXT_CHECKED; c++) {
+		double d = test_rel_err(lo + c * V, lg + c * V, V);
+
+		e[c] = test_rel_err(lg + c * V, lc + c * V, V);
+		same &= e[c] <= M->tol && same_greedy(M, lg + c * V, lc + c * V, (int)V);
+		eo = d > eo ? d : eo;
+	}
+	tap_ok(ok && splits[0] >= 2 && splits[1] >= 2 && off[0] == 1 && off[1] == 1,
+	       "%s: the backend splits the keys of extend chunks of %d and %d tokens on %d "
+	       "(%d and %d splits), none with the splits off", M->name, ext_chunk[3], ext_chunk[4],
+	       ext_chunk[0] + ext_chunk[1] + ext_chunk[2], ok ? splits[0] : 0, ok ? splits[1] : 0);
+	tap_ok(ok && same, "%s: those chunks' logits vs cpu %.2e, %.2e, same tokens%s", M->name,
+	       ok ? e[0] : 0, ok ? e[1] : 0, M->fp8 ? " or near ties" : "");
+	tap_ok(ok && eo <= M->tol, "%s: with the splits off: logits within %.2e of those with",
+	       M->name, eo);
+	eng_cuda_destroy(st);
+	free(t), free(lg), free(lc), free(lo);
+}
+
 /* eng_cuda_forward's device argmax == argmax of the logits it returns. */
 static void test_greedy_api(struct bench_model *M, const struct prompts *P)
 {
@@ -536,11 +621,12 @@ static void test_fused_quant(struct bench_model *M, const struct prompts *P)
 
 /* The checks of one model against the CPU: mixed batch, batch 1 (not
  * with FP8 pages), chunked prefill, score mode, device argmax, long
- * context, dummy weights (not with FP8 weights).  kv_fp8: FP8 pages (with
- * per-head scales in the checkpoint when scales); wfp8: FP8 weights, W8A8,
- * which the CPU emulates on the same bf16 values the GPU quantizes.  With
- * either, the fp8 tolerance and near ties, and a check that the GPU does
- * round. */
+ * context and split extend chunks (long_ctx: n_pages / MAX_SEQS pages
+ * must hold EXT_TOKENS), dummy weights (not with FP8 weights).  kv_fp8:
+ * FP8 pages (with per-head scales in the checkpoint when scales); wfp8:
+ * FP8 weights, W8A8, which the CPU emulates on the same bf16 values the
+ * GPU quantizes.  With either, the fp8 tolerance and near ties, and a
+ * check that the GPU does round. */
 static void check_model_as(const char *name, const struct mw_params *mp, int page_size,
 			   int n_pages, int long_ctx, int kv_fp8, int scales, int wfp8)
 {
@@ -563,8 +649,10 @@ static void check_model_as(const char *name, const struct mw_params *mp, int pag
 	test_chunked(&M, &P);
 	test_score(&M, &P);
 	test_greedy_api(&M, &P);
-	if (long_ctx)
+	if (long_ctx) {
 		test_long(&M);
+		test_extend_split(&M);
+	}
 	if (kv_fp8 || wfp8)
 		test_fp8_rounds(&M, &P);
 	if (wfp8)
@@ -619,7 +707,7 @@ int main(void)
 	p.head_dim = 128;
 	p.vocab_size = 5000;
 	p.seed = 5;
-	check_model("mid (qwen2, 7 heads per kv head, head_dim 128)", &p, 7, 512, 1);
+	check_model("mid (qwen2, 7 heads per kv head, head_dim 128)", &p, 7, 2048, 1);
 	p.dtype = MW_DTYPE_F32;
 	p.num_layers = 1;
 	check_model("mid, 1 layer, f32 weights", &p, 16, 256, 0);
@@ -642,9 +730,9 @@ int main(void)
 	p.vocab_size = 5000;
 	p.tie_word_embeddings = false;
 	p.seed = 17;
-	check_model("mid qwen3 (8 heads, 2 kv heads, head_dim 128 != 512 / 8)", &p, 7, 512, 1);
+	check_model("mid qwen3 (8 heads, 2 kv heads, head_dim 128 != 512 / 8)", &p, 7, 2048, 1);
 	p.shard_size = 1 << 20;   /* sharded: the kv scales go in a shard of their own */
-	check_model_fp8("mid qwen3 (8 heads, 2 kv heads, head_dim 128)", &p, 7, 512, 1, 1);
+	check_model_fp8("mid qwen3 (8 heads, 2 kv heads, head_dim 128)", &p, 7, 2048, 1, 1);
 	p = mw_default_params();
 	p.hidden_size = 512;
 	p.intermediate_size = 1024;
@@ -654,7 +742,7 @@ int main(void)
 	p.head_dim = 128;
 	p.vocab_size = 5000;
 	p.seed = 5;
-	check_model_fp8("mid (qwen2, 7 heads per kv head, head_dim 128)", &p, 16, 512, 1, 0);
+	check_model_fp8("mid (qwen2, 7 heads per kv head, head_dim 128)", &p, 16, 1024, 1, 0);
 	p.num_heads = 8;
 	p.num_kv_heads = 2;
 	p.head_dim = 48;
@@ -664,7 +752,7 @@ int main(void)
 	p.num_kv_heads = 1;
 	p.head_dim = 128;
 	p.seed = 5;
-	check_model_wfp8("mid (qwen2, head_dim 128)", &p, 16, 512, 1);
+	check_model_wfp8("mid (qwen2, head_dim 128)", &p, 16, 1024, 1);
 	p = mw_default_params();
 	mw_preset("qwen3-tiny", &p);
 	p.hidden_size = 512;

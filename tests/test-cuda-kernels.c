@@ -6,7 +6,11 @@
  * without Qwen3's q/k norm.  The FP8 E4M3 KV cache: the device's
  * conversion byte for byte against the host's (engine/kv_fp8.c), the
  * RoPE kernel's K and V bytes with per-head scales, and every attention
- * case again on E4M3 pages with per-head scales.
+ * case again on E4M3 pages with per-head scales.  The tensor-core
+ * prefill split over the keys (extend chunks of 1, 17 and 200 rows on
+ * prefixes of up to 9000 tokens, 2 to 7 splits, splits empty for some
+ * rows, for whole tiles, and for every tile), against the reference and
+ * against the one-pass kernel on the same data.
  *
  * Outputs are poisoned (all bits set: NaN in fp32 and bf16) before each
  * launch, so an unwritten element fails.  Tolerances: bf16 outputs
@@ -15,7 +19,9 @@
  * fp32 by both sides, by different sine routines and sums) lies within
  * 1e-5 of its head's largest of a rounding midpoint, which may go to
  * either neighbour; attention on E4M3 pages (the same bytes on both
- * sides, dequantized exactly) < 1e-2 as bf16.  Prints "1..0 # SKIP no
+ * sides, dequantized exactly) < 1e-2 as bf16; split prefill against
+ * one-pass < 1e-3 (the same values up to fp32 rounding, which flips a
+ * bf16 rounding, 2^-8 relative, here and there).  Prints "1..0 # SKIP no
  * CUDA device" without a GPU.
  */
 #include <math.h>
@@ -840,6 +846,7 @@ struct attn_case {
 	int start[8], ntok[8];
 	int split_len;   /* 0: prefill kernel; else decode with this split */
 	int tc;          /* on the tensor-core kernel */
+	int pf_splits, pf_split_len;   /* tensor-core prefill split over the keys */
 };
 
 struct attn_data {
@@ -987,7 +994,15 @@ static int attn_run(const struct attn_case *c, const struct attn_data *d, float 
 		d->fp8 ? up(d->ks, c->nkv * 4) : NULL, d->fp8 ? up(d->vs, c->nkv * 4) : NULL,
 	};
 	poison(a.out, qn * 2);
-	if (c->split_len) {
+	if (c->pf_splits) {
+		size_t np = kn_attn_prefill_tc_partial_floats(d->n_tiles, c->nkv, c->hd,
+							      c->pf_splits);
+
+		/* NaN where a split leaves a row unwritten: the reduce reads them all */
+		partial = dev(np * 4);
+		poison(partial, np * 4);
+		rc = kn_attn_prefill_tc_split(&a, c->pf_splits, c->pf_split_len, partial, NULL);
+	} else if (c->split_len) {
 		n_splits = (max_ctx + c->split_len - 1) / c->split_len;
 		partial = dev(kn_attn_partial_floats(d->n_tiles, c->nh, c->nkv, c->hd, n_splits) * 4);
 		rc = c->tc ? kn_attn_decode_tc(&a, n_splits, c->split_len, partial, NULL)
@@ -1012,6 +1027,29 @@ static int attn_run(const struct attn_case *c, const struct attn_data *d, float 
 	return rc;
 }
 
+/* A split prefill's output got against the one-pass kernel's on the
+ * same data d. */
+static void same_as_unsplit(const struct attn_case *c, const struct attn_data *d,
+			    const float *got)
+{
+	struct attn_case one = *c;
+	size_t qn = (size_t)d->T * c->nh * c->hd;
+	float *f = malloc(qn * sizeof(float));
+	double *ref = malloc(qn * sizeof(double));
+
+	one.pf_splits = 0;
+	if (attn_run(&one, d, f)) {
+		for (size_t i = 0; i < qn; i++)
+			ref[i] = f[i];
+		tap_ok(rel_err(got, ref, qn) < 1e-3,
+		       "attention split in %d of %d keys%s == one pass: heads %d/%d dim %d "
+		       "page %d: %.2e", c->pf_splits, c->pf_split_len, d->fp8 ? ", e4m3 pages" : "",
+		       c->nh, c->nkv, c->hd, c->ps, rel_err(got, ref, qn));
+	}
+	free(f);
+	free(ref);
+}
+
 static void test_attn(const struct attn_case *c, int fp8, const char *what)
 {
 	struct attn_data d;
@@ -1025,11 +1063,14 @@ static void test_attn(const struct attn_case *c, int fp8, const char *what)
 	float *got = malloc(qn * sizeof(float));
 
 	attn_ref(c, &d, ref);
-	if (attn_run(c, &d, got))
+	if (attn_run(c, &d, got)) {
 		tap_ok(rel_err(got, ref, qn) < 1e-2,
 		       "attention %s%s: heads %d/%d dim %d page %d, %d rows, ctx up to %d: %.2e", what,
 		       fp8 ? ", e4m3 pages" : "", c->nh, c->nkv, c->hd, c->ps, d.T, max_pos + 1,
 		       rel_err(got, ref, qn));
+		if (c->pf_splits)
+			same_as_unsplit(c, &d, got);
+	}
 	free(ref);
 	free(got);
 	attn_free(&d);
@@ -1039,24 +1080,24 @@ static void test_attention(void)
 {
 	static const struct attn_case cases[] = {
 		/* prefill / extend: fresh prompts, cached prefixes, mid-page starts */
-		{ 4, 2, 16, 16, 3, { 0, 20, 5 }, { 37, 13, 2 }, 0, 0 },
-		{ 28, 4, 128, 16, 3, { 3000, 0, 15 }, { 37, 50, 2 }, 0, 0 },
-		{ 8, 8, 64, 7, 2, { 100, 0 }, { 65, 33 }, 0, 0 },
-		{ 14, 2, 128, 5, 2, { 1, 0 }, { 1, 9 }, 0, 0 },
-		{ 32, 1, 8, 3, 1, { 11 }, { 40 }, 0, 0 },
-		{ 4, 4, 32, 16, 2, { 200, 0 }, { 130, 64 }, 0, 0 },
-		{ 64, 1, 64, 16, 1, { 70 }, { 3 }, 0, 0 },
+		{ 4, 2, 16, 16, 3, { 0, 20, 5 }, { 37, 13, 2 }, 0, 0, 0, 0 },
+		{ 28, 4, 128, 16, 3, { 3000, 0, 15 }, { 37, 50, 2 }, 0, 0, 0, 0 },
+		{ 8, 8, 64, 7, 2, { 100, 0 }, { 65, 33 }, 0, 0, 0, 0 },
+		{ 14, 2, 128, 5, 2, { 1, 0 }, { 1, 9 }, 0, 0, 0, 0 },
+		{ 32, 1, 8, 3, 1, { 11 }, { 40 }, 0, 0, 0, 0 },
+		{ 4, 4, 32, 16, 2, { 200, 0 }, { 130, 64 }, 0, 0, 0, 0 },
+		{ 64, 1, 64, 16, 1, { 70 }, { 3 }, 0, 0, 0, 0 },
 		/* decode: one token per sequence, split-K */
-		{ 28, 4, 128, 16, 6, { 0, 16, 32, 999, 4096, 63 }, { 1, 1, 1, 1, 1, 1 }, 64, 0 },
-		{ 28, 4, 128, 16, 4, { 5, 300, 2047, 1 }, { 1, 1, 1, 1 }, 128, 0 },
-		{ 4, 2, 16, 7, 3, { 70, 3, 200 }, { 1, 1, 1 }, 4096, 0 },
-		{ 8, 1, 256, 16, 2, { 500, 77 }, { 1, 1 }, 96, 0 },
-		{ 16, 1, 64, 16, 3, { 9000, 40, 130 }, { 1, 1, 1 }, 1024, 0 },
-		{ 8, 8, 32, 7, 2, { 3, 64 }, { 1, 1 }, 32, 0 },
+		{ 28, 4, 128, 16, 6, { 0, 16, 32, 999, 4096, 63 }, { 1, 1, 1, 1, 1, 1 }, 64, 0, 0, 0 },
+		{ 28, 4, 128, 16, 4, { 5, 300, 2047, 1 }, { 1, 1, 1, 1 }, 128, 0, 0, 0 },
+		{ 4, 2, 16, 7, 3, { 70, 3, 200 }, { 1, 1, 1 }, 4096, 0, 0, 0 },
+		{ 8, 1, 256, 16, 2, { 500, 77 }, { 1, 1 }, 96, 0, 0, 0 },
+		{ 16, 1, 64, 16, 3, { 9000, 40, 130 }, { 1, 1, 1 }, 1024, 0, 0, 0 },
+		{ 8, 8, 32, 7, 2, { 3, 64 }, { 1, 1 }, 32, 0, 0, 0 },
 		/* several tiles per split (prefetch of the next), odd pages */
-		{ 28, 4, 128, 7, 3, { 5000, 1023, 64 }, { 1, 1, 1 }, 448, 0 },
-		{ 16, 2, 64, 16, 2, { 2049, 127 }, { 1, 1 }, 192, 0 },
-		{ 4, 1, 16, 5, 2, { 700, 63 }, { 1, 1 }, 320, 0 },
+		{ 28, 4, 128, 7, 3, { 5000, 1023, 64 }, { 1, 1, 1 }, 448, 0, 0, 0 },
+		{ 16, 2, 64, 16, 2, { 2049, 127 }, { 1, 1 }, 192, 0, 0, 0 },
+		{ 4, 1, 16, 5, 2, { 700, 63 }, { 1, 1 }, 320, 0, 0, 0 },
 	};
 
 	for (int fp8 = 0; fp8 < 2; fp8++)
@@ -1071,6 +1112,38 @@ static void test_attention(void)
 				test_attn(&c, fp8, "prefill, tensor cores");
 			if (c.split_len && kn_attn_decode_tc_ok(c.nh, c.nkv, c.hd))
 				test_attn(&c, fp8, "decode, tensor cores");
+		}
+}
+
+/* The tensor-core prefill split over the keys: extend chunks of 1, 17
+ * and 200 rows at positions 0, 3000 and 9000, in 2 to 7 splits.  Splits
+ * of 3072 keys over contexts of 200 and 3017 leave whole tiles without
+ * keys; a split_len past every context leaves every tile's later splits
+ * empty; splits of 64 keys over a prompt from position 0 leave the first
+ * rows of a tile without keys in a split its later rows have, and give
+ * the last split nearly all keys of a long context. */
+static void test_attention_split(void)
+{
+	static const struct attn_case cases[] = {
+		{ 28, 4, 128, 16, 3, { 0, 3000, 9000 }, { 200, 17, 1 }, 0, 1, 3, 3072 },
+		{ 28, 4, 128, 7, 2, { 3000, 9000 }, { 200, 17 }, 0, 1, 7, 1344 },
+		{ 28, 4, 128, 16, 2, { 3000, 0 }, { 17, 1 }, 0, 1, 2, 1536 },
+		{ 28, 4, 128, 7, 2, { 3000, 0 }, { 1, 200 }, 0, 1, 3, 4096 },
+		{ 8, 2, 64, 7, 3, { 9000, 0, 3000 }, { 17, 200, 1 }, 0, 1, 7, 1344 },
+		{ 8, 2, 64, 16, 1, { 9000 }, { 200 }, 0, 1, 2, 4608 },
+		{ 4, 4, 32, 16, 2, { 0, 3000 }, { 200, 17 }, 0, 1, 3, 64 },
+		{ 28, 4, 128, 16, 3, { 0, 9000, 0 }, { 200, 1, 17 }, 0, 1, 4, 64 },
+		{ 16, 2, 16, 7, 2, { 9000, 3000 }, { 17, 200 }, 0, 1, 3, 8192 },
+	};
+	char what[64];
+
+	for (int fp8 = 0; fp8 < 2; fp8++)
+		for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+			const struct attn_case *c = &cases[i];
+
+			snprintf(what, sizeof(what), "prefill, tensor cores, %d splits of %d",
+				 c->pf_splits, c->pf_split_len);
+			test_attn(c, fp8, what);
 		}
 }
 
@@ -1220,6 +1293,7 @@ int main(void)
 	test_e4m3_convert();
 	test_fill_e4m3();
 	test_attention();
+	test_attention_split();
 	test_argmax_logprob(5, 1001);
 	test_argmax_logprob(4, 152064);
 	test_fill();

@@ -30,6 +30,7 @@ struct kn_gemm {
 	struct kn_lt_plan plans[KN_LT_PLANS];
 	int n_plans, next_plan;
 	int fp8_ok;   /* the device does FP8 products: 0 not asked yet, 1 yes, -1 no */
+	int n_sm;     /* the device's multiprocessors: 0 not asked yet */
 };
 
 /* Frees g's cuBLASLt plans (gemm_fp8.cu). */

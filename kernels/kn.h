@@ -118,9 +118,12 @@ int kn_quant_rows_e4m3(uint8_t *q, float *scale, const uint16_t *x, int rows, in
  * k a multiple of 16; w and xq 16-byte aligned.  path: KN_FP8_AUTO (the
  * weight-streaming tensor-core kernel up to KN_FP8_SKINNY_M rows when k is
  * a multiple of 64, else cuBLASLt), or either one forced (for tests and
- * benchmarks). */
+ * benchmarks), or KN_FP8_SKINNY2: a second weight-streaming kernel for the
+ * same shapes (m <= KN_FP8_SKINNY_M, k a multiple of 64), with f16 mma's
+ * on bytes widened by integer operations and k split across blocks for
+ * small n; AUTO does not take it. */
 #define KN_FP8_SKINNY_M 32
-enum { KN_FP8_AUTO = 0, KN_FP8_SKINNY = 1, KN_FP8_CUBLASLT = 2 };
+enum { KN_FP8_AUTO = 0, KN_FP8_SKINNY = 1, KN_FP8_CUBLASLT = 2, KN_FP8_SKINNY2 = 3 };
 int kn_gemm_fp8(struct kn_gemm *g, void *y, int y_f32, int ldy, const uint16_t *x,
 		const uint8_t *w, const float *ws, int m, int n, int k, uint8_t *xq, float *xs,
 		int path);

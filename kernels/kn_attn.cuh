@@ -1,9 +1,9 @@
 /*
  * kn_attn.cuh: what the tensor-core attention kernels share: the
- * m16n8k16 bf16 mma and its operand packing, K/V tile loads from the
- * paged cache into shared memory, query fragments, the masked online
- * softmax on accumulator fragments, and the reduce of split-K partials
- * (defined in attention.cu).
+ * m16n8k16 mma's operand packing (the mma is kn_mma.cuh's), K/V tile
+ * loads from the paged cache into shared memory, query fragments, the
+ * masked online softmax on accumulator fragments, and the reduce of
+ * split-K partials (defined in attention.cu).
  *
  * The tile ring takes bf16 pages, or FP8 E4M3 pages (F8): then its slots
  * hold the tiles' bytes as they are in the pages (half the copy), and each
@@ -26,6 +26,7 @@
 #define TRAJBENCH_KN_ATTN_CUH
 
 #include "kernels/kn_fp8.cuh"
+#include "kernels/kn_mma.cuh"
 
 #define KN_ATTN_PARTIAL_ROWS 32
 
@@ -52,24 +53,6 @@ static __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi)
 	return *(uint32_t *)&v;
 }
 
-static __device__ __forceinline__ void mma16816(float *d, const uint32_t *a, uint32_t b0,
-						uint32_t b1)
-{
-	asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
-		     "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-		     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-		     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
-static __device__ __forceinline__ void mma16816_f16(float *d, const uint32_t *a, uint32_t b0,
-						    uint32_t b1)
-{
-	asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
-		     "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};\n"
-		     : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-		     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-}
-
 static __device__ __forceinline__ uint32_t pack_f16(float lo, float hi)
 {
 	__half2 v = __floats2half2_rn(lo, hi);
@@ -77,18 +60,8 @@ static __device__ __forceinline__ uint32_t pack_f16(float lo, float hi)
 	return *(uint32_t *)&v;
 }
 
-/* The products and the packing of probabilities of the tensor-core
- * kernels: bf16, or f16 (F16: on E4M3 pages). */
-template <bool F16>
-static __device__ __forceinline__ void mma_t(float *d, const uint32_t *a, uint32_t b0,
-					     uint32_t b1)
-{
-	if constexpr (F16)
-		mma16816_f16(d, a, b0, b1);
-	else
-		mma16816(d, a, b0, b1);
-}
-
+/* The packing of probabilities for the tensor-core kernels' products
+ * (mma_t): bf16, or f16 (F16: on E4M3 pages). */
 template <bool F16>
 static __device__ __forceinline__ uint32_t pack_t(float lo, float hi)
 {

@@ -35,6 +35,7 @@ struct kn_gemm {
 	int fuse_norm;   /* kn_gemm_bf16_norm normalizes in the product's last block */
 	int fp8_outer;   /* cuBLASLt takes outer-vector scales: 0 not tried, 1 yes,
 			    -1 no (then a pass of our own scales the products) */
+	int n_sm;     /* the device's multiprocessors: 0 not asked yet */
 };
 
 /* Frees g's cuBLASLt plans (gemm_fp8.cu). */

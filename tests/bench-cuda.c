@@ -38,6 +38,13 @@
  * ablation): step time, the attention's time (profiled), its causal
  * TFLOP/s and their share of the cuBLAS rate.
  *
+ * Then the weight-streaming products alone on the layer shapes (qkv,
+ * o, gate/up, down) at m = 1 and 16: bf16 weights, the two FP8 skinny
+ * kernels and cuBLASLt FP8, each as device time a product (launches back
+ * to back over 8 copies of the weights, so that they come from memory,
+ * not L2), weight bytes a second and their share of the copy bandwidth:
+ * what KN_FP8_AUTO should pick.
+ *
  * Last, tensor parallelism: decode at batch 1 with a 1k context and the
  * prefill of a 4k prompt at tp 1, 2 and 4 over GPUs device, device + 1,
  * ... (where the host has them and NCCL loads), op by op, with the
@@ -682,6 +689,145 @@ static int split_compare(int device, double rate)
 	return rc;
 }
 
+/* ---------------------------------------------------------------- skinny products */
+
+#define SP_COPIES 8   /* weight copies cycled through: 8 layers' overflow L2 */
+#define SP_ITERS 400  /* launches timed, back to back */
+
+/* The products of one Qwen2.5-7B layer at decode. */
+static const struct sp_shape {
+	const char *name;
+	int n, k;
+} sp_shapes[] = {
+	{ "qkv", 4608, 3584 }, { "o", 3584, 3584 }, { "gate/up", 37888, 3584 },
+	{ "down", 3584, 18944 },
+};
+
+enum { SP_BF16, SP_SKINNY, SP_SKINNY2, SP_LT, SP_PATHS };
+
+/* One shape's operands on the device. */
+struct sp_bufs {
+	uint16_t *wb;   /* (SP_COPIES, n, k) bf16 */
+	uint8_t *w8;    /* (SP_COPIES, n, k) E4M3 */
+	float *ws;      /* (n) row scales, shared by the copies */
+	uint16_t *x;    /* (16, k) bf16 */
+	uint8_t *xq;    /* (16, k) x quantized by rows */
+	float *xs;      /* (16) */
+	uint16_t *y;    /* (16, n) bf16 */
+};
+
+static void sp_free(struct sp_bufs *b)
+{
+	kn_free(b->wb), kn_free(b->w8), kn_free(b->ws);
+	kn_free(b->x), kn_free(b->xq), kn_free(b->xs), kn_free(b->y);
+}
+
+static int sp_alloc(struct sp_bufs *b, int n, int k)
+{
+	size_t nk = (size_t)n * k;
+
+	memset(b, 0, sizeof(*b));
+	if (kn_malloc((void **)&b->wb, SP_COPIES * nk * 2) ||
+	    kn_malloc((void **)&b->w8, SP_COPIES * nk) || kn_malloc((void **)&b->ws, n * 4) ||
+	    kn_malloc((void **)&b->x, 16 * k * 2) || kn_malloc((void **)&b->xq, 16 * k) ||
+	    kn_malloc((void **)&b->xs, 16 * 4) || kn_malloc((void **)&b->y, 16 * n * 2) ||
+	    kn_fill_random_bf16(b->wb, SP_COPIES * nk, 11, 0, 0.02f, NULL) ||
+	    kn_fill_random_slice_e4m3(b->w8, SP_COPIES * (size_t)n, k, k, 0, 0, 12, 0, 64, NULL) ||
+	    kn_fill_random_f32(b->ws, n, 13, 1e-3f, 0, NULL) ||
+	    kn_fill_random_bf16(b->x, 16 * (size_t)k, 14, 0, 1, NULL) ||
+	    kn_quant_rows_e4m3(b->xq, b->xs, b->x, 16, k, NULL)) {
+		sp_free(b);
+		return die_kn("skinny products setup");
+	}
+	return 0;
+}
+
+/* One product of path, m rows, on weight copy c. */
+static int sp_run(struct kn_gemm *g, const struct sp_bufs *b, int path, int m, int n, int k,
+		  int c)
+{
+	static const int fp8_path[SP_PATHS] = { 0, KN_FP8_SKINNY, KN_FP8_SKINNY2, KN_FP8_CUBLASLT };
+	size_t nk = (size_t)n * k;
+
+	if (path != SP_BF16)
+		return kn_gemm_fp8_q(g, b->y, 0, n, b->xq, b->xs, b->w8 + c * nk, b->ws, m, n, k,
+				     fp8_path[path]);
+	if (m <= 4)
+		return kn_gemm_skinny_bf16(b->y, 0, n, b->x, b->wb + c * nk, m, n, k, NULL);
+	return kn_gemm_bf16(g, b->y, 0, n, b->x, b->wb + c * nk, m, n, k);
+}
+
+/* Mean device seconds of a product over SP_ITERS launches (one untimed
+ * round over the copies first: plans, picks, clocks). */
+static int sp_time(struct kn_gemm *g, const struct sp_bufs *b, int path, int m, int n, int k,
+		   kn_event e0, kn_event e1, double *s)
+{
+	float ms;
+
+	for (int i = 0; i < SP_COPIES; i++)
+		if (sp_run(g, b, path, m, n, k, i))
+			return die_kn("skinny product");
+	if (kn_event_record(e0, NULL))
+		return die_kn("event");
+	for (int i = 0; i < SP_ITERS; i++)
+		if (sp_run(g, b, path, m, n, k, i % SP_COPIES))
+			return die_kn("skinny product");
+	if (kn_event_record(e1, NULL) || kn_event_elapsed_ms(e0, e1, &ms))
+		return die_kn("event");
+	*s = ms * 1e-3 / SP_ITERS;
+	return 0;
+}
+
+/* The weight-streaming products alone, at m = 1 and 16, on the layer
+ * shapes: bf16 weights (the skinny kernel up to m = 4, else cuBLAS), the
+ * FP8 skinny kernel, the second one, cuBLASLt FP8 (m = 16), each as time
+ * a product, weight bytes a second and their share of the copy bandwidth. */
+static int skinny_compare(double bw)
+{
+	static const char *heads[SP_PATHS] = { "bf16 skinny/cuBLAS", "fp8 skinny", "fp8 skinny2",
+					       "fp8 cuBLASLt" };
+	static const int ms[2] = { 1, 16 };
+	struct kn_gemm *g;
+	kn_event e0, e1;
+	int rc = 0;
+
+	if (kn_gemm_create(&g, NULL) || kn_event_create(&e0) || kn_event_create(&e1))
+		return die_kn("skinny products setup");
+	printf("\nskinny products, device time a product (mean of %d back-to-back launches over "
+	       "%d copies of the weights), weight GB/s, %% of the copy bandwidth:\n%-8s %5s %5s "
+	       "%2s", SP_ITERS, SP_COPIES, "layer", "n", "k", "m");
+	for (int p = 0; p < SP_PATHS; p++)
+		printf("  %26s", heads[p]);
+	printf("\n");
+	for (size_t i = 0; i < sizeof(sp_shapes) / sizeof(sp_shapes[0]) && !rc; i++) {
+		const struct sp_shape *sh = &sp_shapes[i];
+		struct sp_bufs b;
+
+		if ((rc = sp_alloc(&b, sh->n, sh->k)))
+			break;
+		for (int j = 0; j < 2 && !rc; j++) {
+			printf("%-8s %5d %5d %2d", sh->name, sh->n, sh->k, ms[j]);
+			for (int p = 0; p < SP_PATHS && !rc; p++) {
+				double bytes = (double)sh->n * sh->k * (p == SP_BF16 ? 2 : 1), t;
+
+				if (p == SP_LT && ms[j] == 1) {
+					printf("  %26s", "-");
+					continue;
+				}
+				if (!(rc = sp_time(g, &b, p, ms[j], sh->n, sh->k, e0, e1, &t)))
+					printf("  %9.2f us %5.0f %6.1f%%", t * 1e6, bytes / t / 1e9,
+					       100 * bytes / t / bw);
+			}
+			printf("\n");
+		}
+		sp_free(&b);
+	}
+	kn_gemm_free(g);
+	kn_event_destroy(e0);
+	kn_event_destroy(e1);
+	return rc;
+}
+
 /* ---------------------------------------------------------------- fp8 weights */
 
 struct w_fig {
@@ -925,7 +1071,7 @@ int main(int argc, char **argv)
 	printf("programmatic dependent launch: %s\n", kn_pdl() ? "on" : "off (--no-pdl)");
 	if ((rc = run_model(device, bw, rate)) || (rc = ragged_decode(device, bw, rate)) ||
 	    (rc = kv_compare(device, bw, rate)) || (rc = split_compare(device, rate)) ||
-	    (rc = w_compare(device, bw, rate)))
+	    (rc = w_compare(device, bw, rate)) || (rc = skinny_compare(bw)))
 		return rc;
 	return tp_scaling(device);
 }

@@ -508,11 +508,12 @@ static void test_gemm_skinny(int m, int n, int k)
 /* ---------------------------------------------------------------- fp8 gemm */
 
 /* kn_quant_rows_e4m3 == eng_fp8_quantize_row byte for byte (rows with a
- * zero row, a tiny one, and a wide range), and kn_gemm_fp8 on both paths
- * against the same quantization's product summed in double on the host. */
+ * zero row, a tiny one, and a wide range), and kn_gemm_fp8 on the path
+ * asked for against the same quantization's product summed in double on
+ * the host. */
 static void test_gemm_fp8(struct kn_gemm *g, int m, int n, int k, int path)
 {
-	static const char *names[] = { "auto", "skinny", "cublaslt" };
+	static const char *names[] = { "auto", "skinny", "cublaslt", "skinny2" };
 	float *xf = malloc((size_t)m * k * 4), *wf = malloc((size_t)n * k * 4);
 	uint16_t *x = rand_bf16((size_t)m * k, 3, xf), *w = rand_bf16((size_t)n * k, 0.05f, wf);
 	uint8_t *wq = malloc((size_t)n * k), *xq = malloc((size_t)m * k);
@@ -592,6 +593,20 @@ static void test_gemm_fp8(struct kn_gemm *g, int m, int n, int k, int path)
 	kn_free(dy);
 	free(xf), free(wf), free(x), free(w), free(wq), free(xq), free(gq), free(ws), free(xs);
 	free(gs), free(ref), free(y), free(yb);
+}
+
+/* The second skinny kernel takes what the first takes: m <= 32 and k a
+ * multiple of 64 (the buffers are large enough either way). */
+static void test_gemm_fp8_refuses(struct kn_gemm *g)
+{
+	uint8_t *q = dev(64 * 128);
+	float *s = dev(64 * 4), *y = dev(64 * 64 * 4);
+
+	tap_ok(kn_gemm_fp8_q(g, y, KN_Y_F32, 64, q, s, q, s, 1, 64, 96, KN_FP8_SKINNY2) ==
+	       KN_E_INVALID && kn_gemm_fp8_q(g, y, KN_Y_F32, 64, q, s, q, s, 33, 64, 64,
+					     KN_FP8_SKINNY2) == KN_E_INVALID,
+	       "fp8 gemm (skinny2) refuses k %% 64 and m > 32");
+	kn_free(q), kn_free(s), kn_free(y);
 }
 
 /* ---------------------------------------------------------------- e4m3 */
@@ -1274,6 +1289,21 @@ int main(void)
 	test_gemm_fp8(g, 8, 1000, 1024, KN_FP8_SKINNY);
 	test_gemm_fp8(g, 13, 517, 18944, KN_FP8_SKINNY);
 	test_gemm_fp8(g, 32, 2051, 640, KN_FP8_SKINNY);
+	/* the second skinny kernel: the same cases, then the Qwen2.5-7B layers
+	 * (o and down split k over 2 blocks on 132 SMs) and splits of 2 and 4
+	 * over partial tiles */
+	test_gemm_fp8(g, 1, 333, 512, KN_FP8_SKINNY2);
+	test_gemm_fp8(g, 3, 4608, 3584, KN_FP8_SKINNY2);
+	test_gemm_fp8(g, 8, 1000, 1024, KN_FP8_SKINNY2);
+	test_gemm_fp8(g, 13, 517, 18944, KN_FP8_SKINNY2);
+	test_gemm_fp8(g, 32, 2051, 640, KN_FP8_SKINNY2);
+	test_gemm_fp8(g, 1, 3584, 3584, KN_FP8_SKINNY2);
+	test_gemm_fp8(g, 16, 3584, 3584, KN_FP8_SKINNY2);
+	test_gemm_fp8(g, 1, 37888, 3584, KN_FP8_SKINNY2);
+	test_gemm_fp8(g, 1, 3584, 18944, KN_FP8_SKINNY2);
+	test_gemm_fp8(g, 32, 1000, 4096, KN_FP8_SKINNY2);
+	test_gemm_fp8(g, 5, 40, 2048, KN_FP8_SKINNY2);
+	test_gemm_fp8_refuses(g);
 	test_gemm_fp8(g, 2, 1000, 3584, KN_FP8_CUBLASLT);
 	test_gemm_fp8(g, 64, 4608, 3584, KN_FP8_CUBLASLT);
 	tap_diag("cuBLASLt FP8 products scaled %s", kn_gemm_fp8_outer(g) > 0

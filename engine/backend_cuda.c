@@ -381,22 +381,16 @@ static int norm_in(const struct cuda_state *st, const struct rank *R, const floa
 }
 
 /* A row-parallel projection (o, down) of in (T, k) by w (hidden, k) (or
- * w8, ws): added into x when adds(), and x then normalized with norm (the
- * norm after it, NULL for the last down projection, whose norm is the LM
- * head's) into xb; else into proj for the add + rmsnorm after it (and the
- * all-reduce before that). */
+ * w8, ws): added into x when adds(), else into proj for the add + rmsnorm
+ * after it (and the all-reduce before that). */
 static int project(const struct cuda_state *st, const struct rank *R, const float *bias,
 		   const uint16_t *in, const uint16_t *w, const uint8_t *w8, const float *ws,
-		   int T, int k, const float *norm)
+		   int T, int k)
 {
 	int H = st->cfg.hidden;
 
-	if (!adds(st, bias))
-		return linear(st, R, R->proj, KN_Y_F32, in, w, w8, ws, T, H, k);
-	if (!norm)
-		return kn_gemm_bf16(R->gemm, R->x, KN_Y_F32_ADD, H, in, w, T, H, k);
-	return kn_gemm_bf16_norm(R->gemm, R->x, in, w, T, H, k, norm, R->xb,
-				 (float)st->cfg.rms_eps);
+	return adds(st, bias) ? kn_gemm_bf16(R->gemm, R->x, KN_Y_F32_ADD, H, in, w, T, H, k)
+			      : linear(st, R, R->proj, KN_Y_F32, in, w, w8, ws, T, H, k);
 }
 
 /* Sums the ranks' proj (T rows); nothing with one rank.  A failure is
@@ -458,11 +452,10 @@ static int layer_op(const struct cuda_state *st, const struct rank *R, const str
 
 	switch (op) {
 	case OP_ATTN_NORM:
-		/* the last down projection normalized what it added (a bias
-		 * is never added so: adds() wants none) */
-		if (P && adds(st, P->bd))
-			return 0;
-		return norm_in(st, R, P ? R->proj : NULL, P ? P->bd : NULL, L->attn_norm, T);
+		/* adds the last down projection unless it was added already
+		 * (a bias is never: adds() wants none) */
+		return norm_in(st, R, P && !adds(st, P->bd) ? R->proj : NULL, P ? P->bd : NULL,
+			       L->attn_norm, T);
 	case OP_QKV:
 		return linear(st, R, R->qkv, KN_Y_F32, xb, L->wqkv, L->wqkv8, L->sqkv, T, qkv, H);
 	case OP_ROPE:
@@ -470,12 +463,9 @@ static int layer_op(const struct cuda_state *st, const struct rank *R, const str
 	case OP_ATTN:
 		return attention(st, R, m, l);
 	case OP_O:
-		return project(st, R, L->bo, R->att, L->wo, L->wo8, L->so, T, st->nh * c->head_dim,
-			       L->mlp_norm);
+		return project(st, R, L->bo, R->att, L->wo, L->wo8, L->so, T, st->nh * c->head_dim);
 	case OP_MLP_NORM:
-		if (adds(st, L->bo))
-			return 0;   /* with the o projection */
-		return norm_in(st, R, R->proj, L->bo, L->mlp_norm, T);
+		return norm_in(st, R, adds(st, L->bo) ? NULL : R->proj, L->bo, L->mlp_norm, T);
 	case OP_GU:
 		return linear(st, R, R->gu, 0, xb, L->wgu, L->wgu8, L->sgu, T, 2 * I, H);
 	case OP_SILU:
@@ -484,8 +474,7 @@ static int layer_op(const struct cuda_state *st, const struct rank *R, const str
 						R->stream);
 		return kn_silu_mul(R->act, R->gu, L->bgu, T, I, R->stream);
 	case OP_DOWN:
-		return project(st, R, L->bd, fq ? NULL : R->act, L->wd, L->wd8, L->sd, T, I,
-			       l + 1 < c->n_layers ? L[1].attn_norm : NULL);
+		return project(st, R, L->bd, fq ? NULL : R->act, L->wd, L->wd8, L->sd, T, I);
 	default:
 		return KN_E_INVALID;
 	}

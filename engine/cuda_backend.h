@@ -85,13 +85,6 @@ int eng_cuda_graph_count(const void *state);
  * ablation).  The results are the same bytes either way.  Drops the
  * graphs held. */
 void eng_cuda_fuse_quant(void *state, int on);
-/* Whether the o and down projections' last block normalizes the residual
- * stream they add into, for the norm after them (on, the default), or a
- * norm launch follows them (off: the ablation).  bf16 weights on one GPU,
- * batches the weight-streaming kernel takes (up to 4 rows).  Drops the
- * graphs held. */
-void eng_cuda_fuse_norm(void *state, int on);
-
 /* How decode batches run op by op split their keys: by work (on, the
  * default: one split length over all rows, sized by the batch's keys, so
  * ragged contexts balance) or by count (off: the ablation, every row in

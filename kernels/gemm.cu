@@ -14,11 +14,6 @@
  * flight per lane, the m rows of x read alongside (they stay in L1).  The
  * first weights of each warp are prefetched into L2 before the kernel
  * waits for its predecessor (programmatic dependent launch).
- * kn_gemm_bf16_norm adds a product into the residual stream and then
- * normalizes it (the next layer's or the MLP's RMSNorm): on the skinny
- * path the block that finishes last (a counter on the handle, reset by
- * that block) normalizes the rows, so the norm needs no launch of its
- * own; on cuBLAS, kn_add_rmsnorm follows the product.
  * Which path is faster depends on the shape and the GPU, so the first
  * skinny product of each shape on a device (outside a stream capture)
  * times both and remembers the faster for the whole process (every handle
@@ -64,9 +59,6 @@ static int gemm_init(struct kn_gemm *g, kn_stream s)
 	KN_CHECK(cublasSetMathMode(g->h, CUBLAS_DEFAULT_MATH));
 	KN_CHECK(cudaEventCreate(&g->e0));
 	KN_CHECK(cudaEventCreate(&g->e1));
-	KN_CHECK(cudaMalloc((void **)&g->done, sizeof(*g->done)));
-	KN_CHECK(cudaMemsetAsync(g->done, 0, sizeof(*g->done), s));
-	g->fuse_norm = 1;
 	return 0;
 }
 
@@ -102,8 +94,6 @@ extern "C" void kn_gemm_free(struct kn_gemm *g)
 		cudaEventDestroy(g->e0);
 	if (g->e1)
 		cudaEventDestroy(g->e1);
-	if (g->done)
-		cudaFree(g->done);
 	free(g);
 }
 
@@ -135,61 +125,15 @@ static __device__ __forceinline__ float sk_dot8(uint4 a, uint4 b, float acc)
 	return acc;
 }
 
-/* The RMSNorm after an adding product (kn_gemm_bf16_norm): rows (M) of
- * y, each n floats, into out (bf16) with weights nw. */
-struct sk_norm {
-	const float *w;
-	uint16_t *out;
-	unsigned *done;   /* blocks finished; 0 between launches */
-	float eps;
-};
-
-/* The last block of the grid to get here normalizes y's M rows (fp32,
- * ldy apart) as kn_add_rmsnorm does; the others return. */
-template <int M>
-static __device__ void sk_norm_rows(const float *y, int ldy, int n, const struct sk_norm &nm)
-{
-	__shared__ float red[32];
-	__shared__ int last;
-
-	/* this thread's sums reach L2 before the count moves */
-	__threadfence();
-	__syncthreads();
-	if (threadIdx.x == 0)
-		last = atomicAdd(nm.done, 1u) == gridDim.x - 1;
-	__syncthreads();
-	if (!last)
-		return;
-	__threadfence();
-	for (int r = 0; r < M; r++) {
-		const float *yr = y + (size_t)r * ldy;
-		float ss = 0.0f, scale;
-
-		for (int i = threadIdx.x; i < n; i += blockDim.x) {
-			float v = __ldcg(yr + i);
-
-			ss += v * v;
-		}
-		ss = kn_block_sum(ss, red);
-		scale = 1.0f / sqrtf(ss / (float)n + nm.eps);
-		for (int i = threadIdx.x; i < n; i += blockDim.x)
-			nm.out[(size_t)r * n + i] = kn_f2bf(nm.w[i] * (__ldcg(yr + i) * scale));
-	}
-	if (threadIdx.x == 0)
-		*nm.done = 0;
-}
-
 /* y (M, n) = x (M, k) . w (n, k)^T: warp j of the grid takes row j of w;
- * kv = k / 8 16-byte chunks per row.  NORM: y += the product, then the
- * last block normalizes y (sk_norm_rows). */
-template <int M, bool NORM>
+ * kv = k / 8 16-byte chunks per row. */
+template <int M>
 static __global__ void __launch_bounds__(SK_WARPS * 32)
 	skinny_kernel(void *y, int y_f32, int ldy, const uint16_t *x, const uint16_t *w, int n,
-		      int kv, struct sk_norm nm)
+		      int kv)
 {
 	int j = blockIdx.x * SK_WARPS + (threadIdx.x >> 5), lane = threadIdx.x & 31;
-	const uint4 *wr = (const uint4 *)w + (size_t)(j < n ? j : 0) * kv;
-	const uint4 *xr = (const uint4 *)x;
+	const uint4 *wr = (const uint4 *)w + (size_t)j * kv, *xr = (const uint4 *)x;
 	float acc[M];
 	int i = lane;
 
@@ -200,12 +144,8 @@ static __global__ void __launch_bounds__(SK_WARPS * 32)
 		if (j < n && i + 32 * u < kv)
 			asm volatile("prefetch.global.L2 [%0];\n" ::"l"(wr + i + 32 * u));
 	kn_pdl_enter();
-	if (j >= n) {
-		/* no row: with NORM the warp still counts its block in */
-		if (NORM)
-			sk_norm_rows<M>((const float *)y, ldy, n, nm);
+	if (j >= n)
 		return;
-	}
 #pragma unroll
 	for (int r = 0; r < M; r++)
 		acc[r] = 0.0f;
@@ -241,41 +181,29 @@ static __global__ void __launch_bounds__(SK_WARPS * 32)
 		else
 			((uint16_t *)y)[(size_t)r * ldy + j] = kn_f2bf(v);
 	}
-	if (NORM)
-		sk_norm_rows<M>((const float *)y, ldy, n, nm);
 }
 
-template <int M>
-static int launch_skinny_m(void *y, int y_f32, int ldy, const uint16_t *x, const uint16_t *w,
-			   int n, int k, const struct sk_norm *nm, cudaStream_t s)
+static int launch_skinny(void *y, int y_f32, int ldy, const uint16_t *x, const uint16_t *w,
+			 int m, int n, int k, cudaStream_t s)
 {
 	unsigned blocks = (unsigned)((n + SK_WARPS - 1) / SK_WARPS);
-	struct sk_norm none = { NULL, NULL, NULL, 0.0f };
 
-	if (nm)
-		KN_LAUNCH((skinny_kernel<M, true>), blocks, SK_WARPS * 32, 0, s, y, y_f32, ldy, x,
-			  w, n, k / 8, *nm);
-	else
-		KN_LAUNCH((skinny_kernel<M, false>), blocks, SK_WARPS * 32, 0, s, y, y_f32, ldy, x,
-			  w, n, k / 8, none);
-	KN_LAUNCHED();
-	return 0;
-}
-
-/* nm: the norm after the product (y KN_Y_F32_ADD, ldy == n), or NULL. */
-static int launch_skinny(void *y, int y_f32, int ldy, const uint16_t *x, const uint16_t *w,
-			 int m, int n, int k, const struct sk_norm *nm, cudaStream_t s)
-{
 	switch (m) {
 	case 1:
-		return launch_skinny_m<1>(y, y_f32, ldy, x, w, n, k, nm, s);
+		KN_LAUNCH(skinny_kernel<1>, blocks, SK_WARPS * 32, 0, s, y, y_f32, ldy, x, w, n, k / 8);
+		break;
 	case 2:
-		return launch_skinny_m<2>(y, y_f32, ldy, x, w, n, k, nm, s);
+		KN_LAUNCH(skinny_kernel<2>, blocks, SK_WARPS * 32, 0, s, y, y_f32, ldy, x, w, n, k / 8);
+		break;
 	case 3:
-		return launch_skinny_m<3>(y, y_f32, ldy, x, w, n, k, nm, s);
+		KN_LAUNCH(skinny_kernel<3>, blocks, SK_WARPS * 32, 0, s, y, y_f32, ldy, x, w, n, k / 8);
+		break;
 	default:
-		return launch_skinny_m<4>(y, y_f32, ldy, x, w, n, k, nm, s);
+		KN_LAUNCH(skinny_kernel<4>, blocks, SK_WARPS * 32, 0, s, y, y_f32, ldy, x, w, n, k / 8);
+		break;
 	}
+	KN_LAUNCHED();
+	return 0;
 }
 
 static int skinny_ok(const void *y, int y_f32, int ldy, const uint16_t *x, const uint16_t *w,
@@ -294,7 +222,7 @@ extern "C" int kn_gemm_skinny_bf16(void *y, int y_f32, int ldy, const uint16_t *
 	KN_REQUIRE(y_f32 >= 0 && y_f32 <= KN_Y_F32_ADD);
 	KN_REQUIRE(skinny_ok(y, y_f32, ldy, x, w, m, k));
 	KN_REQUIRE(n <= 65535 * SK_WARPS);
-	return launch_skinny(y, y_f32, ldy, x, w, m, n, k, NULL, s);
+	return launch_skinny(y, y_f32, ldy, x, w, m, n, k, s);
 }
 
 /* ---------------------------------------------------------------- picking */
@@ -308,7 +236,7 @@ static int time_path(struct kn_gemm *g, int skinny, void *y, int y_f32, int ldy,
 	for (int i = 0; i < 4; i++) {
 		if (i == 1)
 			KN_CHECK(cudaEventRecord(g->e0, g->s));
-		rc = skinny ? launch_skinny(y, y_f32, ldy, x, w, m, n, k, NULL, g->s)
+		rc = skinny ? launch_skinny(y, y_f32, ldy, x, w, m, n, k, g->s)
 			    : launch_gemm(g->h, y, y_f32, ldy, x, w, m, n, k);
 		if (rc)
 			return rc;
@@ -397,31 +325,7 @@ extern "C" int kn_gemm_bf16(struct kn_gemm *g, void *y, int y_f32, int ldy, cons
 	    (rc = pick_path(g, y, y_f32, ldy, x, w, m, n, k, &skinny)))
 		return rc;
 	if (skinny)
-		return launch_skinny(y, y_f32, ldy, x, w, m, n, k, NULL, g->s);
+		return launch_skinny(y, y_f32, ldy, x, w, m, n, k, g->s);
 	return launch_gemm(g->h, y, y_f32, ldy, x, w, m, n, k);
 }
 
-extern "C" int kn_gemm_bf16_norm(struct kn_gemm *g, float *y, const uint16_t *x,
-				 const uint16_t *w, int m, int n, int k, const float *nw,
-				 uint16_t *out, float eps)
-{
-	struct sk_norm nm = { nw, out, g->done, eps };
-	int skinny = 0, rc;
-
-	KN_REQUIRE(g && y && x && w && nw && out && eps >= 0.0f);
-	KN_REQUIRE(m >= 1 && n >= 1 && k >= 1);
-	if (skinny_ok(y, KN_Y_F32_ADD, n, x, w, m, k) && n <= 65535 * SK_WARPS &&
-	    (rc = pick_path(g, y, KN_Y_F32_ADD, n, x, w, m, n, k, &skinny)))
-		return rc;
-	if (skinny && g->fuse_norm)
-		return launch_skinny(y, KN_Y_F32_ADD, n, x, w, m, n, k, &nm, g->s);
-	if ((rc = skinny ? launch_skinny(y, KN_Y_F32_ADD, n, x, w, m, n, k, NULL, g->s)
-			 : launch_gemm(g->h, y, KN_Y_F32_ADD, n, x, w, m, n, k)))
-		return rc;
-	return kn_add_rmsnorm(y, NULL, NULL, nw, out, NULL, m, n, eps, g->s);
-}
-
-extern "C" void kn_gemm_fuse_norm(struct kn_gemm *g, int on)
-{
-	g->fuse_norm = on;
-}

@@ -88,16 +88,6 @@ void kn_gemm_free(struct kn_gemm *g);
 int kn_gemm_bf16(struct kn_gemm *g, void *y, int y_f32, int ldy, const uint16_t *x,
 		 const uint16_t *w, int m, int n, int k);
 
-/* y (m, n) fp32 += x . w^T as kn_gemm_bf16 (KN_Y_F32_ADD, ldy n), then
- * out (m, n) bf16 = RMSNorm of y's rows with weights nw (as kn_add_rmsnorm
- * with no add): the residual add of a projection and the norm after it.
- * On the skinny path the norm runs in the product's last block (no launch
- * of its own); kn_gemm_fuse_norm(g, 0) makes it a kn_add_rmsnorm launch
- * after the product (the ablation). */
-int kn_gemm_bf16_norm(struct kn_gemm *g, float *y, const uint16_t *x, const uint16_t *w, int m,
-		      int n, int k, const float *nw, uint16_t *out, float eps);
-void kn_gemm_fuse_norm(struct kn_gemm *g, int on);
-
 /* The same product for skinny x (1 <= m <= 4) by the weight-streaming
  * kernel alone (kn_gemm_bf16 times it against cuBLAS once per shape and
  * uses the faster): k a multiple of 8, x and w 16-byte aligned. */

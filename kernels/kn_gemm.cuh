@@ -31,8 +31,6 @@ struct kn_gemm {
 	struct kn_lt_plan plans[KN_LT_PLANS];
 	int n_plans, next_plan;
 	int fp8_ok;   /* the device does FP8 products: 0 not asked yet, 1 yes, -1 no */
-	unsigned *done;  /* device counter of the skinny norm epilogue, 0 between launches */
-	int fuse_norm;   /* kn_gemm_bf16_norm normalizes in the product's last block */
 	int fp8_outer;   /* cuBLASLt takes outer-vector scales: 0 not tried, 1 yes,
 			    -1 no (then a pass of our own scales the products) */
 	int n_sm;     /* the device's multiprocessors: 0 not asked yet */

@@ -373,7 +373,7 @@ static int run_model(int device, double bw, double rate)
 	struct eng_model_config cfg;
 	int per = 4160 / PAGE, nb = 64, rc;
 	int32_t *tables;
-	double d1, d64, d16, pf, g1, g64, g16, a1, t0 = now_s();
+	double d1, d64, d16, pf, g1, g64, g16, t0 = now_s();
 	char buf[160];
 	void *st;
 
@@ -413,17 +413,6 @@ static int run_model(int device, double bw, double rate)
 	snprintf(buf, sizeof(buf), "%.1f tok/s; bytes/BW; %d graphs held", 1 / g1,
 		 eng_cuda_graph_count(st));
 	row("decode b1, 1k, graphs", g1, b1, buf);
-	/* the ablation: a norm launch after the o and down projections */
-	eng_cuda_fuse_norm(st, 0);
-	rc = time_steps(st, 1, 1024, 0, 20, tables, per, &a1);
-	eng_cuda_fuse_norm(st, 1);
-	if (rc) {
-		eng_cuda_destroy(st);
-		return rc;
-	}
-	snprintf(buf, sizeof(buf), "%.1f tok/s; the norms in launches of their own (%.2fx)", 1 / a1,
-		 a1 / g1);
-	row("decode b1, graphs, no fusion", a1, b1, buf);
 	double by64 = s.weight_read + 64.0 * 2048 * s.kv_token;
 	double fl64 = 64 * (s.lin_flops + s.head_flops) + 64.0 * 2048 * s.attn_flops;
 	snprintf(buf, sizeof(buf), "%.0f tok/s; max(%.2f ms bytes, %.2f ms flops)", 64 / d64,

@@ -400,57 +400,6 @@ static void test_gemm(struct kn_gemm *g, int m, int n, int k)
 	free(xf), free(wf), free(x), free(w), free(ref), free(y), free(yb);
 }
 
-/* kn_gemm_bf16_norm, fused and not (the ablation), against the product
- * then kn_add_rmsnorm: the same residual bits; outputs within a bf16 step
- * (the norm's sum is reduced in another order); three launches in a row
- * (the fused one must leave its counter at zero). */
-static void test_gemm_norm(struct kn_gemm *g, int m, int n, int k)
-{
-	float *xf = malloc((size_t)m * k * 4), *wf = malloc((size_t)n * k * 4);
-	uint16_t *x = rand_bf16((size_t)m * k, 1, xf), *w = rand_bf16((size_t)n * k, 0.05f, wf);
-	float *r0 = rand_f32((size_t)m * n, 0, 2), *nw = rand_f32(n, 1, 0.5f);
-	float *ya = malloc((size_t)m * n * 4), *yb = malloc((size_t)m * n * 4);
-	float *oa = malloc((size_t)m * n * 4), *ob = malloc((size_t)m * n * 4);
-	uint16_t *ha = malloc((size_t)m * n * 2), *hb = malloc((size_t)m * n * 2);
-	uint16_t *dx = up(x, (size_t)m * k * 2), *dw = up(w, (size_t)n * k * 2);
-	float *dya = up(r0, (size_t)m * n * 4), *dyb = up(r0, (size_t)m * n * 4);
-	float *dnw = up(nw, (size_t)n * 4);
-	uint16_t *da = dev((size_t)m * n * 2), *db = dev((size_t)m * n * 2);
-	int ok = 1;
-
-	for (int fused = 1; fused >= 0; fused--) {
-		kn_gemm_fuse_norm(g, fused);
-		for (int rep = 0; ok && rep < 3; rep++)
-			ok = ran(kn_gemm_bf16_norm(g, dya, dx, dw, m, n, k, dnw, da, 1e-6f),
-				 "kn_gemm_bf16_norm") &&
-			     ran(kn_gemm_bf16(g, dyb, KN_Y_F32_ADD, n, dx, dw, m, n, k), "kn_gemm_bf16") &&
-			     ran(kn_add_rmsnorm(dyb, NULL, NULL, dnw, db, NULL, m, n, 1e-6f, NULL),
-				 "kn_add_rmsnorm");
-		if (!ok)
-			break;
-		down(ya, dya, (size_t)m * n * 4);
-		down(yb, dyb, (size_t)m * n * 4);
-		down(ha, da, (size_t)m * n * 2);
-		down(hb, db, (size_t)m * n * 2);
-		for (size_t i = 0; i < (size_t)m * n; i++) {
-			oa[i] = eng_bf16_to_f32(ha[i]);
-			ob[i] = eng_bf16_to_f32(hb[i]);
-		}
-		double e = 0;
-
-		for (size_t i = 0; i < (size_t)m * n; i++)
-			e = fmax(e, fabs((double)oa[i] - ob[i]) / (fabs(ob[i]) + 1e-3));
-		tap_ok(!memcmp(ya, yb, (size_t)m * n * 4) && e <= 1.0 / 128,
-		       "gemm + norm %dx%dx%d (%s): residual == unfused, norm within a bf16 step "
-		       "(%.2e)", m, n, k, fused ? "fused" : "norm launch", e);
-	}
-	kn_gemm_fuse_norm(g, 1);
-	kn_free(dx), kn_free(dw), kn_free(dya), kn_free(dyb), kn_free(dnw), kn_free(da);
-	kn_free(db);
-	free(xf), free(wf), free(x), free(w), free(r0), free(nw), free(ya), free(yb), free(oa);
-	free(ob), free(ha), free(hb);
-}
-
 /* The skinny-x kernel alone (kn_gemm_bf16 may pick either path): fp32
  * out with a row stride past n, then bf16 out. */
 static void test_gemm_skinny(int m, int n, int k)
@@ -1275,10 +1224,6 @@ int main(void)
 	test_gemm(g, 1, 1001, 3584);   /* timed against cuBLAS: either path */
 	test_gemm(g, 1, 1001, 3584);   /* the remembered pick */
 	test_gemm(g, 3, 517, 18944);
-	test_gemm_norm(g, 1, 3584, 3584);
-	test_gemm_norm(g, 3, 3584, 18944);
-	test_gemm_norm(g, 4, 1001, 520);   /* warps past n, blocks of one row */
-	test_gemm_norm(g, 9, 3584, 3584);  /* cuBLAS, then the norm launch */
 	test_gemm_skinny(1, 333, 520);
 	test_gemm_skinny(2, 1001, 8);
 	test_gemm_skinny(3, 37, 3584);

@@ -97,10 +97,6 @@ void eng_cuda_splits_by_work(void *state, int on);
  * batches; drops the graphs held. */
 void eng_cuda_decode_blocks(void *state, int per_sm);
 
-/* With FP8 weights: on, cuBLASLt's products (over 32 rows) are scaled by
- * a pass of their own after the product (the ablation) instead of in
- * cuBLASLt's epilogue (the default, where the library takes it). */
-void eng_cuda_fp8_scale_pass(void *state, int on);
 
 /* Prefill / extend attention on the tensor cores splits each tile's keys
  * over several blocks, then reduces them, when a step's tiles are too few

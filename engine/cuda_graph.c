@@ -245,15 +245,6 @@ void eng_cuda_decode_blocks(void *state, int per_sm)
 	st->decode_blocks_per_sm = per_sm;
 }
 
-void eng_cuda_fp8_scale_pass(void *state, int on)
-{
-	struct cuda_state *st = state;
-
-	eng_cuda_graphs_drop(st);
-	for (int r = 0; r < st->n_ranks; r++)
-		kn_gemm_fp8_use_outer(st->rk[r].gemm, !on);
-}
-
 int eng_cuda_graph_count(const void *state)
 {
 	const struct cuda_state *st = state;

@@ -19,23 +19,12 @@
  *   for both operands, so the dot products are the same.  The warps' sums
  *   meet in shared memory.  On sm_90 the e4m3 mma is not native: the
  *   compiler emulates it with conversions and f16 mma's.
- * - the same rows, by a second kernel (KN_FP8_SKINNY2, chosen only when
- *   asked for): the bytes are widened to f16 by shifts and masks (exact,
- *   each value times 2^-8) for f16 mma's with fp32 accumulation, and the
- *   sums scaled by 2^16.  A block takes 32 weight rows (two m16 tiles a
- *   warp, so a lane's x fragments serve 32 rows) and a share of k over
- *   its 8 warps; where there are fewer tiles than SMs (n = 3584 on an
- *   H100), k is further split over a cluster of 2 or 4 blocks, whose sums
- *   meet in distributed shared memory, in a fixed order.  A lane has 4 x
- *   16-byte loads of weights in flight a step, 2 steps at a time (1 for
- *   m > 16): 32 KiB a block.  E4M3 NaN bytes (which the quantizers write
- *   only for NaN input) read as +-480 here.
- * - more rows (prefill, large decode batches): cuBLASLt's FP8 GEMM with
- *   the row and column scales as its outer-vector scale modes, so that the
- *   scaled sums are rounded once, in its epilogue.  Where cuBLASLt has no
- *   such algorithm (older libraries), the plain FP8 GEMM into y, then a
- *   pass of our own scaling y in place (bf16 y then rounded twice, the sum
- *   and the scaled sum: within one bf16 step of rounding once).
+ * - more rows (prefill, large decode batches): cuBLASLt's FP8 GEMM into
+ *   y, then one pass scaling y in place (bf16 y is so rounded twice, the
+ *   sum and then the scaled sum: within one bf16 step of rounding once).
+ *   cuBLASLt's outer-vector scale modes would fold the pass into its
+ *   epilogue; the cuBLASLt of the CUDA 13 H100 machine has no algorithm
+ *   for them with these operands.
  *
  * Weights are read once per product at either size: at batch 1 the bytes
  * are half those of bf16, which is what decode speed is made of.
@@ -44,23 +33,13 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <cooperative_groups.h>
-
 #include "kernels/kn_check.cuh"
 #include "kernels/kn_fp8.cuh"
 #include "kernels/kn_gemm.cuh"
-#include "kernels/kn_mma.cuh"
-
-namespace cg = cooperative_groups;
 
 #define Q_THREADS 256
 #define F8_WARPS 8
 #define F8_UNROLL 4
-#define F2_WARPS 8
-#define F2_ROWS 32        /* weight rows of a block: two m16 tiles */
-#define F2_PREFETCH 4     /* steps of a warp's weights sent towards L2 before the wait */
-#define F2_SPLIT_MAX 4    /* blocks of a cluster */
-#define F2_RESIDENT 2     /* blocks an SM holds at least, for every m */
 
 /* ---------------------------------------------------------------- quantize */
 
@@ -216,215 +195,6 @@ static int launch_fp8_skinny(void *y, int y_f32, int ldy, const uint8_t *xq, con
 	return 0;
 }
 
-/* ---------------------------------------------------------------- skinny2 */
-
-/* The four E4M3 bytes b0 b1 b2 b3 of v (b0 lowest) as the f16x2 words
- * lo = (b0, b2) and hi = (b1, b3), each value times 2^-8, exactly: the
- * byte s.eeee.mmm is the f16 s.0eeee.mmm0000000 (the exponent biases
- * differ by 15 - 7 = 8), subnormals included.  Shifts and masks on the
- * whole word, six integer operations for four values. */
-static __device__ __forceinline__ void e4m3x4_to_f16x4(uint32_t v, uint32_t *lo, uint32_t *hi)
-{
-	const uint32_t mag = 0x3f803f80u;   /* exponent and mantissa bits the bytes fill */
-	uint32_t sign = v & 0x80808080u;
-
-	*lo = ((v << 7) & mag) | ((sign << 8) & ~mag);
-	*hi = ((v >> 1) & mag) | (sign & ~mag);
-}
-
-/* c[tt][b] += one 64-column step of the products: w[r] holds 16 bytes of
- * row g + 8 r of the block (r = 2 tt: tile tt's row g, 2 tt + 1: its row
- * g + 8), x[b] the same 16 columns of token 8 b + g.  Word i of them makes
- * mma i, each word's pairs (b0, b2) and (b1, b3) the fragments' columns
- * 2t, 2t + 1 and 2t + 8, 2t + 9: the k order the tensor cores see is a
- * permutation of memory order, the same for both operands. */
-template <int NB>
-static __device__ __forceinline__ void f2_step(float (*c)[NB][4], const uint4 *w, const uint4 *x)
-{
-#pragma unroll
-	for (int i = 0; i < 4; i++) {
-		uint32_t a[4][2], b[NB][2];
-
-#pragma unroll
-		for (int r = 0; r < 4; r++)
-			e4m3x4_to_f16x4(((const uint32_t *)&w[r])[i], &a[r][0], &a[r][1]);
-#pragma unroll
-		for (int nb = 0; nb < NB; nb++)
-			e4m3x4_to_f16x4(((const uint32_t *)&x[nb])[i], &b[nb][0], &b[nb][1]);
-#pragma unroll
-		for (int tt = 0; tt < 2; tt++) {
-			const uint32_t af[4] = { a[2 * tt][0], a[2 * tt + 1][0], a[2 * tt][1],
-						 a[2 * tt + 1][1] };
-
-#pragma unroll
-			for (int nb = 0; nb < NB; nb++)
-				mma_t<true>(c[tt][nb], af, b[nb][0], b[nb][1]);
-		}
-	}
-}
-
-/* Sum o of a block (o = ((tt NB + nb) 4 + e) 32 + lane, e the accumulator
- * of the fragment) scaled into y: 2^16 undoes the widening's 2^-8 twice. */
-static __device__ __forceinline__ void f2_store(void *y, int y_f32, int ldy, const float *xs,
-						const float *ws, int m, int n, int j0, int nbs,
-						int o, float sum)
-{
-	int lane = o & 31, e = (o >> 5) & 3, tt = (o >> 7) / nbs, nb = (o >> 7) % nbs;
-	/* c0 c1: row g, tokens 2t, 2t + 1; c2 c3: row g + 8 */
-	int row = j0 + 16 * tt + (lane >> 2) + 4 * (e & 2), tok = 8 * nb + 2 * (lane & 3) + (e & 1);
-
-	if (row >= n || tok >= m)
-		return;
-	sum = sum * 65536.0f * xs[tok] * ws[row];
-	if (y_f32)
-		((float *)y)[(size_t)tok * ldy + row] = sum;
-	else
-		((uint16_t *)y)[(size_t)tok * ldy + row] = kn_f2bf(sum);
-}
-
-/* y (m, n) for m <= 8 NB.  The blocks of a cluster of split blocks take
- * rows [32 j, 32 j + 32) of w (j = blockIdx.x / split); the k / 64 steps
- * of 64 columns are cut into split * F2_WARPS contiguous ranges, one a
- * warp, in the order (block rank, warp).  A warp's sums meet the block's
- * in shared memory, then the cluster's blocks add the blocks' sums through
- * distributed shared memory, each block a share of the outputs: always in
- * the same order, so the result does not depend on timing.  Registers:
- * every form holds F2_RESIDENT blocks an SM, the m <= 8 one 3 (80 a
- * thread, no spills with CUDA 13): more loads in flight where the blocks
- * outnumber the SMs' room (gate/up). */
-template <int NB>
-static __global__ void __launch_bounds__(F2_WARPS * 32, NB == 1 ? 3 : F2_RESIDENT)
-	fp8_skinny2_kernel(void *y, int y_f32, int ldy, const uint8_t *xq, const float *xs,
-			   const uint8_t *w, const float *ws, int m, int n, int k, int split)
-{
-	constexpr int U = NB >= 4 ? 1 : 2;       /* steps loaded at once: registers */
-	constexpr int O = 2 * NB * 4 * 32;       /* a block's sums */
-	__shared__ float red[F2_WARPS][O];
-	int lane = threadIdx.x & 31, v = threadIdx.x >> 5, g = lane >> 2, t = lane & 3;
-	int rank = blockIdx.x % split, j0 = blockIdx.x / split * F2_ROWS, kb = k / 64;
-	int part = rank * F2_WARPS + v, parts = split * F2_WARPS;
-	int s0 = kb * part / parts, s1 = kb * (part + 1) / parts;
-	/* rows g + 8 r for r < rows (those below n), 8 k / 16 chunks apart;
-	 * tokens past m: no pointer; both read as zeros */
-	int rows = j0 + g < n ? (n - j0 - g + 7) / 8 : 0;
-	const uint4 *wr = (const uint4 *)(w + (size_t)(rows ? j0 + g : 0) * k) + t, *xr[NB];
-	size_t rs = (size_t)k / 2;
-	float c[2][NB][4] = {};
-
-	/* the weights depend on no earlier kernel */
-#pragma unroll
-	for (int u = 0; u < F2_PREFETCH; u++)
-#pragma unroll
-		for (int r = 0; r < 4; r++)
-			if (r < rows && s0 + u < s1)
-				asm volatile("prefetch.global.L2 [%0];\n"
-					     ::"l"(wr + r * rs + 4 * (s0 + u)));
-	kn_pdl_enter();
-#pragma unroll
-	for (int nb = 0; nb < NB; nb++) {
-		int tok = 8 * nb + g;
-
-		xr[nb] = tok < m ? (const uint4 *)(xq + (size_t)tok * k) + t : NULL;
-	}
-	for (int s = s0; s < s1; s += U) {
-		uint4 wv[U][4], xv[U][NB];
-
-#pragma unroll
-		for (int u = 0; u < U; u++) {
-			int st = s + u;
-
-#pragma unroll
-			for (int r = 0; r < 4; r++)
-				wv[u][r] = st < s1 && r < rows ? __ldcs(wr + r * rs + 4 * st)
-							       : make_uint4(0, 0, 0, 0);
-#pragma unroll
-			for (int nb = 0; nb < NB; nb++)
-				xv[u][nb] = st < s1 && xr[nb] ? __ldg(xr[nb] + 4 * st)
-							      : make_uint4(0, 0, 0, 0);
-		}
-#pragma unroll
-		for (int u = 0; u < U; u++)
-			if (s + u < s1)
-				f2_step<NB>(c, wv[u], xv[u]);
-	}
-
-#pragma unroll
-	for (int tt = 0; tt < 2; tt++)
-#pragma unroll
-		for (int nb = 0; nb < NB; nb++)
-#pragma unroll
-			for (int e = 0; e < 4; e++)
-				red[v][((tt * NB + nb) * 4 + e) * 32 + lane] = c[tt][nb][e];
-	__syncthreads();
-	for (int o = threadIdx.x; o < O; o += blockDim.x) {
-		float sum = 0.0f;
-
-		for (int q = 0; q < F2_WARPS; q++)
-			sum += red[q][o];
-		if (split == 1)
-			f2_store(y, y_f32, ldy, xs, ws, m, n, j0, NB, o, sum);
-		else
-			red[0][o] = sum;   /* only this thread reads column o */
-	}
-	if (split == 1)
-		return;
-
-	cg::cluster_group cl = cg::this_cluster();
-
-	cl.sync();
-	for (int o = O * rank / split + threadIdx.x; o < O * (rank + 1) / split; o += blockDim.x) {
-		float sum = 0.0f;
-
-		for (int q = 0; q < split; q++)
-			sum += cl.map_shared_rank(red[0], q)[o];
-		f2_store(y, y_f32, ldy, xs, ws, m, n, j0, NB, o, sum);
-	}
-	/* a block's shared memory must outlive the others' reads of it */
-	cl.sync();
-}
-
-/* Blocks a tile's k is split over: the most (a power of two up to
- * F2_SPLIT_MAX) with which all blocks fit on the device at once
- * (F2_RESIDENT an SM, whatever m: then the split, and so every row's sums,
- * do not depend on the batch), each warp keeping two steps or more; 1 when
- * the tiles alone fill it (the scheduler then balances blocks as they
- * finish). */
-static int f2_split(int n_sm, int tiles, int kb)
-{
-	int s = 1;
-
-	while (2 * s <= F2_SPLIT_MAX && (long)tiles * 2 * s <= (long)n_sm * F2_RESIDENT &&
-	       kb >= 2 * F2_WARPS * 2 * s)
-		s *= 2;
-	return s;
-}
-
-static int launch_fp8_skinny2(struct kn_gemm *g, void *y, int y_f32, int ldy, const uint8_t *xq,
-			      const float *xs, const uint8_t *w, const float *ws, int m, int n,
-			      int k)
-{
-	int tiles = (n + F2_ROWS - 1) / F2_ROWS, split, dev;
-	unsigned blocks;
-
-	if (!g->n_sm) {
-		KN_CHECK(cudaGetDevice(&dev));
-		KN_CHECK(cudaDeviceGetAttribute(&g->n_sm, cudaDevAttrMultiProcessorCount, dev));
-	}
-	split = f2_split(g->n_sm, tiles, k / 64);
-	blocks = (unsigned)tiles * split;
-	if (m <= 8)
-		KN_LAUNCH_CLUSTER(fp8_skinny2_kernel<1>, blocks, split, F2_WARPS * 32, 0, g->s, y,
-				  y_f32, ldy, xq, xs, w, ws, m, n, k, split);
-	else if (m <= 16)
-		KN_LAUNCH_CLUSTER(fp8_skinny2_kernel<2>, blocks, split, F2_WARPS * 32, 0, g->s, y,
-				  y_f32, ldy, xq, xs, w, ws, m, n, k, split);
-	else
-		KN_LAUNCH_CLUSTER(fp8_skinny2_kernel<4>, blocks, split, F2_WARPS * 32, 0, g->s, y,
-				  y_f32, ldy, xq, xs, w, ws, m, n, k, split);
-	KN_LAUNCHED();
-	return 0;
-}
-
 /* ---------------------------------------------------------------- cuBLASLt */
 
 static void plan_free(struct kn_lt_plan *p)
@@ -447,13 +217,10 @@ extern "C" void kn_gemm_fp8_forget(struct kn_gemm *g)
 	g->n_plans = g->next_plan = 0;
 }
 
-/* Column-major as cuBLASLt sees it: y^T (n, m) = w (k, n)^T . xq (k, m).
- * outer: A's scales (ws, one per weight row: op(A)'s n rows) and B's (xs,
- * one per token) applied by cuBLASLt. */
+/* Column-major as cuBLASLt sees it: y^T (n, m) = w (k, n)^T . xq (k, m). */
 static int plan_make(struct kn_gemm *g, struct kn_lt_plan *p, int m, int n, int k, int ldy,
-		     int y_f32, int outer)
+		     int y_f32)
 {
-	cublasLtMatmulMatrixScale_t vec = CUBLASLT_MATMUL_MATRIX_SCALE_OUTER_VEC_32F;
 	cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
 	cudaDataType_t yt = y_f32 ? CUDA_R_32F : CUDA_R_16BF;
 	cublasLtMatmulPreference_t pref = NULL;
@@ -467,7 +234,6 @@ static int plan_make(struct kn_gemm *g, struct kn_lt_plan *p, int m, int n, int 
 	p->k = k;
 	p->ldy = ldy;
 	p->y_f32 = y_f32;
-	p->outer = outer;
 #define LT(call)                                                                          \
 	do {                                                                              \
 		if ((rc = kn_status((call), #call, __FILE__, __LINE__)))                  \
@@ -476,12 +242,6 @@ static int plan_make(struct kn_gemm *g, struct kn_lt_plan *p, int m, int n, int 
 	LT(cublasLtMatmulDescCreate(&p->op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
 	LT(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta)));
 	LT(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)));
-	if (outer) {
-		LT(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_A_SCALE_MODE, &vec,
-						  sizeof(vec)));
-		LT(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_B_SCALE_MODE, &vec,
-						  sizeof(vec)));
-	}
 	LT(cublasLtMatrixLayoutCreate(&p->a, CUDA_R_8F_E4M3, k, n, k));
 	LT(cublasLtMatrixLayoutCreate(&p->b, CUDA_R_8F_E4M3, k, m, k));
 	LT(cublasLtMatrixLayoutCreate(&p->d, yt, n, m, ldy));
@@ -507,7 +267,7 @@ out:
 
 /* The plan of a shape, made (in place of the oldest when all are taken)
  * if it is not there. */
-static int plan_get(struct kn_gemm *g, int m, int n, int k, int ldy, int y_f32, int outer,
+static int plan_get(struct kn_gemm *g, int m, int n, int k, int ldy, int y_f32,
 		    struct kn_lt_plan **out)
 {
 	struct kn_lt_plan *p;
@@ -515,8 +275,7 @@ static int plan_get(struct kn_gemm *g, int m, int n, int k, int ldy, int y_f32, 
 
 	for (int i = 0; i < g->n_plans; i++) {
 		p = &g->plans[i];
-		if (p->m == m && p->n == n && p->k == k && p->ldy == ldy && p->y_f32 == y_f32 &&
-		    p->outer == outer) {
+		if (p->m == m && p->n == n && p->k == k && p->ldy == ldy && p->y_f32 == y_f32) {
 			*out = p;
 			return 0;
 		}
@@ -528,7 +287,7 @@ static int plan_get(struct kn_gemm *g, int m, int n, int k, int ldy, int y_f32, 
 		g->next_plan = (g->next_plan + 1) % KN_LT_PLANS;
 		plan_free(p);
 	}
-	if ((rc = plan_make(g, p, m, n, k, ldy, y_f32, outer))) {
+	if ((rc = plan_make(g, p, m, n, k, ldy, y_f32))) {
 		/* keep the table dense: move the last plan into the hole */
 		*p = g->plans[--g->n_plans];
 		memset(&g->plans[g->n_plans], 0, sizeof(*p));
@@ -558,9 +317,6 @@ static __global__ void scale_rows_cols_kernel(void *y, int y_f32, int ldy, const
 	}
 }
 
-/* The scales through cuBLASLt's outer-vector modes when it takes them
- * (tried on the handle's first product; a refusal is remembered), else a
- * scale pass after a plain FP8 product. */
 static int launch_lt(struct kn_gemm *g, void *y, int y_f32, int ldy, const uint8_t *xq,
 		     const float *xs, const uint8_t *w, const float *ws, int m, int n, int k)
 {
@@ -570,25 +326,7 @@ static int launch_lt(struct kn_gemm *g, void *y, int y_f32, int ldy, const uint8
 	unsigned blocks;
 	int rc;
 
-	if (g->fp8_outer >= 0) {
-		rc = plan_get(g, m, n, k, ldy, y_f32, 1, &p);
-		if (!rc) {
-			g->fp8_outer = 1;
-			KN_CHECK(cublasLtMatmulDescSetAttribute(
-				p->op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &ws, sizeof(ws)));
-			KN_CHECK(cublasLtMatmulDescSetAttribute(
-				p->op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &xs, sizeof(xs)));
-			KN_CHECK(cublasLtMatmul(g->lt, p->op, &one, w, p->a, xq, p->b, &zero, y,
-						p->d, y, p->d, &p->algo, g->ws, KN_GEMM_WORKSPACE,
-						g->s));
-			return 0;
-		}
-		/* a library without them refuses the first; a shape refused
-		 * after others were taken goes the other way alone */
-		if (g->fp8_outer == 0)
-			g->fp8_outer = -1;
-	}
-	if ((rc = plan_get(g, m, n, k, ldy, y_f32, 0, &p)))
+	if ((rc = plan_get(g, m, n, k, ldy, y_f32, &p)))
 		return rc;
 	KN_CHECK(cublasLtMatmul(g->lt, p->op, &one, w, p->a, xq, p->b, &zero, y, p->d, y, p->d,
 				&p->algo, g->ws, KN_GEMM_WORKSPACE, g->s));
@@ -596,16 +334,6 @@ static int launch_lt(struct kn_gemm *g, void *y, int y_f32, int ldy, const uint8
 	KN_LAUNCH(scale_rows_cols_kernel, blocks, 256, 0, g->s, y, y_f32, ldy, xs, ws, m, n);
 	KN_LAUNCHED();
 	return 0;
-}
-
-extern "C" int kn_gemm_fp8_outer(const struct kn_gemm *g)
-{
-	return g->fp8_outer;
-}
-
-extern "C" void kn_gemm_fp8_use_outer(struct kn_gemm *g, int on)
-{
-	g->fp8_outer = on ? 0 : -1;
 }
 
 /* FP8 tensor-core products need compute capability 8.9 or newer: 1 when
@@ -632,11 +360,10 @@ extern "C" int kn_gemm_fp8_q(struct kn_gemm *g, void *y, int y_f32, int ldy, con
 	KN_REQUIRE(m >= 1 && n >= 1 && k >= 16 && k % 16 == 0 && ldy >= n);
 	KN_REQUIRE(y_f32 == 0 || y_f32 == KN_Y_F32);
 	KN_REQUIRE(!(((uintptr_t)w | (uintptr_t)xq) & 15));
-	KN_REQUIRE(path >= KN_FP8_AUTO && path <= KN_FP8_SKINNY2);
-	skinny = path == KN_FP8_SKINNY || path == KN_FP8_SKINNY2 ||
+	KN_REQUIRE(path >= KN_FP8_AUTO && path <= KN_FP8_CUBLASLT);
+	skinny = path == KN_FP8_SKINNY ||
 		 (path == KN_FP8_AUTO && m <= KN_FP8_SKINNY_M && k % 64 == 0);
 	KN_REQUIRE(!skinny || (m <= KN_FP8_SKINNY_M && k % 64 == 0));
-	KN_REQUIRE(path != KN_FP8_SKINNY2 || !((uintptr_t)y & (y_f32 ? 3 : 1)));
 	if (!g->fp8_ok) {
 		if ((rc = fp8_capable()) < 0)
 			return rc;
@@ -645,8 +372,6 @@ extern "C" int kn_gemm_fp8_q(struct kn_gemm *g, void *y, int y_f32, int ldy, con
 	if (g->fp8_ok < 0)
 		return kn_fail(KN_E_INVALID, __FILE__, __LINE__,
 			       "FP8 products need a GPU of compute capability 8.9 or newer");
-	if (path == KN_FP8_SKINNY2)
-		return launch_fp8_skinny2(g, y, y_f32, ldy, xq, xs, w, ws, m, n, k);
 	if (skinny)
 		return launch_fp8_skinny(y, y_f32, ldy, xq, xs, w, ws, m, n, k, g->s);
 	return launch_lt(g, y, y_f32, ldy, xq, xs, w, ws, m, n, k);

@@ -108,21 +108,12 @@ int kn_quant_rows_e4m3(uint8_t *q, float *scale, const uint16_t *x, int rows, in
  * k a multiple of 16; w and xq 16-byte aligned.  path: KN_FP8_AUTO (the
  * weight-streaming tensor-core kernel up to KN_FP8_SKINNY_M rows when k is
  * a multiple of 64, else cuBLASLt), or either one forced (for tests and
- * benchmarks), or KN_FP8_SKINNY2: a second weight-streaming kernel for the
- * same shapes (m <= KN_FP8_SKINNY_M, k a multiple of 64), with f16 mma's
- * on bytes widened by integer operations and k split across blocks for
- * small n; AUTO does not take it. */
+ * benchmarks). */
 #define KN_FP8_SKINNY_M 32
-enum { KN_FP8_AUTO = 0, KN_FP8_SKINNY = 1, KN_FP8_CUBLASLT = 2, KN_FP8_SKINNY2 = 3 };
+enum { KN_FP8_AUTO = 0, KN_FP8_SKINNY = 1, KN_FP8_CUBLASLT = 2 };
 int kn_gemm_fp8(struct kn_gemm *g, void *y, int y_f32, int ldy, const uint16_t *x,
 		const uint8_t *w, const float *ws, int m, int n, int k, uint8_t *xq, float *xs,
 		int path);
-/* Whether the handle's cuBLASLt products apply the scales in cuBLASLt's
- * epilogue (1), in a pass of their own (-1), or none ran yet (0). */
-int kn_gemm_fp8_outer(const struct kn_gemm *g);
-/* on 0: the pass of our own from now on (the ablation); 1: try cuBLASLt's
- * scales again. */
-void kn_gemm_fp8_use_outer(struct kn_gemm *g, int on);
 /* The same product of rows already quantized: xq (m, k) bytes, xs (m). */
 int kn_gemm_fp8_q(struct kn_gemm *g, void *y, int y_f32, int ldy, const uint8_t *xq,
 		  const float *xs, const uint8_t *w, const float *ws, int m, int n, int k,

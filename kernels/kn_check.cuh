@@ -57,17 +57,13 @@ static inline int kn_status(cublasStatus_t e, const char *call, const char *file
  * the previous kernel of the stream has finished and its writes are
  * visible, then lets the next kernel be scheduled.  Waiting first in
  * every block of every such kernel keeps the order transitive: a kernel
- * cannot finish before its predecessor has.  cluster > 1 groups every
- * cluster consecutive blocks along x (grid.x a multiple of it) into a
- * thread block cluster: they run at once and may read each other's
- * shared memory (sm_90). */
+ * cannot finish before its predecessor has. */
 template <typename... KArgs, typename... Args>
-static inline cudaError_t kn_launch_cluster(void (*kernel)(KArgs...), dim3 grid,
-					    unsigned cluster, dim3 block, size_t smem,
-					    cudaStream_t s, Args... args)
+static inline cudaError_t kn_launch(void (*kernel)(KArgs...), dim3 grid, dim3 block,
+				    size_t smem, cudaStream_t s, Args... args)
 {
 	cudaLaunchConfig_t cfg = {};
-	cudaLaunchAttribute at[2];
+	cudaLaunchAttribute at[1];
 
 	cfg.gridDim = grid;
 	cfg.blockDim = block;
@@ -75,20 +71,9 @@ static inline cudaError_t kn_launch_cluster(void (*kernel)(KArgs...), dim3 grid,
 	cfg.stream = s;
 	at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
 	at[0].val.programmaticStreamSerializationAllowed = kn_pdl();
-	at[1].id = cudaLaunchAttributeClusterDimension;
-	at[1].val.clusterDim.x = cluster;
-	at[1].val.clusterDim.y = 1;
-	at[1].val.clusterDim.z = 1;
 	cfg.attrs = at;
-	cfg.numAttrs = cluster > 1 ? 2 : 1;
+	cfg.numAttrs = 1;
 	return cudaLaunchKernelEx(&cfg, kernel, ((KArgs)args)...);
-}
-
-template <typename... KArgs, typename... Args>
-static inline cudaError_t kn_launch(void (*kernel)(KArgs...), dim3 grid, dim3 block,
-				    size_t smem, cudaStream_t s, Args... args)
-{
-	return kn_launch_cluster(kernel, grid, 1, block, smem, s, args...);
 }
 
 static __device__ __forceinline__ void kn_pdl_enter(void)
@@ -99,8 +84,6 @@ static __device__ __forceinline__ void kn_pdl_enter(void)
 
 #define KN_LAUNCH(kernel, grid, block, smem, s, ...) \
 	KN_CHECK(kn_launch(kernel, grid, block, smem, s, __VA_ARGS__))
-#define KN_LAUNCH_CLUSTER(kernel, grid, cluster, block, smem, s, ...) \
-	KN_CHECK(kn_launch_cluster(kernel, grid, cluster, block, smem, s, __VA_ARGS__))
 
 static __device__ __forceinline__ float kn_bf2f(uint16_t h)
 {

@@ -16,7 +16,6 @@
  * algorithm the heuristic picked. */
 struct kn_lt_plan {
 	int m, n, k, ldy, y_f32;
-	int outer;   /* the row and column scales applied by cuBLASLt (outer vectors) */
 	cublasLtMatmulDesc_t op;
 	cublasLtMatrixLayout_t a, b, d;
 	cublasLtMatmulAlgo_t algo;
@@ -31,9 +30,6 @@ struct kn_gemm {
 	struct kn_lt_plan plans[KN_LT_PLANS];
 	int n_plans, next_plan;
 	int fp8_ok;   /* the device does FP8 products: 0 not asked yet, 1 yes, -1 no */
-	int fp8_outer;   /* cuBLASLt takes outer-vector scales: 0 not tried, 1 yes,
-			    -1 no (then a pass of our own scales the products) */
-	int n_sm;     /* the device's multiprocessors: 0 not asked yet */
 };
 
 /* Frees g's cuBLASLt plans (gemm_fp8.cu). */

@@ -1,7 +1,6 @@
 /*
- * kn_mma.cuh: the tensor-core product the attention kernels and the FP8
- * weight products share: mma.sync m16n8k16 with fp32 accumulators, on
- * bf16 or f16 operands.  Fragment layouts (PTX ISA): lane (g = lane / 4,
+ * kn_mma.cuh: the tensor-core product of the attention kernels: mma.sync
+ * m16n8k16 with fp32 accumulators, on bf16 or f16 operands.  Fragment layouts (PTX ISA): lane (g = lane / 4,
  * t = lane % 4) holds rows g and g + 8 of A and C, columns 2t, 2t + 1
  * (and + 8 for A); B column g, rows 2t, 2t + 1 (and + 8).
  */

@@ -39,11 +39,10 @@
  * TFLOP/s and their share of the cuBLAS rate.
  *
  * Then the weight-streaming products alone on the layer shapes (qkv,
- * o, gate/up, down) at m = 1 and 16: bf16 weights, the two FP8 skinny
- * kernels and cuBLASLt FP8, each as device time a product (launches back
+ * o, gate/up, down) at m = 1 and 16: bf16 weights, the FP8 skinny
+ * kernel and cuBLASLt FP8, each as device time a product (launches back
  * to back over 8 copies of the weights, so that they come from memory,
- * not L2), weight bytes a second and their share of the copy bandwidth:
- * what KN_FP8_AUTO should pick.
+ * not L2), weight bytes a second and their share of the copy bandwidth.
  *
  * Last, tensor parallelism: decode at batch 1 with a 1k context and the
  * prefill of a 4k prompt at tp 1, 2 and 4 over GPUs device, device + 1,
@@ -692,7 +691,7 @@ static const struct sp_shape {
 	{ "down", 3584, 18944 },
 };
 
-enum { SP_BF16, SP_SKINNY, SP_SKINNY2, SP_LT, SP_PATHS };
+enum { SP_BF16, SP_SKINNY, SP_LT, SP_PATHS };
 
 /* One shape's operands on the device. */
 struct sp_bufs {
@@ -735,7 +734,7 @@ static int sp_alloc(struct sp_bufs *b, int n, int k)
 static int sp_run(struct kn_gemm *g, const struct sp_bufs *b, int path, int m, int n, int k,
 		  int c)
 {
-	static const int fp8_path[SP_PATHS] = { 0, KN_FP8_SKINNY, KN_FP8_SKINNY2, KN_FP8_CUBLASLT };
+	static const int fp8_path[SP_PATHS] = { 0, KN_FP8_SKINNY, KN_FP8_CUBLASLT };
 	size_t nk = (size_t)n * k;
 
 	if (path != SP_BF16)
@@ -769,11 +768,11 @@ static int sp_time(struct kn_gemm *g, const struct sp_bufs *b, int path, int m, 
 
 /* The weight-streaming products alone, at m = 1 and 16, on the layer
  * shapes: bf16 weights (the skinny kernel up to m = 4, else cuBLAS), the
- * FP8 skinny kernel, the second one, cuBLASLt FP8 (m = 16), each as time
+ * FP8 skinny kernel, cuBLASLt FP8 (m = 16), each as time
  * a product, weight bytes a second and their share of the copy bandwidth. */
 static int skinny_compare(double bw)
 {
-	static const char *heads[SP_PATHS] = { "bf16 skinny/cuBLAS", "fp8 skinny", "fp8 skinny2",
+	static const char *heads[SP_PATHS] = { "bf16 skinny/cuBLAS", "fp8 skinny",
 					       "fp8 cuBLASLt" };
 	static const int ms[2] = { 1, 16 };
 	struct kn_gemm *g;
@@ -822,7 +821,6 @@ static int skinny_compare(double bw)
 struct w_fig {
 	double b1, b16, pf;   /* seconds: decode b1 1k, b16 10k (graphs), prefill 4k */
 	double b1_unfused;    /* FP8 weights: b1 with each product quantizing its input */
-	double pf_pass;       /* FP8 weights: prefill with the scales in a pass of their own */
 	size_t wb;            /* weight bytes on the GPU */
 };
 
@@ -835,7 +833,7 @@ static int w_figures(const struct eng_model_config *cfg, int device, int wfp8, i
 	if ((rc = create_dummy(cfg, device, kv, wfp8, per * nb, &st)))
 		return rc;
 	f->wb = eng_cuda_weight_bytes(st);
-	f->b1_unfused = f->pf_pass = 0;
+	f->b1_unfused = 0;
 	if (!(rc = time_steps(st, 1, 1024, 0, 20, tables, per, &f->b1)) &&
 	    !(rc = time_steps(st, 16, 10240, 0, 10, tables, 4 * per, &f->b16)))
 		rc = time_steps(st, 1, 4096, 1, 3, tables, per, &f->pf);
@@ -844,10 +842,6 @@ static int w_figures(const struct eng_model_config *cfg, int device, int wfp8, i
 		eng_cuda_fuse_quant(st, 0);
 		rc = time_steps(st, 1, 1024, 0, 20, tables, per, &f->b1_unfused);
 		eng_cuda_fuse_quant(st, 1);
-		eng_cuda_fp8_scale_pass(st, 1);
-		if (!rc)
-			rc = time_steps(st, 1, 4096, 1, 3, tables, per, &f->pf_pass);
-		eng_cuda_fp8_scale_pass(st, 0);
 		if (!rc)
 			rc = profile(st, "FP8 weights, decode b1, 1k context", 1, 1024, 0, tables,
 				     per);
@@ -909,9 +903,6 @@ static int w_compare(int device, double bw, double rate)
 	printf("FP8 decode b1 with the products' inputs quantized by the norms and SiLU: %.3f ms; "
 	       "each product quantizing its own (the ablation): %.3f ms (%.2fx)\n", f8.b1 * 1e3,
 	       f8.b1_unfused * 1e3, f8.b1_unfused / f8.b1);
-	printf("FP8 prefill 4k with the scales in cuBLASLt's epilogue: %.3f ms; in a pass of "
-	       "their own (the ablation): %.3f ms (%.2fx)\n", f8.pf * 1e3, f8.pf_pass * 1e3,
-	       f8.pf_pass / f8.pf);
 	free(tables);
 	return 0;
 }

@@ -992,7 +992,10 @@ static int attn_run(const struct attn_case *c, const struct attn_data *d, float 
 }
 
 /* A split prefill's output got against the one-pass kernel's on the
- * same data d. */
+ * same data d.  Both round the probabilities to bf16 for P V, each split
+ * against its own running max, and the outputs to bf16, so they differ
+ * by about a bf16 step (2^-8) spread over the rows: 2.2e-3 measured on
+ * the H100.  A wrong split or merge is off by far more. */
 static void same_as_unsplit(const struct attn_case *c, const struct attn_data *d,
 			    const float *got)
 {
@@ -1005,7 +1008,7 @@ static void same_as_unsplit(const struct attn_case *c, const struct attn_data *d
 	if (attn_run(&one, d, f)) {
 		for (size_t i = 0; i < qn; i++)
 			ref[i] = f[i];
-		tap_ok(rel_err(got, ref, qn) < 1e-3,
+		tap_ok(rel_err(got, ref, qn) < 5e-3,
 		       "attention split in %d of %d keys%s == one pass: heads %d/%d dim %d "
 		       "page %d: %.2e", c->pf_splits, c->pf_split_len, d->fp8 ? ", e4m3 pages" : "",
 		       c->nh, c->nkv, c->hd, c->ps, rel_err(got, ref, qn));

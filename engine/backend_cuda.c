@@ -216,6 +216,21 @@ static void split_keys(int max_ctx, int want, int align, int *n_splits, int *spl
 	*n_splits = (max_ctx + len - 1) / len;
 }
 
+/* The decode blocks with keys to walk when the rows' keys (up to max_ctx)
+ * go in splits of split_keys(max_ctx, want, 64). */
+static int64_t decode_blocks(const struct cuda_state *st, const struct eng_batch *b,
+			     int max_ctx, int want)
+{
+	int64_t n = 0;
+	int n_splits, len;
+
+	split_keys(max_ctx, want, 64, &n_splits, &len);
+	for (int s = 0; s < b->n_seqs; s++)
+		if (b->seqs[s].n_tokens == 1)
+			n += (b->seqs[s].start_pos + len) / len;
+	return n * st->nkv;
+}
+
 /* Keys a decode block takes when the splits are sized by the work
  * (splits_by_work): the rows' keys (times the KV heads) over this many
  * blocks a multiprocessor. */
@@ -248,6 +263,13 @@ static void decode_splits(const struct cuda_state *st, const struct eng_batch *b
 		int64_t per = (keys * st->nkv + blocks - 1) / blocks;
 
 		want = (int)((max_ctx + per - 1) / per);
+		/* rounding want up may spill a second wave of blocks that
+		 * one split less keeps within the first (a batch of even
+		 * rows: 16 of 10k keys make 320 blocks with 5 splits, 256
+		 * with 4, for 264 slots on the H100) */
+		if (want > 1 && decode_blocks(st, b, max_ctx, want) > blocks &&
+		    decode_blocks(st, b, max_ctx, want - 1) <= blocks)
+			want--;
 	}
 	split_keys(max_ctx, want, st->splits_by_work ? 64 : 32, n_splits, split_len);
 }

@@ -372,7 +372,7 @@ static int run_model(int device, double bw, double rate)
 	struct eng_model_config cfg;
 	int per = 4160 / PAGE, nb = 64, rc;
 	int32_t *tables;
-	double d1, d64, d16, pf, g1, g64, g16, t0 = now_s();
+	double d1, d64, d16, d16c, pf, g1, g64, g16, t0 = now_s();
 	char buf[160];
 	void *st;
 
@@ -394,6 +394,14 @@ static int run_model(int device, double bw, double rate)
 	if ((rc = time_steps(st, 1, 1024, 0, 20, tables, per, &d1)) ||
 	    (rc = time_steps(st, 64, 2048, 0, 10, tables, per, &d64)) ||
 	    (rc = time_steps(st, 16, 10240, 0, 10, tables, 4 * per, &d16))) {
+		eng_cuda_destroy(st);
+		return rc;
+	}
+	/* the ablation: decode splits by count */
+	eng_cuda_splits_by_work(st, 0);
+	rc = time_steps(st, 16, 10240, 0, 10, tables, 4 * per, &d16c);
+	eng_cuda_splits_by_work(st, 1);
+	if (rc) {
 		eng_cuda_destroy(st);
 		return rc;
 	}
@@ -425,6 +433,8 @@ static int run_model(int device, double bw, double rate)
 	snprintf(buf, sizeof(buf), "%.0f tok/s; max(%.2f ms bytes, %.2f ms flops)", 16 / d16,
 		 by16 / bw * 1e3, fl16 / rate * 1e3);
 	row("decode b16, 10k context", d16, c16, buf);
+	snprintf(buf, sizeof(buf), "%.0f tok/s; the decode splits by count", 16 / d16c);
+	row("decode b16, 10k, ablation", d16c, c16, buf);
 	snprintf(buf, sizeof(buf), "%.0f tok/s", 16 / g16);
 	row("decode b16, 10k, graphs", g16, c16, buf);
 	double flp = 4096 * s.lin_flops + s.head_flops + 4096.0 * 4097 / 2 * s.attn_flops;

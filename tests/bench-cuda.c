@@ -22,6 +22,13 @@
  * (events around its device work), at batch 1 and 64, graphs on and off.
  *
  * Then the device time of each workload per op class (op by op).
+ * Beside them, the ablations: b16 at 10k with the decode splits by count
+ * (eng_cuda_splits_by_work(0)).
+ *
+ * Then a ragged decode batch (96 rows of 512 to 8k keys, op by op) with
+ * the decode splits sized by the batch's keys and by count, and 64 such
+ * rows (and 64 of 2k) through graphs whose splits aim at 1, 2 and 4
+ * blocks an SM (eng_cuda_decode_blocks), each against its bytes ceiling.
  *
  * Then the KV cache's dtype: decode at batch 16 with 10k context and at
  * batch 64 with 2k, through graphs, on bf16 pages and on FP8 E4M3 pages
@@ -37,6 +44,11 @@
  * tokens, with the splits on and off (eng_cuda_prefill_split, the
  * ablation): step time, the attention's time (profiled), its causal
  * TFLOP/s and their share of the cuBLAS rate.
+ *
+ * Then bf16 against FP8 weights (and FP8 weights with FP8 pages) on
+ * decode b1, b16 at 10k and the 4k prefill, with the FP8 b1 step's
+ * profile and its ablation (each product quantizing its own input,
+ * eng_cuda_fuse_quant(0)).
  *
  * Then the weight-streaming products alone on the layer shapes (qkv,
  * o, gate/up, down) at m = 1 and 16: bf16 weights, the FP8 skinny

@@ -12,7 +12,8 @@
 # the longest conversations in flight at once at their full length.
 # "roofl" is the run's roofline fraction; "pf time" the share of its step
 # time in steps with prefill chunks, "pf rl" and "dec rl" the roofline
-# fractions of those steps and of the decode steps alone.
+# fractions of those steps and of the decode steps alone; "TTFT p99" and
+# "TPOT p99" (ms) come from timing-stats over the run's requests.
 set -u
 infer=$1 out=$2 batches=$3 pools=$4
 shift 4
@@ -24,6 +25,17 @@ mkdir -p "$out/runs" || exit 2
 # field NAME FILE: a number of the run record in FILE.
 field() {
 	v=$(sed -n '/"type":"run"/s/.*"'"$1"'":\([-0-9.e+]*\).*/\1/p' "$2" | tail -n 1)
+	echo "${v:-null}"
+}
+
+# stat NAME FILE: a number of timing-stats' summary of the run in FILE
+# (beside INFER), null without it.
+stats=$(dirname "$infer")/timing-stats
+stat() {
+	v=
+	[ -x "$stats" ] &&
+		v=$("$stats" "$2" 2>/dev/null | sed -n '/"type":"summary"/s/.*"'"$1"'":\([-0-9.e+]*\).*/\1/p' |
+			head -n 1)
 	echo "${v:-null}"
 }
 
@@ -70,21 +82,23 @@ $(field computed_prompt_tokens "$f") $(field recomputed_prompt_tokens "$f") \
 $(field retractions "$f") $(field peak_kv_tokens "$f") $(field duration "$f") \
 $(field roofline_fraction "$f") $failed $(field step_time "$f") \
 $(field prefill_step_time "$f") $(field prefill_roofline_fraction "$f") \
-$(field decode_roofline_fraction "$f")" | awk '
+$(field decode_roofline_fraction "$f") $(stat p99_ttft_ms "$f") $(stat p99_tpot_ms "$f")" | awk '
 	function pct(v) { return v == "" || v == "null" ? "n/a" : sprintf("%.1f%%", 100 * v) }
+	function ms(v) { return v == "" || v == "null" ? "n/a" : sprintf("%.1f", v) }
 	{
 		opt = $4 - $5
-		printf "%5d %10d %10d %10d %10d %6.3f %8d %6d %10d %8.1f %7s %6d %7s %7s %7s\n",
+		printf "%5d %10d %10d %10d %10d %6.3f %8d %6d %10d %8.1f %7s %6d %7s %7s %7s %9s %9s\n",
 			$1, $2, $3, $4, opt, (opt > 0 ? $4 / opt : 0), $5, $6, $7, $8,
-			pct($9), $10, ($11 > 0 ? pct($12 / $11) : "n/a"), pct($13), pct($14) }'
+			pct($9), $10, ($11 > 0 ? pct($12 / $11) : "n/a"), pct($13), pct($14),
+			ms($15), ms($16) }'
 }
 
 : >"$table.tmp" || exit 2
 emit() { tee -a "$table.tmp"; }
 printf 'conversations: %s (%d); engine: %s\n' "$convs" "$(wc -l <"$convs")" "$*" | emit
-printf '%5s %10s %10s %10s %10s %6s %8s %6s %10s %8s %7s %6s %7s %7s %7s\n' batch pool "ws <=" \
-	computed optimum ratio again retr "peak KV" "time s" roofl failed "pf time" "pf rl" \
-	"dec rl" | emit
+printf '%5s %10s %10s %10s %10s %6s %8s %6s %10s %8s %7s %6s %7s %7s %7s %9s %9s\n' batch pool \
+	"ws <=" computed optimum ratio again retr "peak KV" "time s" roofl failed "pf time" "pf rl" \
+	"dec rl" "TTFT p99" "TPOT p99" | emit
 for p in $pools; do
 	for b in $batches; do
 		row=$(run "$b" "$p" "$@") || exit 1

@@ -49,6 +49,7 @@ struct eng_infer_params {
 	int32_t page_size;
 	int64_t max_total_tokens;     /* KV pool size in tokens; 0: the default */
 	int32_t chunked_prefill_size;
+	double prefill_step_ratio;    /* eng_sched_params' (0: chunked_prefill_size alone) */
 	int32_t max_running_requests; /* 0: memory bound only */
 	int32_t context_length;       /* 0: the model's max_position_embeddings */
 	enum eng_sched_policy policy;

@@ -229,6 +229,7 @@ static int open_compute_side(struct eng_infer *e, struct eng_error *err)
 	eng_sched_default_params(&e->sp);
 	e->sp.page_size = e->p.page_size;
 	e->sp.chunked_prefill_size = e->p.chunked_prefill_size;
+	e->sp.prefill_step_ratio = e->p.prefill_step_ratio;
 	e->sp.max_running_requests = e->p.max_running_requests;
 	e->sp.policy = e->p.policy;
 	e->sp.disable_radix_cache = e->p.disable_radix_cache;
@@ -461,13 +462,14 @@ json_t *eng_infer_settings(const struct eng_infer *e)
 	}
 	bool graphs = strcmp(e->p.device, "cuda") == 0 && !e->p.disable_cuda_graph &&
 		      e->p.cuda_graph_max_bs > 0 && e->p.tp_size <= 1;
-	json_t *s = json_pack("{s:s,s:s,s:f,s:i,s:i,s:I,s:i,s:i,s:i,s:s,s:b,s:b,s:i,s:i,s:s,s:s}",
+	json_t *s = json_pack("{s:s,s:s,s:f,s:i,s:i,s:I,s:i,s:f,s:i,s:i,s:s,s:b,s:b,s:i,s:i,s:s,s:s}",
 			      "device", e->p.device, "load_format", e->p.load_format,
 			      "mem_fraction_static", e->p.mem_fraction_static,
 			      "page_size", e->sp.page_size,
 			      "n_pages", e->sp.n_pages,
 			      "max_total_tokens", (json_int_t)e->sp.n_pages * e->sp.page_size,
 			      "chunked_prefill_size", e->sp.chunked_prefill_size,
+			      "prefill_step_ratio", e->sp.prefill_step_ratio,
 			      "max_running_requests", e->sp.max_running_requests,
 			      "context_length", e->sp.max_context,
 			      "schedule_policy", e->sp.policy == ENG_SCHED_POLICY_LPM ? "lpm" : "fcfs",

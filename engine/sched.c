@@ -52,6 +52,7 @@ void eng_sched_default_params(struct eng_sched_params *p)
 	p->policy = ENG_SCHED_POLICY_FCFS;
 	p->disable_radix_cache = false;
 	memset(&p->roofline, 0, sizeof(p->roofline));
+	p->prefill_step_ratio = 0;
 }
 
 int eng_sched_create(const struct eng_sched_params *p, const int32_t *stop_ids, int32_t n_stop,
@@ -66,6 +67,9 @@ int eng_sched_create(const struct eng_sched_params *p, const int32_t *stop_ids, 
 	    p->max_context <= 0 || p->max_running_requests < 0)
 		return eng_error_set(err, ENG_E_INVALID, NULL, 0,
 				     "scheduler settings must be positive");
+	if (!(p->prefill_step_ratio == 0 || p->prefill_step_ratio >= 1))
+		return eng_error_set(err, ENG_E_INVALID, NULL, 0,
+				     "prefill_step_ratio must be 0 or at least 1");
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return eng_error_set(err, ENG_E_NOMEM, NULL, 0, "cannot allocate the scheduler");
@@ -464,8 +468,39 @@ static void plan_decode(struct eng_sched *s, int32_t *n)
 	}
 }
 
-/* The largest chunk of r's prefill, up to budget, that memory allows now;
- * its pages are taken.  0 when not even one token fits. */
+/* The FLOPs of n prompt tokens of r after its computed ones. */
+static double chunk_flops(const struct eng_sched *s, const struct req *r, int32_t n)
+{
+	struct eng_roofline_seq q = { r->computed, n, 0 };
+	struct eng_roofline_cost c;
+
+	eng_roofline_step(&s->p.roofline, &q, 1, &c);
+	return c.flops;
+}
+
+/* want cut to what the step's prefill FLOPs left allow (prefill_step_ratio),
+ * but not below the tokens the floor leaves. */
+static int32_t time_fit(const struct eng_sched *s, const struct req *r, int32_t want)
+{
+	int32_t lo = want < s->pf_floor_left ? want : s->pf_floor_left, hi = want;
+
+	if (s->pf_flops_left < 0 || chunk_flops(s, r, want) <= s->pf_flops_left)
+		return want;
+	/* the largest n in [lo, want) within the FLOPs left: they grow with n */
+	while (lo < hi) {
+		int32_t mid = lo + (hi - lo + 1) / 2;
+
+		if (chunk_flops(s, r, mid) <= s->pf_flops_left)
+			lo = mid;
+		else
+			hi = mid - 1;
+	}
+	return lo;
+}
+
+/* The largest chunk of r's prefill, up to budget, that memory (and
+ * prefill_step_ratio) allows now; its pages are taken.  0 when not even one
+ * token fits. */
 static int32_t fit_chunk(struct eng_sched *s, struct req *r, int32_t budget)
 {
 	int32_t want = eng_sched_prefill_target(r) - r->computed;
@@ -476,6 +511,8 @@ static int32_t fit_chunk(struct eng_sched *s, struct req *r, int32_t budget)
 		want = budget;
 	if (want > avail)
 		want = (int32_t)avail;
+	if (want > 0)
+		want = time_fit(s, r, want);
 	if (want <= 0 || eng_sched_take_pages(s, r, r->computed + want) != 0)
 		return 0;
 	return want;
@@ -484,6 +521,12 @@ static int32_t fit_chunk(struct eng_sched *s, struct req *r, int32_t budget)
 static void plan_chunk(struct eng_sched *s, int32_t *n, int32_t *budget, struct req *r,
 		       int32_t chunk)
 {
+	if (s->pf_flops_left >= 0) {
+		s->pf_flops_left -= chunk_flops(s, r, chunk);
+		if (s->pf_flops_left < 0)
+			s->pf_flops_left = 0;
+		s->pf_floor_left -= chunk < s->pf_floor_left ? chunk : s->pf_floor_left;
+	}
 	*budget -= chunk;
 	s->st.computed_tokens += chunk;
 	add_seq(s, n, r, chunk, wants_token(r, chunk));
@@ -750,6 +793,29 @@ static int account(struct eng_sched *s, int32_t n)
 	return n_tokens > n;
 }
 
+/* prefill_step_ratio: the FLOPs the step's prompt chunks may take beside
+ * its n decode rows (s->seqs[0, n)), so that the step's ceiling stays
+ * within ratio times theirs: a decode step is bound by its bytes, and at
+ * ratio 1 the chunks fill the arithmetic it leaves idle. */
+static void prefill_limit(struct eng_sched *s, int32_t n)
+{
+	const struct eng_roofline_rates *rt = &s->p.roofline.rates;
+	struct eng_roofline_cost c;
+
+	s->pf_flops_left = -1;
+	s->pf_floor_left = 0;
+	if (s->p.prefill_step_ratio < 1 || n == 0 || rt->gemm_flops_s <= 0 ||
+	    rt->bandwidth_bytes_s <= 0)
+		return;
+	for (int32_t k = 0; k < n; k++)
+		s->rl_seqs[k] = (struct eng_roofline_seq){ s->seqs[k].start_pos, 1, 1 };
+	eng_roofline_step(&s->p.roofline, s->rl_seqs, n, &c);
+	s->pf_flops_left = s->p.prefill_step_ratio * c.seconds * rt->gemm_flops_s - c.flops;
+	if (s->pf_flops_left < 0)
+		s->pf_flops_left = 0;
+	s->pf_floor_left = ENG_PREFILL_STEP_FLOOR;
+}
+
 int eng_sched_step(struct eng_sched *s, struct eng_error *err)
 {
 	int32_t n = 0, budget = s->p.chunked_prefill_size;
@@ -758,6 +824,7 @@ int eng_sched_step(struct eng_sched *s, struct eng_error *err)
 
 	drop_cancelled(s);
 	plan_decode(s, &n);
+	prefill_limit(s, n);
 	plan_prefill(s, &n, &budget);
 	while (budget > 0 && s->n_waiting > 0 &&
 	       (s->p.max_running_requests == 0 || s->n_running < s->p.max_running_requests))

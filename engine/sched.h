@@ -48,7 +48,17 @@ struct eng_sched_params {
 	bool disable_radix_cache;
 	struct eng_roofline roofline; /* per-step ceilings summed into the stats;
 				       * rates 0: none */
+	double prefill_step_ratio;    /* >= 1: a step with decode rows takes prompt
+				       * tokens only while its ceiling stays within
+				       * this many times its decode rows' (at least
+				       * ENG_PREFILL_STEP_FLOOR tokens a step); 0: by
+				       * chunked_prefill_size alone.  Needs the
+				       * roofline's rates. */
 };
+
+/* The prompt tokens a step with decode rows may always take under
+ * prefill_step_ratio, so that prefills go on. */
+#define ENG_PREFILL_STEP_FLOOR 256
 
 void eng_sched_default_params(struct eng_sched_params *p);
 

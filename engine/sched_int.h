@@ -83,6 +83,9 @@ struct eng_sched {
 	struct req **seq_req;
 	int32_t *next;
 	struct eng_roofline_seq *rl_seqs;
+	double pf_flops_left;         /* prefill_step_ratio: FLOPs the step's prompt
+				       * chunks may still take; < 0: no limit */
+	int32_t pf_floor_left;        /* tokens the step may take whatever the FLOPs */
 	int32_t *spare;            /* (cap_spare) page ids, cache_prefill's */
 	int32_t cap_spare;
 };

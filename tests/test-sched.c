@@ -481,6 +481,79 @@ static void test_roofline(void)
 	eng_sched_free(s);
 }
 
+/* The longest prompt chunk of a step with decode rows, and of one without
+ * (steps through fake_step). */
+static int32_t chunk_with_dec, chunk_alone;
+
+static int chunk_step(void *ctx, const struct eng_step_seq *seqs, int32_t n, int32_t *next,
+		      struct eng_error *err)
+{
+	int32_t most = 0, dec = 0;
+
+	for (int32_t k = 0; k < n; k++) {
+		dec += seqs[k].n_tokens == 1;
+		most = seqs[k].n_tokens > most ? seqs[k].n_tokens : most;
+	}
+	if (dec && most > 1 && most > chunk_with_dec)
+		chunk_with_dec = most;
+	if (!dec && most > chunk_alone)
+		chunk_alone = most;
+	return fake_step(ctx, seqs, n, next, err);
+}
+
+/* prefill_step_ratio: beside decode rows a prompt goes in chunks the
+ * roofline allows (at least ENG_PREFILL_STEP_FLOOR tokens), alone in one
+ * chunk; at 0 the chunk size alone decides.  The outputs stay right. */
+static void test_step_ratio(void)
+{
+	static struct job j[3];
+	static const double ratio[3] = { 0, 1, 3 };
+	int32_t with[3], alone[3];
+	int ok = 1;
+
+	for (int t = 0; t < 3; t++) {
+		struct eng_sched_params p;
+		struct eng_sched *s;
+		struct eng_error err;
+		int32_t stop = STOP;
+
+		eng_sched_default_params(&p);
+		fake_page_size = p.page_size = 4;
+		p.n_pages = 1000;
+		p.max_context = 1000;
+		p.chunked_prefill_size = 4096;
+		/* a decode step: ~0.1 s of bytes; a prompt token: 1 ms of FLOPs */
+		p.roofline.shape.weight_bytes = 1e5;
+		p.roofline.shape.linear_flops = 1e3;
+		p.roofline.rates.bandwidth_bytes_s = 1e6;
+		p.roofline.rates.gemm_flops_s = 1e6;
+		p.prefill_step_ratio = ratio[t];
+		chunk_with_dec = chunk_alone = 0;
+		eng_sched_create(&p, &stop, 1, chunk_step, NULL, &cbs, &s, &err);
+		plain_job(&j[0], 1, 8, 250, true);   /* decoding while the others come */
+		plain_job(&j[1], 3, 590, 2, true);
+		plain_job(&j[2], 5, 500, 2, true);
+		submit(s, &j[0]);
+		eng_sched_step(s, &err);
+		eng_sched_step(s, &err);
+		submit(s, &j[1]);
+		ok &= run_all(s);
+		submit(s, &j[2]);   /* alone */
+		ok &= run_all(s);
+		for (int k = 0; k < 3; k++)
+			ok &= check_job(&j[k]);
+		with[t] = chunk_with_dec;
+		alone[t] = chunk_alone;
+		eng_sched_free(s);
+	}
+	/* ratio 1: the idle arithmetic of a 0.1 s decode step, ~100 tokens,
+	 * so the floor; ratio 3: ~300 */
+	tap_ok(ok && with[0] == 590 && with[1] == ENG_PREFILL_STEP_FLOOR && with[2] > 256 &&
+	       with[2] < 590 && alone[0] == 500 && alone[1] == 500 && alone[2] == 500,
+	       "prefill step ratio 0, 1, 3: chunks beside decode rows %d, %d, %d tokens, alone "
+	       "%d, %d, %d; outputs right", with[0], with[1], with[2], alone[0], alone[1], alone[2]);
+}
+
 int main(void)
 {
 	scenario("ample memory, fcfs", 4, 4000, 64, 0, ENG_SCHED_POLICY_FCFS, false);
@@ -497,6 +570,7 @@ int main(void)
 	test_retract();
 	test_held();
 	test_roofline();
+	test_step_ratio();
 	test_stops();
 	return tap_done();
 }

@@ -33,7 +33,7 @@ enum action {
 enum {
 	OPT_TOKENIZE = 256, OPT_DETOKENIZE, OPT_RENDER, OPT_TOKENIZER, OPT_CHAT_TEMPLATE,
 	OPT_KEEP_GOING, OPT_SKIP_SPECIAL, OPT_MODEL, OPT_DEVICE, OPT_THREADS, OPT_PAGE_SIZE,
-	OPT_MAX_TOTAL_TOKENS, OPT_CHUNKED_PREFILL, OPT_MAX_RUNNING, OPT_CONTEXT_LENGTH,
+	OPT_MAX_TOTAL_TOKENS, OPT_CHUNKED_PREFILL, OPT_STEP_RATIO, OPT_MAX_RUNNING, OPT_CONTEXT_LENGTH,
 	OPT_POLICY, OPT_NO_RADIX, OPT_SERVE, OPT_SOCKET, OPT_CONNECT, OPT_STATUS, OPT_SHUTDOWN,
 	OPT_MODE, OPT_RUN, OPT_BATCH_SIZE, OPT_MAX_CONCURRENCY, OPT_REQUEST_RATE, OPT_ENV_SCALE,
 	OPT_OUTPUT_LEN, OPT_REPLAY_OUTPUT, OPT_TEMPERATURE, OPT_TOP_K, OPT_TOP_P, OPT_SEED,
@@ -63,6 +63,7 @@ static const struct option long_options[] = {
 	{"page-size", required_argument, NULL, OPT_PAGE_SIZE},
 	{"max-total-tokens", required_argument, NULL, OPT_MAX_TOTAL_TOKENS},
 	{"chunked-prefill-size", required_argument, NULL, OPT_CHUNKED_PREFILL},
+	{"prefill-step-ratio", required_argument, NULL, OPT_STEP_RATIO},
 	{"max-running-requests", required_argument, NULL, OPT_MAX_RUNNING},
 	{"context-length", required_argument, NULL, OPT_CONTEXT_LENGTH},
 	{"schedule-policy", required_argument, NULL, OPT_POLICY},
@@ -174,6 +175,9 @@ static void usage(void)
 	      "      --page-size=N             tokens per KV page (default 16)\n"
 	      "      --max-total-tokens=N      KV pool size in tokens\n"
 	      "      --chunked-prefill-size=N  prompt tokens per step (default 8192)\n"
+	      "      --prefill-step-ratio=R    R >= 1: beside decode rows, prompt tokens only\n"
+	      "                                while the step's roofline stays within R times\n"
+	      "                                theirs (default 0: the chunk size alone)\n"
 	      "      --max-running-requests=N  requests in the batch at most (default: memory)\n"
 	      "      --context-length=N        context limit (default: the model's)\n"
 	      "      --schedule-policy=P       fcfs or lpm (longest prefix match)\n"
@@ -378,6 +382,13 @@ static int engine_option(int c, const char *arg, struct opts *o)
 
 		if (nd_parse_double(arg, 0.01, 1.0, &d)) return -1;
 		e->mem_fraction_static = d;
+		return 0;
+	}
+	case OPT_STEP_RATIO: {
+		double d;
+
+		if (nd_parse_double(arg, 0, 1e6, &d) || (d != 0 && d < 1)) return -1;
+		e->prefill_step_ratio = d;
 		return 0;
 	}
 	}

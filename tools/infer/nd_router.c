@@ -53,6 +53,8 @@ static int worker_argv(const struct nd_infer_opts *o, const char *sock, int thre
 	if (e->max_total_tokens) NUM("--max-total-tokens", "%lld", (long long)e->max_total_tokens);
 	if (e->chunked_prefill_size != d.chunked_prefill_size)
 		NUM("--chunked-prefill-size", "%d", (int)e->chunked_prefill_size);
+	if (e->prefill_step_ratio != d.prefill_step_ratio)
+		NUM("--prefill-step-ratio", "%.17g", e->prefill_step_ratio);
 	if (e->max_running_requests)
 		NUM("--max-running-requests", "%d", (int)e->max_running_requests);
 	if (e->context_length) NUM("--context-length", "%d", (int)e->context_length);

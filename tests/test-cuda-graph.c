@@ -40,6 +40,7 @@
 #include "kernels/kn.h"
 #include "tests/tap.h"
 #include "tests/test-cuda.h"
+#include "tests/test-model-helper.h"
 
 #define MAX_SEQS 24
 #define PER_SEQ 40     /* pages per sequence: 200 positions */
@@ -267,14 +268,7 @@ int main(void)
 		return tap_skip_all("no CUDA device");
 	if (!mkdtemp(scratch))
 		return tap_skip_all("cannot make a scratch directory");
-	p = mw_default_params();
-	p.hidden_size = 512;
-	p.intermediate_size = 1024;
-	p.num_layers = 3;
-	p.num_heads = 7;
-	p.num_kv_heads = 1;
-	p.head_dim = 128;
-	p.vocab_size = 5000;
+	tm_mw_mid(&p, 0);
 	p.seed = 5;
 	check_model("mid (qwen2, 7 heads per kv head, head_dim 128)", &p);
 	p = mw_default_params();   /* the tiny preset */

@@ -335,8 +335,9 @@ static int compare_prompt(struct eng_backend *const be[2], const int32_t *ids, i
 
 /* One model: its golden prompts (or 3 random ones) and one of LONG
  * tokens, FP8 weights against the weights as loaded. */
-static void accuracy_model(const char *name, const char *dir, int realistic, struct acc *all)
+static void accuracy_model(const char *name, const char *dir, int realistic, void *ctx)
 {
+	struct acc *all = ctx;
 	struct eng_model *m = NULL;
 	struct eng_error err;
 	struct eng_backend *be[2] = { NULL, NULL };
@@ -354,11 +355,7 @@ static void accuracy_model(const char *name, const char *dir, int realistic, str
 	be[0] = backend(m, 0);
 	be[1] = backend(m, 1);
 	ok = be[0] && be[1];
-	if (!(np = tm_golden_prompts(name, ids, lens)))
-		for (np = 0; np < 3; np++) {
-			lens[np] = 7 + 13 * np;
-			tm_random_ids(ids[np], lens[np], V, &rng);
-		}
+	np = tm_accuracy_prompts(name, V, ids, lens, &rng);
 	for (int k = 0; ok && k < np; k++)
 		ok = compare_prompt(be, ids[k], lens[k], V, &a);
 	tm_random_ids(lp, LONG, V, &rng);
@@ -382,62 +379,13 @@ static void accuracy_model(const char *name, const char *dir, int realistic, str
 	eng_model_free(m);
 }
 
-static int write_mw(const char *dir, const char *preset, struct mw_params *p)
-{
-	struct eng_error err;
-
-	if (preset)
-		mw_preset(preset, p);
-	if (mw_write(p, dir, NULL, &err)) {
-		tap_diag("%s: %s", dir, err.msg);
-		return -1;
-	}
-	return 0;
-}
-
 static void test_accuracy(const char *tmp)
 {
-	static const char *const presets[][2] = {
-		{ "mw-tiny", "tiny" }, { "mw-tiny-llama", "tiny-llama" },
-		{ "mw-qwen3-tiny", "qwen3-tiny" },
-	};
+	struct acc all = { 0, 0, 0, 0, 0, 0 };
+
 	/* the helper's qwen2 and llama have large attention scores (a real
 	 * model's logits move far less for the same rounding): a looser bound */
-	struct { const char *name; struct tm_spec spec; int realistic; } specs[3] = {
-		{ "qwen2-tiny", tm_spec_qwen2(), 0 }, { "llama-bf16", tm_spec_llama(), 0 },
-		{ "qwen3-tiny", tm_spec_qwen3(), 1 },
-	};
-	struct acc all = { 0, 0, 0, 0, 0, 0 };
-	struct mw_params p;
-	char dir[4096];
-
-	specs[1].spec.dtype = ENG_DTYPE_BF16;   /* as the golden llama-bf16 */
-	specs[1].spec.mlp_bias = true;
-	for (size_t i = 0; i < 3; i++) {
-		p = mw_default_params();
-		snprintf(dir, sizeof(dir), "%s/%s", tmp, presets[i][0]);
-		if (!write_mw(dir, presets[i][1], &p))
-			accuracy_model(presets[i][0], dir, 1, &all);
-	}
-	for (size_t i = 0; i < 3; i++) {
-		snprintf(dir, sizeof(dir), "%s/%s", tmp, specs[i].name);
-		mkdir(dir, 0777);
-		if (!tm_write_model(dir, &specs[i].spec, NULL))
-			accuracy_model(specs[i].name, dir, specs[i].realistic, &all);
-	}
-	/* the head shape of Qwen2.5-7B (head_dim 128, 7 heads per kv head) */
-	p = mw_default_params();
-	p.hidden_size = 512;
-	p.intermediate_size = 1024;
-	p.num_layers = 3;
-	p.num_heads = 7;
-	p.num_kv_heads = 1;
-	p.head_dim = 128;
-	p.vocab_size = 5000;
-	p.seed = 5;
-	snprintf(dir, sizeof(dir), "%s/mid", tmp);
-	if (!write_mw(dir, NULL, &p))
-		accuracy_model("mid (head_dim 128, 7 heads per kv head)", dir, 1, &all);
+	tm_accuracy_models(tmp, accuracy_model, &all);
 	tap_ok(all.steps > 0 && all.agree >= ACC_MIN_AGREE * all.steps &&
 	       all.lp_sum <= ACC_MEAN_LOGPROB * all.lp_n,
 	       "accuracy over all models: fp8 greedy tokens = loaded weights' %d/%d (%.1f%%, "

@@ -382,8 +382,9 @@ static int compare_prompt(struct eng_backend *const be[NC], const int32_t *ids, 
 #define LONG 200
 #define FP8_OVER_BF16 24.0
 
-static void accuracy_model(const char *name, const char *dir, int realistic, struct acc *all)
+static void accuracy_model(const char *name, const char *dir, int realistic, void *ctx)
 {
+	struct acc *all = ctx;
 	struct eng_model *m = NULL;
 	struct eng_error err;
 	struct eng_backend *be[NC] = { NULL, NULL, NULL };
@@ -401,11 +402,7 @@ static void accuracy_model(const char *name, const char *dir, int realistic, str
 	be[C16] = backend(m, ENG_KV_DTYPE_BF16, 64);
 	be[C8] = backend(m, ENG_KV_DTYPE_FP8_E4M3, 64);
 	ok = be[C32] && be[C16] && be[C8];
-	if (!(np = tm_golden_prompts(name, ids, lens)))
-		for (np = 0; np < 3; np++) {
-			lens[np] = 7 + 13 * np;
-			tm_random_ids(ids[np], lens[np], V, &rng);
-		}
+	np = tm_accuracy_prompts(name, V, ids, lens, &rng);
 	for (int k = 0; ok && k < np; k++)
 		ok = compare_prompt(be, ids[k], lens[k], V, a);
 	tm_random_ids(lp, LONG, V, &rng);
@@ -426,63 +423,14 @@ static void accuracy_model(const char *name, const char *dir, int realistic, str
 	eng_model_free(m);
 }
 
-static int write_mw(const char *dir, const char *preset, struct mw_params *p)
-{
-	struct eng_error err;
-
-	if (preset)
-		mw_preset(preset, p);
-	if (mw_write(p, dir, NULL, &err)) {
-		tap_diag("%s: %s", dir, err.msg);
-		return -1;
-	}
-	return 0;
-}
-
 static void test_accuracy(const char *tmp)
 {
-	static const char *const presets[][2] = {
-		{ "mw-tiny", "tiny" }, { "mw-tiny-llama", "tiny-llama" },
-		{ "mw-qwen3-tiny", "qwen3-tiny" },
-	};
+	struct acc all = { 0, 0, 0 };
+
 	/* the helper's qwen2 and llama are far more sensitive to their K and V
 	 * than a real model (large scores: bf16 pages alone move their logits
 	 * by 3-5%): only the ratio to bf16 is bounded there */
-	struct { const char *name; struct tm_spec spec; int realistic; } specs[3] = {
-		{ "qwen2-tiny", tm_spec_qwen2(), 0 }, { "llama-bf16", tm_spec_llama(), 0 },
-		{ "qwen3-tiny", tm_spec_qwen3(), 1 },
-	};
-	struct acc all = { 0, 0, 0 };
-	struct mw_params p;
-	char dir[4096];
-
-	specs[1].spec.dtype = ENG_DTYPE_BF16;   /* as the golden llama-bf16 */
-	specs[1].spec.mlp_bias = true;
-	for (size_t i = 0; i < 3; i++) {
-		p = mw_default_params();
-		snprintf(dir, sizeof(dir), "%s/%s", tmp, presets[i][0]);
-		if (!write_mw(dir, presets[i][1], &p))
-			accuracy_model(presets[i][0], dir, 1, &all);
-	}
-	for (size_t i = 0; i < 3; i++) {
-		snprintf(dir, sizeof(dir), "%s/%s", tmp, specs[i].name);
-		mkdir(dir, 0777);
-		if (!tm_write_model(dir, &specs[i].spec, NULL))
-			accuracy_model(specs[i].name, dir, specs[i].realistic, &all);
-	}
-	/* the head shape of Qwen2.5-7B (head_dim 128, 7 heads per kv head) */
-	p = mw_default_params();
-	p.hidden_size = 512;
-	p.intermediate_size = 1024;
-	p.num_layers = 3;
-	p.num_heads = 7;
-	p.num_kv_heads = 1;
-	p.head_dim = 128;
-	p.vocab_size = 5000;
-	p.seed = 5;
-	snprintf(dir, sizeof(dir), "%s/mid", tmp);
-	if (!write_mw(dir, NULL, &p))
-		accuracy_model("mid (head_dim 128, 7 heads per kv head)", dir, 1, &all);
+	tm_accuracy_models(tmp, accuracy_model, &all);
 	tap_ok(all.steps > 0 && all.agree >= ACC_MIN_AGREE * all.steps,
 	       "accuracy over all models: fp8 greedy tokens = bf16's %d/%d (%.1f%%, bound %.0f%%); "
 	       "worst logits rel err fp8 vs bf16 on the realistic ones %.4f", all.agree, all.steps,

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "engine/rng.h"
 
@@ -534,4 +535,88 @@ void tm_weights_free(struct tm_weights *w)
 	free(w->final_norm);
 	free(w->layers);
 	memset(w, 0, sizeof(*w));
+}
+
+int tm_accuracy_prompts(const char *name, int V, int32_t ids[8][64], int lens[8], uint64_t *rng)
+{
+	int np = tm_golden_prompts(name, ids, lens);
+
+	if (np)
+		return np;
+	for (np = 0; np < 3; np++) {
+		lens[np] = 7 + 13 * np;
+		tm_random_ids(ids[np], lens[np], V, rng);
+	}
+	return np;
+}
+
+void tm_mw_mid(struct mw_params *p, int qwen3)
+{
+	*p = mw_default_params();
+	if (qwen3)
+		mw_preset("qwen3-tiny", p);
+	p->hidden_size = 512;
+	p->intermediate_size = 1024;
+	p->num_layers = 3;
+	p->num_heads = qwen3 ? 8 : 7;
+	p->num_kv_heads = qwen3 ? 2 : 1;
+	p->head_dim = 128;
+	p->vocab_size = 5000;
+	p->tie_word_embeddings = false;
+}
+
+/* The model writer's model of p (preset first when not NULL) in dir. */
+static int write_mw(const char *dir, const char *preset, struct mw_params *p)
+{
+	struct eng_error err;
+
+	if (preset)
+		mw_preset(preset, p);
+	if (mw_write(p, dir, NULL, &err)) {
+		fprintf(stderr, "%s: %s\n", dir, err.msg);
+		return -1;
+	}
+	return 0;
+}
+
+int tm_accuracy_models(const char *tmp, tm_model_fn fn, void *ctx)
+{
+	static const char *const presets[][2] = {
+		{ "mw-tiny", "tiny" }, { "mw-tiny-llama", "tiny-llama" },
+		{ "mw-qwen3-tiny", "qwen3-tiny" },
+	};
+	struct { const char *name; struct tm_spec spec; int realistic; } specs[3] = {
+		{ "qwen2-tiny", tm_spec_qwen2(), 0 }, { "llama-bf16", tm_spec_llama(), 0 },
+		{ "qwen3-tiny", tm_spec_qwen3(), 1 },
+	};
+	struct mw_params p;
+	char dir[4096];
+	int failed = 0;
+
+	specs[1].spec.dtype = ENG_DTYPE_BF16;   /* as the golden llama-bf16 */
+	specs[1].spec.mlp_bias = true;
+	for (size_t i = 0; i < 3; i++) {
+		p = mw_default_params();
+		snprintf(dir, sizeof(dir), "%s/%s", tmp, presets[i][0]);
+		if (write_mw(dir, presets[i][1], &p))
+			failed++;
+		else
+			fn(presets[i][0], dir, 1, ctx);
+	}
+	for (size_t i = 0; i < 3; i++) {
+		snprintf(dir, sizeof(dir), "%s/%s", tmp, specs[i].name);
+		mkdir(dir, 0777);
+		if (tm_write_model(dir, &specs[i].spec, NULL))
+			failed++;
+		else
+			fn(specs[i].name, dir, specs[i].realistic, ctx);
+	}
+	tm_mw_mid(&p, 0);
+	p.seed = 5;
+	snprintf(dir, sizeof(dir), "%s/mid", tmp);
+	if (write_mw(dir, NULL, &p))
+		failed++;
+	else
+		fn("mid (head_dim 128, 7 heads per kv head)", dir, 1, ctx);
+	return failed;
 }

@@ -14,6 +14,7 @@
 
 #include "engine/model_config.h"
 #include "engine/safetensors.h"
+#include "tools/modelgen/model_writer.h"
 
 struct tm_spec {
 	enum eng_arch arch;
@@ -101,5 +102,28 @@ void tm_random_ids(int32_t *ids, int n, int V, uint64_t *state);
  * of name ($top_srcdir/tests/data/golden/NAME.json) into ids / lens; the
  * number read, 0 when there is no such file. */
 int tm_golden_prompts(const char *name, int32_t ids[8][64], int lens[8]);
+
+/* The prompts an accuracy test runs on a model: its golden ones
+ * (tm_golden_prompts) or, without a golden file, 3 random ones of 7, 20
+ * and 33 ids of a vocabulary of V (from rng); their number. */
+int tm_accuracy_prompts(const char *name, int V, int32_t ids[8][64], int lens[8], uint64_t *rng);
+
+/* Model-writer parameters of a small model with a real head shape, 512
+ * wide, 3 layers, a vocabulary of 5000, untied: Qwen2.5-7B's (head_dim
+ * 128, 7 query heads per KV head), or with qwen3 a Qwen3 (q/k norms, 8
+ * heads over 2 KV heads, head_dim 128 != 512 / 8).  The seed is the
+ * caller's. */
+void tm_mw_mid(struct mw_params *p, int qwen3);
+
+/* The models the FP8 accuracy tests run over, each written under tmp and
+ * then given to fn with its name, directory and whether it is realistic
+ * (the helper's qwen2 and llama have large attention scores, so their
+ * logits move far more for the same rounding than a trained model's):
+ * the model writer's tiny, tiny-llama and qwen3-tiny presets, the
+ * helper's qwen2, llama (bf16, MLP biases, as the golden llama-bf16) and
+ * qwen3, and tm_mw_mid's Qwen2 (seed 5).  A model that cannot be written
+ * is told on stderr and skipped; returns how many were. */
+typedef void (*tm_model_fn)(const char *name, const char *dir, int realistic, void *ctx);
+int tm_accuracy_models(const char *tmp, tm_model_fn fn, void *ctx);
 
 #endif

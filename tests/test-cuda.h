@@ -1,7 +1,8 @@
 /*
  * test-cuda.h: what the GPU model tests (test-cuda-forward, -graph, -tp)
- * share: the relative error of one logits vector against another and a
- * small seeded generator, so that each test draws the same prompts on
+ * share, and the CPU FP8 accuracy tests (test-kv-fp8, test-fp8-weights)
+ * with them: the relative error of one logits vector against another and
+ * a small seeded generator, so that each test draws the same prompts on
  * every run.
  */
 #ifndef TRAJBENCH_TESTS_TEST_CUDA_H

@@ -35,6 +35,7 @@
 #include "engine/sampler.h"
 #include "tools/modelgen/model_writer.h"
 #include "tests/tap.h"
+#include "tests/test-cuda.h"
 #include "tests/test-model-helper.h"
 
 #define STEPS 8
@@ -252,13 +253,7 @@ static struct eng_backend *backend(struct eng_model *m, int weight_fp8)
 
 static void acc_add(struct acc *a, const float *x, const float *ref, int V)
 {
-	double num = 0, den = 0;
-
-	for (int j = 0; j < V; j++) {
-		num += ((double)x[j] - ref[j]) * ((double)x[j] - ref[j]);
-		den += (double)ref[j] * ref[j];
-	}
-	a->worst = fmax(a->worst, sqrt(num / (den > 0 ? den : 1)));
+	a->worst = fmax(a->worst, test_rel_err(x, ref, (size_t)V));
 	a->agree += eng_argmax(x, V) == eng_argmax(ref, V);
 	a->steps++;
 }

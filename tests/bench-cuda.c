@@ -269,6 +269,14 @@ static int time_steps_dev(void *st, int batch, int ctx, int prefill, int n_steps
 	return time_work(st, &w, n_steps, tables, per_seq, out, dev);
 }
 
+/* The ceiling of a decode step of rows rows reading keys cached tokens in
+ * all: max(bytes / bw, FLOPs / rate). */
+static double decode_ceil(const struct shape *s, double bw, double rate, int rows, double keys)
+{
+	return fmax((s->weight_read + keys * s->kv_token) / bw,
+		    (rows * (s->lin_flops + s->head_flops) + keys * s->attn_flops) / rate);
+}
+
 static void row(const char *fig, double got_s, double ceil_s, const char *extra)
 {
 	printf("%-30s %10.3f ms %10.3f ms %7.1f%%  %s\n", fig, got_s * 1e3, ceil_s * 1e3,
@@ -510,9 +518,7 @@ static int ragged_decode(int device, double bw, double rate)
 	free(tables);
 	if (rc)
 		return rc;
-	double by = s.weight_read + keys * s.kv_token;
-	double fl = batch * (s.lin_flops + s.head_flops) + keys * s.attn_flops;
-	double c = by / bw > fl / rate ? by / bw : fl / rate;
+	double c = decode_ceil(&s, bw, rate, batch, keys);
 
 	printf("\nragged decode, %d rows of %d to %d keys (%.0f in all), op by op:\n", batch, lo,
 	       hi, keys);
@@ -520,12 +526,8 @@ static int ragged_decode(int device, double bw, double rate)
 	row("splits by count (ablation)", t_count, c, "");
 	for (int r = 0; r < 64; r++)
 		keys64 += lo + (double)(hi - lo) * r / 63;
-	by = s.weight_read + keys64 * s.kv_token;
-	fl = 64 * (s.lin_flops + s.head_flops) + keys64 * s.attn_flops;
-	c = by / bw > fl / rate ? by / bw : fl / rate;
-	by = s.weight_read + 64.0 * 2048 * s.kv_token;
-	fl = 64 * (s.lin_flops + s.head_flops) + 64.0 * 2048 * s.attn_flops;
-	double cu = by / bw > fl / rate ? by / bw : fl / rate;
+	c = decode_ceil(&s, bw, rate, 64, keys64);
+	double cu = decode_ceil(&s, bw, rate, 64, 64.0 * 2048);
 	char fig[64];
 
 	printf("graphs, 64 rows: ragged (%d to %d keys) and uniform (2k), splits aimed at n "
@@ -616,13 +618,11 @@ static int kv_compare(int device, double bw, double rate)
 		return rc;
 	}
 	struct shape s16 = shape_of(&cfg, wb, 2), s8 = shape_of(&cfg, wb, 1);
-	double fl16 = 16 * (s16.lin_flops + s16.head_flops) + 16.0 * 10240 * s16.attn_flops;
-	double fl64 = 64 * (s16.lin_flops + s16.head_flops) + 64.0 * 2048 * s16.attn_flops;
 	double kv16_16 = 16.0 * 10240 * s16.kv_token, kv16_64 = 64.0 * 2048 * s16.kv_token;
-	double c16_16 = fmax((s16.weight_read + kv16_16) / bw, fl16 / rate);
-	double c8_16 = fmax((s8.weight_read + kv16_16 / 2) / bw, fl16 / rate);
-	double c16_64 = fmax((s16.weight_read + kv16_64) / bw, fl64 / rate);
-	double c8_64 = fmax((s8.weight_read + kv16_64 / 2) / bw, fl64 / rate);
+	double c16_16 = decode_ceil(&s16, bw, rate, 16, 16.0 * 10240);
+	double c8_16 = decode_ceil(&s8, bw, rate, 16, 16.0 * 10240);
+	double c16_64 = decode_ceil(&s16, bw, rate, 64, 64.0 * 2048);
+	double c8_64 = decode_ceil(&s8, bw, rate, 64, 64.0 * 2048);
 
 	printf("\nKV cache pages, bf16 vs fp8_e4m3 (decode through graphs; %% of the bytes "
 	       "ceiling: weights %.2f GB + KV, over %.0f GB/s; attention op by op against its KV "
@@ -901,9 +901,6 @@ static int w_compare(int device, double bw, double rate)
 	}
 	struct shape sb = shape_of(&cfg, fb.wb, 2), s8 = shape_of(&cfg, f8.wb, 2);
 	struct shape s88 = shape_of(&cfg, f88.wb, 1);
-	double kv1 = 1024.0 * sb.kv_token, kv16 = 16.0 * 10240 * sb.kv_token;
-	double fl1 = sb.lin_flops + sb.head_flops + 1024.0 * sb.attn_flops;
-	double fl16 = 16 * (sb.lin_flops + sb.head_flops) + 16.0 * 10240 * sb.attn_flops;
 	double flp = 4096 * sb.lin_flops + sb.head_flops + 4096.0 * 4097 / 2 * sb.attn_flops;
 
 	printf("\nFP8 weights (--quantization fp8, W8A8), %% of each one's ceiling (bytes over %.0f "
@@ -911,14 +908,12 @@ static int w_compare(int device, double bw, double rate)
 	       "GB fp8:\n%-24s %19s  %19s %13s  %19s %13s\n", bw / 1e9, rate / 1e12,
 	       sb.weight_read / 1e9, s8.weight_read / 1e9, "figure", "bf16 weights",
 	       "fp8 weights", "speed  bytes", "fp8 w + fp8 kv", "speed  bytes");
-	w_row("decode b1, 1k context", fb.b1, f8.b1, f88.b1,
-	      fmax((sb.weight_read + kv1) / bw, fl1 / rate),
-	      fmax((s8.weight_read + kv1) / bw, fl1 / rate),
-	      fmax((s88.weight_read + kv1 / 2) / bw, fl1 / rate));
+	w_row("decode b1, 1k context", fb.b1, f8.b1, f88.b1, decode_ceil(&sb, bw, rate, 1, 1024),
+	      decode_ceil(&s8, bw, rate, 1, 1024), decode_ceil(&s88, bw, rate, 1, 1024));
 	w_row("decode b16, 10k context", fb.b16, f8.b16, f88.b16,
-	      fmax((sb.weight_read + kv16) / bw, fl16 / rate),
-	      fmax((s8.weight_read + kv16) / bw, fl16 / rate),
-	      fmax((s88.weight_read + kv16 / 2) / bw, fl16 / rate));
+	      decode_ceil(&sb, bw, rate, 16, 16.0 * 10240),
+	      decode_ceil(&s8, bw, rate, 16, 16.0 * 10240),
+	      decode_ceil(&s88, bw, rate, 16, 16.0 * 10240));
 	w_row("prefill 4k prompt", fb.pf, f8.pf, f88.pf, flp / rate, flp / rate, flp / rate);
 	printf("targets: decode b1 >= 1.8x bf16 tok/s; KV-bound decode (b16, 10k) >= 1.7x; "
 	       "prefill >= 1.5x\n");

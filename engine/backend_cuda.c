@@ -304,15 +304,6 @@ static void prefill_splits(const struct cuda_state *st, struct step_meta *m)
 		split_keys(m->pre_ctx, want, KN_ATTN_TC_SPLIT, &m->pre_splits, &m->pre_split_len);
 }
 
-void eng_cuda_prefill_split(void *state, int on)
-{
-	struct cuda_state *st = state;
-
-	if (st->prefill_split != !!on)
-		eng_cuda_graphs_drop(st);
-	st->prefill_split = !!on;
-}
-
 int eng_cuda_prefill_splits(const void *state, const struct eng_batch *b)
 {
 	const struct cuda_state *st = state;

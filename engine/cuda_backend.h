@@ -97,7 +97,6 @@ void eng_cuda_splits_by_work(void *state, int on);
  * batches; drops the graphs held. */
 void eng_cuda_decode_blocks(void *state, int per_sm);
 
-
 /* Prefill / extend attention on the tensor cores splits each tile's keys
  * over several blocks, then reduces them, when a step's tiles are too few
  * to fill the GPU and its longest context is long (an extend chunk on a

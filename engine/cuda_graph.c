@@ -223,13 +223,27 @@ void eng_cuda_use_graphs(void *state, int on)
 	((struct cuda_state *)state)->params.disable_cuda_graph = !on;
 }
 
+/* A setting the captured graphs depend on: set, the graphs dropped when
+ * it changes. */
+static void set_captured(struct cuda_state *st, int *setting, int v)
+{
+	if (*setting != v)
+		eng_cuda_graphs_drop(st);
+	*setting = v;
+}
+
 void eng_cuda_fuse_quant(void *state, int on)
 {
 	struct cuda_state *st = state;
 
-	if (st->fuse_quant != !!on)
-		eng_cuda_graphs_drop(st);
-	st->fuse_quant = !!on;
+	set_captured(st, &st->fuse_quant, !!on);
+}
+
+void eng_cuda_prefill_split(void *state, int on)
+{
+	struct cuda_state *st = state;
+
+	set_captured(st, &st->prefill_split, !!on);
 }
 
 void eng_cuda_splits_by_work(void *state, int on)
@@ -241,8 +255,7 @@ void eng_cuda_decode_blocks(void *state, int per_sm)
 {
 	struct cuda_state *st = state;
 
-	eng_cuda_graphs_drop(st);
-	st->decode_blocks_per_sm = per_sm;
+	set_captured(st, &st->decode_blocks_per_sm, per_sm);
 }
 
 int eng_cuda_graph_count(const void *state)

@@ -22,22 +22,15 @@ table=$out/bench-thrash.txt
 huge=4194304
 mkdir -p "$out/runs" || exit 2
 
-# field NAME FILE: a number of the run record in FILE.
+# field NAME FILE [TYPE]: a number of the record of TYPE (default run) in
+# FILE, null when it has none.
 field() {
-	v=$(sed -n '/"type":"run"/s/.*"'"$1"'":\([-0-9.e+]*\).*/\1/p' "$2" | tail -n 1)
+	v=$(sed -n '/"type":"'"${3:-run}"'"/s/.*"'"$1"'":\([-0-9.e+]*\).*/\1/p' "$2" | tail -n 1)
 	echo "${v:-null}"
 }
 
-# stat NAME FILE: a number of timing-stats' summary of the run in FILE
-# (beside INFER), null without it.
+# timing-stats beside INFER: each run's summary goes to FILE.stats
 stats=$(dirname "$infer")/timing-stats
-stat() {
-	v=
-	[ -x "$stats" ] &&
-		v=$("$stats" "$2" 2>/dev/null | sed -n '/"type":"summary"/s/.*"'"$1"'":\([-0-9.e+]*\).*/\1/p' |
-			head -n 1)
-	echo "${v:-null}"
-}
 
 # working_set BATCH FILE: sum of the BATCH largest conversations' full
 # lengths (prompt + reply of their last turn).
@@ -77,12 +70,13 @@ run() {
 		return 1
 	fi
 	failed=$(grep -c '"success":false' "$f")
+	{ [ -x "$stats" ] && "$stats" "$f" 2>/dev/null; } >"$f.stats"
 	echo "$b $(field kv_pool_tokens "$f") $(working_set "$b" "$f") \
 $(field computed_prompt_tokens "$f") $(field recomputed_prompt_tokens "$f") \
 $(field retractions "$f") $(field peak_kv_tokens "$f") $(field duration "$f") \
 $(field roofline_fraction "$f") $failed $(field step_time "$f") \
 $(field prefill_step_time "$f") $(field prefill_roofline_fraction "$f") \
-$(field decode_roofline_fraction "$f") $(stat p99_ttft_ms "$f") $(stat p99_tpot_ms "$f")" | awk '
+$(field decode_roofline_fraction "$f") $(field p99_ttft_ms "$f.stats" summary) $(field p99_tpot_ms "$f.stats" summary)" | awk '
 	function pct(v) { return v == "" || v == "null" ? "n/a" : sprintf("%.1f%%", 100 * v) }
 	function ms(v) { return v == "" || v == "null" ? "n/a" : sprintf("%.1f", v) }
 	{

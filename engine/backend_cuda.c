@@ -217,11 +217,12 @@ static void split_keys(int max_ctx, int want, int align, int *n_splits, int *spl
 }
 
 /* The decode blocks with keys to walk when the rows' keys (up to max_ctx)
- * go in splits of split_keys(max_ctx, want, 64). */
-static int64_t decode_blocks(const struct cuda_state *st, const struct eng_batch *b,
+ * go in splits of split_keys(max_ctx, want, 64); pad more rows of one key
+ * each. */
+static int64_t decode_blocks(const struct cuda_state *st, const struct eng_batch *b, int pad,
 			     int max_ctx, int want)
 {
-	int64_t n = 0;
+	int64_t n = pad;
 	int n_splits, len;
 
 	split_keys(max_ctx, want, 64, &n_splits, &len);
@@ -243,12 +244,14 @@ static int64_t decode_blocks(const struct cuda_state *st, const struct eng_batch
  * default): one split length for all rows, the keys of all rows spread
  * over DECODE_WORK_BLOCKS_PER_SM blocks a multiprocessor, so that no block
  * holds much more than an even share; short rows get one block, long ones
- * several, and the splits past a row's keys are empty. */
+ * several, and the splits past a row's keys are empty.  pad: more rows
+ * of one key each (a graph's padding, counted as the real rows at
+ * position 0 it stands for, so that it changes no split). */
 static void decode_splits(const struct cuda_state *st, const struct eng_batch *b, int n_dec,
-			  int *n_splits, int *split_len)
+			  int pad, int *n_splits, int *split_len)
 {
 	int s, max_ctx = 1, want;
-	int64_t keys = 0, blocks = DECODE_WORK_BLOCKS_PER_SM * st->n_sm;
+	int64_t keys = pad, blocks = DECODE_WORK_BLOCKS_PER_SM * st->n_sm;
 
 	for (s = 0; s < b->n_seqs; s++)
 		if (b->seqs[s].n_tokens == 1) {
@@ -267,11 +270,55 @@ static void decode_splits(const struct cuda_state *st, const struct eng_batch *b
 		 * one split less keeps within the first (a batch of even
 		 * rows: 16 of 10k keys make 320 blocks with 5 splits, 256
 		 * with 4, for 264 slots on the H100) */
-		if (want > 1 && decode_blocks(st, b, max_ctx, want) > blocks &&
-		    decode_blocks(st, b, max_ctx, want - 1) <= blocks)
+		if (want > 1 && decode_blocks(st, b, pad, max_ctx, want) > blocks &&
+		    decode_blocks(st, b, pad, max_ctx, want - 1) <= blocks)
 			want--;
 	}
 	split_keys(max_ctx, want, st->splits_by_work ? 64 : 32, n_splits, split_len);
+}
+
+/* How much longer than the mean a captured decode step's longest row may
+ * be and still get its share of the splits by work: 16 conversations of
+ * 2k to 30k keys, the agents' spread, have their longest ~3.4 times the
+ * mean.  A row longer still takes longer splits (the longest row over the
+ * grid's splits). */
+#define GRAPH_RAGGED 4
+
+/* The grid of splits a captured decode step of bs rows launches.  By
+ * count, eng_cuda_decode_want's, each row cut in as many.  By work, room
+ * for the splits of a row GRAPH_RAGGED times the mean (or of one row
+ * holding all keys, when bs is smaller): the mean row takes about
+ * DECODE_WORK_BLOCKS_PER_SM n_sm / (bs nkv) of them; each step's length
+ * comes with its metadata (eng_cuda_graph_split_len) and the splits past a
+ * row's keys exit at once. */
+int eng_cuda_graph_splits(const struct cuda_state *st, int bs)
+{
+	int want = eng_cuda_decode_want(st, bs), even, n;
+
+	if (!st->splits_by_work)
+		return want;
+	even = (DECODE_WORK_BLOCKS_PER_SM * st->n_sm + bs * st->nkv - 1) / (bs * st->nkv);
+	n = even * (bs < GRAPH_RAGGED ? bs : GRAPH_RAGGED);
+	return n > want ? n : want;
+}
+
+/* The split length of a captured decode step of batch b padded to bs
+ * rows over its grid of n_splits: decode_splits' by work, longer where
+ * that would need more splits than the grid has; 0 (per row) by count. */
+int eng_cuda_graph_split_len(const struct cuda_state *st, const struct eng_batch *b, int bs,
+			     int n_splits)
+{
+	int ns, len, max_ctx = 1;
+
+	if (!st->splits_by_work)
+		return 0;
+	decode_splits(st, b, bs, bs - b->n_seqs, &ns, &len);
+	if (ns <= n_splits)
+		return len;
+	for (int s = 0; s < b->n_seqs; s++)
+		max_ctx = b->seqs[s].start_pos + 1 > max_ctx ? b->seqs[s].start_pos + 1 : max_ctx;
+	len = (max_ctx + n_splits - 1) / n_splits;
+	return (len + 63) / 64 * 64;
 }
 
 /* Splits of the prefill rows' keys (the tensor-core kernel's).  A short
@@ -324,7 +371,7 @@ static int attention(const struct cuda_state *st, const struct rank *R, const st
 		R->att, R->q, kv_k(st, R, l), kv_v(st, R, l), d + m->bt,
 		d + m->pos, d + m->bt_off, d + m->pre_row0, d + m->pre_n, m->n_pre,
 		st->nh, st->nkv, c->head_dim, st->params.page_size,
-		st->kv_fp8 ? KN_KV_FP8_E4M3 : KN_KV_BF16, ks, ks ? ks + st->nkv : NULL,
+		st->kv_fp8 ? KN_KV_FP8_E4M3 : KN_KV_BF16, ks, ks ? ks + st->nkv : NULL, NULL,
 	};
 	int rc = 0;
 
@@ -342,6 +389,7 @@ static int attention(const struct cuda_state *st, const struct rank *R, const st
 	a.tile_row0 = d + m->dec_row0;
 	a.tile_n = d + m->dec_n;
 	a.n_tiles = m->n_dec;
+	a.split_len_at = m->split_dev ? d + m->split_at : NULL;
 	return st->use_tc_decode
 		       ? kn_attn_decode_tc(&a, m->n_splits, m->split_len, R->partial, R->stream)
 		       : kn_attn_decode(&a, m->n_splits, m->split_len, R->partial, R->stream);
@@ -776,7 +824,7 @@ int eng_cuda_plain_forward(struct cuda_state *st, const struct eng_batch *b, con
 	m.n_splits = 1;
 	m.split_len = 64;
 	if (m.n_dec)
-		decode_splits(st, b, m.n_dec, &m.n_splits, &m.split_len);
+		decode_splits(st, b, m.n_dec, 0, &m.n_splits, &m.split_len);
 	prefill_splits(st, &m);
 	if ((rc = ensure_splits(st, &m, err)))
 		return rc;

@@ -85,16 +85,17 @@ int eng_cuda_graph_count(const void *state);
  * ablation).  The results are the same bytes either way.  Drops the
  * graphs held. */
 void eng_cuda_fuse_quant(void *state, int on);
-/* How decode batches run op by op split their keys: by work (on, the
- * default: one split length over all rows, sized by the batch's keys, so
- * ragged contexts balance) or by count (off: the ablation, every row in
- * as many splits as fill the GPU at the longest one).  Graphs keep their
- * own per-row splits. */
+/* How decode batches split their keys: by work (on, the default: one
+ * split length over all rows, sized by the batch's keys, so ragged
+ * contexts balance; a captured graph's step writes it beside its
+ * metadata) or by count (off: the ablation, every row in as many splits
+ * as fill the GPU at the longest one; graphs cut each row in their
+ * grid's splits).  Drops the graphs held when it changes. */
 void eng_cuda_splits_by_work(void *state, int on);
 
-/* The blocks a multiprocessor that the graphs' decode splits (and the
- * splits by count) aim at; 0: the default (1).  For measuring ragged
- * batches; drops the graphs held. */
+/* The blocks a multiprocessor that the splits by count (op by op and in
+ * graphs) aim at, and the least splits a graph's grid holds; 0: the
+ * default (1).  For measuring ragged batches; drops the graphs held. */
 void eng_cuda_decode_blocks(void *state, int per_sm);
 
 /* Prefill / extend attention on the tensor cores splits each tile's keys

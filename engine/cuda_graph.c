@@ -9,8 +9,10 @@
  * sequence's block table padded to the class's length) through the same
  * pinned upload as op-by-op steps, outside the graph; the batch is padded
  * to its bucket with rows at position 0 of a scratch page kept past
- * params->n_pages; the decode attention sizes its splits per row from a
- * fixed grid.  A graph holds buffer addresses, so growing a buffer drops
+ * params->n_pages.  The decode attention's grid of splits is fixed at
+ * capture, with room for a ragged batch's longest row; each step writes
+ * its split length, sized by the batch's keys, beside the metadata (per
+ * row, without eng_cuda_splits_by_work).  A graph holds buffer addresses, so growing a buffer drops
  * every graph (captured again on next use); a capture that fails turns
  * graphs off for good and the step runs op by op.
  *
@@ -49,12 +51,12 @@ int eng_cuda_graph_fits(const struct cuda_state *st, const struct eng_batch *b)
 }
 
 /* The fixed layout of a captured decode batch of bs rows with pages
- * block-table entries each: every row selected, decode splits sized per
- * row (split_len 0) over a grid that fills the GPU at the longest
- * context the table holds. */
+ * block-table entries each: every row selected, a grid of decode splits
+ * (eng_cuda_graph_splits, at most one per 64 keys the table holds) whose
+ * split length each step writes in the metadata. */
 static void graph_plan(const struct cuda_state *st, int bs, int pages, struct step_meta *m)
 {
-	int max_split = pages * st->params.page_size / 64, want = eng_cuda_decode_want(st, bs);
+	int max_split = pages * st->params.page_size / 64, want = eng_cuda_graph_splits(st, bs);
 	size_t o = 0;
 
 	memset(m, 0, sizeof(*m));
@@ -63,6 +65,8 @@ static void graph_plan(const struct cuda_state *st, int bs, int pages, struct st
 	m->argmax = 1;
 	m->n_splits = want < max_split ? want : max_split < 1 ? 1 : max_split;
 	m->split_len = 0;
+	m->split_dev = 1;
+	m->split_at = o, o += 1;
 	m->tokens = o, o += bs;
 	m->pos = o, o += bs;
 	m->slot = o, o += bs;
@@ -197,13 +201,14 @@ int eng_cuda_graph_forward(struct cuda_state *st, const struct eng_batch *b, con
 	    (rc = eng_cuda_ensure_meta(st, 2 * m.total, err)) ||
 	    (rc = eng_cuda_ensure_partial(st, kn_attn_partial_floats(bs, st->nh, st->nkv,
 								     st->cfg.head_dim,
-								     eng_cuda_decode_want(st, bs)),
+								     eng_cuda_graph_splits(st, bs)),
 					  err)))
 		return rc;
 	if (st->n_graphs && st->graphs[0].gen != st->buf_gen)
 		eng_cuda_graphs_drop(st);
 	for (int r = 0; r < bs; r++)
 		graph_row(st, &m, pages, r, r < b->n_seqs ? &b->seqs[r] : NULL);
+	st->meta_h[m.split_at] = eng_cuda_graph_split_len(st, b, bs, m.n_splits);
 	if ((rc = kn_event_record(st->ev_t0, st->rk[0].stream)) ||
 	    (rc = kn_memcpy_h2d(st->rk[0].meta_d, st->meta_h, m.total * 4, st->rk[0].stream)))
 		return eng_cuda_error(rc, err);
@@ -248,7 +253,9 @@ void eng_cuda_prefill_split(void *state, int on)
 
 void eng_cuda_splits_by_work(void *state, int on)
 {
-	((struct cuda_state *)state)->splits_by_work = on;
+	struct cuda_state *st = state;
+
+	set_captured(st, &st->splits_by_work, !!on);
 }
 
 void eng_cuda_decode_blocks(void *state, int per_sm)

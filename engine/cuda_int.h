@@ -24,10 +24,11 @@ struct step_meta {
 	int T, n_sel, n_pre, n_dec, n_bt;
 	int argmax;   /* some sequence wants its greedy token */
 	int n_splits, split_len;   /* decode attention (split_len 0: per row) */
+	int split_dev;             /* graphs: the decode split length is read at split_at */
 	int pre_ctx;               /* longest context of the prefill rows */
 	int pre_splits, pre_split_len;   /* prefill attention's key splits (1: none) */
 	size_t tokens, pos, slot, bt_off, sel_rows, sel_target, pre_row0, pre_n, dec_row0,
-		dec_n, bt, total;
+		dec_n, bt, split_at, total;
 };
 
 /* Per-op device time, when asked for (eng_cuda_profile): an event after
@@ -175,6 +176,11 @@ static inline int own_stream(const struct cuda_state *st, int r)
 int eng_cuda_wants_token(const uint8_t *want, int all, int s);
 /* Decode splits that fill the GPU for n_dec rows. */
 int eng_cuda_decode_want(const struct cuda_state *st, int n_dec);
+/* A captured decode step's grid of splits for bs rows, and the split
+ * length (0: per row) of batch b's step, padded to bs rows, over it. */
+int eng_cuda_graph_splits(const struct cuda_state *st, int bs);
+int eng_cuda_graph_split_len(const struct cuda_state *st, const struct eng_batch *b, int bs,
+			     int n_splits);
 /* Embedding, the layers, the last MLP output into x: all but the LM head. */
 int eng_cuda_forward_body(struct cuda_state *st, const struct step_meta *m);
 /* A forward op by op: any batch. */

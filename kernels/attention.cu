@@ -15,8 +15,12 @@
  * n_splits splits of the keys (to fill the machine when there are few
  * sequences), each writing (max, sum, unnormalized output) partials that
  * a second kernel combines; that reduce also serves the tensor-core
- * kernels' splits (kn_attn_reduce_splits), whose tiles hold other numbers
- * of rows: the partials' rows per split are a parameter.
+ * kernels' splits (kn_attn_reduce_splits, kn_attn_reduce_decode), whose
+ * tiles hold other numbers of rows: the partials' rows per split are a
+ * parameter.  A decode split past its row's keys writes nothing, and the
+ * reduce of decode rows reads only the splits that hold keys: a captured
+ * graph's grid has room for a ragged batch's longest row, most of it
+ * empty in an even batch.
  *
  * fp32 CUDA-core math throughout: correct and simple, not tensor-core
  * fast (prefill attention is a small share of a 7B model's FLOPs below
@@ -35,6 +39,7 @@ struct attn_params {
 	struct kn_attn_args a;
 	int group, n_splits, split_len;
 	int rows;         /* partial rows per (tile, kv head, split): QROWS here */
+	int decode;       /* tiles of one token split by split_len (kn_row_splits) */
 	float *partial;   /* (n_tiles, n_kv, n_splits, rows, head_dim + 2) */
 };
 
@@ -258,14 +263,16 @@ static __global__ void __launch_bounds__(NWARP * 32) attn_kernel(const struct at
 	int row0 = a.tile_row0[tile], nq = a.tile_n[tile] * G, warp = threadIdx.x >> 5;
 	float *Qs = sm, *Ks = Qs + QROWS * hd, *Vs = Ks + KT * (hd + 1), *Ps = Vs + KT * hd;
 	int ctx = a.pos[row0 + a.tile_n[tile] - 1] + 1;
-	int sl = kn_row_split_len(P.split_len, ctx, P.n_splits);
-	int kb = sp * sl, ke = min(ctx, kb + sl);
+	int kb, ke;
 	const int32_t *bt = a.block_tables + a.bt_off[row0];
 	float scale = 1.0f / sqrtf((float)hd);
 	int f8 = a.kv_dtype == KN_KV_FP8_E4M3;
 	float ks = f8 ? a.k_scale[kvh] : 1.0f, vs = f8 ? a.v_scale[kvh] : 1.0f;
 	rows_state<DPL> st;
 
+	kn_split_range(kn_launch_split_len(a, P.split_len), ctx, P.n_splits, sp, kb, ke);
+	if (kb >= ke)   /* past the row's keys (never split 0): no partial */
+		return;
 	for (int idx = threadIdx.x; idx < nq * hd; idx += blockDim.x) {
 		int r = idx / hd, d = idx - r * hd, t = r / G;
 
@@ -294,19 +301,22 @@ static __global__ void __launch_bounds__(NWARP * 32) attn_kernel(const struct at
 /* Combines the splits of the rows of each (tile, kv head): blockIdx.x;
  * the rows' elements are spread over the gridDim.y blocks of it (one
  * element a thread for tiles of the most tokens), so that the chain of
- * loads over the splits is not repeated within a thread.  Every split
- * wrote all of its rows (max -inf, sum 0, zeros when empty), so the loop
- * reads them all and weighs the empty ones by 0, with no branch in the
- * way of the loads. */
+ * loads over the splits is not repeated within a thread.  Every split it
+ * reads wrote all of its rows (max -inf, sum 0, zeros when it had no keys
+ * for some), so the loop weighs those by 0, with no branch in the way of
+ * the loads; of decode rows it reads the splits that hold keys. */
 static __global__ void attn_reduce_kernel(const struct attn_params P)
 {
 	kn_pdl_enter();
 	const struct kn_attn_args &a = P.a;
 	int hd = a.head_dim, G = P.group, n_kv = a.n_kv;
 	int tile = blockIdx.x / n_kv, kvh = blockIdx.x % n_kv;
-	int row0 = a.tile_row0[tile], nq = a.tile_n[tile] * G;
+	int row0 = a.tile_row0[tile], nq = a.tile_n[tile] * G, n = P.n_splits;
 	size_t split_stride = (size_t)P.rows * (hd + 2);
 	const float *base = P.partial + (size_t)(tile * n_kv + kvh) * P.n_splits * split_stride;
+
+	if (P.decode)
+		n = kn_row_splits(kn_launch_split_len(a, P.split_len), a.pos[row0] + 1, n);
 
 	for (int idx = blockIdx.y * blockDim.x + threadIdx.x; idx < nq * hd;
 	     idx += gridDim.y * blockDim.x) {
@@ -314,9 +324,9 @@ static __global__ void attn_reduce_kernel(const struct attn_params P)
 		const float *pr = base + (size_t)r * (hd + 2);
 		float M = -INFINITY, L = 0.0f, o = 0.0f;
 
-		for (int sp = 0; sp < P.n_splits; sp++)
+		for (int sp = 0; sp < n; sp++)
 			M = fmaxf(M, pr[sp * split_stride]);
-		for (int sp = 0; sp < P.n_splits; sp++) {
+		for (int sp = 0; sp < n; sp++) {
 			const float *q = pr + sp * split_stride;
 			float w = q[0] == -INFINITY ? 0.0f : expf(q[0] - M);
 
@@ -376,8 +386,24 @@ int kn_attn_reduce_splits(const struct kn_attn_args *a, int n_splits, int rows, 
 	P.n_splits = n_splits;
 	P.split_len = 0;
 	P.rows = rows;
+	P.decode = 0;
 	P.partial = (float *)partial;
 	return launch_attn_reduce(P, tile_tokens, s);
+}
+
+int kn_attn_reduce_decode(const struct kn_attn_args *a, int n_splits, int split_len, int rows,
+			  const float *partial, cudaStream_t s)
+{
+	struct attn_params P;
+
+	P.a = *a;
+	P.group = a->n_heads / a->n_kv;
+	P.n_splits = n_splits;
+	P.split_len = split_len;
+	P.rows = rows;
+	P.decode = 1;
+	P.partial = (float *)partial;
+	return launch_attn_reduce(P, 1, s);
 }
 
 extern "C" int kn_attn_tile_rows(int n_heads, int n_kv)
@@ -410,8 +436,10 @@ extern "C" int kn_attn_prefill(const struct kn_attn_args *a, kn_stream s)
 	P.a = *a;
 	P.group = a->n_heads / a->n_kv;
 	P.n_splits = 1;
+	P.a.split_len_at = NULL;
 	P.split_len = 1 << 30;
 	P.rows = QROWS;
+	P.decode = 0;
 	P.partial = NULL;
 	return launch_attn(P, s);
 }
@@ -440,6 +468,7 @@ extern "C" int kn_attn_decode(const struct kn_attn_args *a, int n_splits, int sp
 	P.n_splits = n_splits;
 	P.split_len = split_len;
 	P.rows = QROWS;
+	P.decode = 1;
 	P.partial = partial;
 	if ((rc = launch_attn(P, s)))
 		return rc;

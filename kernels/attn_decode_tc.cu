@@ -10,7 +10,8 @@
  * keys 16w .. 16w + 15 of each tile with its own online softmax, its K
  * and V operands read with ldmatrix; at the end the four warps' states
  * are merged through shared memory into the output (one split) or a
- * partial that kn_attn_reduce_splits combines.  Decode is bound by the
+ * partial that kn_attn_reduce_decode combines; a split past its row's
+ * keys exits at once.  Decode is bound by the
  * bytes of the KV pages: the tensor cores only keep the arithmetic off the
  * critical path, which the fp32 kernel of attention.cu could not.
  *
@@ -163,8 +164,7 @@ static __global__ void __launch_bounds__(TC_WARPS * 32)
 	int tile = blockIdx.x, kvh = blockIdx.y, sp = blockIdx.z, lane = threadIdx.x & 31;
 	int g = lane >> 2, t = lane & 3, row0 = a.tile_row0[tile], nq = a.tile_n[tile] * G;
 	int ctx = a.pos[row0 + a.tile_n[tile] - 1] + 1;
-	int sl = kn_row_split_len(split_len, ctx, n_splits);
-	int kb = sp * sl, ke = min(ctx, kb + sl);
+	int kb, ke;
 	int pos_lo = g < nq ? a.pos[row0 + g / G] : -1;
 	int pos_hi = g + 8 < nq ? a.pos[row0 + (g + 8) / G] : -1;
 	const int32_t *bt = a.block_tables + a.bt_off[row0];
@@ -174,6 +174,10 @@ static __global__ void __launch_bounds__(TC_WARPS * 32)
 	/* scores of f16 q (times KN_F8_Q_SCALE) need k_scale / KN_F8_Q_SCALE */
 	float ks = F8 ? a.k_scale[kvh] / KN_F8_Q_SCALE : 1.0f, vs = F8 ? a.v_scale[kvh] : 1.0f;
 
+	split_len = kn_launch_split_len(a, split_len);
+	kn_split_range(split_len, ctx, n_splits, sp, kb, ke);
+	if (kb >= ke)   /* past the row's keys (never split 0): no partial */
+		return;
 	tc_ring_prime<HD, TC_WARPS * 32, STAGES, F8>(a, bt, shift, kvh, kb, ke, dec_smem, pg);
 	tc_load_q<HD>(a, G, row0, nq, kvh, g, t, qf);
 	if constexpr (F8) {
@@ -215,8 +219,8 @@ static int launch_dec_tc(const struct kn_attn_args *a, int n_splits, int split_l
 	KN_LAUNCH(attn_dec_tc_kernel<HD, F8>, grid, TC_WARPS * 32, smem, s, *a,
 		  a->n_heads / a->n_kv, n_splits, split_len, partial);
 	KN_LAUNCHED();
-	return n_splits == 1 ? 0 : kn_attn_reduce_splits(a, n_splits, KN_ATTN_PARTIAL_ROWS, 1,
-							 partial, s);
+	return n_splits == 1 ? 0 : kn_attn_reduce_decode(a, n_splits, split_len,
+							 KN_ATTN_PARTIAL_ROWS, partial, s);
 }
 
 template <int HD>

@@ -215,6 +215,10 @@ struct kn_attn_args {
 	int n_tiles, n_heads, n_kv, head_dim, page_size;
 	int kv_dtype;                        /* KN_KV_BF16 (0) or KN_KV_FP8_E4M3 */
 	const float *k_scale, *v_scale;      /* (n_kv) fp8 only */
+	/* Decode only, may be NULL: where the launch's split length is read
+	 * on the device, in place of the split_len argument (a captured
+	 * graph's steps change it without a new capture). */
+	const int32_t *split_len_at;
 };
 
 /* Rows of one tile, for a given group size n_heads / n_kv. */
@@ -246,7 +250,10 @@ int kn_attn_prefill_tc_split(const struct kn_attn_args *a, int n_splits, int spl
  * multiple of 32), then a reduce.  split_len 0 sizes the splits per row:
  * ceil(ctx / n_splits) rounded up to a multiple of 32, at least 64 (splits
  * past a row's context are empty), so that one launch shape serves any
- * context.  partial holds kn_attn_partial_floats(...) floats. */
+ * context.  The last split takes every key after the others (a length at
+ * a->split_len_at may cover fewer keys than the grid; at least 64, a
+ * multiple of 32, or 0).  partial holds kn_attn_partial_floats(...)
+ * floats; the splits past a row's keys write none of it. */
 size_t kn_attn_partial_floats(int n_tiles, int n_heads, int n_kv, int head_dim, int n_splits);
 int kn_attn_decode(const struct kn_attn_args *a, int n_splits, int split_len, float *partial,
 		   kn_stream s);

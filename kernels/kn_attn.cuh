@@ -37,6 +37,13 @@
 int kn_attn_reduce_splits(const struct kn_attn_args *a, int n_splits, int rows, int tile_tokens,
 			  const float *partial, cudaStream_t s);
 
+/* The same for decode rows (tiles of one token) split by split_len as
+ * the decode kernels took it (kn_launch_split_len): only the splits that
+ * hold keys of a row (kn_row_splits) are read, the others having written
+ * nothing. */
+int kn_attn_reduce_decode(const struct kn_attn_args *a, int n_splits, int split_len, int rows,
+			  const float *partial, cudaStream_t s);
+
 #define TC_WARPS 4
 #define TC_ROWS (TC_WARPS * 16)
 #define TC_KT 64
@@ -360,6 +367,38 @@ static __device__ __forceinline__ int kn_row_split_len(int split_len, int ctx, i
 	len = (ctx + n_splits - 1) / n_splits;
 	len = (len + 31) / 32 * 32;
 	return len < 64 ? 64 : len;
+}
+
+/* The split length of a decode launch: the one read at a.split_len_at
+ * when the caller gave it there (a captured graph's step writes it with
+ * the metadata, the launch's argument being fixed at capture), else the
+ * argument. */
+static __device__ __forceinline__ int kn_launch_split_len(const struct kn_attn_args &a,
+							  int split_len)
+{
+	return a.split_len_at ? *a.split_len_at : split_len;
+}
+
+/* Keys [kb, ke) of split sp of a decode row of ctx keys, split_len as
+ * the launch gave it; the last split takes every key after, so that a
+ * length read on the device that leaves keys past the grid loses none. */
+static __device__ __forceinline__ void kn_split_range(int split_len, int ctx, int n_splits,
+						      int sp, int &kb, int &ke)
+{
+	int sl = kn_row_split_len(split_len, ctx, n_splits);
+
+	kb = sp * sl;
+	ke = sp == n_splits - 1 ? ctx : min(ctx, kb + sl);
+}
+
+/* The splits of that row that hold keys (split 0 always does): the
+ * decode kernels write no partial for the others and the reduce reads
+ * only these. */
+static __device__ __forceinline__ int kn_row_splits(int split_len, int ctx, int n_splits)
+{
+	int sl = kn_row_split_len(split_len, ctx, n_splits), n = (ctx + sl - 1) / sl;
+
+	return n < 1 ? 1 : n < n_splits ? n : n_splits;
 }
 
 #endif

@@ -27,8 +27,9 @@
  *
  * Then a ragged decode batch (96 rows of 512 to 8k keys, op by op) with
  * the decode splits sized by the batch's keys and by count, and 64 such
- * rows (and 64 of 2k) through graphs whose splits aim at 1, 2 and 4
- * blocks an SM (eng_cuda_decode_blocks), each against its bytes ceiling.
+ * rows (and 64 of 2k) through graphs whose splits go by count, aimed at
+ * 1, 2 and 4 blocks an SM (eng_cuda_decode_blocks), then by work (the
+ * default), each against its bytes ceiling.
  *
  * Then the KV cache's dtype: decode at batch 16 with 10k context and at
  * batch 64 with 2k, through graphs, on bf16 pages and on FP8 E4M3 pages
@@ -485,7 +486,7 @@ static int ragged_decode(int device, double bw, double rate)
 	struct eng_model_config cfg;
 	int batch = 96, lo = 512, hi = 8192, per = (8192 + 64) / PAGE + 1, rc;
 	int32_t *tables;
-	double t_work, t_count, t_graph[3], t_uni[3], keys = 0, keys64 = 0;
+	double t_work, t_count, t_graph[4], t_uni[4], keys = 0, keys64 = 0;
 	void *st;
 
 	if ((rc = qwen7b_config(&cfg)))
@@ -506,10 +507,11 @@ static int ragged_decode(int device, double bw, double rate)
 	eng_cuda_splits_by_work(st, 0);
 	if (!rc)
 		rc = time_work(st, &rag, 10, tables, per, &t_count, NULL);
-	eng_cuda_splits_by_work(st, 1);
-	/* graphs (64 rows): their per-row splits aimed at 1, 2, 4 blocks an SM */
-	for (int k = 0; k < 3 && !rc; k++) {
-		eng_cuda_decode_blocks(st, 1 << k);
+	/* graphs (64 rows): their splits by count aimed at 1, 2, 4 blocks an
+	 * SM, then by work (the default) */
+	for (int k = 0; k < 4 && !rc; k++) {
+		eng_cuda_splits_by_work(st, k == 3);
+		eng_cuda_decode_blocks(st, k == 3 ? 0 : 1 << k);
 		rc = time_work(st, &rag64, 10, tables, per, &t_graph[k], NULL);
 		if (!rc)
 			rc = time_steps(st, 64, 2048, 0, 10, tables, per, &t_uni[k]);
@@ -530,12 +532,18 @@ static int ragged_decode(int device, double bw, double rate)
 	double cu = decode_ceil(&s, bw, rate, 64, 64.0 * 2048);
 	char fig[64];
 
-	printf("graphs, 64 rows: ragged (%d to %d keys) and uniform (2k), splits aimed at n "
-	       "blocks an SM:\n", lo, hi);
-	for (int k = 0; k < 3; k++) {
-		snprintf(fig, sizeof(fig), "ragged, n = %d", 1 << k);
+	printf("graphs, 64 rows: ragged (%d to %d keys) and uniform (2k), splits by count aimed "
+	       "at n blocks an SM (ablation), then by work:\n", lo, hi);
+	for (int k = 0; k < 4; k++) {
+		if (k < 3)
+			snprintf(fig, sizeof(fig), "ragged, by count, n = %d", 1 << k);
+		else
+			snprintf(fig, sizeof(fig), "ragged, by work");
 		row(fig, t_graph[k], c, "");
-		snprintf(fig, sizeof(fig), "uniform 2k, n = %d", 1 << k);
+		if (k < 3)
+			snprintf(fig, sizeof(fig), "uniform 2k, by count, n = %d", 1 << k);
+		else
+			snprintf(fig, sizeof(fig), "uniform 2k, by work");
 		row(fig, t_uni[k], cu, "");
 	}
 	return 0;

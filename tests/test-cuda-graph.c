@@ -11,8 +11,8 @@
  * steps over 5-token pages, so that contexts cross pages and the 16-page
  * block-table class of the graphs (a recapture); logits of every step
  * ||graph - plain|| / ||plain|| <= 1e-2 (the paths differ in rounding:
- * the GEMMs of a padded batch and the per-row decode splits of the graphs
- * sum in other orders); the device's greedy token is the argmax of the
+ * the GEMMs of a padded batch sum in other orders, and so do the decode
+ * splits, their length counting the padding rows); the device's greedy token is the argmax of the
  * logits returned with it, and equals the op-by-op token except at near
  * ties (the two plain logits within 5e-2 of the logits' rms, at most 2% of
  * the tokens); contexts outgrowing a graph's block table get a second

@@ -10,7 +10,8 @@
  * prefill split over the keys (extend chunks of 1, 17 and 200 rows on
  * prefixes of up to 9000 tokens, 2 to 7 splits, splits empty for some
  * rows, for whole tiles, and for every tile), against the reference and
- * against the one-pass kernel on the same data.
+ * against the one-pass kernel on the same data.  Decode with its split
+ * length read on the device over grids with room to spare and too small.
  *
  * Outputs are poisoned (all bits set: NaN in fp32 and bf16) before each
  * launch, so an unwritten element fails.  Tolerances: bf16 outputs
@@ -807,6 +808,7 @@ struct attn_case {
 	int split_len;   /* 0: prefill kernel; else decode with this split */
 	int tc;          /* on the tensor-core kernel */
 	int pf_splits, pf_split_len;   /* tensor-core prefill split over the keys */
+	int grid;        /* decode: this many splits, split_len read on the device */
 };
 
 struct attn_data {
@@ -951,7 +953,7 @@ static int attn_run(const struct attn_case *c, const struct attn_data *d, float 
 		up(d->bt_off, d->T * 4), up(d->tile_row0, d->n_tiles * 4),
 		up(d->tile_n, d->n_tiles * 4), d->n_tiles, c->nh, c->nkv, c->hd, c->ps,
 		d->fp8 ? KN_KV_FP8_E4M3 : KN_KV_BF16,
-		d->fp8 ? up(d->ks, c->nkv * 4) : NULL, d->fp8 ? up(d->vs, c->nkv * 4) : NULL,
+		d->fp8 ? up(d->ks, c->nkv * 4) : NULL, d->fp8 ? up(d->vs, c->nkv * 4) : NULL, NULL,
 	};
 	poison(a.out, qn * 2);
 	if (c->pf_splits) {
@@ -963,10 +965,19 @@ static int attn_run(const struct attn_case *c, const struct attn_data *d, float 
 		poison(partial, np * 4);
 		rc = kn_attn_prefill_tc_split(&a, c->pf_splits, c->pf_split_len, partial, NULL);
 	} else if (c->split_len) {
-		n_splits = (max_ctx + c->split_len - 1) / c->split_len;
-		partial = dev(kn_attn_partial_floats(d->n_tiles, c->nh, c->nkv, c->hd, n_splits) * 4);
-		rc = c->tc ? kn_attn_decode_tc(&a, n_splits, c->split_len, partial, NULL)
-			   : kn_attn_decode(&a, n_splits, c->split_len, partial, NULL);
+		int sl = c->grid ? 0 : c->split_len;
+		size_t np;
+
+		n_splits = c->grid ? c->grid : (max_ctx + c->split_len - 1) / c->split_len;
+		np = kn_attn_partial_floats(d->n_tiles, c->nh, c->nkv, c->hd, n_splits);
+		/* NaN: the splits past a row's keys write nothing, and the
+		 * reduce must not read them */
+		partial = dev(np * 4);
+		poison(partial, np * 4);
+		if (c->grid)
+			a.split_len_at = up(&c->split_len, 4);
+		rc = c->tc ? kn_attn_decode_tc(&a, n_splits, sl, partial, NULL)
+			   : kn_attn_decode(&a, n_splits, sl, partial, NULL);
 	} else {
 		rc = c->tc ? kn_attn_prefill_tc(&a, NULL) : kn_attn_prefill(&a, NULL);
 	}
@@ -983,7 +994,7 @@ static int attn_run(const struct attn_case *c, const struct attn_data *d, float 
 	kn_free((void *)a.v_cache), kn_free((void *)a.block_tables), kn_free((void *)a.pos);
 	kn_free((void *)a.bt_off), kn_free((void *)a.tile_row0), kn_free((void *)a.tile_n);
 	kn_free((void *)a.k_scale), kn_free((void *)a.v_scale);
-	kn_free(partial);
+	kn_free((void *)a.split_len_at), kn_free(partial);
 	return rc;
 }
 
@@ -1043,24 +1054,24 @@ static void test_attention(void)
 {
 	static const struct attn_case cases[] = {
 		/* prefill / extend: fresh prompts, cached prefixes, mid-page starts */
-		{ 4, 2, 16, 16, 3, { 0, 20, 5 }, { 37, 13, 2 }, 0, 0, 0, 0 },
-		{ 28, 4, 128, 16, 3, { 3000, 0, 15 }, { 37, 50, 2 }, 0, 0, 0, 0 },
-		{ 8, 8, 64, 7, 2, { 100, 0 }, { 65, 33 }, 0, 0, 0, 0 },
-		{ 14, 2, 128, 5, 2, { 1, 0 }, { 1, 9 }, 0, 0, 0, 0 },
-		{ 32, 1, 8, 3, 1, { 11 }, { 40 }, 0, 0, 0, 0 },
-		{ 4, 4, 32, 16, 2, { 200, 0 }, { 130, 64 }, 0, 0, 0, 0 },
-		{ 64, 1, 64, 16, 1, { 70 }, { 3 }, 0, 0, 0, 0 },
+		{ 4, 2, 16, 16, 3, { 0, 20, 5 }, { 37, 13, 2 }, 0, 0, 0, 0, 0 },
+		{ 28, 4, 128, 16, 3, { 3000, 0, 15 }, { 37, 50, 2 }, 0, 0, 0, 0, 0 },
+		{ 8, 8, 64, 7, 2, { 100, 0 }, { 65, 33 }, 0, 0, 0, 0, 0 },
+		{ 14, 2, 128, 5, 2, { 1, 0 }, { 1, 9 }, 0, 0, 0, 0, 0 },
+		{ 32, 1, 8, 3, 1, { 11 }, { 40 }, 0, 0, 0, 0, 0 },
+		{ 4, 4, 32, 16, 2, { 200, 0 }, { 130, 64 }, 0, 0, 0, 0, 0 },
+		{ 64, 1, 64, 16, 1, { 70 }, { 3 }, 0, 0, 0, 0, 0 },
 		/* decode: one token per sequence, split-K */
-		{ 28, 4, 128, 16, 6, { 0, 16, 32, 999, 4096, 63 }, { 1, 1, 1, 1, 1, 1 }, 64, 0, 0, 0 },
-		{ 28, 4, 128, 16, 4, { 5, 300, 2047, 1 }, { 1, 1, 1, 1 }, 128, 0, 0, 0 },
-		{ 4, 2, 16, 7, 3, { 70, 3, 200 }, { 1, 1, 1 }, 4096, 0, 0, 0 },
-		{ 8, 1, 256, 16, 2, { 500, 77 }, { 1, 1 }, 96, 0, 0, 0 },
-		{ 16, 1, 64, 16, 3, { 9000, 40, 130 }, { 1, 1, 1 }, 1024, 0, 0, 0 },
-		{ 8, 8, 32, 7, 2, { 3, 64 }, { 1, 1 }, 32, 0, 0, 0 },
+		{ 28, 4, 128, 16, 6, { 0, 16, 32, 999, 4096, 63 }, { 1, 1, 1, 1, 1, 1 }, 64, 0, 0, 0, 0 },
+		{ 28, 4, 128, 16, 4, { 5, 300, 2047, 1 }, { 1, 1, 1, 1 }, 128, 0, 0, 0, 0 },
+		{ 4, 2, 16, 7, 3, { 70, 3, 200 }, { 1, 1, 1 }, 4096, 0, 0, 0, 0 },
+		{ 8, 1, 256, 16, 2, { 500, 77 }, { 1, 1 }, 96, 0, 0, 0, 0 },
+		{ 16, 1, 64, 16, 3, { 9000, 40, 130 }, { 1, 1, 1 }, 1024, 0, 0, 0, 0 },
+		{ 8, 8, 32, 7, 2, { 3, 64 }, { 1, 1 }, 32, 0, 0, 0, 0 },
 		/* several tiles per split (prefetch of the next), odd pages */
-		{ 28, 4, 128, 7, 3, { 5000, 1023, 64 }, { 1, 1, 1 }, 448, 0, 0, 0 },
-		{ 16, 2, 64, 16, 2, { 2049, 127 }, { 1, 1 }, 192, 0, 0, 0 },
-		{ 4, 1, 16, 5, 2, { 700, 63 }, { 1, 1 }, 320, 0, 0, 0 },
+		{ 28, 4, 128, 7, 3, { 5000, 1023, 64 }, { 1, 1, 1 }, 448, 0, 0, 0, 0 },
+		{ 16, 2, 64, 16, 2, { 2049, 127 }, { 1, 1 }, 192, 0, 0, 0, 0 },
+		{ 4, 1, 16, 5, 2, { 700, 63 }, { 1, 1 }, 320, 0, 0, 0, 0 },
 	};
 
 	for (int fp8 = 0; fp8 < 2; fp8++)
@@ -1088,15 +1099,15 @@ static void test_attention(void)
 static void test_attention_split(void)
 {
 	static const struct attn_case cases[] = {
-		{ 28, 4, 128, 16, 3, { 0, 3000, 9000 }, { 200, 17, 1 }, 0, 1, 3, 3072 },
-		{ 28, 4, 128, 7, 2, { 3000, 9000 }, { 200, 17 }, 0, 1, 7, 1344 },
-		{ 28, 4, 128, 16, 2, { 3000, 0 }, { 17, 1 }, 0, 1, 2, 1536 },
-		{ 28, 4, 128, 7, 2, { 3000, 0 }, { 1, 200 }, 0, 1, 3, 4096 },
-		{ 8, 2, 64, 7, 3, { 9000, 0, 3000 }, { 17, 200, 1 }, 0, 1, 7, 1344 },
-		{ 8, 2, 64, 16, 1, { 9000 }, { 200 }, 0, 1, 2, 4608 },
-		{ 4, 4, 32, 16, 2, { 0, 3000 }, { 200, 17 }, 0, 1, 3, 64 },
-		{ 28, 4, 128, 16, 3, { 0, 9000, 0 }, { 200, 1, 17 }, 0, 1, 4, 64 },
-		{ 16, 2, 16, 7, 2, { 9000, 3000 }, { 17, 200 }, 0, 1, 3, 8192 },
+		{ 28, 4, 128, 16, 3, { 0, 3000, 9000 }, { 200, 17, 1 }, 0, 1, 3, 3072, 0 },
+		{ 28, 4, 128, 7, 2, { 3000, 9000 }, { 200, 17 }, 0, 1, 7, 1344, 0 },
+		{ 28, 4, 128, 16, 2, { 3000, 0 }, { 17, 1 }, 0, 1, 2, 1536, 0 },
+		{ 28, 4, 128, 7, 2, { 3000, 0 }, { 1, 200 }, 0, 1, 3, 4096, 0 },
+		{ 8, 2, 64, 7, 3, { 9000, 0, 3000 }, { 17, 200, 1 }, 0, 1, 7, 1344, 0 },
+		{ 8, 2, 64, 16, 1, { 9000 }, { 200 }, 0, 1, 2, 4608, 0 },
+		{ 4, 4, 32, 16, 2, { 0, 3000 }, { 200, 17 }, 0, 1, 3, 64, 0 },
+		{ 28, 4, 128, 16, 3, { 0, 9000, 0 }, { 200, 1, 17 }, 0, 1, 4, 64, 0 },
+		{ 16, 2, 16, 7, 2, { 9000, 3000 }, { 17, 200 }, 0, 1, 3, 8192, 0 },
 	};
 	char what[64];
 
@@ -1107,6 +1118,37 @@ static void test_attention_split(void)
 			snprintf(what, sizeof(what), "prefill, tensor cores, %d splits of %d",
 				 c->pf_splits, c->pf_split_len);
 			test_attn(c, fp8, what);
+		}
+}
+
+/* Decode with the split length read on the device (a captured graph's
+ * steps): a grid with room to spare (rows of 1 to 5000 keys, most of
+ * their splits past their keys), a grid too small for the length (the
+ * last split takes the rest of a 5000-key row), and length 0 there (per
+ * row over the grid). */
+static void test_attention_dev_split(void)
+{
+	static const struct attn_case cases[] = {
+		{ 28, 4, 128, 16, 5, { 0, 16, 4999, 299, 63 }, { 1, 1, 1, 1, 1 }, 256, 0, 0, 0, 40 },
+		{ 28, 4, 128, 7, 3, { 4999, 2, 1000 }, { 1, 1, 1 }, 64, 0, 0, 0, 3 },
+		{ 16, 2, 64, 16, 3, { 4999, 40, 130 }, { 1, 1, 1 }, 0, 0, 0, 0, 7 },
+		{ 4, 1, 16, 5, 2, { 700, 63 }, { 1, 1 }, 128, 0, 0, 0, 9 },
+	};
+	char what[80];
+
+	for (int fp8 = 0; fp8 < 2; fp8++)
+		for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+			struct attn_case c = cases[i];
+
+			/* split_len 0 marks decode in attn_build: a tile a row */
+			snprintf(what, sizeof(what), "decode, cuda cores, %d splits of %d read on the device",
+				 c.grid, c.split_len);
+			test_attn(&c, fp8, what);
+			c.tc = 1;
+			snprintf(what, sizeof(what), "decode, tensor cores, %d splits of %d read on the device",
+				 c.grid, c.split_len);
+			if (kn_attn_decode_tc_ok(c.nh, c.nkv, c.hd))
+				test_attn(&c, fp8, what);
 		}
 }
 
@@ -1257,6 +1299,7 @@ int main(void)
 	test_fill_e4m3();
 	test_attention();
 	test_attention_split();
+	test_attention_dev_split();
 	test_argmax_logprob(5, 1001);
 	test_argmax_logprob(4, 152064);
 	test_fill();

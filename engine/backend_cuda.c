@@ -23,7 +23,8 @@
  * normalizes.
  * Attention rows of single-token sequences (decode) go through the
  * split-K kernel; longer chunks through the prefill kernel (on the tensor
- * cores where the head_dim allows), which splits its keys too when a
+ * cores where the head_dim allows: wgmma on Hopper with bf16 pages and
+ * head_dim 64 or 128, else mma.sync), which splits its keys too when a
  * step's tiles are too few to fill the GPU and its context is long (a
  * short extend chunk on a long cached prefix: prefill_splits).
  * With params->kv_dtype fp8_e4m3 the pages hold E4M3 bytes: the RoPE
@@ -361,6 +362,21 @@ int eng_cuda_prefill_splits(const void *state, const struct eng_batch *b)
 	return m.pre_splits;
 }
 
+/* The prefill rows' attention: on the wgmma kernel (use_wg), the
+ * mma.sync one (use_tc), else the CUDA-core one; the first two with the
+ * step's key splits. */
+static int prefill_attention(const struct cuda_state *st, const struct rank *R,
+			     const struct step_meta *m, const struct kn_attn_args *a)
+{
+	if (st->use_wg)
+		return kn_attn_prefill_wg_split(a, m->pre_splits, m->pre_split_len, R->partial,
+						R->stream);
+	if (st->use_tc)
+		return kn_attn_prefill_tc_split(a, m->pre_splits, m->pre_split_len, R->partial,
+						R->stream);
+	return kn_attn_prefill(a, R->stream);
+}
+
 static int attention(const struct cuda_state *st, const struct rank *R, const struct step_meta *m,
 		     int l)
 {
@@ -379,10 +395,7 @@ static int attention(const struct cuda_state *st, const struct rank *R, const st
 	 * before the decode kernels below reuse it: one stream, in order
 	 * (with programmatic dependent launch too: every kernel waits for
 	 * the one before it to finish first, kn_pdl_enter). */
-	if (m->n_pre && (rc = st->use_tc ? kn_attn_prefill_tc_split(&a, m->pre_splits,
-								    m->pre_split_len, R->partial,
-								    R->stream)
-					 : kn_attn_prefill(&a, R->stream)))
+	if (m->n_pre && (rc = prefill_attention(st, R, m, &a)))
 		return rc;
 	if (!m->n_dec)
 		return 0;

@@ -108,6 +108,15 @@ void eng_cuda_decode_blocks(void *state, int per_sm);
 void eng_cuda_prefill_split(void *state, int on);
 int eng_cuda_prefill_splits(const void *state, const struct eng_batch *b);
 
+/* Prefill / extend attention on Hopper's warpgroup products (wgmma) where
+ * the kernel takes the model and KV dtype (bf16 pages, head_dim 64 or
+ * 128, an sm_90a device): on, the default, or off (the mma.sync kernel:
+ * the ablation).  Prefill runs outside the captured graphs; set like the
+ * settings they depend on all the same.  eng_cuda_prefill_wgmma_used
+ * says whether the next prefill would take it. */
+void eng_cuda_prefill_wgmma(void *state, int on);
+int eng_cuda_prefill_wgmma_used(const void *state);
+
 /* Device time of the last forward, from the metadata upload to the last
  * copy back (events on the stream): 0, or -1 when it has none. */
 int eng_cuda_step_device_ms(void *state, double *ms);

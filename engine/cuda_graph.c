@@ -251,6 +251,18 @@ void eng_cuda_prefill_split(void *state, int on)
 	set_captured(st, &st->prefill_split, !!on);
 }
 
+void eng_cuda_prefill_wgmma(void *state, int on)
+{
+	struct cuda_state *st = state;
+
+	set_captured(st, &st->use_wg, st->wg_ok && on);
+}
+
+int eng_cuda_prefill_wgmma_used(const void *state)
+{
+	return ((const struct cuda_state *)state)->use_wg;
+}
+
 void eng_cuda_splits_by_work(void *state, int on)
 {
 	struct cuda_state *st = state;

@@ -486,6 +486,11 @@ int eng_cuda_create(const struct eng_model_config *cfg, const struct eng_model_w
 		return rc;
 	}
 	kn_set_device(st->rk[0].dev);
+	/* asks the device (its image of the kernel): once the devices are open */
+	st->wg_ok = st->use_tc && kn_attn_prefill_wg_ok(cfg->n_heads, cfg->n_kv_heads,
+							cfg->head_dim,
+							st->kv_fp8 ? KN_KV_FP8_E4M3 : KN_KV_BF16);
+	st->use_wg = st->wg_ok;
 	*state = st;
 	return 0;
 }

@@ -21,9 +21,11 @@
  * a row's position.
  *
  * Takes head_dim 16, 32, 64 or 128 (a register array per lane of
- * head_dim / 2 fp32 outputs); other shapes use kn_attn_prefill.  No
- * wgmma / TMA yet: at a 4k prompt on the H100 it runs at about 205
- * TFLOP/s (180 with one row tile a warp).
+ * head_dim / 2 fp32 outputs); other shapes use kn_attn_prefill.  At a 4k
+ * prompt on the H100 it runs at about 205 TFLOP/s (180 with one row tile
+ * a warp); on Hopper, bf16 pages of head_dim 64 and 128 go to the wgmma
+ * kernel instead (attn_prefill_wg.cu), FP8 pages and other head dims
+ * stay here.
  *
  * FP8 E4M3 pages (F8): the ring copies their bytes and widens each tile
  * to one f16 tile (kn_attn.cuh), a pass over shared memory and one more

@@ -246,6 +246,16 @@ size_t kn_attn_prefill_tc_partial_floats(int n_tiles, int n_kv, int head_dim, in
 int kn_attn_prefill_tc_split(const struct kn_attn_args *a, int n_splits, int split_len,
 			     float *partial, kn_stream s);
 
+/* The same on Hopper's warpgroup products (wgmma, sm_90a): same
+ * arguments, tiles, splits, partials (kn_attn_prefill_tc_partial_floats)
+ * and result as kn_attn_prefill_tc_split, for bf16 pages and head_dim 64
+ * or 128.  kn_attn_prefill_wg_ok says whether it takes a model's shape
+ * and KV dtype on the current device (1) or not (0: no sm_90a image for
+ * it, or another shape); it reads the device, so call it once at setup. */
+int kn_attn_prefill_wg_ok(int n_heads, int n_kv, int head_dim, int kv_dtype);
+int kn_attn_prefill_wg_split(const struct kn_attn_args *a, int n_splits, int split_len,
+			     float *partial, kn_stream s);
+
 /* Decode: split-K over the keys in n_splits pieces of split_len (a
  * multiple of 32), then a reduce.  split_len 0 sizes the splits per row:
  * ceil(ctx / n_splits) rounded up to a multiple of 32, at least 64 (splits

@@ -46,6 +46,10 @@
  * ablation): step time, the attention's time (profiled), its causal
  * TFLOP/s and their share of the cuBLAS rate.
  *
+ * Then the prefill attention alone (profiled, op by op) of a 4k prompt
+ * on the wgmma kernel and on the mma.sync kernel (eng_cuda_prefill_wgmma
+ * off, the ablation): causal TFLOP/s and their share of the cuBLAS rate.
+ *
  * Then bf16 against FP8 weights (and FP8 weights with FP8 pages) on
  * decode b1, b16 at 10k and the 4k prefill, with the FP8 b1 step's
  * profile and its ablation (each product quantizing its own input,
@@ -707,6 +711,49 @@ static int split_compare(int device, double rate)
 	return rc;
 }
 
+/* The prefill attention of one 4k prompt (causal: 4 head_dim n_heads
+ * per (query, key) pair and layer, 4096 * 4097 / 2 pairs), op by op, on
+ * the wgmma kernel and on the mma.sync one: time, TFLOP/s and share of
+ * the cuBLAS rate measured in the same run. */
+static int wg_compare(int device, double rate)
+{
+	static const struct work w = { 1, 0, 4096, 0 };
+	struct eng_model_config cfg;
+	int per = 4160 / PAGE, rc;
+	int32_t *tables;
+	double t[2];
+	void *st;
+
+	if ((rc = qwen7b_config(&cfg)))
+		return rc;
+	tables = page_tables(per, 1);
+	if ((rc = create_dummy(&cfg, device, ENG_KV_DTYPE_BF16, 0, per, &st))) {
+		free(tables);
+		return rc;
+	}
+	struct shape s = shape_of(&cfg, eng_cuda_weight_bytes(st), 2);
+	double fl = s.attn_flops * 4096.0 * 4097 / 2;
+	int wg = eng_cuda_prefill_wgmma_used(st);
+
+	for (int on = 1; on >= 0 && !rc; on--) {
+		eng_cuda_prefill_wgmma(st, on);
+		rc = attn_time(st, &w, tables, per, &t[on]);
+	}
+	eng_cuda_prefill_wgmma(st, 1);
+	if (!rc) {
+		printf("\nprefill attention of a 4k prompt (op by op; %% of the bf16 GEMM rate %.0f "
+		       "TFLOP/s):\n%-30s %10s %8s %6s\n", rate / 1e12, "figure", "attention",
+		       "TFLOP/s", "rate");
+		printf("%-30s %7.2f ms %8.1f %5.1f%%%s\n", "wgmma", t[1] * 1e3, fl / t[1] / 1e12,
+		       100 * fl / t[1] / rate, wg ? "" : "  (not taken here: mma.sync)");
+		printf("%-30s %7.2f ms %8.1f %5.1f%%  wgmma %.2fx\n", "mma.sync (ablation)",
+		       t[0] * 1e3, fl / t[0] / 1e12, 100 * fl / t[0] / rate, t[0] / t[1]);
+	}
+	eng_cuda_destroy(st);
+	free(tables);
+	return rc;
+}
+
 /* ---------------------------------------------------------------- skinny products */
 
 #define SP_COPIES 8   /* weight copies cycled through: 8 layers' overflow L2 */
@@ -1076,6 +1123,7 @@ int main(int argc, char **argv)
 	printf("programmatic dependent launch: %s\n", kn_pdl() ? "on" : "off (--no-pdl)");
 	if ((rc = run_model(device, bw, rate)) || (rc = ragged_decode(device, bw, rate)) ||
 	    (rc = kv_compare(device, bw, rate)) || (rc = split_compare(device, rate)) ||
+	    (rc = wg_compare(device, rate)) ||
 	    (rc = w_compare(device, bw, rate)) || (rc = skinny_compare(bw)))
 		return rc;
 	return tp_scaling(device);

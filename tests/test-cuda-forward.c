@@ -17,7 +17,9 @@
  * a 700-token context over odd page sizes; extend chunks of 20 and 5
  * tokens on a 3100-token prefix, where the backend splits the prefill
  * attention's keys (asked with eng_cuda_prefill_splits), against the cpu
- * and against the same steps with the splits off; greedy tokens picked on
+ * and against the same steps with the splits off and with the wgmma
+ * prefill kernel off (the mma.sync one; eng_cuda_prefill_wgmma, where the
+ * model and device take it); greedy tokens picked on
  * the GPU; random (dummy) weights.  Prints "1..0 # SKIP no CUDA device"
  * without a GPU.
  *
@@ -367,26 +369,32 @@ static void test_extend_split(struct bench_model *M)
 	struct eng_error err;
 	int32_t *t = malloc(EXT_TOKENS * 4);
 	float *lg = malloc(EXT_CHECKED * V * 4), *lc = malloc(EXT_CHECKED * V * 4);
-	float *lo = malloc(EXT_CHECKED * V * 4);
-	int splits[EXT_CHECKED], off[EXT_CHECKED], ok, same = 1;
-	double e[EXT_CHECKED], eo = 0;
+	float *lo = malloc(EXT_CHECKED * V * 4), *lm = malloc(EXT_CHECKED * V * 4);
+	int splits[EXT_CHECKED], off[EXT_CHECKED], mma[EXT_CHECKED], ok, same = 1, wg;
+	double e[EXT_CHECKED], eo = 0, em = 0;
 	void *st;
 
 	for (int i = 0; i < EXT_TOKENS; i++)
 		t[i] = test_irand(&rng, M->c->vocab);
 	if (eng_cuda_create(M->c, eng_model_weights(M->m), 0, &p, &st, &err)) {
 		tap_ok(0, "%s: eng_cuda_create: %s", M->name, err.msg);
-		free(t), free(lg), free(lc), free(lo);
+		free(t), free(lg), free(lc), free(lo), free(lm);
 		return;
 	}
+	wg = eng_cuda_prefill_wgmma_used(st);
 	ok = extend_steps(M, st, 1, M->cpu, t, lg, lc, splits) &&
 	     extend_steps(M, st, 0, NULL, t, lo, NULL, off);
+	eng_cuda_prefill_wgmma(st, 0);
+	ok = ok && extend_steps(M, st, 1, NULL, t, lm, NULL, mma);
+	eng_cuda_prefill_wgmma(st, 1);
 	for (int c = 0; ok && c < EXT_CHECKED; c++) {
 		double d = test_rel_err(lo + c * V, lg + c * V, V);
+		double dm = test_rel_err(lm + c * V, lg + c * V, V);
 
 		e[c] = test_rel_err(lg + c * V, lc + c * V, V);
 		same &= e[c] <= M->tol && same_greedy(M, lg + c * V, lc + c * V, (int)V);
 		eo = d > eo ? d : eo;
+		em = dm > em ? dm : em;
 	}
 	tap_ok(ok && splits[0] >= 2 && splits[1] >= 2 && off[0] == 1 && off[1] == 1,
 	       "%s: the backend splits the keys of extend chunks of %d and %d tokens on %d "
@@ -396,8 +404,10 @@ static void test_extend_split(struct bench_model *M)
 	       ok ? e[0] : 0, ok ? e[1] : 0, M->fp8 ? " or near ties" : "");
 	tap_ok(ok && eo <= M->tol, "%s: with the splits off: logits within %.2e of those with",
 	       M->name, eo);
+	tap_ok(ok && em <= M->tol, "%s: prefill attention on %s, then on mma.sync: logits "
+	       "within %.2e", M->name, wg ? "wgmma" : "mma.sync (no wgmma for it here)", em);
 	eng_cuda_destroy(st);
-	free(t), free(lg), free(lc), free(lo);
+	free(t), free(lg), free(lc), free(lo), free(lm);
 }
 
 /* eng_cuda_forward's device argmax == argmax of the logits it returns. */

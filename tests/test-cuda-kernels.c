@@ -808,6 +808,7 @@ struct attn_case {
 	int split_len;   /* 0: prefill kernel; else decode with this split */
 	int tc;          /* on the tensor-core kernel */
 	int pf_splits, pf_split_len;   /* tensor-core prefill split over the keys */
+	int wg;          /* prefill on the wgmma kernel (tc set too: the same tiles) */
 	int grid;        /* decode: this many splits, split_len read on the device */
 };
 
@@ -963,7 +964,8 @@ static int attn_run(const struct attn_case *c, const struct attn_data *d, float 
 		/* NaN where a split leaves a row unwritten: the reduce reads them all */
 		partial = dev(np * 4);
 		poison(partial, np * 4);
-		rc = kn_attn_prefill_tc_split(&a, c->pf_splits, c->pf_split_len, partial, NULL);
+		rc = c->wg ? kn_attn_prefill_wg_split(&a, c->pf_splits, c->pf_split_len, partial, NULL)
+			   : kn_attn_prefill_tc_split(&a, c->pf_splits, c->pf_split_len, partial, NULL);
 	} else if (c->split_len) {
 		int sl = c->grid ? 0 : c->split_len;
 		size_t np;
@@ -978,6 +980,8 @@ static int attn_run(const struct attn_case *c, const struct attn_data *d, float 
 			a.split_len_at = up(&c->split_len, 4);
 		rc = c->tc ? kn_attn_decode_tc(&a, n_splits, sl, partial, NULL)
 			   : kn_attn_decode(&a, n_splits, sl, partial, NULL);
+	} else if (c->wg) {
+		rc = kn_attn_prefill_wg_split(&a, 1, 0, NULL, NULL);
 	} else {
 		rc = c->tc ? kn_attn_prefill_tc(&a, NULL) : kn_attn_prefill(&a, NULL);
 	}
@@ -1024,6 +1028,63 @@ static void same_as_unsplit(const struct attn_case *c, const struct attn_data *d
 	free(ref);
 }
 
+/* The wgmma kernel's output got against the mma.sync kernel's on the same
+ * data d (both split alike, or both not).  They round the same
+ * probabilities to bf16 but against running maxes of 128 and of 64 keys,
+ * and add in other orders: about a bf16 step apart, as a split and the
+ * one pass are (same_as_unsplit). */
+static void same_as_mma_sync(const struct attn_case *c, const struct attn_data *d,
+			     const float *got)
+{
+	struct attn_case mma = *c;
+	size_t qn = (size_t)d->T * c->nh * c->hd;
+	float *f = malloc(qn * sizeof(float));
+	double *ref = malloc(qn * sizeof(double));
+
+	mma.wg = 0;
+	if (attn_run(&mma, d, f)) {
+		for (size_t i = 0; i < qn; i++)
+			ref[i] = f[i];
+		tap_ok(rel_err(got, ref, qn) < 5e-3,
+		       "attention prefill, wgmma == mma.sync%s: heads %d/%d dim %d page %d, %d rows: "
+		       "%.2e", c->pf_splits ? ", split" : "", c->nh, c->nkv, c->hd, c->ps, d->T,
+		       rel_err(got, ref, qn));
+	}
+	free(f);
+	free(ref);
+}
+
+/* Where a failed attention check is off: the worst (row, head) by
+ * relative error, its first element off by more than 5%, and how many
+ * (row, head) pairs are off by over 1e-2, so that a device run names the
+ * rows (tile edges, masked keys, a warpgroup's half) a bug hits. */
+static void attn_where(const struct attn_case *c, const struct attn_data *d, const float *got,
+		       const double *ref)
+{
+	int hd = c->hd, worst_r = 0, worst_h = 0, n_bad = 0;
+	double worst = -1;
+
+	for (int r = 0; r < d->T; r++)
+		for (int h = 0; h < c->nh; h++) {
+			size_t o = ((size_t)r * c->nh + h) * hd;
+			double e = rel_err(got + o, ref + o, hd);
+
+			n_bad += e > 1e-2;
+			if (e > worst || e != e) {
+				worst = e;
+				worst_r = r, worst_h = h;
+			}
+		}
+	size_t o = ((size_t)worst_r * c->nh + worst_h) * hd;
+	int i = 0;
+
+	while (i < hd - 1 && fabs(got[o + i] - ref[o + i]) <= 0.05 * fabs(ref[o + i]) + 1e-3)
+		i++;
+	tap_diag("%d of %d (row, head) pairs off; worst row %d (position %d) head %d: %.2e, "
+		 "dim %d: %g for %g", n_bad, d->T * c->nh, worst_r, d->pos[worst_r], worst_h, worst,
+		 i, got[o + i], ref[o + i]);
+}
+
 static void test_attn(const struct attn_case *c, int fp8, const char *what)
 {
 	struct attn_data d;
@@ -1038,40 +1099,53 @@ static void test_attn(const struct attn_case *c, int fp8, const char *what)
 
 	attn_ref(c, &d, ref);
 	if (attn_run(c, &d, got)) {
-		tap_ok(rel_err(got, ref, qn) < 1e-2,
-		       "attention %s%s: heads %d/%d dim %d page %d, %d rows, ctx up to %d: %.2e", what,
-		       fp8 ? ", e4m3 pages" : "", c->nh, c->nkv, c->hd, c->ps, d.T, max_pos + 1,
+		int ok = rel_err(got, ref, qn) < 1e-2;
+
+		tap_ok(ok, "attention %s%s: heads %d/%d dim %d page %d, %d rows, ctx up to %d: %.2e",
+		       what, fp8 ? ", e4m3 pages" : "", c->nh, c->nkv, c->hd, c->ps, d.T, max_pos + 1,
 		       rel_err(got, ref, qn));
+		if (!ok)
+			attn_where(c, &d, got, ref);
 		if (c->pf_splits)
 			same_as_unsplit(c, &d, got);
+		if (c->wg)
+			same_as_mma_sync(c, &d, got);
 	}
 	free(ref);
 	free(got);
 	attn_free(&d);
 }
 
+/* Whether the wgmma prefill kernel takes case c on this device (an
+ * sm_90a device, bf16 pages, head_dim 64 or 128). */
+static int wg_takes(const struct attn_case *c, int fp8)
+{
+	return !c->split_len && kn_attn_prefill_wg_ok(c->nh, c->nkv, c->hd,
+						      fp8 ? KN_KV_FP8_E4M3 : KN_KV_BF16);
+}
+
 static void test_attention(void)
 {
 	static const struct attn_case cases[] = {
 		/* prefill / extend: fresh prompts, cached prefixes, mid-page starts */
-		{ 4, 2, 16, 16, 3, { 0, 20, 5 }, { 37, 13, 2 }, 0, 0, 0, 0, 0 },
-		{ 28, 4, 128, 16, 3, { 3000, 0, 15 }, { 37, 50, 2 }, 0, 0, 0, 0, 0 },
-		{ 8, 8, 64, 7, 2, { 100, 0 }, { 65, 33 }, 0, 0, 0, 0, 0 },
-		{ 14, 2, 128, 5, 2, { 1, 0 }, { 1, 9 }, 0, 0, 0, 0, 0 },
-		{ 32, 1, 8, 3, 1, { 11 }, { 40 }, 0, 0, 0, 0, 0 },
-		{ 4, 4, 32, 16, 2, { 200, 0 }, { 130, 64 }, 0, 0, 0, 0, 0 },
-		{ 64, 1, 64, 16, 1, { 70 }, { 3 }, 0, 0, 0, 0, 0 },
+		{ 4, 2, 16, 16, 3, { 0, 20, 5 }, { 37, 13, 2 }, 0, 0, 0, 0, 0, 0 },
+		{ 28, 4, 128, 16, 3, { 3000, 0, 15 }, { 37, 50, 2 }, 0, 0, 0, 0, 0, 0 },
+		{ 8, 8, 64, 7, 2, { 100, 0 }, { 65, 33 }, 0, 0, 0, 0, 0, 0 },
+		{ 14, 2, 128, 5, 2, { 1, 0 }, { 1, 9 }, 0, 0, 0, 0, 0, 0 },
+		{ 32, 1, 8, 3, 1, { 11 }, { 40 }, 0, 0, 0, 0, 0, 0 },
+		{ 4, 4, 32, 16, 2, { 200, 0 }, { 130, 64 }, 0, 0, 0, 0, 0, 0 },
+		{ 64, 1, 64, 16, 1, { 70 }, { 3 }, 0, 0, 0, 0, 0, 0 },
 		/* decode: one token per sequence, split-K */
-		{ 28, 4, 128, 16, 6, { 0, 16, 32, 999, 4096, 63 }, { 1, 1, 1, 1, 1, 1 }, 64, 0, 0, 0, 0 },
-		{ 28, 4, 128, 16, 4, { 5, 300, 2047, 1 }, { 1, 1, 1, 1 }, 128, 0, 0, 0, 0 },
-		{ 4, 2, 16, 7, 3, { 70, 3, 200 }, { 1, 1, 1 }, 4096, 0, 0, 0, 0 },
-		{ 8, 1, 256, 16, 2, { 500, 77 }, { 1, 1 }, 96, 0, 0, 0, 0 },
-		{ 16, 1, 64, 16, 3, { 9000, 40, 130 }, { 1, 1, 1 }, 1024, 0, 0, 0, 0 },
-		{ 8, 8, 32, 7, 2, { 3, 64 }, { 1, 1 }, 32, 0, 0, 0, 0 },
+		{ 28, 4, 128, 16, 6, { 0, 16, 32, 999, 4096, 63 }, { 1, 1, 1, 1, 1, 1 }, 64, 0, 0, 0, 0, 0 },
+		{ 28, 4, 128, 16, 4, { 5, 300, 2047, 1 }, { 1, 1, 1, 1 }, 128, 0, 0, 0, 0, 0 },
+		{ 4, 2, 16, 7, 3, { 70, 3, 200 }, { 1, 1, 1 }, 4096, 0, 0, 0, 0, 0 },
+		{ 8, 1, 256, 16, 2, { 500, 77 }, { 1, 1 }, 96, 0, 0, 0, 0, 0 },
+		{ 16, 1, 64, 16, 3, { 9000, 40, 130 }, { 1, 1, 1 }, 1024, 0, 0, 0, 0, 0 },
+		{ 8, 8, 32, 7, 2, { 3, 64 }, { 1, 1 }, 32, 0, 0, 0, 0, 0 },
 		/* several tiles per split (prefetch of the next), odd pages */
-		{ 28, 4, 128, 7, 3, { 5000, 1023, 64 }, { 1, 1, 1 }, 448, 0, 0, 0, 0 },
-		{ 16, 2, 64, 16, 2, { 2049, 127 }, { 1, 1 }, 192, 0, 0, 0, 0 },
-		{ 4, 1, 16, 5, 2, { 700, 63 }, { 1, 1 }, 320, 0, 0, 0, 0 },
+		{ 28, 4, 128, 7, 3, { 5000, 1023, 64 }, { 1, 1, 1 }, 448, 0, 0, 0, 0, 0 },
+		{ 16, 2, 64, 16, 2, { 2049, 127 }, { 1, 1 }, 192, 0, 0, 0, 0, 0 },
+		{ 4, 1, 16, 5, 2, { 700, 63 }, { 1, 1 }, 320, 0, 0, 0, 0, 0 },
 	};
 
 	for (int fp8 = 0; fp8 < 2; fp8++)
@@ -1084,6 +1158,10 @@ static void test_attention(void)
 			c.tc = 1;
 			if (!c.split_len && kn_attn_tc_tile_rows(c.nh, c.nkv, c.hd))
 				test_attn(&c, fp8, "prefill, tensor cores");
+			c.wg = wg_takes(&c, fp8);
+			if (c.wg)
+				test_attn(&c, fp8, "prefill, wgmma");
+			c.wg = 0;
 			if (c.split_len && kn_attn_decode_tc_ok(c.nh, c.nkv, c.hd))
 				test_attn(&c, fp8, "decode, tensor cores");
 		}
@@ -1099,25 +1177,31 @@ static void test_attention(void)
 static void test_attention_split(void)
 {
 	static const struct attn_case cases[] = {
-		{ 28, 4, 128, 16, 3, { 0, 3000, 9000 }, { 200, 17, 1 }, 0, 1, 3, 3072, 0 },
-		{ 28, 4, 128, 7, 2, { 3000, 9000 }, { 200, 17 }, 0, 1, 7, 1344, 0 },
-		{ 28, 4, 128, 16, 2, { 3000, 0 }, { 17, 1 }, 0, 1, 2, 1536, 0 },
-		{ 28, 4, 128, 7, 2, { 3000, 0 }, { 1, 200 }, 0, 1, 3, 4096, 0 },
-		{ 8, 2, 64, 7, 3, { 9000, 0, 3000 }, { 17, 200, 1 }, 0, 1, 7, 1344, 0 },
-		{ 8, 2, 64, 16, 1, { 9000 }, { 200 }, 0, 1, 2, 4608, 0 },
-		{ 4, 4, 32, 16, 2, { 0, 3000 }, { 200, 17 }, 0, 1, 3, 64, 0 },
-		{ 28, 4, 128, 16, 3, { 0, 9000, 0 }, { 200, 1, 17 }, 0, 1, 4, 64, 0 },
-		{ 16, 2, 16, 7, 2, { 9000, 3000 }, { 17, 200 }, 0, 1, 3, 8192, 0 },
+		{ 28, 4, 128, 16, 3, { 0, 3000, 9000 }, { 200, 17, 1 }, 0, 1, 3, 3072, 0, 0 },
+		{ 28, 4, 128, 7, 2, { 3000, 9000 }, { 200, 17 }, 0, 1, 7, 1344, 0, 0 },
+		{ 28, 4, 128, 16, 2, { 3000, 0 }, { 17, 1 }, 0, 1, 2, 1536, 0, 0 },
+		{ 28, 4, 128, 7, 2, { 3000, 0 }, { 1, 200 }, 0, 1, 3, 4096, 0, 0 },
+		{ 8, 2, 64, 7, 3, { 9000, 0, 3000 }, { 17, 200, 1 }, 0, 1, 7, 1344, 0, 0 },
+		{ 8, 2, 64, 16, 1, { 9000 }, { 200 }, 0, 1, 2, 4608, 0, 0 },
+		{ 4, 4, 32, 16, 2, { 0, 3000 }, { 200, 17 }, 0, 1, 3, 64, 0, 0 },
+		{ 28, 4, 128, 16, 3, { 0, 9000, 0 }, { 200, 1, 17 }, 0, 1, 4, 64, 0, 0 },
+		{ 16, 2, 16, 7, 2, { 9000, 3000 }, { 17, 200 }, 0, 1, 3, 8192, 0, 0 },
 	};
 	char what[64];
 
 	for (int fp8 = 0; fp8 < 2; fp8++)
 		for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-			const struct attn_case *c = &cases[i];
+			struct attn_case c = cases[i];
 
 			snprintf(what, sizeof(what), "prefill, tensor cores, %d splits of %d",
-				 c->pf_splits, c->pf_split_len);
-			test_attn(c, fp8, what);
+				 c.pf_splits, c.pf_split_len);
+			test_attn(&c, fp8, what);
+			c.wg = wg_takes(&c, fp8);
+			if (!c.wg)
+				continue;
+			snprintf(what, sizeof(what), "prefill, wgmma, %d splits of %d", c.pf_splits,
+				 c.pf_split_len);
+			test_attn(&c, fp8, what);
 		}
 }
 
@@ -1129,10 +1213,10 @@ static void test_attention_split(void)
 static void test_attention_dev_split(void)
 {
 	static const struct attn_case cases[] = {
-		{ 28, 4, 128, 16, 5, { 0, 16, 4999, 299, 63 }, { 1, 1, 1, 1, 1 }, 256, 0, 0, 0, 40 },
-		{ 28, 4, 128, 7, 3, { 4999, 2, 1000 }, { 1, 1, 1 }, 64, 0, 0, 0, 3 },
-		{ 16, 2, 64, 16, 3, { 4999, 40, 130 }, { 1, 1, 1 }, 0, 0, 0, 0, 7 },
-		{ 4, 1, 16, 5, 2, { 700, 63 }, { 1, 1 }, 128, 0, 0, 0, 9 },
+		{ 28, 4, 128, 16, 5, { 0, 16, 4999, 299, 63 }, { 1, 1, 1, 1, 1 }, 256, 0, 0, 0, 0, 40 },
+		{ 28, 4, 128, 7, 3, { 4999, 2, 1000 }, { 1, 1, 1 }, 64, 0, 0, 0, 0, 3 },
+		{ 16, 2, 64, 16, 3, { 4999, 40, 130 }, { 1, 1, 1 }, 0, 0, 0, 0, 0, 7 },
+		{ 4, 1, 16, 5, 2, { 700, 63 }, { 1, 1 }, 128, 0, 0, 0, 0, 9 },
 	};
 	char what[80];
 
@@ -1149,7 +1233,64 @@ static void test_attention_dev_split(void)
 				 c.grid, c.split_len);
 			if (kn_attn_decode_tc_ok(c.nh, c.nkv, c.hd))
 				test_attn(&c, fp8, what);
-		}
+		}}
+
+/* The wgmma prefill kernel on the shapes its layout makes risky: tiles of
+ * 128 keys against splits of multiples of 64 (a split's last tile half
+ * past its end), tiles of 1 to 128 tokens (group sizes 1 to 128, the
+ * ragged last tile of a prompt, rows past nq in either warpgroup), the
+ * diagonal inside one key tile (group 1: 128 tokens a tile), fresh
+ * prompts and extends from mid-page and mid-tile positions, pages of 1,
+ * 3, 5, 7 and 16 slots; each against the CPU and the mma.sync kernel. */
+static void test_attention_wg(void)
+{
+	static const struct attn_case cases[] = {
+		{ 28, 4, 128, 16, 2, { 0, 300 }, { 300, 77 }, 0, 1, 0, 0, 1, 0 },
+		{ 28, 4, 128, 7, 3, { 0, 129, 4000 }, { 19, 250, 40 }, 0, 1, 0, 0, 1, 0 },
+		{ 14, 2, 128, 5, 1, { 0 }, { 400 }, 0, 1, 0, 0, 1, 0 },
+		{ 32, 8, 128, 16, 2, { 1000, 0 }, { 33, 257 }, 0, 1, 0, 0, 1, 0 },
+		{ 16, 16, 64, 16, 2, { 0, 127 }, { 260, 130 }, 0, 1, 0, 0, 1, 0 },
+		{ 16, 16, 128, 7, 1, { 1 }, { 383 }, 0, 1, 0, 0, 1, 0 },
+		{ 8, 1, 64, 3, 1, { 5 }, { 70 }, 0, 1, 0, 0, 1, 0 },
+		{ 64, 1, 128, 16, 1, { 0 }, { 5 }, 0, 1, 0, 0, 1, 0 },
+		{ 12, 2, 128, 1, 1, { 200 }, { 12 }, 0, 1, 0, 0, 1, 0 },
+		{ 128, 1, 64, 16, 2, { 0, 90 }, { 3, 1 }, 0, 1, 0, 0, 1, 0 },
+		/* splits: of 192 and 320 keys (tiles half past a split's end), of 64 */
+		{ 28, 4, 128, 16, 2, { 0, 500 }, { 300, 30 }, 0, 1, 4, 192, 1, 0 },
+		{ 16, 16, 64, 7, 2, { 2000, 0 }, { 130, 200 }, 0, 1, 5, 320, 1, 0 },
+		{ 28, 4, 128, 5, 1, { 3000 }, { 40 }, 0, 1, 9, 64, 1, 0 },
+	};
+	struct kn_attn_args a = { 0 };
+	char what[64];
+
+	if (!kn_attn_prefill_wg_ok(28, 4, 128, KN_KV_BF16)) {
+		tap_diag("no sm_90a image of the wgmma prefill kernel for this device: its cases "
+			 "are skipped");
+		return;
+	}
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const struct attn_case *c = &cases[i];
+
+		snprintf(what, sizeof(what), "prefill, wgmma, %d splits of %d", c->pf_splits,
+			 c->pf_split_len);
+		test_attn(c, 0, c->pf_splits ? what : "prefill, wgmma");
+	}
+	/* refused before anything is read: the pointers are never used */
+	a.out = (uint16_t *)16, a.q = (const uint16_t *)16;
+	a.k_cache = a.v_cache = (const void *)16;
+	a.block_tables = a.pos = a.bt_off = a.tile_row0 = a.tile_n = (const int32_t *)16;
+	a.n_tiles = 1, a.n_heads = 28, a.n_kv = 4, a.head_dim = 128, a.page_size = 16;
+	a.kv_dtype = KN_KV_FP8_E4M3;
+	a.k_scale = a.v_scale = (const float *)16;
+	int fp8 = kn_attn_prefill_wg_split(&a, 1, 0, NULL, NULL);
+
+	a.kv_dtype = KN_KV_BF16, a.head_dim = 96;
+	int hd96 = kn_attn_prefill_wg_split(&a, 1, 0, NULL, NULL);
+
+	tap_ok(fp8 == KN_E_INVALID && hd96 == KN_E_INVALID &&
+	       !kn_attn_prefill_wg_ok(28, 4, 128, KN_KV_FP8_E4M3) &&
+	       !kn_attn_prefill_wg_ok(28, 4, 96, KN_KV_BF16),
+	       "prefill, wgmma: refuses FP8 pages and head_dim 96 (the mma.sync kernel's)");
 }
 
 /* ---------------------------------------------------------------- LM head ops */
@@ -1299,6 +1440,7 @@ int main(void)
 	test_fill_e4m3();
 	test_attention();
 	test_attention_split();
+	test_attention_wg();
 	test_attention_dev_split();
 	test_argmax_logprob(5, 1001);
 	test_argmax_logprob(4, 152064);

@@ -1,0 +1,619 @@
+/*
+ * attn_prefill_wg.cu: the prefill / extend attention of attn_prefill_tc.cu
+ * on Hopper's warpgroup products (wgmma.mma_async, sm_90a), for bf16
+ * pages and head_dim 64 or 128; FP8 pages and other head dims stay on the
+ * mma.sync kernel.  Same arguments, tiles (up to 128 rows: (token, q head
+ * of the group) pairs), causal early exit, last-tile-first order, split
+ * semantics and partial layout (kn_attn_prefill_tc_partial_floats,
+ * reduced by kn_attn_reduce_splits) as kn_attn_prefill_tc_split.
+ *
+ * A block of two warpgroups (256 threads) takes one tile and one KV head;
+ * warpgroup w owns rows [64 w, 64 w + 64).  Keys come WG_KT = 128 at a
+ * time through a ring of WG_STAGES = 3 slots in shared memory, copied by
+ * every thread with cp.async (the pages of a tile are any size, so no
+ * TMA), the block table read a tile ahead.  Per tile, per warpgroup:
+ *   S = Q K^T   8 (4) wgmma m64n128k16, A and B from shared memory;
+ *   softmax     online, in registers on S's fp32 accumulators, log2
+ *               domain (log2 e / sqrt(head_dim) folded into the exp2's
+ *               fma), the mask applied only on tiles that reach past a
+ *               row's last key;
+ *   O += P V    8 wgmma m64n{HD}k16, A = P from registers (bf16), B = V
+ *               from shared memory.
+ * The products of tile j - 1's P V run while tile j's softmax does (the
+ * order is S_j, P V_(j-1), wait for S_j, softmax, wait for P V_(j-1),
+ * rescale O): the slot of tile j - 1 must then outlive the start of tile
+ * j, so with three slots the copy of tile j + 1 flies while tile j is
+ * computed.  Registers a thread: S 64, O HD / 2, P 32 (bf16 pairs).
+ *
+ * Shared-memory layouts (PTX ISA, "Shared Memory Matrix Layout"; the one
+ * CUTLASS calls Swizzle<3,4,3> over 128-byte rows): every tile, Q (128
+ * rows), K and V (128 keys), is stored as HD / 64 column blocks of 64
+ * elements; in a block, row r takes the 128 bytes at r * 128, its 16-byte
+ * chunk c at chunk c ^ (r % 8).  Each block starts 1024-byte aligned, so
+ * the hardware's swizzle (address bits 4-6 XOR bits 7-9) is that one and
+ * the descriptors' base offset is 0.  Descriptors (64 bits): start
+ * address >> 4 in bits 0-13, leading byte offset >> 4 in 16-29, stride
+ * byte offset >> 4 in 32-45, base offset 49-51, swizzle mode in 62-63
+ * (1: 128 bytes).
+ *   Q as A, K as B of S = Q K^T: both K-major (the reduced dim, head_dim,
+ *     is contiguous): core matrices of 8 rows x 16 bytes, 8-row groups
+ *     1024 bytes apart (stride offset); the leading offset is unused with
+ *     a 128-byte swizzle (set to 16).  k-step ks (16 dims) starts at
+ *     column block ks / 4, byte 32 (ks % 4) of the row: the hardware
+ *     swizzles the address it forms, so stepping the start address inside
+ *     the 128-byte row is right.
+ *   V as B of P V: V is (key, dim) with dims contiguous, i.e. N-major for
+ *     B (K = keys): the transpose flag (imm-trans-b 1, bf16 only) with the
+ *     MN-major layout: 64 dims (128 bytes) a row, 8 keys (rows) a core
+ *     group, groups 1024 bytes apart (stride offset), the next 64 dims
+ *     WG_KT * 128 bytes on (leading offset).  k-step kk (16 keys) starts
+ *     at key 16 kk.
+ * Shared memory written by cp.async (the generic proxy) is read by wgmma
+ * through the async proxy: each thread fences (fence.proxy.async) after
+ * its copies land and before the barrier that hands the tile over.
+ *
+ * Fragments (PTX ISA, wgmma m64nNk16 with fp32 accumulators): warp w of a
+ * warpgroup holds rows 16 w + g and 16 w + g + 8 (g = lane / 4, t = lane
+ * % 4); d[i][0..1] are row 16 w + g, columns 8 i + 2 t, + 1, d[i][2..3]
+ * the same columns of row + 8 (the m16n8 accumulator, repeated over N).
+ * The bf16 A fragment from registers is the same map on 16 columns: a[0]
+ * (row, k 2t..), a[1] (row + 8, k 2t..), a[2] (row, k 2t + 8..), a[3]
+ * (row + 8, k 2t + 8..), so S's accumulators of keys 16 kk..16 kk + 15
+ * pack straight into the A operand of k-step kk of P V.
+ *
+ * Synchronization: wgmma.fence before the products of a tile (S's and O's
+ * registers were written by the softmax and the rescale), a commit group
+ * for S and one for P V, wait_group 1 (S done) before the softmax and 0
+ * before O and P are touched again; the ring's barrier (every thread past
+ * its wait 0 of the tile before) frees the slot of tile j - 2 for tile j
+ * + 1.
+ *
+ * Resource use (nvcc 13, -Xptxas -v, sm_90a): head_dim 128: 210 registers
+ * (204 with splits), head_dim 64: 166 (164), no spills, no wgmma
+ * serialization; 225 KiB of shared memory at head_dim 128 (Q 32, three
+ * slots of 64, 1 of alignment slack), 113 at 64: one block a
+ * multiprocessor.  Built for another arch, the kernel is a trap and
+ * kn_attn_prefill_wg_ok says no.
+ */
+#include "kernels/kn_attn.cuh"
+
+#define WG_ROWS 128     /* query rows a block: the mma.sync kernel's PF_ROWS */
+#define WG_KT 128       /* keys a tile: S is m64n128 */
+#define WG_STAGES 3
+#define WG_THREADS 256  /* two warpgroups */
+#define WG_LOG2E 1.4426950408889634f
+#define WG_LN2 0.6931471805599453f
+
+/* Bytes of dynamic shared memory: Q, the ring of (K, V) slots, and 1024
+ * bytes of slack to align the whole to 1024 (the swizzle's period). */
+template <int HD>
+static __host__ __device__ constexpr size_t wg_smem_bytes()
+{
+	return 1024 + (size_t)WG_ROWS * HD * 2 + (size_t)WG_STAGES * 2 * WG_KT * HD * 2;
+}
+
+/* 1 where this file's kernels were built with wgmma (sm_90a): the host
+ * reads the value of the image loaded for the device. */
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define WG_BUILT 1
+#else
+#define WG_BUILT 0
+#endif
+static __device__ int wg_built = WG_BUILT;
+
+static __device__ __forceinline__ uint32_t wg_u32(const void *p)
+{
+	return (uint32_t)__cvta_generic_to_shared(p);
+}
+
+/* Byte offset of the 16-byte chunk c (elements 8c..8c + 7) of row r in a
+ * swizzled tile of ROWS rows (the layout above). */
+template <int ROWS>
+static __device__ __forceinline__ uint32_t wg_sw(int r, int c)
+{
+	return (uint32_t)((c >> 3) * ROWS * 128 + r * 128 + (((c & 7) ^ (r & 7)) << 4));
+}
+
+/* A matrix descriptor with the 128-byte swizzle: shared address sa,
+ * leading and stride byte offsets, base offset 0. */
+static __device__ __forceinline__ uint64_t wg_desc(uint32_t sa, uint32_t lbo, uint32_t sbo)
+{
+	return (uint64_t)((sa & 0x3ffff) >> 4) | (uint64_t)((lbo >> 4) & 0x3fff) << 16 |
+	       (uint64_t)((sbo >> 4) & 0x3fff) << 32 | 1ull << 62;
+}
+
+static __device__ __forceinline__ void wg_fence(void)
+{
+	asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+}
+
+static __device__ __forceinline__ void wg_commit(void)
+{
+	asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+}
+
+/* Waits until at most N of this warpgroup's committed groups are pending. */
+template <int N>
+static __device__ __forceinline__ void wg_wait(void)
+{
+	asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+}
+
+/* The compiler must neither read nor move registers that an issued wgmma
+ * still writes or reads: these empty asm statements pin them at the
+ * points where the products are issued and waited for. */
+template <int N>
+static __device__ __forceinline__ void wg_hold(float (&d)[N][4])
+{
+#pragma unroll
+	for (int i = 0; i < N; i++)
+		asm volatile("" : "+f"(d[i][0]), "+f"(d[i][1]), "+f"(d[i][2]), "+f"(d[i][3])::"memory");
+}
+
+template <int N>
+static __device__ __forceinline__ void wg_hold(uint32_t (&p)[N][4])
+{
+#pragma unroll
+	for (int i = 0; i < N; i++)
+		asm volatile("" : "+r"(p[i][0]), "+r"(p[i][1]), "+r"(p[i][2]), "+r"(p[i][3])::"memory");
+}
+
+/* Copies by cp.async (the generic proxy) made visible to wgmma's reads
+ * (the async proxy); each thread after its own copies landed, before the
+ * barrier. */
+static __device__ __forceinline__ void wg_fence_proxy(void)
+{
+	asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+}
+
+/* d (64 x 128) = (acc ? d : 0) + A B: A and B by descriptor, both K-major. */
+static __device__ __forceinline__ void wg_mma_qk(float (&d)[16][4], uint64_t da, uint64_t db,
+						int acc)
+{
+	asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
+		     "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {"
+		     "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+		     "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+		     "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
+		     "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
+		     "}, %64, %65, p, 1, 1, 0, 0;\n}\n"
+		     : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]),
+		       "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]),
+		       "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]),
+		       "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]),
+		       "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]),
+		       "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]),
+		       "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]),
+		       "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3]),
+		       "+f"(d[8][0]), "+f"(d[8][1]), "+f"(d[8][2]), "+f"(d[8][3]),
+		       "+f"(d[9][0]), "+f"(d[9][1]), "+f"(d[9][2]), "+f"(d[9][3]),
+		       "+f"(d[10][0]), "+f"(d[10][1]), "+f"(d[10][2]), "+f"(d[10][3]),
+		       "+f"(d[11][0]), "+f"(d[11][1]), "+f"(d[11][2]), "+f"(d[11][3]),
+		       "+f"(d[12][0]), "+f"(d[12][1]), "+f"(d[12][2]), "+f"(d[12][3]),
+		       "+f"(d[13][0]), "+f"(d[13][1]), "+f"(d[13][2]), "+f"(d[13][3]),
+		       "+f"(d[14][0]), "+f"(d[14][1]), "+f"(d[14][2]), "+f"(d[14][3]),
+		       "+f"(d[15][0]), "+f"(d[15][1]), "+f"(d[15][2]), "+f"(d[15][3])
+		     : "l"(da), "l"(db), "r"(acc));
+}
+
+/* d (64 x 128) += A B: A from registers, B by descriptor, N-major. */
+static __device__ __forceinline__ void wg_mma_pv128(float (&d)[16][4], const uint32_t (&a)[4],
+						uint64_t db)
+{
+	asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
+		     "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {"
+		     "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+		     "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+		     "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
+		     "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
+		     "}, {%64, %65, %66, %67}, %68, p, 1, 1, 1;\n}\n"
+		     : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]),
+		       "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]),
+		       "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]),
+		       "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]),
+		       "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]),
+		       "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]),
+		       "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]),
+		       "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3]),
+		       "+f"(d[8][0]), "+f"(d[8][1]), "+f"(d[8][2]), "+f"(d[8][3]),
+		       "+f"(d[9][0]), "+f"(d[9][1]), "+f"(d[9][2]), "+f"(d[9][3]),
+		       "+f"(d[10][0]), "+f"(d[10][1]), "+f"(d[10][2]), "+f"(d[10][3]),
+		       "+f"(d[11][0]), "+f"(d[11][1]), "+f"(d[11][2]), "+f"(d[11][3]),
+		       "+f"(d[12][0]), "+f"(d[12][1]), "+f"(d[12][2]), "+f"(d[12][3]),
+		       "+f"(d[13][0]), "+f"(d[13][1]), "+f"(d[13][2]), "+f"(d[13][3]),
+		       "+f"(d[14][0]), "+f"(d[14][1]), "+f"(d[14][2]), "+f"(d[14][3]),
+		       "+f"(d[15][0]), "+f"(d[15][1]), "+f"(d[15][2]), "+f"(d[15][3])
+		     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
+}
+
+/* d (64 x 64) += A B, likewise. */
+static __device__ __forceinline__ void wg_mma_pv64(float (&d)[8][4], const uint32_t (&a)[4],
+						uint64_t db)
+{
+	asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
+		     "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {"
+		     "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+		     "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
+		     "}, {%32, %33, %34, %35}, %36, p, 1, 1, 1;\n}\n"
+		     : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]),
+		       "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]),
+		       "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]),
+		       "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]),
+		       "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]),
+		       "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]),
+		       "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]),
+		       "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3])
+		     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
+}
+
+/* S = Q K^T of the warpgroup's 64 rows and the tile's 128 keys: qa, ka the
+ * shared addresses of the warpgroup's first Q row and of the K tile. */
+template <int HD>
+static __device__ __forceinline__ void wg_scores(float (&s)[WG_KT / 8][4], uint32_t qa, uint32_t ka)
+{
+#pragma unroll
+	for (int ks = 0; ks < HD / 16; ks++) {
+		uint32_t off = (ks & 3) * 32;
+		uint64_t da = wg_desc(qa + (ks >> 2) * (WG_ROWS * 128) + off, 16, 1024);
+		uint64_t db = wg_desc(ka + (ks >> 2) * (WG_KT * 128) + off, 16, 1024);
+
+		wg_mma_qk(s, da, db, ks > 0);
+	}
+}
+
+/* o += P V: p the bf16 A fragments of the 8 k-steps of 16 keys, va the
+ * shared address of the V tile. */
+template <int HD>
+static __device__ __forceinline__ void wg_pv(float (&o)[HD / 8][4],
+					     const uint32_t (&p)[WG_KT / 16][4], uint32_t va)
+{
+#pragma unroll
+	for (int kk = 0; kk < WG_KT / 16; kk++) {
+		uint64_t db = wg_desc(va + kk * 16 * 128, WG_KT * 128, 1024);
+
+		if constexpr (HD == 128)
+			wg_mma_pv128(o, p[kk], db);
+		else
+			wg_mma_pv64(o, p[kk], db);
+	}
+}
+
+/* Online softmax of one row half (e = 0: row g, e = 2: row g + 8) over the
+ * tile at k0, in the log2 domain (s2 = log2(e) / sqrt(head_dim)); keys
+ * past lim (the row's position, or the split's last key) are masked only
+ * on tiles that reach past it.  Leaves the probabilities in s, returns
+ * the rescale factor of the row's outputs. */
+static __device__ __forceinline__ float wg_softmax(float (&s)[WG_KT / 8][4], int e, int lim,
+						   int k0, int t, float s2, float &m, float &l)
+{
+	float mx = -INFINITY, sum = 0.0f;
+
+	if (k0 + WG_KT - 1 > lim) {
+#pragma unroll
+		for (int nt = 0; nt < WG_KT / 8; nt++)
+#pragma unroll
+			for (int c = 0; c < 2; c++)
+				if (k0 + nt * 8 + 2 * t + c > lim)
+					s[nt][e + c] = -INFINITY;
+	}
+#pragma unroll
+	for (int nt = 0; nt < WG_KT / 8; nt++)
+		mx = fmaxf(mx, fmaxf(s[nt][e], s[nt][e + 1]));
+	mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+	mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+	float mn = fmaxf(m, mx * s2), base = mn == -INFINITY ? 0.0f : mn;
+	float alpha = exp2f(m - base);
+
+#pragma unroll
+	for (int nt = 0; nt < WG_KT / 8; nt++)
+#pragma unroll
+		for (int c = 0; c < 2; c++) {
+			float p = exp2f(fmaf(s[nt][e + c], s2, -base));
+
+			s[nt][e + c] = p;
+			sum += p;
+		}
+	m = mn;
+	l = l * alpha + sum;
+	return alpha;
+}
+
+/* The probabilities of s packed as the bf16 A fragments of P V. */
+static __device__ __forceinline__ void wg_pack_p(uint32_t (&p)[WG_KT / 16][4],
+						 const float (&s)[WG_KT / 8][4])
+{
+#pragma unroll
+	for (int kk = 0; kk < WG_KT / 16; kk++) {
+		p[kk][0] = pack_bf16(s[2 * kk][0], s[2 * kk][1]);
+		p[kk][1] = pack_bf16(s[2 * kk][2], s[2 * kk][3]);
+		p[kk][2] = pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]);
+		p[kk][3] = pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3]);
+	}
+}
+
+/* 16-byte chunks of a K (or V) tile each thread copies. */
+template <int HD>
+static __host__ __device__ constexpr int wg_chunks()
+{
+	return WG_KT * (HD / 8) / WG_THREADS;
+}
+
+/* The pages of the keys whose chunks this thread copies of the tile at
+ * k0 (-1 past ke), read a tile ahead of the copy. */
+template <int HD>
+static __device__ __forceinline__ void wg_pages(const struct kn_attn_args &a, const int32_t *bt,
+						int shift, int k0, int ke, int (&pg)[wg_chunks<HD>()])
+{
+#pragma unroll
+	for (int c = 0; c < wg_chunks<HD>(); c++) {
+		int key = k0 + (threadIdx.x + c * WG_THREADS) / (HD / 8);
+
+		pg[c] = key < ke ? bt[tc_page(key, shift, a.page_size)] : -1;
+	}
+}
+
+/* Starts the copy of keys [k0, k0 + WG_KT) of KV head kvh from pages pg
+ * into the slot at Ks (K, then V WG_KT HD bf16 later), swizzled; zeros
+ * where pg is -1.  The caller commits. */
+template <int HD>
+static __device__ __forceinline__ void wg_kv_issue(const struct kn_attn_args &a,
+						   const int (&pg)[wg_chunks<HD>()], int shift,
+						   int kvh, int k0, uint8_t *Ks)
+{
+	const int CH = HD / 8;
+	uint8_t *Vs = Ks + WG_KT * HD * 2;
+
+#pragma unroll
+	for (int c = 0; c < wg_chunks<HD>(); c++) {
+		int idx = threadIdx.x + c * WG_THREADS, j = idx / CH, ch = idx - j * CH, key = k0 + j;
+		int in_page = key - tc_page(key, shift, a.page_size) * a.page_size;
+		size_t slot = pg[c] >= 0 ? (size_t)pg[c] * a.page_size + in_page : 0;
+		size_t off = ((slot * a.n_kv + kvh) * HD + ch * 8) * 2;
+		uint32_t so = wg_sw<WG_KT>(j, ch);
+
+		cp_async16(Ks + so, (const char *)a.k_cache + off, pg[c] >= 0 ? 16 : 0);
+		cp_async16(Vs + so, (const char *)a.v_cache + off, pg[c] >= 0 ? 16 : 0);
+	}
+}
+
+/* Starts the copy of the block's query rows into Qs (WG_ROWS rows,
+ * swizzled), zeros past nq.  The caller commits. */
+template <int HD>
+static __device__ __forceinline__ void wg_q_issue(const struct kn_attn_args &a, int G, int row0,
+						  int nq, int kvh, uint8_t *Qs)
+{
+	const int CH = HD / 8;
+
+#pragma unroll
+	for (int c = 0; c < WG_ROWS * CH / WG_THREADS; c++) {
+		int idx = threadIdx.x + c * WG_THREADS, r = idx / CH, ch = idx - r * CH;
+		const uint16_t *src = a.q + (size_t)(row0 + r / G) * a.n_heads * HD +
+				      (size_t)(kvh * G + r % G) * HD + ch * 8;
+
+		cp_async16(Qs + wg_sw<WG_ROWS>(r, ch), r < nq ? src : a.q, r < nq ? 16 : 0);
+	}
+}
+
+/* Normalized bf16 row r out (e = 0: the row's g half, 2: g + 8); lanes of
+ * a quad first pool their sums. */
+template <int HD>
+static __device__ __forceinline__ void wg_store(const struct kn_attn_args &a, int G, int row0,
+						int nq, int kvh, int r, int t, float l,
+						const float (&o)[HD / 8][4], int e)
+{
+	l += __shfl_xor_sync(0xffffffffu, l, 1);
+	l += __shfl_xor_sync(0xffffffffu, l, 2);
+	if (r >= nq)
+		return;
+	float inv = l > 0.0f ? 1.0f / l : 0.0f;
+	uint16_t *out = a.out + (size_t)(row0 + r / G) * a.n_heads * HD +
+			(size_t)(kvh * G + r % G) * HD + 2 * t;
+
+#pragma unroll
+	for (int nt = 0; nt < HD / 8; nt++)
+		*(uint32_t *)(out + nt * 8) = pack_bf16(o[nt][e] * inv, o[nt][e + 1] * inv);
+}
+
+/* Partial row r of a split at pp (WG_ROWS, HD + 2) fp32, as the mma.sync
+ * kernel leaves it: max in the natural-log domain, sum, unnormalized
+ * outputs. */
+template <int HD>
+static __device__ __forceinline__ void wg_store_partial(float *pp, int nq, int r, int t, float m,
+							float l, const float (&o)[HD / 8][4], int e)
+{
+	l += __shfl_xor_sync(0xffffffffu, l, 1);
+	l += __shfl_xor_sync(0xffffffffu, l, 2);
+	if (r >= nq)
+		return;
+	float *row = pp + (size_t)r * (HD + 2);
+
+	if (t == 0) {
+		row[0] = m * WG_LN2;
+		row[1] = l;
+	}
+#pragma unroll
+	for (int nt = 0; nt < HD / 8; nt++)
+		*(float2 *)(row + 2 + nt * 8 + 2 * t) = make_float2(o[nt][e], o[nt][e + 1]);
+}
+
+/* Tiles run last first: the causally longest ones start in the first wave.
+ * SPLIT: block z takes split z of the keys (gridDim.z splits of
+ * split_len, a multiple of 64, so a split's last tile may reach past its
+ * end: those keys are masked as the causal ones are) and writes partials
+ * (tile, KV head, split) into partial. */
+template <int HD, bool SPLIT>
+static __global__ void __launch_bounds__(WG_THREADS, 1)
+	attn_wg_kernel(const struct kn_attn_args a, int G, int split_len, float *partial)
+{
+	kn_pdl_enter();
+#if WG_BUILT
+	extern __shared__ __align__(16) uint8_t wg_raw[];
+	uint8_t *Qs = wg_raw + ((1024 - (wg_u32(wg_raw) & 1023)) & 1023);
+	uint8_t *ring = Qs + WG_ROWS * HD * 2;
+	const int SLOT = 2 * WG_KT * HD * 2;   /* bytes: K, then V */
+	int tile = gridDim.x - 1 - blockIdx.x, kvh = blockIdx.y, sp = blockIdx.z;
+	int wg = threadIdx.x >> 7, lane = threadIdx.x & 31, t = lane & 3;
+	int r_lo = wg * 64 + ((threadIdx.x >> 5) & 3) * 16 + (lane >> 2);
+	int row0 = a.tile_row0[tile], nq = a.tile_n[tile] * G;
+	int ctx = a.pos[row0 + a.tile_n[tile] - 1] + 1;
+	int kb = SPLIT ? sp * split_len : 0;
+	int ke = SPLIT && sp < (int)gridDim.z - 1 ? min(ctx, kb + split_len) : ctx;
+	float *pp = SPLIT ? partial + (((size_t)tile * a.n_kv + kvh) * gridDim.z + sp) *
+					      WG_ROWS * (HD + 2)
+			  : NULL;
+	const int32_t *bt = a.block_tables + a.bt_off[row0];
+	float s2 = WG_LOG2E / sqrtf((float)HD), m[2], l[2];
+	float o[HD / 8][4], s[WG_KT / 8][4];
+	uint32_t p[WG_KT / 16][4];
+	int n_kt = (ke - kb + WG_KT - 1) / WG_KT, lim[2];
+	int shift = tc_page_shift(a.page_size), pg[wg_chunks<HD>()];
+	uint32_t qa = wg_u32(Qs) + wg * 64 * 128, ra = wg_u32(ring);
+
+	if (SPLIT && kb >= ke) {   /* block-uniform: no barrier is skipped by part of it */
+		for (int idx = threadIdx.x; idx < nq * (HD + 2); idx += WG_THREADS)
+			pp[idx] = idx % (HD + 2) ? 0.0f : -INFINITY;
+		return;
+	}
+	wg_q_issue<HD>(a, G, row0, nq, kvh, Qs);
+	wg_pages<HD>(a, bt, shift, kb, ke, pg);
+	wg_kv_issue<HD>(a, pg, shift, kvh, kb, ring);
+	cp_async_commit();
+	if (n_kt > 1)
+		wg_pages<HD>(a, bt, shift, kb + WG_KT, ke, pg);
+	/* a row's last key: its position, or the split's end; -1 past nq */
+#pragma unroll
+	for (int e = 0; e < 2; e++) {
+		int r = r_lo + 8 * e;
+
+		lim[e] = r < nq ? min(a.pos[row0 + r / G], ke - 1) : -1;
+		m[e] = -INFINITY;
+		l[e] = 0.0f;
+	}
+#pragma unroll
+	for (int nt = 0; nt < HD / 8; nt++)
+		o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.0f;
+#pragma unroll
+	for (int kk = 0; kk < WG_KT / 16; kk++)
+		p[kk][0] = p[kk][1] = p[kk][2] = p[kk][3] = 0u;
+	for (int j = 0; j < n_kt; j++) {
+		int k0 = kb + j * WG_KT;
+
+		/* tile j in and every warpgroup past P V of tile j - 2 */
+		cp_async_wait<0>();
+		wg_fence_proxy();
+		__syncthreads();
+		if (j + 1 < n_kt)
+			wg_kv_issue<HD>(a, pg, shift, kvh, k0 + WG_KT,
+					ring + (j + 1) % WG_STAGES * SLOT);
+		cp_async_commit();
+		if (j + 2 < n_kt)
+			wg_pages<HD>(a, bt, shift, k0 + 2 * WG_KT, ke, pg);
+		wg_hold(s);
+		wg_hold(o);
+		wg_hold(p);
+		wg_fence();
+		wg_scores<HD>(s, qa, ra + j % WG_STAGES * SLOT);
+		wg_commit();
+		if (j > 0) {
+			/* in its own block: ptxas wants the fence again */
+			wg_fence();
+			wg_pv<HD>(o, p, ra + (j - 1) % WG_STAGES * SLOT + WG_KT * HD * 2);
+			wg_commit();
+			wg_wait<1>();
+		} else {
+			wg_wait<0>();
+		}
+		wg_hold(s);
+		float al = wg_softmax(s, 0, lim[0], k0, t, s2, m[0], l[0]);
+		float ah = wg_softmax(s, 2, lim[1], k0, t, s2, m[1], l[1]);
+
+		wg_wait<0>();
+		wg_hold(o);
+		wg_hold(p);
+#pragma unroll
+		for (int nt = 0; nt < HD / 8; nt++) {
+			o[nt][0] *= al;
+			o[nt][1] *= al;
+			o[nt][2] *= ah;
+			o[nt][3] *= ah;
+		}
+		wg_pack_p(p, s);
+	}
+	wg_hold(o);
+	wg_hold(p);
+	wg_fence();
+	wg_pv<HD>(o, p, ra + (n_kt - 1) % WG_STAGES * SLOT + WG_KT * HD * 2);
+	wg_commit();
+	wg_wait<0>();
+	wg_hold(o);
+#pragma unroll
+	for (int e = 0; e < 2; e++) {
+		if constexpr (SPLIT)
+			wg_store_partial<HD>(pp, nq, r_lo + 8 * e, t, m[e], l[e], o, 2 * e);
+		else
+			wg_store<HD>(a, G, row0, nq, kvh, r_lo + 8 * e, t, l[e], o, 2 * e);
+	}
+#else
+	__trap();   /* not built for sm_90a: kn_attn_prefill_wg_ok said no */
+#endif
+}
+
+/* The kernel over (tiles, KV heads, splits), then (SPLIT) the reduce of
+ * the splits into out. */
+template <int HD, bool SPLIT>
+static int launch_wg(const struct kn_attn_args *a, int n_splits, int split_len, float *partial,
+		     cudaStream_t s)
+{
+	size_t smem = wg_smem_bytes<HD>();
+	dim3 grid(a->n_tiles, a->n_kv, n_splits);
+	int G = a->n_heads / a->n_kv;
+
+	KN_CHECK(cudaFuncSetAttribute(attn_wg_kernel<HD, SPLIT>,
+				      cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+	KN_LAUNCH(attn_wg_kernel<HD, SPLIT>, grid, WG_THREADS, smem, s, *a, G, split_len, partial);
+	KN_LAUNCHED();
+	return SPLIT ? kn_attn_reduce_splits(a, n_splits, WG_ROWS, WG_ROWS / G, partial, s) : 0;
+}
+
+/* The shapes the kernel takes: those of the mma.sync kernel's tiles (at
+ * most WG_ROWS rows), bf16 pages, head_dim 64 or 128. */
+static int wg_shape_ok(int n_heads, int n_kv, int head_dim, int kv_dtype)
+{
+	return kv_dtype == KN_KV_BF16 && (head_dim == 64 || head_dim == 128) &&
+	       kn_attn_tc_tile_rows(n_heads, n_kv, head_dim) >= 1;
+}
+
+/* Reads the device once (a synchronous copy): for setup, not per launch. */
+extern "C" int kn_attn_prefill_wg_ok(int n_heads, int n_kv, int head_dim, int kv_dtype)
+{
+	int built = 0;
+
+	if (!wg_shape_ok(n_heads, n_kv, head_dim, kv_dtype))
+		return 0;
+	/* fails where the device cannot load this image (not an sm_90):
+	 * the error is cleared, so that no later check reports it */
+	if (cudaMemcpyFromSymbol(&built, wg_built, sizeof(built)) != cudaSuccess) {
+		(void)cudaGetLastError();
+		return 0;
+	}
+	return built;
+}
+
+extern "C" int kn_attn_prefill_wg_split(const struct kn_attn_args *a, int n_splits, int split_len,
+				       float *partial, kn_stream s)
+{
+	KN_REQUIRE(a && a->out && a->q && a->k_cache && a->v_cache && a->block_tables);
+	KN_REQUIRE(a->pos && a->bt_off && a->tile_row0 && a->tile_n);
+	KN_REQUIRE(a->n_tiles >= 1 && a->n_tiles <= 0x7fffffff && a->page_size >= 1);
+	KN_REQUIRE(a->n_kv <= 65535);
+	KN_REQUIRE(wg_shape_ok(a->n_heads, a->n_kv, a->head_dim, a->kv_dtype));
+	KN_REQUIRE(n_splits >= 1 && n_splits <= 65535);
+	KN_REQUIRE(n_splits == 1 ||
+		   (partial && split_len >= KN_ATTN_TC_SPLIT && split_len % KN_ATTN_TC_SPLIT == 0 &&
+		    (size_t)a->n_tiles * a->n_kv <= 0x7fffffff));
+	if (a->head_dim == 64)
+		return n_splits == 1 ? launch_wg<64, false>(a, 1, 0, NULL, s)
+				     : launch_wg<64, true>(a, n_splits, split_len, partial, s);
+	return n_splits == 1 ? launch_wg<128, false>(a, 1, 0, NULL, s)
+			     : launch_wg<128, true>(a, n_splits, split_len, partial, s);
+}

@@ -217,42 +217,85 @@ static void split_keys(int max_ctx, int want, int align, int *n_splits, int *spl
 	*n_splits = (max_ctx + len - 1) / len;
 }
 
-/* The decode blocks with keys to walk when the rows' keys (up to max_ctx)
- * go in splits of split_keys(max_ctx, want, 64); pad more rows of one key
- * each. */
-static int64_t decode_blocks(const struct cuda_state *st, const struct eng_batch *b, int pad,
-			     int max_ctx, int want)
-{
-	int64_t n = pad;
-	int n_splits, len;
-
-	split_keys(max_ctx, want, 64, &n_splits, &len);
-	for (int s = 0; s < b->n_seqs; s++)
-		if (b->seqs[s].n_tokens == 1)
-			n += (b->seqs[s].start_pos + len) / len;
-	return n * st->nkv;
-}
-
 /* Keys a decode block takes when the splits are sized by the work
  * (splits_by_work): the rows' keys (times the KV heads) over this many
- * blocks a multiprocessor. */
+ * blocks a multiprocessor, the decode kernel's residency. */
 #define DECODE_WORK_BLOCKS_PER_SM 2
+
+/* What a decode block costs beside its keys, in keys walked: its query
+ * rows' load, the merge of its warps, its partial and its share of the
+ * reduce, about one tile of keys. */
+#define DECODE_BLOCK_KEYS 64
+#define DECODE_SLOTS_MAX 512
+
+/* The least loaded of the n slots of min-heap h takes cost more; returns
+ * its new load. */
+static int64_t slot_add(int64_t *h, int n, int64_t cost)
+{
+	int64_t v = h[0] + cost;
+	int i = 0, c;
+
+	while ((c = 2 * i + 1) < n) {
+		if (c + 1 < n && h[c + 1] < h[c])
+			c++;
+		if (h[c] >= v)
+			break;
+		h[i] = h[c];
+		i = c;
+	}
+	h[i] = v;
+	return v;
+}
+
+/* The modelled time, in keys walked, of a decode launch whose rows' keys
+ * go in ns splits of len (the last taking the rest), pad more rows of one
+ * key: one KV head's blocks (the heads' blocks interleave alike) taken in
+ * grid order, row fastest, split slowest, each by the least loaded of
+ * slots block slots, at DECODE_BLOCK_KEYS beside its keys; a split past
+ * its row's keys exits at once and costs nothing. */
+static int64_t decode_time(const struct eng_batch *b, int pad, int len, int ns, int slots)
+{
+	int64_t h[DECODE_SLOTS_MAX] = { 0 }, end = 0, v;
+
+	for (int z = 0; z < ns; z++) {
+		for (int s = 0; s < b->n_seqs; s++) {
+			int k = b->seqs[s].start_pos + 1 - z * len;
+
+			if (b->seqs[s].n_tokens != 1 || k <= 0)
+				continue;
+			v = slot_add(h, slots, (z < ns - 1 && k > len ? len : k) + DECODE_BLOCK_KEYS);
+			end = v > end ? v : end;
+		}
+		for (int r = 0; z == 0 && r < pad; r++) {
+			v = slot_add(h, slots, 1 + DECODE_BLOCK_KEYS);
+			end = v > end ? v : end;
+		}
+	}
+	return end;
+}
 
 /* Split-K shape for the decode rows.  By count (the ablation): enough
  * splits of the longest row to fill the GPU, every row cut at the same
  * keys, so in a ragged batch (agents' conversations, 1k to 30k keys) a
  * long row's blocks are the long pole of the launch.  By work (the
- * default): one split length for all rows, the keys of all rows spread
- * over DECODE_WORK_BLOCKS_PER_SM blocks a multiprocessor, so that no block
- * holds much more than an even share; short rows get one block, long ones
- * several, and the splits past a row's keys are empty.  pad: more rows
- * of one key each (a graph's padding, counted as the real rows at
- * position 0 it stands for, so that it changes no split). */
+ * default): one split length for all rows, short rows in one block, long
+ * ones in several, the splits past a row's keys empty; the length is the
+ * one of a few around an even share (the rows' keys over
+ * DECODE_WORK_BLOCKS_PER_SM blocks a multiprocessor) whose launch
+ * decode_time models fastest, the fewer splits at a tie.  The model
+ * weighs what counting blocks cannot: a second wave of blocks against
+ * fewer, longer ones (16 rows of 10k keys: 320 blocks in 5 splits, 256 in
+ * 4, for 264 slots on the H100), and a ragged batch's longest rows
+ * against the rest (64 rows of 512 to 8k keys fit 256 blocks unsplit, and
+ * the 8k rows then take 16 times the others' time).  At most max_splits
+ * splits (0: any); pad more rows of one key each (a graph's padding,
+ * counted as the real rows at position 0 it stands for, so that it
+ * changes no split). */
 static void decode_splits(const struct cuda_state *st, const struct eng_batch *b, int n_dec,
-			  int pad, int *n_splits, int *split_len)
+			  int pad, int max_splits, int *n_splits, int *split_len)
 {
-	int s, max_ctx = 1, want;
-	int64_t keys = pad, blocks = DECODE_WORK_BLOCKS_PER_SM * st->n_sm;
+	int s, max_ctx = 1, slots = DECODE_WORK_BLOCKS_PER_SM * st->n_sm / st->nkv;
+	int64_t keys = pad, blocks = DECODE_WORK_BLOCKS_PER_SM * st->n_sm, best = -1;
 
 	for (s = 0; s < b->n_seqs; s++)
 		if (b->seqs[s].n_tokens == 1) {
@@ -261,21 +304,33 @@ static void decode_splits(const struct cuda_state *st, const struct eng_batch *b
 			max_ctx = ctx > max_ctx ? ctx : max_ctx;
 			keys += ctx;
 		}
-	want = eng_cuda_decode_want(st, n_dec);
-	if (st->splits_by_work) {
-		/* max_ctx / want keys a split = keys * nkv / blocks */
-		int64_t per = (keys * st->nkv + blocks - 1) / blocks;
-
-		want = (int)((max_ctx + per - 1) / per);
-		/* rounding want up may spill a second wave of blocks that
-		 * one split less keeps within the first (a batch of even
-		 * rows: 16 of 10k keys make 320 blocks with 5 splits, 256
-		 * with 4, for 264 slots on the H100) */
-		if (want > 1 && decode_blocks(st, b, pad, max_ctx, want) > blocks &&
-		    decode_blocks(st, b, pad, max_ctx, want - 1) <= blocks)
-			want--;
+	if (!st->splits_by_work) {
+		split_keys(max_ctx, eng_cuda_decode_want(st, n_dec), 32, n_splits, split_len);
+		return;
 	}
-	split_keys(max_ctx, want, st->splits_by_work ? 64 : 32, n_splits, split_len);
+	/* the even share: max_ctx / want keys a split = keys * nkv / blocks */
+	int64_t per = (keys * st->nkv + blocks - 1) / blocks;
+	int even = (int)((max_ctx + per - 1) / per), last = 0;
+	int cand[] = { 1, 2, 3, 4, even - 1, even, even + 1, even * 3 / 2, 2 * even };
+
+	slots = slots < 1 ? 1 : slots > DECODE_SLOTS_MAX ? DECODE_SLOTS_MAX : slots;
+	for (size_t i = 0; i < sizeof(cand) / sizeof(cand[0]); i++) {
+		int ns, len;
+		int64_t t;
+
+		if (cand[i] < 1)
+			continue;
+		split_keys(max_ctx, cand[i], 64, &ns, &len);
+		if (len == last || (max_splits && ns > max_splits))
+			continue;
+		last = len;
+		t = decode_time(b, pad, len, ns, slots);
+		if (best < 0 || t < best || (t == best && ns < *n_splits)) {
+			best = t;
+			*n_splits = ns;
+			*split_len = len;
+		}
+	}
 }
 
 /* How much longer than the mean a captured decode step's longest row may
@@ -304,22 +359,17 @@ int eng_cuda_graph_splits(const struct cuda_state *st, int bs)
 }
 
 /* The split length of a captured decode step of batch b padded to bs
- * rows over its grid of n_splits: decode_splits' by work, longer where
- * that would need more splits than the grid has; 0 (per row) by count. */
+ * rows over its grid of n_splits: decode_splits' by work, within the
+ * grid; 0 (per row) by count. */
 int eng_cuda_graph_split_len(const struct cuda_state *st, const struct eng_batch *b, int bs,
 			     int n_splits)
 {
-	int ns, len, max_ctx = 1;
+	int ns, len;
 
 	if (!st->splits_by_work)
 		return 0;
-	decode_splits(st, b, bs, bs - b->n_seqs, &ns, &len);
-	if (ns <= n_splits)
-		return len;
-	for (int s = 0; s < b->n_seqs; s++)
-		max_ctx = b->seqs[s].start_pos + 1 > max_ctx ? b->seqs[s].start_pos + 1 : max_ctx;
-	len = (max_ctx + n_splits - 1) / n_splits;
-	return (len + 63) / 64 * 64;
+	decode_splits(st, b, bs, bs - b->n_seqs, n_splits, &ns, &len);
+	return len;
 }
 
 /* Splits of the prefill rows' keys (the tensor-core kernel's).  A short
@@ -327,13 +377,16 @@ int eng_cuda_graph_split_len(const struct cuda_state *st, const struct eng_batch
  * new tokens of Qwen2.5-7B on ~10k cached ones make 32 tiles x 4 KV
  * heads = 128 blocks for 132 SMs, each walking ~10k keys, and took ~30 ms
  * a step where ~12 were expected.  The keys are then split until the
- * blocks reach about PREFILL_BLOCKS_PER_SM a multiprocessor (the number
- * that fits one, by shared memory and registers at head_dim 128: one
- * wave), each split keeping at least PREFILL_SPLIT_MIN_KEYS keys of the
- * longest row, so that the partials and their reduce stay small next to
- * the keys walked.  A prompt whose tiles fill the GPU already (a 4k
- * prompt of that model: 912 blocks) is not split.  Neither constant is
- * tuned yet: bench-cuda prints the steps with splits on and off. */
+ * blocks reach about the number that fits a multiprocessor (by shared
+ * memory and registers at head_dim 128: one wave): PREFILL_BLOCKS_PER_SM
+ * of the mma.sync kernel, the nearest whole number of splits to that, and
+ * one of the wgmma kernel, whose splits stay within the wave (on the H100
+ * the wgmma kernel's 1 x 512 extend on 10k keys, 112 blocks, took 8.70 ms
+ * in 2 splits, 7.88 in one).  Each split keeps at least
+ * PREFILL_SPLIT_MIN_KEYS keys of the longest row, so that the partials
+ * and their reduce stay small next to the keys walked.  A prompt whose
+ * tiles fill the GPU already (a 4k prompt of that model: 912 blocks) is
+ * not split.  bench-cuda prints the steps with splits on and off. */
 #define PREFILL_BLOCKS_PER_SM 2
 #define PREFILL_SPLIT_MIN_KEYS 1024
 
@@ -345,8 +398,10 @@ static void prefill_splits(const struct cuda_state *st, struct step_meta *m)
 	m->pre_split_len = 0;
 	if (!m->n_pre || !st->use_tc || !st->prefill_split)
 		return;
-	/* the nearest whole number of splits to the target */
-	want = (PREFILL_BLOCKS_PER_SM * st->n_sm + blocks / 2) / blocks;
+	if (st->use_wg)
+		want = st->n_sm / blocks;
+	else
+		want = (PREFILL_BLOCKS_PER_SM * st->n_sm + blocks / 2) / blocks;
 	want = want < most ? want : most;
 	if (want >= 2)
 		split_keys(m->pre_ctx, want, KN_ATTN_TC_SPLIT, &m->pre_splits, &m->pre_split_len);
@@ -837,7 +892,7 @@ int eng_cuda_plain_forward(struct cuda_state *st, const struct eng_batch *b, con
 	m.n_splits = 1;
 	m.split_len = 64;
 	if (m.n_dec)
-		decode_splits(st, b, m.n_dec, 0, &m.n_splits, &m.split_len);
+		decode_splits(st, b, m.n_dec, 0, 0, &m.n_splits, &m.split_len);
 	prefill_splits(st, &m);
 	if ((rc = ensure_splits(st, &m, err)))
 		return rc;

@@ -661,7 +661,9 @@ static int kv_compare(int device, double bw, double rate)
  * layer) against the cuBLAS rate, and the splits the backend takes. */
 static int split_compare(int device, double rate)
 {
-	static const struct work works[2] = { { 1, 10240, 512, 0 }, { 4, 10240, 128, 0 } };
+	static const struct work works[3] = {
+		{ 1, 10240, 512, 0 }, { 4, 10240, 128, 0 }, { 1, 10240, 128, 0 },
+	};
 	struct eng_model_config cfg;
 	int per = (10240 + 512) / PAGE, rc = 0;
 	int32_t *tables;
@@ -680,7 +682,7 @@ static int split_compare(int device, double rate)
 	       "(attention op by op; %% of the bf16 GEMM rate %.0f TFLOP/s):\n%-26s %6s %10s "
 	       "%10s %8s %6s\n", rate / 1e12, "figure", "splits", "step", "attention", "TFLOP/s",
 	       "rate");
-	for (int i = 0; i < 2 && !rc; i++) {
+	for (int i = 0; i < 3 && !rc; i++) {
 		const struct work *w = &works[i];
 		double n = w->n_new;
 		double fl = s.attn_flops * w->batch * (n * w->start + n * (n + 1) / 2);

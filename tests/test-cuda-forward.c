@@ -11,7 +11,9 @@
  *
  * Checked: last-token logits of a mixed batch (prompts of several
  * lengths, one of a single token) and of greedy decode steps, ||gpu -
- * cpu|| / ||cpu|| <= 1e-2, with the same argmax at every step; batch of
+ * cpu|| / ||cpu|| <= 1e-2, with the same argmax at every step or a near
+ * tie (the CPU's margin between its token and the GPU's under 5 times the
+ * RMS difference of the logits); batch of
  * one == batch of many (same greedy tokens); chunked prefill == one shot
  * (chunks ending in a one-token decode chunk too); score-mode log-probs;
  * a 700-token context over odd page sizes; extend chunks of 20 and 5
@@ -84,7 +86,7 @@ struct bench_model {
 	int32_t *pages;   /* (n_pages) a shuffled order of the pool's pages */
 	int fp8;          /* cpu and gpu with FP8 pages or FP8 weights */
 	double tol;       /* TOL, or TOL_FP8 */
-	int near_ties;    /* fp8: steps whose greedy tokens differ at a near tie */
+	int near_ties;    /* steps whose greedy tokens differ at a near tie */
 	struct eng_backend *cpu32, *gpu16;   /* fp8: the same model without FP8 */
 };
 
@@ -138,7 +140,11 @@ static void step_inputs(const struct bench_model *M, const struct prompts *P, in
 /* The greedy token of logits lg agrees with that of lc (the CPU's, or
  * another run's): the same, or with ties a near tie: lc's logit of lg's
  * token within NEAR_TIE_RMS times the RMS difference of the two vectors of
- * its best (counted in M->near_ties).  same_greedy allows ties with FP8. */
+ * its best (counted in M->near_ties).  same_greedy allows ties on every
+ * model: the GPU's bf16 activations (and bf16 copy of f32 weights) move
+ * the logits by up to the 1e-2 tolerance, which turns near ties either
+ * way (the 1-layer f32 model, whose logits lie close together, at one
+ * step of 27 on the H100 with the wgmma prefill kernel). */
 static int greedy_or_tie(struct bench_model *M, const float *lg, const float *lc, int V,
 			 int ties)
 {
@@ -159,7 +165,7 @@ static int greedy_or_tie(struct bench_model *M, const float *lg, const float *lc
 
 static int same_greedy(struct bench_model *M, const float *lg, const float *lc, int V)
 {
-	return greedy_or_tie(M, lg, lc, V, M->fp8);
+	return greedy_or_tie(M, lg, lc, V, 1);
 }
 
 static void test_mixed(struct bench_model *M, struct prompts *P)
@@ -677,8 +683,7 @@ static void check_model_as(const char *name, const struct mw_params *mp, int pag
 		test_fused_quant(&M, &P);
 	if (!wfp8)
 		test_dummy(&M, &P);
-	if (kv_fp8 || wfp8)
-		tap_diag("%s: %d greedy tokens differed at near ties", full, M.near_ties);
+	tap_diag("%s: %d greedy tokens differed at near ties", full, M.near_ties);
 	free(P.gpu_lg);
 	close_model(&M);
 }

@@ -1411,6 +1411,7 @@ int main(void)
 	test_gemm_skinny(3, 37, 3584);
 	test_gemm_skinny(4, 517, 18944);
 	test_gemm_skinny(1, 4099, 1032);
+	test_gemm_skinny(1, 16411, 520);   /* past SK_WIDE_N: 4 loads in flight a lane */
 	test_gemm_fp8(g, 1, 333, 512, KN_FP8_SKINNY);
 	test_gemm_fp8(g, 3, 4608, 3584, KN_FP8_SKINNY);
 	test_gemm_fp8(g, 8, 1000, 1024, KN_FP8_SKINNY);

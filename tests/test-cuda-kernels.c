@@ -812,11 +812,6 @@ struct attn_case {
 	int grid;        /* decode: this many splits, split_len read on the device */
 };
 
-/* Tensor-core decode in attn_run: with the reduce fused, run this many
- * times on the same counters (0: the reduce kernel); and the counters the
- * last such run left non-zero. */
-static int fused_runs, sync_left;
-
 struct attn_data {
 	int T, n_slots, n_bt, n_tiles;
 	int32_t *bt, *pos, *bt_off, *tile_row0, *tile_n;
@@ -983,23 +978,8 @@ static int attn_run(const struct attn_case *c, const struct attn_data *d, float 
 		poison(partial, np * 4);
 		if (c->grid)
 			a.split_len_at = up(&c->split_len, 4);
-		if (c->tc && fused_runs) {
-			size_t nc = (size_t)d->n_tiles * c->nkv;
-			unsigned *zero = calloc(nc, sizeof(unsigned)), *sync = up(zero, nc * 4);
-
-			rc = 0;
-			for (int i = 0; i < fused_runs && !rc; i++)
-				rc = kn_attn_decode_tc_fused(&a, n_splits, sl, partial, sync, NULL);
-			down(zero, sync, nc * 4);
-			sync_left = 0;
-			for (size_t i = 0; i < nc; i++)
-				sync_left += zero[i] != 0;
-			free(zero);
-			kn_free(sync);
-		} else {
-			rc = c->tc ? kn_attn_decode_tc(&a, n_splits, sl, partial, NULL)
-				   : kn_attn_decode(&a, n_splits, sl, partial, NULL);
-		}
+		rc = c->tc ? kn_attn_decode_tc(&a, n_splits, sl, partial, NULL)
+			   : kn_attn_decode(&a, n_splits, sl, partial, NULL);
 	} else if (c->wg) {
 		rc = kn_attn_prefill_wg_split(&a, 1, 0, NULL, NULL);
 	} else {
@@ -1105,27 +1085,6 @@ static void attn_where(const struct attn_case *c, const struct attn_data *d, con
 		 i, got[o + i], ref[o + i]);
 }
 
-/* The decode reduce fused into the split kernel against the reduce
- * kernel's output got on the same data d: the same bits, run twice on the
- * same counters (the second run finds them zero again), left zero. */
-static void same_as_unfused(const struct attn_case *c, const struct attn_data *d,
-			    const float *got)
-{
-	size_t qn = (size_t)d->T * c->nh * c->hd;
-	float *g2 = malloc(qn * sizeof(float));
-	int rc;
-
-	fused_runs = 2;
-	rc = attn_run(c, d, g2);
-	fused_runs = 0;
-	if (rc)
-		tap_ok(!memcmp(got, g2, qn * sizeof(float)) && !sync_left,
-		       "attention decode, reduce fused (twice) == reduce kernel, bitwise%s: heads "
-		       "%d/%d dim %d page %d, %d rows; %d counters left", d->fp8 ? ", e4m3 pages" : "",
-		       c->nh, c->nkv, c->hd, c->ps, d->T, sync_left);
-	free(g2);
-}
-
 static void test_attn(const struct attn_case *c, int fp8, const char *what)
 {
 	struct attn_data d;
@@ -1149,8 +1108,6 @@ static void test_attn(const struct attn_case *c, int fp8, const char *what)
 			attn_where(c, &d, got, ref);
 		if (c->pf_splits)
 			same_as_unsplit(c, &d, got);
-		if (c->split_len && c->tc)
-			same_as_unfused(c, &d, got);
 		if (c->wg)
 			same_as_mma_sync(c, &d, got);
 	}

@@ -85,6 +85,12 @@ int eng_cuda_graph_count(const void *state);
  * ablation).  The results are the same bytes either way.  Drops the
  * graphs held. */
 void eng_cuda_fuse_quant(void *state, int on);
+/* The skinny products' loads in flight a lane below 16384 rows of
+ * weights (kn_skinny_wide): 8 (on) or 4 (off, the default), for
+ * measuring.  Process-wide; drops this state's graphs, which hold the
+ * kernels launched. */
+void eng_cuda_skinny_wide(void *state, int on);
+
 /* How decode batches split their keys: by work (on, the default: one
  * split length over all rows, sized by the batch's keys, so ragged
  * contexts balance; a captured graph's step writes it beside its

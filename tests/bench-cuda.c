@@ -53,7 +53,9 @@
  * Then bf16 against FP8 weights (and FP8 weights with FP8 pages) on
  * decode b1, b16 at 10k and the 4k prefill, with the FP8 b1 step's
  * profile and its ablation (each product quantizing its own input,
- * eng_cuda_fuse_quant(0)).
+ * eng_cuda_fuse_quant(0)), and b1 of bf16 and FP8 weights with the
+ * skinny products keeping 8 loads in flight a lane against 4
+ * (eng_cuda_skinny_wide).
  *
  * Then the weight-streaming products alone on the layer shapes (qkv,
  * o, gate/up, down) at m = 1 and 16: bf16 weights, the FP8 skinny
@@ -900,6 +902,7 @@ static int skinny_compare(double bw)
 struct w_fig {
 	double b1, b16, pf;   /* seconds: decode b1 1k, b16 10k (graphs), prefill 4k */
 	double b1_unfused;    /* FP8 weights: b1 with each product quantizing its input */
+	double b1_wide;       /* b1 with 8 loads in flight a lane (kn_skinny_wide) */
 	size_t wb;            /* weight bytes on the GPU */
 };
 
@@ -912,8 +915,13 @@ static int w_figures(const struct eng_model_config *cfg, int device, int wfp8, i
 	if ((rc = create_dummy(cfg, device, kv, wfp8, per * nb, &st)))
 		return rc;
 	f->wb = eng_cuda_weight_bytes(st);
-	f->b1_unfused = 0;
-	if (!(rc = time_steps(st, 1, 1024, 0, 20, tables, per, &f->b1)) &&
+	f->b1_unfused = f->b1_wide = 0;
+	if (!(rc = time_steps(st, 1, 1024, 0, 20, tables, per, &f->b1)) && kv == ENG_KV_DTYPE_BF16) {
+		eng_cuda_skinny_wide(st, 1);
+		rc = time_steps(st, 1, 1024, 0, 20, tables, per, &f->b1_wide);
+		eng_cuda_skinny_wide(st, 0);
+	}
+	if (!rc && !(rc = time_steps(st, 1, 1024, 0, 20, tables, per, &f->b1)) &&
 	    !(rc = time_steps(st, 16, 10240, 0, 10, tables, 4 * per, &f->b16)))
 		rc = time_steps(st, 1, 4096, 1, 3, tables, per, &f->pf);
 	if (!rc && wfp8 && kv == ENG_KV_DTYPE_BF16) {
@@ -977,6 +985,10 @@ static int w_compare(int device, double bw, double rate)
 	printf("FP8 decode b1 with the products' inputs quantized by the norms and SiLU: %.3f ms; "
 	       "each product quantizing its own (the ablation): %.3f ms (%.2fx)\n", f8.b1 * 1e3,
 	       f8.b1_unfused * 1e3, f8.b1_unfused / f8.b1);
+	printf("decode b1 with the skinny products' 8 loads in flight a lane below 16384 rows "
+	       "(eng_cuda_skinny_wide), against 4: bf16 weights %.3f ms against %.3f (%.3fx), FP8 "
+	       "weights %.3f ms against %.3f (%.3fx)\n", fb.b1_wide * 1e3, fb.b1 * 1e3,
+	       fb.b1 / fb.b1_wide, f8.b1_wide * 1e3, f8.b1 * 1e3, f8.b1 / f8.b1_wide);
 	free(tables);
 	return 0;
 }

@@ -1406,22 +1406,27 @@ int main(void)
 	test_gemm(g, 1, 1001, 3584);   /* timed against cuBLAS: either path */
 	test_gemm(g, 1, 1001, 3584);   /* the remembered pick */
 	test_gemm(g, 3, 517, 18944);
-	test_gemm_skinny(1, 333, 520);
-	test_gemm_skinny(2, 1001, 8);
-	test_gemm_skinny(3, 37, 3584);
-	test_gemm_skinny(4, 517, 18944);
-	test_gemm_skinny(1, 4099, 1032);
-	test_gemm_skinny(1, 16411, 520);   /* past SK_WIDE_N: 4 loads in flight a lane */
-	test_gemm_fp8(g, 1, 333, 512, KN_FP8_SKINNY);
-	test_gemm_fp8(g, 3, 4608, 3584, KN_FP8_SKINNY);
-	test_gemm_fp8(g, 8, 1000, 1024, KN_FP8_SKINNY);
-	test_gemm_fp8(g, 13, 517, 18944, KN_FP8_SKINNY);
-	test_gemm_fp8(g, 32, 2051, 640, KN_FP8_SKINNY);
-	/* the Qwen2.5-7B layers */
-	test_gemm_fp8(g, 1, 3584, 3584, KN_FP8_SKINNY);
-	test_gemm_fp8(g, 16, 3584, 3584, KN_FP8_SKINNY);
-	test_gemm_fp8(g, 1, 37888, 3584, KN_FP8_SKINNY);
-	test_gemm_fp8(g, 1, 3584, 18944, KN_FP8_SKINNY);
+	/* 4 loads in flight a lane, then 8 (kn_skinny_wide) below 16384 rows */
+	for (int wide = 0; wide < 2; wide++) {
+		kn_skinny_wide(wide);
+		test_gemm_skinny(1, 333, 520);
+		test_gemm_skinny(2, 1001, 8);
+		test_gemm_skinny(3, 37, 3584);
+		test_gemm_skinny(4, 517, 18944);
+		test_gemm_skinny(1, 4099, 1032);
+		test_gemm_skinny(1, 16411, 520);
+		test_gemm_fp8(g, 1, 333, 512, KN_FP8_SKINNY);
+		test_gemm_fp8(g, 3, 4608, 3584, KN_FP8_SKINNY);
+		test_gemm_fp8(g, 8, 1000, 1024, KN_FP8_SKINNY);
+		test_gemm_fp8(g, 13, 517, 18944, KN_FP8_SKINNY);
+		test_gemm_fp8(g, 32, 2051, 640, KN_FP8_SKINNY);
+		/* the Qwen2.5-7B layers */
+		test_gemm_fp8(g, 1, 3584, 3584, KN_FP8_SKINNY);
+		test_gemm_fp8(g, 16, 3584, 3584, KN_FP8_SKINNY);
+		test_gemm_fp8(g, 1, 37888, 3584, KN_FP8_SKINNY);
+		test_gemm_fp8(g, 1, 3584, 18944, KN_FP8_SKINNY);
+	}
+	kn_skinny_wide(0);
 	test_gemm_fp8_refuses(g);
 	test_gemm_fp8(g, 2, 1000, 3584, KN_FP8_CUBLASLT);
 	test_gemm_fp8(g, 64, 4608, 3584, KN_FP8_CUBLASLT);

@@ -15,6 +15,7 @@
 #include "engine/comm.h"
 #include "engine/cuda_backend.h"
 #include "engine/cuda_weights.h"
+#include "engine/splits.h"
 #include "kernels/kn.h"
 
 #define LM_TILE_BYTES ((size_t)256 << 20)

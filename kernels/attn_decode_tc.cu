@@ -65,13 +65,7 @@ static __device__ __forceinline__ void dec_tile(const uint32_t qf[HD / 16][4], c
 	uint32_t pa[4] = { pack_t<F16>(s[0][0], s[0][1]), pack_t<F16>(s[0][2], s[0][3]),
 			   pack_t<F16>(s[1][0], s[1][1]), pack_t<F16>(s[1][2], s[1][3]) };
 
-#pragma unroll
-	for (int nt = 0; nt < HD / 8; nt++) {
-		o[nt][0] *= al;
-		o[nt][1] *= al;
-		o[nt][2] *= ah;
-		o[nt][3] *= ah;
-	}
+	tc_rescale<HD / 8>(o, al, ah);
 #pragma unroll
 	for (int nt = 0; nt < HD / 8; nt += 2) {
 		uint32_t b[4];

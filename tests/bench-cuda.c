@@ -916,14 +916,15 @@ static int w_figures(const struct eng_model_config *cfg, int device, int wfp8, i
 		return rc;
 	f->wb = eng_cuda_weight_bytes(st);
 	f->b1_unfused = f->b1_wide = 0;
-	if (!(rc = time_steps(st, 1, 1024, 0, 20, tables, per, &f->b1)) && kv == ENG_KV_DTYPE_BF16) {
+	if (!(rc = time_steps(st, 1, 1024, 0, 20, tables, per, &f->b1)) &&
+	    !(rc = time_steps(st, 16, 10240, 0, 10, tables, 4 * per, &f->b16)))
+		rc = time_steps(st, 1, 4096, 1, 3, tables, per, &f->pf);
+	if (!rc && kv == ENG_KV_DTYPE_BF16) {
+		/* the skinny products with 8 loads in flight a lane */
 		eng_cuda_skinny_wide(st, 1);
 		rc = time_steps(st, 1, 1024, 0, 20, tables, per, &f->b1_wide);
 		eng_cuda_skinny_wide(st, 0);
 	}
-	if (!rc && !(rc = time_steps(st, 1, 1024, 0, 20, tables, per, &f->b1)) &&
-	    !(rc = time_steps(st, 16, 10240, 0, 10, tables, 4 * per, &f->b16)))
-		rc = time_steps(st, 1, 4096, 1, 3, tables, per, &f->pf);
 	if (!rc && wfp8 && kv == ENG_KV_DTYPE_BF16) {
 		/* the ablation, and where an FP8 step's time goes */
 		eng_cuda_fuse_quant(st, 0);

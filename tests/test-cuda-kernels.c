@@ -1002,6 +1002,20 @@ static int attn_run(const struct attn_case *c, const struct attn_data *d, float 
 	return rc;
 }
 
+/* Case other's output on data d, widened into ref: 0 where it did not
+ * run (reported by attn_run). */
+static int attn_run_ref(const struct attn_case *other, const struct attn_data *d, double *ref)
+{
+	size_t qn = (size_t)d->T * other->nh * other->hd;
+	float *f = malloc(qn * sizeof(float));
+	int rc = attn_run(other, d, f);
+
+	for (size_t i = 0; rc && i < qn; i++)
+		ref[i] = f[i];
+	free(f);
+	return rc;
+}
+
 /* A split prefill's output got against the one-pass kernel's on the
  * same data d.  Both round the probabilities to bf16 for P V, each split
  * against its own running max, and the outputs to bf16, so they differ
@@ -1012,19 +1026,14 @@ static void same_as_unsplit(const struct attn_case *c, const struct attn_data *d
 {
 	struct attn_case one = *c;
 	size_t qn = (size_t)d->T * c->nh * c->hd;
-	float *f = malloc(qn * sizeof(float));
 	double *ref = malloc(qn * sizeof(double));
 
 	one.pf_splits = 0;
-	if (attn_run(&one, d, f)) {
-		for (size_t i = 0; i < qn; i++)
-			ref[i] = f[i];
+	if (attn_run_ref(&one, d, ref))
 		tap_ok(rel_err(got, ref, qn) < 5e-3,
 		       "attention split in %d of %d keys%s == one pass: heads %d/%d dim %d "
 		       "page %d: %.2e", c->pf_splits, c->pf_split_len, d->fp8 ? ", e4m3 pages" : "",
 		       c->nh, c->nkv, c->hd, c->ps, rel_err(got, ref, qn));
-	}
-	free(f);
 	free(ref);
 }
 
@@ -1038,19 +1047,14 @@ static void same_as_mma_sync(const struct attn_case *c, const struct attn_data *
 {
 	struct attn_case mma = *c;
 	size_t qn = (size_t)d->T * c->nh * c->hd;
-	float *f = malloc(qn * sizeof(float));
 	double *ref = malloc(qn * sizeof(double));
 
 	mma.wg = 0;
-	if (attn_run(&mma, d, f)) {
-		for (size_t i = 0; i < qn; i++)
-			ref[i] = f[i];
+	if (attn_run_ref(&mma, d, ref))
 		tap_ok(rel_err(got, ref, qn) < 5e-3,
 		       "attention prefill, wgmma == mma.sync%s: heads %d/%d dim %d page %d, %d rows: "
 		       "%.2e", c->pf_splits ? ", split" : "", c->nh, c->nkv, c->hd, c->ps, d->T,
 		       rel_err(got, ref, qn));
-	}
-	free(f);
 	free(ref);
 }
 

@@ -90,6 +90,10 @@ void eng_cuda_fuse_quant(void *state, int on);
  * measuring.  Process-wide; drops this state's graphs, which hold the
  * kernels launched. */
 void eng_cuda_skinny_wide(void *state, int on);
+/* Whether the skinny bf16 products may split a row of weights over 2 or
+ * 4 warps (kn_skinny_splits; on, the default) or keep one warp a row
+ * (off: the ablation).  Process-wide; drops this state's graphs. */
+void eng_cuda_skinny_splits(void *state, int on);
 
 /* How decode batches split their keys: by work (on, the default: one
  * split length over all rows, sized by the batch's keys, so ragged

@@ -10,15 +10,18 @@
  * row-major).
  *
  * Skinny products read every weight once and do almost no arithmetic per
- * byte: one warp per row of w (an output column), 16-byte loads, four in
- * flight per lane (eight with kn_skinny_wide), the m rows of x read alongside (they stay in L1).  The
- * first weights of each warp are prefetched into L2 before the kernel
- * waits for its predecessor (programmatic dependent launch).
+ * byte: one, two or four warps per row of w (an output column), 16-byte
+ * loads, four in flight per lane (eight with kn_skinny_wide), the m rows
+ * of x read alongside (they stay in L1).  More warps a row put more loads
+ * in flight where rows are few and long (the o and down projections).
+ * The first weights of each warp are prefetched into L2 before the
+ * kernel waits for its predecessor (programmatic dependent launch).
  * Which path is faster depends on the shape and the GPU, so the first
  * skinny product of each shape on a device (outside a stream capture)
- * times both and remembers the faster for the whole process (every handle
- * then computes a shape the same way, bit for bit); a capture uses what
- * was picked (cuBLAS if the shape was never timed).  Two processes may
+ * times cuBLAS and the kernel at 1, 2 and 4 warps a row (1 only without
+ * kn_skinny_splits) and remembers the fastest for the whole process (every
+ * handle then computes a shape the same way, bit for bit); a capture uses
+ * what was picked (cuBLAS if the shape was never timed).  Two processes may
  * pick differently for a shape where both paths are about as fast, so
  * their outputs may differ in the last bits.  Refuses nothing: shapes the
  * kernel does not take (k not a multiple of 8, unaligned operands) go to
@@ -48,9 +51,11 @@
 #define SK_UNROLL_WIDE 8
 #define SK_WIDE_N 16384
 
-/* The path chosen for one skinny shape on one device. */
+/* The path chosen for one skinny shape on one device, with the splits
+ * allowed or not (kn_skinny_splits): skinny 0 for cuBLAS, else the
+ * kernel's warps a row. */
 struct gemm_pick {
-	int dev, m, n, k, y_f32, skinny;
+	int dev, m, n, k, y_f32, splits, skinny;
 };
 
 /* The process's picks, under pick_lock. */
@@ -136,90 +141,123 @@ static __device__ __forceinline__ float sk_dot8(uint4 a, uint4 b, float acc)
 	return acc;
 }
 
-/* y (M, n) = x (M, k) . w (n, k)^T: warp j of the grid takes row j of w;
- * kv = k / 8 16-byte chunks per row, U of them in flight a lane. */
-template <int M, int U>
+/* y (M, n) = x (M, k) . w (n, k)^T: S warps a row of w (SK_WARPS / S rows
+ * a block), warp s of a row taking the 16-byte chunks s, s + S, ... of
+ * each lane's share (kv = k / 8 chunks a row), U of them in flight a
+ * lane, the last round predicated rather than one load at a time.  The
+ * S warps' sums are added in warp order through shared memory, so every
+ * split gives the same bits run after run; S = 1 is one warp a row, with
+ * each lane's sums in the order of the chunks. */
+template <int M, int U, int S>
 static __global__ void __launch_bounds__(SK_WARPS * 32)
 	skinny_kernel(void *y, int y_f32, int ldy, const uint16_t *x, const uint16_t *w, int n,
 		      int kv)
 {
-	int j = blockIdx.x * SK_WARPS + (threadIdx.x >> 5), lane = threadIdx.x & 31;
-	const uint4 *wr = (const uint4 *)w + (size_t)j * kv, *xr = (const uint4 *)x;
+	__shared__ float red[S > 1 ? SK_WARPS : 1][M];
+	int wp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+	int j = blockIdx.x * (SK_WARPS / S) + wp / S, s = wp % S;
+	bool live = j < n;
+	const uint4 *wr = (const uint4 *)w + (size_t)(live ? j : 0) * kv, *xr = (const uint4 *)x;
+	const uint4 zero = make_uint4(0, 0, 0, 0);
 	float acc[M];
-	int i = lane;
+	int i = lane + 32 * s;
 
 	/* the weights depend on no earlier kernel: the first of them start
 	 * towards L2 while the kernel before (norm, SiLU, attention) ends */
 #pragma unroll
 	for (int u = 0; u < U; u++)
-		if (j < n && i + 32 * u < kv)
-			asm volatile("prefetch.global.L2 [%0];\n" ::"l"(wr + i + 32 * u));
+		if (live && i + 32 * S * u < kv)
+			asm volatile("prefetch.global.L2 [%0];\n" ::"l"(wr + i + 32 * S * u));
 	kn_pdl_enter();
-	if (j >= n)
+	if (S == 1 && !live)
 		return;
 #pragma unroll
 	for (int r = 0; r < M; r++)
 		acc[r] = 0.0f;
-	for (; i + 32 * (U - 1) < kv; i += 32 * U) {
+	for (; i < kv; i += 32 * S * U) {
 		uint4 wv[U];
 
 #pragma unroll
 		for (int u = 0; u < U; u++)
-			wv[u] = __ldcs(wr + i + 32 * u);
+			wv[u] = live && i + 32 * S * u < kv ? __ldcs(wr + i + 32 * S * u) : zero;
 #pragma unroll
 		for (int u = 0; u < U; u++)
+			if (i + 32 * S * u < kv)
 #pragma unroll
-			for (int r = 0; r < M; r++)
-				acc[r] = sk_dot8(wv[u], __ldg(xr + (size_t)r * kv + i + 32 * u), acc[r]);
-	}
-	for (; i < kv; i += 32) {
-		uint4 wv = __ldcs(wr + i);
-
-#pragma unroll
-		for (int r = 0; r < M; r++)
-			acc[r] = sk_dot8(wv, __ldg(xr + (size_t)r * kv + i), acc[r]);
+				for (int r = 0; r < M; r++)
+					acc[r] = sk_dot8(wv[u],
+							 __ldg(xr + (size_t)r * kv + i + 32 * S * u),
+							 acc[r]);
 	}
 #pragma unroll
 	for (int r = 0; r < M; r++) {
-		float v = kn_warp_sum(acc[r]);
-
+		acc[r] = kn_warp_sum(acc[r]);
+		if (S > 1 && lane == 0)
+			red[wp][r] = acc[r];
+	}
+	if (S > 1) {
+		__syncthreads();
+		if (s != 0 || !live)
+			return;
+#pragma unroll
+		for (int r = 0; r < M; r++) {
+			acc[r] = red[wp][r];
+#pragma unroll
+			for (int q = 1; q < S; q++)
+				acc[r] += red[wp + q][r];
+		}
+	}
+#pragma unroll
+	for (int r = 0; r < M; r++) {
 		if (lane != r)
 			continue;
 		if (y_f32 == KN_Y_F32_ADD)
-			((float *)y)[(size_t)r * ldy + j] += v;
+			((float *)y)[(size_t)r * ldy + j] += acc[r];
 		else if (y_f32)
-			((float *)y)[(size_t)r * ldy + j] = v;
+			((float *)y)[(size_t)r * ldy + j] = acc[r];
 		else
-			((uint16_t *)y)[(size_t)r * ldy + j] = kn_f2bf(v);
+			((uint16_t *)y)[(size_t)r * ldy + j] = kn_f2bf(acc[r]);
 	}
 }
 
-template <int U>
-static int launch_skinny_u(void *y, int y_f32, int ldy, const uint16_t *x, const uint16_t *w,
-			   int m, int n, int k, cudaStream_t s)
+template <int U, int S>
+static int launch_skinny_us(void *y, int y_f32, int ldy, const uint16_t *x, const uint16_t *w,
+			    int m, int n, int k, cudaStream_t s)
 {
-	unsigned blocks = (unsigned)((n + SK_WARPS - 1) / SK_WARPS);
+	const int rows = SK_WARPS / S;
+	unsigned blocks = (unsigned)((n + rows - 1) / rows);
 
 	switch (m) {
 	case 1:
-		KN_LAUNCH((skinny_kernel<1, U>), blocks, SK_WARPS * 32, 0, s, y, y_f32, ldy, x, w, n,
-			  k / 8);
+		KN_LAUNCH((skinny_kernel<1, U, S>), blocks, SK_WARPS * 32, 0, s, y, y_f32, ldy, x,
+			  w, n, k / 8);
 		break;
 	case 2:
-		KN_LAUNCH((skinny_kernel<2, U>), blocks, SK_WARPS * 32, 0, s, y, y_f32, ldy, x, w, n,
-			  k / 8);
+		KN_LAUNCH((skinny_kernel<2, U, S>), blocks, SK_WARPS * 32, 0, s, y, y_f32, ldy, x,
+			  w, n, k / 8);
 		break;
 	case 3:
-		KN_LAUNCH((skinny_kernel<3, U>), blocks, SK_WARPS * 32, 0, s, y, y_f32, ldy, x, w, n,
-			  k / 8);
+		KN_LAUNCH((skinny_kernel<3, U, S>), blocks, SK_WARPS * 32, 0, s, y, y_f32, ldy, x,
+			  w, n, k / 8);
 		break;
 	default:
-		KN_LAUNCH((skinny_kernel<4, U>), blocks, SK_WARPS * 32, 0, s, y, y_f32, ldy, x, w, n,
-			  k / 8);
+		KN_LAUNCH((skinny_kernel<4, U, S>), blocks, SK_WARPS * 32, 0, s, y, y_f32, ldy, x,
+			  w, n, k / 8);
 		break;
 	}
 	KN_LAUNCHED();
 	return 0;
+}
+
+template <int U>
+static int launch_skinny_u(void *y, int y_f32, int ldy, const uint16_t *x, const uint16_t *w,
+			   int m, int n, int k, int split, cudaStream_t s)
+{
+	if (split == 4)
+		return launch_skinny_us<U, 4>(y, y_f32, ldy, x, w, m, n, k, s);
+	if (split == 2)
+		return launch_skinny_us<U, 2>(y, y_f32, ldy, x, w, m, n, k, s);
+	return launch_skinny_us<U, 1>(y, y_f32, ldy, x, w, m, n, k, s);
 }
 
 int kn_skinny_wide_on;
@@ -229,12 +267,20 @@ extern "C" void kn_skinny_wide(int wide)
 	kn_skinny_wide_on = wide != 0;
 }
 
+int kn_skinny_splits_on = 1;
+
+extern "C" void kn_skinny_splits(int on)
+{
+	kn_skinny_splits_on = on != 0;
+}
+
+/* The skinny kernel with split warps a row (1, 2 or 4). */
 static int launch_skinny(void *y, int y_f32, int ldy, const uint16_t *x, const uint16_t *w,
-			 int m, int n, int k, cudaStream_t s)
+			 int m, int n, int k, int split, cudaStream_t s)
 {
 	if (kn_skinny_wide_on && n <= SK_WIDE_N)
-		return launch_skinny_u<SK_UNROLL_WIDE>(y, y_f32, ldy, x, w, m, n, k, s);
-	return launch_skinny_u<SK_UNROLL>(y, y_f32, ldy, x, w, m, n, k, s);
+		return launch_skinny_u<SK_UNROLL_WIDE>(y, y_f32, ldy, x, w, m, n, k, split, s);
+	return launch_skinny_u<SK_UNROLL>(y, y_f32, ldy, x, w, m, n, k, split, s);
 }
 
 static int skinny_ok(const void *y, int y_f32, int ldy, const uint16_t *x, const uint16_t *w,
@@ -246,19 +292,21 @@ static int skinny_ok(const void *y, int y_f32, int ldy, const uint16_t *x, const
 }
 
 extern "C" int kn_gemm_skinny_bf16(void *y, int y_f32, int ldy, const uint16_t *x,
-				   const uint16_t *w, int m, int n, int k, kn_stream s)
+				   const uint16_t *w, int m, int n, int k, int split, kn_stream s)
 {
 	KN_REQUIRE(y && x && w);
 	KN_REQUIRE(m >= 1 && m <= KN_SKINNY_M && n >= 1 && k >= 8 && ldy >= n);
 	KN_REQUIRE(y_f32 >= 0 && y_f32 <= KN_Y_F32_ADD);
 	KN_REQUIRE(skinny_ok(y, y_f32, ldy, x, w, m, k));
 	KN_REQUIRE(n <= 65535 * SK_WARPS);
-	return launch_skinny(y, y_f32, ldy, x, w, m, n, k, s);
+	KN_REQUIRE(split == 1 || split == 2 || split == 4);
+	return launch_skinny(y, y_f32, ldy, x, w, m, n, k, split, s);
 }
 
 /* ---------------------------------------------------------------- picking */
 
-/* Device milliseconds of 3 runs of one path (after one untimed run). */
+/* Device milliseconds of 3 runs of one path (skinny 0: cuBLAS, else the
+ * kernel's warps a row), after one untimed run. */
 static int time_path(struct kn_gemm *g, int skinny, void *y, int y_f32, int ldy,
 		     const uint16_t *x, const uint16_t *w, int m, int n, int k, float *ms)
 {
@@ -267,7 +315,7 @@ static int time_path(struct kn_gemm *g, int skinny, void *y, int y_f32, int ldy,
 	for (int i = 0; i < 4; i++) {
 		if (i == 1)
 			KN_CHECK(cudaEventRecord(g->e0, g->s));
-		rc = skinny ? launch_skinny(y, y_f32, ldy, x, w, m, n, k, g->s)
+		rc = skinny ? launch_skinny(y, y_f32, ldy, x, w, m, n, k, skinny, g->s)
 			    : launch_gemm(g->h, y, y_f32, ldy, x, w, m, n, k);
 		if (rc)
 			return rc;
@@ -282,15 +330,15 @@ static int time_path(struct kn_gemm *g, int skinny, void *y, int y_f32, int ldy,
  * add first unless the shape is there already or the table is full. */
 static int pick_find(int dev, int m, int n, int k, int y_f32, int add)
 {
-	int r = -1;
+	int r = -1, sp = kn_skinny_splits_on;
 
 	pthread_mutex_lock(&pick_lock);
 	for (int i = 0; i < n_picks && r < 0; i++)
 		if (picks[i].dev == dev && picks[i].m == m && picks[i].n == n && picks[i].k == k &&
-		    picks[i].y_f32 == y_f32)
+		    picks[i].y_f32 == y_f32 && picks[i].splits == sp)
 			r = picks[i].skinny;
 	if (r < 0 && add >= 0 && n_picks < KN_GEMM_PICKS) {
-		struct gemm_pick p = { dev, m, n, k, y_f32, add };
+		struct gemm_pick p = { dev, m, n, k, y_f32, sp, add };
 
 		picks[n_picks++] = p;
 		r = add;
@@ -299,21 +347,29 @@ static int pick_find(int dev, int m, int n, int k, int y_f32, int add)
 	return r;
 }
 
-/* Both paths timed into y, or for an adding product (whose y must not be
- * disturbed) as plain fp32 products into a scratch buffer. */
+/* The fastest path (0: cuBLAS, else the skinny kernel's warps a row,
+ * 1 only unless kn_skinny_splits), each timed into y, or for an adding
+ * product (whose y must not be disturbed) as a plain fp32 product into a
+ * scratch buffer.  A tie keeps the earlier path. */
 static int time_paths(struct kn_gemm *g, void *y, int y_f32, int ldy, const uint16_t *x,
-		      const uint16_t *w, int m, int n, int k, float *t_blas, float *t_sk)
+		      const uint16_t *w, int m, int n, int k, int *best)
 {
+	static const int paths[] = { 0, 1, 2, 4 };
+	int n_paths = kn_skinny_splits_on ? 4 : 2, rc = 0;
 	void *scratch = NULL;
-	int rc;
+	float t, t_best = 0.0f;
 
 	if (y_f32 == KN_Y_F32_ADD) {
 		KN_CHECK(cudaMalloc(&scratch, (size_t)m * ldy * sizeof(float)));
 		y = scratch;
 		y_f32 = KN_Y_F32;
 	}
-	if (!(rc = time_path(g, 0, y, y_f32, ldy, x, w, m, n, k, t_blas)))
-		rc = time_path(g, 1, y, y_f32, ldy, x, w, m, n, k, t_sk);
+	for (int p = 0; p < n_paths && !rc; p++)
+		if (!(rc = time_path(g, paths[p], y, y_f32, ldy, x, w, m, n, k, &t)) &&
+		    (!p || t < t_best)) {
+			t_best = t;
+			*best = paths[p];
+		}
 	if (scratch)
 		cudaFree(scratch);
 	return rc;
@@ -326,8 +382,7 @@ static int pick_path(struct kn_gemm *g, void *y, int y_f32, int ldy, const uint1
 		     const uint16_t *w, int m, int n, int k, int *skinny)
 {
 	cudaStreamCaptureStatus cs;
-	float t_blas, t_sk;
-	int dev, rc, key = y_f32 ? KN_Y_F32 : 0;
+	int dev, rc, best = 0, key = y_f32 ? KN_Y_F32 : 0;
 
 	KN_CHECK(cudaGetDevice(&dev));
 	*skinny = pick_find(dev, m, n, k, key, -1);
@@ -337,10 +392,10 @@ static int pick_path(struct kn_gemm *g, void *y, int y_f32, int ldy, const uint1
 	KN_CHECK(cudaStreamIsCapturing(g->s, &cs));
 	if (cs != cudaStreamCaptureStatusNone)
 		return 0;
-	if ((rc = time_paths(g, y, y_f32, ldy, x, w, m, n, k, &t_blas, &t_sk)))
+	if ((rc = time_paths(g, y, y_f32, ldy, x, w, m, n, k, &best)))
 		return rc;
-	rc = pick_find(dev, m, n, k, key, t_sk < t_blas);
-	*skinny = rc > 0;
+	rc = pick_find(dev, m, n, k, key, best);
+	*skinny = rc > 0 ? rc : 0;
 	return 0;
 }
 
@@ -356,7 +411,7 @@ extern "C" int kn_gemm_bf16(struct kn_gemm *g, void *y, int y_f32, int ldy, cons
 	    (rc = pick_path(g, y, y_f32, ldy, x, w, m, n, k, &skinny)))
 		return rc;
 	if (skinny)
-		return launch_skinny(y, y_f32, ldy, x, w, m, n, k, g->s);
+		return launch_skinny(y, y_f32, ldy, x, w, m, n, k, skinny, g->s);
 	return launch_gemm(g->h, y, y_f32, ldy, x, w, m, n, k);
 }
 

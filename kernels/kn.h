@@ -89,10 +89,16 @@ int kn_gemm_bf16(struct kn_gemm *g, void *y, int y_f32, int ldy, const uint16_t 
 		 const uint16_t *w, int m, int n, int k);
 
 /* The same product for skinny x (1 <= m <= 4) by the weight-streaming
- * kernel alone (kn_gemm_bf16 times it against cuBLAS once per shape and
- * uses the faster): k a multiple of 8, x and w 16-byte aligned. */
+ * kernel alone, split (1, 2 or 4) warps a row of w (kn_gemm_bf16 times
+ * the splits against cuBLAS once per shape and uses the fastest): k a
+ * multiple of 8, x and w 16-byte aligned. */
 int kn_gemm_skinny_bf16(void *y, int y_f32, int ldy, const uint16_t *x, const uint16_t *w,
-			int m, int n, int k, kn_stream s);
+			int m, int n, int k, int split, kn_stream s);
+
+/* Whether kn_gemm_bf16 may split a skinny product's rows over 2 or 4
+ * warps (on, the default) or keeps one warp a row.  Process-wide, for
+ * measuring (bench-cuda); shapes are picked again under the new setting. */
+void kn_skinny_splits(int on);
 
 /* Loads in flight a lane of the skinny weight-streaming products, bf16
  * and FP8, for products of up to 16384 rows of w (the qkv, o and down

@@ -55,13 +55,15 @@
  * profile and its ablation (each product quantizing its own input,
  * eng_cuda_fuse_quant(0)), and b1 of bf16 and FP8 weights with the
  * skinny products keeping 8 loads in flight a lane against 4
- * (eng_cuda_skinny_wide).
+ * (eng_cuda_skinny_wide), and bf16 b1 with the skinny products at one
+ * warp a row against the split picked (eng_cuda_skinny_splits).
  *
  * Then the weight-streaming products alone on the layer shapes (qkv,
  * o, gate/up, down) at m = 1 and 16: bf16 weights, the FP8 skinny
  * kernel and cuBLASLt FP8, each as device time a product (launches back
  * to back over 8 copies of the weights, so that they come from memory,
- * not L2), weight bytes a second and their share of the copy bandwidth.
+ * not L2), weight bytes a second and their share of the copy bandwidth;
+ * and the bf16 skinny kernel at m = 1 by warps a row and loads a lane.
  *
  * Last, tensor parallelism: decode at batch 1 with a 1k context and the
  * prefill of a 4k prompt at tp 1, 2 and 4 over GPUs device, device + 1,
@@ -811,9 +813,10 @@ static int sp_alloc(struct sp_bufs *b, int n, int k)
 	return 0;
 }
 
-/* One product of path, m rows, on weight copy c. */
-static int sp_run(struct kn_gemm *g, const struct sp_bufs *b, int path, int m, int n, int k,
-		  int c)
+/* One product of path, m rows, on weight copy c: bf16 as kn_gemm_bf16
+ * picks, or with split > 0 the skinny kernel at split warps a row. */
+static int sp_run(struct kn_gemm *g, const struct sp_bufs *b, int path, int split, int m, int n,
+		  int k, int c)
 {
 	static const int fp8_path[SP_PATHS] = { 0, KN_FP8_SKINNY, KN_FP8_CUBLASLT };
 	size_t nk = (size_t)n * k;
@@ -821,25 +824,26 @@ static int sp_run(struct kn_gemm *g, const struct sp_bufs *b, int path, int m, i
 	if (path != SP_BF16)
 		return kn_gemm_fp8_q(g, b->y, 0, n, b->xq, b->xs, b->w8 + c * nk, b->ws, m, n, k,
 				     fp8_path[path]);
-	if (m <= 4)
-		return kn_gemm_skinny_bf16(b->y, 0, n, b->x, b->wb + c * nk, m, n, k, NULL);
+	if (split)
+		return kn_gemm_skinny_bf16(b->y, 0, n, b->x, b->wb + c * nk, m, n, k, split,
+					   NULL);
 	return kn_gemm_bf16(g, b->y, 0, n, b->x, b->wb + c * nk, m, n, k);
 }
 
 /* Mean device seconds of a product over SP_ITERS launches (one untimed
  * round over the copies first: plans, picks, clocks). */
-static int sp_time(struct kn_gemm *g, const struct sp_bufs *b, int path, int m, int n, int k,
-		   kn_event e0, kn_event e1, double *s)
+static int sp_time(struct kn_gemm *g, const struct sp_bufs *b, int path, int split, int m, int n,
+		   int k, kn_event e0, kn_event e1, double *s)
 {
 	float ms;
 
 	for (int i = 0; i < SP_COPIES; i++)
-		if (sp_run(g, b, path, m, n, k, i))
+		if (sp_run(g, b, path, split, m, n, k, i))
 			return die_kn("skinny product");
 	if (kn_event_record(e0, NULL))
 		return die_kn("event");
 	for (int i = 0; i < SP_ITERS; i++)
-		if (sp_run(g, b, path, m, n, k, i % SP_COPIES))
+		if (sp_run(g, b, path, split, m, n, k, i % SP_COPIES))
 			return die_kn("skinny product");
 	if (kn_event_record(e1, NULL) || kn_event_elapsed_ms(e0, e1, &ms))
 		return die_kn("event");
@@ -847,10 +851,30 @@ static int sp_time(struct kn_gemm *g, const struct sp_bufs *b, int path, int m, 
 	return 0;
 }
 
+/* The bf16 skinny kernel at m = 1 on b's shape: 1, 2 and 4 warps a row,
+ * 4 and 8 loads in flight a lane (kn_skinny_wide), as % of the copy
+ * bandwidth. */
+static int sp_forms(struct kn_gemm *g, const struct sp_bufs *b, int n, int k, kn_event e0,
+		   kn_event e1, double bw)
+{
+	double t;
+	int rc = 0;
+
+	for (int wide = 0; wide < 2 && !rc; wide++) {
+		kn_skinny_wide(wide);
+		for (int split = 1; split <= 4 && !rc; split *= 2)
+			if (!(rc = sp_time(g, b, SP_BF16, split, 1, n, k, e0, e1, &t)))
+				printf("  %7.2f us %5.1f%%", t * 1e6, 100 * 2.0 * n * k / t / bw);
+	}
+	kn_skinny_wide(0);
+	return rc;
+}
+
 /* The weight-streaming products alone, at m = 1 and 16, on the layer
- * shapes: bf16 weights (the skinny kernel up to m = 4, else cuBLAS), the
- * FP8 skinny kernel, cuBLASLt FP8 (m = 16), each as time
- * a product, weight bytes a second and their share of the copy bandwidth. */
+ * shapes: bf16 weights (as kn_gemm_bf16 picks: the skinny kernel or
+ * cuBLAS), the FP8 skinny kernel, cuBLASLt FP8 (m = 16), each as time a
+ * product, weight bytes a second and their share of the copy bandwidth;
+ * then the bf16 skinny kernel's forms at m = 1. */
 static int skinny_compare(double bw)
 {
 	static const char *heads[SP_PATHS] = { "bf16 skinny/cuBLAS", "fp8 skinny",
@@ -883,12 +907,30 @@ static int skinny_compare(double bw)
 					printf("  %26s", "-");
 					continue;
 				}
-				if (!(rc = sp_time(g, &b, p, ms[j], sh->n, sh->k, e0, e1, &t)))
+				if (!(rc = sp_time(g, &b, p, 0, ms[j], sh->n, sh->k, e0, e1, &t)))
 					printf("  %9.2f us %5.0f %6.1f%%", t * 1e6, bytes / t / 1e9,
 					       100 * bytes / t / bw);
 			}
 			printf("\n");
 		}
+		sp_free(&b);
+	}
+	printf("\nbf16 skinny kernel at m = 1, device time a product and %% of the copy bandwidth, "
+	       "by warps a row of weights (1, 2, 4) and loads in flight a lane (4, 8):\n%-8s %5s "
+	       "%5s", "layer", "n", "k");
+	for (int wide = 0; wide < 2; wide++)
+		for (int split = 1; split <= 4; split *= 2)
+			printf("  %10s %d x %d", "", split, wide ? 8 : 4);
+	printf("\n");
+	for (size_t i = 0; i < sizeof(sp_shapes) / sizeof(sp_shapes[0]) && !rc; i++) {
+		const struct sp_shape *sh = &sp_shapes[i];
+		struct sp_bufs b;
+
+		if ((rc = sp_alloc(&b, sh->n, sh->k)))
+			break;
+		printf("%-8s %5d %5d", sh->name, sh->n, sh->k);
+		rc = sp_forms(g, &b, sh->n, sh->k, e0, e1, bw);
+		printf("\n");
 		sp_free(&b);
 	}
 	kn_gemm_free(g);
@@ -903,6 +945,7 @@ struct w_fig {
 	double b1, b16, pf;   /* seconds: decode b1 1k, b16 10k (graphs), prefill 4k */
 	double b1_unfused;    /* FP8 weights: b1 with each product quantizing its input */
 	double b1_wide;       /* b1 with 8 loads in flight a lane (kn_skinny_wide) */
+	double b1_one;        /* bf16 b1 with one warp a row (kn_skinny_splits off) */
 	size_t wb;            /* weight bytes on the GPU */
 };
 
@@ -915,7 +958,7 @@ static int w_figures(const struct eng_model_config *cfg, int device, int wfp8, i
 	if ((rc = create_dummy(cfg, device, kv, wfp8, per * nb, &st)))
 		return rc;
 	f->wb = eng_cuda_weight_bytes(st);
-	f->b1_unfused = f->b1_wide = 0;
+	f->b1_unfused = f->b1_wide = f->b1_one = 0;
 	if (!(rc = time_steps(st, 1, 1024, 0, 20, tables, per, &f->b1)) &&
 	    !(rc = time_steps(st, 16, 10240, 0, 10, tables, 4 * per, &f->b16)))
 		rc = time_steps(st, 1, 4096, 1, 3, tables, per, &f->pf);
@@ -924,6 +967,12 @@ static int w_figures(const struct eng_model_config *cfg, int device, int wfp8, i
 		eng_cuda_skinny_wide(st, 1);
 		rc = time_steps(st, 1, 1024, 0, 20, tables, per, &f->b1_wide);
 		eng_cuda_skinny_wide(st, 0);
+	}
+	if (!rc && !wfp8) {
+		/* the bf16 skinny products at one warp a row */
+		eng_cuda_skinny_splits(st, 0);
+		rc = time_steps(st, 1, 1024, 0, 20, tables, per, &f->b1_one);
+		eng_cuda_skinny_splits(st, 1);
 	}
 	if (!rc && wfp8 && kv == ENG_KV_DTYPE_BF16) {
 		/* the ablation, and where an FP8 step's time goes */
@@ -990,6 +1039,9 @@ static int w_compare(int device, double bw, double rate)
 	       "(eng_cuda_skinny_wide), against 4: bf16 weights %.3f ms against %.3f (%.3fx), FP8 "
 	       "weights %.3f ms against %.3f (%.3fx)\n", fb.b1_wide * 1e3, fb.b1 * 1e3,
 	       fb.b1 / fb.b1_wide, f8.b1_wide * 1e3, f8.b1 * 1e3, f8.b1 / f8.b1_wide);
+	printf("bf16 decode b1 with the skinny products split over 1, 2 or 4 warps a row as "
+	       "picked: %.3f ms; one warp a row (eng_cuda_skinny_splits off): %.3f ms (%.3fx)\n",
+	       fb.b1 * 1e3, fb.b1_one * 1e3, fb.b1_one / fb.b1);
 	free(tables);
 	return 0;
 }

@@ -397,15 +397,17 @@ static void test_gemm(struct kn_gemm *g, int m, int n, int k)
 	free(xf), free(wf), free(x), free(w), free(ref), free(y), free(yb);
 }
 
-/* The skinny-x kernel alone (kn_gemm_bf16 may pick either path): fp32
- * out with a row stride past n, then bf16 out. */
-static void test_gemm_skinny(int m, int n, int k)
+/* The skinny-x kernel alone at split warps a row (kn_gemm_bf16 may pick
+ * any path): fp32 out with a row stride past n, the same bits again, then
+ * added, then bf16 out. */
+static void test_gemm_skinny(int m, int n, int k, int split)
 {
 	int ldy = n + 5;
 	float *xf = malloc((size_t)m * k * 4), *wf = malloc((size_t)n * k * 4);
 	uint16_t *x = rand_bf16((size_t)m * k, 1, xf), *w = rand_bf16((size_t)n * k, 1, wf);
 	double *ref = malloc((size_t)m * n * sizeof(double));
-	float *y = malloc((size_t)m * ldy * 4), *yc = malloc((size_t)m * n * 4);
+	float *y = malloc((size_t)m * ldy * 4), *y2 = malloc((size_t)m * ldy * 4);
+	float *yc = malloc((size_t)m * n * 4);
 	uint16_t *yb = malloc((size_t)m * n * 2);
 	uint16_t *dx = up(x, (size_t)m * k * 2), *dw = up(w, (size_t)n * k * 2);
 	float *dy = dev((size_t)m * ldy * 4);
@@ -419,15 +421,23 @@ static void test_gemm_skinny(int m, int n, int k)
 			ref[(size_t)i * n + j] = sum;
 		}
 	poison(dy, (size_t)m * ldy * 4);
-	if (ran(kn_gemm_skinny_bf16(dy, 1, ldy, dx, dw, m, n, k, NULL), "kn_gemm_skinny_bf16 f32")) {
+	if (ran(kn_gemm_skinny_bf16(dy, 1, ldy, dx, dw, m, n, k, split, NULL),
+		"kn_gemm_skinny_bf16 f32")) {
 		down(y, dy, (size_t)m * ldy * 4);
 		for (int i = 0; i < m; i++)
 			memcpy(yc + (size_t)i * n, y + (size_t)i * ldy, (size_t)n * 4);
-		tap_ok(rel_err(yc, ref, (size_t)m * n) < 1e-4, "skinny gemm %dx%dx%d fp32 out: %.2e",
-		       m, n, k, rel_err(yc, ref, (size_t)m * n));
+		tap_ok(rel_err(yc, ref, (size_t)m * n) < 1e-4,
+		       "skinny gemm %dx%dx%d, %d warps a row, fp32 out: %.2e", m, n, k, split,
+		       rel_err(yc, ref, (size_t)m * n));
+	}
+	if (ran(kn_gemm_skinny_bf16(dy, 1, ldy, dx, dw, m, n, k, split, NULL),
+		"kn_gemm_skinny_bf16 f32 again")) {
+		down(y2, dy, (size_t)m * ldy * 4);
+		tap_ok(!memcmp(y, y2, (size_t)m * ldy * 4),
+		       "skinny gemm %dx%dx%d, %d warps a row: the same bits twice", m, n, k, split);
 	}
 	/* added to what the fp32 product left: twice the product */
-	if (ran(kn_gemm_skinny_bf16(dy, KN_Y_F32_ADD, ldy, dx, dw, m, n, k, NULL),
+	if (ran(kn_gemm_skinny_bf16(dy, KN_Y_F32_ADD, ldy, dx, dw, m, n, k, split, NULL),
 		"kn_gemm_skinny_bf16 f32 add")) {
 		down(y, dy, (size_t)m * ldy * 4);
 		for (int i = 0; i < m; i++)
@@ -437,18 +447,20 @@ static void test_gemm_skinny(int m, int n, int k)
 		       m, n, k, rel_err(yc, ref, (size_t)m * n));
 	}
 	poison(dy, (size_t)m * n * 2);
-	if (ran(kn_gemm_skinny_bf16(dy, 0, n, dx, dw, m, n, k, NULL), "kn_gemm_skinny_bf16 bf16")) {
+	if (ran(kn_gemm_skinny_bf16(dy, 0, n, dx, dw, m, n, k, split, NULL),
+		"kn_gemm_skinny_bf16 bf16")) {
 		down(yb, dy, (size_t)m * n * 2);
 		for (size_t i = 0; i < (size_t)m * n; i++)
 			yc[i] = eng_bf16_to_f32(yb[i]);
 		tap_ok(rel_err(yc, ref, (size_t)m * n) < 1e-2, "skinny gemm %dx%dx%d bf16 out: %.2e",
 		       m, n, k, rel_err(yc, ref, (size_t)m * n));
 	}
-	tap_ok(kn_gemm_skinny_bf16(dy, 1, n, dx, dw, m, n, k + 4, NULL) == KN_E_INVALID &&
-	       kn_gemm_skinny_bf16(dy, 1, n, dx, dw, 5, n, k, NULL) == KN_E_INVALID,
-	       "skinny gemm refuses k %% 8 and m > 4");
+	tap_ok(kn_gemm_skinny_bf16(dy, 1, n, dx, dw, m, n, k + 4, split, NULL) == KN_E_INVALID &&
+	       kn_gemm_skinny_bf16(dy, 1, n, dx, dw, 5, n, k, split, NULL) == KN_E_INVALID &&
+	       kn_gemm_skinny_bf16(dy, 1, n, dx, dw, m, n, k, 3, NULL) == KN_E_INVALID,
+	       "skinny gemm refuses k %% 8, m > 4 and 3 warps a row");
 	kn_free(dx), kn_free(dw), kn_free(dy);
-	free(xf), free(wf), free(x), free(w), free(ref), free(y), free(yc), free(yb);
+	free(xf), free(wf), free(x), free(w), free(ref), free(y), free(y2), free(yc), free(yb);
 }
 
 /* ---------------------------------------------------------------- fp8 gemm */
@@ -1410,15 +1422,26 @@ int main(void)
 	test_gemm(g, 1, 1001, 3584);   /* timed against cuBLAS: either path */
 	test_gemm(g, 1, 1001, 3584);   /* the remembered pick */
 	test_gemm(g, 3, 517, 18944);
-	/* 4 loads in flight a lane, then 8 (kn_skinny_wide) below 16384 rows */
+	/* without the splits, the shape picked again with them */
+	kn_skinny_splits(0);
+	test_gemm(g, 1, 1001, 3584);
+	kn_skinny_splits(1);
+	test_gemm(g, 1, 1001, 3584);
+	test_gemm(g, 1, 3584, 18944);
+	test_gemm(g, 2, 3584, 18944);
+	/* 4 loads in flight a lane, then 8 (kn_skinny_wide) below 16384 rows;
+	 * 1, 2 and 4 warps a row */
 	for (int wide = 0; wide < 2; wide++) {
 		kn_skinny_wide(wide);
-		test_gemm_skinny(1, 333, 520);
-		test_gemm_skinny(2, 1001, 8);
-		test_gemm_skinny(3, 37, 3584);
-		test_gemm_skinny(4, 517, 18944);
-		test_gemm_skinny(1, 4099, 1032);
-		test_gemm_skinny(1, 16411, 520);
+		for (int split = 1; split <= 4; split *= 2) {
+			test_gemm_skinny(1, 333, 520, split);
+			test_gemm_skinny(2, 1001, 8, split);
+			test_gemm_skinny(3, 37, 3584, split);
+			test_gemm_skinny(4, 517, 18944, split);
+			test_gemm_skinny(1, 4099, 1032, split);
+			test_gemm_skinny(1, 16411, 520, split);
+			test_gemm_skinny(1, 3583, 3584, split);
+		}
 		test_gemm_fp8(g, 1, 333, 512, KN_FP8_SKINNY);
 		test_gemm_fp8(g, 3, 4608, 3584, KN_FP8_SKINNY);
 		test_gemm_fp8(g, 8, 1000, 1024, KN_FP8_SKINNY);

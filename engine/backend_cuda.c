@@ -491,8 +491,15 @@ static int layer_op(const struct cuda_state *st, const struct rank *R, const str
 	case OP_MLP_NORM:
 		return norm_in(st, R, adds(st, L->bo) ? NULL : R->proj, L->bo, L->mlp_norm, T);
 	case OP_GU:
+		/* bf16 weights: SwiGLU too, in the product's kernel where it
+		 * is the skinny one */
+		if (!st->w_fp8)
+			return kn_gemm_glu_bf16(R->gemm, R->act, R->gu, R->xb, L->wgu, L->bgu, T, I,
+						H);
 		return linear(st, R, R->gu, 0, xb, L->wgu, L->wgu8, L->sgu, T, 2 * I, H);
 	case OP_SILU:
+		if (!st->w_fp8)
+			return 0;
 		if (fq)
 			return kn_silu_mul_e4m3(R->xq, R->xs, R->gu, L->bgu, T, I, R->act, R->qsync,
 						R->stream);

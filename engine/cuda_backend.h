@@ -94,6 +94,11 @@ void eng_cuda_skinny_wide(void *state, int on);
  * 4 warps (kn_skinny_splits; on, the default) or keep one warp a row
  * (off: the ablation).  Process-wide; drops this state's graphs. */
 void eng_cuda_skinny_splits(void *state, int on);
+/* With bf16 weights, whether SwiGLU runs in the skinny gate/up product's
+ * kernel (kn_skinny_glu; on, the default) or in a launch of its own after
+ * it (off: the ablation); the same bits.  Process-wide; drops this
+ * state's graphs. */
+void eng_cuda_skinny_glu(void *state, int on);
 
 /* How decode batches split their keys: by work (on, the default: one
  * split length over all rows, sized by the batch's keys, so ragged

@@ -275,6 +275,12 @@ void eng_cuda_skinny_splits(void *state, int on)
 	kn_skinny_splits(on);
 }
 
+void eng_cuda_skinny_glu(void *state, int on)
+{
+	eng_cuda_graphs_drop(state);
+	kn_skinny_glu(on);
+}
+
 void eng_cuda_splits_by_work(void *state, int on)
 {
 	struct cuda_state *st = state;

@@ -147,117 +147,147 @@ static __device__ __forceinline__ float sk_dot8(uint4 a, uint4 b, float acc)
  * lane, the last round predicated rather than one load at a time.  The
  * S warps' sums are added in warp order through shared memory, so every
  * split gives the same bits run after run; S = 1 is one warp a row, with
- * each lane's sums in the order of the chunks. */
-template <int M, int U, int S>
+ * each lane's sums in the order of the chunks.
+ * With R = 2 (SwiGLU) w holds 2 n rows, gates then ups: the warps of
+ * output j take rows j and n + j together, and y (bf16) gets
+ * silu(gate + bias) * (up + bias) of the two sums rounded to bf16 first,
+ * the bits of the plain product followed by kn_silu_mul. */
+template <int M, int U, int S, int R>
 static __global__ void __launch_bounds__(SK_WARPS * 32)
-	skinny_kernel(void *y, int y_f32, int ldy, const uint16_t *x, const uint16_t *w, int n,
-		      int kv)
+	skinny_kernel(void *y, int y_f32, int ldy, const uint16_t *x, const uint16_t *w,
+		      const float *bias, int n, int kv)
 {
-	__shared__ float red[S > 1 ? SK_WARPS : 1][M];
+	__shared__ float red[S > 1 ? SK_WARPS : 1][R][M];
 	int wp = threadIdx.x >> 5, lane = threadIdx.x & 31;
 	int j = blockIdx.x * (SK_WARPS / S) + wp / S, s = wp % S;
 	bool live = j < n;
-	const uint4 *wr = (const uint4 *)w + (size_t)(live ? j : 0) * kv, *xr = (const uint4 *)x;
+	const uint4 *wr[R], *xr = (const uint4 *)x;
 	const uint4 zero = make_uint4(0, 0, 0, 0);
-	float acc[M];
+	float acc[R][M];
 	int i = lane + 32 * s;
 
+#pragma unroll
+	for (int q = 0; q < R; q++)
+		wr[q] = (const uint4 *)w + ((size_t)q * n + (live ? j : 0)) * kv;
 	/* the weights depend on no earlier kernel: the first of them start
 	 * towards L2 while the kernel before (norm, SiLU, attention) ends */
 #pragma unroll
-	for (int u = 0; u < U; u++)
-		if (live && i + 32 * S * u < kv)
-			asm volatile("prefetch.global.L2 [%0];\n" ::"l"(wr + i + 32 * S * u));
+	for (int q = 0; q < R; q++)
+#pragma unroll
+		for (int u = 0; u < U; u++)
+			if (live && i + 32 * S * u < kv)
+				asm volatile("prefetch.global.L2 [%0];\n" ::"l"(wr[q] + i + 32 * S * u));
 	kn_pdl_enter();
 	if (S == 1 && !live)
 		return;
 #pragma unroll
-	for (int r = 0; r < M; r++)
-		acc[r] = 0.0f;
+	for (int q = 0; q < R; q++)
+#pragma unroll
+		for (int r = 0; r < M; r++)
+			acc[q][r] = 0.0f;
 	for (; i < kv; i += 32 * S * U) {
-		uint4 wv[U];
+		uint4 wv[R][U];
 
 #pragma unroll
-		for (int u = 0; u < U; u++)
-			wv[u] = live && i + 32 * S * u < kv ? __ldcs(wr + i + 32 * S * u) : zero;
+		for (int q = 0; q < R; q++)
+#pragma unroll
+			for (int u = 0; u < U; u++)
+				wv[q][u] = live && i + 32 * S * u < kv ? __ldcs(wr[q] + i + 32 * S * u)
+								       : zero;
 #pragma unroll
 		for (int u = 0; u < U; u++)
 			if (i + 32 * S * u < kv)
 #pragma unroll
-				for (int r = 0; r < M; r++)
-					acc[r] = sk_dot8(wv[u],
-							 __ldg(xr + (size_t)r * kv + i + 32 * S * u),
-							 acc[r]);
+				for (int r = 0; r < M; r++) {
+					uint4 xv = __ldg(xr + (size_t)r * kv + i + 32 * S * u);
+
+#pragma unroll
+					for (int q = 0; q < R; q++)
+						acc[q][r] = sk_dot8(wv[q][u], xv, acc[q][r]);
+				}
 	}
 #pragma unroll
-	for (int r = 0; r < M; r++) {
-		acc[r] = kn_warp_sum(acc[r]);
-		if (S > 1 && lane == 0)
-			red[wp][r] = acc[r];
-	}
+	for (int q = 0; q < R; q++)
+#pragma unroll
+		for (int r = 0; r < M; r++) {
+			acc[q][r] = kn_warp_sum(acc[q][r]);
+			if (S > 1 && lane == 0)
+				red[wp][q][r] = acc[q][r];
+		}
 	if (S > 1) {
 		__syncthreads();
 		if (s != 0 || !live)
 			return;
 #pragma unroll
-		for (int r = 0; r < M; r++) {
-			acc[r] = red[wp][r];
+		for (int q = 0; q < R; q++)
 #pragma unroll
-			for (int q = 1; q < S; q++)
-				acc[r] += red[wp + q][r];
-		}
+			for (int r = 0; r < M; r++) {
+				acc[q][r] = red[wp][q][r];
+#pragma unroll
+				for (int t = 1; t < S; t++)
+					acc[q][r] += red[wp + t][q][r];
+			}
 	}
 #pragma unroll
 	for (int r = 0; r < M; r++) {
 		if (lane != r)
 			continue;
-		if (y_f32 == KN_Y_F32_ADD)
-			((float *)y)[(size_t)r * ldy + j] += acc[r];
+		if (R == 2) {
+			float a = kn_bf2f(kn_f2bf(acc[0][r])), b = kn_bf2f(kn_f2bf(acc[R - 1][r]));
+
+			if (bias) {
+				a += bias[j];
+				b += bias[n + j];
+			}
+			((uint16_t *)y)[(size_t)r * ldy + j] = kn_silu_mul_bf(a, b);
+		} else if (y_f32 == KN_Y_F32_ADD)
+			((float *)y)[(size_t)r * ldy + j] += acc[0][r];
 		else if (y_f32)
-			((float *)y)[(size_t)r * ldy + j] = acc[r];
+			((float *)y)[(size_t)r * ldy + j] = acc[0][r];
 		else
-			((uint16_t *)y)[(size_t)r * ldy + j] = kn_f2bf(acc[r]);
+			((uint16_t *)y)[(size_t)r * ldy + j] = kn_f2bf(acc[0][r]);
 	}
 }
 
-template <int U, int S>
+template <int U, int S, int R>
 static int launch_skinny_us(void *y, int y_f32, int ldy, const uint16_t *x, const uint16_t *w,
-			    int m, int n, int k, cudaStream_t s)
+			    const float *bias, int m, int n, int k, cudaStream_t s)
 {
 	const int rows = SK_WARPS / S;
 	unsigned blocks = (unsigned)((n + rows - 1) / rows);
 
 	switch (m) {
 	case 1:
-		KN_LAUNCH((skinny_kernel<1, U, S>), blocks, SK_WARPS * 32, 0, s, y, y_f32, ldy, x,
-			  w, n, k / 8);
+		KN_LAUNCH((skinny_kernel<1, U, S, R>), blocks, SK_WARPS * 32, 0, s, y, y_f32, ldy,
+			  x, w, bias, n, k / 8);
 		break;
 	case 2:
-		KN_LAUNCH((skinny_kernel<2, U, S>), blocks, SK_WARPS * 32, 0, s, y, y_f32, ldy, x,
-			  w, n, k / 8);
+		KN_LAUNCH((skinny_kernel<2, U, S, R>), blocks, SK_WARPS * 32, 0, s, y, y_f32, ldy,
+			  x, w, bias, n, k / 8);
 		break;
 	case 3:
-		KN_LAUNCH((skinny_kernel<3, U, S>), blocks, SK_WARPS * 32, 0, s, y, y_f32, ldy, x,
-			  w, n, k / 8);
+		KN_LAUNCH((skinny_kernel<3, U, S, R>), blocks, SK_WARPS * 32, 0, s, y, y_f32, ldy,
+			  x, w, bias, n, k / 8);
 		break;
 	default:
-		KN_LAUNCH((skinny_kernel<4, U, S>), blocks, SK_WARPS * 32, 0, s, y, y_f32, ldy, x,
-			  w, n, k / 8);
+		KN_LAUNCH((skinny_kernel<4, U, S, R>), blocks, SK_WARPS * 32, 0, s, y, y_f32, ldy,
+			  x, w, bias, n, k / 8);
 		break;
 	}
 	KN_LAUNCHED();
 	return 0;
 }
 
-template <int U>
+/* The kernel at split warps a row (1, 2 or 4), R weight rows a warp. */
+template <int U, int R>
 static int launch_skinny_u(void *y, int y_f32, int ldy, const uint16_t *x, const uint16_t *w,
-			   int m, int n, int k, int split, cudaStream_t s)
+			   const float *bias, int m, int n, int k, int split, cudaStream_t s)
 {
 	if (split == 4)
-		return launch_skinny_us<U, 4>(y, y_f32, ldy, x, w, m, n, k, s);
+		return launch_skinny_us<U, 4, R>(y, y_f32, ldy, x, w, bias, m, n, k, s);
 	if (split == 2)
-		return launch_skinny_us<U, 2>(y, y_f32, ldy, x, w, m, n, k, s);
-	return launch_skinny_us<U, 1>(y, y_f32, ldy, x, w, m, n, k, s);
+		return launch_skinny_us<U, 2, R>(y, y_f32, ldy, x, w, bias, m, n, k, s);
+	return launch_skinny_us<U, 1, R>(y, y_f32, ldy, x, w, bias, m, n, k, s);
 }
 
 int kn_skinny_wide_on;
@@ -267,7 +297,12 @@ extern "C" void kn_skinny_wide(int wide)
 	kn_skinny_wide_on = wide != 0;
 }
 
-int kn_skinny_splits_on = 1;
+int kn_skinny_splits_on = 1, kn_skinny_glu_on = 1;
+
+extern "C" void kn_skinny_glu(int on)
+{
+	kn_skinny_glu_on = on != 0;
+}
 
 extern "C" void kn_skinny_splits(int on)
 {
@@ -279,8 +314,9 @@ static int launch_skinny(void *y, int y_f32, int ldy, const uint16_t *x, const u
 			 int m, int n, int k, int split, cudaStream_t s)
 {
 	if (kn_skinny_wide_on && n <= SK_WIDE_N)
-		return launch_skinny_u<SK_UNROLL_WIDE>(y, y_f32, ldy, x, w, m, n, k, split, s);
-	return launch_skinny_u<SK_UNROLL>(y, y_f32, ldy, x, w, m, n, k, split, s);
+		return launch_skinny_u<SK_UNROLL_WIDE, 1>(y, y_f32, ldy, x, w, NULL, m, n, k, split,
+							 s);
+	return launch_skinny_u<SK_UNROLL, 1>(y, y_f32, ldy, x, w, NULL, m, n, k, split, s);
 }
 
 static int skinny_ok(const void *y, int y_f32, int ldy, const uint16_t *x, const uint16_t *w,
@@ -301,6 +337,18 @@ extern "C" int kn_gemm_skinny_bf16(void *y, int y_f32, int ldy, const uint16_t *
 	KN_REQUIRE(n <= 65535 * SK_WARPS);
 	KN_REQUIRE(split == 1 || split == 2 || split == 4);
 	return launch_skinny(y, y_f32, ldy, x, w, m, n, k, split, s);
+}
+
+extern "C" int kn_gemm_skinny_glu_bf16(uint16_t *act, const uint16_t *x, const uint16_t *w,
+					const float *bias, int m, int inter, int k, int split,
+					kn_stream s)
+{
+	KN_REQUIRE(act && x && w);
+	KN_REQUIRE(m >= 1 && m <= KN_SKINNY_M && inter >= 1 && k >= 8);
+	KN_REQUIRE(skinny_ok(act, 0, inter, x, w, m, k));
+	KN_REQUIRE(2 * inter <= 65535 * SK_WARPS);
+	KN_REQUIRE(split == 1 || split == 2 || split == 4);
+	return launch_skinny_u<SK_UNROLL, 2>(act, 0, inter, x, w, bias, m, inter, k, split, s);
 }
 
 /* ---------------------------------------------------------------- picking */
@@ -413,5 +461,24 @@ extern "C" int kn_gemm_bf16(struct kn_gemm *g, void *y, int y_f32, int ldy, cons
 	if (skinny)
 		return launch_skinny(y, y_f32, ldy, x, w, m, n, k, skinny, g->s);
 	return launch_gemm(g->h, y, y_f32, ldy, x, w, m, n, k);
+}
+
+extern "C" int kn_gemm_glu_bf16(struct kn_gemm *g, uint16_t *act, uint16_t *gu,
+				const uint16_t *x, const uint16_t *w, const float *bias, int m,
+				int inter, int k)
+{
+	int n = 2 * inter, skinny = 0, rc;
+
+	KN_REQUIRE(g && act && gu && x && w);
+	KN_REQUIRE(m >= 1 && inter >= 1 && k >= 1);
+	if (skinny_ok(gu, 0, n, x, w, m, k) && n <= 65535 * SK_WARPS &&
+	    (rc = pick_path(g, gu, 0, n, x, w, m, n, k, &skinny)))
+		return rc;
+	if (skinny && kn_skinny_glu_on)
+		return launch_skinny_u<SK_UNROLL, 2>(act, 0, inter, x, w, bias, m, inter, k, skinny,
+						     g->s);
+	if ((rc = kn_gemm_bf16(g, gu, 0, n, x, w, m, n, k)))
+		return rc;
+	return kn_silu_mul(act, gu, bias, m, inter, g->s);
 }
 

@@ -95,6 +95,26 @@ int kn_gemm_bf16(struct kn_gemm *g, void *y, int y_f32, int ldy, const uint16_t 
 int kn_gemm_skinny_bf16(void *y, int y_f32, int ldy, const uint16_t *x, const uint16_t *w,
 			int m, int n, int k, int split, kn_stream s);
 
+/* act (m, inter) bf16 = silu(gate) * up of the product x (m, k) . w^T,
+ * w (2 inter, k) holding the gate rows then the up rows (the fused
+ * gate/up projection), bias (2 inter) or NULL added to both first: the
+ * bits of kn_gemm_bf16 into gu (m, 2 inter, bf16) followed by
+ * kn_silu_mul.  Where kn_gemm_bf16 picks the skinny kernel for the
+ * product, one launch computes both halves and writes act alone (gu
+ * untouched); else those two calls. */
+int kn_gemm_glu_bf16(struct kn_gemm *g, uint16_t *act, uint16_t *gu, const uint16_t *x,
+		     const uint16_t *w, const float *bias, int m, int inter, int k);
+
+/* kn_gemm_glu_bf16's fused launch alone, split (1, 2 or 4) warps an
+ * output (1 <= m <= 4, k a multiple of 8, x and w 16-byte aligned). */
+int kn_gemm_skinny_glu_bf16(uint16_t *act, const uint16_t *x, const uint16_t *w,
+			    const float *bias, int m, int inter, int k, int split, kn_stream s);
+
+/* Whether kn_gemm_glu_bf16 fuses SiLU into the skinny kernel (on, the
+ * default) or launches the product and kn_silu_mul (off: the ablation).
+ * Process-wide, for measuring; the bits are the same. */
+void kn_skinny_glu(int on);
+
 /* Whether kn_gemm_bf16 may split a skinny product's rows over 2 or 4
  * warps (on, the default) or keeps one warp a row.  Process-wide, for
  * measuring (bench-cuda); shapes are picked again under the new setting. */

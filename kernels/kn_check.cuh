@@ -96,6 +96,12 @@ static __device__ __forceinline__ uint16_t kn_f2bf(float f)
 	return __bfloat16_as_ushort(__float2bfloat16_rn(f));
 }
 
+/* silu(a) * b in bf16 (SwiGLU), as engine/backend_cpu.c computes it. */
+static __device__ __forceinline__ uint16_t kn_silu_mul_bf(float a, float b)
+{
+	return kn_f2bf(a / (1.0f + expf(-a)) * b);
+}
+
 static __device__ __forceinline__ float kn_warp_sum(float v)
 {
 	for (int o = 16; o > 0; o >>= 1)

@@ -22,11 +22,6 @@
 
 #define SM_THREADS 256
 
-static __device__ __forceinline__ uint16_t silu_mul_bf(float a, float b)
-{
-	return kn_f2bf(a / (1.0f + expf(-a)) * b);
-}
-
 template <int V>
 static __global__ void silu_mul_kernel(uint16_t *out, const uint16_t *gu, const float *bias,
 				       int inter)
@@ -53,7 +48,7 @@ static __global__ void silu_mul_kernel(uint16_t *out, const uint16_t *gu, const 
 			a += bias[i + e];
 			b += bias[inter + i + e];
 		}
-		ov[e] = silu_mul_bf(a, b);
+		ov[e] = kn_silu_mul_bf(a, b);
 	}
 	if (V == 8)
 		*(uint4 *)(out + (size_t)r * inter + i) = *(const uint4 *)ov;
@@ -92,7 +87,7 @@ static __device__ __forceinline__ void silu_mul_8(uint16_t *ov, const uint16_t *
 			a += bias[i + e];
 			b += bias[inter + i + e];
 		}
-		ov[e] = silu_mul_bf(a, b);
+		ov[e] = kn_silu_mul_bf(a, b);
 	}
 }
 

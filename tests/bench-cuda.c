@@ -56,7 +56,9 @@
  * eng_cuda_fuse_quant(0)), and b1 of bf16 and FP8 weights with the
  * skinny products keeping 8 loads in flight a lane against 4
  * (eng_cuda_skinny_wide), and bf16 b1 with the skinny products at one
- * warp a row against the split picked (eng_cuda_skinny_splits).
+ * warp a row against the split picked (eng_cuda_skinny_splits), and
+ * with SwiGLU launched after the gate/up product against within its
+ * kernel (eng_cuda_skinny_glu).
  *
  * Then the weight-streaming products alone on the layer shapes (qkv,
  * o, gate/up, down) at m = 1 and 16: bf16 weights, the FP8 skinny
@@ -946,6 +948,7 @@ struct w_fig {
 	double b1_unfused;    /* FP8 weights: b1 with each product quantizing its input */
 	double b1_wide;       /* b1 with 8 loads in flight a lane (kn_skinny_wide) */
 	double b1_one;        /* bf16 b1 with one warp a row (kn_skinny_splits off) */
+	double b1_silu;       /* bf16 b1 with SiLU launched alone (kn_skinny_glu off) */
 	size_t wb;            /* weight bytes on the GPU */
 };
 
@@ -958,7 +961,7 @@ static int w_figures(const struct eng_model_config *cfg, int device, int wfp8, i
 	if ((rc = create_dummy(cfg, device, kv, wfp8, per * nb, &st)))
 		return rc;
 	f->wb = eng_cuda_weight_bytes(st);
-	f->b1_unfused = f->b1_wide = f->b1_one = 0;
+	f->b1_unfused = f->b1_wide = f->b1_one = f->b1_silu = 0;
 	if (!(rc = time_steps(st, 1, 1024, 0, 20, tables, per, &f->b1)) &&
 	    !(rc = time_steps(st, 16, 10240, 0, 10, tables, 4 * per, &f->b16)))
 		rc = time_steps(st, 1, 4096, 1, 3, tables, per, &f->pf);
@@ -973,6 +976,11 @@ static int w_figures(const struct eng_model_config *cfg, int device, int wfp8, i
 		eng_cuda_skinny_splits(st, 0);
 		rc = time_steps(st, 1, 1024, 0, 20, tables, per, &f->b1_one);
 		eng_cuda_skinny_splits(st, 1);
+		/* SiLU in a launch of its own */
+		eng_cuda_skinny_glu(st, 0);
+		if (!rc)
+			rc = time_steps(st, 1, 1024, 0, 20, tables, per, &f->b1_silu);
+		eng_cuda_skinny_glu(st, 1);
 	}
 	if (!rc && wfp8 && kv == ENG_KV_DTYPE_BF16) {
 		/* the ablation, and where an FP8 step's time goes */
@@ -1042,6 +1050,9 @@ static int w_compare(int device, double bw, double rate)
 	printf("bf16 decode b1 with the skinny products split over 1, 2 or 4 warps a row as "
 	       "picked: %.3f ms; one warp a row (eng_cuda_skinny_splits off): %.3f ms (%.3fx)\n",
 	       fb.b1 * 1e3, fb.b1_one * 1e3, fb.b1_one / fb.b1);
+	printf("bf16 decode b1 with SwiGLU in the gate/up product's kernel: %.3f ms; in a launch "
+	       "of its own (eng_cuda_skinny_glu off): %.3f ms (%.3fx)\n", fb.b1 * 1e3,
+	       fb.b1_silu * 1e3, fb.b1_silu / fb.b1);
 	free(tables);
 	return 0;
 }

@@ -397,6 +397,69 @@ static void test_gemm(struct kn_gemm *g, int m, int n, int k)
 	free(xf), free(wf), free(x), free(w), free(ref), free(y), free(yb);
 }
 
+/* SwiGLU in the skinny kernel (kn_gemm_skinny_glu_bf16 at each split,
+ * kn_gemm_glu_bf16 as picked, fused and not): the bits of the gate/up
+ * product into bf16 followed by kn_silu_mul, and near the CPU's. */
+static void test_gemm_glu(struct kn_gemm *g, int m, int inter, int k, int with_bias)
+{
+	size_t n = 2 * (size_t)inter, na = (size_t)m * inter;
+	float *xf = malloc((size_t)m * k * 4), *wf = malloc(n * k * 4);
+	uint16_t *x = rand_bf16((size_t)m * k, 1, xf), *w = rand_bf16(n * k, 1, wf);
+	float *bias = with_bias ? rand_f32(n, 0, 1) : NULL, *af = malloc(na * 4);
+	uint16_t *want = malloc(na * 2), *got = malloc(na * 2);
+	uint16_t *dx = up(x, (size_t)m * k * 2), *dw = up(w, n * k * 2);
+	float *db = bias ? up(bias, n * 4) : NULL;
+	uint16_t *dgu = dev((size_t)m * n * 2), *dref = dev(na * 2), *dact = dev(na * 2);
+	double *ref = malloc(na * sizeof(double));
+
+	for (int i = 0; i < m; i++)
+		for (int j = 0; j < inter; j++) {
+			double gs = 0, us = 0;
+
+			for (int t = 0; t < k; t++) {
+				gs += (double)xf[(size_t)i * k + t] * wf[(size_t)j * k + t];
+				us += (double)xf[(size_t)i * k + t] * wf[(size_t)(inter + j) * k + t];
+			}
+			if (bias) {
+				gs += bias[j];
+				us += bias[inter + j];
+			}
+			ref[(size_t)i * inter + j] = gs / (1 + exp(-gs)) * us;
+		}
+	for (int split = 1; split <= 4 && m <= 4; split *= 2) {
+		poison(dact, na * 2);
+		if (!ran(kn_gemm_skinny_bf16(dgu, 0, (int)n, dx, dw, m, (int)n, k, split, NULL) ||
+			 kn_silu_mul(dref, dgu, db, m, inter, NULL),
+			 "skinny product and kn_silu_mul") ||
+		    !ran(kn_gemm_skinny_glu_bf16(dact, dx, dw, db, m, inter, k, split, NULL),
+			 "kn_gemm_skinny_glu_bf16"))
+			continue;
+		down(want, dref, na * 2);
+		down(got, dact, na * 2);
+		for (size_t i = 0; i < na; i++)
+			af[i] = eng_bf16_to_f32(got[i]);
+		tap_ok(!memcmp(want, got, na * 2) && rel_err(af, ref, na) < 1e-2,
+		       "skinny swiglu %dx%dx%d%s, %d warps an output: the unfused bits, %.2e from the "
+		       "CPU", m, inter, k, bias ? " with bias" : "", split, rel_err(af, ref, na));
+	}
+	for (int fuse = 0; fuse < 2; fuse++) {
+		kn_skinny_glu(fuse);
+		poison(dact, na * 2);
+		if (!ran(kn_gemm_bf16(g, dgu, 0, (int)n, dx, dw, m, (int)n, k) ||
+			 kn_silu_mul(dref, dgu, db, m, inter, NULL),
+			 "kn_gemm_bf16 and kn_silu_mul") ||
+		    !ran(kn_gemm_glu_bf16(g, dact, dgu, dx, dw, db, m, inter, k), "kn_gemm_glu_bf16"))
+			continue;
+		down(want, dref, na * 2);
+		down(got, dact, na * 2);
+		tap_ok(!memcmp(want, got, na * 2), "gemm swiglu %dx%dx%d%s, %s: the unfused bits", m,
+		       inter, k, bias ? " with bias" : "", fuse ? "fused where skinny" : "unfused");
+	}
+	kn_skinny_glu(1);
+	kn_free(dx), kn_free(dw), kn_free(db), kn_free(dgu), kn_free(dref), kn_free(dact);
+	free(xf), free(wf), free(x), free(w), free(bias), free(af), free(want), free(got), free(ref);
+}
+
 /* The skinny-x kernel alone at split warps a row (kn_gemm_bf16 may pick
  * any path): fp32 out with a row stride past n, the same bits again, then
  * added, then bf16 out. */
@@ -1422,6 +1485,12 @@ int main(void)
 	test_gemm(g, 1, 1001, 3584);   /* timed against cuBLAS: either path */
 	test_gemm(g, 1, 1001, 3584);   /* the remembered pick */
 	test_gemm(g, 3, 517, 18944);
+	test_gemm_glu(g, 1, 1000, 520, 0);
+	test_gemm_glu(g, 2, 517, 3584, 1);
+	test_gemm_glu(g, 3, 37, 8, 1);
+	test_gemm_glu(g, 4, 2051, 1032, 0);
+	test_gemm_glu(g, 1, 18944, 3584, 0);   /* Qwen2.5-7B's gate/up */
+	test_gemm_glu(g, 16, 1000, 520, 1);    /* cuBLAS and kn_silu_mul */
 	/* without the splits, the shape picked again with them */
 	kn_skinny_splits(0);
 	test_gemm(g, 1, 1001, 3584);

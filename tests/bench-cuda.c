@@ -854,8 +854,8 @@ static int sp_time(struct kn_gemm *g, const struct sp_bufs *b, int path, int spl
 }
 
 /* The bf16 skinny kernel at m = 1 on b's shape: 1, 2 and 4 warps a row,
- * 4 and 8 loads in flight a lane (kn_skinny_wide), as % of the copy
- * bandwidth. */
+ * 4 and 8 loads in flight a lane (kn_skinny_wide), then the FP8 one at 4
+ * and 8, as % of the copy bandwidth (of each one's weight bytes). */
 static int sp_forms(struct kn_gemm *g, const struct sp_bufs *b, int n, int k, kn_event e0,
 		   kn_event e1, double bw)
 {
@@ -867,6 +867,11 @@ static int sp_forms(struct kn_gemm *g, const struct sp_bufs *b, int n, int k, kn
 		for (int split = 1; split <= 4 && !rc; split *= 2)
 			if (!(rc = sp_time(g, b, SP_BF16, split, 1, n, k, e0, e1, &t)))
 				printf("  %7.2f us %5.1f%%", t * 1e6, 100 * 2.0 * n * k / t / bw);
+	}
+	for (int wide = 0; wide < 2 && !rc; wide++) {
+		kn_skinny_wide(wide);
+		if (!(rc = sp_time(g, b, SP_SKINNY, 0, 1, n, k, e0, e1, &t)))
+			printf("  %7.2f us %5.1f%%", t * 1e6, 100 * (double)n * k / t / bw);
 	}
 	kn_skinny_wide(0);
 	return rc;
@@ -918,12 +923,12 @@ static int skinny_compare(double bw)
 		sp_free(&b);
 	}
 	printf("\nbf16 skinny kernel at m = 1, device time a product and %% of the copy bandwidth, "
-	       "by warps a row of weights (1, 2, 4) and loads in flight a lane (4, 8):\n%-8s %5s "
-	       "%5s", "layer", "n", "k");
+	       "by warps a row of weights (1, 2, 4) and loads in flight a lane (4, 8); then the "
+	       "FP8 skinny kernel at 4 and 8:\n%-8s %5s %5s", "layer", "n", "k");
 	for (int wide = 0; wide < 2; wide++)
 		for (int split = 1; split <= 4; split *= 2)
-			printf("  %10s %d x %d", "", split, wide ? 8 : 4);
-	printf("\n");
+			printf("  %11s %d x %d", "", split, wide ? 8 : 4);
+	printf("  %12s fp8 4  %12s fp8 8\n", "", "");
 	for (size_t i = 0; i < sizeof(sp_shapes) / sizeof(sp_shapes[0]) && !rc; i++) {
 		const struct sp_shape *sh = &sp_shapes[i];
 		struct sp_bufs b;

@@ -74,6 +74,80 @@
  * slots of 64, 1 of alignment slack), 113 at 64: one block a
  * multiprocessor.  Built for another arch, the kernel is a trap and
  * kn_attn_prefill_wg_ok says no.
+ *
+ * The warp-specialized form (kn_attn_prefill_wg2_split, head_dim 128; 64
+ * runs the first form), in this file because it is the first form's loop
+ * fed another way: it shares every layout, product and softmax helper.  The first form measured 272 TFLOP/s on the H100
+ * on a 4k causal prompt of Qwen2.5-7B's shape: every thread copies (16
+ * cp.async a tile with page-table math) and the block meets at a
+ * __syncthreads and cp.async wait each tile, so its warpgroups run in
+ * lockstep, stall on the copy of the tile they are about to use, have one
+ * tile of copies in flight, and do their softmax at the same time, leaving
+ * the tensor cores idle then.  Here a block of three warpgroups (384
+ * threads) takes the same tile and KV head, with the same math, layouts,
+ * descriptors and fragments as above:
+ *   warpgroup 0, the producer (setmaxnreg down to 56 registers): copies K
+ *     and V tiles with cp.async into a ring of WG2_STAGES = 3 slots
+ *     (each a K and a V tile, swizzled as above; 224 KiB with Q), as far
+ *     ahead as the ring allows.  Thread p copies chunk p % 16 of keys
+ *     p / 16 + 8 c (a warp copies two whole 256-byte rows at a time); a
+ *     lane looks up the cache slot of one key of its warp's 32 a tile, read
+ *     a tile ahead, and shuffles it to the lanes that copy that key.  Then
+ *     cp.async.mbarrier.arrive.noinc on the slot's full barrier: the
+ *     arrival comes when the thread's copies have landed, nothing waits.
+ *   warpgroups 1 and 2, the consumers c = 0, 1 (setmaxnreg up to 224):
+ *     rows [64 c, 64 c + 64), each loading its own Q rows; the first
+ *     form's loop per tile j, with waits on barriers for the ring.
+ * 128 x 56 + 256 x 224 = 384 x 168, the registers the launch gives the
+ * block (__launch_bounds__(384, 1): 65536 / 384 rounded down to 8): an
+ * increase past what the decreases freed would never return.
+ *
+ * Barriers, per slot s (mbarriers in static shared memory, 8 bytes each):
+ *   full_k[s], full_v[s]: count 128, one arrival per producer thread as
+ *     its copies of the tile land: K and V apart, so that S = Q K^T starts
+ *     before V is in;
+ *   empty_k[s], empty_v[s]: count 8, lane 0 of each consumer warp after
+ *     the wgmma.wait_group covering the products that read the tile (each
+ *     warp's wait covers its own share of its warpgroup's product; K after
+ *     S_j's wait, V after P V_j's, one tile later).
+ * Tile j takes slot j % 3 in its (j / 3)-th use: the consumers wait on
+ * full with parity (j / 3) & 1; the producer, before tile j >= 3, waits on
+ * empty for the release of tile j - 3, parity (j / 3 - 1) & 1.  No phase
+ * can run two ahead of its waiter: a slot's next fill waits for both
+ * consumers' release of the last, and a release follows the wait on full.
+ * The copies (generic proxy) reach wgmma (async proxy) through the full
+ * barrier (release by the copies' completion, acquire by try_wait), then
+ * each consumer thread's fence.proxy.async before the products
+ * (wg2_writer_fence: the producer's own fence after waiting for its
+ * copies, as the first form does, if that proves needed).
+ *
+ * Ping-pong: consumer c issues its products (S_j, then P V_(j-1): the
+ * first form's order) only in its turn, named barrier WG2_TURN + c (ids 1,
+ * 2; 256 threads: the other consumer's bar.arrive and its own bar.sync),
+ * and hands the turn over right after issuing, before its waits and
+ * softmax; consumer 1 arrives once at the start so that consumer 0 goes
+ * first, and skips its last hand-over (consumer 0 has no round left to
+ * take it): each barrier sees n_kt syncs and n_kt arrivals.  The tensor
+ * cores then run one consumer's products while the other does its
+ * softmax.  Q's own landing: named barriers WG2_QREADY + c (3, 4; 128).
+ * The producer leaves once its copies have landed; the ring's last
+ * arrivals on empty are never waited for.
+ *
+ * Why 3 slots of 128 keys: Q and three K and V slots fill the 227 KiB a
+ * block may have; the producer is then up to two tiles ahead of the
+ * products (a tile's 8.4 MFLOP take a multiprocessor ~2.5 us at 450
+ * TFLOP/s; its 64 KiB come mostly from L2, where a prompt's K and V stay
+ * while its tiles' blocks walk them).
+ * Tiles of 64 keys with more slots would halve S's n (m64n64: the same
+ * Q read from shared memory for half the product, more barrier traffic
+ * per key) and double the softmax's fixed costs per key.
+ *
+ * Resource use (nvcc 13, -Xptxas -v, sm_90a): 168 registers at launch
+ * (ptxas allots the producer's code 56 and the consumers' 224 after
+ * setmaxnreg), no spills, with and without splits, no wgmma serialization;
+ * 225 KiB of dynamic shared memory and 96 bytes of static (the barriers);
+ * "16 barriers" (named barrier ids in registers): one block a
+ * multiprocessor either way.
  */
 #include "kernels/kn_attn.cuh"
 
@@ -673,6 +747,26 @@ static __device__ __forceinline__ void wg2_issue(const void *src, int n_kv, int 
 	}
 }
 
+/* Whether the producer fences its own copies (waits for them, then
+ * fence.proxy.async, then arrives) instead of arriving as they land and
+ * leaving the proxy fence to the consumers after their wait.  The copies
+ * of one tile at a time then fly, as in the first form; kept as the
+ * ordering the first form proved on the device, should the consumers'
+ * fence not order the copies before wgmma's reads there. */
+static constexpr bool wg2_writer_fence = false;
+
+/* Hands the tile just issued to the consumers through its full barrier. */
+static __device__ __forceinline__ void wg2_issued(uint32_t full)
+{
+	if constexpr (wg2_writer_fence) {
+		asm volatile("cp.async.wait_all;\n" ::: "memory");
+		wg_fence_proxy();
+		wg2_bar_arrive(full);
+	} else {
+		wg2_bar_arrive_copies(full);
+	}
+}
+
 /* The producer warpgroup: the K and V tiles of the block's keys [kb, ke)
  * into the ring, each after the consumers freed its slot; the block table
  * read a tile ahead.  bars: the shared address of the mbarriers. */
@@ -695,11 +789,11 @@ static __device__ __forceinline__ void wg2_produce(const struct kn_attn_args &a,
 		if (j >= WG2_STAGES)
 			wg2_bar_wait(bars + (WG2_EMPTY_K * WG2_STAGES + s) * 8, ph);
 		wg2_issue(a.k_cache, a.n_kv, kvh, slot, Ks);
-		wg2_bar_arrive_copies(bars + (WG2_FULL_K * WG2_STAGES + s) * 8);
+		wg2_issued(bars + (WG2_FULL_K * WG2_STAGES + s) * 8);
 		if (j >= WG2_STAGES)
 			wg2_bar_wait(bars + (WG2_EMPTY_V * WG2_STAGES + s) * 8, ph);
 		wg2_issue(a.v_cache, a.n_kv, kvh, slot, Ks + WG2_TILE_BYTES);
-		wg2_bar_arrive_copies(bars + (WG2_FULL_V * WG2_STAGES + s) * 8);
+		wg2_issued(bars + (WG2_FULL_V * WG2_STAGES + s) * 8);
 	}
 	/* no copy outlives its thread */
 	asm volatile("cp.async.wait_all;\n" ::: "memory");

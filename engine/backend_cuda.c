@@ -463,7 +463,8 @@ static int attention(const struct cuda_state *st, const struct rank *R, const st
 	a.n_tiles = m->n_dec;
 	a.split_len_at = m->split_dev ? d + m->split_at : NULL;
 	return st->use_tc_decode
-		       ? kn_attn_decode_tc(&a, m->n_splits, m->split_len, R->partial, R->stream)
+		       ? kn_attn_decode_tc_fused(&a, m->n_splits, m->split_len, R->partial,
+						 st->fuse_reduce ? R->dsync : NULL, R->stream)
 		       : kn_attn_decode(&a, m->n_splits, m->split_len, R->partial, R->stream);
 }
 

@@ -265,6 +265,13 @@ int eng_cuda_prefill_wgmma_used(const void *state)
 	return ((const struct cuda_state *)state)->use_wg;
 }
 
+void eng_cuda_fuse_reduce(void *state, int on)
+{
+	struct cuda_state *st = state;
+
+	set_captured(st, &st->fuse_reduce, !!on);
+}
+
 void eng_cuda_splits_by_work(void *state, int on)
 {
 	struct cuda_state *st = state;

@@ -321,20 +321,9 @@ static __global__ void attn_reduce_kernel(const struct attn_params P)
 	for (int idx = blockIdx.y * blockDim.x + threadIdx.x; idx < nq * hd;
 	     idx += gridDim.y * blockDim.x) {
 		int r = idx / hd, d = idx - r * hd, t = r / G, h = kvh * G + (r - t * G);
-		const float *pr = base + (size_t)r * (hd + 2);
-		float M = -INFINITY, L = 0.0f, o = 0.0f;
 
-		for (int sp = 0; sp < n; sp++)
-			M = fmaxf(M, pr[sp * split_stride]);
-		for (int sp = 0; sp < n; sp++) {
-			const float *q = pr + sp * split_stride;
-			float w = q[0] == -INFINITY ? 0.0f : expf(q[0] - M);
-
-			L += q[1] * w;
-			o += q[2 + d] * w;
-		}
 		a.out[(size_t)(row0 + t) * a.n_heads * hd + (size_t)h * hd + d] =
-			kn_f2bf(L > 0.0f ? o / L : 0.0f);
+			kn_f2bf(kn_combine_splits(base + (size_t)r * (hd + 2), split_stride, n, d));
 	}
 }
 

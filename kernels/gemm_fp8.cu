@@ -39,7 +39,13 @@
 
 #define Q_THREADS 256
 #define F8_WARPS 8
+/* 64-column steps in flight a warp: F8_UNROLL_WIDE for products of up to
+ * F8_WIDE_N rows of w (too few blocks to keep the HBM's latency covered
+ * at 4: the o and qkv projections streamed at 52% and 55% of the copy
+ * bandwidth on the H100, gate/up at 93%), F8_UNROLL for more. */
 #define F8_UNROLL 4
+#define F8_UNROLL_WIDE 8
+#define F8_WIDE_N 16384
 
 /* ---------------------------------------------------------------- quantize */
 
@@ -92,7 +98,7 @@ static __device__ __forceinline__ void mma_e4m3(float *c, uint32_t a0, uint32_t 
 
 /* y (m, n) for m <= 8 NB: block j takes rows [16 j, 16 j + 16) of w; warp
  * v takes the 64-column steps v, v + 8, ... of k (kb = k / 64 steps). */
-template <int NB>
+template <int NB, int U>
 static __global__ void __launch_bounds__(F8_WARPS * 32)
 	fp8_skinny_kernel(void *y, int y_f32, int ldy, const uint8_t *xq, const float *xs,
 			  const uint8_t *w, const float *ws, int m, int n, int k)
@@ -108,7 +114,7 @@ static __global__ void __launch_bounds__(F8_WARPS * 32)
 
 	/* the weights depend on no earlier kernel */
 #pragma unroll
-	for (int u = 0; u < F8_UNROLL; u++)
+	for (int u = 0; u < U; u++)
 		if (s + F8_WARPS * u < kb) {
 			asm volatile("prefetch.global.L2 [%0];\n" ::"l"(w0 + 4 * (s + F8_WARPS * u)));
 			asm volatile("prefetch.global.L2 [%0];\n" ::"l"(w1 + 4 * (s + F8_WARPS * u)));
@@ -119,11 +125,11 @@ static __global__ void __launch_bounds__(F8_WARPS * 32)
 #pragma unroll
 		for (int e = 0; e < 4; e++)
 			c[b][e] = 0.0f;
-	for (; s < kb; s += F8_WARPS * F8_UNROLL) {
-		uint4 wa[F8_UNROLL], wb[F8_UNROLL], xv[F8_UNROLL][NB];
+	for (; s < kb; s += F8_WARPS * U) {
+		uint4 wa[U], wb[U], xv[U][NB];
 
 #pragma unroll
-		for (int u = 0; u < F8_UNROLL; u++) {
+		for (int u = 0; u < U; u++) {
 			int st = s + F8_WARPS * u;
 
 			wa[u] = wb[u] = make_uint4(0, 0, 0, 0);
@@ -143,7 +149,7 @@ static __global__ void __launch_bounds__(F8_WARPS * 32)
 			}
 		}
 #pragma unroll
-		for (int u = 0; u < F8_UNROLL; u++)
+		for (int u = 0; u < U; u++)
 #pragma unroll
 			for (int b = 0; b < NB; b++) {
 				mma_e4m3(c[b], wa[u].x, wb[u].x, wa[u].y, wb[u].y, xv[u][b].x,
@@ -176,23 +182,33 @@ static __global__ void __launch_bounds__(F8_WARPS * 32)
 	}
 }
 
-static int launch_fp8_skinny(void *y, int y_f32, int ldy, const uint8_t *xq, const float *xs,
-			     const uint8_t *w, const float *ws, int m, int n, int k,
-			     cudaStream_t s)
+template <int U>
+static int launch_fp8_skinny_u(void *y, int y_f32, int ldy, const uint8_t *xq, const float *xs,
+			       const uint8_t *w, const float *ws, int m, int n, int k,
+			       cudaStream_t s)
 {
 	unsigned blocks = (unsigned)((n + 15) / 16);
 
 	if (m <= 8)
-		KN_LAUNCH(fp8_skinny_kernel<1>, blocks, F8_WARPS * 32, 0, s, y, y_f32, ldy, xq, xs,
-			  w, ws, m, n, k);
+		KN_LAUNCH((fp8_skinny_kernel<1, U>), blocks, F8_WARPS * 32, 0, s, y, y_f32, ldy, xq,
+			  xs, w, ws, m, n, k);
 	else if (m <= 16)
-		KN_LAUNCH(fp8_skinny_kernel<2>, blocks, F8_WARPS * 32, 0, s, y, y_f32, ldy, xq, xs,
-			  w, ws, m, n, k);
-	else
-		KN_LAUNCH(fp8_skinny_kernel<4>, blocks, F8_WARPS * 32, 0, s, y, y_f32, ldy, xq, xs,
-			  w, ws, m, n, k);
+		KN_LAUNCH((fp8_skinny_kernel<2, U>), blocks, F8_WARPS * 32, 0, s, y, y_f32, ldy, xq,
+			  xs, w, ws, m, n, k);
+	else   /* eight steps in flight spill registers at four token tiles */
+		KN_LAUNCH((fp8_skinny_kernel<4, F8_UNROLL>), blocks, F8_WARPS * 32, 0, s, y, y_f32,
+			  ldy, xq, xs, w, ws, m, n, k);
 	KN_LAUNCHED();
 	return 0;
+}
+
+static int launch_fp8_skinny(void *y, int y_f32, int ldy, const uint8_t *xq, const float *xs,
+			     const uint8_t *w, const float *ws, int m, int n, int k,
+			     cudaStream_t s)
+{
+	if (n <= F8_WIDE_N)
+		return launch_fp8_skinny_u<F8_UNROLL_WIDE>(y, y_f32, ldy, xq, xs, w, ws, m, n, k, s);
+	return launch_fp8_skinny_u<F8_UNROLL>(y, y_f32, ldy, xq, xs, w, ws, m, n, k, s);
 }
 
 /* ---------------------------------------------------------------- cuBLASLt */

@@ -283,6 +283,11 @@ int kn_attn_decode(const struct kn_attn_args *a, int n_splits, int split_len, fl
 int kn_attn_decode_tc_ok(int n_heads, int n_kv, int head_dim);
 int kn_attn_decode_tc(const struct kn_attn_args *a, int n_splits, int split_len,
 		      float *partial, kn_stream s);
+/* The same with the reduce in the split kernel: per (token, KV head),
+ * the block that writes the last partial combines them (one launch, not
+ * two).  sync: n_tiles * n_kv counters, zero, left zero. */
+int kn_attn_decode_tc_fused(const struct kn_attn_args *a, int n_splits, int split_len,
+			    float *partial, unsigned *sync, kn_stream s);
 
 /* ---------------------------------------------------------------- graphs */
 

@@ -37,6 +37,30 @@
 int kn_attn_reduce_splits(const struct kn_attn_args *a, int n_splits, int rows, int tile_tokens,
 			  const float *partial, cudaStream_t s);
 
+/* Output element d of partial row pr (max, sum, head_dim outputs per
+ * row, split_stride floats from one split's rows to the next) combined
+ * over its first n splits: the weights of the splits' sums and outputs
+ * are exp(max - the greatest max), 0 for a split without keys.  Loads
+ * through L2 (a block may combine the partials other blocks of its launch
+ * wrote).  The reduce kernel and the decode kernel's last block per row
+ * (kn_attn_decode_tc_fused) share it, so their results are the same bits. */
+static __device__ __forceinline__ float kn_combine_splits(const float *pr, size_t split_stride,
+							  int n, int d)
+{
+	float M = -INFINITY, L = 0.0f, o = 0.0f;
+
+	for (int sp = 0; sp < n; sp++)
+		M = fmaxf(M, __ldcg(pr + sp * split_stride));
+	for (int sp = 0; sp < n; sp++) {
+		const float *q = pr + sp * split_stride;
+		float m = __ldcg(q), w = m == -INFINITY ? 0.0f : expf(m - M);
+
+		L += __ldcg(q + 1) * w;
+		o += __ldcg(q + 2 + d) * w;
+	}
+	return L > 0.0f ? o / L : 0.0f;
+}
+
 /* The same for decode rows (tiles of one token) split by split_len as
  * the decode kernels took it (kn_launch_split_len): only the splits that
  * hold keys of a row (kn_row_splits) are read, the others having written

@@ -23,7 +23,8 @@
  *
  * Then the device time of each workload per op class (op by op).
  * Beside them, the ablations: b16 at 10k with the decode splits by count
- * (eng_cuda_splits_by_work(0)).
+ * (eng_cuda_splits_by_work(0)), b1 through graphs with the decode splits
+ * reduced by a kernel of their own (eng_cuda_fuse_reduce(0)).
  *
  * Then a ragged decode batch (96 rows of 512 to 8k keys, op by op) with
  * the decode splits sized by the batch's keys and by count, and 64 such
@@ -398,7 +399,7 @@ static int run_model(int device, double bw, double rate)
 	struct eng_model_config cfg;
 	int per = 4160 / PAGE, nb = 64, rc;
 	int32_t *tables;
-	double d1, d64, d16, d16c, pf, g1, g64, g16, t0 = now_s();
+	double d1, d64, d16, d16c, pf, g1, g1r, g64, g16, t0 = now_s();
 	char buf[160];
 	void *st;
 
@@ -439,6 +440,14 @@ static int run_model(int device, double bw, double rate)
 		eng_cuda_destroy(st);
 		return rc;
 	}
+	/* the ablation: the decode splits reduced by a kernel of their own */
+	eng_cuda_fuse_reduce(st, 0);
+	rc = time_steps(st, 1, 1024, 0, 20, tables, per, &g1r);
+	eng_cuda_fuse_reduce(st, 1);
+	if (rc) {
+		eng_cuda_destroy(st);
+		return rc;
+	}
 	printf("\n%-30s %13s %13s %8s\n", "figure", "measured", "ceiling", "ratio");
 	double b1 = (s.weight_read + 1024 * s.kv_token) / bw;
 	snprintf(buf, sizeof(buf), "%.1f tok/s; bytes/BW", 1 / d1);
@@ -446,6 +455,8 @@ static int run_model(int device, double bw, double rate)
 	snprintf(buf, sizeof(buf), "%.1f tok/s; bytes/BW; %d graphs held", 1 / g1,
 		 eng_cuda_graph_count(st));
 	row("decode b1, 1k, graphs", g1, b1, buf);
+	snprintf(buf, sizeof(buf), "%.1f tok/s; the decode reduce as a kernel", 1 / g1r);
+	row("decode b1, 1k, graphs, ablation", g1r, b1, buf);
 	double by64 = s.weight_read + 64.0 * 2048 * s.kv_token;
 	double fl64 = 64 * (s.lin_flops + s.head_flops) + 64.0 * 2048 * s.attn_flops;
 	snprintf(buf, sizeof(buf), "%.0f tok/s; max(%.2f ms bytes, %.2f ms flops)", 64 / d64,

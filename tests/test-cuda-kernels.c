@@ -816,6 +816,11 @@ struct attn_case {
 #define WG_FIRST 1
 #define WG_WS 2
 
+/* Tensor-core decode in attn_run: with the reduce fused, run this many
+ * times on the same counters (0: the reduce kernel); and the counters the
+ * last such run left non-zero. */
+static int fused_runs, sync_left;
+
 struct attn_data {
 	int T, n_slots, n_bt, n_tiles;
 	int32_t *bt, *pos, *bt_off, *tile_row0, *tile_n;
@@ -999,8 +1004,23 @@ static int attn_run(const struct attn_case *c, const struct attn_data *d, float 
 		poison(partial, np * 4);
 		if (c->grid)
 			a.split_len_at = up(&c->split_len, 4);
-		rc = c->tc ? kn_attn_decode_tc(&a, n_splits, sl, partial, NULL)
-			   : kn_attn_decode(&a, n_splits, sl, partial, NULL);
+		if (c->tc && fused_runs) {
+			size_t nc = (size_t)d->n_tiles * c->nkv;
+			unsigned *zero = calloc(nc, sizeof(unsigned)), *sync = up(zero, nc * 4);
+
+			rc = 0;
+			for (int i = 0; i < fused_runs && !rc; i++)
+				rc = kn_attn_decode_tc_fused(&a, n_splits, sl, partial, sync, NULL);
+			down(zero, sync, nc * 4);
+			sync_left = 0;
+			for (size_t i = 0; i < nc; i++)
+				sync_left += zero[i] != 0;
+			free(zero);
+			kn_free(sync);
+		} else {
+			rc = c->tc ? kn_attn_decode_tc(&a, n_splits, sl, partial, NULL)
+				   : kn_attn_decode(&a, n_splits, sl, partial, NULL);
+		}
 	} else if (c->wg) {
 		rc = wg_split(c, &a, 1, 0, NULL);
 	} else {
@@ -1115,6 +1135,27 @@ static void same_as_other(const struct attn_case *c, const struct attn_data *d,
 	free(ref);
 }
 
+/* The decode reduce fused into the split kernel against the reduce
+ * kernel's output got on the same data d: the same bits, run twice on the
+ * same counters (the second run finds them zero again), left zero. */
+static void same_as_unfused(const struct attn_case *c, const struct attn_data *d,
+			    const float *got)
+{
+	size_t qn = (size_t)d->T * c->nh * c->hd;
+	float *g2 = malloc(qn * sizeof(float));
+	int rc;
+
+	fused_runs = 2;
+	rc = attn_run(c, d, g2);
+	fused_runs = 0;
+	if (rc)
+		tap_ok(!memcmp(got, g2, qn * sizeof(float)) && !sync_left,
+		       "attention decode, reduce fused (twice) == reduce kernel, bitwise%s: heads "
+		       "%d/%d dim %d page %d, %d rows; %d counters left", d->fp8 ? ", e4m3 pages" : "",
+		       c->nh, c->nkv, c->hd, c->ps, d->T, sync_left);
+	free(g2);
+}
+
 static void test_attn(const struct attn_case *c, int fp8, const char *what)
 {
 	struct attn_data d;
@@ -1138,6 +1179,8 @@ static void test_attn(const struct attn_case *c, int fp8, const char *what)
 			attn_where(c, &d, got, ref);
 		if (c->pf_splits)
 			same_as_unsplit(c, &d, got);
+		if (c->split_len && c->tc)
+			same_as_unfused(c, &d, got);
 		if (c->wg)
 			same_as_other(c, &d, got, 0, 5e-3);
 		if (c->wg == WG_WS)
@@ -1456,6 +1499,7 @@ int main(void)
 	test_gemm_skinny(3, 37, 3584);
 	test_gemm_skinny(4, 517, 18944);
 	test_gemm_skinny(1, 4099, 1032);
+	test_gemm_skinny(1, 16411, 520);   /* past SK_WIDE_N: 4 loads in flight a lane */
 	test_gemm_fp8(g, 1, 333, 512, KN_FP8_SKINNY);
 	test_gemm_fp8(g, 3, 4608, 3584, KN_FP8_SKINNY);
 	test_gemm_fp8(g, 8, 1000, 1024, KN_FP8_SKINNY);

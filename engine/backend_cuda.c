@@ -205,132 +205,27 @@ int eng_cuda_decode_want(const struct cuda_state *st, int n_dec)
 	return want < 1 ? 1 : want;
 }
 
-/* About want splits of max_ctx keys: split_len a multiple of align, at
- * least 64, and the n_splits that cover max_ctx with it. */
-static void split_keys(int max_ctx, int want, int align, int *n_splits, int *split_len)
-{
-	int len = (max_ctx + want - 1) / want;
-
-	len = (len + align - 1) / align * align;
-	len = len < 64 ? 64 : len;
-	*split_len = len;
-	*n_splits = (max_ctx + len - 1) / len;
-}
-
-/* Keys a decode block takes when the splits are sized by the work
- * (splits_by_work): the rows' keys (times the KV heads) over this many
- * blocks a multiprocessor, the decode kernel's residency. */
-#define DECODE_WORK_BLOCKS_PER_SM 2
-
-/* What a decode block costs beside its keys, in keys walked: its query
- * rows' load, the merge of its warps, its partial and its share of the
- * reduce, about one tile of keys. */
-#define DECODE_BLOCK_KEYS 64
-#define DECODE_SLOTS_MAX 512
-
-/* The least loaded of the n slots of min-heap h takes cost more; returns
- * its new load. */
-static int64_t slot_add(int64_t *h, int n, int64_t cost)
-{
-	int64_t v = h[0] + cost;
-	int i = 0, c;
-
-	while ((c = 2 * i + 1) < n) {
-		if (c + 1 < n && h[c + 1] < h[c])
-			c++;
-		if (h[c] >= v)
-			break;
-		h[i] = h[c];
-		i = c;
-	}
-	h[i] = v;
-	return v;
-}
-
-/* The modelled time, in keys walked, of a decode launch whose rows' keys
- * go in ns splits of len (the last taking the rest), pad more rows of one
- * key: one KV head's blocks (the heads' blocks interleave alike) taken in
- * grid order, row fastest, split slowest, each by the least loaded of
- * slots block slots, at DECODE_BLOCK_KEYS beside its keys; a split past
- * its row's keys exits at once and costs nothing. */
-static int64_t decode_time(const struct eng_batch *b, int pad, int len, int ns, int slots)
-{
-	int64_t h[DECODE_SLOTS_MAX] = { 0 }, end = 0, v;
-
-	for (int z = 0; z < ns; z++) {
-		for (int s = 0; s < b->n_seqs; s++) {
-			int k = b->seqs[s].start_pos + 1 - z * len;
-
-			if (b->seqs[s].n_tokens != 1 || k <= 0)
-				continue;
-			v = slot_add(h, slots, (z < ns - 1 && k > len ? len : k) + DECODE_BLOCK_KEYS);
-			end = v > end ? v : end;
-		}
-		for (int r = 0; z == 0 && r < pad; r++) {
-			v = slot_add(h, slots, 1 + DECODE_BLOCK_KEYS);
-			end = v > end ? v : end;
-		}
-	}
-	return end;
-}
-
-/* Split-K shape for the decode rows.  By count (the ablation): enough
+/* Split-K shape for the decode rows: by count (the ablation), enough
  * splits of the longest row to fill the GPU, every row cut at the same
  * keys, so in a ragged batch (agents' conversations, 1k to 30k keys) a
- * long row's blocks are the long pole of the launch.  By work (the
- * default): one split length for all rows, short rows in one block, long
- * ones in several, the splits past a row's keys empty; the length is the
- * one of a few around an even share (the rows' keys over
- * DECODE_WORK_BLOCKS_PER_SM blocks a multiprocessor) whose launch
- * decode_time models fastest, the fewer splits at a tie.  The model
- * weighs what counting blocks cannot: a second wave of blocks against
- * fewer, longer ones (16 rows of 10k keys: 320 blocks in 5 splits, 256 in
- * 4, for 264 slots on the H100), and a ragged batch's longest rows
- * against the rest (64 rows of 512 to 8k keys fit 256 blocks unsplit, and
- * the 8k rows then take 16 times the others' time).  At most max_splits
- * splits (0: any); pad more rows of one key each (a graph's padding,
- * counted as the real rows at position 0 it stands for, so that it
- * changes no split). */
+ * long row's blocks are the long pole of the launch; by work (the
+ * default), eng_decode_split_by_work (engine/splits.c).  At most
+ * max_splits splits (0: any, by work); pad more rows of one key each (a
+ * graph's padding). */
 static void decode_splits(const struct cuda_state *st, const struct eng_batch *b, int n_dec,
 			  int pad, int max_splits, int *n_splits, int *split_len)
 {
-	int s, max_ctx = 1, slots = DECODE_WORK_BLOCKS_PER_SM * st->n_sm / st->nkv;
-	int64_t keys = pad, blocks = DECODE_WORK_BLOCKS_PER_SM * st->n_sm, best = -1;
+	int max_ctx = 1;
 
-	for (s = 0; s < b->n_seqs; s++)
-		if (b->seqs[s].n_tokens == 1) {
-			int ctx = b->seqs[s].start_pos + 1;
-
-			max_ctx = ctx > max_ctx ? ctx : max_ctx;
-			keys += ctx;
-		}
-	if (!st->splits_by_work) {
-		split_keys(max_ctx, eng_cuda_decode_want(st, n_dec), 32, n_splits, split_len);
+	if (st->splits_by_work) {
+		eng_decode_split_by_work(b, pad, st->n_sm, st->nkv, max_splits, n_splits,
+					 split_len);
 		return;
 	}
-	/* the even share: max_ctx / want keys a split = keys * nkv / blocks */
-	int64_t per = (keys * st->nkv + blocks - 1) / blocks;
-	int even = (int)((max_ctx + per - 1) / per), last = 0;
-	int cand[] = { 1, 2, 3, 4, even - 1, even, even + 1, even * 3 / 2, 2 * even };
-
-	slots = slots < 1 ? 1 : slots > DECODE_SLOTS_MAX ? DECODE_SLOTS_MAX : slots;
-	for (size_t i = 0; i < sizeof(cand) / sizeof(cand[0]); i++) {
-		int ns, len;
-		int64_t t;
-
-		if (cand[i] < 1)
-			continue;
-		split_keys(max_ctx, cand[i], 64, &ns, &len);
-		if (len == last || (max_splits && ns > max_splits))
-			continue;
-		last = len;
-		t = decode_time(b, pad, len, ns, slots);
-		if (best < 0 || t < best || (t == best && ns < *n_splits)) {
-			best = t;
-			*n_splits = ns;
-			*split_len = len;
-		}
-	}
+	for (int s = 0; s < b->n_seqs; s++)
+		if (b->seqs[s].n_tokens == 1 && b->seqs[s].start_pos + 1 > max_ctx)
+			max_ctx = b->seqs[s].start_pos + 1;
+	eng_split_keys(max_ctx, eng_cuda_decode_want(st, n_dec), 32, n_splits, split_len);
 }
 
 /* How much longer than the mean a captured decode step's longest row may
@@ -344,7 +239,7 @@ static void decode_splits(const struct cuda_state *st, const struct eng_batch *b
  * count, eng_cuda_decode_want's, each row cut in as many.  By work, room
  * for the splits of a row GRAPH_RAGGED times the mean (or of one row
  * holding all keys, when bs is smaller): the mean row takes about
- * DECODE_WORK_BLOCKS_PER_SM n_sm / (bs nkv) of them; each step's length
+ * ENG_DECODE_BLOCKS_PER_SM n_sm / (bs nkv) of them; each step's length
  * comes with its metadata (eng_cuda_graph_split_len) and the splits past a
  * row's keys exit at once. */
 int eng_cuda_graph_splits(const struct cuda_state *st, int bs)
@@ -353,7 +248,7 @@ int eng_cuda_graph_splits(const struct cuda_state *st, int bs)
 
 	if (!st->splits_by_work)
 		return want;
-	even = (DECODE_WORK_BLOCKS_PER_SM * st->n_sm + bs * st->nkv - 1) / (bs * st->nkv);
+	even = (ENG_DECODE_BLOCKS_PER_SM * st->n_sm + bs * st->nkv - 1) / (bs * st->nkv);
 	n = even * (bs < GRAPH_RAGGED ? bs : GRAPH_RAGGED);
 	return n > want ? n : want;
 }
@@ -405,7 +300,7 @@ static void prefill_splits(const struct cuda_state *st, struct step_meta *m)
 		want = (PREFILL_BLOCKS_PER_SM * st->n_sm + blocks / 2) / blocks;
 	want = want < most ? want : most;
 	if (want >= 2)
-		split_keys(m->pre_ctx, want, KN_ATTN_TC_SPLIT, &m->pre_splits, &m->pre_split_len);
+		eng_split_keys(m->pre_ctx, want, KN_ATTN_TC_SPLIT, &m->pre_splits, &m->pre_split_len);
 }
 
 int eng_cuda_prefill_splits(const void *state, const struct eng_batch *b)
@@ -463,8 +358,7 @@ static int attention(const struct cuda_state *st, const struct rank *R, const st
 	a.n_tiles = m->n_dec;
 	a.split_len_at = m->split_dev ? d + m->split_at : NULL;
 	return st->use_tc_decode
-		       ? kn_attn_decode_tc_fused(&a, m->n_splits, m->split_len, R->partial,
-						 st->fuse_reduce ? R->dsync : NULL, R->stream)
+		       ? kn_attn_decode_tc(&a, m->n_splits, m->split_len, R->partial, R->stream)
 		       : kn_attn_decode(&a, m->n_splits, m->split_len, R->partial, R->stream);
 }
 

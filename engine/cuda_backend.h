@@ -85,12 +85,11 @@ int eng_cuda_graph_count(const void *state);
  * ablation).  The results are the same bytes either way.  Drops the
  * graphs held. */
 void eng_cuda_fuse_quant(void *state, int on);
-/* Whether the tensor-core decode attention combines its splits in the
- * split kernel, the last block of each (token, KV head) reducing them (on,
- * the default: one launch a layer fewer), or in a reduce kernel of its
- * own (off, the ablation).  The results are the same bits.  Drops the
- * graphs held when it changes. */
-void eng_cuda_fuse_reduce(void *state, int on);
+/* The skinny products' loads in flight a lane below 16384 rows of
+ * weights (kn_skinny_wide): 8 (on) or 4 (off, the default), for
+ * measuring.  Process-wide; drops this state's graphs, which hold the
+ * kernels launched. */
+void eng_cuda_skinny_wide(void *state, int on);
 
 /* How decode batches split their keys: by work (on, the default: one
  * split length over all rows, sized by the batch's keys, so ragged

@@ -265,11 +265,10 @@ int eng_cuda_prefill_wgmma_used(const void *state)
 	return ((const struct cuda_state *)state)->use_wg;
 }
 
-void eng_cuda_fuse_reduce(void *state, int on)
+void eng_cuda_skinny_wide(void *state, int on)
 {
-	struct cuda_state *st = state;
-
-	set_captured(st, &st->fuse_reduce, !!on);
+	eng_cuda_graphs_drop(state);
+	kn_skinny_wide(on);
 }
 
 void eng_cuda_splits_by_work(void *state, int on)

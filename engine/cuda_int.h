@@ -15,6 +15,7 @@
 #include "engine/comm.h"
 #include "engine/cuda_backend.h"
 #include "engine/cuda_weights.h"
+#include "engine/splits.h"
 #include "kernels/kn.h"
 
 #define LM_TILE_BYTES ((size_t)256 << 20)
@@ -74,8 +75,6 @@ struct rank {
 	float *xs;         /* weight_fp8: (T) their scales */
 	uint32_t *qsync;   /* weight_fp8: (2 T) kn_silu_mul_e4m3's row slots, zero
 			      between launches */
-	unsigned *dsync;   /* (T, nkv) the fused decode reduce's counters, zero between
-			      launches (kn_attn_decode_tc_fused) */
 	float *lp;         /* (T) log-probs of the selected rows (one rank only) */
 	int32_t *amax;     /* (T) argmax of the selected rows (one rank only) */
 	struct kn_vocab_part *part;   /* (T) this rank's view of the selected rows */
@@ -101,7 +100,6 @@ struct cuda_state {
 	int w_fp8;          /* linear layers in FP8 E4M3 (params.weight_fp8) */
 	int fuse_quant;     /* w_fp8: products' inputs quantized by their producers */
 	int splits_by_work; /* decode splits sized by the batch's keys (decode_splits) */
-	int fuse_reduce;    /* decode splits reduced by their last block, not a kernel */
 	int decode_blocks_per_sm;   /* eng_cuda_decode_want's aim; 0: DECODE_BLOCKS_PER_SM */
 	int prefill_split;  /* prefill attention may split its keys (use_tc only) */
 	int n_ranks;        /* params.tp_size */

@@ -49,8 +49,6 @@ static void free_rank_acts(struct rank *R)
 	kn_free(R->xq);
 	kn_free(R->xs);
 	kn_free(R->qsync);
-	kn_free(R->dsync);
-	R->dsync = NULL;
 	R->xq = NULL;
 	R->xs = NULL;
 	R->qsync = NULL;
@@ -97,8 +95,6 @@ static int alloc_rank_acts(const struct cuda_state *st, struct rank *R, size_t t
 	    (rc = kn_malloc((void **)&R->lp, t * 4)) ||
 	    (rc = kn_malloc((void **)&R->amax, t * 4)) ||
 	    (st->n_ranks > 1 && (rc = kn_malloc((void **)&R->part, t * sizeof(*R->part)))) ||
-	    (rc = kn_malloc((void **)&R->dsync, t * st->nkv * sizeof(unsigned))) ||
-	    (rc = kn_memset(R->dsync, 0, t * st->nkv * sizeof(unsigned), R->stream)) ||
 	    (st->w_fp8 && ((rc = kn_malloc((void **)&R->xq, t * kmax)) ||
 			   (rc = kn_malloc((void **)&R->xs, t * 4)) ||
 			   (rc = kn_malloc((void **)&R->qsync, t * 8)) ||
@@ -483,7 +479,6 @@ int eng_cuda_create(const struct eng_model_config *cfg, const struct eng_model_w
 	st->fuse_quant = 1;
 	st->splits_by_work = 1;
 	st->prefill_split = 1;
-	st->fuse_reduce = 1;
 	if ((rc = open_devices(st, err)) || (rc = alloc_fixed(st, err)) ||
 	    (st->kv_fp8 && (rc = upload_kv_scales(st, w, err))) ||
 	    (rc = make_events(st, err)) || (rc = load_weights(st, w, seed, err))) {

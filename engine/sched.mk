@@ -16,6 +16,12 @@ tests_test_sched_SOURCES = tests/test-sched.c
 tests_test_sched_LDADD = $(ENGINE_LIBS)
 TESTS += tests/test-sched
 engine_libengine_a_SOURCES += engine/runner.h engine/runner.c
+engine_libengine_a_SOURCES += engine/splits.h engine/splits.c
+
+check_PROGRAMS += tests/test-splits
+tests_test_splits_SOURCES = tests/test-splits.c
+tests_test_splits_LDADD = $(ENGINE_LIBS)
+TESTS += tests/test-splits
 
 check_PROGRAMS += tests/test-runner
 tests_test_runner_SOURCES = tests/test-runner.c

@@ -321,9 +321,20 @@ static __global__ void attn_reduce_kernel(const struct attn_params P)
 	for (int idx = blockIdx.y * blockDim.x + threadIdx.x; idx < nq * hd;
 	     idx += gridDim.y * blockDim.x) {
 		int r = idx / hd, d = idx - r * hd, t = r / G, h = kvh * G + (r - t * G);
+		const float *pr = base + (size_t)r * (hd + 2);
+		float M = -INFINITY, L = 0.0f, o = 0.0f;
 
+		for (int sp = 0; sp < n; sp++)
+			M = fmaxf(M, pr[sp * split_stride]);
+		for (int sp = 0; sp < n; sp++) {
+			const float *q = pr + sp * split_stride;
+			float w = q[0] == -INFINITY ? 0.0f : expf(q[0] - M);
+
+			L += q[1] * w;
+			o += q[2 + d] * w;
+		}
 		a.out[(size_t)(row0 + t) * a.n_heads * hd + (size_t)h * hd + d] =
-			kn_f2bf(kn_combine_splits(base + (size_t)r * (hd + 2), split_stride, n, d));
+			kn_f2bf(L > 0.0f ? o / L : 0.0f);
 	}
 }
 
@@ -365,23 +376,10 @@ static int launch_attn_reduce(const struct attn_params &P, int tile_tokens, cuda
 	return 0;
 }
 
-int kn_attn_reduce_splits(const struct kn_attn_args *a, int n_splits, int rows, int tile_tokens,
-			  const float *partial, cudaStream_t s)
-{
-	struct attn_params P;
-
-	P.a = *a;
-	P.group = a->n_heads / a->n_kv;
-	P.n_splits = n_splits;
-	P.split_len = 0;
-	P.rows = rows;
-	P.decode = 0;
-	P.partial = (float *)partial;
-	return launch_attn_reduce(P, tile_tokens, s);
-}
-
-int kn_attn_reduce_decode(const struct kn_attn_args *a, int n_splits, int split_len, int rows,
-			  const float *partial, cudaStream_t s)
+/* The reduce of n_splits partials of rows rows a split (decode: tiles of
+ * one token split by split_len, reading only their splits with keys). */
+static int reduce(const struct kn_attn_args *a, int n_splits, int split_len, int rows,
+		  int tile_tokens, int decode, const float *partial, cudaStream_t s)
 {
 	struct attn_params P;
 
@@ -390,9 +388,21 @@ int kn_attn_reduce_decode(const struct kn_attn_args *a, int n_splits, int split_
 	P.n_splits = n_splits;
 	P.split_len = split_len;
 	P.rows = rows;
-	P.decode = 1;
+	P.decode = decode;
 	P.partial = (float *)partial;
-	return launch_attn_reduce(P, 1, s);
+	return launch_attn_reduce(P, tile_tokens, s);
+}
+
+int kn_attn_reduce_splits(const struct kn_attn_args *a, int n_splits, int rows, int tile_tokens,
+			  const float *partial, cudaStream_t s)
+{
+	return reduce(a, n_splits, 0, rows, tile_tokens, 0, partial, s);
+}
+
+int kn_attn_reduce_decode(const struct kn_attn_args *a, int n_splits, int split_len, int rows,
+			  const float *partial, cudaStream_t s)
+{
+	return reduce(a, n_splits, split_len, rows, 1, 1, partial, s);
 }
 
 extern "C" int kn_attn_tile_rows(int n_heads, int n_kv)

@@ -10,9 +10,8 @@
  * keys 16w .. 16w + 15 of each tile with its own online softmax, its K
  * and V operands read with ldmatrix; at the end the four warps' states
  * are merged through shared memory into the output (one split) or a
- * partial that kn_attn_reduce_decode combines (or, fused, the block that
- * writes a row's last partial: kn_attn_decode_tc_fused); a split past its
- * row's keys exits at once.  Decode is bound by the
+ * partial that kn_attn_reduce_decode combines; a split past its row's
+ * keys exits at once.  Decode is bound by the
  * bytes of the KV pages: the tensor cores only keep the arithmetic off the
  * critical path, which the fp32 kernel of attention.cu could not.
  *
@@ -66,13 +65,7 @@ static __device__ __forceinline__ void dec_tile(const uint32_t qf[HD / 16][4], c
 	uint32_t pa[4] = { pack_t<F16>(s[0][0], s[0][1]), pack_t<F16>(s[0][2], s[0][3]),
 			   pack_t<F16>(s[1][0], s[1][1]), pack_t<F16>(s[1][2], s[1][3]) };
 
-#pragma unroll
-	for (int nt = 0; nt < HD / 8; nt++) {
-		o[nt][0] *= al;
-		o[nt][1] *= al;
-		o[nt][2] *= ah;
-		o[nt][3] *= ah;
-	}
+	tc_rescale<HD / 8>(o, al, ah);
 #pragma unroll
 	for (int nt = 0; nt < HD / 8; nt += 2) {
 		uint32_t b[4];
@@ -154,43 +147,10 @@ static __device__ void dec_combine(const struct kn_attn_args &a, float *smem, in
 	}
 }
 
-/* Fused reduce (sync): the block that writes the last partial of its
- * (token, KV head) combines them all into the output, as the reduce
- * kernel would (kn_combine_splits), the partials and the count ordered by
- * fences; the count returns to 0 for the next launch. */
-template <int HD>
-static __device__ void dec_reduce_last(const struct kn_attn_args &a, int G, int tile, int kvh,
-				       int n, const float *base, unsigned *sync)
-{
-	__shared__ int last;
-	const size_t stride = (size_t)KN_ATTN_PARTIAL_ROWS * (HD + 2);
-	int row0 = a.tile_row0[tile], nq = a.tile_n[tile] * G;
-
-	__threadfence();   /* this block's partial before its count */
-	__syncthreads();
-	if (threadIdx.x == 0) {
-		unsigned *c = sync + (size_t)tile * a.n_kv + kvh;
-
-		last = atomicAdd(c, 1u) == (unsigned)n - 1;
-		if (last)
-			*c = 0;
-	}
-	__syncthreads();
-	if (!last)
-		return;
-	__threadfence();   /* the others' partials after their counts */
-	for (int idx = threadIdx.x; idx < nq * HD; idx += blockDim.x) {
-		int r = idx / HD, d = idx - r * HD;
-
-		a.out[(size_t)row0 * a.n_heads * HD + (size_t)(kvh * G + r) * HD + d] =
-			kn_f2bf(kn_combine_splits(base + (size_t)r * (HD + 2), stride, n, d));
-	}
-}
-
 template <int HD, bool F8>
 static __global__ void __launch_bounds__(TC_WARPS * 32)
 	attn_dec_tc_kernel(const struct kn_attn_args a, int G, int n_splits, int split_len,
-			   float *partial, unsigned *sync)
+			   float *partial)
 {
 	const int STAGES = F8 ? DEC_STAGES_F8 : DEC_STAGES;
 	kn_pdl_enter();
@@ -231,19 +191,15 @@ static __global__ void __launch_bounds__(TC_WARPS * 32)
 
 		dec_tile<HD, F8>(qf, Ks, Vs, k0, ke, pos_lo, pos_hi, ks / sqrtf((float)HD), m, l, o);
 	}
-	float *base = partial + (size_t)(tile * a.n_kv + kvh) * n_splits * KN_ATTN_PARTIAL_ROWS *
-				(HD + 2);
-
 	dec_combine<HD>(a, (float *)dec_smem, G, row0, nq, kvh, m, l, o, vs,
-			n_splits == 1 ? NULL : base + (size_t)sp * KN_ATTN_PARTIAL_ROWS * (HD + 2));
-	if (n_splits > 1 && sync)
-		dec_reduce_last<HD>(a, G, tile, kvh, kn_row_splits(split_len, ctx, n_splits), base,
-				    sync);
+			n_splits == 1 ? NULL
+				      : partial + ((size_t)(tile * a.n_kv + kvh) * n_splits + sp) *
+							  KN_ATTN_PARTIAL_ROWS * (HD + 2));
 }
 
 template <int HD, bool F8>
 static int launch_dec_tc(const struct kn_attn_args *a, int n_splits, int split_len,
-			 float *partial, unsigned *sync, cudaStream_t s)
+			 float *partial, cudaStream_t s)
 {
 	size_t kv = sizeof(uint16_t) * tc_ring_u16<HD, F8 ? DEC_STAGES_F8 : DEC_STAGES, F8>();
 	size_t merge = sizeof(float) * TC_WARPS * DEC_ROWS * (HD + 2);
@@ -255,19 +211,19 @@ static int launch_dec_tc(const struct kn_attn_args *a, int n_splits, int split_l
 					      cudaFuncAttributeMaxDynamicSharedMemorySize,
 					      (int)smem));
 	KN_LAUNCH(attn_dec_tc_kernel<HD, F8>, grid, TC_WARPS * 32, smem, s, *a,
-		  a->n_heads / a->n_kv, n_splits, split_len, partial, sync);
+		  a->n_heads / a->n_kv, n_splits, split_len, partial);
 	KN_LAUNCHED();
-	return n_splits == 1 || sync ? 0 : kn_attn_reduce_decode(a, n_splits, split_len,
-								 KN_ATTN_PARTIAL_ROWS, partial, s);
+	return n_splits == 1 ? 0 : kn_attn_reduce_decode(a, n_splits, split_len,
+							 KN_ATTN_PARTIAL_ROWS, partial, s);
 }
 
 template <int HD>
 static int launch_dec_tc_kv(const struct kn_attn_args *a, int n_splits, int split_len,
-			    float *partial, unsigned *sync, cudaStream_t s)
+			    float *partial, cudaStream_t s)
 {
 	return a->kv_dtype == KN_KV_FP8_E4M3
-		       ? launch_dec_tc<HD, true>(a, n_splits, split_len, partial, sync, s)
-		       : launch_dec_tc<HD, false>(a, n_splits, split_len, partial, sync, s);
+		       ? launch_dec_tc<HD, true>(a, n_splits, split_len, partial, s)
+		       : launch_dec_tc<HD, false>(a, n_splits, split_len, partial, s);
 }
 
 extern "C" int kn_attn_decode_tc_ok(int n_heads, int n_kv, int head_dim)
@@ -278,12 +234,6 @@ extern "C" int kn_attn_decode_tc_ok(int n_heads, int n_kv, int head_dim)
 
 extern "C" int kn_attn_decode_tc(const struct kn_attn_args *a, int n_splits, int split_len,
 				 float *partial, kn_stream s)
-{
-	return kn_attn_decode_tc_fused(a, n_splits, split_len, partial, NULL, s);
-}
-
-extern "C" int kn_attn_decode_tc_fused(const struct kn_attn_args *a, int n_splits,
-				       int split_len, float *partial, unsigned *sync, kn_stream s)
 {
 	KN_REQUIRE(a && a->out && a->q && a->k_cache && a->v_cache && a->block_tables);
 	KN_REQUIRE(a->pos && a->bt_off && a->tile_row0 && a->tile_n);
@@ -296,12 +246,12 @@ extern "C" int kn_attn_decode_tc_fused(const struct kn_attn_args *a, int n_split
 		   (a->kv_dtype == KN_KV_FP8_E4M3 && a->k_scale && a->v_scale));
 	switch (a->head_dim) {
 	case 16:
-		return launch_dec_tc_kv<16>(a, n_splits, split_len, partial, sync, s);
+		return launch_dec_tc_kv<16>(a, n_splits, split_len, partial, s);
 	case 32:
-		return launch_dec_tc_kv<32>(a, n_splits, split_len, partial, sync, s);
+		return launch_dec_tc_kv<32>(a, n_splits, split_len, partial, s);
 	case 64:
-		return launch_dec_tc_kv<64>(a, n_splits, split_len, partial, sync, s);
+		return launch_dec_tc_kv<64>(a, n_splits, split_len, partial, s);
 	default:
-		return launch_dec_tc_kv<128>(a, n_splits, split_len, partial, sync, s);
+		return launch_dec_tc_kv<128>(a, n_splits, split_len, partial, s);
 	}
 }

@@ -59,8 +59,6 @@
 #define PF_STAGES 2
 #define PF_THREADS (PF_WARPS * 32)
 #define PF_ROWS (PF_WARPS * PF_MT * 16)
-#define LOG2E 1.4426950408889634f
-#define LN2 0.6931471805599453f
 
 static_assert(TC_KT == KN_ATTN_TC_SPLIT, "split_len granularity is the key tile");
 
@@ -142,97 +140,6 @@ static __device__ __forceinline__ void pf_pv(float o[PF_MT][HD / 8][4],
 	}
 }
 
-/* Online softmax of one row half (e = 0: row g, e = 2: row g + 8) in the
- * log2 domain (s2 = log2(e) / sqrt(head_dim), folded into the exponent's
- * fma); keys past pos are masked only on tiles that reach past it.
- * Returns the rescale factor. */
-static __device__ __forceinline__ float pf_softmax(float s[TC_KT / 8][4], int e, int pos, int k0,
-						   int t, float s2, float &m, float &l)
-{
-	float mx = -INFINITY, sum = 0.0f;
-
-	if (k0 + TC_KT - 1 > pos) {
-#pragma unroll
-		for (int nt = 0; nt < TC_KT / 8; nt++)
-#pragma unroll
-			for (int c = 0; c < 2; c++)
-				if (k0 + nt * 8 + 2 * t + c > pos)
-					s[nt][e + c] = -INFINITY;
-	}
-#pragma unroll
-	for (int nt = 0; nt < TC_KT / 8; nt++)
-		mx = fmaxf(mx, fmaxf(s[nt][e], s[nt][e + 1]));
-	mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-	mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-	float mn = fmaxf(m, mx * s2), base = mn == -INFINITY ? 0.0f : mn;
-	float alpha = exp2f(m - base);
-
-#pragma unroll
-	for (int nt = 0; nt < TC_KT / 8; nt++)
-#pragma unroll
-		for (int c = 0; c < 2; c++) {
-			float p = exp2f(fmaf(s[nt][e + c], s2, -base));
-
-			s[nt][e + c] = p;
-			sum += p;
-		}
-	m = mn;
-	l = l * alpha + sum;
-	return alpha;
-}
-
-/* Normalized bf16 rows out, times vs (an FP8 cache's V scale, else 1);
- * lanes of a quad first pool their sums. */
-template <int HD>
-static __device__ void tc_store(const struct kn_attn_args &a, int G, int row0, int nq, int kvh,
-				int r, int t, float l, const float o[HD / 8][4], int e, float vs)
-{
-	l += __shfl_xor_sync(0xffffffffu, l, 1);
-	l += __shfl_xor_sync(0xffffffffu, l, 2);
-	if (r >= nq)
-		return;
-	float inv = l > 0.0f ? vs / l : 0.0f;
-	uint16_t *out = a.out + (size_t)(row0 + r / G) * a.n_heads * HD +
-			(size_t)(kvh * G + r % G) * HD + 2 * t;
-
-#pragma unroll
-	for (int nt = 0; nt < HD / 8; nt++)
-		*(uint32_t *)(out + nt * 8) = pack_bf16(o[nt][e] * inv, o[nt][e + 1] * inv);
-}
-
-/* Partial rows of a split (SPLIT) at pp (PF_ROWS, HD + 2) fp32: the
- * max in the natural-log domain (the softmax runs in log2 units), the
- * sum the quad's lanes pool, the outputs times vs unnormalized. */
-template <int HD>
-static __device__ void pf_store_partial(float *pp, int nq, int r, int t, float m, float l,
-					const float o[HD / 8][4], int e, float vs)
-{
-	l += __shfl_xor_sync(0xffffffffu, l, 1);
-	l += __shfl_xor_sync(0xffffffffu, l, 2);
-	if (r >= nq)
-		return;
-	/* (HD + 2) and the split's offset are even: 8-byte aligned pairs */
-	float *row = pp + (size_t)r * (HD + 2);
-
-	if (t == 0) {
-		row[0] = m * LN2;
-		row[1] = l;
-	}
-#pragma unroll
-	for (int nt = 0; nt < HD / 8; nt++)
-		*(float2 *)(row + 2 + nt * 8 + 2 * t) =
-			make_float2(o[nt][e] * vs, o[nt][e + 1] * vs);
-}
-
-/* The partial rows of a split with no keys for the tile, as the reduce
- * weighs them out: max -inf, sum 0, zeros. */
-template <int HD>
-static __device__ void pf_store_empty(float *pp, int nq)
-{
-	for (int idx = threadIdx.x; idx < nq * (HD + 2); idx += PF_THREADS)
-		pp[idx] = idx % (HD + 2) ? 0.0f : -INFINITY;
-}
-
 /* Starts the copy of the block's query rows into Qs (PF_ROWS, HD + 8)
  * bf16, zeros past nq; the caller commits and waits. */
 template <int HD>
@@ -281,18 +188,11 @@ static __device__ __forceinline__ void pf_update(float s[PF_MT][TC_KT / 8][4],
 {
 #pragma unroll
 	for (int mt = 0; mt < PF_MT; mt++) {
-		float al = pf_softmax(s[mt], 0, pos[mt][0], k0, t, s2, m[mt][0], l[mt][0]);
-		float ah = pf_softmax(s[mt], 2, pos[mt][1], k0, t, s2, m[mt][1], l[mt][1]);
+		float al = tc_softmax_log2<TC_KT>(s[mt], 0, pos[mt][0], k0, t, s2, m[mt][0], l[mt][0]);
+		float ah = tc_softmax_log2<TC_KT>(s[mt], 2, pos[mt][1], k0, t, s2, m[mt][1], l[mt][1]);
 
-		if (al != 1.0f || ah != 1.0f) {
-#pragma unroll
-			for (int nt = 0; nt < HD / 8; nt++) {
-				o[mt][nt][0] *= al;
-				o[mt][nt][1] *= al;
-				o[mt][nt][2] *= ah;
-				o[mt][nt][3] *= ah;
-			}
-		}
+		if (al != 1.0f || ah != 1.0f)
+			tc_rescale<HD / 8>(o[mt], al, ah);
 	}
 }
 
@@ -325,13 +225,13 @@ static __global__ void __launch_bounds__(PF_THREADS)
 	const int32_t *bt = a.block_tables + a.bt_off[row0];
 	/* scores of f16 q (times KN_F8_Q_SCALE) need k_scale / KN_F8_Q_SCALE */
 	float ks = F8 ? a.k_scale[kvh] / KN_F8_Q_SCALE : 1.0f, vs = F8 ? a.v_scale[kvh] : 1.0f;
-	float s2 = LOG2E * ks / sqrtf((float)HD), m[PF_MT][2], l[PF_MT][2];
+	float s2 = KN_LOG2E * ks / sqrtf((float)HD), m[PF_MT][2], l[PF_MT][2];
 	float o[PF_MT][HD / 8][4], s[PF_MT][TC_KT / 8][4];
 	int n_kt = (ke - kb + TC_KT - 1) / TC_KT;
 	int shift = tc_page_shift(a.page_size), pg[tc_chunks<HD, PF_THREADS, F8>()];
 
 	if (SPLIT && kb >= ke) {   /* block-uniform: no barrier is skipped by part of it */
-		pf_store_empty<HD>(pp, nq);
+		tc_store_empty<HD, PF_THREADS>(pp, nq);
 		return;
 	}
 	pf_q_issue<HD>(a, G, row0, nq, kvh, Qs);
@@ -367,11 +267,11 @@ static __global__ void __launch_bounds__(PF_THREADS)
 		int r = w_row + mt * 16 + g;
 
 		if constexpr (SPLIT) {
-			pf_store_partial<HD>(pp, nq, r, t, m[mt][0], l[mt][0], o[mt], 0, vs);
-			pf_store_partial<HD>(pp, nq, r + 8, t, m[mt][1], l[mt][1], o[mt], 2, vs);
+			tc_store_partial<HD>(pp, nq, r, t, m[mt][0], l[mt][0], o[mt], 0, vs);
+			tc_store_partial<HD>(pp, nq, r + 8, t, m[mt][1], l[mt][1], o[mt], 2, vs);
 		} else {
-			tc_store<HD>(a, G, row0, nq, kvh, r, t, l[mt][0], o[mt], 0, vs);
-			tc_store<HD>(a, G, row0, nq, kvh, r + 8, t, l[mt][1], o[mt], 2, vs);
+			tc_store_rows<HD>(a, G, row0, nq, kvh, r, t, l[mt][0], o[mt], 0, vs);
+			tc_store_rows<HD>(a, G, row0, nq, kvh, r + 8, t, l[mt][1], o[mt], 2, vs);
 		}
 	}
 }

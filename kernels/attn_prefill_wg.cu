@@ -184,7 +184,7 @@ static __global__ void __launch_bounds__(WG_THREADS, 1)
 					      WG_ROWS * (HD + 2)
 			  : NULL;
 	const int32_t *bt = a.block_tables + a.bt_off[row0];
-	float s2 = WG_LOG2E / sqrtf((float)HD), m[2], l[2];
+	float s2 = KN_LOG2E / sqrtf((float)HD), m[2], l[2];
 	float o[HD / 8][4], s[WG_KT / 8][4];
 	uint32_t p[WG_KT / 16][4];
 	int n_kt = (ke - kb + WG_KT - 1) / WG_KT, lim[2];
@@ -192,8 +192,7 @@ static __global__ void __launch_bounds__(WG_THREADS, 1)
 	uint32_t qa = wg_u32(Qs) + wg * 64 * 128, ra = wg_u32(ring);
 
 	if (SPLIT && kb >= ke) {   /* block-uniform: no barrier is skipped by part of it */
-		for (int idx = threadIdx.x; idx < nq * (HD + 2); idx += WG_THREADS)
-			pp[idx] = idx % (HD + 2) ? 0.0f : -INFINITY;
+		tc_store_empty<HD, WG_THREADS>(pp, nq);
 		return;
 	}
 	wg_q_issue<HD>(a, G, row0, nq, kvh, Qs);
@@ -246,19 +245,13 @@ static __global__ void __launch_bounds__(WG_THREADS, 1)
 			wg_wait<0>();
 		}
 		wg_hold(s);
-		float al = wg_softmax(s, 0, lim[0], k0, t, s2, m[0], l[0]);
-		float ah = wg_softmax(s, 2, lim[1], k0, t, s2, m[1], l[1]);
+		float al = tc_softmax_log2<WG_KT>(s, 0, lim[0], k0, t, s2, m[0], l[0]);
+		float ah = tc_softmax_log2<WG_KT>(s, 2, lim[1], k0, t, s2, m[1], l[1]);
 
 		wg_wait<0>();
 		wg_hold(o);
 		wg_hold(p);
-#pragma unroll
-		for (int nt = 0; nt < HD / 8; nt++) {
-			o[nt][0] *= al;
-			o[nt][1] *= al;
-			o[nt][2] *= ah;
-			o[nt][3] *= ah;
-		}
+		tc_rescale<HD / 8>(o, al, ah);
 		wg_pack_p(p, s);
 	}
 	wg_hold(o);
@@ -271,9 +264,10 @@ static __global__ void __launch_bounds__(WG_THREADS, 1)
 #pragma unroll
 	for (int e = 0; e < 2; e++) {
 		if constexpr (SPLIT)
-			wg_store_partial<HD>(pp, nq, r_lo + 8 * e, t, m[e], l[e], o, 2 * e);
+			tc_store_partial<HD>(pp, nq, r_lo + 8 * e, t, m[e], l[e], o, 2 * e, 1.0f);
 		else
-			wg_store<HD>(a, G, row0, nq, kvh, r_lo + 8 * e, t, l[e], o, 2 * e);
+			tc_store_rows<HD>(a, G, row0, nq, kvh, r_lo + 8 * e, t, l[e], o, 2 * e,
+					  1.0f);
 	}
 #else
 	__trap();   /* not built for sm_90a: kn_attn_prefill_wg_ok said no */

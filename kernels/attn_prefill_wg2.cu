@@ -270,7 +270,7 @@ static __device__ __forceinline__ void wg2_consume(const struct kn_attn_args &a,
 	int c = (threadIdx.x >> 7) - 1, lane = threadIdx.x & 31, t = lane & 3;
 	int r_lo = c * 64 + ((threadIdx.x >> 5) & 3) * 16 + (lane >> 2);
 	int row0 = a.tile_row0[tile], nq = a.tile_n[tile] * G;
-	float s2 = WG_LOG2E / sqrtf((float)HD), m[2], l[2];
+	float s2 = KN_LOG2E / sqrtf((float)HD), m[2], l[2];
 	float o[HD / 8][4], s[WG_KT / 8][4];
 	uint32_t p[WG_KT / 16][4];
 	uint32_t qa = wg_u32(Qs) + c * 64 * 128, ra = wg_u32(ring);
@@ -328,21 +328,15 @@ static __device__ __forceinline__ void wg2_consume(const struct kn_attn_args &a,
 		}
 		wg_hold(s);
 		wg2_release(bars + (WG2_EMPTY_K * WG2_STAGES + sj) * 8);
-		float al = wg_softmax(s, 0, lim[0], k0, t, s2, m[0], l[0]);
-		float ah = wg_softmax(s, 2, lim[1], k0, t, s2, m[1], l[1]);
+		float al = tc_softmax_log2<WG_KT>(s, 0, lim[0], k0, t, s2, m[0], l[0]);
+		float ah = tc_softmax_log2<WG_KT>(s, 2, lim[1], k0, t, s2, m[1], l[1]);
 
 		wg_wait<0>();
 		wg_hold(o);
 		wg_hold(p);
 		if (j > 0)
 			wg2_release(bars + (WG2_EMPTY_V * WG2_STAGES + sv) * 8);
-#pragma unroll
-		for (int nt = 0; nt < HD / 8; nt++) {
-			o[nt][0] *= al;
-			o[nt][1] *= al;
-			o[nt][2] *= ah;
-			o[nt][3] *= ah;
-		}
+		tc_rescale<HD / 8>(o, al, ah);
 		wg_pack_p(p, s);
 	}
 	int sl = (n_kt - 1) % WG2_STAGES;
@@ -359,9 +353,10 @@ static __device__ __forceinline__ void wg2_consume(const struct kn_attn_args &a,
 #pragma unroll
 	for (int e = 0; e < 2; e++) {
 		if constexpr (SPLIT)
-			wg_store_partial<HD>(pp, nq, r_lo + 8 * e, t, m[e], l[e], o, 2 * e);
+			tc_store_partial<HD>(pp, nq, r_lo + 8 * e, t, m[e], l[e], o, 2 * e, 1.0f);
 		else
-			wg_store<HD>(a, G, row0, nq, kvh, r_lo + 8 * e, t, l[e], o, 2 * e);
+			tc_store_rows<HD>(a, G, row0, nq, kvh, r_lo + 8 * e, t, l[e], o, 2 * e,
+					  1.0f);
 	}
 }
 
@@ -387,8 +382,7 @@ static __global__ void __launch_bounds__(WG2_THREADS, 1)
 			  : NULL;
 
 	if (SPLIT && kb >= ke) {   /* block-uniform, before any barrier */
-		for (int idx = threadIdx.x; idx < nq * (WG2_HD + 2); idx += WG2_THREADS)
-			pp[idx] = idx % (WG2_HD + 2) ? 0.0f : -INFINITY;
+		tc_store_empty<WG2_HD, WG2_THREADS>(pp, nq);
 		return;
 	}
 	if (threadIdx.x < WG2_N_BARS * WG2_STAGES)

@@ -10,8 +10,8 @@
  * row-major).
  *
  * Skinny products read every weight once and do almost no arithmetic per
- * byte: one warp per row of w (an output column), 16-byte loads, four or
- * eight in flight per lane (SK_UNROLL), the m rows of x read alongside (they stay in L1).  The
+ * byte: one warp per row of w (an output column), 16-byte loads, four in
+ * flight per lane (eight with kn_skinny_wide), the m rows of x read alongside (they stay in L1).  The
  * first weights of each warp are prefetched into L2 before the kernel
  * waits for its predecessor (programmatic dependent launch).
  * Which path is faster depends on the shape and the GPU, so the first
@@ -35,13 +35,15 @@
 #define KN_SKINNY_M 4
 #define KN_GEMM_PICKS 256
 #define SK_WARPS 8
-/* Loads in flight a lane: SK_UNROLL_WIDE for products of up to SK_WIDE_N
- * rows of w, SK_UNROLL for more.  A warp a row caps the bytes in flight
- * at rows x 32 lanes x unroll x 16: at 4 a lane, the 3584 rows of Qwen2.5-
- * 7B's o and down projections keep ~7 MB in flight, about what the HBM's
- * loaded latency asks for (bandwidth x ~2 us), and streamed at 72% and 78%
- * of the copy bandwidth on the H100 where gate/up's 37888 rows reach
- * 100%.  The order of each lane's sums is the same either way. */
+/* Loads in flight a lane: SK_UNROLL, or with kn_skinny_wide
+ * SK_UNROLL_WIDE for products of up to SK_WIDE_N rows of w.  A warp a row
+ * caps the bytes in flight at rows x 32 lanes x unroll x 16: at 4 a lane,
+ * the 3584 rows of Qwen2.5-7B's o and down projections keep ~7 MB in
+ * flight, about what the HBM's loaded latency asks for (bandwidth x ~2
+ * us), and streamed at 72% and 78% of the copy bandwidth on the H100
+ * where gate/up's 37888 rows reach 100%.  Not yet measured against 4 on
+ * one GPU, so 4 stays the default.  The order of each lane's sums is the
+ * same either way. */
 #define SK_UNROLL 4
 #define SK_UNROLL_WIDE 8
 #define SK_WIDE_N 16384
@@ -220,11 +222,19 @@ static int launch_skinny_u(void *y, int y_f32, int ldy, const uint16_t *x, const
 	return 0;
 }
 
+int kn_skinny_wide_on;
+
+extern "C" void kn_skinny_wide(int wide)
+{
+	kn_skinny_wide_on = wide != 0;
+}
+
 static int launch_skinny(void *y, int y_f32, int ldy, const uint16_t *x, const uint16_t *w,
 			 int m, int n, int k, cudaStream_t s)
 {
-	return n <= SK_WIDE_N ? launch_skinny_u<SK_UNROLL_WIDE>(y, y_f32, ldy, x, w, m, n, k, s)
-			      : launch_skinny_u<SK_UNROLL>(y, y_f32, ldy, x, w, m, n, k, s);
+	if (kn_skinny_wide_on && n <= SK_WIDE_N)
+		return launch_skinny_u<SK_UNROLL_WIDE>(y, y_f32, ldy, x, w, m, n, k, s);
+	return launch_skinny_u<SK_UNROLL>(y, y_f32, ldy, x, w, m, n, k, s);
 }
 
 static int skinny_ok(const void *y, int y_f32, int ldy, const uint16_t *x, const uint16_t *w,

@@ -39,10 +39,11 @@
 
 #define Q_THREADS 256
 #define F8_WARPS 8
-/* 64-column steps in flight a warp: F8_UNROLL_WIDE for products of up to
- * F8_WIDE_N rows of w (too few blocks to keep the HBM's latency covered
- * at 4: the o and qkv projections streamed at 52% and 55% of the copy
- * bandwidth on the H100, gate/up at 93%), F8_UNROLL for more. */
+/* 64-column steps in flight a warp: F8_UNROLL, or with kn_skinny_wide
+ * F8_UNROLL_WIDE for products of up to F8_WIDE_N rows of w (at 4, maybe
+ * too few to keep the HBM's latency covered: the o and qkv projections
+ * streamed at 52% and 55% of the copy bandwidth on the H100, gate/up at
+ * 93%; not yet measured against 4 on one GPU). */
 #define F8_UNROLL 4
 #define F8_UNROLL_WIDE 8
 #define F8_WIDE_N 16384
@@ -206,7 +207,7 @@ static int launch_fp8_skinny(void *y, int y_f32, int ldy, const uint8_t *xq, con
 			     const uint8_t *w, const float *ws, int m, int n, int k,
 			     cudaStream_t s)
 {
-	if (n <= F8_WIDE_N)
+	if (kn_skinny_wide_on && n <= F8_WIDE_N)
 		return launch_fp8_skinny_u<F8_UNROLL_WIDE>(y, y_f32, ldy, xq, xs, w, ws, m, n, k, s);
 	return launch_fp8_skinny_u<F8_UNROLL>(y, y_f32, ldy, xq, xs, w, ws, m, n, k, s);
 }

@@ -94,6 +94,12 @@ int kn_gemm_bf16(struct kn_gemm *g, void *y, int y_f32, int ldy, const uint16_t 
 int kn_gemm_skinny_bf16(void *y, int y_f32, int ldy, const uint16_t *x, const uint16_t *w,
 			int m, int n, int k, kn_stream s);
 
+/* Loads in flight a lane of the skinny weight-streaming products, bf16
+ * and FP8, for products of up to 16384 rows of w (the qkv, o and down
+ * projections): 4 (wide 0, the default) or 8 (wide 1).  Process-wide, for
+ * measuring (bench-cuda); the sums are the same either way. */
+void kn_skinny_wide(int wide);
+
 /* FP8 weights (W8A8): a row of n values is quantized as engine/kv_fp8.c's
  * eng_fp8_quantize_row does, bit for bit: scale = max |x| / 448 (at least
  * 1e-12), bytes e4m3(x * (1 / scale)).  q (rows, cols) bytes and scale
@@ -283,11 +289,6 @@ int kn_attn_decode(const struct kn_attn_args *a, int n_splits, int split_len, fl
 int kn_attn_decode_tc_ok(int n_heads, int n_kv, int head_dim);
 int kn_attn_decode_tc(const struct kn_attn_args *a, int n_splits, int split_len,
 		      float *partial, kn_stream s);
-/* The same with the reduce in the split kernel: per (token, KV head),
- * the block that writes the last partial combines them (one launch, not
- * two).  sync: n_tiles * n_kv counters, zero, left zero. */
-int kn_attn_decode_tc_fused(const struct kn_attn_args *a, int n_splits, int split_len,
-			    float *partial, unsigned *sync, kn_stream s);
 
 /* ---------------------------------------------------------------- graphs */
 

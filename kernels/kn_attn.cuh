@@ -37,30 +37,6 @@
 int kn_attn_reduce_splits(const struct kn_attn_args *a, int n_splits, int rows, int tile_tokens,
 			  const float *partial, cudaStream_t s);
 
-/* Output element d of partial row pr (max, sum, head_dim outputs per
- * row, split_stride floats from one split's rows to the next) combined
- * over its first n splits: the weights of the splits' sums and outputs
- * are exp(max - the greatest max), 0 for a split without keys.  Loads
- * through L2 (a block may combine the partials other blocks of its launch
- * wrote).  The reduce kernel and the decode kernel's last block per row
- * (kn_attn_decode_tc_fused) share it, so their results are the same bits. */
-static __device__ __forceinline__ float kn_combine_splits(const float *pr, size_t split_stride,
-							  int n, int d)
-{
-	float M = -INFINITY, L = 0.0f, o = 0.0f;
-
-	for (int sp = 0; sp < n; sp++)
-		M = fmaxf(M, __ldcg(pr + sp * split_stride));
-	for (int sp = 0; sp < n; sp++) {
-		const float *q = pr + sp * split_stride;
-		float m = __ldcg(q), w = m == -INFINITY ? 0.0f : expf(m - M);
-
-		L += __ldcg(q + 1) * w;
-		o += __ldcg(q + 2 + d) * w;
-	}
-	return L > 0.0f ? o / L : 0.0f;
-}
-
 /* The same for decode rows (tiles of one token) split by split_len as
  * the decode kernels took it (kn_launch_split_len): only the splits that
  * hold keys of a row (kn_row_splits) are read, the others having written
@@ -423,6 +399,123 @@ static __device__ __forceinline__ int kn_row_splits(int split_len, int ctx, int 
 	int sl = kn_row_split_len(split_len, ctx, n_splits), n = (ctx + sl - 1) / sl;
 
 	return n < 1 ? 1 : n < n_splits ? n : n_splits;
+}
+
+/* The outputs of a fragment's row halves (o[nt][0..1]: row g, [2..3]: row
+ * g + 8, N column tiles) times the rescale factors of their softmax. */
+template <int N>
+static __device__ __forceinline__ void tc_rescale(float (*o)[4], float al, float ah)
+{
+#pragma unroll
+	for (int nt = 0; nt < N; nt++) {
+		o[nt][0] *= al;
+		o[nt][1] *= al;
+		o[nt][2] *= ah;
+		o[nt][3] *= ah;
+	}
+}
+
+/* ------------------------------------------------ prefill tiles, log2 domain */
+/* What the tensor-core prefill kernels (attn_prefill_tc.cu, mma.sync;
+ * attn_prefill_wg.cu, wgmma) share: their fragments of S and O have the
+ * same map (rows g and g + 8 of a lane, columns 2t, 2t + 1 of each 8). */
+
+#define KN_LOG2E 1.4426950408889634f
+#define KN_LN2 0.6931471805599453f
+
+/* Online softmax of one row half (e = 0: row g, e = 2: row g + 8) of a
+ * tile of KT keys at k0 in the log2 domain (s2 = log2(e) / sqrt(head_dim),
+ * folded into the exponent's fma); keys past lim (the row's position, or
+ * a split's last key) are masked only on tiles that reach past it.  Leaves
+ * the probabilities in s, returns the rescale factor of the row's
+ * outputs. */
+template <int KT>
+static __device__ __forceinline__ float tc_softmax_log2(float (&s)[KT / 8][4], int e, int lim,
+							int k0, int t, float s2, float &m, float &l)
+{
+	float mx = -INFINITY, sum = 0.0f;
+
+	if (k0 + KT - 1 > lim) {
+#pragma unroll
+		for (int nt = 0; nt < KT / 8; nt++)
+#pragma unroll
+			for (int c = 0; c < 2; c++)
+				if (k0 + nt * 8 + 2 * t + c > lim)
+					s[nt][e + c] = -INFINITY;
+	}
+#pragma unroll
+	for (int nt = 0; nt < KT / 8; nt++)
+		mx = fmaxf(mx, fmaxf(s[nt][e], s[nt][e + 1]));
+	mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+	mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+	float mn = fmaxf(m, mx * s2), base = mn == -INFINITY ? 0.0f : mn;
+	float alpha = exp2f(m - base);
+
+#pragma unroll
+	for (int nt = 0; nt < KT / 8; nt++)
+#pragma unroll
+		for (int c = 0; c < 2; c++) {
+			float p = exp2f(fmaf(s[nt][e + c], s2, -base));
+
+			s[nt][e + c] = p;
+			sum += p;
+		}
+	m = mn;
+	l = l * alpha + sum;
+	return alpha;
+}
+
+/* Normalized bf16 row r out (e = 0: the row of the fragment's g half, 2:
+ * g + 8), times vs (an FP8 cache's V scale, else 1); lanes of a quad
+ * first pool their sums. */
+template <int HD>
+static __device__ void tc_store_rows(const struct kn_attn_args &a, int G, int row0, int nq, int kvh,
+				int r, int t, float l, const float o[HD / 8][4], int e, float vs)
+{
+	l += __shfl_xor_sync(0xffffffffu, l, 1);
+	l += __shfl_xor_sync(0xffffffffu, l, 2);
+	if (r >= nq)
+		return;
+	float inv = l > 0.0f ? vs / l : 0.0f;
+	uint16_t *out = a.out + (size_t)(row0 + r / G) * a.n_heads * HD +
+			(size_t)(kvh * G + r % G) * HD + 2 * t;
+
+#pragma unroll
+	for (int nt = 0; nt < HD / 8; nt++)
+		*(uint32_t *)(out + nt * 8) = pack_bf16(o[nt][e] * inv, o[nt][e + 1] * inv);
+}
+
+/* Partial row r of a split at pp (the tile's rows, HD + 2) fp32: the max
+ * in the natural-log domain (the softmax runs in log2 units), the sum the
+ * quad's lanes pool, the outputs times vs unnormalized. */
+template <int HD>
+static __device__ void tc_store_partial(float *pp, int nq, int r, int t, float m, float l,
+					const float o[HD / 8][4], int e, float vs)
+{
+	l += __shfl_xor_sync(0xffffffffu, l, 1);
+	l += __shfl_xor_sync(0xffffffffu, l, 2);
+	if (r >= nq)
+		return;
+	/* (HD + 2) and the split's offset are even: 8-byte aligned pairs */
+	float *row = pp + (size_t)r * (HD + 2);
+
+	if (t == 0) {
+		row[0] = m * KN_LN2;
+		row[1] = l;
+	}
+#pragma unroll
+	for (int nt = 0; nt < HD / 8; nt++)
+		*(float2 *)(row + 2 + nt * 8 + 2 * t) =
+			make_float2(o[nt][e] * vs, o[nt][e + 1] * vs);
+}
+
+/* The partial rows of a split with no keys for the tile, as the reduce
+ * weighs them out: max -inf, sum 0, zeros; by a block of THREADS. */
+template <int HD, int THREADS>
+static __device__ void tc_store_empty(float *pp, int nq)
+{
+	for (int idx = threadIdx.x; idx < nq * (HD + 2); idx += THREADS)
+		pp[idx] = idx % (HD + 2) ? 0.0f : -INFINITY;
 }
 
 #endif

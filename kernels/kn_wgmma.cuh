@@ -14,8 +14,6 @@
 
 #define WG_ROWS 128     /* query rows a block: the mma.sync kernel's PF_ROWS */
 #define WG_KT 128       /* keys a tile: S is m64n128 */
-#define WG_LOG2E 1.4426950408889634f
-#define WG_LN2 0.6931471805599453f
 
 /* 1 where this file's kernels were built with wgmma (sm_90a): the host
  * reads the value of the image loaded for the device. */
@@ -90,33 +88,33 @@ static __device__ __forceinline__ void wg_fence_proxy(void)
 	asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 }
 
+/* The accumulator operands of a wgmma, d[i][0..3] for i < 8 (32 of
+ * them, m64n64) or i < 16 (64, m64n128), as "+f" constraints, and their
+ * %-numbers in the instruction's list. */
+#define WG_D4(d, i) "+f"(d[i][0]), "+f"(d[i][1]), "+f"(d[i][2]), "+f"(d[i][3])
+#define WG_D32(d) \
+	WG_D4(d, 0), WG_D4(d, 1), WG_D4(d, 2), WG_D4(d, 3), \
+	WG_D4(d, 4), WG_D4(d, 5), WG_D4(d, 6), WG_D4(d, 7)
+#define WG_D64(d) \
+	WG_D32(d), WG_D4(d, 8), WG_D4(d, 9), WG_D4(d, 10), WG_D4(d, 11), \
+	WG_D4(d, 12), WG_D4(d, 13), WG_D4(d, 14), WG_D4(d, 15)
+#define WG_R32 \
+	"%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, " \
+	"%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
+#define WG_R64 \
+	WG_R32 ", %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, " \
+	"%45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, " \
+	"%60, %61, %62, %63"
+
 /* d (64 x 128) = (acc ? d : 0) + A B: A and B by descriptor, both K-major. */
 static __device__ __forceinline__ void wg_mma_qk(float (&d)[16][4], uint64_t da, uint64_t db,
 						int acc)
 {
 	asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
 		     "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {"
-		     "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
-		     "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
-		     "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
-		     "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
+		     WG_R64
 		     "}, %64, %65, p, 1, 1, 0, 0;\n}\n"
-		     : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]),
-		       "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]),
-		       "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]),
-		       "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]),
-		       "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]),
-		       "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]),
-		       "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]),
-		       "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3]),
-		       "+f"(d[8][0]), "+f"(d[8][1]), "+f"(d[8][2]), "+f"(d[8][3]),
-		       "+f"(d[9][0]), "+f"(d[9][1]), "+f"(d[9][2]), "+f"(d[9][3]),
-		       "+f"(d[10][0]), "+f"(d[10][1]), "+f"(d[10][2]), "+f"(d[10][3]),
-		       "+f"(d[11][0]), "+f"(d[11][1]), "+f"(d[11][2]), "+f"(d[11][3]),
-		       "+f"(d[12][0]), "+f"(d[12][1]), "+f"(d[12][2]), "+f"(d[12][3]),
-		       "+f"(d[13][0]), "+f"(d[13][1]), "+f"(d[13][2]), "+f"(d[13][3]),
-		       "+f"(d[14][0]), "+f"(d[14][1]), "+f"(d[14][2]), "+f"(d[14][3]),
-		       "+f"(d[15][0]), "+f"(d[15][1]), "+f"(d[15][2]), "+f"(d[15][3])
+		     : WG_D64(d)
 		     : "l"(da), "l"(db), "r"(acc));
 }
 
@@ -126,27 +124,9 @@ static __device__ __forceinline__ void wg_mma_pv128(float (&d)[16][4], const uin
 {
 	asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
 		     "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {"
-		     "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
-		     "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
-		     "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
-		     "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63"
+		     WG_R64
 		     "}, {%64, %65, %66, %67}, %68, p, 1, 1, 1;\n}\n"
-		     : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]),
-		       "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]),
-		       "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]),
-		       "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]),
-		       "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]),
-		       "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]),
-		       "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]),
-		       "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3]),
-		       "+f"(d[8][0]), "+f"(d[8][1]), "+f"(d[8][2]), "+f"(d[8][3]),
-		       "+f"(d[9][0]), "+f"(d[9][1]), "+f"(d[9][2]), "+f"(d[9][3]),
-		       "+f"(d[10][0]), "+f"(d[10][1]), "+f"(d[10][2]), "+f"(d[10][3]),
-		       "+f"(d[11][0]), "+f"(d[11][1]), "+f"(d[11][2]), "+f"(d[11][3]),
-		       "+f"(d[12][0]), "+f"(d[12][1]), "+f"(d[12][2]), "+f"(d[12][3]),
-		       "+f"(d[13][0]), "+f"(d[13][1]), "+f"(d[13][2]), "+f"(d[13][3]),
-		       "+f"(d[14][0]), "+f"(d[14][1]), "+f"(d[14][2]), "+f"(d[14][3]),
-		       "+f"(d[15][0]), "+f"(d[15][1]), "+f"(d[15][2]), "+f"(d[15][3])
+		     : WG_D64(d)
 		     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
 }
 
@@ -156,17 +136,9 @@ static __device__ __forceinline__ void wg_mma_pv64(float (&d)[8][4], const uint3
 {
 	asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\n"
 		     "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {"
-		     "%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
-		     "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31"
+		     WG_R32
 		     "}, {%32, %33, %34, %35}, %36, p, 1, 1, 1;\n}\n"
-		     : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]),
-		       "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]),
-		       "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]),
-		       "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]),
-		       "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]),
-		       "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]),
-		       "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]),
-		       "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3])
+		     : WG_D32(d)
 		     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
 }
 
@@ -202,46 +174,6 @@ static __device__ __forceinline__ void wg_pv(float (&o)[HD / 8][4],
 	}
 }
 
-/* Online softmax of one row half (e = 0: row g, e = 2: row g + 8) over the
- * tile at k0, in the log2 domain (s2 = log2(e) / sqrt(head_dim)); keys
- * past lim (the row's position, or the split's last key) are masked only
- * on tiles that reach past it.  Leaves the probabilities in s, returns
- * the rescale factor of the row's outputs. */
-static __device__ __forceinline__ float wg_softmax(float (&s)[WG_KT / 8][4], int e, int lim,
-						   int k0, int t, float s2, float &m, float &l)
-{
-	float mx = -INFINITY, sum = 0.0f;
-
-	if (k0 + WG_KT - 1 > lim) {
-#pragma unroll
-		for (int nt = 0; nt < WG_KT / 8; nt++)
-#pragma unroll
-			for (int c = 0; c < 2; c++)
-				if (k0 + nt * 8 + 2 * t + c > lim)
-					s[nt][e + c] = -INFINITY;
-	}
-#pragma unroll
-	for (int nt = 0; nt < WG_KT / 8; nt++)
-		mx = fmaxf(mx, fmaxf(s[nt][e], s[nt][e + 1]));
-	mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-	mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-	float mn = fmaxf(m, mx * s2), base = mn == -INFINITY ? 0.0f : mn;
-	float alpha = exp2f(m - base);
-
-#pragma unroll
-	for (int nt = 0; nt < WG_KT / 8; nt++)
-#pragma unroll
-		for (int c = 0; c < 2; c++) {
-			float p = exp2f(fmaf(s[nt][e + c], s2, -base));
-
-			s[nt][e + c] = p;
-			sum += p;
-		}
-	m = mn;
-	l = l * alpha + sum;
-	return alpha;
-}
-
 /* The probabilities of s packed as the bf16 A fragments of P V. */
 static __device__ __forceinline__ void wg_pack_p(uint32_t (&p)[WG_KT / 16][4],
 						 const float (&s)[WG_KT / 8][4])
@@ -253,48 +185,6 @@ static __device__ __forceinline__ void wg_pack_p(uint32_t (&p)[WG_KT / 16][4],
 		p[kk][2] = pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]);
 		p[kk][3] = pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3]);
 	}
-}
-
-/* Normalized bf16 row r out (e = 0: the row's g half, 2: g + 8); lanes of
- * a quad first pool their sums. */
-template <int HD>
-static __device__ __forceinline__ void wg_store(const struct kn_attn_args &a, int G, int row0,
-						int nq, int kvh, int r, int t, float l,
-						const float (&o)[HD / 8][4], int e)
-{
-	l += __shfl_xor_sync(0xffffffffu, l, 1);
-	l += __shfl_xor_sync(0xffffffffu, l, 2);
-	if (r >= nq)
-		return;
-	float inv = l > 0.0f ? 1.0f / l : 0.0f;
-	uint16_t *out = a.out + (size_t)(row0 + r / G) * a.n_heads * HD +
-			(size_t)(kvh * G + r % G) * HD + 2 * t;
-
-#pragma unroll
-	for (int nt = 0; nt < HD / 8; nt++)
-		*(uint32_t *)(out + nt * 8) = pack_bf16(o[nt][e] * inv, o[nt][e + 1] * inv);
-}
-
-/* Partial row r of a split at pp (WG_ROWS, HD + 2) fp32, as the mma.sync
- * kernel leaves it: max in the natural-log domain, sum, unnormalized
- * outputs. */
-template <int HD>
-static __device__ __forceinline__ void wg_store_partial(float *pp, int nq, int r, int t, float m,
-							float l, const float (&o)[HD / 8][4], int e)
-{
-	l += __shfl_xor_sync(0xffffffffu, l, 1);
-	l += __shfl_xor_sync(0xffffffffu, l, 2);
-	if (r >= nq)
-		return;
-	float *row = pp + (size_t)r * (HD + 2);
-
-	if (t == 0) {
-		row[0] = m * WG_LN2;
-		row[1] = l;
-	}
-#pragma unroll
-	for (int nt = 0; nt < HD / 8; nt++)
-		*(float2 *)(row + 2 + nt * 8 + 2 * t) = make_float2(o[nt][e], o[nt][e + 1]);
 }
 
 /* The shapes the kernel takes: those of the mma.sync kernel's tiles (at

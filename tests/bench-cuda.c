@@ -23,8 +23,7 @@
  *
  * Then the device time of each workload per op class (op by op).
  * Beside them, the ablations: b16 at 10k with the decode splits by count
- * (eng_cuda_splits_by_work(0)), b1 through graphs with the decode splits
- * reduced by a kernel of their own (eng_cuda_fuse_reduce(0)).
+ * (eng_cuda_splits_by_work(0)).
  *
  * Then a ragged decode batch (96 rows of 512 to 8k keys, op by op) with
  * the decode splits sized by the batch's keys and by count, and 64 such
@@ -55,7 +54,9 @@
  * Then bf16 against FP8 weights (and FP8 weights with FP8 pages) on
  * decode b1, b16 at 10k and the 4k prefill, with the FP8 b1 step's
  * profile and its ablation (each product quantizing its own input,
- * eng_cuda_fuse_quant(0)).
+ * eng_cuda_fuse_quant(0)), and b1 of bf16 and FP8 weights with the
+ * skinny products keeping 8 loads in flight a lane against 4
+ * (eng_cuda_skinny_wide).
  *
  * Then the weight-streaming products alone on the layer shapes (qkv,
  * o, gate/up, down) at m = 1 and 16: bf16 weights, the FP8 skinny
@@ -399,7 +400,7 @@ static int run_model(int device, double bw, double rate)
 	struct eng_model_config cfg;
 	int per = 4160 / PAGE, nb = 64, rc;
 	int32_t *tables;
-	double d1, d64, d16, d16c, pf, g1, g1r, g64, g16, t0 = now_s();
+	double d1, d64, d16, d16c, pf, g1, g64, g16, t0 = now_s();
 	char buf[160];
 	void *st;
 
@@ -440,14 +441,6 @@ static int run_model(int device, double bw, double rate)
 		eng_cuda_destroy(st);
 		return rc;
 	}
-	/* the ablation: the decode splits reduced by a kernel of their own */
-	eng_cuda_fuse_reduce(st, 0);
-	rc = time_steps(st, 1, 1024, 0, 20, tables, per, &g1r);
-	eng_cuda_fuse_reduce(st, 1);
-	if (rc) {
-		eng_cuda_destroy(st);
-		return rc;
-	}
 	printf("\n%-30s %13s %13s %8s\n", "figure", "measured", "ceiling", "ratio");
 	double b1 = (s.weight_read + 1024 * s.kv_token) / bw;
 	snprintf(buf, sizeof(buf), "%.1f tok/s; bytes/BW", 1 / d1);
@@ -455,8 +448,6 @@ static int run_model(int device, double bw, double rate)
 	snprintf(buf, sizeof(buf), "%.1f tok/s; bytes/BW; %d graphs held", 1 / g1,
 		 eng_cuda_graph_count(st));
 	row("decode b1, 1k, graphs", g1, b1, buf);
-	snprintf(buf, sizeof(buf), "%.1f tok/s; the decode reduce as a kernel", 1 / g1r);
-	row("decode b1, 1k, graphs, ablation", g1r, b1, buf);
 	double by64 = s.weight_read + 64.0 * 2048 * s.kv_token;
 	double fl64 = 64 * (s.lin_flops + s.head_flops) + 64.0 * 2048 * s.attn_flops;
 	snprintf(buf, sizeof(buf), "%.0f tok/s; max(%.2f ms bytes, %.2f ms flops)", 64 / d64,
@@ -919,6 +910,7 @@ static int skinny_compare(double bw)
 struct w_fig {
 	double b1, b16, pf;   /* seconds: decode b1 1k, b16 10k (graphs), prefill 4k */
 	double b1_unfused;    /* FP8 weights: b1 with each product quantizing its input */
+	double b1_wide;       /* b1 with 8 loads in flight a lane (kn_skinny_wide) */
 	size_t wb;            /* weight bytes on the GPU */
 };
 
@@ -931,10 +923,16 @@ static int w_figures(const struct eng_model_config *cfg, int device, int wfp8, i
 	if ((rc = create_dummy(cfg, device, kv, wfp8, per * nb, &st)))
 		return rc;
 	f->wb = eng_cuda_weight_bytes(st);
-	f->b1_unfused = 0;
+	f->b1_unfused = f->b1_wide = 0;
 	if (!(rc = time_steps(st, 1, 1024, 0, 20, tables, per, &f->b1)) &&
 	    !(rc = time_steps(st, 16, 10240, 0, 10, tables, 4 * per, &f->b16)))
 		rc = time_steps(st, 1, 4096, 1, 3, tables, per, &f->pf);
+	if (!rc && kv == ENG_KV_DTYPE_BF16) {
+		/* the skinny products with 8 loads in flight a lane */
+		eng_cuda_skinny_wide(st, 1);
+		rc = time_steps(st, 1, 1024, 0, 20, tables, per, &f->b1_wide);
+		eng_cuda_skinny_wide(st, 0);
+	}
 	if (!rc && wfp8 && kv == ENG_KV_DTYPE_BF16) {
 		/* the ablation, and where an FP8 step's time goes */
 		eng_cuda_fuse_quant(st, 0);
@@ -996,6 +994,10 @@ static int w_compare(int device, double bw, double rate)
 	printf("FP8 decode b1 with the products' inputs quantized by the norms and SiLU: %.3f ms; "
 	       "each product quantizing its own (the ablation): %.3f ms (%.2fx)\n", f8.b1 * 1e3,
 	       f8.b1_unfused * 1e3, f8.b1_unfused / f8.b1);
+	printf("decode b1 with the skinny products' 8 loads in flight a lane below 16384 rows "
+	       "(eng_cuda_skinny_wide), against 4: bf16 weights %.3f ms against %.3f (%.3fx), FP8 "
+	       "weights %.3f ms against %.3f (%.3fx)\n", fb.b1_wide * 1e3, fb.b1 * 1e3,
+	       fb.b1 / fb.b1_wide, f8.b1_wide * 1e3, f8.b1 * 1e3, f8.b1 / f8.b1_wide);
 	free(tables);
 	return 0;
 }

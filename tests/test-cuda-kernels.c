@@ -816,11 +816,6 @@ struct attn_case {
 #define WG_FIRST 1
 #define WG_WS 2
 
-/* Tensor-core decode in attn_run: with the reduce fused, run this many
- * times on the same counters (0: the reduce kernel); and the counters the
- * last such run left non-zero. */
-static int fused_runs, sync_left;
-
 struct attn_data {
 	int T, n_slots, n_bt, n_tiles;
 	int32_t *bt, *pos, *bt_off, *tile_row0, *tile_n;
@@ -1004,23 +999,8 @@ static int attn_run(const struct attn_case *c, const struct attn_data *d, float 
 		poison(partial, np * 4);
 		if (c->grid)
 			a.split_len_at = up(&c->split_len, 4);
-		if (c->tc && fused_runs) {
-			size_t nc = (size_t)d->n_tiles * c->nkv;
-			unsigned *zero = calloc(nc, sizeof(unsigned)), *sync = up(zero, nc * 4);
-
-			rc = 0;
-			for (int i = 0; i < fused_runs && !rc; i++)
-				rc = kn_attn_decode_tc_fused(&a, n_splits, sl, partial, sync, NULL);
-			down(zero, sync, nc * 4);
-			sync_left = 0;
-			for (size_t i = 0; i < nc; i++)
-				sync_left += zero[i] != 0;
-			free(zero);
-			kn_free(sync);
-		} else {
-			rc = c->tc ? kn_attn_decode_tc(&a, n_splits, sl, partial, NULL)
-				   : kn_attn_decode(&a, n_splits, sl, partial, NULL);
-		}
+		rc = c->tc ? kn_attn_decode_tc(&a, n_splits, sl, partial, NULL)
+			   : kn_attn_decode(&a, n_splits, sl, partial, NULL);
 	} else if (c->wg) {
 		rc = wg_split(c, &a, 1, 0, NULL);
 	} else {
@@ -1043,6 +1023,20 @@ static int attn_run(const struct attn_case *c, const struct attn_data *d, float 
 	return rc;
 }
 
+/* Case other's output on data d, widened into ref: 0 where it did not
+ * run (reported by attn_run). */
+static int attn_run_ref(const struct attn_case *other, const struct attn_data *d, double *ref)
+{
+	size_t qn = (size_t)d->T * other->nh * other->hd;
+	float *f = malloc(qn * sizeof(float));
+	int rc = attn_run(other, d, f);
+
+	for (size_t i = 0; rc && i < qn; i++)
+		ref[i] = f[i];
+	free(f);
+	return rc;
+}
+
 /* A split prefill's output got against the one-pass kernel's on the
  * same data d.  Both round the probabilities to bf16 for P V, each split
  * against its own running max, and the outputs to bf16, so they differ
@@ -1053,19 +1047,14 @@ static void same_as_unsplit(const struct attn_case *c, const struct attn_data *d
 {
 	struct attn_case one = *c;
 	size_t qn = (size_t)d->T * c->nh * c->hd;
-	float *f = malloc(qn * sizeof(float));
 	double *ref = malloc(qn * sizeof(double));
 
 	one.pf_splits = 0;
-	if (attn_run(&one, d, f)) {
-		for (size_t i = 0; i < qn; i++)
-			ref[i] = f[i];
+	if (attn_run_ref(&one, d, ref))
 		tap_ok(rel_err(got, ref, qn) < 5e-3,
 		       "attention split in %d of %d keys%s == one pass: heads %d/%d dim %d "
 		       "page %d: %.2e", c->pf_splits, c->pf_split_len, d->fp8 ? ", e4m3 pages" : "",
 		       c->nh, c->nkv, c->hd, c->ps, rel_err(got, ref, qn));
-	}
-	free(f);
 	free(ref);
 }
 
@@ -1115,13 +1104,10 @@ static void same_as_other(const struct attn_case *c, const struct attn_data *d,
 {
 	struct attn_case other = *c;
 	size_t qn = (size_t)d->T * c->nh * c->hd;
-	float *f = malloc(qn * sizeof(float));
 	double *ref = malloc(qn * sizeof(double));
 
 	other.wg = wg;
-	if (attn_run(&other, d, f)) {
-		for (size_t i = 0; i < qn; i++)
-			ref[i] = f[i];
+	if (attn_run_ref(&other, d, ref)) {
 		double e = rel_err(got, ref, qn);
 
 		tap_ok(e < tol,
@@ -1131,29 +1117,7 @@ static void same_as_other(const struct attn_case *c, const struct attn_data *d,
 		if (e >= tol)
 			attn_where(c, d, got, ref);
 	}
-	free(f);
 	free(ref);
-}
-
-/* The decode reduce fused into the split kernel against the reduce
- * kernel's output got on the same data d: the same bits, run twice on the
- * same counters (the second run finds them zero again), left zero. */
-static void same_as_unfused(const struct attn_case *c, const struct attn_data *d,
-			    const float *got)
-{
-	size_t qn = (size_t)d->T * c->nh * c->hd;
-	float *g2 = malloc(qn * sizeof(float));
-	int rc;
-
-	fused_runs = 2;
-	rc = attn_run(c, d, g2);
-	fused_runs = 0;
-	if (rc)
-		tap_ok(!memcmp(got, g2, qn * sizeof(float)) && !sync_left,
-		       "attention decode, reduce fused (twice) == reduce kernel, bitwise%s: heads "
-		       "%d/%d dim %d page %d, %d rows; %d counters left", d->fp8 ? ", e4m3 pages" : "",
-		       c->nh, c->nkv, c->hd, c->ps, d->T, sync_left);
-	free(g2);
 }
 
 static void test_attn(const struct attn_case *c, int fp8, const char *what)
@@ -1179,8 +1143,6 @@ static void test_attn(const struct attn_case *c, int fp8, const char *what)
 			attn_where(c, &d, got, ref);
 		if (c->pf_splits)
 			same_as_unsplit(c, &d, got);
-		if (c->split_len && c->tc)
-			same_as_unfused(c, &d, got);
 		if (c->wg)
 			same_as_other(c, &d, got, 0, 5e-3);
 		if (c->wg == WG_WS)
@@ -1494,22 +1456,27 @@ int main(void)
 	test_gemm(g, 1, 1001, 3584);   /* timed against cuBLAS: either path */
 	test_gemm(g, 1, 1001, 3584);   /* the remembered pick */
 	test_gemm(g, 3, 517, 18944);
-	test_gemm_skinny(1, 333, 520);
-	test_gemm_skinny(2, 1001, 8);
-	test_gemm_skinny(3, 37, 3584);
-	test_gemm_skinny(4, 517, 18944);
-	test_gemm_skinny(1, 4099, 1032);
-	test_gemm_skinny(1, 16411, 520);   /* past SK_WIDE_N: 4 loads in flight a lane */
-	test_gemm_fp8(g, 1, 333, 512, KN_FP8_SKINNY);
-	test_gemm_fp8(g, 3, 4608, 3584, KN_FP8_SKINNY);
-	test_gemm_fp8(g, 8, 1000, 1024, KN_FP8_SKINNY);
-	test_gemm_fp8(g, 13, 517, 18944, KN_FP8_SKINNY);
-	test_gemm_fp8(g, 32, 2051, 640, KN_FP8_SKINNY);
-	/* the Qwen2.5-7B layers */
-	test_gemm_fp8(g, 1, 3584, 3584, KN_FP8_SKINNY);
-	test_gemm_fp8(g, 16, 3584, 3584, KN_FP8_SKINNY);
-	test_gemm_fp8(g, 1, 37888, 3584, KN_FP8_SKINNY);
-	test_gemm_fp8(g, 1, 3584, 18944, KN_FP8_SKINNY);
+	/* 4 loads in flight a lane, then 8 (kn_skinny_wide) below 16384 rows */
+	for (int wide = 0; wide < 2; wide++) {
+		kn_skinny_wide(wide);
+		test_gemm_skinny(1, 333, 520);
+		test_gemm_skinny(2, 1001, 8);
+		test_gemm_skinny(3, 37, 3584);
+		test_gemm_skinny(4, 517, 18944);
+		test_gemm_skinny(1, 4099, 1032);
+		test_gemm_skinny(1, 16411, 520);
+		test_gemm_fp8(g, 1, 333, 512, KN_FP8_SKINNY);
+		test_gemm_fp8(g, 3, 4608, 3584, KN_FP8_SKINNY);
+		test_gemm_fp8(g, 8, 1000, 1024, KN_FP8_SKINNY);
+		test_gemm_fp8(g, 13, 517, 18944, KN_FP8_SKINNY);
+		test_gemm_fp8(g, 32, 2051, 640, KN_FP8_SKINNY);
+		/* the Qwen2.5-7B layers */
+		test_gemm_fp8(g, 1, 3584, 3584, KN_FP8_SKINNY);
+		test_gemm_fp8(g, 16, 3584, 3584, KN_FP8_SKINNY);
+		test_gemm_fp8(g, 1, 37888, 3584, KN_FP8_SKINNY);
+		test_gemm_fp8(g, 1, 3584, 18944, KN_FP8_SKINNY);
+	}
+	kn_skinny_wide(0);
 	test_gemm_fp8_refuses(g);
 	test_gemm_fp8(g, 2, 1000, 3584, KN_FP8_CUBLASLT);
 	test_gemm_fp8(g, 64, 4608, 3584, KN_FP8_CUBLASLT);

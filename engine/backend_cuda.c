@@ -275,7 +275,8 @@ int eng_cuda_graph_split_len(const struct cuda_state *st, const struct eng_batch
  * blocks reach about the number that fits a multiprocessor (by shared
  * memory and registers at head_dim 128: one wave): PREFILL_BLOCKS_PER_SM
  * of the mma.sync kernel, the nearest whole number of splits to that, and
- * one of the wgmma kernel, whose splits stay within the wave (on the H100
+ * one of the wgmma kernels (either form: one block a multiprocessor),
+ * whose splits stay within the wave (on the H100
  * the wgmma kernel's 1 x 512 extend on 10k keys, 112 blocks, took 8.70 ms
  * in 2 splits, 7.88 in one).  Each split keeps at least
  * PREFILL_SPLIT_MIN_KEYS keys of the longest row, so that the partials
@@ -312,12 +313,15 @@ int eng_cuda_prefill_splits(const void *state, const struct eng_batch *b)
 	return m.pre_splits;
 }
 
-/* The prefill rows' attention: on the wgmma kernel (use_wg), the
- * mma.sync one (use_tc), else the CUDA-core one; the first two with the
- * step's key splits. */
+/* The prefill rows' attention: on a wgmma kernel (use_wg: the
+ * warp-specialized one or the first), the mma.sync one (use_tc), else the
+ * CUDA-core one; all but the last with the step's key splits. */
 static int prefill_attention(const struct cuda_state *st, const struct rank *R,
 			     const struct step_meta *m, const struct kn_attn_args *a)
 {
+	if (st->use_wg == ENG_CUDA_WGMMA_WS)
+		return kn_attn_prefill_wg2_split(a, m->pre_splits, m->pre_split_len, R->partial,
+						 R->stream);
 	if (st->use_wg)
 		return kn_attn_prefill_wg_split(a, m->pre_splits, m->pre_split_len, R->partial,
 						R->stream);

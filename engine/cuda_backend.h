@@ -124,12 +124,21 @@ void eng_cuda_prefill_split(void *state, int on);
 int eng_cuda_prefill_splits(const void *state, const struct eng_batch *b);
 
 /* Prefill / extend attention on Hopper's warpgroup products (wgmma) where
- * the kernel takes the model and KV dtype (bf16 pages, head_dim 64 or
- * 128, an sm_90a device): on, the default, or off (the mma.sync kernel:
- * the ablation).  Prefill runs outside the captured graphs; set like the
- * settings they depend on all the same.  eng_cuda_prefill_wgmma_used
- * says whether the next prefill would take it. */
-void eng_cuda_prefill_wgmma(void *state, int on);
+ * the kernels take the model and KV dtype (bf16 pages, head_dim 64 or
+ * 128, an sm_90a device), in one of these forms:
+ *   ENG_CUDA_WGMMA_WS     the warp-specialized kernel (a producer
+ *                         warpgroup, two consumers taking turns), the
+ *                         default (at head_dim 64 it runs the first form);
+ *   ENG_CUDA_WGMMA_FIRST  the first wgmma kernel, every thread copying and
+ *                         computing in lockstep: the ablation of the first;
+ *   0                     off: the mma.sync kernel, the ablation of both.
+ * Another value means ENG_CUDA_WGMMA_WS.  Prefill runs outside the captured
+ * graphs; set like the settings they depend on all the same.
+ * eng_cuda_prefill_wgmma_used says which form the next prefill would take
+ * (0 where the model or device has none). */
+#define ENG_CUDA_WGMMA_FIRST 1
+#define ENG_CUDA_WGMMA_WS 2
+void eng_cuda_prefill_wgmma(void *state, int form);
 int eng_cuda_prefill_wgmma_used(const void *state);
 
 /* Device time of the last forward, from the metadata upload to the last

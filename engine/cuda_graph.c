@@ -251,11 +251,13 @@ void eng_cuda_prefill_split(void *state, int on)
 	set_captured(st, &st->prefill_split, !!on);
 }
 
-void eng_cuda_prefill_wgmma(void *state, int on)
+void eng_cuda_prefill_wgmma(void *state, int form)
 {
 	struct cuda_state *st = state;
 
-	set_captured(st, &st->use_wg, st->wg_ok && on);
+	if (form < 0 || form > ENG_CUDA_WGMMA_WS)
+		form = ENG_CUDA_WGMMA_WS;
+	set_captured(st, &st->use_wg, st->wg_ok ? form : 0);
 }
 
 int eng_cuda_prefill_wgmma_used(const void *state)

@@ -93,7 +93,8 @@ struct cuda_state {
 	int tile_rows;      /* rows per prefill attention tile */
 	int use_tc;         /* prefill attention on the tensor-core kernel */
 	int wg_ok;          /* ... which has a wgmma form for this model and KV dtype */
-	int use_wg;         /* wg_ok and wanted (eng_cuda_prefill_wgmma): the wgmma form */
+	int use_wg;         /* wg_ok and wanted (eng_cuda_prefill_wgmma): the wgmma form,
+			     * ENG_CUDA_WGMMA_WS or ENG_CUDA_WGMMA_FIRST; 0 none */
 	int use_tc_decode;  /* decode attention likewise */
 	int kv_fp8;         /* KV pages in FP8 E4M3 (params.kv_dtype), else bf16 */
 	int w_fp8;          /* linear layers in FP8 E4M3 (params.weight_fp8) */

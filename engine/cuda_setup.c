@@ -490,7 +490,7 @@ int eng_cuda_create(const struct eng_model_config *cfg, const struct eng_model_w
 	st->wg_ok = st->use_tc && kn_attn_prefill_wg_ok(cfg->n_heads, cfg->n_kv_heads,
 							cfg->head_dim,
 							st->kv_fp8 ? KN_KV_FP8_E4M3 : KN_KV_BF16);
-	st->use_wg = st->wg_ok;
+	st->use_wg = st->wg_ok ? ENG_CUDA_WGMMA_WS : 0;
 	*state = st;
 	return 0;
 }

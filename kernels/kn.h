@@ -288,6 +288,15 @@ int kn_attn_prefill_wg_ok(int n_heads, int n_kv, int head_dim, int kv_dtype);
 int kn_attn_prefill_wg_split(const struct kn_attn_args *a, int n_splits, int split_len,
 			     float *partial, kn_stream s);
 
+/* The same on a warp-specialized form of that kernel (a producer
+ * warpgroup copying K and V through an mbarrier ring, two consumer
+ * warpgroups taking turns on the tensor cores): same arguments, shapes
+ * (kn_attn_prefill_wg_ok), splits and result; head_dim 64 runs on
+ * kn_attn_prefill_wg_split's kernel.  The faster one; the first stays as
+ * its ablation. */
+int kn_attn_prefill_wg2_split(const struct kn_attn_args *a, int n_splits, int split_len,
+			      float *partial, kn_stream s);
+
 /* Decode: split-K over the keys in n_splits pieces of split_len (a
  * multiple of 32), then a reduce.  split_len 0 sizes the splits per row:
  * ceil(ctx / n_splits) rounded up to a multiple of 32, at least 64 (splits

@@ -15,7 +15,9 @@ kernels_libkernels_a_SOURCES = \
 	kernels/runtime.cu kernels/kn_gemm.cuh kernels/gemm.cu kernels/gemm_fp8.cu \
 	kernels/embed.cu kernels/rmsnorm.cu kernels/rope_qkv.cu kernels/silu_mul.cu \
 	kernels/kn_fp8.cuh kernels/kn_mma.cuh kernels/fp8_convert.cu \
-	kernels/kn_attn.cuh kernels/attention.cu kernels/attn_prefill_tc.cu kernels/attn_prefill_wg.cu kernels/attn_decode_tc.cu kernels/argmax.cu kernels/logprob.cu kernels/fill_random.cu
+	kernels/kn_attn.cuh kernels/attention.cu kernels/attn_prefill_tc.cu \
+	kernels/kn_wgmma.cuh kernels/attn_prefill_wg.cu kernels/attn_prefill_wg2.cu \
+	kernels/attn_decode_tc.cu kernels/argmax.cu kernels/logprob.cu kernels/fill_random.cu
 kernels_libkernels_a_SOURCES += \
 	kernels/tp_sum.cu kernels/fill_slice.cu kernels/vocab_partial.cu kernels/tp_runtime.cu
 CLEANFILES += kernels/*.d

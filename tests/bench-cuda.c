@@ -47,8 +47,9 @@
  * TFLOP/s and their share of the cuBLAS rate.
  *
  * Then the prefill attention alone (profiled, op by op) of a 4k prompt
- * on the wgmma kernel and on the mma.sync kernel (eng_cuda_prefill_wgmma
- * off, the ablation): causal TFLOP/s and their share of the cuBLAS rate.
+ * on the warp-specialized wgmma kernel (the default), the first wgmma
+ * kernel and the mma.sync kernel (eng_cuda_prefill_wgmma's ablations):
+ * causal TFLOP/s, their share of the cuBLAS rate and the speed-ups.
  *
  * Then bf16 against FP8 weights (and FP8 weights with FP8 pages) on
  * decode b1, b16 at 10k and the 4k prefill, with the FP8 b1 step's
@@ -721,15 +722,17 @@ static int split_compare(int device, double rate)
 
 /* The prefill attention of one 4k prompt (causal: 4 head_dim n_heads
  * per (query, key) pair and layer, 4096 * 4097 / 2 pairs), op by op, on
- * the wgmma kernel and on the mma.sync one: time, TFLOP/s and share of
- * the cuBLAS rate measured in the same run. */
+ * the warp-specialized wgmma kernel, the first wgmma kernel and the
+ * mma.sync one (t[form], form as eng_cuda_prefill_wgmma takes it): time,
+ * TFLOP/s, share of the cuBLAS rate measured in the same run, and the
+ * speed-up of the first over the others. */
 static int wg_compare(int device, double rate)
 {
 	static const struct work w = { 1, 0, 4096, 0 };
 	struct eng_model_config cfg;
 	int per = 4160 / PAGE, rc;
 	int32_t *tables;
-	double t[2];
+	double t[3];
 	void *st;
 
 	if ((rc = qwen7b_config(&cfg)))
@@ -743,19 +746,24 @@ static int wg_compare(int device, double rate)
 	double fl = s.attn_flops * 4096.0 * 4097 / 2;
 	int wg = eng_cuda_prefill_wgmma_used(st);
 
-	for (int on = 1; on >= 0 && !rc; on--) {
-		eng_cuda_prefill_wgmma(st, on);
-		rc = attn_time(st, &w, tables, per, &t[on]);
+	for (int form = ENG_CUDA_WGMMA_WS; form >= 0 && !rc; form--) {
+		eng_cuda_prefill_wgmma(st, form);
+		rc = attn_time(st, &w, tables, per, &t[form]);
 	}
-	eng_cuda_prefill_wgmma(st, 1);
+	eng_cuda_prefill_wgmma(st, ENG_CUDA_WGMMA_WS);
 	if (!rc) {
 		printf("\nprefill attention of a 4k prompt (op by op; %% of the bf16 GEMM rate %.0f "
 		       "TFLOP/s):\n%-30s %10s %8s %6s\n", rate / 1e12, "figure", "attention",
 		       "TFLOP/s", "rate");
-		printf("%-30s %7.2f ms %8.1f %5.1f%%%s\n", "wgmma", t[1] * 1e3, fl / t[1] / 1e12,
-		       100 * fl / t[1] / rate, wg ? "" : "  (not taken here: mma.sync)");
-		printf("%-30s %7.2f ms %8.1f %5.1f%%  wgmma %.2fx\n", "mma.sync (ablation)",
-		       t[0] * 1e3, fl / t[0] / 1e12, 100 * fl / t[0] / rate, t[0] / t[1]);
+		printf("%-30s %7.2f ms %8.1f %5.1f%%%s\n", "wgmma, warp-specialized", t[2] * 1e3,
+		       fl / t[2] / 1e12, 100 * fl / t[2] / rate,
+		       wg ? "" : "  (not taken here: mma.sync)");
+		printf("%-30s %7.2f ms %8.1f %5.1f%%  warp-specialized %.2fx\n",
+		       "wgmma, first (ablation)", t[1] * 1e3, fl / t[1] / 1e12,
+		       100 * fl / t[1] / rate, t[1] / t[2]);
+		printf("%-30s %7.2f ms %8.1f %5.1f%%  warp-specialized %.2fx, first %.2fx\n",
+		       "mma.sync (ablation)", t[0] * 1e3, fl / t[0] / 1e12, 100 * fl / t[0] / rate,
+		       t[0] / t[2], t[0] / t[1]);
 	}
 	eng_cuda_destroy(st);
 	free(tables);

@@ -19,9 +19,10 @@
  * a 700-token context over odd page sizes; extend chunks of 20 and 5
  * tokens on a 3100-token prefix, where the backend splits the prefill
  * attention's keys (asked with eng_cuda_prefill_splits), against the cpu
- * and against the same steps with the splits off and with the wgmma
- * prefill kernel off (the mma.sync one; eng_cuda_prefill_wgmma, where the
- * model and device take it); greedy tokens picked on
+ * and against the same steps with the splits off, on the first wgmma
+ * prefill kernel (the default is the warp-specialized one) and with wgmma
+ * off (the mma.sync kernel; eng_cuda_prefill_wgmma, where the model and
+ * device take it); greedy tokens picked on
  * the GPU; random (dummy) weights.  Prints "1..0 # SKIP no CUDA device"
  * without a GPU.
  *
@@ -364,10 +365,19 @@ static int extend_steps(struct bench_model *M, void *st, int on, struct eng_back
 	return 1;
 }
 
+/* The prefill attention kernel of eng_cuda_prefill_wgmma_used's answer. */
+static const char *wg_form(int wg)
+{
+	if (wg == ENG_CUDA_WGMMA_WS)
+		return "wgmma (warp-specialized)";
+	return wg ? "wgmma (first form)" : "mma.sync (no wgmma for it here)";
+}
+
 /* Extend chunks on a long cached prefix, where the backend splits the
  * prefill attention's keys (few tiles, thousands of keys each: see
  * prefill_splits in backend_cuda.c; on any GPU of 2 SMs or more), against
- * the cpu, and against the same steps with the splits off (the ablation). */
+ * the cpu, and against the same steps with the splits off (the ablation),
+ * on the first wgmma kernel and on the mma.sync one. */
 static void test_extend_split(struct bench_model *M)
 {
 	size_t V = M->c->vocab;
@@ -376,15 +386,16 @@ static void test_extend_split(struct bench_model *M)
 	int32_t *t = malloc(EXT_TOKENS * 4);
 	float *lg = malloc(EXT_CHECKED * V * 4), *lc = malloc(EXT_CHECKED * V * 4);
 	float *lo = malloc(EXT_CHECKED * V * 4), *lm = malloc(EXT_CHECKED * V * 4);
+	float *lf = malloc(EXT_CHECKED * V * 4);
 	int splits[EXT_CHECKED], off[EXT_CHECKED], mma[EXT_CHECKED], ok, same = 1, wg;
-	double e[EXT_CHECKED], eo = 0, em = 0;
+	double e[EXT_CHECKED], eo = 0, em = 0, ef = 0;
 	void *st;
 
 	for (int i = 0; i < EXT_TOKENS; i++)
 		t[i] = test_irand(&rng, M->c->vocab);
 	if (eng_cuda_create(M->c, eng_model_weights(M->m), 0, &p, &st, &err)) {
 		tap_ok(0, "%s: eng_cuda_create: %s", M->name, err.msg);
-		free(t), free(lg), free(lc), free(lo), free(lm);
+		free(t), free(lg), free(lc), free(lo), free(lm), free(lf);
 		return;
 	}
 	wg = eng_cuda_prefill_wgmma_used(st);
@@ -392,15 +403,19 @@ static void test_extend_split(struct bench_model *M)
 	     extend_steps(M, st, 0, NULL, t, lo, NULL, off);
 	eng_cuda_prefill_wgmma(st, 0);
 	ok = ok && extend_steps(M, st, 1, NULL, t, lm, NULL, mma);
-	eng_cuda_prefill_wgmma(st, 1);
+	eng_cuda_prefill_wgmma(st, ENG_CUDA_WGMMA_FIRST);
+	ok = ok && extend_steps(M, st, 1, NULL, t, lf, NULL, mma);
+	eng_cuda_prefill_wgmma(st, ENG_CUDA_WGMMA_WS);
 	for (int c = 0; ok && c < EXT_CHECKED; c++) {
 		double d = test_rel_err(lo + c * V, lg + c * V, V);
 		double dm = test_rel_err(lm + c * V, lg + c * V, V);
+		double df = test_rel_err(lf + c * V, lg + c * V, V);
 
 		e[c] = test_rel_err(lg + c * V, lc + c * V, V);
 		same &= e[c] <= M->tol && same_greedy(M, lg + c * V, lc + c * V, (int)V);
 		eo = d > eo ? d : eo;
 		em = dm > em ? dm : em;
+		ef = df > ef ? df : ef;
 	}
 	tap_ok(ok && splits[0] >= 2 && splits[1] >= 2 && off[0] == 1 && off[1] == 1,
 	       "%s: the backend splits the keys of extend chunks of %d and %d tokens on %d "
@@ -411,9 +426,11 @@ static void test_extend_split(struct bench_model *M)
 	tap_ok(ok && eo <= M->tol, "%s: with the splits off: logits within %.2e of those with",
 	       M->name, eo);
 	tap_ok(ok && em <= M->tol, "%s: prefill attention on %s, then on mma.sync: logits "
-	       "within %.2e", M->name, wg ? "wgmma" : "mma.sync (no wgmma for it here)", em);
+	       "within %.2e", M->name, wg_form(wg), em);
+	tap_ok(ok && ef <= M->tol, "%s: prefill attention on %s, then on %s: logits within %.2e",
+	       M->name, wg_form(wg), wg_form(wg ? ENG_CUDA_WGMMA_FIRST : 0), ef);
 	eng_cuda_destroy(st);
-	free(t), free(lg), free(lc), free(lo), free(lm);
+	free(t), free(lg), free(lc), free(lo), free(lm), free(lf);
 }
 
 /* eng_cuda_forward's device argmax == argmax of the logits it returns. */

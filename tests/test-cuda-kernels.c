@@ -883,9 +883,13 @@ struct attn_case {
 	int split_len;   /* 0: prefill kernel; else decode with this split */
 	int tc;          /* on the tensor-core kernel */
 	int pf_splits, pf_split_len;   /* tensor-core prefill split over the keys */
-	int wg;          /* prefill on the wgmma kernel (tc set too: the same tiles) */
+	int wg;          /* prefill on a wgmma kernel (tc set too: the same tiles):
+			  * WG_FIRST or WG_WS (the warp-specialized one) */
 	int grid;        /* decode: this many splits, split_len read on the device */
 };
+
+#define WG_FIRST 1
+#define WG_WS 2
 
 struct attn_data {
 	int T, n_slots, n_bt, n_tiles;
@@ -1013,6 +1017,20 @@ static void attn_ref(const struct attn_case *c, const struct attn_data *d, doubl
 	free(sc);
 }
 
+static const char *wg_name(int wg)
+{
+	return wg == WG_WS ? "wgmma ws" : wg ? "wgmma" : "mma.sync";
+}
+
+/* The wgmma kernel of case c's form. */
+static int wg_split(const struct attn_case *c, const struct kn_attn_args *a, int n_splits,
+		    int split_len, float *partial)
+{
+	if (c->wg == WG_WS)
+		return kn_attn_prefill_wg2_split(a, n_splits, split_len, partial, NULL);
+	return kn_attn_prefill_wg_split(a, n_splits, split_len, partial, NULL);
+}
+
 static int attn_run(const struct attn_case *c, const struct attn_data *d, float *got)
 {
 	size_t kd = (size_t)c->nkv * c->hd, qn = (size_t)d->T * c->nh * c->hd;
@@ -1039,8 +1057,11 @@ static int attn_run(const struct attn_case *c, const struct attn_data *d, float 
 		/* NaN where a split leaves a row unwritten: the reduce reads them all */
 		partial = dev(np * 4);
 		poison(partial, np * 4);
-		rc = c->wg ? kn_attn_prefill_wg_split(&a, c->pf_splits, c->pf_split_len, partial, NULL)
-			   : kn_attn_prefill_tc_split(&a, c->pf_splits, c->pf_split_len, partial, NULL);
+		if (c->wg)
+			rc = wg_split(c, &a, c->pf_splits, c->pf_split_len, partial);
+		else
+			rc = kn_attn_prefill_tc_split(&a, c->pf_splits, c->pf_split_len, partial,
+						      NULL);
 	} else if (c->split_len) {
 		int sl = c->grid ? 0 : c->split_len;
 		size_t np;
@@ -1056,7 +1077,7 @@ static int attn_run(const struct attn_case *c, const struct attn_data *d, float 
 		rc = c->tc ? kn_attn_decode_tc(&a, n_splits, sl, partial, NULL)
 			   : kn_attn_decode(&a, n_splits, sl, partial, NULL);
 	} else if (c->wg) {
-		rc = kn_attn_prefill_wg_split(&a, 1, 0, NULL, NULL);
+		rc = wg_split(c, &a, 1, 0, NULL);
 	} else {
 		rc = c->tc ? kn_attn_prefill_tc(&a, NULL) : kn_attn_prefill(&a, NULL);
 	}
@@ -1112,27 +1133,6 @@ static void same_as_unsplit(const struct attn_case *c, const struct attn_data *d
 	free(ref);
 }
 
-/* The wgmma kernel's output got against the mma.sync kernel's on the same
- * data d (both split alike, or both not).  They round the same
- * probabilities to bf16 but against running maxes of 128 and of 64 keys,
- * and add in other orders: about a bf16 step apart, as a split and the
- * one pass are (same_as_unsplit). */
-static void same_as_mma_sync(const struct attn_case *c, const struct attn_data *d,
-			     const float *got)
-{
-	struct attn_case mma = *c;
-	size_t qn = (size_t)d->T * c->nh * c->hd;
-	double *ref = malloc(qn * sizeof(double));
-
-	mma.wg = 0;
-	if (attn_run_ref(&mma, d, ref))
-		tap_ok(rel_err(got, ref, qn) < 5e-3,
-		       "attention prefill, wgmma == mma.sync%s: heads %d/%d dim %d page %d, %d rows: "
-		       "%.2e", c->pf_splits ? ", split" : "", c->nh, c->nkv, c->hd, c->ps, d->T,
-		       rel_err(got, ref, qn));
-	free(ref);
-}
-
 /* Where a failed attention check is off: the worst (row, head) by
  * relative error, its first element off by more than 5%, and how many
  * (row, head) pairs are off by over 1e-2, so that a device run names the
@@ -1164,6 +1164,37 @@ static void attn_where(const struct attn_case *c, const struct attn_data *d, con
 		 i, got[o + i], ref[o + i]);
 }
 
+/* A wgmma kernel's output got against another kernel's on the same data
+ * d (both split alike, or both not): the mma.sync kernel's (wg 0) or the
+ * first wgmma kernel's (WG_FIRST), within tol.  Against the mma.sync
+ * kernel: they round the same probabilities to bf16 but against running
+ * maxes of 128 and of 64 keys, and add in other orders: about a bf16 step
+ * apart, as a split and the one pass are (same_as_unsplit).  The two
+ * wgmma forms run the same products and softmax on the same tiles in the
+ * same order: alike but for the compiler's choices (fused multiply-adds),
+ * a bf16 step on a few elements at most; a wrong tile, slot or phase is
+ * off by far more. */
+static void same_as_other(const struct attn_case *c, const struct attn_data *d,
+			  const float *got, int wg, double tol)
+{
+	struct attn_case other = *c;
+	size_t qn = (size_t)d->T * c->nh * c->hd;
+	double *ref = malloc(qn * sizeof(double));
+
+	other.wg = wg;
+	if (attn_run_ref(&other, d, ref)) {
+		double e = rel_err(got, ref, qn);
+
+		tap_ok(e < tol,
+		       "attention prefill, %s == %s%s: heads %d/%d dim %d page %d, %d rows: "
+		       "%.2e", wg_name(c->wg), wg_name(wg), c->pf_splits ? ", split" : "", c->nh,
+		       c->nkv, c->hd, c->ps, d->T, e);
+		if (e >= tol)
+			attn_where(c, d, got, ref);
+	}
+	free(ref);
+}
+
 static void test_attn(const struct attn_case *c, int fp8, const char *what)
 {
 	struct attn_data d;
@@ -1188,7 +1219,9 @@ static void test_attn(const struct attn_case *c, int fp8, const char *what)
 		if (c->pf_splits)
 			same_as_unsplit(c, &d, got);
 		if (c->wg)
-			same_as_mma_sync(c, &d, got);
+			same_as_other(c, &d, got, 0, 5e-3);
+		if (c->wg == WG_WS)
+			same_as_other(c, &d, got, WG_FIRST, 1e-3);
 	}
 	free(ref);
 	free(got);
@@ -1201,6 +1234,24 @@ static int wg_takes(const struct attn_case *c, int fp8)
 {
 	return !c->split_len && kn_attn_prefill_wg_ok(c->nh, c->nkv, c->hd,
 						      fp8 ? KN_KV_FP8_E4M3 : KN_KV_BF16);
+}
+
+/* Case c on both wgmma kernels, the first and the warp-specialized one
+ * (each against the CPU, the mma.sync kernel and, the second, the first):
+ * what names the case, split names its splits (pf_splits) or not. */
+static void test_attn_wg(const struct attn_case *c, int fp8)
+{
+	char what[80];
+	struct attn_case w = *c;
+
+	for (w.wg = WG_FIRST; w.wg <= WG_WS; w.wg++) {
+		if (w.pf_splits)
+			snprintf(what, sizeof(what), "prefill, %s, %d splits of %d",
+				 wg_name(w.wg), w.pf_splits, w.pf_split_len);
+		else
+			snprintf(what, sizeof(what), "prefill, %s", wg_name(w.wg));
+		test_attn(&w, fp8, what);
+	}
 }
 
 static void test_attention(void)
@@ -1237,10 +1288,8 @@ static void test_attention(void)
 			c.tc = 1;
 			if (!c.split_len && kn_attn_tc_tile_rows(c.nh, c.nkv, c.hd))
 				test_attn(&c, fp8, "prefill, tensor cores");
-			c.wg = wg_takes(&c, fp8);
-			if (c.wg)
-				test_attn(&c, fp8, "prefill, wgmma");
-			c.wg = 0;
+			if (wg_takes(&c, fp8))
+				test_attn_wg(&c, fp8);
 			if (c.split_len && kn_attn_decode_tc_ok(c.nh, c.nkv, c.hd))
 				test_attn(&c, fp8, "decode, tensor cores");
 		}
@@ -1275,12 +1324,8 @@ static void test_attention_split(void)
 			snprintf(what, sizeof(what), "prefill, tensor cores, %d splits of %d",
 				 c.pf_splits, c.pf_split_len);
 			test_attn(&c, fp8, what);
-			c.wg = wg_takes(&c, fp8);
-			if (!c.wg)
-				continue;
-			snprintf(what, sizeof(what), "prefill, wgmma, %d splits of %d", c.pf_splits,
-				 c.pf_split_len);
-			test_attn(&c, fp8, what);
+			if (wg_takes(&c, fp8))
+				test_attn_wg(&c, fp8);
 		}
 }
 
@@ -1314,13 +1359,16 @@ static void test_attention_dev_split(void)
 				test_attn(&c, fp8, what);
 		}}
 
-/* The wgmma prefill kernel on the shapes its layout makes risky: tiles of
- * 128 keys against splits of multiples of 64 (a split's last tile half
+/* The wgmma prefill kernels on the shapes their layout makes risky: tiles
+ * of 128 keys against splits of multiples of 64 (a split's last tile half
  * past its end), tiles of 1 to 128 tokens (group sizes 1 to 128, the
  * ragged last tile of a prompt, rows past nq in either warpgroup), the
  * diagonal inside one key tile (group 1: 128 tokens a tile), fresh
  * prompts and extends from mid-page and mid-tile positions, pages of 1,
- * 3, 5, 7 and 16 slots; each against the CPU and the mma.sync kernel. */
+ * 3, 5, 7 and 16 slots; for the warp-specialized one's ring of three
+ * slots, blocks of 1 to 4 key tiles and of 12 and 32 (its barriers' phases
+ * turned over several times); each against the CPU and the mma.sync
+ * kernel, the warp-specialized one against the first too. */
 static void test_attention_wg(void)
 {
 	static const struct attn_case cases[] = {
@@ -1334,26 +1382,21 @@ static void test_attention_wg(void)
 		{ 64, 1, 128, 16, 1, { 0 }, { 5 }, 0, 1, 0, 0, 1, 0 },
 		{ 12, 2, 128, 1, 1, { 200 }, { 12 }, 0, 1, 0, 0, 1, 0 },
 		{ 128, 1, 64, 16, 2, { 0, 90 }, { 3, 1 }, 0, 1, 0, 0, 1, 0 },
+		{ 8, 2, 128, 3, 1, { 1500 }, { 10 }, 0, 1, 0, 0, 1, 0 },
 		/* splits: of 192 and 320 keys (tiles half past a split's end), of 64 */
 		{ 28, 4, 128, 16, 2, { 0, 500 }, { 300, 30 }, 0, 1, 4, 192, 1, 0 },
 		{ 16, 16, 64, 7, 2, { 2000, 0 }, { 130, 200 }, 0, 1, 5, 320, 1, 0 },
 		{ 28, 4, 128, 5, 1, { 3000 }, { 40 }, 0, 1, 9, 64, 1, 0 },
 	};
 	struct kn_attn_args a = { 0 };
-	char what[64];
 
 	if (!kn_attn_prefill_wg_ok(28, 4, 128, KN_KV_BF16)) {
 		tap_diag("no sm_90a image of the wgmma prefill kernel for this device: its cases "
 			 "are skipped");
 		return;
 	}
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		const struct attn_case *c = &cases[i];
-
-		snprintf(what, sizeof(what), "prefill, wgmma, %d splits of %d", c->pf_splits,
-			 c->pf_split_len);
-		test_attn(c, 0, c->pf_splits ? what : "prefill, wgmma");
-	}
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		test_attn_wg(&cases[i], 0);
 	/* refused before anything is read: the pointers are never used */
 	a.out = (uint16_t *)16, a.q = (const uint16_t *)16;
 	a.k_cache = a.v_cache = (const void *)16;
@@ -1362,14 +1405,17 @@ static void test_attention_wg(void)
 	a.kv_dtype = KN_KV_FP8_E4M3;
 	a.k_scale = a.v_scale = (const float *)16;
 	int fp8 = kn_attn_prefill_wg_split(&a, 1, 0, NULL, NULL);
+	int fp8_ws = kn_attn_prefill_wg2_split(&a, 1, 0, NULL, NULL);
 
 	a.kv_dtype = KN_KV_BF16, a.head_dim = 96;
 	int hd96 = kn_attn_prefill_wg_split(&a, 1, 0, NULL, NULL);
+	int hd96_ws = kn_attn_prefill_wg2_split(&a, 1, 0, NULL, NULL);
 
-	tap_ok(fp8 == KN_E_INVALID && hd96 == KN_E_INVALID &&
-	       !kn_attn_prefill_wg_ok(28, 4, 128, KN_KV_FP8_E4M3) &&
+	tap_ok(fp8 == KN_E_INVALID && hd96 == KN_E_INVALID && fp8_ws == KN_E_INVALID &&
+	       hd96_ws == KN_E_INVALID && !kn_attn_prefill_wg_ok(28, 4, 128, KN_KV_FP8_E4M3) &&
 	       !kn_attn_prefill_wg_ok(28, 4, 96, KN_KV_BF16),
-	       "prefill, wgmma: refuses FP8 pages and head_dim 96 (the mma.sync kernel's)");
+	       "prefill, wgmma and wgmma ws: refuse FP8 pages and head_dim 96 (the mma.sync "
+	       "kernel's)");
 }
 
 /* ---------------------------------------------------------------- LM head ops */

@@ -85,13 +85,14 @@ int eng_cuda_graph_count(const void *state);
  * ablation).  The results are the same bytes either way.  Drops the
  * graphs held. */
 void eng_cuda_fuse_quant(void *state, int on);
-/* The skinny products' loads in flight a lane below 16384 rows of
+/* The FP8 skinny products' loads in flight a lane below 16384 rows of
  * weights (kn_skinny_wide): 8 (on) or 4 (off, the default), for
  * measuring.  Process-wide; drops this state's graphs, which hold the
  * kernels launched. */
 void eng_cuda_skinny_wide(void *state, int on);
 /* Whether the skinny bf16 products may split a row of weights over 2 or
- * 4 warps (kn_skinny_splits; on, the default) or keep one warp a row
+ * 4 warps and keep 8 loads in flight a lane, as timed per shape
+ * (kn_skinny_splits; on, the default), or keep one warp a row at 4 loads
  * (off: the ablation).  Process-wide; drops this state's graphs. */
 void eng_cuda_skinny_splits(void *state, int on);
 /* With bf16 weights, whether SwiGLU runs in the skinny gate/up product's

@@ -11,15 +11,16 @@
  *
  * Skinny products read every weight once and do almost no arithmetic per
  * byte: one, two or four warps per row of w (an output column), 16-byte
- * loads, four in flight per lane (eight with kn_skinny_wide), the m rows
+ * loads, four or eight in flight per lane, the m rows
  * of x read alongside (they stay in L1).  More warps a row put more loads
  * in flight where rows are few and long (the o and down projections).
  * The first weights of each warp are prefetched into L2 before the
  * kernel waits for its predecessor (programmatic dependent launch).
  * Which path is faster depends on the shape and the GPU, so the first
  * skinny product of each shape on a device (outside a stream capture)
- * times cuBLAS and the kernel at 1, 2 and 4 warps a row (1 only without
- * kn_skinny_splits) and remembers the fastest for the whole process (every
+ * times cuBLAS and the kernel at 1, 2 and 4 warps a row by 4 and 8 loads
+ * (1 and 4 only without kn_skinny_splits) and remembers the fastest for
+ * the whole process (every
  * handle then computes a shape the same way, bit for bit); a capture uses
  * what was picked (cuBLAS if the shape was never timed).  Two processes may
  * pick differently for a shape where both paths are about as fast, so
@@ -38,22 +39,21 @@
 #define KN_SKINNY_M 4
 #define KN_GEMM_PICKS 256
 #define SK_WARPS 8
-/* Loads in flight a lane: SK_UNROLL, or with kn_skinny_wide
- * SK_UNROLL_WIDE for products of up to SK_WIDE_N rows of w.  A warp a row
- * caps the bytes in flight at rows x 32 lanes x unroll x 16: at 4 a lane,
- * the 3584 rows of Qwen2.5-7B's o and down projections keep ~7 MB in
- * flight, about what the HBM's loaded latency asks for (bandwidth x ~2
- * us), and streamed at 72% and 78% of the copy bandwidth on the H100
- * where gate/up's 37888 rows reach 100%.  Not yet measured against 4 on
- * one GPU, so 4 stays the default.  The order of each lane's sums is the
- * same either way. */
+/* Loads in flight a lane: SK_UNROLL, or SK_UNROLL_WIDE where the path
+ * has KN_SKINNY_LOADS8.  A warp a row caps the bytes in flight at rows x
+ * 32 lanes x unroll x 16: at 4 a lane, the 3584 rows of Qwen2.5-7B's o
+ * and down projections keep ~7 MB in flight, about what the HBM's loaded
+ * latency asks for (bandwidth x ~2 us).  On one H100 at one warp a row
+ * and 4 loads they streamed at 79% and 88% of the copy bandwidth, qkv at
+ * 65%, gate/up's 37888 rows at 100%; 4 warps a row and 8 loads took qkv
+ * to 90% and o to 84%, 4 warps and 4 loads down to 94%.  So each shape's
+ * pick times them all. */
 #define SK_UNROLL 4
 #define SK_UNROLL_WIDE 8
-#define SK_WIDE_N 16384
 
 /* The path chosen for one skinny shape on one device, with the splits
  * allowed or not (kn_skinny_splits): skinny 0 for cuBLAS, else the
- * kernel's warps a row. */
+ * kernel's path (warps a row | KN_SKINNY_LOADS8). */
 struct gemm_pick {
 	int dev, m, n, k, y_f32, splits, skinny;
 };
@@ -309,14 +309,39 @@ extern "C" void kn_skinny_splits(int on)
 	kn_skinny_splits_on = on != 0;
 }
 
-/* The skinny kernel with split warps a row (1, 2 or 4). */
-static int launch_skinny(void *y, int y_f32, int ldy, const uint16_t *x, const uint16_t *w,
-			 int m, int n, int k, int split, cudaStream_t s)
+/* The split (1, 2 or 4 warps a row) and loads a lane of a path. */
+static int path_ok(int path)
 {
-	if (kn_skinny_wide_on && n <= SK_WIDE_N)
+	int split = path & ~KN_SKINNY_LOADS8;
+
+	return split == 1 || split == 2 || split == 4;
+}
+
+/* The skinny kernel on path: split warps a row, | KN_SKINNY_LOADS8 for
+ * 8 loads in flight a lane. */
+static int launch_skinny(void *y, int y_f32, int ldy, const uint16_t *x, const uint16_t *w,
+			 int m, int n, int k, int path, cudaStream_t s)
+{
+	int split = path & ~KN_SKINNY_LOADS8;
+
+	if (path & KN_SKINNY_LOADS8)
 		return launch_skinny_u<SK_UNROLL_WIDE, 1>(y, y_f32, ldy, x, w, NULL, m, n, k, split,
 							 s);
 	return launch_skinny_u<SK_UNROLL, 1>(y, y_f32, ldy, x, w, NULL, m, n, k, split, s);
+}
+
+/* SwiGLU's launch on path: a warp's two rows keep the loads in flight a
+ * lane that one row does on the product's path. */
+static int launch_skinny_glu(uint16_t *act, const uint16_t *x, const uint16_t *w,
+			     const float *bias, int m, int inter, int k, int path, cudaStream_t s)
+{
+	int split = path & ~KN_SKINNY_LOADS8;
+
+	if (path & KN_SKINNY_LOADS8)
+		return launch_skinny_u<SK_UNROLL_WIDE / 2, 2>(act, 0, inter, x, w, bias, m, inter,
+							     k, split, s);
+	return launch_skinny_u<SK_UNROLL / 2, 2>(act, 0, inter, x, w, bias, m, inter, k, split,
+						 s);
 }
 
 static int skinny_ok(const void *y, int y_f32, int ldy, const uint16_t *x, const uint16_t *w,
@@ -328,33 +353,33 @@ static int skinny_ok(const void *y, int y_f32, int ldy, const uint16_t *x, const
 }
 
 extern "C" int kn_gemm_skinny_bf16(void *y, int y_f32, int ldy, const uint16_t *x,
-				   const uint16_t *w, int m, int n, int k, int split, kn_stream s)
+				   const uint16_t *w, int m, int n, int k, int path, kn_stream s)
 {
 	KN_REQUIRE(y && x && w);
 	KN_REQUIRE(m >= 1 && m <= KN_SKINNY_M && n >= 1 && k >= 8 && ldy >= n);
 	KN_REQUIRE(y_f32 >= 0 && y_f32 <= KN_Y_F32_ADD);
 	KN_REQUIRE(skinny_ok(y, y_f32, ldy, x, w, m, k));
 	KN_REQUIRE(n <= 65535 * SK_WARPS);
-	KN_REQUIRE(split == 1 || split == 2 || split == 4);
-	return launch_skinny(y, y_f32, ldy, x, w, m, n, k, split, s);
+	KN_REQUIRE(path_ok(path));
+	return launch_skinny(y, y_f32, ldy, x, w, m, n, k, path, s);
 }
 
 extern "C" int kn_gemm_skinny_glu_bf16(uint16_t *act, const uint16_t *x, const uint16_t *w,
-					const float *bias, int m, int inter, int k, int split,
+					const float *bias, int m, int inter, int k, int path,
 					kn_stream s)
 {
 	KN_REQUIRE(act && x && w);
 	KN_REQUIRE(m >= 1 && m <= KN_SKINNY_M && inter >= 1 && k >= 8);
 	KN_REQUIRE(skinny_ok(act, 0, inter, x, w, m, k));
 	KN_REQUIRE(2 * inter <= 65535 * SK_WARPS);
-	KN_REQUIRE(split == 1 || split == 2 || split == 4);
-	return launch_skinny_u<SK_UNROLL, 2>(act, 0, inter, x, w, bias, m, inter, k, split, s);
+	KN_REQUIRE(path_ok(path));
+	return launch_skinny_glu(act, x, w, bias, m, inter, k, path, s);
 }
 
 /* ---------------------------------------------------------------- picking */
 
 /* Device milliseconds of 3 runs of one path (skinny 0: cuBLAS, else the
- * kernel's warps a row), after one untimed run. */
+ * kernel's path), after one untimed run. */
 static int time_path(struct kn_gemm *g, int skinny, void *y, int y_f32, int ldy,
 		     const uint16_t *x, const uint16_t *w, int m, int n, int k, float *ms)
 {
@@ -396,14 +421,16 @@ static int pick_find(int dev, int m, int n, int k, int y_f32, int add)
 }
 
 /* The fastest path (0: cuBLAS, else the skinny kernel's warps a row,
- * 1 only unless kn_skinny_splits), each timed into y, or for an adding
+ * with KN_SKINNY_LOADS8 for 8 loads a lane; one warp and 4 loads only
+ * unless kn_skinny_splits), each timed into y, or for an adding
  * product (whose y must not be disturbed) as a plain fp32 product into a
  * scratch buffer.  A tie keeps the earlier path. */
 static int time_paths(struct kn_gemm *g, void *y, int y_f32, int ldy, const uint16_t *x,
 		      const uint16_t *w, int m, int n, int k, int *best)
 {
-	static const int paths[] = { 0, 1, 2, 4 };
-	int n_paths = kn_skinny_splits_on ? 4 : 2, rc = 0;
+	static const int paths[] = { 0, 1, 2, 4, 1 | KN_SKINNY_LOADS8, 2 | KN_SKINNY_LOADS8,
+				     4 | KN_SKINNY_LOADS8 };
+	int n_paths = kn_skinny_splits_on ? 7 : 2, rc = 0;
 	void *scratch = NULL;
 	float t, t_best = 0.0f;
 
@@ -475,8 +502,7 @@ extern "C" int kn_gemm_glu_bf16(struct kn_gemm *g, uint16_t *act, uint16_t *gu,
 	    (rc = pick_path(g, gu, 0, n, x, w, m, n, k, &skinny)))
 		return rc;
 	if (skinny && kn_skinny_glu_on)
-		return launch_skinny_u<SK_UNROLL, 2>(act, 0, inter, x, w, bias, m, inter, k, skinny,
-						     g->s);
+		return launch_skinny_glu(act, x, w, bias, m, inter, k, skinny, g->s);
 	if ((rc = kn_gemm_bf16(g, gu, 0, n, x, w, m, n, k)))
 		return rc;
 	return kn_silu_mul(act, gu, bias, m, inter, g->s);

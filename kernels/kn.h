@@ -89,11 +89,14 @@ int kn_gemm_bf16(struct kn_gemm *g, void *y, int y_f32, int ldy, const uint16_t 
 		 const uint16_t *w, int m, int n, int k);
 
 /* The same product for skinny x (1 <= m <= 4) by the weight-streaming
- * kernel alone, split (1, 2 or 4) warps a row of w (kn_gemm_bf16 times
- * the splits against cuBLAS once per shape and uses the fastest): k a
- * multiple of 8, x and w 16-byte aligned. */
+ * kernel alone on path: 1, 2 or 4 warps a row of w, with
+ * KN_SKINNY_LOADS8 added for 8 loads in flight a lane instead of 4
+ * (kn_gemm_bf16 times the paths against cuBLAS once per shape and uses
+ * the fastest): k a multiple of 8, x and w 16-byte aligned.  Every path
+ * gives the same bits run after run. */
+#define KN_SKINNY_LOADS8 8
 int kn_gemm_skinny_bf16(void *y, int y_f32, int ldy, const uint16_t *x, const uint16_t *w,
-			int m, int n, int k, int split, kn_stream s);
+			int m, int n, int k, int path, kn_stream s);
 
 /* act (m, inter) bf16 = silu(gate) * up of the product x (m, k) . w^T,
  * w (2 inter, k) holding the gate rows then the up rows (the fused
@@ -105,10 +108,12 @@ int kn_gemm_skinny_bf16(void *y, int y_f32, int ldy, const uint16_t *x, const ui
 int kn_gemm_glu_bf16(struct kn_gemm *g, uint16_t *act, uint16_t *gu, const uint16_t *x,
 		     const uint16_t *w, const float *bias, int m, int inter, int k);
 
-/* kn_gemm_glu_bf16's fused launch alone, split (1, 2 or 4) warps an
- * output (1 <= m <= 4, k a multiple of 8, x and w 16-byte aligned). */
+/* kn_gemm_glu_bf16's fused launch alone on a kn_gemm_skinny_bf16 path
+ * (1, 2 or 4 warps an output; each warp's gate and up rows together keep
+ * the path's loads in flight a lane), 1 <= m <= 4, k a multiple of 8, x
+ * and w 16-byte aligned. */
 int kn_gemm_skinny_glu_bf16(uint16_t *act, const uint16_t *x, const uint16_t *w,
-			    const float *bias, int m, int inter, int k, int split, kn_stream s);
+			    const float *bias, int m, int inter, int k, int path, kn_stream s);
 
 /* Whether kn_gemm_glu_bf16 fuses SiLU into the skinny kernel (on, the
  * default) or launches the product and kn_silu_mul (off: the ablation).
@@ -116,14 +121,16 @@ int kn_gemm_skinny_glu_bf16(uint16_t *act, const uint16_t *x, const uint16_t *w,
 void kn_skinny_glu(int on);
 
 /* Whether kn_gemm_bf16 may split a skinny product's rows over 2 or 4
- * warps (on, the default) or keeps one warp a row.  Process-wide, for
- * measuring (bench-cuda); shapes are picked again under the new setting. */
+ * warps and keep 8 loads in flight a lane (on, the default) or keeps one
+ * warp a row at 4 loads (off: the ablation).  Process-wide, for measuring
+ * (bench-cuda); shapes are picked again under the new setting. */
 void kn_skinny_splits(int on);
 
-/* Loads in flight a lane of the skinny weight-streaming products, bf16
- * and FP8, for products of up to 16384 rows of w (the qkv, o and down
- * projections): 4 (wide 0, the default) or 8 (wide 1).  Process-wide, for
- * measuring (bench-cuda); the sums are the same either way. */
+/* Loads in flight a lane of the FP8 skinny weight-streaming product for
+ * products of up to 16384 rows of w (the qkv, o and down projections): 4
+ * (wide 0, the default) or 8 (wide 1).  Process-wide, for measuring
+ * (bench-cuda); the sums are the same either way.  (The bf16 kernel's
+ * loads are picked per shape with its splits.) */
 void kn_skinny_wide(int wide);
 
 /* FP8 weights (W8A8): a row of n values is quantized as engine/kv_fp8.c's

@@ -54,19 +54,20 @@
  * Then bf16 against FP8 weights (and FP8 weights with FP8 pages) on
  * decode b1, b16 at 10k and the 4k prefill, with the FP8 b1 step's
  * profile and its ablation (each product quantizing its own input,
- * eng_cuda_fuse_quant(0)), and b1 of bf16 and FP8 weights with the
- * skinny products keeping 8 loads in flight a lane against 4
- * (eng_cuda_skinny_wide), and bf16 b1 with the skinny products at one
- * warp a row against the split picked (eng_cuda_skinny_splits), and
- * with SwiGLU launched after the gate/up product against within its
- * kernel (eng_cuda_skinny_glu).
+ * eng_cuda_fuse_quant(0)), and FP8 b1 with the FP8 skinny products
+ * keeping 8 loads in flight a lane against 4 (eng_cuda_skinny_wide),
+ * and bf16 b1 with the skinny products at one warp a row and 4 loads
+ * against the forms picked (eng_cuda_skinny_splits), and with SwiGLU
+ * launched after the gate/up product against within its kernel
+ * (eng_cuda_skinny_glu).
  *
  * Then the weight-streaming products alone on the layer shapes (qkv,
  * o, gate/up, down) at m = 1 and 16: bf16 weights, the FP8 skinny
  * kernel and cuBLASLt FP8, each as device time a product (launches back
  * to back over 8 copies of the weights, so that they come from memory,
  * not L2), weight bytes a second and their share of the copy bandwidth;
- * and the bf16 skinny kernel at m = 1 by warps a row and loads a lane.
+ * and the bf16 skinny kernel at m = 1 by warps a row and loads a lane,
+ * with its SwiGLU form on the gate/up shape.
  *
  * Last, tensor parallelism: decode at batch 1 with a 1k context and the
  * prefill of a 4k prompt at tp 1, 2 and 4 over GPUs device, device + 1,
@@ -784,7 +785,8 @@ static const struct sp_shape {
 	{ "down", 3584, 18944 },
 };
 
-enum { SP_BF16, SP_SKINNY, SP_LT, SP_PATHS };
+/* The products timed; SP_GLU (bf16 gate/up with SwiGLU) only as a form. */
+enum { SP_BF16, SP_SKINNY, SP_LT, SP_PATHS, SP_GLU = SP_PATHS };
 
 /* One shape's operands on the device. */
 struct sp_bufs {
@@ -824,36 +826,39 @@ static int sp_alloc(struct sp_bufs *b, int n, int k)
 }
 
 /* One product of path, m rows, on weight copy c: bf16 as kn_gemm_bf16
- * picks, or with split > 0 the skinny kernel at split warps a row. */
-static int sp_run(struct kn_gemm *g, const struct sp_bufs *b, int path, int split, int m, int n,
+ * picks, or with form > 0 the skinny kernel on that kn_gemm_skinny_bf16
+ * path (SP_GLU: SwiGLU's kernel on it, n / 2 outputs). */
+static int sp_run(struct kn_gemm *g, const struct sp_bufs *b, int path, int form, int m, int n,
 		  int k, int c)
 {
 	static const int fp8_path[SP_PATHS] = { 0, KN_FP8_SKINNY, KN_FP8_CUBLASLT };
 	size_t nk = (size_t)n * k;
 
+	if (path == SP_GLU)
+		return kn_gemm_skinny_glu_bf16(b->y, b->x, b->wb + c * nk, NULL, m, n / 2, k, form,
+					       NULL);
 	if (path != SP_BF16)
 		return kn_gemm_fp8_q(g, b->y, 0, n, b->xq, b->xs, b->w8 + c * nk, b->ws, m, n, k,
 				     fp8_path[path]);
-	if (split)
-		return kn_gemm_skinny_bf16(b->y, 0, n, b->x, b->wb + c * nk, m, n, k, split,
-					   NULL);
+	if (form)
+		return kn_gemm_skinny_bf16(b->y, 0, n, b->x, b->wb + c * nk, m, n, k, form, NULL);
 	return kn_gemm_bf16(g, b->y, 0, n, b->x, b->wb + c * nk, m, n, k);
 }
 
 /* Mean device seconds of a product over SP_ITERS launches (one untimed
  * round over the copies first: plans, picks, clocks). */
-static int sp_time(struct kn_gemm *g, const struct sp_bufs *b, int path, int split, int m, int n,
+static int sp_time(struct kn_gemm *g, const struct sp_bufs *b, int path, int form, int m, int n,
 		   int k, kn_event e0, kn_event e1, double *s)
 {
 	float ms;
 
 	for (int i = 0; i < SP_COPIES; i++)
-		if (sp_run(g, b, path, split, m, n, k, i))
+		if (sp_run(g, b, path, form, m, n, k, i))
 			return die_kn("skinny product");
 	if (kn_event_record(e0, NULL))
 		return die_kn("event");
 	for (int i = 0; i < SP_ITERS; i++)
-		if (sp_run(g, b, path, split, m, n, k, i % SP_COPIES))
+		if (sp_run(g, b, path, form, m, n, k, i % SP_COPIES))
 			return die_kn("skinny product");
 	if (kn_event_record(e1, NULL) || kn_event_elapsed_ms(e0, e1, &ms))
 		return die_kn("event");
@@ -861,22 +866,23 @@ static int sp_time(struct kn_gemm *g, const struct sp_bufs *b, int path, int spl
 	return 0;
 }
 
-/* The bf16 skinny kernel at m = 1 on b's shape: 1, 2 and 4 warps a row,
- * 4 and 8 loads in flight a lane (kn_skinny_wide), then the FP8 one at 4
- * and 8, as % of the copy bandwidth (of each one's weight bytes). */
-static int sp_forms(struct kn_gemm *g, const struct sp_bufs *b, int n, int k, kn_event e0,
-		   kn_event e1, double bw)
+/* The bf16 skinny kernel (or with glu its SwiGLU form) at m = 1 on b's
+ * shape: 1, 2 and 4 warps a row at 4 and 8 loads in flight a lane; then
+ * (not glu) the FP8 one at 4 and 8 (kn_skinny_wide); as % of the copy
+ * bandwidth (of each one's weight bytes). */
+static int sp_forms(struct kn_gemm *g, const struct sp_bufs *b, int n, int k, int glu,
+		    kn_event e0, kn_event e1, double bw)
 {
 	double t;
 	int rc = 0;
 
-	for (int wide = 0; wide < 2 && !rc; wide++) {
-		kn_skinny_wide(wide);
+	for (int loads8 = 0; loads8 < 2 && !rc; loads8++)
 		for (int split = 1; split <= 4 && !rc; split *= 2)
-			if (!(rc = sp_time(g, b, SP_BF16, split, 1, n, k, e0, e1, &t)))
+			if (!(rc = sp_time(g, b, glu ? SP_GLU : SP_BF16,
+					   split | (loads8 ? KN_SKINNY_LOADS8 : 0), 1, n, k, e0, e1,
+					   &t)))
 				printf("  %7.2f us %5.1f%%", t * 1e6, 100 * 2.0 * n * k / t / bw);
-	}
-	for (int wide = 0; wide < 2 && !rc; wide++) {
+	for (int wide = 0; wide < 2 && !rc && !glu; wide++) {
 		kn_skinny_wide(wide);
 		if (!(rc = sp_time(g, b, SP_SKINNY, 0, 1, n, k, e0, e1, &t)))
 			printf("  %7.2f us %5.1f%%", t * 1e6, 100 * (double)n * k / t / bw);
@@ -932,7 +938,8 @@ static int skinny_compare(double bw)
 	}
 	printf("\nbf16 skinny kernel at m = 1, device time a product and %% of the copy bandwidth, "
 	       "by warps a row of weights (1, 2, 4) and loads in flight a lane (4, 8); then the "
-	       "FP8 skinny kernel at 4 and 8:\n%-8s %5s %5s", "layer", "n", "k");
+	       "FP8 skinny kernel at 4 and 8; gu+SiLU: SwiGLU in the kernel (a warp's gate "
+	       "and up rows sharing the loads a lane):\n%-8s %5s %5s", "layer", "n", "k");
 	for (int wide = 0; wide < 2; wide++)
 		for (int split = 1; split <= 4; split *= 2)
 			printf("  %11s %d x %d", "", split, wide ? 8 : 4);
@@ -943,9 +950,11 @@ static int skinny_compare(double bw)
 
 		if ((rc = sp_alloc(&b, sh->n, sh->k)))
 			break;
-		printf("%-8s %5d %5d", sh->name, sh->n, sh->k);
-		rc = sp_forms(g, &b, sh->n, sh->k, e0, e1, bw);
-		printf("\n");
+		for (int glu = 0; glu < 1 + (sh->n == 37888) && !rc; glu++) {
+			printf("%-8s %5d %5d", glu ? "gu+SiLU" : sh->name, sh->n, sh->k);
+			rc = sp_forms(g, &b, sh->n, sh->k, glu, e0, e1, bw);
+			printf("\n");
+		}
 		sp_free(&b);
 	}
 	kn_gemm_free(g);
@@ -959,8 +968,8 @@ static int skinny_compare(double bw)
 struct w_fig {
 	double b1, b16, pf;   /* seconds: decode b1 1k, b16 10k (graphs), prefill 4k */
 	double b1_unfused;    /* FP8 weights: b1 with each product quantizing its input */
-	double b1_wide;       /* b1 with 8 loads in flight a lane (kn_skinny_wide) */
-	double b1_one;        /* bf16 b1 with one warp a row (kn_skinny_splits off) */
+	double b1_wide;       /* FP8 b1 with 8 loads in flight a lane (kn_skinny_wide) */
+	double b1_one;        /* bf16 b1 with one warp a row, 4 loads (kn_skinny_splits off) */
 	double b1_silu;       /* bf16 b1 with SiLU launched alone (kn_skinny_glu off) */
 	size_t wb;            /* weight bytes on the GPU */
 };
@@ -978,8 +987,8 @@ static int w_figures(const struct eng_model_config *cfg, int device, int wfp8, i
 	if (!(rc = time_steps(st, 1, 1024, 0, 20, tables, per, &f->b1)) &&
 	    !(rc = time_steps(st, 16, 10240, 0, 10, tables, 4 * per, &f->b16)))
 		rc = time_steps(st, 1, 4096, 1, 3, tables, per, &f->pf);
-	if (!rc && kv == ENG_KV_DTYPE_BF16) {
-		/* the skinny products with 8 loads in flight a lane */
+	if (!rc && wfp8 && kv == ENG_KV_DTYPE_BF16) {
+		/* the FP8 skinny products with 8 loads in flight a lane */
 		eng_cuda_skinny_wide(st, 1);
 		rc = time_steps(st, 1, 1024, 0, 20, tables, per, &f->b1_wide);
 		eng_cuda_skinny_wide(st, 0);
@@ -1056,13 +1065,12 @@ static int w_compare(int device, double bw, double rate)
 	printf("FP8 decode b1 with the products' inputs quantized by the norms and SiLU: %.3f ms; "
 	       "each product quantizing its own (the ablation): %.3f ms (%.2fx)\n", f8.b1 * 1e3,
 	       f8.b1_unfused * 1e3, f8.b1_unfused / f8.b1);
-	printf("decode b1 with the skinny products' 8 loads in flight a lane below 16384 rows "
-	       "(eng_cuda_skinny_wide), against 4: bf16 weights %.3f ms against %.3f (%.3fx), FP8 "
-	       "weights %.3f ms against %.3f (%.3fx)\n", fb.b1_wide * 1e3, fb.b1 * 1e3,
-	       fb.b1 / fb.b1_wide, f8.b1_wide * 1e3, f8.b1 * 1e3, f8.b1 / f8.b1_wide);
-	printf("bf16 decode b1 with the skinny products split over 1, 2 or 4 warps a row as "
-	       "picked: %.3f ms; one warp a row (eng_cuda_skinny_splits off): %.3f ms (%.3fx)\n",
-	       fb.b1 * 1e3, fb.b1_one * 1e3, fb.b1_one / fb.b1);
+	printf("FP8 decode b1 with the FP8 skinny products' 8 loads in flight a lane below 16384 "
+	       "rows (eng_cuda_skinny_wide): %.3f ms, against 4: %.3f (%.3fx)\n",
+	       f8.b1_wide * 1e3, f8.b1 * 1e3, f8.b1 / f8.b1_wide);
+	printf("bf16 decode b1 with the skinny products at 1, 2 or 4 warps a row and 4 or 8 loads "
+	       "a lane as picked: %.3f ms; one warp a row at 4 (eng_cuda_skinny_splits off): %.3f "
+	       "ms (%.3fx)\n", fb.b1 * 1e3, fb.b1_one * 1e3, fb.b1_one / fb.b1);
 	printf("bf16 decode b1 with SwiGLU in the gate/up product's kernel: %.3f ms; in a launch "
 	       "of its own (eng_cuda_skinny_glu off): %.3f ms (%.3fx)\n", fb.b1 * 1e3,
 	       fb.b1_silu * 1e3, fb.b1_silu / fb.b1);

@@ -397,7 +397,24 @@ static void test_gemm(struct kn_gemm *g, int m, int n, int k)
 	free(xf), free(wf), free(x), free(w), free(ref), free(y), free(yb);
 }
 
-/* SwiGLU in the skinny kernel (kn_gemm_skinny_glu_bf16 at each split,
+/* The skinny kernel's paths: 1, 2 and 4 warps a row at 4 loads in
+ * flight a lane, then at 8. */
+static const int sk_paths[] = { 1, 2, 4, 1 | KN_SKINNY_LOADS8, 2 | KN_SKINNY_LOADS8,
+				4 | KN_SKINNY_LOADS8 };
+#define N_SK_PATHS ((int)(sizeof(sk_paths) / sizeof(sk_paths[0])))
+
+static const char *path_name(int path)
+{
+	static char buf[4][40];
+	static int next;
+	char *b = buf[next++ % 4];
+
+	snprintf(b, sizeof(buf[0]), "%d warps a row, %d loads a lane", path & ~KN_SKINNY_LOADS8,
+		 path & KN_SKINNY_LOADS8 ? 8 : 4);
+	return b;
+}
+
+/* SwiGLU in the skinny kernel (kn_gemm_skinny_glu_bf16 on each path,
  * kn_gemm_glu_bf16 as picked, fused and not): the bits of the gate/up
  * product into bf16 followed by kn_silu_mul, and near the CPU's. */
 static void test_gemm_glu(struct kn_gemm *g, int m, int inter, int k, int with_bias)
@@ -426,12 +443,12 @@ static void test_gemm_glu(struct kn_gemm *g, int m, int inter, int k, int with_b
 			}
 			ref[(size_t)i * inter + j] = gs / (1 + exp(-gs)) * us;
 		}
-	for (int split = 1; split <= 4 && m <= 4; split *= 2) {
+	for (int p = 0; p < N_SK_PATHS && m <= 4; p++) {
 		poison(dact, na * 2);
-		if (!ran(kn_gemm_skinny_bf16(dgu, 0, (int)n, dx, dw, m, (int)n, k, split, NULL) ||
+		if (!ran(kn_gemm_skinny_bf16(dgu, 0, (int)n, dx, dw, m, (int)n, k, sk_paths[p], NULL) ||
 			 kn_silu_mul(dref, dgu, db, m, inter, NULL),
 			 "skinny product and kn_silu_mul") ||
-		    !ran(kn_gemm_skinny_glu_bf16(dact, dx, dw, db, m, inter, k, split, NULL),
+		    !ran(kn_gemm_skinny_glu_bf16(dact, dx, dw, db, m, inter, k, sk_paths[p], NULL),
 			 "kn_gemm_skinny_glu_bf16"))
 			continue;
 		down(want, dref, na * 2);
@@ -439,8 +456,8 @@ static void test_gemm_glu(struct kn_gemm *g, int m, int inter, int k, int with_b
 		for (size_t i = 0; i < na; i++)
 			af[i] = eng_bf16_to_f32(got[i]);
 		tap_ok(!memcmp(want, got, na * 2) && rel_err(af, ref, na) < 1e-2,
-		       "skinny swiglu %dx%dx%d%s, %d warps an output: the unfused bits, %.2e from the "
-		       "CPU", m, inter, k, bias ? " with bias" : "", split, rel_err(af, ref, na));
+		       "skinny swiglu %dx%dx%d%s, %s: the unfused bits, %.2e from the CPU", m, inter,
+		       k, bias ? " with bias" : "", path_name(sk_paths[p]), rel_err(af, ref, na));
 	}
 	for (int fuse = 0; fuse < 2; fuse++) {
 		kn_skinny_glu(fuse);
@@ -460,10 +477,10 @@ static void test_gemm_glu(struct kn_gemm *g, int m, int inter, int k, int with_b
 	free(xf), free(wf), free(x), free(w), free(bias), free(af), free(want), free(got), free(ref);
 }
 
-/* The skinny-x kernel alone at split warps a row (kn_gemm_bf16 may pick
- * any path): fp32 out with a row stride past n, the same bits again, then
- * added, then bf16 out. */
-static void test_gemm_skinny(int m, int n, int k, int split)
+/* The skinny-x kernel alone on path (kn_gemm_bf16 may pick any path):
+ * fp32 out with a row stride past n, the same bits again, then added,
+ * then bf16 out. */
+static void test_gemm_skinny(int m, int n, int k, int path)
 {
 	int ldy = n + 5;
 	float *xf = malloc((size_t)m * k * 4), *wf = malloc((size_t)n * k * 4);
@@ -484,23 +501,24 @@ static void test_gemm_skinny(int m, int n, int k, int split)
 			ref[(size_t)i * n + j] = sum;
 		}
 	poison(dy, (size_t)m * ldy * 4);
-	if (ran(kn_gemm_skinny_bf16(dy, 1, ldy, dx, dw, m, n, k, split, NULL),
+	if (ran(kn_gemm_skinny_bf16(dy, 1, ldy, dx, dw, m, n, k, path, NULL),
 		"kn_gemm_skinny_bf16 f32")) {
 		down(y, dy, (size_t)m * ldy * 4);
 		for (int i = 0; i < m; i++)
 			memcpy(yc + (size_t)i * n, y + (size_t)i * ldy, (size_t)n * 4);
 		tap_ok(rel_err(yc, ref, (size_t)m * n) < 1e-4,
-		       "skinny gemm %dx%dx%d, %d warps a row, fp32 out: %.2e", m, n, k, split,
+		       "skinny gemm %dx%dx%d, %s, fp32 out: %.2e", m, n, k, path_name(path),
 		       rel_err(yc, ref, (size_t)m * n));
 	}
-	if (ran(kn_gemm_skinny_bf16(dy, 1, ldy, dx, dw, m, n, k, split, NULL),
+	if (ran(kn_gemm_skinny_bf16(dy, 1, ldy, dx, dw, m, n, k, path, NULL),
 		"kn_gemm_skinny_bf16 f32 again")) {
 		down(y2, dy, (size_t)m * ldy * 4);
 		tap_ok(!memcmp(y, y2, (size_t)m * ldy * 4),
-		       "skinny gemm %dx%dx%d, %d warps a row: the same bits twice", m, n, k, split);
+		       "skinny gemm %dx%dx%d, %s: the same bits twice", m, n, k,
+		       path_name(path));
 	}
 	/* added to what the fp32 product left: twice the product */
-	if (ran(kn_gemm_skinny_bf16(dy, KN_Y_F32_ADD, ldy, dx, dw, m, n, k, split, NULL),
+	if (ran(kn_gemm_skinny_bf16(dy, KN_Y_F32_ADD, ldy, dx, dw, m, n, k, path, NULL),
 		"kn_gemm_skinny_bf16 f32 add")) {
 		down(y, dy, (size_t)m * ldy * 4);
 		for (int i = 0; i < m; i++)
@@ -510,7 +528,7 @@ static void test_gemm_skinny(int m, int n, int k, int split)
 		       m, n, k, rel_err(yc, ref, (size_t)m * n));
 	}
 	poison(dy, (size_t)m * n * 2);
-	if (ran(kn_gemm_skinny_bf16(dy, 0, n, dx, dw, m, n, k, split, NULL),
+	if (ran(kn_gemm_skinny_bf16(dy, 0, n, dx, dw, m, n, k, path, NULL),
 		"kn_gemm_skinny_bf16 bf16")) {
 		down(yb, dy, (size_t)m * n * 2);
 		for (size_t i = 0; i < (size_t)m * n; i++)
@@ -518,10 +536,13 @@ static void test_gemm_skinny(int m, int n, int k, int split)
 		tap_ok(rel_err(yc, ref, (size_t)m * n) < 1e-2, "skinny gemm %dx%dx%d bf16 out: %.2e",
 		       m, n, k, rel_err(yc, ref, (size_t)m * n));
 	}
-	tap_ok(kn_gemm_skinny_bf16(dy, 1, n, dx, dw, m, n, k + 4, split, NULL) == KN_E_INVALID &&
-	       kn_gemm_skinny_bf16(dy, 1, n, dx, dw, 5, n, k, split, NULL) == KN_E_INVALID &&
-	       kn_gemm_skinny_bf16(dy, 1, n, dx, dw, m, n, k, 3, NULL) == KN_E_INVALID,
-	       "skinny gemm refuses k %% 8, m > 4 and 3 warps a row");
+	tap_ok(kn_gemm_skinny_bf16(dy, 1, n, dx, dw, m, n, k + 4, path, NULL) == KN_E_INVALID &&
+	       kn_gemm_skinny_bf16(dy, 1, n, dx, dw, 5, n, k, path, NULL) == KN_E_INVALID &&
+	       kn_gemm_skinny_bf16(dy, 1, n, dx, dw, m, n, k, 3, NULL) == KN_E_INVALID &&
+	       kn_gemm_skinny_bf16(dy, 1, n, dx, dw, m, n, k, KN_SKINNY_LOADS8, NULL) ==
+		       KN_E_INVALID &&
+	       kn_gemm_skinny_bf16(dy, 1, n, dx, dw, m, n, k, 16 | 1, NULL) == KN_E_INVALID,
+	       "skinny gemm refuses k %% 8, m > 4, 3 or no warps a row and unknown paths");
 	kn_free(dx), kn_free(dw), kn_free(dy);
 	free(xf), free(wf), free(x), free(w), free(ref), free(y), free(y2), free(yc), free(yb);
 }
@@ -1544,19 +1565,20 @@ int main(void)
 	test_gemm(g, 1, 1001, 3584);
 	test_gemm(g, 1, 3584, 18944);
 	test_gemm(g, 2, 3584, 18944);
-	/* 4 loads in flight a lane, then 8 (kn_skinny_wide) below 16384 rows;
-	 * 1, 2 and 4 warps a row */
+	/* 1, 2 and 4 warps a row at 4 and 8 loads a lane */
+	for (int p = 0; p < N_SK_PATHS; p++) {
+		test_gemm_skinny(1, 333, 520, sk_paths[p]);
+		test_gemm_skinny(2, 1001, 8, sk_paths[p]);
+		test_gemm_skinny(3, 37, 3584, sk_paths[p]);
+		test_gemm_skinny(4, 517, 18944, sk_paths[p]);
+		test_gemm_skinny(1, 4099, 1032, sk_paths[p]);
+		test_gemm_skinny(1, 16411, 520, sk_paths[p]);
+		test_gemm_skinny(1, 3583, 3584, sk_paths[p]);
+	}
+	/* the FP8 kernel at 4 loads in flight a lane, then 8 (kn_skinny_wide)
+	 * below 16384 rows */
 	for (int wide = 0; wide < 2; wide++) {
 		kn_skinny_wide(wide);
-		for (int split = 1; split <= 4; split *= 2) {
-			test_gemm_skinny(1, 333, 520, split);
-			test_gemm_skinny(2, 1001, 8, split);
-			test_gemm_skinny(3, 37, 3584, split);
-			test_gemm_skinny(4, 517, 18944, split);
-			test_gemm_skinny(1, 4099, 1032, split);
-			test_gemm_skinny(1, 16411, 520, split);
-			test_gemm_skinny(1, 3583, 3584, split);
-		}
 		test_gemm_fp8(g, 1, 333, 512, KN_FP8_SKINNY);
 		test_gemm_fp8(g, 3, 4608, 3584, KN_FP8_SKINNY);
 		test_gemm_fp8(g, 8, 1000, 1024, KN_FP8_SKINNY);

@@ -19,12 +19,13 @@
  * Which path is faster depends on the shape and the GPU, so the first
  * skinny product of each shape on a device (outside a stream capture)
  * times cuBLAS and the kernel at 1, 2 and 4 warps a row by 4 and 8 loads
- * (1 and 4 only without kn_skinny_splits) and remembers the fastest for
- * the whole process (every
- * handle then computes a shape the same way, bit for bit); a capture uses
- * what was picked (cuBLAS if the shape was never timed).  Two processes may
- * pick differently for a shape where both paths are about as fast, so
- * their outputs may differ in the last bits.  Refuses nothing: shapes the
+ * (1 and 4 only without kn_skinny_splits), each run with L2 flushed
+ * first (the weights come from memory in a forward pass), and remembers
+ * the fastest for the whole process (every handle then computes a shape
+ * the same way, bit for bit); a capture uses what was picked (cuBLAS if
+ * the shape was never timed).  Two processes may pick differently for a
+ * shape where both paths are about as fast, so their outputs may differ
+ * in the last bits.  Refuses nothing: shapes the
  * kernel does not take (k not a multiple of 8, unaligned operands) go to
  * cuBLAS.
  * The handle owns a 32 MiB workspace and is bound to one stream.
@@ -379,23 +380,34 @@ extern "C" int kn_gemm_skinny_glu_bf16(uint16_t *act, const uint16_t *x, const u
 /* ---------------------------------------------------------------- picking */
 
 /* Device milliseconds of 3 runs of one path (skinny 0: cuBLAS, else the
- * kernel's path), after one untimed run. */
+ * kernel's path), after one untimed run; each run after flush (when not
+ * NULL) is written, so that the weights come from memory as they do in
+ * a forward pass (whose other layers pass through L2 in between), not
+ * from L2 as they would in back-to-back runs of one shape. */
 static int time_path(struct kn_gemm *g, int skinny, void *y, int y_f32, int ldy,
-		     const uint16_t *x, const uint16_t *w, int m, int n, int k, float *ms)
+		     const uint16_t *x, const uint16_t *w, int m, int n, int k, void *flush,
+		     size_t flush_bytes, float *ms)
 {
+	float t;
 	int rc;
 
+	*ms = 0.0f;
 	for (int i = 0; i < 4; i++) {
-		if (i == 1)
+		if (i && flush)
+			KN_CHECK(cudaMemsetAsync(flush, i, flush_bytes, g->s));
+		if (i)
 			KN_CHECK(cudaEventRecord(g->e0, g->s));
 		rc = skinny ? launch_skinny(y, y_f32, ldy, x, w, m, n, k, skinny, g->s)
 			    : launch_gemm(g->h, y, y_f32, ldy, x, w, m, n, k);
 		if (rc)
 			return rc;
+		if (!i)
+			continue;
+		KN_CHECK(cudaEventRecord(g->e1, g->s));
+		KN_CHECK(cudaEventSynchronize(g->e1));
+		KN_CHECK(cudaEventElapsedTime(&t, g->e0, g->e1));
+		*ms += t;
 	}
-	KN_CHECK(cudaEventRecord(g->e1, g->s));
-	KN_CHECK(cudaEventSynchronize(g->e1));
-	KN_CHECK(cudaEventElapsedTime(ms, g->e0, g->e1));
 	return 0;
 }
 
@@ -424,29 +436,45 @@ static int pick_find(int dev, int m, int n, int k, int y_f32, int add)
  * with KN_SKINNY_LOADS8 for 8 loads a lane; one warp and 4 loads only
  * unless kn_skinny_splits), each timed into y, or for an adding
  * product (whose y must not be disturbed) as a plain fp32 product into a
- * scratch buffer.  A tie keeps the earlier path. */
+ * scratch buffer, with L2 flushed by a buffer twice its size before each
+ * timed run (not flushed where that buffer cannot be had).  A tie keeps
+ * the earlier path. */
 static int time_paths(struct kn_gemm *g, void *y, int y_f32, int ldy, const uint16_t *x,
 		      const uint16_t *w, int m, int n, int k, int *best)
 {
 	static const int paths[] = { 0, 1, 2, 4, 1 | KN_SKINNY_LOADS8, 2 | KN_SKINNY_LOADS8,
 				     4 | KN_SKINNY_LOADS8 };
-	int n_paths = kn_skinny_splits_on ? 7 : 2, rc = 0;
-	void *scratch = NULL;
+	int n_paths = kn_skinny_splits_on ? 7 : 2, rc = 0, dev, l2 = 0;
+	void *scratch = NULL, *flush = NULL;
+	size_t flush_bytes;
 	float t, t_best = 0.0f;
 
+	KN_CHECK(cudaGetDevice(&dev));
+	KN_CHECK(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, dev));
+	flush_bytes = 2 * (size_t)l2;
+	if (flush_bytes && cudaMalloc(&flush, flush_bytes) != cudaSuccess) {
+		(void)cudaGetLastError();
+		flush = NULL;
+	}
 	if (y_f32 == KN_Y_F32_ADD) {
-		KN_CHECK(cudaMalloc(&scratch, (size_t)m * ldy * sizeof(float)));
+		if ((rc = kn_status(cudaMalloc(&scratch, (size_t)m * ldy * sizeof(float)),
+				    "cudaMalloc", __FILE__, __LINE__)))
+			goto out;
 		y = scratch;
 		y_f32 = KN_Y_F32;
 	}
 	for (int p = 0; p < n_paths && !rc; p++)
-		if (!(rc = time_path(g, paths[p], y, y_f32, ldy, x, w, m, n, k, &t)) &&
+		if (!(rc = time_path(g, paths[p], y, y_f32, ldy, x, w, m, n, k, flush,
+				     flush_bytes, &t)) &&
 		    (!p || t < t_best)) {
 			t_best = t;
 			*best = paths[p];
 		}
+out:
 	if (scratch)
 		cudaFree(scratch);
+	if (flush)
+		cudaFree(flush);
 	return rc;
 }
 

@@ -495,8 +495,8 @@ static int layer_op(const struct cuda_state *st, const struct rank *R, const str
 	case OP_MLP_NORM:
 		return norm_in(st, R, adds(st, L->bo) ? NULL : R->proj, L->bo, L->mlp_norm, T);
 	case OP_GU:
-		/* bf16 weights: SwiGLU too, in the product's kernel where it
-		 * is the skinny one */
+		/* bf16 weights: SwiGLU too (in the product's kernel where it
+		 * is the skinny one and eng_cuda_skinny_glu is on) */
 		if (!st->w_fp8)
 			return kn_gemm_glu_bf16(R->gemm, R->act, R->gu, R->xb, L->wgu, L->bgu, T, I,
 						H);

@@ -96,9 +96,9 @@ void eng_cuda_skinny_wide(void *state, int on);
  * (off: the ablation).  Process-wide; drops this state's graphs. */
 void eng_cuda_skinny_splits(void *state, int on);
 /* With bf16 weights, whether SwiGLU runs in the skinny gate/up product's
- * kernel (kn_skinny_glu; on, the default) or in a launch of its own after
- * it (off: the ablation); the same bits.  Process-wide; drops this
- * state's graphs. */
+ * kernel (kn_skinny_glu; on) or in a launch of its own after it (off,
+ * the default: on one H100 the fused form was no faster); the same bits.
+ * Process-wide; drops this state's graphs. */
 void eng_cuda_skinny_glu(void *state, int on);
 
 /* How decode batches split their keys: by work (on, the default: one

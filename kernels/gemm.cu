@@ -298,7 +298,7 @@ extern "C" void kn_skinny_wide(int wide)
 	kn_skinny_wide_on = wide != 0;
 }
 
-int kn_skinny_splits_on = 1, kn_skinny_glu_on = 1;
+int kn_skinny_splits_on = 1, kn_skinny_glu_on;
 
 extern "C" void kn_skinny_glu(int on)
 {

@@ -115,9 +115,10 @@ int kn_gemm_glu_bf16(struct kn_gemm *g, uint16_t *act, uint16_t *gu, const uint1
 int kn_gemm_skinny_glu_bf16(uint16_t *act, const uint16_t *x, const uint16_t *w,
 			    const float *bias, int m, int inter, int k, int path, kn_stream s);
 
-/* Whether kn_gemm_glu_bf16 fuses SiLU into the skinny kernel (on, the
- * default) or launches the product and kn_silu_mul (off: the ablation).
- * Process-wide, for measuring; the bits are the same. */
+/* Whether kn_gemm_glu_bf16 fuses SiLU into the skinny kernel (on) or
+ * launches the product and kn_silu_mul (off, the default: on one H100
+ * the fused form was no faster).  Process-wide, for measuring; the bits
+ * are the same. */
 void kn_skinny_glu(int on);
 
 /* Whether kn_gemm_bf16 may split a skinny product's rows over 2 or 4

@@ -201,21 +201,7 @@ static __global__ void __launch_bounds__(WG_THREADS, 1)
 	cp_async_commit();
 	if (n_kt > 1)
 		wg_pages<HD>(a, bt, shift, kb + WG_KT, ke, pg);
-	/* a row's last key: its position, or the split's end; -1 past nq */
-#pragma unroll
-	for (int e = 0; e < 2; e++) {
-		int r = r_lo + 8 * e;
-
-		lim[e] = r < nq ? min(a.pos[row0 + r / G], ke - 1) : -1;
-		m[e] = -INFINITY;
-		l[e] = 0.0f;
-	}
-#pragma unroll
-	for (int nt = 0; nt < HD / 8; nt++)
-		o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.0f;
-#pragma unroll
-	for (int kk = 0; kk < WG_KT / 16; kk++)
-		p[kk][0] = p[kk][1] = p[kk][2] = p[kk][3] = 0u;
+	wg_rows_begin<HD>(a, G, row0, nq, r_lo, ke, lim, m, l, o, p);
 	for (int j = 0; j < n_kt; j++) {
 		int k0 = kb + j * WG_KT;
 
@@ -261,14 +247,7 @@ static __global__ void __launch_bounds__(WG_THREADS, 1)
 	wg_commit();
 	wg_wait<0>();
 	wg_hold(o);
-#pragma unroll
-	for (int e = 0; e < 2; e++) {
-		if constexpr (SPLIT)
-			tc_store_partial<HD>(pp, nq, r_lo + 8 * e, t, m[e], l[e], o, 2 * e, 1.0f);
-		else
-			tc_store_rows<HD>(a, G, row0, nq, kvh, r_lo + 8 * e, t, l[e], o, 2 * e,
-					  1.0f);
-	}
+	wg_rows_store<HD, SPLIT>(a, G, row0, nq, kvh, r_lo, t, m, l, o, pp);
 #else
 	__trap();   /* not built for sm_90a: kn_attn_prefill_wg_ok said no */
 #endif

@@ -278,20 +278,7 @@ static __device__ __forceinline__ void wg2_consume(const struct kn_attn_args &a,
 	int lim[2];
 
 	wg2_load_q(a, G, row0, nq, kvh, c, Qs);
-#pragma unroll
-	for (int e = 0; e < 2; e++) {
-		int r = r_lo + 8 * e;
-
-		lim[e] = r < nq ? min(a.pos[row0 + r / G], ke - 1) : -1;
-		m[e] = -INFINITY;
-		l[e] = 0.0f;
-	}
-#pragma unroll
-	for (int nt = 0; nt < HD / 8; nt++)
-		o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.0f;
-#pragma unroll
-	for (int kk = 0; kk < WG_KT / 16; kk++)
-		p[kk][0] = p[kk][1] = p[kk][2] = p[kk][3] = 0u;
+	wg_rows_begin<HD>(a, G, row0, nq, r_lo, ke, lim, m, l, o, p);
 	/* consumer 0 issues first: its turn barrier gets consumer 1's arrival */
 	if (c == 1)
 		wg2_named_arrive(WG2_TURN + 0, 256);
@@ -350,14 +337,7 @@ static __device__ __forceinline__ void wg2_consume(const struct kn_attn_args &a,
 	wg_commit();
 	wg_wait<0>();
 	wg_hold(o);
-#pragma unroll
-	for (int e = 0; e < 2; e++) {
-		if constexpr (SPLIT)
-			tc_store_partial<HD>(pp, nq, r_lo + 8 * e, t, m[e], l[e], o, 2 * e, 1.0f);
-		else
-			tc_store_rows<HD>(a, G, row0, nq, kvh, r_lo + 8 * e, t, l[e], o, 2 * e,
-					  1.0f);
-	}
+	wg_rows_store<HD, SPLIT>(a, G, row0, nq, kvh, r_lo, t, m, l, o, pp);
 }
 
 template <bool SPLIT>

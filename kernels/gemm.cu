@@ -291,13 +291,6 @@ static int launch_skinny_u(void *y, int y_f32, int ldy, const uint16_t *x, const
 	return launch_skinny_us<U, 1, R>(y, y_f32, ldy, x, w, bias, m, n, k, s);
 }
 
-int kn_skinny_wide_on;
-
-extern "C" void kn_skinny_wide(int wide)
-{
-	kn_skinny_wide_on = wide != 0;
-}
-
 int kn_skinny_splits_on = 1, kn_skinny_glu_on;
 
 extern "C" void kn_skinny_glu(int on)
@@ -310,7 +303,8 @@ extern "C" void kn_skinny_splits(int on)
 	kn_skinny_splits_on = on != 0;
 }
 
-/* The split (1, 2 or 4 warps a row) and loads a lane of a path. */
+/* Whether path is one of the kernel's: 1, 2 or 4 warps a row, with or
+ * without KN_SKINNY_LOADS8. */
 static int path_ok(int path)
 {
 	int split = path & ~KN_SKINNY_LOADS8;
@@ -318,31 +312,31 @@ static int path_ok(int path)
 	return split == 1 || split == 2 || split == 4;
 }
 
-/* The skinny kernel on path: split warps a row, | KN_SKINNY_LOADS8 for
- * 8 loads in flight a lane. */
+/* The kernel on path (split warps a row, | KN_SKINNY_LOADS8 for 8 loads
+ * in flight a lane), R weight rows a warp: with SwiGLU's two, each row
+ * keeps half the loads, so that a warp has the path's in flight. */
+template <int R>
+static int launch_skinny_path(void *y, int y_f32, int ldy, const uint16_t *x, const uint16_t *w,
+			      const float *bias, int m, int n, int k, int path, cudaStream_t s)
+{
+	int split = path & ~KN_SKINNY_LOADS8;
+
+	if (path & KN_SKINNY_LOADS8)
+		return launch_skinny_u<SK_UNROLL_WIDE / R, R>(y, y_f32, ldy, x, w, bias, m, n, k,
+							     split, s);
+	return launch_skinny_u<SK_UNROLL / R, R>(y, y_f32, ldy, x, w, bias, m, n, k, split, s);
+}
+
 static int launch_skinny(void *y, int y_f32, int ldy, const uint16_t *x, const uint16_t *w,
 			 int m, int n, int k, int path, cudaStream_t s)
 {
-	int split = path & ~KN_SKINNY_LOADS8;
-
-	if (path & KN_SKINNY_LOADS8)
-		return launch_skinny_u<SK_UNROLL_WIDE, 1>(y, y_f32, ldy, x, w, NULL, m, n, k, split,
-							 s);
-	return launch_skinny_u<SK_UNROLL, 1>(y, y_f32, ldy, x, w, NULL, m, n, k, split, s);
+	return launch_skinny_path<1>(y, y_f32, ldy, x, w, NULL, m, n, k, path, s);
 }
 
-/* SwiGLU's launch on path: a warp's two rows keep the loads in flight a
- * lane that one row does on the product's path. */
 static int launch_skinny_glu(uint16_t *act, const uint16_t *x, const uint16_t *w,
 			     const float *bias, int m, int inter, int k, int path, cudaStream_t s)
 {
-	int split = path & ~KN_SKINNY_LOADS8;
-
-	if (path & KN_SKINNY_LOADS8)
-		return launch_skinny_u<SK_UNROLL_WIDE / 2, 2>(act, 0, inter, x, w, bias, m, inter,
-							     k, split, s);
-	return launch_skinny_u<SK_UNROLL / 2, 2>(act, 0, inter, x, w, bias, m, inter, k, split,
-						 s);
+	return launch_skinny_path<2>(act, 0, inter, x, w, bias, m, inter, k, path, s);
 }
 
 static int skinny_ok(const void *y, int y_f32, int ldy, const uint16_t *x, const uint16_t *w,
@@ -379,11 +373,19 @@ extern "C" int kn_gemm_skinny_glu_bf16(uint16_t *act, const uint16_t *x, const u
 
 /* ---------------------------------------------------------------- picking */
 
-/* Device milliseconds of 3 runs of one path (skinny 0: cuBLAS, else the
- * kernel's path), after one untimed run; each run after flush (when not
- * NULL) is written, so that the weights come from memory as they do in
- * a forward pass (whose other layers pass through L2 in between), not
- * from L2 as they would in back-to-back runs of one shape. */
+/* One run of a path (skinny 0: cuBLAS, else the kernel's path). */
+static int run_path(struct kn_gemm *g, int skinny, void *y, int y_f32, int ldy,
+		    const uint16_t *x, const uint16_t *w, int m, int n, int k)
+{
+	return skinny ? launch_skinny(y, y_f32, ldy, x, w, m, n, k, skinny, g->s)
+		      : launch_gemm(g->h, y, y_f32, ldy, x, w, m, n, k);
+}
+
+/* Device milliseconds of 3 runs of one path, after one untimed run; each
+ * timed run after flush (when not NULL) is written, so that the weights
+ * come from memory as they do in a forward pass (whose other layers pass
+ * through L2 in between), not from L2 as they would in back-to-back runs
+ * of one shape. */
 static int time_path(struct kn_gemm *g, int skinny, void *y, int y_f32, int ldy,
 		     const uint16_t *x, const uint16_t *w, int m, int n, int k, void *flush,
 		     size_t flush_bytes, float *ms)
@@ -392,17 +394,14 @@ static int time_path(struct kn_gemm *g, int skinny, void *y, int y_f32, int ldy,
 	int rc;
 
 	*ms = 0.0f;
-	for (int i = 0; i < 4; i++) {
-		if (i && flush)
+	if ((rc = run_path(g, skinny, y, y_f32, ldy, x, w, m, n, k)))
+		return rc;
+	for (int i = 1; i <= 3; i++) {
+		if (flush)
 			KN_CHECK(cudaMemsetAsync(flush, i, flush_bytes, g->s));
-		if (i)
-			KN_CHECK(cudaEventRecord(g->e0, g->s));
-		rc = skinny ? launch_skinny(y, y_f32, ldy, x, w, m, n, k, skinny, g->s)
-			    : launch_gemm(g->h, y, y_f32, ldy, x, w, m, n, k);
-		if (rc)
+		KN_CHECK(cudaEventRecord(g->e0, g->s));
+		if ((rc = run_path(g, skinny, y, y_f32, ldy, x, w, m, n, k)))
 			return rc;
-		if (!i)
-			continue;
 		KN_CHECK(cudaEventRecord(g->e1, g->s));
 		KN_CHECK(cudaEventSynchronize(g->e1));
 		KN_CHECK(cudaEventElapsedTime(&t, g->e0, g->e1));
@@ -439,17 +438,16 @@ static int pick_find(int dev, int m, int n, int k, int y_f32, int add)
  * scratch buffer, with L2 flushed by a buffer twice its size before each
  * timed run (not flushed where that buffer cannot be had).  A tie keeps
  * the earlier path. */
-static int time_paths(struct kn_gemm *g, void *y, int y_f32, int ldy, const uint16_t *x,
-		      const uint16_t *w, int m, int n, int k, int *best)
+static int time_paths(struct kn_gemm *g, int dev, void *y, int y_f32, int ldy,
+		      const uint16_t *x, const uint16_t *w, int m, int n, int k, int *best)
 {
 	static const int paths[] = { 0, 1, 2, 4, 1 | KN_SKINNY_LOADS8, 2 | KN_SKINNY_LOADS8,
 				     4 | KN_SKINNY_LOADS8 };
-	int n_paths = kn_skinny_splits_on ? 7 : 2, rc = 0, dev, l2 = 0;
+	int n_paths = kn_skinny_splits_on ? 7 : 2, rc = 0, l2 = 0;
 	void *scratch = NULL, *flush = NULL;
 	size_t flush_bytes;
 	float t, t_best = 0.0f;
 
-	KN_CHECK(cudaGetDevice(&dev));
 	KN_CHECK(cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, dev));
 	flush_bytes = 2 * (size_t)l2;
 	if (flush_bytes && cudaMalloc(&flush, flush_bytes) != cudaSuccess) {
@@ -495,7 +493,7 @@ static int pick_path(struct kn_gemm *g, void *y, int y_f32, int ldy, const uint1
 	KN_CHECK(cudaStreamIsCapturing(g->s, &cs));
 	if (cs != cudaStreamCaptureStatusNone)
 		return 0;
-	if ((rc = time_paths(g, y, y_f32, ldy, x, w, m, n, k, &best)))
+	if ((rc = time_paths(g, dev, y, y_f32, ldy, x, w, m, n, k, &best)))
 		return rc;
 	rc = pick_find(dev, m, n, k, key, best);
 	*skinny = rc > 0 ? rc : 0;

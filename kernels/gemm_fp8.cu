@@ -48,6 +48,13 @@
 #define F8_UNROLL_WIDE 8
 #define F8_WIDE_N 16384
 
+static int kn_skinny_wide_on;
+
+extern "C" void kn_skinny_wide(int wide)
+{
+	kn_skinny_wide_on = wide != 0;
+}
+
 /* ---------------------------------------------------------------- quantize */
 
 /* Row blockIdx.x of x (rows, cols) bf16 into q (rows, cols) and scale. */

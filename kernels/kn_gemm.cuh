@@ -11,8 +11,6 @@
 
 #define KN_GEMM_WORKSPACE (32u << 20)
 
-/* kn_skinny_wide's setting (gemm.cu). */
-extern int kn_skinny_wide_on;
 #define KN_LT_PLANS 16
 
 /* One FP8 product shape as cuBLASLt runs it: its descriptors and the

@@ -187,6 +187,51 @@ static __device__ __forceinline__ void wg_pack_p(uint32_t (&p)[WG_KT / 16][4],
 	}
 }
 
+/* A computing thread's two rows (r_lo and r_lo + 8 of the block's nq)
+ * before the first tile: each row's last key (its position, or the
+ * split's last key ke - 1; -1 past nq), running max and sum, and O and P
+ * zeroed. */
+template <int HD>
+static __device__ __forceinline__ void wg_rows_begin(const struct kn_attn_args &a, int G,
+						     int row0, int nq, int r_lo, int ke,
+						     int (&lim)[2], float (&m)[2], float (&l)[2],
+						     float (&o)[HD / 8][4],
+						     uint32_t (&p)[WG_KT / 16][4])
+{
+#pragma unroll
+	for (int e = 0; e < 2; e++) {
+		int r = r_lo + 8 * e;
+
+		lim[e] = r < nq ? min(a.pos[row0 + r / G], ke - 1) : -1;
+		m[e] = -INFINITY;
+		l[e] = 0.0f;
+	}
+#pragma unroll
+	for (int nt = 0; nt < HD / 8; nt++)
+		o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.0f;
+#pragma unroll
+	for (int kk = 0; kk < WG_KT / 16; kk++)
+		p[kk][0] = p[kk][1] = p[kk][2] = p[kk][3] = 0u;
+}
+
+/* The two rows' O after the last tile: the split's partial at pp
+ * (SPLIT), else the rows' output. */
+template <int HD, bool SPLIT>
+static __device__ __forceinline__ void wg_rows_store(const struct kn_attn_args &a, int G,
+						     int row0, int nq, int kvh, int r_lo, int t,
+						     const float (&m)[2], const float (&l)[2],
+						     float (&o)[HD / 8][4], float *pp)
+{
+#pragma unroll
+	for (int e = 0; e < 2; e++) {
+		if constexpr (SPLIT)
+			tc_store_partial<HD>(pp, nq, r_lo + 8 * e, t, m[e], l[e], o, 2 * e, 1.0f);
+		else
+			tc_store_rows<HD>(a, G, row0, nq, kvh, r_lo + 8 * e, t, l[e], o, 2 * e,
+					  1.0f);
+	}
+}
+
 /* The shapes the kernel takes: those of the mma.sync kernel's tiles (at
  * most WG_ROWS rows), bf16 pages, head_dim 64 or 128. */
 static int wg_shape_ok(int n_heads, int n_kv, int head_dim, int kv_dtype)
